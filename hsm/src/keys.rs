@@ -1,0 +1,376 @@
+//! Key types, usages, references, public key descriptions and the key check
+//! value (KCV). Clear key material only ever appears here inside [`ClearKey`],
+//! which zeroizes itself and prints as `***`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::HsmError;
+
+/// The longest label accepted. Labels end up in PKCS#11 `CKA_LABEL` and in
+/// log lines, so they stay short and printable.
+pub const MAX_LABEL_LEN: usize = 64;
+
+/// Versions kept per label. Verification tries versions newest first, so this
+/// bounds the work (and the chances) a forged MAC gets.
+pub const MAX_VERSIONS: u32 = 16;
+
+/// The algorithm family of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyType {
+    /// Double-length triple DES (K1 K2, 16 bytes): zone MAC and PIN keys, ZMKs.
+    Tdes2,
+    /// AES with a 256-bit key: CMAC, PIN format 4, key wrapping.
+    Aes256,
+    /// Ed25519 signing key (RFC 8032).
+    Ed25519,
+    /// ECDSA over NIST P-256 with SHA-256.
+    EcdsaP256,
+    /// HMAC-SHA256 key (32 bytes), e.g. for PAN fingerprints.
+    HmacSha256,
+}
+
+impl KeyType {
+    /// Length in bytes of clear material accepted by `import_key`.
+    #[must_use]
+    pub fn clear_len_bytes(self) -> Option<usize> {
+        match self {
+            Self::Tdes2 => Some(16),
+            Self::Aes256 | Self::Ed25519 | Self::HmacSha256 => Some(32),
+            // ECDSA keys are generated inside the HSM only: see `import_key`.
+            Self::EcdsaP256 => None,
+        }
+    }
+
+    /// The stable name used in files, the CLI and PKCS#11 metadata.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tdes2 => "tdes2",
+            Self::Aes256 => "aes256",
+            Self::Ed25519 => "ed25519",
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::HmacSha256 => "hmac-sha256",
+        }
+    }
+
+    /// Parses [`KeyType::as_str`].
+    pub fn parse(text: &str) -> Result<Self, HsmError> {
+        [
+            Self::Tdes2,
+            Self::Aes256,
+            Self::Ed25519,
+            Self::EcdsaP256,
+            Self::HmacSha256,
+        ]
+        .into_iter()
+        .find(|key_type| key_type.as_str() == text)
+        .ok_or_else(|| HsmError::InvalidInput(format!("unknown key type {text:?}")))
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a key may be used for. One key, one purpose: a MAC key never
+/// decrypts a PIN block and a ZMK never MACs a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyUsage {
+    /// Message authentication (retail MAC with TDES, CMAC with AES).
+    Mac,
+    /// PIN block encryption (terminal or zone PIN key).
+    Pin,
+    /// Key encryption (ZMK / KEK): wraps and unwraps other keys.
+    KeyEncryption,
+    /// Digital signatures.
+    Sign,
+    /// Keyed hashing (HMAC-SHA256).
+    Hmac,
+}
+
+impl KeyUsage {
+    /// The stable name used in files, the CLI and PKCS#11 metadata.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mac => "mac",
+            Self::Pin => "pin",
+            Self::KeyEncryption => "kek",
+            Self::Sign => "sign",
+            Self::Hmac => "hmac",
+        }
+    }
+
+    /// Parses [`KeyUsage::as_str`].
+    pub fn parse(text: &str) -> Result<Self, HsmError> {
+        [
+            Self::Mac,
+            Self::Pin,
+            Self::KeyEncryption,
+            Self::Sign,
+            Self::Hmac,
+        ]
+        .into_iter()
+        .find(|usage| usage.as_str() == text)
+        .ok_or_else(|| HsmError::InvalidInput(format!("unknown key usage {text:?}")))
+    }
+}
+
+impl fmt::Display for KeyUsage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key type together with its single usage. Only valid pairs can be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeySpec {
+    key_type: KeyType,
+    usage: KeyUsage,
+}
+
+impl KeySpec {
+    /// Zone (or terminal) MAC key for ISO 9797-1 algorithm 3.
+    pub const TDES_MAC: Self = Self::unchecked(KeyType::Tdes2, KeyUsage::Mac);
+    /// Terminal or zone PIN key for ISO 9564 format 0.
+    pub const TDES_PIN: Self = Self::unchecked(KeyType::Tdes2, KeyUsage::Pin);
+    /// Zone master key: wraps TDES keys for exchange with a partner.
+    pub const TDES_ZMK: Self = Self::unchecked(KeyType::Tdes2, KeyUsage::KeyEncryption);
+    /// AES-CMAC key.
+    pub const AES_MAC: Self = Self::unchecked(KeyType::Aes256, KeyUsage::Mac);
+    /// AES PIN key for ISO 9564 format 4.
+    pub const AES_PIN: Self = Self::unchecked(KeyType::Aes256, KeyUsage::Pin);
+    /// AES key-encryption key (RFC 3394 key wrap).
+    pub const AES_KEK: Self = Self::unchecked(KeyType::Aes256, KeyUsage::KeyEncryption);
+    /// Ed25519 signing key.
+    pub const ED25519: Self = Self::unchecked(KeyType::Ed25519, KeyUsage::Sign);
+    /// ECDSA P-256 signing key.
+    pub const ECDSA_P256: Self = Self::unchecked(KeyType::EcdsaP256, KeyUsage::Sign);
+    /// HMAC-SHA256 key.
+    pub const HMAC_SHA256: Self = Self::unchecked(KeyType::HmacSha256, KeyUsage::Hmac);
+
+    const fn unchecked(key_type: KeyType, usage: KeyUsage) -> Self {
+        Self { key_type, usage }
+    }
+
+    /// Pairs a type with a usage, refusing pairs the type cannot serve.
+    pub fn new(key_type: KeyType, usage: KeyUsage) -> Result<Self, HsmError> {
+        let valid = matches!(
+            (key_type, usage),
+            (
+                KeyType::Tdes2 | KeyType::Aes256,
+                KeyUsage::Mac | KeyUsage::Pin | KeyUsage::KeyEncryption
+            ) | (KeyType::Ed25519 | KeyType::EcdsaP256, KeyUsage::Sign)
+                | (KeyType::HmacSha256, KeyUsage::Hmac)
+        );
+        if valid {
+            Ok(Self { key_type, usage })
+        } else {
+            Err(HsmError::InvalidKeySpec { key_type, usage })
+        }
+    }
+
+    #[must_use]
+    pub fn key_type(self) -> KeyType {
+        self.key_type
+    }
+
+    #[must_use]
+    pub fn usage(self) -> KeyUsage {
+        self.usage
+    }
+}
+
+impl fmt::Display for KeySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.key_type, self.usage)
+    }
+}
+
+/// Names a key: a label and either one version or the newest one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyRef {
+    label: String,
+    version: Option<u32>,
+}
+
+impl KeyRef {
+    /// The newest version of `label`. For verification, every kept version is tried.
+    #[must_use]
+    pub fn latest(label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            version: None,
+        }
+    }
+
+    /// Exactly this version of `label`.
+    #[must_use]
+    pub fn version(label: impl Into<String>, version: u32) -> Self {
+        Self {
+            label: label.into(),
+            version: Some(version),
+        }
+    }
+
+    #[must_use]
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    #[must_use]
+    pub fn pinned_version(&self) -> Option<u32> {
+        self.version
+    }
+}
+
+impl fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.version {
+            Some(version) => write!(f, "{}@v{version}", self.label),
+            None => write!(f, "{}@latest", self.label),
+        }
+    }
+}
+
+/// Checks a label: 1 to [`MAX_LABEL_LEN`] characters of `[A-Za-z0-9._-]`.
+pub fn validate_label(label: &str) -> Result<(), HsmError> {
+    let reason = if label.is_empty() {
+        Some("empty")
+    } else if label.len() > MAX_LABEL_LEN {
+        Some("longer than 64 characters")
+    } else if !label
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+    {
+        Some("only A-Z, a-z, 0-9, '.', '_' and '-' are allowed")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(HsmError::InvalidLabel {
+            label: label.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A key check value: three bytes that identify a key without revealing it.
+///
+/// Defined as PKCS#11 `CKA_CHECK_VALUE` is, so both backends agree: TDES and
+/// AES encrypt a zero block and keep the first three bytes; HMAC keys take the
+/// first three bytes of SHA-1 of the key; signing keys take the first three
+/// bytes of SHA-256 of the public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kcv(pub [u8; 3]);
+
+impl Kcv {
+    /// Parses six hex digits.
+    pub fn parse(text: &str) -> Result<Self, HsmError> {
+        let bytes = hex::decode(text)
+            .ok()
+            .and_then(|bytes| <[u8; 3]>::try_from(bytes).ok())
+            .ok_or_else(|| HsmError::InvalidInput(format!("KCV {text:?} is not 6 hex digits")))?;
+        Ok(Self(bytes))
+    }
+}
+
+impl fmt::Display for Kcv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode_upper(self.0))
+    }
+}
+
+/// What the HSM tells about a key: never its material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub label: String,
+    pub spec: KeySpec,
+    pub version: u32,
+    pub kcv: Kcv,
+    /// When this version was created, seconds since the Unix epoch.
+    pub created_at_unix_s: i64,
+}
+
+/// Clear key material on its way into the HSM (key ceremony components,
+/// test vectors). Zeroized on drop; `Debug` prints `***`.
+pub struct ClearKey(Zeroizing<Vec<u8>>);
+
+impl ClearKey {
+    /// Takes ownership of the bytes; the caller's copy should be a `Zeroizing` too.
+    #[must_use]
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// Parses hex (as typed by a key custodian), zeroizing the intermediate buffer.
+    pub fn from_hex(text: &str) -> Result<Self, HsmError> {
+        let bytes = hex::decode(text.trim())
+            .map_err(|_| HsmError::InvalidInput("clear key is not valid hex".to_owned()))?;
+        Ok(Self::new(bytes))
+    }
+
+    pub(crate) fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClearKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClearKey(***)")
+    }
+}
+
+/// A public key, as published to partners who verify posgate's signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    /// The 32-byte RFC 8032 public key.
+    Ed25519([u8; 32]),
+    /// The 65-byte uncompressed SEC1 point `04 || x || y`.
+    EcdsaP256(Vec<u8>),
+}
+
+impl PublicKey {
+    /// The raw encoding described on each variant.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Ed25519(bytes) => bytes,
+            Self::EcdsaP256(bytes) => bytes,
+        }
+    }
+
+    /// The KCV of a signing key: SHA-256 of the public key, first three bytes.
+    #[must_use]
+    pub fn kcv(&self) -> Kcv {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.as_bytes());
+        let mut kcv = [0_u8; 3];
+        kcv.copy_from_slice(&digest.as_ref()[..3]);
+        Kcv(kcv)
+    }
+}
+
+/// Checks that `material` fits `key_type` (for clear imports).
+pub(crate) fn check_clear_len(key_type: KeyType, material: &[u8]) -> Result<(), HsmError> {
+    match key_type.clear_len_bytes() {
+        Some(expected_bytes) if expected_bytes == material.len() => Ok(()),
+        Some(expected_bytes) => Err(HsmError::BadKeyLength {
+            key_type,
+            expected_bytes,
+            actual_bytes: material.len(),
+        }),
+        None => Err(HsmError::Unsupported {
+            backend: "any",
+            operation: "clear import of ECDSA keys",
+            reason: "ECDSA P-256 keys are generated inside the HSM; publish the public key instead",
+        }),
+    }
+}
