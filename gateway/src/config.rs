@@ -1,0 +1,399 @@
+//! The gateway's TOML configuration: server, database, limits, stores and
+//! billers. Every value is checked once at load time, so the rest of the code
+//! works with typed, valid settings.
+//!
+//! Environment overrides (for containers and secrets): `POSGATE_DATABASE_URL`
+//! replaces `database.url`, `POSGATE_LISTEN` replaces `server.listen`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveTime;
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::bill::barcode::BarcodeProfile;
+use crate::money::{Currency, FeeContract, FeeRule, MAX_AMOUNT_MINOR};
+
+/// Longest store, terminal, operator or biller id we accept; matches the proto docs.
+pub const MAX_ID_LEN: usize = 32;
+
+/// The whole configuration, as loaded and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub idempotency_retention: Duration,
+    pub limits: LimitsConfig,
+    pub stores: BTreeMap<String, StoreConfig>,
+    pub billers: Vec<BillerConfig>,
+    pub log_json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Seconds to let in-flight requests finish after SIGTERM before exiting anyway.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://...`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+/// Load-shedding limits. Requests over a limit get `RESOURCE_EXHAUSTED` with
+/// retry advice at once rather than waiting in an unbounded queue.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitsConfig {
+    pub terminal_per_second: u32,
+    pub terminal_burst: u32,
+    pub store_per_second: u32,
+    pub store_burst: u32,
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub id: String,
+    pub name: String,
+    pub time_zone: Tz,
+    /// Local time at which the business day ends; sales from then on belong to the next day.
+    pub cutoff: NaiveTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct BillerConfig {
+    pub id: String,
+    pub name: String,
+    pub profile: BarcodeProfile,
+    /// The codes printed on this biller's slips (TW collection-item codes, JP company codes).
+    pub agency_codes: Vec<String>,
+    pub currency: Currency,
+    pub min_amount_minor: u64,
+    pub max_amount_minor: u64,
+    pub accept_after_due: bool,
+    pub fee: FeeContract,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML for posgate: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config value {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    database: RawDatabase,
+    #[serde(default)]
+    idempotency: RawIdempotency,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default, rename = "store")]
+    stores: Vec<RawStore>,
+    #[serde(default, rename = "biller")]
+    billers: Vec<RawBiller>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    #[serde(default = "default_shutdown_grace_seconds")]
+    shutdown_grace_seconds: u64,
+}
+
+fn default_shutdown_grace_seconds() -> u64 {
+    // Long enough for any request in flight (they take milliseconds) and for
+    // database commits to finish, short enough for an orchestrator's kill timer.
+    20
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: String,
+    #[serde(default = "default_max_connections")]
+    max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    // Enough connections to keep PostgreSQL busy on a small machine; each
+    // costs a backend process, so more only adds contention.
+    16
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdempotency {
+    retention_days: u32,
+}
+
+impl Default for RawIdempotency {
+    fn default() -> Self {
+        // A POS that retries the next morning, or after a long weekend, must still be safe.
+        Self { retention_days: 30 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    terminal_per_second: u32,
+    terminal_burst: u32,
+    store_per_second: u32,
+    store_burst: u32,
+    max_in_flight: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        // A till scans a few items a second at most; 20/s with a burst of 40
+        // tolerates a POS replaying its offline queue without letting one
+        // broken terminal starve its store. A store has a handful of tills.
+        // In-flight work is bounded so memory and latency stay bounded under
+        // overload: beyond it the gateway sheds instead of queueing.
+        Self {
+            terminal_per_second: 20,
+            terminal_burst: 40,
+            store_per_second: 100,
+            store_burst: 200,
+            max_in_flight: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    json: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    id: String,
+    name: String,
+    time_zone: String,
+    cutoff: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBiller {
+    id: String,
+    name: String,
+    profile: String,
+    agency_codes: Vec<String>,
+    currency: String,
+    min_amount_minor: u64,
+    max_amount_minor: u64,
+    #[serde(default)]
+    accept_after_due: bool,
+    fee: FeeRule,
+}
+
+impl Config {
+    /// Reads, parses and checks a config file, then applies environment overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|error| match error {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })?;
+        if let Ok(url) = std::env::var("POSGATE_DATABASE_URL") {
+            config.database.url = url;
+        }
+        if let Ok(listen) = std::env::var("POSGATE_LISTEN") {
+            config.server.listen = listen
+                .parse()
+                .map_err(|_| invalid("POSGATE_LISTEN", "not a socket address"))?;
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks config text (no environment overrides).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let server = ServerConfig {
+            listen: raw.server.listen.parse().map_err(|_| {
+                invalid("server.listen", "not a socket address like 127.0.0.1:50051")
+            })?,
+            tls_cert: raw.server.tls_cert,
+            tls_key: raw.server.tls_key,
+            shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_seconds),
+        };
+        if raw.idempotency.retention_days == 0 {
+            return Err(invalid("idempotency.retention_days", "must be at least 1"));
+        }
+        let limits = check_limits(&raw.limits)?;
+        let stores = check_stores(raw.stores)?;
+        let billers = check_billers(raw.billers)?;
+        Ok(Self {
+            server,
+            database: DatabaseConfig {
+                url: raw.database.url,
+                max_connections: raw.database.max_connections.max(1),
+            },
+            idempotency_retention: Duration::from_secs(
+                u64::from(raw.idempotency.retention_days) * 86_400,
+            ),
+            limits,
+            stores,
+            billers,
+            log_json: raw.log.json,
+        })
+    }
+}
+
+fn check_limits(raw: &RawLimits) -> Result<LimitsConfig, ConfigError> {
+    let positive = [
+        ("limits.terminal_per_second", raw.terminal_per_second),
+        ("limits.terminal_burst", raw.terminal_burst),
+        ("limits.store_per_second", raw.store_per_second),
+        ("limits.store_burst", raw.store_burst),
+    ];
+    if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+        return Err(invalid(*key, "must be at least 1"));
+    }
+    if raw.max_in_flight == 0 {
+        return Err(invalid("limits.max_in_flight", "must be at least 1"));
+    }
+    Ok(LimitsConfig {
+        terminal_per_second: raw.terminal_per_second,
+        terminal_burst: raw.terminal_burst,
+        store_per_second: raw.store_per_second,
+        store_burst: raw.store_burst,
+        max_in_flight: raw.max_in_flight,
+    })
+}
+
+/// True for the id alphabet the proto documents: 1-32 of `[A-Za-z0-9_-]`.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn check_stores(raw: Vec<RawStore>) -> Result<BTreeMap<String, StoreConfig>, ConfigError> {
+    let mut stores = BTreeMap::new();
+    for (index, store) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("store[{index}].{field}");
+        if !is_valid_id(&store.id) {
+            return Err(invalid(
+                key("id"),
+                "must be 1-32 characters of A-Z a-z 0-9 _ -",
+            ));
+        }
+        let time_zone: Tz = store
+            .time_zone
+            .parse()
+            .map_err(|_| invalid(key("time_zone"), "not an IANA time zone like Asia/Taipei"))?;
+        let cutoff = NaiveTime::parse_from_str(&store.cutoff, "%H:%M")
+            .map_err(|_| invalid(key("cutoff"), "not a local time HH:MM"))?;
+        let config = StoreConfig {
+            id: store.id.clone(),
+            name: store.name,
+            time_zone,
+            cutoff,
+        };
+        if stores.insert(store.id, config).is_some() {
+            return Err(invalid(key("id"), "duplicate store id"));
+        }
+    }
+    Ok(stores)
+}
+
+fn check_billers(raw: Vec<RawBiller>) -> Result<Vec<BillerConfig>, ConfigError> {
+    let mut ids = HashSet::new();
+    let mut codes = HashSet::new();
+    let mut billers = Vec::with_capacity(raw.len());
+    for (index, biller) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("biller[{index}].{field}");
+        if !is_valid_id(&biller.id) || !ids.insert(biller.id.clone()) {
+            return Err(invalid(
+                key("id"),
+                "must be a unique id of 1-32 characters of A-Z a-z 0-9 _ -",
+            ));
+        }
+        let profile = BarcodeProfile::parse_name(&biller.profile)
+            .ok_or_else(|| invalid(key("profile"), "must be \"tw-cvs-3seg\" or \"jp-gs1-cvs\""))?;
+        let currency = Currency::from_code(&biller.currency)
+            .ok_or_else(|| invalid(key("currency"), "not an ISO 4217 code posgate knows"))?;
+        if biller.agency_codes.is_empty() {
+            return Err(invalid(key("agency_codes"), "must list at least one code"));
+        }
+        for code in &biller.agency_codes {
+            if !codes.insert((profile, code.clone())) {
+                return Err(invalid(
+                    key("agency_codes"),
+                    format!("code {code} belongs to two billers"),
+                ));
+            }
+        }
+        if biller.min_amount_minor == 0
+            || biller.min_amount_minor > biller.max_amount_minor
+            || biller.max_amount_minor > MAX_AMOUNT_MINOR
+        {
+            return Err(invalid(
+                key("min_amount_minor"),
+                "need 1 <= min_amount_minor <= max_amount_minor <= 999999999999",
+            ));
+        }
+        let fee =
+            FeeContract::new(biller.fee, currency).map_err(|reason| invalid(key("fee"), reason))?;
+        billers.push(BillerConfig {
+            id: biller.id,
+            name: biller.name,
+            profile,
+            agency_codes: biller.agency_codes,
+            currency,
+            min_amount_minor: biller.min_amount_minor,
+            max_amount_minor: biller.max_amount_minor,
+            accept_after_due: biller.accept_after_due,
+            fee,
+        });
+    }
+    Ok(billers)
+}

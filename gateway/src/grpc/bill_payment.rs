@@ -1,0 +1,467 @@
+//! `BillPaymentService`: InquireBill, PayBill, CancelBill, GetBillPayment for
+//! batch-only billers. Each RPC: admission, validation of every field, the
+//! idempotency check, the domain plan, one atomic commit, the answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use pb::bill_payment_service_server::BillPaymentService;
+use posgate_proto::v1 as pb;
+use tokio::sync::OwnedSemaphorePermit;
+use tonic::{Request, Response, Status};
+
+use super::Gateway;
+use super::idempotent::{Commit, Committed, commit, prior_answer};
+use super::status::{from_bill_error, from_store_error, invalid_argument, refused};
+use super::validate::{MAX_REASON_LEN, Violations};
+use crate::bill::{self, BillError, ReadBill, SlipInput, Teller};
+use crate::business_day::{BusinessCalendar, format_date};
+use crate::config::StoreConfig;
+use crate::idempotency::FingerprintBuilder;
+use crate::store::{Change, IdempotencyKey, TransactionRecord, TransactionStatus};
+
+/// The service, over the shared gateway state.
+#[derive(Debug, Clone)]
+pub struct BillPaymentApi {
+    gateway: Arc<Gateway>,
+}
+
+impl BillPaymentApi {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+
+    pub fn into_server(self) -> pb::bill_payment_service_server::BillPaymentServiceServer<Self> {
+        pb::bill_payment_service_server::BillPaymentServiceServer::new(self)
+    }
+
+    fn store_config(&self, teller: &Teller) -> &StoreConfig {
+        self.gateway
+            .stores
+            .get(&teller.store_id)
+            .expect("validation checked the store is configured")
+    }
+
+    /// Admits a request (in-flight bound), validates its context with the
+    /// rest of its fields, then charges its terminal's and store's rate limits.
+    fn admit(
+        &self,
+        context: Option<&pb::RequestContext>,
+        now: DateTime<Utc>,
+        check_rest: impl FnOnce(&mut Violations),
+    ) -> Result<(OwnedSemaphorePermit, Teller), Status> {
+        let permit = self.gateway.admission.enter().map_err(refused)?;
+        let mut violations = Violations::default();
+        let teller = violations.context(context, |id| self.gateway.stores.contains_key(id), now);
+        check_rest(&mut violations);
+        violations
+            .finish()
+            .map_err(|violations| invalid_argument(&violations))?;
+        self.gateway
+            .admission
+            .charge(&teller.store_id, &teller.terminal_id)
+            .map_err(refused)?;
+        Ok((permit, teller))
+    }
+
+    fn read<'a>(
+        &'a self,
+        teller: &Teller,
+        slip: &SlipInput,
+        now: DateTime<Utc>,
+    ) -> Result<ReadBill<'a>, Status> {
+        bill::read_bill(&self.gateway.billers, self.store_config(teller), slip, now)
+            .map_err(|error| from_bill_error(&error))
+    }
+}
+
+fn key_of(teller: &Teller) -> IdempotencyKey {
+    IdempotencyKey {
+        store_id: teller.store_id.clone(),
+        terminal_id: teller.terminal_id.clone(),
+        client_request_id: teller.client_request_id.clone(),
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).expect("nanoseconds are below 1e9"),
+    }
+}
+
+fn bill_message(bill: &ReadBill<'_>) -> pb::Bill {
+    pb::Bill {
+        biller_id: bill.biller.id.clone(),
+        biller_name: bill.biller.name.clone(),
+        agency_code: bill.slip.agency_code.clone(),
+        bill_reference: bill.slip.bill_reference.clone(),
+        due_date: if bill.slip.has_due_date() {
+            format_date(bill.slip.due_date)
+        } else {
+            String::new()
+        },
+        amount: Some(pb::Money {
+            amount_minor: i64::try_from(bill.amount_minor).expect("amounts are bounded"),
+            currency: bill.biller.currency.code.to_owned(),
+        }),
+        period: bill.slip.period.clone().unwrap_or_default(),
+        late: bill.late,
+    }
+}
+
+/// The API's view of a stored payment.
+fn payment_message(record: &TransactionRecord, biller_name: &str) -> pb::BillPayment {
+    let money = |amount_minor: i64| {
+        Some(pb::Money {
+            amount_minor,
+            currency: record.currency.clone(),
+        })
+    };
+    pb::BillPayment {
+        transaction_id: record.id.clone(),
+        status: match record.status {
+            TransactionStatus::Paid => pb::BillPaymentStatus::Paid,
+            TransactionStatus::Cancelled => pb::BillPaymentStatus::Cancelled,
+        }
+        .into(),
+        bill: Some(pb::Bill {
+            biller_id: record.bill.biller_id.clone(),
+            biller_name: biller_name.to_owned(),
+            agency_code: record.bill.agency_code.clone(),
+            bill_reference: record.bill.bill_reference.clone(),
+            due_date: record.bill.due_date.map(format_date).unwrap_or_default(),
+            amount: money(record.amount_minor),
+            period: record.bill.period.clone(),
+            late: record.bill.late,
+        }),
+        fee: money(record.fee_minor),
+        business_date: format_date(record.business_date),
+        store_id: record.store_id.clone(),
+        terminal_id: record.terminal_id.clone(),
+        operator_id: record.operator_id.clone(),
+        client_request_id: record.client_request_id.clone(),
+        paid_at: Some(timestamp(record.created_at)),
+        cancelled_at: record.cancelled_at.map(timestamp),
+    }
+}
+
+/// The fields a PayBill retry must repeat exactly (the key fields and
+/// pos_timestamp are not compared).
+fn pay_fingerprint(request: &pb::PayBillRequest) -> crate::store::RequestFingerprint {
+    let context = request.context.clone().unwrap_or_default();
+    let slip = request.slip.clone().unwrap_or_default();
+    let amount = request.amount.clone().unwrap_or_default();
+    let barcodes: Vec<&[u8]> = slip.barcodes.iter().map(String::as_bytes).collect();
+    FingerprintBuilder::new("PayBill")
+        .value("context.operator_id", &context.operator_id)
+        .field("slip.barcodes", &barcodes)
+        .value("slip.biller_id", &slip.biller_id)
+        .value("amount.amount_minor", amount.amount_minor.to_be_bytes())
+        .value("amount.currency", &amount.currency)
+        .finish()
+}
+
+fn cancel_fingerprint(request: &pb::CancelBillRequest) -> crate::store::RequestFingerprint {
+    let context = request.context.clone().unwrap_or_default();
+    FingerprintBuilder::new("CancelBill")
+        .value("context.operator_id", &context.operator_id)
+        .value("transaction_id", &request.transaction_id)
+        .value("reason", &request.reason)
+        .finish()
+}
+
+/// Logs one finished RPC with its outcome and latency.
+fn log_outcome<T>(
+    rpc: &str,
+    teller: Option<&Teller>,
+    started: Instant,
+    result: &Result<T, Status>,
+) {
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let (store, terminal) =
+        teller.map_or(("", ""), |t| (t.store_id.as_str(), t.terminal_id.as_str()));
+    match result {
+        Ok(_) => tracing::info!(rpc, store, terminal, latency_us, code = "OK", "rpc done"),
+        Err(status) => {
+            tracing::info!(rpc, store, terminal, latency_us, code = ?status.code(), message = status.message(), "rpc refused");
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl BillPaymentService for BillPaymentApi {
+    async fn inquire_bill(
+        &self,
+        request: Request<pb::InquireBillRequest>,
+    ) -> Result<Response<pb::InquireBillResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let now = self.gateway.clock.now();
+        let mut slip = None;
+        let admitted = self.admit(request.context.as_ref(), now, |v| {
+            slip = Some(v.slip(request.slip.as_ref()))
+        });
+        let result = match &admitted {
+            Ok((_, teller)) => {
+                let slip = slip.expect("admit ran the slip check");
+                self.read(teller, &slip, now).map(|bill| {
+                    let business_date =
+                        BusinessCalendar::from(self.store_config(teller)).business_date(now);
+                    Response::new(pb::InquireBillResponse {
+                        bill: Some(bill_message(&bill)),
+                        business_date: format_date(business_date),
+                    })
+                })
+            }
+            Err(status) => Err(status.clone()),
+        };
+        log_outcome(
+            "InquireBill",
+            admitted.as_ref().ok().map(|(_, t)| t),
+            started,
+            &result,
+        );
+        result
+    }
+
+    async fn pay_bill(
+        &self,
+        request: Request<pb::PayBillRequest>,
+    ) -> Result<Response<pb::PayBillResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let now = self.gateway.clock.now();
+        let (mut slip, mut money) = (None, None);
+        let admitted = self.admit(request.context.as_ref(), now, |v| {
+            slip = Some(v.slip(request.slip.as_ref()));
+            money = v.positive_money("amount", request.amount.as_ref());
+        });
+        let result = match &admitted {
+            Ok((_, teller)) => {
+                let slip = slip.expect("admit ran the slip check");
+                let money = money.expect("admit checked the amount");
+                self.pay(teller, &request, &slip, money, now).await
+            }
+            Err(status) => Err(status.clone()),
+        };
+        log_outcome(
+            "PayBill",
+            admitted.as_ref().ok().map(|(_, t)| t),
+            started,
+            &result,
+        );
+        result
+    }
+
+    async fn cancel_bill(
+        &self,
+        request: Request<pb::CancelBillRequest>,
+    ) -> Result<Response<pb::CancelBillResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let now = self.gateway.clock.now();
+        let admitted = self.admit(request.context.as_ref(), now, |v| {
+            v.transaction_id("transaction_id", &request.transaction_id);
+            v.text("reason", &request.reason, MAX_REASON_LEN);
+        });
+        let result = match &admitted {
+            Ok((_, teller)) => self.cancel(teller, &request, now).await,
+            Err(status) => Err(status.clone()),
+        };
+        log_outcome(
+            "CancelBill",
+            admitted.as_ref().ok().map(|(_, t)| t),
+            started,
+            &result,
+        );
+        result
+    }
+
+    async fn get_bill_payment(
+        &self,
+        request: Request<pb::GetBillPaymentRequest>,
+    ) -> Result<Response<pb::GetBillPaymentResponse>, Status> {
+        let request = request.into_inner();
+        let now = self.gateway.clock.now();
+        let (_permit, teller) =
+            self.admit(request.context.as_ref(), now, |v| match &request.lookup {
+                None => v.add(
+                    "lookup",
+                    "is required: give transaction_id or paid_client_request_id",
+                ),
+                Some(pb::get_bill_payment_request::Lookup::TransactionId(id)) => {
+                    v.transaction_id("transaction_id", id)
+                }
+                Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId(id)) => {
+                    v.request_id("paid_client_request_id", id);
+                }
+            })?;
+        let transaction_id = match request.lookup.expect("validated above") {
+            pb::get_bill_payment_request::Lookup::TransactionId(id) => id,
+            pb::get_bill_payment_request::Lookup::PaidClientRequestId(client_request_id) => {
+                let key = IdempotencyKey {
+                    client_request_id,
+                    ..key_of(&teller)
+                };
+                let answer = self
+                    .gateway
+                    .store
+                    .answer(&key)
+                    .await
+                    .map_err(|error| from_store_error(&error))?;
+                match answer {
+                    Some(answer) if answer.fingerprint.operation == "PayBill" => {
+                        answer.transaction_id
+                    }
+                    _ => {
+                        return Err(Status::not_found(
+                            "this terminal made no bill payment with that client_request_id",
+                        ));
+                    }
+                }
+            }
+        };
+        let record = self.find_payment(&teller, &transaction_id).await?;
+        Ok(Response::new(pb::GetBillPaymentResponse {
+            payment: Some(self.payment_view(&record)),
+        }))
+    }
+}
+
+impl BillPaymentApi {
+    async fn pay(
+        &self,
+        teller: &Teller,
+        request: &pb::PayBillRequest,
+        slip: &SlipInput,
+        (amount_minor, currency): (u64, crate::money::Currency),
+        now: DateTime<Utc>,
+    ) -> Result<Response<pb::PayBillResponse>, Status> {
+        let key = key_of(teller);
+        let fingerprint = pay_fingerprint(request);
+        if let Some(replayed) = prior_answer(&self.gateway, &key, &fingerprint).await? {
+            return Ok(replayed);
+        }
+        let bill = self.read(teller, slip, now)?;
+        let mut violations = Violations::default();
+        if currency != bill.biller.currency {
+            violations.add(
+                "amount.currency",
+                format!(
+                    "biller {} is paid in {}, not {}",
+                    bill.biller.id, bill.biller.currency.code, currency.code
+                ),
+            );
+        } else if amount_minor != bill.amount_minor {
+            violations.add(
+                "amount.amount_minor",
+                format!(
+                    "cash collected ({amount_minor}) must equal the slip's amount ({})",
+                    bill.amount_minor
+                ),
+            );
+        }
+        violations
+            .finish()
+            .map_err(|violations| invalid_argument(&violations))?;
+        let transaction_id = uuid::Uuid::now_v7().to_string();
+        let plan = bill::plan_payment(
+            &bill,
+            self.store_config(teller),
+            teller,
+            transaction_id.clone(),
+            now,
+        );
+        let response = pb::PayBillResponse {
+            payment: Some(payment_message(&plan.record, &bill.biller.name)),
+        };
+        let committed = commit(
+            &self.gateway,
+            Commit {
+                key,
+                fingerprint,
+                transaction_id,
+                change: Change::Create(Box::new(plan.record)),
+                lines: plan.lines,
+                event: plan.event,
+                response,
+            },
+        )
+        .await?;
+        match committed {
+            Committed::Answer(response) => Ok(response),
+            Committed::StatusMismatch(_) => Err(Status::internal(
+                "a new payment cannot meet a status mismatch",
+            )),
+        }
+    }
+
+    async fn cancel(
+        &self,
+        teller: &Teller,
+        request: &pb::CancelBillRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Response<pb::CancelBillResponse>, Status> {
+        let key = key_of(teller);
+        let fingerprint = cancel_fingerprint(request);
+        if let Some(replayed) = prior_answer(&self.gateway, &key, &fingerprint).await? {
+            return Ok(replayed);
+        }
+        let payment = self.find_payment(teller, &request.transaction_id).await?;
+        let plan = bill::plan_cancel(
+            &payment,
+            self.store_config(teller),
+            teller,
+            request.reason.trim(),
+            now,
+        )
+        .map_err(|error| from_bill_error(&error))?;
+        let response = pb::CancelBillResponse {
+            payment: Some(self.payment_view(&plan.record)),
+        };
+        let committed = commit(
+            &self.gateway,
+            Commit {
+                key,
+                fingerprint,
+                transaction_id: payment.id.clone(),
+                change: Change::Transition(plan.change),
+                lines: plan.lines,
+                event: plan.event,
+                response,
+            },
+        )
+        .await?;
+        match committed {
+            Committed::Answer(response) => Ok(response),
+            // Another cancel of the same payment won the race.
+            Committed::StatusMismatch(_) => {
+                Err(from_bill_error(&BillError::AlreadyCancelled(payment.id)))
+            }
+        }
+    }
+
+    async fn find_payment(
+        &self,
+        teller: &Teller,
+        transaction_id: &str,
+    ) -> Result<TransactionRecord, Status> {
+        self.gateway
+            .store
+            .transaction(&teller.store_id, transaction_id)
+            .await
+            .map_err(|error| from_store_error(&error))?
+            .ok_or_else(|| from_bill_error(&BillError::NotFound(transaction_id.to_owned())))
+    }
+
+    fn payment_view(&self, record: &TransactionRecord) -> pb::BillPayment {
+        let name = self
+            .gateway
+            .billers
+            .by_id(&record.partner_id)
+            .map_or("", |biller| biller.name.as_str());
+        payment_message(record, name)
+    }
+}

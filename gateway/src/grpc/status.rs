@@ -1,0 +1,128 @@
+//! Errors to gRPC statuses with google.rpc details, in words an integrator
+//! understands. Nothing here ever includes card data or keys.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::admission::Refusal;
+use crate::bill::{BillError, FieldViolation};
+use crate::store::StoreError;
+
+/// The google.rpc.ErrorInfo domain of posgate's errors.
+pub const ERROR_DOMAIN: &str = "posgate.v1";
+/// Retry advice when the database is unreachable or overloaded.
+const DATABASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// INVALID_ARGUMENT with a google.rpc.BadRequest naming every field.
+pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
+    let fields: Vec<&str> = violations
+        .iter()
+        .map(|violation| violation.field.as_str())
+        .collect();
+    let details = ErrorDetails::with_bad_request(
+        violations
+            .iter()
+            .map(|violation| {
+                tonic_types::FieldViolation::new(
+                    violation.field.clone(),
+                    violation.description.clone(),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let message = match violations {
+        [only] => format!("invalid {}: {}", only.field, only.description),
+        _ => format!("invalid fields: {}", fields.join(", ")),
+    };
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+fn precondition(kind: &str, subject: &str, description: String) -> Status {
+    let details =
+        ErrorDetails::with_precondition_failure(vec![tonic_types::PreconditionViolation::new(
+            kind,
+            subject,
+            description.clone(),
+        )]);
+    Status::with_error_details(Code::FailedPrecondition, description, details)
+}
+
+/// A bill domain error as a status.
+pub fn from_bill_error(error: &BillError) -> Status {
+    match error {
+        BillError::Invalid(violations) => invalid_argument(violations),
+        BillError::PastDue { biller_id, .. } => precondition(
+            "BILL_PAST_DUE",
+            &format!("biller/{biller_id}"),
+            error.to_string(),
+        ),
+        BillError::NotFound(_) => Status::not_found(error.to_string()),
+        BillError::AlreadyCancelled(id) => precondition(
+            "ALREADY_CANCELLED",
+            &format!("transaction/{id}"),
+            error.to_string(),
+        ),
+        BillError::BusinessDayClosed { transaction_id, .. } => precondition(
+            "BUSINESS_DAY_CLOSED",
+            &format!("transaction/{transaction_id}"),
+            error.to_string(),
+        ),
+    }
+}
+
+/// ALREADY_EXISTS for a key reused with a different request, naming the fields.
+pub fn key_reused(client_request_id: &str, fields: &[String]) -> Status {
+    let mut metadata = HashMap::new();
+    metadata.insert("differing_fields".to_owned(), fields.join(","));
+    let details = ErrorDetails::with_error_info("IDEMPOTENCY_KEY_REUSED", ERROR_DOMAIN, metadata);
+    Status::with_error_details(
+        Code::AlreadyExists,
+        format!(
+            "client_request_id {client_request_id:?} was already used by this terminal for a different request \
+             (differs in: {}); use a new client_request_id for a new request",
+            fields.join(", ")
+        ),
+        details,
+    )
+}
+
+/// RESOURCE_EXHAUSTED with google.rpc.RetryInfo.
+pub fn refused(refusal: Refusal) -> Status {
+    let details = ErrorDetails::with_retry_info(Some(refusal.retry_after()));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "{}; retry after {} ms",
+            refusal.describe(),
+            refusal.retry_after().as_millis()
+        ),
+        details,
+    )
+}
+
+/// A store failure: UNAVAILABLE with retry advice when the database cannot be
+/// reached (a retry with the same key is safe), INTERNAL otherwise. The
+/// detail goes to the log, not to the caller.
+pub fn from_store_error(error: &StoreError) -> Status {
+    tracing::error!(%error, "store failure");
+    let transient = matches!(
+        error,
+        StoreError::Database(
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+        ) | StoreError::WriterGone
+    ) || matches!(error, StoreError::Database(sqlx::Error::Database(db)) if db.message().contains("locked"));
+    if transient {
+        let details = ErrorDetails::with_retry_info(Some(DATABASE_RETRY));
+        Status::with_error_details(
+            Code::Unavailable,
+            "the transaction store is unavailable; retry with the same client_request_id",
+            details,
+        )
+    } else {
+        Status::internal(
+            "internal error recording the transaction; retry with the same client_request_id",
+        )
+    }
+}

@@ -1,0 +1,29 @@
+//! posgate-gateway: the POS-facing gRPC services, the idempotent transaction
+//! store, and the `posgate` binary's subcommands.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, checked once at load.
+//! - [`money`]: currencies, amount bounds, fee contracts with explicit rounding.
+//! - [`business_day`]: store time zones and cutoffs to business dates.
+//! - [`clock`]: the current time, replaceable in tests.
+//! - [`bill`]: bill collection: slip barcodes, the biller registry, the domain rules.
+//! - [`store`]: the transaction store trait and its SQLite and PostgreSQL backends.
+//! - [`idempotency`]: request fingerprints and what differs between two requests.
+//! - [`grpc`]: the gRPC service layer: validation, error details, limits, services.
+//! - [`server`]: TLS, health, reflection, graceful shutdown: `posgate serve`.
+//! - [`tls`]: certificate loading and the development CA used by the demo and tests.
+//! - [`demo`]: `posgate demo`, a scripted store day against a real server.
+//! - [`load`]: `posgate load`, the load generator.
+
+pub mod bill;
+pub mod business_day;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod grpc;
+pub mod idempotency;
+pub mod load;
+pub mod money;
+pub mod server;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,100 @@
+//! The `posgate` binary: serve, migrate, demo, load.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use posgate_gateway::clock::SystemClock;
+use posgate_gateway::config::Config;
+use posgate_gateway::{demo, load, server, store};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "posgate",
+    version,
+    about = "Payment and partner-services gateway for convenience-store chains"
+)]
+struct Cli {
+    /// Log as JSON lines (also set by `log.json = true` in the config).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: migrate the store, then serve gRPC over TLS until SIGTERM.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Apply pending schema migrations and exit.
+    Migrate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a scripted store day against a real gateway on a temporary SQLite database.
+    Demo(demo::DemoArgs),
+    /// Drive load through the real gRPC API and print throughput and latency.
+    Load(load::LoadArgs),
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_config(path: &PathBuf) -> anyhow::Result<Config> {
+    Config::load(path).with_context(|| format!("loading config {}", path.display()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = load_config(&config)?;
+            init_logging(cli.log_json || config.log_json);
+            let running =
+                server::start(&config, Arc::new(SystemClock), server::termination_signal()).await?;
+            running.task.await.context("server task")??;
+            Ok(())
+        }
+        Command::Migrate { config } => {
+            let config = load_config(&config)?;
+            init_logging(cli.log_json || config.log_json);
+            let store = store::open(&config.database.url, 1).await?;
+            store.migrate().await?;
+            println!("migrations applied to {}", redact_url(&config.database.url));
+            Ok(())
+        }
+        Command::Demo(args) => {
+            init_logging(cli.log_json);
+            demo::run(args).await
+        }
+        Command::Load(args) => {
+            init_logging(cli.log_json);
+            load::run(args).await
+        }
+    }
+}
+
+/// A database URL without its password, for printing.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,142 @@
+//! `posgate serve`: the gRPC server over TLS, with health, reflection,
+//! admission limits, background upkeep and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::grpc::Gateway;
+use crate::grpc::bill_payment::BillPaymentApi;
+use crate::store;
+
+/// How often expired idempotency keys are purged and idle rate-limiter state is dropped.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// Most concurrent HTTP/2 streams per connection: a POS has a few requests in
+/// flight at most; the gateway-wide in-flight bound does the real limiting.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// Keepalive pings find dead POS connections (a till unplugged mid-request).
+const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// A server started in this process.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Opens and migrates the store, binds the listener, and serves until
+/// `shutdown` resolves; then stops accepting, lets requests in flight finish
+/// (up to the configured grace), and returns.
+pub async fn start(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunningServer> {
+    let store = store::open(&config.database.url, config.database.max_connections)
+        .await
+        .context("opening the transaction store")?;
+    store
+        .migrate()
+        .await
+        .context("migrating the transaction store")?;
+    let gateway = Arc::new(Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?);
+    let tls = crate::tls::server_tls(&config.server.tls_cert, &config.server.tls_key)?;
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(posgate_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building reflection service")?;
+
+    let upkeep = tokio::spawn(run_upkeep(Arc::clone(&gateway)));
+    let grace = config.server.shutdown_grace;
+    let router = Server::builder()
+        .tls_config(tls)?
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(BillPaymentApi::new(Arc::clone(&gateway)).into_server());
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!(
+            "shutdown requested: refusing new connections, finishing requests in flight"
+        );
+        health_reporter
+            .set_not_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
+            .await;
+        let _ = stopping_tx.send(());
+    };
+    let task = tokio::spawn(async move {
+        let serving = router.serve_with_incoming_shutdown(incoming, signal);
+        tokio::pin!(serving);
+        let outcome = tokio::select! {
+            result = &mut serving => result.map_err(anyhow::Error::from),
+            () = async { let _ = stopping_rx.await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_s = grace.as_secs(), "requests still in flight after the grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        upkeep.abort();
+        tracing::info!("server stopped");
+        outcome
+    });
+    tracing::info!(%addr, "posgate serving");
+    Ok(RunningServer {
+        addr,
+        gateway,
+        task,
+    })
+}
+
+async fn run_upkeep(gateway: Arc<Gateway>) {
+    let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        match gateway.store.purge_expired_keys(gateway.clock.now()).await {
+            Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
+            Err(error) => {
+                tracing::warn!(%error, "purging expired idempotency keys failed; will retry")
+            }
+        }
+        gateway.admission.forget_idle();
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn termination_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

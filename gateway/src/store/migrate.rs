@@ -1,0 +1,55 @@
+//! Schema migrations, embedded in the binary from `migrations/sqlite/` and
+//! `migrations/postgres/`. Each applies once, in order, in its own
+//! transaction, and is recorded in `posgate_migrations`. A database with a
+//! migration this binary does not know is refused (it was migrated by a
+//! newer posgate).
+
+/// One schema step.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "transactions",
+    sql: include_str!("../../../migrations/sqlite/0001_transactions.sql"),
+}];
+
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "transactions",
+    sql: include_str!("../../../migrations/postgres/0001_transactions.sql"),
+}];
+
+pub const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS posgate_migrations (\
+     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
+pub const SELECT_APPLIED: &str = "SELECT version FROM posgate_migrations ORDER BY version";
+pub const RECORD: &str =
+    "INSERT INTO posgate_migrations (version, name, applied_at) VALUES ($1, $2, $3)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error(
+        "database has schema version {found}, newer than this posgate knows ({known}); upgrade posgate"
+    )]
+    TooNew { found: i64, known: i64 },
+}
+
+/// The migrations still to apply, given the versions already applied.
+pub fn pending(
+    all: &'static [Migration],
+    applied: &[i64],
+) -> Result<Vec<Migration>, MigrationError> {
+    let known = all.last().map_or(0, |migration| migration.version);
+    if let Some(&found) = applied.iter().find(|&&version| version > known) {
+        return Err(MigrationError::TooNew { found, known });
+    }
+    Ok(all
+        .iter()
+        .copied()
+        .filter(|migration| !applied.contains(&migration.version))
+        .collect())
+}

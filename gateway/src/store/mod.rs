@@ -1,0 +1,464 @@
+//! The transaction store: one trait, two sqlx backends (SQLite, the embedded
+//! default, and PostgreSQL). The store knows rows and atomic writes, never
+//! gRPC types: answers to replay are opaque bytes to it.
+//!
+//! Every state change is one [`WriteRequest`]: the idempotency key with the
+//! answer to replay, the transaction row (new, or a guarded status change),
+//! its settlement lines and its event, committed together or not at all.
+
+mod migrate;
+mod postgres;
+mod sqlite;
+mod write;
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+pub use migrate::MigrationError;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Identifies one request of one terminal. Terminal ids are only unique
+/// within a store, so the store is part of the key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    pub store_id: String,
+    pub terminal_id: String,
+    pub client_request_id: String,
+}
+
+/// What identifies a request's content, to tell a retry from a key reused
+/// for something else: the RPC, a digest over all compared fields, and a
+/// digest per field so a conflict can say which field differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFingerprint {
+    pub operation: String,
+    pub digest: Vec<u8>,
+    /// `field=hexdigest` lines, sorted by field path.
+    pub field_digests: String,
+}
+
+/// The first answer given under a key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub fingerprint: RequestFingerprint,
+    pub transaction_id: String,
+    /// The encoded response, replayed as is.
+    pub response: Vec<u8>,
+}
+
+impl fmt::Debug for StoredAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredAnswer")
+            .field("operation", &self.fingerprint.operation)
+            .field("transaction_id", &self.transaction_id)
+            .field("response_len", &self.response.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Transaction kinds. Each later service adds its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionKind {
+    BillPayment,
+}
+
+impl TransactionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BillPayment => "bill_payment",
+        }
+    }
+}
+
+/// Transaction states. States only move forward; the store refuses a change
+/// whose `from` is not the current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionStatus {
+    Paid,
+    Cancelled,
+}
+
+impl TransactionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "paid",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "paid" => Ok(Self::Paid),
+            "cancelled" => Ok(Self::Cancelled),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown transaction status {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Bill details of a bill-payment transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillDetail {
+    pub biller_id: String,
+    pub agency_code: String,
+    pub bill_reference: String,
+    /// None for slips printed without a payment deadline.
+    pub due_date: Option<NaiveDate>,
+    pub period: String,
+    pub late: bool,
+}
+
+/// One obligation: `party` is owed (positive) or owes (negative) the amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementLine {
+    pub party: String,
+    pub kind: String,
+    pub currency: String,
+    pub amount_minor: i64,
+}
+
+/// A state change for the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event_type: String,
+    pub from_status: Option<TransactionStatus>,
+    pub to_status: TransactionStatus,
+    pub actor: String,
+    pub detail: String,
+}
+
+/// A transaction as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRecord {
+    pub id: String,
+    pub kind: TransactionKind,
+    pub status: TransactionStatus,
+    pub store_id: String,
+    pub terminal_id: String,
+    pub operator_id: String,
+    pub client_request_id: String,
+    pub partner_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub fee_minor: i64,
+    pub business_date: NaiveDate,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    pub bill: BillDetail,
+}
+
+/// A guarded state change of an existing transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub transaction_id: String,
+    pub store_id: String,
+    pub from: TransactionStatus,
+    pub to: TransactionStatus,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    /// Business date of the lines this change appends.
+    pub business_date: NaiveDate,
+}
+
+/// What a write does to the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Create(Box<TransactionRecord>),
+    Transition(StatusChange),
+}
+
+/// One atomic state change with its idempotency record.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub key: IdempotencyKey,
+    pub answer: StoredAnswer,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub change: Change,
+    pub lines: Vec<SettlementLine>,
+    pub event: Event,
+}
+
+impl WriteRequest {
+    /// The transaction the write is about.
+    pub fn transaction_id(&self) -> &str {
+        match &self.change {
+            Change::Create(record) => &record.id,
+            Change::Transition(change) => &change.transaction_id,
+        }
+    }
+
+    /// Checks the invariants every write must hold before it reaches SQL:
+    /// the lines balance per currency and the answer names this transaction.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let mut sums: Vec<(&str, i128)> = Vec::new();
+        for line in &self.lines {
+            match sums
+                .iter_mut()
+                .find(|(currency, _)| *currency == line.currency)
+            {
+                Some((_, sum)) => *sum += i128::from(line.amount_minor),
+                None => sums.push((&line.currency, i128::from(line.amount_minor))),
+            }
+        }
+        if let Some((currency, sum)) = sums.iter().find(|(_, sum)| *sum != 0) {
+            return Err(StoreError::Invariant(format!(
+                "settlement lines of {} sum to {sum} {currency}, not zero",
+                self.transaction_id()
+            )));
+        }
+        if self.answer.transaction_id != self.transaction_id() {
+            return Err(StoreError::Invariant(
+                "stored answer names another transaction".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Everything was committed.
+    Written,
+    /// The key was already used; nothing was written. The first answer is attached.
+    KeyTaken(StoredAnswer),
+    /// A transition found the transaction in another state (or missing); nothing was written.
+    StatusMismatch { current: Option<TransactionStatus> },
+}
+
+/// Row counts, for operators and for tests that prove nothing was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    pub idempotency_keys: i64,
+    pub transactions: i64,
+    pub bill_payments: i64,
+    pub settlement_lines: i64,
+    pub events: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+    #[error("stored data is not as expected: {0}")]
+    Corrupt(String),
+    #[error("write refused, invariant broken: {0}")]
+    Invariant(String),
+    #[error("database url {0:?} is neither sqlite: nor postgres:")]
+    UnknownUrl(String),
+    #[error("the store's writer has stopped")]
+    WriterGone,
+}
+
+/// The transaction store. Implementations must make each [`WriteRequest`]
+/// atomic and must serialize writes under one key so that concurrent
+/// duplicates produce one write and `KeyTaken` for the rest.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Applies pending schema migrations; safe to run concurrently.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Commits a state change with its key, lines and event, or reports why not.
+    async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, StoreError>;
+
+    /// The answer stored under a key, if the key was used.
+    async fn answer(&self, key: &IdempotencyKey) -> Result<Option<StoredAnswer>, StoreError>;
+
+    /// A transaction of a store by id.
+    async fn transaction(
+        &self,
+        store_id: &str,
+        id: &str,
+    ) -> Result<Option<TransactionRecord>, StoreError>;
+
+    /// The settlement lines of a transaction, in order.
+    async fn settlement_lines(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<SettlementLine>, StoreError>;
+
+    /// The events of a transaction, in order.
+    async fn events(&self, transaction_id: &str) -> Result<Vec<Event>, StoreError>;
+
+    /// Deletes idempotency keys that expired before `now`; returns how many.
+    async fn purge_expired_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Counts rows of every table.
+    async fn row_counts(&self) -> Result<RowCounts, StoreError>;
+}
+
+/// Opens the store a database URL names: `sqlite:` (file created if
+/// missing) or `postgres:`/`postgresql:`.
+pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(
+            PostgresStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Err(StoreError::UnknownUrl(url.to_owned()))
+    }
+}
+
+/// Maps a `kind` column back to the enum.
+fn parse_kind(text: &str) -> Result<TransactionKind, StoreError> {
+    match text {
+        "bill_payment" => Ok(TransactionKind::BillPayment),
+        other => Err(StoreError::Corrupt(format!(
+            "unknown transaction kind {other:?}"
+        ))),
+    }
+}
+
+/// SQL shared by both backends: both accept `$N` placeholders, `ON CONFLICT`
+/// and `RETURNING`, and sqlx maps the chrono types to each one's columns.
+mod sql {
+    pub const INSERT_KEY: &str = "INSERT INTO idempotency_keys (store_id, terminal_id, client_request_id, \
+         operation, request_digest, field_digests, response, transaction_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+    pub const SELECT_KEY: &str = "SELECT operation, request_digest, field_digests, transaction_id, response \
+         FROM idempotency_keys WHERE store_id = $1 AND terminal_id = $2 AND client_request_id = $3";
+    pub const INSERT_TRANSACTION: &str = "INSERT INTO transactions (id, kind, status, store_id, terminal_id, \
+         operator_id, client_request_id, partner_id, amount_minor, currency, fee_minor, business_date, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)";
+    pub const INSERT_BILL: &str = "INSERT INTO bill_payments (transaction_id, biller_id, agency_code, \
+         bill_reference, due_date, period, late) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    pub const TRANSITION: &str = "UPDATE transactions SET status = $1, updated_at = $2, \
+         cancelled_at = CASE WHEN $1 = 'cancelled' THEN $2 ELSE cancelled_at END, \
+         cancel_reason = CASE WHEN $1 = 'cancelled' THEN $3 ELSE cancel_reason END \
+         WHERE id = $4 AND store_id = $5 AND status = $6";
+    pub const SELECT_STATUS: &str =
+        "SELECT status FROM transactions WHERE id = $1 AND store_id = $2";
+    pub const INSERT_LINE: &str = "INSERT INTO settlement_lines (transaction_id, business_date, party, kind, \
+         currency, amount_minor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    pub const INSERT_EVENT: &str = "INSERT INTO transaction_events (transaction_id, event_type, from_status, \
+         to_status, actor, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    pub const SELECT_TRANSACTION: &str = "SELECT t.id, t.kind, t.status, t.store_id, t.terminal_id, \
+         t.operator_id, t.client_request_id, t.partner_id, t.amount_minor, t.currency, t.fee_minor, \
+         t.business_date, t.created_at, t.updated_at, t.cancelled_at, t.cancel_reason, b.biller_id, \
+         b.agency_code, b.bill_reference, b.due_date, b.period, b.late \
+         FROM transactions t JOIN bill_payments b ON b.transaction_id = t.id \
+         WHERE t.id = $1 AND t.store_id = $2";
+    pub const SELECT_LINES: &str = "SELECT party, kind, currency, amount_minor FROM settlement_lines \
+         WHERE transaction_id = $1 ORDER BY id";
+    pub const SELECT_EVENTS: &str = "SELECT event_type, from_status, to_status, actor, detail \
+         FROM transaction_events WHERE transaction_id = $1 ORDER BY id";
+    pub const PURGE_KEYS: &str = "DELETE FROM idempotency_keys WHERE expires_at < $1";
+    pub const ROW_COUNTS: &str = "SELECT (SELECT count(*) FROM idempotency_keys), \
+         (SELECT count(*) FROM transactions), (SELECT count(*) FROM bill_payments), \
+         (SELECT count(*) FROM settlement_lines), (SELECT count(*) FROM transaction_events)";
+}
+
+/// Row decoding shared by both backends, generic over the row type.
+mod rows {
+    use sqlx::{ColumnIndex, Decode, Row, Type};
+
+    use super::{
+        BillDetail, Event, RequestFingerprint, SettlementLine, StoreError, StoredAnswer,
+        TransactionRecord, TransactionStatus, parse_kind,
+    };
+
+    pub fn answer<'r, R>(row: &'r R) -> Result<StoredAnswer, StoreError>
+    where
+        R: Row,
+        usize: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(StoredAnswer {
+            fingerprint: RequestFingerprint {
+                operation: row.try_get(0)?,
+                digest: row.try_get(1)?,
+                field_digests: row.try_get(2)?,
+            },
+            transaction_id: row.try_get(3)?,
+            response: row.try_get(4)?,
+        })
+    }
+
+    pub fn line<'r, R>(row: &'r R) -> Result<SettlementLine, StoreError>
+    where
+        R: Row,
+        usize: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(SettlementLine {
+            party: row.try_get(0)?,
+            kind: row.try_get(1)?,
+            currency: row.try_get(2)?,
+            amount_minor: row.try_get(3)?,
+        })
+    }
+
+    pub fn event<'r, R>(row: &'r R) -> Result<Event, StoreError>
+    where
+        R: Row,
+        usize: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let from_status: Option<String> = row.try_get(1)?;
+        Ok(Event {
+            event_type: row.try_get(0)?,
+            from_status: from_status
+                .as_deref()
+                .map(TransactionStatus::parse)
+                .transpose()?,
+            to_status: TransactionStatus::parse(&row.try_get::<String, _>(2)?)?,
+            actor: row.try_get(3)?,
+            detail: row.try_get(4)?,
+        })
+    }
+
+    pub fn transaction<'r, R>(row: &'r R) -> Result<TransactionRecord, StoreError>
+    where
+        R: Row,
+        usize: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+        bool: Decode<'r, R::Database> + Type<R::Database>,
+        chrono::NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
+        Option<chrono::NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
+        chrono::DateTime<chrono::Utc>: Decode<'r, R::Database> + Type<R::Database>,
+        Option<chrono::DateTime<chrono::Utc>>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(TransactionRecord {
+            id: row.try_get(0)?,
+            kind: parse_kind(&row.try_get::<String, _>(1)?)?,
+            status: TransactionStatus::parse(&row.try_get::<String, _>(2)?)?,
+            store_id: row.try_get(3)?,
+            terminal_id: row.try_get(4)?,
+            operator_id: row.try_get(5)?,
+            client_request_id: row.try_get(6)?,
+            partner_id: row.try_get(7)?,
+            amount_minor: row.try_get(8)?,
+            currency: row.try_get(9)?,
+            fee_minor: row.try_get(10)?,
+            business_date: row.try_get(11)?,
+            created_at: row.try_get(12)?,
+            updated_at: row.try_get(13)?,
+            cancelled_at: row.try_get(14)?,
+            cancel_reason: row.try_get(15)?,
+            bill: BillDetail {
+                biller_id: row.try_get(16)?,
+                agency_code: row.try_get(17)?,
+                bill_reference: row.try_get(18)?,
+                due_date: row.try_get(19)?,
+                period: row.try_get(20)?,
+                late: row.try_get(21)?,
+            },
+        })
+    }
+}

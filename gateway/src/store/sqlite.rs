@@ -1,0 +1,248 @@
+//! The SQLite backend: the embedded default. WAL mode with full fsync on
+//! commit. All writes go through one writer task that groups concurrent
+//! writes into one transaction (group commit): SQLite has one writer at a
+//! time anyway, and one fsync per batch instead of per write is what makes a
+//! busy gateway fast. Reads use a pool of read connections, which WAL lets run
+//! beside the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::write::define_apply_write;
+use super::{
+    Event, IdempotencyKey, RowCounts, SettlementLine, Store, StoreError, StoredAnswer,
+    TransactionRecord, WriteOutcome, WriteRequest, migrate, rows, sql,
+};
+
+/// Most writes committed in one transaction. Bounds the latency one batch
+/// adds and the work lost to one failed commit.
+const MAX_BATCH: usize = 256;
+/// Writes waiting for the writer. Callers wait (backpressure) beyond it; the
+/// server's in-flight limit keeps it from being reached in practice.
+const QUEUE_CAPACITY: usize = 4096;
+/// How long a connection waits for a lock held by another process (e.g. a
+/// `posgate migrate` run beside a server) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read connections. WAL readers do not block each other or the writer.
+const READ_CONNECTIONS: u32 = 4;
+
+type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
+
+/// SQLite store: a read pool and a channel to the writer task.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    reads: SqlitePool,
+    writes: mpsc::Sender<(WriteRequest, Reply)>,
+    options: SqliteConnectOptions,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at a `sqlite:` URL.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the POS hears "paid".
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqliteConnection::connect_with(&options).await?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.clone().read_only(false))
+            .await?;
+        let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run_writer(writer, queue));
+        Ok(Self {
+            reads,
+            writes,
+            options,
+        })
+    }
+}
+
+/// The writer task: takes every write waiting (up to `MAX_BATCH`), applies
+/// each in its own savepoint inside one transaction, commits once, answers all.
+async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<(WriteRequest, Reply)>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let outcomes = write_batch(&mut conn, &batch).await;
+        match outcomes {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+                    // A caller that went away (cancelled request) needs no answer.
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, writes = batch.len(), "sqlite batch commit failed");
+                let message = error.to_string();
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(StoreError::Corrupt(format!(
+                        "batch commit failed: {message}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a batch in one transaction. Each write's outcome is its own; the
+/// whole batch fails only if the transaction itself cannot begin or commit.
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    batch: &[(WriteRequest, Reply)],
+) -> Result<Vec<Result<WriteOutcome, StoreError>>, sqlx::Error> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (request, _) in batch {
+        let outcome = write_one(conn, request).await;
+        outcomes.push(outcome);
+    }
+    if let Err(error) = sqlx::query("COMMIT").execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        return Err(error);
+    }
+    Ok(outcomes)
+}
+
+/// One write inside the batch's transaction, in a savepoint so that a write
+/// that is refused or fails leaves the others untouched.
+async fn write_one(
+    conn: &mut SqliteConnection,
+    request: &WriteRequest,
+) -> Result<WriteOutcome, StoreError> {
+    request.check()?;
+    sqlx::query("SAVEPOINT posgate_write")
+        .execute(&mut *conn)
+        .await?;
+    let outcome = apply_write(conn, request).await;
+    if !matches!(outcome, Ok(WriteOutcome::Written)) {
+        sqlx::query("ROLLBACK TO posgate_write")
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("RELEASE posgate_write")
+        .execute(&mut *conn)
+        .await?;
+    outcome
+}
+
+define_apply_write!(SqliteConnection);
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = SqliteConnection::connect_with(&self.options).await?;
+        // IMMEDIATE takes the write lock first, so two processes migrating at
+        // once run one after the other.
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+        let result = async {
+            sqlx::query(migrate::CREATE_LEDGER)
+                .execute(&mut conn)
+                .await?;
+            let applied: Vec<i64> = sqlx::query_scalar(migrate::SELECT_APPLIED)
+                .fetch_all(&mut conn)
+                .await?;
+            for migration in migrate::pending(migrate::SQLITE, &applied)? {
+                sqlx::Executor::execute(&mut conn, migration.sql).await?;
+                sqlx::query(migrate::RECORD)
+                    .bind(migration.version)
+                    .bind(migration.name)
+                    .bind(Utc::now().to_rfc3339())
+                    .execute(&mut conn)
+                    .await?;
+                tracing::info!(
+                    version = migration.version,
+                    name = migration.name,
+                    "applied sqlite migration"
+                );
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::query(end).execute(&mut conn).await?;
+        result
+    }
+
+    async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send((request, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    async fn answer(&self, key: &IdempotencyKey) -> Result<Option<StoredAnswer>, StoreError> {
+        let row = sqlx::query(sql::SELECT_KEY)
+            .bind(&key.store_id)
+            .bind(&key.terminal_id)
+            .bind(&key.client_request_id)
+            .fetch_optional(&self.reads)
+            .await?;
+        row.as_ref().map(rows::answer).transpose()
+    }
+
+    async fn transaction(
+        &self,
+        store_id: &str,
+        id: &str,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        let row = sqlx::query(sql::SELECT_TRANSACTION)
+            .bind(id)
+            .bind(store_id)
+            .fetch_optional(&self.reads)
+            .await?;
+        row.as_ref().map(rows::transaction).transpose()
+    }
+
+    async fn settlement_lines(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<SettlementLine>, StoreError> {
+        let rows = sqlx::query(sql::SELECT_LINES)
+            .bind(transaction_id)
+            .fetch_all(&self.reads)
+            .await?;
+        rows.iter().map(rows::line).collect()
+    }
+
+    async fn events(&self, transaction_id: &str) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(sql::SELECT_EVENTS)
+            .bind(transaction_id)
+            .fetch_all(&self.reads)
+            .await?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    async fn purge_expired_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query(sql::PURGE_KEYS)
+            .bind(now)
+            .execute(&self.reads)
+            .await?
+            .rows_affected())
+    }
+
+    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
+        let (idempotency_keys, transactions, bill_payments, settlement_lines, events) =
+            sqlx::query_as(sql::ROW_COUNTS)
+                .fetch_one(&self.reads)
+                .await?;
+        Ok(RowCounts {
+            idempotency_keys,
+            transactions,
+            bill_payments,
+            settlement_lines,
+            events,
+        })
+    }
+}
