@@ -126,7 +126,6 @@ pub(crate) mod expected {
     pub const PIN_ISO4: &str = "an aes256/pin key";
     pub const SIGN: &str = "an ed25519/sign or ecdsa-p256/sign key";
     pub const HMAC: &str = "an hmac-sha256/hmac key";
-    pub const KEK: &str = "a tdes2/kek or aes256/kek key";
     pub const TDES_KEK: &str = "a tdes2/kek key (TDES keys are exported under a ZMK)";
     pub const AES_KEK: &str = "an aes256/kek key (AES and HMAC keys are exported under an AES KEK)";
     pub const WRAPPABLE: &str = "a tdes2, aes256 or hmac-sha256 key (signing keys are not exportable)";

@@ -13,7 +13,8 @@ mod suite;
 mod vectors;
 
 /// Runs every shared-suite case against a backend. `$make` is an async
-/// function returning `Option<Arc<dyn Hsm>>` (`None` = backend not available here).
+/// function taking the test's libtest name and returning
+/// `Option<Arc<dyn Hsm>>` (`None`: the case ran elsewhere or was skipped, with the reason printed).
 #[macro_export]
 macro_rules! shared_suite {
     ($make:path) => {
@@ -41,10 +42,16 @@ macro_rules! shared_suite {
             /// Shared-suite case run on this backend (see `suite.rs` for what it proves).
             #[tokio::test]
             async fn $case() {
-                if let Some(hsm) = $make().await {
+                if let Some(hsm) = $make(&$crate::test_name(module_path!(), stringify!($case))).await {
                     $crate::suite::$case(&*hsm, &$crate::suite::unique_label(stringify!($case))).await;
                 }
             }
         )*
     };
+}
+
+/// The libtest name of a test function: its module path without the crate, then its name.
+pub fn test_name(module: &str, case: &str) -> String {
+    let module = module.split_once("::").map_or("", |(_, rest)| rest);
+    if module.is_empty() { case.to_owned() } else { format!("{module}::{case}") }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use posgate_hsm::keys::KeyRef;
 use posgate_hsm::{Hsm, HsmError, KeySpec, MacAlgorithm, MasterKey, SoftwareHsm};
 
-async fn make() -> Option<Arc<dyn Hsm>> {
+async fn make(_test_name: &str) -> Option<Arc<dyn Hsm>> {
     Some(Arc::new(SoftwareHsm::in_memory()))
 }
 
