@@ -1,0 +1,278 @@
+//! Test support: backends (a temporary SQLite file, or a private PostgreSQL
+//! schema per test), a gateway started in-process on a real TLS socket with
+//! a hand-set clock, and slip builders.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use posgate_gateway::bill::barcode::{self, BarcodeProfile, ParsedSlip};
+use posgate_gateway::clock::ManualClock;
+use posgate_gateway::config::Config;
+use posgate_gateway::server::{self, RunningServer};
+use posgate_gateway::store::{self, Store};
+use posgate_gateway::tls::{DevPki, client_tls};
+use posgate_proto::v1 as pb;
+use pb::bill_payment_service_client::BillPaymentServiceClient;
+use tonic::transport::Channel;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backends to run a test on: SQLite always, PostgreSQL when
+/// `POSGATE_TEST_PG_URL` is set (CI always sets it; elsewhere the skip is printed).
+pub fn backends() -> Vec<Backend> {
+    if std::env::var("POSGATE_TEST_PG_URL").is_ok() {
+        vec![Backend::Sqlite, Backend::Postgres]
+    } else {
+        eprintln!("SKIPPED on PostgreSQL: POSGATE_TEST_PG_URL is not set (CI sets it); running on SQLite only");
+        vec![Backend::Sqlite]
+    }
+}
+
+/// A database for one test, removed when dropped (the PostgreSQL schema is
+/// dropped best-effort; the SQLite file goes with its temporary directory).
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("posgate.db").display()),
+            Backend::Postgres => postgres_schema_url().await,
+        };
+        Self { url, dir }
+    }
+
+    /// A migrated store on this database.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let store = store::open(&self.url, 8).await.expect("open store");
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
+
+/// Creates a fresh schema and returns a URL whose connections use it, so
+/// PostgreSQL tests run in parallel without seeing each other's rows.
+async fn postgres_schema_url() -> String {
+    use sqlx::Connection as _;
+    let base = std::env::var("POSGATE_TEST_PG_URL").expect("checked by backends()");
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to POSGATE_TEST_PG_URL");
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.expect("create schema");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
+}
+
+/// The test configuration: a Taipei store (23:00 cutoff), a Tokyo store
+/// (midnight cutoff), and Taiwan and Japan billers.
+pub fn config_text(db_url: &str, pki: &DevPki, limits: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "{cert}"
+tls_key = "{key}"
+shutdown_grace_seconds = 5
+
+[database]
+url = "{db_url}"
+max_connections = 8
+
+[limits]
+{limits}
+
+[[store]]
+id = "S001"
+name = "Taipei Xinyi"
+time_zone = "Asia/Taipei"
+cutoff = "23:00"
+
+[[store]]
+id = "S101"
+name = "Tokyo Shinjuku"
+time_zone = "Asia/Tokyo"
+cutoff = "00:00"
+
+[[biller]]
+id = "TPC"
+name = "Taiwan Power Company"
+profile = "tw-cvs-3seg"
+agency_codes = ["TPC"]
+currency = "TWD"
+min_amount_minor = 100
+max_amount_minor = 2000000
+accept_after_due = false
+fee = {{ kind = "fixed", amount_minor = 1000 }}
+
+[[biller]]
+id = "WATER"
+name = "Taipei Water Department"
+profile = "tw-cvs-3seg"
+agency_codes = ["TWW"]
+currency = "TWD"
+min_amount_minor = 100
+max_amount_minor = 5000000
+accept_after_due = true
+fee = {{ kind = "tiered", tiers = [ {{ up_to_minor = 100000, fee_minor = 500 }}, {{ up_to_minor = 999999999999, fee_minor = 800 }} ] }}
+
+[[biller]]
+id = "TKGAS"
+name = "Tokyo Gas"
+profile = "jp-gs1-cvs"
+agency_codes = ["912345"]
+currency = "JPY"
+min_amount_minor = 1
+max_amount_minor = 300000
+accept_after_due = false
+fee = {{ kind = "percent", rate_percent = "0.5", min_minor = 30, max_minor = 150, rounding = "half-up" }}
+"#,
+        cert = pki.server_cert.display(),
+        key = pki.server_key.display(),
+    )
+}
+
+/// Generous limits so tests are never shed unless they mean to be.
+pub const OPEN_LIMITS: &str =
+    "terminal_per_second = 100000\nterminal_burst = 100000\nstore_per_second = 100000\nstore_burst = 100000\nmax_in_flight = 4096";
+
+/// A gateway running in this process, with its client and clock.
+#[derive(Debug)]
+pub struct TestGateway {
+    /// Keeps the database (and the certificates in its directory) alive.
+    _db: TestDb,
+    pub server: RunningServer,
+    pub clock: Arc<ManualClock>,
+    pub client: BillPaymentServiceClient<Channel>,
+    pub channel: Channel,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestGateway {
+    pub async fn start(backend: Backend, now: DateTime<Utc>) -> Self {
+        Self::start_with_limits(backend, now, OPEN_LIMITS).await
+    }
+
+    pub async fn start_with_limits(backend: Backend, now: DateTime<Utc>, limits: &str) -> Self {
+        let db = TestDb::new(backend).await;
+        let pki = DevPki::generate(db.dir.path()).expect("dev pki");
+        let config = Config::parse(&config_text(&db.url, &pki, limits)).expect("test config parses");
+        let clock = Arc::new(ManualClock::new(now));
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let server = server::start(&config, clock.clone(), async {
+            let _ = stop.await;
+        })
+        .await
+        .expect("server starts");
+        let channel = Channel::from_shared(format!("https://{}", server.addr))
+            .expect("uri")
+            .tls_config(client_tls(&pki.ca_cert, "localhost").expect("client tls"))
+            .expect("tls config")
+            .connect()
+            .await
+            .expect("connect");
+        let client = BillPaymentServiceClient::new(channel.clone());
+        Self { _db: db, server, clock, client, channel, shutdown: Some(shutdown) }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.server.gateway.store
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = (&mut self.server.task).await;
+    }
+}
+
+pub fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).expect("rfc3339").with_timezone(&Utc)
+}
+
+pub fn date(text: &str) -> NaiveDate {
+    NaiveDate::from_str(text).expect("date")
+}
+
+/// A Taiwan Power slip: three Code 39 barcodes.
+pub fn tw_slip(agency_code: &str, reference: &str, due: &str, amount_twd: u64) -> Vec<String> {
+    barcode::encode(&ParsedSlip {
+        profile: BarcodeProfile::TaiwanCvsThreeSegment,
+        agency_code: agency_code.to_owned(),
+        bill_reference: format!("{reference:0>16}"),
+        due_date: date(due),
+        amount_whole: amount_twd,
+        period: Some("1511".to_owned()),
+        reissue_count: None,
+        stamp_duty: None,
+    })
+    .expect("valid TW slip")
+}
+
+/// A Tokyo Gas slip: one GS1-128 barcode.
+pub fn jp_slip(company_code: &str, reference: &str, due: &str, amount_yen: u64) -> Vec<String> {
+    barcode::encode(&ParsedSlip {
+        profile: BarcodeProfile::JapanGs1Cvs,
+        agency_code: company_code.to_owned(),
+        bill_reference: format!("{reference:0>21}"),
+        due_date: date(due),
+        amount_whole: amount_yen,
+        period: None,
+        reissue_count: Some(0),
+        stamp_duty: Some(false),
+    })
+    .expect("valid JP slip")
+}
+
+pub fn context(store: &str, terminal: &str, key: &str, at: DateTime<Utc>) -> Option<pb::RequestContext> {
+    Some(pb::RequestContext {
+        store_id: store.to_owned(),
+        terminal_id: terminal.to_owned(),
+        client_request_id: key.to_owned(),
+        pos_timestamp: Some(prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 }),
+        operator_id: "OP1".to_owned(),
+    })
+}
+
+pub fn money(amount_minor: i64, currency: &str) -> Option<pb::Money> {
+    Some(pb::Money { amount_minor, currency: currency.to_owned() })
+}
+
+/// A valid PayBill of NT$1,234 to Taiwan Power from S001/T01 at `at`.
+pub fn tw_pay(key: &str, at: DateTime<Utc>) -> pb::PayBillRequest {
+    pb::PayBillRequest {
+        context: context("S001", "T01", key, at),
+        slip: Some(pb::BillSlip { barcodes: tw_slip("TPC", "KS2025080001", "2026-12-31", 1234), biller_id: String::new() }),
+        amount: money(123_400, "TWD"),
+    }
+}
+
+/// The field paths named in a status's google.rpc.BadRequest.
+pub fn bad_request_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|violation| violation.field).collect())
+        .unwrap_or_default()
+}
+
+/// Reads a manual clock in tests without importing the trait everywhere.
+pub trait NowForTest {
+    fn now_for_test(&self) -> DateTime<Utc>;
+}
+
+impl NowForTest for ManualClock {
+    fn now_for_test(&self) -> DateTime<Utc> {
+        posgate_gateway::clock::Clock::now(self)
+    }
+}
