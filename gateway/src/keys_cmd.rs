@@ -16,7 +16,10 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use posgate_hsm::keys::KeyRef;
 use posgate_hsm::keystore::MASTER_KEY_ENV;
-use posgate_hsm::{Hsm, KeySpec, KeyType, KeyUsage, Kcv, MasterKey, Pkcs11Config, Pkcs11Hsm, SoftwareHsm, WrappedKey};
+use posgate_hsm::{
+    Hsm, Kcv, KeySpec, KeyType, KeyUsage, MasterKey, Pkcs11Config, Pkcs11Hsm, SoftwareHsm,
+    WrappedKey,
+};
 
 /// Arguments of `posgate keys`.
 #[derive(Debug, clap::Args)]
@@ -91,34 +94,59 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
     let hsm = open(&args)?;
     match args.command {
         KeysCommand::Init => unreachable!("handled above"),
-        KeysCommand::Generate { label, key_type, usage } => {
+        KeysCommand::Generate {
+            label,
+            key_type,
+            usage,
+        } => {
             let spec = KeySpec::new(KeyType::parse(&key_type)?, KeyUsage::parse(&usage)?)?;
             let info = hsm.generate_key(&label, spec).await?;
-            println!("generated {} v{} ({}) KCV {}", info.label, info.version, info.spec, info.kcv);
+            println!(
+                "generated {} v{} ({}) KCV {}",
+                info.label, info.version, info.spec, info.kcv
+            );
         }
         KeysCommand::List => {
             println!("{:<40} {:<24} {:>7}  KCV", "LABEL", "TYPE/USAGE", "VERSION");
             for info in hsm.list_keys().await? {
-                println!("{:<40} {:<24} {:>7}  {}", info.label, info.spec.to_string(), info.version, info.kcv);
+                println!(
+                    "{:<40} {:<24} {:>7}  {}",
+                    info.label,
+                    info.spec.to_string(),
+                    info.version,
+                    info.kcv
+                );
             }
         }
         KeysCommand::Rotate { label } => {
             let info = hsm.rotate_key(&label).await?;
-            println!("rotated {} to v{} KCV {}", info.label, info.version, info.kcv);
+            println!(
+                "rotated {} to v{} KCV {}",
+                info.label, info.version, info.kcv
+            );
         }
         KeysCommand::Export { label, kek, out } => {
-            let wrapped = hsm.wrap_key(&KeyRef::latest(&label), &KeyRef::latest(&kek)).await?;
+            let wrapped = hsm
+                .wrap_key(&KeyRef::latest(&label), &KeyRef::latest(&kek))
+                .await?;
             let text = wrapped_to_json(&wrapped)?;
             match out {
-                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
                 None => println!("{text}"),
             }
         }
         KeysCommand::Import { label, kek, file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
             let wrapped = wrapped_from_json(&text)?;
-            let info = hsm.unwrap_key(&label, &wrapped, &KeyRef::latest(&kek)).await?;
-            println!("imported {} v{} ({}) KCV {}", info.label, info.version, info.spec, info.kcv);
+            let info = hsm
+                .unwrap_key(&label, &wrapped, &KeyRef::latest(&kek))
+                .await?;
+            println!(
+                "imported {} v{} ({}) KCV {}",
+                info.label, info.version, info.spec, info.kcv
+            );
         }
     }
     Ok(())
@@ -139,14 +167,19 @@ fn master_key(args: &KeysArgs) -> anyhow::Result<MasterKey> {
 
 fn init(args: &KeysArgs) -> anyhow::Result<()> {
     if args.backend == Backend::Pkcs11 {
-        bail!("a PKCS#11 token is initialized with the vendor's tools; posgate only needs its label and PIN");
+        bail!(
+            "a PKCS#11 token is initialized with the vendor's tools; posgate only needs its label and PIN"
+        );
     }
     let path = keystore_path(args)?;
     let master = match &args.master_key_file {
         Some(file) if !file.exists() => {
             let (master, text) = MasterKey::generate()?;
             write_private(file, &text)?;
-            println!("wrote a new master key to {} (back it up; without it the keystore is lost)", file.display());
+            println!(
+                "wrote a new master key to {} (back it up; without it the keystore is lost)",
+                file.display()
+            );
             master
         }
         _ => master_key(args)?,
@@ -165,7 +198,9 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     Ok(())
@@ -202,7 +237,10 @@ fn wrapped_from_json(text: &str) -> anyhow::Result<WrappedKey> {
         bail!("unknown wrapped key format {:?}", field("format")?);
     }
     Ok(WrappedKey {
-        spec: KeySpec::new(KeyType::parse(field("key_type")?)?, KeyUsage::parse(field("usage")?)?)?,
+        spec: KeySpec::new(
+            KeyType::parse(field("key_type")?)?,
+            KeyUsage::parse(field("usage")?)?,
+        )?,
         kcv: Kcv::parse(field("kcv")?)?,
         kek_kcv: Kcv::parse(field("kek_kcv")?)?,
         ciphertext: hex::decode(field("ciphertext")?).context("ciphertext is not hex")?,

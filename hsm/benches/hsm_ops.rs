@@ -3,7 +3,7 @@
 //!
 //! Each operation runs one at a time from one task for about a second (at
 //! most `MAX_ITERATIONS` times), over a 64-byte message, as the gateway
-//! issues them. The PKCS#11 run needs SoftHSM2: the bench makes a token in a
+//! issues them. The PKCS#11 run needs `SoftHSM2`: the bench makes a token in a
 //! temporary directory and re-runs itself with `SOFTHSM2_CONF` pointing at it
 //! (the module reads that variable when it loads).
 
@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use posgate_hsm::keys::KeyRef;
-use posgate_hsm::{ClearKey, Hsm, KeySpec, MacAlgorithm, MacPadding, Pkcs11Config, Pkcs11Hsm, SoftwareHsm};
+use posgate_hsm::{
+    ClearKey, Hsm, KeySpec, MacAlgorithm, MacPadding, Pkcs11Config, Pkcs11Hsm, SoftwareHsm,
+};
 use zeroize::Zeroizing;
 
 /// How long each operation is measured.
@@ -24,12 +26,22 @@ const CHILD_ARG: &str = "--pkcs11-child";
 
 async fn setup(hsm: &dyn Hsm) {
     let clear = |hex_text: &str| ClearKey::from_hex(hex_text).unwrap();
-    hsm.import_key("bench-zak", KeySpec::TDES_MAC, clear("0123456789ABCDEFFEDCBA9876543210"))
+    hsm.import_key(
+        "bench-zak",
+        KeySpec::TDES_MAC,
+        clear("0123456789ABCDEFFEDCBA9876543210"),
+    )
+    .await
+    .unwrap();
+    hsm.generate_key("bench-cmac", KeySpec::AES_MAC)
         .await
         .unwrap();
-    hsm.generate_key("bench-cmac", KeySpec::AES_MAC).await.unwrap();
-    hsm.generate_key("bench-ed25519", KeySpec::ED25519).await.unwrap();
-    hsm.generate_key("bench-hmac", KeySpec::HMAC_SHA256).await.unwrap();
+    hsm.generate_key("bench-ed25519", KeySpec::ED25519)
+        .await
+        .unwrap();
+    hsm.generate_key("bench-hmac", KeySpec::HMAC_SHA256)
+        .await
+        .unwrap();
 }
 
 async fn measure(name: &str, backend: &str, mut operation: impl AsyncFnMut()) {
@@ -57,7 +69,9 @@ async fn run(hsm: Arc<dyn Hsm>) {
     })
     .await;
     measure("AES-CMAC", backend, async || {
-        hsm.mac_generate(&cmac, MacAlgorithm::AesCmac, &message).await.unwrap();
+        hsm.mac_generate(&cmac, MacAlgorithm::AesCmac, &message)
+            .await
+            .unwrap();
     })
     .await;
     measure("Ed25519 sign", backend, async || {
@@ -75,10 +89,26 @@ fn pkcs11_in_child() {
     let tokens = directory.path().join("tokens");
     std::fs::create_dir_all(&tokens).unwrap();
     let conf = directory.path().join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nlog.level = ERROR\n", tokens.display())).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
     let init = Command::new("softhsm2-util")
         .env("SOFTHSM2_CONF", &conf)
-        .args(["--init-token", "--free", "--label", "posgate-bench", "--pin", "4321", "--so-pin", "87654321"])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "posgate-bench",
+            "--pin",
+            "4321",
+            "--so-pin",
+            "87654321",
+        ])
         .output();
     if !init.is_ok_and(|output| output.status.success()) {
         println!("pkcs11    skipped: softhsm2-util could not make a token (install softhsm2)");

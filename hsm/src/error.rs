@@ -56,7 +56,9 @@ pub enum HsmError {
 
     /// The PIN block does not decode: wrong PIN key, wrong PAN, wrong format
     /// or a corrupted block. Which of these is deliberately not said.
-    #[error("PIN block does not decode under key {label:?} (wrong PIN key, wrong PAN or corrupted block)")]
+    #[error(
+        "PIN block does not decode under key {label:?} (wrong PIN key, wrong PAN or corrupted block)"
+    )]
     PinBlockInvalid { label: String },
 
     /// Input that is malformed regardless of keys (lengths, formats).
@@ -68,7 +70,9 @@ pub enum HsmError {
     KcvMismatch { expected: String, actual: String },
 
     /// Unwrapping failed its integrity check: wrong KEK or corrupted blob.
-    #[error("unwrap under key {kek_label:?} failed: wrong key-encryption key or corrupted wrapped key")]
+    #[error(
+        "unwrap under key {kek_label:?} failed: wrong key-encryption key or corrupted wrapped key"
+    )]
     UnwrapFailed { kek_label: String },
 
     /// The backend cannot do this, and says why.

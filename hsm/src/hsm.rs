@@ -6,7 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::error::HsmError;
-use crate::keys::{ClearKey, KeyInfo, KeyRef, KeySpec, Kcv, PublicKey};
+use crate::keys::{ClearKey, Kcv, KeyInfo, KeyRef, KeySpec, PublicKey};
 use crate::mac::MacAlgorithm;
 use crate::pan::Pan;
 use crate::pin_block::PinBlockFormat;
@@ -21,7 +21,12 @@ pub struct Tag {
 
 impl fmt::Debug for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tag(v{}, {})", self.key_version, hex::encode_upper(&self.bytes))
+        write!(
+            f,
+            "Tag(v{}, {})",
+            self.key_version,
+            hex::encode_upper(&self.bytes)
+        )
     }
 }
 
@@ -70,7 +75,12 @@ pub trait Hsm: Send + Sync + fmt::Debug {
 
     /// Imports clear material as version 1 of a new key (key ceremony
     /// components, test vectors). ECDSA keys cannot be imported in clear.
-    async fn import_key(&self, label: &str, spec: KeySpec, material: ClearKey) -> Result<KeyInfo, HsmError>;
+    async fn import_key(
+        &self,
+        label: &str,
+        spec: KeySpec,
+        material: ClearKey,
+    ) -> Result<KeyInfo, HsmError>;
 
     /// Generates the next version of an existing key, same spec. Older
     /// versions keep verifying; the oldest beyond [`crate::keys::MAX_VERSIONS`] are destroyed.
@@ -83,7 +93,12 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     async fn key_info(&self, key: &KeyRef) -> Result<KeyInfo, HsmError>;
 
     /// Computes a full-length MAC (8 bytes retail MAC, 16 bytes CMAC).
-    async fn mac_generate(&self, key: &KeyRef, algorithm: MacAlgorithm, data: &[u8]) -> Result<Tag, HsmError>;
+    async fn mac_generate(
+        &self,
+        key: &KeyRef,
+        algorithm: MacAlgorithm,
+        data: &[u8],
+    ) -> Result<Tag, HsmError>;
 
     /// Verifies a MAC, possibly truncated to its leftmost 4 or more bytes.
     /// Returns the version that matched.
@@ -115,7 +130,12 @@ pub trait Hsm: Send + Sync + fmt::Debug {
 
     /// Imports a wrapped key as version 1 of `label`, or as the next version
     /// if `label` exists with the same spec. Checks the KCV.
-    async fn unwrap_key(&self, label: &str, wrapped: &WrappedKey, kek: &KeyRef) -> Result<KeyInfo, HsmError>;
+    async fn unwrap_key(
+        &self,
+        label: &str,
+        wrapped: &WrappedKey,
+        kek: &KeyRef,
+    ) -> Result<KeyInfo, HsmError>;
 }
 
 /// The expected-type strings used in [`HsmError::WrongKeyType`].
@@ -128,11 +148,16 @@ pub(crate) mod expected {
     pub const HMAC: &str = "an hmac-sha256/hmac key";
     pub const TDES_KEK: &str = "a tdes2/kek key (TDES keys are exported under a ZMK)";
     pub const AES_KEK: &str = "an aes256/kek key (AES and HMAC keys are exported under an AES KEK)";
-    pub const WRAPPABLE: &str = "a tdes2, aes256 or hmac-sha256 key (signing keys are not exportable)";
+    pub const WRAPPABLE: &str =
+        "a tdes2, aes256 or hmac-sha256 key (signing keys are not exportable)";
 }
 
 /// Checks a key's spec against the one an operation needs.
-pub(crate) fn require(info: &KeyInfo, wanted: KeySpec, expected: &'static str) -> Result<(), HsmError> {
+pub(crate) fn require(
+    info: &KeyInfo,
+    wanted: KeySpec,
+    expected: &'static str,
+) -> Result<(), HsmError> {
     if info.spec == wanted {
         Ok(())
     } else {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::HsmError;
-use crate::keys::{KeyInfo, KeySpec, KeyType, KeyUsage, Kcv};
+use crate::keys::{Kcv, KeyInfo, KeySpec, KeyType, KeyUsage};
 
 /// The environment variable holding the master key as 64 hex digits.
 pub const MASTER_KEY_ENV: &str = "POSGATE_HSM_MASTER_KEY";
@@ -60,18 +60,18 @@ impl MasterKey {
 
     /// Reads the master key from the environment variable `name`.
     pub fn from_env(name: &str) -> Result<Self, HsmError> {
-        let value = Zeroizing::new(
-            std::env::var(name).map_err(|_| HsmError::MasterKey(format!("environment variable {name} is not set")))?,
-        );
+        let value =
+            Zeroizing::new(std::env::var(name).map_err(|_| {
+                HsmError::MasterKey(format!("environment variable {name} is not set"))
+            })?);
         Self::from_hex(&value)
     }
 
     /// Reads the master key from a file holding 64 hex digits.
     pub fn from_file(path: &Path) -> Result<Self, HsmError> {
-        let text = Zeroizing::new(
-            fs::read_to_string(path)
-                .map_err(|error| HsmError::MasterKey(format!("cannot read {}: {error}", path.display())))?,
-        );
+        let text = Zeroizing::new(fs::read_to_string(path).map_err(|error| {
+            HsmError::MasterKey(format!("cannot read {}: {error}", path.display()))
+        })?);
         Self::from_hex(&text)
     }
 
@@ -132,7 +132,11 @@ impl SealedKey {
 }
 
 /// Seals one key version's material under the master key.
-pub(crate) fn seal(master: &MasterKey, info: &KeyInfo, material: &[u8]) -> Result<SealedKey, HsmError> {
+pub(crate) fn seal(
+    master: &MasterKey,
+    info: &KeyInfo,
+    material: &[u8],
+) -> Result<SealedKey, HsmError> {
     let mut nonce = [0_u8; 12];
     SystemRandom::new()
         .fill(&mut nonce)
@@ -150,7 +154,13 @@ pub(crate) fn seal(master: &MasterKey, info: &KeyInfo, material: &[u8]) -> Resul
     let aad = entry.associated_data();
     let sealed = master
         .cipher()
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: material, aad: &aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: material,
+                aad: &aad,
+            },
+        )
         .map_err(|_| HsmError::Internal("AES-GCM sealing failed".to_owned()))?;
     entry.sealed = hex::encode(sealed);
     Ok(entry)
@@ -167,17 +177,25 @@ pub(crate) fn open(
         reason,
     };
     let what = format!("entry {:?} v{}", entry.label, entry.version);
-    let spec = KeySpec::new(entry.key_type, entry.usage).map_err(|error| corrupt(format!("{what}: {error}")))?;
+    let spec = KeySpec::new(entry.key_type, entry.usage)
+        .map_err(|error| corrupt(format!("{what}: {error}")))?;
     let kcv = Kcv::parse(&entry.kcv).map_err(|error| corrupt(format!("{what}: {error}")))?;
     let nonce = hex::decode(&entry.nonce)
         .ok()
         .filter(|nonce| nonce.len() == 12)
         .ok_or_else(|| corrupt(format!("{what}: bad nonce")))?;
-    let sealed = hex::decode(&entry.sealed).map_err(|_| corrupt(format!("{what}: sealed material is not hex")))?;
+    let sealed = hex::decode(&entry.sealed)
+        .map_err(|_| corrupt(format!("{what}: sealed material is not hex")))?;
     let aad = entry.associated_data();
     let material = master
         .cipher()
-        .decrypt(Nonce::from_slice(&nonce), Payload { msg: &sealed, aad: &aad })
+        .decrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &sealed,
+                aad: &aad,
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| corrupt(format!("{what}: does not decrypt; the file was altered")))?;
     let info = KeyInfo {
@@ -211,15 +229,21 @@ pub(crate) fn load(path: &Path, master: &MasterKey) -> Result<Vec<SealedKey>, Hs
         .map_err(|error| keystore_error(format!("cannot read: {error}")))?
         .len();
     if size > MAX_KEYSTORE_BYTES {
-        return Err(keystore_error(format!("{size} bytes is larger than any real keystore")));
+        return Err(keystore_error(format!(
+            "{size} bytes is larger than any real keystore"
+        )));
     }
-    let text = fs::read_to_string(path).map_err(|error| keystore_error(format!("cannot read: {error}")))?;
-    let file: KeystoreFile =
-        serde_json::from_str(&text).map_err(|error| keystore_error(format!("not a keystore: {error}")))?;
+    let text = fs::read_to_string(path)
+        .map_err(|error| keystore_error(format!("cannot read: {error}")))?;
+    let file: KeystoreFile = serde_json::from_str(&text)
+        .map_err(|error| keystore_error(format!("not a keystore: {error}")))?;
     if file.format != FORMAT {
         return Err(keystore_error(format!("unknown format {:?}", file.format)));
     }
-    if !crate::mac::constant_time_eq(file.master_check.as_bytes(), master.check_value().as_bytes()) {
+    if !crate::mac::constant_time_eq(
+        file.master_check.as_bytes(),
+        master.check_value().as_bytes(),
+    ) {
         return Err(HsmError::MasterKey(format!(
             "not the master key {} was sealed with",
             path.display()
@@ -239,7 +263,8 @@ pub(crate) fn save(path: &Path, master: &MasterKey, keys: &[SealedKey]) -> Resul
         master_check: master.check_value(),
         keys: keys.to_vec(),
     };
-    let text = serde_json::to_string_pretty(&file).map_err(|error| keystore_error(error.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&file).map_err(|error| keystore_error(error.to_string()))?;
     let temporary = temporary_path(path);
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -248,19 +273,25 @@ pub(crate) fn save(path: &Path, master: &MasterKey, keys: &[SealedKey]) -> Resul
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut handle = options
-        .open(&temporary)
-        .map_err(|error| keystore_error(format!("cannot write {}: {error}", temporary.display())))?;
+    let mut handle = options.open(&temporary).map_err(|error| {
+        keystore_error(format!("cannot write {}: {error}", temporary.display()))
+    })?;
     handle
         .write_all(text.as_bytes())
         .and_then(|()| handle.sync_all())
-        .map_err(|error| keystore_error(format!("cannot write {}: {error}", temporary.display())))?;
-    fs::rename(&temporary, path).map_err(|error| keystore_error(format!("cannot replace: {error}")))?;
+        .map_err(|error| {
+            keystore_error(format!("cannot write {}: {error}", temporary.display()))
+        })?;
+    fs::rename(&temporary, path)
+        .map_err(|error| keystore_error(format!("cannot replace: {error}")))?;
     Ok(())
 }
 
 fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }

@@ -11,7 +11,7 @@
 //! - [`wrap`]: key-wrapping formats (TDES-ECB under a ZMK, RFC 3394 AES key wrap).
 //! - [`keystore`]: the software HSM's keystore file, sealed with AES-256-GCM, and its `MasterKey`.
 //! - [`software`]: `SoftwareHsm`, keys in zeroizing memory, persisted in the keystore.
-//! - [`pkcs11`]: `Pkcs11Hsm`, keys as PKCS#11 objects in a token (SoftHSM2 in tests, a network HSM in production).
+//! - [`pkcs11`]: `Pkcs11Hsm`, keys as PKCS#11 objects in a token (`SoftHSM2` in tests, a network HSM in production).
 //! - [`pan`]: `Pan` (Luhn, masked printing, keyed fingerprint) and `CardExpiry`.
 //!
 //! The backends' guarantees differ; `hsm/README.md` spells them out.
@@ -29,7 +29,7 @@ pub(crate) mod wrap;
 
 pub use error::HsmError;
 pub use hsm::{Hsm, PinTranslation, Tag, WrappedKey};
-pub use keys::{ClearKey, KeyInfo, KeyRef, KeySpec, KeyType, KeyUsage, Kcv, PublicKey};
+pub use keys::{ClearKey, Kcv, KeyInfo, KeyRef, KeySpec, KeyType, KeyUsage, PublicKey};
 pub use keystore::MasterKey;
 pub use mac::{MacAlgorithm, MacPadding};
 pub use pan::{CardExpiry, Pan, PanError, PanFingerprint};

@@ -7,15 +7,15 @@
 
 use aes::Aes256;
 use cmac::{Cmac, Mac as _};
+use des::Des;
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
-use des::Des;
 use serde::{Deserialize, Serialize};
 
 /// DES block size in bytes.
 pub const DES_BLOCK_BYTES: usize = 8;
 
-/// The largest message MACed in one call. ISO 8583 messages are a few KB;
+/// The largest message one MAC call covers. ISO 8583 messages are a few kilobytes;
 /// the bound keeps a hostile length from turning into a large allocation.
 pub const MAX_MAC_INPUT_BYTES: usize = 1 << 20;
 
@@ -83,7 +83,7 @@ pub fn pad(data: &[u8], padding: MacPadding) -> Vec<u8> {
 #[must_use]
 pub fn split_last_block(padded: &[u8]) -> (&[u8], [u8; DES_BLOCK_BYTES]) {
     assert!(
-        !padded.is_empty() && padded.len() % DES_BLOCK_BYTES == 0,
+        !padded.is_empty() && padded.len().is_multiple_of(DES_BLOCK_BYTES),
         "padding always yields whole, non-empty blocks"
     );
     let (head, last) = padded.split_at(padded.len() - DES_BLOCK_BYTES);
@@ -111,7 +111,8 @@ pub(crate) fn retail_mac(key: &[u8; 16], data: &[u8], padding: MacPadding) -> [u
 
 /// AES-CMAC (RFC 4493) under a clear AES-256 key.
 pub(crate) fn aes_cmac(key: &[u8; 32], data: &[u8]) -> [u8; 16] {
-    let mut mac = <Cmac<Aes256> as KeyInit>::new_from_slice(key).expect("AES-256 takes 32-byte keys");
+    let mut mac =
+        <Cmac<Aes256> as KeyInit>::new_from_slice(key).expect("AES-256 takes 32-byte keys");
     mac.update(data);
     mac.finalize().into_bytes().into()
 }

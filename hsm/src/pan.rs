@@ -9,9 +9,9 @@ use std::fmt;
 use chrono::NaiveDate;
 use zeroize::Zeroizing;
 
+use crate::HsmError;
 use crate::hsm::Hsm;
 use crate::keys::KeyRef;
-use crate::HsmError;
 
 /// Shortest PAN accepted (ISO/IEC 7812 allows 8, card schemes issue 12 and up).
 pub const MIN_PAN_DIGITS: usize = 12;
@@ -59,7 +59,12 @@ impl Pan {
     pub fn masked(&self) -> String {
         let digits = self.0.as_str();
         let hidden = digits.len() - 10;
-        format!("{}{}{}", &digits[..6], "*".repeat(hidden), &digits[digits.len() - 4..])
+        format!(
+            "{}{}{}",
+            &digits[..6],
+            "*".repeat(hidden),
+            &digits[digits.len() - 4..]
+        )
     }
 
     /// The issuer identification number: 8 digits for PANs of 16 or more
@@ -95,7 +100,11 @@ impl Pan {
 
     /// HMAC-SHA256 of the digits under `key`: a stable look-up key that
     /// reveals nothing without the HSM.
-    pub async fn fingerprint(&self, hsm: &dyn Hsm, key: &KeyRef) -> Result<PanFingerprint, HsmError> {
+    pub async fn fingerprint(
+        &self,
+        hsm: &dyn Hsm,
+        key: &KeyRef,
+    ) -> Result<PanFingerprint, HsmError> {
         let tag = hsm.hmac(key, self.0.as_bytes()).await?;
         Ok(PanFingerprint {
             key_version: tag.key_version,
@@ -140,7 +149,7 @@ pub fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Why a string is not a card expiry date.

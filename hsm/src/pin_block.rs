@@ -65,7 +65,9 @@ impl ClearPin {
             )));
         }
         if digits.iter().any(|digit| *digit > 9) {
-            return Err(HsmError::InvalidInput("a PIN has decimal digits only".to_owned()));
+            return Err(HsmError::InvalidInput(
+                "a PIN has decimal digits only".to_owned(),
+            ));
         }
         Ok(Self(digits))
     }
@@ -73,7 +75,13 @@ impl ClearPin {
     fn parse(pin: &str) -> Result<Self, HsmError> {
         let digits: Zeroizing<Vec<u8>> = Zeroizing::new(
             pin.bytes()
-                .map(|byte| if byte.is_ascii_digit() { byte - b'0' } else { 0xFF })
+                .map(|byte| {
+                    if byte.is_ascii_digit() {
+                        byte - b'0'
+                    } else {
+                        0xFF
+                    }
+                })
                 .collect(),
         );
         Self::from_digits(digits)
@@ -92,7 +100,9 @@ pub(crate) trait PinCipher {
 
 fn pan_digit_values(pan_digits: &str) -> Result<Vec<u8>, HsmError> {
     if pan_digits.is_empty() || !pan_digits.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(HsmError::InvalidInput("a PAN has decimal digits only".to_owned()));
+        return Err(HsmError::InvalidInput(
+            "a PAN has decimal digits only".to_owned(),
+        ));
     }
     Ok(pan_digits.bytes().map(|byte| byte - b'0').collect())
 }
@@ -137,7 +147,7 @@ pub fn iso0_clear_block(pin: &str, pan_digits: &str) -> Result<Zeroizing<[u8; 8]
     Ok(block)
 }
 
-fn iso0_decode(clear_block: &[u8; 8], pan_digits: &str) -> Option<ClearPin> {
+fn iso0_decode(clear_block: &Zeroizing<[u8; 8]>, pan_digits: &str) -> Option<ClearPin> {
     let pan_field = iso0_pan_field(pan_digits).ok()?;
     let mut nibbles = Zeroizing::new([0_u8; 16]);
     for (index, (byte, pan_byte)) in clear_block.iter().zip(pan_field).enumerate() {
@@ -178,7 +188,9 @@ fn iso4_pin_field_of(pin: &ClearPin, random_fill: [u8; 8]) -> Zeroizing<[u8; 16]
 pub fn iso4_pan_field(pan_digits: &str) -> Result<[u8; 16], HsmError> {
     let digits = pan_digit_values(pan_digits)?;
     if digits.len() > 19 {
-        return Err(HsmError::InvalidInput("a PAN has at most 19 digits".to_owned()));
+        return Err(HsmError::InvalidInput(
+            "a PAN has at most 19 digits".to_owned(),
+        ));
     }
     let mut nibbles = [0_u8; 32];
     nibbles[0] = u8::try_from(digits.len().saturating_sub(12)).expect("at most 7");

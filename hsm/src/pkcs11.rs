@@ -1,5 +1,5 @@
 //! The PKCS#11 HSM: keys are objects in a token reached through a PKCS#11
-//! module (SoftHSM2 in tests, a network HSM's client library in production).
+//! module (`SoftHSM2` in tests, a network HSM's client library in production).
 //!
 //! Objects: each key version is one secret or private key object with
 //! `CKA_LABEL` = the posgate label and `CKA_ID` =
@@ -20,7 +20,7 @@
 //!   memory (a zeroizing buffer, for microseconds). A payment HSM's native
 //!   translate command (e.g. payShield `CA`/`CC`) avoids this.
 //! - TDES key material passes through posgate's memory (zeroized) when a
-//!   TDES key is generated, imported or unwrapped: SoftHSM2 offers neither
+//!   TDES key is generated, imported or unwrapped: `SoftHSM2` offers neither
 //!   DES3 unwrap nor a way to split a DES2 object into the DES halves.
 //! - Blocking PKCS#11 calls run on tokio's blocking pool, so a slow network
 //!   HSM never stalls the async workers.
@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CryptokiError, RvError};
-use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
@@ -42,8 +42,11 @@ use cryptoki::types::AuthPin;
 use zeroize::Zeroizing;
 
 use crate::error::HsmError;
-use crate::hsm::{expected, mac_spec, pin_spec, require, Hsm, PinTranslation, Tag, WrappedKey};
-use crate::keys::{check_clear_len, validate_label, ClearKey, KeyInfo, KeyRef, KeySpec, KeyType, KeyUsage, Kcv, PublicKey, MAX_VERSIONS};
+use crate::hsm::{Hsm, PinTranslation, Tag, WrappedKey, expected, mac_spec, pin_spec, require};
+use crate::keys::{
+    ClearKey, Kcv, KeyInfo, KeyRef, KeySpec, KeyType, KeyUsage, MAX_VERSIONS, PublicKey,
+    check_clear_len, validate_label,
+};
 use crate::mac::{self, MacAlgorithm};
 use crate::pan::Pan;
 use crate::pin_block::{self, PinBlockFormat, PinCipher};
@@ -92,12 +95,16 @@ impl Pkcs11Config {
     /// the file named by [`PIN_FILE_ENV`].
     pub fn from_env() -> Result<Self, HsmError> {
         let required = |name: &str| {
-            std::env::var(name).map_err(|_| HsmError::Pkcs11Config(format!("environment variable {name} is not set")))
+            std::env::var(name).map_err(|_| {
+                HsmError::Pkcs11Config(format!("environment variable {name} is not set"))
+            })
         };
         let user_pin = match std::env::var(PIN_FILE_ENV) {
             Ok(path) => Zeroizing::new(
                 std::fs::read_to_string(&path)
-                    .map_err(|error| HsmError::Pkcs11Config(format!("cannot read PIN file {path}: {error}")))?
+                    .map_err(|error| {
+                        HsmError::Pkcs11Config(format!("cannot read PIN file {path}: {error}"))
+                    })?
                     .trim_end()
                     .to_owned(),
             ),
@@ -155,7 +162,10 @@ impl Pkcs11Hsm {
     /// is accepted.
     pub fn connect(config: &Pkcs11Config) -> Result<Self, HsmError> {
         let context = Pkcs11::new(&config.module_path).map_err(|error| {
-            HsmError::Pkcs11Config(format!("cannot load module {}: {error}", config.module_path.display()))
+            HsmError::Pkcs11Config(format!(
+                "cannot load module {}: {error}",
+                config.module_path.display()
+            ))
         })?;
         match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(()) | Err(CryptokiError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
@@ -170,8 +180,12 @@ impl Pkcs11Hsm {
                     .get_token_info(*slot)
                     .is_ok_and(|info| info.label().trim_end() == config.token_label)
             })
-            .ok_or_else(|| HsmError::Pkcs11Config(format!("no token labelled {:?}", config.token_label)))?;
-        let login_session = context.open_rw_session(slot).map_err(HsmError::pkcs11("C_OpenSession"))?;
+            .ok_or_else(|| {
+                HsmError::Pkcs11Config(format!("no token labelled {:?}", config.token_label))
+            })?;
+        let login_session = context
+            .open_rw_session(slot)
+            .map_err(HsmError::pkcs11("C_OpenSession"))?;
         let pin = AuthPin::from(config.user_pin.as_str().to_owned());
         match login_session.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(CryptokiError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
@@ -206,7 +220,9 @@ fn poisoned() -> HsmError {
 }
 
 fn unknown(label: &str) -> HsmError {
-    HsmError::UnknownKey { label: label.to_owned() }
+    HsmError::UnknownKey {
+        label: label.to_owned(),
+    }
 }
 
 fn parse_public_point(raw: &[u8]) -> Vec<u8> {
@@ -218,7 +234,10 @@ fn parse_public_point(raw: &[u8]) -> Vec<u8> {
 }
 
 fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
-    let mut der = vec![0x04, u8::try_from(bytes.len()).expect("EC points are short")];
+    let mut der = vec![
+        0x04,
+        u8::try_from(bytes.len()).expect("EC points are short"),
+    ];
     der.extend_from_slice(bytes);
     der
 }
@@ -252,7 +271,8 @@ fn decode_id(id: &[u8]) -> Option<Metadata> {
     Some(Metadata {
         version: version.strip_prefix('v')?.parse().ok()?,
         part: (*part).to_owned(),
-        info_spec: KeySpec::new(KeyType::parse(key_type).ok()?, KeyUsage::parse(usage).ok()?).ok()?,
+        info_spec: KeySpec::new(KeyType::parse(key_type).ok()?, KeyUsage::parse(usage).ok()?)
+            .ok()?,
         kcv: Kcv::parse(kcv).ok()?,
         created_at_unix_s: created.parse().ok()?,
     })
@@ -287,7 +307,10 @@ impl PinCipher for TokenPinCipher<'_> {
 }
 
 impl Inner {
-    fn with_session<T>(&self, operation: impl FnOnce(&Session) -> Result<T, HsmError>) -> Result<T, HsmError> {
+    fn with_session<T>(
+        &self,
+        operation: impl FnOnce(&Session) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
         let pooled = self.pool.lock().map_err(|_| poisoned())?.pop();
         let session = match pooled {
             Some(session) => session,
@@ -309,7 +332,7 @@ impl Inner {
         if let Some(cached) = self.cache.lock().map_err(|_| poisoned())?.get(label) {
             return Ok(cached.clone());
         }
-        let versions = self.load_versions(session, label)?;
+        let versions = Self::load_versions(session, label)?;
         if !versions.is_empty() {
             self.cache
                 .lock()
@@ -319,11 +342,12 @@ impl Inner {
         Ok(versions)
     }
 
-    fn load_versions(&self, session: &Session, label: &str) -> Result<Vec<P11Key>, HsmError> {
+    fn load_versions(session: &Session, label: &str) -> Result<Vec<P11Key>, HsmError> {
         let handles = session
             .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
             .map_err(HsmError::pkcs11("C_FindObjects"))?;
-        let mut by_version: std::collections::BTreeMap<u32, P11Key> = std::collections::BTreeMap::new();
+        let mut by_version: std::collections::BTreeMap<u32, P11Key> =
+            std::collections::BTreeMap::new();
         let mut parts = Vec::new();
         for handle in handles {
             let attributes = session
@@ -364,7 +388,10 @@ impl Inner {
             match metadata.part.as_str() {
                 "k1" => entry.k1 = Some(handle),
                 "k2" => entry.k2 = Some(handle),
-                "pub" => entry.public = Some(read_public(session, handle, metadata.info_spec.key_type())?),
+                "pub" => {
+                    entry.public =
+                        Some(read_public(session, handle, metadata.info_spec.key_type())?);
+                }
                 _ => {}
             }
         }
@@ -375,7 +402,9 @@ impl Inner {
         let versions = self.versions(session, key.label())?;
         let found = match key.pinned_version() {
             None => versions.last(),
-            Some(version) => versions.iter().find(|candidate| candidate.info.version == version),
+            Some(version) => versions
+                .iter()
+                .find(|candidate| candidate.info.version == version),
         };
         match (found, versions.is_empty()) {
             (Some(found), _) => Ok(found.clone()),
@@ -407,13 +436,21 @@ impl Inner {
         Ok(versions)
     }
 
-    fn next_version(&self, session: &Session, label: &str, spec: KeySpec, allow_new: bool, allow_next: bool) -> Result<u32, HsmError> {
+    fn next_version(
+        session: &Session,
+        label: &str,
+        spec: KeySpec,
+        allow_new: bool,
+        allow_next: bool,
+    ) -> Result<u32, HsmError> {
         validate_label(label)?;
-        let versions = self.load_versions(session, label)?;
+        let versions = Self::load_versions(session, label)?;
         match versions.last() {
             None if allow_new => Ok(1),
             None => Err(unknown(label)),
-            Some(_) if !allow_next => Err(HsmError::KeyExists { label: label.to_owned() }),
+            Some(_) if !allow_next => Err(HsmError::KeyExists {
+                label: label.to_owned(),
+            }),
             Some(latest) if latest.info.spec != spec => Err(HsmError::WrongKeyType {
                 label: label.to_owned(),
                 expected: "the spec of the key's existing versions",
@@ -424,9 +461,15 @@ impl Inner {
     }
 
     fn remember(&self, session: &Session, label: &str) -> Result<KeyInfo, HsmError> {
-        let versions = self.load_versions(session, label)?;
-        let newest = versions.last().map(|key| key.info.clone()).ok_or_else(|| unknown(label))?;
-        self.cache.lock().map_err(|_| poisoned())?.insert(label.to_owned(), versions);
+        let versions = Self::load_versions(session, label)?;
+        let newest = versions
+            .last()
+            .map(|key| key.info.clone())
+            .ok_or_else(|| unknown(label))?;
+        self.cache
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(label.to_owned(), versions);
         Ok(newest)
     }
 
@@ -443,10 +486,9 @@ impl Inner {
     /// Usage attributes for a symmetric key object, by spec.
     fn usage_attributes(spec: KeySpec) -> Vec<Attribute> {
         let (sign, crypt, wrap) = match spec.usage() {
-            KeyUsage::Mac | KeyUsage::Hmac => (true, false, false),
+            KeyUsage::Mac | KeyUsage::Hmac | KeyUsage::Sign => (true, false, false),
             KeyUsage::Pin => (false, true, false),
             KeyUsage::KeyEncryption => (false, false, true),
-            KeyUsage::Sign => (true, false, false),
         };
         // The retail MAC's final step is a DES3-ECB encryption, not a C_Sign.
         let tdes_mac = spec == KeySpec::TDES_MAC;
@@ -465,7 +507,11 @@ impl Inner {
 
     /// Creates the objects of a key version from clear material (TDES, and
     /// clear imports of AES, HMAC and Ed25519 keys).
-    fn create_from_clear(&self, session: &Session, info: &KeyInfo, material: &[u8]) -> Result<(), HsmError> {
+    fn create_from_clear(
+        session: &Session,
+        info: &KeyInfo,
+        material: &[u8],
+    ) -> Result<(), HsmError> {
         let spec = info.spec;
         let sensitive = [Attribute::Sensitive(true)];
         match spec.key_type() {
@@ -478,7 +524,9 @@ impl Inner {
                 ]);
                 main.extend(sensitive.clone());
                 main.extend(Self::usage_attributes(spec));
-                session.create_object(&main).map_err(HsmError::pkcs11("C_CreateObject"))?;
+                session
+                    .create_object(&main)
+                    .map_err(HsmError::pkcs11("C_CreateObject"))?;
                 for (part, half) in [("k1", &material[..8]), ("k2", &material[8..])] {
                     // Each half as a DES2 object `K || K`, which is single DES under K:
                     // OpenSSL 3 builds of SoftHSM2 refuse single-DES mechanisms at run time.
@@ -497,12 +545,18 @@ impl Inner {
                         Attribute::Wrap(false),
                         Attribute::Unwrap(false),
                     ]);
-                    session.create_object(&template).map_err(HsmError::pkcs11("C_CreateObject"))?;
+                    session
+                        .create_object(&template)
+                        .map_err(HsmError::pkcs11("C_CreateObject"))?;
                 }
             }
             KeyType::Aes256 | KeyType::HmacSha256 => {
                 let mut template = Self::base_template(info, "key", ObjectClass::SECRET_KEY);
-                let key_type = if spec.key_type() == KeyType::Aes256 { CkKeyType::AES } else { CkKeyType::GENERIC_SECRET };
+                let key_type = if spec.key_type() == KeyType::Aes256 {
+                    CkKeyType::AES
+                } else {
+                    CkKeyType::GENERIC_SECRET
+                };
                 template.extend([
                     Attribute::KeyType(key_type),
                     Attribute::Value(material.to_vec()),
@@ -510,12 +564,17 @@ impl Inner {
                 ]);
                 template.extend(sensitive);
                 template.extend(Self::usage_attributes(spec));
-                session.create_object(&template).map_err(HsmError::pkcs11("C_CreateObject"))?;
+                session
+                    .create_object(&template)
+                    .map_err(HsmError::pkcs11("C_CreateObject"))?;
             }
             KeyType::Ed25519 => {
-                let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(material)
-                    .map_err(|error| HsmError::InvalidInput(format!("Ed25519 seed rejected: {error}")))?;
-                let public = ring::signature::KeyPair::public_key(&pair).as_ref().to_vec();
+                let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(material).map_err(
+                    |error| HsmError::InvalidInput(format!("Ed25519 seed rejected: {error}")),
+                )?;
+                let public = ring::signature::KeyPair::public_key(&pair)
+                    .as_ref()
+                    .to_vec();
                 let mut private = Self::base_template(info, "key", ObjectClass::PRIVATE_KEY);
                 private.extend([
                     Attribute::KeyType(CkKeyType::EC_EDWARDS),
@@ -525,7 +584,9 @@ impl Inner {
                     Attribute::Extractable(false),
                     Attribute::Sign(true),
                 ]);
-                session.create_object(&private).map_err(HsmError::pkcs11("C_CreateObject"))?;
+                session
+                    .create_object(&private)
+                    .map_err(HsmError::pkcs11("C_CreateObject"))?;
                 let mut public_template = Self::base_template(info, "pub", ObjectClass::PUBLIC_KEY);
                 public_template[2] = Attribute::Private(false);
                 public_template.extend([
@@ -534,7 +595,9 @@ impl Inner {
                     Attribute::EcPoint(der_octet_string(&public)),
                     Attribute::Verify(true),
                 ]);
-                session.create_object(&public_template).map_err(HsmError::pkcs11("C_CreateObject"))?;
+                session
+                    .create_object(&public_template)
+                    .map_err(HsmError::pkcs11("C_CreateObject"))?;
             }
             KeyType::EcdsaP256 => {
                 check_clear_len(KeyType::EcdsaP256, material)?;
@@ -544,7 +607,12 @@ impl Inner {
     }
 
     /// Generates a key version inside the token; returns its KCV.
-    fn generate_in_token(&self, session: &Session, label: &str, spec: KeySpec, version: u32) -> Result<KeyInfo, HsmError> {
+    fn generate_in_token(
+        session: &Session,
+        label: &str,
+        spec: KeySpec,
+        version: u32,
+    ) -> Result<KeyInfo, HsmError> {
         let created_at_unix_s = chrono::Utc::now().timestamp();
         let provisional = KeyInfo {
             label: label.to_owned(),
@@ -563,7 +631,7 @@ impl Inner {
                     kcv: tdes_kcv(&material),
                     ..provisional
                 };
-                self.create_from_clear(session, &info, &material[..])?;
+                Self::create_from_clear(session, &info, &material[..])?;
                 Ok(info)
             }
             KeyType::Aes256 | KeyType::HmacSha256 => {
@@ -573,7 +641,8 @@ impl Inner {
                 } else {
                     (Mechanism::GenericSecretKeyGen, CkKeyType::GENERIC_SECRET)
                 };
-                let mut template = Self::base_template(&provisional, "new", ObjectClass::SECRET_KEY);
+                let mut template =
+                    Self::base_template(&provisional, "new", ObjectClass::SECRET_KEY);
                 template.extend([
                     Attribute::KeyType(key_type),
                     Attribute::ValueLen(32.into()),
@@ -595,18 +664,24 @@ impl Inner {
             }
             KeyType::Ed25519 | KeyType::EcdsaP256 => {
                 let (mechanism, params, key_type) = if spec.key_type() == KeyType::Ed25519 {
-                    (Mechanism::EccEdwardsKeyPairGen, ED25519_PARAMS, CkKeyType::EC_EDWARDS)
+                    (
+                        Mechanism::EccEdwardsKeyPairGen,
+                        ED25519_PARAMS,
+                        CkKeyType::EC_EDWARDS,
+                    )
                 } else {
                     (Mechanism::EccKeyPairGen, P256_PARAMS, CkKeyType::EC)
                 };
-                let mut public_template = Self::base_template(&provisional, "newpub", ObjectClass::PUBLIC_KEY);
+                let mut public_template =
+                    Self::base_template(&provisional, "newpub", ObjectClass::PUBLIC_KEY);
                 public_template[2] = Attribute::Private(false);
                 public_template.extend([
                     Attribute::KeyType(key_type),
                     Attribute::EcParams(params.to_vec()),
                     Attribute::Verify(true),
                 ]);
-                let mut private_template = Self::base_template(&provisional, "new", ObjectClass::PRIVATE_KEY);
+                let mut private_template =
+                    Self::base_template(&provisional, "new", ObjectClass::PRIVATE_KEY);
                 private_template.extend([
                     Attribute::KeyType(key_type),
                     Attribute::Sensitive(true),
@@ -632,7 +707,12 @@ impl Inner {
         }
     }
 
-    fn compute_mac(session: &Session, key: &P11Key, algorithm: MacAlgorithm, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+    fn compute_mac(
+        session: &Session,
+        key: &P11Key,
+        algorithm: MacAlgorithm,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
         let (wanted, expected) = mac_spec(algorithm);
         require(&key.info, wanted, expected)?;
         match algorithm {
@@ -640,7 +720,9 @@ impl Inner {
                 let padded = mac::pad(data, padding);
                 let (head, mut last) = mac::split_last_block(&padded);
                 if !head.is_empty() {
-                    let k1 = key.k1.ok_or_else(|| HsmError::Internal(format!("{}: K1 object missing", key.info.label)))?;
+                    let k1 = key.k1.ok_or_else(|| {
+                        HsmError::Internal(format!("{}: K1 object missing", key.info.label))
+                    })?;
                     let chained = session
                         .encrypt(&Mechanism::Des3Cbc([0; 8]), k1, head)
                         .map_err(HsmError::pkcs11("C_Encrypt(DES3-CBC under K1 K1)"))?;
@@ -658,7 +740,11 @@ impl Inner {
         }
     }
 
-    fn pin_cipher<'a>(session: &'a Session, key: &P11Key, format: PinBlockFormat) -> Result<TokenPinCipher<'a>, HsmError> {
+    fn pin_cipher<'a>(
+        session: &'a Session,
+        key: &P11Key,
+        format: PinBlockFormat,
+    ) -> Result<TokenPinCipher<'a>, HsmError> {
         let (wanted, expected) = pin_spec(format);
         require(&key.info, wanted, expected)?;
         let mechanism = match format {
@@ -677,23 +763,39 @@ impl Inner {
             let source = self.resolve(session, &request.source_key)?;
             let destination = self.resolve(session, &request.destination_key)?;
             let mut source_cipher = Self::pin_cipher(session, &source, request.source_format)?;
-            let mut destination_cipher = Self::pin_cipher(session, &destination, request.destination_format)?;
-            let pin = pin_block::decipher(request.source_format, &mut source_cipher, request.pan.digits(), &request.pin_block)?
-                .ok_or_else(|| HsmError::PinBlockInvalid {
-                    label: source.info.label.clone(),
-                })?;
+            let mut destination_cipher =
+                Self::pin_cipher(session, &destination, request.destination_format)?;
+            let pin = pin_block::decipher(
+                request.source_format,
+                &mut source_cipher,
+                request.pan.digits(),
+                &request.pin_block,
+            )?
+            .ok_or_else(|| HsmError::PinBlockInvalid {
+                label: source.info.label.clone(),
+            })?;
             let mut random_fill = [0_u8; 8];
             session
                 .generate_random_slice(&mut random_fill)
                 .map_err(HsmError::pkcs11("C_GenerateRandom"))?;
-            pin_block::encipher(request.destination_format, &mut destination_cipher, request.pan.digits(), &pin, random_fill)
+            pin_block::encipher(
+                request.destination_format,
+                &mut destination_cipher,
+                request.pan.digits(),
+                &pin,
+                random_fill,
+            )
         })
     }
 
     fn sign(session: &Session, key: &P11Key, data: &[u8]) -> Result<Vec<u8>, HsmError> {
         match key.info.spec.key_type() {
             KeyType::Ed25519 => session
-                .sign(&Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)), key.key, data)
+                .sign(
+                    &Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+                    key.key,
+                    data,
+                )
                 .map_err(HsmError::pkcs11("C_Sign(EdDSA)")),
             KeyType::EcdsaP256 => {
                 let digest = ring::digest::digest(&ring::digest::SHA256, data);
@@ -709,14 +811,16 @@ impl Inner {
         }
     }
 
-    fn wrap(&self, session: &Session, target: &P11Key, kek: &P11Key) -> Result<WrappedKey, HsmError> {
+    fn wrap(session: &Session, target: &P11Key, kek: &P11Key) -> Result<WrappedKey, HsmError> {
         let (wanted, expected) = kek_spec_for(&target.info.label, target.info.spec)?;
         require(&kek.info, wanted, expected)?;
         let ciphertext = if target.info.spec.key_type() == KeyType::Tdes2 {
             // Each DES half alone, so the result is the classic ECB layout.
             let mut out = Vec::with_capacity(16);
             for half in [target.k1, target.k2] {
-                let half = half.ok_or_else(|| HsmError::Internal(format!("{}: DES half missing", target.info.label)))?;
+                let half = half.ok_or_else(|| {
+                    HsmError::Internal(format!("{}: DES half missing", target.info.label))
+                })?;
                 // The half is held as `K || K`: the first CBC block is E(ZMK, K).
                 let wrapped_half = session
                     .wrap_key(&Mechanism::Des3Cbc([0; 8]), kek.key, half)
@@ -745,7 +849,13 @@ impl Inner {
         })
     }
 
-    fn unwrap(&self, session: &Session, label: &str, wrapped: &WrappedKey, kek: &P11Key) -> Result<KeyInfo, HsmError> {
+    fn unwrap(
+        &self,
+        session: &Session,
+        label: &str,
+        wrapped: &WrappedKey,
+        kek: &P11Key,
+    ) -> Result<KeyInfo, HsmError> {
         let (wanted, expected) = kek_spec_for(label, wrapped.spec)?;
         require(&kek.info, wanted, expected)?;
         if kek.info.kcv != wrapped.kek_kcv {
@@ -754,7 +864,7 @@ impl Inner {
                 actual: kek.info.kcv.to_string(),
             });
         }
-        let version = self.next_version(session, label, wrapped.spec, true, true)?;
+        let version = Self::next_version(session, label, wrapped.spec, true, true)?;
         let info = KeyInfo {
             label: label.to_owned(),
             spec: wrapped.spec,
@@ -764,7 +874,9 @@ impl Inner {
         };
         if wrapped.spec.key_type() == KeyType::Tdes2 {
             if wrapped.ciphertext.len() != 16 {
-                return Err(HsmError::InvalidInput("a TDES key wrapped under a ZMK is 16 bytes".to_owned()));
+                return Err(HsmError::InvalidInput(
+                    "a TDES key wrapped under a ZMK is 16 bytes".to_owned(),
+                ));
             }
             let material = Zeroizing::new(
                 session
@@ -778,9 +890,13 @@ impl Inner {
                     actual: computed.to_string(),
                 });
             }
-            self.create_from_clear(session, &info, &material)?;
+            Self::create_from_clear(session, &info, &material)?;
         } else {
-            let key_type = if wrapped.spec.key_type() == KeyType::Aes256 { CkKeyType::AES } else { CkKeyType::GENERIC_SECRET };
+            let key_type = if wrapped.spec.key_type() == KeyType::Aes256 {
+                CkKeyType::AES
+            } else {
+                CkKeyType::GENERIC_SECRET
+            };
             let mut template = Self::base_template(&info, "key", ObjectClass::SECRET_KEY);
             template.extend([
                 Attribute::KeyType(key_type),
@@ -789,7 +905,12 @@ impl Inner {
             ]);
             template.extend(Self::usage_attributes(wrapped.spec));
             let handle = session
-                .unwrap_key(&Mechanism::AesKeyWrap, kek.key, &wrapped.ciphertext, &template)
+                .unwrap_key(
+                    &Mechanism::AesKeyWrap,
+                    kek.key,
+                    &wrapped.ciphertext,
+                    &template,
+                )
                 .map_err(|error| match error {
                     CryptokiError::Pkcs11(
                         // SoftHSM2 reports a failed RFC 3394 integrity check as CKR_GENERAL_ERROR.
@@ -806,7 +927,9 @@ impl Inner {
                 })?;
             let computed = token_check_value(session, handle, wrapped.spec)?;
             if computed != wrapped.kcv {
-                session.destroy_object(handle).map_err(HsmError::pkcs11("C_DestroyObject"))?;
+                session
+                    .destroy_object(handle)
+                    .map_err(HsmError::pkcs11("C_DestroyObject"))?;
                 return Err(HsmError::KcvMismatch {
                     expected: wrapped.kcv.to_string(),
                     actual: computed.to_string(),
@@ -823,16 +946,22 @@ fn tdes_kcv(material: &[u8; 16]) -> Kcv {
 }
 
 /// Computes the KCV of a key made inside the token, without its value leaving:
-/// `CKA_CHECK_VALUE` if the token reports it (SoftHSM2 2.6 does not); else
+/// `CKA_CHECK_VALUE` if the token reports it (`SoftHSM2` 2.6 does not); else
 /// for AES an encryption of the zero block (enabling `CKA_ENCRYPT` for that
 /// one call on keys that lack it), for HMAC keys `C_DigestKey` with SHA-1.
-fn token_check_value(session: &Session, handle: ObjectHandle, spec: KeySpec) -> Result<Kcv, HsmError> {
+fn token_check_value(
+    session: &Session,
+    handle: ObjectHandle,
+    spec: KeySpec,
+) -> Result<Kcv, HsmError> {
     let reported = session
         .get_attributes(handle, &[AttributeType::CheckValue])
         .ok()
         .and_then(|attributes| {
             attributes.iter().find_map(|attribute| match attribute {
-                Attribute::CheckValue(value) if value.len() >= 3 => Some(Kcv([value[0], value[1], value[2]])),
+                Attribute::CheckValue(value) if value.len() >= 3 => {
+                    Some(Kcv([value[0], value[1], value[2]]))
+                }
                 _ => None,
             })
         });
@@ -863,7 +992,11 @@ fn token_check_value(session: &Session, handle: ObjectHandle, spec: KeySpec) -> 
     Ok(Kcv([value[0], value[1], value[2]]))
 }
 
-fn read_public(session: &Session, handle: ObjectHandle, key_type: KeyType) -> Result<PublicKey, HsmError> {
+fn read_public(
+    session: &Session,
+    handle: ObjectHandle,
+    key_type: KeyType,
+) -> Result<PublicKey, HsmError> {
     let attributes = session
         .get_attributes(handle, &[AttributeType::EcPoint])
         .map_err(HsmError::pkcs11("C_GetAttributeValue(CKA_EC_POINT)"))?;
@@ -914,37 +1047,49 @@ impl Hsm for Pkcs11Hsm {
         let label = label.to_owned();
         self.blocking(move |inner| {
             inner.with_session(|session| {
-                let version = inner.next_version(session, &label, spec, true, false)?;
-                inner.generate_in_token(session, &label, spec, version)?;
+                let version = Inner::next_version(session, &label, spec, true, false)?;
+                Inner::generate_in_token(session, &label, spec, version)?;
                 inner.remember(session, &label)
             })
         })
         .await
     }
 
-    async fn import_key(&self, label: &str, spec: KeySpec, material: ClearKey) -> Result<KeyInfo, HsmError> {
+    async fn import_key(
+        &self,
+        label: &str,
+        spec: KeySpec,
+        material: ClearKey,
+    ) -> Result<KeyInfo, HsmError> {
         check_clear_len(spec.key_type(), material.expose())?;
         let label = label.to_owned();
         self.blocking(move |inner| {
             inner.with_session(|session| {
-                let version = inner.next_version(session, &label, spec, true, false)?;
+                let version = Inner::next_version(session, &label, spec, true, false)?;
                 let clear = material.expose();
                 let kcv = match spec.key_type() {
                     KeyType::Tdes2 => tdes_kcv(clear.try_into().expect("length checked")),
                     KeyType::Aes256 => {
                         let mut block = [0_u8; 16];
-                        crate::wrap::aes_ecb_encrypt_block(clear.try_into().expect("length checked"), &mut block);
+                        crate::wrap::aes_ecb_encrypt_block(
+                            clear.try_into().expect("length checked"),
+                            &mut block,
+                        );
                         Kcv([block[0], block[1], block[2]])
                     }
                     KeyType::HmacSha256 => {
-                        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, clear);
+                        let digest =
+                            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, clear);
                         Kcv([digest.as_ref()[0], digest.as_ref()[1], digest.as_ref()[2]])
                     }
                     KeyType::Ed25519 => {
                         let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(clear)
-                            .map_err(|error| HsmError::InvalidInput(format!("Ed25519 seed rejected: {error}")))?;
+                            .map_err(|error| {
+                                HsmError::InvalidInput(format!("Ed25519 seed rejected: {error}"))
+                            })?;
                         let mut public = [0_u8; 32];
-                        public.copy_from_slice(ring::signature::KeyPair::public_key(&pair).as_ref());
+                        public
+                            .copy_from_slice(ring::signature::KeyPair::public_key(&pair).as_ref());
                         PublicKey::Ed25519(public).kcv()
                     }
                     KeyType::EcdsaP256 => unreachable!("clear ECDSA imports are refused above"),
@@ -956,7 +1101,7 @@ impl Hsm for Pkcs11Hsm {
                     kcv,
                     created_at_unix_s: chrono::Utc::now().timestamp(),
                 };
-                inner.create_from_clear(session, &info, clear)?;
+                Inner::create_from_clear(session, &info, clear)?;
                 inner.remember(session, &label)
             })
         })
@@ -968,8 +1113,8 @@ impl Hsm for Pkcs11Hsm {
         self.blocking(move |inner| {
             inner.with_session(|session| {
                 let spec = inner.resolve(session, &KeyRef::latest(&label))?.info.spec;
-                let version = inner.next_version(session, &label, spec, false, true)?;
-                inner.generate_in_token(session, &label, spec, version)?;
+                let version = Inner::next_version(session, &label, spec, false, true)?;
+                Inner::generate_in_token(session, &label, spec, version)?;
                 inner.remember(session, &label)
             })
         })
@@ -996,19 +1141,21 @@ impl Hsm for Pkcs11Hsm {
                             _ => {}
                         }
                     }
-                    if let (Some(label), Some(metadata)) = (label, metadata) {
-                        if metadata.part == "key" {
-                            keys.push(KeyInfo {
-                                label,
-                                spec: metadata.info_spec,
-                                version: metadata.version,
-                                kcv: metadata.kcv,
-                                created_at_unix_s: metadata.created_at_unix_s,
-                            });
-                        }
+                    if let (Some(label), Some(metadata)) = (label, metadata)
+                        && metadata.part == "key"
+                    {
+                        keys.push(KeyInfo {
+                            label,
+                            spec: metadata.info_spec,
+                            version: metadata.version,
+                            kcv: metadata.kcv,
+                            created_at_unix_s: metadata.created_at_unix_s,
+                        });
                     }
                 }
-                keys.sort_by(|left, right| (&left.label, left.version).cmp(&(&right.label, right.version)));
+                keys.sort_by(|left, right| {
+                    (&left.label, left.version).cmp(&(&right.label, right.version))
+                });
                 Ok(keys)
             })
         })
@@ -1017,13 +1164,23 @@ impl Hsm for Pkcs11Hsm {
 
     async fn key_info(&self, key: &KeyRef) -> Result<KeyInfo, HsmError> {
         let key = key.clone();
-        self.blocking(move |inner| inner.with_session(|session| Ok(inner.resolve(session, &key)?.info)))
-            .await
+        self.blocking(move |inner| {
+            inner.with_session(|session| Ok(inner.resolve(session, &key)?.info))
+        })
+        .await
     }
 
-    async fn mac_generate(&self, key: &KeyRef, algorithm: MacAlgorithm, data: &[u8]) -> Result<Tag, HsmError> {
+    async fn mac_generate(
+        &self,
+        key: &KeyRef,
+        algorithm: MacAlgorithm,
+        data: &[u8],
+    ) -> Result<Tag, HsmError> {
         if data.len() > mac::MAX_MAC_INPUT_BYTES {
-            return Err(HsmError::InvalidInput(format!("{} bytes is too much to MAC", data.len())));
+            return Err(HsmError::InvalidInput(format!(
+                "{} bytes is too much to MAC",
+                data.len()
+            )));
         }
         let (key, data) = (key.clone(), data.to_vec());
         self.blocking(move |inner| {
@@ -1038,9 +1195,18 @@ impl Hsm for Pkcs11Hsm {
         .await
     }
 
-    async fn mac_verify(&self, key: &KeyRef, algorithm: MacAlgorithm, data: &[u8], presented: &[u8]) -> Result<u32, HsmError> {
+    async fn mac_verify(
+        &self,
+        key: &KeyRef,
+        algorithm: MacAlgorithm,
+        data: &[u8],
+        presented: &[u8],
+    ) -> Result<u32, HsmError> {
         if data.len() > mac::MAX_MAC_INPUT_BYTES {
-            return Err(HsmError::InvalidInput(format!("{} bytes is too much to MAC", data.len())));
+            return Err(HsmError::InvalidInput(format!(
+                "{} bytes is too much to MAC",
+                data.len()
+            )));
         }
         let (key, data, presented) = (key.clone(), data.to_vec(), presented.to_vec());
         self.blocking(move |inner| {
@@ -1071,7 +1237,8 @@ impl Hsm for Pkcs11Hsm {
             destination_key: request.destination_key,
             destination_format: request.destination_format,
         };
-        self.blocking(move |inner| inner.translate_pin(&owned)).await
+        self.blocking(move |inner| inner.translate_pin(&owned))
+            .await
     }
 
     async fn sign(&self, key: &KeyRef, data: &[u8]) -> Result<Tag, HsmError> {
@@ -1091,10 +1258,15 @@ impl Hsm for Pkcs11Hsm {
     async fn verify(&self, key: &KeyRef, data: &[u8], signature: &[u8]) -> Result<u32, HsmError> {
         let key_ref = key.clone();
         let candidates = self
-            .blocking(move |inner| inner.with_session(|session| inner.candidates(session, &key_ref)))
+            .blocking(move |inner| {
+                inner.with_session(|session| inner.candidates(session, &key_ref))
+            })
             .await?;
         let newest = &candidates[0].info;
-        if !matches!(newest.spec.key_type(), KeyType::Ed25519 | KeyType::EcdsaP256) {
+        if !matches!(
+            newest.spec.key_type(),
+            KeyType::Ed25519 | KeyType::EcdsaP256
+        ) {
             return Err(HsmError::WrongKeyType {
                 label: newest.label.clone(),
                 expected: expected::SIGN,
@@ -1151,20 +1323,27 @@ impl Hsm for Pkcs11Hsm {
 
     async fn wrap_key(&self, key: &KeyRef, kek: &KeyRef) -> Result<WrappedKey, HsmError> {
         if key.label() == kek.label() {
-            return Err(HsmError::InvalidInput("a key cannot be wrapped under itself".to_owned()));
+            return Err(HsmError::InvalidInput(
+                "a key cannot be wrapped under itself".to_owned(),
+            ));
         }
         let (key, kek) = (key.clone(), kek.clone());
         self.blocking(move |inner| {
             inner.with_session(|session| {
                 let target = inner.resolve(session, &key)?;
                 let wrapping = inner.resolve(session, &kek)?;
-                inner.wrap(session, &target, &wrapping)
+                Inner::wrap(session, &target, &wrapping)
             })
         })
         .await
     }
 
-    async fn unwrap_key(&self, label: &str, wrapped: &WrappedKey, kek: &KeyRef) -> Result<KeyInfo, HsmError> {
+    async fn unwrap_key(
+        &self,
+        label: &str,
+        wrapped: &WrappedKey,
+        kek: &KeyRef,
+    ) -> Result<KeyInfo, HsmError> {
         validate_label(label)?;
         let (label, wrapped, kek) = (label.to_owned(), wrapped.clone(), kek.clone());
         self.blocking(move |inner| {

@@ -19,8 +19,11 @@ use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use zeroize::Zeroizing;
 
 use crate::error::HsmError;
-use crate::hsm::{expected, mac_spec, pin_spec, require, Hsm, PinTranslation, Tag, WrappedKey};
-use crate::keys::{check_clear_len, validate_label, ClearKey, KeyInfo, KeyRef, KeySpec, KeyType, Kcv, PublicKey, MAX_VERSIONS};
+use crate::hsm::{Hsm, PinTranslation, Tag, WrappedKey, expected, mac_spec, pin_spec, require};
+use crate::keys::{
+    ClearKey, Kcv, KeyInfo, KeyRef, KeySpec, KeyType, MAX_VERSIONS, PublicKey, check_clear_len,
+    validate_label,
+};
 use crate::keystore::{self, MasterKey, SealedKey};
 use crate::mac::{self, MacAlgorithm};
 use crate::pin_block::{self, PinCipher};
@@ -56,14 +59,17 @@ enum Material {
 impl Material {
     /// Builds material from its stored bytes (raw key, Ed25519 seed, or ECDSA PKCS#8).
     fn from_bytes(key_type: KeyType, bytes: &[u8]) -> Result<Self, HsmError> {
-        let rejected = |what: &str| HsmError::InvalidInput(format!("{key_type} key material rejected: {what}"));
+        let rejected = |what: &str| {
+            HsmError::InvalidInput(format!("{key_type} key material rejected: {what}"))
+        };
         Ok(match key_type {
             KeyType::Tdes2 => Self::Tdes(Zeroizing::new(fixed(bytes, key_type)?)),
             KeyType::Aes256 => Self::Aes(Zeroizing::new(fixed(bytes, key_type)?)),
             KeyType::HmacSha256 => Self::Hmac(Zeroizing::new(fixed(bytes, key_type)?)),
             KeyType::Ed25519 => {
                 let seed = Zeroizing::new(fixed::<32>(bytes, key_type)?);
-                let pair = Ed25519KeyPair::from_seed_unchecked(&seed[..]).map_err(|error| rejected(&error.to_string()))?;
+                let pair = Ed25519KeyPair::from_seed_unchecked(&seed[..])
+                    .map_err(|error| rejected(&error.to_string()))?;
                 Self::Ed25519 { seed, pair }
             }
             KeyType::EcdsaP256 => {
@@ -97,7 +103,9 @@ impl Material {
                 bytes.copy_from_slice(pair.public_key().as_ref());
                 Some(PublicKey::Ed25519(bytes))
             }
-            Self::Ecdsa { pair, .. } => Some(PublicKey::EcdsaP256(pair.public_key().as_ref().to_vec())),
+            Self::Ecdsa { pair, .. } => {
+                Some(PublicKey::EcdsaP256(pair.public_key().as_ref().to_vec()))
+            }
             _ => None,
         }
     }
@@ -112,11 +120,15 @@ impl Material {
                 kcv.copy_from_slice(&block[..3]);
             }
             Self::Hmac(key) => {
-                let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &key[..]);
+                let digest =
+                    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &key[..]);
                 kcv.copy_from_slice(&digest.as_ref()[..3]);
             }
             Self::Ed25519 { .. } | Self::Ecdsa { .. } => {
-                return self.public_key().expect("signing keys have public keys").kcv();
+                return self
+                    .public_key()
+                    .expect("signing keys have public keys")
+                    .kcv();
             }
         }
         Kcv(kcv)
@@ -231,16 +243,27 @@ impl SoftwareHsm {
     fn fresh_material(&self, key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         Ok(match key_type {
             KeyType::Tdes2 => Zeroizing::new(self.random::<16>()?.to_vec()),
-            KeyType::Aes256 | KeyType::HmacSha256 | KeyType::Ed25519 => Zeroizing::new(self.random::<32>()?.to_vec()),
+            KeyType::Aes256 | KeyType::HmacSha256 | KeyType::Ed25519 => {
+                Zeroizing::new(self.random::<32>()?.to_vec())
+            }
             KeyType::EcdsaP256 => {
-                let document = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &self.rng)
-                    .map_err(|_| HsmError::Internal("ECDSA key generation failed".to_owned()))?;
+                let document = EcdsaKeyPair::generate_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &self.rng,
+                )
+                .map_err(|_| HsmError::Internal("ECDSA key generation failed".to_owned()))?;
                 Zeroizing::new(document.as_ref().to_vec())
             }
         })
     }
 
-    fn insert(&self, label: &str, spec: KeySpec, bytes: &[u8], mode: Insert) -> Result<KeyInfo, HsmError> {
+    fn insert(
+        &self,
+        label: &str,
+        spec: KeySpec,
+        bytes: &[u8],
+        mode: Insert,
+    ) -> Result<KeyInfo, HsmError> {
         validate_label(label)?;
         let material = Material::from_bytes(spec.key_type(), bytes)?;
         let mut keys = self.keys.write().map_err(|_| poisoned())?;
@@ -248,7 +271,11 @@ impl SoftwareHsm {
         let version = match (existing.and_then(|versions| versions.last()), mode) {
             (None, Insert::New | Insert::NewOrNext) => 1,
             (None, Insert::Next) => return Err(unknown(label)),
-            (Some(_), Insert::New) => return Err(HsmError::KeyExists { label: label.to_owned() }),
+            (Some(_), Insert::New) => {
+                return Err(HsmError::KeyExists {
+                    label: label.to_owned(),
+                });
+            }
             (Some(latest), Insert::Next | Insert::NewOrNext) => {
                 if latest.info.spec != spec {
                     return Err(HsmError::WrongKeyType {
@@ -296,12 +323,18 @@ impl SoftwareHsm {
     }
 
     /// Runs `operation` on the one version `key` names.
-    fn with_key<T>(&self, key: &KeyRef, operation: impl FnOnce(&SoftKey) -> Result<T, HsmError>) -> Result<T, HsmError> {
+    fn with_key<T>(
+        &self,
+        key: &KeyRef,
+        operation: impl FnOnce(&SoftKey) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
         let keys = self.keys.read().map_err(|_| poisoned())?;
         let versions = keys.get(key.label()).ok_or_else(|| unknown(key.label()))?;
         let found = match key.pinned_version() {
             None => versions.last(),
-            Some(version) => versions.iter().find(|candidate| candidate.info.version == version),
+            Some(version) => versions
+                .iter()
+                .find(|candidate| candidate.info.version == version),
         };
         let found = found.ok_or_else(|| HsmError::UnknownVersion {
             label: key.label().to_owned(),
@@ -324,7 +357,10 @@ impl SoftwareHsm {
         require(&newest.info, wanted, expected)?;
         let mut candidates: Vec<&SoftKey> = match key.pinned_version() {
             None => versions.iter().rev().collect(),
-            Some(version) => versions.iter().filter(|candidate| candidate.info.version == version).collect(),
+            Some(version) => versions
+                .iter()
+                .filter(|candidate| candidate.info.version == version)
+                .collect(),
         };
         if candidates.is_empty() {
             return Err(HsmError::UnknownVersion {
@@ -333,17 +369,26 @@ impl SoftwareHsm {
             });
         }
         candidates.truncate(MAX_VERSIONS as usize);
-        Ok(candidates.into_iter().find(|candidate| check(candidate)).map(|candidate| candidate.info.version))
+        Ok(candidates
+            .into_iter()
+            .find(|candidate| check(candidate))
+            .map(|candidate| candidate.info.version))
     }
 
-    fn compute_mac(key: &SoftKey, algorithm: MacAlgorithm, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+    fn compute_mac(
+        key: &SoftKey,
+        algorithm: MacAlgorithm,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
         let (wanted, expected) = mac_spec(algorithm);
         require(&key.info, wanted, expected)?;
         match (&key.material, algorithm) {
             (Material::Tdes(material), MacAlgorithm::RetailMac(padding)) => {
                 Ok(mac::retail_mac(material, data, padding).to_vec())
             }
-            (Material::Aes(material), MacAlgorithm::AesCmac) => Ok(mac::aes_cmac(material, data).to_vec()),
+            (Material::Aes(material), MacAlgorithm::AesCmac) => {
+                Ok(mac::aes_cmac(material, data).to_vec())
+            }
             _ => unreachable!("the spec check above matches material to algorithm"),
         }
     }
@@ -387,7 +432,9 @@ fn poisoned() -> HsmError {
 }
 
 fn unknown(label: &str) -> HsmError {
-    HsmError::UnknownKey { label: label.to_owned() }
+    HsmError::UnknownKey {
+        label: label.to_owned(),
+    }
 }
 
 fn wrong(info: &KeyInfo, expected: &'static str) -> HsmError {
@@ -410,7 +457,10 @@ fn check_data_len(data: &[u8]) -> Result<(), HsmError> {
 }
 
 /// The KEK spec a key of `spec` is wrapped under.
-pub(crate) fn kek_spec_for(info_label: &str, spec: KeySpec) -> Result<(KeySpec, &'static str), HsmError> {
+pub(crate) fn kek_spec_for(
+    info_label: &str,
+    spec: KeySpec,
+) -> Result<(KeySpec, &'static str), HsmError> {
     match spec.key_type() {
         KeyType::Tdes2 => Ok((KeySpec::TDES_ZMK, expected::TDES_KEK)),
         KeyType::Aes256 | KeyType::HmacSha256 => Ok((KeySpec::AES_KEK, expected::AES_KEK)),
@@ -433,7 +483,12 @@ impl Hsm for SoftwareHsm {
         self.insert(label, spec, &material, Insert::New)
     }
 
-    async fn import_key(&self, label: &str, spec: KeySpec, material: ClearKey) -> Result<KeyInfo, HsmError> {
+    async fn import_key(
+        &self,
+        label: &str,
+        spec: KeySpec,
+        material: ClearKey,
+    ) -> Result<KeyInfo, HsmError> {
         check_clear_len(spec.key_type(), material.expose())?;
         self.insert(label, spec, material.expose(), Insert::New)
     }
@@ -446,14 +501,23 @@ impl Hsm for SoftwareHsm {
 
     async fn list_keys(&self) -> Result<Vec<KeyInfo>, HsmError> {
         let keys = self.keys.read().map_err(|_| poisoned())?;
-        Ok(keys.values().flatten().map(|key| key.info.clone()).collect())
+        Ok(keys
+            .values()
+            .flatten()
+            .map(|key| key.info.clone())
+            .collect())
     }
 
     async fn key_info(&self, key: &KeyRef) -> Result<KeyInfo, HsmError> {
         self.with_key(key, |found| Ok(found.info.clone()))
     }
 
-    async fn mac_generate(&self, key: &KeyRef, algorithm: MacAlgorithm, data: &[u8]) -> Result<Tag, HsmError> {
+    async fn mac_generate(
+        &self,
+        key: &KeyRef,
+        algorithm: MacAlgorithm,
+        data: &[u8],
+    ) -> Result<Tag, HsmError> {
         check_data_len(data)?;
         self.with_key(key, |found| {
             Ok(Tag {
@@ -463,11 +527,18 @@ impl Hsm for SoftwareHsm {
         })
     }
 
-    async fn mac_verify(&self, key: &KeyRef, algorithm: MacAlgorithm, data: &[u8], mac: &[u8]) -> Result<u32, HsmError> {
+    async fn mac_verify(
+        &self,
+        key: &KeyRef,
+        algorithm: MacAlgorithm,
+        data: &[u8],
+        mac: &[u8],
+    ) -> Result<u32, HsmError> {
         check_data_len(data)?;
         let (wanted, expected) = mac_spec(algorithm);
         let matched = self.verify_any(key, wanted, expected, |candidate| {
-            Self::compute_mac(candidate, algorithm, data).is_ok_and(|computed| mac::mac_matches(&computed, mac))
+            Self::compute_mac(candidate, algorithm, data)
+                .is_ok_and(|computed| mac::mac_matches(&computed, mac))
         })?;
         matched.ok_or_else(|| HsmError::MacMismatch {
             label: key.label().to_owned(),
@@ -481,8 +552,18 @@ impl Hsm for SoftwareHsm {
             let (wanted, expected) = pin_spec(request.source_format);
             require(&source.info, wanted, expected)?;
             let decoded = match &source.material {
-                Material::Tdes(key) => pin_block::decipher(request.source_format, &mut TdesPinCipher(key), pan_digits, request.pin_block),
-                Material::Aes(key) => pin_block::decipher(request.source_format, &mut AesPinCipher(key), pan_digits, request.pin_block),
+                Material::Tdes(key) => pin_block::decipher(
+                    request.source_format,
+                    &mut TdesPinCipher(key),
+                    pan_digits,
+                    request.pin_block,
+                ),
+                Material::Aes(key) => pin_block::decipher(
+                    request.source_format,
+                    &mut AesPinCipher(key),
+                    pan_digits,
+                    request.pin_block,
+                ),
                 _ => unreachable!("PIN specs hold TDES or AES material"),
             }?;
             decoded.ok_or_else(|| HsmError::PinBlockInvalid {
@@ -493,12 +574,20 @@ impl Hsm for SoftwareHsm {
             let (wanted, expected) = pin_spec(request.destination_format);
             require(&destination.info, wanted, expected)?;
             match &destination.material {
-                Material::Tdes(key) => {
-                    pin_block::encipher(request.destination_format, &mut TdesPinCipher(key), pan_digits, &pin, random_fill)
-                }
-                Material::Aes(key) => {
-                    pin_block::encipher(request.destination_format, &mut AesPinCipher(key), pan_digits, &pin, random_fill)
-                }
+                Material::Tdes(key) => pin_block::encipher(
+                    request.destination_format,
+                    &mut TdesPinCipher(key),
+                    pan_digits,
+                    &pin,
+                    random_fill,
+                ),
+                Material::Aes(key) => pin_block::encipher(
+                    request.destination_format,
+                    &mut AesPinCipher(key),
+                    pan_digits,
+                    &pin,
+                    random_fill,
+                ),
                 _ => unreachable!("PIN specs hold TDES or AES material"),
             }
         })
@@ -532,7 +621,10 @@ impl Hsm for SoftwareHsm {
 
     async fn public_key(&self, key: &KeyRef) -> Result<PublicKey, HsmError> {
         self.with_key(key, |found| {
-            found.material.public_key().ok_or_else(|| wrong(&found.info, expected::SIGN))
+            found
+                .material
+                .public_key()
+                .ok_or_else(|| wrong(&found.info, expected::SIGN))
         })
     }
 
@@ -547,15 +639,21 @@ impl Hsm for SoftwareHsm {
 
     async fn wrap_key(&self, key: &KeyRef, kek: &KeyRef) -> Result<WrappedKey, HsmError> {
         if key.label() == kek.label() {
-            return Err(HsmError::InvalidInput("a key cannot be wrapped under itself".to_owned()));
+            return Err(HsmError::InvalidInput(
+                "a key cannot be wrapped under itself".to_owned(),
+            ));
         }
         self.with_key(key, |target| {
             let (wanted, expected) = kek_spec_for(&target.info.label, target.info.spec)?;
             self.with_key(kek, |wrapping| {
                 require(&wrapping.info, wanted, expected)?;
                 let ciphertext = match &wrapping.material {
-                    Material::Tdes(kek_material) => wrap::tdes_ecb_encrypt(kek_material, target.material.bytes()),
-                    Material::Aes(kek_material) => wrap::aes_key_wrap(kek_material, target.material.bytes()),
+                    Material::Tdes(kek_material) => {
+                        wrap::tdes_ecb_encrypt(kek_material, target.material.bytes())
+                    }
+                    Material::Aes(kek_material) => {
+                        wrap::aes_key_wrap(kek_material, target.material.bytes())
+                    }
                     _ => unreachable!("KEK specs hold TDES or AES material"),
                 };
                 Ok(WrappedKey {
@@ -568,7 +666,12 @@ impl Hsm for SoftwareHsm {
         })
     }
 
-    async fn unwrap_key(&self, label: &str, wrapped: &WrappedKey, kek: &KeyRef) -> Result<KeyInfo, HsmError> {
+    async fn unwrap_key(
+        &self,
+        label: &str,
+        wrapped: &WrappedKey,
+        kek: &KeyRef,
+    ) -> Result<KeyInfo, HsmError> {
         validate_label(label)?;
         let (wanted, expected) = kek_spec_for(label, wrapped.spec)?;
         let material = self.with_key(kek, |wrapping| {
@@ -582,15 +685,19 @@ impl Hsm for SoftwareHsm {
             match &wrapping.material {
                 Material::Tdes(kek_material) => {
                     if wrapped.ciphertext.len() != 16 {
-                        return Err(HsmError::InvalidInput("a TDES key wrapped under a ZMK is 16 bytes".to_owned()));
+                        return Err(HsmError::InvalidInput(
+                            "a TDES key wrapped under a ZMK is 16 bytes".to_owned(),
+                        ));
                     }
                     Ok(wrap::tdes_ecb_decrypt(kek_material, &wrapped.ciphertext))
                 }
-                Material::Aes(kek_material) => wrap::aes_key_unwrap(kek_material, &wrapped.ciphertext).ok_or_else(|| {
-                    HsmError::UnwrapFailed {
-                        kek_label: wrapping.info.label.clone(),
-                    }
-                }),
+                Material::Aes(kek_material) => {
+                    wrap::aes_key_unwrap(kek_material, &wrapped.ciphertext).ok_or_else(|| {
+                        HsmError::UnwrapFailed {
+                            kek_label: wrapping.info.label.clone(),
+                        }
+                    })
+                }
                 _ => unreachable!("KEK specs hold TDES or AES material"),
             }
         })?;

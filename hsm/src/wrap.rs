@@ -3,9 +3,9 @@
 //! The PKCS#11 backend produces the same bytes with token mechanisms.
 
 use aes::Aes256;
+use des::TdesEde2;
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
-use des::TdesEde2;
 use zeroize::Zeroizing;
 
 /// RFC 3394 default initial value.
@@ -45,7 +45,10 @@ pub(crate) fn aes_ecb_decrypt_block(key: &[u8; 32], block: &mut [u8]) {
 
 /// RFC 3394 key wrap of `plaintext` (a multiple of 8 bytes, at least 16).
 pub(crate) fn aes_key_wrap(kek: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
-    assert!(plaintext.len() >= 16 && plaintext.len() % 8 == 0, "callers wrap 16- or 32-byte keys");
+    assert!(
+        plaintext.len() >= 16 && plaintext.len().is_multiple_of(8),
+        "callers wrap 16- or 32-byte keys"
+    );
     let cipher = Aes256::new_from_slice(kek).expect("AES-256 takes 32 bytes");
     let blocks = plaintext.len() / 8;
     let mut register = Zeroizing::new(plaintext.to_vec());
@@ -72,7 +75,7 @@ pub(crate) fn aes_key_wrap(kek: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
 
 /// RFC 3394 key unwrap; `None` if the integrity check fails.
 pub(crate) fn aes_key_unwrap(kek: &[u8; 32], ciphertext: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    if ciphertext.len() < 24 || ciphertext.len() % 8 != 0 {
+    if ciphertext.len() < 24 || !ciphertext.len().is_multiple_of(8) {
         return None;
     }
     let cipher = Aes256::new_from_slice(kek).expect("AES-256 takes 32 bytes");

@@ -3,7 +3,7 @@
 //! - `vectors`: published known-answer vectors for the pure functions (PIN block fields, Luhn, expiry).
 //! - `suite`: the shared HSM suite, written once against `&dyn Hsm`.
 //! - `software`: the suite on `SoftwareHsm`, plus keystore file tests.
-//! - `pkcs11`: the suite on `Pkcs11Hsm` over a SoftHSM2 token made for this process.
+//! - `pkcs11`: the suite on `Pkcs11Hsm` over a `SoftHSM2` token made for this process.
 //! - `keys_cli`: the `posgate keys` flows (init, generate, list, rotate, export, import) through the public API.
 
 mod keys_cli;
@@ -51,7 +51,12 @@ macro_rules! shared_suite {
 }
 
 /// The libtest name of a test function: its module path without the crate, then its name.
+#[must_use]
 pub fn test_name(module: &str, case: &str) -> String {
     let module = module.split_once("::").map_or("", |(_, rest)| rest);
-    if module.is_empty() { case.to_owned() } else { format!("{module}::{case}") }
+    if module.is_empty() {
+        case.to_owned()
+    } else {
+        format!("{module}::{case}")
+    }
 }

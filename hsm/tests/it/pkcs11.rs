@@ -1,6 +1,6 @@
-//! The shared suite on `Pkcs11Hsm` over SoftHSM2.
+//! The shared suite on `Pkcs11Hsm` over `SoftHSM2`.
 //!
-//! SoftHSM2 reads `SOFTHSM2_CONF` when the module initializes, and setting an
+//! `SoftHSM2` reads `SOFTHSM2_CONF` when the module initializes, and setting an
 //! environment variable inside a running test is unsafe in Rust 2024 (and
 //! forbidden here). So each test re-runs itself: the parent makes a token in
 //! a temporary directory with `softhsm2-util`, then runs this same test binary
@@ -8,8 +8,8 @@
 //! `POSGATE_SOFTHSM_CHILD`, connects and runs the case. One token per test
 //! process: works the same under `cargo test` and cargo-nextest.
 //!
-//! Without SoftHSM2 installed the tests print why and pass, unless
-//! `POSGATE_REQUIRE_SOFTHSM=1` (as in CI), which turns a missing SoftHSM2 into a failure.
+//! Without `SoftHSM2` installed the tests print why and pass, unless
+//! `POSGATE_REQUIRE_SOFTHSM=1` (as in CI), which turns a missing `SoftHSM2` into a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,12 +24,18 @@ const SO_PIN: &str = "87654321";
 const CHILD_MARKER: &str = "POSGATE_SOFTHSM_CHILD";
 
 fn module_path() -> PathBuf {
-    std::env::var_os("POSGATE_SOFTHSM_MODULE").map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from)
+    std::env::var_os("POSGATE_SOFTHSM_MODULE").map_or_else(
+        || PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
+        PathBuf::from,
+    )
 }
 
 fn softhsm_missing() -> Option<String> {
     if !module_path().exists() {
-        return Some(format!("SoftHSM2 module {} not found", module_path().display()));
+        return Some(format!(
+            "SoftHSM2 module {} not found",
+            module_path().display()
+        ));
     }
     let util = Command::new("softhsm2-util").arg("--version").output();
     if !util.is_ok_and(|output| output.status.success()) {
@@ -45,15 +51,30 @@ fn make_token(directory: &Path) -> PathBuf {
     let conf = directory.join("softhsm2.conf");
     std::fs::write(
         &conf,
-        format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
     )
     .unwrap();
     let output = Command::new("softhsm2-util")
         .env("SOFTHSM2_CONF", &conf)
-        .args(["--init-token", "--free", "--label", TOKEN_LABEL, "--pin", USER_PIN, "--so-pin", SO_PIN])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN_LABEL,
+            "--pin",
+            USER_PIN,
+            "--so-pin",
+            SO_PIN,
+        ])
         .output()
         .expect("softhsm2-util runs");
-    assert!(output.status.success(), "softhsm2-util --init-token failed: {output:?}");
+    assert!(
+        output.status.success(),
+        "softhsm2-util --init-token failed: {output:?}"
+    );
     conf
 }
 
@@ -72,6 +93,8 @@ fn connected() -> Arc<Pkcs11Hsm> {
 
 /// Parent: re-runs `test_name` in a child with its own token and checks it passed.
 /// Child: returns the connected HSM.
+// The shared-suite macro awaits every backend constructor.
+#[allow(clippy::unused_async)]
 pub async fn make(test_name: &str) -> Option<Arc<dyn Hsm>> {
     if std::env::var_os(CHILD_MARKER).is_some() {
         return Some(connected());
@@ -81,7 +104,9 @@ pub async fn make(test_name: &str) -> Option<Arc<dyn Hsm>> {
             std::env::var("POSGATE_REQUIRE_SOFTHSM").as_deref() != Ok("1"),
             "POSGATE_REQUIRE_SOFTHSM=1 but {reason}; install the softhsm2 package"
         );
-        eprintln!("SKIPPED {test_name}: {reason} (install softhsm2, or set POSGATE_REQUIRE_SOFTHSM=1 to make this a failure)");
+        eprintln!(
+            "SKIPPED {test_name}: {reason} (install softhsm2, or set POSGATE_REQUIRE_SOFTHSM=1 to make this a failure)"
+        );
         return None;
     }
     let directory = tempfile::tempdir().unwrap();
@@ -106,10 +131,9 @@ crate::shared_suite!(make);
 /// The connection refuses a token label that does not exist, with a typed error.
 #[tokio::test]
 async fn unknown_token_is_a_config_error() {
-    if std::env::var_os(CHILD_MARKER).is_none() {
-        if make(&crate::test_name(module_path!(), "unknown_token_is_a_config_error")).await.is_none() {
-            return;
-        }
+    let name = crate::test_name(module_path!(), "unknown_token_is_a_config_error");
+    if std::env::var_os(CHILD_MARKER).is_none() && make(&name).await.is_none() {
+        return;
     }
     let _ = connected();
     let config = Pkcs11Config {
@@ -118,6 +142,9 @@ async fn unknown_token_is_a_config_error() {
         user_pin: Zeroizing::new(USER_PIN.to_owned()),
     };
     let error = Pkcs11Hsm::connect(&config).unwrap_err();
-    assert!(matches!(error, posgate_hsm::HsmError::Pkcs11Config(_)), "{error}");
+    assert!(
+        matches!(error, posgate_hsm::HsmError::Pkcs11Config(_)),
+        "{error}"
+    );
     assert!(!format!("{config:?}").contains(USER_PIN));
 }

@@ -6,15 +6,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use posgate_hsm::keys::KeyRef;
 use posgate_hsm::{
-    ClearKey, Hsm, HsmError, KeySpec, KeyType, KeyUsage, MacAlgorithm, MacPadding, Pan, PinBlockFormat,
-    PinTranslation, PublicKey,
+    ClearKey, Hsm, HsmError, KeySpec, KeyType, KeyUsage, MacAlgorithm, MacPadding, Pan,
+    PinBlockFormat, PinTranslation, PublicKey,
 };
 
 /// A label prefix unique within this process and across processes.
 pub fn unique_label(case: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let serial = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let short: String = case.chars().filter(char::is_ascii_alphanumeric).take(24).collect();
+    let short: String = case
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(24)
+        .collect();
     format!("{short}-{}-{serial}", std::process::id())
 }
 
@@ -33,14 +37,34 @@ fn unhex(text: &str) -> Vec<u8> {
 pub async fn retail_mac_known_answers(hsm: &dyn Hsm, prefix: &str) {
     let label = format!("{prefix}-zak");
     let info = hsm
-        .import_key(&label, KeySpec::TDES_MAC, key("0123456789ABCDEFFEDCBA9876543210"))
+        .import_key(
+            &label,
+            KeySpec::TDES_MAC,
+            key("0123456789ABCDEFFEDCBA9876543210"),
+        )
         .await
         .unwrap();
-    assert_eq!(info.kcv.to_string(), "08D7B4", "TDES KCV is E(K, 0^8), first 3 bytes");
+    assert_eq!(
+        info.kcv.to_string(),
+        "08D7B4",
+        "TDES KCV is E(K, 0^8), first 3 bytes"
+    );
     let cases: [(&[u8], MacPadding, &str); 3] = [
-        (b"Now is the time for all ", MacPadding::Method1, "A1C72E74EA3FA9B6"),
-        (b"Now is the time for all ", MacPadding::Method2, "E9086230CA3BE796"),
-        (b"Now is the time for it", MacPadding::Method1, "2E2B1428CC78254F"),
+        (
+            b"Now is the time for all ",
+            MacPadding::Method1,
+            "A1C72E74EA3FA9B6",
+        ),
+        (
+            b"Now is the time for all ",
+            MacPadding::Method2,
+            "E9086230CA3BE796",
+        ),
+        (
+            b"Now is the time for it",
+            MacPadding::Method1,
+            "2E2B1428CC78254F",
+        ),
     ];
     let key_ref = KeyRef::latest(&label);
     for (data, padding, expected) in cases {
@@ -48,8 +72,18 @@ pub async fn retail_mac_known_answers(hsm: &dyn Hsm, prefix: &str) {
         let tag = hsm.mac_generate(&key_ref, algorithm, data).await.unwrap();
         assert_eq!(hex::encode_upper(&tag.bytes), expected);
         assert_eq!(tag.key_version, 1);
-        assert_eq!(hsm.mac_verify(&key_ref, algorithm, data, &tag.bytes).await.unwrap(), 1);
-        assert_eq!(hsm.mac_verify(&key_ref, algorithm, data, &tag.bytes[..4]).await.unwrap(), 1);
+        assert_eq!(
+            hsm.mac_verify(&key_ref, algorithm, data, &tag.bytes)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            hsm.mac_verify(&key_ref, algorithm, data, &tag.bytes[..4])
+                .await
+                .unwrap(),
+            1
+        );
     }
 }
 
@@ -65,7 +99,11 @@ pub async fn aes_cmac_known_answers(hsm: &dyn Hsm, prefix: &str) {
         )
         .await
         .unwrap();
-    assert_eq!(info.kcv.to_string(), "E568F6", "AES KCV is E(K, 0^16), first 3 bytes");
+    assert_eq!(
+        info.kcv.to_string(),
+        "E568F6",
+        "AES KCV is E(K, 0^16), first 3 bytes"
+    );
     let message = unhex(
         "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710",
     );
@@ -77,7 +115,10 @@ pub async fn aes_cmac_known_answers(hsm: &dyn Hsm, prefix: &str) {
     ];
     let key_ref = KeyRef::latest(&label);
     for (len, expected) in cases {
-        let tag = hsm.mac_generate(&key_ref, MacAlgorithm::AesCmac, &message[..len]).await.unwrap();
+        let tag = hsm
+            .mac_generate(&key_ref, MacAlgorithm::AesCmac, &message[..len])
+            .await
+            .unwrap();
         assert_eq!(hex::encode(&tag.bytes), expected, "CMAC of {len} bytes");
         hsm.mac_verify(&key_ref, MacAlgorithm::AesCmac, &message[..len], &tag.bytes)
             .await
@@ -109,13 +150,27 @@ pub async fn ed25519_known_answers(hsm: &dyn Hsm, prefix: &str) {
     ];
     for (index, (secret, public, message, signature)) in vectors.into_iter().enumerate() {
         let label = format!("{prefix}-ed{index}");
-        hsm.import_key(&label, KeySpec::ED25519, key(secret)).await.unwrap();
+        hsm.import_key(&label, KeySpec::ED25519, key(secret))
+            .await
+            .unwrap();
         let key_ref = KeyRef::latest(&label);
         let published = hsm.public_key(&key_ref).await.unwrap();
-        assert_eq!(hex::encode(published.as_bytes()), public, "RFC 8032 test {}", index + 1);
+        assert_eq!(
+            hex::encode(published.as_bytes()),
+            public,
+            "RFC 8032 test {}",
+            index + 1
+        );
         let tag = hsm.sign(&key_ref, &unhex(message)).await.unwrap();
-        assert_eq!(hex::encode(&tag.bytes), signature, "RFC 8032 test {}", index + 1);
-        hsm.verify(&key_ref, &unhex(message), &tag.bytes).await.unwrap();
+        assert_eq!(
+            hex::encode(&tag.bytes),
+            signature,
+            "RFC 8032 test {}",
+            index + 1
+        );
+        hsm.verify(&key_ref, &unhex(message), &tag.bytes)
+            .await
+            .unwrap();
         let mut forged = tag.bytes.clone();
         forged[0] ^= 1;
         assert!(matches!(
@@ -138,14 +193,20 @@ pub async fn ecdsa_p256_sign_verify(hsm: &dyn Hsm, prefix: &str) {
     assert_eq!(point.len(), 65);
     assert_eq!(point[0], 0x04);
     assert_eq!(info.kcv, public.kcv());
-    let tag = hsm.sign(&key_ref, b"clearing file 2025-01-31").await.unwrap();
+    let tag = hsm
+        .sign(&key_ref, b"clearing file 2025-01-31")
+        .await
+        .unwrap();
     assert_eq!(tag.bytes.len(), 64);
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
         .verify(b"clearing file 2025-01-31", &tag.bytes)
         .expect("an independent verifier accepts the signature");
-    hsm.verify(&key_ref, b"clearing file 2025-01-31", &tag.bytes).await.unwrap();
+    hsm.verify(&key_ref, b"clearing file 2025-01-31", &tag.bytes)
+        .await
+        .unwrap();
     assert!(matches!(
-        hsm.verify(&key_ref, b"clearing file 2025-02-01", &tag.bytes).await,
+        hsm.verify(&key_ref, b"clearing file 2025-02-01", &tag.bytes)
+            .await,
         Err(HsmError::SignatureMismatch { .. })
     ));
 }
@@ -162,7 +223,11 @@ pub async fn hmac_known_answer_and_pan_fingerprint(hsm: &dyn Hsm, prefix: &str) 
         )
         .await
         .unwrap();
-    assert_eq!(info.kcv.to_string(), "AE5BD8", "HMAC KCV is SHA-1(K), first 3 bytes");
+    assert_eq!(
+        info.kcv.to_string(),
+        "AE5BD8",
+        "HMAC KCV is SHA-1(K), first 3 bytes"
+    );
     let expected = "0622241201382a45912fb22828b3f7db5153cf2072722a73ded22623ea79abc9";
     let key_ref = KeyRef::latest(&label);
     let tag = hsm.hmac(&key_ref, b"4111111111111111").await.unwrap();
@@ -182,8 +247,13 @@ const ZPK: &str = "FEDCBA98765432100123456789ABCDEF";
 pub async fn pin_translation_iso0_known_answer(hsm: &dyn Hsm, prefix: &str) {
     let tpk = format!("{prefix}-tpk");
     let zpk = format!("{prefix}-zpk");
-    hsm.import_key(&tpk, KeySpec::TDES_PIN, key(TPK)).await.unwrap();
-    let zpk_info = hsm.import_key(&zpk, KeySpec::TDES_PIN, key(ZPK)).await.unwrap();
+    hsm.import_key(&tpk, KeySpec::TDES_PIN, key(TPK))
+        .await
+        .unwrap();
+    let zpk_info = hsm
+        .import_key(&zpk, KeySpec::TDES_PIN, key(ZPK))
+        .await
+        .unwrap();
     assert_eq!(zpk_info.kcv.to_string(), "7B8358");
     let pan = Pan::parse("4111111111111111").unwrap();
     let under_tpk = unhex("2A3D408A1977DDE9");
@@ -208,38 +278,64 @@ pub async fn pin_translation_through_iso4(hsm: &dyn Hsm, prefix: &str) {
     let tpk = format!("{prefix}-tpk");
     let aes_zpk = format!("{prefix}-azpk");
     let zpk = format!("{prefix}-zpk");
-    hsm.import_key(&tpk, KeySpec::TDES_PIN, key(TPK)).await.unwrap();
+    hsm.import_key(&tpk, KeySpec::TDES_PIN, key(TPK))
+        .await
+        .unwrap();
     hsm.generate_key(&aes_zpk, KeySpec::AES_PIN).await.unwrap();
-    hsm.import_key(&zpk, KeySpec::TDES_PIN, key(ZPK)).await.unwrap();
+    hsm.import_key(&zpk, KeySpec::TDES_PIN, key(ZPK))
+        .await
+        .unwrap();
     let pan = Pan::parse("4111111111111111").unwrap();
     let under_tpk = unhex("2A3D408A1977DDE9");
-    let translate = |source: &str, source_format, block: Vec<u8>, destination: &str, destination_format| {
-        let pan = &pan;
-        let source = KeyRef::latest(source);
-        let destination = KeyRef::latest(destination);
-        async move {
-            hsm.translate_pin(PinTranslation {
-                pan,
-                source_key: source,
-                source_format,
-                pin_block: &block,
-                destination_key: destination,
-                destination_format,
-            })
-            .await
-        }
-    };
-    let iso4 = translate(&tpk, PinBlockFormat::Iso0, under_tpk.clone(), &aes_zpk, PinBlockFormat::Iso4)
-        .await
-        .unwrap();
+    let translate =
+        |source: &str, source_format, block: Vec<u8>, destination: &str, destination_format| {
+            let pan = &pan;
+            let source = KeyRef::latest(source);
+            let destination = KeyRef::latest(destination);
+            async move {
+                hsm.translate_pin(PinTranslation {
+                    pan,
+                    source_key: source,
+                    source_format,
+                    pin_block: &block,
+                    destination_key: destination,
+                    destination_format,
+                })
+                .await
+            }
+        };
+    let iso4 = translate(
+        &tpk,
+        PinBlockFormat::Iso0,
+        under_tpk.clone(),
+        &aes_zpk,
+        PinBlockFormat::Iso4,
+    )
+    .await
+    .unwrap();
     assert_eq!(iso4.len(), 16);
-    let iso4_again = translate(&tpk, PinBlockFormat::Iso0, under_tpk, &aes_zpk, PinBlockFormat::Iso4)
-        .await
-        .unwrap();
-    assert_ne!(iso4, iso4_again, "format 4 fill is random, so blocks differ");
-    let back = translate(&aes_zpk, PinBlockFormat::Iso4, iso4, &zpk, PinBlockFormat::Iso0)
-        .await
-        .unwrap();
+    let iso4_again = translate(
+        &tpk,
+        PinBlockFormat::Iso0,
+        under_tpk,
+        &aes_zpk,
+        PinBlockFormat::Iso4,
+    )
+    .await
+    .unwrap();
+    assert_ne!(
+        iso4, iso4_again,
+        "format 4 fill is random, so blocks differ"
+    );
+    let back = translate(
+        &aes_zpk,
+        PinBlockFormat::Iso4,
+        iso4,
+        &zpk,
+        PinBlockFormat::Iso0,
+    )
+    .await
+    .unwrap();
     assert_eq!(hex::encode_upper(back), "09955680A3423446");
 }
 
@@ -248,14 +344,20 @@ pub async fn wrong_key_type_is_typed_error(hsm: &dyn Hsm, prefix: &str) {
     let pin_key = format!("{prefix}-pin");
     let hmac_key = format!("{prefix}-hmac");
     hsm.generate_key(&pin_key, KeySpec::TDES_PIN).await.unwrap();
-    hsm.generate_key(&hmac_key, KeySpec::HMAC_SHA256).await.unwrap();
+    hsm.generate_key(&hmac_key, KeySpec::HMAC_SHA256)
+        .await
+        .unwrap();
     let pin_ref = KeyRef::latest(&pin_key);
     let hmac_ref = KeyRef::latest(&hmac_key);
     let retail = MacAlgorithm::RetailMac(MacPadding::Method1);
     let results = [
         hsm.mac_generate(&pin_ref, retail, b"data").await.err(),
-        hsm.mac_generate(&pin_ref, MacAlgorithm::AesCmac, b"data").await.err(),
-        hsm.mac_verify(&pin_ref, retail, b"data", &[0; 8]).await.err(),
+        hsm.mac_generate(&pin_ref, MacAlgorithm::AesCmac, b"data")
+            .await
+            .err(),
+        hsm.mac_verify(&pin_ref, retail, b"data", &[0; 8])
+            .await
+            .err(),
         hsm.sign(&hmac_ref, b"data").await.err(),
         hsm.verify(&hmac_ref, b"data", &[0; 64]).await.err(),
         hsm.hmac(&pin_ref, b"data").await.err(),
@@ -289,7 +391,11 @@ pub async fn wrong_key_type_is_typed_error(hsm: &dyn Hsm, prefix: &str) {
 /// A MAC with one bit flipped, over changed data, or cut below 4 bytes does not verify.
 pub async fn tampered_mac_is_rejected(hsm: &dyn Hsm, prefix: &str) {
     for (suffix, spec, algorithm) in [
-        ("zak", KeySpec::TDES_MAC, MacAlgorithm::RetailMac(MacPadding::Method2)),
+        (
+            "zak",
+            KeySpec::TDES_MAC,
+            MacAlgorithm::RetailMac(MacPadding::Method2),
+        ),
         ("cmac", KeySpec::AES_MAC, MacAlgorithm::AesCmac),
     ] {
         let label = format!("{prefix}-{suffix}");
@@ -317,11 +423,19 @@ pub async fn wrong_pin_key_is_typed_error(hsm: &dyn Hsm, prefix: &str) {
     let right = format!("{prefix}-tpk");
     let wrong = format!("{prefix}-other");
     let zpk = format!("{prefix}-zpk");
-    hsm.import_key(&right, KeySpec::TDES_PIN, key(TPK)).await.unwrap();
-    hsm.import_key(&wrong, KeySpec::TDES_PIN, key("1111111111111111222222222222222F"))
+    hsm.import_key(&right, KeySpec::TDES_PIN, key(TPK))
         .await
         .unwrap();
-    hsm.import_key(&zpk, KeySpec::TDES_PIN, key(ZPK)).await.unwrap();
+    hsm.import_key(
+        &wrong,
+        KeySpec::TDES_PIN,
+        key("1111111111111111222222222222222F"),
+    )
+    .await
+    .unwrap();
+    hsm.import_key(&zpk, KeySpec::TDES_PIN, key(ZPK))
+        .await
+        .unwrap();
     let pan = Pan::parse("4111111111111111").unwrap();
     let other_pan = Pan::parse("4012888888881881").unwrap();
     let under_tpk = unhex("2A3D408A1977DDE9");
@@ -336,7 +450,10 @@ pub async fn wrong_pin_key_is_typed_error(hsm: &dyn Hsm, prefix: &str) {
                 destination_format: PinBlockFormat::Iso0,
             })
             .await;
-        assert!(matches!(result, Err(HsmError::PinBlockInvalid { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(HsmError::PinBlockInvalid { .. })),
+            "{result:?}"
+        );
     }
     let short_block = hsm
         .translate_pin(PinTranslation {
@@ -355,18 +472,30 @@ pub async fn wrong_pin_key_is_typed_error(hsm: &dyn Hsm, prefix: &str) {
 pub async fn unknown_label_is_typed_error(hsm: &dyn Hsm, prefix: &str) {
     let missing = KeyRef::latest(format!("{prefix}-missing"));
     assert!(matches!(
-        hsm.mac_generate(&missing, MacAlgorithm::AesCmac, b"x").await,
+        hsm.mac_generate(&missing, MacAlgorithm::AesCmac, b"x")
+            .await,
         Err(HsmError::UnknownKey { .. })
     ));
-    assert!(matches!(hsm.sign(&missing, b"x").await, Err(HsmError::UnknownKey { .. })));
-    assert!(matches!(hsm.hmac(&missing, b"x").await, Err(HsmError::UnknownKey { .. })));
-    assert!(matches!(hsm.key_info(&missing).await, Err(HsmError::UnknownKey { .. })));
+    assert!(matches!(
+        hsm.sign(&missing, b"x").await,
+        Err(HsmError::UnknownKey { .. })
+    ));
+    assert!(matches!(
+        hsm.hmac(&missing, b"x").await,
+        Err(HsmError::UnknownKey { .. })
+    ));
+    assert!(matches!(
+        hsm.key_info(&missing).await,
+        Err(HsmError::UnknownKey { .. })
+    ));
     assert!(matches!(
         hsm.rotate_key(missing.label()).await,
         Err(HsmError::UnknownKey { .. })
     ));
     let label = format!("{prefix}-present");
-    hsm.generate_key(&label, KeySpec::HMAC_SHA256).await.unwrap();
+    hsm.generate_key(&label, KeySpec::HMAC_SHA256)
+        .await
+        .unwrap();
     assert!(matches!(
         hsm.hmac(&KeyRef::version(&label, 7), b"x").await,
         Err(HsmError::UnknownVersion { version: 7, .. })
@@ -383,7 +512,10 @@ pub async fn rotation_keeps_old_versions_verifying(hsm: &dyn Hsm, prefix: &str) 
     let algorithm = MacAlgorithm::RetailMac(MacPadding::Method1);
     let zak_ref = KeyRef::latest(&zak);
     let signer_ref = KeyRef::latest(&signer);
-    let old_mac = hsm.mac_generate(&zak_ref, algorithm, b"message").await.unwrap();
+    let old_mac = hsm
+        .mac_generate(&zak_ref, algorithm, b"message")
+        .await
+        .unwrap();
     let old_signature = hsm.sign(&signer_ref, b"checkpoint").await.unwrap();
     let old_info = hsm.key_info(&zak_ref).await.unwrap();
 
@@ -393,17 +525,47 @@ pub async fn rotation_keeps_old_versions_verifying(hsm: &dyn Hsm, prefix: &str) 
     assert_ne!(rotated.kcv, old_info.kcv);
     assert_eq!(hsm.rotate_key(&signer).await.unwrap().version, 2);
 
-    let new_mac = hsm.mac_generate(&zak_ref, algorithm, b"message").await.unwrap();
+    let new_mac = hsm
+        .mac_generate(&zak_ref, algorithm, b"message")
+        .await
+        .unwrap();
     assert_eq!(new_mac.key_version, 2);
     assert_ne!(new_mac.bytes, old_mac.bytes);
-    assert_eq!(hsm.mac_verify(&zak_ref, algorithm, b"message", &old_mac.bytes).await.unwrap(), 1);
-    assert_eq!(hsm.mac_verify(&zak_ref, algorithm, b"message", &new_mac.bytes).await.unwrap(), 2);
+    assert_eq!(
+        hsm.mac_verify(&zak_ref, algorithm, b"message", &old_mac.bytes)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        hsm.mac_verify(&zak_ref, algorithm, b"message", &new_mac.bytes)
+            .await
+            .unwrap(),
+        2
+    );
     assert!(matches!(
-        hsm.mac_verify(&KeyRef::version(&zak, 2), algorithm, b"message", &old_mac.bytes).await,
+        hsm.mac_verify(
+            &KeyRef::version(&zak, 2),
+            algorithm,
+            b"message",
+            &old_mac.bytes
+        )
+        .await,
         Err(HsmError::MacMismatch { .. })
     ));
-    assert_eq!(hsm.verify(&signer_ref, b"checkpoint", &old_signature.bytes).await.unwrap(), 1);
-    assert_eq!(hsm.sign(&signer_ref, b"checkpoint").await.unwrap().key_version, 2);
+    assert_eq!(
+        hsm.verify(&signer_ref, b"checkpoint", &old_signature.bytes)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        hsm.sign(&signer_ref, b"checkpoint")
+            .await
+            .unwrap()
+            .key_version,
+        2
+    );
     let versions: Vec<u32> = hsm
         .list_keys()
         .await
@@ -421,16 +583,28 @@ pub async fn tdes_wrap_under_zmk_round_trip(hsm: &dyn Hsm, prefix: &str) {
     let zmk = format!("{prefix}-zmk");
     let zak = format!("{prefix}-zak");
     let copy = format!("{prefix}-copy");
-    let zmk_info = hsm.import_key(&zmk, KeySpec::TDES_ZMK, key(ZPK)).await.unwrap();
-    hsm.import_key(&zak, KeySpec::TDES_MAC, key("0123456789ABCDEFFEDCBA9876543210"))
+    let zmk_info = hsm
+        .import_key(&zmk, KeySpec::TDES_ZMK, key(ZPK))
         .await
         .unwrap();
+    hsm.import_key(
+        &zak,
+        KeySpec::TDES_MAC,
+        key("0123456789ABCDEFFEDCBA9876543210"),
+    )
+    .await
+    .unwrap();
     // Each half of the key, TDES-ECB under the ZMK: computed with pycryptodome.
     let expected_ciphertext = "E02E4FD4DC850651E5B298D235934CCA";
-    let wrapped = match hsm.wrap_key(&KeyRef::latest(&zak), &KeyRef::latest(&zmk)).await {
+    let wrapped = match hsm
+        .wrap_key(&KeyRef::latest(&zak), &KeyRef::latest(&zmk))
+        .await
+    {
         Ok(wrapped) => wrapped,
         // Generic PKCS#11 on SoftHSM2 cannot wrap DES keys; the import side is still tested.
-        Err(HsmError::Unsupported { backend: "pkcs11", .. }) => posgate_hsm::WrappedKey {
+        Err(HsmError::Unsupported {
+            backend: "pkcs11", ..
+        }) => posgate_hsm::WrappedKey {
             spec: KeySpec::TDES_MAC,
             kcv: posgate_hsm::Kcv::parse("08D7B4").unwrap(),
             kek_kcv: zmk_info.kcv,
@@ -443,12 +617,19 @@ pub async fn tdes_wrap_under_zmk_round_trip(hsm: &dyn Hsm, prefix: &str) {
     assert_eq!(wrapped.kek_kcv, zmk_info.kcv);
     assert_eq!(hex::encode_upper(&wrapped.ciphertext), expected_ciphertext);
 
-    let imported = hsm.unwrap_key(&copy, &wrapped, &KeyRef::latest(&zmk)).await.unwrap();
+    let imported = hsm
+        .unwrap_key(&copy, &wrapped, &KeyRef::latest(&zmk))
+        .await
+        .unwrap();
     assert_eq!(imported.kcv, wrapped.kcv);
     assert_eq!(imported.version, 1);
     let algorithm = MacAlgorithm::RetailMac(MacPadding::Method1);
     let mac = hsm
-        .mac_generate(&KeyRef::latest(&copy), algorithm, b"Now is the time for all ")
+        .mac_generate(
+            &KeyRef::latest(&copy),
+            algorithm,
+            b"Now is the time for all ",
+        )
         .await
         .unwrap();
     assert_eq!(hex::encode_upper(mac.bytes), "A1C72E74EA3FA9B6");
@@ -456,13 +637,15 @@ pub async fn tdes_wrap_under_zmk_round_trip(hsm: &dyn Hsm, prefix: &str) {
     let mut bad_kcv = wrapped.clone();
     bad_kcv.kcv = posgate_hsm::Kcv([0, 0, 0]);
     assert!(matches!(
-        hsm.unwrap_key(&format!("{prefix}-bad"), &bad_kcv, &KeyRef::latest(&zmk)).await,
+        hsm.unwrap_key(&format!("{prefix}-bad"), &bad_kcv, &KeyRef::latest(&zmk))
+            .await,
         Err(HsmError::KcvMismatch { .. })
     ));
     let mut corrupted = wrapped.clone();
     corrupted.ciphertext[0] ^= 1;
     assert!(matches!(
-        hsm.unwrap_key(&format!("{prefix}-bad"), &corrupted, &KeyRef::latest(&zmk)).await,
+        hsm.unwrap_key(&format!("{prefix}-bad"), &corrupted, &KeyRef::latest(&zmk))
+            .await,
         Err(HsmError::KcvMismatch { .. })
     ));
     assert!(matches!(
@@ -490,7 +673,10 @@ pub async fn aes_key_wrap_known_answer_and_tamper(hsm: &dyn Hsm, prefix: &str) {
     )
     .await
     .unwrap();
-    let wrapped = hsm.wrap_key(&KeyRef::latest(&target), &KeyRef::latest(&kek)).await.unwrap();
+    let wrapped = hsm
+        .wrap_key(&KeyRef::latest(&target), &KeyRef::latest(&kek))
+        .await
+        .unwrap();
     assert_eq!(
         hex::encode_upper(&wrapped.ciphertext),
         "28C9F404C4B810F4CBCCB35CFB87F8263F5786E2D80ED326CBC7F0E71A99F43BFB988B9B7A02DD21"
@@ -502,16 +688,23 @@ pub async fn aes_key_wrap_known_answer_and_tamper(hsm: &dyn Hsm, prefix: &str) {
     assert_eq!(copy.kcv, wrapped.kcv);
     let mut tampered = wrapped.clone();
     tampered.ciphertext[20] ^= 0x01;
-    let outcome = hsm.unwrap_key(&format!("{prefix}-bad"), &tampered, &KeyRef::latest(&kek)).await;
-    assert!(matches!(outcome, Err(HsmError::UnwrapFailed { .. })), "{outcome:?}");
+    let outcome = hsm
+        .unwrap_key(&format!("{prefix}-bad"), &tampered, &KeyRef::latest(&kek))
+        .await;
+    assert!(
+        matches!(outcome, Err(HsmError::UnwrapFailed { .. })),
+        "{outcome:?}"
+    );
     assert!(matches!(
-        hsm.unwrap_key(&format!("{prefix}-bad"), &tampered, &KeyRef::latest(&kek)).await,
+        hsm.unwrap_key(&format!("{prefix}-bad"), &tampered, &KeyRef::latest(&kek))
+            .await,
         Err(HsmError::UnwrapFailed { .. })
     ));
     let signer = format!("{prefix}-sig");
     hsm.generate_key(&signer, KeySpec::ED25519).await.unwrap();
     assert!(matches!(
-        hsm.wrap_key(&KeyRef::latest(&signer), &KeyRef::latest(&kek)).await,
+        hsm.wrap_key(&KeyRef::latest(&signer), &KeyRef::latest(&kek))
+            .await,
         Err(HsmError::WrongKeyType { .. })
     ));
 }
@@ -531,7 +724,8 @@ pub async fn duplicate_and_invalid_labels(hsm: &dyn Hsm, prefix: &str) {
         ));
     }
     assert!(matches!(
-        hsm.import_key(&format!("{prefix}-short"), KeySpec::TDES_MAC, key("0011")).await,
+        hsm.import_key(&format!("{prefix}-short"), KeySpec::TDES_MAC, key("0011"))
+            .await,
         Err(HsmError::BadKeyLength { .. })
     ));
 }
@@ -540,7 +734,9 @@ pub async fn duplicate_and_invalid_labels(hsm: &dyn Hsm, prefix: &str) {
 pub async fn list_never_shows_material(hsm: &dyn Hsm, prefix: &str) {
     let label = format!("{prefix}-listed");
     let material = "00112233445566778899AABBCCDDEEFF";
-    hsm.import_key(&label, KeySpec::TDES_PIN, key(material)).await.unwrap();
+    hsm.import_key(&label, KeySpec::TDES_PIN, key(material))
+        .await
+        .unwrap();
     let listed: Vec<_> = hsm
         .list_keys()
         .await

@@ -9,7 +9,10 @@ use posgate_hsm::{CardExpiry, Pan, PanError};
 fn iso0_published_example() {
     let block = iso0_clear_block("1234", "43219876543210987").unwrap();
     assert_eq!(hex::encode_upper(&block[..]), "0412AC89ABCDEF67");
-    assert_eq!(hex::encode_upper(iso0_pan_field("4111111111111111").unwrap()), "0000111111111111");
+    assert_eq!(
+        hex::encode_upper(iso0_pan_field("4111111111111111").unwrap()),
+        "0000111111111111"
+    );
 }
 
 /// ANSI X9.24-3:2017 supplement (format 4 example): PIN 1234 -> 441234AAAAAAAAAA,
@@ -58,7 +61,10 @@ fn pan_validates_and_masks() {
     assert_eq!(thirteen.masked(), "422222***2222");
     assert_eq!(Pan::parse("4111111111111112"), Err(PanError::BadCheckDigit));
     assert_eq!(Pan::parse("41111111111"), Err(PanError::BadLength(11)));
-    assert_eq!(Pan::parse("41111111111111111111"), Err(PanError::BadLength(20)));
+    assert_eq!(
+        Pan::parse("41111111111111111111"),
+        Err(PanError::BadLength(20))
+    );
     assert_eq!(Pan::parse("4111x11111111111"), Err(PanError::NotDigits));
 }
 
