@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use posgate_proto::v1 as pb;
 use pb::bill_payment_service_client::BillPaymentServiceClient;
+use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
 
 use crate::bill::barcode::{self, BarcodeProfile, ParsedSlip};
@@ -37,14 +37,17 @@ struct Demo {
 }
 
 impl Demo {
-    fn context(&self, store: &str, terminal: &str, key: &str) -> Option<pb::RequestContext> {
-        Some(pb::RequestContext {
+    fn context(&self, store: &str, terminal: &str, key: &str) -> pb::RequestContext {
+        pb::RequestContext {
             store_id: store.to_owned(),
             terminal_id: terminal.to_owned(),
             client_request_id: key.to_owned(),
-            pos_timestamp: Some(prost_types::Timestamp { seconds: self.now.timestamp(), nanos: 0 }),
+            pos_timestamp: Some(prost_types::Timestamp {
+                seconds: self.now.timestamp(),
+                nanos: 0,
+            }),
             operator_id: "CASHIER7".to_owned(),
-        })
+        }
     }
 
     fn say(&mut self, what: &str, outcome: &str) {
@@ -53,12 +56,22 @@ impl Demo {
     }
 }
 
-fn slip(profile: BarcodeProfile, code: &str, reference: &str, due: NaiveDate, amount_whole: u64) -> anyhow::Result<Vec<String>> {
+fn slip(
+    profile: BarcodeProfile,
+    code: &str,
+    reference: &str,
+    due: NaiveDate,
+    amount_whole: u64,
+) -> anyhow::Result<Vec<String>> {
     let japan = profile == BarcodeProfile::JapanGs1Cvs;
     let slip = ParsedSlip {
         profile,
         agency_code: code.to_owned(),
-        bill_reference: if japan { format!("{reference:0>21}") } else { format!("{reference:0>16}") },
+        bill_reference: if japan {
+            format!("{reference:0>21}")
+        } else {
+            format!("{reference:0>16}")
+        },
         due_date: due,
         amount_whole,
         period: (!japan).then(|| "1511".to_owned()),
@@ -72,34 +85,58 @@ fn describe(status: &tonic::Status) -> String {
     use tonic_types::StatusExt as _;
     let fields = status
         .get_details_bad_request()
-        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect::<Vec<_>>().join(","))
+        .map(|bad| {
+            bad.field_violations
+                .into_iter()
+                .map(|v| v.field)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default();
     format!("{:?} [{fields}] {}", status.code(), status.message())
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
-    let dir = args.keep_dir.clone().unwrap_or_else(|| temp.path().to_owned());
+    let dir = args
+        .keep_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_owned());
     std::fs::create_dir_all(&dir)?;
     let pki = DevPki::generate(&dir)?;
     let text = DEMO_CONFIG
         .replace("127.0.0.1:50051", "127.0.0.1:0")
         .replace("certs/server.pem", &pki.server_cert.display().to_string())
         .replace("certs/server.key", &pki.server_key.display().to_string())
-        .replace("sqlite://posgate.db", &format!("sqlite://{}", dir.join("demo.db").display()));
+        .replace(
+            "sqlite://posgate.db",
+            &format!("sqlite://{}", dir.join("demo.db").display()),
+        );
     let config = Config::parse(&text).context("demo config")?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = server::start(&config, Arc::new(SystemClock), async {
         let _ = stopped.await;
     })
     .await?;
-    println!("posgate demo: gateway on https://{} (TLS, development CA), SQLite at {}", running.addr, dir.join("demo.db").display());
+    println!(
+        "posgate demo: gateway on https://{} (TLS, development CA), SQLite at {}",
+        running.addr,
+        dir.join("demo.db").display()
+    );
     let channel = Channel::from_shared(format!("https://{}", running.addr))?
         .tls_config(client_tls(&pki.ca_cert, crate::tls::DEV_SERVER_NAME)?)?
         .connect()
         .await?;
-    let mut demo = Demo { client: BillPaymentServiceClient::new(channel), now: Utc::now(), step: 0 };
-    let due = demo.now.date_naive().checked_add_days(Days::new(20)).context("due date")?;
+    let mut demo = Demo {
+        client: BillPaymentServiceClient::new(channel),
+        now: Utc::now(),
+        step: 0,
+    };
+    let due = demo
+        .now
+        .date_naive()
+        .checked_add_days(Days::new(20))
+        .context("due date")?;
     let outcome = script(&mut demo, due).await;
     let summary = settlement_summary(&running.gateway).await;
     let _ = stop.send(());
@@ -114,72 +151,161 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn script(demo: &mut Demo, due: NaiveDate) -> anyhow::Result<()> {
-    let power = slip(BarcodeProfile::TaiwanCvsThreeSegment, "TPC", "KS2025080001", due, 1_234)?;
+    let power = slip(
+        BarcodeProfile::TaiwanCvsThreeSegment,
+        "TPC",
+        "KS2025080001",
+        due,
+        1_234,
+    )?;
     let inquiry = pb::InquireBillRequest {
-        context: demo.context("S001", "T01", "demo-inq-1"),
-        slip: Some(pb::BillSlip { barcodes: power.clone(), biller_id: String::new() }),
+        context: Some(demo.context("S001", "T01", "demo-inq-1")),
+        slip: Some(pb::BillSlip {
+            barcodes: power.clone(),
+            biller_id: String::new(),
+        }),
     };
-    let bill = demo.client.inquire_bill(inquiry).await?.into_inner().bill.context("bill")?;
+    let bill = demo
+        .client
+        .inquire_bill(inquiry)
+        .await?
+        .into_inner()
+        .bill
+        .context("bill")?;
     let amount = bill.amount.clone().context("amount")?;
     demo.say(
         &format!("S001 scans a {} slip {}", bill.biller_name, power.join(" ")),
-        &format!("due {}, collect {} {}", bill.due_date, amount.amount_minor, amount.currency),
+        &format!(
+            "due {}, collect {} {}",
+            bill.due_date, amount.amount_minor, amount.currency
+        ),
     );
     let pay = pb::PayBillRequest {
-        context: demo.context("S001", "T01", "demo-pay-1"),
-        slip: Some(pb::BillSlip { barcodes: power.clone(), biller_id: String::new() }),
+        context: Some(demo.context("S001", "T01", "demo-pay-1")),
+        slip: Some(pb::BillSlip {
+            barcodes: power.clone(),
+            biller_id: String::new(),
+        }),
         amount: Some(amount.clone()),
     };
-    let paid = demo.client.pay_bill(pay.clone()).await?.into_inner().payment.context("payment")?;
+    let paid = demo
+        .client
+        .pay_bill(pay.clone())
+        .await?
+        .into_inner()
+        .payment
+        .context("payment")?;
     let fee = paid.fee.clone().unwrap_or_default();
-    demo.say("S001 takes the cash: PayBill", &format!("PAID {} (fee {} {})", paid.transaction_id, fee.amount_minor, fee.currency));
+    demo.say(
+        "S001 takes the cash: PayBill",
+        &format!(
+            "PAID {} (fee {} {})",
+            paid.transaction_id, fee.amount_minor, fee.currency
+        ),
+    );
     let retried = demo.client.pay_bill(pay).await?;
     let replayed = retried.metadata().get(REPLAY_HEADER).is_some();
-    let same = retried.into_inner().payment.map(|p| p.transaction_id) == Some(paid.transaction_id.clone());
-    demo.say("network blip: the POS retries the same PayBill", &format!("replayed={replayed}, same transaction={same}"));
+    let same =
+        retried.into_inner().payment.map(|p| p.transaction_id) == Some(paid.transaction_id.clone());
+    demo.say(
+        "network blip: the POS retries the same PayBill",
+        &format!("replayed={replayed}, same transaction={same}"),
+    );
     anyhow::ensure!(replayed && same, "the retry must replay the first answer");
 
     let mut misread = power.clone();
     let smudged = if &misread[2][4..5] == "7" { "8" } else { "7" };
     misread[2].replace_range(4..5, smudged);
     let bad = pb::PayBillRequest {
-        context: demo.context("S001", "T02", "demo-pay-2"),
-        slip: Some(pb::BillSlip { barcodes: misread, biller_id: String::new() }),
+        context: Some(demo.context("S001", "T02", "demo-pay-2")),
+        slip: Some(pb::BillSlip {
+            barcodes: misread,
+            biller_id: String::new(),
+        }),
         amount: Some(amount),
     };
-    let refused = demo.client.pay_bill(bad).await.expect_err("a misread slip is refused");
-    demo.say("S001/T02 scans a smudged slip (check characters wrong)", &describe(&refused));
+    let refused = demo
+        .client
+        .pay_bill(bad)
+        .await
+        .expect_err("a misread slip is refused");
+    demo.say(
+        "S001/T02 scans a smudged slip (check characters wrong)",
+        &describe(&refused),
+    );
 
     let gas = slip(BarcodeProfile::JapanGs1Cvs, "912345", "778899", due, 12_345)?;
     let tokyo = pb::PayBillRequest {
-        context: demo.context("S101", "T01", "demo-pay-3"),
-        slip: Some(pb::BillSlip { barcodes: gas, biller_id: String::new() }),
-        amount: Some(pb::Money { amount_minor: 12_345, currency: "JPY".into() }),
+        context: Some(demo.context("S101", "T01", "demo-pay-3")),
+        slip: Some(pb::BillSlip {
+            barcodes: gas,
+            biller_id: String::new(),
+        }),
+        amount: Some(pb::Money {
+            amount_minor: 12_345,
+            currency: "JPY".into(),
+        }),
     };
-    let tokyo = demo.client.pay_bill(tokyo).await?.into_inner().payment.context("payment")?;
+    let tokyo = demo
+        .client
+        .pay_bill(tokyo)
+        .await?
+        .into_inner()
+        .payment
+        .context("payment")?;
     demo.say(
         "S101 (Tokyo) collects a Tokyo Gas GS1-128 slip",
-        &format!("PAID {} JPY, fee {} JPY", 12_345, tokyo.fee.map(|f| f.amount_minor).unwrap_or_default()),
+        &format!(
+            "PAID {} JPY, fee {} JPY",
+            12_345,
+            tokyo.fee.map(|f| f.amount_minor).unwrap_or_default()
+        ),
     );
 
     let cancel = pb::CancelBillRequest {
-        context: demo.context("S001", "T01", "demo-cancel-1"),
+        context: Some(demo.context("S001", "T01", "demo-cancel-1")),
         transaction_id: paid.transaction_id.clone(),
         reason: "customer brought the wrong slip".into(),
     };
-    let cancelled = demo.client.cancel_bill(cancel).await?.into_inner().payment.context("payment")?;
-    demo.say("S001 cancels the Taiwan Power payment (same day)", &format!("{:?}", cancelled.status()));
+    let cancelled = demo
+        .client
+        .cancel_bill(cancel)
+        .await?
+        .into_inner()
+        .payment
+        .context("payment")?;
+    demo.say(
+        "S001 cancels the Taiwan Power payment (same day)",
+        &format!("{:?}", cancelled.status()),
+    );
     let get = pb::GetBillPaymentRequest {
-        context: demo.context("S001", "T01", "demo-get-1"),
-        lookup: Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId("demo-pay-1".into())),
+        context: Some(demo.context("S001", "T01", "demo-get-1")),
+        lookup: Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId(
+            "demo-pay-1".into(),
+        )),
     };
-    let found = demo.client.get_bill_payment(get).await?.into_inner().payment.context("payment")?;
-    demo.say("S001 looks the payment up by the key it paid with", &format!("{:?} on business day {}", found.status(), found.business_date));
+    let found = demo
+        .client
+        .get_bill_payment(get)
+        .await?
+        .into_inner()
+        .payment
+        .context("payment")?;
+    demo.say(
+        "S001 looks the payment up by the key it paid with",
+        &format!(
+            "{:?} on business day {}",
+            found.status(),
+            found.business_date
+        ),
+    );
     Ok(())
 }
 
 /// Sums the settlement lines of every transaction, per party and currency.
-async fn settlement_summary(gateway: &crate::grpc::Gateway) -> anyhow::Result<BTreeMap<(String, String), i64>> {
+async fn settlement_summary(
+    gateway: &crate::grpc::Gateway,
+) -> anyhow::Result<BTreeMap<(String, String), i64>> {
     let mut totals = BTreeMap::new();
     for store in gateway.stores.keys() {
         for key in ["demo-pay-1", "demo-pay-3"] {
@@ -188,8 +314,14 @@ async fn settlement_summary(gateway: &crate::grpc::Gateway) -> anyhow::Result<BT
                 terminal_id: "T01".into(),
                 client_request_id: key.into(),
             };
-            let Some(answer) = gateway.store.answer(&key).await? else { continue };
-            for line in gateway.store.settlement_lines(&answer.transaction_id).await? {
+            let Some(answer) = gateway.store.answer(&key).await? else {
+                continue;
+            };
+            for line in gateway
+                .store
+                .settlement_lines(&answer.transaction_id)
+                .await?
+            {
                 *totals.entry((line.party, line.currency)).or_insert(0) += line.amount_minor;
             }
         }

@@ -49,11 +49,13 @@ impl FingerprintBuilder {
 
     pub fn finish(mut self) -> RequestFingerprint {
         self.fields.sort();
-        let field_digests: String = self
-            .fields
-            .iter()
-            .map(|(path, digest)| format!("{path}={digest}\n"))
-            .collect();
+        let mut field_digests = String::new();
+        for (path, digest) in &self.fields {
+            field_digests.push_str(path);
+            field_digests.push('=');
+            field_digests.push_str(digest);
+            field_digests.push('\n');
+        }
         let digest = Sha256::new()
             .chain_update(self.operation.as_bytes())
             .chain_update([0])
@@ -129,7 +131,7 @@ mod tests {
         );
     }
 
-    /// Parts are length-prefixed: ["ab","c"] and ["a","bc"] differ.
+    /// Parts are length-prefixed: `["ab","c"]` and `["a","bc"]` differ.
     #[test]
     fn parts_do_not_run_together() {
         let a = FingerprintBuilder::new("X")

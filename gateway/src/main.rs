@@ -1,4 +1,4 @@
-//! The `posgate` binary: serve, migrate, demo, load.
+//! The `posgate` binary: serve, migrate, demo, load, keys.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +9,8 @@ use posgate_gateway::clock::SystemClock;
 use posgate_gateway::config::Config;
 use posgate_gateway::{demo, load, server, store};
 use tracing_subscriber::EnvFilter;
+
+mod keys_cmd;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +42,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Drive load through the real gRPC API and print throughput and latency.
     Load(load::LoadArgs),
+    /// Manage HSM keys: init a keystore, generate, list, rotate, export and import keys.
+    Keys(keys_cmd::KeysArgs),
 }
 
 fn init_logging(json: bool) {
@@ -85,6 +89,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Load(args) => {
             init_logging(cli.log_json);
             load::run(args).await
+        }
+        Command::Keys(args) => {
+            init_logging(cli.log_json);
+            keys_cmd::run(args).await
         }
     }
 }

@@ -116,7 +116,7 @@ async fn run_upkeep(gateway: Arc<Gateway>) {
         match gateway.store.purge_expired_keys(gateway.clock.now()).await {
             Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
             Err(error) => {
-                tracing::warn!(%error, "purging expired idempotency keys failed; will retry")
+                tracing::warn!(%error, "purging expired idempotency keys failed; will retry");
             }
         }
         gateway.admission.forget_idle();

@@ -147,8 +147,8 @@ fn payment_message(record: &TransactionRecord, biller_name: &str) -> pb::BillPay
     }
 }
 
-/// The fields a PayBill retry must repeat exactly (the key fields and
-/// pos_timestamp are not compared).
+/// The fields a `PayBill` retry must repeat exactly (the key fields and
+/// `pos_timestamp` are not compared).
 fn pay_fingerprint(request: &pb::PayBillRequest) -> crate::store::RequestFingerprint {
     let context = request.context.clone().unwrap_or_default();
     let slip = request.slip.clone().unwrap_or_default();
@@ -201,7 +201,7 @@ impl BillPaymentService for BillPaymentApi {
         let now = self.gateway.clock.now();
         let mut slip = None;
         let admitted = self.admit(request.context.as_ref(), now, |v| {
-            slip = Some(v.slip(request.slip.as_ref()))
+            slip = Some(v.slip(request.slip.as_ref()));
         });
         let result = match &admitted {
             Ok((_, teller)) => {
@@ -292,7 +292,7 @@ impl BillPaymentService for BillPaymentApi {
                     "is required: give transaction_id or paid_client_request_id",
                 ),
                 Some(pb::get_bill_payment_request::Lookup::TransactionId(id)) => {
-                    v.transaction_id("transaction_id", id)
+                    v.transaction_id("transaction_id", id);
                 }
                 Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId(id)) => {
                     v.request_id("paid_client_request_id", id);

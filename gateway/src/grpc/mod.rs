@@ -7,7 +7,7 @@
 //! - [`status`]: domain and store errors to gRPC statuses with details.
 //! - [`admission`]: the in-flight bound and per-terminal / per-store rate limits.
 //! - [`idempotent`]: replay of stored answers and detection of reused keys.
-//! - [`bill_payment`]: `BillPaymentService`.
+//! - [`bill_payment`]: the `BillPaymentService` implementation.
 
 pub mod admission;
 pub mod bill_payment;

@@ -15,7 +15,7 @@ pub const ERROR_DOMAIN: &str = "posgate.v1";
 /// Retry advice when the database is unreachable or overloaded.
 const DATABASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// INVALID_ARGUMENT with a google.rpc.BadRequest naming every field.
+/// `INVALID_ARGUMENT` with a `google.rpc.BadRequest` naming every field.
 pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
     let fields: Vec<&str> = violations
         .iter()
@@ -72,7 +72,7 @@ pub fn from_bill_error(error: &BillError) -> Status {
     }
 }
 
-/// ALREADY_EXISTS for a key reused with a different request, naming the fields.
+/// `ALREADY_EXISTS` for a key reused with a different request, naming the fields.
 pub fn key_reused(client_request_id: &str, fields: &[String]) -> Status {
     let mut metadata = HashMap::new();
     metadata.insert("differing_fields".to_owned(), fields.join(","));
@@ -88,7 +88,7 @@ pub fn key_reused(client_request_id: &str, fields: &[String]) -> Status {
     )
 }
 
-/// RESOURCE_EXHAUSTED with google.rpc.RetryInfo.
+/// `RESOURCE_EXHAUSTED` with `google.rpc.RetryInfo`.
 pub fn refused(refusal: Refusal) -> Status {
     let details = ErrorDetails::with_retry_info(Some(refusal.retry_after()));
     Status::with_error_details(

@@ -9,7 +9,7 @@ use crate::bill::{FieldViolation, SlipInput, Teller};
 use crate::config::is_valid_id;
 use crate::money::{Currency, MAX_AMOUNT_MINOR};
 
-/// Longest client_request_id, as Stripe and the proto allow.
+/// Longest `client_request_id`, as Stripe and the proto allow.
 pub const MAX_CLIENT_REQUEST_ID_LEN: usize = 255;
 /// Most barcodes on one slip (Taiwan slips have three).
 pub const MAX_BARCODES: usize = 3;

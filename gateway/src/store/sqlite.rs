@@ -53,13 +53,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let writer = SqliteConnection::connect_with(&options).await?;
+        let write_conn = SqliteConnection::connect_with(&options).await?;
         let reads = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .connect_with(options.clone().read_only(false))
             .await?;
-        let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run_writer(writer, queue));
+        let (writes, pending) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run_writer(write_conn, pending));
         Ok(Self {
             reads,
             writes,
