@@ -5,9 +5,15 @@ use posgate_proto::v1 as pb;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
-use crate::support::{NowForTest as _, TestGateway, backends, context, jp_slip, money, tw_pay, tw_slip, utc};
+use crate::support::{
+    NowForTest as _, TestGateway, backends, context, jp_slip, money, tw_pay, tw_slip, utc,
+};
 
-fn cancel_request(key: &str, transaction_id: &str, at: chrono::DateTime<chrono::Utc>) -> pb::CancelBillRequest {
+fn cancel_request(
+    key: &str,
+    transaction_id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> pb::CancelBillRequest {
     pb::CancelBillRequest {
         context: context("S001", "T02", key, at),
         transaction_id: transaction_id.to_owned(),
@@ -23,25 +29,54 @@ async fn pay_taiwan_bill_records_balanced_lines() {
         let mut gw = TestGateway::start(backend, now).await;
         let inquiry = gw
             .client
-            .inquire_bill(pb::InquireBillRequest { context: context("S001", "T01", "inq-1", now), slip: tw_pay("x", now).slip })
+            .inquire_bill(pb::InquireBillRequest {
+                context: context("S001", "T01", "inq-1", now),
+                slip: tw_pay("x", now).slip,
+            })
             .await
             .unwrap()
             .into_inner();
         let bill = inquiry.bill.unwrap();
-        assert_eq!((bill.biller_id.as_str(), bill.due_date.as_str()), ("TPC", "2026-12-31"));
+        assert_eq!(
+            (bill.biller_id.as_str(), bill.due_date.as_str()),
+            ("TPC", "2026-12-31")
+        );
         assert_eq!(bill.amount, money(123_400, "TWD"));
         assert_eq!(inquiry.business_date, "2026-11-23");
-        assert_eq!(gw.store().row_counts().await.unwrap().transactions, 0, "inquiry stores nothing");
+        assert_eq!(
+            gw.store().row_counts().await.unwrap().transactions,
+            0,
+            "inquiry stores nothing"
+        );
 
-        let payment = gw.client.pay_bill(tw_pay("pay-1", now)).await.unwrap().into_inner().payment.unwrap();
+        let payment = gw
+            .client
+            .pay_bill(tw_pay("pay-1", now))
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
         assert_eq!(payment.status(), pb::BillPaymentStatus::Paid);
         assert_eq!(payment.fee, money(1_000, "TWD"));
         assert_eq!(payment.business_date, "2026-11-23");
-        let lines = gw.store().settlement_lines(&payment.transaction_id).await.unwrap();
+        let lines = gw
+            .store()
+            .settlement_lines(&payment.transaction_id)
+            .await
+            .unwrap();
         assert_eq!(lines.len(), 4, "{backend:?}");
         assert_eq!(lines.iter().map(|line| line.amount_minor).sum::<i64>(), 0);
-        assert!(lines.iter().any(|line| line.party == "store:S001" && line.amount_minor == -123_400));
-        assert!(lines.iter().any(|line| line.party == "chain" && line.amount_minor == 1_000));
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.party == "store:S001" && line.amount_minor == -123_400)
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.party == "chain" && line.amount_minor == 1_000)
+        );
         gw.stop().await;
     }
 }
@@ -54,10 +89,20 @@ async fn pay_japan_bill_with_percentage_fee() {
         let mut gw = TestGateway::start(backend, now).await;
         let request = pb::PayBillRequest {
             context: context("S101", "T01", "jp-1", now),
-            slip: Some(pb::BillSlip { barcodes: jp_slip("912345", "778899", "2026-12-10", 12_345), biller_id: "TKGAS".into() }),
+            slip: Some(pb::BillSlip {
+                barcodes: jp_slip("912345", "778899", "2026-12-10", 12_345),
+                biller_id: "TKGAS".into(),
+            }),
             amount: money(12_345, "JPY"),
         };
-        let payment = gw.client.pay_bill(request).await.unwrap().into_inner().payment.unwrap();
+        let payment = gw
+            .client
+            .pay_bill(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
         assert_eq!(payment.fee, money(62, "JPY"), "{backend:?}");
         assert_eq!(payment.bill.unwrap().agency_code, "912345");
         gw.stop().await;
@@ -69,20 +114,45 @@ async fn pay_japan_bill_with_percentage_fee() {
 async fn business_date_across_cutoff_and_midnight() {
     for backend in backends() {
         let mut gw = TestGateway::start(backend, utc("2026-11-23T14:59:00Z")).await;
-        let before = gw.client.pay_bill(tw_pay("bd-1", gw.clock.now_for_test())).await.unwrap().into_inner();
-        assert_eq!(before.payment.unwrap().business_date, "2026-11-23", "22:59 Taipei");
+        let before = gw
+            .client
+            .pay_bill(tw_pay("bd-1", gw.clock.now_for_test()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            before.payment.unwrap().business_date,
+            "2026-11-23",
+            "22:59 Taipei"
+        );
         gw.clock.set(utc("2026-11-23T15:00:00Z"));
-        let after = gw.client.pay_bill(tw_pay("bd-2", gw.clock.now_for_test())).await.unwrap().into_inner();
-        assert_eq!(after.payment.unwrap().business_date, "2026-11-24", "23:00 Taipei");
+        let after = gw
+            .client
+            .pay_bill(tw_pay("bd-2", gw.clock.now_for_test()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            after.payment.unwrap().business_date,
+            "2026-11-24",
+            "23:00 Taipei"
+        );
         // 15:30 UTC is 00:30 on the 24th in Tokyo, where the cutoff is midnight.
         gw.clock.set(utc("2026-11-23T15:30:00Z"));
         let tokyo = pb::PayBillRequest {
             context: context("S101", "T01", "bd-3", gw.clock.now_for_test()),
-            slip: Some(pb::BillSlip { barcodes: jp_slip("912345", "1", "2026-12-10", 500), biller_id: String::new() }),
+            slip: Some(pb::BillSlip {
+                barcodes: jp_slip("912345", "1", "2026-12-10", 500),
+                biller_id: String::new(),
+            }),
             amount: money(500, "JPY"),
         };
         let tokyo = gw.client.pay_bill(tokyo).await.unwrap().into_inner();
-        assert_eq!(tokyo.payment.unwrap().business_date, "2026-11-24", "{backend:?}");
+        assert_eq!(
+            tokyo.payment.unwrap().business_date,
+            "2026-11-24",
+            "{backend:?}"
+        );
         gw.stop().await;
     }
 }
@@ -93,29 +163,78 @@ async fn cancel_only_before_cutoff() {
     for backend in backends() {
         let now = utc("2026-11-23T10:00:00Z");
         let mut gw = TestGateway::start(backend, now).await;
-        let first = gw.client.pay_bill(tw_pay("c-1", now)).await.unwrap().into_inner().payment.unwrap();
-        let second = gw.client.pay_bill(tw_pay("c-2", now)).await.unwrap().into_inner().payment.unwrap();
+        let first = gw
+            .client
+            .pay_bill(tw_pay("c-1", now))
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
+        let second = gw
+            .client
+            .pay_bill(tw_pay("c-2", now))
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
 
-        let cancelled = gw.client.cancel_bill(cancel_request("c-3", &first.transaction_id, now)).await.unwrap();
+        let cancelled = gw
+            .client
+            .cancel_bill(cancel_request("c-3", &first.transaction_id, now))
+            .await
+            .unwrap();
         let cancelled = cancelled.into_inner().payment.unwrap();
         assert_eq!(cancelled.status(), pb::BillPaymentStatus::Cancelled);
         assert!(cancelled.cancelled_at.is_some());
-        let lines = gw.store().settlement_lines(&first.transaction_id).await.unwrap();
-        assert_eq!((lines.len(), lines.iter().map(|line| line.amount_minor).sum::<i64>()), (8, 0));
+        let lines = gw
+            .store()
+            .settlement_lines(&first.transaction_id)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                lines.len(),
+                lines.iter().map(|line| line.amount_minor).sum::<i64>()
+            ),
+            (8, 0)
+        );
 
-        let twice = gw.client.cancel_bill(cancel_request("c-4", &first.transaction_id, now)).await.unwrap_err();
+        let twice = gw
+            .client
+            .cancel_bill(cancel_request("c-4", &first.transaction_id, now))
+            .await
+            .unwrap_err();
         assert_eq!(twice.code(), Code::FailedPrecondition);
-        assert_eq!(twice.get_details_precondition_failure().unwrap().violations[0].r#type, "ALREADY_CANCELLED");
+        assert_eq!(
+            twice.get_details_precondition_failure().unwrap().violations[0].r#type,
+            "ALREADY_CANCELLED"
+        );
 
         // 23:00 Taipei: the business day of the second payment has closed.
         gw.clock.set(utc("2026-11-23T15:00:00Z"));
-        let late = gw.client.cancel_bill(cancel_request("c-5", &second.transaction_id, gw.clock.now_for_test())).await;
+        let late = gw
+            .client
+            .cancel_bill(cancel_request(
+                "c-5",
+                &second.transaction_id,
+                gw.clock.now_for_test(),
+            ))
+            .await;
         let late = late.unwrap_err();
         assert_eq!(late.code(), Code::FailedPrecondition, "{backend:?}");
-        assert_eq!(late.get_details_precondition_failure().unwrap().violations[0].r#type, "BUSINESS_DAY_CLOSED");
+        assert_eq!(
+            late.get_details_precondition_failure().unwrap().violations[0].r#type,
+            "BUSINESS_DAY_CLOSED"
+        );
 
         let unknown = uuid::Uuid::now_v7().to_string();
-        let missing = gw.client.cancel_bill(cancel_request("c-6", &unknown, now)).await.unwrap_err();
+        let missing = gw
+            .client
+            .cancel_bill(cancel_request("c-6", &unknown, now))
+            .await
+            .unwrap_err();
         assert_eq!(missing.code(), Code::NotFound);
         gw.stop().await;
     }
@@ -128,22 +247,56 @@ async fn due_dates_follow_biller_policy() {
         let now = utc("2026-11-23T03:00:00Z");
         let mut gw = TestGateway::start(backend, now).await;
         let mut overdue = tw_pay("due-1", now);
-        overdue.slip = Some(pb::BillSlip { barcodes: tw_slip("TPC", "77", "2026-11-22", 1234), biller_id: String::new() });
+        overdue.slip = Some(pb::BillSlip {
+            barcodes: tw_slip("TPC", "77", "2026-11-22", 1234),
+            biller_id: String::new(),
+        });
         let refused = gw.client.pay_bill(overdue).await.unwrap_err();
         assert_eq!(refused.code(), Code::FailedPrecondition, "{backend:?}");
-        assert_eq!(refused.get_details_precondition_failure().unwrap().violations[0].r#type, "BILL_PAST_DUE");
+        assert_eq!(
+            refused
+                .get_details_precondition_failure()
+                .unwrap()
+                .violations[0]
+                .r#type,
+            "BILL_PAST_DUE"
+        );
 
         let mut water = tw_pay("due-2", now);
-        water.slip = Some(pb::BillSlip { barcodes: tw_slip("TWW", "88", "2026-11-22", 1234), biller_id: String::new() });
-        let paid = gw.client.pay_bill(water).await.unwrap().into_inner().payment.unwrap();
+        water.slip = Some(pb::BillSlip {
+            barcodes: tw_slip("TWW", "88", "2026-11-22", 1234),
+            biller_id: String::new(),
+        });
+        let paid = gw
+            .client
+            .pay_bill(water)
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
         assert!(paid.bill.unwrap().late);
-        assert_eq!(paid.fee, money(800, "TWD"), "tiered: NT$1,234 is above the first tier");
+        assert_eq!(
+            paid.fee,
+            money(800, "TWD"),
+            "tiered: NT$1,234 is above the first tier"
+        );
 
         // The due date itself is still on time, even after the 23:00 cutoff moved the business date.
         gw.clock.set(utc("2026-11-23T15:30:00Z"));
         let mut on_due_date = tw_pay("due-3", gw.clock.now_for_test());
-        on_due_date.slip = Some(pb::BillSlip { barcodes: tw_slip("TPC", "99", "2026-11-23", 1234), biller_id: String::new() });
-        let paid = gw.client.pay_bill(on_due_date).await.unwrap().into_inner().payment.unwrap();
+        on_due_date.slip = Some(pb::BillSlip {
+            barcodes: tw_slip("TPC", "99", "2026-11-23", 1234),
+            biller_id: String::new(),
+        });
+        let paid = gw
+            .client
+            .pay_bill(on_due_date)
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
         assert_eq!(paid.business_date, "2026-11-24");
         gw.stop().await;
     }
@@ -155,22 +308,61 @@ async fn get_bill_payment_by_id_and_key() {
     for backend in backends() {
         let now = utc("2026-11-23T03:00:00Z");
         let mut gw = TestGateway::start(backend, now).await;
-        let paid = gw.client.pay_bill(tw_pay("g-1", now)).await.unwrap().into_inner().payment.unwrap();
+        let paid = gw
+            .client
+            .pay_bill(tw_pay("g-1", now))
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
         let by_id = pb::GetBillPaymentRequest {
             context: context("S001", "T09", "g-2", now),
-            lookup: Some(pb::get_bill_payment_request::Lookup::TransactionId(paid.transaction_id.clone())),
+            lookup: Some(pb::get_bill_payment_request::Lookup::TransactionId(
+                paid.transaction_id.clone(),
+            )),
         };
-        assert_eq!(gw.client.get_bill_payment(by_id).await.unwrap().into_inner().payment.unwrap(), paid);
+        assert_eq!(
+            gw.client
+                .get_bill_payment(by_id)
+                .await
+                .unwrap()
+                .into_inner()
+                .payment
+                .unwrap(),
+            paid
+        );
         let by_key = pb::GetBillPaymentRequest {
             context: context("S001", "T01", "g-3", now),
-            lookup: Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId("g-1".into())),
+            lookup: Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId(
+                "g-1".into(),
+            )),
         };
-        assert_eq!(gw.client.get_bill_payment(by_key).await.unwrap().into_inner().payment.unwrap(), paid);
+        assert_eq!(
+            gw.client
+                .get_bill_payment(by_key)
+                .await
+                .unwrap()
+                .into_inner()
+                .payment
+                .unwrap(),
+            paid
+        );
         let other_store = pb::GetBillPaymentRequest {
             context: context("S101", "T01", "g-4", now),
-            lookup: Some(pb::get_bill_payment_request::Lookup::TransactionId(paid.transaction_id.clone())),
+            lookup: Some(pb::get_bill_payment_request::Lookup::TransactionId(
+                paid.transaction_id.clone(),
+            )),
         };
-        assert_eq!(gw.client.get_bill_payment(other_store).await.unwrap_err().code(), Code::NotFound, "{backend:?}");
+        assert_eq!(
+            gw.client
+                .get_bill_payment(other_store)
+                .await
+                .unwrap_err()
+                .code(),
+            Code::NotFound,
+            "{backend:?}"
+        );
         gw.stop().await;
     }
 }

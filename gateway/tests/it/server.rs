@@ -18,7 +18,9 @@ async fn health_reports_serving() {
     let gw = TestGateway::start(Backend::Sqlite, utc("2026-11-23T03:00:00Z")).await;
     let mut health = HealthClient::new(gw.channel.clone());
     let response = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "posgate.v1.BillPaymentService".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "posgate.v1.BillPaymentService".into(),
+        })
         .await
         .unwrap();
     assert_eq!(response.into_inner().status(), ServingStatus::Serving);
@@ -35,9 +37,19 @@ async fn terminal_over_its_rate_is_shed_with_retry_advice() {
     gw.client.pay_bill(tw_pay("rl-2", now)).await.unwrap();
     let shed = gw.client.pay_bill(tw_pay("rl-3", now)).await.unwrap_err();
     assert_eq!(shed.code(), Code::ResourceExhausted);
-    let retry = shed.get_details_retry_info().and_then(|info| info.retry_delay).expect("RetryInfo");
-    assert!(retry > Duration::ZERO && retry <= Duration::from_secs(1), "{retry:?}");
-    assert_eq!(gw.store().row_counts().await.unwrap().transactions, 2, "the shed request stored nothing");
+    let retry = shed
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("RetryInfo");
+    assert!(
+        retry > Duration::ZERO && retry <= Duration::from_secs(1),
+        "{retry:?}"
+    );
+    assert_eq!(
+        gw.store().row_counts().await.unwrap().transactions,
+        2,
+        "the shed request stored nothing"
+    );
     let mut other = tw_pay("rl-4", now);
     other.context.as_mut().unwrap().terminal_id = "T02".into();
     gw.client.pay_bill(other).await.unwrap();
@@ -63,13 +75,20 @@ async fn shutdown_finishes_requests_in_flight() {
         match call.await.unwrap() {
             Ok(_) => ok += 1,
             Err(status) => assert!(
-                matches!(status.code(), Code::Unavailable | Code::Cancelled | Code::Unknown),
+                matches!(
+                    status.code(),
+                    Code::Unavailable | Code::Cancelled | Code::Unknown
+                ),
                 "a request refused at shutdown must say so: {status:?}"
             ),
         }
     }
     assert!(ok > 0, "requests already in flight completed");
-    assert_eq!(store.row_counts().await.unwrap().transactions, ok, "every OK answer was committed");
+    assert_eq!(
+        store.row_counts().await.unwrap().transactions,
+        ok,
+        "every OK answer was committed"
+    );
 }
 
 /// Kills the child on drop, so a failing test leaves no server behind.
@@ -87,9 +106,14 @@ impl Drop for ChildGuard {
 async fn serve_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let pki = DevPki::generate(dir.path()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let db_url = format!("sqlite://{}", dir.path().join("gw.db").display());
-    let text = config_text(&db_url, &pki, OPEN_LIMITS).replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let text = config_text(&db_url, &pki, OPEN_LIMITS)
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     Config::parse(&text).unwrap();
     let config = dir.path().join("posgate.toml");
     std::fs::write(&config, text).unwrap();
@@ -118,12 +142,25 @@ async fn serve_exits_cleanly_on_sigterm() {
     let now = chrono::Utc::now();
     let mut request = tw_pay("sig-1", now);
     request.slip = Some(posgate_proto::v1::BillSlip {
-        barcodes: crate::support::tw_slip("TPC", "1", &(now + chrono::Duration::days(30)).format("%Y-%m-%d").to_string(), 1234),
+        barcodes: crate::support::tw_slip(
+            "TPC",
+            "1",
+            &(now + chrono::Duration::days(30))
+                .format("%Y-%m-%d")
+                .to_string(),
+            1234,
+        ),
         biller_id: String::new(),
     });
     client.pay_bill(request).await.unwrap();
     let pid = guard.0.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut exited = None;
     for _ in 0..100 {
         if let Some(status) = guard.0.try_wait().unwrap() {

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use posgate_gateway::idempotency::FingerprintBuilder;
 use posgate_gateway::store::{
-    BillDetail, Change, Event, IdempotencyKey, SettlementLine, StatusChange, Store, StoreError, StoredAnswer,
-    TransactionKind, TransactionRecord, TransactionStatus, WriteOutcome, WriteRequest,
+    BillDetail, Change, Event, IdempotencyKey, SettlementLine, StatusChange, Store, StoreError,
+    StoredAnswer, TransactionKind, TransactionRecord, TransactionStatus, WriteOutcome,
+    WriteRequest,
 };
 
 use crate::support::{Backend, TestDb, backends, date, utc};
@@ -58,9 +59,15 @@ fn lines(sign: i64) -> Vec<SettlementLine> {
 fn create(id: &str, key: &str, amount_digest: &str) -> WriteRequest {
     let at = utc("2026-11-23T03:00:00Z");
     WriteRequest {
-        key: IdempotencyKey { store_id: "S001".into(), terminal_id: "T01".into(), client_request_id: key.into() },
+        key: IdempotencyKey {
+            store_id: "S001".into(),
+            terminal_id: "T01".into(),
+            client_request_id: key.into(),
+        },
         answer: StoredAnswer {
-            fingerprint: FingerprintBuilder::new("PayBill").value("amount.amount_minor", amount_digest).finish(),
+            fingerprint: FingerprintBuilder::new("PayBill")
+                .value("amount.amount_minor", amount_digest)
+                .finish(),
             transaction_id: id.to_owned(),
             response: format!("answer for {id}").into_bytes(),
         },
@@ -81,7 +88,9 @@ fn create(id: &str, key: &str, amount_digest: &str) -> WriteRequest {
 fn cancel(id: &str, key: &str) -> WriteRequest {
     let at = utc("2026-11-23T04:00:00Z");
     let mut request = create(id, key, "cancel");
-    request.answer.fingerprint = FingerprintBuilder::new("CancelBill").value("transaction_id", id).finish();
+    request.answer.fingerprint = FingerprintBuilder::new("CancelBill")
+        .value("transaction_id", id)
+        .finish();
     request.created_at = at;
     request.change = Change::Transition(StatusChange {
         transaction_id: id.to_owned(),
@@ -114,13 +123,33 @@ where
 #[tokio::test]
 async fn write_then_read_back() {
     each_backend(|backend, store| async move {
-        assert_eq!(store.write(create("tx-1", "k1", "100")).await.unwrap(), WriteOutcome::Written, "{backend:?}");
-        assert_eq!(store.transaction("S001", "tx-1").await.unwrap(), Some(record("tx-1")), "{backend:?}");
-        assert_eq!(store.transaction("S002", "tx-1").await.unwrap(), None, "another store cannot see it");
+        assert_eq!(
+            store.write(create("tx-1", "k1", "100")).await.unwrap(),
+            WriteOutcome::Written,
+            "{backend:?}"
+        );
+        assert_eq!(
+            store.transaction("S001", "tx-1").await.unwrap(),
+            Some(record("tx-1")),
+            "{backend:?}"
+        );
+        assert_eq!(
+            store.transaction("S002", "tx-1").await.unwrap(),
+            None,
+            "another store cannot see it"
+        );
         assert_eq!(store.settlement_lines("tx-1").await.unwrap(), lines(1));
         assert_eq!(store.events("tx-1").await.unwrap().len(), 1);
         let counts = store.row_counts().await.unwrap();
-        assert_eq!((counts.transactions, counts.settlement_lines, counts.events, counts.idempotency_keys), (1, 4, 1, 1));
+        assert_eq!(
+            (
+                counts.transactions,
+                counts.settlement_lines,
+                counts.events,
+                counts.idempotency_keys
+            ),
+            (1, 4, 1, 1)
+        );
     })
     .await;
 }
@@ -131,13 +160,22 @@ async fn used_key_returns_first_answer() {
     each_backend(|backend, store| async move {
         store.write(create("tx-1", "k1", "100")).await.unwrap();
         let outcome = store.write(create("tx-2", "k1", "999")).await.unwrap();
-        let WriteOutcome::KeyTaken(answer) = outcome else { panic!("{backend:?}: expected KeyTaken, got {outcome:?}") };
+        let WriteOutcome::KeyTaken(answer) = outcome else {
+            panic!("{backend:?}: expected KeyTaken, got {outcome:?}")
+        };
         assert_eq!(answer.transaction_id, "tx-1");
         assert_eq!(answer.response, b"answer for tx-1");
         assert_eq!(store.transaction("S001", "tx-2").await.unwrap(), None);
         assert_eq!(store.row_counts().await.unwrap().settlement_lines, 4);
-        let key = IdempotencyKey { store_id: "S001".into(), terminal_id: "T01".into(), client_request_id: "k1".into() };
-        assert_eq!(store.answer(&key).await.unwrap().unwrap().transaction_id, "tx-1");
+        let key = IdempotencyKey {
+            store_id: "S001".into(),
+            terminal_id: "T01".into(),
+            client_request_id: "k1".into(),
+        };
+        assert_eq!(
+            store.answer(&key).await.unwrap().unwrap().transaction_id,
+            "tx-1"
+        );
     })
     .await;
 }
@@ -147,17 +185,39 @@ async fn used_key_returns_first_answer() {
 async fn transition_is_guarded() {
     each_backend(|backend, store| async move {
         store.write(create("tx-1", "k1", "100")).await.unwrap();
-        assert_eq!(store.write(cancel("tx-1", "k2")).await.unwrap(), WriteOutcome::Written, "{backend:?}");
+        assert_eq!(
+            store.write(cancel("tx-1", "k2")).await.unwrap(),
+            WriteOutcome::Written,
+            "{backend:?}"
+        );
         let cancelled = store.transaction("S001", "tx-1").await.unwrap().unwrap();
         assert_eq!(cancelled.status, TransactionStatus::Cancelled);
         assert_eq!(cancelled.cancel_reason.as_deref(), Some("wrong slip"));
         let again = store.write(cancel("tx-1", "k3")).await.unwrap();
-        assert_eq!(again, WriteOutcome::StatusMismatch { current: Some(TransactionStatus::Cancelled) });
+        assert_eq!(
+            again,
+            WriteOutcome::StatusMismatch {
+                current: Some(TransactionStatus::Cancelled)
+            }
+        );
         let missing = store.write(cancel("tx-404", "k4")).await.unwrap();
         assert_eq!(missing, WriteOutcome::StatusMismatch { current: None });
         let counts = store.row_counts().await.unwrap();
-        assert_eq!((counts.settlement_lines, counts.events, counts.idempotency_keys), (8, 2, 2));
-        let sum: i64 = store.settlement_lines("tx-1").await.unwrap().iter().map(|l| l.amount_minor).sum();
+        assert_eq!(
+            (
+                counts.settlement_lines,
+                counts.events,
+                counts.idempotency_keys
+            ),
+            (8, 2, 2)
+        );
+        let sum: i64 = store
+            .settlement_lines("tx-1")
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.amount_minor)
+            .sum();
         assert_eq!(sum, 0);
     })
     .await;
@@ -169,7 +229,10 @@ async fn unbalanced_lines_are_refused() {
     each_backend(|_, store| async move {
         let mut request = create("tx-1", "k1", "100");
         request.lines[0].amount_minor += 1;
-        assert!(matches!(store.write(request).await, Err(StoreError::Invariant(_))));
+        assert!(matches!(
+            store.write(request).await,
+            Err(StoreError::Invariant(_))
+        ));
         assert_eq!(store.row_counts().await.unwrap(), Default::default());
     })
     .await;
@@ -210,9 +273,25 @@ async fn lines_and_events_are_append_only() {
 async fn purge_removes_only_expired_keys() {
     each_backend(|_, store| async move {
         store.write(create("tx-1", "k1", "100")).await.unwrap();
-        assert_eq!(store.purge_expired_keys(utc("2026-12-01T00:00:00Z")).await.unwrap(), 0);
-        assert_eq!(store.purge_expired_keys(utc("2026-12-24T00:00:00Z")).await.unwrap(), 1);
-        assert_eq!(store.row_counts().await.unwrap().transactions, 1, "the transaction itself stays");
+        assert_eq!(
+            store
+                .purge_expired_keys(utc("2026-12-01T00:00:00Z"))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .purge_expired_keys(utc("2026-12-24T00:00:00Z"))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store.row_counts().await.unwrap().transactions,
+            1,
+            "the transaction itself stays"
+        );
     })
     .await;
 }
@@ -233,14 +312,28 @@ async fn concurrent_writes_under_one_key_commit_once() {
     each_backend(|backend, store| async move {
         let writes = (0..50).map(|index| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.write(create(&format!("tx-{index}"), "same-key", "100")).await })
+            tokio::spawn(async move {
+                store
+                    .write(create(&format!("tx-{index}"), "same-key", "100"))
+                    .await
+            })
         });
-        let outcomes: Vec<WriteOutcome> =
-            futures::future::join_all(writes).await.into_iter().map(|joined| joined.unwrap().unwrap()).collect();
-        let written = outcomes.iter().filter(|outcome| **outcome == WriteOutcome::Written).count();
+        let outcomes: Vec<WriteOutcome> = futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .map(|joined| joined.unwrap().unwrap())
+            .collect();
+        let written = outcomes
+            .iter()
+            .filter(|outcome| **outcome == WriteOutcome::Written)
+            .count();
         assert_eq!(written, 1, "{backend:?}");
         let counts = store.row_counts().await.unwrap();
-        assert_eq!((counts.transactions, counts.settlement_lines), (1, 4), "{backend:?}");
+        assert_eq!(
+            (counts.transactions, counts.settlement_lines),
+            (1, 4),
+            "{backend:?}"
+        );
     })
     .await;
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use pb::bill_payment_service_client::BillPaymentServiceClient;
 use posgate_gateway::bill::barcode::{self, BarcodeProfile, ParsedSlip};
 use posgate_gateway::clock::ManualClock;
 use posgate_gateway::config::Config;
@@ -13,7 +14,6 @@ use posgate_gateway::server::{self, RunningServer};
 use posgate_gateway::store::{self, Store};
 use posgate_gateway::tls::{DevPki, client_tls};
 use posgate_proto::v1 as pb;
-use pb::bill_payment_service_client::BillPaymentServiceClient;
 use tonic::transport::Channel;
 
 /// Which database a test runs on.
@@ -29,7 +29,9 @@ pub fn backends() -> Vec<Backend> {
     if std::env::var("POSGATE_TEST_PG_URL").is_ok() {
         vec![Backend::Sqlite, Backend::Postgres]
     } else {
-        eprintln!("SKIPPED on PostgreSQL: POSGATE_TEST_PG_URL is not set (CI sets it); running on SQLite only");
+        eprintln!(
+            "SKIPPED on PostgreSQL: POSGATE_TEST_PG_URL is not set (CI sets it); running on SQLite only"
+        );
         vec![Backend::Sqlite]
     }
 }
@@ -66,8 +68,13 @@ async fn postgres_schema_url() -> String {
     use sqlx::Connection as _;
     let base = std::env::var("POSGATE_TEST_PG_URL").expect("checked by backends()");
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to POSGATE_TEST_PG_URL");
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.expect("create schema");
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to POSGATE_TEST_PG_URL");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
     let separator = if base.contains('?') { '&' } else { '?' };
     format!("{base}{separator}options=-c%20search_path%3D{schema}")
 }
@@ -141,8 +148,7 @@ fee = {{ kind = "percent", rate_percent = "0.5", min_minor = 30, max_minor = 150
 }
 
 /// Generous limits so tests are never shed unless they mean to be.
-pub const OPEN_LIMITS: &str =
-    "terminal_per_second = 100000\nterminal_burst = 100000\nstore_per_second = 100000\nstore_burst = 100000\nmax_in_flight = 4096";
+pub const OPEN_LIMITS: &str = "terminal_per_second = 100000\nterminal_burst = 100000\nstore_per_second = 100000\nstore_burst = 100000\nmax_in_flight = 4096";
 
 /// A gateway running in this process, with its client and clock.
 #[derive(Debug)]
@@ -164,7 +170,8 @@ impl TestGateway {
     pub async fn start_with_limits(backend: Backend, now: DateTime<Utc>, limits: &str) -> Self {
         let db = TestDb::new(backend).await;
         let pki = DevPki::generate(db.dir.path()).expect("dev pki");
-        let config = Config::parse(&config_text(&db.url, &pki, limits)).expect("test config parses");
+        let config =
+            Config::parse(&config_text(&db.url, &pki, limits)).expect("test config parses");
         let clock = Arc::new(ManualClock::new(now));
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let server = server::start(&config, clock.clone(), async {
@@ -180,7 +187,14 @@ impl TestGateway {
             .await
             .expect("connect");
         let client = BillPaymentServiceClient::new(channel.clone());
-        Self { _db: db, server, clock, client, channel, shutdown: Some(shutdown) }
+        Self {
+            _db: db,
+            server,
+            clock,
+            client,
+            channel,
+            shutdown: Some(shutdown),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -197,7 +211,9 @@ impl TestGateway {
 }
 
 pub fn utc(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).expect("rfc3339").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .expect("rfc3339")
+        .with_timezone(&Utc)
 }
 
 pub fn date(text: &str) -> NaiveDate {
@@ -234,25 +250,39 @@ pub fn jp_slip(company_code: &str, reference: &str, due: &str, amount_yen: u64) 
     .expect("valid JP slip")
 }
 
-pub fn context(store: &str, terminal: &str, key: &str, at: DateTime<Utc>) -> Option<pb::RequestContext> {
+pub fn context(
+    store: &str,
+    terminal: &str,
+    key: &str,
+    at: DateTime<Utc>,
+) -> Option<pb::RequestContext> {
     Some(pb::RequestContext {
         store_id: store.to_owned(),
         terminal_id: terminal.to_owned(),
         client_request_id: key.to_owned(),
-        pos_timestamp: Some(prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 }),
+        pos_timestamp: Some(prost_types::Timestamp {
+            seconds: at.timestamp(),
+            nanos: 0,
+        }),
         operator_id: "OP1".to_owned(),
     })
 }
 
 pub fn money(amount_minor: i64, currency: &str) -> Option<pb::Money> {
-    Some(pb::Money { amount_minor, currency: currency.to_owned() })
+    Some(pb::Money {
+        amount_minor,
+        currency: currency.to_owned(),
+    })
 }
 
 /// A valid PayBill of NT$1,234 to Taiwan Power from S001/T01 at `at`.
 pub fn tw_pay(key: &str, at: DateTime<Utc>) -> pb::PayBillRequest {
     pb::PayBillRequest {
         context: context("S001", "T01", key, at),
-        slip: Some(pb::BillSlip { barcodes: tw_slip("TPC", "KS2025080001", "2026-12-31", 1234), biller_id: String::new() }),
+        slip: Some(pb::BillSlip {
+            barcodes: tw_slip("TPC", "KS2025080001", "2026-12-31", 1234),
+            biller_id: String::new(),
+        }),
         amount: money(123_400, "TWD"),
     }
 }
@@ -262,7 +292,12 @@ pub fn bad_request_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt as _;
     status
         .get_details_bad_request()
-        .map(|bad| bad.field_violations.into_iter().map(|violation| violation.field).collect())
+        .map(|bad| {
+            bad.field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
