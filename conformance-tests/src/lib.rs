@@ -1,0 +1,87 @@
+//! A black-box conformance suite for the posgate POS API (`posgate.v1`).
+//!
+//! The suite talks to a running gateway only through its published gRPC
+//! contract, so an integrator can point it at their own deployment (the
+//! `posgate-conformance` binary) and posgate's own tests can point it at a
+//! gateway they start. It generates its own bill slips from the published
+//! layouts: an independent implementation of the check rules cross-checks the
+//! gateway's.
+//!
+//! This release covers `BillPaymentService`: bill collection, idempotency and
+//! bad input. Each case is named `group.case`, says in one line what it
+//! proves, and passes or fails on its own.
+//!
+//! # Layout
+//! - [`target`]: where the gateway is and who the suite acts as (stores, terminal, billers).
+//! - [`slip`]: Taiwan three-segment Code 39 and Japan GS1-128 slip encoders with their check rules.
+//! - [`money`]: ISO 4217 exponents, whole units to minor units.
+//! - [`client`]: the TLS channel, request contexts, and calls with bounded retry on rate limits.
+//! - [`check`]: assertions on gRPC statuses and their google.rpc details.
+//! - [`cases`]: the cases, one file per group (`bill`, `idempotency`, `bad_input`).
+//! - [`report`]: per-case results, the PASS/FAIL text report and the JSON report.
+//! - [`run`]: connects and runs the selected cases, each under a time bound.
+
+pub mod cases;
+pub mod check;
+pub mod client;
+pub mod money;
+pub mod report;
+pub mod slip;
+pub mod target;
+
+use std::time::{Duration, Instant};
+
+pub use cases::{Case, all_cases};
+pub use client::Ctx;
+pub use report::{CaseOutcome, CaseResult, Report};
+pub use target::Target;
+
+/// Longest a single case may take. The slowest case makes about 40 calls;
+/// each takes milliseconds, so 30 s only trips on a hung gateway or a
+/// sustained rate limit, and a hung case must not hang the whole suite.
+pub const CASE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects to the target and runs every case whose name contains `filter`
+/// (all cases when `None`), one after another, in their listed order.
+///
+/// # Errors
+///
+/// Only when the suite cannot start: the CA file is unreadable or the
+/// gateway cannot be reached. Failing cases are reported in the [`Report`].
+pub async fn run(target: &Target, filter: Option<&str>) -> anyhow::Result<Report> {
+    let ctx = Ctx::connect(target).await?;
+    let cases: Vec<Case> = all_cases()
+        .into_iter()
+        .filter(|case| filter.is_none_or(|filter| case.name.contains(filter)))
+        .collect();
+    let started = Instant::now();
+    let mut results = Vec::with_capacity(cases.len());
+    for case in &cases {
+        results.push(run_case(&ctx, case).await);
+    }
+    Ok(Report {
+        target: target.addr.clone(),
+        terminal_id: target.terminal_id.clone(),
+        duration: started.elapsed(),
+        results,
+    })
+}
+
+/// Runs one case under [`CASE_TIMEOUT`], turning an error or a timeout into a failure.
+pub async fn run_case(ctx: &Ctx, case: &Case) -> CaseResult {
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(CASE_TIMEOUT, case.run(ctx)).await {
+        Ok(Ok(())) => CaseOutcome::Pass,
+        Ok(Err(error)) => CaseOutcome::Fail(format!("{error:#}")),
+        Err(_) => CaseOutcome::Fail(format!(
+            "did not finish within {} s",
+            CASE_TIMEOUT.as_secs()
+        )),
+    };
+    CaseResult {
+        name: case.name.clone(),
+        description: case.description.clone(),
+        outcome,
+        duration: started.elapsed(),
+    }
+}

@@ -1,0 +1,115 @@
+//! The deployment under test: its address and trust anchor, and the
+//! identities and billers the suite uses there.
+
+use anyhow::{Context as _, ensure};
+
+use crate::money;
+
+/// Longest id the API accepts for stores, terminals and operators.
+pub const MAX_ID_LEN: usize = 32;
+
+/// Where the gateway is and who the suite acts as.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The gateway's gRPC address, `https://host:port` (or `http://` without TLS).
+    pub addr: String,
+    /// The PEM CA certificate the gateway's server certificate chains to;
+    /// required for `https://`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The server name to verify in the gateway's certificate; defaults to
+    /// the host of `addr`.
+    pub domain: Option<String>,
+    /// A configured store whose billers include the Taiwanese one below.
+    pub store_id: String,
+    /// The terminal the suite acts as; unique per run keeps runs independent.
+    pub terminal_id: String,
+    /// The cashier id sent in every request.
+    pub operator_id: String,
+    /// A collection-item code of a batch-only Taiwanese biller
+    /// (profile `tw-cvs-3seg`) that refuses late payment.
+    pub tw_agency_code: String,
+    /// That biller's currency.
+    pub tw_currency: String,
+    /// A configured store whose billers include the Japanese one below.
+    pub jp_store_id: String,
+    /// The company code of a Japanese biller (profile `jp-gs1-cvs`, JPY)
+    /// that refuses late payment.
+    pub jp_company_code: String,
+}
+
+impl Target {
+    /// Checks the settings can make valid requests, so a typo fails fast
+    /// instead of as thirty failing cases.
+    ///
+    /// # Errors
+    ///
+    /// Names the first setting that cannot be used.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.addr.starts_with("https://") || self.addr.starts_with("http://"),
+            "--addr must start with https:// or http://, got {:?}",
+            self.addr
+        );
+        ensure!(
+            !self.addr.starts_with("https://") || self.ca_pem.is_some(),
+            "--ca is required for an https:// address"
+        );
+        for (flag, value) in [
+            ("--store", &self.store_id),
+            ("--jp-store", &self.jp_store_id),
+            ("--operator", &self.operator_id),
+        ] {
+            ensure!(
+                is_valid_id(value),
+                "{flag} {value:?} must be 1-32 characters of A-Z a-z 0-9 _ -"
+            );
+        }
+        // The suite derives a second terminal id by appending two characters.
+        ensure!(
+            is_valid_id(&self.terminal_id) && self.terminal_id.len() <= MAX_ID_LEN - 2,
+            "--terminal {:?} must be 1-30 characters of A-Z a-z 0-9 _ -",
+            self.terminal_id
+        );
+        ensure!(
+            self.tw_agency_code.len() == 3
+                && self
+                    .tw_agency_code
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()),
+            "--tw-agency-code {:?} must be 3 characters of 0-9 A-Z",
+            self.tw_agency_code
+        );
+        ensure!(
+            self.jp_company_code.len() == 6
+                && self.jp_company_code.bytes().all(|b| b.is_ascii_digit()),
+            "--jp-company-code {:?} must be 6 digits",
+            self.jp_company_code
+        );
+        money::exponent(&self.tw_currency)
+            .with_context(|| format!("--tw-currency {:?}", self.tw_currency))?;
+        Ok(())
+    }
+
+    /// A second terminal of the suite's store, for cases about key scope.
+    #[must_use]
+    pub fn other_terminal_id(&self) -> String {
+        format!("{}-B", self.terminal_id)
+    }
+
+    /// A terminal id for a fresh run: `T-CONF-` and 8 random hex digits.
+    #[must_use]
+    pub fn random_terminal_id() -> String {
+        let random = uuid::Uuid::now_v7().simple().to_string();
+        // The last characters of a v7 UUID are random; the first are the clock.
+        format!("T-CONF-{}", &random[random.len() - 8..])
+    }
+}
+
+/// 1-32 characters of `[A-Za-z0-9_-]`, as the API requires of ids.
+#[must_use]
+pub fn is_valid_id(value: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
