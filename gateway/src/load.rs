@@ -1,6 +1,1153 @@
-//! load
+//! `posgate load`: a load generator that drives a running gateway through its
+//! real gRPC API over TLS and reports throughput, latency and errors.
+//!
+//! Each task is a virtual POS terminal (`L0000`, `L0001`, …) of one configured
+//! store. It builds valid bill slips for the billers that store can collect
+//! (read from the gateway's own config file), and sends a random mix of
+//! `PayBill`, `InquireBill` and `CancelBill` requests back to back, each with a
+//! fresh idempotency key. A share of requests are deliberate retries: an
+//! earlier `PayBill` sent again verbatim, which must come back identical and
+//! flagged with `posgate-idempotent-replay: true`. Cancels only ever target a
+//! payment the same terminal made earlier in the run.
+//!
+//! The run stops after `--duration-s` seconds or `--count` requests. Every
+//! answer other than OK, every replay that differs from its original, and
+//! every OK answer of the wrong shape is a failure; any failure makes the
+//! command exit non-zero, so CI can use it as a smoke test.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, bail};
+use chrono::{Datelike, Days, NaiveDate, Utc};
+use chrono_tz::Tz;
+use hdrhistogram::Histogram;
+use posgate_proto::v1::bill_payment_service_client::BillPaymentServiceClient;
+use posgate_proto::v1::{
+    BillSlip, CancelBillRequest, InquireBillRequest, Money, PayBillRequest, PayBillResponse,
+    RequestContext,
+};
+use tokio::task::JoinSet;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use uuid::Uuid;
+
+use crate::bill::barcode::{self, BarcodeProfile, ParsedSlip, TwYearConvention};
+use crate::config::{BillerConfig, Config, StoreConfig};
+use crate::grpc::idempotent::REPLAY_HEADER;
+use crate::tls::{DEV_SERVER_NAME, client_tls};
+
+/// Default number of virtual terminals: enough to keep a small gateway busy.
+const DEFAULT_CONCURRENCY: u32 = 32;
+/// Most virtual terminals: each is a task with its own histograms; beyond a
+/// thousand the generator measures its own scheduling more than the gateway.
+const MAX_CONCURRENCY: u32 = 1024;
+/// Default number of TLS connections the terminals share (HTTP/2 multiplexes).
+const DEFAULT_CONNECTIONS: u32 = 4;
+/// Most connections; the server allows 256 streams on each, so 64 covers
+/// `MAX_CONCURRENCY` with room to spare.
+const MAX_CONNECTIONS: u32 = 64;
+/// Run length when neither `--duration-s` nor `--count` is given.
+const DEFAULT_DURATION_S: u64 = 10;
+/// Longest run: a load test is a bounded experiment, not a soak daemon.
+const MAX_DURATION_S: u64 = 24 * 3600;
+/// Most requests one run may send.
+const MAX_COUNT: u64 = 100_000_000;
+/// Default scenario mix, as weights.
+const DEFAULT_MIX: &str = "pay=80,inquire=15,cancel=5";
+/// Default share of requests that replay an earlier `PayBill`.
+const DEFAULT_RETRY_SHARE: &str = "0.05";
+/// Deadline of one request; a gateway that takes longer is failing the test.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline for establishing each TLS connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest latency the histograms hold (60 s); longer ones saturate there,
+/// which cannot happen below `REQUEST_TIMEOUT` anyway.
+const HISTOGRAM_MAX_US: u64 = 60_000_000;
+/// Three significant digits: 0.1 % resolution at any latency.
+const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
+/// Payments each terminal remembers for retries and cancels; older ones are
+/// forgotten so memory stays bounded however long the run.
+const REMEMBERED_PAYMENTS: usize = 64;
+/// Slips fall due this many days after today in the store's time zone, so no
+/// payment in the run is late.
+const DUE_IN_DAYS: u64 = 30;
+/// The cashier every virtual terminal claims.
+const OPERATOR_ID: &str = "LOAD";
+/// Cancel reason recorded for audit.
+const CANCEL_REASON: &str = "posgate load test";
+/// Stores in this time zone collect yen bills; all others collect the rest.
+const JAPAN_TIME_ZONE: Tz = chrono_tz::Asia::Tokyo;
+/// The currency of Japanese billers.
+const JAPAN_CURRENCY: &str = "JPY";
+/// Length of a Taiwanese slip's bill reference (segment 2).
+const TW_BILL_REFERENCE_LEN: usize = 16;
+/// Length of a Japanese slip's free field.
+const JP_BILL_REFERENCE_LEN: usize = 21;
+/// Largest amount a Taiwanese slip prints (nine digits of whole dollars).
+const TW_MAX_AMOUNT_WHOLE: u64 = 999_999_999;
+/// Largest amount a Japanese slip prints (six digits of yen).
+const JP_MAX_AMOUNT_WHOLE: u64 = 999_999;
+/// ROC year = Gregorian year − 1911.
+const ROC_YEAR_OFFSET: i32 = 1911;
+
+/// Options of `posgate load`.
 #[derive(Debug, clap::Args)]
-pub struct LoadArgs {}
-pub async fn run(_args: LoadArgs) -> anyhow::Result<()> {
+#[command(after_help = "\
+The gateway's [limits] must allow the load: every task is its own terminal \
+(L0000, L0001, ...) sending back to back, and tasks are spread round-robin \
+over the configured stores that have a biller to pay. Raise \
+terminal_per_second/terminal_burst, store_per_second/store_burst and \
+max_in_flight in the server's config, or rate-limit refusals \
+(RESOURCE_EXHAUSTED) will be counted as errors.
+
+Example:
+  posgate load --addr https://127.0.0.1:50051 --ca certs/ca.pem \\
+      --config posgate.toml --concurrency 32 --duration-s 10 \\
+      --mix pay=80,inquire=15,cancel=5 --retry-share 0.05")]
+pub struct LoadArgs {
+    /// Gateway URL.
+    #[arg(long, default_value = "https://127.0.0.1:50051")]
+    pub addr: String,
+    /// PEM file of the CA that signed the gateway's certificate.
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// Server name to verify in the gateway's certificate.
+    #[arg(long, default_value = DEV_SERVER_NAME)]
+    pub domain: String,
+    /// The gateway's config file, for its stores and billers.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Concurrent virtual POS terminals (tasks).
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONCURRENCY)))]
+    pub concurrency: u32,
+    /// TLS connections the terminals share round-robin.
+    #[arg(long, default_value_t = DEFAULT_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNECTIONS)))]
+    pub connections: u32,
+    /// Stop after this many seconds [default: 10 unless --count is given].
+    #[arg(long, conflicts_with = "count",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_S))]
+    pub duration_s: Option<u64>,
+    /// Stop after this many requests in total.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
+    pub count: Option<u64>,
+    /// Scenario weights: `pay`, `inquire`, `cancel` (a cancel falls back to a
+    /// pay while the terminal has nothing to cancel).
+    #[arg(long, default_value = DEFAULT_MIX)]
+    pub mix: Mix,
+    /// Share of requests (0-1) that resend an earlier PayBill verbatim.
+    #[arg(long, default_value = DEFAULT_RETRY_SHARE, value_parser = parse_share)]
+    pub retry_share: f64,
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the load described by `args` and prints the summary.
+///
+/// # Errors
+///
+/// Fails when the config or CA cannot be read, no store has a biller to pay,
+/// the gateway cannot be reached, or any request failed.
+pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)
+        .with_context(|| format!("loading config {}", args.config.display()))?;
+    let routes = routes(&config)?;
+    let channels = connect(&args).await?;
+    let budget = Arc::new(Budget::from_args(&args));
+    let started = Instant::now();
+    let stats = drive(&args, &routes, &channels, &budget).await?;
+    let summary = Summary::new(&stats, started.elapsed(), &args);
+    if args.json {
+        println!("{}", summary.json());
+    } else {
+        print!("{}", summary.text());
+    }
+    let failures = summary.failures();
+    if failures > 0 {
+        bail!("{failures} request(s) failed");
+    }
     Ok(())
+}
+
+/// Parses a share between 0 and 1 inclusive.
+fn parse_share(text: &str) -> Result<f64, String> {
+    let share: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("{text} is not between 0 and 1"))
+    }
+}
+
+/// Scenario weights, e.g. `pay=80,inquire=15,cancel=5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    pay: u32,
+    inquire: u32,
+    cancel: u32,
+}
+
+/// Largest weight one scenario may have; keeps the total far from overflow.
+const MAX_MIX_WEIGHT: u32 = 1_000_000;
+
+impl FromStr for Mix {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut weights: [Option<u32>; 3] = [None; 3];
+        for part in text.split(',') {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not NAME=WEIGHT"))?;
+            let slot = match name.trim() {
+                "pay" => 0,
+                "inquire" => 1,
+                "cancel" => 2,
+                other => {
+                    return Err(format!(
+                        "unknown scenario {other:?}: use pay, inquire, cancel"
+                    ));
+                }
+            };
+            let weight: u32 = weight
+                .trim()
+                .parse()
+                .ok()
+                .filter(|weight| *weight <= MAX_MIX_WEIGHT)
+                .ok_or_else(|| format!("weight {weight:?} is not 0-{MAX_MIX_WEIGHT}"))?;
+            if weights[slot].replace(weight).is_some() {
+                return Err(format!("scenario {:?} given twice", name.trim()));
+            }
+        }
+        let [pay, inquire, cancel] = weights.map(Option::unwrap_or_default);
+        if pay + inquire + cancel == 0 {
+            return Err("the weights add up to 0".to_owned());
+        }
+        Ok(Self {
+            pay,
+            inquire,
+            cancel,
+        })
+    }
+}
+
+impl Mix {
+    /// The scenario a uniform draw in `0..total` falls on.
+    fn pick(self, draw: u64) -> Action {
+        if draw < u64::from(self.pay) {
+            Action::Pay
+        } else if draw < u64::from(self.pay + self.inquire) {
+            Action::Inquire
+        } else {
+            Action::Cancel
+        }
+    }
+
+    fn total(self) -> u64 {
+        u64::from(self.pay + self.inquire + self.cancel)
+    }
+}
+
+/// What a terminal does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Pay,
+    Inquire,
+    Cancel,
+    Replay,
+}
+
+/// The RPCs reported separately; a replayed `PayBill` is its own row because
+/// it is answered from the idempotency store and is much faster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rpc {
+    PayBill,
+    PayBillReplay,
+    InquireBill,
+    CancelBill,
+}
+
+impl Rpc {
+    const ALL: [Self; 4] = [
+        Self::PayBill,
+        Self::PayBillReplay,
+        Self::InquireBill,
+        Self::CancelBill,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::PayBill => "PayBill",
+            Self::PayBillReplay => "PayBill/replay",
+            Self::InquireBill => "InquireBill",
+            Self::CancelBill => "CancelBill",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// When the run stops. Shared by all terminals.
+#[derive(Debug)]
+enum Budget {
+    Until(Instant),
+    Count { limit: u64, issued: AtomicU64 },
+}
+
+impl Budget {
+    fn from_args(args: &LoadArgs) -> Self {
+        match args.count {
+            Some(limit) => Self::Count {
+                limit,
+                issued: AtomicU64::new(0),
+            },
+            None => Self::Until(
+                Instant::now() + Duration::from_secs(args.duration_s.unwrap_or(DEFAULT_DURATION_S)),
+            ),
+        }
+    }
+
+    /// Claims one more request; false once the run is over.
+    fn take(&self) -> bool {
+        match self {
+            Self::Until(deadline) => Instant::now() < *deadline,
+            Self::Count { limit, issued } => issued.fetch_add(1, Ordering::Relaxed) < *limit,
+        }
+    }
+}
+
+/// A small, fast, seedable generator (`SplitMix64`). Load generation needs
+/// spread, not cryptographic quality, and the crate has no `rand`.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded from the random bits of a fresh version-7 UUID.
+    fn seeded() -> Self {
+        Self(Uuid::now_v7().as_u64_pair().1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..bound` (modulo bias is irrelevant at load-test scale).
+    fn below(&mut self, bound: u64) -> u64 {
+        assert!(bound > 0, "empty range");
+        self.next_u64() % bound
+    }
+
+    /// Uniform in `low..=high`.
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        assert!(low <= high, "empty range {low}..={high}");
+        low + self.below(high - low + 1)
+    }
+
+    /// True with probability `share`.
+    fn chance(&mut self, share: f64) -> bool {
+        let upper = u32::try_from(self.next_u64() >> 32).unwrap_or(u32::MAX);
+        f64::from(upper) / 4_294_967_296.0 < share
+    }
+
+    fn digits(&mut self, len: usize) -> String {
+        (0..len)
+            .map(|_| char::from(b'0' + u8::try_from(self.below(10)).unwrap_or(0)))
+            .collect()
+    }
+}
+
+/// A biller as the load generator uses it: amounts already in whole units.
+#[derive(Debug, Clone)]
+struct LoadBiller {
+    id: String,
+    profile: BarcodeProfile,
+    agency_codes: Vec<String>,
+    currency_code: &'static str,
+    minor_per_major: u64,
+    amount_whole_min: u64,
+    amount_whole_max: u64,
+}
+
+impl TryFrom<&BillerConfig> for LoadBiller {
+    type Error = anyhow::Error;
+
+    fn try_from(biller: &BillerConfig) -> anyhow::Result<Self> {
+        let minor_per_major = biller.currency.minor_per_major();
+        let printable_max = match biller.profile {
+            BarcodeProfile::JapanGs1Cvs => JP_MAX_AMOUNT_WHOLE,
+            _ => TW_MAX_AMOUNT_WHOLE,
+        };
+        let amount_whole_min = biller.min_amount_minor.div_ceil(minor_per_major).max(1);
+        let amount_whole_max = (biller.max_amount_minor / minor_per_major).min(printable_max);
+        if amount_whole_min > amount_whole_max || biller.agency_codes.is_empty() {
+            bail!(
+                "biller {} has no whole amount its slips can carry, or no agency code",
+                biller.id
+            );
+        }
+        Ok(Self {
+            id: biller.id.clone(),
+            profile: biller.profile,
+            agency_codes: biller.agency_codes.clone(),
+            currency_code: biller.currency.code,
+            minor_per_major,
+            amount_whole_min,
+            amount_whole_max,
+        })
+    }
+}
+
+/// A store and the billers its terminals pay.
+#[derive(Debug)]
+struct Route {
+    store_id: String,
+    time_zone: Tz,
+    billers: Vec<LoadBiller>,
+}
+
+/// Whether a store collects a biller's bills: Japanese stores take yen
+/// billers, every other store takes the rest.
+fn collects(store: &StoreConfig, biller: &BillerConfig) -> bool {
+    (store.time_zone == JAPAN_TIME_ZONE) == (biller.currency.code == JAPAN_CURRENCY)
+}
+
+/// Every configured store that can collect at least one biller.
+fn routes(config: &Config) -> anyhow::Result<Vec<Arc<Route>>> {
+    let mut routes = Vec::new();
+    for store in config.stores.values() {
+        let billers = config
+            .billers
+            .iter()
+            .filter(|biller| collects(store, biller))
+            .map(LoadBiller::try_from)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if !billers.is_empty() {
+            routes.push(Arc::new(Route {
+                store_id: store.id.clone(),
+                time_zone: store.time_zone,
+                billers,
+            }));
+        }
+    }
+    if routes.is_empty() {
+        bail!(
+            "no store in the config has a biller in its currency (Asia/Tokyo stores pay JPY billers, others the rest)"
+        );
+    }
+    Ok(routes)
+}
+
+/// A random valid slip of `biller`, due `DUE_IN_DAYS` after `today`.
+fn random_slip(biller: &LoadBiller, today: NaiveDate, rng: &mut Rng) -> ParsedSlip {
+    let agency_index = usize::try_from(rng.below(biller.agency_codes.len() as u64)).unwrap_or(0);
+    let agency_code = biller.agency_codes[agency_index].clone();
+    let amount_whole = rng.between(biller.amount_whole_min, biller.amount_whole_max);
+    let due_date = today + Days::new(DUE_IN_DAYS);
+    if let Some(years) = biller.profile.tw_year_convention() {
+        ParsedSlip {
+            profile: biller.profile,
+            agency_code,
+            bill_reference: rng.digits(TW_BILL_REFERENCE_LEN),
+            due_date,
+            amount_whole,
+            period: Some(tw_period(today, years)),
+            reissue_count: None,
+            stamp_duty: None,
+        }
+    } else {
+        ParsedSlip {
+            profile: biller.profile,
+            agency_code,
+            bill_reference: rng.digits(JP_BILL_REFERENCE_LEN),
+            due_date,
+            amount_whole,
+            period: None,
+            reissue_count: Some(0),
+            stamp_duty: Some(false),
+        }
+    }
+}
+
+/// The billing period a Taiwanese slip prints: `YYMM` of `today`.
+fn tw_period(today: NaiveDate, years: TwYearConvention) -> String {
+    let year = match years {
+        TwYearConvention::Roc => today.year() - ROC_YEAR_OFFSET,
+        TwYearConvention::Gregorian => today.year(),
+    };
+    format!("{:02}{:02}", year.rem_euclid(100), today.month())
+}
+
+/// Opens `--connections` TLS channels to the gateway.
+async fn connect(args: &LoadArgs) -> anyhow::Result<Vec<Channel>> {
+    let tls = client_tls(&args.ca, &args.domain)?;
+    let endpoint = Channel::from_shared(args.addr.clone())
+        .with_context(|| format!("--addr {:?} is not a URL", args.addr))?
+        .tls_config(tls)?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let mut channels = Vec::new();
+    for _ in 0..args.connections {
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", args.addr))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// Runs every terminal to the end of the budget and merges their statistics.
+async fn drive(
+    args: &LoadArgs,
+    routes: &[Arc<Route>],
+    channels: &[Channel],
+    budget: &Arc<Budget>,
+) -> anyhow::Result<Stats> {
+    let mut tasks = JoinSet::new();
+    for task in 0..args.concurrency as usize {
+        let terminal = Terminal {
+            client: BillPaymentServiceClient::new(channels[task % channels.len()].clone()),
+            route: Arc::clone(&routes[task % routes.len()]),
+            id: format!("L{task:04}"),
+            mix: args.mix,
+            retry_share: args.retry_share,
+            rng: Rng::seeded(),
+            payments: VecDeque::new(),
+            cancellable: VecDeque::new(),
+            stats: Stats::new(),
+        };
+        tasks.spawn(terminal.run(Arc::clone(budget)));
+    }
+    let mut total = Stats::new();
+    while let Some(joined) = tasks.join_next().await {
+        total.merge(&joined.context("a load task panicked")??);
+    }
+    Ok(total)
+}
+
+/// A payment this terminal made, kept for retries.
+#[derive(Debug)]
+struct Payment {
+    request: PayBillRequest,
+    response: PayBillResponse,
+}
+
+/// Why a request counts as failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The gateway answered with a status other than OK.
+    Status(Code),
+    /// A retried `PayBill` came back different from the first answer, or
+    /// without the replay header.
+    ReplayMismatch,
+    /// An OK answer of the wrong shape: no payment, or a fresh request
+    /// flagged as a replay.
+    BadAnswer,
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        Self::Status(status.code())
+    }
+}
+
+/// One virtual POS terminal.
+#[derive(Debug)]
+struct Terminal {
+    client: BillPaymentServiceClient<Channel>,
+    route: Arc<Route>,
+    /// This terminal's id, `L` and the task number.
+    id: String,
+    mix: Mix,
+    retry_share: f64,
+    rng: Rng,
+    /// Recent successful payments, oldest first, at most `REMEMBERED_PAYMENTS`.
+    payments: VecDeque<Payment>,
+    /// Transaction ids not yet cancelled, oldest first, at most `REMEMBERED_PAYMENTS`.
+    cancellable: VecDeque<String>,
+    stats: Stats,
+}
+
+impl Terminal {
+    async fn run(mut self, budget: Arc<Budget>) -> anyhow::Result<Stats> {
+        while budget.take() {
+            self.step().await?;
+        }
+        Ok(self.stats)
+    }
+
+    async fn step(&mut self) -> anyhow::Result<()> {
+        match self.choose() {
+            Action::Pay => self.pay().await?,
+            Action::Inquire => self.inquire().await?,
+            Action::Cancel => self.cancel().await,
+            Action::Replay => self.replay().await,
+        }
+        Ok(())
+    }
+
+    /// The next action; a retry or cancel needs an earlier payment, and
+    /// falls back to the mix or to a new payment without one.
+    fn choose(&mut self) -> Action {
+        if !self.payments.is_empty() && self.rng.chance(self.retry_share) {
+            return Action::Replay;
+        }
+        match self.mix.pick(self.rng.below(self.mix.total())) {
+            Action::Cancel if self.cancellable.is_empty() => Action::Pay,
+            action => action,
+        }
+    }
+
+    async fn pay(&mut self) -> anyhow::Result<()> {
+        let request = self.pay_request()?;
+        let started = Instant::now();
+        let result = self.client.pay_bill(with_timeout(request.clone())).await;
+        let latency = started.elapsed();
+        let outcome = result.map_err(Failure::from).and_then(|response| {
+            let fresh = !is_replay(response.metadata());
+            let response = response.into_inner();
+            match response.payment.as_ref() {
+                Some(payment) if fresh => Ok((payment.transaction_id.clone(), response)),
+                _ => Err(Failure::BadAnswer),
+            }
+        });
+        let outcome = outcome.map(|(transaction_id, response)| {
+            self.remember(transaction_id, Payment { request, response });
+        });
+        self.stats.record(Rpc::PayBill, latency, outcome);
+        Ok(())
+    }
+
+    async fn inquire(&mut self) -> anyhow::Result<()> {
+        let request = InquireBillRequest {
+            context: Some(self.context()),
+            slip: Some(self.new_slip()?.0),
+        };
+        let started = Instant::now();
+        let result = self.client.inquire_bill(with_timeout(request)).await;
+        let latency = started.elapsed();
+        let outcome =
+            result
+                .map_err(Failure::from)
+                .and_then(|response| match response.into_inner().bill {
+                    Some(_) => Ok(()),
+                    None => Err(Failure::BadAnswer),
+                });
+        self.stats.record(Rpc::InquireBill, latency, outcome);
+        Ok(())
+    }
+
+    async fn cancel(&mut self) {
+        let Some(transaction_id) = self.cancellable.pop_front() else {
+            return;
+        };
+        let request = CancelBillRequest {
+            context: Some(self.context()),
+            transaction_id,
+            reason: CANCEL_REASON.to_owned(),
+        };
+        let started = Instant::now();
+        let result = self.client.cancel_bill(with_timeout(request)).await;
+        let latency = started.elapsed();
+        let outcome = result.map_err(Failure::from).and_then(|response| {
+            match response.into_inner().payment {
+                Some(_) => Ok(()),
+                None => Err(Failure::BadAnswer),
+            }
+        });
+        self.stats.record(Rpc::CancelBill, latency, outcome);
+    }
+
+    /// Resends a remembered `PayBill` verbatim; the answer must be the first
+    /// answer, byte for byte, flagged as a replay.
+    async fn replay(&mut self) {
+        let index = usize::try_from(self.rng.below(self.payments.len() as u64)).unwrap_or(0);
+        let Payment { request, response } = &self.payments[index];
+        let request = request.clone();
+        let original = response.clone();
+        let started = Instant::now();
+        let result = self.client.pay_bill(with_timeout(request)).await;
+        let latency = started.elapsed();
+        let outcome = result.map_err(Failure::from).and_then(|response| {
+            let flagged = is_replay(response.metadata());
+            if flagged && response.get_ref() == &original {
+                Ok(())
+            } else {
+                Err(Failure::ReplayMismatch)
+            }
+        });
+        self.stats.record(Rpc::PayBillReplay, latency, outcome);
+    }
+
+    /// Keeps a successful payment for later retries and cancels, forgetting
+    /// the oldest beyond `REMEMBERED_PAYMENTS`.
+    fn remember(&mut self, transaction_id: String, payment: Payment) {
+        if self.payments.len() == REMEMBERED_PAYMENTS {
+            self.payments.pop_front();
+        }
+        self.payments.push_back(payment);
+        if self.cancellable.len() == REMEMBERED_PAYMENTS {
+            self.cancellable.pop_front();
+        }
+        self.cancellable.push_back(transaction_id);
+    }
+
+    fn pay_request(&mut self) -> anyhow::Result<PayBillRequest> {
+        let (slip, amount) = self.new_slip()?;
+        Ok(PayBillRequest {
+            context: Some(self.context()),
+            slip: Some(slip),
+            amount: Some(amount),
+        })
+    }
+
+    /// A fresh slip of a random biller of this terminal's store, and the cash
+    /// that pays it exactly.
+    fn new_slip(&mut self) -> anyhow::Result<(BillSlip, Money)> {
+        let route = Arc::clone(&self.route);
+        let biller_index = usize::try_from(self.rng.below(route.billers.len() as u64))?;
+        let biller = &route.billers[biller_index];
+        let today = Utc::now().with_timezone(&route.time_zone).date_naive();
+        let slip = random_slip(biller, today, &mut self.rng);
+        let barcodes = barcode::encode(&slip)
+            .with_context(|| format!("building a slip for biller {}", biller.id))?;
+        let amount_minor = i64::try_from(slip.amount_whole * biller.minor_per_major)?;
+        let slip = BillSlip {
+            barcodes,
+            biller_id: biller.id.clone(),
+        };
+        let amount = Money {
+            amount_minor,
+            currency: biller.currency_code.to_owned(),
+        };
+        Ok((slip, amount))
+    }
+
+    /// A request context with a new idempotency key.
+    fn context(&self) -> RequestContext {
+        RequestContext {
+            store_id: self.route.store_id.clone(),
+            terminal_id: self.id.clone(),
+            client_request_id: Uuid::now_v7().to_string(),
+            pos_timestamp: Some(SystemTime::now().into()),
+            operator_id: OPERATOR_ID.to_owned(),
+        }
+    }
+}
+
+fn with_timeout<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(REQUEST_TIMEOUT);
+    request
+}
+
+fn is_replay(metadata: &MetadataMap) -> bool {
+    metadata
+        .get(REPLAY_HEADER)
+        .is_some_and(|value| value.as_bytes() == b"true")
+}
+
+/// What a terminal (or the whole run) observed.
+#[derive(Debug)]
+struct Stats {
+    /// Latency of every request, by `Rpc::index`, successful or not.
+    latency_us: [Histogram<u64>; Rpc::ALL.len()],
+    errors_by_status: BTreeMap<&'static str, u64>,
+    replays_identical: u64,
+    replay_mismatches: u64,
+    bad_answers: u64,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Self {
+            latency_us: Rpc::ALL.map(|_| new_histogram()),
+            errors_by_status: BTreeMap::new(),
+            replays_identical: 0,
+            replay_mismatches: 0,
+            bad_answers: 0,
+        }
+    }
+
+    fn record(&mut self, rpc: Rpc, latency: Duration, outcome: Result<(), Failure>) {
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us[rpc.index()].saturating_record(latency_us.max(1));
+        match outcome {
+            Ok(()) if rpc == Rpc::PayBillReplay => self.replays_identical += 1,
+            Ok(()) => {}
+            Err(Failure::Status(code)) => {
+                *self.errors_by_status.entry(status_name(code)).or_default() += 1;
+            }
+            Err(Failure::ReplayMismatch) => self.replay_mismatches += 1,
+            Err(Failure::BadAnswer) => self.bad_answers += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        for (mine, theirs) in self.latency_us.iter_mut().zip(&other.latency_us) {
+            mine.add(theirs)
+                .expect("every histogram is built with the same bounds");
+        }
+        for (name, count) in &other.errors_by_status {
+            *self.errors_by_status.entry(name).or_default() += count;
+        }
+        self.replays_identical += other.replays_identical;
+        self.replay_mismatches += other.replay_mismatches;
+        self.bad_answers += other.bad_answers;
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, HISTOGRAM_SIGNIFICANT_DIGITS)
+        .expect("constant histogram bounds are valid")
+}
+
+/// The canonical gRPC name of a status code, as the proto docs write it.
+fn status_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// One line of the latency table.
+#[derive(Debug)]
+struct Row {
+    name: &'static str,
+    count: u64,
+    per_second: f64,
+    latency_us_p50: u64,
+    latency_us_p90: u64,
+    latency_us_p99: u64,
+    latency_us_max: u64,
+}
+
+impl Row {
+    fn new(name: &'static str, latency_us: &Histogram<u64>, elapsed: Duration) -> Self {
+        Self {
+            name,
+            count: latency_us.len(),
+            per_second: per_second(latency_us.len(), elapsed),
+            latency_us_p50: latency_us.value_at_quantile(0.50),
+            latency_us_p90: latency_us.value_at_quantile(0.90),
+            latency_us_p99: latency_us.value_at_quantile(0.99),
+            latency_us_max: latency_us.max(),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{:<15} {:>8} {:>8.0} {:>8} {:>8} {:>8} {:>8}\n",
+            self.name,
+            self.count,
+            self.per_second,
+            self.latency_us_p50,
+            self.latency_us_p90,
+            self.latency_us_p99,
+            self.latency_us_max
+        )
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "{{\"rpc\":\"{}\",\"count\":{},\"requests_per_s\":{:.1},\"latency_us_p50\":{},\
+             \"latency_us_p90\":{},\"latency_us_p99\":{},\"latency_us_max\":{}}}",
+            self.name,
+            self.count,
+            self.per_second,
+            self.latency_us_p50,
+            self.latency_us_p90,
+            self.latency_us_p99,
+            self.latency_us_max
+        )
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // Request counts stay far below 2^52.
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+/// The run's results, ready to print.
+#[derive(Debug)]
+struct Summary {
+    elapsed: Duration,
+    concurrency: u32,
+    connections: u32,
+    rows: Vec<Row>,
+    overall: Row,
+    errors_by_status: BTreeMap<&'static str, u64>,
+    replays_identical: u64,
+    replay_mismatches: u64,
+    bad_answers: u64,
+}
+
+impl Summary {
+    fn new(stats: &Stats, elapsed: Duration, args: &LoadArgs) -> Self {
+        let mut overall = new_histogram();
+        for histogram in &stats.latency_us {
+            overall
+                .add(histogram)
+                .expect("every histogram is built with the same bounds");
+        }
+        Self {
+            elapsed,
+            concurrency: args.concurrency,
+            connections: args.connections,
+            rows: Rpc::ALL
+                .iter()
+                .map(|rpc| Row::new(rpc.name(), &stats.latency_us[rpc.index()], elapsed))
+                .collect(),
+            overall: Row::new("all", &overall, elapsed),
+            errors_by_status: stats.errors_by_status.clone(),
+            replays_identical: stats.replays_identical,
+            replay_mismatches: stats.replay_mismatches,
+            bad_answers: stats.bad_answers,
+        }
+    }
+
+    fn failures(&self) -> u64 {
+        self.errors_by_status.values().sum::<u64>() + self.replay_mismatches + self.bad_answers
+    }
+
+    fn text(&self) -> String {
+        let mut out = format!(
+            "posgate load: {} requests in {:.2} s = {:.0} req/s (concurrency {}, {} connections)\n",
+            self.overall.count,
+            self.elapsed.as_secs_f64(),
+            self.overall.per_second,
+            self.concurrency,
+            self.connections
+        );
+        out.push_str("rpc                count    req/s   p50_us   p90_us   p99_us   max_us\n");
+        for row in self.rows.iter().chain([&self.overall]) {
+            out.push_str(&row.text());
+        }
+        let _ = writeln!(
+            out,
+            "retries: {} replayed identically, {} mismatched",
+            self.replays_identical, self.replay_mismatches
+        );
+        let errors = if self.errors_by_status.is_empty() {
+            "none".to_owned()
+        } else {
+            let parts: Vec<String> = (self.errors_by_status.iter())
+                .map(|(name, count)| format!("{name}={count}"))
+                .collect();
+            parts.join(", ")
+        };
+        let _ = writeln!(out, "errors by status: {errors}");
+        if self.bad_answers > 0 {
+            let _ = writeln!(out, "malformed OK answers: {}", self.bad_answers);
+        }
+        out
+    }
+
+    /// The summary as one JSON object. Every string in it is a fixed
+    /// identifier (RPC and status names), so none needs escaping.
+    fn json(&self) -> String {
+        let rows: Vec<String> = self.rows.iter().map(Row::json).collect();
+        let errors: Vec<String> = (self.errors_by_status.iter())
+            .map(|(name, count)| format!("\"{name}\":{count}"))
+            .collect();
+        format!(
+            "{{\"elapsed_s\":{:.3},\"concurrency\":{},\"connections\":{},\"rpcs\":[{}],\
+             \"overall\":{},\"retries\":{{\"replayed_identically\":{},\"mismatched\":{}}},\
+             \"errors_by_status\":{{{}}},\"malformed_ok_answers\":{},\"failures\":{}}}",
+            self.elapsed.as_secs_f64(),
+            self.concurrency,
+            self.connections,
+            rows.join(","),
+            self.overall.json(),
+            self.replays_identical,
+            self.replay_mismatches,
+            errors.join(","),
+            self.bad_answers,
+            self.failures()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Slips generated per biller in the round-trip test.
+    const SLIPS_PER_BILLER: usize = 200;
+
+    const CONFIG: &str = r#"
+        [server]
+        listen = "127.0.0.1:0"
+        tls_cert = "server.pem"
+        tls_key = "server.key"
+        [database]
+        url = "sqlite::memory:"
+        [[store]]
+        id = "S001"
+        name = "Taipei"
+        time_zone = "Asia/Taipei"
+        cutoff = "23:00"
+        [[store]]
+        id = "S101"
+        name = "Tokyo"
+        time_zone = "Asia/Tokyo"
+        cutoff = "00:00"
+        [[biller]]
+        id = "TPC"
+        name = "Taiwan Power"
+        profile = "tw-cvs-3seg"
+        agency_codes = ["TPC", "TP2"]
+        currency = "TWD"
+        min_amount_minor = 150
+        max_amount_minor = 2000000
+        fee = { kind = "fixed", amount_minor = 1000 }
+        [[biller]]
+        id = "TKGAS"
+        name = "Tokyo Gas"
+        profile = "jp-gs1-cvs"
+        agency_codes = ["912345"]
+        currency = "JPY"
+        min_amount_minor = 1
+        max_amount_minor = 300000
+        fee = { kind = "fixed", amount_minor = 30 }
+    "#;
+
+    /// A mix parses into its weights, missing scenarios weigh 0, and the
+    /// draw ranges follow the weights.
+    #[test]
+    fn mix_parses_weights_and_picks_by_range() {
+        let mix: Mix = "pay=80, inquire=15,cancel=5".parse().unwrap();
+        assert_eq!(
+            mix,
+            Mix {
+                pay: 80,
+                inquire: 15,
+                cancel: 5
+            }
+        );
+        assert_eq!(mix.total(), 100);
+        assert_eq!(mix.pick(79), Action::Pay);
+        assert_eq!(mix.pick(80), Action::Inquire);
+        assert_eq!(mix.pick(95), Action::Cancel);
+        let inquire_only: Mix = "inquire=1".parse().unwrap();
+        assert_eq!(inquire_only.pick(0), Action::Inquire);
+    }
+
+    /// Unknown names, repeats, bad weights and an all-zero mix are refused.
+    #[test]
+    fn mix_refuses_nonsense() {
+        for text in [
+            "pay=1,refund=1",
+            "pay=1,pay=2",
+            "pay",
+            "pay=-1",
+            "pay=0,cancel=0",
+            "",
+        ] {
+            assert!(text.parse::<Mix>().is_err(), "{text:?} was accepted");
+        }
+    }
+
+    /// Retry shares outside 0..=1 are refused.
+    #[test]
+    fn share_must_be_a_fraction() {
+        assert_eq!(parse_share("0.05"), Ok(0.05));
+        assert!(parse_share("1.5").is_err());
+        assert!(parse_share("-0.1").is_err());
+        assert!(parse_share("x").is_err());
+    }
+
+    /// Stores get only the billers of their currency: Tokyo pays yen, Taipei the rest.
+    #[test]
+    fn stores_pay_billers_of_their_currency() {
+        let config = Config::parse(CONFIG).unwrap();
+        let routes = routes(&config).unwrap();
+        let billers_of = |store: &str| -> Vec<String> {
+            let route = routes.iter().find(|route| route.store_id == store).unwrap();
+            route
+                .billers
+                .iter()
+                .map(|biller| biller.id.clone())
+                .collect()
+        };
+        assert_eq!(billers_of("S001"), ["TPC"]);
+        assert_eq!(billers_of("S101"), ["TKGAS"]);
+    }
+
+    /// Generated slips encode to barcodes that `barcode::parse` reads back
+    /// unchanged, due in the future, with amounts inside the biller's limits.
+    #[test]
+    fn generated_slips_parse_back_within_limits() {
+        let config = Config::parse(CONFIG).unwrap();
+        let today = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+        let mut rng = Rng(7);
+        for biller in &config.billers {
+            let load_biller = LoadBiller::try_from(biller).unwrap();
+            for _ in 0..SLIPS_PER_BILLER {
+                let slip = random_slip(&load_biller, today, &mut rng);
+                let barcodes = barcode::encode(&slip).unwrap();
+                let segments: Vec<&str> = barcodes.iter().map(String::as_str).collect();
+                let parsed = barcode::parse(biller.profile, &segments).unwrap();
+                assert_eq!(parsed, slip);
+                assert!(parsed.due_date > today);
+                let amount_minor = parsed.amount_whole * biller.currency.minor_per_major();
+                assert!(
+                    (biller.min_amount_minor..=biller.max_amount_minor).contains(&amount_minor)
+                );
+                assert!(biller.agency_codes.contains(&parsed.agency_code));
+            }
+        }
+    }
+
+    /// A biller whose limits hold no whole amount is refused up front.
+    #[test]
+    fn biller_without_a_whole_amount_is_refused() {
+        let mut config = Config::parse(CONFIG).unwrap();
+        let biller = &mut config.billers[0];
+        biller.min_amount_minor = 101;
+        biller.max_amount_minor = 199;
+        assert!(LoadBiller::try_from(&*biller).is_err());
+    }
+
+    /// The count budget hands out exactly `limit` requests.
+    #[test]
+    fn count_budget_is_exact() {
+        let budget = Budget::Count {
+            limit: 3,
+            issued: AtomicU64::new(0),
+        };
+        let granted = (0..10).filter(|_| budget.take()).count();
+        assert_eq!(granted, 3);
+    }
 }
