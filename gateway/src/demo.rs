@@ -151,6 +151,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn script(demo: &mut Demo, due: NaiveDate) -> anyhow::Result<()> {
+    let paid_transaction_id = taiwan_payments(demo, due).await?;
+    tokyo_payment_and_cancel(demo, due, paid_transaction_id).await
+}
+
+/// Taipei: inquire, pay, a retried duplicate, a smudged slip. Returns the payment's id.
+async fn taiwan_payments(demo: &mut Demo, due: NaiveDate) -> anyhow::Result<String> {
     let power = slip(
         BarcodeProfile::TaiwanCvsThreeSegment,
         "TPC",
@@ -234,6 +240,15 @@ async fn script(demo: &mut Demo, due: NaiveDate) -> anyhow::Result<()> {
         &describe(&refused),
     );
 
+    Ok(paid.transaction_id)
+}
+
+/// Tokyo: a GS1-128 slip; then Taipei cancels its payment and looks it up.
+async fn tokyo_payment_and_cancel(
+    demo: &mut Demo,
+    due: NaiveDate,
+    paid_transaction_id: String,
+) -> anyhow::Result<()> {
     let gas = slip(BarcodeProfile::JapanGs1Cvs, "912345", "778899", due, 12_345)?;
     let tokyo = pb::PayBillRequest {
         context: Some(demo.context("S101", "T01", "demo-pay-3")),
@@ -264,7 +279,7 @@ async fn script(demo: &mut Demo, due: NaiveDate) -> anyhow::Result<()> {
 
     let cancel = pb::CancelBillRequest {
         context: Some(demo.context("S001", "T01", "demo-cancel-1")),
-        transaction_id: paid.transaction_id.clone(),
+        transaction_id: paid_transaction_id,
         reason: "customer brought the wrong slip".into(),
     };
     let cancelled = demo

@@ -30,7 +30,7 @@ pub struct KeysArgs {
     /// The software HSM's keystore file.
     #[arg(long, env = "POSGATE_HSM_KEYSTORE", global = true)]
     keystore: Option<PathBuf>,
-    /// A file holding the keystore master key (64 hex digits); otherwise POSGATE_HSM_MASTER_KEY.
+    /// A file holding the keystore master key (64 hex digits); otherwise `POSGATE_HSM_MASTER_KEY`.
     #[arg(long, global = true)]
     master_key_file: Option<PathBuf>,
     #[command(subcommand)]

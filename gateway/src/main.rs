@@ -58,7 +58,7 @@ fn init_logging(json: bool) {
     }
 }
 
-fn load_config(path: &PathBuf) -> anyhow::Result<Config> {
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(path).with_context(|| format!("loading config {}", path.display()))
 }
 

@@ -1,4 +1,4 @@
-//! The bad-input table: every case is INVALID_ARGUMENT naming its field in
+//! The bad-input table: every case is `INVALID_ARGUMENT` naming its field in
 //! google.rpc.BadRequest, and writes nothing, on both backends.
 
 use posgate_gateway::bill::barcode::tw_check_pair;
@@ -317,7 +317,7 @@ fn table() -> Vec<(&'static str, &'static str, Case)> {
     ]
 }
 
-/// Every bad input is INVALID_ARGUMENT naming its field, and nothing is written.
+/// Every bad input is `INVALID_ARGUMENT` naming its field, and nothing is written.
 #[tokio::test]
 async fn bad_inputs_name_the_field_and_store_nothing() {
     let cases = table();

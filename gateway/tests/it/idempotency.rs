@@ -8,7 +8,7 @@ use tonic_types::StatusExt as _;
 
 use crate::support::{TestGateway, backends, tw_pay, utc};
 
-/// A retry gets the first answer byte for byte, marked as a replay, even a day later with a new pos_timestamp.
+/// A retry gets the first answer byte for byte, marked as a replay, even a day later with a new `pos_timestamp`.
 #[tokio::test]
 async fn retry_replays_the_first_answer_exactly() {
     for backend in backends() {
@@ -37,7 +37,7 @@ async fn retry_replays_the_first_answer_exactly() {
     }
 }
 
-/// The same key with a different request is ALREADY_EXISTS and names each differing field.
+/// The same key with a different request is `ALREADY_EXISTS` and names each differing field.
 #[tokio::test]
 async fn reused_key_names_the_differing_fields() {
     for backend in backends() {
@@ -100,7 +100,7 @@ async fn reused_key_names_the_differing_fields() {
     }
 }
 
-/// 50 concurrent identical PayBills make one transaction and one set of lines; all 50 get the same answer.
+/// 50 concurrent identical `PayBill` calls make one transaction and one set of lines; all 50 get the same answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_duplicates_make_one_payment() {
     for backend in backends() {

@@ -27,7 +27,7 @@ async fn health_reports_serving() {
     gw.stop().await;
 }
 
-/// A terminal over its rate limit is shed with RESOURCE_EXHAUSTED and retry advice; another terminal is not.
+/// A terminal over its rate limit is shed with `RESOURCE_EXHAUSTED` and retry advice; another terminal is not.
 #[tokio::test]
 async fn terminal_over_its_rate_is_shed_with_retry_advice() {
     let limits = "terminal_per_second = 1\nterminal_burst = 2\nstore_per_second = 1000\nstore_burst = 1000\nmax_in_flight = 64";

@@ -233,7 +233,10 @@ async fn unbalanced_lines_are_refused() {
             store.write(request).await,
             Err(StoreError::Invariant(_))
         ));
-        assert_eq!(store.row_counts().await.unwrap(), Default::default());
+        assert_eq!(
+            store.row_counts().await.unwrap(),
+            posgate_gateway::store::RowCounts::default()
+        );
     })
     .await;
 }
