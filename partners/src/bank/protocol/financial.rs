@@ -1,0 +1,472 @@
+//! 0100/0110 authorization and 0200/0210 sale and refund, with the loyalty
+//! data co-brand banks add to field 48 of the response.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use posgate_hsm::{CardExpiry, Pan};
+
+use super::fields::{
+    Identifiers, OriginalData, check_alphanumeric, check_digits, format_amount,
+    local_time_and_date, optional_str, parse_amount, required_str, transmission_datetime,
+};
+use super::{
+    MTI_AUTHORIZATION, MTI_FINANCIAL, ProtocolError, ResponseCode, Sensitive, response_mti,
+};
+use crate::iso8583::{Message, Mti};
+
+/// Field 35 is LLVAR z of at most 37 characters.
+pub const MAX_TRACK2_LEN: usize = 37;
+/// Field 52 is b 8.
+pub const PIN_BLOCK_BYTES: usize = 8;
+/// Field 55 is LLLVAR b; `ascii_1987` (like pyiso8583) carries up to 255 bytes as 510 hex characters.
+pub const MAX_ICC_DATA_BYTES: usize = 255;
+/// Field 25: a normal presentment.
+pub const POS_CONDITION_NORMAL: &str = "00";
+
+/// What a financial request asks the bank to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FinancialKind {
+    /// 0100, processing code 000000: hold the amount, capture later with a 0220.
+    Authorization,
+    /// 0200, processing code 000000.
+    Sale,
+    /// 0200, processing code 200000.
+    Refund,
+}
+
+impl FinancialKind {
+    pub fn mti(self) -> Mti {
+        match self {
+            Self::Authorization => MTI_AUTHORIZATION,
+            Self::Sale | Self::Refund => MTI_FINANCIAL,
+        }
+    }
+
+    /// Field 3.
+    pub fn processing_code(self) -> &'static str {
+        match self {
+            Self::Authorization | Self::Sale => "000000",
+            Self::Refund => "200000",
+        }
+    }
+
+    /// The kind of a request from its MTI and field 3 (only the transaction
+    /// type, the first two digits, counts).
+    pub fn from_parts(mti: Mti, processing_code: &str) -> Result<Self, ProtocolError> {
+        check_digits(3, processing_code, 6)?;
+        match (mti, &processing_code[..2]) {
+            (MTI_AUTHORIZATION, "00") => Ok(Self::Authorization),
+            (MTI_FINANCIAL, "00") => Ok(Self::Sale),
+            (MTI_FINANCIAL, "20") => Ok(Self::Refund),
+            (MTI_AUTHORIZATION | MTI_FINANCIAL, _) => Err(ProtocolError::bad(
+                3,
+                "transaction type must be 00 (purchase) or 20 (refund, 0200 only)",
+            )),
+            _ => Err(ProtocolError::UnexpectedMti {
+                mti: mti.as_str().to_owned(),
+                expected: "0100 or 0200",
+            }),
+        }
+    }
+}
+
+/// A request to build: everything the gateway knows about a card payment.
+/// Fields 7, 11 and 37 are chosen by the caller, who records them first.
+#[derive(Clone)]
+pub struct FinancialRequest<'a> {
+    pub kind: FinancialKind,
+    /// The PAN's digits (checked with [`Pan::parse`], never printed).
+    /// Field 2. Required for authorizations and sales; a refund may go
+    /// without it and name the refunded payment in `original` instead
+    /// (posgate keeps no PANs).
+    pub pan: Option<&'a str>,
+    pub expiry: Option<CardExpiry>,
+    /// Track 2 equivalent data (digits, `=` or `D` as separator).
+    pub track2: Option<&'a str>,
+    pub amount_minor: i64,
+    /// ISO 4217 numeric, see [`super::currency_numeric`].
+    pub currency_numeric: &'a str,
+    pub stan: &'a str,
+    pub rrn: &'a str,
+    pub transmitted_at: DateTime<Utc>,
+    /// The terminal's local date and time (fields 12 and 13).
+    pub local: NaiveDateTime,
+    /// Field 22, 3 digits (012 keyed, 051 chip, 071 contactless, 021 magstripe, 801 fallback).
+    pub entry_mode: &'a str,
+    /// ISO 9564 format 0 under the zone PIN key.
+    pub pin_block: Option<&'a [u8]>,
+    pub icc_data: Option<&'a [u8]>,
+    pub terminal_id: &'a str,
+    pub merchant_id: &'a str,
+    pub acquirer_id: &'a str,
+    /// Field 90: for a refund, the payment it refunds.
+    pub original: Option<OriginalData>,
+}
+
+impl fmt::Debug for FinancialRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FinancialRequest")
+            .field("kind", &self.kind)
+            .field(
+                "pan",
+                &self
+                    .pan
+                    .and_then(|pan| Pan::parse(pan).ok())
+                    .map(|pan| pan.masked()),
+            )
+            .field("amount_minor", &self.amount_minor)
+            .field("currency_numeric", &self.currency_numeric)
+            .field("stan", &self.stan)
+            .field("rrn", &self.rrn)
+            .field("entry_mode", &self.entry_mode)
+            .field("pin_block", &self.pin_block.map(|_| "***"))
+            .field("terminal_id", &self.terminal_id)
+            .field("merchant_id", &self.merchant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FinancialRequest<'_> {
+    /// The 0100 or 0200 message, without MAC (the link adds it).
+    pub fn to_message(&self) -> Result<Message, ProtocolError> {
+        let mut message = Message::new(self.kind.mti());
+        match (self.pan, &self.original) {
+            (Some(pan), _) => {
+                Pan::parse(pan).map_err(|error| ProtocolError::bad(2, error.to_string()))?;
+                message.set_str(2, pan);
+            }
+            (None, Some(_)) if self.kind == FinancialKind::Refund => {}
+            (None, _) => return Err(ProtocolError::MissingField(2)),
+        }
+        if let Some(original) = &self.original {
+            message.set_str(90, &original.format());
+        }
+        message.set_str(3, self.kind.processing_code());
+        message.set_str(4, &format_amount(self.amount_minor)?);
+        message.set_str(7, &transmission_datetime(self.transmitted_at));
+        let (time, date) = local_time_and_date(self.local);
+        message.set_str(12, &time).set_str(13, &date);
+        if let Some(expiry) = self.expiry {
+            message.set_str(14, &expiry.to_yymm());
+        }
+        check_digits(22, self.entry_mode, 3)?;
+        message.set_str(22, self.entry_mode);
+        message.set_str(25, POS_CONDITION_NORMAL);
+        if let Some(track2) = self.track2 {
+            check_track2(track2)?;
+            message.set_str(35, track2);
+        }
+        if let Some(pin_block) = self.pin_block {
+            if pin_block.len() != PIN_BLOCK_BYTES {
+                return Err(ProtocolError::bad(52, "PIN block must be 8 bytes"));
+            }
+            message.set(52, pin_block);
+        }
+        if let Some(icc_data) = self.icc_data {
+            if icc_data.is_empty() || icc_data.len() > MAX_ICC_DATA_BYTES {
+                return Err(ProtocolError::bad(55, "ICC data must be 1 to 255 bytes"));
+            }
+            message.set(55, icc_data);
+        }
+        Identifiers {
+            stan: self.stan,
+            rrn: self.rrn,
+            terminal_id: self.terminal_id,
+            merchant_id: self.merchant_id,
+            acquirer_id: self.acquirer_id,
+            currency_numeric: self.currency_numeric,
+        }
+        .apply(&mut message)?;
+        Ok(message)
+    }
+}
+
+fn check_track2(track2: &str) -> Result<(), ProtocolError> {
+    let allowed = track2
+        .bytes()
+        .all(|byte| byte.is_ascii_digit() || byte == b'=' || byte == b'D');
+    if allowed && (1..=MAX_TRACK2_LEN).contains(&track2.len()) {
+        Ok(())
+    } else {
+        Err(ProtocolError::bad(
+            35,
+            "track 2 must be 1 to 37 digits with '=' or 'D' as separator",
+        ))
+    }
+}
+
+/// A 0100 or 0200 as the bank receives it. Sensitive parts print as `***`
+/// (the PAN masked).
+#[derive(Debug, Clone)]
+pub struct IncomingFinancialRequest {
+    pub kind: FinancialKind,
+    /// Absent only on a refund by reference (see `original`).
+    pub pan: Option<Pan>,
+    /// Field 90 of a refund by reference.
+    pub original: Option<OriginalData>,
+    pub expiry: Option<CardExpiry>,
+    pub track2: Option<Sensitive<String>>,
+    pub amount_minor: i64,
+    pub currency_numeric: String,
+    pub stan: String,
+    pub rrn: String,
+    /// Field 7, `MMDDhhmmss`.
+    pub transmitted_at: String,
+    /// Field 12, `hhmmss`.
+    pub local_time: String,
+    /// Field 13, `MMDD`.
+    pub local_date: String,
+    pub entry_mode: String,
+    pub pin_block: Option<Sensitive<Vec<u8>>>,
+    pub icc_data: Option<Sensitive<Vec<u8>>>,
+    pub terminal_id: String,
+    pub merchant_id: String,
+    pub acquirer_id: String,
+}
+
+impl IncomingFinancialRequest {
+    pub fn parse(message: &Message) -> Result<Self, ProtocolError> {
+        let kind = FinancialKind::from_parts(message.mti(), required_str(message, 3)?)?;
+        let original = optional_str(message, 90)?
+            .map(OriginalData::parse)
+            .transpose()?;
+        let pan = match optional_str(message, 2)? {
+            Some(pan) => {
+                Some(Pan::parse(pan).map_err(|error| ProtocolError::bad(2, error.to_string()))?)
+            }
+            None if kind == FinancialKind::Refund && original.is_some() => None,
+            None => return Err(ProtocolError::MissingField(2)),
+        };
+        let expiry = optional_str(message, 14)?
+            .map(CardExpiry::parse)
+            .transpose()
+            .map_err(|_| ProtocolError::bad(14, "expiry must be YYMM"))?;
+        let track2 = optional_str(message, 35)?
+            .map(|track2| check_track2(track2).map(|()| Sensitive::new(track2.to_owned())))
+            .transpose()?;
+        let pin_block = match message.get(52) {
+            Some(block) if block.len() == PIN_BLOCK_BYTES => Some(Sensitive::new(block.to_vec())),
+            Some(_) => return Err(ProtocolError::bad(52, "PIN block must be 8 bytes")),
+            None => None,
+        };
+        let text = |field: u8| required_str(message, field).map(str::to_owned);
+        Ok(Self {
+            kind,
+            pan,
+            original,
+            expiry,
+            track2,
+            amount_minor: parse_amount(message)?,
+            currency_numeric: text(49)?,
+            stan: text(11)?,
+            rrn: text(37)?,
+            transmitted_at: text(7)?,
+            local_time: text(12)?,
+            local_date: text(13)?,
+            entry_mode: text(22)?,
+            pin_block,
+            icc_data: message.get(55).map(|data| Sensitive::new(data.to_vec())),
+            terminal_id: text(41)?,
+            merchant_id: text(42)?,
+            acquirer_id: text(32)?,
+        })
+    }
+}
+
+/// Loyalty data a co-brand bank adds to field 48 of a 0110/0210:
+/// `PTS` + sign + 9 digits earned, `BAL` + 12 digits balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Loyalty {
+    /// Points earned by this transaction (negative for a refund).
+    pub points_earned: i64,
+    /// The card's point balance after it.
+    pub balance_points: i64,
+}
+
+impl Loyalty {
+    const MAX_POINTS: i64 = 999_999_999;
+    const MAX_BALANCE: i64 = 999_999_999_999;
+    /// "PTS" + 10 + "BAL" + 12.
+    const LEN: usize = 28;
+
+    pub fn format(&self) -> Result<String, ProtocolError> {
+        if self.points_earned.abs() > Self::MAX_POINTS
+            || !(0..=Self::MAX_BALANCE).contains(&self.balance_points)
+        {
+            return Err(ProtocolError::bad(48, "loyalty points out of range"));
+        }
+        let sign = if self.points_earned < 0 { '-' } else { '+' };
+        Ok(format!(
+            "PTS{sign}{:09}BAL{:012}",
+            self.points_earned.unsigned_abs(),
+            self.balance_points
+        ))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+        let bad = || ProtocolError::bad(48, "loyalty data must be PTS+-9 digits BAL 12 digits");
+        if text.len() != Self::LEN || !text.starts_with("PTS") || &text[13..16] != "BAL" {
+            return Err(bad());
+        }
+        let sign = match text.as_bytes()[3] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return Err(bad()),
+        };
+        check_digits(48, &text[4..13], 9).map_err(|_| bad())?;
+        check_digits(48, &text[16..], 12).map_err(|_| bad())?;
+        let points: i64 = text[4..13].parse().map_err(|_| bad())?;
+        Ok(Self {
+            points_earned: sign * points,
+            balance_points: text[16..].parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// The bank's answer to a financial request, advice or reversal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinancialResponse {
+    pub response_code: ResponseCode,
+    /// Field 38, present on approvals.
+    pub approval_code: Option<String>,
+    pub loyalty: Option<Loyalty>,
+}
+
+/// Fields a response repeats from its request.
+const ECHOED_FIELDS: [u8; 12] = [3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 90];
+
+impl FinancialResponse {
+    /// Reads fields 38, 39 and 48 of any response (0110, 0210, 0230, 0410).
+    pub fn parse(message: &Message) -> Result<Self, ProtocolError> {
+        if !message.mti().is_response() || super::is_network(message.mti()) {
+            return Err(ProtocolError::UnexpectedMti {
+                mti: message.mti().as_str().to_owned(),
+                expected: "a 0110, 0210, 0230 or 0410 response",
+            });
+        }
+        let response_code = ResponseCode::parse(required_str(message, 39)?)
+            .ok_or_else(|| ProtocolError::bad(39, "must be 2 characters"))?;
+        let approval_code = optional_str(message, 38)?.map(str::to_owned);
+        let loyalty = match optional_str(message, 48)? {
+            Some(text) if text.starts_with("PTS") => Some(Loyalty::parse(text)?),
+            _ => None,
+        };
+        Ok(Self {
+            response_code,
+            approval_code,
+            loyalty,
+        })
+    }
+
+    /// The response to `request`: its MTI answered, its identifying fields
+    /// echoed (never the PAN or track), fields 38, 39 and 48 set. No MAC yet.
+    pub fn to_message(&self, request: &Message) -> Result<Message, ProtocolError> {
+        let mut message = Message::new(response_mti(request.mti()));
+        for field in ECHOED_FIELDS {
+            if let Some(value) = request.get(field) {
+                message.set(field, value);
+            }
+        }
+        if let Some(approval_code) = &self.approval_code {
+            check_alphanumeric(38, approval_code, 6)?;
+            message.set_str(38, approval_code);
+        }
+        message.set_str(39, self.response_code.as_str());
+        if let Some(loyalty) = &self.loyalty {
+            message.set_str(48, &loyalty.format()?);
+        }
+        Ok(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone};
+
+    use super::*;
+    use crate::iso8583::ascii_1987;
+
+    fn sale() -> FinancialRequest<'static> {
+        FinancialRequest {
+            kind: FinancialKind::Refund,
+            pan: Some("4111111111111111"),
+            original: None,
+            expiry: Some(CardExpiry::parse("2812").unwrap()),
+            track2: Some("4111111111111111=28121010000000000"),
+            amount_minor: 12_345,
+            currency_numeric: "901",
+            stan: "000042",
+            rrn: "612300000042",
+            transmitted_at: Utc.with_ymd_and_hms(2026, 5, 1, 2, 3, 4).unwrap(),
+            local: NaiveDate::from_ymd_opt(2026, 5, 1)
+                .unwrap()
+                .and_hms_opt(10, 3, 4)
+                .unwrap(),
+            entry_mode: "051",
+            pin_block: Some(&[1, 2, 3, 4, 5, 6, 7, 8]),
+            icc_data: Some(&[0x9f, 0x26, 0x01, 0x00]),
+            terminal_id: "TERM0001",
+            merchant_id: "MERCHANT0000001",
+            acquirer_id: "4711",
+        }
+    }
+
+    #[test]
+    fn request_round_trips_through_the_parser() {
+        let message = sale().to_message().unwrap();
+        assert_eq!(message.mti(), MTI_FINANCIAL);
+        assert_eq!(message.get_str(3), Some("200000"));
+        assert_eq!(message.get_str(4), Some("000000012345"));
+        assert_eq!(message.get_str(7), Some("0501020304"));
+        assert_eq!(message.get_str(12), Some("100304"));
+        assert_eq!(message.get_str(13), Some("0501"));
+        let wire = ascii_1987().pack(&message).unwrap();
+        assert_eq!(ascii_1987().unpack(&wire).unwrap(), message);
+        let incoming = IncomingFinancialRequest::parse(&message).unwrap();
+        assert_eq!(incoming.kind, FinancialKind::Refund);
+        assert_eq!(incoming.amount_minor, 12_345);
+        assert_eq!(
+            incoming.pin_block.unwrap().expose(),
+            &[1, 2, 3, 4, 5, 6, 7, 8]
+        );
+        let debug = format!("{:?}", sale());
+        assert!(!debug.contains("4111111111111111"), "{debug}");
+    }
+
+    #[test]
+    fn bad_inputs_name_the_field() {
+        let mut request = sale();
+        request.pan = Some("4111111111111112");
+        assert!(matches!(
+            request.to_message(),
+            Err(ProtocolError::BadField { field: 2, .. })
+        ));
+        let mut request = sale();
+        request.amount_minor = -1;
+        assert!(matches!(
+            request.to_message(),
+            Err(ProtocolError::BadField { field: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn response_carries_loyalty_and_echoes_identifiers() {
+        let request = sale().to_message().unwrap();
+        let response = FinancialResponse {
+            response_code: ResponseCode::Approved,
+            approval_code: Some("A1B2C3".to_owned()),
+            loyalty: Some(Loyalty {
+                points_earned: -120,
+                balance_points: 5_000,
+            }),
+        };
+        let message = response.to_message(&request).unwrap();
+        assert_eq!(message.get_str(48), Some("PTS-000000120BAL000000005000"));
+        assert_eq!(message.get_str(37), request.get_str(37));
+        assert!(!message.has(2) && !message.has(35) && !message.has(52));
+        let wire = ascii_1987().pack(&message).unwrap();
+        let unpacked = ascii_1987().unpack(&wire).unwrap();
+        assert_eq!(FinancialResponse::parse(&unpacked).unwrap(), response);
+    }
+}

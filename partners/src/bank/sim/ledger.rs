@@ -1,0 +1,762 @@
+//! The simulated bank's books: card accounts (credit lines), holds from
+//! authorizations, postings from sales, captures and refunds, loyalty
+//! points, reversals, and the RRN idempotency record.
+//!
+//! Pure and synchronous: the server parses a message into a request type of
+//! this module, calls [`Ledger`] under a mutex, and turns the [`Answer`] back
+//! into a message. Money is integer minor units; every effect a transaction
+//! had is recorded on it so a reversal undoes exactly that, once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use chrono::NaiveDate;
+use des::TdesEde2;
+use des::cipher::generic_array::GenericArray;
+use des::cipher::{BlockDecrypt, KeyInit};
+use posgate_hsm::pin_block::iso0_clear_block;
+use posgate_hsm::{CardExpiry, Pan, mac::constant_time_eq};
+use zeroize::Zeroizing;
+
+use super::config::SimConfig;
+
+/// Approved.
+pub const RC_APPROVED: &str = "00";
+/// Do not honour: blocked card, or an original that was reversed before it arrived.
+pub const RC_DO_NOT_HONOUR: &str = "05";
+/// Invalid amount: a capture above the authorized amount.
+pub const RC_INVALID_AMOUNT: &str = "13";
+/// Invalid card number: unknown PAN or bad Luhn check digit.
+pub const RC_INVALID_CARD: &str = "14";
+/// Unable to locate record: a capture whose authorization is unknown, declined or reversed.
+pub const RC_NO_ORIGINAL: &str = "25";
+/// Format error: a missing or malformed field, a zero amount, a currency the account does not hold.
+pub const RC_FORMAT_ERROR: &str = "30";
+/// Insufficient funds (open-to-buy below the amount).
+pub const RC_INSUFFICIENT_FUNDS: &str = "51";
+/// Expired card, or field 14 does not match the card.
+pub const RC_EXPIRED: &str = "54";
+/// Incorrect PIN.
+pub const RC_WRONG_PIN: &str = "55";
+/// Issuer unavailable (used by fault configs).
+pub const RC_ISSUER_UNAVAILABLE: &str = "91";
+/// Duplicate transmission: same RRN with different content, or a second capture.
+pub const RC_DUPLICATE: &str = "94";
+/// System malfunction: unparsable (but MAC-valid) request, or the ledger is full.
+pub const RC_SYSTEM_MALFUNCTION: &str = "96";
+
+/// Upper bound on recorded transactions (and idempotency entries): an hour
+/// of load at 500 requests per second is 1.8 million. Beyond it the
+/// simulator answers 96 rather than grow without bound.
+pub const MAX_TRANSACTIONS: usize = 2_000_000;
+
+/// An authorization, a sale or a refund: the requests that start a transaction.
+#[derive(Clone)]
+pub struct FinancialRequest {
+    pub kind: FinancialKind,
+    /// The full PAN; zeroized on drop, never printed.
+    pub pan_digits: Zeroizing<String>,
+    /// A refund by reference: the payment refunded (field 90), instead of the card.
+    pub refunded: Option<OriginalKey>,
+    /// Field 14, if sent.
+    pub expiry: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub key: OriginalKey,
+    /// Field 52, enciphered under the ZPK.
+    pub pin_block: Option<[u8; 8]>,
+    /// The request's business content, compared on an RRN repeat.
+    pub fingerprint: Vec<u8>,
+}
+
+impl fmt::Debug for FinancialRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FinancialRequest")
+            .field("kind", &self.kind)
+            .field("amount_minor", &self.amount_minor)
+            .field("currency", &self.currency)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinancialKind {
+    /// 0100: hold the amount.
+    Authorization,
+    /// 0200, processing code 00: post the amount.
+    Sale,
+    /// 0200, processing code 20: credit the amount back.
+    Refund,
+}
+
+/// How a transaction is named: by its MTI (repeat bit cleared), STAN and
+/// transmission date-time (field 90), and by its RRN.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OriginalKey {
+    /// `0100`, `0200` or `0220`.
+    pub mti: String,
+    pub stan: String,
+    /// Field 7, `MMDDhhmmss`.
+    pub transmitted_at: String,
+    pub rrn: String,
+}
+
+impl OriginalKey {
+    fn by_data(&self) -> (String, String, String) {
+        (
+            self.mti.clone(),
+            self.stan.clone(),
+            self.transmitted_at.clone(),
+        )
+    }
+
+    fn by_rrn(&self) -> (String, String) {
+        (self.mti.clone(), self.rrn.clone())
+    }
+}
+
+/// 0220: capture of an earlier authorization.
+#[derive(Debug, Clone)]
+pub struct CaptureRequest {
+    /// This advice itself (MTI 0220).
+    pub key: OriginalKey,
+    /// The authorization it captures (from field 90, and the advice's RRN).
+    pub original: OriginalKey,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub fingerprint: Vec<u8>,
+}
+
+/// 0400/0401: reversal of an earlier transaction.
+#[derive(Debug, Clone)]
+pub struct ReversalRequest {
+    /// The transaction to reverse (from field 90, and the reversal's RRN).
+    pub original: OriginalKey,
+    pub fingerprint: Vec<u8>,
+}
+
+/// What the bank answers, before it becomes a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub response_code: String,
+    /// Field 38, on approvals of authorizations, sales and refunds.
+    pub approval_code: Option<String>,
+    /// Field 48 on co-brand cards: points this answer added (or took back) and the balance after.
+    pub loyalty: Option<Loyalty>,
+}
+
+impl Answer {
+    fn code(code: &str) -> Self {
+        Self {
+            response_code: code.to_owned(),
+            approval_code: None,
+            loyalty: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loyalty {
+    pub points_delta: i64,
+    pub points_balance: i64,
+}
+
+/// What applying a request did, for statistics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// A new request, applied (approved or declined).
+    Applied,
+    /// Same RRN and content as an earlier request: its answer, replayed.
+    Replayed,
+    /// Same RRN, different content: 94, nothing applied.
+    Conflict,
+    /// A reversal that undid its original.
+    Reversed,
+    /// A reversal whose original was already reversed.
+    AlreadyReversed,
+    /// A reversal whose original was declined.
+    NothingToUndo,
+    /// A reversal whose original is unknown: recorded so a late original is declined.
+    UnknownOriginal,
+    /// The ledger is at [`MAX_TRANSACTIONS`]: 96, nothing applied.
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnKind {
+    Authorization,
+    Sale,
+    Refund,
+    Capture { authorization: usize },
+}
+
+/// One recorded transaction and every effect it had on its account.
+#[derive(Debug)]
+struct Txn {
+    kind: TxnKind,
+    account: usize,
+    /// Field 37: how the bank's settlement (and its acknowledgement files) name it.
+    rrn: String,
+    /// Still held by this authorization.
+    hold_minor: i64,
+    /// What this transaction added to the account's posted amount (negative for refunds).
+    posted_minor: i64,
+    /// Points this transaction added (negative: taken back).
+    points_delta: i64,
+    /// An authorization that a capture consumed.
+    capture: Option<usize>,
+    reversed: bool,
+}
+
+struct Account {
+    pan: Pan,
+    digits: Zeroizing<String>,
+    expiry: CardExpiry,
+    pin: Option<Zeroizing<String>>,
+    limit_minor: i64,
+    opening_balance_minor: i64,
+    currency: String,
+    blocked: bool,
+    co_brand: bool,
+    held_minor: i64,
+    posted_minor: i64,
+    points: i64,
+}
+
+impl Account {
+    fn available_minor(&self) -> i64 {
+        self.limit_minor - self.opening_balance_minor - self.held_minor - self.posted_minor
+    }
+
+    /// Adds `delta` points, never taking the balance below zero; returns what was applied.
+    fn add_points(&mut self, delta: i64) -> i64 {
+        let applied = delta.max(-self.points);
+        self.points += applied;
+        applied
+    }
+}
+
+/// The bank's books. Not `Sync` by itself: the server keeps it behind a mutex.
+pub struct Ledger {
+    accounts: Vec<Account>,
+    zpk: Zeroizing<[u8; 16]>,
+    points_per_unit: i64,
+    txns: Vec<Txn>,
+    by_data: HashMap<(String, String, String), usize>,
+    by_rrn: HashMap<(String, String), usize>,
+    /// Reversals that arrived before their original, by both names of the original.
+    early_by_data: HashSet<(String, String, String)>,
+    early_by_rrn: HashSet<(String, String)>,
+    /// Idempotency record: (request class, RRN) -> (content fingerprint, answer).
+    answered: HashMap<(String, String), (Vec<u8>, Answer)>,
+    approvals_issued: u64,
+    /// Settlement: what each RRN's postings amounted to when last settled.
+    settled_by_rrn: HashMap<String, i64>,
+    /// Settlement cycles closed so far, by business date (kept to answer a repeat).
+    cycles: BTreeMap<NaiveDate, Vec<SettledItem>>,
+}
+
+impl fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ledger")
+            .field("accounts", &self.accounts.len())
+            .field("transactions", &self.txns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens the books from a validated config.
+    pub fn new(config: &SimConfig) -> Result<Self, String> {
+        let zpk_bytes = Zeroizing::new(
+            hex::decode(&config.zpk_hex).map_err(|_| "zpk_hex is not hex".to_owned())?,
+        );
+        let zpk: [u8; 16] = zpk_bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| "zpk_hex is 16 bytes".to_owned())?;
+        let mut ledger = Self {
+            accounts: Vec::with_capacity(config.accounts.len()),
+            zpk: Zeroizing::new(zpk),
+            points_per_unit: config.points_per_unit,
+            txns: Vec::new(),
+            by_data: HashMap::new(),
+            by_rrn: HashMap::new(),
+            early_by_data: HashSet::new(),
+            early_by_rrn: HashSet::new(),
+            answered: HashMap::new(),
+            approvals_issued: 0,
+            settled_by_rrn: HashMap::new(),
+            cycles: BTreeMap::new(),
+        };
+        for account in &config.accounts {
+            let pan = Pan::parse(&account.pan).map_err(|error| error.to_string())?;
+            let digits: Zeroizing<String> =
+                Zeroizing::new(account.pan.chars().filter(char::is_ascii_digit).collect());
+            let co_brand = config
+                .co_brand_bins
+                .iter()
+                .any(|bin| digits.starts_with(bin.as_str()));
+            ledger.accounts.push(Account {
+                pan,
+                digits,
+                expiry: CardExpiry::parse(&account.expiry).map_err(|error| error.to_string())?,
+                pin: account.pin.clone().map(Zeroizing::new),
+                limit_minor: account.limit_minor,
+                opening_balance_minor: account.balance_minor,
+                currency: account.currency.clone(),
+                blocked: account.blocked,
+                co_brand,
+                held_minor: 0,
+                posted_minor: 0,
+                points: 0,
+            });
+        }
+        Ok(ledger)
+    }
+
+    /// Applies an authorization, sale or refund.
+    pub fn financial(&mut self, request: &FinancialRequest, today: NaiveDate) -> (Answer, Effect) {
+        let class = request.key.mti.clone();
+        self.idempotent(&class, &request.key.rrn, &request.fingerprint, |ledger| {
+            let answer = ledger.apply_financial(request, today);
+            (answer, Effect::Applied)
+        })
+    }
+
+    /// Applies a capture advice.
+    pub fn capture(&mut self, request: &CaptureRequest) -> (Answer, Effect) {
+        let class = request.key.mti.clone();
+        self.idempotent(&class, &request.key.rrn, &request.fingerprint, |ledger| {
+            (ledger.apply_capture(request), Effect::Applied)
+        })
+    }
+
+    /// Applies a reversal (0400 or its repeat 0401).
+    pub fn reversal(&mut self, request: &ReversalRequest) -> (Answer, Effect) {
+        let class = format!("0400/{}", request.original.mti);
+        self.idempotent(
+            &class,
+            &request.original.rrn,
+            &request.fingerprint,
+            |ledger| ledger.apply_reversal(&request.original),
+        )
+    }
+
+    /// Replays the recorded answer for a repeated (class, RRN), refuses a
+    /// changed repeat with 94, else applies and records.
+    fn idempotent(
+        &mut self,
+        class: &str,
+        rrn: &str,
+        fingerprint: &[u8],
+        apply: impl FnOnce(&mut Self) -> (Answer, Effect),
+    ) -> (Answer, Effect) {
+        let id = (class.to_owned(), rrn.to_owned());
+        if let Some((recorded, answer)) = self.answered.get(&id) {
+            return if recorded.as_slice() == fingerprint {
+                (answer.clone(), Effect::Replayed)
+            } else {
+                (Answer::code(RC_DUPLICATE), Effect::Conflict)
+            };
+        }
+        if self.answered.len() >= MAX_TRANSACTIONS || self.txns.len() >= MAX_TRANSACTIONS {
+            return (Answer::code(RC_SYSTEM_MALFUNCTION), Effect::Full);
+        }
+        let (answer, effect) = apply(self);
+        self.answered
+            .insert(id, (fingerprint.to_vec(), answer.clone()));
+        (answer, effect)
+    }
+
+    fn apply_financial(&mut self, request: &FinancialRequest, today: NaiveDate) -> Answer {
+        let reversed_early = self.early_by_data.contains(&request.key.by_data())
+            || self.early_by_rrn.contains(&request.key.by_rrn());
+        if reversed_early {
+            return Answer::code(RC_DO_NOT_HONOUR);
+        }
+        let index = if let Some(refunded) = &request.refunded {
+            // The card of the refunded payment; nothing to screen (no card data came).
+            match self.find(refunded).map(|txn| &self.txns[txn]) {
+                Some(txn) if !txn.reversed => txn.account,
+                _ => return Answer::code(RC_INVALID_CARD),
+            }
+        } else {
+            // Accounts are a handful of configured test cards: a scan is enough.
+            let found = self
+                .accounts
+                .iter()
+                .position(|account| *account.digits == *request.pan_digits);
+            let Some(index) = found else {
+                return Answer::code(RC_INVALID_CARD);
+            };
+            if let Some(code) = self.screen(index, request, today) {
+                return Answer::code(code);
+            }
+            index
+        };
+        let account = &mut self.accounts[index];
+        let amount = request.amount_minor;
+        let (hold_minor, posted_minor, points_wanted) = match request.kind {
+            FinancialKind::Authorization => (amount, 0, 0),
+            FinancialKind::Sale => (0, amount, amount / self.points_per_unit),
+            FinancialKind::Refund => (0, -amount, -(amount / self.points_per_unit)),
+        };
+        account.held_minor += hold_minor;
+        account.posted_minor += posted_minor;
+        let points_delta = if account.co_brand {
+            account.add_points(points_wanted)
+        } else {
+            0
+        };
+        let kind = match request.kind {
+            FinancialKind::Authorization => TxnKind::Authorization,
+            FinancialKind::Sale => TxnKind::Sale,
+            FinancialKind::Refund => TxnKind::Refund,
+        };
+        self.record(
+            &request.key,
+            Txn {
+                kind,
+                account: index,
+                rrn: request.key.rrn.clone(),
+                hold_minor,
+                posted_minor,
+                points_delta,
+                capture: None,
+                reversed: false,
+            },
+        );
+        self.approved(index, points_delta)
+    }
+
+    /// The decline code for a request on a known account, if any.
+    fn screen(
+        &self,
+        index: usize,
+        request: &FinancialRequest,
+        today: NaiveDate,
+    ) -> Option<&'static str> {
+        let account = &self.accounts[index];
+        if account.blocked {
+            return Some(RC_DO_NOT_HONOUR);
+        }
+        let expiry_mismatch = request
+            .expiry
+            .as_deref()
+            .is_some_and(|sent| sent != account.expiry.to_yymm());
+        if account.expiry.is_expired_at(today) || expiry_mismatch {
+            return Some(RC_EXPIRED);
+        }
+        if request.currency != account.currency || request.amount_minor <= 0 {
+            return Some(RC_FORMAT_ERROR);
+        }
+        if let Some(block) = request.pin_block {
+            let matches = account
+                .pin
+                .as_ref()
+                .is_some_and(|pin| pin_matches(&self.zpk, &account.digits, pin, block));
+            if !matches {
+                return Some(RC_WRONG_PIN);
+            }
+        }
+        let spends = request.kind != FinancialKind::Refund;
+        if spends && account.available_minor() < request.amount_minor {
+            return Some(RC_INSUFFICIENT_FUNDS);
+        }
+        None
+    }
+
+    fn apply_capture(&mut self, request: &CaptureRequest) -> Answer {
+        let Some(auth_index) = self.find(&request.original) else {
+            return Answer::code(RC_NO_ORIGINAL);
+        };
+        let auth = &self.txns[auth_index];
+        if auth.kind != TxnKind::Authorization || auth.reversed {
+            return Answer::code(RC_NO_ORIGINAL);
+        }
+        if auth.capture.is_some() {
+            return Answer::code(RC_DUPLICATE);
+        }
+        let index = auth.account;
+        let held = auth.hold_minor;
+        if request.currency != self.accounts[index].currency || request.amount_minor <= 0 {
+            return Answer::code(RC_FORMAT_ERROR);
+        }
+        if request.amount_minor > held {
+            return Answer::code(RC_INVALID_AMOUNT);
+        }
+        let account = &mut self.accounts[index];
+        // The whole hold goes: the captured part to posted, the rest back to open-to-buy.
+        account.held_minor -= held;
+        account.posted_minor += request.amount_minor;
+        let points_delta = if account.co_brand {
+            account.add_points(request.amount_minor / self.points_per_unit)
+        } else {
+            0
+        };
+        let capture_index = self.txns.len();
+        self.txns[auth_index].hold_minor = 0;
+        self.txns[auth_index].capture = Some(capture_index);
+        self.record(
+            &request.key,
+            Txn {
+                kind: TxnKind::Capture {
+                    authorization: auth_index,
+                },
+                account: index,
+                rrn: request.key.rrn.clone(),
+                hold_minor: 0,
+                posted_minor: request.amount_minor,
+                points_delta,
+                capture: None,
+                reversed: false,
+            },
+        );
+        Answer {
+            response_code: RC_APPROVED.to_owned(),
+            approval_code: None,
+            loyalty: self.loyalty(index, points_delta),
+        }
+    }
+
+    fn apply_reversal(&mut self, original: &OriginalKey) -> (Answer, Effect) {
+        let Some(index) = self.find(original) else {
+            if self.answered.contains_key(&original.by_rrn()) {
+                // The original was declined: it changed nothing.
+                return (Answer::code(RC_APPROVED), Effect::NothingToUndo);
+            }
+            self.early_by_data.insert(original.by_data());
+            self.early_by_rrn.insert(original.by_rrn());
+            return (Answer::code(RC_APPROVED), Effect::UnknownOriginal);
+        };
+        if self.txns[index].reversed {
+            return (Answer::code(RC_APPROVED), Effect::AlreadyReversed);
+        }
+        let mut points_delta = self.undo(index);
+        // Reversing an authorization voids the whole sale, its capture included.
+        if let Some(capture) = self.txns[index].capture
+            && !self.txns[capture].reversed
+        {
+            points_delta += self.undo(capture);
+        }
+        let account = self.txns[index].account;
+        let answer = Answer {
+            response_code: RC_APPROVED.to_owned(),
+            approval_code: None,
+            loyalty: self.loyalty(account, points_delta),
+        };
+        (answer, Effect::Reversed)
+    }
+
+    /// Undoes one transaction's recorded effects; returns the points change.
+    fn undo(&mut self, index: usize) -> i64 {
+        let txn = &mut self.txns[index];
+        debug_assert!(!txn.reversed, "a transaction is reversed at most once");
+        txn.reversed = true;
+        let account = &mut self.accounts[txn.account];
+        account.held_minor -= txn.hold_minor;
+        account.posted_minor -= txn.posted_minor;
+        let points = account.add_points(-txn.points_delta);
+        txn.hold_minor = 0;
+        assert!(account.held_minor >= 0, "holds never go negative");
+        points
+    }
+
+    fn find(&self, key: &OriginalKey) -> Option<usize> {
+        self.by_data
+            .get(&key.by_data())
+            .or_else(|| self.by_rrn.get(&key.by_rrn()))
+            .copied()
+    }
+
+    fn record(&mut self, key: &OriginalKey, txn: Txn) {
+        let index = self.txns.len();
+        self.txns.push(txn);
+        self.by_data.insert(key.by_data(), index);
+        self.by_rrn.entry(key.by_rrn()).or_insert(index);
+    }
+
+    fn approved(&mut self, account: usize, points_delta: i64) -> Answer {
+        self.approvals_issued += 1;
+        Answer {
+            response_code: RC_APPROVED.to_owned(),
+            approval_code: Some(format!("{:06}", self.approvals_issued % 1_000_000)),
+            loyalty: self.loyalty(account, points_delta),
+        }
+    }
+
+    fn loyalty(&self, account: usize, points_delta: i64) -> Option<Loyalty> {
+        let account = &self.accounts[account];
+        account.co_brand.then_some(Loyalty {
+            points_delta,
+            points_balance: account.points,
+        })
+    }
+
+    /// Closes the settlement cycle of `business_date`: every RRN whose
+    /// postings (sales, captures, refunds, net of reversals) changed since the
+    /// previous cycle, with the change; an RRN settled for the first time is
+    /// listed even when its postings net to zero (a sale voided the same day).
+    /// Closing a date again gives the same items: a closed cycle never changes.
+    pub fn settle_cycle(&mut self, business_date: NaiveDate) -> Vec<SettledItem> {
+        if let Some(items) = self.cycles.get(&business_date) {
+            return items.clone();
+        }
+        let mut current: BTreeMap<&str, (usize, i64)> = BTreeMap::new();
+        for txn in &self.txns {
+            if matches!(txn.kind, TxnKind::Authorization) {
+                continue;
+            }
+            let entry = current.entry(txn.rrn.as_str()).or_insert((txn.account, 0));
+            if !txn.reversed {
+                entry.1 += txn.posted_minor;
+            }
+        }
+        let mut items = Vec::new();
+        for (rrn, (account, posted_minor)) in current {
+            let before = self.settled_by_rrn.get(rrn).copied();
+            if before == Some(posted_minor) {
+                continue;
+            }
+            items.push(SettledItem {
+                rrn: rrn.to_owned(),
+                currency: self.accounts[account].currency.clone(),
+                posted_delta_minor: posted_minor - before.unwrap_or(0),
+            });
+        }
+        for item in &items {
+            *self.settled_by_rrn.entry(item.rrn.clone()).or_insert(0) += item.posted_delta_minor;
+        }
+        self.cycles.insert(business_date, items.clone());
+        items
+    }
+
+    /// A copy of the books: masked PANs, amounts, points, totals per currency.
+    pub fn snapshot(&self) -> LedgerSnapshot {
+        self.check_invariants();
+        let mut totals: BTreeMap<String, CurrencyTotals> = BTreeMap::new();
+        let accounts = self
+            .accounts
+            .iter()
+            .map(|account| {
+                let total = totals.entry(account.currency.clone()).or_default();
+                total.held_minor += i128::from(account.held_minor);
+                total.posted_minor += i128::from(account.posted_minor);
+                AccountSnapshot {
+                    pan_masked: account.pan.masked(),
+                    currency: account.currency.clone(),
+                    limit_minor: account.limit_minor,
+                    opening_balance_minor: account.opening_balance_minor,
+                    held_minor: account.held_minor,
+                    posted_minor: account.posted_minor,
+                    available_minor: account.available_minor(),
+                    points: account.points,
+                    blocked: account.blocked,
+                }
+            })
+            .collect();
+        LedgerSnapshot {
+            accounts,
+            totals,
+            transactions: self.txns.len(),
+        }
+    }
+
+    /// Money is conserved: each account's held and posted amounts are the
+    /// sums of its live transactions' effects.
+    fn check_invariants(&self) {
+        let mut held = vec![0_i64; self.accounts.len()];
+        let mut posted = vec![0_i64; self.accounts.len()];
+        for txn in self.txns.iter().filter(|txn| !txn.reversed) {
+            held[txn.account] += txn.hold_minor;
+            posted[txn.account] += txn.posted_minor;
+        }
+        for (index, account) in self.accounts.iter().enumerate() {
+            assert_eq!(
+                account.held_minor, held[index],
+                "held is the sum of open holds"
+            );
+            assert_eq!(
+                account.posted_minor, posted[index],
+                "posted is the sum of postings"
+            );
+            assert!(account.points >= 0, "points never go negative");
+        }
+    }
+}
+
+/// Whether an ISO 9564 format 0 block, enciphered under the ZPK, carries `pin` for `pan_digits`.
+fn pin_matches(zpk: &[u8; 16], pan_digits: &str, pin: &str, block: [u8; 8]) -> bool {
+    let cipher = TdesEde2::new_from_slice(zpk).expect("two-key TDES takes 16 bytes");
+    let mut clear = Zeroizing::new(block);
+    cipher.decrypt_block(GenericArray::from_mut_slice(&mut clear[..]));
+    iso0_clear_block(pin, pan_digits)
+        .is_ok_and(|expected| constant_time_eq(&expected[..], &clear[..]))
+}
+
+/// One RRN in a settlement cycle: what its postings changed since the previous cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledItem {
+    pub rrn: String,
+    /// ISO 4217 numeric code (the account's).
+    pub currency: String,
+    /// Posted to the cardholder's account (positive: a sale the bank owes the merchant for).
+    pub posted_delta_minor: i64,
+}
+
+/// The books at one moment. No full PAN anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSnapshot {
+    pub accounts: Vec<AccountSnapshot>,
+    /// Per ISO 4217 numeric currency code: the sums over its accounts.
+    pub totals: BTreeMap<String, CurrencyTotals>,
+    /// Transactions recorded (approved ones, captures included).
+    pub transactions: usize,
+}
+
+impl LedgerSnapshot {
+    /// The account of a full PAN (compared by its masked form and last four digits).
+    pub fn account(&self, pan: &str) -> Option<&AccountSnapshot> {
+        let masked = Pan::parse(pan).ok()?.masked();
+        self.accounts
+            .iter()
+            .find(|account| account.pan_masked == masked)
+    }
+
+    /// The totals of one currency (zero if no account holds it).
+    pub fn totals(&self, currency: &str) -> CurrencyTotals {
+        self.totals.get(currency).copied().unwrap_or_default()
+    }
+}
+
+/// One account at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSnapshot {
+    /// First 6 and last 4 digits.
+    pub pan_masked: String,
+    pub currency: String,
+    pub limit_minor: i64,
+    /// What was owed before the simulator started.
+    pub opening_balance_minor: i64,
+    /// Authorized, not yet captured or reversed.
+    pub held_minor: i64,
+    /// Captured and sold, minus refunds, since the simulator started.
+    pub posted_minor: i64,
+    /// Open-to-buy: limit - opening balance - held - posted.
+    pub available_minor: i64,
+    pub points: i64,
+    pub blocked: bool,
+}
+
+/// Sums over one currency's accounts: what the gateway's records must match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CurrencyTotals {
+    pub held_minor: i128,
+    pub posted_minor: i128,
+}
+
+#[cfg(test)]
+#[path = "ledger_tests.rs"]
+mod tests;
