@@ -1,6 +1,7 @@
 //! The suite's view of the gateway: one TLS channel, request contexts with
-//! fresh idempotency keys, valid slips and requests to start cases from, and
-//! the four RPCs with a bounded retry when the gateway sheds load.
+//! fresh idempotency keys, valid slips, cards and requests to start cases
+//! from, and the RPCs of `BillPaymentService` and `PaymentService` with a
+//! bounded retry when the gateway sheds load.
 
 use std::future::Future;
 use std::time::Duration;
@@ -9,10 +10,12 @@ use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
 use posgate_proto::v1 as pb;
 use posgate_proto::v1::bill_payment_service_client::BillPaymentServiceClient;
+use posgate_proto::v1::payment_service_client::PaymentServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Response, Status};
 use tonic_types::StatusExt as _;
 
+use crate::card;
 use crate::money;
 use crate::slip::{JpSlip, TwSlip, roc_yymm};
 use crate::target::Target;
@@ -48,6 +51,7 @@ pub const REPLAY_HEADER: &str = "posgate-idempotent-replay";
 pub struct Ctx {
     pub target: Target,
     client: BillPaymentServiceClient<Channel>,
+    cards: PaymentServiceClient<Channel>,
 }
 
 impl Ctx {
@@ -75,7 +79,8 @@ impl Ctx {
             .with_context(|| format!("connecting to {}", target.addr))?;
         Ok(Self {
             target: target.clone(),
-            client: BillPaymentServiceClient::new(channel),
+            client: BillPaymentServiceClient::new(channel.clone()),
+            cards: PaymentServiceClient::new(channel),
         })
     }
 
@@ -264,6 +269,203 @@ impl Ctx {
             let mut client = self.client.clone();
             let request = request.clone();
             async move { client.get_bill_payment(request).await }
+        })
+        .await
+    }
+}
+
+/// A card read by chip: PAN and expiry from the chip, no PIN.
+#[must_use]
+pub fn chip_card(pan: &str, expiry: &str) -> pb::CardInput {
+    pb::CardInput {
+        entry_mode: pb::CardEntryMode::Chip.into(),
+        account: Some(pb::card_input::Account::PanAndExpiry(pb::PanAndExpiry {
+            pan: pan.to_owned(),
+            expiry: expiry.to_owned(),
+        })),
+        ..pb::CardInput::default()
+    }
+}
+
+impl Ctx {
+    /// Money in the card currency of the suite's store (the Taiwanese store's currency).
+    #[must_use]
+    pub fn card_money(&self, amount_minor: i64) -> pb::Money {
+        pb::Money {
+            amount_minor,
+            currency: self.target.tw_currency.clone(),
+        }
+    }
+
+    /// A valid Authorize at the suite's store and terminal with a fresh key:
+    /// `pan` read by chip (live expiry, no PIN).
+    #[must_use]
+    pub fn authorize_request(
+        &self,
+        pan: &str,
+        amount_minor: i64,
+        mode: pb::CaptureMode,
+    ) -> pb::AuthorizeRequest {
+        pb::AuthorizeRequest {
+            context: Some(self.tw_context()),
+            card: Some(chip_card(pan, card::EXPIRY)),
+            amount: Some(self.card_money(amount_minor)),
+            capture_mode: mode.into(),
+            pos_reference: format!("CONF-{}", &Self::new_key()[24..]),
+        }
+    }
+
+    /// A SALE as `authorize_request`, from the PIN terminal with `pin`
+    /// encrypted under its PIN key.
+    ///
+    /// # Errors
+    ///
+    /// When the configured PIN key cannot encrypt (malformed).
+    pub fn pin_sale_request(
+        &self,
+        pan: &str,
+        pin: &str,
+        amount_minor: i64,
+    ) -> anyhow::Result<pb::AuthorizeRequest> {
+        let mut request = self.authorize_request(pan, amount_minor, pb::CaptureMode::Sale);
+        request.context =
+            Some(self.context_at(&self.target.store_id, &self.target.pin_terminal_id));
+        request.card.as_mut().expect("a card").pin = Some(self.pin_block(pan, pin)?);
+        Ok(request)
+    }
+
+    /// `pin` for `pan` as the PIN pad of the PIN terminal sends it.
+    ///
+    /// # Errors
+    ///
+    /// When the configured PIN key cannot encrypt (malformed).
+    pub fn pin_block(&self, pan: &str, pin: &str) -> anyhow::Result<pb::PinBlock> {
+        Ok(pb::PinBlock {
+            format: pb::PinBlockFormat::Iso0.into(),
+            block_hex: card::iso0_pin_block_hex(pin, pan, &self.target.pin_key_hex)?,
+            key_id: self.target.pin_key_id.clone(),
+            ksn_hex: String::new(),
+        })
+    }
+
+    /// A Capture of `transaction_id` for `amount_minor` with a fresh key.
+    #[must_use]
+    pub fn capture_request(&self, transaction_id: &str, amount_minor: i64) -> pb::CaptureRequest {
+        pb::CaptureRequest {
+            context: Some(self.tw_context()),
+            transaction_id: transaction_id.to_owned(),
+            amount: Some(self.card_money(amount_minor)),
+        }
+    }
+
+    /// A Void of `transaction_id` with a fresh key.
+    #[must_use]
+    pub fn void_request(&self, transaction_id: &str) -> pb::VoidRequest {
+        pb::VoidRequest {
+            context: Some(self.tw_context()),
+            transaction_id: transaction_id.to_owned(),
+            reason: "conformance test: customer changed mind".to_owned(),
+        }
+    }
+
+    /// A Refund of `amount_minor` of `transaction_id` with a fresh key, no card.
+    #[must_use]
+    pub fn refund_request(&self, transaction_id: &str, amount_minor: i64) -> pb::CardRefundRequest {
+        pb::CardRefundRequest {
+            context: Some(self.tw_context()),
+            original_transaction_id: transaction_id.to_owned(),
+            amount: Some(self.card_money(amount_minor)),
+            reason: "conformance test: item returned".to_owned(),
+            card: None,
+        }
+    }
+
+    /// A `GetTransaction` by id from `store_id` (the suite's terminal).
+    #[must_use]
+    pub fn get_transaction_request(
+        &self,
+        store_id: &str,
+        transaction_id: &str,
+    ) -> pb::GetTransactionRequest {
+        pb::GetTransactionRequest {
+            context: Some(self.context_at(store_id, &self.target.terminal_id)),
+            lookup: Some(pb::get_transaction_request::Lookup::TransactionId(
+                transaction_id.to_owned(),
+            )),
+        }
+    }
+
+    /// A `GetTransaction` for the transaction `context`'s call created.
+    #[must_use]
+    pub fn get_by_created_key(context: &pb::RequestContext) -> pb::GetTransactionRequest {
+        pb::GetTransactionRequest {
+            context: Some(pb::RequestContext {
+                client_request_id: Self::new_key(),
+                pos_timestamp: Some(now_timestamp()),
+                ..context.clone()
+            }),
+            lookup: Some(pb::get_transaction_request::Lookup::CreatedClientRequestId(
+                context.client_request_id.clone(),
+            )),
+        }
+    }
+
+    pub async fn authorize(
+        &self,
+        request: &pb::AuthorizeRequest,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
+        retry_shed(|| {
+            let mut client = self.cards.clone();
+            let request = request.clone();
+            async move { client.authorize(request).await }
+        })
+        .await
+    }
+
+    pub async fn capture(
+        &self,
+        request: &pb::CaptureRequest,
+    ) -> Result<Response<pb::CaptureResponse>, Status> {
+        retry_shed(|| {
+            let mut client = self.cards.clone();
+            let request = request.clone();
+            async move { client.capture(request).await }
+        })
+        .await
+    }
+
+    pub async fn void(
+        &self,
+        request: &pb::VoidRequest,
+    ) -> Result<Response<pb::VoidResponse>, Status> {
+        retry_shed(|| {
+            let mut client = self.cards.clone();
+            let request = request.clone();
+            async move { client.void(request).await }
+        })
+        .await
+    }
+
+    pub async fn refund(
+        &self,
+        request: &pb::CardRefundRequest,
+    ) -> Result<Response<pb::CardRefundResponse>, Status> {
+        retry_shed(|| {
+            let mut client = self.cards.clone();
+            let request = request.clone();
+            async move { client.refund(request).await }
+        })
+        .await
+    }
+
+    pub async fn get_transaction(
+        &self,
+        request: &pb::GetTransactionRequest,
+    ) -> Result<Response<pb::GetTransactionResponse>, Status> {
+        retry_shed(|| {
+            let mut client = self.cards.clone();
+            let request = request.clone();
+            async move { client.get_transaction(request).await }
         })
         .await
     }

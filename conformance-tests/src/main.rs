@@ -11,12 +11,41 @@ use anyhow::Context as _;
 use clap::Parser;
 use posgate_conformance::{Target, all_cases};
 
+const AFTER_HELP: &str = "\
+Example:
+  posgate-conformance --addr https://127.0.0.1:50051 --ca certs/ca.pem \\
+    --store S001 --tw-agency-code TPC --jp-store S101 --jp-company-code 912345
+
+Card cases (PaymentService) expect a gateway configured like
+config/posgate.example.toml, with the published test keys and the bank
+simulator's test cards:
+  posgate keys --keystore keys/posgate.keystore --master-key-file keys/master.key init-test
+  posgate sim bank --config config/bank-sim.example.toml
+  posgate serve --config config/posgate.example.toml
+Each run charges the simulator's Visa card a few NT dollars (authorizations
+are voided), so the example's NT$10,000 limit lasts hundreds of runs; restart
+the simulator to reset its ledger. Every request uses a fresh UUID key and
+the suite acts as a fresh terminal (T-CONF-<random>), so runs against the
+same gateway never collide; cases with an online PIN act as --pin-terminal.
+
+Unknown outcomes: a healthy bank always answers, so the OUTCOME_UNKNOWN case
+needs a second setup and runs only with --bank-no-response (and then only
+it runs). Start a simulator that drops answers, with faults.no_response
+BELOW 1.0 (e.g. 0.5: it drops reversals too, and the reversal must
+eventually be acknowledged), and a gateway whose acquirer link points at it
+with a short request_timeout_ms (e.g. 500) and short retry_min_ms /
+retry_max_ms (e.g. 100 / 1000), then:
+  posgate-conformance --addr https://127.0.0.1:50052 --ca certs/ca.pem --bank-no-response
+The case sends small sales until one is UNAVAILABLE with ErrorInfo
+OUTCOME_UNKNOWN, then retries it with the same key (for at most 30 s) until
+the store-and-forward queue has reversed it: the answer must be REVERSED.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "posgate-conformance",
     version,
-    about = "Black-box conformance suite for a running posgate gateway (BillPaymentService)",
-    after_help = "Example:\n  posgate-conformance --addr https://127.0.0.1:50051 --ca certs/ca.pem \\\n    --store S001 --tw-agency-code TPC --jp-store S101 --jp-company-code 912345"
+    about = "Black-box conformance suite for a running posgate gateway (BillPaymentService and PaymentService)",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// The gateway's gRPC address.
@@ -53,6 +82,20 @@ struct Cli {
     /// Company code of a Japanese biller (profile jp-gs1-cvs, JPY) that refuses late payment.
     #[arg(long, default_value = "912345")]
     jp_company_code: String,
+    /// A terminal of --store that the PIN key is assigned to (cases with an online PIN).
+    #[arg(long, default_value = "T01")]
+    pin_terminal: String,
+    /// Id of the terminal PIN key assigned to --pin-terminal.
+    #[arg(long, default_value = "TPK-TEST")]
+    pin_key_id: String,
+    /// That PIN key in clear (32 hex digits): a published TEST key only [default: the example's TPK-TEST].
+    #[arg(long, default_value = posgate_conformance::card::TEST_PIN_KEY_HEX, hide_default_value = true)]
+    pin_key_hex: String,
+    /// Run only the cases that need a bank simulator that never answers
+    /// (`faults.no_response`), instead of all the others. See the
+    /// "Unknown outcomes" section of --help.
+    #[arg(long)]
+    bank_no_response: bool,
     /// Run only the cases whose name contains this text.
     #[arg(long)]
     case: Option<String>,
@@ -87,6 +130,10 @@ impl Cli {
             tw_currency: self.tw_currency.clone(),
             jp_store_id: self.jp_store.clone(),
             jp_company_code: self.jp_company_code.clone(),
+            pin_terminal_id: self.pin_terminal.clone(),
+            pin_key_id: self.pin_key_id.clone(),
+            pin_key_hex: self.pin_key_hex.clone(),
+            bank_no_response: self.bank_no_response,
         })
     }
 }
@@ -97,7 +144,12 @@ async fn main() -> ExitCode {
     if cli.list {
         let mut list = String::new();
         for case in all_cases() {
-            let _ = writeln!(list, "{:40}  {}", case.name, case.description);
+            let needs = if case.needs_bank_no_response {
+                " [--bank-no-response]"
+            } else {
+                ""
+            };
+            let _ = writeln!(list, "{:40}  {}{needs}", case.name, case.description);
         }
         emit(&list);
         return ExitCode::SUCCESS;

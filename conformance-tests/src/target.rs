@@ -35,6 +35,17 @@ pub struct Target {
     /// The company code of a Japanese biller (profile `jp-gs1-cvs`, JPY)
     /// that refuses late payment.
     pub jp_company_code: String,
+    /// A terminal of `store_id` that the PIN key below is assigned to (card
+    /// cases with an online PIN act as it, with fresh keys).
+    pub pin_terminal_id: String,
+    /// The id of that terminal PIN key (`card.pin.key_id`).
+    pub pin_key_id: String,
+    /// That key in clear, two-key TDES in hex: the suite plays the PIN pad.
+    /// Only ever a published test key.
+    pub pin_key_hex: String,
+    /// True when the gateway's acquirer link goes to a bank simulator that
+    /// drops answers (`faults.no_response`): only the cases that need it run.
+    pub bank_no_response: bool,
 }
 
 impl Target {
@@ -58,6 +69,7 @@ impl Target {
             ("--store", &self.store_id),
             ("--jp-store", &self.jp_store_id),
             ("--operator", &self.operator_id),
+            ("--pin-terminal", &self.pin_terminal_id),
         ] {
             ensure!(
                 is_valid_id(value),
@@ -84,6 +96,19 @@ impl Target {
                 && self.jp_company_code.bytes().all(|b| b.is_ascii_digit()),
             "--jp-company-code {:?} must be 6 digits",
             self.jp_company_code
+        );
+        ensure!(
+            (1..=64).contains(&self.pin_key_id.len())
+                && self
+                    .pin_key_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')),
+            "--pin-key-id {:?} must be 1-64 characters of A-Z a-z 0-9 _ . -",
+            self.pin_key_id
+        );
+        ensure!(
+            self.pin_key_hex.len() == 32 && self.pin_key_hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "--pin-key-hex must be 32 hex digits (a two-key TDES key)"
         );
         money::exponent(&self.tw_currency)
             .with_context(|| format!("--tw-currency {:?}", self.tw_currency))?;

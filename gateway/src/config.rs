@@ -15,7 +15,12 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use crate::bill::barcode::BarcodeProfile;
+use crate::clearing::model::{PartnerConfig, RawPartner};
 use crate::money::{Currency, FeeContract, FeeRule, MAX_AMOUNT_MINOR};
+use crate::payments;
+use crate::payments::config::{
+    CardConfig, HsmConfig, RawBinRoute, RawCard, RawCardSections, RawLink, RawPinKey,
+};
 
 /// Longest store, terminal, operator or biller id we accept; matches the proto docs.
 pub const MAX_ID_LEN: usize = 32;
@@ -30,6 +35,55 @@ pub struct Config {
     pub stores: BTreeMap<String, StoreConfig>,
     pub billers: Vec<BillerConfig>,
     pub log_json: bool,
+    /// Card payments: HSM, bank links, routing. Disabled when not configured.
+    pub card: CardConfig,
+    /// Clearing partners (`[[partner]]`): file layout, currency, fee contract.
+    pub partners: Vec<PartnerConfig>,
+    /// Clearing run settings (`[clearing]`).
+    pub clearing: ClearingConfig,
+    /// Settlement instruction settings (`[settlement]`): posgate's ACH
+    /// originator identity and its accounts for the instruction files.
+    pub settlement: crate::clearing::settle::SettlementConfig,
+}
+
+/// Where clearing files go and how they are signed.
+#[derive(Debug, Clone)]
+pub struct ClearingConfig {
+    /// Directory of the daily clearing files (one subdirectory per business date).
+    pub out_dir: PathBuf,
+    /// HSM label of the Ed25519 key that signs the files.
+    pub signing_key: String,
+    /// Run the close of each business day inside `posgate serve`.
+    pub scheduled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClearing {
+    #[serde(default = "default_clearing_dir")]
+    out_dir: PathBuf,
+    #[serde(default = "default_signing_key")]
+    signing_key: String,
+    #[serde(default)]
+    scheduled: bool,
+}
+
+impl Default for RawClearing {
+    fn default() -> Self {
+        Self {
+            out_dir: default_clearing_dir(),
+            signing_key: default_signing_key(),
+            scheduled: false,
+        }
+    }
+}
+
+fn default_clearing_dir() -> PathBuf {
+    PathBuf::from("clearing")
+}
+
+fn default_signing_key() -> String {
+    "clearing-sign".to_owned()
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +174,22 @@ struct RawConfig {
     stores: Vec<RawStore>,
     #[serde(default, rename = "biller")]
     billers: Vec<RawBiller>,
+    #[serde(default)]
+    hsm: Option<HsmConfig>,
+    #[serde(default)]
+    card: Option<RawCard>,
+    #[serde(default, rename = "bank_link")]
+    bank_links: Vec<RawLink>,
+    #[serde(default, rename = "bin_route")]
+    bin_routes: Vec<RawBinRoute>,
+    #[serde(default, rename = "pin_key")]
+    pin_keys: Vec<RawPinKey>,
+    #[serde(default, rename = "partner")]
+    partners: Vec<RawPartner>,
+    #[serde(default)]
+    clearing: RawClearing,
+    #[serde(default)]
+    settlement: crate::clearing::settle::SettlementConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,6 +338,21 @@ impl Config {
         let limits = check_limits(&raw.limits)?;
         let stores = check_stores(raw.stores)?;
         let billers = check_billers(raw.billers)?;
+        let store_ids: Vec<String> = stores.keys().cloned().collect();
+        let partners = check_partners(raw.partners)?;
+        raw.settlement
+            .check()
+            .map_err(|error| invalid("settlement", error.to_string()))?;
+        let card = payments::config::check(
+            RawCardSections {
+                hsm: raw.hsm,
+                card: raw.card,
+                links: raw.bank_links,
+                bin_routes: raw.bin_routes,
+                pin_keys: raw.pin_keys,
+            },
+            &store_ids,
+        )?;
         Ok(Self {
             server,
             database: DatabaseConfig {
@@ -281,6 +366,14 @@ impl Config {
             stores,
             billers,
             log_json: raw.log.json,
+            card,
+            partners,
+            clearing: ClearingConfig {
+                out_dir: raw.clearing.out_dir,
+                signing_key: raw.clearing.signing_key,
+                scheduled: raw.clearing.scheduled,
+            },
+            settlement: raw.settlement,
         })
     }
 }
@@ -396,4 +489,21 @@ fn check_billers(raw: Vec<RawBiller>) -> Result<Vec<BillerConfig>, ConfigError> 
         });
     }
     Ok(billers)
+}
+
+fn check_partners(raw: Vec<RawPartner>) -> Result<Vec<PartnerConfig>, ConfigError> {
+    let mut ids = HashSet::new();
+    let mut partners = Vec::with_capacity(raw.len());
+    for (index, partner) in raw.into_iter().enumerate() {
+        if !ids.insert(partner.id.clone()) {
+            return Err(invalid(
+                format!("partner[{index}].id"),
+                "duplicate partner id",
+            ));
+        }
+        let checked = PartnerConfig::check(partner)
+            .map_err(|(field, reason)| invalid(format!("partner[{index}].{field}"), reason))?;
+        partners.push(checked);
+    }
+    Ok(partners)
 }

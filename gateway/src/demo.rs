@@ -2,7 +2,10 @@
 //! the gateway in this process on a temporary SQLite database with a freshly
 //! generated development CA, then drives POS traffic through the real gRPC
 //! API over TLS (bill payments in Taipei and Tokyo, a retried duplicate, a
-//! rejected bad barcode, a cancel) and prints what happened and who owes whom.
+//! rejected bad barcode, a cancel; card payments through a bank simulator on
+//! loopback: a sale, a co-brand sale with points, a decline, an unknown
+//! outcome reversed by the store-and-forward queue, a refund) and prints what
+//! happened and who owes whom.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,6 +13,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use pb::bill_payment_service_client::BillPaymentServiceClient;
+use pb::payment_service_client::PaymentServiceClient;
+use posgate_partners::bank::sim::{BankSim, FaultConfig, SimConfig};
 use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
 
@@ -29,9 +34,12 @@ pub struct DemoArgs {
 
 /// The demo's configuration: the example stores and billers, open limits.
 const DEMO_CONFIG: &str = include_str!("../../config/posgate.example.toml");
+/// The example bank simulator (test cards, test keys).
+const SIM_CONFIG: &str = include_str!("../../config/bank-sim.example.toml");
 
 struct Demo {
     client: BillPaymentServiceClient<Channel>,
+    cards: PaymentServiceClient<Channel>,
     now: DateTime<Utc>,
     step: usize,
 }
@@ -104,7 +112,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| temp.path().to_owned());
     std::fs::create_dir_all(&dir)?;
     let pki = DevPki::generate(&dir)?;
+    let sim_config = SimConfig::from_toml_str(&SIM_CONFIG.replace("127.0.0.1:8583", "127.0.0.1:0"))
+        .context("simulator config")?;
+    let bank = BankSim::start(sim_config)
+        .await
+        .context("starting the bank simulator")?;
+    crate::payments::test_keys::write_test_keystore(
+        &dir.join("demo.keystore"),
+        &dir.join("master.key"),
+    )
+    .await
+    .context("writing the demo keystore")?;
     let text = DEMO_CONFIG
+        .replace("127.0.0.1:8583", &bank.addr().to_string())
+        .replace(
+            "keys/posgate.keystore",
+            &dir.join("demo.keystore").display().to_string(),
+        )
+        .replace(
+            "keys/master.key",
+            &dir.join("master.key").display().to_string(),
+        )
+        .replace("request_timeout_ms = 30000", "request_timeout_ms = 1000")
+        .replace("retry_min_ms = 1000", "retry_min_ms = 100")
         .replace("127.0.0.1:50051", "127.0.0.1:0")
         .replace("certs/server.pem", &pki.server_cert.display().to_string())
         .replace("certs/server.key", &pki.server_key.display().to_string())
@@ -127,7 +157,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .tls_config(client_tls(&pki.ca_cert, crate::tls::DEV_SERVER_NAME)?)?
         .connect()
         .await?;
+    if let Some(payments) = &running.gateway.payments {
+        for link in payments.links.values() {
+            anyhow::ensure!(
+                link.wait_up(std::time::Duration::from_secs(10)).await,
+                "bank link {} did not come up",
+                link.name()
+            );
+        }
+    }
     let mut demo = Demo {
+        cards: PaymentServiceClient::new(channel.clone()),
         client: BillPaymentServiceClient::new(channel),
         now: Utc::now(),
         step: 0,
@@ -137,8 +177,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .date_naive()
         .checked_add_days(Days::new(20))
         .context("due date")?;
-    let outcome = script(&mut demo, due).await;
+    let mut outcome = script(&mut demo, due).await;
+    if outcome.is_ok() {
+        outcome = card_payments(&mut demo, &bank).await;
+    }
     let summary = settlement_summary(&running.gateway).await;
+    let ledger = bank.ledger();
     let _ = stop.send(());
     running.task.await??;
     outcome?;
@@ -146,6 +190,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for ((party, currency), amount) in summary? {
         println!("  {party:<16} {currency} {amount:>12}");
     }
+    println!("\nthe bank simulator's own ledger (minor units, ISO 4217 numeric currency):");
+    for (currency, totals) in &ledger.totals {
+        println!(
+            "  {currency}: posted {} held {}",
+            totals.posted_minor, totals.held_minor
+        );
+    }
+    bank.shutdown().await;
     println!("\ndemo finished: every answer came from the real gRPC API over TLS.");
     Ok(())
 }
@@ -323,7 +375,13 @@ async fn settlement_summary(
 ) -> anyhow::Result<BTreeMap<(String, String), i64>> {
     let mut totals = BTreeMap::new();
     for store in gateway.stores.keys() {
-        for key in ["demo-pay-1", "demo-pay-3"] {
+        for key in [
+            "demo-pay-1",
+            "demo-pay-3",
+            "demo-card-1",
+            "demo-card-2",
+            "demo-card-5",
+        ] {
             let key = crate::store::IdempotencyKey {
                 store_id: store.clone(),
                 terminal_id: "T01".into(),
@@ -342,4 +400,113 @@ async fn settlement_summary(
         }
     }
     Ok(totals)
+}
+
+fn card(pan: &str) -> pb::CardInput {
+    pb::CardInput {
+        entry_mode: pb::CardEntryMode::Chip.into(),
+        account: Some(pb::card_input::Account::PanAndExpiry(pb::PanAndExpiry {
+            pan: pan.to_owned(),
+            expiry: "2030-12".to_owned(),
+        })),
+        ..pb::CardInput::default()
+    }
+}
+
+fn card_outcome(transaction: Option<&pb::CardTransaction>) -> String {
+    transaction.map_or_else(String::new, |tx| {
+        let points = tx
+            .loyalty
+            .as_ref()
+            .map(|points| format!(", {} points", points.points_earned))
+            .unwrap_or_default();
+        format!(
+            "{:?} code {} {}{points}",
+            tx.status(),
+            tx.response_code,
+            tx.masked_pan
+        )
+    })
+}
+
+/// Card payments through the bank simulator: a sale, a co-brand sale, a
+/// decline, an unknown outcome reversed at the bank, and a refund.
+async fn card_payments(demo: &mut Demo, bank: &BankSim) -> anyhow::Result<()> {
+    let money = |amount_minor| {
+        Some(pb::Money {
+            amount_minor,
+            currency: "TWD".into(),
+        })
+    };
+    let sale = |demo: &Demo, key: &str, pan: &str, amount| pb::AuthorizeRequest {
+        context: Some(demo.context("S001", "T01", key)),
+        card: Some(card(pan)),
+        amount: money(amount),
+        capture_mode: pb::CaptureMode::Sale.into(),
+        pos_reference: format!("R-{key}"),
+    };
+    let first = sale(demo, "demo-card-1", "4111111111111111", 45_000);
+    let visa = demo.cards.authorize(first).await?.into_inner().transaction;
+    demo.say(
+        "S001 takes a Visa chip card for NT$450",
+        &card_outcome(visa.as_ref()),
+    );
+    let co_brand = sale(demo, "demo-card-2", "5200828282828210", 120_000);
+    let co_brand = demo
+        .cards
+        .authorize(co_brand)
+        .await?
+        .into_inner()
+        .transaction;
+    demo.say(
+        "a co-brand card pays NT$1,200 (on-us route)",
+        &card_outcome(co_brand.as_ref()),
+    );
+    let big = sale(demo, "demo-card-3", "5555555555554444", 900_000);
+    let declined = demo.cards.authorize(big).await?.into_inner().transaction;
+    demo.say(
+        "NT$9,000 on a card with NT$8,000 open",
+        &card_outcome(declined.as_ref()),
+    );
+
+    bank.set_faults(FaultConfig {
+        no_response: 1.0,
+        ..FaultConfig::default()
+    });
+    let lost = sale(demo, "demo-card-4", "4111111111111111", 30_000);
+    let unknown = demo
+        .cards
+        .authorize(lost.clone())
+        .await
+        .expect_err("the bank never answers");
+    bank.set_faults(FaultConfig::default());
+    demo.say(
+        "the bank charges but never answers (1 s timeout)",
+        &describe(&unknown),
+    );
+    let reversed = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if let Ok(answer) = demo.cards.authorize(lost.clone()).await {
+            break answer.into_inner().transaction;
+        }
+    };
+    demo.say(
+        "the POS retries: the queue reversed it at the bank",
+        &card_outcome(reversed.as_ref()),
+    );
+
+    let visa = visa.context("the first sale")?;
+    let refund = pb::CardRefundRequest {
+        context: Some(demo.context("S001", "T01", "demo-card-5")),
+        original_transaction_id: visa.transaction_id,
+        amount: money(15_000),
+        reason: "one item returned".into(),
+        card: None,
+    };
+    let refunded = demo.cards.refund(refund).await?.into_inner();
+    demo.say(
+        "S001 refunds NT$150 of the Visa sale (no card needed)",
+        &card_outcome(refunded.refund.as_ref()),
+    );
+    Ok(())
 }

@@ -47,6 +47,10 @@ enum Backend {
 enum KeysCommand {
     /// Create an empty keystore; with --master-key-file naming a new file, also create the master key there.
     Init,
+    /// Create a keystore holding the published TEST keys of the demo and the
+    /// example config (never for production), and write its master key to
+    /// --master-key-file.
+    InitTest,
     /// Generate version 1 of a new key.
     Generate {
         #[arg(long)]
@@ -91,9 +95,22 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
     if matches!(args.command, KeysCommand::Init) {
         return init(&args);
     }
+    if matches!(args.command, KeysCommand::InitTest) {
+        let keystore = keystore_path(&args)?;
+        let master = args
+            .master_key_file
+            .as_deref()
+            .context("init-test needs --master-key-file")?;
+        posgate_gateway::payments::test_keys::write_test_keystore(keystore, master).await?;
+        println!(
+            "created {} with the published TEST keys (never use them in production)",
+            keystore.display()
+        );
+        return Ok(());
+    }
     let hsm = open(&args)?;
     match args.command {
-        KeysCommand::Init => unreachable!("handled above"),
+        KeysCommand::Init | KeysCommand::InitTest => unreachable!("handled above"),
         KeysCommand::Generate {
             label,
             key_type,

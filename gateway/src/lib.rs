@@ -6,7 +6,9 @@
 //! - [`money`]: currencies, amount bounds, fee contracts with explicit rounding.
 //! - [`business_day`]: store time zones and cutoffs to business dates.
 //! - [`clock`]: the current time, replaceable in tests.
+//! - [`clearing`]: business-day close, partner clearing files, signatures, fees, net positions.
 //! - [`bill`]: bill collection: slip barcodes, the biller registry, the domain rules.
+//! - [`payments`]: card payments: card checks, BIN routing, bank links, reversals.
 //! - [`store`]: the transaction store trait and its SQLite and PostgreSQL backends.
 //! - [`idempotency`]: request fingerprints and what differs between two requests.
 //! - [`grpc`]: the gRPC service layer: validation, error details, limits, services.
@@ -17,6 +19,7 @@
 
 pub mod bill;
 pub mod business_day;
+pub mod clearing;
 pub mod clock;
 pub mod config;
 pub mod demo;
@@ -24,6 +27,7 @@ pub mod grpc;
 pub mod idempotency;
 pub mod load;
 pub mod money;
+pub mod payments;
 pub mod server;
 pub mod store;
 pub mod tls;

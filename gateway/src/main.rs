@@ -1,4 +1,4 @@
-//! The `posgate` binary: serve, migrate, demo, load, keys.
+//! The `posgate` binary: serve, migrate, demo, load, keys, sim, clearing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use posgate_gateway::config::Config;
 use posgate_gateway::{demo, load, server, store};
 use tracing_subscriber::EnvFilter;
 
+mod clearing_cmd;
 mod keys_cmd;
 
 #[derive(Debug, Parser)]
@@ -44,6 +45,23 @@ enum Command {
     Load(load::LoadArgs),
     /// Manage HSM keys: init a keystore, generate, list, rotate, export and import keys.
     Keys(keys_cmd::KeysArgs),
+    /// Run a partner simulator.
+    #[command(subcommand)]
+    Sim(SimCommand),
+    /// Daily clearing: close a business day, write and verify partner files.
+    #[command(subcommand)]
+    Clearing(clearing_cmd::ClearingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// An ISO 8583 bank (acquirer or co-brand issuer) with its own card ledger
+    /// and fault injection; runs until SIGTERM or Ctrl-C.
+    Bank {
+        /// The simulator's TOML (see config/bank-sim.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn init_logging(json: bool) {
@@ -93,6 +111,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys(args) => {
             init_logging(cli.log_json);
             keys_cmd::run(args).await
+        }
+        Command::Clearing(command) => {
+            init_logging(cli.log_json);
+            clearing_cmd::run(command).await
+        }
+        Command::Sim(SimCommand::Bank { config }) => {
+            init_logging(cli.log_json);
+            posgate_partners::bank::sim::run(&config)
+                .await
+                .with_context(|| format!("bank simulator with {}", config.display()))
         }
     }
 }

@@ -15,6 +15,8 @@ pub const MAX_AMOUNT_MINOR: u64 = 999_999_999_999;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency {
     pub code: &'static str,
+    /// ISO 4217 numeric code, as ISO 8583 field 49 carries it.
+    pub numeric: &'static str,
     pub exponent: u32,
 }
 
@@ -25,26 +27,32 @@ pub struct Currency {
 const CURRENCIES: &[Currency] = &[
     Currency {
         code: "TWD",
+        numeric: "901",
         exponent: 2,
     },
     Currency {
         code: "JPY",
+        numeric: "392",
         exponent: 0,
     },
     Currency {
         code: "USD",
+        numeric: "840",
         exponent: 2,
     },
     Currency {
         code: "HKD",
+        numeric: "344",
         exponent: 2,
     },
     Currency {
         code: "SGD",
+        numeric: "702",
         exponent: 2,
     },
     Currency {
         code: "EUR",
+        numeric: "978",
         exponent: 2,
     },
 ];

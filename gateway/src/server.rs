@@ -16,6 +16,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::grpc::Gateway;
 use crate::grpc::bill_payment::BillPaymentApi;
+use crate::grpc::payment::PaymentApi;
+use crate::payments::{Payments, saf};
 use crate::store;
 
 /// How often expired idempotency keys are purged and idle rate-limiter state is dropped.
@@ -49,7 +51,12 @@ pub async fn start(
         .migrate()
         .await
         .context("migrating the transaction store")?;
-    let gateway = Arc::new(Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?);
+    let mut gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
+    if let Some(hsm) = &config.card.hsm {
+        let hsm = hsm.open().context("opening the HSM")?;
+        gateway = gateway.with_payments(Arc::new(Payments::start(config.card.clone(), hsm)));
+    }
+    let gateway = Arc::new(gateway);
     let tls = crate::tls::server_tls(&config.server.tls_cert, &config.server.tls_key)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -66,7 +73,7 @@ pub async fn start(
         .build_v1()
         .context("building reflection service")?;
 
-    let upkeep = tokio::spawn(run_upkeep(Arc::clone(&gateway)));
+    let background = Background::start(config, &gateway, &health_reporter)?;
     let grace = config.server.shutdown_grace;
     let router = Server::builder()
         .tls_config(tls)?
@@ -74,7 +81,8 @@ pub async fn start(
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(BillPaymentApi::new(Arc::clone(&gateway)).into_server());
+        .add_service(BillPaymentApi::new(Arc::clone(&gateway)).into_server())
+        .add_service(PaymentApi::new(Arc::clone(&gateway)).into_server());
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -97,7 +105,7 @@ pub async fn start(
                 Ok(())
             }
         };
-        upkeep.abort();
+        background.stop().await;
         tracing::info!("server stopped");
         outcome
     });
@@ -107,6 +115,90 @@ pub async fn start(
         gateway,
         task,
     })
+}
+
+/// The server's background work: key purging, card health, the
+/// store-and-forward worker and the scheduled clearing run.
+struct Background {
+    upkeep: JoinHandle<()>,
+    card_health: JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Tasks that finish their current step when told to stop.
+    stoppable: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(
+        config: &Config,
+        gateway: &Arc<Gateway>,
+        health: &tonic_health::server::HealthReporter,
+    ) -> anyhow::Result<Self> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut stoppable = Vec::new();
+        if let Some(payments) = &gateway.payments {
+            stoppable.push(tokio::spawn(saf::run(
+                Arc::clone(gateway),
+                Arc::clone(payments),
+                stopped.clone(),
+            )));
+        }
+        if config.clearing.scheduled {
+            let context = crate::clearing::close::ClearingContext::from_config(
+                config,
+                Arc::clone(&gateway.store),
+            )?;
+            stoppable.push(tokio::spawn(crate::clearing::schedule::run(
+                Arc::new(context),
+                config.clearing.out_dir.clone(),
+                Arc::clone(&gateway.clock),
+                stopped,
+            )));
+        }
+        Ok(Self {
+            upkeep: tokio::spawn(run_upkeep(Arc::clone(gateway))),
+            card_health: tokio::spawn(report_card_health(Arc::clone(gateway), health.clone())),
+            stop,
+            stoppable,
+        })
+    }
+
+    async fn stop(self) {
+        self.upkeep.abort();
+        self.card_health.abort();
+        let _ = self.stop.send(true);
+        for task in self.stoppable {
+            let _ = task.await;
+        }
+    }
+}
+
+/// How often the health of `PaymentService` follows its bank links.
+const CARD_HEALTH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Reports `PaymentService` as serving while every bank link is signed on
+/// (and not serving otherwise, or when no cards are configured), so load
+/// balancers and integrators can tell when card payments can be taken.
+async fn report_card_health(gateway: Arc<Gateway>, reporter: tonic_health::server::HealthReporter) {
+    type Payments = posgate_proto::v1::payment_service_server::PaymentServiceServer<PaymentApi>;
+    let mut serving = None;
+    loop {
+        let up = gateway.payments.as_ref().is_some_and(|payments| {
+            payments
+                .links
+                .values()
+                .all(posgate_partners::bank::link::BankLink::is_up)
+        });
+        if serving != Some(up) {
+            if up {
+                reporter.set_serving::<Payments>().await;
+            } else {
+                reporter.set_not_serving::<Payments>().await;
+            }
+            tracing::info!(up, "card payments health");
+            serving = Some(up);
+        }
+        tokio::time::sleep(CARD_HEALTH_INTERVAL).await;
+    }
 }
 
 async fn run_upkeep(gateway: Arc<Gateway>) {

@@ -93,8 +93,9 @@ impl Pan {
         self.0.is_empty()
     }
 
-    /// The full digits, for the HSM's PIN block and fingerprint code only.
-    pub(crate) fn digits(&self) -> &str {
+    /// The full digits. Only for building the bank message (ISO 8583 field
+    /// 2) and inside the HSM: never log, store or display them.
+    pub fn digits(&self) -> &str {
         &self.0
     }
 

@@ -6,9 +6,17 @@
 //! - `bill`: inquire, pay, get, cancel, past due, store scoping.
 //! - `idempotency`: retries replay, reused keys are refused, concurrent duplicates agree.
 //! - `bad_input`: a table of requests with one bad field each.
+//! - `card`: card payments (PaymentService): sale, authorization, capture,
+//!   void, refund, declines, co-brand points, lookups, idempotency.
+//! - `card_bad_input`: card requests with one bad field each, and an expired card.
+//! - `card_unknown_outcome`: the bank never answers; runs only against a
+//!   gateway whose bank drops answers (see [`Case::needs_bank_no_response`]).
 
 mod bad_input;
 mod bill;
+mod card;
+mod card_bad_input;
+mod card_unknown_outcome;
 mod idempotency;
 
 use std::future::Future;
@@ -27,6 +35,11 @@ type CaseFn = dyn for<'a> Fn(&'a Ctx) -> CaseFuture<'a> + Send + Sync;
 pub struct Case {
     pub name: String,
     pub description: String,
+    /// True for a case that needs the gateway's acquirer bank to drop
+    /// answers (`faults.no_response`): it runs only when the target says so
+    /// (`Target::bank_no_response`), and every other case runs only when it
+    /// does not, since dropped answers would fail them.
+    pub needs_bank_no_response: bool,
     run: Arc<CaseFn>,
 }
 
@@ -35,6 +48,7 @@ impl std::fmt::Debug for Case {
         f.debug_struct("Case")
             .field("name", &self.name)
             .field("description", &self.description)
+            .field("needs_bank_no_response", &self.needs_bank_no_response)
             .finish_non_exhaustive()
     }
 }
@@ -48,8 +62,16 @@ impl Case {
         Self {
             name: name.into(),
             description: description.into(),
+            needs_bank_no_response: false,
             run: Arc::new(run),
         }
+    }
+
+    /// Marks the case as needing a bank that drops answers.
+    #[must_use]
+    pub fn with_bank_no_response(mut self) -> Self {
+        self.needs_bank_no_response = true;
+        self
     }
 
     /// Runs the case once.
@@ -58,11 +80,15 @@ impl Case {
     }
 }
 
-/// Every case of this release, in run order.
+/// Every case of this release, in run order, including those that need a
+/// bank that drops answers.
 #[must_use]
 pub fn all_cases() -> Vec<Case> {
     let mut cases = bill::cases();
     cases.extend(idempotency::cases());
     cases.extend(bad_input::cases());
+    cases.extend(card::cases());
+    cases.extend(card_bad_input::cases());
+    cases.extend(card_unknown_outcome::cases());
     cases
 }

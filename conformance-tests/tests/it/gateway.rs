@@ -1,79 +1,138 @@
-//! Starts a real `posgate serve` for the tests: a dev CA and server
-//! certificate made with rcgen, a config with the example stores and billers
-//! on a fresh SQLite file, a free port, and a guard that kills the process.
+//! Starts a real `posgate serve` for the tests, configured like
+//! `config/posgate.example.toml` (the file itself, with its paths, ports and
+//! rate limits rewritten): a dev CA and server certificate made with rcgen,
+//! a fresh SQLite file, the published test keystore made by `posgate keys
+//! init-test`, and a `posgate sim bank` child (from
+//! `config/bank-sim.example.toml`) on a free port as both bank links. Guards
+//! kill both processes on drop, also when a test panics.
 
+use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+use posgate_conformance::card::TEST_PIN_KEY_HEX;
 use posgate_conformance::{Ctx, Target};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-/// How long the gateway may take to migrate its database and start serving.
+/// How long the gateway may take to migrate its database, sign on to its
+/// banks and start serving.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the bank simulator may take to print its address.
+const BANK_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between readiness probes.
 const READY_POLL: Duration = Duration::from_millis(100);
+/// What `posgate sim bank` prints once it listens.
+const BANK_LISTENING: &str = "bank simulator listening on ";
+/// What the gateway logs (at info, for `posgate_partners`) per bank link signed on.
+const SIGNED_ON: &str = "signed on to the bank";
+/// Bank links of the example config (acquirer and co-brand issuer).
+const EXAMPLE_BANK_LINKS: usize = 2;
+/// The gateway's log filter: warnings, plus the bank links' sign-on.
+const GATEWAY_LOG_FILTER: &str = "warn,posgate_partners=info";
 
-/// The stores and billers of `config/posgate.example.toml`, which the
-/// suite's default settings (S001/TPC, S101/912345) expect.
-const EXAMPLE_STORES_AND_BILLERS: &str = r#"
-[[store]]
-id = "S001"
-name = "Taipei Xinyi"
-time_zone = "Asia/Taipei"
-cutoff = "23:00"
+/// The example configs, rewritten per test below.
+const EXAMPLE_CONFIG: &str = include_str!("../../../config/posgate.example.toml");
+const EXAMPLE_BANK_CONFIG: &str = include_str!("../../../config/bank-sim.example.toml");
 
-[[store]]
-id = "S101"
-name = "Tokyo Shinjuku"
-time_zone = "Asia/Tokyo"
-cutoff = "00:00"
+/// Share of financial requests the faulty bank leaves unanswered. Below 1.0
+/// on purpose: the simulator drops reversals (0400) at the same rate, and a
+/// reversal must eventually be acknowledged for the unknown-outcome case.
+const FAULTY_BANK_NO_RESPONSE: &str = "0.5";
+/// The faulty gateway's bank timeout: short, so an unanswered sale becomes
+/// `OUTCOME_UNKNOWN` quickly.
+const FAULTY_GATEWAY_BANK_TIMEOUT_MS: &str = "500";
 
-[[biller]]
-id = "TPC"
-name = "Taiwan Power Company"
-profile = "tw-cvs-3seg"
-agency_codes = ["TPC", "TP2"]
-currency = "TWD"
-min_amount_minor = 100
-max_amount_minor = 2000000
-accept_after_due = false
-fee = { kind = "fixed", amount_minor = 1000 }
+/// What the bank behind a test gateway does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bank {
+    /// The example simulator: answers everything.
+    Healthy,
+    /// The example simulator with `faults.no_response`, behind a gateway with
+    /// a 500 ms bank timeout and fast store-and-forward retries.
+    DropsAnswers,
+}
 
-[[biller]]
-id = "TWD-WATER"
-name = "Taipei Water Department"
-profile = "tw-cvs-3seg"
-agency_codes = ["TWW"]
-currency = "TWD"
-min_amount_minor = 100
-max_amount_minor = 5000000
-accept_after_due = true
-fee = { kind = "tiered", tiers = [ { up_to_minor = 100000, fee_minor = 500 }, { up_to_minor = 999999999999, fee_minor = 800 } ] }
+/// A running `posgate sim bank`; dropping it kills the process.
+pub struct BankSimProcess {
+    child: Child,
+    /// Held so the simulator's stdout stays open.
+    _stdout: BufReader<ChildStdout>,
+    pub addr: String,
+    log: PathBuf,
+}
 
-[[biller]]
-id = "TKGAS"
-name = "Tokyo Gas"
-profile = "jp-gs1-cvs"
-agency_codes = ["912345"]
-currency = "JPY"
-min_amount_minor = 1
-max_amount_minor = 300000
-accept_after_due = false
-fee = { kind = "percent", rate_percent = "0.5", min_minor = 30, max_minor = 150, rounding = "half-up" }
-"#;
+impl Drop for BankSimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
-/// A running gateway; dropping it kills the process (also when a test panics).
+impl BankSimProcess {
+    /// Starts `posgate sim bank` with `config` and waits for its address.
+    async fn start(binary: &Path, dir: &Path, config: &str) -> anyhow::Result<Self> {
+        let path = dir.join("bank-sim.toml");
+        std::fs::write(&path, config)?;
+        let log = dir.join("bank-sim.log");
+        let mut child = Command::new(binary)
+            .args(["sim", "bank", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {} sim bank", binary.display()))?;
+        let stdout = child.stdout.take().context("simulator stdout")?;
+        // Reading a line blocks; a thread keeps the runtime free and the timeout bounds it.
+        let reading = tokio::task::spawn_blocking(move || {
+            let mut stdout = BufReader::new(stdout);
+            let mut line = String::new();
+            let read = stdout.read_line(&mut line);
+            (stdout, line, read)
+        });
+        let outcome = tokio::time::timeout(BANK_READY_TIMEOUT, reading).await;
+        let Ok(Ok((stdout, line, Ok(_)))) = outcome else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "posgate sim bank printed no address within {BANK_READY_TIMEOUT:?}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        let mut sim = Self {
+            child,
+            _stdout: stdout,
+            addr: String::new(),
+            log,
+        };
+        sim.addr = line
+            .trim()
+            .strip_prefix(BANK_LISTENING)
+            .with_context(|| format!("posgate sim bank printed {line:?}:\n{}", sim.log()))?
+            .to_owned();
+        Ok(sim)
+    }
+
+    /// The simulator's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A running gateway and its bank; dropping it kills both (gateway first).
 pub struct Gateway {
     child: Child,
     pub port: u16,
     pub ca_pem: Vec<u8>,
     log: PathBuf,
+    bank_kind: Bank,
+    pub bank: BankSimProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -85,19 +144,31 @@ impl Drop for Gateway {
 }
 
 impl Gateway {
-    /// Starts `posgate serve` and waits until it accepts TLS connections.
+    /// Starts a gateway with a healthy bank and waits until it serves.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(Bank::Healthy).await
+    }
+
+    /// Starts the keystore, the bank simulator and `posgate serve`, and
+    /// waits until the gateway accepts TLS connections and both bank links
+    /// have signed on.
+    pub async fn start_with(bank_kind: Bank) -> anyhow::Result<Self> {
         let binary = gateway_binary()?;
         let dir = tempfile::tempdir()?;
+        init_test_keystore(&binary, dir.path())?;
+        let bank = BankSimProcess::start(&binary, dir.path(), &bank_config(bank_kind)?).await?;
         let ca_pem = write_dev_pki(dir.path())?;
         let port = free_port()?;
         let config = dir.path().join("posgate.toml");
-        std::fs::write(&config, config_text(dir.path(), port))?;
+        std::fs::write(
+            &config,
+            config_text(dir.path(), port, &bank.addr, bank_kind)?,
+        )?;
         let log = dir.path().join("posgate.log");
         let child = Command::new(&binary)
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", GATEWAY_LOG_FILTER)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
@@ -107,6 +178,8 @@ impl Gateway {
             port,
             ca_pem,
             log,
+            bank_kind,
+            bank,
             _dir: dir,
         };
         gateway.wait_ready().await?;
@@ -126,12 +199,20 @@ impl Gateway {
             tw_currency: "TWD".to_owned(),
             jp_store_id: "S101".to_owned(),
             jp_company_code: "912345".to_owned(),
+            pin_terminal_id: "T01".to_owned(),
+            pin_key_id: "TPK-TEST".to_owned(),
+            pin_key_hex: TEST_PIN_KEY_HEX.to_owned(),
+            bank_no_response: self.bank_kind == Bank::DropsAnswers,
         }
     }
 
-    /// The gateway's log so far, for failure messages.
+    /// The gateway's and the simulator's logs so far, for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        format!(
+            "--- posgate serve ---\n{}\n--- posgate sim bank ---\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            self.bank.log()
+        )
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
@@ -143,8 +224,19 @@ impl Gateway {
                     self.log()
                 );
             }
-            match Ctx::connect(&self.target()).await {
-                Ok(_) => return Ok(()),
+            let signed_on = std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .matches(SIGNED_ON)
+                .count();
+            let connected = if signed_on >= EXAMPLE_BANK_LINKS {
+                Ctx::connect(&self.target()).await.map(drop)
+            } else {
+                Err(anyhow::anyhow!(
+                    "{signed_on} of {EXAMPLE_BANK_LINKS} bank links signed on"
+                ))
+            };
+            match connected {
+                Ok(()) => return Ok(()),
                 Err(error) if started.elapsed() > READY_TIMEOUT => {
                     bail!(
                         "posgate not ready after {READY_TIMEOUT:?}: {error:#}\n{}",
@@ -157,31 +249,105 @@ impl Gateway {
     }
 }
 
-fn config_text(dir: &Path, port: u16) -> String {
+/// `posgate keys --keystore K --master-key-file M init-test`, as an operator would.
+fn init_test_keystore(binary: &Path, dir: &Path) -> anyhow::Result<()> {
+    let output = Command::new(binary)
+        .arg("keys")
+        .arg("--keystore")
+        .arg(dir.join("posgate.keystore"))
+        .arg("--master-key-file")
+        .arg(dir.join("master.key"))
+        .arg("init-test")
+        .env("RUST_LOG", "warn")
+        .output()
+        .context("running posgate keys init-test")?;
+    ensure!(
+        output.status.success(),
+        "posgate keys init-test failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// `text` with every `from` replaced by `to`; fails when `from` is absent,
+/// so a change to the example config breaks this test loudly, not subtly.
+fn rewrite(text: &str, from: &str, to: &str) -> anyhow::Result<String> {
+    ensure!(
+        text.contains(from),
+        "the example config no longer contains {from:?}"
+    );
+    Ok(text.replace(from, to))
+}
+
+/// The example simulator on a free port; with `DropsAnswers`, dropping answers.
+fn bank_config(bank: Bank) -> anyhow::Result<String> {
+    let text = rewrite(
+        EXAMPLE_BANK_CONFIG,
+        r#"listen = "127.0.0.1:8583""#,
+        r#"listen = "127.0.0.1:0""#,
+    )?;
+    match bank {
+        Bank::Healthy => Ok(text),
+        Bank::DropsAnswers => rewrite(
+            &text,
+            "no_response = 0.0",
+            &format!("no_response = {FAULTY_BANK_NO_RESPONSE}"),
+        ),
+    }
+}
+
+/// The example gateway config, with this test's paths, port and bank.
+fn config_text(dir: &Path, port: u16, bank_addr: &str, bank: Bank) -> anyhow::Result<String> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let mut rewrites = vec![
+        ("127.0.0.1:50051".to_owned(), format!("127.0.0.1:{port}")),
+        ("certs/server.pem".to_owned(), path("server.pem")),
+        ("certs/server.key".to_owned(), path("server.key")),
+        (
+            "shutdown_grace_seconds = 20".to_owned(),
+            "shutdown_grace_seconds = 1".to_owned(),
+        ),
+        (
+            "sqlite://posgate.db".to_owned(),
+            format!("sqlite://{}", path("gw.db")),
+        ),
+        ("keys/posgate.keystore".to_owned(), path("posgate.keystore")),
+        ("keys/master.key".to_owned(), path("master.key")),
+        ("127.0.0.1:8583".to_owned(), bank_addr.to_owned()),
+    ];
     // Rate limits far above the suite's bursts: the self-test checks the
     // contract, not the shedding (which the suite tolerates by retrying).
-    format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-tls_cert = "{cert}"
-tls_key = "{key}"
-shutdown_grace_seconds = 1
-
-[database]
-url = "sqlite://{db}"
-max_connections = 4
-
-[limits]
-terminal_per_second = 100000
-terminal_burst = 100000
-store_per_second = 100000
-store_burst = 100000
-max_in_flight = 1024
-{EXAMPLE_STORES_AND_BILLERS}"#,
-        cert = dir.join("server.pem").display(),
-        key = dir.join("server.key").display(),
-        db = dir.join("gw.db").display(),
-    )
+    for limit in [
+        "terminal_per_second = 20",
+        "terminal_burst = 40",
+        "store_per_second = 100",
+        "store_burst = 200",
+    ] {
+        let name = limit.split(" = ").next().unwrap_or(limit);
+        rewrites.push((limit.to_owned(), format!("{name} = 100000")));
+    }
+    if bank == Bank::DropsAnswers {
+        rewrites.extend([
+            (
+                "request_timeout_ms = 30000".to_owned(),
+                format!("request_timeout_ms = {FAULTY_GATEWAY_BANK_TIMEOUT_MS}"),
+            ),
+            (
+                "retry_min_ms = 1000".to_owned(),
+                "retry_min_ms = 100".to_owned(),
+            ),
+            (
+                "retry_max_ms = 300000".to_owned(),
+                "retry_max_ms = 1000".to_owned(),
+            ),
+        ]);
+    }
+    let mut text = EXAMPLE_CONFIG.to_owned();
+    for (from, to) in &rewrites {
+        text = rewrite(&text, from, to)?;
+    }
+    Ok(text)
 }
 
 /// A port that was free a moment ago. Another process could take it before

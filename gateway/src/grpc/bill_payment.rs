@@ -3,18 +3,16 @@
 //! idempotency check, the domain plan, one atomic commit, the answer.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use pb::bill_payment_service_server::BillPaymentService;
 use posgate_proto::v1 as pb;
-use tokio::sync::OwnedSemaphorePermit;
 use tonic::{Request, Response, Status};
 
-use super::Gateway;
 use super::idempotent::{Commit, Committed, commit, prior_answer};
-use super::status::{from_bill_error, from_store_error, invalid_argument, refused};
+use super::status::{from_bill_error, from_store_error, invalid_argument};
 use super::validate::{MAX_REASON_LEN, Violations};
+use super::{Gateway, key_of, logged};
 use crate::bill::{self, BillError, ReadBill, SlipInput, Teller};
 use crate::business_day::{BusinessCalendar, format_date};
 use crate::config::StoreConfig;
@@ -37,32 +35,7 @@ impl BillPaymentApi {
     }
 
     fn store_config(&self, teller: &Teller) -> &StoreConfig {
-        self.gateway
-            .stores
-            .get(&teller.store_id)
-            .expect("validation checked the store is configured")
-    }
-
-    /// Admits a request (in-flight bound), validates its context with the
-    /// rest of its fields, then charges its terminal's and store's rate limits.
-    fn admit(
-        &self,
-        context: Option<&pb::RequestContext>,
-        now: DateTime<Utc>,
-        check_rest: impl FnOnce(&mut Violations),
-    ) -> Result<(OwnedSemaphorePermit, Teller), Status> {
-        let permit = self.gateway.admission.enter().map_err(refused)?;
-        let mut violations = Violations::default();
-        let teller = violations.context(context, |id| self.gateway.stores.contains_key(id), now);
-        check_rest(&mut violations);
-        violations
-            .finish()
-            .map_err(|violations| invalid_argument(&violations))?;
-        self.gateway
-            .admission
-            .charge(&teller.store_id, &teller.terminal_id)
-            .map_err(refused)?;
-        Ok((permit, teller))
+        self.gateway.store_config(&teller.store_id)
     }
 
     fn read<'a>(
@@ -73,14 +46,6 @@ impl BillPaymentApi {
     ) -> Result<ReadBill<'a>, Status> {
         bill::read_bill(&self.gateway.billers, self.store_config(teller), slip, now)
             .map_err(|error| from_bill_error(&error))
-    }
-}
-
-fn key_of(teller: &Teller) -> IdempotencyKey {
-    IdempotencyKey {
-        store_id: teller.store_id.clone(),
-        terminal_id: teller.terminal_id.clone(),
-        client_request_id: teller.client_request_id.clone(),
     }
 }
 
@@ -124,6 +89,8 @@ fn payment_message(record: &TransactionRecord, biller_name: &str) -> pb::BillPay
         status: match record.status {
             TransactionStatus::Paid => pb::BillPaymentStatus::Paid,
             TransactionStatus::Cancelled => pb::BillPaymentStatus::Cancelled,
+            // The bill join only finds bill payments, which have no card states.
+            _ => pb::BillPaymentStatus::Unspecified,
         }
         .into(),
         bill: Some(pb::Bill {
@@ -172,111 +139,41 @@ fn cancel_fingerprint(request: &pb::CancelBillRequest) -> crate::store::RequestF
         .finish()
 }
 
-/// Logs one finished RPC with its outcome and latency.
-fn log_outcome<T>(
-    rpc: &str,
-    teller: Option<&Teller>,
-    started: Instant,
-    result: &Result<T, Status>,
-) {
-    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let (store, terminal) =
-        teller.map_or(("", ""), |t| (t.store_id.as_str(), t.terminal_id.as_str()));
-    match result {
-        Ok(_) => tracing::info!(rpc, store, terminal, latency_us, code = "OK", "rpc done"),
-        Err(status) => {
-            tracing::info!(rpc, store, terminal, latency_us, code = ?status.code(), message = status.message(), "rpc refused");
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl BillPaymentService for BillPaymentApi {
     async fn inquire_bill(
         &self,
         request: Request<pb::InquireBillRequest>,
     ) -> Result<Response<pb::InquireBillResponse>, Status> {
-        let started = Instant::now();
         let request = request.into_inner();
-        let now = self.gateway.clock.now();
-        let mut slip = None;
-        let admitted = self.admit(request.context.as_ref(), now, |v| {
-            slip = Some(v.slip(request.slip.as_ref()));
-        });
-        let result = match &admitted {
-            Ok((_, teller)) => {
-                let slip = slip.expect("admit ran the slip check");
-                self.read(teller, &slip, now).map(|bill| {
-                    let business_date =
-                        BusinessCalendar::from(self.store_config(teller)).business_date(now);
-                    Response::new(pb::InquireBillResponse {
-                        bill: Some(bill_message(&bill)),
-                        business_date: format_date(business_date),
-                    })
-                })
-            }
-            Err(status) => Err(status.clone()),
-        };
-        log_outcome(
-            "InquireBill",
-            admitted.as_ref().ok().map(|(_, t)| t),
-            started,
-            &result,
-        );
-        result
+        let work = async { self.inquire(&request) };
+        logged("InquireBill", request.context.as_ref(), work).await
     }
 
     async fn pay_bill(
         &self,
         request: Request<pb::PayBillRequest>,
     ) -> Result<Response<pb::PayBillResponse>, Status> {
-        let started = Instant::now();
         let request = request.into_inner();
-        let now = self.gateway.clock.now();
-        let (mut slip, mut money) = (None, None);
-        let admitted = self.admit(request.context.as_ref(), now, |v| {
-            slip = Some(v.slip(request.slip.as_ref()));
-            money = v.positive_money("amount", request.amount.as_ref());
-        });
-        let result = match &admitted {
-            Ok((_, teller)) => {
-                let slip = slip.expect("admit ran the slip check");
-                let money = money.expect("admit checked the amount");
-                self.pay(teller, &request, &slip, money, now).await
-            }
-            Err(status) => Err(status.clone()),
-        };
-        log_outcome(
+        logged(
             "PayBill",
-            admitted.as_ref().ok().map(|(_, t)| t),
-            started,
-            &result,
-        );
-        result
+            request.context.as_ref(),
+            self.pay_request(&request),
+        )
+        .await
     }
 
     async fn cancel_bill(
         &self,
         request: Request<pb::CancelBillRequest>,
     ) -> Result<Response<pb::CancelBillResponse>, Status> {
-        let started = Instant::now();
         let request = request.into_inner();
-        let now = self.gateway.clock.now();
-        let admitted = self.admit(request.context.as_ref(), now, |v| {
-            v.transaction_id("transaction_id", &request.transaction_id);
-            v.text("reason", &request.reason, MAX_REASON_LEN);
-        });
-        let result = match &admitted {
-            Ok((_, teller)) => self.cancel(teller, &request, now).await,
-            Err(status) => Err(status.clone()),
-        };
-        log_outcome(
+        logged(
             "CancelBill",
-            admitted.as_ref().ok().map(|(_, t)| t),
-            started,
-            &result,
-        );
-        result
+            request.context.as_ref(),
+            self.cancel_request(&request),
+        )
+        .await
     }
 
     async fn get_bill_payment(
@@ -284,20 +181,80 @@ impl BillPaymentService for BillPaymentApi {
         request: Request<pb::GetBillPaymentRequest>,
     ) -> Result<Response<pb::GetBillPaymentResponse>, Status> {
         let request = request.into_inner();
+        logged(
+            "GetBillPayment",
+            request.context.as_ref(),
+            self.get(request.clone()),
+        )
+        .await
+    }
+}
+
+impl BillPaymentApi {
+    fn inquire(
+        &self,
+        request: &pb::InquireBillRequest,
+    ) -> Result<Response<pb::InquireBillResponse>, Status> {
+        let now = self.gateway.clock.now();
+        let mut slip = None;
+        let (_permit, teller) = self.gateway.admit(request.context.as_ref(), now, |v| {
+            slip = Some(v.slip(request.slip.as_ref()));
+        })?;
+        let slip = slip.expect("admit ran the slip check");
+        let bill = self.read(&teller, &slip, now)?;
+        let business_date = BusinessCalendar::from(self.store_config(&teller)).business_date(now);
+        Ok(Response::new(pb::InquireBillResponse {
+            bill: Some(bill_message(&bill)),
+            business_date: format_date(business_date),
+        }))
+    }
+
+    async fn pay_request(
+        &self,
+        request: &pb::PayBillRequest,
+    ) -> Result<Response<pb::PayBillResponse>, Status> {
+        let now = self.gateway.clock.now();
+        let (mut slip, mut money) = (None, None);
+        let (_permit, teller) = self.gateway.admit(request.context.as_ref(), now, |v| {
+            slip = Some(v.slip(request.slip.as_ref()));
+            money = v.positive_money("amount", request.amount.as_ref());
+        })?;
+        let slip = slip.expect("admit ran the slip check");
+        let money = money.expect("admit checked the amount");
+        self.pay(&teller, request, &slip, money, now).await
+    }
+
+    async fn cancel_request(
+        &self,
+        request: &pb::CancelBillRequest,
+    ) -> Result<Response<pb::CancelBillResponse>, Status> {
+        let now = self.gateway.clock.now();
+        let (_permit, teller) = self.gateway.admit(request.context.as_ref(), now, |v| {
+            v.transaction_id("transaction_id", &request.transaction_id);
+            v.text("reason", &request.reason, MAX_REASON_LEN);
+        })?;
+        self.cancel(&teller, request, now).await
+    }
+
+    async fn get(
+        &self,
+        request: pb::GetBillPaymentRequest,
+    ) -> Result<Response<pb::GetBillPaymentResponse>, Status> {
         let now = self.gateway.clock.now();
         let (_permit, teller) =
-            self.admit(request.context.as_ref(), now, |v| match &request.lookup {
-                None => v.add(
-                    "lookup",
-                    "is required: give transaction_id or paid_client_request_id",
-                ),
-                Some(pb::get_bill_payment_request::Lookup::TransactionId(id)) => {
-                    v.transaction_id("transaction_id", id);
-                }
-                Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId(id)) => {
-                    v.request_id("paid_client_request_id", id);
-                }
-            })?;
+            self.gateway
+                .admit(request.context.as_ref(), now, |v| match &request.lookup {
+                    None => v.add(
+                        "lookup",
+                        "is required: give transaction_id or paid_client_request_id",
+                    ),
+                    Some(pb::get_bill_payment_request::Lookup::TransactionId(id)) => {
+                        v.transaction_id("transaction_id", id);
+                    }
+                    Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId(id)) => {
+                        v.request_id("paid_client_request_id", id);
+                    }
+                })?;
         let transaction_id = match request.lookup.expect("validated above") {
             pb::get_bill_payment_request::Lookup::TransactionId(id) => id,
             pb::get_bill_payment_request::Lookup::PaidClientRequestId(client_request_id) => {
@@ -328,9 +285,7 @@ impl BillPaymentService for BillPaymentApi {
             payment: Some(self.payment_view(&record)),
         }))
     }
-}
 
-impl BillPaymentApi {
     async fn pay(
         &self,
         teller: &Teller,

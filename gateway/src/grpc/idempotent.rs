@@ -88,6 +88,7 @@ pub async fn commit<M: Message + Default>(
             fingerprint: commit.fingerprint.clone(),
             transaction_id: commit.transaction_id,
             response: commit.response.encode_to_vec(),
+            pending: false,
         },
         key: commit.key,
         created_at: now,
@@ -108,5 +109,8 @@ pub async fn commit<M: Message + Default>(
             replay(&answer, &commit.fingerprint, &client_request_id).map(Committed::Answer)
         }
         WriteOutcome::StatusMismatch { current } => Ok(Committed::StatusMismatch(current)),
+        WriteOutcome::RefundExceeds { .. } => Err(tonic::Status::internal(
+            "a bill write reported a card refund guard",
+        )),
     }
 }

@@ -8,21 +8,32 @@
 //! - [`admission`]: the in-flight bound and per-terminal / per-store rate limits.
 //! - [`idempotent`]: replay of stored answers and detection of reused keys.
 //! - [`bill_payment`]: the `BillPaymentService` implementation.
+//! - [`payment`]: the `PaymentService` implementation (card payments).
 
 pub mod admission;
 pub mod bill_payment;
 pub mod idempotent;
+pub mod payment;
 pub mod status;
 pub mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
-use crate::bill::BillerRegistry;
+use chrono::{DateTime, Utc};
+use posgate_proto::v1 as pb;
+use tokio::sync::OwnedSemaphorePermit;
+use tonic::Status;
+
+use crate::bill::{BillerRegistry, Teller};
 use crate::clock::Clock;
 use crate::config::{Config, StoreConfig};
-use crate::store::Store;
+use crate::payments::Payments;
+use crate::store::{IdempotencyKey, Store};
 use admission::Admission;
+use status::{invalid_argument, refused};
+use validate::Violations;
 
 /// Everything the services share.
 #[derive(Debug)]
@@ -33,6 +44,8 @@ pub struct Gateway {
     pub retention: chrono::Duration,
     pub clock: Arc<dyn Clock>,
     pub admission: Admission,
+    /// Card payments, when configured.
+    pub payments: Option<Arc<Payments>>,
 }
 
 impl Gateway {
@@ -49,6 +62,81 @@ impl Gateway {
                 .map_err(|_| "idempotency retention is too long".to_owned())?,
             clock,
             admission: Admission::new(&config.limits),
+            payments: None,
         })
+    }
+
+    #[must_use]
+    pub fn with_payments(mut self, payments: Arc<Payments>) -> Self {
+        self.payments = Some(payments);
+        self
+    }
+
+    /// Admits a request (in-flight bound), validates its context with the
+    /// rest of its fields, then charges its terminal's and store's rate limits.
+    pub fn admit(
+        &self,
+        context: Option<&pb::RequestContext>,
+        now: DateTime<Utc>,
+        check_rest: impl FnOnce(&mut Violations),
+    ) -> Result<(OwnedSemaphorePermit, Teller), Status> {
+        let permit = self.admission.enter().map_err(refused)?;
+        let mut violations = Violations::default();
+        let teller = violations.context(context, |id| self.stores.contains_key(id), now);
+        check_rest(&mut violations);
+        violations
+            .finish()
+            .map_err(|violations| invalid_argument(&violations))?;
+        self.admission
+            .charge(&teller.store_id, &teller.terminal_id)
+            .map_err(refused)?;
+        Ok((permit, teller))
+    }
+
+    /// The configuration of a store validation found configured.
+    pub fn store_config(&self, store_id: &str) -> &StoreConfig {
+        self.stores
+            .get(store_id)
+            .expect("validation checked the store is configured")
+    }
+}
+
+/// The idempotency key of a teller's request.
+pub fn key_of(teller: &Teller) -> IdempotencyKey {
+    IdempotencyKey {
+        store_id: teller.store_id.clone(),
+        terminal_id: teller.terminal_id.clone(),
+        client_request_id: teller.client_request_id.clone(),
+    }
+}
+
+/// Runs one RPC's work and logs its outcome and latency.
+pub async fn logged<T>(
+    rpc: &str,
+    context: Option<&pb::RequestContext>,
+    work: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let started = Instant::now();
+    let result = work.await;
+    log_outcome(rpc, context, started, &result);
+    result
+}
+
+/// Logs one finished RPC with its outcome and latency. Names the store and
+/// terminal the request claimed, never any of its card data.
+pub fn log_outcome<T>(
+    rpc: &str,
+    context: Option<&pb::RequestContext>,
+    started: Instant,
+    result: &Result<T, Status>,
+) {
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let (store, terminal) =
+        context.map_or(("", ""), |c| (c.store_id.as_str(), c.terminal_id.as_str()));
+    match result {
+        Ok(_) => tracing::info!(rpc, store, terminal, latency_us, code = "OK", "rpc done"),
+        Err(status) => {
+            tracing::info!(rpc, store, terminal, latency_us, code = ?status.code(), message = status.message(), "rpc refused");
+        }
     }
 }

@@ -39,7 +39,7 @@ pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
-fn precondition(kind: &str, subject: &str, description: String) -> Status {
+pub fn precondition(kind: &str, subject: &str, description: String) -> Status {
     let details =
         ErrorDetails::with_precondition_failure(vec![tonic_types::PreconditionViolation::new(
             kind,
@@ -125,4 +125,55 @@ pub fn from_store_error(error: &StoreError) -> Status {
             "internal error recording the transaction; retry with the same client_request_id",
         )
     }
+}
+
+/// How long a POS should wait before retrying after a bank problem.
+pub const PARTNER_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn unavailable(reason: &str, metadata: HashMap<String, String>, message: String) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_retry_info(Some(PARTNER_RETRY));
+    details.set_error_info(reason, ERROR_DOMAIN, metadata);
+    Status::with_error_details(Code::Unavailable, message, details)
+}
+
+/// `UNAVAILABLE` `PARTNER_UNAVAILABLE`: the bank was not reached; nothing was sent or stored.
+pub fn partner_unavailable(partner: &str) -> Status {
+    let mut metadata = HashMap::new();
+    metadata.insert("partner".to_owned(), partner.to_owned());
+    unavailable(
+        "PARTNER_UNAVAILABLE",
+        metadata,
+        format!(
+            "the bank ({partner}) cannot be reached; nothing was sent; retry with the same client_request_id"
+        ),
+    )
+}
+
+/// `UNAVAILABLE` `OUTCOME_UNKNOWN`: the request was sent and no answer came;
+/// posgate is reversing it at the bank.
+pub fn outcome_unknown(transaction_id: &str) -> Status {
+    let mut metadata = HashMap::new();
+    metadata.insert("transaction_id".to_owned(), transaction_id.to_owned());
+    unavailable(
+        "OUTCOME_UNKNOWN",
+        metadata,
+        format!(
+            "no answer from the bank for transaction {transaction_id}; posgate is reversing it; \
+             retry with the same client_request_id to learn the final state"
+        ),
+    )
+}
+
+/// `ABORTED`: the first request with this key is still running.
+pub fn in_progress(client_request_id: &str) -> Status {
+    Status::aborted(format!(
+        "the request with client_request_id {client_request_id:?} is still in progress; retry shortly"
+    ))
+}
+
+/// An HSM failure: the detail goes to the log (it never holds key material).
+pub fn from_hsm_error(error: &posgate_hsm::HsmError) -> Status {
+    tracing::error!(%error, "hsm failure");
+    Status::internal("the security module failed; retry with the same client_request_id")
 }

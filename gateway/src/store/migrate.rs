@@ -12,17 +12,61 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "transactions",
-    sql: include_str!("../../../migrations/sqlite/0001_transactions.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "transactions",
+        sql: include_str!("../../../migrations/sqlite/0001_transactions.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "card_payments",
+        sql: include_str!("../../../migrations/sqlite/0002_card_payments.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "clearing",
+        sql: include_str!("../../../migrations/sqlite/0003_clearing.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "reconciliation",
+        sql: include_str!("../../../migrations/sqlite/0004_reconciliation.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "card_sweep_index",
+        sql: include_str!("../../../migrations/sqlite/0005_card_sweep_index.sql"),
+    },
+];
 
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "transactions",
-    sql: include_str!("../../../migrations/postgres/0001_transactions.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "transactions",
+        sql: include_str!("../../../migrations/postgres/0001_transactions.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "card_payments",
+        sql: include_str!("../../../migrations/postgres/0002_card_payments.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "clearing",
+        sql: include_str!("../../../migrations/postgres/0003_clearing.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "reconciliation",
+        sql: include_str!("../../../migrations/postgres/0004_reconciliation.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "card_sweep_index",
+        sql: include_str!("../../../migrations/postgres/0005_card_sweep_index.sql"),
+    },
+];
 
 pub const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS posgate_migrations (\
      version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

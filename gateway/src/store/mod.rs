@@ -6,8 +6,11 @@
 //! answer to replay, the transaction row (new, or a guarded status change),
 //! its settlement lines and its event, committed together or not at all.
 
+mod card;
+pub mod clearing;
 mod migrate;
 mod postgres;
+pub mod recon;
 mod sqlite;
 mod write;
 
@@ -16,8 +19,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+pub use card::{
+    CardChange, CardRecord, CardRouteKind, CardType, CardUpdate, CardWrite, KeyOp, NewSafItem,
+    RefundAdjust, SafItem, SafKind,
+};
 pub use migrate::MigrationError;
 pub use postgres::PostgresStore;
+pub use recon::{AckOutcome, NewAck, ReconStore, StoredException};
 pub use sqlite::SqliteStore;
 
 /// Identifies one request of one terminal. Terminal ids are only unique
@@ -45,8 +53,11 @@ pub struct RequestFingerprint {
 pub struct StoredAnswer {
     pub fingerprint: RequestFingerprint,
     pub transaction_id: String,
-    /// The encoded response, replayed as is.
+    /// The encoded response, replayed as is. Empty while `pending`.
     pub response: Vec<u8>,
+    /// The first request under the key has not been answered yet (a card
+    /// payment waiting for the bank, or one being reversed).
+    pub pending: bool,
 }
 
 impl fmt::Debug for StoredAnswer {
@@ -55,6 +66,7 @@ impl fmt::Debug for StoredAnswer {
             .field("operation", &self.fingerprint.operation)
             .field("transaction_id", &self.transaction_id)
             .field("response_len", &self.response.len())
+            .field("pending", &self.pending)
             .finish_non_exhaustive()
     }
 }
@@ -63,12 +75,14 @@ impl fmt::Debug for StoredAnswer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransactionKind {
     BillPayment,
+    CardPayment,
 }
 
 impl TransactionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BillPayment => "bill_payment",
+            Self::CardPayment => "card_payment",
         }
     }
 }
@@ -77,26 +91,54 @@ impl TransactionKind {
 /// whose `from` is not the current state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransactionStatus {
+    /// Bill payments.
     Paid,
     Cancelled,
+    /// Card payments (see `posgate.v1.CardTransactionStatus`).
+    InProgress,
+    Authorized,
+    Captured,
+    Declined,
+    PendingReversal,
+    Reversed,
+    Voided,
+    Expired,
 }
 
 impl TransactionStatus {
+    const ALL: [Self; 10] = [
+        Self::Paid,
+        Self::Cancelled,
+        Self::InProgress,
+        Self::Authorized,
+        Self::Captured,
+        Self::Declined,
+        Self::PendingReversal,
+        Self::Reversed,
+        Self::Voided,
+        Self::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Paid => "paid",
             Self::Cancelled => "cancelled",
+            Self::InProgress => "in_progress",
+            Self::Authorized => "authorized",
+            Self::Captured => "captured",
+            Self::Declined => "declined",
+            Self::PendingReversal => "pending_reversal",
+            Self::Reversed => "reversed",
+            Self::Voided => "voided",
+            Self::Expired => "expired",
         }
     }
 
     pub fn parse(text: &str) -> Result<Self, StoreError> {
-        match text {
-            "paid" => Ok(Self::Paid),
-            "cancelled" => Ok(Self::Cancelled),
-            other => Err(StoreError::Corrupt(format!(
-                "unknown transaction status {other:?}"
-            ))),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown transaction status {text:?}")))
     }
 }
 
@@ -197,22 +239,7 @@ impl WriteRequest {
     /// Checks the invariants every write must hold before it reaches SQL:
     /// the lines balance per currency and the answer names this transaction.
     pub fn check(&self) -> Result<(), StoreError> {
-        let mut sums: Vec<(&str, i128)> = Vec::new();
-        for line in &self.lines {
-            match sums
-                .iter_mut()
-                .find(|(currency, _)| *currency == line.currency)
-            {
-                Some((_, sum)) => *sum += i128::from(line.amount_minor),
-                None => sums.push((&line.currency, i128::from(line.amount_minor))),
-            }
-        }
-        if let Some((currency, sum)) = sums.iter().find(|(_, sum)| *sum != 0) {
-            return Err(StoreError::Invariant(format!(
-                "settlement lines of {} sum to {sum} {currency}, not zero",
-                self.transaction_id()
-            )));
-        }
+        check_balanced(self.transaction_id(), &self.lines)?;
         if self.answer.transaction_id != self.transaction_id() {
             return Err(StoreError::Invariant(
                 "stored answer names another transaction".to_owned(),
@@ -220,6 +247,26 @@ impl WriteRequest {
         }
         Ok(())
     }
+}
+
+/// Refuses settlement lines that do not sum to zero per currency.
+fn check_balanced(transaction_id: &str, lines: &[SettlementLine]) -> Result<(), StoreError> {
+    let mut sums: Vec<(&str, i128)> = Vec::new();
+    for line in lines {
+        match sums
+            .iter_mut()
+            .find(|(currency, _)| *currency == line.currency)
+        {
+            Some((_, sum)) => *sum += i128::from(line.amount_minor),
+            None => sums.push((&line.currency, i128::from(line.amount_minor))),
+        }
+    }
+    if let Some((currency, sum)) = sums.iter().find(|(_, sum)| *sum != 0) {
+        return Err(StoreError::Invariant(format!(
+            "settlement lines of {transaction_id} sum to {sum} {currency}, not zero"
+        )));
+    }
+    Ok(())
 }
 
 /// What a write did.
@@ -231,6 +278,9 @@ pub enum WriteOutcome {
     KeyTaken(StoredAnswer),
     /// A transition found the transaction in another state (or missing); nothing was written.
     StatusMismatch { current: Option<TransactionStatus> },
+    /// A refund reservation would take refunds beyond the captured amount;
+    /// nothing was written. `remaining` is what is still refundable.
+    RefundExceeds { remaining: i64 },
 }
 
 /// Row counts, for operators and for tests that prove nothing was written.
@@ -263,13 +313,22 @@ pub enum StoreError {
 /// atomic and must serialize writes under one key so that concurrent
 /// duplicates produce one write and `KeyTaken` for the rest.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait Store: Reads + clearing::ClearingStore + ReconStore + fmt::Debug {
     /// Applies pending schema migrations; safe to run concurrently.
     async fn migrate(&self) -> Result<(), StoreError>;
 
     /// Commits a state change with its key, lines and event, or reports why not.
     async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, StoreError>;
 
+    /// Commits a card-payment state change with its key, lines, event and
+    /// queue entries, or reports why not.
+    async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError>;
+}
+
+/// Every read of the store: the same SQL on both backends, implemented once
+/// by `write::define_reads!`.
+#[async_trait::async_trait]
+pub trait Reads: Send + Sync {
     /// The answer stored under a key, if the key was used.
     async fn answer(&self, key: &IdempotencyKey) -> Result<Option<StoredAnswer>, StoreError>;
 
@@ -294,6 +353,45 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Counts rows of every table.
     async fn row_counts(&self) -> Result<RowCounts, StoreError>;
+
+    /// A card transaction by id (any store: callers check the store).
+    async fn card_transaction(&self, id: &str) -> Result<Option<CardRecord>, StoreError>;
+
+    /// The card transaction a request (Authorize or Refund) created.
+    async fn card_by_request(&self, key: &IdempotencyKey)
+    -> Result<Option<CardRecord>, StoreError>;
+
+    /// The refunds of a card transaction, oldest first.
+    async fn refund_ids(&self, original_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Card transactions still `in_progress` and untouched since `before`:
+    /// their request was cut off (crash, lost task) and their outcome is unknown.
+    async fn stale_in_progress(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<CardRecord>, StoreError>;
+
+    /// Authorizations still `authorized` whose hold expired before `now`.
+    async fn expired_authorizations(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<CardRecord>, StoreError>;
+
+    /// Unacknowledged queue entries due by `now`, oldest first.
+    async fn saf_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<SafItem>, StoreError>;
+
+    /// Records a failed delivery attempt and when to try again.
+    async fn saf_retry(
+        &self,
+        id: i64,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// How many queue entries wait for the bank's acknowledgement.
+    async fn saf_open(&self) -> Result<i64, StoreError>;
 }
 
 /// Opens the store a database URL names: `sqlite:` (file created if
@@ -314,6 +412,7 @@ pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, Sto
 fn parse_kind(text: &str) -> Result<TransactionKind, StoreError> {
     match text {
         "bill_payment" => Ok(TransactionKind::BillPayment),
+        "card_payment" => Ok(TransactionKind::CardPayment),
         other => Err(StoreError::Corrupt(format!(
             "unknown transaction kind {other:?}"
         ))),
@@ -324,9 +423,9 @@ fn parse_kind(text: &str) -> Result<TransactionKind, StoreError> {
 /// and `RETURNING`, and sqlx maps the chrono types to each one's columns.
 mod sql {
     pub const INSERT_KEY: &str = "INSERT INTO idempotency_keys (store_id, terminal_id, client_request_id, \
-         operation, request_digest, field_digests, response, transaction_id, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
-    pub const SELECT_KEY: &str = "SELECT operation, request_digest, field_digests, transaction_id, response \
+         operation, request_digest, field_digests, response, transaction_id, created_at, expires_at, pending) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING";
+    pub const SELECT_KEY: &str = "SELECT operation, request_digest, field_digests, transaction_id, response, pending \
          FROM idempotency_keys WHERE store_id = $1 AND terminal_id = $2 AND client_request_id = $3";
     pub const INSERT_TRANSACTION: &str = "INSERT INTO transactions (id, kind, status, store_id, terminal_id, \
          operator_id, client_request_id, partner_id, amount_minor, currency, fee_minor, business_date, \
@@ -374,6 +473,7 @@ mod rows {
         usize: ColumnIndex<R>,
         String: Decode<'r, R::Database> + Type<R::Database>,
         Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+        bool: Decode<'r, R::Database> + Type<R::Database>,
     {
         Ok(StoredAnswer {
             fingerprint: RequestFingerprint {
@@ -383,6 +483,7 @@ mod rows {
             },
             transaction_id: row.try_get(3)?,
             response: row.try_get(4)?,
+            pending: row.try_get(5)?,
         })
     }
 

@@ -8,22 +8,35 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
-use super::write::define_apply_write;
-use super::{
-    Event, IdempotencyKey, RowCounts, SettlementLine, Store, StoreError, StoredAnswer,
-    TransactionRecord, WriteOutcome, WriteRequest, migrate, rows, sql,
+use super::clearing::{
+    ClearingLock, SCHEDULE_LOCK_KEY, define_clearing_store, define_open_business_date,
 };
+use super::recon::{define_exceptions_read, define_recon};
+use super::write::{define_apply_card_write, define_apply_write, define_reads};
+use super::{CardWrite, Store, StoreError, WriteOutcome, WriteRequest, migrate};
 
 /// How long a request waits for a pooled connection before failing; beyond
 /// it the database is overloaded and the POS is better told to retry.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Arbitrary but fixed key of the advisory lock that serializes migrations
-/// across gateway instances starting together ("posgate" in ASCII).
-const MIGRATION_LOCK_KEY: i64 = 0x0070_6f73_6761_7465;
+/// across gateway instances starting together ("pmig" in ASCII).
+const MIGRATION_LOCK_KEY: i32 = 0x706d_6967;
+/// The second half of every advisory lock key: the schema the connection
+/// works in. Advisory locks are per database, so without it two deployments
+/// (or two test schemas) in one database would contend for each other's locks.
+macro_rules! schema_scoped_lock {
+    ($function:literal) => {
+        concat!(
+            "SELECT ",
+            $function,
+            "($1, hashtext(COALESCE(current_schema(), '')))"
+        )
+    };
+}
 
 /// PostgreSQL store over a connection pool.
 #[derive(Debug, Clone)]
@@ -51,7 +64,57 @@ impl PostgresStore {
     }
 }
 
+// Writes take the close lock shared, a close takes it exclusive: a close
+// waits for the writes in flight, and every write after it sees the day closed.
+define_open_business_date!(
+    sqlx::PgConnection,
+    Some(schema_scoped_lock!("pg_advisory_xact_lock_shared"))
+);
+define_clearing_store!(
+    PostgresStore,
+    pool,
+    "BEGIN",
+    Some(schema_scoped_lock!("pg_advisory_xact_lock")),
+    postgres_clearing_lock
+);
+
+/// A session advisory lock on a connection taken out of the pool: dropping
+/// the lock closes the connection, which releases the lock.
+async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<ClearingLock>, StoreError> {
+    let mut conn = store.pool.acquire().await?.detach();
+    let locked: bool = sqlx::query_scalar(schema_scoped_lock!("pg_try_advisory_lock"))
+        .bind(SCHEDULE_LOCK_KEY)
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(locked.then(|| Box::new(conn) as ClearingLock))
+}
+
 define_apply_write!(sqlx::PgConnection);
+define_apply_card_write!(sqlx::PgConnection);
+define_reads!(PostgresStore, pool);
+define_recon!(sqlx::PgConnection);
+
+#[async_trait::async_trait]
+impl super::ReconStore for PostgresStore {
+    async fn store_ack(&self, ack: super::NewAck<'_>) -> Result<super::AckOutcome, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let outcome = apply_ack(&mut tx, &ack).await?;
+        if matches!(outcome, super::AckOutcome::Stored(_)) {
+            tx.commit().await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn exceptions(
+        &self,
+        business_date: Option<chrono::NaiveDate>,
+        partner: Option<&str>,
+    ) -> Result<Vec<super::StoredException>, StoreError> {
+        read_exceptions(&self.pool, business_date, partner).await
+    }
+}
+define_exceptions_read!(PgPool);
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
@@ -59,7 +122,7 @@ impl Store for PostgresStore {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         // A transaction-scoped advisory lock: instances starting together migrate one at a time.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        sqlx::query(schema_scoped_lock!("pg_advisory_xact_lock"))
             .bind(MIGRATION_LOCK_KEY)
             .execute(&mut *tx)
             .await?;
@@ -99,67 +162,15 @@ impl Store for PostgresStore {
         Ok(outcome)
     }
 
-    async fn answer(&self, key: &IdempotencyKey) -> Result<Option<StoredAnswer>, StoreError> {
-        let row = sqlx::query(sql::SELECT_KEY)
-            .bind(&key.store_id)
-            .bind(&key.terminal_id)
-            .bind(&key.client_request_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::answer).transpose()
-    }
-
-    async fn transaction(
-        &self,
-        store_id: &str,
-        id: &str,
-    ) -> Result<Option<TransactionRecord>, StoreError> {
-        let row = sqlx::query(sql::SELECT_TRANSACTION)
-            .bind(id)
-            .bind(store_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::transaction).transpose()
-    }
-
-    async fn settlement_lines(
-        &self,
-        transaction_id: &str,
-    ) -> Result<Vec<SettlementLine>, StoreError> {
-        let rows = sqlx::query(sql::SELECT_LINES)
-            .bind(transaction_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(rows::line).collect()
-    }
-
-    async fn events(&self, transaction_id: &str) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(sql::SELECT_EVENTS)
-            .bind(transaction_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(rows::event).collect()
-    }
-
-    async fn purge_expired_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(sqlx::query(sql::PURGE_KEYS)
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
-    }
-
-    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
-        let (idempotency_keys, transactions, bill_payments, settlement_lines, events) =
-            sqlx::query_as(sql::ROW_COUNTS)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(RowCounts {
-            idempotency_keys,
-            transactions,
-            bill_payments,
-            settlement_lines,
-            events,
-        })
+    async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError> {
+        write.check()?;
+        let mut tx = self.pool.begin().await?;
+        let outcome = apply_card_write(&mut tx, &write).await?;
+        if outcome == WriteOutcome::Written {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(outcome)
     }
 }

@@ -8,18 +8,17 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::write::define_apply_write;
-use super::{
-    Event, IdempotencyKey, RowCounts, SettlementLine, Store, StoreError, StoredAnswer,
-    TransactionRecord, WriteOutcome, WriteRequest, migrate, rows, sql,
-};
+use super::clearing::{ClearingLock, define_clearing_store, define_open_business_date};
+use super::recon::{define_exceptions_read, define_recon};
+use super::write::{define_apply_card_write, define_apply_write, define_reads};
+use super::{CardWrite, Store, StoreError, WriteOutcome, WriteRequest, migrate};
 
 /// Most writes committed in one transaction. Bounds the latency one batch
 /// adds and the work lost to one failed commit.
@@ -35,11 +34,18 @@ const READ_CONNECTIONS: u32 = 4;
 
 type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
 
+/// One write for the writer task.
+#[derive(Debug)]
+enum Job {
+    Write(WriteRequest),
+    Card(CardWrite),
+}
+
 /// SQLite store: a read pool and a channel to the writer task.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     reads: SqlitePool,
-    writes: mpsc::Sender<(WriteRequest, Reply)>,
+    writes: mpsc::Sender<(Job, Reply)>,
     options: SqliteConnectOptions,
 }
 
@@ -70,7 +76,7 @@ impl SqliteStore {
 
 /// The writer task: takes every write waiting (up to `MAX_BATCH`), applies
 /// each in its own savepoint inside one transaction, commits once, answers all.
-async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<(WriteRequest, Reply)>) {
+async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<(Job, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let outcomes = write_batch(&mut conn, &batch).await;
@@ -98,7 +104,7 @@ async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<(Write
 /// whole batch fails only if the transaction itself cannot begin or commit.
 async fn write_batch(
     conn: &mut SqliteConnection,
-    batch: &[(WriteRequest, Reply)],
+    batch: &[(Job, Reply)],
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, sqlx::Error> {
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -115,15 +121,18 @@ async fn write_batch(
 
 /// One write inside the batch's transaction, in a savepoint so that a write
 /// that is refused or fails leaves the others untouched.
-async fn write_one(
-    conn: &mut SqliteConnection,
-    request: &WriteRequest,
-) -> Result<WriteOutcome, StoreError> {
-    request.check()?;
+async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<WriteOutcome, StoreError> {
+    match job {
+        Job::Write(request) => request.check()?,
+        Job::Card(write) => write.check()?,
+    }
     sqlx::query("SAVEPOINT posgate_write")
         .execute(&mut *conn)
         .await?;
-    let outcome = apply_write(conn, request).await;
+    let outcome = match job {
+        Job::Write(request) => apply_write(conn, request).await,
+        Job::Card(write) => apply_card_write(conn, write).await,
+    };
     if !matches!(outcome, Ok(WriteOutcome::Written)) {
         sqlx::query("ROLLBACK TO posgate_write")
             .execute(&mut *conn)
@@ -135,12 +144,78 @@ async fn write_one(
     outcome
 }
 
+// SQLite has one writer at a time: a close (BEGIN IMMEDIATE) and the writer
+// task's batches are serialized by the database itself, so no guard is needed.
+define_open_business_date!(SqliteConnection, None::<&str>);
+define_clearing_store!(
+    SqliteStore,
+    reads,
+    "BEGIN IMMEDIATE",
+    None::<&str>,
+    sqlite_clearing_lock
+);
+
+/// One process owns a SQLite file, so the scheduled run needs no lock.
+#[allow(clippy::unused_async)]
+async fn sqlite_clearing_lock(_store: &SqliteStore) -> Result<Option<ClearingLock>, StoreError> {
+    Ok(Some(Box::new(())))
+}
+
 define_apply_write!(SqliteConnection);
+define_apply_card_write!(SqliteConnection);
+define_reads!(SqliteStore, reads);
+define_recon!(SqliteConnection);
+
+#[async_trait::async_trait]
+impl super::ReconStore for SqliteStore {
+    /// On its own connection, beside the writer task: an acknowledgement is
+    /// a rare, possibly large write that should not sit in a group commit.
+    async fn store_ack(&self, ack: super::NewAck<'_>) -> Result<super::AckOutcome, StoreError> {
+        let mut conn = SqliteConnection::connect_with(&self.options).await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+        let outcome = apply_ack(&mut conn, &ack).await;
+        let end = if matches!(outcome, Ok(super::AckOutcome::Stored(_))) {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        sqlx::query(end).execute(&mut conn).await?;
+        outcome
+    }
+
+    async fn exceptions(
+        &self,
+        business_date: Option<chrono::NaiveDate>,
+        partner: Option<&str>,
+    ) -> Result<Vec<super::StoredException>, StoreError> {
+        read_exceptions(&self.reads, business_date, partner).await
+    }
+}
+define_exceptions_read!(SqlitePool);
+
+impl SqliteStore {
+    /// Hands a job to the writer task and waits for its outcome.
+    async fn submit(&self, job: Job) -> Result<WriteOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send((job, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = SqliteConnection::connect_with(&self.options).await?;
+        // Some migrations rebuild a table that others reference, which SQLite
+        // allows only with enforcement off (it is a no-op inside a
+        // transaction, so it goes first); foreign_key_check below proves the
+        // rebuilt schema still holds every reference before the commit.
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut conn)
+            .await?;
         // IMMEDIATE takes the write lock first, so two processes migrating at
         // once run one after the other.
         sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
@@ -165,6 +240,15 @@ impl Store for SqliteStore {
                     "applied sqlite migration"
                 );
             }
+            let broken: Vec<(String,)> =
+                sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                    .fetch_all(&mut conn)
+                    .await?;
+            if let Some((table,)) = broken.first() {
+                return Err(StoreError::Invariant(format!(
+                    "migration left rows of {table} without their referenced row"
+                )));
+            }
             Ok::<(), StoreError>(())
         }
         .await;
@@ -174,75 +258,10 @@ impl Store for SqliteStore {
     }
 
     async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.writes
-            .send((request, reply))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        self.submit(Job::Write(request)).await
     }
 
-    async fn answer(&self, key: &IdempotencyKey) -> Result<Option<StoredAnswer>, StoreError> {
-        let row = sqlx::query(sql::SELECT_KEY)
-            .bind(&key.store_id)
-            .bind(&key.terminal_id)
-            .bind(&key.client_request_id)
-            .fetch_optional(&self.reads)
-            .await?;
-        row.as_ref().map(rows::answer).transpose()
-    }
-
-    async fn transaction(
-        &self,
-        store_id: &str,
-        id: &str,
-    ) -> Result<Option<TransactionRecord>, StoreError> {
-        let row = sqlx::query(sql::SELECT_TRANSACTION)
-            .bind(id)
-            .bind(store_id)
-            .fetch_optional(&self.reads)
-            .await?;
-        row.as_ref().map(rows::transaction).transpose()
-    }
-
-    async fn settlement_lines(
-        &self,
-        transaction_id: &str,
-    ) -> Result<Vec<SettlementLine>, StoreError> {
-        let rows = sqlx::query(sql::SELECT_LINES)
-            .bind(transaction_id)
-            .fetch_all(&self.reads)
-            .await?;
-        rows.iter().map(rows::line).collect()
-    }
-
-    async fn events(&self, transaction_id: &str) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(sql::SELECT_EVENTS)
-            .bind(transaction_id)
-            .fetch_all(&self.reads)
-            .await?;
-        rows.iter().map(rows::event).collect()
-    }
-
-    async fn purge_expired_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(sqlx::query(sql::PURGE_KEYS)
-            .bind(now)
-            .execute(&self.reads)
-            .await?
-            .rows_affected())
-    }
-
-    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
-        let (idempotency_keys, transactions, bill_payments, settlement_lines, events) =
-            sqlx::query_as(sql::ROW_COUNTS)
-                .fetch_one(&self.reads)
-                .await?;
-        Ok(RowCounts {
-            idempotency_keys,
-            transactions,
-            bill_payments,
-            settlement_lines,
-            events,
-        })
+    async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError> {
+        self.submit(Job::Card(write)).await
     }
 }

@@ -15,31 +15,22 @@ macro_rules! define_apply_write {
             conn: &mut $connection,
             request: &$crate::store::WriteRequest,
         ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
-            use $crate::store::{Change, WriteOutcome, rows, sql};
+            use $crate::store::{Change, WriteOutcome, sql};
             let key = &request.key;
             let answer = &request.answer;
-            let inserted = sqlx::query(sql::INSERT_KEY)
-                .bind(&key.store_id)
-                .bind(&key.terminal_id)
-                .bind(&key.client_request_id)
-                .bind(&answer.fingerprint.operation)
-                .bind(&answer.fingerprint.digest)
-                .bind(&answer.fingerprint.field_digests)
-                .bind(&answer.response)
-                .bind(&answer.transaction_id)
-                .bind(request.created_at)
-                .bind(request.expires_at)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            if inserted == 0 {
-                let row = sqlx::query(sql::SELECT_KEY)
-                    .bind(&key.store_id)
-                    .bind(&key.terminal_id)
-                    .bind(&key.client_request_id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                return Ok(WriteOutcome::KeyTaken(rows::answer(&row)?));
+            if let Some(taken) = insert_key(
+                conn,
+                key,
+                &answer.fingerprint,
+                &answer.response,
+                &answer.transaction_id,
+                request.created_at,
+                request.expires_at,
+                false,
+            )
+            .await?
+            {
+                return Ok(taken);
             }
             let business_date = match &request.change {
                 Change::Create(record) => {
@@ -98,21 +89,110 @@ macro_rules! define_apply_write {
                     change.business_date
                 }
             };
-            for line in &request.lines {
+            append_lines_and_event(
+                conn,
+                request.transaction_id(),
+                business_date,
+                &request.lines,
+                &request.event,
+                request.created_at,
+            )
+            .await?;
+            Ok(WriteOutcome::Written)
+        }
+
+        /// Inserts an idempotency key. When another request holds the key,
+        /// nothing is inserted and that request's answer comes back.
+        #[allow(clippy::too_many_arguments)]
+        async fn insert_key(
+            conn: &mut $connection,
+            key: &$crate::store::IdempotencyKey,
+            fingerprint: &$crate::store::RequestFingerprint,
+            response: &[u8],
+            transaction_id: &str,
+            at: chrono::DateTime<chrono::Utc>,
+            expires_at: chrono::DateTime<chrono::Utc>,
+            pending: bool,
+        ) -> Result<Option<$crate::store::WriteOutcome>, $crate::store::StoreError> {
+            let inserted = sqlx::query($crate::store::sql::INSERT_KEY)
+                .bind(&key.store_id)
+                .bind(&key.terminal_id)
+                .bind(&key.client_request_id)
+                .bind(&fingerprint.operation)
+                .bind(&fingerprint.digest)
+                .bind(&fingerprint.field_digests)
+                .bind(response)
+                .bind(transaction_id)
+                .bind(at)
+                .bind(expires_at)
+                .bind(pending)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if inserted == 0 {
+                return key_taken(conn, key).await.map(Some);
+            }
+            Ok(None)
+        }
+
+        /// The answer under a key another request holds.
+        async fn key_taken(
+            conn: &mut $connection,
+            key: &$crate::store::IdempotencyKey,
+        ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
+            let row = sqlx::query($crate::store::sql::SELECT_KEY)
+                .bind(&key.store_id)
+                .bind(&key.terminal_id)
+                .bind(&key.client_request_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            match row {
+                Some(row) => Ok($crate::store::WriteOutcome::KeyTaken(
+                    $crate::store::rows::answer(&row)?,
+                )),
+                None => Err($crate::store::StoreError::Invariant(
+                    "answer for a key nobody claimed".to_owned(),
+                )),
+            }
+        }
+
+        /// Appends a change's settlement lines (re-dated to the next open
+        /// business date, as adjustments, when `business_date` is closed)
+        /// and its event.
+        async fn append_lines_and_event(
+            conn: &mut $connection,
+            transaction_id: &str,
+            business_date: chrono::NaiveDate,
+            lines: &[$crate::store::SettlementLine],
+            event: &$crate::store::Event,
+            at: chrono::DateTime<chrono::Utc>,
+        ) -> Result<(), $crate::store::StoreError> {
+            use $crate::store::sql;
+            // A closed business day never changes: late lines go to the next open date.
+            let (line_date, moved) = if lines.is_empty() {
+                (business_date, false)
+            } else {
+                open_business_date(&mut *conn, business_date).await?
+            };
+            for line in lines {
+                let kind = if moved {
+                    $crate::store::clearing::adjustment_kind(&line.kind)
+                } else {
+                    line.kind.clone()
+                };
                 sqlx::query(sql::INSERT_LINE)
-                    .bind(request.transaction_id())
-                    .bind(business_date)
+                    .bind(transaction_id)
+                    .bind(line_date)
                     .bind(&line.party)
-                    .bind(&line.kind)
+                    .bind(kind)
                     .bind(&line.currency)
                     .bind(line.amount_minor)
-                    .bind(request.created_at)
+                    .bind(at)
                     .execute(&mut *conn)
                     .await?;
             }
-            let event = &request.event;
             sqlx::query(sql::INSERT_EVENT)
-                .bind(request.transaction_id())
+                .bind(transaction_id)
                 .bind(&event.event_type)
                 .bind(
                     event
@@ -122,12 +202,442 @@ macro_rules! define_apply_write {
                 .bind(event.to_status.as_str())
                 .bind(&event.actor)
                 .bind(&event.detail)
-                .bind(request.created_at)
+                .bind(at)
                 .execute(&mut *conn)
                 .await?;
-            Ok(WriteOutcome::Written)
+            Ok(())
         }
     };
 }
 
 pub(crate) use define_apply_write;
+
+/// Defines `async fn apply_card_write(conn: &mut $connection, write)`, the
+/// statements of one [`CardWrite`](super::CardWrite) inside an open
+/// transaction. The caller commits on `Written` and rolls back otherwise.
+macro_rules! define_apply_card_write {
+    ($connection:ty) => {
+        #[allow(clippy::too_many_lines)]
+        async fn apply_card_write(
+            conn: &mut $connection,
+            write: &$crate::store::CardWrite,
+        ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
+            use $crate::store::card::sql as card_sql;
+            use $crate::store::{CardChange, KeyOp, WriteOutcome, sql};
+            match &write.key {
+                Some(KeyOp::Claim {
+                    key,
+                    fingerprint,
+                    expires_at,
+                }) => {
+                    if let Some(taken) = insert_key(
+                        conn,
+                        key,
+                        fingerprint,
+                        &[],
+                        &write.transaction_id,
+                        write.at,
+                        *expires_at,
+                        true,
+                    )
+                    .await?
+                    {
+                        return Ok(taken);
+                    }
+                }
+                Some(KeyOp::ClaimAnswered {
+                    key,
+                    answer,
+                    expires_at,
+                }) => {
+                    if let Some(taken) = insert_key(
+                        conn,
+                        key,
+                        &answer.fingerprint,
+                        &answer.response,
+                        &write.transaction_id,
+                        write.at,
+                        *expires_at,
+                        false,
+                    )
+                    .await?
+                    {
+                        return Ok(taken);
+                    }
+                }
+                Some(KeyOp::Answer { key, response }) => {
+                    let updated = sqlx::query(card_sql::ANSWER_KEY)
+                        .bind(response)
+                        .bind(false)
+                        .bind(&key.store_id)
+                        .bind(&key.terminal_id)
+                        .bind(&key.client_request_id)
+                        .bind(true)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                    if updated == 0 {
+                        return key_taken(conn, key).await;
+                    }
+                }
+                Some(KeyOp::Release { key }) => {
+                    sqlx::query(card_sql::RELEASE_KEY)
+                        .bind(&key.store_id)
+                        .bind(&key.terminal_id)
+                        .bind(&key.client_request_id)
+                        .bind(true)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                None => {}
+            }
+            match &write.change {
+                CardChange::Create(record) => {
+                    sqlx::query(sql::INSERT_TRANSACTION)
+                        .bind(&record.id)
+                        .bind($crate::store::TransactionKind::CardPayment.as_str())
+                        .bind(record.status.as_str())
+                        .bind(&record.store_id)
+                        .bind(&record.terminal_id)
+                        .bind(&record.operator_id)
+                        .bind(&record.client_request_id)
+                        .bind(&record.link_id)
+                        .bind(record.amount_minor)
+                        .bind(&record.currency)
+                        .bind(0_i64)
+                        .bind(record.business_date)
+                        .bind(record.created_at)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(card_sql::INSERT_CARD)
+                        .bind(&record.id)
+                        .bind(record.card_type.as_str())
+                        .bind(record.route.as_str())
+                        .bind(&record.masked_pan)
+                        .bind(&record.pan_fingerprint)
+                        .bind(&record.card_brand)
+                        .bind(&record.entry_mode)
+                        .bind(&record.cardholder_verification)
+                        .bind(&record.merchant_id)
+                        .bind(&record.bank_terminal_id)
+                        .bind(&record.stan)
+                        .bind(&record.rrn)
+                        .bind(record.transmitted_at)
+                        .bind(&record.request_mti)
+                        .bind(&record.response_code)
+                        .bind(&record.approval_code)
+                        .bind(record.captured_minor)
+                        .bind(record.refunded_minor)
+                        .bind(record.refund_reserved_minor)
+                        .bind(record.loyalty_points)
+                        .bind(record.loyalty_balance)
+                        .bind(&record.original_transaction_id)
+                        .bind(&record.pos_reference)
+                        .bind(record.authorization_expires_at)
+                        .bind(record.advice_pending)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                CardChange::Update(update) => {
+                    if let (Some(from), Some(to)) = (update.from, update.to) {
+                        let updated = sqlx::query(card_sql::UPDATE_STATUS)
+                            .bind(to.as_str())
+                            .bind(write.at)
+                            .bind(&update.transaction_id)
+                            .bind(from.as_str())
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        if updated == 0 {
+                            let status: Option<String> =
+                                sqlx::query_scalar(card_sql::SELECT_STATUS)
+                                    .bind(&update.transaction_id)
+                                    .fetch_optional(&mut *conn)
+                                    .await?;
+                            let current = status
+                                .as_deref()
+                                .map($crate::store::TransactionStatus::parse)
+                                .transpose()?;
+                            return Ok(WriteOutcome::StatusMismatch { current });
+                        }
+                    }
+                    let (loyalty_set, points, balance) = match update.loyalty {
+                        Some((points, balance)) => (true, Some(points), balance),
+                        None => (false, None, None),
+                    };
+                    let (expiry_set, expiry) = match update.authorization_expires_at {
+                        Some(expiry) => (true, expiry),
+                        None => (false, None),
+                    };
+                    sqlx::query(card_sql::UPDATE_CARD)
+                        .bind(&update.response_code)
+                        .bind(&update.approval_code)
+                        .bind(update.captured_minor)
+                        .bind(loyalty_set)
+                        .bind(points)
+                        .bind(balance)
+                        .bind(expiry_set)
+                        .bind(expiry)
+                        .bind(update.advice_pending)
+                        .bind(&update.transaction_id)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            if let Some(refund) = &write.refund {
+                let updated = sqlx::query(card_sql::ADJUST_REFUND)
+                    .bind(refund.reserve_delta)
+                    .bind(refund.refunded_delta)
+                    .bind(&refund.original_id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if updated == 0 {
+                    let remaining: Option<i64> = sqlx::query_scalar(card_sql::SELECT_REMAINING)
+                        .bind(&refund.original_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    return Ok(WriteOutcome::RefundExceeds {
+                        remaining: remaining.unwrap_or(0),
+                    });
+                }
+            }
+            for item in &write.enqueue {
+                sqlx::query(card_sql::INSERT_SAF)
+                    .bind(&write.transaction_id)
+                    .bind(&item.link_id)
+                    .bind(item.kind.as_str())
+                    .bind(item.amount_minor)
+                    .bind(&item.currency)
+                    .bind(item.next_attempt_at)
+                    .bind(write.at)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for id in &write.acked {
+                sqlx::query(card_sql::ACK_SAF)
+                    .bind(write.at)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            append_lines_and_event(
+                conn,
+                &write.transaction_id,
+                write.business_date,
+                &write.lines,
+                &write.event,
+                write.at,
+            )
+            .await?;
+            Ok(WriteOutcome::Written)
+        }
+    };
+}
+
+pub(crate) use define_apply_card_write;
+
+/// Implements [`Reads`](super::Reads) for a backend whose read pool is the
+/// field `$pool`: every read is the same SQL on both backends.
+macro_rules! define_reads {
+    ($store:ty, $pool:ident) => {
+        impl $store {
+            /// Card records a query selects by one instant (`$1`) and a limit (`$2`).
+            async fn cards_by_time(
+                &self,
+                sql: &'static str,
+                at: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::CardRecord>, $crate::store::StoreError> {
+                let rows = sqlx::query(sql)
+                    .bind(at)
+                    .bind(limit)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| $crate::store::card::rows::card(row, 0))
+                    .collect()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Reads for $store {
+            async fn answer(
+                &self,
+                key: &$crate::store::IdempotencyKey,
+            ) -> Result<Option<$crate::store::StoredAnswer>, $crate::store::StoreError> {
+                let row = sqlx::query($crate::store::sql::SELECT_KEY)
+                    .bind(&key.store_id)
+                    .bind(&key.terminal_id)
+                    .bind(&key.client_request_id)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                row.as_ref().map($crate::store::rows::answer).transpose()
+            }
+
+            async fn transaction(
+                &self,
+                store_id: &str,
+                id: &str,
+            ) -> Result<Option<$crate::store::TransactionRecord>, $crate::store::StoreError> {
+                let row = sqlx::query($crate::store::sql::SELECT_TRANSACTION)
+                    .bind(id)
+                    .bind(store_id)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                row.as_ref()
+                    .map($crate::store::rows::transaction)
+                    .transpose()
+            }
+
+            async fn settlement_lines(
+                &self,
+                transaction_id: &str,
+            ) -> Result<Vec<$crate::store::SettlementLine>, $crate::store::StoreError> {
+                let rows = sqlx::query($crate::store::sql::SELECT_LINES)
+                    .bind(transaction_id)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter().map($crate::store::rows::line).collect()
+            }
+
+            async fn events(
+                &self,
+                transaction_id: &str,
+            ) -> Result<Vec<$crate::store::Event>, $crate::store::StoreError> {
+                let rows = sqlx::query($crate::store::sql::SELECT_EVENTS)
+                    .bind(transaction_id)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter().map($crate::store::rows::event).collect()
+            }
+
+            async fn purge_expired_keys(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                Ok(sqlx::query($crate::store::sql::PURGE_KEYS)
+                    .bind(now)
+                    .execute(&self.$pool)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn row_counts(
+                &self,
+            ) -> Result<$crate::store::RowCounts, $crate::store::StoreError> {
+                let (idempotency_keys, transactions, bill_payments, settlement_lines, events) =
+                    sqlx::query_as($crate::store::sql::ROW_COUNTS)
+                        .fetch_one(&self.$pool)
+                        .await?;
+                Ok($crate::store::RowCounts {
+                    idempotency_keys,
+                    transactions,
+                    bill_payments,
+                    settlement_lines,
+                    events,
+                })
+            }
+
+            async fn card_transaction(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::store::CardRecord>, $crate::store::StoreError> {
+                let row = sqlx::query($crate::store::card::sql::SELECT_CARD)
+                    .bind(id)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                row.as_ref()
+                    .map(|row| $crate::store::card::rows::card(row, 0))
+                    .transpose()
+            }
+
+            async fn card_by_request(
+                &self,
+                key: &$crate::store::IdempotencyKey,
+            ) -> Result<Option<$crate::store::CardRecord>, $crate::store::StoreError> {
+                let row = sqlx::query($crate::store::card::sql::SELECT_CARD_BY_REQUEST)
+                    .bind(&key.store_id)
+                    .bind(&key.terminal_id)
+                    .bind(&key.client_request_id)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                row.as_ref()
+                    .map(|row| $crate::store::card::rows::card(row, 0))
+                    .transpose()
+            }
+
+            async fn refund_ids(
+                &self,
+                original_id: &str,
+            ) -> Result<Vec<String>, $crate::store::StoreError> {
+                Ok(
+                    sqlx::query_scalar($crate::store::card::sql::SELECT_REFUND_IDS)
+                        .bind(original_id)
+                        .fetch_all(&self.$pool)
+                        .await?,
+                )
+            }
+
+            async fn stale_in_progress(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::CardRecord>, $crate::store::StoreError> {
+                self.cards_by_time($crate::store::card::sql::SELECT_STALE, before, limit)
+                    .await
+            }
+
+            async fn expired_authorizations(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::CardRecord>, $crate::store::StoreError> {
+                self.cards_by_time(
+                    $crate::store::card::sql::SELECT_EXPIRED_AUTHORIZATIONS,
+                    now,
+                    limit,
+                )
+                .await
+            }
+
+            async fn saf_due(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::SafItem>, $crate::store::StoreError> {
+                let rows = sqlx::query($crate::store::card::sql::SELECT_SAF_DUE)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter()
+                    .map($crate::store::card::rows::saf_item)
+                    .collect()
+            }
+
+            async fn saf_retry(
+                &self,
+                id: i64,
+                next_attempt_at: chrono::DateTime<chrono::Utc>,
+                error: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query($crate::store::card::sql::RETRY_SAF)
+                    .bind(next_attempt_at)
+                    .bind(error)
+                    .bind(id)
+                    .execute(&self.$pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn saf_open(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar($crate::store::card::sql::COUNT_SAF_OPEN)
+                    .fetch_one(&self.$pool)
+                    .await?)
+            }
+        }
+    };
+}
+
+pub(crate) use define_reads;

@@ -12,7 +12,12 @@
 
 mod bad_input;
 mod bills;
+mod cards;
+mod cards_chaos;
+mod clearing;
 mod idempotency;
+mod reconciliation;
 mod server;
+mod settlement;
 mod store_suite;
 mod support;

@@ -61,33 +61,60 @@ async fn terminal_over_its_rate_is_shed_with_retry_advice() {
 async fn shutdown_finishes_requests_in_flight() {
     let now = utc("2026-11-23T03:00:00Z");
     let gw = TestGateway::start(Backend::Sqlite, now).await;
-    let calls: Vec<_> = (0..40)
-        .map(|index| {
+    // Each caller pays bills back to back until the server refuses one, so
+    // requests are in flight whenever the shutdown starts, however slow the
+    // machine is.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let callers: Vec<_> = (0..8)
+        .map(|caller| {
             let mut client = gw.client.clone();
-            tokio::spawn(async move { client.pay_bill(tw_pay(&format!("sd-{index}"), now)).await })
+            let answered = std::sync::Arc::clone(&answered);
+            tokio::spawn(async move {
+                for index in 0.. {
+                    let request = tw_pay(&format!("sd-{caller}-{index}"), now);
+                    if let Err(status) = client.pay_bill(request).await {
+                        return status;
+                    }
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                unreachable!("the loop ends with the server's refusal")
+            })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let started = tokio::time::Instant::now();
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no payment was answered"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let store = std::sync::Arc::clone(gw.store());
     gw.stop().await;
-    let mut ok = 0;
-    for call in calls {
-        match call.await.unwrap() {
-            Ok(_) => ok += 1,
-            Err(status) => assert!(
-                matches!(
+    for caller in callers {
+        let status = tokio::time::timeout(Duration::from_secs(30), caller)
+            .await
+            .expect("callers stop once the server is gone")
+            .unwrap();
+        // A request that starts on a connection the server is closing gets
+        // the server's GOAWAY, which the tonic client reports as INTERNAL
+        // "h2 protocol error"; nothing was processed for it either.
+        let goaway =
+            status.code() == Code::Internal && status.message().contains("h2 protocol error");
+        assert!(
+            goaway
+                || matches!(
                     status.code(),
                     Code::Unavailable | Code::Cancelled | Code::Unknown
                 ),
-                "a request refused at shutdown must say so: {status:?}"
-            ),
-        }
+            "a request refused at shutdown must say so: {status:?}"
+        );
     }
-    assert!(ok > 0, "requests already in flight completed");
+    let ok = answered.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
         store.row_counts().await.unwrap().transactions,
         ok,
-        "every OK answer was committed"
+        "every OK answer was committed, and nothing else"
     );
 }
 

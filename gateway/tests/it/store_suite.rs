@@ -70,6 +70,7 @@ fn create(id: &str, key: &str, amount_digest: &str) -> WriteRequest {
                 .finish(),
             transaction_id: id.to_owned(),
             response: format!("answer for {id}").into_bytes(),
+            pending: false,
         },
         created_at: at,
         expires_at: at + chrono::Duration::days(30),

@@ -168,10 +168,20 @@ impl TestGateway {
     }
 
     pub async fn start_with_limits(backend: Backend, now: DateTime<Utc>, limits: &str) -> Self {
-        let db = TestDb::new(backend).await;
+        Self::start_with(TestDb::new(backend).await, now, limits, |_| String::new()).await
+    }
+
+    /// Starts with extra configuration sections, written by `extra` into the
+    /// test's directory if it needs files (keystores, keys).
+    pub async fn start_with(
+        db: TestDb,
+        now: DateTime<Utc>,
+        limits: &str,
+        extra: impl FnOnce(&std::path::Path) -> String,
+    ) -> Self {
         let pki = DevPki::generate(db.dir.path()).expect("dev pki");
-        let config =
-            Config::parse(&config_text(&db.url, &pki, limits)).expect("test config parses");
+        let text = config_text(&db.url, &pki, limits) + &extra(db.dir.path());
+        let config = Config::parse(&text).expect("test config parses");
         let clock = Arc::new(ManualClock::new(now));
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let server = server::start(&config, clock.clone(), async {

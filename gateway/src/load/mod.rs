@@ -10,13 +10,25 @@
 //! flagged with `posgate-idempotent-replay: true`. Cancels only ever target a
 //! payment the same terminal made earlier in the run.
 //!
+//! The `card` scenario sends card sales (`PaymentService.Authorize`) on the
+//! bank simulator's test cards; retries replay earlier card sales the same
+//! way. A card decline "51" (the test card's limit is used up) is a valid
+//! answer, counted apart from errors.
+//!
 //! The run stops after `--duration-s` seconds or `--count` requests. Every
 //! answer other than OK, every replay that differs from its original, and
 //! every OK answer of the wrong shape is a failure; any failure makes the
 //! command exit non-zero, so CI can use it as a smoke test.
+//!
+//! Layout:
+//! - `mod.rs` (this file): options, scenario mix, virtual terminals, bill slips.
+//! - `card`: the card scenario: test cards, sale requests, what an answer counts as.
+//! - `stats`: histograms and counters per terminal, the summary as a table or JSON.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write as _;
+mod card;
+mod stats;
+
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -26,16 +38,19 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use chrono::{Datelike, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
-use hdrhistogram::Histogram;
 use posgate_proto::v1::bill_payment_service_client::BillPaymentServiceClient;
+use posgate_proto::v1::payment_service_client::PaymentServiceClient;
 use posgate_proto::v1::{
-    BillSlip, CancelBillRequest, InquireBillRequest, Money, PayBillRequest, PayBillResponse,
-    RequestContext,
+    AuthorizeRequest, AuthorizeResponse, BillSlip, CancelBillRequest, InquireBillRequest, Money,
+    PayBillRequest, PayBillResponse, RequestContext,
 };
 use tokio::task::JoinSet;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
+
+use self::card::CardRoute;
+use self::stats::{Stats, Summary};
 use uuid::Uuid;
 
 use crate::bill::barcode::{self, BarcodeProfile, ParsedSlip, TwYearConvention};
@@ -67,12 +82,7 @@ const DEFAULT_RETRY_SHARE: &str = "0.05";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline for establishing each TLS connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest latency the histograms hold (60 s); longer ones saturate there,
-/// which cannot happen below `REQUEST_TIMEOUT` anyway.
-const HISTOGRAM_MAX_US: u64 = 60_000_000;
-/// Three significant digits: 0.1 % resolution at any latency.
-const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
-/// Payments each terminal remembers for retries and cancels; older ones are
+/// Payments (bill and card) each terminal remembers for retries and cancels; older ones are
 /// forgotten so memory stays bounded however long the run.
 const REMEMBERED_PAYMENTS: usize = 64;
 /// Slips fall due this many days after today in the store's time zone, so no
@@ -110,7 +120,22 @@ max_in_flight in the server's config, or rate-limit refusals \
 Example:
   posgate load --addr https://127.0.0.1:50051 --ca certs/ca.pem \\
       --config posgate.toml --concurrency 32 --duration-s 10 \\
-      --mix pay=80,inquire=15,cancel=5 --retry-share 0.05")]
+      --mix pay=80,inquire=15,cancel=5 --retry-share 0.05
+
+Card payments (--mix card=N) need a gateway with cards configured and the \
+bank simulator behind it. Every sale is NT$1 (or ¥1) on the simulator's test \
+cards (Visa and co-brand in TWD stores, JCB in JPY stores); the example \
+simulator's NT$10,000 limit per card then lasts about 20,000 TWD sales, after \
+which the bank declines \"51\" (counted apart, not an error). For long runs \
+copy config/bank-sim.example.toml and raise limit_minor of those cards. Set up \
+a gateway like this (a development CA and server certificate come from \
+`posgate demo --keep-dir certs`, which writes ca.pem, server.pem, server.key):
+  posgate demo --keep-dir certs
+  posgate keys --keystore keys/posgate.keystore --master-key-file keys/master.key init-test
+  posgate sim bank --config config/bank-sim.example.toml &
+  cp config/posgate.example.toml posgate.toml   # raise [limits] as said above
+  posgate serve --config posgate.toml &
+  posgate load --ca certs/ca.pem --config posgate.toml --mix pay=50,card=50")]
 pub struct LoadArgs {
     /// Gateway URL.
     #[arg(long, default_value = "https://127.0.0.1:50051")]
@@ -140,10 +165,10 @@ pub struct LoadArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
     pub count: Option<u64>,
     /// Scenario weights: `pay`, `inquire`, `cancel` (a cancel falls back to a
-    /// pay while the terminal has nothing to cancel).
+    /// pay while the terminal has nothing to cancel), `card` (a card sale).
     #[arg(long, default_value = DEFAULT_MIX)]
     pub mix: Mix,
-    /// Share of requests (0-1) that resend an earlier PayBill verbatim.
+    /// Share of requests (0-1) that resend an earlier PayBill or card sale verbatim.
     #[arg(long, default_value = DEFAULT_RETRY_SHARE, value_parser = parse_share)]
     pub retry_share: f64,
     /// Print the summary as JSON instead of a table.
@@ -155,12 +180,13 @@ pub struct LoadArgs {
 ///
 /// # Errors
 ///
-/// Fails when the config or CA cannot be read, no store has a biller to pay,
+/// Fails when the config or CA cannot be read, no store has a biller to pay
+/// (or takes cards, for the card scenario),
 /// the gateway cannot be reached, or any request failed.
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)
         .with_context(|| format!("loading config {}", args.config.display()))?;
-    let routes = routes(&config)?;
+    let routes = routes(&config, args.mix)?;
     let channels = connect(&args).await?;
     let budget = Arc::new(Budget::from_args(&args));
     let started = Instant::now();
@@ -190,12 +216,13 @@ fn parse_share(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Scenario weights, e.g. `pay=80,inquire=15,cancel=5`.
+/// Scenario weights, e.g. `pay=80,inquire=15,cancel=5` or `pay=50,card=50`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mix {
     pay: u32,
     inquire: u32,
     cancel: u32,
+    card: u32,
 }
 
 /// Largest weight one scenario may have; keeps the total far from overflow.
@@ -205,7 +232,7 @@ impl FromStr for Mix {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let mut weights: [Option<u32>; 3] = [None; 3];
+        let mut weights: [Option<u32>; 4] = [None; 4];
         for part in text.split(',') {
             let (name, weight) = part
                 .split_once('=')
@@ -214,9 +241,10 @@ impl FromStr for Mix {
                 "pay" => 0,
                 "inquire" => 1,
                 "cancel" => 2,
+                "card" => 3,
                 other => {
                     return Err(format!(
-                        "unknown scenario {other:?}: use pay, inquire, cancel"
+                        "unknown scenario {other:?}: use pay, inquire, cancel, card"
                     ));
                 }
             };
@@ -230,14 +258,15 @@ impl FromStr for Mix {
                 return Err(format!("scenario {:?} given twice", name.trim()));
             }
         }
-        let [pay, inquire, cancel] = weights.map(Option::unwrap_or_default);
-        if pay + inquire + cancel == 0 {
+        let [pay, inquire, cancel, card] = weights.map(Option::unwrap_or_default);
+        if pay + inquire + cancel + card == 0 {
             return Err("the weights add up to 0".to_owned());
         }
         Ok(Self {
             pay,
             inquire,
             cancel,
+            card,
         })
     }
 }
@@ -249,13 +278,25 @@ impl Mix {
             Action::Pay
         } else if draw < u64::from(self.pay + self.inquire) {
             Action::Inquire
-        } else {
+        } else if draw < u64::from(self.pay + self.inquire + self.cancel) {
             Action::Cancel
+        } else {
+            Action::Card
         }
     }
 
     fn total(self) -> u64 {
-        u64::from(self.pay + self.inquire + self.cancel)
+        u64::from(self.pay + self.inquire + self.cancel + self.card)
+    }
+
+    /// Whether any bill scenario runs (a terminal then needs billers).
+    fn has_bills(self) -> bool {
+        self.pay + self.inquire + self.cancel > 0
+    }
+
+    /// Whether card sales run (a terminal then needs a card route).
+    fn has_cards(self) -> bool {
+        self.card > 0
     }
 }
 
@@ -265,25 +306,31 @@ enum Action {
     Pay,
     Inquire,
     Cancel,
+    Card,
     Replay,
 }
 
-/// The RPCs reported separately; a replayed `PayBill` is its own row because
-/// it is answered from the idempotency store and is much faster.
+/// The RPCs reported separately; a replayed `PayBill` or `Authorize` is its
+/// own row because it is answered from the idempotency store and is much faster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rpc {
     PayBill,
     PayBillReplay,
     InquireBill,
     CancelBill,
+    /// A fresh card sale (`PaymentService.Authorize`).
+    Authorize,
+    AuthorizeReplay,
 }
 
 impl Rpc {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 6] = [
         Self::PayBill,
         Self::PayBillReplay,
         Self::InquireBill,
         Self::CancelBill,
+        Self::Authorize,
+        Self::AuthorizeReplay,
     ];
 
     fn name(self) -> &'static str {
@@ -292,7 +339,13 @@ impl Rpc {
             Self::PayBillReplay => "PayBill/replay",
             Self::InquireBill => "InquireBill",
             Self::CancelBill => "CancelBill",
+            Self::Authorize => "Authorize",
+            Self::AuthorizeReplay => "Authorize/replay",
         }
+    }
+
+    fn is_replay(self) -> bool {
+        matches!(self, Self::PayBillReplay | Self::AuthorizeReplay)
     }
 
     fn index(self) -> usize {
@@ -414,12 +467,14 @@ impl TryFrom<&BillerConfig> for LoadBiller {
     }
 }
 
-/// A store and the billers its terminals pay.
+/// A store, the billers its terminals pay and the cards they take.
 #[derive(Debug)]
 struct Route {
     store_id: String,
     time_zone: Tz,
     billers: Vec<LoadBiller>,
+    /// Test cards in the store's card currency; none when it takes no cards.
+    card: Option<CardRoute>,
 }
 
 /// Whether a store collects a biller's bills: Japanese stores take yen
@@ -428,8 +483,9 @@ fn collects(store: &StoreConfig, biller: &BillerConfig) -> bool {
     (store.time_zone == JAPAN_TIME_ZONE) == (biller.currency.code == JAPAN_CURRENCY)
 }
 
-/// Every configured store that can collect at least one biller.
-fn routes(config: &Config) -> anyhow::Result<Vec<Arc<Route>>> {
+/// Every configured store that can run the mix: collect at least one
+/// biller when the mix has bill scenarios, take test cards when it has card sales.
+fn routes(config: &Config, mix: Mix) -> anyhow::Result<Vec<Arc<Route>>> {
     let mut routes = Vec::new();
     for store in config.stores.values() {
         let billers = config
@@ -438,17 +494,23 @@ fn routes(config: &Config) -> anyhow::Result<Vec<Arc<Route>>> {
             .filter(|biller| collects(store, biller))
             .map(LoadBiller::try_from)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        if !billers.is_empty() {
+        let card = card::card_route(config, &store.id);
+        let bills_ok = !mix.has_bills() || !billers.is_empty();
+        let cards_ok = !mix.has_cards() || card.is_some();
+        if bills_ok && cards_ok {
             routes.push(Arc::new(Route {
                 store_id: store.id.clone(),
                 time_zone: store.time_zone,
                 billers,
+                card,
             }));
         }
     }
     if routes.is_empty() {
         bail!(
-            "no store in the config has a biller in its currency (Asia/Tokyo stores pay JPY billers, others the rest)"
+            "no store in the config can run the mix: bill scenarios need a biller in the store's currency \
+             (Asia/Tokyo stores pay JPY billers, others the rest); card sales need [card] with the store \
+             in card.stores and a TWD or JPY card currency (see --help)"
         );
     }
     Ok(routes)
@@ -521,14 +583,16 @@ async fn drive(
 ) -> anyhow::Result<Stats> {
     let mut tasks = JoinSet::new();
     for task in 0..args.concurrency as usize {
+        let channel = channels[task % channels.len()].clone();
         let terminal = Terminal {
-            client: BillPaymentServiceClient::new(channels[task % channels.len()].clone()),
+            client: BillPaymentServiceClient::new(channel.clone()),
+            cards: PaymentServiceClient::new(channel),
             route: Arc::clone(&routes[task % routes.len()]),
             id: format!("L{task:04}"),
             mix: args.mix,
             retry_share: args.retry_share,
             rng: Rng::seeded(),
-            payments: VecDeque::new(),
+            remembered: VecDeque::new(),
             cancellable: VecDeque::new(),
             stats: Stats::new(),
         };
@@ -541,16 +605,23 @@ async fn drive(
     Ok(total)
 }
 
-/// A payment this terminal made, kept for retries.
+/// A request this terminal made and its answer, kept for retries. Boxed:
+/// the messages are hundreds of bytes and of different sizes.
 #[derive(Debug)]
-struct Payment {
-    request: PayBillRequest,
-    response: PayBillResponse,
+enum Remembered {
+    Bill {
+        request: Box<PayBillRequest>,
+        response: Box<PayBillResponse>,
+    },
+    Card {
+        request: Box<AuthorizeRequest>,
+        response: Box<AuthorizeResponse>,
+    },
 }
 
 /// Why a request counts as failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
+pub(super) enum Failure {
     /// The gateway answered with a status other than OK.
     Status(Code),
     /// A retried `PayBill` came back different from the first answer, or
@@ -571,14 +642,15 @@ impl From<Status> for Failure {
 #[derive(Debug)]
 struct Terminal {
     client: BillPaymentServiceClient<Channel>,
+    cards: PaymentServiceClient<Channel>,
     route: Arc<Route>,
     /// This terminal's id, `L` and the task number.
     id: String,
     mix: Mix,
     retry_share: f64,
     rng: Rng,
-    /// Recent successful payments, oldest first, at most `REMEMBERED_PAYMENTS`.
-    payments: VecDeque<Payment>,
+    /// Recent answered payments (bill and card), oldest first, at most `REMEMBERED_PAYMENTS`.
+    remembered: VecDeque<Remembered>,
     /// Transaction ids not yet cancelled, oldest first, at most `REMEMBERED_PAYMENTS`.
     cancellable: VecDeque<String>,
     stats: Stats,
@@ -597,6 +669,7 @@ impl Terminal {
             Action::Pay => self.pay().await?,
             Action::Inquire => self.inquire().await?,
             Action::Cancel => self.cancel().await,
+            Action::Card => self.card_sale().await?,
             Action::Replay => self.replay().await,
         }
         Ok(())
@@ -605,7 +678,7 @@ impl Terminal {
     /// The next action; a retry or cancel needs an earlier payment, and
     /// falls back to the mix or to a new payment without one.
     fn choose(&mut self) -> Action {
-        if !self.payments.is_empty() && self.rng.chance(self.retry_share) {
+        if !self.remembered.is_empty() && self.rng.chance(self.retry_share) {
             return Action::Replay;
         }
         match self.mix.pick(self.rng.below(self.mix.total())) {
@@ -628,7 +701,11 @@ impl Terminal {
             }
         });
         let outcome = outcome.map(|(transaction_id, response)| {
-            self.remember(transaction_id, Payment { request, response });
+            self.remember(Remembered::Bill {
+                request: Box::new(request),
+                response: Box::new(response),
+            });
+            self.remember_cancellable(transaction_id);
         });
         self.stats.record(Rpc::PayBill, latency, outcome);
         Ok(())
@@ -674,34 +751,72 @@ impl Terminal {
         self.stats.record(Rpc::CancelBill, latency, outcome);
     }
 
-    /// Resends a remembered `PayBill` verbatim; the answer must be the first
-    /// answer, byte for byte, flagged as a replay.
-    async fn replay(&mut self) {
-        let index = usize::try_from(self.rng.below(self.payments.len() as u64)).unwrap_or(0);
-        let Payment { request, response } = &self.payments[index];
-        let request = request.clone();
-        let original = response.clone();
+    /// A card sale on the store's test cards. Falls back to a bill payment
+    /// when the store takes no cards (only in a mix that also pays bills).
+    async fn card_sale(&mut self) -> anyhow::Result<()> {
+        let Some(route) = self.route.card.clone() else {
+            return self.pay().await;
+        };
+        let request = card::sale_request(&route, self.context(), &mut self.rng);
         let started = Instant::now();
-        let result = self.client.pay_bill(with_timeout(request)).await;
+        let result = self.cards.authorize(with_timeout(request.clone())).await;
         let latency = started.elapsed();
         let outcome = result.map_err(Failure::from).and_then(|response| {
-            let flagged = is_replay(response.metadata());
-            if flagged && response.get_ref() == &original {
-                Ok(())
-            } else {
-                Err(Failure::ReplayMismatch)
+            if is_replay(response.metadata()) {
+                return Err(Failure::BadAnswer);
             }
+            let response = response.into_inner();
+            card::classify(&response).map(|answer| (answer, response))
         });
-        self.stats.record(Rpc::PayBillReplay, latency, outcome);
+        let outcome = outcome.map(|(answer, response)| {
+            self.remember(Remembered::Card {
+                request: Box::new(request),
+                response: Box::new(response),
+            });
+            answer
+        });
+        self.stats.record_card(latency, outcome);
+        Ok(())
     }
 
-    /// Keeps a successful payment for later retries and cancels, forgetting
-    /// the oldest beyond `REMEMBERED_PAYMENTS`.
-    fn remember(&mut self, transaction_id: String, payment: Payment) {
-        if self.payments.len() == REMEMBERED_PAYMENTS {
-            self.payments.pop_front();
+    /// Resends a remembered `PayBill` or card sale verbatim; the answer must
+    /// be the first answer, byte for byte, flagged as a replay.
+    async fn replay(&mut self) {
+        let index = usize::try_from(self.rng.below(self.remembered.len() as u64)).unwrap_or(0);
+        let started = Instant::now();
+        let (rpc, outcome) = match &self.remembered[index] {
+            Remembered::Bill { request, response } => {
+                let original = (**response).clone();
+                let result = self
+                    .client
+                    .pay_bill(with_timeout((**request).clone()))
+                    .await;
+                (Rpc::PayBillReplay, replay_outcome(result, &original))
+            }
+            Remembered::Card { request, response } => {
+                let original = (**response).clone();
+                let result = self
+                    .cards
+                    .authorize(with_timeout((**request).clone()))
+                    .await;
+                (Rpc::AuthorizeReplay, replay_outcome(result, &original))
+            }
+        };
+        self.stats.record(rpc, started.elapsed(), outcome);
+    }
+
+    /// Keeps an answered payment for later retries, forgetting the oldest
+    /// beyond `REMEMBERED_PAYMENTS`.
+    fn remember(&mut self, payment: Remembered) {
+        if self.remembered.len() == REMEMBERED_PAYMENTS {
+            self.remembered.pop_front();
         }
-        self.payments.push_back(payment);
+        self.remembered.push_back(payment);
+    }
+
+    /// Keeps a bill payment's id for a later cancel, forgetting the oldest
+    /// beyond `REMEMBERED_PAYMENTS`.
+    fn remember_cancellable(&mut self, transaction_id: String) {
         if self.cancellable.len() == REMEMBERED_PAYMENTS {
             self.cancellable.pop_front();
         }
@@ -763,239 +878,16 @@ fn is_replay(metadata: &MetadataMap) -> bool {
         .is_some_and(|value| value.as_bytes() == b"true")
 }
 
-/// What a terminal (or the whole run) observed.
-#[derive(Debug)]
-struct Stats {
-    /// Latency of every request, by `Rpc::index`, successful or not.
-    latency_us: [Histogram<u64>; Rpc::ALL.len()],
-    errors_by_status: BTreeMap<&'static str, u64>,
-    replays_identical: u64,
-    replay_mismatches: u64,
-    bad_answers: u64,
-}
-
-impl Stats {
-    fn new() -> Self {
-        Self {
-            latency_us: Rpc::ALL.map(|_| new_histogram()),
-            errors_by_status: BTreeMap::new(),
-            replays_identical: 0,
-            replay_mismatches: 0,
-            bad_answers: 0,
-        }
-    }
-
-    fn record(&mut self, rpc: Rpc, latency: Duration, outcome: Result<(), Failure>) {
-        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency_us[rpc.index()].saturating_record(latency_us.max(1));
-        match outcome {
-            Ok(()) if rpc == Rpc::PayBillReplay => self.replays_identical += 1,
-            Ok(()) => {}
-            Err(Failure::Status(code)) => {
-                *self.errors_by_status.entry(status_name(code)).or_default() += 1;
-            }
-            Err(Failure::ReplayMismatch) => self.replay_mismatches += 1,
-            Err(Failure::BadAnswer) => self.bad_answers += 1,
-        }
-    }
-
-    fn merge(&mut self, other: &Self) {
-        for (mine, theirs) in self.latency_us.iter_mut().zip(&other.latency_us) {
-            mine.add(theirs)
-                .expect("every histogram is built with the same bounds");
-        }
-        for (name, count) in &other.errors_by_status {
-            *self.errors_by_status.entry(name).or_default() += count;
-        }
-        self.replays_identical += other.replays_identical;
-        self.replay_mismatches += other.replay_mismatches;
-        self.bad_answers += other.bad_answers;
-    }
-}
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, HISTOGRAM_SIGNIFICANT_DIGITS)
-        .expect("constant histogram bounds are valid")
-}
-
-/// The canonical gRPC name of a status code, as the proto docs write it.
-fn status_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-/// One line of the latency table.
-#[derive(Debug)]
-struct Row {
-    name: &'static str,
-    count: u64,
-    per_second: f64,
-    latency_us_p50: u64,
-    latency_us_p90: u64,
-    latency_us_p99: u64,
-    latency_us_max: u64,
-}
-
-impl Row {
-    fn new(name: &'static str, latency_us: &Histogram<u64>, elapsed: Duration) -> Self {
-        Self {
-            name,
-            count: latency_us.len(),
-            per_second: per_second(latency_us.len(), elapsed),
-            latency_us_p50: latency_us.value_at_quantile(0.50),
-            latency_us_p90: latency_us.value_at_quantile(0.90),
-            latency_us_p99: latency_us.value_at_quantile(0.99),
-            latency_us_max: latency_us.max(),
-        }
-    }
-
-    fn text(&self) -> String {
-        format!(
-            "{:<15} {:>8} {:>8.0} {:>8} {:>8} {:>8} {:>8}\n",
-            self.name,
-            self.count,
-            self.per_second,
-            self.latency_us_p50,
-            self.latency_us_p90,
-            self.latency_us_p99,
-            self.latency_us_max
-        )
-    }
-
-    fn json(&self) -> String {
-        format!(
-            "{{\"rpc\":\"{}\",\"count\":{},\"requests_per_s\":{:.1},\"latency_us_p50\":{},\
-             \"latency_us_p90\":{},\"latency_us_p99\":{},\"latency_us_max\":{}}}",
-            self.name,
-            self.count,
-            self.per_second,
-            self.latency_us_p50,
-            self.latency_us_p90,
-            self.latency_us_p99,
-            self.latency_us_max
-        )
-    }
-}
-
-#[allow(clippy::cast_precision_loss)] // Request counts stay far below 2^52.
-fn per_second(count: u64, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
-}
-
-/// The run's results, ready to print.
-#[derive(Debug)]
-struct Summary {
-    elapsed: Duration,
-    concurrency: u32,
-    connections: u32,
-    rows: Vec<Row>,
-    overall: Row,
-    errors_by_status: BTreeMap<&'static str, u64>,
-    replays_identical: u64,
-    replay_mismatches: u64,
-    bad_answers: u64,
-}
-
-impl Summary {
-    fn new(stats: &Stats, elapsed: Duration, args: &LoadArgs) -> Self {
-        let mut overall = new_histogram();
-        for histogram in &stats.latency_us {
-            overall
-                .add(histogram)
-                .expect("every histogram is built with the same bounds");
-        }
-        Self {
-            elapsed,
-            concurrency: args.concurrency,
-            connections: args.connections,
-            rows: Rpc::ALL
-                .iter()
-                .map(|rpc| Row::new(rpc.name(), &stats.latency_us[rpc.index()], elapsed))
-                .collect(),
-            overall: Row::new("all", &overall, elapsed),
-            errors_by_status: stats.errors_by_status.clone(),
-            replays_identical: stats.replays_identical,
-            replay_mismatches: stats.replay_mismatches,
-            bad_answers: stats.bad_answers,
-        }
-    }
-
-    fn failures(&self) -> u64 {
-        self.errors_by_status.values().sum::<u64>() + self.replay_mismatches + self.bad_answers
-    }
-
-    fn text(&self) -> String {
-        let mut out = format!(
-            "posgate load: {} requests in {:.2} s = {:.0} req/s (concurrency {}, {} connections)\n",
-            self.overall.count,
-            self.elapsed.as_secs_f64(),
-            self.overall.per_second,
-            self.concurrency,
-            self.connections
-        );
-        out.push_str("rpc                count    req/s   p50_us   p90_us   p99_us   max_us\n");
-        for row in self.rows.iter().chain([&self.overall]) {
-            out.push_str(&row.text());
-        }
-        let _ = writeln!(
-            out,
-            "retries: {} replayed identically, {} mismatched",
-            self.replays_identical, self.replay_mismatches
-        );
-        let errors = if self.errors_by_status.is_empty() {
-            "none".to_owned()
-        } else {
-            let parts: Vec<String> = (self.errors_by_status.iter())
-                .map(|(name, count)| format!("{name}={count}"))
-                .collect();
-            parts.join(", ")
-        };
-        let _ = writeln!(out, "errors by status: {errors}");
-        if self.bad_answers > 0 {
-            let _ = writeln!(out, "malformed OK answers: {}", self.bad_answers);
-        }
-        out
-    }
-
-    /// The summary as one JSON object. Every string in it is a fixed
-    /// identifier (RPC and status names), so none needs escaping.
-    fn json(&self) -> String {
-        let rows: Vec<String> = self.rows.iter().map(Row::json).collect();
-        let errors: Vec<String> = (self.errors_by_status.iter())
-            .map(|(name, count)| format!("\"{name}\":{count}"))
-            .collect();
-        format!(
-            "{{\"elapsed_s\":{:.3},\"concurrency\":{},\"connections\":{},\"rpcs\":[{}],\
-             \"overall\":{},\"retries\":{{\"replayed_identically\":{},\"mismatched\":{}}},\
-             \"errors_by_status\":{{{}}},\"malformed_ok_answers\":{},\"failures\":{}}}",
-            self.elapsed.as_secs_f64(),
-            self.concurrency,
-            self.connections,
-            rows.join(","),
-            self.overall.json(),
-            self.replays_identical,
-            self.replay_mismatches,
-            errors.join(","),
-            self.bad_answers,
-            self.failures()
-        )
+/// A retry's outcome: OK only when flagged as a replay and equal to the first answer.
+fn replay_outcome<T: PartialEq>(
+    result: Result<tonic::Response<T>, Status>,
+    original: &T,
+) -> Result<(), Failure> {
+    let response = result.map_err(Failure::from)?;
+    if is_replay(response.metadata()) && response.get_ref() == original {
+        Ok(())
+    } else {
+        Err(Failure::ReplayMismatch)
     }
 }
 
@@ -1053,7 +945,8 @@ mod tests {
             Mix {
                 pay: 80,
                 inquire: 15,
-                cancel: 5
+                cancel: 5,
+                card: 0
             }
         );
         assert_eq!(mix.total(), 100);
@@ -1062,6 +955,13 @@ mod tests {
         assert_eq!(mix.pick(95), Action::Cancel);
         let inquire_only: Mix = "inquire=1".parse().unwrap();
         assert_eq!(inquire_only.pick(0), Action::Inquire);
+        let half_cards: Mix = "pay=50,card=50".parse().unwrap();
+        assert_eq!(half_cards.total(), 100);
+        assert_eq!(half_cards.pick(49), Action::Pay);
+        assert_eq!(half_cards.pick(50), Action::Card);
+        assert!(half_cards.has_bills() && half_cards.has_cards());
+        let cards_only: Mix = "card=1".parse().unwrap();
+        assert!(!cards_only.has_bills());
     }
 
     /// Unknown names, repeats, bad weights and an all-zero mix are refused.
@@ -1092,7 +992,7 @@ mod tests {
     #[test]
     fn stores_pay_billers_of_their_currency() {
         let config = Config::parse(CONFIG).unwrap();
-        let routes = routes(&config).unwrap();
+        let routes = routes(&config, DEFAULT_MIX.parse().unwrap()).unwrap();
         let billers_of = |store: &str| -> Vec<String> {
             let route = routes.iter().find(|route| route.store_id == store).unwrap();
             route

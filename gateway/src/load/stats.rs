@@ -1,0 +1,342 @@
+//! What the load run observed: latency histograms per RPC, errors by
+//! status, replays, card outcomes; and the summary printed as a table or JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tonic::Code;
+
+use super::card::CardAnswer;
+use super::{Failure, LoadArgs, Rpc};
+
+/// Largest latency the histograms hold (60 s); longer ones saturate there,
+/// which cannot happen below `REQUEST_TIMEOUT` anyway.
+const HISTOGRAM_MAX_US: u64 = 60_000_000;
+/// Three significant digits: 0.1 % resolution at any latency.
+const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
+
+/// What a terminal (or the whole run) observed.
+#[derive(Debug)]
+pub(super) struct Stats {
+    /// Latency of every request, by `Rpc::index`, successful or not.
+    latency_us: [Histogram<u64>; Rpc::ALL.len()],
+    errors_by_status: BTreeMap<&'static str, u64>,
+    replays_identical: u64,
+    replay_mismatches: u64,
+    bad_answers: u64,
+    card: CardCounts,
+}
+
+/// What fresh card sales came back as.
+#[derive(Debug, Default, Clone)]
+pub(super) struct CardCounts {
+    approved: u64,
+    /// Declined "51": the test card's credit line is used up. A valid answer.
+    insufficient_funds: u64,
+    /// Any other decline of a test card, by response code: a failure.
+    unexpected_declines: BTreeMap<String, u64>,
+}
+
+impl CardCounts {
+    fn merge(&mut self, other: &Self) {
+        self.approved += other.approved;
+        self.insufficient_funds += other.insufficient_funds;
+        for (code, count) in &other.unexpected_declines {
+            *self.unexpected_declines.entry(code.clone()).or_default() += count;
+        }
+    }
+
+    fn unexpected(&self) -> u64 {
+        self.unexpected_declines.values().sum()
+    }
+}
+
+impl Stats {
+    pub(super) fn new() -> Self {
+        Self {
+            latency_us: Rpc::ALL.map(|_| new_histogram()),
+            errors_by_status: BTreeMap::new(),
+            replays_identical: 0,
+            replay_mismatches: 0,
+            bad_answers: 0,
+            card: CardCounts::default(),
+        }
+    }
+
+    /// Records a fresh card sale: its latency, and what the bank answered.
+    pub(super) fn record_card(&mut self, latency: Duration, outcome: Result<CardAnswer, Failure>) {
+        let outcome = outcome.map(|answer| match answer {
+            CardAnswer::Approved => self.card.approved += 1,
+            CardAnswer::InsufficientFunds => self.card.insufficient_funds += 1,
+            CardAnswer::Declined(code) => {
+                *self.card.unexpected_declines.entry(code).or_default() += 1;
+            }
+        });
+        self.record(Rpc::Authorize, latency, outcome);
+    }
+
+    pub(super) fn record(&mut self, rpc: Rpc, latency: Duration, outcome: Result<(), Failure>) {
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us[rpc.index()].saturating_record(latency_us.max(1));
+        match outcome {
+            Ok(()) if rpc.is_replay() => self.replays_identical += 1,
+            Ok(()) => {}
+            Err(Failure::Status(code)) => {
+                *self.errors_by_status.entry(status_name(code)).or_default() += 1;
+            }
+            Err(Failure::ReplayMismatch) => self.replay_mismatches += 1,
+            Err(Failure::BadAnswer) => self.bad_answers += 1,
+        }
+    }
+
+    pub(super) fn merge(&mut self, other: &Self) {
+        for (mine, theirs) in self.latency_us.iter_mut().zip(&other.latency_us) {
+            mine.add(theirs)
+                .expect("every histogram is built with the same bounds");
+        }
+        for (name, count) in &other.errors_by_status {
+            *self.errors_by_status.entry(name).or_default() += count;
+        }
+        self.replays_identical += other.replays_identical;
+        self.replay_mismatches += other.replay_mismatches;
+        self.bad_answers += other.bad_answers;
+        self.card.merge(&other.card);
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, HISTOGRAM_SIGNIFICANT_DIGITS)
+        .expect("constant histogram bounds are valid")
+}
+
+/// The canonical gRPC name of a status code, as the proto docs write it.
+fn status_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// One line of the latency table.
+#[derive(Debug)]
+struct Row {
+    name: &'static str,
+    count: u64,
+    per_second: f64,
+    latency_us_p50: u64,
+    latency_us_p90: u64,
+    latency_us_p99: u64,
+    latency_us_max: u64,
+}
+
+impl Row {
+    fn new(name: &'static str, latency_us: &Histogram<u64>, elapsed: Duration) -> Self {
+        Self {
+            name,
+            count: latency_us.len(),
+            per_second: per_second(latency_us.len(), elapsed),
+            latency_us_p50: latency_us.value_at_quantile(0.50),
+            latency_us_p90: latency_us.value_at_quantile(0.90),
+            latency_us_p99: latency_us.value_at_quantile(0.99),
+            latency_us_max: latency_us.max(),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{:<17} {:>8} {:>8.0} {:>8} {:>8} {:>8} {:>8}\n",
+            self.name,
+            self.count,
+            self.per_second,
+            self.latency_us_p50,
+            self.latency_us_p90,
+            self.latency_us_p99,
+            self.latency_us_max
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "rpc": self.name,
+            "count": self.count,
+            "requests_per_s": round_to(self.per_second, 1),
+            "latency_us_p50": self.latency_us_p50,
+            "latency_us_p90": self.latency_us_p90,
+            "latency_us_p99": self.latency_us_p99,
+            "latency_us_max": self.latency_us_max,
+        })
+    }
+}
+
+/// `value` rounded to `decimals` places, as the report prints it.
+fn round_to(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+#[allow(clippy::cast_precision_loss)] // Request counts stay far below 2^52.
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+/// The run's results, ready to print.
+#[derive(Debug)]
+pub(super) struct Summary {
+    elapsed: Duration,
+    concurrency: u32,
+    connections: u32,
+    rows: Vec<Row>,
+    overall: Row,
+    errors_by_status: BTreeMap<&'static str, u64>,
+    replays_identical: u64,
+    replay_mismatches: u64,
+    bad_answers: u64,
+    card: CardCounts,
+    /// The card sales row (fresh `Authorize` calls), for the card lines.
+    card_row: Row,
+}
+
+impl Summary {
+    pub(super) fn new(stats: &Stats, elapsed: Duration, args: &LoadArgs) -> Self {
+        let mut overall = new_histogram();
+        for histogram in &stats.latency_us {
+            overall
+                .add(histogram)
+                .expect("every histogram is built with the same bounds");
+        }
+        Self {
+            elapsed,
+            concurrency: args.concurrency,
+            connections: args.connections,
+            rows: Rpc::ALL
+                .iter()
+                .map(|rpc| Row::new(rpc.name(), &stats.latency_us[rpc.index()], elapsed))
+                .collect(),
+            overall: Row::new("all", &overall, elapsed),
+            errors_by_status: stats.errors_by_status.clone(),
+            replays_identical: stats.replays_identical,
+            replay_mismatches: stats.replay_mismatches,
+            bad_answers: stats.bad_answers,
+            card: stats.card.clone(),
+            card_row: Row::new(
+                Rpc::Authorize.name(),
+                &stats.latency_us[Rpc::Authorize.index()],
+                elapsed,
+            ),
+        }
+    }
+
+    /// Failed requests: error statuses, replay mismatches, malformed
+    /// answers, and card declines other than "51".
+    pub(super) fn failures(&self) -> u64 {
+        self.errors_by_status.values().sum::<u64>()
+            + self.replay_mismatches
+            + self.bad_answers
+            + self.card.unexpected()
+    }
+
+    /// Card sales per second, approved or declined "51".
+    fn card_payments_per_s(&self) -> f64 {
+        per_second(
+            self.card.approved + self.card.insufficient_funds,
+            self.elapsed,
+        )
+    }
+
+    pub(super) fn text(&self) -> String {
+        let mut out = format!(
+            "posgate load: {} requests in {:.2} s = {:.0} req/s (concurrency {}, {} connections)\n",
+            self.overall.count,
+            self.elapsed.as_secs_f64(),
+            self.overall.per_second,
+            self.concurrency,
+            self.connections
+        );
+        out.push_str("rpc                  count    req/s   p50_us   p90_us   p99_us   max_us\n");
+        for row in self.rows.iter().chain([&self.overall]) {
+            out.push_str(&row.text());
+        }
+        let _ = writeln!(
+            out,
+            "retries: {} replayed identically, {} mismatched",
+            self.replays_identical, self.replay_mismatches
+        );
+        let errors = if self.errors_by_status.is_empty() {
+            "none".to_owned()
+        } else {
+            let parts: Vec<String> = (self.errors_by_status.iter())
+                .map(|(name, count)| format!("{name}={count}"))
+                .collect();
+            parts.join(", ")
+        };
+        if self.card_row.count > 0 {
+            let _ = writeln!(
+                out,
+                "card payments: {:.0}/s ({} approved, {} declined 51 insufficient funds); p50 {} us, p99 {} us",
+                self.card_payments_per_s(),
+                self.card.approved,
+                self.card.insufficient_funds,
+                self.card_row.latency_us_p50,
+                self.card_row.latency_us_p99
+            );
+        }
+        if !self.card.unexpected_declines.is_empty() {
+            let parts: Vec<String> = (self.card.unexpected_declines.iter())
+                .map(|(code, count)| format!("{code}={count}"))
+                .collect();
+            let _ = writeln!(out, "unexpected card declines: {}", parts.join(", "));
+        }
+        let _ = writeln!(out, "errors by status: {errors}");
+        if self.bad_answers > 0 {
+            let _ = writeln!(out, "malformed OK answers: {}", self.bad_answers);
+        }
+        out
+    }
+
+    /// The summary as one JSON object.
+    pub(super) fn json(&self) -> String {
+        let card = &self.card_row;
+        serde_json::json!({
+            "elapsed_s": round_to(self.elapsed.as_secs_f64(), 3),
+            "concurrency": self.concurrency,
+            "connections": self.connections,
+            "rpcs": self.rows.iter().map(Row::json).collect::<Vec<_>>(),
+            "overall": self.overall.json(),
+            "retries": {
+                "replayed_identically": self.replays_identical,
+                "mismatched": self.replay_mismatches,
+            },
+            "card": {
+                "payments_per_s": round_to(self.card_payments_per_s(), 1),
+                "approved": self.card.approved,
+                "declined_insufficient_funds": self.card.insufficient_funds,
+                "latency_us_p50": card.latency_us_p50,
+                "latency_us_p90": card.latency_us_p90,
+                "latency_us_p99": card.latency_us_p99,
+                "latency_us_max": card.latency_us_max,
+                "unexpected_declines": self.card.unexpected_declines,
+            },
+            "errors_by_status": self.errors_by_status,
+            "malformed_ok_answers": self.bad_answers,
+            "failures": self.failures(),
+        })
+        .to_string()
+    }
+}

@@ -1,0 +1,335 @@
+//! The store-and-forward worker. It delivers what posgate owes the banks
+//! (reversals 0400, repeated as 0401, and capture advices 0220) until each
+//! is acknowledged, retrying with backoff; and it recovers card requests a
+//! crash cut off (still `in_progress` long after their bank timeout) by
+//! queueing their reversal. Everything it needs is in the database, so it
+//! picks up where a restarted gateway left off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use posgate_partners::bank::protocol::{
+    Advice, FinancialKind, FinancialResponse, Reversal, response_mti,
+};
+use posgate_proto::v1 as pb;
+use prost::Message as _;
+use tokio::sync::watch;
+
+use super::view;
+use super::{Payments, retry_at};
+use crate::grpc::Gateway;
+use crate::store::{
+    CardChange, CardRecord, CardType, CardUpdate, CardWrite, Event, IdempotencyKey, KeyOp,
+    NewSafItem, RefundAdjust, SafItem, SafKind, StoreError, TransactionStatus,
+};
+
+/// How often the worker looks for due work.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Most queue entries taken per poll.
+const BATCH: i64 = 64;
+/// How long past its bank timeout a request must sit `in_progress` before
+/// the worker decides its caller is gone.
+const RECOVERY_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` turns true.
+pub async fn run(
+    gateway: Arc<Gateway>,
+    payments: Arc<Payments>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(error) = poll(&gateway, &payments).await {
+            tracing::error!(%error, "store-and-forward pass failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One pass: recover cut-off requests, release expired holds, then deliver
+/// what is due.
+pub async fn poll(gateway: &Gateway, payments: &Payments) -> Result<(), StoreError> {
+    recover(gateway, payments).await?;
+    expire(gateway).await?;
+    let now = gateway.clock.now();
+    let due = gateway.store.saf_due(now, BATCH).await?;
+    let deliveries = due.into_iter().map(|item| deliver(gateway, payments, item));
+    for result in futures::future::join_all(deliveries).await {
+        result?;
+    }
+    Ok(())
+}
+
+/// Turns requests stuck `in_progress` (their caller crashed or vanished)
+/// into `pending_reversal` with a queued reversal.
+async fn recover(gateway: &Gateway, payments: &Payments) -> Result<(), StoreError> {
+    let now = gateway.clock.now();
+    let timeout = payments
+        .config
+        .links
+        .iter()
+        .map(|link| link.request_timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(30));
+    let before = now - chrono::Duration::from_std(timeout + RECOVERY_GRACE).unwrap_or_default();
+    for record in gateway.store.stale_in_progress(before, BATCH).await? {
+        let write = CardWrite {
+            transaction_id: record.id.clone(),
+            at: now,
+            key: None,
+            change: CardChange::Update(CardUpdate {
+                transaction_id: record.id.clone(),
+                from: Some(TransactionStatus::InProgress),
+                to: Some(TransactionStatus::PendingReversal),
+                advice_pending: Some(true),
+                ..CardUpdate::default()
+            }),
+            refund: None,
+            lines: Vec::new(),
+            business_date: record.business_date,
+            event: event(
+                "outcome_unknown",
+                TransactionStatus::InProgress,
+                TransactionStatus::PendingReversal,
+                "the request was cut off before its answer was recorded".to_owned(),
+            ),
+            enqueue: vec![reversal_of(&record, now)],
+            acked: Vec::new(),
+        };
+        let outcome = gateway.store.write_card(write).await?;
+        tracing::warn!(transaction_id = %record.id, ?outcome, "recovered a cut-off card request: reversal queued");
+    }
+    Ok(())
+}
+
+/// Authorizations not captured in time: `expired`, with a reversal queued
+/// to release the hold at the bank.
+async fn expire(gateway: &Gateway) -> Result<(), StoreError> {
+    let now = gateway.clock.now();
+    for record in gateway.store.expired_authorizations(now, BATCH).await? {
+        let write = CardWrite {
+            transaction_id: record.id.clone(),
+            at: now,
+            key: None,
+            change: CardChange::Update(CardUpdate {
+                transaction_id: record.id.clone(),
+                from: Some(TransactionStatus::Authorized),
+                to: Some(TransactionStatus::Expired),
+                advice_pending: Some(true),
+                ..CardUpdate::default()
+            }),
+            refund: None,
+            lines: Vec::new(),
+            business_date: record.business_date,
+            event: event(
+                "expired",
+                TransactionStatus::Authorized,
+                TransactionStatus::Expired,
+                "the authorization was not captured in time; hold released".to_owned(),
+            ),
+            enqueue: vec![reversal_of(&record, now)],
+            acked: Vec::new(),
+        };
+        gateway.store.write_card(write).await?;
+    }
+    Ok(())
+}
+
+/// The queue entry that reverses `record` at its bank.
+pub fn reversal_of(record: &CardRecord, now: DateTime<Utc>) -> NewSafItem {
+    NewSafItem {
+        link_id: record.link_id.clone(),
+        kind: SafKind::Reversal,
+        amount_minor: record.amount_minor,
+        currency: record.currency.clone(),
+        next_attempt_at: now,
+    }
+}
+
+fn event(kind: &str, from: TransactionStatus, to: TransactionStatus, detail: String) -> Event {
+    Event {
+        event_type: kind.to_owned(),
+        from_status: Some(from),
+        to_status: to,
+        actor: "saf".to_owned(),
+        detail,
+    }
+}
+
+/// Sends one queue entry; records the acknowledgement or the retry.
+async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Result<(), StoreError> {
+    let now = gateway.clock.now();
+    let (id, attempts) = (item.id, item.attempts);
+    let transaction_id = item.transaction.id.clone();
+    let retry = |error: String| async move {
+        let next = retry_at(
+            now,
+            attempts,
+            payments.config.retry_min,
+            payments.config.retry_max,
+        );
+        tracing::info!(queue_id = id, %transaction_id, attempts = attempts + 1, %error, "bank delivery failed; will retry");
+        gateway.store.saf_retry(id, next, &error).await
+    };
+    let (Some(link), Some(link_config)) = (
+        payments.link(&item.link_id),
+        payments.config.link(&item.link_id),
+    ) else {
+        return retry(format!("no bank link {}", item.link_id)).await;
+    };
+    if !link.is_up() {
+        return retry("bank link down".to_owned()).await;
+    }
+    let record = &item.transaction;
+    let currency = crate::money::Currency::from_code(&item.currency).map_or("", |c| c.numeric);
+    let original_kind = match record.card_type {
+        CardType::Authorization => FinancialKind::Authorization,
+        CardType::Sale => FinancialKind::Sale,
+        CardType::Refund => FinancialKind::Refund,
+    };
+    let stan = link.next_stan();
+    let built = match item.kind {
+        SafKind::Reversal => Reversal {
+            original_kind,
+            original_stan: &record.stan,
+            original_transmitted_at: record.transmitted_at,
+            rrn: &record.rrn,
+            amount_minor: item.amount_minor,
+            currency_numeric: currency,
+            stan: &stan,
+            transmitted_at: now,
+            repeat: item.attempts > 0,
+            terminal_id: &record.bank_terminal_id,
+            merchant_id: &record.merchant_id,
+            acquirer_id: &link_config.acquirer_id,
+        }
+        .to_message(),
+        SafKind::Advice => Advice {
+            original_stan: &record.stan,
+            original_transmitted_at: record.transmitted_at,
+            rrn: &record.rrn,
+            amount_minor: item.amount_minor,
+            currency_numeric: currency,
+            stan: &stan,
+            transmitted_at: now,
+            local: now
+                .with_timezone(&gateway.store_config(&record.store_id).time_zone)
+                .naive_local(),
+            approval_code: (!record.approval_code.is_empty())
+                .then_some(record.approval_code.as_str()),
+            terminal_id: &record.bank_terminal_id,
+            merchant_id: &record.merchant_id,
+            acquirer_id: &link_config.acquirer_id,
+        }
+        .to_message(),
+    };
+    let message = match built {
+        Ok(message) => message,
+        Err(error) => return retry(format!("message not built: {error}")).await,
+    };
+    let expected = response_mti(message.mti());
+    let answer = match link.send(message).await {
+        Ok(answer) if answer.mti() == expected => answer,
+        Ok(answer) => return retry(format!("unexpected answer {}", answer.mti().as_str())).await,
+        Err(error) => return retry(error.to_string()).await,
+    };
+    let code = FinancialResponse::parse(&answer)
+        .map(|response| response.response_code.as_str().to_owned())
+        .unwrap_or_default();
+    // Any answer acknowledges: a reversal the bank cannot match (nothing
+    // to undo) is as final as one it applied.
+    acknowledge(gateway, payments, &item, &code, now).await
+}
+
+/// Records a bank's acknowledgement of a queue entry.
+async fn acknowledge(
+    gateway: &Gateway,
+    payments: &Payments,
+    item: &SafItem,
+    code: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let record = &item.transaction;
+    let mut update = CardUpdate {
+        transaction_id: record.id.clone(),
+        advice_pending: Some(false),
+        ..CardUpdate::default()
+    };
+    let mut key = None;
+    let mut refund = None;
+    let (event_type, to) = match (item.kind, record.status) {
+        (SafKind::Reversal, TransactionStatus::PendingReversal) => {
+            update.from = Some(TransactionStatus::PendingReversal);
+            update.to = Some(TransactionStatus::Reversed);
+            let mut reversed = record.clone();
+            reversed.status = TransactionStatus::Reversed;
+            reversed.advice_pending = false;
+            reversed.updated_at = now;
+            key = Some(KeyOp::Answer {
+                key: IdempotencyKey {
+                    store_id: record.store_id.clone(),
+                    terminal_id: record.terminal_id.clone(),
+                    client_request_id: record.client_request_id.clone(),
+                },
+                response: reversed_answer(gateway, payments, &reversed).await?,
+            });
+            if let Some(original_id) = &record.original_transaction_id {
+                refund = Some(RefundAdjust {
+                    original_id: original_id.clone(),
+                    reserve_delta: -record.amount_minor,
+                    refunded_delta: 0,
+                });
+            }
+            ("reversed", TransactionStatus::Reversed)
+        }
+        (SafKind::Reversal, _) => ("reversal_acknowledged", record.status),
+        (SafKind::Advice, _) => ("advice_acknowledged", record.status),
+    };
+    let from = record.status;
+    let write = CardWrite {
+        transaction_id: record.id.clone(),
+        at: now,
+        key,
+        change: CardChange::Update(update),
+        refund,
+        lines: Vec::new(),
+        business_date: record.business_date,
+        event: event(event_type, from, to, format!("bank answered {code}")),
+        enqueue: Vec::new(),
+        acked: vec![item.id],
+    };
+    let outcome = gateway.store.write_card(write).await?;
+    tracing::info!(queue_id = item.id, transaction_id = %record.id, kind = item.kind.as_str(), code, ?outcome, "bank acknowledged");
+    Ok(())
+}
+
+/// The answer a retry of the creating call gets once its transaction is reversed.
+async fn reversed_answer(
+    gateway: &Gateway,
+    payments: &Payments,
+    reversed: &CardRecord,
+) -> Result<Vec<u8>, StoreError> {
+    let view = view::card_transaction(reversed, Vec::new(), &payments.config);
+    Ok(match &reversed.original_transaction_id {
+        None => pb::AuthorizeResponse {
+            transaction: Some(view),
+        }
+        .encode_to_vec(),
+        Some(original_id) => {
+            let original = gateway.store.card_transaction(original_id).await?;
+            let refunds = gateway.store.refund_ids(original_id).await?;
+            pb::CardRefundResponse {
+                refund: Some(view),
+                original: original.map(|mut original| {
+                    // The reservation this write releases.
+                    original.refund_reserved_minor -= reversed.amount_minor;
+                    view::card_transaction(&original, refunds, &payments.config)
+                }),
+            }
+            .encode_to_vec()
+        }
+    })
+}

@@ -1,0 +1,440 @@
+//! Card-payment rows: the record of a card transaction, the atomic writes
+//! that move it through its states, and the store-and-forward queue of
+//! messages owed to a bank.
+//!
+//! A card payment is written twice: once before the request goes to the bank
+//! (status `in_progress`, idempotency key claimed but `pending`), and once
+//! when the answer is known (the key gets its answer for replay). A crash
+//! between the two leaves an `in_progress` row that the reversal worker turns
+//! into `pending_reversal` with a queued reversal, so no charge is ever left
+//! behind unknown to posgate.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{
+    Event, IdempotencyKey, RequestFingerprint, SettlementLine, StoredAnswer, TransactionStatus,
+};
+
+/// What a card transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardType {
+    Authorization,
+    Sale,
+    Refund,
+}
+
+impl CardType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Authorization => "authorization",
+            Self::Sale => "sale",
+            Self::Refund => "refund",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, super::StoreError> {
+        match text {
+            "authorization" => Ok(Self::Authorization),
+            "sale" => Ok(Self::Sale),
+            "refund" => Ok(Self::Refund),
+            other => Err(super::StoreError::Corrupt(format!(
+                "unknown card transaction type {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Which partner handled a card transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardRouteKind {
+    Acquirer,
+    CoBrandIssuer,
+}
+
+impl CardRouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acquirer => "acquirer",
+            Self::CoBrandIssuer => "co_brand_issuer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, super::StoreError> {
+        match text {
+            "acquirer" => Ok(Self::Acquirer),
+            "co_brand_issuer" => Ok(Self::CoBrandIssuer),
+            other => Err(super::StoreError::Corrupt(format!(
+                "unknown card route {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A card transaction as stored: never a full PAN, track, PIN block, security
+/// code or chip data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRecord {
+    pub id: String,
+    pub card_type: CardType,
+    pub status: TransactionStatus,
+    pub store_id: String,
+    pub terminal_id: String,
+    pub operator_id: String,
+    pub client_request_id: String,
+    /// The bank link that carried it.
+    pub link_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub business_date: NaiveDate,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub route: CardRouteKind,
+    pub masked_pan: String,
+    /// Hex of the keyed PAN fingerprint (HMAC in the HSM).
+    pub pan_fingerprint: String,
+    pub card_brand: String,
+    pub entry_mode: String,
+    pub cardholder_verification: String,
+    pub merchant_id: String,
+    pub bank_terminal_id: String,
+    pub stan: String,
+    pub rrn: String,
+    /// ISO 8583 field 7 of the request, needed by its reversal (field 90).
+    pub transmitted_at: DateTime<Utc>,
+    /// The request's MTI (0100, 0200), needed by its reversal (field 90).
+    pub request_mti: String,
+    pub response_code: String,
+    pub approval_code: String,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
+    /// Refunds sent to the bank and not yet answered.
+    pub refund_reserved_minor: i64,
+    pub loyalty_points: Option<i64>,
+    pub loyalty_balance: Option<i64>,
+    pub original_transaction_id: Option<String>,
+    pub pos_reference: String,
+    pub authorization_expires_at: Option<DateTime<Utc>>,
+    pub advice_pending: bool,
+}
+
+/// What a card write does to the idempotency key.
+#[derive(Debug, Clone)]
+pub enum KeyOp {
+    /// Claims the key for a request whose answer is not known yet (the key
+    /// is `pending`: retries get "in progress" until it is answered).
+    Claim {
+        key: IdempotencyKey,
+        fingerprint: RequestFingerprint,
+        expires_at: DateTime<Utc>,
+    },
+    /// Records the answer under a key claimed earlier.
+    Answer {
+        key: IdempotencyKey,
+        response: Vec<u8>,
+    },
+    /// Frees a key claimed earlier whose request was never sent, so a retry
+    /// starts afresh.
+    Release { key: IdempotencyKey },
+    /// Claims a key and answers it at once (calls that never wait for the bank).
+    ClaimAnswered {
+        key: IdempotencyKey,
+        answer: StoredAnswer,
+        expires_at: DateTime<Utc>,
+    },
+}
+
+/// A guarded change of a card transaction: applied only if its status is
+/// still `from`. `None` fields keep their value.
+#[derive(Debug, Clone, Default)]
+pub struct CardUpdate {
+    pub transaction_id: String,
+    pub from: Option<TransactionStatus>,
+    pub to: Option<TransactionStatus>,
+    pub response_code: Option<String>,
+    pub approval_code: Option<String>,
+    pub captured_minor: Option<i64>,
+    pub loyalty: Option<(i64, Option<i64>)>,
+    pub authorization_expires_at: Option<Option<DateTime<Utc>>>,
+    pub advice_pending: Option<bool>,
+}
+
+/// What a card write does to the transaction.
+#[derive(Debug, Clone)]
+pub enum CardChange {
+    Create(Box<CardRecord>),
+    Update(CardUpdate),
+}
+
+/// Moves refund amounts on the refunded transaction: `reserve_delta` while a
+/// refund is with the bank, `refunded_delta` once approved. A reservation is
+/// refused when it would take refunds beyond the captured amount.
+#[derive(Debug, Clone)]
+pub struct RefundAdjust {
+    pub original_id: String,
+    pub reserve_delta: i64,
+    pub refunded_delta: i64,
+}
+
+/// A message owed to a bank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SafKind {
+    /// 0400 (repeated as 0401): undo the transaction at the bank.
+    Reversal,
+    /// 0220: a capture of an earlier authorization.
+    Advice,
+}
+
+impl SafKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reversal => "reversal",
+            Self::Advice => "advice",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, super::StoreError> {
+        match text {
+            "reversal" => Ok(Self::Reversal),
+            "advice" => Ok(Self::Advice),
+            other => Err(super::StoreError::Corrupt(format!(
+                "unknown queue item kind {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A queue entry to add.
+#[derive(Debug, Clone)]
+pub struct NewSafItem {
+    pub link_id: String,
+    pub kind: SafKind,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// A queue entry with the transaction it concerns.
+#[derive(Debug, Clone)]
+pub struct SafItem {
+    pub id: i64,
+    pub kind: SafKind,
+    pub link_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub attempts: i32,
+    pub transaction: CardRecord,
+}
+
+/// One atomic change of a card transaction with everything that goes with it.
+#[derive(Debug, Clone)]
+pub struct CardWrite {
+    pub transaction_id: String,
+    pub at: DateTime<Utc>,
+    pub key: Option<KeyOp>,
+    pub change: CardChange,
+    pub refund: Option<RefundAdjust>,
+    pub lines: Vec<SettlementLine>,
+    /// Business date of the lines.
+    pub business_date: NaiveDate,
+    pub event: Event,
+    pub enqueue: Vec<NewSafItem>,
+    /// Queue entries this write acknowledges.
+    pub acked: Vec<i64>,
+}
+
+impl CardWrite {
+    /// The invariants every card write must hold before it reaches SQL.
+    pub fn check(&self) -> Result<(), super::StoreError> {
+        super::check_balanced(&self.transaction_id, &self.lines)?;
+        if let CardChange::Create(record) = &self.change
+            && record.id != self.transaction_id
+        {
+            return Err(super::StoreError::Invariant(
+                "card write names another transaction".to_owned(),
+            ));
+        }
+        if let Some(KeyOp::ClaimAnswered { answer, .. }) = &self.key
+            && answer.transaction_id != self.transaction_id
+        {
+            return Err(super::StoreError::Invariant(
+                "stored answer names another transaction".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// SQL of card writes and reads, shared by both backends.
+pub(super) mod sql {
+    /// The columns [`super::rows::card`] decodes, from `transactions t` joined
+    /// with `card_payments c`.
+    macro_rules! card_columns {
+        () => {
+            "t.id, t.status, t.store_id, t.terminal_id, t.operator_id, t.client_request_id, \
+             t.partner_id, t.amount_minor, t.currency, t.business_date, t.created_at, t.updated_at, \
+             c.card_type, c.route, c.masked_pan, c.pan_fingerprint, c.card_brand, c.entry_mode, \
+             c.cardholder_verification, c.merchant_id, c.bank_terminal_id, c.stan, c.rrn, \
+             c.transmitted_at, c.request_mti, c.response_code, c.approval_code, c.captured_minor, \
+             c.refunded_minor, c.refund_reserved_minor, c.loyalty_points, c.loyalty_balance, \
+             c.original_transaction_id, c.pos_reference, c.authorization_expires_at, c.advice_pending"
+        };
+    }
+
+    pub const ANSWER_KEY: &str = "UPDATE idempotency_keys SET response = $1, pending = $2 \
+         WHERE store_id = $3 AND terminal_id = $4 AND client_request_id = $5 AND pending = $6";
+    pub const RELEASE_KEY: &str = "DELETE FROM idempotency_keys \
+         WHERE store_id = $1 AND terminal_id = $2 AND client_request_id = $3 AND pending = $4";
+    pub const INSERT_CARD: &str = "INSERT INTO card_payments (transaction_id, card_type, route, masked_pan, \
+         pan_fingerprint, card_brand, entry_mode, cardholder_verification, merchant_id, bank_terminal_id, \
+         stan, rrn, transmitted_at, request_mti, response_code, approval_code, captured_minor, refunded_minor, \
+         refund_reserved_minor, loyalty_points, loyalty_balance, original_transaction_id, pos_reference, \
+         authorization_expires_at, advice_pending) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
+    pub const UPDATE_STATUS: &str =
+        "UPDATE transactions SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4";
+    pub const SELECT_STATUS: &str = "SELECT status FROM transactions WHERE id = $1";
+    pub const UPDATE_CARD: &str = "UPDATE card_payments SET \
+         response_code = COALESCE($1, response_code), \
+         approval_code = COALESCE($2, approval_code), \
+         captured_minor = COALESCE($3, captured_minor), \
+         loyalty_points = CASE WHEN $4 THEN $5 ELSE loyalty_points END, \
+         loyalty_balance = CASE WHEN $4 THEN $6 ELSE loyalty_balance END, \
+         authorization_expires_at = CASE WHEN $7 THEN $8 ELSE authorization_expires_at END, \
+         advice_pending = COALESCE($9, advice_pending) \
+         WHERE transaction_id = $10";
+    pub const ADJUST_REFUND: &str = "UPDATE card_payments SET \
+         refund_reserved_minor = refund_reserved_minor + $1, refunded_minor = refunded_minor + $2 \
+         WHERE transaction_id = $3 AND refunded_minor + refund_reserved_minor + $1 + $2 <= captured_minor";
+    pub const SELECT_REMAINING: &str = "SELECT captured_minor - refunded_minor - refund_reserved_minor \
+         FROM card_payments WHERE transaction_id = $1";
+    pub const INSERT_SAF: &str = "INSERT INTO saf_queue (transaction_id, link_id, kind, amount_minor, \
+         currency, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    pub const ACK_SAF: &str =
+        "UPDATE saf_queue SET acked_at = $1 WHERE id = $2 AND acked_at IS NULL";
+    pub const RETRY_SAF: &str = "UPDATE saf_queue SET attempts = attempts + 1, next_attempt_at = $1, \
+         last_error = $2 WHERE id = $3 AND acked_at IS NULL";
+    pub const SELECT_CARD: &str = concat!(
+        "SELECT ",
+        card_columns!(),
+        " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id WHERE t.id = $1"
+    );
+    pub const SELECT_CARD_BY_REQUEST: &str = concat!(
+        "SELECT ",
+        card_columns!(),
+        " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id \
+         WHERE t.store_id = $1 AND t.terminal_id = $2 AND t.client_request_id = $3 \
+         AND t.kind = 'card_payment' ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
+    );
+    pub const SELECT_REFUND_IDS: &str = "SELECT transaction_id FROM card_payments \
+         WHERE original_transaction_id = $1 ORDER BY transaction_id";
+    pub const SELECT_STALE: &str = concat!(
+        "SELECT ",
+        card_columns!(),
+        " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id \
+         WHERE t.kind = 'card_payment' AND t.status = 'in_progress' AND t.updated_at < $1 \
+         ORDER BY t.updated_at LIMIT $2"
+    );
+    pub const SELECT_EXPIRED_AUTHORIZATIONS: &str = concat!(
+        "SELECT ",
+        card_columns!(),
+        " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id \
+         WHERE t.kind = 'card_payment' AND t.status = 'authorized' \
+         AND c.authorization_expires_at < $1 ORDER BY c.authorization_expires_at LIMIT $2"
+    );
+    pub const SELECT_SAF_DUE: &str = concat!(
+        "SELECT q.id, q.kind, q.link_id, q.amount_minor, q.currency, q.attempts, ",
+        card_columns!(),
+        " FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
+         JOIN card_payments c ON c.transaction_id = t.id \
+         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"
+    );
+    pub const COUNT_SAF_OPEN: &str = "SELECT count(*) FROM saf_queue WHERE acked_at IS NULL";
+}
+
+/// Row decoding of card reads, generic over the backend's row type.
+pub(super) mod rows {
+    use sqlx::{ColumnIndex, Decode, Row, Type};
+
+    use super::{CardRecord, CardRouteKind, CardType, SafItem, SafKind};
+    use crate::store::{StoreError, TransactionStatus};
+
+    /// Decodes the card columns starting at column `at`.
+    pub fn card<'r, R>(row: &'r R, at: usize) -> Result<CardRecord, StoreError>
+    where
+        R: Row,
+        usize: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+        Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+        bool: Decode<'r, R::Database> + Type<R::Database>,
+        chrono::NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
+        chrono::DateTime<chrono::Utc>: Decode<'r, R::Database> + Type<R::Database>,
+        Option<chrono::DateTime<chrono::Utc>>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(CardRecord {
+            id: row.try_get(at)?,
+            status: TransactionStatus::parse(&row.try_get::<String, _>(at + 1)?)?,
+            store_id: row.try_get(at + 2)?,
+            terminal_id: row.try_get(at + 3)?,
+            operator_id: row.try_get(at + 4)?,
+            client_request_id: row.try_get(at + 5)?,
+            link_id: row.try_get(at + 6)?,
+            amount_minor: row.try_get(at + 7)?,
+            currency: row.try_get(at + 8)?,
+            business_date: row.try_get(at + 9)?,
+            created_at: row.try_get(at + 10)?,
+            updated_at: row.try_get(at + 11)?,
+            card_type: CardType::parse(&row.try_get::<String, _>(at + 12)?)?,
+            route: CardRouteKind::parse(&row.try_get::<String, _>(at + 13)?)?,
+            masked_pan: row.try_get(at + 14)?,
+            pan_fingerprint: row.try_get(at + 15)?,
+            card_brand: row.try_get(at + 16)?,
+            entry_mode: row.try_get(at + 17)?,
+            cardholder_verification: row.try_get(at + 18)?,
+            merchant_id: row.try_get(at + 19)?,
+            bank_terminal_id: row.try_get(at + 20)?,
+            stan: row.try_get(at + 21)?,
+            rrn: row.try_get(at + 22)?,
+            transmitted_at: row.try_get(at + 23)?,
+            request_mti: row.try_get(at + 24)?,
+            response_code: row.try_get(at + 25)?,
+            approval_code: row.try_get(at + 26)?,
+            captured_minor: row.try_get(at + 27)?,
+            refunded_minor: row.try_get(at + 28)?,
+            refund_reserved_minor: row.try_get(at + 29)?,
+            loyalty_points: row.try_get(at + 30)?,
+            loyalty_balance: row.try_get(at + 31)?,
+            original_transaction_id: row.try_get(at + 32)?,
+            pos_reference: row.try_get(at + 33)?,
+            authorization_expires_at: row.try_get(at + 34)?,
+            advice_pending: row.try_get(at + 35)?,
+        })
+    }
+
+    /// Decodes a queue row: six queue columns, then the card columns.
+    pub fn saf_item<'r, R>(row: &'r R) -> Result<SafItem, StoreError>
+    where
+        R: Row,
+        usize: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        i32: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+        Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+        bool: Decode<'r, R::Database> + Type<R::Database>,
+        chrono::NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
+        chrono::DateTime<chrono::Utc>: Decode<'r, R::Database> + Type<R::Database>,
+        Option<chrono::DateTime<chrono::Utc>>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(SafItem {
+            id: row.try_get(0)?,
+            kind: SafKind::parse(&row.try_get::<String, _>(1)?)?,
+            link_id: row.try_get(2)?,
+            amount_minor: row.try_get(3)?,
+            currency: row.try_get(4)?,
+            attempts: row.try_get(5)?,
+            transaction: card(row, 6)?,
+        })
+    }
+}

@@ -1,0 +1,389 @@
+//! Store reads and writes of the clearing run: closing a business day, the
+//! day's totals per party, a streaming cursor over the partners' lines, and
+//! the registry of a closed day's files. Also the rule of the write path that
+//! a line dated on a closed business day moves to the next open date as an
+//! adjustment (`open_business_date`, expanded into both backends' writes).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::stream::BoxStream;
+
+use super::StoreError;
+
+/// A closed business day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosedDay {
+    pub business_date: NaiveDate,
+    /// The creation time printed in the day's files (fixed at the first close).
+    pub files_created_at: DateTime<Utc>,
+}
+
+/// One party's lines of a day in one currency, summed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartyTotal {
+    pub party: String,
+    pub currency: String,
+    pub amount_minor: i64,
+    pub lines: i64,
+}
+
+/// One settlement line of a partner, with what its clearing record needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayLine {
+    pub party: String,
+    pub transaction_id: String,
+    pub kind: String,
+    pub currency: String,
+    pub amount_minor: i64,
+    pub store_id: String,
+    /// Bill reference or card RRN (empty if neither).
+    pub reference: String,
+}
+
+/// A file of a closed day, as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub name: String,
+    pub size_bytes: i64,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+/// Held while this process runs a scheduled clearing; dropping it releases the lock.
+pub type ClearingLock = Box<dyn std::any::Any + Send>;
+
+/// What the clearing run needs from the store.
+#[async_trait::async_trait]
+pub trait ClearingStore: Send + Sync {
+    /// Closes `date` if still open, recording `files_created_at`. Returns the
+    /// closed day as recorded (an earlier close's creation time wins). From the
+    /// commit on, writes dated `date` land on the next open date.
+    async fn close_day(
+        &self,
+        date: NaiveDate,
+        files_created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<ClosedDay, StoreError>;
+
+    /// Reopens a day closed by a run that found it unbalanced. Refused (an
+    /// error) once the day has registered files: a published day never reopens.
+    async fn reopen_day(&self, date: NaiveDate) -> Result<(), StoreError>;
+
+    /// The closed day, if `date` is closed.
+    async fn closed_day(&self, date: NaiveDate) -> Result<Option<ClosedDay>, StoreError>;
+
+    /// Every party's lines of `date`, summed per currency, sorted by party then currency.
+    async fn day_totals(&self, date: NaiveDate) -> Result<Vec<PartyTotal>, StoreError>;
+
+    /// The partners' lines of `date` (every party but `store:*` and `chain`),
+    /// ordered by party, transaction id, line id. A cursor: rows arrive as read.
+    fn day_lines(&self, date: NaiveDate) -> BoxStream<'_, Result<DayLine, StoreError>>;
+
+    /// The registered files of a closed day, sorted by name.
+    async fn day_files(&self, date: NaiveDate) -> Result<Vec<FileRecord>, StoreError>;
+
+    /// Registers the files of a closed day (names already registered are kept as they were).
+    async fn register_files(&self, date: NaiveDate, files: &[FileRecord])
+    -> Result<(), StoreError>;
+
+    /// Tries to become the one instance running scheduled clearing. `None`
+    /// when another instance holds it (PostgreSQL advisory lock; SQLite has
+    /// one process per database file and always succeeds).
+    async fn try_clearing_lock(&self) -> Result<Option<ClearingLock>, StoreError>;
+}
+
+/// The first date on or after `date` that is not closed, given the closed
+/// dates on or after `date` in ascending order.
+pub fn next_open_date(date: NaiveDate, closed_ascending: &[NaiveDate]) -> NaiveDate {
+    let mut open = date;
+    for closed in closed_ascending {
+        if *closed == open {
+            open = open
+                .succ_opt()
+                .expect("date far from the end of the calendar");
+        } else if *closed > open {
+            break;
+        }
+    }
+    open
+}
+
+/// The kind of a line moved from a closed day.
+pub fn adjustment_kind(kind: &str) -> String {
+    if kind.starts_with("adjustment:") {
+        kind.to_owned()
+    } else {
+        format!("adjustment:{kind}")
+    }
+}
+
+/// Arbitrary but fixed key of the advisory lock between PostgreSQL writes
+/// (shared) and a day's close (exclusive): a close waits for writes in
+/// flight, and a write after it sees the day closed ("clos"). PostgreSQL
+/// scopes it to the schema.
+pub const CLOSE_LOCK_KEY: i32 = 0x636c_6f73;
+/// Key of the session advisory lock held by the instance running scheduled
+/// clearing ("clrg"); PostgreSQL scopes it to the schema.
+pub const SCHEDULE_LOCK_KEY: i32 = 0x636c_7267;
+
+/// SQL shared by both backends.
+pub(crate) mod sql {
+    /// Bounded: more closed days ahead of a line's date than this is not a
+    /// calendar anyone runs (a year of closed days).
+    pub const SELECT_CLOSED_FROM: &str = "SELECT business_date FROM clearing_days \
+         WHERE business_date >= $1 ORDER BY business_date LIMIT 400";
+    pub const INSERT_DAY: &str = "INSERT INTO clearing_days (business_date, files_created_at, closed_at) \
+         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+    pub const REOPEN_DAY: &str = "DELETE FROM clearing_days WHERE business_date = $1";
+    pub const SELECT_DAY: &str =
+        "SELECT business_date, files_created_at FROM clearing_days WHERE business_date = $1";
+    pub const DAY_TOTALS: &str = "SELECT party, currency, CAST(SUM(amount_minor) AS BIGINT), \
+         CAST(COUNT(*) AS BIGINT) FROM settlement_lines WHERE business_date = $1 \
+         GROUP BY party, currency ORDER BY party, currency";
+    pub const DAY_LINES: &str = "SELECT l.party, l.transaction_id, l.kind, l.currency, l.amount_minor, \
+         t.store_id, COALESCE(b.bill_reference, c.rrn, '') \
+         FROM settlement_lines l JOIN transactions t ON t.id = l.transaction_id \
+         LEFT JOIN bill_payments b ON b.transaction_id = l.transaction_id \
+         LEFT JOIN card_payments c ON c.transaction_id = l.transaction_id \
+         WHERE l.business_date = $1 AND l.party <> 'chain' AND l.party NOT LIKE 'store:%' \
+         ORDER BY l.party, l.transaction_id, l.id";
+    pub const SELECT_FILES: &str = "SELECT name, size_bytes, sha256 FROM clearing_files \
+         WHERE business_date = $1 ORDER BY name";
+    pub const INSERT_FILE: &str = "INSERT INTO clearing_files (business_date, name, size_bytes, sha256) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+}
+
+/// Implements [`ClearingStore`] for a backend whose read pool is `$pool`.
+/// `$close_guard` is run inside the close's transaction before the insert
+/// (PostgreSQL: the exclusive advisory lock; SQLite: a no-op).
+macro_rules! define_clearing_store {
+    ($store:ty, $pool:ident, $close_begin:literal, $close_guard:expr, $try_lock:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::store::clearing::ClearingStore for $store {
+            async fn close_day(
+                &self,
+                date: chrono::NaiveDate,
+                files_created_at: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::store::clearing::ClosedDay, $crate::store::StoreError> {
+                use $crate::store::clearing::sql;
+                let mut conn = self.$pool.acquire().await?;
+                sqlx::query($close_begin).execute(&mut *conn).await?;
+                let result: Result<(), $crate::store::StoreError> = async {
+                    if let Some(guard) = $close_guard {
+                        sqlx::query(guard)
+                            .bind($crate::store::clearing::CLOSE_LOCK_KEY)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    sqlx::query(sql::INSERT_DAY)
+                        .bind(date)
+                        .bind(files_created_at)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                }
+                .await;
+                match result {
+                    Ok(()) => {
+                        sqlx::query("COMMIT").execute(&mut *conn).await?;
+                    }
+                    Err(error) => {
+                        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                        return Err(error);
+                    }
+                }
+                drop(conn);
+                self.closed_day(date).await?.ok_or_else(|| {
+                    $crate::store::StoreError::Invariant(format!(
+                        "business date {date} not recorded as closed"
+                    ))
+                })
+            }
+
+            async fn reopen_day(
+                &self,
+                date: chrono::NaiveDate,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query($crate::store::clearing::sql::REOPEN_DAY)
+                    .bind(date)
+                    .execute(&self.$pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn closed_day(
+                &self,
+                date: chrono::NaiveDate,
+            ) -> Result<Option<$crate::store::clearing::ClosedDay>, $crate::store::StoreError> {
+                let row: Option<(chrono::NaiveDate, chrono::DateTime<chrono::Utc>)> =
+                    sqlx::query_as($crate::store::clearing::sql::SELECT_DAY)
+                        .bind(date)
+                        .fetch_optional(&self.$pool)
+                        .await?;
+                Ok(row.map(|(business_date, files_created_at)| {
+                    $crate::store::clearing::ClosedDay {
+                        business_date,
+                        files_created_at,
+                    }
+                }))
+            }
+
+            async fn day_totals(
+                &self,
+                date: chrono::NaiveDate,
+            ) -> Result<Vec<$crate::store::clearing::PartyTotal>, $crate::store::StoreError> {
+                let rows: Vec<(String, String, i64, i64)> =
+                    sqlx::query_as($crate::store::clearing::sql::DAY_TOTALS)
+                        .bind(date)
+                        .fetch_all(&self.$pool)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(party, currency, amount_minor, lines)| {
+                        $crate::store::clearing::PartyTotal {
+                            party,
+                            currency,
+                            amount_minor,
+                            lines,
+                        }
+                    })
+                    .collect())
+            }
+
+            fn day_lines(
+                &self,
+                date: chrono::NaiveDate,
+            ) -> futures::stream::BoxStream<
+                '_,
+                Result<$crate::store::clearing::DayLine, $crate::store::StoreError>,
+            > {
+                use futures::StreamExt as _;
+                use sqlx::Row as _;
+                sqlx::query($crate::store::clearing::sql::DAY_LINES)
+                    .bind(date)
+                    .fetch(&self.$pool)
+                    .map(|row| {
+                        let row = row?;
+                        Ok($crate::store::clearing::DayLine {
+                            party: row.try_get(0)?,
+                            transaction_id: row.try_get(1)?,
+                            kind: row.try_get(2)?,
+                            currency: row.try_get(3)?,
+                            amount_minor: row.try_get(4)?,
+                            store_id: row.try_get(5)?,
+                            reference: row.try_get(6)?,
+                        })
+                    })
+                    .boxed()
+            }
+
+            async fn day_files(
+                &self,
+                date: chrono::NaiveDate,
+            ) -> Result<Vec<$crate::store::clearing::FileRecord>, $crate::store::StoreError> {
+                let rows: Vec<(String, i64, String)> =
+                    sqlx::query_as($crate::store::clearing::sql::SELECT_FILES)
+                        .bind(date)
+                        .fetch_all(&self.$pool)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(
+                        |(name, size_bytes, sha256)| $crate::store::clearing::FileRecord {
+                            name,
+                            size_bytes,
+                            sha256,
+                        },
+                    )
+                    .collect())
+            }
+
+            async fn register_files(
+                &self,
+                date: chrono::NaiveDate,
+                files: &[$crate::store::clearing::FileRecord],
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.$pool.begin().await?;
+                for file in files {
+                    sqlx::query($crate::store::clearing::sql::INSERT_FILE)
+                        .bind(date)
+                        .bind(&file.name)
+                        .bind(file.size_bytes)
+                        .bind(&file.sha256)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn try_clearing_lock(
+                &self,
+            ) -> Result<Option<$crate::store::clearing::ClearingLock>, $crate::store::StoreError>
+            {
+                $try_lock(self).await
+            }
+        }
+    };
+}
+
+pub(crate) use define_clearing_store;
+
+/// Defines `async fn open_business_date(conn, date)`: the date a write's
+/// lines take (the first open date on or after `date`) and whether they
+/// moved. `$guard` runs first (PostgreSQL: the shared advisory lock that
+/// orders writes against a close).
+macro_rules! define_open_business_date {
+    ($connection:ty, $guard:expr) => {
+        async fn open_business_date(
+            conn: &mut $connection,
+            date: chrono::NaiveDate,
+        ) -> Result<(chrono::NaiveDate, bool), $crate::store::StoreError> {
+            if let Some(guard) = $guard {
+                sqlx::query(guard)
+                    .bind($crate::store::clearing::CLOSE_LOCK_KEY)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let closed: Vec<chrono::NaiveDate> =
+                sqlx::query_scalar($crate::store::clearing::sql::SELECT_CLOSED_FROM)
+                    .bind(date)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let open = $crate::store::clearing::next_open_date(date, &closed);
+            Ok((open, open != date))
+        }
+    };
+}
+
+pub(crate) use define_open_business_date;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+    }
+
+    /// A line of a closed day moves past every consecutive closed day, and no further.
+    #[test]
+    fn next_open_date_skips_consecutive_closed_days() {
+        let closed = [date("2026-11-23"), date("2026-11-24"), date("2026-11-26")];
+        assert_eq!(
+            next_open_date(date("2026-11-23"), &closed),
+            date("2026-11-25")
+        );
+        assert_eq!(
+            next_open_date(date("2026-11-25"), &closed[2..]),
+            date("2026-11-25")
+        );
+        assert_eq!(
+            next_open_date(date("2026-11-22"), &closed),
+            date("2026-11-22")
+        );
+        assert_eq!(adjustment_kind("card_void"), "adjustment:card_void");
+        assert_eq!(adjustment_kind("adjustment:fee"), "adjustment:fee");
+    }
+}

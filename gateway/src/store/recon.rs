@@ -1,0 +1,214 @@
+//! Storage of partners' acknowledgement files and the reconciliation
+//! exceptions found against them (schema 4). One acknowledgement per partner
+//! and business date, stored whole (file, items, exceptions) in one
+//! transaction or not at all. The statements are shared by both backends
+//! through the macros below.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::StoreError;
+use crate::clearing::recon::ack::{AckFile, AckStatus};
+use crate::clearing::recon::matching::{ExceptionKind, ReconReport};
+
+/// An acknowledgement file and its report, to store together.
+#[derive(Debug, Clone)]
+pub struct NewAck<'a> {
+    pub file: &'a AckFile,
+    /// Hex SHA-256 of the file's bytes.
+    pub sha256: String,
+    pub report: &'a ReconReport,
+    pub ingested_at: DateTime<Utc>,
+}
+
+/// What storing an acknowledgement did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Stored with this id.
+    Stored(i64),
+    /// The same bytes were ingested before (under this id): nothing changed.
+    AlreadyIngested(i64),
+    /// A different file for the same partner and date was ingested before: refused.
+    Conflict { file_id: String, sha256: String },
+}
+
+/// One stored exception, as `posgate clearing exceptions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredException {
+    pub partner: String,
+    pub business_date: NaiveDate,
+    pub kind: ExceptionKind,
+    pub transaction_id: String,
+    pub reference: String,
+    pub currency: String,
+    pub ours_minor: Option<i64>,
+    pub theirs_minor: Option<i64>,
+    pub reason: String,
+}
+
+/// Reads and writes of reconciliation data.
+#[async_trait::async_trait]
+pub trait ReconStore: Send + Sync {
+    /// Stores the file, its items and its report's exceptions atomically.
+    async fn store_ack(&self, ack: NewAck<'_>) -> Result<AckOutcome, StoreError>;
+
+    /// Exceptions, optionally of one business date and/or partner, ordered by
+    /// date, partner, kind, currency, transaction id.
+    async fn exceptions(
+        &self,
+        business_date: Option<NaiveDate>,
+        partner: Option<&str>,
+    ) -> Result<Vec<StoredException>, StoreError>;
+}
+
+pub(crate) mod sql {
+    pub const SELECT_ACK: &str =
+        "SELECT id, file_id, sha256 FROM ack_files WHERE partner = $1 AND business_date = $2";
+    pub const INSERT_ACK: &str = "INSERT INTO ack_files (partner, business_date, file_id, sha256, \
+         items, matched, exceptions, ingested_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+    pub const INSERT_ITEM: &str = "INSERT INTO ack_items (ack_file_id, line, transaction_id, reference, \
+         currency, amount_minor, status, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    pub const INSERT_EXCEPTION: &str = "INSERT INTO recon_exceptions (ack_file_id, partner, \
+         business_date, kind, transaction_id, reference, currency, ours_minor, theirs_minor, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    pub const SELECT_EXCEPTIONS: &str = "SELECT partner, business_date, kind, transaction_id, \
+         reference, currency, ours_minor, theirs_minor, reason FROM recon_exceptions";
+    pub const ORDER_EXCEPTIONS: &str =
+        " ORDER BY business_date, partner, kind, currency, transaction_id, reference, id";
+}
+
+/// The `WHERE` clause for the filters given, with `$1`, `$2` in order.
+pub(crate) fn exception_filter(by_date: bool, by_partner: bool) -> String {
+    let mut query = sql::SELECT_EXCEPTIONS.to_owned();
+    match (by_date, by_partner) {
+        (true, true) => query.push_str(" WHERE business_date = $1 AND partner = $2"),
+        (true, false) => query.push_str(" WHERE business_date = $1"),
+        (false, true) => query.push_str(" WHERE partner = $1"),
+        (false, false) => {}
+    }
+    query.push_str(sql::ORDER_EXCEPTIONS);
+    query
+}
+
+pub(crate) fn status_text(status: &AckStatus) -> (&'static str, &str) {
+    match status {
+        AckStatus::Accepted => ("accepted", ""),
+        AckStatus::Rejected(reason) => ("rejected", reason.as_str()),
+    }
+}
+
+pub(crate) fn parse_exception_kind(text: &str) -> Result<ExceptionKind, StoreError> {
+    ExceptionKind::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown exception kind {text:?}")))
+}
+
+/// Defines `apply_ack(conn, ack)` (inside an open transaction) and the
+/// `ReconStore::exceptions` read for a backend.
+macro_rules! define_recon {
+    ($connection:ty) => {
+        async fn apply_ack(
+            conn: &mut $connection,
+            ack: &$crate::store::recon::NewAck<'_>,
+        ) -> Result<$crate::store::recon::AckOutcome, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            use $crate::store::recon::{AckOutcome, sql, status_text};
+            let file = ack.file;
+            let existing = sqlx::query(sql::SELECT_ACK)
+                .bind(&file.partner)
+                .bind(file.business_date)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(row) = existing {
+                let (id, file_id, sha256): (i64, String, String) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                return Ok(if sha256 == ack.sha256 {
+                    AckOutcome::AlreadyIngested(id)
+                } else {
+                    AckOutcome::Conflict { file_id, sha256 }
+                });
+            }
+            let count = |n: usize| i64::try_from(n).expect("counts fit i64");
+            let id: i64 = sqlx::query_scalar(sql::INSERT_ACK)
+                .bind(&file.partner)
+                .bind(file.business_date)
+                .bind(&file.file_id)
+                .bind(&ack.sha256)
+                .bind(count(file.items.len()))
+                .bind(i64::try_from(ack.report.matched).expect("counts fit i64"))
+                .bind(count(ack.report.exceptions.len()))
+                .bind(ack.ingested_at)
+                .fetch_one(&mut *conn)
+                .await?;
+            for item in &file.items {
+                let (status, reason) = status_text(&item.status);
+                sqlx::query(sql::INSERT_ITEM)
+                    .bind(id)
+                    .bind(count(item.line))
+                    .bind(&item.transaction_id)
+                    .bind(&item.reference)
+                    .bind(&item.currency)
+                    .bind(item.amount_minor)
+                    .bind(status)
+                    .bind(reason)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for exception in &ack.report.exceptions {
+                sqlx::query(sql::INSERT_EXCEPTION)
+                    .bind(id)
+                    .bind(&file.partner)
+                    .bind(file.business_date)
+                    .bind(exception.kind.as_str())
+                    .bind(&exception.transaction_id)
+                    .bind(&exception.reference)
+                    .bind(&exception.currency)
+                    .bind(exception.ours_minor)
+                    .bind(exception.theirs_minor)
+                    .bind(&exception.reason)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(AckOutcome::Stored(id))
+        }
+    };
+}
+
+/// Defines `read_exceptions(pool, date, partner)` over a backend's pool type.
+macro_rules! define_exceptions_read {
+    ($pool_type:ty) => {
+        async fn read_exceptions(
+            pool: &$pool_type,
+            business_date: Option<chrono::NaiveDate>,
+            partner: Option<&str>,
+        ) -> Result<Vec<$crate::store::recon::StoredException>, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            use $crate::store::recon::{StoredException, exception_filter, parse_exception_kind};
+            let query_text = exception_filter(business_date.is_some(), partner.is_some());
+            let mut query = sqlx::query(&query_text);
+            if let Some(date) = business_date {
+                query = query.bind(date);
+            }
+            if let Some(partner) = partner {
+                query = query.bind(partner.to_owned());
+            }
+            let rows = query.fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredException {
+                        partner: row.try_get(0)?,
+                        business_date: row.try_get(1)?,
+                        kind: parse_exception_kind(&row.try_get::<String, _>(2)?)?,
+                        transaction_id: row.try_get(3)?,
+                        reference: row.try_get(4)?,
+                        currency: row.try_get(5)?,
+                        ours_minor: row.try_get(6)?,
+                        theirs_minor: row.try_get(7)?,
+                        reason: row.try_get(8)?,
+                    })
+                })
+                .collect()
+        }
+    };
+}
+
+pub(crate) use define_exceptions_read;
+pub(crate) use define_recon;
