@@ -417,6 +417,7 @@ fn bench_config(url: &str, keystore: &Path, master: &Path) -> String {
 listen = "127.0.0.1:0"
 tls_cert = "unused.pem"
 tls_key = "unused.key"
+client_ca = "ca.pem"
 
 [database]
 url = "{url}"

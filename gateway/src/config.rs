@@ -91,6 +91,11 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// PEM bundle of the CAs whose client certificates are accepted. Every
+    /// caller must present one (mutual TLS); its SPIFFE id says who it is.
+    pub client_ca: PathBuf,
+    /// A PEM CRL signed by the client CA, re-read while serving when it changes.
+    pub crl: Option<PathBuf>,
     /// Seconds to let in-flight requests finish after SIGTERM before exiting anyway.
     pub shutdown_grace: Duration,
 }
@@ -198,6 +203,9 @@ struct RawServer {
     listen: String,
     tls_cert: PathBuf,
     tls_key: PathBuf,
+    client_ca: PathBuf,
+    #[serde(default)]
+    crl: Option<PathBuf>,
     #[serde(default = "default_shutdown_grace_seconds")]
     shutdown_grace_seconds: u64,
 }
@@ -330,6 +338,8 @@ impl Config {
             })?,
             tls_cert: raw.server.tls_cert,
             tls_key: raw.server.tls_key,
+            client_ca: raw.server.client_ca,
+            crl: raw.server.crl,
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_seconds),
         };
         if raw.idempotency.retention_days == 0 {

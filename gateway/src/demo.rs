@@ -23,7 +23,8 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::grpc::idempotent::REPLAY_HEADER;
 use crate::server;
-use crate::tls::{DevPki, client_tls};
+use crate::access::Identity;
+use crate::tls::{DevPki, client_tls_as};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -37,14 +38,25 @@ const DEMO_CONFIG: &str = include_str!("../../config/posgate.example.toml");
 /// The example bank simulator (test cards, test keys).
 const SIM_CONFIG: &str = include_str!("../../config/bank-sim.example.toml");
 
+/// The demo's tills: each connects with its own client certificate.
+const TILLS: [(&str, &str); 3] = [("S001", "T01"), ("S001", "T02"), ("S101", "T01")];
+
 struct Demo {
+    /// Bill payments as S001/T01.
     client: BillPaymentServiceClient<Channel>,
+    /// Channels per till (store, terminal), each over mutual TLS as that terminal.
+    tills: BTreeMap<(&'static str, &'static str), Channel>,
     cards: PaymentServiceClient<Channel>,
     now: DateTime<Utc>,
     step: usize,
 }
 
 impl Demo {
+    /// Bill payments as another till.
+    fn bills_as(&self, store: &str, terminal: &str) -> BillPaymentServiceClient<Channel> {
+        BillPaymentServiceClient::new(self.tills[&(store, terminal)].clone())
+    }
+
     fn context(&self, store: &str, terminal: &str, key: &str) -> pb::RequestContext {
         pb::RequestContext {
             store_id: store.to_owned(),
@@ -138,6 +150,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .replace("127.0.0.1:50051", "127.0.0.1:0")
         .replace("certs/server.pem", &pki.server_cert.display().to_string())
         .replace("certs/server.key", &pki.server_key.display().to_string())
+        .replace("certs/ca.pem", &pki.ca_cert.display().to_string())
+        .replace("certs/crl.pem", &pki.crl.display().to_string())
         .replace(
             "sqlite://posgate.db",
             &format!("sqlite://{}", dir.join("demo.db").display()),
@@ -149,14 +163,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await?;
     println!(
-        "posgate demo: gateway on https://{} (TLS, development CA), SQLite at {}",
+        "posgate demo: gateway on https://{} (mutual TLS: development CA, a client certificate per till), SQLite at {}",
         running.addr,
         dir.join("demo.db").display()
     );
-    let channel = Channel::from_shared(format!("https://{}", running.addr))?
-        .tls_config(client_tls(&pki.ca_cert, crate::tls::DEV_SERVER_NAME)?)?
-        .connect()
-        .await?;
+    let mut tills = BTreeMap::new();
+    for (store, terminal) in TILLS {
+        let identity = Identity::Terminal {
+            store_id: store.to_owned(),
+            terminal_id: terminal.to_owned(),
+        };
+        let cert = pki.issue_client(&dir, &format!("terminal-{store}-{terminal}"), &identity.spiffe_id())?;
+        let channel = Channel::from_shared(format!("https://{}", running.addr))?
+            .tls_config(client_tls_as(&pki.ca_cert, crate::tls::DEV_SERVER_NAME, &cert)?)?
+            .connect()
+            .await
+            .with_context(|| format!("connecting as {identity}"))?;
+        tills.insert((store, terminal), channel);
+    }
+    let channel = tills[&("S001", "T01")].clone();
     if let Some(payments) = &running.gateway.payments {
         for link in payments.links.values() {
             anyhow::ensure!(
@@ -169,6 +194,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut demo = Demo {
         cards: PaymentServiceClient::new(channel.clone()),
         client: BillPaymentServiceClient::new(channel),
+        tills,
         now: Utc::now(),
         step: 0,
     };
@@ -283,7 +309,7 @@ async fn taiwan_payments(demo: &mut Demo, due: NaiveDate) -> anyhow::Result<Stri
         amount: Some(amount),
     };
     let refused = demo
-        .client
+        .bills_as("S001", "T02")
         .pay_bill(bad)
         .await
         .expect_err("a misread slip is refused");
@@ -314,7 +340,7 @@ async fn tokyo_payment_and_cancel(
         }),
     };
     let tokyo = demo
-        .client
+        .bills_as("S101", "T01")
         .pay_bill(tokyo)
         .await?
         .into_inner()

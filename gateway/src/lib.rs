@@ -2,6 +2,7 @@
 //! store, and the `posgate` binary's subcommands.
 //!
 //! # Layout
+//! - [`access`]: caller identities from SPIFFE ids, the role × service table, its enforcement.
 //! - [`config`]: the TOML configuration, checked once at load.
 //! - [`money`]: currencies, amount bounds, fee contracts with explicit rounding.
 //! - [`business_day`]: store time zones and cutoffs to business dates.
@@ -12,11 +13,13 @@
 //! - [`store`]: the transaction store trait and its SQLite and PostgreSQL backends.
 //! - [`idempotency`]: request fingerprints and what differs between two requests.
 //! - [`grpc`]: the gRPC service layer: validation, error details, limits, services.
-//! - [`server`]: TLS, health, reflection, graceful shutdown: `posgate serve`.
-//! - [`tls`]: certificate loading and the development CA used by the demo and tests.
+//! - [`server`]: mTLS, access control, health, reflection, graceful shutdown: `posgate serve`.
+//! - [`mtls`]: the server side of mutual TLS: client verifier with CRL reload, bounded handshakes.
+//! - [`tls`]: client TLS settings and the development PKI (`posgate certs`, demo, tests).
 //! - [`demo`]: `posgate demo`, a scripted store day against a real server.
 //! - [`load`]: `posgate load`, the load generator.
 
+pub mod access;
 pub mod bill;
 pub mod business_day;
 pub mod clearing;
@@ -27,6 +30,7 @@ pub mod grpc;
 pub mod idempotency;
 pub mod load;
 pub mod money;
+pub mod mtls;
 pub mod payments;
 pub mod server;
 pub mod store;

@@ -1,4 +1,4 @@
-//! The `posgate` binary: serve, migrate, demo, load, keys, sim, clearing.
+//! The `posgate` binary: serve, migrate, demo, load, keys, certs, sim, clearing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use posgate_gateway::config::Config;
 use posgate_gateway::{demo, load, server, store};
 use tracing_subscriber::EnvFilter;
 
+mod certs_cmd;
 mod clearing_cmd;
 mod keys_cmd;
 
@@ -29,7 +30,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway: migrate the store, then serve gRPC over TLS until SIGTERM.
+    /// Run the gateway: migrate the store, then serve gRPC over mutual TLS until SIGTERM.
     Serve {
         #[arg(long, short)]
         config: PathBuf,
@@ -45,6 +46,9 @@ enum Command {
     Load(load::LoadArgs),
     /// Manage HSM keys: init a keystore, generate, list, rotate, export and import keys.
     Keys(keys_cmd::KeysArgs),
+    /// Development PKI for mutual TLS: init a CA, issue client certificates, revoke them.
+    #[command(subcommand)]
+    Certs(certs_cmd::CertsCommand),
     /// Run a partner simulator.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -111,6 +115,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys(args) => {
             init_logging(cli.log_json);
             keys_cmd::run(args).await
+        }
+        Command::Certs(command) => {
+            init_logging(cli.log_json);
+            certs_cmd::run(command)
         }
         Command::Clearing(command) => {
             init_logging(cli.log_json);

@@ -1,5 +1,6 @@
-//! `posgate serve`: the gRPC server over TLS, with health, reflection,
-//! admission limits, background upkeep and graceful shutdown.
+//! `posgate serve`: the gRPC server over mutual TLS, with access control,
+//! health, reflection, admission limits, background upkeep and graceful
+//! shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,7 +11,6 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -57,7 +57,7 @@ pub async fn start(
         gateway = gateway.with_payments(Arc::new(Payments::start(config.card.clone(), hsm)));
     }
     let gateway = Arc::new(gateway);
-    let tls = crate::tls::server_tls(&config.server.tls_cert, &config.server.tls_key)?;
+    let tls = crate::mtls::ServerTls::load(&config.server)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -75,21 +75,29 @@ pub async fn start(
 
     let background = Background::start(config, &gateway, &health_reporter)?;
     let grace = config.server.shutdown_grace;
+    // TLS is terminated by our own acceptor (mtls::accept_tls) so the client
+    // verifier can reload CRLs and handshakes are bounded; tonic still sees
+    // the peer certificates through its `Connected` impl for tokio-rustls.
     let router = Server::builder()
-        .tls_config(tls)?
+        .layer(crate::access::AccessLayer)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(BillPaymentApi::new(Arc::clone(&gateway)).into_server())
         .add_service(PaymentApi::new(Arc::clone(&gateway)).into_server());
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (stop_accepting, accepting) = tokio::sync::watch::channel(false);
+    let (incoming, acceptor) = crate::mtls::accept_tls(listener, tls.acceptor, accepting);
+    let crl_watch = config.server.crl.clone().map(|path| {
+        tokio::spawn(crate::mtls::watch_crl(path, Arc::clone(&tls.verifier)))
+    });
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!(
             "shutdown requested: refusing new connections, finishing requests in flight"
         );
+        let _ = stop_accepting.send(true);
         health_reporter
             .set_not_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
             .await;
@@ -105,6 +113,10 @@ pub async fn start(
                 Ok(())
             }
         };
+        acceptor.abort();
+        if let Some(crl_watch) = crl_watch {
+            crl_watch.abort();
+        }
         background.stop().await;
         tracing::info!("server stopped");
         outcome

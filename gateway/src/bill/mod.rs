@@ -193,15 +193,8 @@ pub struct Teller {
     pub terminal_id: String,
     pub operator_id: String,
     pub client_request_id: String,
-}
-
-impl Teller {
-    fn actor(&self) -> String {
-        format!(
-            "store/{}/terminal/{}/operator/{}",
-            self.store_id, self.terminal_id, self.operator_id
-        )
-    }
+    /// The authenticated caller (its SPIFFE id), recorded as the actor of events.
+    pub actor: String,
 }
 
 /// Plans a cash payment of `bill` with a cash amount the caller already
@@ -248,7 +241,7 @@ pub fn plan_payment(
         event_type: "bill_paid".to_owned(),
         from_status: None,
         to_status: TransactionStatus::Paid,
-        actor: teller.actor(),
+        actor: teller.actor.clone(),
         detail: format!(
             "cash {} {} for biller {}",
             record.amount_minor, record.currency, biller.id
@@ -341,7 +334,7 @@ pub fn plan_cancel(
             event_type: "bill_cancelled".to_owned(),
             from_status: Some(TransactionStatus::Paid),
             to_status: TransactionStatus::Cancelled,
-            actor: teller.actor(),
+            actor: teller.actor.clone(),
             detail: reason.to_owned(),
         },
     })

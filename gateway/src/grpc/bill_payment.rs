@@ -13,6 +13,7 @@ use super::idempotent::{Commit, Committed, commit, prior_answer};
 use super::status::{from_bill_error, from_store_error, invalid_argument};
 use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
+use crate::access::{Identity, identity_of};
 use crate::bill::{self, BillError, ReadBill, SlipInput, Teller};
 use crate::business_day::{BusinessCalendar, format_date};
 use crate::config::StoreConfig;
@@ -145,8 +146,9 @@ impl BillPaymentService for BillPaymentApi {
         &self,
         request: Request<pb::InquireBillRequest>,
     ) -> Result<Response<pb::InquireBillResponse>, Status> {
+        let caller = identity_of(&request)?;
         let request = request.into_inner();
-        let work = async { self.inquire(&request) };
+        let work = async { self.inquire(&caller, &request) };
         logged("InquireBill", request.context.as_ref(), work).await
     }
 
@@ -154,11 +156,12 @@ impl BillPaymentService for BillPaymentApi {
         &self,
         request: Request<pb::PayBillRequest>,
     ) -> Result<Response<pb::PayBillResponse>, Status> {
+        let caller = identity_of(&request)?;
         let request = request.into_inner();
         logged(
             "PayBill",
             request.context.as_ref(),
-            self.pay_request(&request),
+            self.pay_request(&caller, &request),
         )
         .await
     }
@@ -167,11 +170,12 @@ impl BillPaymentService for BillPaymentApi {
         &self,
         request: Request<pb::CancelBillRequest>,
     ) -> Result<Response<pb::CancelBillResponse>, Status> {
+        let caller = identity_of(&request)?;
         let request = request.into_inner();
         logged(
             "CancelBill",
             request.context.as_ref(),
-            self.cancel_request(&request),
+            self.cancel_request(&caller, &request),
         )
         .await
     }
@@ -180,11 +184,12 @@ impl BillPaymentService for BillPaymentApi {
         &self,
         request: Request<pb::GetBillPaymentRequest>,
     ) -> Result<Response<pb::GetBillPaymentResponse>, Status> {
+        let caller = identity_of(&request)?;
         let request = request.into_inner();
         logged(
             "GetBillPayment",
             request.context.as_ref(),
-            self.get(request.clone()),
+            self.get(&caller, request.clone()),
         )
         .await
     }
@@ -193,11 +198,12 @@ impl BillPaymentService for BillPaymentApi {
 impl BillPaymentApi {
     fn inquire(
         &self,
+        caller: &Identity,
         request: &pb::InquireBillRequest,
     ) -> Result<Response<pb::InquireBillResponse>, Status> {
         let now = self.gateway.clock.now();
         let mut slip = None;
-        let (_permit, teller) = self.gateway.admit(request.context.as_ref(), now, |v| {
+        let (_permit, teller) = self.gateway.admit(caller, request.context.as_ref(), now, |v| {
             slip = Some(v.slip(request.slip.as_ref()));
         })?;
         let slip = slip.expect("admit ran the slip check");
@@ -211,11 +217,12 @@ impl BillPaymentApi {
 
     async fn pay_request(
         &self,
+        caller: &Identity,
         request: &pb::PayBillRequest,
     ) -> Result<Response<pb::PayBillResponse>, Status> {
         let now = self.gateway.clock.now();
         let (mut slip, mut money) = (None, None);
-        let (_permit, teller) = self.gateway.admit(request.context.as_ref(), now, |v| {
+        let (_permit, teller) = self.gateway.admit(caller, request.context.as_ref(), now, |v| {
             slip = Some(v.slip(request.slip.as_ref()));
             money = v.positive_money("amount", request.amount.as_ref());
         })?;
@@ -226,10 +233,11 @@ impl BillPaymentApi {
 
     async fn cancel_request(
         &self,
+        caller: &Identity,
         request: &pb::CancelBillRequest,
     ) -> Result<Response<pb::CancelBillResponse>, Status> {
         let now = self.gateway.clock.now();
-        let (_permit, teller) = self.gateway.admit(request.context.as_ref(), now, |v| {
+        let (_permit, teller) = self.gateway.admit(caller, request.context.as_ref(), now, |v| {
             v.transaction_id("transaction_id", &request.transaction_id);
             v.text("reason", &request.reason, MAX_REASON_LEN);
         })?;
@@ -238,12 +246,13 @@ impl BillPaymentApi {
 
     async fn get(
         &self,
+        caller: &Identity,
         request: pb::GetBillPaymentRequest,
     ) -> Result<Response<pb::GetBillPaymentResponse>, Status> {
         let now = self.gateway.clock.now();
         let (_permit, teller) =
             self.gateway
-                .admit(request.context.as_ref(), now, |v| match &request.lookup {
+                .admit(caller, request.context.as_ref(), now, |v| match &request.lookup {
                     None => v.add(
                         "lookup",
                         "is required: give transaction_id or paid_client_request_id",

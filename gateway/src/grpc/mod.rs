@@ -26,6 +26,7 @@ use posgate_proto::v1 as pb;
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::Status;
 
+use crate::access::Identity;
 use crate::bill::{BillerRegistry, Teller};
 use crate::clock::Clock;
 use crate::config::{Config, StoreConfig};
@@ -72,21 +73,29 @@ impl Gateway {
         self
     }
 
-    /// Admits a request (in-flight bound), validates its context with the
-    /// rest of its fields, then charges its terminal's and store's rate limits.
+    /// Admits a request: takes an in-flight slot, validates the context with
+    /// the rest of the fields, refuses a caller acting for another store or
+    /// terminal than its certificate's, then charges the terminal's and
+    /// store's rate limits. All of it happens before idempotency or any
+    /// store access, so a refused request stores nothing. Malformed ids are
+    /// reported as invalid fields first; well-formed ids of another store or
+    /// terminal are `PERMISSION_DENIED`.
     pub fn admit(
         &self,
+        caller: &Identity,
         context: Option<&pb::RequestContext>,
         now: DateTime<Utc>,
         check_rest: impl FnOnce(&mut Violations),
     ) -> Result<(OwnedSemaphorePermit, Teller), Status> {
         let permit = self.admission.enter().map_err(refused)?;
         let mut violations = Violations::default();
-        let teller = violations.context(context, |id| self.stores.contains_key(id), now);
+        let mut teller = violations.context(context, |id| self.stores.contains_key(id), now);
+        teller.actor = caller.spiffe_id();
         check_rest(&mut violations);
         violations
             .finish()
             .map_err(|violations| invalid_argument(&violations))?;
+        caller.check_acts_for(context)?;
         self.admission
             .charge(&teller.store_id, &teller.terminal_id)
             .map_err(refused)?;

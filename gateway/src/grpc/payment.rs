@@ -25,6 +25,7 @@ use super::status::{
 };
 use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
+use crate::access::{Identity, identity_of};
 use crate::bill::{FieldViolation, Teller};
 use crate::business_day::BusinessCalendar;
 use crate::idempotency::{FingerprintBuilder, differing_fields};
@@ -467,11 +468,12 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::AuthorizeRequest>,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
+        let caller = identity_of(&request)?;
         let request = request.into_inner();
         logged(
             "Authorize",
             request.context.as_ref(),
-            self.authorize_request(&request),
+            self.authorize_request(&caller, &request),
         )
         .await
     }
@@ -480,11 +482,12 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::CaptureRequest>,
     ) -> Result<Response<pb::CaptureResponse>, Status> {
+        let caller = identity_of(&request)?;
         let request = request.into_inner();
         logged(
             "Capture",
             request.context.as_ref(),
-            self.capture_request(&request),
+            self.capture_request(&caller, &request),
         )
         .await
     }
@@ -493,11 +496,12 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::VoidRequest>,
     ) -> Result<Response<pb::VoidResponse>, Status> {
+        let caller = identity_of(&request)?;
         let request = request.into_inner();
         logged(
             "Void",
             request.context.as_ref(),
-            self.void_request(&request),
+            self.void_request(&caller, &request),
         )
         .await
     }
@@ -506,11 +510,12 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::CardRefundRequest>,
     ) -> Result<Response<pb::CardRefundResponse>, Status> {
+        let caller = identity_of(&request)?;
         let request = request.into_inner();
         logged(
             "Refund",
             request.context.as_ref(),
-            self.refund_request(&request),
+            self.refund_request(&caller, &request),
         )
         .await
     }
@@ -519,11 +524,12 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::GetTransactionRequest>,
     ) -> Result<Response<pb::GetTransactionResponse>, Status> {
+        let caller = identity_of(&request)?;
         let request = request.into_inner();
         logged(
             "GetTransaction",
             request.context.as_ref(),
-            self.get_request(&request),
+            self.get_request(&caller, &request),
         )
         .await
     }
@@ -569,6 +575,7 @@ impl PaymentApi {
     /// Admits and validates an Authorize request.
     fn read_authorize(
         &self,
+        caller: &Identity,
         payments: &Payments,
         request: &pb::AuthorizeRequest,
         now: DateTime<Utc>,
@@ -584,7 +591,7 @@ impl PaymentApi {
         Status,
     > {
         let (mut card, mut money, mut card_type) = (None, None, None);
-        let (permit, teller) = self.gateway.admit(request.context.as_ref(), now, |v| {
+        let (permit, teller) = self.gateway.admit(caller, request.context.as_ref(), now, |v| {
             card = read_card(v, "card", request.card.as_ref());
             money = v.positive_money("amount", request.amount.as_ref());
             card_type = match pb::CaptureMode::try_from(request.capture_mode) {
@@ -611,13 +618,14 @@ impl PaymentApi {
 
     async fn authorize_request(
         &self,
+        caller: &Identity,
         request: &pb::AuthorizeRequest,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         let payments = Arc::clone(self.payments()?);
         let gateway = &self.gateway;
         let now = gateway.clock.now();
         let (_permit, teller, card, amount, currency, card_type) =
-            self.read_authorize(&payments, request, now)?;
+            self.read_authorize(caller, &payments, request, now)?;
         let card_digest = payments
             .keyed_digest(&card.digest_parts())
             .await
@@ -672,7 +680,7 @@ impl PaymentApi {
                 now,
             })
         };
-        if let Some(answer) = self.claim(&record, &key, &fingerprint, None, now).await? {
+        if let Some(answer) = self.claim(&teller.actor, &record, &key, &fingerprint, None, now).await? {
             return Ok(answer);
         }
         let outgoing = Outgoing {
@@ -701,6 +709,7 @@ impl PaymentApi {
     /// its retry: `Some` replayed answer, or the retry's error.
     async fn claim<M: prost::Message + Default>(
         &self,
+        actor: &str,
         record: &CardRecord,
         key: &IdempotencyKey,
         fingerprint: &RequestFingerprint,
@@ -724,7 +733,7 @@ impl PaymentApi {
                 "sent",
                 None,
                 TransactionStatus::InProgress,
-                &format!("terminal:{}/{}", record.store_id, record.terminal_id),
+                actor,
                 format!(
                     "{} {} {} to {}",
                     record.card_type.as_str(),
@@ -761,13 +770,14 @@ impl PaymentApi {
 
     async fn capture_request(
         &self,
+        caller: &Identity,
         request: &pb::CaptureRequest,
     ) -> Result<Response<pb::CaptureResponse>, Status> {
         let payments = Arc::clone(self.payments()?);
         let gateway = &self.gateway;
         let now = gateway.clock.now();
         let mut money = None;
-        let (_permit, teller) = gateway.admit(request.context.as_ref(), now, |v| {
+        let (_permit, teller) = gateway.admit(caller, request.context.as_ref(), now, |v| {
             v.transaction_id("transaction_id", &request.transaction_id);
             money = v.positive_money("amount", request.amount.as_ref());
         })?;
@@ -819,7 +829,7 @@ impl PaymentApi {
                 "captured",
                 Some(TransactionStatus::Authorized),
                 TransactionStatus::Captured,
-                &format!("terminal:{}/{}", teller.store_id, teller.terminal_id),
+                &teller.actor,
                 format!("captured {amount} of {}", record.amount_minor),
             ),
             enqueue: vec![NewSafItem {
@@ -871,12 +881,13 @@ impl PaymentApi {
 
     async fn void_request(
         &self,
+        caller: &Identity,
         request: &pb::VoidRequest,
     ) -> Result<Response<pb::VoidResponse>, Status> {
         self.payments()?;
         let gateway = &self.gateway;
         let now = gateway.clock.now();
-        let (_permit, teller) = gateway.admit(request.context.as_ref(), now, |v| {
+        let (_permit, teller) = gateway.admit(caller, request.context.as_ref(), now, |v| {
             v.transaction_id("transaction_id", &request.transaction_id);
             v.text("reason", &request.reason, MAX_REASON_LEN);
         })?;
@@ -924,7 +935,7 @@ impl PaymentApi {
                 "voided",
                 Some(record.status),
                 TransactionStatus::Voided,
-                &format!("terminal:{}/{}", teller.store_id, teller.terminal_id),
+                &teller.actor,
                 request.reason.clone(),
             ),
             enqueue: vec![reversal_of(&record, now)],
@@ -937,6 +948,7 @@ impl PaymentApi {
     /// Admits and validates a Refund request; returns it with its fingerprint.
     async fn read_refund(
         &self,
+        caller: &Identity,
         payments: &Payments,
         request: &pb::CardRefundRequest,
         now: DateTime<Utc>,
@@ -952,7 +964,7 @@ impl PaymentApi {
         Status,
     > {
         let (mut money, mut card) = (None, None);
-        let (permit, teller) = self.gateway.admit(request.context.as_ref(), now, |v| {
+        let (permit, teller) = self.gateway.admit(caller, request.context.as_ref(), now, |v| {
             v.transaction_id("original_transaction_id", &request.original_transaction_id);
             money = v.positive_money("amount", request.amount.as_ref());
             v.text("reason", &request.reason, MAX_REASON_LEN);
@@ -983,13 +995,14 @@ impl PaymentApi {
 
     async fn refund_request(
         &self,
+        caller: &Identity,
         request: &pb::CardRefundRequest,
     ) -> Result<Response<pb::CardRefundResponse>, Status> {
         let payments = Arc::clone(self.payments()?);
         let gateway = &self.gateway;
         let now = gateway.clock.now();
         let (_permit, teller, card, amount, currency, fingerprint) =
-            self.read_refund(&payments, request, now).await?;
+            self.read_refund(caller, &payments, request, now).await?;
         let key = key_of(&teller);
         if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
             return Ok(answer);
@@ -1030,7 +1043,7 @@ impl PaymentApi {
             refunded_delta: 0,
         };
         if let Some(answer) = self
-            .claim(&record, &key, &fingerprint, Some(reserve), now)
+            .claim(&teller.actor, &record, &key, &fingerprint, Some(reserve), now)
             .await?
         {
             return Ok(answer);
@@ -1079,13 +1092,14 @@ impl PaymentApi {
 
     async fn get_request(
         &self,
+        caller: &Identity,
         request: &pb::GetTransactionRequest,
     ) -> Result<Response<pb::GetTransactionResponse>, Status> {
         self.payments()?;
         let gateway = &self.gateway;
         let now = gateway.clock.now();
         let (_permit, teller) =
-            gateway.admit(request.context.as_ref(), now, |v| match &request.lookup {
+            gateway.admit(caller, request.context.as_ref(), now, |v| match &request.lookup {
                 None => v.add(
                     "transaction_id",
                     "is required: give transaction_id or created_client_request_id",

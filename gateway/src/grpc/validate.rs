@@ -78,6 +78,7 @@ impl Violations {
                 terminal_id: String::new(),
                 operator_id: String::new(),
                 client_request_id: String::new(),
+                actor: String::new(),
             };
         };
         self.id("context.store_id", &context.store_id);
@@ -96,6 +97,7 @@ impl Violations {
             terminal_id: context.terminal_id.clone(),
             operator_id: context.operator_id.clone(),
             client_request_id: context.client_request_id.clone(),
+            actor: String::new(),
         }
     }
 

@@ -44,6 +44,7 @@ use posgate_proto::v1::{
     AuthorizeRequest, AuthorizeResponse, BillSlip, CancelBillRequest, InquireBillRequest, Money,
     PayBillRequest, PayBillResponse, RequestContext,
 };
+use futures::StreamExt as _;
 use tokio::task::JoinSet;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
@@ -56,18 +57,19 @@ use uuid::Uuid;
 use crate::bill::barcode::{self, BarcodeProfile, ParsedSlip, TwYearConvention};
 use crate::config::{BillerConfig, Config, StoreConfig};
 use crate::grpc::idempotent::REPLAY_HEADER;
-use crate::tls::{DEV_SERVER_NAME, client_tls};
+use crate::tls::{DEV_SERVER_NAME, DevPki, client_tls};
 
 /// Default number of virtual terminals: enough to keep a small gateway busy.
 const DEFAULT_CONCURRENCY: u32 = 32;
 /// Most virtual terminals: each is a task with its own histograms; beyond a
 /// thousand the generator measures its own scheduling more than the gateway.
 const MAX_CONCURRENCY: u32 = 1024;
-/// Default number of TLS connections the terminals share (HTTP/2 multiplexes).
-const DEFAULT_CONNECTIONS: u32 = 4;
-/// Most connections; the server allows 256 streams on each, so 64 covers
-/// `MAX_CONCURRENCY` with room to spare.
-const MAX_CONNECTIONS: u32 = 64;
+/// Validity of the client certificates minted for one run: longer than the
+/// longest run, short enough that a leaked one is soon useless.
+const RUN_CERT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(MAX_DURATION_S + 3600);
+/// Terminals connecting at once at the start; the gateway bounds handshakes
+/// in flight anyway, this keeps the generator's own start-up orderly.
+const CONNECTS_IN_PARALLEL: usize = 32;
 /// Run length when neither `--duration-s` nor `--count` is given.
 const DEFAULT_DURATION_S: u64 = 10;
 /// Longest run: a load test is a bounded experiment, not a soak daemon.
@@ -111,14 +113,16 @@ const ROC_YEAR_OFFSET: i32 = 1911;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 The gateway's [limits] must allow the load: every task is its own terminal \
-(L0000, L0001, ...) sending back to back, and tasks are spread round-robin \
+(L0000, L0001, ...) sending back to back over its own mutual-TLS connection, \
+with a client certificate minted for the run from the development CA in \
+--pki-dir (`posgate certs init`), and tasks are spread round-robin \
 over the configured stores that have a biller to pay. Raise \
 terminal_per_second/terminal_burst, store_per_second/store_burst and \
 max_in_flight in the server's config, or rate-limit refusals \
 (RESOURCE_EXHAUSTED) will be counted as errors.
 
 Example:
-  posgate load --addr https://127.0.0.1:50051 --ca certs/ca.pem \\
+  posgate load --addr https://127.0.0.1:50051 --pki-dir certs \\
       --config posgate.toml --concurrency 32 --duration-s 10 \\
       --mix pay=80,inquire=15,cancel=5 --retry-share 0.05
 
@@ -129,20 +133,24 @@ simulator's NT$10,000 limit per card then lasts about 20,000 TWD sales, after \
 which the bank declines \"51\" (counted apart, not an error). For long runs \
 copy config/bank-sim.example.toml and raise limit_minor of those cards. Set up \
 a gateway like this (a development CA and server certificate come from \
-`posgate demo --keep-dir certs`, which writes ca.pem, server.pem, server.key):
-  posgate demo --keep-dir certs
+`posgate certs init --dir certs`, which writes ca.pem, ca.key, server.pem, server.key, crl.pem):
+  posgate certs init --dir certs
   posgate keys --keystore keys/posgate.keystore --master-key-file keys/master.key init-test
   posgate sim bank --config config/bank-sim.example.toml &
   cp config/posgate.example.toml posgate.toml   # raise [limits] as said above
   posgate serve --config posgate.toml &
-  posgate load --ca certs/ca.pem --config posgate.toml --mix pay=50,card=50")]
+  posgate load --pki-dir certs --config posgate.toml --mix pay=50,card=50")]
 pub struct LoadArgs {
     /// Gateway URL.
     #[arg(long, default_value = "https://127.0.0.1:50051")]
     pub addr: String,
-    /// PEM file of the CA that signed the gateway's certificate.
+    /// Development PKI directory (`posgate certs init`): its CA key signs a
+    /// client certificate per virtual terminal, and its ca.pem verifies the gateway.
     #[arg(long)]
-    pub ca: PathBuf,
+    pub pki_dir: PathBuf,
+    /// PEM file of the CA that signed the gateway's certificate [default: PKI_DIR/ca.pem].
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
     /// Server name to verify in the gateway's certificate.
     #[arg(long, default_value = DEV_SERVER_NAME)]
     pub domain: String,
@@ -153,10 +161,6 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY,
         value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONCURRENCY)))]
     pub concurrency: u32,
-    /// TLS connections the terminals share round-robin.
-    #[arg(long, default_value_t = DEFAULT_CONNECTIONS,
-        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNECTIONS)))]
-    pub connections: u32,
     /// Stop after this many seconds [default: 10 unless --count is given].
     #[arg(long, conflicts_with = "count",
         value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_S))]
@@ -187,7 +191,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)
         .with_context(|| format!("loading config {}", args.config.display()))?;
     let routes = routes(&config, args.mix)?;
-    let channels = connect(&args).await?;
+    let channels = connect(&args, &routes).await?;
     let budget = Arc::new(Budget::from_args(&args));
     let started = Instant::now();
     let stats = drive(&args, &routes, &channels, &budget).await?;
@@ -556,22 +560,43 @@ fn tw_period(today: NaiveDate, years: TwYearConvention) -> String {
     format!("{:02}{:02}", year.rem_euclid(100), today.month())
 }
 
-/// Opens `--connections` TLS channels to the gateway.
-async fn connect(args: &LoadArgs) -> anyhow::Result<Vec<Channel>> {
-    let tls = client_tls(&args.ca, &args.domain)?;
+/// The store and terminal id of virtual terminal `task`.
+fn terminal_of(routes: &[Arc<Route>], task: usize) -> (&Arc<Route>, String) {
+    (&routes[task % routes.len()], format!("L{task:04}"))
+}
+
+/// Opens one mutual-TLS channel per virtual terminal, each presenting a
+/// client certificate minted for that terminal from the dev CA.
+async fn connect(args: &LoadArgs, routes: &[Arc<Route>]) -> anyhow::Result<Vec<Channel>> {
+    let pki = DevPki::open(&args.pki_dir)?;
+    let issuer = pki.issuer()?;
+    let ca = args.ca.clone().unwrap_or_else(|| pki.ca_cert.clone());
+    let tls = client_tls(&ca, &args.domain)?;
     let endpoint = Channel::from_shared(args.addr.clone())
         .with_context(|| format!("--addr {:?} is not a URL", args.addr))?
-        .tls_config(tls)?
         .connect_timeout(CONNECT_TIMEOUT);
-    let mut channels = Vec::new();
-    for _ in 0..args.connections {
-        let channel = endpoint
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {}", args.addr))?;
-        channels.push(channel);
+    let now = time::OffsetDateTime::now_utc();
+    let not_after = now + RUN_CERT_VALIDITY;
+    let mut endpoints = Vec::new();
+    for task in 0..args.concurrency as usize {
+        let (route, terminal_id) = terminal_of(routes, task);
+        let spiffe_id = crate::access::Identity::Terminal {
+            store_id: route.store_id.clone(),
+            terminal_id,
+        }
+        .spiffe_id();
+        let cert = crate::tls::mint_client(&issuer, &spiffe_id, now - time::Duration::minutes(5), not_after)?;
+        endpoints.push(endpoint.clone().tls_config(tls.clone().identity(cert.identity()))?);
     }
-    Ok(channels)
+    let connected: Vec<_> = futures::stream::iter(endpoints)
+        .map(|endpoint| async move { endpoint.connect().await })
+        .buffered(CONNECTS_IN_PARALLEL)
+        .collect()
+        .await;
+    connected
+        .into_iter()
+        .map(|channel| channel.with_context(|| format!("connecting to {}", args.addr)))
+        .collect()
 }
 
 /// Runs every terminal to the end of the budget and merges their statistics.
@@ -583,12 +608,13 @@ async fn drive(
 ) -> anyhow::Result<Stats> {
     let mut tasks = JoinSet::new();
     for task in 0..args.concurrency as usize {
-        let channel = channels[task % channels.len()].clone();
+        let channel = channels[task].clone();
+        let (route, id) = terminal_of(routes, task);
         let terminal = Terminal {
             client: BillPaymentServiceClient::new(channel.clone()),
             cards: PaymentServiceClient::new(channel),
-            route: Arc::clone(&routes[task % routes.len()]),
-            id: format!("L{task:04}"),
+            route: Arc::clone(route),
+            id,
             mix: args.mix,
             retry_share: args.retry_share,
             rng: Rng::seeded(),
@@ -903,6 +929,7 @@ mod tests {
         listen = "127.0.0.1:0"
         tls_cert = "server.pem"
         tls_key = "server.key"
+        client_ca = "ca.pem"
         [database]
         url = "sqlite::memory:"
         [[store]]

@@ -224,7 +224,7 @@ impl Summary {
         Self {
             elapsed,
             concurrency: args.concurrency,
-            connections: args.connections,
+            connections: args.concurrency,
             rows: Rpc::ALL
                 .iter()
                 .map(|rpc| Row::new(rpc.name(), &stats.latency_us[rpc.index()], elapsed))

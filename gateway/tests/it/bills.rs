@@ -86,7 +86,7 @@ async fn pay_taiwan_bill_records_balanced_lines() {
 async fn pay_japan_bill_with_percentage_fee() {
     for backend in backends() {
         let now = utc("2026-11-23T03:00:00Z");
-        let mut gw = TestGateway::start(backend, now).await;
+        let gw = TestGateway::start(backend, now).await;
         let request = pb::PayBillRequest {
             context: context("S101", "T01", "jp-1", now),
             slip: Some(pb::BillSlip {
@@ -96,7 +96,7 @@ async fn pay_japan_bill_with_percentage_fee() {
             amount: money(12_345, "JPY"),
         };
         let payment = gw
-            .client
+            .bills_as("S101", "T01")
             .pay_bill(request)
             .await
             .unwrap()
@@ -147,7 +147,7 @@ async fn business_date_across_cutoff_and_midnight() {
             }),
             amount: money(500, "JPY"),
         };
-        let tokyo = gw.client.pay_bill(tokyo).await.unwrap().into_inner();
+        let tokyo = gw.bills_as("S101", "T01").pay_bill(tokyo).await.unwrap().into_inner();
         assert_eq!(
             tokyo.payment.unwrap().business_date,
             "2026-11-24",
@@ -181,7 +181,7 @@ async fn cancel_only_before_cutoff() {
             .unwrap();
 
         let cancelled = gw
-            .client
+            .bills_as("S001", "T02")
             .cancel_bill(cancel_request("c-3", &first.transaction_id, now))
             .await
             .unwrap();
@@ -202,7 +202,7 @@ async fn cancel_only_before_cutoff() {
         );
 
         let twice = gw
-            .client
+            .bills_as("S001", "T02")
             .cancel_bill(cancel_request("c-4", &first.transaction_id, now))
             .await
             .unwrap_err();
@@ -215,7 +215,7 @@ async fn cancel_only_before_cutoff() {
         // 23:00 Taipei: the business day of the second payment has closed.
         gw.clock.set(utc("2026-11-23T15:00:00Z"));
         let late = gw
-            .client
+            .bills_as("S001", "T02")
             .cancel_bill(cancel_request(
                 "c-5",
                 &second.transaction_id,
@@ -231,7 +231,7 @@ async fn cancel_only_before_cutoff() {
 
         let unknown = uuid::Uuid::now_v7().to_string();
         let missing = gw
-            .client
+            .bills_as("S001", "T02")
             .cancel_bill(cancel_request("c-6", &unknown, now))
             .await
             .unwrap_err();
@@ -323,7 +323,7 @@ async fn get_bill_payment_by_id_and_key() {
             )),
         };
         assert_eq!(
-            gw.client
+            gw.bills_as("S001", "T09")
                 .get_bill_payment(by_id)
                 .await
                 .unwrap()
@@ -355,7 +355,7 @@ async fn get_bill_payment_by_id_and_key() {
             )),
         };
         assert_eq!(
-            gw.client
+            gw.bills_as("S101", "T01")
                 .get_bill_payment(other_store)
                 .await
                 .unwrap_err()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pb::payment_service_client::PaymentServiceClient;
-use posgate_gateway::tls::{DevPki, client_tls};
+use posgate_gateway::tls::{DevPki, client_tls_as};
 use posgate_partners::bank::sim::{BankSim, FaultConfig};
 use posgate_proto::v1 as pb;
 use tonic::Code;
@@ -51,7 +51,14 @@ fn serve(config: &std::path::Path) -> Child {
 async fn connect(port: u16, pki: &DevPki) -> PaymentServiceClient<Channel> {
     let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}"))
         .unwrap()
-        .tls_config(client_tls(&pki.ca_cert, "localhost").unwrap())
+        .tls_config(
+            client_tls_as(
+                &pki.ca_cert,
+                "localhost",
+                &crate::support::issue(pki, &crate::support::terminal("S001", "T01")),
+            )
+            .unwrap(),
+        )
         .unwrap();
     for _ in 0..200 {
         if let Ok(channel) = endpoint.connect().await {

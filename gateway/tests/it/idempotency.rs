@@ -94,7 +94,10 @@ async fn reused_key_names_the_differing_fields() {
         // Same client_request_id from another terminal is a different key.
         let mut other_terminal = tw_pay("idem-2", now);
         other_terminal.context.as_mut().unwrap().terminal_id = "T02".into();
-        gw.client.pay_bill(other_terminal).await.unwrap();
+        gw.bills_as("S001", "T02")
+            .pay_bill(other_terminal)
+            .await
+            .unwrap();
         assert_eq!(gw.store().row_counts().await.unwrap().transactions, 2);
         gw.stop().await;
     }

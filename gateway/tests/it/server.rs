@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use posgate_gateway::config::Config;
-use posgate_gateway::tls::{DevPki, client_tls};
+use posgate_gateway::tls::{DevPki, client_tls_as};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -52,7 +52,7 @@ async fn terminal_over_its_rate_is_shed_with_retry_advice() {
     );
     let mut other = tw_pay("rl-4", now);
     other.context.as_mut().unwrap().terminal_id = "T02".into();
-    gw.client.pay_bill(other).await.unwrap();
+    gw.bills_as("S001", "T02").pay_bill(other).await.unwrap();
     gw.stop().await;
 }
 
@@ -153,7 +153,14 @@ async fn serve_exits_cleanly_on_sigterm() {
     let mut guard = ChildGuard(child);
     let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}"))
         .unwrap()
-        .tls_config(client_tls(&pki.ca_cert, "localhost").unwrap())
+        .tls_config(
+            client_tls_as(
+                &pki.ca_cert,
+                "localhost",
+                &crate::support::issue(&pki, &crate::support::terminal("S001", "T01")),
+            )
+            .unwrap(),
+        )
         .unwrap();
     let mut channel = None;
     for _ in 0..100 {

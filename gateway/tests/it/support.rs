@@ -1,9 +1,11 @@
 //! Test support: backends (a temporary SQLite file, or a private PostgreSQL
-//! schema per test), a gateway started in-process on a real TLS socket with
-//! a hand-set clock, and slip builders.
+//! schema per test), a gateway started in-process on a real mutual-TLS
+//! socket with a hand-set clock, client channels per caller identity (each
+//! with its own certificate from the test's dev PKI), and slip builders.
 
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pb::bill_payment_service_client::BillPaymentServiceClient;
@@ -12,7 +14,8 @@ use posgate_gateway::clock::ManualClock;
 use posgate_gateway::config::Config;
 use posgate_gateway::server::{self, RunningServer};
 use posgate_gateway::store::{self, Store};
-use posgate_gateway::tls::{DevPki, client_tls};
+use posgate_gateway::access::Identity;
+use posgate_gateway::tls::{DevPki, client_tls_as};
 use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
 
@@ -88,6 +91,8 @@ pub fn config_text(db_url: &str, pki: &DevPki, limits: &str) -> String {
 listen = "127.0.0.1:0"
 tls_cert = "{cert}"
 tls_key = "{key}"
+client_ca = "{ca}"
+crl = "{crl}"
 shutdown_grace_seconds = 5
 
 [database]
@@ -144,21 +149,37 @@ fee = {{ kind = "percent", rate_percent = "0.5", min_minor = 30, max_minor = 150
 "#,
         cert = pki.server_cert.display(),
         key = pki.server_key.display(),
+        ca = pki.ca_cert.display(),
+        crl = pki.crl.display(),
     )
 }
 
 /// Generous limits so tests are never shed unless they mean to be.
 pub const OPEN_LIMITS: &str = "terminal_per_second = 100000\nterminal_burst = 100000\nstore_per_second = 100000\nstore_burst = 100000\nmax_in_flight = 4096";
 
-/// A gateway running in this process, with its client and clock.
+/// The identity of the common test terminal, S001/T01.
+pub fn terminal(store_id: &str, terminal_id: &str) -> Identity {
+    Identity::Terminal {
+        store_id: store_id.to_owned(),
+        terminal_id: terminal_id.to_owned(),
+    }
+}
+
+/// A gateway running in this process, with its clock, its dev PKI, and
+/// clients connected as terminal S001/T01 (the identity most tests use).
 #[derive(Debug)]
 pub struct TestGateway {
     /// Keeps the database (and the certificates in its directory) alive.
     _db: TestDb,
     pub server: RunningServer,
     pub clock: Arc<ManualClock>,
+    /// The gateway's CA, server certificate and CRL.
+    pub pki: DevPki,
+    /// `BillPaymentService` as terminal S001/T01.
     pub client: BillPaymentServiceClient<Channel>,
+    /// A channel as terminal S001/T01.
     pub channel: Channel,
+    channels: Mutex<HashMap<Identity, Channel>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -189,22 +210,39 @@ impl TestGateway {
         })
         .await
         .expect("server starts");
-        let channel = Channel::from_shared(format!("https://{}", server.addr))
-            .expect("uri")
-            .tls_config(client_tls(&pki.ca_cert, "localhost").expect("client tls"))
-            .expect("tls config")
+        let common = terminal("S001", "T01");
+        let channel = endpoint(server.addr, &pki, &issue(&pki, &common))
             .connect()
             .await
-            .expect("connect");
+            .expect("connect as S001/T01");
         let client = BillPaymentServiceClient::new(channel.clone());
         Self {
             _db: db,
             server,
             clock,
+            pki,
             client,
+            channels: Mutex::new(HashMap::from([(common, channel.clone())])),
             channel,
             shutdown: Some(shutdown),
         }
+    }
+
+    /// A channel to the gateway presenting a certificate for `identity`
+    /// (issued on first use, then reused). It connects on first request.
+    pub fn channel_as(&self, identity: &Identity) -> Channel {
+        let mut channels = self.channels.lock().expect("not poisoned");
+        channels
+            .entry(identity.clone())
+            .or_insert_with(|| {
+                endpoint(self.server.addr, &self.pki, &issue(&self.pki, identity)).connect_lazy()
+            })
+            .clone()
+    }
+
+    /// `BillPaymentService` as terminal `store_id`/`terminal_id`.
+    pub fn bills_as(&self, store_id: &str, terminal_id: &str) -> BillPaymentServiceClient<Channel> {
+        BillPaymentServiceClient::new(self.channel_as(&terminal(store_id, terminal_id)))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -218,6 +256,25 @@ impl TestGateway {
         }
         let _ = (&mut self.server.task).await;
     }
+}
+
+/// Issues a client certificate for `identity` into the PKI's directory.
+pub fn issue(pki: &DevPki, identity: &Identity) -> posgate_gateway::tls::ClientCert {
+    let name = format!("client-{}", uuid::Uuid::now_v7().simple());
+    pki.issue_client(&pki.dir, &name, &identity.spiffe_id())
+        .expect("issue client cert")
+}
+
+/// An endpoint to `addr` trusting the PKI's CA and presenting `cert`.
+pub fn endpoint(
+    addr: std::net::SocketAddr,
+    pki: &DevPki,
+    cert: &posgate_gateway::tls::ClientCert,
+) -> tonic::transport::Endpoint {
+    Channel::from_shared(format!("https://{addr}"))
+        .expect("uri")
+        .tls_config(client_tls_as(&pki.ca_cert, "localhost", cert).expect("client tls"))
+        .expect("tls config")
 }
 
 pub fn utc(text: &str) -> DateTime<Utc> {
