@@ -204,13 +204,16 @@ impl fmt::Display for Identity {
     }
 }
 
-/// Store, terminal, auditor and operator ids: letters, digits, `-` and `_`.
+/// Store, terminal, auditor and operator ids: letters, digits, `-`, `_` and
+/// `.` (auditor ids may carry dots), never a `.` or `..` path segment.
 fn is_id_segment(segment: &str) -> bool {
     !segment.is_empty()
         && segment.len() <= MAX_SEGMENT_LEN
+        && segment != "."
+        && segment != ".."
         && segment
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The gRPC services posgate serves, by their full proto names.
@@ -413,6 +416,7 @@ mod tests {
             "spiffe://posgate/store/S001/terminal/T01",
             "spiffe://posgate/auditor/a1",
             "spiffe://posgate/operator/o-1",
+            "spiffe://posgate/auditor/jane.doe",
         ] {
             let identity = Identity::parse_spiffe(uri).expect(uri);
             assert_eq!(identity.spiffe_id(), uri);
