@@ -161,3 +161,30 @@ pub fn not_replayed<T>(what: &str, answer: &Response<T>) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `PERMISSION_DENIED` with ErrorInfo `reason` and, when `fields` is not
+/// empty, a google.rpc.BadRequest naming exactly those fields.
+pub fn denied<T>(
+    what: &str,
+    reason: &str,
+    fields: &[&str],
+    answer: Result<Response<T>, Status>,
+) -> anyhow::Result<()> {
+    let status = code(what, Code::PermissionDenied, answer)?;
+    let got = status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+        .unwrap_or_default();
+    ensure!(
+        got == reason,
+        "{what}: expected ErrorInfo reason {reason}, got {got:?} ({})",
+        describe(&status)
+    );
+    let named = bad_request_fields(&status);
+    ensure!(
+        fields.is_empty() || named == fields,
+        "{what}: expected google.rpc.BadRequest naming {fields:?}, got {named:?}"
+    );
+    Ok(())
+}

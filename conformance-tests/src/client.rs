@@ -1,8 +1,10 @@
-//! The suite's view of the gateway: one TLS channel, request contexts with
+//! The suite's view of the gateway: a mutual-TLS channel per identity (each
+//! request goes over the channel of the terminal it names), request contexts with
 //! fresh idempotency keys, valid slips, cards and requests to start cases
 //! from, and the RPCs of `BillPaymentService` and `PaymentService` with a
 //! bounded retry when the gateway sheds load.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -11,14 +13,14 @@ use chrono::{NaiveDate, Utc};
 use posgate_proto::v1 as pb;
 use posgate_proto::v1::bill_payment_service_client::BillPaymentServiceClient;
 use posgate_proto::v1::payment_service_client::PaymentServiceClient;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Response, Status};
 use tonic_types::StatusExt as _;
 
 use crate::card;
 use crate::money;
 use crate::slip::{JpSlip, TwSlip, roc_yymm};
-use crate::target::Target;
+use crate::target::{ClientCert, Target, terminal_spiffe_id};
 
 /// How long connecting may take before the suite gives up on the target.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,8 +52,10 @@ pub const REPLAY_HEADER: &str = "posgate-idempotent-replay";
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub target: Target,
-    client: BillPaymentServiceClient<Channel>,
-    cards: PaymentServiceClient<Channel>,
+    /// The channel of the suite's own terminal (`store_id`/`terminal_id`).
+    main: Channel,
+    /// A channel per client certificate of the target, by SPIFFE id.
+    channels: HashMap<String, Channel>,
 }
 
 impl Ctx {
@@ -62,26 +66,74 @@ impl Ctx {
     /// When the address or CA is unusable or the gateway cannot be reached.
     pub async fn connect(target: &Target) -> anyhow::Result<Self> {
         target.validate()?;
-        let mut endpoint = Endpoint::from_shared(target.addr.clone())
+        let endpoint = Endpoint::from_shared(target.addr.clone())
             .with_context(|| format!("address {:?}", target.addr))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
-        if let Some(ca_pem) = &target.ca_pem {
-            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
-            if let Some(domain) = &target.domain {
-                tls = tls.domain_name(domain.clone());
+        let tls = target.ca_pem.as_ref().map(|ca_pem| {
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+            match &target.domain {
+                Some(domain) => tls.domain_name(domain.clone()),
+                None => tls,
             }
-            endpoint = endpoint.tls_config(tls).context("TLS settings")?;
-        }
-        let channel = endpoint
+        });
+        let endpoint_as = |cert: Option<&ClientCert>| -> anyhow::Result<Endpoint> {
+            match (&tls, cert) {
+                (Some(tls), Some(cert)) => endpoint
+                    .clone()
+                    .tls_config(
+                        tls.clone()
+                            .identity(Identity::from_pem(&cert.cert_pem, &cert.key_pem)),
+                    )
+                    .context("TLS settings"),
+                (Some(tls), None) => endpoint.clone().tls_config(tls.clone()).context("TLS settings"),
+                (None, _) => Ok(endpoint.clone()),
+            }
+        };
+        let own = terminal_spiffe_id(&target.store_id, &target.terminal_id);
+        let main = endpoint_as(target.client_cert(&own))?
             .connect()
             .await
             .with_context(|| format!("connecting to {}", target.addr))?;
+        let mut channels = HashMap::new();
+        for cert in &target.client_certs {
+            let channel = if cert.spiffe_id == own {
+                main.clone()
+            } else {
+                endpoint_as(Some(cert))?.connect_lazy()
+            };
+            channels.insert(cert.spiffe_id.clone(), channel);
+        }
         Ok(Self {
             target: target.clone(),
-            client: BillPaymentServiceClient::new(channel.clone()),
-            cards: PaymentServiceClient::new(channel),
+            main,
+            channels,
         })
+    }
+
+    /// The channel of the suite's own terminal, whatever a request claims.
+    #[must_use]
+    pub fn main_channel(&self) -> Channel {
+        self.main.clone()
+    }
+
+    /// The channel presenting the certificate of `spiffe_id`, if the target has one.
+    #[must_use]
+    pub fn channel_as(&self, spiffe_id: &str) -> Option<Channel> {
+        self.channels.get(spiffe_id).cloned()
+    }
+
+    /// The channel of the terminal a request's context names, as a till
+    /// would send it; the suite's own channel when the target has no
+    /// certificate for that terminal (malformed ids, for instance).
+    fn channel_for(&self, context: Option<&pb::RequestContext>) -> Channel {
+        context
+            .and_then(|c| {
+                self.channels
+                    .get(&terminal_spiffe_id(&c.store_id, &c.terminal_id))
+            })
+            .unwrap_or(&self.main)
+            .clone()
     }
 
     /// A fresh idempotency key (a UUID).
@@ -230,7 +282,7 @@ impl Ctx {
         request: &pb::InquireBillRequest,
     ) -> Result<Response<pb::InquireBillResponse>, Status> {
         retry_shed(|| {
-            let mut client = self.client.clone();
+            let mut client = BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.inquire_bill(request).await }
         })
@@ -242,7 +294,7 @@ impl Ctx {
         request: &pb::PayBillRequest,
     ) -> Result<Response<pb::PayBillResponse>, Status> {
         retry_shed(|| {
-            let mut client = self.client.clone();
+            let mut client = BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.pay_bill(request).await }
         })
@@ -254,7 +306,7 @@ impl Ctx {
         request: &pb::CancelBillRequest,
     ) -> Result<Response<pb::CancelBillResponse>, Status> {
         retry_shed(|| {
-            let mut client = self.client.clone();
+            let mut client = BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.cancel_bill(request).await }
         })
@@ -266,7 +318,7 @@ impl Ctx {
         request: &pb::GetBillPaymentRequest,
     ) -> Result<Response<pb::GetBillPaymentResponse>, Status> {
         retry_shed(|| {
-            let mut client = self.client.clone();
+            let mut client = BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.get_bill_payment(request).await }
         })
@@ -415,7 +467,7 @@ impl Ctx {
         request: &pb::AuthorizeRequest,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         retry_shed(|| {
-            let mut client = self.cards.clone();
+            let mut client = PaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.authorize(request).await }
         })
@@ -427,7 +479,7 @@ impl Ctx {
         request: &pb::CaptureRequest,
     ) -> Result<Response<pb::CaptureResponse>, Status> {
         retry_shed(|| {
-            let mut client = self.cards.clone();
+            let mut client = PaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.capture(request).await }
         })
@@ -439,7 +491,7 @@ impl Ctx {
         request: &pb::VoidRequest,
     ) -> Result<Response<pb::VoidResponse>, Status> {
         retry_shed(|| {
-            let mut client = self.cards.clone();
+            let mut client = PaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.void(request).await }
         })
@@ -451,7 +503,7 @@ impl Ctx {
         request: &pb::CardRefundRequest,
     ) -> Result<Response<pb::CardRefundResponse>, Status> {
         retry_shed(|| {
-            let mut client = self.cards.clone();
+            let mut client = PaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.refund(request).await }
         })
@@ -463,7 +515,7 @@ impl Ctx {
         request: &pb::GetTransactionRequest,
     ) -> Result<Response<pb::GetTransactionResponse>, Status> {
         retry_shed(|| {
-            let mut client = self.cards.clone();
+            let mut client = PaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.get_transaction(request).await }
         })

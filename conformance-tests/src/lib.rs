@@ -11,7 +11,8 @@
 //! bad input) and `PaymentService` (card payments through the bank links:
 //! sale, authorization, capture, void, refund, declines, co-brand points,
 //! lookups, idempotency, bad card input and, against a bank simulator that
-//! drops answers, unknown outcomes). Each case is named `group.case`, says in one line what it
+//! drops answers, unknown outcomes), and access control over mutual TLS
+//! (the role × RPC table, terminals held to their own store). Each case is named `group.case`, says in one line what it
 //! proves, and passes or fails on its own.
 //!
 //! # Layout
@@ -19,9 +20,9 @@
 //! - [`slip`]: Taiwan three-segment Code 39 and Japan GS1-128 slip encoders with their check rules.
 //! - [`card`]: the simulator's published test cards, Luhn, ISO 9564 format 0 PIN blocks.
 //! - [`money`]: ISO 4217 exponents, whole units to minor units.
-//! - [`client`]: the TLS channel, request contexts, and calls with bounded retry on rate limits.
+//! - [`client`]: the mutual-TLS channels per identity, request contexts, and calls with bounded retry on rate limits.
 //! - [`check`]: assertions on gRPC statuses and their google.rpc details.
-//! - [`cases`]: the cases, one file per group (`bill`, `idempotency`, `bad_input`, `card`, `card_bad_input`, `card_unknown_outcome`).
+//! - [`cases`]: the cases, one file per group (`access`, `bill`, `idempotency`, `bad_input`, `card`, `card_bad_input`, `card_unknown_outcome`).
 //! - [`report`]: per-case results, the PASS/FAIL text report and the JSON report.
 //! - [`run`]: connects and runs the selected cases, each under a time bound.
 

@@ -9,12 +9,25 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
+use posgate_conformance::target::load_client_certs;
 use posgate_conformance::{Target, all_cases};
 
 const AFTER_HELP: &str = "\
 Example:
   posgate-conformance --addr https://127.0.0.1:50051 --ca certs/ca.pem \\
+    --client-certs certs --terminal T-CONF-1 \\
     --store S001 --tw-agency-code TPC --jp-store S101 --jp-company-code 912345
+
+Mutual TLS: the gateway requires a client certificate per caller, whose
+SPIFFE id names it. --client-certs DIR holds one per identity the suite acts
+as, named as `posgate certs issue` names them:
+  terminal.S001.T-CONF-1  terminal.S001.T-CONF-1-B  terminal.S101.T-CONF-1
+  terminal.S001.T01 (the --pin-terminal)  auditor.a1  operator.o1
+(each NAME.pem with NAME.key), for example:
+  posgate certs issue --dir certs --terminal S001/T-CONF-1
+  posgate certs issue --dir certs --auditor a1
+The access cases check the role table and that a terminal acts only for
+its own store and terminal.
 
 Card cases (PaymentService) expect a gateway configured like
 config/posgate.example.toml, with the published test keys and the bank
@@ -58,13 +71,17 @@ struct Cli {
     /// PEM file of the CA that signed the gateway's server certificate.
     #[arg(long, env = "POSGATE_CONFORMANCE_CA")]
     ca: Option<PathBuf>,
+    /// Directory of client certificates, one per identity (see below).
+    #[arg(long, env = "POSGATE_CONFORMANCE_CLIENT_CERTS")]
+    client_certs: Option<PathBuf>,
     /// Server name to verify in the gateway's certificate [default: the host of --addr].
     #[arg(long)]
     domain: Option<String>,
     /// A configured store that collects the Taiwanese biller's bills.
     #[arg(long, default_value = "S001")]
     store: String,
-    /// Terminal id to act as (1-30 characters) [default: T-CONF-<random>, unique per run].
+    /// Terminal id to act as (1-30 characters) [default: T-CONF-<random>,
+    /// unique per run; with --client-certs, required].
     #[arg(long)]
     terminal: Option<String>,
     /// Operator (cashier) id sent in every request.
@@ -116,6 +133,14 @@ impl Cli {
             ),
             None => None,
         };
+        let client_certs = match &self.client_certs {
+            Some(dir) => load_client_certs(dir)?,
+            None => Vec::new(),
+        };
+        anyhow::ensure!(
+            self.client_certs.is_none() || self.terminal.is_some(),
+            "--client-certs needs --terminal: the terminal its certificates were issued for"
+        );
         Ok(Target {
             addr: self.addr.clone(),
             ca_pem,
@@ -134,6 +159,7 @@ impl Cli {
             pin_key_id: self.pin_key_id.clone(),
             pin_key_hex: self.pin_key_hex.clone(),
             bank_no_response: self.bank_no_response,
+            client_certs,
         })
     }
 }

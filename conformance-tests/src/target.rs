@@ -1,5 +1,8 @@
-//! The deployment under test: its address and trust anchor, and the
-//! identities and billers the suite uses there.
+//! The deployment under test: its address and trust anchor, the client
+//! certificates the suite presents (one per identity), and the identities
+//! and billers the suite uses there.
+
+use std::path::Path;
 
 use anyhow::{Context as _, ensure};
 
@@ -46,6 +49,73 @@ pub struct Target {
     /// True when the gateway's acquirer link goes to a bank simulator that
     /// drops answers (`faults.no_response`): only the cases that need it run.
     pub bank_no_response: bool,
+    /// Client certificates, one per identity the suite acts as (mutual TLS).
+    /// Requests go over the channel of the terminal their context names.
+    pub client_certs: Vec<ClientCert>,
+}
+
+/// A client certificate and key (PEM) for one SPIFFE id.
+#[derive(Clone)]
+pub struct ClientCert {
+    /// `spiffe://posgate/store/{S}/terminal/{T}`, `.../auditor/{id}` or `.../operator/{id}`.
+    pub spiffe_id: String,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of debug output.
+        f.debug_struct("ClientCert")
+            .field("spiffe_id", &self.spiffe_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SPIFFE id of a terminal.
+#[must_use]
+pub fn terminal_spiffe_id(store_id: &str, terminal_id: &str) -> String {
+    format!("spiffe://posgate/store/{store_id}/terminal/{terminal_id}")
+}
+
+/// Loads every client certificate of `dir` named as `posgate certs issue`
+/// names them: `terminal.{STORE}.{TERMINAL}.pem`, `auditor.{ID}.pem`,
+/// `operator.{ID}.pem`, each with its `.key` beside it. Other files are ignored.
+///
+/// # Errors
+///
+/// When the directory or a certificate's key cannot be read.
+pub fn load_client_certs(dir: &Path) -> anyhow::Result<Vec<ClientCert>> {
+    let mut certs = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading --client-certs {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(".pem"))
+        else {
+            continue;
+        };
+        let spiffe_id = match stem.split_once('.') {
+            Some(("terminal", rest)) => match rest.split_once('.') {
+                Some((store, terminal)) => terminal_spiffe_id(store, terminal),
+                None => continue,
+            },
+            Some(("auditor", id)) => format!("spiffe://posgate/auditor/{id}"),
+            Some(("operator", id)) => format!("spiffe://posgate/operator/{id}"),
+            _ => continue,
+        };
+        let key = path.with_extension("key");
+        certs.push(ClientCert {
+            spiffe_id,
+            cert_pem: std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            key_pem: std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?,
+        });
+    }
+    certs.sort_by(|a, b| a.spiffe_id.cmp(&b.spiffe_id));
+    Ok(certs)
 }
 
 impl Target {
@@ -110,9 +180,34 @@ impl Target {
             self.pin_key_hex.len() == 32 && self.pin_key_hex.bytes().all(|b| b.is_ascii_hexdigit()),
             "--pin-key-hex must be 32 hex digits (a two-key TDES key)"
         );
+        if !self.client_certs.is_empty() {
+            let own = terminal_spiffe_id(&self.store_id, &self.terminal_id);
+            ensure!(
+                self.client_cert(&own).is_some(),
+                "no client certificate for {own} (terminal.{}.{}.pem in --client-certs)",
+                self.store_id,
+                self.terminal_id
+            );
+        }
         money::exponent(&self.tw_currency)
             .with_context(|| format!("--tw-currency {:?}", self.tw_currency))?;
         Ok(())
+    }
+
+    /// The client certificate for `spiffe_id`, if the target has one.
+    #[must_use]
+    pub fn client_cert(&self, spiffe_id: &str) -> Option<&ClientCert> {
+        self.client_certs
+            .iter()
+            .find(|cert| cert.spiffe_id == spiffe_id)
+    }
+
+    /// The first client certificate whose SPIFFE id starts with `prefix`.
+    #[must_use]
+    pub fn client_cert_with_prefix(&self, prefix: &str) -> Option<&ClientCert> {
+        self.client_certs
+            .iter()
+            .find(|cert| cert.spiffe_id.starts_with(prefix))
     }
 
     /// A second terminal of the suite's store, for cases about key scope.

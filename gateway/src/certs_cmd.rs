@@ -46,7 +46,8 @@ pub enum CertsCommand {
         /// Where to write NAME.pem and NAME.key (default: --dir).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// File name stem (default: derived from the identity, e.g. terminal-S001-T01).
+        /// File name stem [default: terminal.STORE.TERMINAL, auditor.ID or
+        /// operator.ID, the names posgate-conformance --client-certs reads].
         #[arg(long)]
         name: Option<String>,
     },
@@ -140,8 +141,8 @@ fn default_name(identity: &Identity) -> String {
         Identity::Terminal {
             store_id,
             terminal_id,
-        } => format!("terminal-{store_id}-{terminal_id}"),
-        Identity::Auditor { auditor_id } => format!("auditor-{auditor_id}"),
-        Identity::Operator { operator_id } => format!("operator-{operator_id}"),
+        } => format!("terminal.{store_id}.{terminal_id}"),
+        Identity::Auditor { auditor_id } => format!("auditor.{auditor_id}"),
+        Identity::Operator { operator_id } => format!("operator.{operator_id}"),
     }
 }

@@ -3,6 +3,7 @@
 //! shared [`Ctx`] that fails with a reason.
 //!
 //! Layout:
+//! - `access`: the role × RPC table; terminals act only for their own store and terminal.
 //! - `bill`: inquire, pay, get, cancel, past due, store scoping.
 //! - `idempotency`: retries replay, reused keys are refused, concurrent duplicates agree.
 //! - `bad_input`: a table of requests with one bad field each.
@@ -12,6 +13,7 @@
 //! - `card_unknown_outcome`: the bank never answers; runs only against a
 //!   gateway whose bank drops answers (see [`Case::needs_bank_no_response`]).
 
+mod access;
 mod bad_input;
 mod bill;
 mod card;
@@ -90,5 +92,6 @@ pub fn all_cases() -> Vec<Case> {
     cases.extend(card::cases());
     cases.extend(card_bad_input::cases());
     cases.extend(card_unknown_outcome::cases());
+    cases.extend(access::cases());
     cases
 }

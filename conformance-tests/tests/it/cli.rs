@@ -23,6 +23,9 @@ async fn json_report_and_exit_code_zero_when_cases_pass() {
         ])
         .arg("--ca")
         .arg(&ca)
+        .arg("--client-certs")
+        .arg(&gateway.certs_dir)
+        .args(["--terminal", &gateway.terminal_id])
         .args(["--case", "bill.pay", "--json"])
         .output()
         .await

@@ -1,6 +1,7 @@
 //! Starts a real `posgate serve` for the tests, configured like
 //! `config/posgate.example.toml` (the file itself, with its paths, ports and
-//! rate limits rewritten): a dev CA and server certificate made with rcgen,
+//! rate limits rewritten): a dev CA, server certificate, CRL and a client
+//! certificate per identity the suite acts as, made by `posgate certs`,
 //! a fresh SQLite file, the published test keystore made by `posgate keys
 //! init-test`, and a `posgate sim bank` child (from
 //! `config/bank-sim.example.toml`) on a free port as both bank links. Guards
@@ -15,10 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use posgate_conformance::card::TEST_PIN_KEY_HEX;
+use posgate_conformance::target::load_client_certs;
 use posgate_conformance::{Ctx, Target};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
 
 /// How long the gateway may take to migrate its database, sign on to its
 /// banks and start serving.
@@ -130,6 +129,10 @@ pub struct Gateway {
     child: Child,
     pub port: u16,
     pub ca_pem: Vec<u8>,
+    /// The client certificates (`posgate certs issue` names) of every identity below.
+    pub certs_dir: PathBuf,
+    /// The suite's terminal: fresh per gateway, with its certificates issued.
+    pub terminal_id: String,
     log: PathBuf,
     bank_kind: Bank,
     pub bank: BankSimProcess,
@@ -157,7 +160,8 @@ impl Gateway {
         let dir = tempfile::tempdir()?;
         init_test_keystore(&binary, dir.path())?;
         let bank = BankSimProcess::start(&binary, dir.path(), &bank_config(bank_kind)?).await?;
-        let ca_pem = write_dev_pki(dir.path())?;
+        let terminal_id = Target::random_terminal_id();
+        let ca_pem = write_dev_pki(&binary, dir.path(), &terminal_id)?;
         let port = free_port()?;
         let config = dir.path().join("posgate.toml");
         std::fs::write(
@@ -177,6 +181,8 @@ impl Gateway {
             child,
             port,
             ca_pem,
+            certs_dir: dir.path().to_owned(),
+            terminal_id,
             log,
             bank_kind,
             bank,
@@ -193,7 +199,7 @@ impl Gateway {
             ca_pem: Some(self.ca_pem.clone()),
             domain: Some("localhost".to_owned()),
             store_id: "S001".to_owned(),
-            terminal_id: Target::random_terminal_id(),
+            terminal_id: self.terminal_id.clone(),
             operator_id: "OP1".to_owned(),
             tw_agency_code: "TPC".to_owned(),
             tw_currency: "TWD".to_owned(),
@@ -203,6 +209,7 @@ impl Gateway {
             pin_key_id: "TPK-TEST".to_owned(),
             pin_key_hex: TEST_PIN_KEY_HEX.to_owned(),
             bank_no_response: self.bank_kind == Bank::DropsAnswers,
+            client_certs: load_client_certs(&self.certs_dir).expect("client certificates"),
         }
     }
 
@@ -304,6 +311,8 @@ fn config_text(dir: &Path, port: u16, bank_addr: &str, bank: Bank) -> anyhow::Re
         ("127.0.0.1:50051".to_owned(), format!("127.0.0.1:{port}")),
         ("certs/server.pem".to_owned(), path("server.pem")),
         ("certs/server.key".to_owned(), path("server.key")),
+        ("certs/ca.pem".to_owned(), path("ca.pem")),
+        ("certs/crl.pem".to_owned(), path("crl.pem")),
         (
             "shutdown_grace_seconds = 20".to_owned(),
             "shutdown_grace_seconds = 1".to_owned(),
@@ -357,32 +366,39 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Writes a CA and a server certificate for localhost / 127.0.0.1; returns the CA PEM.
-fn write_dev_pki(dir: &Path) -> anyhow::Result<Vec<u8>> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "posgate conformance test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let server_key = KeyPair::generate()?;
-    let mut server_params = CertificateParams::new(vec!["localhost".to_owned()])?;
-    server_params
-        .subject_alt_names
-        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    server_params
-        .distinguished_name
-        .push(DnType::CommonName, "posgate (conformance test)");
-    let server_cert = server_params.signed_by(&server_key, &issuer)?;
-
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem())?;
-    std::fs::write(dir.join("server.pem"), server_cert.pem())?;
-    std::fs::write(dir.join("server.key"), server_key.serialize_pem())?;
-    Ok(ca_cert.pem().into_bytes())
+/// `posgate certs init`, then a client certificate for every identity the
+/// suite acts as (its terminal at both stores, its second terminal, the PIN
+/// terminal, an auditor and an operator), as an operator would; returns the CA PEM.
+fn write_dev_pki(binary: &Path, dir: &Path, terminal_id: &str) -> anyhow::Result<Vec<u8>> {
+    let certs = |args: &[&str]| -> anyhow::Result<()> {
+        let output = Command::new(binary)
+            .arg("certs")
+            .args(args)
+            .arg("--dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .output()
+            .context("running posgate certs")?;
+        ensure!(
+            output.status.success(),
+            "posgate certs {args:?} failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    };
+    certs(&["init"])?;
+    for terminal in [
+        format!("S001/{terminal_id}"),
+        format!("S001/{terminal_id}-B"),
+        format!("S101/{terminal_id}"),
+        "S001/T01".to_owned(),
+    ] {
+        certs(&["issue", "--terminal", &terminal])?;
+    }
+    certs(&["issue", "--auditor", "a1"])?;
+    certs(&["issue", "--operator", "o1"])?;
+    Ok(std::fs::read(dir.join("ca.pem"))?)
 }
 
 /// The binary, found once per test process.
