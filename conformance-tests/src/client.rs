@@ -86,7 +86,10 @@ impl Ctx {
                             .identity(Identity::from_pem(&cert.cert_pem, &cert.key_pem)),
                     )
                     .context("TLS settings"),
-                (Some(tls), None) => endpoint.clone().tls_config(tls.clone()).context("TLS settings"),
+                (Some(tls), None) => endpoint
+                    .clone()
+                    .tls_config(tls.clone())
+                    .context("TLS settings"),
                 (None, _) => Ok(endpoint.clone()),
             }
         };
@@ -282,7 +285,8 @@ impl Ctx {
         request: &pb::InquireBillRequest,
     ) -> Result<Response<pb::InquireBillResponse>, Status> {
         retry_shed(|| {
-            let mut client = BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
+            let mut client =
+                BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.inquire_bill(request).await }
         })
@@ -294,7 +298,8 @@ impl Ctx {
         request: &pb::PayBillRequest,
     ) -> Result<Response<pb::PayBillResponse>, Status> {
         retry_shed(|| {
-            let mut client = BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
+            let mut client =
+                BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.pay_bill(request).await }
         })
@@ -306,7 +311,8 @@ impl Ctx {
         request: &pb::CancelBillRequest,
     ) -> Result<Response<pb::CancelBillResponse>, Status> {
         retry_shed(|| {
-            let mut client = BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
+            let mut client =
+                BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.cancel_bill(request).await }
         })
@@ -318,7 +324,8 @@ impl Ctx {
         request: &pb::GetBillPaymentRequest,
     ) -> Result<Response<pb::GetBillPaymentResponse>, Status> {
         retry_shed(|| {
-            let mut client = BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
+            let mut client =
+                BillPaymentServiceClient::new(self.channel_for(request.context.as_ref()));
             let request = request.clone();
             async move { client.get_bill_payment(request).await }
         })

@@ -87,8 +87,8 @@ pub fn terminal_spiffe_id(store_id: &str, terminal_id: &str) -> String {
 /// When the directory or a certificate's key cannot be read.
 pub fn load_client_certs(dir: &Path) -> anyhow::Result<Vec<ClientCert>> {
     let mut certs = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("reading --client-certs {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading --client-certs {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
         let Some(stem) = path
@@ -110,7 +110,8 @@ pub fn load_client_certs(dir: &Path) -> anyhow::Result<Vec<ClientCert>> {
         let key = path.with_extension("key");
         certs.push(ClientCert {
             spiffe_id,
-            cert_pem: std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            cert_pem: std::fs::read(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
             key_pem: std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?,
         });
     }

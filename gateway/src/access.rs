@@ -73,7 +73,9 @@ impl Role {
 pub enum AccessError {
     #[error("{0:?} is not a SPIFFE id of trust domain {TRUST_DOMAIN}")]
     ForeignId(String),
-    #[error("SPIFFE id {0:?} names no posgate identity (store/S/terminal/T, auditor/ID or operator/ID)")]
+    #[error(
+        "SPIFFE id {0:?} names no posgate identity (store/S/terminal/T, auditor/ID or operator/ID)"
+    )]
     UnknownShape(String),
     #[error("the client certificate cannot be parsed: {0}")]
     BadCertificate(String),
@@ -139,10 +141,14 @@ impl Identity {
             .subject_alternative_name()
             .map_err(|error| AccessError::BadCertificate(error.to_string()))?
             .ok_or(AccessError::NoSpiffeId)?;
-        let mut spiffe = san.value.general_names.iter().filter_map(|name| match name {
-            GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(*uri),
-            _ => None,
-        });
+        let mut spiffe = san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(*uri),
+                _ => None,
+            });
         // SPIFFE allows exactly one SPIFFE id per certificate.
         match (spiffe.next(), spiffe.next()) {
             (Some(uri), None) => Self::parse_spiffe(uri),
@@ -304,7 +310,7 @@ fn identity_from_certs(
     })
 }
 
-/// AuditService: the caller must be an auditor whose id equals
+/// `AuditService`: the caller must be an auditor whose id equals
 /// `claimed_auditor_id` (`AuditContext.auditor_id`); else `PERMISSION_DENIED`
 /// (no certificate: `UNAUTHENTICATED`). Returns the auditor's id.
 pub fn require_auditor<T>(

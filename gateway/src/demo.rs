@@ -18,12 +18,12 @@ use posgate_partners::bank::sim::{BankSim, FaultConfig, SimConfig};
 use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
 
+use crate::access::Identity;
 use crate::bill::barcode::{self, BarcodeProfile, ParsedSlip};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::grpc::idempotent::REPLAY_HEADER;
 use crate::server;
-use crate::access::Identity;
 use crate::tls::{DevPki, client_tls_as};
 
 #[derive(Debug, clap::Args)]
@@ -116,6 +116,37 @@ fn describe(status: &tonic::Status) -> String {
     format!("{:?} [{fields}] {}", status.code(), status.message())
 }
 
+/// Connects each demo till over mutual TLS with its own client certificate.
+async fn connect_tills(
+    pki: &DevPki,
+    dir: &std::path::Path,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<BTreeMap<(&'static str, &'static str), Channel>> {
+    let mut tills = BTreeMap::new();
+    for (store, terminal) in TILLS {
+        let identity = Identity::Terminal {
+            store_id: store.to_owned(),
+            terminal_id: terminal.to_owned(),
+        };
+        let cert = pki.issue_client(
+            dir,
+            &format!("terminal-{store}-{terminal}"),
+            &identity.spiffe_id(),
+        )?;
+        let channel = Channel::from_shared(format!("https://{addr}"))?
+            .tls_config(client_tls_as(
+                &pki.ca_cert,
+                crate::tls::DEV_SERVER_NAME,
+                &cert,
+            )?)?
+            .connect()
+            .await
+            .with_context(|| format!("connecting as {identity}"))?;
+        tills.insert((store, terminal), channel);
+    }
+    Ok(tills)
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = args
@@ -167,20 +198,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         running.addr,
         dir.join("demo.db").display()
     );
-    let mut tills = BTreeMap::new();
-    for (store, terminal) in TILLS {
-        let identity = Identity::Terminal {
-            store_id: store.to_owned(),
-            terminal_id: terminal.to_owned(),
-        };
-        let cert = pki.issue_client(&dir, &format!("terminal-{store}-{terminal}"), &identity.spiffe_id())?;
-        let channel = Channel::from_shared(format!("https://{}", running.addr))?
-            .tls_config(client_tls_as(&pki.ca_cert, crate::tls::DEV_SERVER_NAME, &cert)?)?
-            .connect()
-            .await
-            .with_context(|| format!("connecting as {identity}"))?;
-        tills.insert((store, terminal), channel);
-    }
+    let tills = connect_tills(&pki, &dir, running.addr).await?;
     let channel = tills[&("S001", "T01")].clone();
     if let Some(payments) = &running.gateway.payments {
         for link in payments.links.values() {

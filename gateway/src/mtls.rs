@@ -71,7 +71,10 @@ impl ReloadingVerifier {
     /// Replaces the CRLs; on error the previous verifier stays in force.
     pub fn reload(&self, crls: Vec<CertificateRevocationListDer<'static>>) -> anyhow::Result<()> {
         let verifier = build_verifier(&self.roots, crls)?;
-        *self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner) = verifier;
+        *self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = verifier;
         Ok(())
     }
 
@@ -225,7 +228,9 @@ pub fn parse_crls(pem: &[u8]) -> anyhow::Result<Vec<CertificateRevocationListDer
 /// sign) leaves the previous CRLs in force and is logged once per change.
 pub async fn watch_crl(path: PathBuf, verifier: Arc<ReloadingVerifier>) {
     let mut seen_stamp = file_stamp(&path);
-    let mut seen_hash = std::fs::read(&path).ok().map(|bytes| Sha256::digest(&bytes));
+    let mut seen_hash = std::fs::read(&path)
+        .ok()
+        .map(|bytes| Sha256::digest(&bytes));
     let mut interval = tokio::time::interval(CRL_POLL_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

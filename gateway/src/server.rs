@@ -88,9 +88,11 @@ pub async fn start(
         .add_service(PaymentApi::new(Arc::clone(&gateway)).into_server());
     let (stop_accepting, accepting) = tokio::sync::watch::channel(false);
     let (incoming, acceptor) = crate::mtls::accept_tls(listener, tls.acceptor, accepting);
-    let crl_watch = config.server.crl.clone().map(|path| {
-        tokio::spawn(crate::mtls::watch_crl(path, Arc::clone(&tls.verifier)))
-    });
+    let crl_watch = config
+        .server
+        .crl
+        .clone()
+        .map(|path| tokio::spawn(crate::mtls::watch_crl(path, Arc::clone(&tls.verifier))));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;

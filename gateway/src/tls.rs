@@ -193,7 +193,10 @@ impl DevPki {
             .map_err(|error| anyhow::anyhow!("{}: {error}", cert_pem_file.display()))?;
         let serial = cert.raw_serial().to_vec();
         let mut revoked = self.revoked()?;
-        if !revoked.iter().any(|entry| entry.serial_number.as_ref() == serial) {
+        if !revoked
+            .iter()
+            .any(|entry| entry.serial_number.as_ref() == serial)
+        {
             revoked.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&serial),
                 revocation_time: OffsetDateTime::now_utc(),
@@ -241,7 +244,9 @@ pub fn mint_client(
             .try_into()
             .with_context(|| format!("SPIFFE id {spiffe_id}"))?,
     )];
-    params.distinguished_name.push(DnType::CommonName, spiffe_id);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, spiffe_id);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.not_before = not_before;
     params.not_after = not_after;

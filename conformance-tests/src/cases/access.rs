@@ -4,10 +4,10 @@
 //! identity is a client certificate of the target (`--client-certs`).
 
 use anyhow::{Context as _, ensure};
-use posgate_proto::v1 as pb;
 use pb::audit_service_client::AuditServiceClient;
 use pb::bill_payment_service_client::BillPaymentServiceClient;
 use pb::payment_service_client::PaymentServiceClient;
+use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
@@ -53,9 +53,12 @@ pub(super) fn cases() -> Vec<Case> {
 
 /// The channel of the first certificate whose SPIFFE id starts with `prefix`.
 fn channel_with_prefix(ctx: &Ctx, prefix: &str) -> anyhow::Result<(String, Channel)> {
-    let cert = ctx.target.client_cert_with_prefix(prefix).with_context(|| {
-        format!("the target has no client certificate for {prefix}* (see --client-certs)")
-    })?;
+    let cert = ctx
+        .target
+        .client_cert_with_prefix(prefix)
+        .with_context(|| {
+            format!("the target has no client certificate for {prefix}* (see --client-certs)")
+        })?;
     let channel = ctx
         .channel_as(&cert.spiffe_id)
         .context("a channel per client certificate")?;
@@ -85,11 +88,17 @@ async fn pos_rpcs(ctx: &Ctx, channel: &Channel) -> Vec<(&'static str, Result<(),
         ("PayBill", bills.pay_bill(pay).await.map(drop)),
         (
             "CancelBill",
-            bills.cancel_bill(ctx.tw_cancel_request(&unknown)).await.map(drop),
+            bills
+                .cancel_bill(ctx.tw_cancel_request(&unknown))
+                .await
+                .map(drop),
         ),
         (
             "GetBillPayment",
-            bills.get_bill_payment(ctx.tw_get_by_id(&unknown)).await.map(drop),
+            bills
+                .get_bill_payment(ctx.tw_get_by_id(&unknown))
+                .await
+                .map(drop),
         ),
         ("Authorize", cards.authorize(sale).await.map(drop)),
         (
@@ -99,7 +108,10 @@ async fn pos_rpcs(ctx: &Ctx, channel: &Channel) -> Vec<(&'static str, Result<(),
                 .await
                 .map(drop),
         ),
-        ("Void", cards.void(ctx.void_request(&unknown)).await.map(drop)),
+        (
+            "Void",
+            cards.void(ctx.void_request(&unknown)).await.map(drop),
+        ),
         (
             "Refund",
             cards
@@ -141,7 +153,12 @@ async fn verify_chain(channel: &Channel, auditor_id: &str) -> Result<(), Status>
 }
 
 fn expect_role_denied(what: &str, answer: Result<(), Status>) -> anyhow::Result<()> {
-    denied(what, ROLE_NOT_ALLOWED, &[], answer.map(tonic::Response::new))
+    denied(
+        what,
+        ROLE_NOT_ALLOWED,
+        &[],
+        answer.map(tonic::Response::new),
+    )
 }
 
 async fn role_table(ctx: &Ctx) -> anyhow::Result<()> {
@@ -160,7 +177,10 @@ async fn role_table(ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .map_err(|status| anyhow::anyhow!("health as the terminal: {}", describe(&status)))?;
     let auditor_id = auditor.rsplit('/').next().unwrap_or_default();
-    expect_role_denied("VerifyChain as the terminal", verify_chain(&own, auditor_id).await)?;
+    expect_role_denied(
+        "VerifyChain as the terminal",
+        verify_chain(&own, auditor_id).await,
+    )?;
     expect_role_denied(
         &format!("VerifyChain as {operator}"),
         verify_chain(&operator_channel, auditor_id).await,
@@ -170,7 +190,9 @@ async fn role_table(ctx: &Ctx) -> anyhow::Result<()> {
         context: Some(ctx.tw_context()),
         slip: ctx.tw_pay_request().slip,
     };
-    let answer = BillPaymentServiceClient::new(own).inquire_bill(inquire).await;
+    let answer = BillPaymentServiceClient::new(own)
+        .inquire_bill(inquire)
+        .await;
     ok("InquireBill as the terminal", answer)?;
     Ok(())
 }
@@ -183,11 +205,19 @@ async fn refused_then_paid_afresh(
     request: pb::PayBillRequest,
     fields: &[&str],
 ) -> anyhow::Result<()> {
-    let context = request.context.clone().context("the request has a context")?;
+    let context = request
+        .context
+        .clone()
+        .context("the request has a context")?;
     let answer = BillPaymentServiceClient::new(ctx.main_channel())
         .pay_bill(request.clone())
         .await;
-    denied("PayBill for another till", IDENTITY_MISMATCH, fields, answer)?;
+    denied(
+        "PayBill for another till",
+        IDENTITY_MISMATCH,
+        fields,
+        answer,
+    )?;
     let rightful = terminal_channel(ctx, &context.store_id, &context.terminal_id)?;
     let lookup = pb::GetBillPaymentRequest {
         context: Some(pb::RequestContext {
@@ -204,9 +234,15 @@ async fn refused_then_paid_afresh(
         Code::NotFound,
         bills.get_bill_payment(lookup).await,
     )?;
-    let paid = ok("PayBill by the rightful terminal", bills.pay_bill(request).await)?;
+    let paid = ok(
+        "PayBill by the rightful terminal",
+        bills.pay_bill(request).await,
+    )?;
     not_replayed("PayBill by the rightful terminal", &paid)?;
-    let payment = paid.into_inner().payment.context("the answer has a payment")?;
+    let payment = paid
+        .into_inner()
+        .payment
+        .context("the answer has a payment")?;
     ensure!(
         payment.store_id == context.store_id && payment.terminal_id == context.terminal_id,
         "the payment belongs to {}/{}",
@@ -265,9 +301,7 @@ async fn cross_store_card(ctx: &Ctx) -> anyhow::Result<()> {
             "a transaction exists under the refused key: {:?}",
             found.into_inner()
         ),
-        Err(status) if matches!(status.code(), Code::NotFound | Code::FailedPrecondition) => {
-            Ok(())
-        }
+        Err(status) if matches!(status.code(), Code::NotFound | Code::FailedPrecondition) => Ok(()),
         Err(status) => anyhow::bail!(
             "GetTransaction by the refused key: expected NOT_FOUND, got {}",
             describe(&status)

@@ -203,9 +203,11 @@ impl BillPaymentApi {
     ) -> Result<Response<pb::InquireBillResponse>, Status> {
         let now = self.gateway.clock.now();
         let mut slip = None;
-        let (_permit, teller) = self.gateway.admit(caller, request.context.as_ref(), now, |v| {
-            slip = Some(v.slip(request.slip.as_ref()));
-        })?;
+        let (_permit, teller) = self
+            .gateway
+            .admit(caller, request.context.as_ref(), now, |v| {
+                slip = Some(v.slip(request.slip.as_ref()));
+            })?;
         let slip = slip.expect("admit ran the slip check");
         let bill = self.read(&teller, &slip, now)?;
         let business_date = BusinessCalendar::from(self.store_config(&teller)).business_date(now);
@@ -222,10 +224,12 @@ impl BillPaymentApi {
     ) -> Result<Response<pb::PayBillResponse>, Status> {
         let now = self.gateway.clock.now();
         let (mut slip, mut money) = (None, None);
-        let (_permit, teller) = self.gateway.admit(caller, request.context.as_ref(), now, |v| {
-            slip = Some(v.slip(request.slip.as_ref()));
-            money = v.positive_money("amount", request.amount.as_ref());
-        })?;
+        let (_permit, teller) = self
+            .gateway
+            .admit(caller, request.context.as_ref(), now, |v| {
+                slip = Some(v.slip(request.slip.as_ref()));
+                money = v.positive_money("amount", request.amount.as_ref());
+            })?;
         let slip = slip.expect("admit ran the slip check");
         let money = money.expect("admit checked the amount");
         self.pay(&teller, request, &slip, money, now).await
@@ -237,10 +241,12 @@ impl BillPaymentApi {
         request: &pb::CancelBillRequest,
     ) -> Result<Response<pb::CancelBillResponse>, Status> {
         let now = self.gateway.clock.now();
-        let (_permit, teller) = self.gateway.admit(caller, request.context.as_ref(), now, |v| {
-            v.transaction_id("transaction_id", &request.transaction_id);
-            v.text("reason", &request.reason, MAX_REASON_LEN);
-        })?;
+        let (_permit, teller) = self
+            .gateway
+            .admit(caller, request.context.as_ref(), now, |v| {
+                v.transaction_id("transaction_id", &request.transaction_id);
+                v.text("reason", &request.reason, MAX_REASON_LEN);
+            })?;
         self.cancel(&teller, request, now).await
     }
 
@@ -250,9 +256,10 @@ impl BillPaymentApi {
         request: pb::GetBillPaymentRequest,
     ) -> Result<Response<pb::GetBillPaymentResponse>, Status> {
         let now = self.gateway.clock.now();
-        let (_permit, teller) =
-            self.gateway
-                .admit(caller, request.context.as_ref(), now, |v| match &request.lookup {
+        let (_permit, teller) = self
+            .gateway
+            .admit(caller, request.context.as_ref(), now, |v| {
+                match &request.lookup {
                     None => v.add(
                         "lookup",
                         "is required: give transaction_id or paid_client_request_id",
@@ -263,7 +270,8 @@ impl BillPaymentApi {
                     Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId(id)) => {
                         v.request_id("paid_client_request_id", id);
                     }
-                })?;
+                }
+            })?;
         let transaction_id = match request.lookup.expect("validated above") {
             pb::get_bill_payment_request::Lookup::TransactionId(id) => id,
             pb::get_bill_payment_request::Lookup::PaidClientRequestId(client_request_id) => {

@@ -591,19 +591,21 @@ impl PaymentApi {
         Status,
     > {
         let (mut card, mut money, mut card_type) = (None, None, None);
-        let (permit, teller) = self.gateway.admit(caller, request.context.as_ref(), now, |v| {
-            card = read_card(v, "card", request.card.as_ref());
-            money = v.positive_money("amount", request.amount.as_ref());
-            card_type = match pb::CaptureMode::try_from(request.capture_mode) {
-                Ok(pb::CaptureMode::AuthOnly) => Some(CardType::Authorization),
-                Ok(pb::CaptureMode::Sale) => Some(CardType::Sale),
-                _ => {
-                    v.add("capture_mode", "is required: AUTH_ONLY or SALE");
-                    None
-                }
-            };
-            check_pos_reference(v, &request.pos_reference);
-        })?;
+        let (permit, teller) = self
+            .gateway
+            .admit(caller, request.context.as_ref(), now, |v| {
+                card = read_card(v, "card", request.card.as_ref());
+                money = v.positive_money("amount", request.amount.as_ref());
+                card_type = match pb::CaptureMode::try_from(request.capture_mode) {
+                    Ok(pb::CaptureMode::AuthOnly) => Some(CardType::Authorization),
+                    Ok(pb::CaptureMode::Sale) => Some(CardType::Sale),
+                    _ => {
+                        v.add("capture_mode", "is required: AUTH_ONLY or SALE");
+                        None
+                    }
+                };
+                check_pos_reference(v, &request.pos_reference);
+            })?;
         let (amount, currency) = money.expect("validated");
         let amount = Self::check_amount(payments, &teller, amount, currency)?;
         Ok((
@@ -680,7 +682,10 @@ impl PaymentApi {
                 now,
             })
         };
-        if let Some(answer) = self.claim(&teller.actor, &record, &key, &fingerprint, None, now).await? {
+        if let Some(answer) = self
+            .claim(&teller.actor, &record, &key, &fingerprint, None, now)
+            .await?
+        {
             return Ok(answer);
         }
         let outgoing = Outgoing {
@@ -964,14 +969,16 @@ impl PaymentApi {
         Status,
     > {
         let (mut money, mut card) = (None, None);
-        let (permit, teller) = self.gateway.admit(caller, request.context.as_ref(), now, |v| {
-            v.transaction_id("original_transaction_id", &request.original_transaction_id);
-            money = v.positive_money("amount", request.amount.as_ref());
-            v.text("reason", &request.reason, MAX_REASON_LEN);
-            if request.card.is_some() {
-                card = read_card(v, "card", request.card.as_ref());
-            }
-        })?;
+        let (permit, teller) = self
+            .gateway
+            .admit(caller, request.context.as_ref(), now, |v| {
+                v.transaction_id("original_transaction_id", &request.original_transaction_id);
+                money = v.positive_money("amount", request.amount.as_ref());
+                v.text("reason", &request.reason, MAX_REASON_LEN);
+                if request.card.is_some() {
+                    card = read_card(v, "card", request.card.as_ref());
+                }
+            })?;
         let (amount, currency) = money.expect("validated");
         let card_digest = match &card {
             Some(card) => hex::encode(
@@ -1043,7 +1050,14 @@ impl PaymentApi {
             refunded_delta: 0,
         };
         if let Some(answer) = self
-            .claim(&teller.actor, &record, &key, &fingerprint, Some(reserve), now)
+            .claim(
+                &teller.actor,
+                &record,
+                &key,
+                &fingerprint,
+                Some(reserve),
+                now,
+            )
             .await?
         {
             return Ok(answer);
@@ -1098,8 +1112,8 @@ impl PaymentApi {
         self.payments()?;
         let gateway = &self.gateway;
         let now = gateway.clock.now();
-        let (_permit, teller) =
-            gateway.admit(caller, request.context.as_ref(), now, |v| match &request.lookup {
+        let (_permit, teller) = gateway.admit(caller, request.context.as_ref(), now, |v| {
+            match &request.lookup {
                 None => v.add(
                     "transaction_id",
                     "is required: give transaction_id or created_client_request_id",
@@ -1110,7 +1124,8 @@ impl PaymentApi {
                 Some(pb::get_transaction_request::Lookup::CreatedClientRequestId(id)) => {
                     v.request_id("created_client_request_id", id);
                 }
-            })?;
+            }
+        })?;
         let record = match request.lookup.as_ref().expect("validated") {
             pb::get_transaction_request::Lookup::TransactionId(id) => {
                 own_transaction(gateway, &teller, id).await?

@@ -38,13 +38,13 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use chrono::{Datelike, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
+use futures::StreamExt as _;
 use posgate_proto::v1::bill_payment_service_client::BillPaymentServiceClient;
 use posgate_proto::v1::payment_service_client::PaymentServiceClient;
 use posgate_proto::v1::{
     AuthorizeRequest, AuthorizeResponse, BillSlip, CancelBillRequest, InquireBillRequest, Money,
     PayBillRequest, PayBillResponse, RequestContext,
 };
-use futures::StreamExt as _;
 use tokio::task::JoinSet;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
@@ -66,7 +66,8 @@ const DEFAULT_CONCURRENCY: u32 = 32;
 const MAX_CONCURRENCY: u32 = 1024;
 /// Validity of the client certificates minted for one run: longer than the
 /// longest run, short enough that a leaked one is soon useless.
-const RUN_CERT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(MAX_DURATION_S + 3600);
+const RUN_CERT_VALIDITY: std::time::Duration =
+    std::time::Duration::from_secs(MAX_DURATION_S + 3600);
 /// Terminals connecting at once at the start; the gateway bounds handshakes
 /// in flight anyway, this keeps the generator's own start-up orderly.
 const CONNECTS_IN_PARALLEL: usize = 32;
@@ -148,7 +149,7 @@ pub struct LoadArgs {
     /// client certificate per virtual terminal, and its ca.pem verifies the gateway.
     #[arg(long)]
     pub pki_dir: PathBuf,
-    /// PEM file of the CA that signed the gateway's certificate [default: PKI_DIR/ca.pem].
+    /// PEM file of the CA that signed the gateway's certificate [default: `PKI_DIR/ca.pem`].
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// Server name to verify in the gateway's certificate.
@@ -585,8 +586,17 @@ async fn connect(args: &LoadArgs, routes: &[Arc<Route>]) -> anyhow::Result<Vec<C
             terminal_id,
         }
         .spiffe_id();
-        let cert = crate::tls::mint_client(&issuer, &spiffe_id, now - time::Duration::minutes(5), not_after)?;
-        endpoints.push(endpoint.clone().tls_config(tls.clone().identity(cert.identity()))?);
+        let cert = crate::tls::mint_client(
+            &issuer,
+            &spiffe_id,
+            now - time::Duration::minutes(5),
+            not_after,
+        )?;
+        endpoints.push(
+            endpoint
+                .clone()
+                .tls_config(tls.clone().identity(cert.identity()))?,
+        );
     }
     let connected: Vec<_> = futures::stream::iter(endpoints)
         .map(|endpoint| async move { endpoint.connect().await })
@@ -607,8 +617,8 @@ async fn drive(
     budget: &Arc<Budget>,
 ) -> anyhow::Result<Stats> {
     let mut tasks = JoinSet::new();
-    for task in 0..args.concurrency as usize {
-        let channel = channels[task].clone();
+    for (task, channel) in channels.iter().enumerate() {
+        let channel = channel.clone();
         let (route, id) = terminal_of(routes, task);
         let terminal = Terminal {
             client: BillPaymentServiceClient::new(channel.clone()),

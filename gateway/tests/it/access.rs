@@ -25,8 +25,8 @@ use tonic_types::StatusExt as _;
 
 use crate::cards::{CardWorld, keyed, sale, visa_ok};
 use crate::support::{
-    Backend, TestGateway, backends, bad_request_fields, context, endpoint, issue, terminal,
-    tw_pay, tw_slip, utc,
+    Backend, TestGateway, backends, bad_request_fields, context, endpoint, issue, terminal, tw_pay,
+    tw_slip, utc,
 };
 
 const NOW: &str = "2026-11-23T03:00:00Z";
@@ -222,15 +222,16 @@ async fn call(index: usize, channel: Channel) -> Option<(&'static str, Kind, Res
 
 /// Whether the role × service table lets `identity` call an RPC of `kind`.
 fn expect_allowed(identity: &Identity, kind: Kind) -> bool {
-    match (identity, kind) {
-        (_, Kind::Health) => true,
-        (Identity::Terminal { .. }, Kind::Pos) | (Identity::Auditor { .. }, Kind::Audit) => true,
-        _ => false,
-    }
+    matches!(
+        (identity, kind),
+        (_, Kind::Health)
+            | (Identity::Terminal { .. }, Kind::Pos)
+            | (Identity::Auditor { .. }, Kind::Audit)
+    )
 }
 
 /// Role × RPC: terminals reach every bill and card RPC, auditors and
-/// operators are refused them (ROLE_NOT_ALLOWED) with nothing stored;
+/// operators are refused them (`ROLE_NOT_ALLOWED`) with nothing stored;
 /// terminals and operators are refused the audit service; every identity
 /// may check health.
 #[tokio::test]
@@ -246,7 +247,10 @@ async fn role_by_rpc_table() {
                 let allowed = expect_allowed(&identity, kind);
                 match (&outcome, allowed) {
                     (Err(status), true) => assert!(
-                        !matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated),
+                        !matches!(
+                            status.code(),
+                            Code::PermissionDenied | Code::Unauthenticated
+                        ),
                         "{identity} must reach {rpc}: {status:?}"
                     ),
                     (Err(status), false) => {
@@ -272,7 +276,7 @@ async fn role_by_rpc_table() {
 }
 
 /// A terminal claiming another store or terminal is refused with
-/// PERMISSION_DENIED / IDENTITY_MISMATCH naming the field, before
+/// `PERMISSION_DENIED` / `IDENTITY_MISMATCH` naming the field, before
 /// idempotency or any write: nothing is stored, and the key stays free.
 #[tokio::test]
 async fn cross_store_and_cross_terminal_are_denied_and_store_nothing() {
@@ -291,9 +295,15 @@ async fn cross_store_and_cross_terminal_are_denied_and_store_nothing() {
             let status = client.pay_bill(pay).await.unwrap_err();
             assert_eq!(status.code(), Code::PermissionDenied, "{store}/{till}");
             assert_eq!(reason(&status), "IDENTITY_MISMATCH");
-            assert_eq!(bad_request_fields(&status), fields.to_vec(), "{store}/{till}");
+            assert_eq!(
+                bad_request_fields(&status),
+                fields.to_vec(),
+                "{store}/{till}"
+            );
             assert!(
-                status.message().contains("spiffe://posgate/store/S001/terminal/T01"),
+                status
+                    .message()
+                    .contains("spiffe://posgate/store/S001/terminal/T01"),
                 "{}",
                 status.message()
             );
@@ -305,19 +315,26 @@ async fn cross_store_and_cross_terminal_are_denied_and_store_nothing() {
                 })
                 .await
                 .unwrap_err();
-            assert_eq!(reason(&status), "IDENTITY_MISMATCH", "cancel {store}/{till}");
+            assert_eq!(
+                reason(&status),
+                "IDENTITY_MISMATCH",
+                "cancel {store}/{till}"
+            );
             let status = client
                 .get_bill_payment(pb::GetBillPaymentRequest {
                     context: context(store, till, "x-3", now),
-                    lookup: Some(
-                        pb::get_bill_payment_request::Lookup::PaidClientRequestId("x-1".into()),
-                    ),
+                    lookup: Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId(
+                        "x-1".into(),
+                    )),
                 })
                 .await
                 .unwrap_err();
             assert_eq!(reason(&status), "IDENTITY_MISMATCH", "get {store}/{till}");
         }
-        assert_nothing_stored(&counts(&gw).await, "cross-store and cross-terminal requests");
+        assert_nothing_stored(
+            &counts(&gw).await,
+            "cross-store and cross-terminal requests",
+        );
         // The real S001/T02 can use the key the impostor tried: it was never claimed.
         let mut own = tw_pay("x-1", now);
         own.context = context("S001", "T02", "x-1", now);
@@ -395,10 +412,22 @@ async fn bad_certificates_are_refused_at_the_handshake() {
 
     let now = time::OffsetDateTime::now_utc();
     let expired = pki
-        .issue_client_valid(&pki.dir, "expired", &spiffe, now - time::Duration::days(30), now - time::Duration::days(1))
+        .issue_client_valid(
+            &pki.dir,
+            "expired",
+            &spiffe,
+            now - time::Duration::days(30),
+            now - time::Duration::days(1),
+        )
         .unwrap();
     let not_yet = pki
-        .issue_client_valid(&pki.dir, "not-yet", &spiffe, now + time::Duration::days(1), now + time::Duration::days(30))
+        .issue_client_valid(
+            &pki.dir,
+            "not-yet",
+            &spiffe,
+            now + time::Duration::days(1),
+            now + time::Duration::days(30),
+        )
         .unwrap();
     let other_dir = tempfile::tempdir().unwrap();
     let other_ca = DevPki::generate(other_dir.path()).unwrap();
@@ -416,9 +445,15 @@ async fn bad_certificates_are_refused_at_the_handshake() {
     }
 
     let mut health = HealthClient::new(endpoint(addr, pki, &expired).connect_lazy());
-    let status = health.check(HealthCheckRequest::default()).await.unwrap_err();
+    let status = health
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap_err();
     assert!(
-        !matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated | Code::Ok),
+        !matches!(
+            status.code(),
+            Code::PermissionDenied | Code::Unauthenticated | Code::Ok
+        ),
         "refused before any service: {status:?}"
     );
     let anonymous = Channel::from_shared(format!("https://{addr}"))
@@ -431,7 +466,10 @@ async fn bad_certificates_are_refused_at_the_handshake() {
         .await
         .unwrap_err();
     assert!(
-        !matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated | Code::Ok),
+        !matches!(
+            status.code(),
+            Code::PermissionDenied | Code::Unauthenticated | Code::Ok
+        ),
         "refused before any service: {status:?}"
     );
     assert_nothing_stored(&counts(&gw).await, "refused clients");
@@ -440,7 +478,7 @@ async fn bad_certificates_are_refused_at_the_handshake() {
 
 /// Revocation without a restart: a terminal is served, its certificate is
 /// revoked with the CRL, and within a bounded wait its new connections are
-/// refused at the handshake (CertificateRevoked) while other terminals go on;
+/// refused at the handshake (`CertificateRevoked`) while other terminals go on;
 /// a broken CRL file afterwards keeps the last good CRL in force.
 #[tokio::test]
 async fn revocation_reloads_the_crl_without_restart() {
@@ -455,16 +493,14 @@ async fn revocation_reloads_the_crl_without_restart() {
     pki.revoke(&doomed.cert).unwrap();
     let started = std::time::Instant::now();
     let error = loop {
-        match handshake(addr, &pki.ca_cert, Some(&doomed)).await {
-            Err(error) => break error,
-            Ok(()) => {
-                assert!(
-                    started.elapsed() < REVOCATION_DEADLINE,
-                    "the revoked certificate was still accepted after {REVOCATION_DEADLINE:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        if let Err(error) = handshake(addr, &pki.ca_cert, Some(&doomed)).await {
+            break error;
         }
+        assert!(
+            started.elapsed() < REVOCATION_DEADLINE,
+            "the revoked certificate was still accepted after {REVOCATION_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(error.contains("CertificateRevoked"), "{error}");
     handshake(addr, &pki.ca_cert, Some(&other))
@@ -474,8 +510,13 @@ async fn revocation_reloads_the_crl_without_restart() {
     // A truncated CRL: the server logs an error and keeps the previous CRL.
     std::fs::write(&pki.crl, "-----BEGIN X509 CRL-----\nnot a crl\n").unwrap();
     tokio::time::sleep(CRL_POLL_INTERVAL * 2 + Duration::from_millis(500)).await;
-    let error = handshake(addr, &pki.ca_cert, Some(&doomed)).await.unwrap_err();
-    assert!(error.contains("CertificateRevoked"), "still revoked: {error}");
+    let error = handshake(addr, &pki.ca_cert, Some(&doomed))
+        .await
+        .unwrap_err();
+    assert!(
+        error.contains("CertificateRevoked"),
+        "still revoked: {error}"
+    );
     handshake(addr, &pki.ca_cert, Some(&other))
         .await
         .expect("still served with the previous CRL");
@@ -526,7 +567,11 @@ async fn no_full_pan_in_any_log_line() {
     let mut world = CardWorld::start(Backend::Sqlite).await;
     let pan = visa_ok();
     let track2 = format!(";{pan}=29122010000000000000?");
-    world.client.authorize(sale("log-1", &pan, 120)).await.unwrap();
+    world
+        .client
+        .authorize(sale("log-1", &pan, 120))
+        .await
+        .unwrap();
     let mut swiped = sale("log-2", &pan, 130);
     swiped.card = Some(pb::CardInput {
         entry_mode: pb::CardEntryMode::MagstripeFallback.into(),
@@ -555,7 +600,15 @@ async fn no_full_pan_in_any_log_line() {
         "the capture saw the gateway's logs ({} bytes)",
         logs.len()
     );
-    for secret in [pan.as_str(), bad_luhn.as_str(), track2.as_str(), &track2[1..20]] {
-        assert!(!logs.contains(secret), "a full PAN or track leaked into the logs");
+    for secret in [
+        pan.as_str(),
+        bad_luhn.as_str(),
+        track2.as_str(),
+        &track2[1..20],
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a full PAN or track leaked into the logs"
+        );
     }
 }

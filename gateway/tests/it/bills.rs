@@ -147,7 +147,12 @@ async fn business_date_across_cutoff_and_midnight() {
             }),
             amount: money(500, "JPY"),
         };
-        let tokyo = gw.bills_as("S101", "T01").pay_bill(tokyo).await.unwrap().into_inner();
+        let tokyo = gw
+            .bills_as("S101", "T01")
+            .pay_bill(tokyo)
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(
             tokyo.payment.unwrap().business_date,
             "2026-11-24",

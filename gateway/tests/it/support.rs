@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pb::bill_payment_service_client::BillPaymentServiceClient;
+use posgate_gateway::access::Identity;
 use posgate_gateway::bill::barcode::{self, BarcodeProfile, ParsedSlip};
 use posgate_gateway::clock::ManualClock;
 use posgate_gateway::config::Config;
 use posgate_gateway::server::{self, RunningServer};
 use posgate_gateway::store::{self, Store};
-use posgate_gateway::access::Identity;
 use posgate_gateway::tls::{DevPki, client_tls_as};
 use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
