@@ -242,7 +242,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     bank.shutdown().await;
-    println!("\ndemo finished: every answer came from the real gRPC API over TLS.");
+    println!("\ndemo finished: every answer came from the real gRPC API over mutual TLS.");
     Ok(())
 }
 
