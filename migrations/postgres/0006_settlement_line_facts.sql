@@ -22,6 +22,15 @@ ALTER TABLE settlement_lines ENABLE TRIGGER settlement_lines_append_only;
 ALTER TABLE settlement_lines ALTER COLUMN store_id DROP DEFAULT;
 ALTER TABLE settlement_lines ALTER COLUMN reference DROP DEFAULT;
 
--- (business_date, party) is a prefix of settlement_lines_clearing: one index
--- less to maintain on every write.
+-- The clearing run's cursor and the day's totals read this index alone
+-- (a covering index: no table look-up per line), in the cursor's order.
+-- (business_date, party) was a prefix of it: one index less per write.
 DROP INDEX settlement_lines_business_date;
+DROP INDEX settlement_lines_clearing;
+CREATE INDEX settlement_lines_clearing ON settlement_lines (business_date, party, transaction_id, id)
+    INCLUDE (kind, currency, amount_minor, store_id, reference);
+
+-- Index-only scans need the visibility map: vacuum this insert-only table
+-- after every 1% of new rows (the default 20% would leave a large table's
+-- newest days, the ones clearing reads, unvacuumed for weeks).
+ALTER TABLE settlement_lines SET (autovacuum_vacuum_insert_scale_factor = 0.01);
