@@ -10,7 +10,7 @@ use chrono::{NaiveDate, Utc};
 use clap::Subcommand;
 use posgate_gateway::clearing::close::{ClearingContext, Progress, run_day};
 use posgate_gateway::clearing::sign::Verifier;
-use posgate_gateway::clearing::{bench, recon, settle, verify};
+use posgate_gateway::clearing::{bench, recon, verify};
 use posgate_gateway::config::Config;
 use posgate_gateway::store;
 
@@ -214,9 +214,8 @@ async fn run_command(
     let day = run_day(&context, date, &out, Utc::now(), &mut progress)
         .await
         .with_context(|| format!("clearing business date {date}"))?;
-    let settlement_files = write_settlement(&config, &context, &day, &out).await?;
     let mut stdout = std::io::stdout().lock();
-    for file in day.files.iter().chain(&settlement_files) {
+    for file in &day.files {
         writeln!(stdout, "file {}", file.display())?;
     }
     for position in &day.positions {
@@ -237,35 +236,6 @@ async fn run_command(
         bench::peak_rss_kib().unwrap_or(0)
     );
     Ok(())
-}
-
-/// The day's settlement instructions (NACHA for USD, fixed width for the
-/// others) beside its clearing files, when `[settlement]` is configured.
-async fn write_settlement(
-    config: &Config,
-    context: &ClearingContext,
-    day: &posgate_gateway::clearing::model::DayRun,
-    out: &Path,
-) -> anyhow::Result<Vec<PathBuf>> {
-    if config.settlement.ach.is_none() && config.settlement.accounts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let closed = context
-        .store
-        .closed_day(day.business_date)
-        .await?
-        .context("the day was just closed")?;
-    let run = settle::SettleRun {
-        business_date: day.business_date,
-        created_at: closed.files_created_at.naive_utc(),
-        run_sequence: 1,
-        config: &config.settlement,
-        partners: &config.partners,
-    };
-    let dir = out.join(posgate_gateway::business_day::format_date(
-        day.business_date,
-    ));
-    Ok(settle::write_day(&run, &day.positions, &dir)?)
 }
 
 async fn verify_command(

@@ -52,6 +52,8 @@ pub enum ClearingError {
     },
     #[error("business date {date}: {detail}")]
     Invariant { date: NaiveDate, detail: String },
+    #[error(transparent)]
+    Settlement(#[from] crate::clearing::settle::SettleError),
     #[error("partner {partner}, transaction {transaction_id}: {source}")]
     Field {
         partner: String,
@@ -84,6 +86,8 @@ pub struct ClearingContext {
     /// HSM label of the Ed25519 signing key.
     pub signing_key: String,
     pub partners: Vec<PartnerConfig>,
+    /// `[settlement]`: which instruction files the day gets (none when empty).
+    pub settlement: crate::clearing::settle::SettlementConfig,
     /// Every store's calendar: the day's files are created when the last store's day has ended.
     pub calendars: Vec<BusinessCalendar>,
 }
@@ -353,26 +357,34 @@ pub async fn run_day(
     }
     std::fs::create_dir_all(&work_dir).map_err(io_error(&work_dir))?;
 
-    // The day's totals (one aggregate), then the partners' files (one cursor).
-    let totals = store.day_totals(date).await?;
-    if let Err(error) = check_balanced(date, &totals) {
-        let _ = std::fs::remove_dir_all(&work_dir);
-        if newly_closed {
-            // Refuse to close a day that does not balance.
-            store.reopen_day(date).await?;
-        }
-        return Err(error);
-    }
-    let (mut files, positions) =
-        match stream_partners(context, date, &work_dir, created_at, progress).await {
-            Ok(streamed) => streamed,
-            Err(error) => {
-                let _ = std::fs::remove_dir_all(&work_dir);
-                return Err(error);
+    // The day's totals (one aggregate) and the partners' files (one cursor)
+    // are independent reads of a frozen day: run them side by side, on two
+    // connections, and discard the files if the day does not balance.
+    let (totals, streamed) = tokio::join!(
+        store.day_totals(date),
+        stream_partners(context, date, &work_dir, created_at, progress)
+    );
+    let balanced = totals
+        .map_err(ClearingError::from)
+        .and_then(|totals| check_balanced(date, &totals).map(|()| totals));
+    let (totals, (mut files, positions)) = match (balanced, streamed) {
+        (Ok(totals), Ok(streamed)) => (totals, streamed),
+        (Err(error), _) | (Ok(_), Err(error)) => {
+            let _ = std::fs::remove_dir_all(&work_dir);
+            if newly_closed && matches!(error, ClearingError::Unbalanced { .. }) {
+                // Refuse to close a day that does not balance.
+                store.reopen_day(date).await?;
             }
-        };
+            return Err(error);
+        }
+    };
     let positions = all_positions(date, positions, &totals)?;
     files.push(write_positions(&work_dir, date, &positions)?);
+    // Settlement instructions sit beside the clearing files, under the same
+    // signed manifest.
+    files.extend(write_settlement(
+        context, date, created_at, &work_dir, &positions,
+    )?);
     files.sort_by(|left, right| left.name.cmp(&right.name));
     let mut written = sign_and_publish(context, date, created_at, &work_dir, files).await?;
     check_registry(store.as_ref(), date, &written).await?;
@@ -451,6 +463,43 @@ async fn stream_partners(
     }
     progress(report);
     Ok((files, positions))
+}
+
+/// Writes the day's settlement instructions (NACHA for USD, fixed width for
+/// the other currencies) when `[settlement]` is configured.
+fn write_settlement(
+    context: &ClearingContext,
+    date: NaiveDate,
+    created_at: DateTime<Utc>,
+    dir: &Path,
+    positions: &[NetPosition],
+) -> Result<Vec<FileRecord>, ClearingError> {
+    if context.settlement.ach.is_none() && context.settlement.accounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let run = crate::clearing::settle::SettleRun {
+        business_date: date,
+        created_at: created_at.naive_utc(),
+        run_sequence: 1,
+        config: &context.settlement,
+        partners: &context.partners,
+    };
+    let paths = crate::clearing::settle::write_day(&run, positions, dir)?;
+    paths
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).map_err(io_error(path))?;
+            Ok(FileRecord {
+                name: path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .expect("settlement files have ASCII names")
+                    .to_owned(),
+                size_bytes: i64::try_from(bytes.len()).expect("a settlement file fits in i64"),
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            })
+        })
+        .collect()
 }
 
 /// Adds the positions of posgate's own parties (stores and the chain, which
@@ -687,6 +736,7 @@ impl ClearingContext {
             hsm,
             signing_key: config.clearing.signing_key.clone(),
             partners: config.partners.clone(),
+            settlement: config.settlement.clone(),
             calendars: config.stores.values().map(BusinessCalendar::from).collect(),
         })
     }

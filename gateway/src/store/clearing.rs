@@ -139,13 +139,11 @@ pub(crate) mod sql {
     pub const DAY_TOTALS: &str = "SELECT party, currency, CAST(SUM(amount_minor) AS BIGINT), \
          CAST(COUNT(*) AS BIGINT) FROM settlement_lines WHERE business_date = $1 \
          GROUP BY party, currency ORDER BY party, currency";
-    pub const DAY_LINES: &str = "SELECT l.party, l.transaction_id, l.kind, l.currency, l.amount_minor, \
-         t.store_id, COALESCE(b.bill_reference, c.rrn, '') \
-         FROM settlement_lines l JOIN transactions t ON t.id = l.transaction_id \
-         LEFT JOIN bill_payments b ON b.transaction_id = l.transaction_id \
-         LEFT JOIN card_payments c ON c.transaction_id = l.transaction_id \
-         WHERE l.business_date = $1 AND l.party <> 'chain' AND l.party NOT LIKE 'store:%' \
-         ORDER BY l.party, l.transaction_id, l.id";
+    /// One index walk: the lines carry their store and reference (schema 6).
+    pub const DAY_LINES: &str = "SELECT party, transaction_id, kind, currency, amount_minor, \
+         store_id, reference FROM settlement_lines \
+         WHERE business_date = $1 AND party <> 'chain' AND party NOT LIKE 'store:%' \
+         ORDER BY party, transaction_id, id";
     pub const SELECT_FILES: &str = "SELECT name, size_bytes, sha256 FROM clearing_files \
          WHERE business_date = $1 ORDER BY name";
     pub const INSERT_FILE: &str = "INSERT INTO clearing_files (business_date, name, size_bytes, sha256) \

@@ -438,8 +438,49 @@ mod sql {
          WHERE id = $4 AND store_id = $5 AND status = $6";
     pub const SELECT_STATUS: &str =
         "SELECT status FROM transactions WHERE id = $1 AND store_id = $2";
-    pub const INSERT_LINE: &str = "INSERT INTO settlement_lines (transaction_id, business_date, party, kind, \
-         currency, amount_minor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    /// Inserts `count` settlement lines of one transaction in one statement.
+    /// Parameters: `$1` transaction id, `$2` business date, `$3` created at,
+    /// then per line (order, party, kind, currency, amount_minor). Each line
+    /// takes its store and partner reference (bill reference or card RRN)
+    /// from the transaction, so clearing never joins back to them.
+    pub fn insert_lines(count: usize) -> std::borrow::Cow<'static, str> {
+        /// Writes make at most a handful of lines; their statements are built once.
+        const PREBUILT: usize = 8;
+        static BUILT: std::sync::LazyLock<Vec<String>> =
+            std::sync::LazyLock::new(|| (0..=PREBUILT).map(build_insert_lines).collect());
+        match BUILT.get(count) {
+            Some(sql) => std::borrow::Cow::Borrowed(sql.as_str()),
+            None => std::borrow::Cow::Owned(build_insert_lines(count)),
+        }
+    }
+
+    fn build_insert_lines(count: usize) -> String {
+        let rows: Vec<String> = (0..count)
+            .map(|line| {
+                let first = 4 + line * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    first,
+                    first + 1,
+                    first + 2,
+                    first + 3,
+                    first + 4
+                )
+            })
+            .collect();
+        format!(
+            "WITH l (ord, party, kind, currency, amount_minor) AS (VALUES {}) \
+             INSERT INTO settlement_lines (transaction_id, business_date, party, kind, currency, \
+             amount_minor, created_at, store_id, reference) \
+             SELECT t.id, $2, l.party, l.kind, l.currency, l.amount_minor, $3, t.store_id, \
+             COALESCE(b.bill_reference, c.rrn, '') \
+             FROM l JOIN transactions t ON t.id = $1 \
+             LEFT JOIN bill_payments b ON b.transaction_id = t.id \
+             LEFT JOIN card_payments c ON c.transaction_id = t.id \
+             ORDER BY l.ord",
+            rows.join(", ")
+        )
+    }
     pub const INSERT_EVENT: &str = "INSERT INTO transaction_events (transaction_id, event_type, from_status, \
          to_status, actor, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
     pub const SELECT_TRANSACTION: &str = "SELECT t.id, t.kind, t.status, t.store_id, t.terminal_id, \

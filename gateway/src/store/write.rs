@@ -174,22 +174,34 @@ macro_rules! define_apply_write {
             } else {
                 open_business_date(&mut *conn, business_date).await?
             };
-            for line in lines {
-                let kind = if moved {
-                    $crate::store::clearing::adjustment_kind(&line.kind)
-                } else {
-                    line.kind.clone()
-                };
-                sqlx::query(sql::INSERT_LINE)
+            if !lines.is_empty() {
+                let statement = sql::insert_lines(lines.len());
+                let mut query = sqlx::query(&*statement)
                     .bind(transaction_id)
                     .bind(line_date)
-                    .bind(&line.party)
-                    .bind(kind)
-                    .bind(&line.currency)
-                    .bind(line.amount_minor)
-                    .bind(at)
-                    .execute(&mut *conn)
-                    .await?;
+                    .bind(at);
+                for (order, line) in (0_i64..).zip(lines) {
+                    let kind = if moved {
+                        $crate::store::clearing::adjustment_kind(&line.kind)
+                    } else {
+                        line.kind.clone()
+                    };
+                    query = query
+                        .bind(order)
+                        .bind(&line.party)
+                        .bind(kind)
+                        .bind(&line.currency)
+                        .bind(line.amount_minor);
+                }
+                let inserted = query.execute(&mut *conn).await?.rows_affected();
+                // The lines take their facts from the transaction's row; none
+                // inserted means the write's transaction row is missing.
+                if inserted != lines.len() as u64 {
+                    return Err($crate::store::StoreError::Invariant(format!(
+                        "{inserted} of {} settlement lines of {transaction_id} were written",
+                        lines.len()
+                    )));
+                }
             }
             sqlx::query(sql::INSERT_EVENT)
                 .bind(transaction_id)

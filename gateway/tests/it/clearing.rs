@@ -78,6 +78,7 @@ async fn context(store: Arc<dyn Store>) -> ClearingContext {
                 fee = { kind = "percent", rate_percent = "1.5", min_minor = 0, max_minor = 999999999999, rounding = "half-even" }"#,
             ),
         ],
+        settlement: Default::default(),
         calendars: calendars(),
     }
 }
@@ -386,8 +387,8 @@ async fn unbalanced_day_is_refused() {
     use sqlx::Connection as _;
     for backend in backends() {
         let (db, store) = seeded(backend, 10).await;
-        let insert = "INSERT INTO settlement_lines (transaction_id, business_date, party, kind, currency, amount_minor, created_at) \
-             VALUES ('01900000-0000-7000-8000-000000000001', $1, 'chain', 'fee', 'TWD', 5, $2)";
+        let insert = "INSERT INTO settlement_lines (transaction_id, business_date, party, kind, currency, amount_minor, created_at, \
+             store_id, reference) VALUES ('01900000-0000-7000-8000-000000000001', $1, 'chain', 'fee', 'TWD', 5, $2, 'S001', '')";
         match backend {
             Backend::Sqlite => {
                 let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
@@ -449,4 +450,81 @@ async fn scheduler_closes_ended_days_once_under_one_lock() {
             drop(held);
         }
     }
+}
+
+/// Settlement instructions are written with the clearing files, listed in
+/// the signed manifest and signed, so `verify` covers them too.
+#[tokio::test]
+async fn settlement_instructions_are_under_the_signed_manifest() {
+    let (db, store) = seeded(Backend::Sqlite, 50).await;
+    let mut context = context(store).await;
+    context.partners.push(partner(
+        r#"id = "biller:TWATER"
+        profile = "tw-fixed"
+        currency = "TWD""#,
+    ));
+    context.partners.push(partner(
+        r#"id = "bank:cobrand"
+        profile = "jp-fixed"
+        currency = "JPY""#,
+    ));
+    // Every partner with a position needs its bank account, posgate one per currency.
+    for (index, partner) in context.partners.iter_mut().enumerate() {
+        partner.bank_code = Some(format!("00{index}1234"));
+        partner.account_number = Some(format!("55500{index}"));
+    }
+    for currency in ["TWD", "JPY"] {
+        context.settlement.accounts.insert(
+            currency.to_owned(),
+            posgate_gateway::clearing::settle::OriginAccount {
+                bank_code: "0040037".to_owned(),
+                account_number: "123456789012".to_owned(),
+                name: "posgate chain".to_owned(),
+            },
+        );
+    }
+    let day = run(&context, date(DAY), db.dir.path()).await.unwrap();
+    let day_dir = db.dir.path().join(DAY);
+    let instruction = day
+        .files
+        .iter()
+        .find(|path| {
+            path.to_string_lossy().contains("JPY") && !path.to_string_lossy().ends_with(".sig")
+        })
+        .unwrap_or_else(|| panic!("a JPY instruction file among {:?}", day.files))
+        .clone();
+    let name = instruction
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let manifest = std::fs::read_to_string(day_dir.join("MANIFEST_20300115.txt")).unwrap();
+    assert!(
+        manifest.contains(&name),
+        "{name} not in the manifest:\n{manifest}"
+    );
+    assert!(day_dir.join(format!("{name}.sig")).exists());
+    let public_key = context
+        .hsm
+        .public_key(&KeyRef::latest("clearing-sign"))
+        .await
+        .unwrap();
+    let verifier = Verifier::PublicKey(public_key.as_bytes().to_vec());
+    let report = verify::verify_file(&instruction, &verifier).await;
+    assert!(report.is_ok(), "{:?}", report.problems);
+    // A changed instruction file is caught by the manifest.
+    let mut bytes = std::fs::read(&instruction).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] = if bytes[last] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&instruction, &bytes).unwrap();
+    let report = verify::verify_file(&instruction, &verifier).await;
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("has SHA-256")),
+        "{:?}",
+        report.problems
+    );
 }
