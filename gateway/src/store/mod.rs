@@ -440,7 +440,7 @@ mod sql {
         "SELECT status FROM transactions WHERE id = $1 AND store_id = $2";
     /// Inserts `count` settlement lines of one transaction in one statement.
     /// Parameters: `$1` transaction id, `$2` business date, `$3` created at,
-    /// then per line (order, party, kind, currency, amount_minor). Each line
+    /// then per line (order, party, kind, currency, `amount_minor`). Each line
     /// takes its store and partner reference (bill reference or card RRN)
     /// from the transaction, so clearing never joins back to them.
     pub fn insert_lines(count: usize) -> std::borrow::Cow<'static, str> {

@@ -78,7 +78,7 @@ async fn context(store: Arc<dyn Store>) -> ClearingContext {
                 fee = { kind = "percent", rate_percent = "1.5", min_minor = 0, max_minor = 999999999999, rounding = "half-even" }"#,
             ),
         ],
-        settlement: Default::default(),
+        settlement: posgate_gateway::clearing::settle::SettlementConfig::default(),
         calendars: calendars(),
     }
 }

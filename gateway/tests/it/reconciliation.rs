@@ -337,7 +337,7 @@ async fn bank_acknowledgement_from_its_own_ledger_reconciles() {
             hsm,
             signing_key: "clearing-sign".to_owned(),
             partners: vec![partner("bank:acquirer"), partner("bank:cobrand")],
-            settlement: Default::default(),
+            settlement: posgate_gateway::clearing::settle::SettlementConfig::default(),
             calendars: vec![posgate_gateway::business_day::BusinessCalendar {
                 time_zone: chrono_tz::Asia::Taipei,
                 cutoff: chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap(),
