@@ -231,7 +231,13 @@ impl Store for SqliteStore {
             let applied: Vec<i64> = sqlx::query_scalar(migrate::SELECT_APPLIED)
                 .fetch_all(&mut conn)
                 .await?;
-            for migration in migrate::pending(migrate::SQLITE, &applied)? {
+            let pending = migrate::pending(migrate::SQLITE, &applied)?;
+            if pending.is_empty() {
+                // Nothing changed: no need to re-check every reference of a
+                // possibly large database on each start.
+                return Ok(());
+            }
+            for migration in pending {
                 sqlx::Executor::execute(&mut conn, migration.sql).await?;
                 sqlx::query(migrate::RECORD)
                     .bind(migration.version)
