@@ -23,12 +23,14 @@ ALTER TABLE settlement_lines ALTER COLUMN store_id DROP DEFAULT;
 ALTER TABLE settlement_lines ALTER COLUMN reference DROP DEFAULT;
 
 -- The clearing run's cursor and the day's totals read this index alone
--- (a covering index: no table look-up per line), in the cursor's order.
+-- (a covering index: no table look-up per line), both in its order: the
+-- cursor by party, currency and transaction, the totals grouped by party and
+-- currency without a sort.
 -- (business_date, party) was a prefix of it: one index less per write.
 DROP INDEX settlement_lines_business_date;
 DROP INDEX settlement_lines_clearing;
-CREATE INDEX settlement_lines_clearing ON settlement_lines (business_date, party, transaction_id, id)
-    INCLUDE (kind, currency, amount_minor, store_id, reference);
+CREATE INDEX settlement_lines_clearing ON settlement_lines (business_date, party, currency, transaction_id, id)
+    INCLUDE (kind, amount_minor, store_id, reference);
 
 -- Index-only scans need the visibility map: vacuum this insert-only table
 -- after every 1% of new rows (the default 20% would leave a large table's

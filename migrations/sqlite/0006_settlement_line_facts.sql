@@ -20,9 +20,11 @@ CREATE TRIGGER settlement_lines_no_update BEFORE UPDATE ON settlement_lines
     BEGIN SELECT RAISE(ABORT, 'posgate: settlement_lines is append-only'); END;
 
 -- The clearing run's cursor and the day's totals read this index alone
--- (a covering index: no table look-up per line), in the cursor's order.
+-- (a covering index: no table look-up per line), both in its order: the
+-- cursor by party, currency and transaction, the totals grouped by party and
+-- currency without a sort.
 -- (business_date, party) was a prefix of it: one index less per write.
 DROP INDEX settlement_lines_business_date;
 DROP INDEX settlement_lines_clearing;
 CREATE INDEX settlement_lines_clearing ON settlement_lines
-    (business_date, party, transaction_id, id, kind, currency, amount_minor, store_id, reference);
+    (business_date, party, currency, transaction_id, id, kind, amount_minor, store_id, reference);

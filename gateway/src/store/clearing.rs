@@ -140,10 +140,12 @@ pub(crate) mod sql {
          CAST(COUNT(*) AS BIGINT) FROM settlement_lines WHERE business_date = $1 \
          GROUP BY party, currency ORDER BY party, currency";
     /// One index walk: the lines carry their store and reference (schema 6).
+    /// A partner settles in one currency, so its items are in transaction
+    /// order; currency comes first only for a partner with lines in several.
     pub const DAY_LINES: &str = "SELECT party, transaction_id, kind, currency, amount_minor, \
          store_id, reference FROM settlement_lines \
          WHERE business_date = $1 AND party <> 'chain' AND party NOT LIKE 'store:%' \
-         ORDER BY party, transaction_id, id";
+         ORDER BY party, currency, transaction_id, id";
     pub const SELECT_FILES: &str = "SELECT name, size_bytes, sha256 FROM clearing_files \
          WHERE business_date = $1 ORDER BY name";
     pub const INSERT_FILE: &str = "INSERT INTO clearing_files (business_date, name, size_bytes, sha256) \
