@@ -38,6 +38,11 @@ pub const SQLITE: &[Migration] = &[
         name: "card_sweep_index",
         sql: include_str!("../../../migrations/sqlite/0005_card_sweep_index.sql"),
     },
+    Migration {
+        version: 7,
+        name: "audit_chain",
+        sql: include_str!("../../../migrations/sqlite/0007_audit_chain.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -65,6 +70,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "card_sweep_index",
         sql: include_str!("../../../migrations/postgres/0005_card_sweep_index.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "audit_chain",
+        sql: include_str!("../../../migrations/postgres/0007_audit_chain.sql"),
     },
 ];
 

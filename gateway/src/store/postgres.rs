@@ -16,6 +16,8 @@ use super::clearing::{
     ClearingLock, SCHEDULE_LOCK_KEY, define_clearing_store, define_open_business_date,
 };
 use super::recon::{define_exceptions_read, define_recon};
+use super::audit::{AuditStore, Checkpoint, ChainEntry, EntryContent, SearchFilter, TransactionRow};
+use super::audit::{define_audit_reads, define_chain_append};
 use super::write::{define_apply_card_write, define_apply_write, define_reads};
 use super::{CardWrite, Store, StoreError, WriteOutcome, WriteRequest, migrate};
 
@@ -25,6 +27,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Arbitrary but fixed key of the advisory lock that serializes migrations
 /// across gateway instances starting together ("pmig" in ASCII).
 const MIGRATION_LOCK_KEY: i32 = 0x706d_6967;
+/// Key of the advisory lock of the audit sealer: one instance signs
+/// checkpoints at a time ("seal" in ASCII).
+const SEAL_LOCK_KEY: i32 = 0x7365_616c;
 /// The second half of every advisory lock key: the schema the connection
 /// works in. Advisory locks are per database, so without it two deployments
 /// (or two test schemas) in one database would contend for each other's locks.
@@ -91,7 +96,12 @@ async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<Clearing
 
 define_apply_write!(sqlx::PgConnection);
 define_apply_card_write!(sqlx::PgConnection);
+define_chain_append!(
+    sqlx::PgConnection,
+    Some(super::audit::sql::INSERT_ENTRY_AND_HEAD)
+);
 define_reads!(PostgresStore, pool);
+define_audit_reads!(PostgresStore, pool);
 define_recon!(sqlx::PgConnection);
 
 #[async_trait::async_trait]
@@ -146,6 +156,10 @@ impl Store for PostgresStore {
                 "applied postgres migration"
             );
         }
+        let chained = backfill_events(&mut tx).await?;
+        if chained > 0 {
+            tracing::info!(chained, "chained events written before the audit chain existed");
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -172,5 +186,80 @@ impl Store for PostgresStore {
             tx.rollback().await?;
         }
         Ok(outcome)
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditStore for PostgresStore {
+    async fn chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+        self.audit_chain_head().await
+    }
+
+    async fn chain_entries(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        self.audit_chain_entries(from, to, limit).await
+    }
+
+    async fn sequence_of_hash(&self, hash: &[u8]) -> Result<Option<i64>, StoreError> {
+        self.audit_sequence_of_hash(hash).await
+    }
+
+    async fn transaction_entries(&self, transaction_id: &str) -> Result<Vec<ChainEntry>, StoreError> {
+        self.audit_transaction_entries(transaction_id).await
+    }
+
+    async fn append_audit_read(&self, content: EntryContent) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let sequence = append_chain_entry(&mut tx, &content).await?;
+        tx.commit().await?;
+        Ok(sequence)
+    }
+
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
+        self.audit_insert_checkpoint(checkpoint).await
+    }
+
+    async fn checkpoints(&self, from: i64, to: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+        self.audit_checkpoints(from, to, limit).await
+    }
+
+    async fn latest_checkpoint(&self, sequence: i64) -> Result<Option<Checkpoint>, StoreError> {
+        self.audit_latest_checkpoint(sequence).await
+    }
+
+    async fn search_transactions(
+        &self,
+        filter: &SearchFilter,
+        as_of: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<TransactionRow>, StoreError> {
+        self.audit_search(filter, as_of, after, limit).await
+    }
+
+    async fn transaction_row(&self, id: &str, as_of: i64) -> Result<Option<TransactionRow>, StoreError> {
+        self.audit_transaction_row(id, as_of).await
+    }
+
+    /// A session advisory lock on a connection taken out of the pool, as for
+    /// the clearing schedule: dropping it closes the connection and frees the lock.
+    async fn seal_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let locked: bool = sqlx::query_scalar(schema_scoped_lock!("pg_try_advisory_lock"))
+            .bind(SEAL_LOCK_KEY)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(locked.then(|| Box::new(conn) as ClearingLock))
+    }
+
+    async fn backfill_chain(&self) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let chained = backfill_events(&mut tx).await?;
+        tx.commit().await?;
+        Ok(chained)
     }
 }

@@ -158,7 +158,9 @@ macro_rules! define_apply_write {
 
         /// Appends a change's settlement lines (re-dated to the next open
         /// business date, as adjustments, when `business_date` is closed)
-        /// and its event.
+        /// and its event, then the event's audit-chain entry. Every event
+        /// goes through here, so none escapes the chain; the chain append is
+        /// last, so the chain head's lock is held only until the COMMIT.
         async fn append_lines_and_event(
             conn: &mut $connection,
             transaction_id: &str,
@@ -205,6 +207,19 @@ macro_rules! define_apply_write {
                 .bind(at)
                 .execute(&mut *conn)
                 .await?;
+            let entry = $crate::store::audit::EntryContent {
+                entry_type: $crate::store::audit::EntryType::Event,
+                transaction_id: Some(transaction_id.to_owned()),
+                event_type: event.event_type.clone(),
+                from_status: event
+                    .from_status
+                    .map(|status| status.as_str().to_owned()),
+                to_status: Some(event.to_status.as_str().to_owned()),
+                actor: event.actor.clone(),
+                detail: event.detail.clone(),
+                occurred_at: $crate::store::audit::canonical_time(at),
+            };
+            append_chain_entry(conn, &entry).await?;
             Ok(())
         }
     };
