@@ -44,6 +44,8 @@ pub struct Config {
     /// Settlement instruction settings (`[settlement]`): posgate's ACH
     /// originator identity and its accounts for the instruction files.
     pub settlement: crate::clearing::settle::SettlementConfig,
+    /// Audit chain sealing and AuditService settings (`[audit]`).
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// Where clearing files go and how they are signed.
@@ -91,6 +93,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// CA of client certificates (mTLS identities); optional.
+    pub client_ca: Option<PathBuf>,
     /// Seconds to let in-flight requests finish after SIGTERM before exiting anyway.
     pub shutdown_grace: Duration,
 }
@@ -190,6 +194,8 @@ struct RawConfig {
     clearing: RawClearing,
     #[serde(default)]
     settlement: crate::clearing::settle::SettlementConfig,
+    #[serde(default)]
+    audit: crate::audit::RawAudit,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +204,8 @@ struct RawServer {
     listen: String,
     tls_cert: PathBuf,
     tls_key: PathBuf,
+    #[serde(default)]
+    client_ca: Option<PathBuf>,
     #[serde(default = "default_shutdown_grace_seconds")]
     shutdown_grace_seconds: u64,
 }
@@ -330,6 +338,7 @@ impl Config {
             })?,
             tls_cert: raw.server.tls_cert,
             tls_key: raw.server.tls_key,
+            client_ca: raw.server.client_ca,
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_seconds),
         };
         if raw.idempotency.retention_days == 0 {
@@ -374,6 +383,10 @@ impl Config {
                 scheduled: raw.clearing.scheduled,
             },
             settlement: raw.settlement,
+            audit: raw
+                .audit
+                .check()
+                .map_err(|(key, reason)| invalid(key, reason))?,
         })
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, checked once at load.
+//! - [`access`]: who is calling, from the mTLS client certificate (contract shim).
+//! - [`audit`]: the audit chain's checkpoints, verification, search and export views.
 //! - [`money`]: currencies, amount bounds, fee contracts with explicit rounding.
 //! - [`business_day`]: store time zones and cutoffs to business dates.
 //! - [`clock`]: the current time, replaceable in tests.
@@ -17,6 +19,9 @@
 //! - [`demo`]: `posgate demo`, a scripted store day against a real server.
 //! - [`load`]: `posgate load`, the load generator.
 
+pub mod access;
+pub mod audit;
+pub mod audit_cmd;
 pub mod bill;
 pub mod business_day;
 pub mod clearing;

@@ -15,6 +15,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::grpc::Gateway;
+use crate::grpc::audit::AuditApi;
 use crate::grpc::bill_payment::BillPaymentApi;
 use crate::grpc::payment::PaymentApi;
 use crate::payments::{Payments, saf};
@@ -54,10 +55,21 @@ pub async fn start(
     let mut gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
     if let Some(hsm) = &config.card.hsm {
         let hsm = hsm.open().context("opening the HSM")?;
+        let store = Arc::clone(&gateway.store);
+        gateway = gateway.with_audit(crate::audit::Audit {
+            store,
+            hsm: Arc::clone(&hsm),
+            config: config.audit.clone(),
+            pan_fingerprint_key: config.card.pan_fingerprint_key.clone(),
+        });
         gateway = gateway.with_payments(Arc::new(Payments::start(config.card.clone(), hsm)));
     }
     let gateway = Arc::new(gateway);
-    let tls = crate::tls::server_tls(&config.server.tls_cert, &config.server.tls_key)?;
+    let tls = crate::tls::server_tls(
+        &config.server.tls_cert,
+        &config.server.tls_key,
+        config.server.client_ca.as_deref(),
+    )?;
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -82,7 +94,8 @@ pub async fn start(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(BillPaymentApi::new(Arc::clone(&gateway)).into_server())
-        .add_service(PaymentApi::new(Arc::clone(&gateway)).into_server());
+        .add_service(PaymentApi::new(Arc::clone(&gateway)).into_server())
+        .add_service(AuditApi::new(Arc::clone(&gateway)).into_server());
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -118,7 +131,7 @@ pub async fn start(
 }
 
 /// The server's background work: key purging, card health, the
-/// store-and-forward worker and the scheduled clearing run.
+/// store-and-forward worker, the audit sealer and the scheduled clearing run.
 struct Background {
     upkeep: JoinHandle<()>,
     card_health: JoinHandle<()>,
@@ -139,6 +152,15 @@ impl Background {
             stoppable.push(tokio::spawn(saf::run(
                 Arc::clone(gateway),
                 Arc::clone(payments),
+                stopped.clone(),
+            )));
+        }
+        if let Some(audit) = &gateway.audit
+            && audit.config.seal
+        {
+            stoppable.push(tokio::spawn(crate::audit::seal::run(
+                audit.clone(),
+                Arc::clone(&gateway.clock),
                 stopped.clone(),
             )));
         }

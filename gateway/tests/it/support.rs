@@ -12,7 +12,8 @@ use posgate_gateway::clock::ManualClock;
 use posgate_gateway::config::Config;
 use posgate_gateway::server::{self, RunningServer};
 use posgate_gateway::store::{self, Store};
-use posgate_gateway::tls::{DevPki, client_tls};
+use posgate_gateway::access::Identity;
+use posgate_gateway::tls::{DevPki, client_tls, client_tls_with_identity};
 use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
 
@@ -88,6 +89,7 @@ pub fn config_text(db_url: &str, pki: &DevPki, limits: &str) -> String {
 listen = "127.0.0.1:0"
 tls_cert = "{cert}"
 tls_key = "{key}"
+client_ca = "{ca}"
 shutdown_grace_seconds = 5
 
 [database]
@@ -144,6 +146,7 @@ fee = {{ kind = "percent", rate_percent = "0.5", min_minor = 30, max_minor = 150
 "#,
         cert = pki.server_cert.display(),
         key = pki.server_key.display(),
+        ca = pki.ca_cert.display(),
     )
 }
 
@@ -159,6 +162,8 @@ pub struct TestGateway {
     pub clock: Arc<ManualClock>,
     pub client: BillPaymentServiceClient<Channel>,
     pub channel: Channel,
+    /// The dev PKI of the server, to issue client certificates.
+    pub pki: DevPki,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -203,8 +208,30 @@ impl TestGateway {
             clock,
             client,
             channel,
+            pki,
             shutdown: Some(shutdown),
         }
+    }
+
+    /// CONTRACT SHIM (issue 8): a channel presenting a client certificate
+    /// for `identity`, issued by the server's dev CA.
+    pub async fn channel_as(&self, identity: &Identity) -> Channel {
+        let dir = self._db.dir.path();
+        let name = format!("client-{}", uuid::Uuid::now_v7().simple());
+        let cert = self
+            .pki
+            .issue_client(dir, &name, &identity.spiffe_id())
+            .expect("issue client cert");
+        Channel::from_shared(format!("https://{}", self.server.addr))
+            .expect("uri")
+            .tls_config(
+                client_tls_with_identity(&self.pki.ca_cert, "localhost", &cert.cert, &cert.key)
+                    .expect("client tls"),
+            )
+            .expect("tls config")
+            .connect()
+            .await
+            .expect("connect")
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
