@@ -149,6 +149,16 @@ pub fn actor(stored: &str, to_status_of: &str) -> pb::Actor {
             cashier_operator_id: String::new(),
         };
     }
+    if let Some((store, terminal)) = stored
+        .strip_prefix("terminal:")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        return pb::Actor {
+            kind: pb::ActorKind::Terminal.into(),
+            id: format!("spiffe://posgate/store/{store}/terminal/{terminal}"),
+            cashier_operator_id: String::new(),
+        };
+    }
     let (kind, id) = match stored {
         "bank" => (pb::ActorKind::Partner, to_status_of.to_owned()),
         "saf" | "expiry" | "clearing" | "reconciliation" => {

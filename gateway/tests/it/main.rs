@@ -10,6 +10,7 @@
     clippy::unnecessary_wraps
 )]
 
+mod audit;
 mod bad_input;
 mod bills;
 mod cards;

@@ -238,6 +238,11 @@ impl TestGateway {
         &self.server.gateway.store
     }
 
+    /// The database URL, for tests that reach past the gateway (tampering).
+    pub fn db_url(&self) -> &str {
+        &self._db.url
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
