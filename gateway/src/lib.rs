@@ -21,7 +21,6 @@
 
 pub mod access;
 pub mod audit;
-pub mod audit_cmd;
 pub mod bill;
 pub mod business_day;
 pub mod clearing;
