@@ -105,7 +105,8 @@ pub fn identity_of<T>(request: &tonic::Request<T>) -> Result<Identity, Status> {
         .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
     let uris = spiffe_uris(certs[0].as_ref());
     match uris.as_slice() {
-        [uri] => Identity::parse_spiffe(uri).map_err(|error| Status::permission_denied(error.to_string())),
+        [uri] => Identity::parse_spiffe(uri)
+            .map_err(|error| Status::permission_denied(error.to_string())),
         _ => Err(Status::permission_denied(
             "the client certificate must carry exactly one posgate SPIFFE id",
         )),

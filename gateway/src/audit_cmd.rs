@@ -198,7 +198,11 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
             connection,
             transaction_id,
         } => history(&connection, transaction_id).await,
-        AuditCommand::Verify { connection, from, to } => verify(&connection, from, to).await,
+        AuditCommand::Verify {
+            connection,
+            from,
+            to,
+        } => verify(&connection, from, to).await,
         AuditCommand::Export {
             connection,
             filter,
@@ -314,7 +318,11 @@ fn filter(args: &FilterArgs) -> anyhow::Result<pb::TransactionFilter> {
         terminal_ids: args.terminals.clone(),
         partner_ids: args.partners.clone(),
         types: args.types.iter().map(|t| proto_type(*t).into()).collect(),
-        statuses: args.statuses.iter().map(|s| proto_status(*s).into()).collect(),
+        statuses: args
+            .statuses
+            .iter()
+            .map(|s| proto_status(*s).into())
+            .collect(),
         amount_min: money(args.amount_min)?,
         amount_max: money(args.amount_max)?,
         client_request_id: args.client_request_id.clone().unwrap_or_default(),
@@ -342,7 +350,9 @@ fn explain(status: &tonic::Status) -> anyhow::Error {
 }
 
 fn money_text(money: Option<&pb::Money>) -> String {
-    money.map_or_else(String::new, |m| format!("{} {}", m.amount_minor, m.currency))
+    money.map_or_else(String::new, |m| {
+        format!("{} {}", m.amount_minor, m.currency)
+    })
 }
 
 fn print_rows(rows: &[pb::TransactionSummary], json: bool) {
@@ -401,7 +411,11 @@ async fn search(
                 eprintln!(
                     "as of chain sequence {}{}",
                     page.as_of_sequence,
-                    if token.is_empty() { "" } else { "; more pages (use --all)" }
+                    if token.is_empty() {
+                        ""
+                    } else {
+                        "; more pages (use --all)"
+                    }
                 );
             }
             return Ok(());
@@ -533,7 +547,8 @@ async fn export_file(
         .into_inner();
     let partial = out.with_extension("partial");
     let mut file = std::io::BufWriter::new(
-        std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?,
+        std::fs::File::create(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?,
     );
     let mut digest = sha2::Sha256::new();
     let mut bytes = 0_i64;
@@ -541,7 +556,10 @@ async fn export_file(
     while let Some(message) = stream.message().await.map_err(|status| explain(&status))? {
         match message.part {
             Some(Part::Header(header)) => {
-                eprintln!("exporting as of checkpoint {} ({})", header.as_of_sequence, header.file_name);
+                eprintln!(
+                    "exporting as of checkpoint {} ({})",
+                    header.as_of_sequence, header.file_name
+                );
             }
             Some(Part::Chunk(chunk)) => {
                 digest.update(&chunk);
@@ -554,7 +572,8 @@ async fn export_file(
     }
     file.flush()?;
     drop(file);
-    let trailer = trailer.context("the export ended without a trailer: it is incomplete; run it again")?;
+    let trailer =
+        trailer.context("the export ended without a trailer: it is incomplete; run it again")?;
     let sha256 = hex::encode(digest.finalize());
     anyhow::ensure!(
         sha256 == trailer.content_sha256_hex && bytes == trailer.byte_count,

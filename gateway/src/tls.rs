@@ -76,7 +76,12 @@ impl DevPki {
     /// CONTRACT SHIM (issue 8): issues a client certificate for
     /// `spiffe_id` (its only URI SAN), signed by the dev CA, into
     /// `dir/{name}.pem` and `dir/{name}.key`.
-    pub fn issue_client(&self, dir: &Path, name: &str, spiffe_id: &str) -> anyhow::Result<ClientCert> {
+    pub fn issue_client(
+        &self,
+        dir: &Path,
+        name: &str,
+        spiffe_id: &str,
+    ) -> anyhow::Result<ClientCert> {
         let ca_pem = std::fs::read_to_string(&self.ca_cert).context("reading the dev CA")?;
         let ca_key = KeyPair::from_pem(
             &std::fs::read_to_string(&self.ca_key).context("reading the dev CA key")?,
@@ -84,12 +89,17 @@ impl DevPki {
         .context("parsing the dev CA key")?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("loading the dev CA")?;
         let key = KeyPair::generate().context("generating client key")?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).context("client parameters")?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).context("client parameters")?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.subject_alt_names.push(SanType::URI(
-            spiffe_id.try_into().context("SPIFFE id is not an IA5 string")?,
+            spiffe_id
+                .try_into()
+                .context("SPIFFE id is not an IA5 string")?,
         ));
-        let cert = params.signed_by(&key, &issuer).context("signing client cert")?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .context("signing client cert")?;
         let files = ClientCert {
             cert: dir.join(format!("{name}.pem")),
             key: dir.join(format!("{name}.key")),
@@ -131,7 +141,8 @@ pub fn client_tls_with_identity(
 ) -> anyhow::Result<ClientTlsConfig> {
     let cert = std::fs::read(cert)
         .with_context(|| format!("reading client certificate {}", cert.display()))?;
-    let key = std::fs::read(key).with_context(|| format!("reading client key {}", key.display()))?;
+    let key =
+        std::fs::read(key).with_context(|| format!("reading client key {}", key.display()))?;
     Ok(client_tls(ca, domain)?.identity(Identity::from_pem(cert, key)))
 }
 

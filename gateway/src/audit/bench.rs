@@ -95,10 +95,18 @@ macro_rules! chain_all {
                     occurred_at: canonical_time(at),
                 };
                 let hash = entry_hash(&prev, sequence, &content).to_vec();
-                entries.push((sequence, content, std::mem::replace(&mut prev, hash.clone()), hash));
+                entries.push((
+                    sequence,
+                    content,
+                    std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                ));
                 if sequence % $every == 0 {
                     let tag = $hsm
-                        .sign(&KeyRef::latest($label), &checkpoint_statement(sequence, &prev))
+                        .sign(
+                            &KeyRef::latest($label),
+                            &checkpoint_statement(sequence, &prev),
+                        )
                         .await?;
                     sqlx::query(crate::store::audit::sql::INSERT_CHECKPOINT)
                         .bind(sequence)
@@ -154,26 +162,34 @@ async fn seed_chain(
     Ok(match dialect {
         Dialect::Sqlite => {
             let mut conn = sqlx::SqliteConnection::connect(url).await?;
-            sqlx::query("PRAGMA synchronous = OFF").execute(&mut conn).await?;
+            sqlx::query("PRAGMA synchronous = OFF")
+                .execute(&mut conn)
+                .await?;
             let mut tx = conn.begin().await?;
             for statement in SEED_EVENTS {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
             let counts = chain_all!(&mut *tx, hsm, label, every, signed_at);
             tx.commit().await?;
-            sqlx::query("ANALYZE").execute(&mut conn).await?;
+            sqlx::query("ANALYZE audit_chain")
+                .execute(&mut conn)
+                .await?;
             counts
         }
         Dialect::Postgres => {
             let mut conn = sqlx::PgConnection::connect(url).await?;
             let mut tx = conn.begin().await?;
-            sqlx::query("SET LOCAL synchronous_commit = OFF").execute(&mut *tx).await?;
+            sqlx::query("SET LOCAL synchronous_commit = OFF")
+                .execute(&mut *tx)
+                .await?;
             for statement in SEED_EVENTS {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
             let counts = chain_all!(&mut *tx, hsm, label, every, signed_at);
             tx.commit().await?;
-            sqlx::query("ANALYZE").execute(&mut conn).await?;
+            sqlx::query("ANALYZE audit_chain, transaction_events")
+                .execute(&mut conn)
+                .await?;
             counts
         }
     })
@@ -219,7 +235,11 @@ fn search_mix(index: u64, rows: u64, head: i64) -> (SearchFilter, i64) {
         _ => SearchFilter::default(),
     };
     // Every other search starts deep in the chain, as a later page does.
-    let after = if index % 2 == 1 { (deep * head) / i64::try_from(rows.max(1)).unwrap_or(1) } else { 0 };
+    let after = if index % 2 == 1 {
+        (deep * head) / i64::try_from(rows.max(1)).unwrap_or(1)
+    } else {
+        0
+    };
     (filter, after)
 }
 
@@ -280,7 +300,8 @@ pub async fn run(
         search_us_p99: histogram.value_at_quantile(0.99),
         search_us_max: histogram.max(),
         verify: verified,
-        verify_entries_per_second: f64::from(u32::try_from(report.checked_count).unwrap_or(u32::MAX))
-            / verified.as_secs_f64().max(1e-9),
+        verify_entries_per_second: f64::from(
+            u32::try_from(report.checked_count).unwrap_or(u32::MAX),
+        ) / verified.as_secs_f64().max(1e-9),
     })
 }

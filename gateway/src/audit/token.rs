@@ -39,7 +39,10 @@ pub enum TokenError {
 
 /// The digest binding a token to its filter. The PAN is replaced by its
 /// fingerprints, so the digest holds no card number.
-pub fn filter_digest(filter: Option<&pb::TransactionFilter>, pan_fingerprints: &[String]) -> [u8; 32] {
+pub fn filter_digest(
+    filter: Option<&pb::TransactionFilter>,
+    pan_fingerprints: &[String],
+) -> [u8; 32] {
     let mut filter = filter.cloned().unwrap_or_default();
     filter.pan = String::new();
     let mut hasher = Sha256::new();

@@ -32,9 +32,7 @@ use posgate_hsm::{KeyRef, PublicKey};
 
 use super::Audit;
 use crate::store::StoreError;
-use crate::store::audit::{
-    ChainEntry, Checkpoint, GENESIS_HASH, checkpoint_statement, entry_hash,
-};
+use crate::store::audit::{ChainEntry, Checkpoint, GENESIS_HASH, checkpoint_statement, entry_hash};
 
 /// Entries read per round trip: bounds memory (about 5 MB per batch) while
 /// keeping round trips few.

@@ -178,7 +178,10 @@ pub fn actor(stored: &str, to_status_of: &str) -> pb::Actor {
 /// names the partner when the bank answered.
 pub fn event(entry: &ChainEntry, partner_id: &str) -> pb::TransactionEvent {
     let content = &entry.content;
-    let to = content.to_status.as_deref().map_or(pb::TransactionStatus::Unspecified, status);
+    let to = content
+        .to_status
+        .as_deref()
+        .map_or(pb::TransactionStatus::Unspecified, status);
     let from = content
         .from_status
         .as_deref()

@@ -206,10 +206,7 @@ fn check_money(
     let money = money?;
     let mut ok = true;
     if !(0..MAX_AMOUNT_MINOR_EXCLUSIVE).contains(&money.amount_minor) {
-        violations.add(
-            format!("{field}.amount_minor"),
-            "must be 0 to 999999999999",
-        );
+        violations.add(format!("{field}.amount_minor"), "must be 0 to 999999999999");
         ok = false;
     }
     if Currency::from_code(&money.currency).is_none() {
@@ -228,7 +225,10 @@ const _: () = assert!(MAX_AMOUNT_MINOR < MAX_AMOUNT_MINOR_EXCLUSIVE as u64 + 1);
 
 /// Checks a TransactionFilter, adding violations on "filter.*".
 #[allow(clippy::too_many_lines)]
-fn check_filter(violations: &mut Violations, filter: Option<&pb::TransactionFilter>) -> CheckedFilter {
+fn check_filter(
+    violations: &mut Violations,
+    filter: Option<&pb::TransactionFilter>,
+) -> CheckedFilter {
     let mut out = SearchFilter::default();
     let Some(filter) = filter else {
         return CheckedFilter {
@@ -280,8 +280,20 @@ fn check_filter(violations: &mut Violations, filter: Option<&pb::TransactionFilt
         );
     }
     let id_rule = "must be 1-32 characters of A-Z a-z 0-9 _ -";
-    check_ids(violations, "filter.store_ids", &filter.store_ids, is_valid_id, id_rule);
-    check_ids(violations, "filter.terminal_ids", &filter.terminal_ids, is_valid_id, id_rule);
+    check_ids(
+        violations,
+        "filter.store_ids",
+        &filter.store_ids,
+        is_valid_id,
+        id_rule,
+    );
+    check_ids(
+        violations,
+        "filter.terminal_ids",
+        &filter.terminal_ids,
+        is_valid_id,
+        id_rule,
+    );
     check_ids(
         violations,
         "filter.partner_ids",
@@ -296,7 +308,9 @@ fn check_filter(violations: &mut Violations, filter: Option<&pb::TransactionFilt
     check_statuses(violations, filter, &mut out);
     out.amount_min = check_money(violations, "filter.amount_min", filter.amount_min.as_ref());
     out.amount_max = check_money(violations, "filter.amount_max", filter.amount_max.as_ref());
-    if let (Some((min, min_currency)), Some((max, max_currency))) = (&out.amount_min, &out.amount_max) {
+    if let (Some((min, min_currency)), Some((max, max_currency))) =
+        (&out.amount_min, &out.amount_max)
+    {
         if min_currency != max_currency {
             violations.add(
                 "filter.amount_max.currency",
@@ -335,7 +349,11 @@ fn check_filter(violations: &mut Violations, filter: Option<&pb::TransactionFilt
     CheckedFilter { filter: out, pan }
 }
 
-fn check_types(violations: &mut Violations, filter: &pb::TransactionFilter, out: &mut SearchFilter) {
+fn check_types(
+    violations: &mut Violations,
+    filter: &pb::TransactionFilter,
+    out: &mut SearchFilter,
+) {
     if filter.types.len() > 8 {
         violations.add("filter.types", "has more than 8 entries");
         return;
@@ -361,7 +379,11 @@ fn check_types(violations: &mut Violations, filter: &pb::TransactionFilter, out:
     }
 }
 
-fn check_statuses(violations: &mut Violations, filter: &pb::TransactionFilter, out: &mut SearchFilter) {
+fn check_statuses(
+    violations: &mut Violations,
+    filter: &pb::TransactionFilter,
+    out: &mut SearchFilter,
+) {
     if filter.statuses.len() > 12 {
         violations.add("filter.statuses", "has more than 12 entries");
         return;
@@ -413,10 +435,7 @@ async fn fingerprints(audit: &Audit, pan: Pan) -> Result<Vec<String>, Status> {
 
 /// The filter as the audit-read entry records it: set fields only, the PAN
 /// as its masked form and fingerprints.
-fn filter_record(
-    filter: Option<&pb::TransactionFilter>,
-    pan: Option<(&str, &[String])>,
-) -> Value {
+fn filter_record(filter: Option<&pb::TransactionFilter>, pan: Option<(&str, &[String])>) -> Value {
     let Some(filter) = filter else {
         return json!({});
     };
@@ -453,7 +472,11 @@ fn filter_record(
         let names: Vec<&str> = filter
             .types
             .iter()
-            .map(|value| pb::TransactionType::try_from(*value).unwrap_or_default().as_str_name())
+            .map(|value| {
+                pb::TransactionType::try_from(*value)
+                    .unwrap_or_default()
+                    .as_str_name()
+            })
             .collect();
         put("types", json!(names));
     }
@@ -461,11 +484,18 @@ fn filter_record(
         let names: Vec<&str> = filter
             .statuses
             .iter()
-            .map(|value| pb::TransactionStatus::try_from(*value).unwrap_or_default().as_str_name())
+            .map(|value| {
+                pb::TransactionStatus::try_from(*value)
+                    .unwrap_or_default()
+                    .as_str_name()
+            })
             .collect();
         put("statuses", json!(names));
     }
-    for (key, money) in [("amount_min", &filter.amount_min), ("amount_max", &filter.amount_max)] {
+    for (key, money) in [
+        ("amount_min", &filter.amount_min),
+        ("amount_max", &filter.amount_max),
+    ] {
         if let Some(money) = money {
             put(
                 key,
@@ -474,7 +504,10 @@ fn filter_record(
         }
     }
     if let Some((masked, fingerprints)) = pan {
-        put("pan", json!({"masked": masked, "fingerprints": fingerprints}));
+        put(
+            "pan",
+            json!({"masked": masked, "fingerprints": fingerprints}),
+        );
     }
     Value::Object(record)
 }
@@ -582,7 +615,10 @@ struct ExportSlot {
 
 impl Drop for ExportSlot {
     fn drop(&mut self) {
-        let mut exports = self.exports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut exports = self
+            .exports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(count) = exports.get_mut(&self.auditor_id) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -710,9 +746,8 @@ impl AuditService for AuditApi {
         let row_count = i64::from(row.is_some());
         self.record_read(&caller, "GetTransactionHistory", record, row_count)
             .await?;
-        let row = row.ok_or_else(|| {
-            Status::not_found(format!("no transaction {}", body.transaction_id))
-        })?;
+        let row = row
+            .ok_or_else(|| Status::not_found(format!("no transaction {}", body.transaction_id)))?;
         Ok(Response::new(pb::GetTransactionHistoryResponse {
             transaction: Some(view::summary(&row)),
             events: entries
@@ -753,10 +788,7 @@ impl AuditService for AuditApi {
         let from = body.from_sequence.max(1);
         let mut violations = Violations::default();
         if to > head {
-            violations.add(
-                "to_sequence",
-                format!("is beyond the chain head ({head})"),
-            );
+            violations.add("to_sequence", format!("is beyond the chain head ({head})"));
         } else if from > to {
             violations.add("from_sequence", format!("is after to_sequence ({to})"));
         } else if to - from + 1 > audit.config.max_verify_range {
@@ -771,10 +803,12 @@ impl AuditService for AuditApi {
         violations
             .finish()
             .map_err(|violations| invalid_argument(&violations))?;
-        let report = verify::verify(audit, from, to).await.map_err(|error| match error {
-            verify::VerifyError::Store(error) => from_store_error(&error),
-            verify::VerifyError::Hsm(error) => from_hsm_error(&error),
-        })?;
+        let report = verify::verify(audit, from, to)
+            .await
+            .map_err(|error| match error {
+                verify::VerifyError::Store(error) => from_store_error(&error),
+                verify::VerifyError::Hsm(error) => from_hsm_error(&error),
+            })?;
         let record = json!({
             "from_sequence": body.from_sequence,
             "to_sequence": body.to_sequence,
@@ -786,7 +820,11 @@ impl AuditService for AuditApi {
         self.record_read(&caller, "VerifyChain", record, report.checked_count)
             .await?;
         let (first_bad, problem_kind, detail) = match &report.failure {
-            Some(failure) => (failure.sequence, problem(failure.problem), failure.detail.clone()),
+            Some(failure) => (
+                failure.sequence,
+                problem(failure.problem),
+                failure.detail.clone(),
+            ),
             None => (0, pb::ChainProblem::Unspecified, String::new()),
         };
         Ok(Response::new(pb::VerifyChainResponse {
@@ -797,7 +835,11 @@ impl AuditService for AuditApi {
             checked_from_sequence: report.checked_from,
             checked_to_sequence: report.checked_to,
             checked_count: report.checked_count,
-            head_hash_hex: report.head_hash.as_deref().map(hex::encode).unwrap_or_default(),
+            head_hash_hex: report
+                .head_hash
+                .as_deref()
+                .map(hex::encode)
+                .unwrap_or_default(),
             checkpoint: report.checkpoint.as_ref().map(signed_checkpoint),
             chain_head_sequence: head,
         }))
@@ -815,7 +857,10 @@ impl AuditService for AuditApi {
             checked = Some(check_filter(violations, body.filter.as_ref()));
             match pb::ExportFormat::try_from(body.format) {
                 Ok(pb::ExportFormat::Csv | pb::ExportFormat::JsonLines) => {}
-                _ => violations.add("format", "must be EXPORT_FORMAT_CSV or EXPORT_FORMAT_JSON_LINES"),
+                _ => violations.add(
+                    "format",
+                    "must be EXPORT_FORMAT_CSV or EXPORT_FORMAT_JSON_LINES",
+                ),
             }
             if body.checkpoint_sequence < 0 {
                 violations.add("checkpoint_sequence", "must not be negative");
@@ -874,7 +919,9 @@ impl AuditService for AuditApi {
                         Ok(_) => {
                             trailer.checkpoint = Some(signed_checkpoint(&checkpoint));
                             Ok(pb::ExportTransactionsResponse {
-                                part: Some(pb::export_transactions_response::Part::Trailer(trailer)),
+                                part: Some(pb::export_transactions_response::Part::Trailer(
+                                    trailer,
+                                )),
                             })
                         }
                         Err(status) => Err(status),
@@ -894,7 +941,10 @@ type ExportSender = tokio::sync::mpsc::Sender<Result<pb::ExportTransactionsRespo
 
 impl AuditApi {
     fn export_slot(&self, auditor_id: &str, max: usize) -> Result<ExportSlot, Status> {
-        let mut exports = self.exports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut exports = self
+            .exports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let running = exports.entry(auditor_id.to_owned()).or_insert(0);
         if *running >= max {
             return Err(Status::resource_exhausted(format!(

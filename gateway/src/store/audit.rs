@@ -551,9 +551,7 @@ macro_rules! define_chain_append {
 
         /// Chains every event not chained yet, in id order, while the chain
         /// is empty (see [`AuditStore::backfill_chain`]).
-        async fn backfill_events(
-            conn: &mut $connection,
-        ) -> Result<i64, $crate::store::StoreError> {
+        async fn backfill_events(conn: &mut $connection) -> Result<i64, $crate::store::StoreError> {
             use $crate::store::audit::{EntryContent, EntryType, canonical_time, sql};
             /// Events read per round: bounds memory on a large database.
             const BATCH: i64 = 10_000;
@@ -659,19 +657,17 @@ macro_rules! define_audit_reads {
                 &self,
                 checkpoint: &$crate::store::audit::Checkpoint,
             ) -> Result<bool, $crate::store::StoreError> {
-                Ok(
-                    sqlx::query($crate::store::audit::sql::INSERT_CHECKPOINT)
-                        .bind(checkpoint.sequence)
-                        .bind(&checkpoint.head_hash)
-                        .bind(&checkpoint.signature)
-                        .bind(&checkpoint.key_label)
-                        .bind(checkpoint.key_version)
-                        .bind(checkpoint.signed_at)
-                        .execute(&self.$pool)
-                        .await?
-                        .rows_affected()
-                        == 1,
-                )
+                Ok(sqlx::query($crate::store::audit::sql::INSERT_CHECKPOINT)
+                    .bind(checkpoint.sequence)
+                    .bind(&checkpoint.head_hash)
+                    .bind(&checkpoint.signature)
+                    .bind(&checkpoint.key_label)
+                    .bind(checkpoint.key_version)
+                    .bind(checkpoint.signed_at)
+                    .execute(&self.$pool)
+                    .await?
+                    .rows_affected()
+                    == 1)
             }
 
             async fn audit_checkpoints(
@@ -694,8 +690,7 @@ macro_rules! define_audit_reads {
             async fn audit_latest_checkpoint(
                 &self,
                 sequence: i64,
-            ) -> Result<Option<$crate::store::audit::Checkpoint>, $crate::store::StoreError>
-            {
+            ) -> Result<Option<$crate::store::audit::Checkpoint>, $crate::store::StoreError> {
                 let row = sqlx::query($crate::store::audit::sql::SELECT_LATEST_CHECKPOINT)
                     .bind(sequence)
                     .fetch_optional(&self.$pool)
@@ -711,8 +706,7 @@ macro_rules! define_audit_reads {
                 as_of: i64,
                 after: i64,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::audit::TransactionRow>, $crate::store::StoreError>
-            {
+            ) -> Result<Vec<$crate::store::audit::TransactionRow>, $crate::store::StoreError> {
                 use $crate::store::audit::Bind;
                 if filter.match_nothing {
                     return Ok(Vec::new());
@@ -783,7 +777,10 @@ mod tests {
         c.actor = "a".to_owned();
         c.detail = "b".to_owned();
         assert_ne!(canonical_bytes(1, &b), canonical_bytes(1, &c));
-        assert_ne!(entry_hash(&GENESIS_HASH, 1, &a), entry_hash(&GENESIS_HASH, 2, &a));
+        assert_ne!(
+            entry_hash(&GENESIS_HASH, 1, &a),
+            entry_hash(&GENESIS_HASH, 2, &a)
+        );
     }
 
     /// The first bytes of an entry are the tag, then the sequence's length and digits.

@@ -12,12 +12,14 @@ use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
+use super::audit::{
+    AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
+};
+use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{
     ClearingLock, SCHEDULE_LOCK_KEY, define_clearing_store, define_open_business_date,
 };
 use super::recon::{define_exceptions_read, define_recon};
-use super::audit::{AuditStore, Checkpoint, ChainEntry, EntryContent, SearchFilter, TransactionRow};
-use super::audit::{define_audit_reads, define_chain_append};
 use super::write::{define_apply_card_write, define_apply_write, define_reads};
 use super::{CardWrite, Store, StoreError, WriteOutcome, WriteRequest, migrate};
 
@@ -158,7 +160,10 @@ impl Store for PostgresStore {
         }
         let chained = backfill_events(&mut tx).await?;
         if chained > 0 {
-            tracing::info!(chained, "chained events written before the audit chain existed");
+            tracing::info!(
+                chained,
+                "chained events written before the audit chain existed"
+            );
         }
         tx.commit().await?;
         Ok(())
@@ -208,7 +213,10 @@ impl AuditStore for PostgresStore {
         self.audit_sequence_of_hash(hash).await
     }
 
-    async fn transaction_entries(&self, transaction_id: &str) -> Result<Vec<ChainEntry>, StoreError> {
+    async fn transaction_entries(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
         self.audit_transaction_entries(transaction_id).await
     }
 
@@ -223,7 +231,12 @@ impl AuditStore for PostgresStore {
         self.audit_insert_checkpoint(checkpoint).await
     }
 
-    async fn checkpoints(&self, from: i64, to: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+    async fn checkpoints(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
         self.audit_checkpoints(from, to, limit).await
     }
 
@@ -241,7 +254,11 @@ impl AuditStore for PostgresStore {
         self.audit_search(filter, as_of, after, limit).await
     }
 
-    async fn transaction_row(&self, id: &str, as_of: i64) -> Result<Option<TransactionRow>, StoreError> {
+    async fn transaction_row(
+        &self,
+        id: &str,
+        as_of: i64,
+    ) -> Result<Option<TransactionRow>, StoreError> {
         self.audit_transaction_row(id, as_of).await
     }
 

@@ -15,10 +15,12 @@ use sqlx::sqlite::{
 use sqlx::{Connection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::{
+    AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
+};
+use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{ClearingLock, define_clearing_store, define_open_business_date};
 use super::recon::{define_exceptions_read, define_recon};
-use super::audit::{AuditStore, Checkpoint, ChainEntry, EntryContent, SearchFilter, TransactionRow};
-use super::audit::{define_audit_reads, define_chain_append};
 use super::write::{define_apply_card_write, define_apply_write, define_reads};
 use super::{CardWrite, Store, StoreError, WriteOutcome, WriteRequest, migrate};
 
@@ -271,7 +273,10 @@ impl Store for SqliteStore {
             }
             let chained = backfill_events(&mut conn).await?;
             if chained > 0 {
-                tracing::info!(chained, "chained events written before the audit chain existed");
+                tracing::info!(
+                    chained,
+                    "chained events written before the audit chain existed"
+                );
             }
             let broken: Vec<(String,)> =
                 sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
@@ -318,7 +323,10 @@ impl AuditStore for SqliteStore {
         self.audit_sequence_of_hash(hash).await
     }
 
-    async fn transaction_entries(&self, transaction_id: &str) -> Result<Vec<ChainEntry>, StoreError> {
+    async fn transaction_entries(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
         self.audit_transaction_entries(transaction_id).await
     }
 
@@ -335,7 +343,12 @@ impl AuditStore for SqliteStore {
         self.audit_insert_checkpoint(checkpoint).await
     }
 
-    async fn checkpoints(&self, from: i64, to: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+    async fn checkpoints(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
         self.audit_checkpoints(from, to, limit).await
     }
 
@@ -353,7 +366,11 @@ impl AuditStore for SqliteStore {
         self.audit_search(filter, as_of, after, limit).await
     }
 
-    async fn transaction_row(&self, id: &str, as_of: i64) -> Result<Option<TransactionRow>, StoreError> {
+    async fn transaction_row(
+        &self,
+        id: &str,
+        as_of: i64,
+    ) -> Result<Option<TransactionRow>, StoreError> {
         self.audit_transaction_row(id, as_of).await
     }
 
@@ -366,7 +383,11 @@ impl AuditStore for SqliteStore {
         let mut conn = SqliteConnection::connect_with(&self.options).await?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
         let outcome = backfill_events(&mut conn).await;
-        let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let end = if outcome.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
         sqlx::query(end).execute(&mut conn).await?;
         outcome
     }

@@ -211,9 +211,7 @@ macro_rules! define_apply_write {
                 entry_type: $crate::store::audit::EntryType::Event,
                 transaction_id: Some(transaction_id.to_owned()),
                 event_type: event.event_type.clone(),
-                from_status: event
-                    .from_status
-                    .map(|status| status.as_str().to_owned()),
+                from_status: event.from_status.map(|status| status.as_str().to_owned()),
                 to_status: Some(event.to_status.as_str().to_owned()),
                 actor: event.actor.clone(),
                 detail: event.detail.clone(),

@@ -104,12 +104,9 @@ fn actx(at: DateTime<Utc>) -> Option<pb::AuditContext> {
 }
 
 async fn auditor(gw: &TestGateway) -> AuditServiceClient<Channel> {
-    AuditServiceClient::new(
-        gw.channel_as(&Identity::Auditor {
-            auditor_id: "a1".to_owned(),
-        })
-        .await,
-    )
+    AuditServiceClient::new(gw.channel_as(&Identity::Auditor {
+        auditor_id: "a1".to_owned(),
+    }))
 }
 
 async fn seal(gw: &TestGateway) -> i64 {
@@ -117,7 +114,11 @@ async fn seal(gw: &TestGateway) -> i64 {
     seal_once(audit, utc(NOW)).await.unwrap().unwrap().sequence
 }
 
-async fn verify(client: &mut AuditServiceClient<Channel>, from: i64, to: i64) -> pb::VerifyChainResponse {
+async fn verify(
+    client: &mut AuditServiceClient<Channel>,
+    from: i64,
+    to: i64,
+) -> pb::VerifyChainResponse {
     client
         .verify_chain(pb::VerifyChainRequest {
             context: actx(utc(NOW)),
@@ -186,11 +187,22 @@ async fn chain_records_bill_and_card_traffic() {
         let events = gw.store().events(&sale_id).await.unwrap().len()
             + gw.store().events(&bill).await.unwrap().len();
         let (head, _) = gw.store().chain_head().await.unwrap();
-        assert!(head >= i64::try_from(events).unwrap() + 1, "{backend:?}: every event is chained");
+        assert!(
+            head >= i64::try_from(events).unwrap() + 1,
+            "{backend:?}: every event is chained"
+        );
         let entries = gw.store().chain_entries(1, head, 1000).await.unwrap();
         let sequences: Vec<i64> = entries.iter().map(|entry| entry.sequence).collect();
-        assert_eq!(sequences, (1..=head).collect::<Vec<_>>(), "{backend:?}: gapless");
-        assert!(entries.iter().all(|e| e.content.entry_type == EntryType::Event));
+        assert_eq!(
+            sequences,
+            (1..=head).collect::<Vec<_>>(),
+            "{backend:?}: gapless"
+        );
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.content.entry_type == EntryType::Event)
+        );
         assert_eq!(seal(gw).await, head);
         let mut client = auditor(gw).await;
         let report = verify(&mut client, 0, 0).await;
@@ -199,7 +211,10 @@ async fn chain_records_bill_and_card_traffic() {
         assert_eq!(report.checked_to_sequence, head);
         assert_eq!(report.checked_count, head);
         assert_eq!(report.checkpoint.as_ref().unwrap().sequence, head);
-        assert_eq!(report.head_hash_hex, report.checkpoint.unwrap().head_hash_hex);
+        assert_eq!(
+            report.head_hash_hex,
+            report.checkpoint.unwrap().head_hash_hex
+        );
 
         let history = client
             .get_transaction_history(pb::GetTransactionHistoryRequest {
@@ -212,13 +227,30 @@ async fn chain_records_bill_and_card_traffic() {
         let summary = history.transaction.unwrap();
         assert_eq!(summary.r#type(), pb::TransactionType::CardSale);
         assert_eq!(summary.status(), pb::TransactionStatus::Captured);
-        assert_eq!(summary.masked_pan, format!("411111******{}", &visa_ok()[12..]));
+        assert_eq!(
+            summary.masked_pan,
+            format!("411111******{}", &visa_ok()[12..])
+        );
         assert_eq!(summary.card_brand(), pb::CardBrand::Visa);
-        assert_eq!(history.events[0].event_type(), pb::TransactionEventType::Sent);
-        assert_eq!(history.events[0].from_status(), pb::TransactionStatus::Unspecified);
+        assert_eq!(
+            history.events[0].event_type(),
+            pb::TransactionEventType::Sent
+        );
+        assert_eq!(
+            history.events[0].from_status(),
+            pb::TransactionStatus::Unspecified
+        );
         assert_eq!(history.events[0].sequence, summary.first_sequence);
-        assert_eq!(history.events.last().unwrap().sequence, summary.last_sequence);
-        assert!(history.events.iter().any(|e| e.event_type() == pb::TransactionEventType::Approved));
+        assert_eq!(
+            history.events.last().unwrap().sequence,
+            summary.last_sequence
+        );
+        assert!(
+            history
+                .events
+                .iter()
+                .any(|e| e.event_type() == pb::TransactionEventType::Approved)
+        );
         let actor = history.events[0].actor.as_ref().unwrap();
         assert_eq!(actor.kind(), pb::ActorKind::Terminal);
         assert_eq!(actor.id, "spiffe://posgate/store/S001/terminal/T01");
@@ -237,15 +269,25 @@ async fn chain_records_bill_and_card_traffic() {
         assert_eq!(by_pan[0].transaction_id, sale_id);
         // The read is audited, with the PAN masked and fingerprinted, never in clear.
         let (head_after, _) = gw.store().chain_head().await.unwrap();
-        let last = gw.store().chain_entries(head_after, head_after, 1).await.unwrap();
+        let last = gw
+            .store()
+            .chain_entries(head_after, head_after, 1)
+            .await
+            .unwrap();
         let read = &last[0].content;
         assert_eq!(read.entry_type, EntryType::AuditRead);
         assert_eq!(read.event_type, "SearchTransactions");
         assert_eq!(read.actor, "spiffe://posgate/auditor/a1");
-        assert!(read.detail.contains(&format!("411111******{}", &visa_ok()[12..])));
+        assert!(
+            read.detail
+                .contains(&format!("411111******{}", &visa_ok()[12..]))
+        );
         assert!(read.detail.contains("\"row_count\":1"));
         assert!(read.detail.contains("fingerprints"));
-        assert!(!read.detail.contains(&visa_ok()), "{backend:?}: full PAN in the audit log");
+        assert!(
+            !read.detail.contains(&visa_ok()),
+            "{backend:?}: full PAN in the audit log"
+        );
         let types = search_all(
             &mut client,
             Some(pb::TransactionFilter {
@@ -361,12 +403,14 @@ async fn tamper(gw: &TestGateway, raw: &mut Raw, how: Tamper) {
         Tamper::DeleteAndRenumber => {
             raw.exec("DELETE FROM audit_chain WHERE sequence = 3").await;
             raw.shift(4, -1).await;
-            raw.exec("UPDATE audit_head SET sequence = sequence - 1").await;
+            raw.exec("UPDATE audit_head SET sequence = sequence - 1")
+                .await;
         }
         Tamper::Insert => {
             let before = store.chain_entries(2, 2, 1).await.unwrap().remove(0);
             raw.shift(3, 1).await;
-            raw.exec("UPDATE audit_head SET sequence = sequence + 1").await;
+            raw.exec("UPDATE audit_head SET sequence = sequence + 1")
+                .await;
             raw.exec_bytes(
                 "INSERT INTO audit_chain (sequence, entry_type, transaction_id, event_type, from_status, \
                  to_status, actor, detail, occurred_at, prev_hash, entry_hash) VALUES ($3, 'event', NULL, \
@@ -379,9 +423,12 @@ async fn tamper(gw: &TestGateway, raw: &mut Raw, how: Tamper) {
             .await;
         }
         Tamper::Reorder => {
-            raw.exec("UPDATE audit_chain SET sequence = 1000003 WHERE sequence = 3").await;
-            raw.exec("UPDATE audit_chain SET sequence = 3 WHERE sequence = 4").await;
-            raw.exec("UPDATE audit_chain SET sequence = 4 WHERE sequence = 1000003").await;
+            raw.exec("UPDATE audit_chain SET sequence = 1000003 WHERE sequence = 3")
+                .await;
+            raw.exec("UPDATE audit_chain SET sequence = 3 WHERE sequence = 4")
+                .await;
+            raw.exec("UPDATE audit_chain SET sequence = 4 WHERE sequence = 1000003")
+                .await;
         }
         Tamper::RewriteAndRehash => {
             // The attacker changes entry 3 and recomputes every hash after it.
@@ -426,7 +473,11 @@ async fn tampering_is_found_and_named() {
         (Tamper::DeleteAndRenumber, 3, pb::ChainProblem::Deleted),
         (Tamper::Insert, 3, pb::ChainProblem::Inserted),
         (Tamper::Reorder, 3, pb::ChainProblem::Reordered),
-        (Tamper::RewriteAndRehash, 6, pb::ChainProblem::CheckpointMismatch),
+        (
+            Tamper::RewriteAndRehash,
+            6,
+            pb::ChainProblem::CheckpointMismatch,
+        ),
         (
             Tamper::ForgeCheckpointSignature,
             6,
@@ -441,12 +492,18 @@ async fn tampering_is_found_and_named() {
             }
             assert_eq!(seal(&gw).await, 6);
             let mut client = auditor(&gw).await;
-            assert!(verify(&mut client, 0, 0).await.ok, "{backend:?} {how:?} intact");
+            assert!(
+                verify(&mut client, 0, 0).await.ok,
+                "{backend:?} {how:?} intact"
+            );
             let mut raw = Raw::open(&gw).await;
             tamper(&gw, &mut raw, how).await;
             let report = verify(&mut client, 0, 0).await;
             assert!(!report.ok, "{backend:?} {how:?}: {report:?}");
-            assert_eq!(report.first_bad_sequence, first_bad, "{backend:?} {how:?}: {report:?}");
+            assert_eq!(
+                report.first_bad_sequence, first_bad,
+                "{backend:?} {how:?}: {report:?}"
+            );
             assert_eq!(report.problem(), problem, "{backend:?} {how:?}: {report:?}");
             assert_eq!(report.checked_to_sequence, first_bad);
             assert!(!report.problem_detail.is_empty());
@@ -535,7 +592,11 @@ async fn search_pages_are_stable_and_filters_match() {
         let as_of = first.as_of_sequence;
         // New traffic, and a cancellation, between pages.
         pay_tw(&gw, "late-1", 999).await;
-        let mut seen: Vec<String> = first.transactions.iter().map(|t| t.transaction_id.clone()).collect();
+        let mut seen: Vec<String> = first
+            .transactions
+            .iter()
+            .map(|t| t.transaction_id.clone())
+            .collect();
         let mut token = first.next_page_token;
         while !token.is_empty() {
             let page = search(&mut client, None, 5, &token).await.unwrap();
@@ -543,7 +604,10 @@ async fn search_pages_are_stable_and_filters_match() {
             seen.extend(page.transactions.iter().map(|t| t.transaction_id.clone()));
             token = page.next_page_token;
         }
-        assert_eq!(seen, ids, "{backend:?}: every row once, in chain order, none added");
+        assert_eq!(
+            seen, ids,
+            "{backend:?}: every row once, in chain order, none added"
+        );
         // A fresh search sees the late payment.
         assert_eq!(search_all(&mut client, None).await.len(), 13);
 
@@ -685,7 +749,11 @@ async fn search_pages_are_stable_and_filters_match() {
                 .await
                 .unwrap_err();
             assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-            assert_eq!(bad_request_fields(&status), vec![field.to_owned()], "{status:?}");
+            assert_eq!(
+                bad_request_fields(&status),
+                vec![field.to_owned()],
+                "{status:?}"
+            );
         }
         // A token from another filter is refused.
         let page = search(&mut client, None, 2, "").await.unwrap();
@@ -710,7 +778,10 @@ async fn search_pages_are_stable_and_filters_match() {
             })
             .await
             .unwrap_err();
-        assert_eq!(bad_request_fields(&status), vec!["context.auditor_id".to_owned()]);
+        assert_eq!(
+            bad_request_fields(&status),
+            vec!["context.auditor_id".to_owned()]
+        );
         let (head_after, _) = gw.store().chain_head().await.unwrap();
         // Only the one valid search above was recorded.
         assert_eq!(head_after, head_before + 1, "{backend:?}");
@@ -755,13 +826,23 @@ async fn history_and_status_as_of() {
             .await
             .unwrap()
             .into_inner();
-        let kinds: Vec<_> = history.events.iter().map(pb::TransactionEvent::event_type).collect();
+        let kinds: Vec<_> = history
+            .events
+            .iter()
+            .map(pb::TransactionEvent::event_type)
+            .collect();
         assert_eq!(
             kinds,
-            vec![pb::TransactionEventType::Paid, pb::TransactionEventType::Cancelled]
+            vec![
+                pb::TransactionEventType::Paid,
+                pb::TransactionEventType::Cancelled
+            ]
         );
         assert_eq!(history.events[1].from_status(), pb::TransactionStatus::Paid);
-        assert_eq!(history.events[1].to_status(), pb::TransactionStatus::Cancelled);
+        assert_eq!(
+            history.events[1].to_status(),
+            pb::TransactionStatus::Cancelled
+        );
         assert_eq!(
             history.transaction.unwrap().status(),
             pb::TransactionStatus::Cancelled
@@ -839,10 +920,19 @@ async fn exports_are_deterministic_per_checkpoint() {
         let mut client = auditor(&gw).await;
         let csv = export(&mut client, pb::ExportFormat::Csv, 0).await;
         assert_eq!(csv.header.as_of_sequence, sealed);
-        assert_eq!(csv.header.file_name, format!("posgate-transactions-{sealed:012}.csv"));
+        assert_eq!(
+            csv.header.file_name,
+            format!("posgate-transactions-{sealed:012}.csv")
+        );
         assert_eq!(csv.trailer.row_count, 2);
-        assert_eq!(csv.trailer.byte_count, i64::try_from(csv.bytes.len()).unwrap());
-        assert_eq!(csv.trailer.content_sha256_hex, hex::encode(sha2::Sha256::digest(&csv.bytes)));
+        assert_eq!(
+            csv.trailer.byte_count,
+            i64::try_from(csv.bytes.len()).unwrap()
+        );
+        assert_eq!(
+            csv.trailer.content_sha256_hex,
+            hex::encode(sha2::Sha256::digest(&csv.bytes))
+        );
         let checkpoint = csv.trailer.checkpoint.clone().unwrap();
         assert_eq!(checkpoint.sequence, sealed);
         assert_eq!(checkpoint.key_id, "audit-sign:1");
@@ -873,12 +963,19 @@ async fn exports_are_deterministic_per_checkpoint() {
             .unwrap();
         let later = seal(&gw).await;
         let again = export(&mut client, pb::ExportFormat::Csv, sealed).await;
-        assert_eq!(again.bytes, csv.bytes, "{backend:?}: byte-identical for one checkpoint");
+        assert_eq!(
+            again.bytes, csv.bytes,
+            "{backend:?}: byte-identical for one checkpoint"
+        );
         assert_eq!(again.trailer, csv.trailer);
         let latest = export(&mut client, pb::ExportFormat::Csv, 0).await;
         assert_eq!(latest.header.as_of_sequence, later);
         assert_eq!(latest.trailer.row_count, 3);
-        assert!(String::from_utf8(latest.bytes).unwrap().contains("TRANSACTION_STATUS_CANCELLED"));
+        assert!(
+            String::from_utf8(latest.bytes)
+                .unwrap()
+                .contains("TRANSACTION_STATUS_CANCELLED")
+        );
         for (format, sequence, field) in [
             (pb::ExportFormat::Unspecified, 0, "format"),
             (pb::ExportFormat::Csv, sealed + 1, "checkpoint_sequence"),
@@ -912,22 +1009,18 @@ async fn only_the_auditor_of_the_certificate_may_read() {
     let mut anonymous = AuditServiceClient::new(gw.channel.clone());
     let status = anonymous.search_transactions(request()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    let terminal = gw
-        .channel_as(&Identity::Terminal {
-            store_id: "S001".to_owned(),
-            terminal_id: "T01".to_owned(),
-        })
-        .await;
+    let terminal = gw.channel_as(&Identity::Terminal {
+        store_id: "S001".to_owned(),
+        terminal_id: "T01".to_owned(),
+    });
     let status = AuditServiceClient::new(terminal)
         .search_transactions(request())
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    let other = gw
-        .channel_as(&Identity::Auditor {
-            auditor_id: "a2".to_owned(),
-        })
-        .await;
+    let other = gw.channel_as(&Identity::Auditor {
+        auditor_id: "a2".to_owned(),
+    });
     let status = AuditServiceClient::new(other)
         .search_transactions(request())
         .await
@@ -952,7 +1045,12 @@ async fn sealer_and_concurrent_writers() {
                 let request = pb::PayBillRequest {
                     context: context("S001", "T01", &format!("c-{index}"), utc(NOW)),
                     slip: Some(pb::BillSlip {
-                        barcodes: tw_slip("TPC", &reference(&format!("c-{index}")), "2026-12-31", 100),
+                        barcodes: tw_slip(
+                            "TPC",
+                            &reference(&format!("c-{index}")),
+                            "2026-12-31",
+                            100,
+                        ),
                         biller_id: String::new(),
                     }),
                     amount: money(10_000, "TWD"),
@@ -976,7 +1074,10 @@ async fn sealer_and_concurrent_writers() {
             if latest.is_some_and(|checkpoint| checkpoint.sequence == 40) {
                 break;
             }
-            assert!(started.elapsed() < std::time::Duration::from_secs(10), "sealed");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "sealed"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         let mut client = auditor(&gw).await;

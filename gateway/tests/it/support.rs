@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pb::bill_payment_service_client::BillPaymentServiceClient;
+use posgate_gateway::access::Identity;
 use posgate_gateway::bill::barcode::{self, BarcodeProfile, ParsedSlip};
 use posgate_gateway::clock::ManualClock;
 use posgate_gateway::config::Config;
 use posgate_gateway::server::{self, RunningServer};
 use posgate_gateway::store::{self, Store};
-use posgate_gateway::access::Identity;
 use posgate_gateway::tls::{DevPki, client_tls, client_tls_with_identity};
 use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
@@ -215,7 +215,7 @@ impl TestGateway {
 
     /// CONTRACT SHIM (issue 8): a channel presenting a client certificate
     /// for `identity`, issued by the server's dev CA.
-    pub async fn channel_as(&self, identity: &Identity) -> Channel {
+    pub fn channel_as(&self, identity: &Identity) -> Channel {
         let dir = self._db.dir.path();
         let name = format!("client-{}", uuid::Uuid::now_v7().simple());
         let cert = self
@@ -229,9 +229,7 @@ impl TestGateway {
                     .expect("client tls"),
             )
             .expect("tls config")
-            .connect()
-            .await
-            .expect("connect")
+            .connect_lazy()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
