@@ -183,6 +183,9 @@ enum AuditCommand {
         /// Searches to time.
         #[arg(long, default_value_t = 400)]
         searches: u64,
+        /// Keep the PostgreSQL bench schema (printed) for EXPLAIN; drop it yourself.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -214,7 +217,8 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
             database_url,
             rows,
             searches,
-        } => bench_command(&database_url, rows, searches).await,
+            keep,
+        } => bench_command(&database_url, rows, searches, keep).await,
     }
 }
 
@@ -596,7 +600,12 @@ async fn export_file(
     Ok(())
 }
 
-async fn bench_command(database_url: &str, rows: u64, searches: u64) -> anyhow::Result<()> {
+async fn bench_command(
+    database_url: &str,
+    rows: u64,
+    searches: u64,
+    keep: bool,
+) -> anyhow::Result<()> {
     let work = tempfile::tempdir().context("temporary directory")?;
     let keystore = work.path().join("bench.keystore");
     let master = work.path().join("bench.master");
@@ -607,7 +616,9 @@ async fn bench_command(database_url: &str, rows: u64, searches: u64) -> anyhow::
     )?);
     let (url, schema) = crate::clearing_cmd::bench_database(database_url).await?;
     let result = bench::run(&url, rows, searches, hsm, AuditConfig::default()).await;
-    if let Some(schema) = schema {
+    if let Some(schema) = schema.as_deref().filter(|_| keep) {
+        println!("kept schema {schema}");
+    } else if let Some(schema) = schema {
         use sqlx::Connection as _;
         let mut conn = sqlx::PgConnection::connect(database_url).await?;
         sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
@@ -628,6 +639,9 @@ async fn bench_command(database_url: &str, rows: u64, searches: u64) -> anyhow::
         "SearchTransactions at the store, {} searches (page 100, filter mix, half deep pages): p50 {} us, p99 {} us, max {} us",
         report.search_count, report.search_us_p50, report.search_us_p99, report.search_us_max
     );
+    for (label, p50, p99, max) in &report.search_kinds {
+        println!("  {label:<40} p50 {p50:>8} us  p99 {p99:>8} us  max {max:>8} us");
+    }
     println!(
         "VerifyChain over {} entries: {:.2} s, {:.0} entries/s",
         report.entries,

@@ -38,6 +38,8 @@ pub struct BenchReport {
     pub search_us_p50: u64,
     pub search_us_p99: u64,
     pub search_us_max: u64,
+    /// Per search kind of the mix: (label, p50 us, p99 us, max us).
+    pub search_kinds: Vec<(&'static str, u64, u64, u64)>,
     pub verify: Duration,
     pub verify_entries_per_second: f64,
 }
@@ -195,6 +197,18 @@ async fn seed_chain(
     })
 }
 
+/// What each search of the mix looks for, by `index % 8`.
+pub const SEARCH_KINDS: [&str; 8] = [
+    "no filter",
+    "store S101 (30%)",
+    "partner TKGAS (20%)",
+    "card sales, status captured as of",
+    "amount TWD 1000.00-2000.00",
+    "one client_request_id of S001/T01",
+    "PAN fingerprint (all cards)",
+    "no filter",
+];
+
 /// The searches of the latency mix, cycled: unfiltered and filtered first
 /// pages, a selective key look-up, a status filter, and deep pages.
 fn search_mix(index: u64, rows: u64, head: i64) -> (SearchFilter, i64) {
@@ -276,11 +290,16 @@ pub async fn run(
     };
     let (head, _) = store.chain_head().await?;
     let mut histogram = hdrhistogram::Histogram::<u64>::new(3)?;
+    let mut kinds: Vec<hdrhistogram::Histogram<u64>> = (0..SEARCH_KINDS.len())
+        .map(|_| hdrhistogram::Histogram::new(3))
+        .collect::<Result<_, _>>()?;
     for index in 0..searches {
         let (filter, after) = search_mix(index, rows, head);
         let started = Instant::now();
         let page = store.search_transactions(&filter, head, after, 101).await?;
-        histogram.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX))?;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        histogram.record(micros)?;
+        kinds[usize::try_from(index % 8).unwrap_or(0)].record(micros)?;
         std::hint::black_box(page);
     }
     let started = Instant::now();
@@ -299,6 +318,18 @@ pub async fn run(
         search_us_p50: histogram.value_at_quantile(0.50),
         search_us_p99: histogram.value_at_quantile(0.99),
         search_us_max: histogram.max(),
+        search_kinds: SEARCH_KINDS
+            .iter()
+            .zip(&kinds)
+            .map(|(label, h)| {
+                (
+                    *label,
+                    h.value_at_quantile(0.5),
+                    h.value_at_quantile(0.99),
+                    h.max(),
+                )
+            })
+            .collect(),
         verify: verified,
         verify_entries_per_second: f64::from(
             u32::try_from(report.checked_count).unwrap_or(u32::MAX),
