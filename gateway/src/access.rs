@@ -1,6 +1,6 @@
 //! CONTRACT SHIM (issue 8): the minimal version of the access-control API
 //! of /work/contracts/issue8.md, written by the audit work so that
-//! AuditService can require the auditor role before the access work lands.
+//! `AuditService` can require the auditor role before the access work lands.
 //! At merge time the access helper's version of this file replaces it.
 //!
 //! The caller's identity is the SPIFFE URI SAN of its mTLS client
@@ -97,7 +97,7 @@ fn spiffe_uris(der: &[u8]) -> Vec<String> {
 }
 
 /// The caller of a request: UNAUTHENTICATED when no client certificate,
-/// PERMISSION_DENIED when the certificate carries no posgate SPIFFE id.
+/// `PERMISSION_DENIED` when the certificate carries no posgate SPIFFE id.
 pub fn identity_of<T>(request: &tonic::Request<T>) -> Result<Identity, Status> {
     let certs = request
         .peer_certs()
@@ -113,8 +113,8 @@ pub fn identity_of<T>(request: &tonic::Request<T>) -> Result<Identity, Status> {
     }
 }
 
-/// AuditService: the caller must be an auditor whose id equals
-/// `claimed_auditor_id` (AuditContext.auditor_id); else PERMISSION_DENIED
+/// `AuditService`: the caller must be an auditor whose id equals
+/// `claimed_auditor_id` (`AuditContext.auditor_id`); else `PERMISSION_DENIED`
 /// (no certificate: UNAUTHENTICATED). Returns the auditor id.
 pub fn require_auditor<T>(
     request: &tonic::Request<T>,

@@ -1,4 +1,4 @@
-//! `posgate audit`: an auditor's client for AuditService (search, history,
+//! `posgate audit`: an auditor's client for `AuditService` (search, history,
 //! verify, export) over mTLS with the auditor's client certificate, and
 //! `bench`, which measures search latency and chain verification speed.
 
@@ -21,16 +21,16 @@ pub struct AuditArgs {
     command: AuditCommand,
 }
 
-/// How to reach AuditService as an auditor.
+/// How to reach `AuditService` as an auditor.
 #[derive(Debug, Args)]
 struct Connection {
-    /// The gateway, e.g. https://127.0.0.1:50051.
+    /// The gateway, e.g. `https://127.0.0.1:50051`.
     #[arg(long, default_value = "https://127.0.0.1:50051")]
     addr: String,
     /// CA certificate that signed the gateway's certificate (PEM).
     #[arg(long)]
     ca: PathBuf,
-    /// The auditor's client certificate (PEM), spiffe://posgate/auditor/{id}.
+    /// The auditor's client certificate (PEM), `spiffe://posgate/auditor/{id}`.
     #[arg(long)]
     cert: PathBuf,
     /// The auditor's private key (PEM).
@@ -66,10 +66,10 @@ struct FilterArgs {
     /// Statuses, e.g. captured, paid, cancelled.
     #[arg(long = "status", value_enum)]
     statuses: Vec<StatusArg>,
-    /// created_at at or after (RFC 3339).
+    /// `created_at` at or after (RFC 3339).
     #[arg(long)]
     created_from: Option<DateTime<Utc>>,
-    /// created_at before (RFC 3339).
+    /// `created_at` before (RFC 3339).
     #[arg(long)]
     created_to: Option<DateTime<Utc>>,
     #[arg(long)]
@@ -238,9 +238,9 @@ async fn client(connection: &Connection) -> anyhow::Result<AuditServiceClient<Ch
     Ok(AuditServiceClient::new(channel))
 }
 
-fn context(connection: &Connection) -> Option<pb::AuditContext> {
+fn context(connection: &Connection) -> pb::AuditContext {
     let now = Utc::now();
-    Some(pb::AuditContext {
+    pb::AuditContext {
         auditor_id: connection.auditor.clone(),
         client_request_id: uuid::Uuid::now_v7().to_string(),
         client_timestamp: Some(prost_types::Timestamp {
@@ -248,7 +248,7 @@ fn context(connection: &Connection) -> Option<pb::AuditContext> {
             nanos: 0,
         }),
         purpose: connection.purpose.clone(),
-    })
+    }
 }
 
 fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -400,7 +400,7 @@ async fn search(
     loop {
         let page = client
             .search_transactions(pb::SearchTransactionsRequest {
-                context: context(connection),
+                context: Some(context(connection)),
                 filter: Some(filter.clone()),
                 page_size,
                 page_token: token,
@@ -431,7 +431,7 @@ async fn history(connection: &Connection, transaction_id: String) -> anyhow::Res
     let mut client = client(connection).await?;
     let answer = client
         .get_transaction_history(pb::GetTransactionHistoryRequest {
-            context: context(connection),
+            context: Some(context(connection)),
             transaction_id,
         })
         .await
@@ -478,7 +478,7 @@ async fn verify(connection: &Connection, from: i64, to: i64) -> anyhow::Result<(
     let mut client = client(connection).await?;
     let answer = client
         .verify_chain(pb::VerifyChainRequest {
-            context: context(connection),
+            context: Some(context(connection)),
             from_sequence: from,
             to_sequence: to,
         })
@@ -541,7 +541,7 @@ async fn export_file(
     };
     let mut stream = client
         .export_transactions(pb::ExportTransactionsRequest {
-            context: context(connection),
+            context: Some(context(connection)),
             filter: Some(filter(args)?),
             format: format.into(),
             checkpoint_sequence: checkpoint,

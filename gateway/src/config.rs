@@ -44,7 +44,7 @@ pub struct Config {
     /// Settlement instruction settings (`[settlement]`): posgate's ACH
     /// originator identity and its accounts for the instruction files.
     pub settlement: crate::clearing::settle::SettlementConfig,
-    /// Audit chain sealing and AuditService settings (`[audit]`).
+    /// Audit chain sealing and `AuditService` settings (`[audit]`).
     pub audit: crate::audit::AuditConfig,
 }
 

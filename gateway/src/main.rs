@@ -28,6 +28,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at startup: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway: migrate the store, then serve gRPC over TLS until SIGTERM.
@@ -49,7 +51,7 @@ enum Command {
     /// Run a partner simulator.
     #[command(subcommand)]
     Sim(SimCommand),
-    /// Auditors: search, history, verify and export over AuditService; bench.
+    /// Auditors: search, history, verify and export over `AuditService`; bench.
     Audit(audit_cmd::AuditArgs),
     /// Daily clearing: close a business day, write and verify partner files.
     #[command(subcommand)]

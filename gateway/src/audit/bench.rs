@@ -214,7 +214,6 @@ pub const SEARCH_KINDS: [&str; 8] = [
 fn search_mix(index: u64, rows: u64, head: i64) -> (SearchFilter, i64) {
     let deep = i64::try_from((index * 7919) % rows.max(1)).unwrap_or(0);
     let filter = match index % 8 {
-        0 => SearchFilter::default(),
         1 => SearchFilter {
             store_ids: vec!["S101".to_owned()],
             ..SearchFilter::default()
@@ -246,7 +245,7 @@ fn search_mix(index: u64, rows: u64, head: i64) -> (SearchFilter, i64) {
             pan_fingerprints: Some(vec!["bench".to_owned()]),
             ..SearchFilter::default()
         },
-        _ => SearchFilter::default(),
+        _ => SearchFilter::default(), // 0 and 7: no filter
     };
     // Every other search starts deep in the chain, as a later page does.
     let after = if index % 2 == 1 {

@@ -105,13 +105,13 @@ fn json_money(money: Option<&pb::Money>) -> String {
 /// One JSON Lines line, LF-terminated.
 pub fn json_line(row: &pb::TransactionSummary) -> String {
     let mut out = String::with_capacity(512);
-    let _ = write!(
+    let _ = writeln!(
         out,
         "{{\"transaction_id\":{},\"type\":\"{}\",\"status\":\"{}\",\"store_id\":{},\"terminal_id\":{},\
          \"operator_id\":{},\"partner_id\":{},\"amount\":{},\"fee\":{},\"business_date\":{},\
          \"created_at\":\"{}\",\"updated_at\":\"{}\",\"masked_pan\":{},\"client_request_id\":{},\
          \"card_brand\":\"{}\",\"original_transaction_id\":{},\"parent_transaction_id\":{},\
-         \"first_sequence\":\"{}\",\"last_sequence\":\"{}\"}}\n",
+         \"first_sequence\":\"{}\",\"last_sequence\":\"{}\"}}",
         json_string(&row.transaction_id),
         type_name(row),
         status_name(row),

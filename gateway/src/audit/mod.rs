@@ -31,7 +31,7 @@ pub const DEFAULT_CHECKPOINT_EVERY_ENTRIES: i64 = 1_000;
 /// ...or after this long with any new entry, whichever comes first: an
 /// auditor never waits long for fresh traffic to be covered by a signature.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
-/// Widest range one VerifyChain call may check (audit.proto): at ~1 million
+/// Widest range one `VerifyChain` call may check (audit.proto): at ~1 million
 /// entries per second, about ten seconds of work.
 pub const DEFAULT_MAX_VERIFY_RANGE: i64 = 10_000_000;
 /// Exports one auditor may run at once (audit.proto default).

@@ -24,7 +24,7 @@ pub struct Cursor {
     pub after: i64,
 }
 
-/// Why a token was refused (the caller answers INVALID_ARGUMENT "page_token").
+/// Why a token was refused (the caller answers `INVALID_ARGUMENT` on `page_token`).
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("the page token is malformed")]

@@ -1,4 +1,4 @@
-//! VerifyChain: recomputes the hash chain over a range, in batches of
+//! `VerifyChain`: recomputes the hash chain over a range, in batches of
 //! [`BATCH`] entries (never the whole chain in memory), checks every signed
 //! checkpoint in the range, and names the first bad entry and what is wrong
 //! with it.
@@ -22,8 +22,8 @@
 //! | chains from a hash no entry has, and is not consistent (a renumbered successor of a missing entry) | DELETED, `s` |
 //!
 //! At each checkpoint's sequence, its signature must verify under its key
-//! (else CHECKPOINT_SIGNATURE_INVALID) and its signed hash must equal the
-//! recomputed hash (else CHECKPOINT_MISMATCH): that catches an attacker who
+//! (else `CHECKPOINT_SIGNATURE_INVALID`) and its signed hash must equal the
+//! recomputed hash (else `CHECKPOINT_MISMATCH`): that catches an attacker who
 //! rewrote entries and recomputed every hash after them.
 
 use std::collections::HashMap;

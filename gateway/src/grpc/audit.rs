@@ -46,7 +46,7 @@ pub const EXPORT_PAGE_ROWS: i64 = 1000;
 /// Export messages buffered ahead of a slow client.
 const EXPORT_QUEUE: usize = 4;
 
-/// The AuditService implementation.
+/// The `AuditService` implementation.
 #[derive(Debug, Clone)]
 pub struct AuditApi {
     gateway: Arc<Gateway>,
@@ -108,7 +108,7 @@ fn printable_ascii(value: &str) -> bool {
     value.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
-/// Checks the AuditContext, adding violations on "context.*".
+/// Checks the `AuditContext`, adding violations on "context.*".
 fn check_context(
     violations: &mut Violations,
     context: Option<&pb::AuditContext>,
@@ -223,7 +223,7 @@ fn check_money(
 const MAX_AMOUNT_MINOR_EXCLUSIVE: i64 = 1_000_000_000_000;
 const _: () = assert!(MAX_AMOUNT_MINOR < MAX_AMOUNT_MINOR_EXCLUSIVE as u64 + 1);
 
-/// Checks a TransactionFilter, adding violations on "filter.*".
+/// Checks a `TransactionFilter`, adding violations on "filter.*".
 #[allow(clippy::too_many_lines)]
 fn check_filter(
     violations: &mut Violations,

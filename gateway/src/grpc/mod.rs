@@ -48,7 +48,7 @@ pub struct Gateway {
     pub admission: Admission,
     /// Card payments, when configured.
     pub payments: Option<Arc<Payments>>,
-    /// Audit chain sealing and AuditService, when an HSM is configured.
+    /// Audit chain sealing and `AuditService`, when an HSM is configured.
     pub audit: Option<crate::audit::Audit>,
 }
 

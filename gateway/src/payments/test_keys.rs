@@ -24,7 +24,7 @@ pub const CLEARING_SIGN_SEED: &str =
 /// Ed25519 seed of the key that signs audit-chain checkpoints (label `audit-sign`).
 pub const AUDIT_SIGN_SEED: &str =
     "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
-/// HMAC-SHA256 key that authenticates AuditService page tokens (label `audit-token`).
+/// HMAC-SHA256 key that authenticates `AuditService` page tokens (label `audit-token`).
 pub const AUDIT_TOKEN_KEY: &str =
     "a3c1e5f7092b4d6f81a3c5e7f9123456789abcdef0123456789abcdef0123457";
 /// The keystore's master key.

@@ -18,6 +18,8 @@
 //! verifier can tell a changed entry from a missing, added or moved one.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use std::fmt::Write as _;
+
 use sha2::{Digest as _, Sha256};
 
 use super::StoreError;
@@ -323,7 +325,7 @@ pub(crate) enum Bind {
     Date(NaiveDate),
 }
 
-/// Builds the search statement for `filter`: `$1` is as_of, `$2` the
+/// Builds the search statement for `filter`: `$1` is `as_of`, `$2` the
 /// cursor, `$3` the limit; the filter's values follow.
 pub(crate) fn search_sql(filter: &SearchFilter) -> (String, Vec<Bind>) {
     let mut text = String::from(sql::ROW_SELECT);
@@ -335,19 +337,19 @@ pub(crate) fn search_sql(filter: &SearchFilter) -> (String, Vec<Bind>) {
     };
     if let Some(from) = filter.created_from {
         let p = next(&mut binds, Bind::Time(from));
-        text.push_str(&format!(" AND t.created_at >= {p}"));
+        let _ = write!(text, " AND t.created_at >= {p}");
     }
     if let Some(to) = filter.created_to {
         let p = next(&mut binds, Bind::Time(to));
-        text.push_str(&format!(" AND t.created_at < {p}"));
+        let _ = write!(text, " AND t.created_at < {p}");
     }
     if let Some(from) = filter.business_date_from {
         let p = next(&mut binds, Bind::Date(from));
-        text.push_str(&format!(" AND t.business_date >= {p}"));
+        let _ = write!(text, " AND t.business_date >= {p}");
     }
     if let Some(to) = filter.business_date_to {
         let p = next(&mut binds, Bind::Date(to));
-        text.push_str(&format!(" AND t.business_date <= {p}"));
+        let _ = write!(text, " AND t.business_date <= {p}");
     }
     for (column, values) in [
         ("t.store_id", &filter.store_ids),
@@ -359,7 +361,7 @@ pub(crate) fn search_sql(filter: &SearchFilter) -> (String, Vec<Bind>) {
                 .iter()
                 .map(|value| next(&mut binds, Bind::Text(value.clone())))
                 .collect();
-            text.push_str(&format!(" AND {column} IN ({})", params.join(", ")));
+            let _ = write!(text, " AND {column} IN ({})", params.join(", "));
         }
     }
     if !filter.kinds.is_empty() {
@@ -377,7 +379,7 @@ pub(crate) fn search_sql(filter: &SearchFilter) -> (String, Vec<Bind>) {
                 }
             })
             .collect();
-        text.push_str(&format!(" AND ({})", alternatives.join(" OR ")));
+        let _ = write!(text, " AND ({})", alternatives.join(" OR "));
     }
     if !filter.statuses.is_empty() {
         let params: Vec<String> = filter
@@ -385,24 +387,26 @@ pub(crate) fn search_sql(filter: &SearchFilter) -> (String, Vec<Bind>) {
             .iter()
             .map(|status| next(&mut binds, Bind::Text((*status).to_owned())))
             .collect();
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             " AND {} IN ({})",
             sql::STATUS_AS_OF,
             params.join(", ")
-        ));
+        );
     }
     for (bound, operator) in [(&filter.amount_min, ">="), (&filter.amount_max, "<=")] {
         if let Some((amount_minor, currency)) = bound {
             let a = next(&mut binds, Bind::Int(*amount_minor));
             let c = next(&mut binds, Bind::Text(currency.clone()));
-            text.push_str(&format!(
+            let _ = write!(
+                text,
                 " AND t.amount_minor {operator} {a} AND t.currency = {c}"
-            ));
+            );
         }
     }
     if let Some(key) = &filter.client_request_id {
         let p = next(&mut binds, Bind::Text(key.clone()));
-        text.push_str(&format!(" AND t.client_request_id = {p}"));
+        let _ = write!(text, " AND t.client_request_id = {p}");
     }
     if let Some(fingerprints) = &filter.pan_fingerprints {
         if fingerprints.is_empty() {
@@ -412,10 +416,7 @@ pub(crate) fn search_sql(filter: &SearchFilter) -> (String, Vec<Bind>) {
                 .iter()
                 .map(|value| next(&mut binds, Bind::Text(value.clone())))
                 .collect();
-            text.push_str(&format!(
-                " AND cp.pan_fingerprint IN ({})",
-                params.join(", ")
-            ));
+            let _ = write!(text, " AND cp.pan_fingerprint IN ({})", params.join(", "));
         }
     }
     text.push_str(" ORDER BY o.sequence LIMIT $3");

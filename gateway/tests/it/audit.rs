@@ -1,4 +1,4 @@
-//! The audit chain and AuditService end to end: traffic through the real
+//! The audit chain and `AuditService` end to end: traffic through the real
 //! gRPC API writes the chain, the HSM seals it, auditors (mTLS client
 //! certificates) search, read histories, verify and export; tampering by
 //! direct SQL is found and named, on SQLite and PostgreSQL.
@@ -103,7 +103,7 @@ fn actx(at: DateTime<Utc>) -> Option<pb::AuditContext> {
     })
 }
 
-async fn auditor(gw: &TestGateway) -> AuditServiceClient<Channel> {
+fn auditor(gw: &TestGateway) -> AuditServiceClient<Channel> {
     AuditServiceClient::new(gw.channel_as(&Identity::Auditor {
         auditor_id: "a1".to_owned(),
     }))
@@ -188,7 +188,7 @@ async fn chain_records_bill_and_card_traffic() {
             + gw.store().events(&bill).await.unwrap().len();
         let (head, _) = gw.store().chain_head().await.unwrap();
         assert!(
-            head >= i64::try_from(events).unwrap() + 1,
+            head > i64::try_from(events).unwrap(),
             "{backend:?}: every event is chained"
         );
         let entries = gw.store().chain_entries(1, head, 1000).await.unwrap();
@@ -204,7 +204,7 @@ async fn chain_records_bill_and_card_traffic() {
                 .all(|e| e.content.entry_type == EntryType::Event)
         );
         assert_eq!(seal(gw).await, head);
-        let mut client = auditor(gw).await;
+        let mut client = auditor(gw);
         let report = verify(&mut client, 0, 0).await;
         assert!(report.ok, "{backend:?}: {report:?}");
         assert_eq!(report.checked_from_sequence, 1);
@@ -437,7 +437,7 @@ async fn tamper(gw: &TestGateway, raw: &mut Raw, how: Tamper) {
             let mut prev = entries[1].entry_hash.clone();
             for mut entry in entries.into_iter().skip(2) {
                 if entry.sequence == 3 {
-                    entry.content.detail = "rewritten".to_owned();
+                    "rewritten".clone_into(&mut entry.content.detail);
                     raw.exec("UPDATE audit_chain SET detail = 'rewritten' WHERE sequence = 3")
                         .await;
                 }
@@ -491,7 +491,7 @@ async fn tampering_is_found_and_named() {
                 pay_tw(&gw, &format!("t-{index}"), 100 + index).await;
             }
             assert_eq!(seal(&gw).await, 6);
-            let mut client = auditor(&gw).await;
+            let mut client = auditor(&gw);
             assert!(
                 verify(&mut client, 0, 0).await.ok,
                 "{backend:?} {how:?} intact"
@@ -526,7 +526,7 @@ async fn verification_anchors_on_a_checkpoint() {
             pay_tw(&gw, &format!("v-{index}"), 200 + index).await;
         }
         assert_eq!(seal(&gw).await, 8);
-        let mut client = auditor(&gw).await;
+        let mut client = auditor(&gw);
         let report = verify(&mut client, 6, 8).await;
         assert!(report.ok, "{backend:?}: {report:?}");
         assert_eq!(report.checked_from_sequence, 5);
@@ -554,12 +554,12 @@ async fn verification_anchors_on_a_checkpoint() {
     }
 }
 
-/// With no checkpoint yet, VerifyChain to 0 and ExportTransactions say NO_CHECKPOINT.
+/// With no checkpoint yet, `VerifyChain` to 0 says `NO_CHECKPOINT`.
 #[tokio::test]
 async fn no_checkpoint_is_a_precondition() {
     let gw = audit_gateway(Backend::Sqlite, manual_sealing()).await;
     pay_tw(&gw, "n-1", 100).await;
-    let mut client = auditor(&gw).await;
+    let mut client = auditor(&gw);
     let status = client
         .verify_chain(pb::VerifyChainRequest {
             context: actx(utc(NOW)),
@@ -574,7 +574,7 @@ async fn no_checkpoint_is_a_precondition() {
     assert!(verify(&mut client, 1, 1).await.ok);
 }
 
-/// Pages stay stable (pinned as_of_sequence) while new traffic arrives; filters combine.
+/// Pages stay stable (pinned `as_of_sequence`) while new traffic arrives; filters combine.
 #[tokio::test]
 async fn search_pages_are_stable_and_filters_match() {
     for backend in backends() {
@@ -586,7 +586,7 @@ async fn search_pages_are_stable_and_filters_match() {
         for index in 0..4 {
             ids.push(pay_jp(&gw, &format!("j-{index}"), 1000 + index).await);
         }
-        let mut client = auditor(&gw).await;
+        let mut client = auditor(&gw);
         let first = search(&mut client, None, 5, "").await.unwrap();
         assert_eq!(first.transactions.len(), 5);
         let as_of = first.as_of_sequence;
@@ -796,7 +796,7 @@ async fn history_and_status_as_of() {
         let gw = audit_gateway(backend, manual_sealing()).await;
         let id = pay_tw(&gw, "h-1", 500).await;
         pay_tw(&gw, "h-2", 501).await;
-        let mut client = auditor(&gw).await;
+        let mut client = auditor(&gw);
         let first = search(&mut client, None, 1, "").await.unwrap();
         assert_eq!(first.transactions[0].status(), pb::TransactionStatus::Paid);
         let mut bills = gw.client.clone();
@@ -917,7 +917,7 @@ async fn exports_are_deterministic_per_checkpoint() {
         let id = pay_tw(&gw, "e-1", 700).await;
         pay_jp(&gw, "e-2", 1500).await;
         let sealed = seal(&gw).await;
-        let mut client = auditor(&gw).await;
+        let mut client = auditor(&gw);
         let csv = export(&mut client, pb::ExportFormat::Csv, 0).await;
         assert_eq!(csv.header.as_of_sequence, sealed);
         assert_eq!(
@@ -996,7 +996,7 @@ async fn exports_are_deterministic_per_checkpoint() {
     }
 }
 
-/// Only auditors: no certificate is UNAUTHENTICATED; a terminal, or another auditor's id, is PERMISSION_DENIED.
+/// Only auditors: no certificate is `UNAUTHENTICATED`; a terminal, or another auditor's id, is `PERMISSION_DENIED`.
 #[tokio::test]
 async fn only_the_auditor_of_the_certificate_may_read() {
     let gw = audit_gateway(Backend::Sqlite, manual_sealing()).await;
@@ -1080,7 +1080,7 @@ async fn sealer_and_concurrent_writers() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let mut client = auditor(&gw).await;
+        let mut client = auditor(&gw);
         let report = verify(&mut client, 0, 0).await;
         assert!(report.ok, "{backend:?}: {report:?}");
         assert_eq!(report.checked_count, 40);

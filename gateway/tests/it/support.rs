@@ -157,7 +157,7 @@ pub const OPEN_LIMITS: &str = "terminal_per_second = 100000\nterminal_burst = 10
 #[derive(Debug)]
 pub struct TestGateway {
     /// Keeps the database (and the certificates in its directory) alive.
-    _db: TestDb,
+    db: TestDb,
     pub server: RunningServer,
     pub clock: Arc<ManualClock>,
     pub client: BillPaymentServiceClient<Channel>,
@@ -203,7 +203,7 @@ impl TestGateway {
             .expect("connect");
         let client = BillPaymentServiceClient::new(channel.clone());
         Self {
-            _db: db,
+            db,
             server,
             clock,
             client,
@@ -216,7 +216,7 @@ impl TestGateway {
     /// CONTRACT SHIM (issue 8): a channel presenting a client certificate
     /// for `identity`, issued by the server's dev CA.
     pub fn channel_as(&self, identity: &Identity) -> Channel {
-        let dir = self._db.dir.path();
+        let dir = self.db.dir.path();
         let name = format!("client-{}", uuid::Uuid::now_v7().simple());
         let cert = self
             .pki
@@ -238,7 +238,7 @@ impl TestGateway {
 
     /// The database URL, for tests that reach past the gateway (tampering).
     pub fn db_url(&self) -> &str {
-        &self._db.url
+        &self.db.url
     }
 
     /// Stops the server gracefully and waits for it.
