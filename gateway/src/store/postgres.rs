@@ -103,7 +103,11 @@ define_chain_append!(
     Some(super::audit::sql::INSERT_ENTRY_AND_HEAD)
 );
 define_reads!(PostgresStore, pool);
-define_audit_reads!(PostgresStore, pool);
+define_audit_reads!(
+    PostgresStore,
+    pool,
+    Some("SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0")
+);
 define_recon!(sqlx::PgConnection);
 
 #[async_trait::async_trait]

@@ -184,7 +184,7 @@ define_apply_write!(SqliteConnection);
 define_apply_card_write!(SqliteConnection);
 define_chain_append!(SqliteConnection, None::<&str>);
 define_reads!(SqliteStore, reads);
-define_audit_reads!(SqliteStore, reads);
+define_audit_reads!(SqliteStore, reads, None::<&str>);
 define_recon!(SqliteConnection);
 
 #[async_trait::async_trait]
