@@ -268,16 +268,13 @@ pub trait AuditStore: Send + Sync {
 
 /// SQL shared by both backends.
 pub(crate) mod sql {
-    pub const ADVANCE_HEAD: &str = "UPDATE audit_head SET sequence = sequence + 1 WHERE id = 1 \
+    /// Reserves `$1` sequence numbers; returns the last one and the hash
+    /// the first chains from (the head hash is set after the insert).
+    pub const ADVANCE_HEAD: &str = "UPDATE audit_head SET sequence = sequence + $1 WHERE id = 1 \
          RETURNING sequence, head_hash";
-    pub const INSERT_ENTRY: &str = "INSERT INTO audit_chain (sequence, entry_type, transaction_id, \
-         event_type, from_status, to_status, actor, detail, occurred_at, prev_hash, entry_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-    /// PostgreSQL: the entry and the new head hash in one round trip.
-    pub const INSERT_ENTRY_AND_HEAD: &str = "WITH appended AS (INSERT INTO audit_chain (sequence, \
-         entry_type, transaction_id, event_type, from_status, to_status, actor, detail, occurred_at, \
-         prev_hash, entry_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)) \
-         UPDATE audit_head SET head_hash = $11 WHERE id = 1";
+    /// Followed by the rows' VALUES (multi-row).
+    pub const INSERT_ENTRIES: &str = "INSERT INTO audit_chain (sequence, entry_type, transaction_id, \
+         event_type, from_status, to_status, actor, detail, occurred_at, prev_hash, entry_hash) ";
     pub const SET_HEAD_HASH: &str = "UPDATE audit_head SET head_hash = $1 WHERE id = 1";
     pub const SELECT_HEAD: &str = "SELECT sequence, head_hash FROM audit_head WHERE id = 1";
     pub const SELECT_ENTRIES: &str = "SELECT sequence, entry_type, transaction_id, event_type, from_status, \
@@ -511,43 +508,76 @@ pub(crate) mod rows {
     }
 }
 
-/// Defines `append_chain_entry(conn, content) -> sequence` for a backend:
-/// advance the head (taking its row lock on PostgreSQL), hash, insert. It
-/// must be the last statement group of a write, so the head's lock is held
-/// only until the COMMIT that follows. `$combined` is the one-statement
-/// insert-and-set-head SQL where the backend has it.
+/// Defines `append_chain_entries(conn, contents) -> last sequence` (and
+/// `append_chain_entry` for one) for a backend: advance the head by the
+/// number of entries (taking its row lock on PostgreSQL), hash them in
+/// order, insert them in one multi-row statement. It must be the last
+/// statement group of a transaction, so the head's lock is held only until
+/// the COMMIT that follows. `$combined` is true where the backend can insert
+/// the entries and set the head hash in one statement (PostgreSQL).
 macro_rules! define_chain_append {
     ($connection:ty, $combined:expr) => {
+        async fn append_chain_entries(
+            conn: &mut $connection,
+            contents: &[$crate::store::audit::EntryContent],
+        ) -> Result<i64, $crate::store::StoreError> {
+            use $crate::store::audit::{entry_hash, sql};
+            let count = i64::try_from(contents.len()).unwrap_or(i64::MAX);
+            let (last, mut prev_hash): (i64, Vec<u8>) = sqlx::query_as(sql::ADVANCE_HEAD)
+                .bind(count)
+                .fetch_one(&mut *conn)
+                .await?;
+            if contents.is_empty() {
+                return Ok(last);
+            }
+            let first = last - count + 1;
+            let mut rows = Vec::with_capacity(contents.len());
+            for (sequence, content) in (first..=last).zip(contents) {
+                let hash = entry_hash(&prev_hash, sequence, content).to_vec();
+                rows.push((
+                    sequence,
+                    content,
+                    std::mem::replace(&mut prev_hash, hash.clone()),
+                    hash,
+                ));
+            }
+            let combined: bool = $combined;
+            let mut builder =
+                sqlx::QueryBuilder::new(if combined { "WITH appended AS (" } else { "" });
+            builder.push(sql::INSERT_ENTRIES);
+            builder.push_values(&rows, |mut row, (sequence, content, prev, hash)| {
+                row.push_bind(*sequence)
+                    .push_bind(content.entry_type.as_str())
+                    .push_bind(content.transaction_id.as_deref())
+                    .push_bind(&content.event_type)
+                    .push_bind(content.from_status.as_deref())
+                    .push_bind(content.to_status.as_deref())
+                    .push_bind(&content.actor)
+                    .push_bind(&content.detail)
+                    .push_bind(&content.occurred_at)
+                    .push_bind(prev)
+                    .push_bind(hash);
+            });
+            if combined {
+                builder.push(") UPDATE audit_head SET head_hash = ");
+                builder.push_bind(&prev_hash);
+                builder.push(" WHERE id = 1");
+            }
+            builder.build().execute(&mut *conn).await?;
+            if !combined {
+                sqlx::query(sql::SET_HEAD_HASH)
+                    .bind(&prev_hash)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(last)
+        }
+
         async fn append_chain_entry(
             conn: &mut $connection,
             content: &$crate::store::audit::EntryContent,
         ) -> Result<i64, $crate::store::StoreError> {
-            use $crate::store::audit::{entry_hash, sql};
-            let (sequence, prev_hash): (i64, Vec<u8>) = sqlx::query_as(sql::ADVANCE_HEAD)
-                .fetch_one(&mut *conn)
-                .await?;
-            let hash = entry_hash(&prev_hash, sequence, content);
-            let combined: Option<&str> = $combined;
-            let insert = sqlx::query(combined.unwrap_or(sql::INSERT_ENTRY))
-                .bind(sequence)
-                .bind(content.entry_type.as_str())
-                .bind(content.transaction_id.as_deref())
-                .bind(&content.event_type)
-                .bind(content.from_status.as_deref())
-                .bind(content.to_status.as_deref())
-                .bind(&content.actor)
-                .bind(&content.detail)
-                .bind(&content.occurred_at)
-                .bind(&prev_hash)
-                .bind(&hash[..]);
-            insert.execute(&mut *conn).await?;
-            if combined.is_none() {
-                sqlx::query(sql::SET_HEAD_HASH)
-                    .bind(&hash[..])
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Ok(sequence)
+            append_chain_entries(conn, std::slice::from_ref(content)).await
         }
 
         /// Chains every event not chained yet, in id order, while the chain

@@ -98,10 +98,7 @@ async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<Clearing
 
 define_apply_write!(sqlx::PgConnection);
 define_apply_card_write!(sqlx::PgConnection);
-define_chain_append!(
-    sqlx::PgConnection,
-    Some(super::audit::sql::INSERT_ENTRY_AND_HEAD)
-);
+define_chain_append!(sqlx::PgConnection, true);
 define_reads!(PostgresStore, pool);
 define_audit_reads!(
     PostgresStore,
@@ -175,27 +172,47 @@ impl Store for PostgresStore {
 
     async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, StoreError> {
         request.check()?;
-        let mut tx = self.pool.begin().await?;
-        let outcome = apply_write(&mut tx, &request).await?;
-        if outcome == WriteOutcome::Written {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(outcome)
+        write_alone(&self.pool, &Job::Write(request)).await
     }
 
     async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError> {
         write.check()?;
-        let mut tx = self.pool.begin().await?;
-        let outcome = apply_card_write(&mut tx, &write).await?;
-        if outcome == WriteOutcome::Written {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(outcome)
+        write_alone(&self.pool, &Job::Card(write)).await
     }
+}
+
+/// One state change for the writers.
+#[derive(Debug)]
+enum Job {
+    Write(WriteRequest),
+    Card(CardWrite),
+}
+
+/// Runs a job's statements, queueing its chain entries in `chain`.
+async fn apply(
+    conn: &mut sqlx::PgConnection,
+    job: &Job,
+    chain: &mut Vec<EntryContent>,
+) -> Result<WriteOutcome, StoreError> {
+    match job {
+        Job::Write(request) => apply_write(conn, request, chain).await,
+        Job::Card(write) => apply_card_write(conn, write, chain).await,
+    }
+}
+
+/// A job in its own transaction: its statements, then its chain entries
+/// last, then COMMIT.
+async fn write_alone(pool: &PgPool, job: &Job) -> Result<WriteOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut chain = Vec::new();
+    let outcome = apply(&mut tx, job, &mut chain).await?;
+    if outcome == WriteOutcome::Written {
+        append_chain_entries(&mut tx, &chain).await?;
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(outcome)
 }
 
 #[async_trait::async_trait]

@@ -144,9 +144,16 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
     sqlx::query("SAVEPOINT posgate_write")
         .execute(&mut *conn)
         .await?;
+    let mut chain = Vec::new();
     let outcome = match job {
-        Job::Write(request) => apply_write(conn, request).await.map(Done::Write),
-        Job::Card(write) => apply_card_write(conn, write).await.map(Done::Write),
+        Job::Write(request) => {
+            let outcome = apply_write(conn, request, &mut chain).await;
+            applied(conn, outcome, &chain).await
+        }
+        Job::Card(write) => {
+            let outcome = apply_card_write(conn, write, &mut chain).await;
+            applied(conn, outcome, &chain).await
+        }
         Job::AuditRead(content) => append_chain_entry(conn, content).await.map(Done::Appended),
     };
     if !matches!(
@@ -161,6 +168,18 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
         .execute(&mut *conn)
         .await?;
     outcome
+}
+
+/// Appends a written job's chain entries, last in its savepoint.
+async fn applied(
+    conn: &mut SqliteConnection,
+    outcome: Result<WriteOutcome, StoreError>,
+    chain: &[EntryContent],
+) -> Result<Done, StoreError> {
+    if matches!(outcome, Ok(WriteOutcome::Written)) {
+        append_chain_entries(conn, chain).await?;
+    }
+    outcome.map(Done::Write)
 }
 
 // SQLite has one writer at a time: a close (BEGIN IMMEDIATE) and the writer
@@ -182,7 +201,7 @@ async fn sqlite_clearing_lock(_store: &SqliteStore) -> Result<Option<ClearingLoc
 
 define_apply_write!(SqliteConnection);
 define_apply_card_write!(SqliteConnection);
-define_chain_append!(SqliteConnection, None::<&str>);
+define_chain_append!(SqliteConnection, false);
 define_reads!(SqliteStore, reads);
 define_audit_reads!(SqliteStore, reads, None::<&str>);
 define_recon!(SqliteConnection);
