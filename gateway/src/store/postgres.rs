@@ -1,16 +1,22 @@
 //! The PostgreSQL backend, for production and for several gateway instances
-//! sharing one database. Each write is one short transaction on a pooled
-//! connection; concurrent duplicates meet at the idempotency key's primary
-//! key, where PostgreSQL makes the second insert wait for the first to
-//! commit. Concurrent commits share WAL flushes, so throughput grows with
-//! the number of connections rather than being capped by one fsync per write.
+//! sharing one database. Writes go to a few writer tasks that commit the
+//! writes waiting at that moment together, each in its own savepoint of one
+//! transaction (group commit), with the audit-chain entries of the whole
+//! batch appended last under one lock of the chain head: the head's lock is
+//! held through each COMMIT's WAL flush, so one flush per batch rather than
+//! per write is what keeps the chain from capping throughput. Concurrent
+//! duplicates meet at the idempotency key's primary key: in one batch the
+//! second sees the first's row; across batches PostgreSQL makes the second
+//! insert wait for the first batch to commit.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
+use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
@@ -45,10 +51,26 @@ macro_rules! schema_scoped_lock {
     };
 }
 
-/// PostgreSQL store over a connection pool.
+/// Writer tasks, each committing one batch at a time on its own pooled
+/// connection: enough to overlap one batch's statements with another's
+/// commit on a small machine, few enough to leave the pool to reads.
+const WRITERS: usize = 4;
+/// Most writes committed in one transaction (group commit). Bounds the
+/// latency one batch adds and the work redone when a batch fails.
+const MAX_BATCH: usize = 64;
+/// Writes waiting for a writer. Callers wait (backpressure) beyond it; the
+/// server's in-flight limit keeps it from being reached in practice.
+const QUEUE_CAPACITY: usize = 4096;
+
+type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Job, Reply)>>>;
+
+/// PostgreSQL store over a connection pool, with writer tasks that group
+/// concurrent writes into one transaction (group commit).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    writes: mpsc::Sender<(Job, Reply)>,
 }
 
 impl PostgresStore {
@@ -67,7 +89,22 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
+        let queue: Queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..WRITERS {
+            tokio::spawn(run_writer(pool.clone(), Arc::clone(&queue)));
+        }
+        Ok(Self { pool, writes })
+    }
+
+    /// Hands a write to the writers and waits for its outcome.
+    async fn submit(&self, job: Job) -> Result<WriteOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send((job, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
     }
 }
 
@@ -172,13 +209,86 @@ impl Store for PostgresStore {
 
     async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, StoreError> {
         request.check()?;
-        write_alone(&self.pool, &Job::Write(request)).await
+        self.submit(Job::Write(request)).await
     }
 
     async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError> {
         write.check()?;
-        write_alone(&self.pool, &Job::Card(write)).await
+        self.submit(Job::Card(write)).await
     }
+}
+
+/// A writer task: takes every write waiting (up to `MAX_BATCH`; while one
+/// writer commits, the next gathers) and commits them together.
+async fn run_writer(pool: PgPool, queue: Queue) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let received = queue.lock().await.recv_many(&mut batch, MAX_BATCH).await;
+        if received == 0 {
+            return;
+        }
+        write_batch(&pool, &mut batch).await;
+    }
+}
+
+/// Commits a batch and answers every write in it. A write whose statements
+/// failed inside its savepoint (e.g. a deadlock between two batches waiting
+/// for each other's idempotency keys) left nothing behind and runs again on
+/// its own; so does every write of a batch whose transaction failed.
+async fn write_batch(pool: &PgPool, batch: &mut Vec<(Job, Reply)>) {
+    if batch.len() == 1 {
+        let (job, reply) = batch.pop().expect("one write");
+        let _ = reply.send(write_alone(pool, &job).await);
+        return;
+    }
+    let outcomes = match commit_batch(pool, batch).await {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            tracing::warn!(%error, writes = batch.len(), "postgres batch failed; writing each alone");
+            batch.iter().map(|_| Err(StoreError::WriterGone)).collect()
+        }
+    };
+    for ((job, reply), outcome) in batch.drain(..).zip(outcomes) {
+        let outcome = match outcome {
+            Err(StoreError::Database(_) | StoreError::WriterGone) => write_alone(pool, &job).await,
+            other => other,
+        };
+        // A caller that went away (cancelled request) needs no answer.
+        let _ = reply.send(outcome);
+    }
+}
+
+/// A batch in one transaction, each write in a savepoint so that a refused
+/// or failed write leaves the others untouched; the chain entries of every
+/// written job are appended last, in one statement, then COMMIT.
+async fn commit_batch(
+    pool: &PgPool,
+    batch: &[(Job, Reply)],
+) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut chain = Vec::new();
+    for (job, _) in batch {
+        sqlx::query("SAVEPOINT posgate_write")
+            .execute(&mut *tx)
+            .await?;
+        let mut entries = Vec::new();
+        let outcome = apply(&mut tx, job, &mut entries).await;
+        if matches!(outcome, Ok(WriteOutcome::Written)) {
+            chain.append(&mut entries);
+        } else {
+            sqlx::query("ROLLBACK TO SAVEPOINT posgate_write")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("RELEASE SAVEPOINT posgate_write")
+            .execute(&mut *tx)
+            .await?;
+        outcomes.push(outcome);
+    }
+    append_chain_entries(&mut tx, &chain).await?;
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// One state change for the writers.
