@@ -16,7 +16,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::Gateway;
-use super::status::{from_hsm_error, from_store_error, invalid_argument, precondition};
+use super::status::{from_hsm_error, from_store_error, invalid_argument, precondition, refused};
 use super::validate::Violations;
 use crate::access::{Identity, identity_of, require_auditor};
 use crate::audit::seal::key_id;
@@ -43,6 +43,9 @@ pub const MAX_PURPOSE_LEN: usize = 200;
 pub const EXPORT_CHUNK_BYTES: usize = 65_536;
 /// Rows an export reads per round trip: bounds its memory.
 pub const EXPORT_PAGE_ROWS: i64 = 1000;
+/// The rate-limit "store" of all auditors: not a valid store id, so it
+/// never shares a bucket with a real store.
+const AUDITORS_RATE_KEY: &str = "~auditors";
 /// Export messages buffered ahead of a slow client.
 const EXPORT_QUEUE: usize = 4;
 
@@ -80,6 +83,8 @@ impl AuditApi {
 
 /// Who asked and why, checked.
 struct Caller {
+    /// The in-flight slot of the call, held until it ends.
+    _permit: tokio::sync::OwnedSemaphorePermit,
     auditor_id: String,
     client_request_id: String,
     purpose: String,
@@ -113,6 +118,7 @@ fn check_context(
     violations: &mut Violations,
     context: Option<&pb::AuditContext>,
     now: DateTime<Utc>,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Option<Caller> {
     let Some(context) = context else {
         violations.add("context", "is required");
@@ -160,6 +166,7 @@ fn check_context(
     };
     violations.text("context.purpose", &context.purpose, MAX_PURPOSE_LEN);
     Some(Caller {
+        _permit: permit,
         auditor_id: context.auditor_id.clone(),
         client_request_id: context.client_request_id.clone(),
         purpose: context.purpose.clone(),
@@ -556,14 +563,22 @@ impl AuditApi {
         check_rest: impl FnOnce(&mut Violations),
     ) -> Result<Caller, Status> {
         auditors_only(request)?;
+        let permit = self.gateway.admission.enter().map_err(refused)?;
         let mut violations = Violations::default();
-        let caller = check_context(&mut violations, context, self.gateway.clock.now());
+        let caller = check_context(&mut violations, context, self.gateway.clock.now(), permit);
         check_rest(&mut violations);
         violations
             .finish()
             .map_err(|violations| invalid_argument(&violations))?;
         let caller = caller.ok_or_else(|| Status::internal("validated context is missing"))?;
         require_auditor(request, &caller.auditor_id)?;
+        // Auditors share the POS rate limits: each auditor has a terminal's
+        // budget, all auditors together a store's ("~" keeps the key apart
+        // from every real store id).
+        self.gateway
+            .admission
+            .charge(AUDITORS_RATE_KEY, &caller.auditor_id)
+            .map_err(refused)?;
         Ok(caller)
     }
 }

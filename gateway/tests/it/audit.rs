@@ -23,11 +23,15 @@ const NOW: &str = "2026-11-23T03:00:00Z";
 
 /// A bills gateway with an HSM (the audit needs one), sealing by hand.
 async fn audit_gateway(backend: Backend, audit_section: &str) -> TestGateway {
+    audit_gateway_with(backend, OPEN_LIMITS, audit_section).await
+}
+
+async fn audit_gateway_with(backend: Backend, limits: &str, audit_section: &str) -> TestGateway {
     crate::cards::init_tracing();
     let db = TestDb::new(backend).await;
     write_keystore(db.dir.path()).await;
     let audit_section = audit_section.to_owned();
-    TestGateway::start_with(db, utc(NOW), OPEN_LIMITS, move |dir| {
+    TestGateway::start_with(db, utc(NOW), limits, move |dir| {
         format!(
             "\n[hsm]\nbackend = \"software\"\nkeystore = \"{}\"\nmaster_key_file = \"{}\"\n\n[audit]\n{audit_section}\n",
             dir.join("keys.ks").display(),
@@ -1086,4 +1090,18 @@ async fn sealer_and_concurrent_writers() {
         assert_eq!(report.checked_count, 40);
         gw.stop().await;
     }
+}
+
+/// An auditor over its rate limit is told to wait (`RESOURCE_EXHAUSTED`), and the refused read is not recorded.
+#[tokio::test]
+async fn auditors_are_rate_limited() {
+    let limits = "terminal_per_second = 1\nterminal_burst = 2\nstore_per_second = 100\nstore_burst = 100\nmax_in_flight = 64";
+    let gw = audit_gateway_with(Backend::Sqlite, limits, manual_sealing()).await;
+    let mut client = auditor(&gw);
+    search(&mut client, None, 1, "").await.unwrap();
+    search(&mut client, None, 1, "").await.unwrap();
+    let (head, _) = gw.store().chain_head().await.unwrap();
+    let status = search(&mut client, None, 1, "").await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(gw.store().chain_head().await.unwrap().0, head);
 }
