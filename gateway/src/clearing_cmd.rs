@@ -298,7 +298,7 @@ async fn bench_command(rows: u64, database_url: &str, out: Option<PathBuf>) -> a
 
 /// A fresh database for the bench: the SQLite file must not exist; on
 /// PostgreSQL a private schema is created (and dropped afterwards).
-async fn bench_database(url: &str) -> anyhow::Result<(String, Option<String>)> {
+pub(crate) async fn bench_database(url: &str) -> anyhow::Result<(String, Option<String>)> {
     use sqlx::Connection as _;
     if let Some(path) = url.strip_prefix("sqlite://") {
         anyhow::ensure!(

@@ -44,6 +44,8 @@ pub struct Config {
     /// Settlement instruction settings (`[settlement]`): posgate's ACH
     /// originator identity and its accounts for the instruction files.
     pub settlement: crate::clearing::settle::SettlementConfig,
+    /// Audit chain sealing and `AuditService` settings (`[audit]`).
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// Where clearing files go and how they are signed.
@@ -195,6 +197,8 @@ struct RawConfig {
     clearing: RawClearing,
     #[serde(default)]
     settlement: crate::clearing::settle::SettlementConfig,
+    #[serde(default)]
+    audit: crate::audit::RawAudit,
 }
 
 #[derive(Debug, Deserialize)]
@@ -384,6 +388,10 @@ impl Config {
                 scheduled: raw.clearing.scheduled,
             },
             settlement: raw.settlement,
+            audit: raw
+                .audit
+                .check()
+                .map_err(|(key, reason)| invalid(key, reason))?,
         })
     }
 }

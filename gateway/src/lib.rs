@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`access`]: caller identities from SPIFFE ids, the role × service table, its enforcement.
 //! - [`config`]: the TOML configuration, checked once at load.
+//! - [`access`]: who is calling, from the mTLS client certificate (contract shim).
+//! - [`audit`]: the audit chain's checkpoints, verification, search and export views.
 //! - [`money`]: currencies, amount bounds, fee contracts with explicit rounding.
 //! - [`business_day`]: store time zones and cutoffs to business dates.
 //! - [`clock`]: the current time, replaceable in tests.
@@ -20,6 +22,7 @@
 //! - [`load`]: `posgate load`, the load generator.
 
 pub mod access;
+pub mod audit;
 pub mod bill;
 pub mod business_day;
 pub mod clearing;

@@ -10,6 +10,7 @@ use posgate_gateway::config::Config;
 use posgate_gateway::{demo, load, server, store};
 use tracing_subscriber::EnvFilter;
 
+mod audit_cmd;
 mod certs_cmd;
 mod clearing_cmd;
 mod keys_cmd;
@@ -28,6 +29,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at startup: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway: migrate the store, then serve gRPC over mutual TLS until SIGTERM.
@@ -52,6 +55,8 @@ enum Command {
     /// Run a partner simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Auditors: search, history, verify and export over `AuditService`; bench.
+    Audit(audit_cmd::AuditArgs),
     /// Daily clearing: close a business day, write and verify partner files.
     #[command(subcommand)]
     Clearing(clearing_cmd::ClearingCommand),
@@ -115,6 +120,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys(args) => {
             init_logging(cli.log_json);
             keys_cmd::run(args).await
+        }
+        Command::Audit(args) => {
+            init_logging(cli.log_json);
+            audit_cmd::run(args).await
         }
         Command::Certs(command) => {
             init_logging(cli.log_json);

@@ -15,6 +15,7 @@ use tonic::transport::Server;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::grpc::Gateway;
+use crate::grpc::audit::AuditApi;
 use crate::grpc::bill_payment::BillPaymentApi;
 use crate::grpc::payment::PaymentApi;
 use crate::payments::{Payments, saf};
@@ -54,6 +55,13 @@ pub async fn start(
     let mut gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
     if let Some(hsm) = &config.card.hsm {
         let hsm = hsm.open().context("opening the HSM")?;
+        let store = Arc::clone(&gateway.store);
+        gateway = gateway.with_audit(crate::audit::Audit {
+            store,
+            hsm: Arc::clone(&hsm),
+            config: config.audit.clone(),
+            pan_fingerprint_key: config.card.pan_fingerprint_key.clone(),
+        });
         gateway = gateway.with_payments(Arc::new(Payments::start(config.card.clone(), hsm)));
     }
     let gateway = Arc::new(gateway);
@@ -85,7 +93,8 @@ pub async fn start(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(BillPaymentApi::new(Arc::clone(&gateway)).into_server())
-        .add_service(PaymentApi::new(Arc::clone(&gateway)).into_server());
+        .add_service(PaymentApi::new(Arc::clone(&gateway)).into_server())
+        .add_service(AuditApi::new(Arc::clone(&gateway)).into_server());
     let (stop_accepting, accepting) = tokio::sync::watch::channel(false);
     let (incoming, acceptor) = crate::mtls::accept_tls(listener, tls.acceptor, accepting);
     let crl_watch = config
@@ -132,7 +141,7 @@ pub async fn start(
 }
 
 /// The server's background work: key purging, card health, the
-/// store-and-forward worker and the scheduled clearing run.
+/// store-and-forward worker, the audit sealer and the scheduled clearing run.
 struct Background {
     upkeep: JoinHandle<()>,
     card_health: JoinHandle<()>,
@@ -153,6 +162,15 @@ impl Background {
             stoppable.push(tokio::spawn(saf::run(
                 Arc::clone(gateway),
                 Arc::clone(payments),
+                stopped.clone(),
+            )));
+        }
+        if let Some(audit) = &gateway.audit
+            && audit.config.seal
+        {
+            stoppable.push(tokio::spawn(crate::audit::seal::run(
+                audit.clone(),
+                Arc::clone(&gateway.clock),
                 stopped.clone(),
             )));
         }

@@ -9,8 +9,10 @@
 //! - [`idempotent`]: replay of stored answers and detection of reused keys.
 //! - [`bill_payment`]: the `BillPaymentService` implementation.
 //! - [`payment`]: the `PaymentService` implementation (card payments).
+//! - [`audit`]: the `AuditService` implementation (auditors only).
 
 pub mod admission;
+pub mod audit;
 pub mod bill_payment;
 pub mod idempotent;
 pub mod payment;
@@ -47,6 +49,8 @@ pub struct Gateway {
     pub admission: Admission,
     /// Card payments, when configured.
     pub payments: Option<Arc<Payments>>,
+    /// Audit chain sealing and `AuditService`, when an HSM is configured.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 impl Gateway {
@@ -64,7 +68,14 @@ impl Gateway {
             clock,
             admission: Admission::new(&config.limits),
             payments: None,
+            audit: None,
         })
+    }
+
+    #[must_use]
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     #[must_use]

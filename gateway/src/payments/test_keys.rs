@@ -21,6 +21,12 @@ pub const FINGERPRINT_KEY: &str =
 /// Ed25519 seed of the key that signs clearing files (label `clearing-sign`).
 pub const CLEARING_SIGN_SEED: &str =
     "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+/// Ed25519 seed of the key that signs audit-chain checkpoints (label `audit-sign`).
+pub const AUDIT_SIGN_SEED: &str =
+    "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
+/// HMAC-SHA256 key that authenticates `AuditService` page tokens (label `audit-token`).
+pub const AUDIT_TOKEN_KEY: &str =
+    "a3c1e5f7092b4d6f81a3c5e7f9123456789abcdef0123456789abcdef0123457";
 /// The keystore's master key.
 pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -37,6 +43,8 @@ pub fn keys() -> Vec<(&'static str, KeySpec, &'static str)> {
         ("cobrand.zpk", KeySpec::TDES_PIN, ZPK),
         ("tpk.test", KeySpec::TDES_PIN, TPK),
         ("clearing-sign", KeySpec::ED25519, CLEARING_SIGN_SEED),
+        ("audit-sign", KeySpec::ED25519, AUDIT_SIGN_SEED),
+        ("audit-token", hmac, AUDIT_TOKEN_KEY),
     ]
 }
 

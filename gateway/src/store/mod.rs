@@ -4,8 +4,10 @@
 //!
 //! Every state change is one [`WriteRequest`]: the idempotency key with the
 //! answer to replay, the transaction row (new, or a guarded status change),
-//! its settlement lines and its event, committed together or not at all.
+//! its settlement lines, its event and the event's audit-chain entry,
+//! committed together or not at all.
 
+pub mod audit;
 mod card;
 pub mod clearing;
 mod migrate;
@@ -313,7 +315,9 @@ pub enum StoreError {
 /// atomic and must serialize writes under one key so that concurrent
 /// duplicates produce one write and `KeyTaken` for the rest.
 #[async_trait::async_trait]
-pub trait Store: Reads + clearing::ClearingStore + ReconStore + fmt::Debug {
+pub trait Store:
+    Reads + clearing::ClearingStore + ReconStore + audit::AuditStore + fmt::Debug
+{
     /// Applies pending schema migrations; safe to run concurrently.
     async fn migrate(&self) -> Result<(), StoreError>;
 

@@ -1,17 +1,27 @@
 //! The PostgreSQL backend, for production and for several gateway instances
-//! sharing one database. Each write is one short transaction on a pooled
-//! connection; concurrent duplicates meet at the idempotency key's primary
-//! key, where PostgreSQL makes the second insert wait for the first to
-//! commit. Concurrent commits share WAL flushes, so throughput grows with
-//! the number of connections rather than being capped by one fsync per write.
+//! sharing one database. Writes go to a few writer tasks that commit the
+//! writes waiting at that moment together, each in its own savepoint of one
+//! transaction (group commit), with the audit-chain entries of the whole
+//! batch appended last under one lock of the chain head: the head's lock is
+//! held through each COMMIT's WAL flush, so one flush per batch rather than
+//! per write is what keeps the chain from capping throughput. Concurrent
+//! duplicates meet at the idempotency key's primary key: in one batch the
+//! second sees the first's row; across batches PostgreSQL makes the second
+//! insert wait for the first batch to commit.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
+use tokio::sync::{mpsc, oneshot};
 
+use super::audit::{
+    AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
+};
+use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{
     ClearingLock, SCHEDULE_LOCK_KEY, define_clearing_store, define_open_business_date,
 };
@@ -25,6 +35,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Arbitrary but fixed key of the advisory lock that serializes migrations
 /// across gateway instances starting together ("pmig" in ASCII).
 const MIGRATION_LOCK_KEY: i32 = 0x706d_6967;
+/// Key of the advisory lock of the audit sealer: one instance signs
+/// checkpoints at a time ("seal" in ASCII).
+const SEAL_LOCK_KEY: i32 = 0x7365_616c;
 /// The second half of every advisory lock key: the schema the connection
 /// works in. Advisory locks are per database, so without it two deployments
 /// (or two test schemas) in one database would contend for each other's locks.
@@ -38,10 +51,26 @@ macro_rules! schema_scoped_lock {
     };
 }
 
-/// PostgreSQL store over a connection pool.
+/// Writer tasks, each committing one batch at a time on its own pooled
+/// connection: enough to overlap one batch's statements with another's
+/// commit on a small machine, few enough to leave the pool to reads.
+const WRITERS: usize = 4;
+/// Most writes committed in one transaction (group commit). Bounds the
+/// latency one batch adds and the work redone when a batch fails.
+const MAX_BATCH: usize = 64;
+/// Writes waiting for a writer. Callers wait (backpressure) beyond it; the
+/// server's in-flight limit keeps it from being reached in practice.
+const QUEUE_CAPACITY: usize = 4096;
+
+type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Job, Reply)>>>;
+
+/// PostgreSQL store over a connection pool, with writer tasks that group
+/// concurrent writes into one transaction (group commit).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    writes: mpsc::Sender<(Job, Reply)>,
 }
 
 impl PostgresStore {
@@ -60,7 +89,22 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
+        let queue: Queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..WRITERS {
+            tokio::spawn(run_writer(pool.clone(), Arc::clone(&queue)));
+        }
+        Ok(Self { pool, writes })
+    }
+
+    /// Hands a write to the writers and waits for its outcome.
+    async fn submit(&self, job: Job) -> Result<WriteOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send((job, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
     }
 }
 
@@ -91,7 +135,13 @@ async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<Clearing
 
 define_apply_write!(sqlx::PgConnection);
 define_apply_card_write!(sqlx::PgConnection);
+define_chain_append!(sqlx::PgConnection, true);
 define_reads!(PostgresStore, pool);
+define_audit_reads!(
+    PostgresStore,
+    pool,
+    Some("SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0")
+);
 define_recon!(sqlx::PgConnection);
 
 #[async_trait::async_trait]
@@ -146,31 +196,218 @@ impl Store for PostgresStore {
                 "applied postgres migration"
             );
         }
+        let chained = backfill_events(&mut tx).await?;
+        if chained > 0 {
+            tracing::info!(
+                chained,
+                "chained events written before the audit chain existed"
+            );
+        }
         tx.commit().await?;
         Ok(())
     }
 
     async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, StoreError> {
         request.check()?;
-        let mut tx = self.pool.begin().await?;
-        let outcome = apply_write(&mut tx, &request).await?;
-        if outcome == WriteOutcome::Written {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(outcome)
+        self.submit(Job::Write(request)).await
     }
 
     async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError> {
         write.check()?;
-        let mut tx = self.pool.begin().await?;
-        let outcome = apply_card_write(&mut tx, &write).await?;
-        if outcome == WriteOutcome::Written {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
+        self.submit(Job::Card(write)).await
+    }
+}
+
+/// A writer task: takes every write waiting (up to `MAX_BATCH`; while one
+/// writer commits, the next gathers) and commits them together.
+async fn run_writer(pool: PgPool, queue: Queue) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let received = queue.lock().await.recv_many(&mut batch, MAX_BATCH).await;
+        if received == 0 {
+            return;
         }
-        Ok(outcome)
+        write_batch(&pool, &mut batch).await;
+    }
+}
+
+/// Commits a batch and answers every write in it. A write whose statements
+/// failed inside its savepoint (e.g. a deadlock between two batches waiting
+/// for each other's idempotency keys) left nothing behind and runs again on
+/// its own; so does every write of a batch whose transaction failed.
+async fn write_batch(pool: &PgPool, batch: &mut Vec<(Job, Reply)>) {
+    if batch.len() == 1 {
+        let (job, reply) = batch.pop().expect("one write");
+        let _ = reply.send(write_alone(pool, &job).await);
+        return;
+    }
+    let outcomes = match commit_batch(pool, batch).await {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            tracing::warn!(%error, writes = batch.len(), "postgres batch failed; writing each alone");
+            batch.iter().map(|_| Err(StoreError::WriterGone)).collect()
+        }
+    };
+    for ((job, reply), outcome) in batch.drain(..).zip(outcomes) {
+        let outcome = match outcome {
+            Err(StoreError::Database(_) | StoreError::WriterGone) => write_alone(pool, &job).await,
+            other => other,
+        };
+        // A caller that went away (cancelled request) needs no answer.
+        let _ = reply.send(outcome);
+    }
+}
+
+/// A batch in one transaction, each write in a savepoint so that a refused
+/// or failed write leaves the others untouched; the chain entries of every
+/// written job are appended last, in one statement, then COMMIT.
+async fn commit_batch(
+    pool: &PgPool,
+    batch: &[(Job, Reply)],
+) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut chain = Vec::new();
+    for (job, _) in batch {
+        sqlx::query("SAVEPOINT posgate_write")
+            .execute(&mut *tx)
+            .await?;
+        let mut entries = Vec::new();
+        let outcome = apply(&mut tx, job, &mut entries).await;
+        if matches!(outcome, Ok(WriteOutcome::Written)) {
+            chain.append(&mut entries);
+        } else {
+            sqlx::query("ROLLBACK TO SAVEPOINT posgate_write")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("RELEASE SAVEPOINT posgate_write")
+            .execute(&mut *tx)
+            .await?;
+        outcomes.push(outcome);
+    }
+    append_chain_entries(&mut tx, &chain).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// One state change for the writers.
+#[derive(Debug)]
+enum Job {
+    Write(WriteRequest),
+    Card(CardWrite),
+}
+
+/// Runs a job's statements, queueing its chain entries in `chain`.
+async fn apply(
+    conn: &mut sqlx::PgConnection,
+    job: &Job,
+    chain: &mut Vec<EntryContent>,
+) -> Result<WriteOutcome, StoreError> {
+    match job {
+        Job::Write(request) => apply_write(conn, request, chain).await,
+        Job::Card(write) => apply_card_write(conn, write, chain).await,
+    }
+}
+
+/// A job in its own transaction: its statements, then its chain entries
+/// last, then COMMIT.
+async fn write_alone(pool: &PgPool, job: &Job) -> Result<WriteOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut chain = Vec::new();
+    let outcome = apply(&mut tx, job, &mut chain).await?;
+    if outcome == WriteOutcome::Written {
+        append_chain_entries(&mut tx, &chain).await?;
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(outcome)
+}
+
+#[async_trait::async_trait]
+impl AuditStore for PostgresStore {
+    async fn chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+        self.audit_chain_head().await
+    }
+
+    async fn chain_entries(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        self.audit_chain_entries(from, to, limit).await
+    }
+
+    async fn sequence_of_hash(&self, hash: &[u8]) -> Result<Option<i64>, StoreError> {
+        self.audit_sequence_of_hash(hash).await
+    }
+
+    async fn transaction_entries(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        self.audit_transaction_entries(transaction_id).await
+    }
+
+    async fn append_audit_read(&self, content: EntryContent) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let sequence = append_chain_entry(&mut tx, &content).await?;
+        tx.commit().await?;
+        Ok(sequence)
+    }
+
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
+        self.audit_insert_checkpoint(checkpoint).await
+    }
+
+    async fn checkpoints(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        self.audit_checkpoints(from, to, limit).await
+    }
+
+    async fn latest_checkpoint(&self, sequence: i64) -> Result<Option<Checkpoint>, StoreError> {
+        self.audit_latest_checkpoint(sequence).await
+    }
+
+    async fn search_transactions(
+        &self,
+        filter: &SearchFilter,
+        as_of: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<TransactionRow>, StoreError> {
+        self.audit_search(filter, as_of, after, limit).await
+    }
+
+    async fn transaction_row(
+        &self,
+        id: &str,
+        as_of: i64,
+    ) -> Result<Option<TransactionRow>, StoreError> {
+        self.audit_transaction_row(id, as_of).await
+    }
+
+    /// A session advisory lock on a connection taken out of the pool, as for
+    /// the clearing schedule: dropping it closes the connection and frees the lock.
+    async fn seal_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let locked: bool = sqlx::query_scalar(schema_scoped_lock!("pg_try_advisory_lock"))
+            .bind(SEAL_LOCK_KEY)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(locked.then(|| Box::new(conn) as ClearingLock))
+    }
+
+    async fn backfill_chain(&self) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let chained = backfill_events(&mut tx).await?;
+        tx.commit().await?;
+        Ok(chained)
     }
 }

@@ -15,6 +15,10 @@ use sqlx::sqlite::{
 use sqlx::{Connection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::{
+    AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
+};
+use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{ClearingLock, define_clearing_store, define_open_business_date};
 use super::recon::{define_exceptions_read, define_recon};
 use super::write::{define_apply_card_write, define_apply_write, define_reads};
@@ -37,13 +41,23 @@ const READ_CONNECTIONS: u32 = 4;
 /// of a few hundred bytes each bound the buffer to about a megabyte per read.
 const READ_ROW_BUFFER: usize = 4096;
 
-type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
+type Reply = oneshot::Sender<Result<Done, StoreError>>;
 
 /// One write for the writer task.
 #[derive(Debug)]
 enum Job {
     Write(WriteRequest),
     Card(CardWrite),
+    /// An audit-read entry of the audit chain.
+    AuditRead(EntryContent),
+}
+
+/// What the writer did with one job.
+#[derive(Debug)]
+enum Done {
+    Write(WriteOutcome),
+    /// The chain sequence of an appended audit-read entry.
+    Appended(i64),
 }
 
 /// SQLite store: a read pool and a channel to the writer task.
@@ -110,7 +124,7 @@ async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<(Job, 
 async fn write_batch(
     conn: &mut SqliteConnection,
     batch: &[(Job, Reply)],
-) -> Result<Vec<Result<WriteOutcome, StoreError>>, sqlx::Error> {
+) -> Result<Vec<Result<Done, StoreError>>, sqlx::Error> {
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for (request, _) in batch {
@@ -126,19 +140,31 @@ async fn write_batch(
 
 /// One write inside the batch's transaction, in a savepoint so that a write
 /// that is refused or fails leaves the others untouched.
-async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<WriteOutcome, StoreError> {
+async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, StoreError> {
     match job {
         Job::Write(request) => request.check()?,
         Job::Card(write) => write.check()?,
+        Job::AuditRead(_) => {}
     }
     sqlx::query("SAVEPOINT posgate_write")
         .execute(&mut *conn)
         .await?;
+    let mut chain = Vec::new();
     let outcome = match job {
-        Job::Write(request) => apply_write(conn, request).await,
-        Job::Card(write) => apply_card_write(conn, write).await,
+        Job::Write(request) => {
+            let outcome = apply_write(conn, request, &mut chain).await;
+            applied(conn, outcome, &chain).await
+        }
+        Job::Card(write) => {
+            let outcome = apply_card_write(conn, write, &mut chain).await;
+            applied(conn, outcome, &chain).await
+        }
+        Job::AuditRead(content) => append_chain_entry(conn, content).await.map(Done::Appended),
     };
-    if !matches!(outcome, Ok(WriteOutcome::Written)) {
+    if !matches!(
+        outcome,
+        Ok(Done::Write(WriteOutcome::Written) | Done::Appended(_))
+    ) {
         sqlx::query("ROLLBACK TO posgate_write")
             .execute(&mut *conn)
             .await?;
@@ -147,6 +173,18 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<WriteOutcom
         .execute(&mut *conn)
         .await?;
     outcome
+}
+
+/// Appends a written job's chain entries, last in its savepoint.
+async fn applied(
+    conn: &mut SqliteConnection,
+    outcome: Result<WriteOutcome, StoreError>,
+    chain: &[EntryContent],
+) -> Result<Done, StoreError> {
+    if matches!(outcome, Ok(WriteOutcome::Written)) {
+        append_chain_entries(conn, chain).await?;
+    }
+    outcome.map(Done::Write)
 }
 
 // SQLite has one writer at a time: a close (BEGIN IMMEDIATE) and the writer
@@ -168,7 +206,9 @@ async fn sqlite_clearing_lock(_store: &SqliteStore) -> Result<Option<ClearingLoc
 
 define_apply_write!(SqliteConnection);
 define_apply_card_write!(SqliteConnection);
+define_chain_append!(SqliteConnection, false);
 define_reads!(SqliteStore, reads);
+define_audit_reads!(SqliteStore, reads, None::<&str>);
 define_recon!(SqliteConnection);
 
 #[async_trait::async_trait]
@@ -200,13 +240,23 @@ define_exceptions_read!(SqlitePool);
 
 impl SqliteStore {
     /// Hands a job to the writer task and waits for its outcome.
-    async fn submit(&self, job: Job) -> Result<WriteOutcome, StoreError> {
+    async fn submit(&self, job: Job) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writes
             .send((job, reply))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Hands a state change to the writer task.
+    async fn submit_write(&self, job: Job) -> Result<WriteOutcome, StoreError> {
+        match self.submit(job).await? {
+            Done::Write(outcome) => Ok(outcome),
+            Done::Appended(_) => Err(StoreError::Invariant(
+                "the writer answered a write with an append".to_owned(),
+            )),
+        }
     }
 }
 
@@ -251,6 +301,13 @@ impl Store for SqliteStore {
                     "applied sqlite migration"
                 );
             }
+            let chained = backfill_events(&mut conn).await?;
+            if chained > 0 {
+                tracing::info!(
+                    chained,
+                    "chained events written before the audit chain existed"
+                );
+            }
             let broken: Vec<(String,)> =
                 sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
                     .fetch_all(&mut conn)
@@ -269,10 +326,99 @@ impl Store for SqliteStore {
     }
 
     async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, StoreError> {
-        self.submit(Job::Write(request)).await
+        self.submit_write(Job::Write(request)).await
     }
 
     async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError> {
-        self.submit(Job::Card(write)).await
+        self.submit_write(Job::Card(write)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditStore for SqliteStore {
+    async fn chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+        self.audit_chain_head().await
+    }
+
+    async fn chain_entries(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        self.audit_chain_entries(from, to, limit).await
+    }
+
+    async fn sequence_of_hash(&self, hash: &[u8]) -> Result<Option<i64>, StoreError> {
+        self.audit_sequence_of_hash(hash).await
+    }
+
+    async fn transaction_entries(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        self.audit_transaction_entries(transaction_id).await
+    }
+
+    async fn append_audit_read(&self, content: EntryContent) -> Result<i64, StoreError> {
+        match self.submit(Job::AuditRead(content)).await? {
+            Done::Appended(sequence) => Ok(sequence),
+            Done::Write(_) => Err(StoreError::Invariant(
+                "the writer answered an append with a write".to_owned(),
+            )),
+        }
+    }
+
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
+        self.audit_insert_checkpoint(checkpoint).await
+    }
+
+    async fn checkpoints(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        self.audit_checkpoints(from, to, limit).await
+    }
+
+    async fn latest_checkpoint(&self, sequence: i64) -> Result<Option<Checkpoint>, StoreError> {
+        self.audit_latest_checkpoint(sequence).await
+    }
+
+    async fn search_transactions(
+        &self,
+        filter: &SearchFilter,
+        as_of: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<TransactionRow>, StoreError> {
+        self.audit_search(filter, as_of, after, limit).await
+    }
+
+    async fn transaction_row(
+        &self,
+        id: &str,
+        as_of: i64,
+    ) -> Result<Option<TransactionRow>, StoreError> {
+        self.audit_transaction_row(id, as_of).await
+    }
+
+    /// One process owns a SQLite file: the sealer needs no lock.
+    async fn seal_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
+        Ok(Some(Box::new(())))
+    }
+
+    async fn backfill_chain(&self) -> Result<i64, StoreError> {
+        let mut conn = SqliteConnection::connect_with(&self.options).await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+        let outcome = backfill_events(&mut conn).await;
+        let end = if outcome.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        sqlx::query(end).execute(&mut conn).await?;
+        outcome
     }
 }

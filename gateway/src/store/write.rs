@@ -3,9 +3,10 @@
 //! sequence is a macro expanded inside each backend's transaction; the SQL
 //! text is shared (see `super::sql`).
 
-/// Defines `async fn apply_write(conn: &mut $connection, request)`, which
-/// runs the statements of a write inside an open transaction. The caller
-/// commits on `Written` and rolls back otherwise.
+/// Defines `async fn apply_write(conn: &mut $connection, request, chain)`,
+/// which runs the statements of a write inside an open transaction and
+/// queues its audit-chain entry in `chain`. The caller appends the chain
+/// entries and commits on `Written`, and rolls back otherwise.
 macro_rules! define_apply_write {
     ($connection:ty) => {
         // One linear sequence of statements; splitting it would only scatter
@@ -14,6 +15,7 @@ macro_rules! define_apply_write {
         async fn apply_write(
             conn: &mut $connection,
             request: &$crate::store::WriteRequest,
+            chain: &mut Vec<$crate::store::audit::EntryContent>,
         ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
             use $crate::store::{Change, WriteOutcome, sql};
             let key = &request.key;
@@ -96,6 +98,7 @@ macro_rules! define_apply_write {
                 &request.lines,
                 &request.event,
                 request.created_at,
+                chain,
             )
             .await?;
             Ok(WriteOutcome::Written)
@@ -158,7 +161,11 @@ macro_rules! define_apply_write {
 
         /// Appends a change's settlement lines (re-dated to the next open
         /// business date, as adjustments, when `business_date` is closed)
-        /// and its event.
+        /// and its event, and queues the event's audit-chain entry in
+        /// `chain`. Every event goes through here, so none escapes the
+        /// chain. The caller appends the queued entries (`append_chain_entries`)
+        /// as the last statements of the database transaction, so the chain
+        /// head's lock is held only until the COMMIT that follows.
         async fn append_lines_and_event(
             conn: &mut $connection,
             transaction_id: &str,
@@ -166,6 +173,7 @@ macro_rules! define_apply_write {
             lines: &[$crate::store::SettlementLine],
             event: &$crate::store::Event,
             at: chrono::DateTime<chrono::Utc>,
+            chain: &mut Vec<$crate::store::audit::EntryContent>,
         ) -> Result<(), $crate::store::StoreError> {
             use $crate::store::sql;
             // A closed business day never changes: late lines go to the next open date.
@@ -217,6 +225,17 @@ macro_rules! define_apply_write {
                 .bind(at)
                 .execute(&mut *conn)
                 .await?;
+            let entry = $crate::store::audit::EntryContent {
+                entry_type: $crate::store::audit::EntryType::Event,
+                transaction_id: Some(transaction_id.to_owned()),
+                event_type: event.event_type.clone(),
+                from_status: event.from_status.map(|status| status.as_str().to_owned()),
+                to_status: Some(event.to_status.as_str().to_owned()),
+                actor: event.actor.clone(),
+                detail: event.detail.clone(),
+                occurred_at: $crate::store::audit::canonical_time(at),
+            };
+            chain.push(entry);
             Ok(())
         }
     };
@@ -233,6 +252,7 @@ macro_rules! define_apply_card_write {
         async fn apply_card_write(
             conn: &mut $connection,
             write: &$crate::store::CardWrite,
+            chain: &mut Vec<$crate::store::audit::EntryContent>,
         ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
             use $crate::store::card::sql as card_sql;
             use $crate::store::{CardChange, KeyOp, WriteOutcome, sql};
@@ -440,6 +460,7 @@ macro_rules! define_apply_card_write {
                 &write.lines,
                 &write.event,
                 write.at,
+                chain,
             )
             .await?;
             Ok(WriteOutcome::Written)

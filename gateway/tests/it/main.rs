@@ -11,6 +11,7 @@
 )]
 
 mod access;
+mod audit;
 mod bad_input;
 mod bills;
 mod cards;

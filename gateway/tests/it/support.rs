@@ -170,7 +170,7 @@ pub fn terminal(store_id: &str, terminal_id: &str) -> Identity {
 #[derive(Debug)]
 pub struct TestGateway {
     /// Keeps the database (and the certificates in its directory) alive.
-    _db: TestDb,
+    db: TestDb,
     pub server: RunningServer,
     pub clock: Arc<ManualClock>,
     /// The gateway's CA, server certificate and CRL.
@@ -217,7 +217,7 @@ impl TestGateway {
             .expect("connect as S001/T01");
         let client = BillPaymentServiceClient::new(channel.clone());
         Self {
-            _db: db,
+            db,
             server,
             clock,
             pki,
@@ -247,6 +247,11 @@ impl TestGateway {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.server.gateway.store
+    }
+
+    /// The database URL, for tests that reach past the gateway (tampering).
+    pub fn db_url(&self) -> &str {
+        &self.db.url
     }
 
     /// Stops the server gracefully and waits for it.

@@ -1,0 +1,116 @@
+//! Checkpoints: the HSM signs (sequence, head hash) of the chain with
+//! Ed25519. The background sealer of `posgate serve` seals every N new
+//! entries or every T seconds; on PostgreSQL an advisory lock lets one
+//! instance seal at a time (the others find it taken and skip the round).
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use posgate_hsm::KeyRef;
+
+use super::Audit;
+use crate::store::audit::{Checkpoint, checkpoint_statement};
+
+/// How often the sealer looks at the chain head: the entry-count trigger
+/// fires within this long of being reached.
+const SEALER_POLL: Duration = Duration::from_millis(500);
+
+/// Why a seal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("signing the checkpoint failed: {0}")]
+    Hsm(#[from] posgate_hsm::HsmError),
+}
+
+/// The key id a checkpoint reports: `{label}:{version}`, as `posgate keys
+/// list` shows the label and version.
+pub fn key_id(checkpoint: &Checkpoint) -> String {
+    format!("{}:{}", checkpoint.key_label, checkpoint.key_version)
+}
+
+/// Signs the current chain head unless it is sealed already (or empty, or
+/// another instance holds the sealer's lock). Returns the new checkpoint.
+pub async fn seal_once(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Checkpoint>, SealError> {
+    let Some(_lock) = audit.store.seal_lock().await? else {
+        return Ok(None);
+    };
+    let (sequence, head_hash) = audit.store.chain_head().await?;
+    if sequence == 0 {
+        return Ok(None);
+    }
+    if let Some(latest) = audit.store.latest_checkpoint(sequence).await?
+        && latest.sequence == sequence
+    {
+        return Ok(None);
+    }
+    let tag = audit
+        .hsm
+        .sign(
+            &KeyRef::latest(&audit.config.signing_key),
+            &checkpoint_statement(sequence, &head_hash),
+        )
+        .await?;
+    let checkpoint = Checkpoint {
+        sequence,
+        head_hash,
+        signature: tag.bytes,
+        key_label: audit.config.signing_key.clone(),
+        key_version: i32::try_from(tag.key_version).unwrap_or(i32::MAX),
+        signed_at: now,
+    };
+    let inserted = audit.store.insert_checkpoint(&checkpoint).await?;
+    Ok(inserted.then_some(checkpoint))
+}
+
+/// The background sealer: seals when `checkpoint_every_entries` new entries
+/// arrived or `checkpoint_interval` passed with any, until told to stop.
+pub async fn run(
+    audit: Audit,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut sealed_at = Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SEALER_POLL) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let due = match due(&audit, sealed_at).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "reading the audit chain head failed; will retry");
+                continue;
+            }
+        };
+        if !due {
+            continue;
+        }
+        match seal_once(&audit, clock.now()).await {
+            Ok(Some(checkpoint)) => {
+                sealed_at = Instant::now();
+                tracing::info!(sequence = checkpoint.sequence, "sealed audit checkpoint");
+            }
+            Ok(None) => sealed_at = Instant::now(),
+            Err(error) => tracing::warn!(%error, "sealing the audit chain failed; will retry"),
+        }
+    }
+}
+
+/// Whether enough entries arrived, or enough time passed with any, since
+/// the latest checkpoint.
+async fn due(audit: &Audit, sealed_at: Instant) -> Result<bool, crate::store::StoreError> {
+    let (head, _) = audit.store.chain_head().await?;
+    let sealed = audit
+        .store
+        .latest_checkpoint(head)
+        .await?
+        .map_or(0, |checkpoint| checkpoint.sequence);
+    let unsealed = head - sealed;
+    Ok(unsealed >= audit.config.checkpoint_every_entries
+        || (unsealed > 0 && sealed_at.elapsed() >= audit.config.checkpoint_interval))
+}
