@@ -144,7 +144,9 @@ async fn verify_chain(channel: &Channel, auditor_id: &str) -> Result<(), Status>
         .verify_chain(pb::VerifyChainRequest {
             context: Some(pb::AuditContext {
                 auditor_id: auditor_id.to_owned(),
-                ..pb::AuditContext::default()
+                client_request_id: Ctx::new_key(),
+                client_timestamp: Some(crate::client::now_timestamp()),
+                purpose: "posgate conformance: role table".to_owned(),
             }),
             ..pb::VerifyChainRequest::default()
         })
@@ -184,6 +186,20 @@ async fn role_table(ctx: &Ctx) -> anyhow::Result<()> {
     expect_role_denied(
         &format!("VerifyChain as {operator}"),
         verify_chain(&operator_channel, auditor_id).await,
+    )?;
+    // The auditor reaches AuditService: verified, or no checkpoint signed yet.
+    match verify_chain(&auditor_channel, auditor_id).await {
+        Ok(()) => {}
+        Err(status) if status.code() == Code::FailedPrecondition => {}
+        Err(status) => anyhow::bail!("VerifyChain as {auditor}: {}", describe(&status)),
+    }
+    // An auditor may read only under its own certificate's id.
+    code(
+        &format!("VerifyChain as {auditor} claiming another auditor id"),
+        Code::PermissionDenied,
+        verify_chain(&auditor_channel, "someone-else")
+            .await
+            .map(tonic::Response::new),
     )?;
     // The terminal itself reaches the bill service.
     let inquire = pb::InquireBillRequest {
