@@ -1,0 +1,38 @@
+//! The partner HTTP API's security layer, shared by posgate's client and the
+//! partner simulators: RFC 9421 message signatures (Ed25519 through the
+//! HSM), RFC 9530 `Content-Digest`, the replay window.
+//!
+//! # Layout
+//! - [`structured`]: the RFC 8941 structured-field subset the headers use.
+//! - [`digest`]: `Content-Digest: sha-256=:…:` make and check.
+//! - [`signature`]: signature base, `Signer` (HSM) and `Verifier` (public keys).
+//! - [`replay`]: the bounded nonce cache and the signature age window.
+
+pub mod digest;
+pub mod replay;
+pub mod signature;
+pub mod structured;
+
+#[cfg(test)]
+mod signature_tests;
+
+pub use digest::{CONTENT_DIGEST, content_digest, verify_content_digest};
+pub use replay::{MAX_CLOCK_SKEW_S, MAX_SIGNATURE_AGE_S, NonceCache, ReplayError};
+pub use signature::{RequestParts, SignatureError, Signer, Verified, Verifier};
+
+/// Locks a mutex, recovering the data if a holder panicked: every critical
+/// section here leaves its data consistent before anything can panic.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Now as Unix seconds, for `created` and the replay window.
+pub fn unix_now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
