@@ -7,18 +7,30 @@
 //! - [`digest`]: `Content-Digest: sha-256=:…:` make and check.
 //! - [`signature`]: signature base, `Signer` (HSM) and `Verifier` (public keys).
 //! - [`replay`]: the bounded nonce cache and the signature age window.
+//! - [`tls`]: rustls client and server settings from PEM files (mutual TLS).
+//! - [`breaker`]: the per-partner circuit breaker.
+//! - [`client`]: `PartnerClient`, pooled HTTPS with signing, verification,
+//!   timeouts, idempotent-only retries and the breaker.
 
+pub mod breaker;
+pub mod client;
 pub mod digest;
 pub mod replay;
 pub mod signature;
 pub mod structured;
+pub mod tls;
 
 #[cfg(test)]
 mod signature_tests;
 
+pub use breaker::{BreakerConfig, BreakerState};
+pub use client::{
+    CallError, ClientSettings, PartnerClient, PartnerRequest, PartnerResponse, Retry,
+};
 pub use digest::{CONTENT_DIGEST, content_digest, verify_content_digest};
 pub use replay::{MAX_CLOCK_SKEW_S, MAX_SIGNATURE_AGE_S, NonceCache, ReplayError};
 pub use signature::{RequestParts, SignatureError, Signer, Verified, Verifier};
+pub use tls::{TlsError, TlsFiles};
 
 /// Locks a mutex, recovering the data if a holder panicked: every critical
 /// section here leaves its data consistent before anything can panic.
