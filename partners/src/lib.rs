@@ -7,7 +7,10 @@
 //!   replay window, the pooled mTLS client with retries and circuit breakers.
 //! - [`bank`]: the bank link (TCP, MAC, sign-on, keepalive, key change) and
 //!   the bank simulator with its own card ledger.
+//! - [`wallet`]: e-wallet operators over the partner API: wire models, the
+//!   typed client, and the wallet simulator with its own ledger.
 
 pub mod bank;
 pub mod http;
 pub mod iso8583;
+pub mod wallet;

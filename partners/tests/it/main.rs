@@ -6,3 +6,4 @@ mod iso8583;
 mod iso8583_crosscheck;
 mod iso8583_gen;
 mod iso8583_props;
+mod wallet_sim;
