@@ -19,8 +19,39 @@ pub const MAX_AMOUNT_MINOR: i64 = 999_999_999_999;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Money {
+    #[serde(deserialize_with = "integral")]
     pub amount_minor: i64,
     pub currency: String,
+}
+
+/// An integer amount. JSON Schema's `integer` admits integral numbers
+/// written with a fraction (`100.0`); they are accepted when exactly
+/// integral and within ±2^53 (so the conversion is exact). Anything else
+/// (`100.5`, `1e300`) is refused: money is never rounded.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = i64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer number of minor units")
+        }
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<i64, E> {
+            Ok(value)
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<i64, E> {
+            i64::try_from(value).map_err(|_| E::custom("amount_minor out of range"))
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::float_cmp)] // Exactness checked just before the cast.
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<i64, E> {
+            const EXACT_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+            if value.fract() == 0.0 && value.abs() <= EXACT_LIMIT {
+                Ok(value as i64)
+            } else {
+                Err(E::custom("amount_minor is not an integer"))
+            }
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 impl Money {
@@ -462,6 +493,13 @@ mod tests {
         assert_eq!(bad.check().unwrap_err().field, "transaction_id");
         let error = parse_body::<TopUpRequest>(br#"{"transaction_id":"x"}"#).unwrap_err();
         assert_eq!(error.field, "wallet");
+        let money: Money =
+            serde_json::from_str(r#"{"amount_minor":100.0,"currency":"TWD"}"#).unwrap();
+        assert_eq!(money.amount_minor, 100);
+        for bad in ["100.5", "1e300", "\"100\""] {
+            let text = format!(r#"{{"amount_minor":{bad},"currency":"TWD"}}"#);
+            assert!(serde_json::from_str::<Money>(&text).is_err(), "{bad}");
+        }
         let error = parse_body::<ReversalRequest>(br#"{"original_transaction_id":"x","extra":1}"#)
             .unwrap_err();
         assert_eq!(error.field, "extra");

@@ -50,11 +50,16 @@ pub fn public_of(seed_hex: &str) -> [u8; 32] {
 /// certificate, as PEM files in `dir`, with `prefix` on the names.
 pub fn pki(dir: &Path, prefix: &str) -> (TlsFiles, TlsFiles) {
     use rcgen::{
-        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     };
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct subject names: OpenSSL (schemathesis) takes a leaf whose
+    // subject equals its issuer's for self-signed.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{prefix}posgate test CA"));
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let write = |name: &str, text: String| {
@@ -66,6 +71,9 @@ pub fn pki(dir: &Path, prefix: &str) -> (TlsFiles, TlsFiles) {
     let issue = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, name: &str| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{prefix}{name}"));
         params.extended_key_usages = vec![usage];
         let cert = params.signed_by(&key, &issuer).unwrap();
         (

@@ -151,6 +151,8 @@ struct Answer {
     status: StatusCode,
     problem: bool,
     body: Bytes,
+    /// The `Allow` header of a 405.
+    allow: Option<&'static str>,
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Answer {
@@ -158,6 +160,7 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Answer {
         status,
         problem: false,
         body: Bytes::from(serde_json::to_vec(value).expect("wire models serialize")),
+        allow: None,
     }
 }
 
@@ -172,6 +175,18 @@ fn problem(status: StatusCode, kind: &str, detail: String, field: Option<String>
     Answer {
         problem: true,
         ..json(status, &body)
+    }
+}
+
+fn method_not_allowed(method: &Method, allowed: &'static str) -> Answer {
+    Answer {
+        allow: Some(allowed),
+        ..problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("{method} is not allowed here; use {allowed}"),
+            None,
+        )
     }
 }
 
@@ -279,6 +294,9 @@ async fn deliver(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(content_type),
     );
+    if let Some(allow) = answer.allow {
+        headers.insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    }
     if let Err(error) = shared
         .signer
         .sign_response(
@@ -367,9 +385,10 @@ async fn route(
     headers: &HeaderMap,
     body: &[u8],
 ) -> (Answer, Fault) {
-    if *method == Method::GET
-        && let Some(id) = path.strip_prefix(api::TRANSACTIONS_PATH)
-    {
+    if let Some(id) = path.strip_prefix(api::TRANSACTIONS_PATH) {
+        if *method != Method::GET {
+            return (method_not_allowed(method, "GET"), Fault::None);
+        }
         return (transaction_status(shared, id), Fault::None);
     }
     let Some(operation) = Operation::of(path) else {
@@ -384,15 +403,7 @@ async fn route(
         );
     };
     if *method != Method::POST {
-        return (
-            problem(
-                StatusCode::NOT_FOUND,
-                "no-such-endpoint",
-                format!("{path} takes POST"),
-                None,
-            ),
-            Fault::None,
-        );
+        return (method_not_allowed(method, "POST"), Fault::None);
     }
     let Some(key) = headers
         .get(IDEMPOTENCY_KEY)
@@ -478,6 +489,7 @@ fn replay_or_conflict(shared: &Shared, key: &str, fingerprint: &[u8]) -> Option<
         status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
         problem: false,
         body: stored.body.clone(),
+        allow: None,
     })
 }
 
