@@ -44,6 +44,8 @@ pub struct Config {
     /// Settlement instruction settings (`[settlement]`): posgate's ACH
     /// originator identity and its accounts for the instruction files.
     pub settlement: crate::clearing::settle::SettlementConfig,
+    /// E-wallet operators (`[[wallet_operator]]`); they need `[hsm]` for signing.
+    pub wallet_operators: Vec<crate::wallet::config::WalletOperatorConfig>,
 }
 
 /// Where clearing files go and how they are signed.
@@ -195,6 +197,8 @@ struct RawConfig {
     clearing: RawClearing,
     #[serde(default)]
     settlement: crate::clearing::settle::SettlementConfig,
+    #[serde(default, rename = "wallet_operator")]
+    wallet_operators: Vec<crate::wallet::config::RawWalletOperator>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,6 +357,13 @@ impl Config {
         raw.settlement
             .check()
             .map_err(|error| invalid("settlement", error.to_string()))?;
+        let wallet_operators = crate::wallet::config::check(raw.wallet_operators, &store_ids)?;
+        if !wallet_operators.is_empty() && raw.hsm.is_none() {
+            return Err(invalid(
+                "wallet_operator",
+                "wallet operators sign requests with an HSM key: configure [hsm]",
+            ));
+        }
         let card = payments::config::check(
             RawCardSections {
                 hsm: raw.hsm,
@@ -384,6 +395,7 @@ impl Config {
                 scheduled: raw.clearing.scheduled,
             },
             settlement: raw.settlement,
+            wallet_operators,
         })
     }
 }

@@ -9,6 +9,7 @@
 //! - [`idempotent`]: replay of stored answers and detection of reused keys.
 //! - [`bill_payment`]: the `BillPaymentService` implementation.
 //! - [`payment`]: the `PaymentService` implementation (card payments).
+//! - [`wallet`]: the `WalletService` implementation (e-wallet top-up, pay, refund).
 
 pub mod admission;
 pub mod bill_payment;
@@ -16,6 +17,7 @@ pub mod idempotent;
 pub mod payment;
 pub mod status;
 pub mod validate;
+pub mod wallet;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct Gateway {
     pub admission: Admission,
     /// Card payments, when configured.
     pub payments: Option<Arc<Payments>>,
+    /// Wallet operators, when configured.
+    pub wallets: Option<Arc<crate::wallet::Wallets>>,
 }
 
 impl Gateway {
@@ -64,7 +68,14 @@ impl Gateway {
             clock,
             admission: Admission::new(&config.limits),
             payments: None,
+            wallets: None,
         })
+    }
+
+    #[must_use]
+    pub fn with_wallets(mut self, wallets: Arc<crate::wallet::Wallets>) -> Self {
+        self.wallets = Some(wallets);
+        self
     }
 
     #[must_use]

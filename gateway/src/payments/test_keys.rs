@@ -21,6 +21,12 @@ pub const FINGERPRINT_KEY: &str =
 /// Ed25519 seed of the key that signs clearing files (label `clearing-sign`).
 pub const CLEARING_SIGN_SEED: &str =
     "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+/// Ed25519 seed of the key that signs partner API requests (label
+/// `partner-api.signing`; RFC 8032 section 7.1 test 3). Its public key,
+/// `fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025`, is
+/// what `config/wallet-sim.example.toml` accepts.
+pub const PARTNER_API_SIGN_SEED: &str =
+    "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7";
 /// The keystore's master key.
 pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -37,6 +43,11 @@ pub fn keys() -> Vec<(&'static str, KeySpec, &'static str)> {
         ("cobrand.zpk", KeySpec::TDES_PIN, ZPK),
         ("tpk.test", KeySpec::TDES_PIN, TPK),
         ("clearing-sign", KeySpec::ED25519, CLEARING_SIGN_SEED),
+        (
+            "partner-api.signing",
+            KeySpec::ED25519,
+            PARTNER_API_SIGN_SEED,
+        ),
     ]
 }
 

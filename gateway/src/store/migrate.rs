@@ -43,6 +43,11 @@ pub const SQLITE: &[Migration] = &[
         name: "settlement_line_facts",
         sql: include_str!("../../../migrations/sqlite/0006_settlement_line_facts.sql"),
     },
+    Migration {
+        version: 8,
+        name: "wallet",
+        sql: include_str!("../../../migrations/sqlite/0008_wallet.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -75,6 +80,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 6,
         name: "settlement_line_facts",
         sql: include_str!("../../../migrations/postgres/0006_settlement_line_facts.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "wallet",
+        sql: include_str!("../../../migrations/postgres/0008_wallet.sql"),
     },
 ];
 

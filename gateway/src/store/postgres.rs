@@ -91,6 +91,7 @@ async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<Clearing
 
 define_apply_write!(sqlx::PgConnection);
 define_apply_card_write!(sqlx::PgConnection);
+super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresStore, pool);
 define_reads!(PostgresStore, pool);
 define_recon!(sqlx::PgConnection);
 
@@ -166,6 +167,18 @@ impl Store for PostgresStore {
         write.check()?;
         let mut tx = self.pool.begin().await?;
         let outcome = apply_card_write(&mut tx, &write).await?;
+        if outcome == WriteOutcome::Written {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn write_wallet(&self, write: super::WalletWrite) -> Result<WriteOutcome, StoreError> {
+        write.check()?;
+        let mut tx = self.pool.begin().await?;
+        let outcome = apply_wallet_write(&mut tx, &write).await?;
         if outcome == WriteOutcome::Written {
             tx.commit().await?;
         } else {

@@ -17,8 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::clearing::{ClearingLock, define_clearing_store, define_open_business_date};
 use super::recon::{define_exceptions_read, define_recon};
+use super::wallet::define_wallet_store;
 use super::write::{define_apply_card_write, define_apply_write, define_reads};
-use super::{CardWrite, Store, StoreError, WriteOutcome, WriteRequest, migrate};
+use super::{CardWrite, Store, StoreError, WalletWrite, WriteOutcome, WriteRequest, migrate};
 
 /// Most writes committed in one transaction. Bounds the latency one batch
 /// adds and the work lost to one failed commit.
@@ -44,6 +45,7 @@ type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
 enum Job {
     Write(WriteRequest),
     Card(CardWrite),
+    Wallet(WalletWrite),
 }
 
 /// SQLite store: a read pool and a channel to the writer task.
@@ -130,6 +132,7 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<WriteOutcom
     match job {
         Job::Write(request) => request.check()?,
         Job::Card(write) => write.check()?,
+        Job::Wallet(write) => write.check()?,
     }
     sqlx::query("SAVEPOINT posgate_write")
         .execute(&mut *conn)
@@ -137,6 +140,7 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<WriteOutcom
     let outcome = match job {
         Job::Write(request) => apply_write(conn, request).await,
         Job::Card(write) => apply_card_write(conn, write).await,
+        Job::Wallet(write) => apply_wallet_write(conn, write).await,
     };
     if !matches!(outcome, Ok(WriteOutcome::Written)) {
         sqlx::query("ROLLBACK TO posgate_write")
@@ -168,6 +172,7 @@ async fn sqlite_clearing_lock(_store: &SqliteStore) -> Result<Option<ClearingLoc
 
 define_apply_write!(SqliteConnection);
 define_apply_card_write!(SqliteConnection);
+define_wallet_store!(SqliteConnection, SqliteStore, reads);
 define_reads!(SqliteStore, reads);
 define_recon!(SqliteConnection);
 
@@ -268,5 +273,9 @@ impl Store for SqliteStore {
 
     async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError> {
         self.submit(Job::Card(write)).await
+    }
+
+    async fn write_wallet(&self, write: WalletWrite) -> Result<WriteOutcome, StoreError> {
+        self.submit(Job::Wallet(write)).await
     }
 }

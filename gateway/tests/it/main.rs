@@ -22,3 +22,4 @@ mod server;
 mod settlement;
 mod store_suite;
 mod support;
+mod wallets;
