@@ -170,7 +170,7 @@ pub fn terminal(store_id: &str, terminal_id: &str) -> Identity {
 #[derive(Debug)]
 pub struct TestGateway {
     /// Keeps the database (and the certificates in its directory) alive.
-    _db: TestDb,
+    db: TestDb,
     pub server: RunningServer,
     pub clock: Arc<ManualClock>,
     /// The gateway's CA, server certificate and CRL.
@@ -217,7 +217,7 @@ impl TestGateway {
             .expect("connect as S001/T01");
         let client = BillPaymentServiceClient::new(channel.clone());
         Self {
-            _db: db,
+            db,
             server,
             clock,
             pki,
@@ -247,6 +247,16 @@ impl TestGateway {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.server.gateway.store
+    }
+
+    /// Stops the server gracefully and hands back its database (and the
+    /// directory with its files), for a restart on the same data.
+    pub async fn stop_keeping_db(mut self) -> TestDb {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = (&mut self.server.task).await;
+        self.db
     }
 
     /// Stops the server gracefully and waits for it.

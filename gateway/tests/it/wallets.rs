@@ -162,6 +162,8 @@ struct WalletWorld {
     gw: TestGateway,
     sim: WalletSim,
     client: WalletServiceClient<Channel>,
+    /// The gateway's wallet configuration sections, for a restart.
+    extra: String,
 }
 
 impl WalletWorld {
@@ -184,10 +186,17 @@ impl WalletWorld {
             .await
             .unwrap();
         let extra = wallet_config(db.dir.path(), &sim, &client_tls);
-        let gw =
-            TestGateway::start_with(db, utc("2026-11-23T03:00:00Z"), OPEN_LIMITS, |_| extra).await;
+        let gw = TestGateway::start_with(db, utc("2026-11-23T03:00:00Z"), OPEN_LIMITS, |_| {
+            extra.clone()
+        })
+        .await;
         let client = WalletServiceClient::new(gw.channel.clone());
-        Self { gw, sim, client }
+        Self {
+            gw,
+            sim,
+            client,
+            extra,
+        }
     }
 
     fn balance(&self, account: &str) -> i64 {
@@ -613,6 +622,7 @@ async fn bad_input_and_operator_down() {
             gw,
             sim,
             mut client,
+            ..
         } = world;
         sim.shutdown().await;
         let error = client
@@ -624,5 +634,54 @@ async fn bad_input_and_operator_down() {
             (tonic::Code::Unavailable, "PARTNER_UNAVAILABLE")
         );
         gw.stop().await;
+    }
+}
+
+/// An unknown outcome survives a restart: the gateway stops while the
+/// reversal is still failing (the operator's answers do not verify), and a
+/// new gateway on the same database delivers it from the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reversal_survives_restart() {
+    for backend in backends() {
+        let world = WalletWorld::start(backend).await;
+        let mut client = world.client.clone();
+        world.sim.set_faults(FaultConfig {
+            bad_signature: 1.0,
+            ..FaultConfig::default()
+        });
+        let error = client
+            .pay(pay("lost-2", card(RICH), 25_000))
+            .await
+            .unwrap_err();
+        assert_eq!(error_reason(&error), "OUTCOME_UNKNOWN");
+        assert_eq!(world.balance(RICH), 75_000, "the operator applied it once");
+        let WalletWorld { gw, sim, extra, .. } = world;
+        let db = gw.stop_keeping_db().await;
+        assert_eq!(
+            db.store().await.wallet_saf_open().await.unwrap(),
+            1,
+            "the reversal is queued in the database"
+        );
+
+        sim.set_faults(FaultConfig::default());
+        let gw =
+            TestGateway::start_with(db, utc("2026-11-23T03:05:00Z"), OPEN_LIMITS, |_| extra).await;
+        let mut client = WalletServiceClient::new(gw.channel.clone());
+        let started = std::time::Instant::now();
+        let reversed = loop {
+            if let Ok(answer) = client.pay(pay("lost-2", card(RICH), 25_000)).await {
+                break answer.into_inner().transaction.unwrap();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "reversal not delivered after restart"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(status_of(&reversed), pb::WalletTransactionStatus::Reversed);
+        assert_eq!(sim.ledger().wallets[RICH].balance_minor, 100_000);
+        assert_eq!(gw.store().wallet_saf_open().await.unwrap(), 0);
+        gw.stop().await;
+        sim.shutdown().await;
     }
 }

@@ -25,9 +25,10 @@ use posgate_partners::wallet::sim::{
 };
 use tempfile::TempDir;
 
-/// posgate's test signing key (Ed25519 seed) and key id. TEST KEY ONLY.
+/// posgate's test signing key (the gateway's `partner-api.signing` test key,
+/// RFC 8032 section 7.1 test 3) and key id. TEST KEY ONLY.
 pub const POSGATE_SEED_HEX: &str =
-    "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7";
 pub const POSGATE_KEY_ID: &str = "posgate-test";
 /// The simulator's test signing key and key id. TEST KEY ONLY.
 pub const SIM_SEED_HEX: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
