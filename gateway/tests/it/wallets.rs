@@ -26,6 +26,8 @@ const POSGATE_KEY_ID: &str = "posgate-test";
 const RICH: &str = "1000000000000001";
 const EMPTY: &str = "1000000000000002";
 const BARCODE: &str = "MEMBER-ABC-0001";
+/// A wallet with room for any load run.
+const ROOMY: &str = "1000000000000009";
 
 fn public_of(seed_hex: &str) -> String {
     use ring::signature::KeyPair as _;
@@ -114,7 +116,11 @@ fn sim_config(tls: TlsFiles, posgate_public_hex: String) -> WalletSimConfig {
             key_id: POSGATE_KEY_ID.to_owned(),
             public_key_hex: posgate_public_hex,
         }],
-        wallets: vec![rich, wallet(EMPTY, 0, 100_000)],
+        wallets: vec![
+            rich,
+            wallet(EMPTY, 0, 100_000),
+            wallet(ROOMY, 100_000_000, 100_000_000_000),
+        ],
         faults: FaultConfig::default(),
     }
 }
@@ -683,5 +689,87 @@ async fn reversal_survives_restart() {
         assert_eq!(gw.store().wallet_saf_open().await.unwrap(), 0);
         gw.stop().await;
         sim.shutdown().await;
+    }
+}
+
+/// Throughput of `TopUp` and `Pay` through the gateway with the simulator
+/// answering at once (`--ignored`; prints its numbers). Each call is two
+/// durable commits at the gateway and one signed HTTPS round trip.
+#[allow(clippy::cast_precision_loss)] // Call counts and seconds, printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand: cargo test --release -p posgate-gateway --test it wallet_throughput -- --ignored --nocapture"]
+async fn wallet_throughput() {
+    const CALLS: usize = 4_000;
+    const CONCURRENCY: usize = 64;
+    for backend in backends() {
+        let world = WalletWorld::start(backend).await;
+        // Warm the pools (gRPC channel, HTTPS connections to the operator).
+        for index in 0..CONCURRENCY {
+            world
+                .client
+                .clone()
+                .top_up(top_up(&format!("warm-{index}"), ROOMY, 10_000))
+                .await
+                .unwrap();
+        }
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..CONCURRENCY {
+            let (mut client, next) = (world.client.clone(), std::sync::Arc::clone(&next));
+            tasks.push(tokio::spawn(async move {
+                let mut latencies_us = Vec::new();
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if index >= CALLS {
+                        return latencies_us;
+                    }
+                    let key = format!("load-{index}");
+                    let call = std::time::Instant::now();
+                    let status = if index % 2 == 0 {
+                        client
+                            .top_up(top_up(&key, ROOMY, 10_000))
+                            .await
+                            .unwrap()
+                            .into_inner()
+                            .transaction
+                            .unwrap()
+                            .status
+                    } else {
+                        client
+                            .pay(pay(&key, card(ROOMY), 10_000))
+                            .await
+                            .unwrap()
+                            .into_inner()
+                            .transaction
+                            .unwrap()
+                            .status
+                    };
+                    assert_eq!(status, pb::WalletTransactionStatus::Completed as i32);
+                    latencies_us
+                        .push(u64::try_from(call.elapsed().as_micros()).unwrap_or(u64::MAX));
+                }
+            }));
+        }
+        let mut latencies_us = Vec::new();
+        for task in tasks {
+            latencies_us.extend(task.await.unwrap());
+        }
+        let elapsed = started.elapsed();
+        latencies_us.sort_unstable();
+        // Percentiles by rank: index = (n - 1) * percent / 100.
+        let at = |percent: usize| latencies_us[(latencies_us.len() - 1) * percent / 100];
+        println!(
+            "wallet throughput ({backend:?}): {CALLS} TopUp/Pay calls, concurrency {CONCURRENCY}: {:.0} calls/s; latency p50 {} us, p99 {} us",
+            CALLS as f64 / elapsed.as_secs_f64(),
+            at(50),
+            at(99),
+        );
+        let totals = world.sim.ledger().totals;
+        assert_eq!(
+            totals.top_ups_minor - totals.payments_minor,
+            10_000 * CONCURRENCY as i64
+        );
+        world.stop().await;
     }
 }
