@@ -773,3 +773,19 @@ async fn wallet_throughput() {
         world.stop().await;
     }
 }
+
+/// A terminal acts only for itself: another terminal's context is
+/// `PERMISSION_DENIED`, and nothing reaches the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_acts_only_for_itself() {
+    let world = WalletWorld::start(Backend::Sqlite).await;
+    let other = super::support::terminal("S001", "T02");
+    let mut client = WalletServiceClient::new(world.gw.channel_as(&other));
+    let error = client
+        .top_up(top_up("perm-1", RICH, 10_000))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::PermissionDenied);
+    assert_eq!(world.sim.stats().requests, 0);
+    world.stop().await;
+}

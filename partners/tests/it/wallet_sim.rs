@@ -730,3 +730,31 @@ fn example_config_is_valid() {
     assert!(text.contains(&hex::encode(public_of(SIM_SEED_HEX))));
     assert_eq!(config.wallets.len(), 3);
 }
+
+/// A call marked `Retry::Never` is sent once: after a dropped answer it is
+/// an unknown outcome, with no second attempt (the partner saw one request).
+#[tokio::test]
+async fn non_idempotent_call_is_not_retried() {
+    let fixture = start(|_| {}).await;
+    fixture.sim.set_faults(FaultConfig {
+        drop_connection: 1.0,
+        max_faults: Some(1),
+        ..FaultConfig::default()
+    });
+    let error = fixture
+        .wallet
+        .partner()
+        .call(PartnerRequest {
+            method: Method::POST,
+            path: api::PAYMENTS_PATH,
+            body: serde_json::to_vec(&payment(WalletRef::account(RICH), 1_000)).unwrap(),
+            idempotency_key: Some("once-1"),
+            retry: Retry::Never,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CallError::OutcomeUnknown { .. }), "{error}");
+    assert_eq!(fixture.sim.stats().requests, 1);
+    assert_eq!(balance_of(&fixture.sim, RICH), 99_000);
+    fixture.sim.shutdown().await;
+}
