@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
     Event, IdempotencyKey, KeyOp, NewSafItem, RefundAdjust, SettlementLine, StoreError,
-    TransactionStatus, WriteOutcome,
+    TransactionStatus,
 };
 
 /// What a wallet transaction is.
@@ -175,11 +175,6 @@ pub trait WalletReads: Send + Sync {
     ) -> Result<Vec<WalletSafItem>, StoreError>;
     /// Queued wallet reversals not yet acknowledged.
     async fn wallet_saf_open(&self) -> Result<i64, StoreError>;
-}
-
-/// What the outcome is of a write that never got as far as SQL.
-pub fn not_written() -> WriteOutcome {
-    WriteOutcome::StatusMismatch { current: None }
 }
 
 pub(super) mod sql {
