@@ -789,3 +789,138 @@ async fn terminal_acts_only_for_itself() {
     assert_eq!(world.sim.stats().requests, 0);
     world.stop().await;
 }
+
+/// Kills the child on drop, so a failing test leaves no process behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(config: &Path) -> Child {
+    Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_posgate"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn connect(port: u16, pki: &posgate_gateway::tls::DevPki) -> WalletServiceClient<Channel> {
+    let identity = super::support::terminal("S001", "T01");
+    let endpoint = super::support::endpoint(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        pki,
+        &super::support::issue(pki, &identity),
+    );
+    for _ in 0..200 {
+        if let Ok(channel) = endpoint.connect().await {
+            return WalletServiceClient::new(channel);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("posgate serve did not come up within 10 s");
+}
+
+/// SIGKILL of the gateway while the operator holds a top-up it has applied:
+/// the restarted gateway finds the request it never finished, reverses it at
+/// the operator, and the POS's retry learns it was `REVERSED`. No value moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_top_up_ends_reversed() {
+    for backend in backends() {
+        init_tracing();
+        let db = TestDb::new(backend).await;
+        let dir = db.dir.path().to_owned();
+        write_test_keystore(&dir.join("keys.ks"), &dir.join("master.key"))
+            .await
+            .unwrap();
+        let (server_tls, client_tls) = pki(&dir);
+        let sim = WalletSim::start(sim_config(server_tls, public_of(PARTNER_API_SIGN_SEED)))
+            .await
+            .unwrap();
+        // The operator applies the top-up and keeps quiet: the gateway waits.
+        sim.set_faults(FaultConfig {
+            no_response: 1.0,
+            ..FaultConfig::default()
+        });
+        let pki = posgate_gateway::tls::DevPki::generate(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = super::support::config_text(&db.url, &pki, OPEN_LIMITS)
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+            + &wallet_config(&dir, &sim, &client_tls);
+        let config = dir.join("posgate.toml");
+        std::fs::write(&config, text).unwrap();
+
+        let mut gateway = serve(&config);
+        let mut client = connect(port, &pki).await;
+        let request = top_up("kill-1", RICH, 40_000);
+        let mut caller = client.clone();
+        let attempt = request.clone();
+        let in_flight = tokio::spawn(async move { caller.top_up(attempt).await });
+        let started = std::time::Instant::now();
+        while sim.stats().top_ups == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the top-up reached the operator"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            sim.ledger().wallets[RICH].balance_minor,
+            140_000,
+            "{backend:?}: applied"
+        );
+        // SIGKILL: no shutdown, no answer recorded.
+        gateway.0.kill().unwrap();
+        gateway.0.wait().unwrap();
+        assert!(
+            in_flight.await.unwrap().is_err(),
+            "the POS never got an answer"
+        );
+
+        sim.set_faults(FaultConfig::default());
+        let _restarted = serve(&config);
+        client = connect(port, &pki).await;
+        let started = std::time::Instant::now();
+        let settled = loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(40),
+                "{backend:?}: the outcome settled"
+            );
+            match client.top_up(request.clone()).await {
+                Ok(answer) => break answer.into_inner().transaction.unwrap(),
+                Err(status) => {
+                    assert!(
+                        matches!(
+                            status.code(),
+                            tonic::Code::Unavailable | tonic::Code::Aborted
+                        ),
+                        "{status:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        };
+        assert_eq!(
+            status_of(&settled),
+            pb::WalletTransactionStatus::Reversed,
+            "{backend:?}"
+        );
+        assert_eq!(
+            sim.ledger().wallets[RICH].balance_minor,
+            100_000,
+            "{backend:?}: nothing moved"
+        );
+        assert_eq!(sim.stats().reversals, 1);
+        sim.shutdown().await;
+    }
+}
