@@ -946,8 +946,8 @@ async fn books_agree_under_faults() {
             // Every fifth call pays from the empty wallet: declined.
             (
                 format!("chaos-{index}"),
-                index % 2 == 0,
-                if index % 5 == 0 { 0 } else { 10_000 },
+                index.is_multiple_of(2),
+                if index.is_multiple_of(5) { 0 } else { 10_000 },
             )
         };
         let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
