@@ -46,6 +46,8 @@ pub struct Config {
     pub settlement: crate::clearing::settle::SettlementConfig,
     /// Audit chain sealing and `AuditService` settings (`[audit]`).
     pub audit: crate::audit::AuditConfig,
+    /// E-wallet operators (`[[wallet_operator]]`); they need `[hsm]` for signing.
+    pub wallet_operators: Vec<crate::wallet::config::WalletOperatorConfig>,
 }
 
 /// Where clearing files go and how they are signed.
@@ -199,6 +201,8 @@ struct RawConfig {
     settlement: crate::clearing::settle::SettlementConfig,
     #[serde(default)]
     audit: crate::audit::RawAudit,
+    #[serde(default, rename = "wallet_operator")]
+    wallet_operators: Vec<crate::wallet::config::RawWalletOperator>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +361,13 @@ impl Config {
         raw.settlement
             .check()
             .map_err(|error| invalid("settlement", error.to_string()))?;
+        let wallet_operators = crate::wallet::config::check(raw.wallet_operators, &store_ids)?;
+        if !wallet_operators.is_empty() && raw.hsm.is_none() {
+            return Err(invalid(
+                "wallet_operator",
+                "wallet operators sign requests with an HSM key: configure [hsm]",
+            ));
+        }
         let card = payments::config::check(
             RawCardSections {
                 hsm: raw.hsm,
@@ -392,6 +403,7 @@ impl Config {
                 .audit
                 .check()
                 .map_err(|(key, reason)| invalid(key, reason))?,
+            wallet_operators,
         })
     }
 }

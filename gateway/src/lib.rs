@@ -12,6 +12,7 @@
 //! - [`clearing`]: business-day close, partner clearing files, signatures, fees, net positions.
 //! - [`bill`]: bill collection: slip barcodes, the biller registry, the domain rules.
 //! - [`payments`]: card payments: card checks, BIN routing, bank links, reversals.
+//! - [`wallet`]: e-wallet operators: config, views, the reversal worker.
 //! - [`store`]: the transaction store trait and its SQLite and PostgreSQL backends.
 //! - [`idempotency`]: request fingerprints and what differs between two requests.
 //! - [`grpc`]: the gRPC service layer: validation, error details, limits, services.
@@ -38,3 +39,4 @@ pub mod payments;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod wallet;

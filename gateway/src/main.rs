@@ -71,6 +71,14 @@ enum SimCommand {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// An e-wallet operator speaking Partner API v1 (HTTPS, mutual TLS,
+    /// RFC 9421 signatures) with its own wallet ledger and fault injection;
+    /// runs until SIGTERM or Ctrl-C.
+    Wallet {
+        /// The simulator's TOML (see config/wallet-sim.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn init_logging(json: bool) {
@@ -138,6 +146,12 @@ async fn main() -> anyhow::Result<()> {
             posgate_partners::bank::sim::run(&config)
                 .await
                 .with_context(|| format!("bank simulator with {}", config.display()))
+        }
+        Command::Sim(SimCommand::Wallet { config }) => {
+            init_logging(cli.log_json);
+            posgate_partners::wallet::sim::run(&config)
+                .await
+                .with_context(|| format!("wallet simulator with {}", config.display()))
         }
     }
 }

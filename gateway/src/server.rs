@@ -18,8 +18,10 @@ use crate::grpc::Gateway;
 use crate::grpc::audit::AuditApi;
 use crate::grpc::bill_payment::BillPaymentApi;
 use crate::grpc::payment::PaymentApi;
+use crate::grpc::wallet::WalletApi;
 use crate::payments::{Payments, saf};
 use crate::store;
+use crate::wallet::Wallets;
 
 /// How often expired idempotency keys are purged and idle rate-limiter state is dropped.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -62,6 +64,11 @@ pub async fn start(
             config: config.audit.clone(),
             pan_fingerprint_key: config.card.pan_fingerprint_key.clone(),
         });
+        if !config.wallet_operators.is_empty() {
+            let wallets =
+                Wallets::start(&config.wallet_operators, &hsm).map_err(anyhow::Error::msg)?;
+            gateway = gateway.with_wallets(Arc::new(wallets));
+        }
         gateway = gateway.with_payments(Arc::new(Payments::start(config.card.clone(), hsm)));
     }
     let gateway = Arc::new(gateway);
@@ -94,7 +101,8 @@ pub async fn start(
         .add_service(reflection)
         .add_service(BillPaymentApi::new(Arc::clone(&gateway)).into_server())
         .add_service(PaymentApi::new(Arc::clone(&gateway)).into_server())
-        .add_service(AuditApi::new(Arc::clone(&gateway)).into_server());
+        .add_service(AuditApi::new(Arc::clone(&gateway)).into_server())
+        .add_service(WalletApi::new(Arc::clone(&gateway)).into_server());
     let (stop_accepting, accepting) = tokio::sync::watch::channel(false);
     let (incoming, acceptor) = crate::mtls::accept_tls(listener, tls.acceptor, accepting);
     let crl_watch = config
@@ -140,8 +148,9 @@ pub async fn start(
     })
 }
 
-/// The server's background work: key purging, card health, the
-/// store-and-forward worker, the audit sealer and the scheduled clearing run.
+/// The server's background work: key purging, card health, the card and
+/// wallet store-and-forward workers, the audit sealer and the scheduled
+/// clearing run.
 struct Background {
     upkeep: JoinHandle<()>,
     card_health: JoinHandle<()>,
@@ -171,6 +180,13 @@ impl Background {
             stoppable.push(tokio::spawn(crate::audit::seal::run(
                 audit.clone(),
                 Arc::clone(&gateway.clock),
+                stopped.clone(),
+            )));
+        }
+        if let Some(wallets) = &gateway.wallets {
+            stoppable.push(tokio::spawn(crate::wallet::saf::run(
+                Arc::clone(gateway),
+                Arc::clone(wallets),
                 stopped.clone(),
             )));
         }

@@ -3,8 +3,14 @@
 //!
 //! # Layout
 //! - [`iso8583`]: the spec-driven ISO 8583 codec and its partner dialects.
+//! - [`http`]: the partner HTTP API: RFC 9421 signatures, Content-Digest,
+//!   replay window, the pooled mTLS client with retries and circuit breakers.
 //! - [`bank`]: the bank link (TCP, MAC, sign-on, keepalive, key change) and
 //!   the bank simulator with its own card ledger.
+//! - [`wallet`]: e-wallet operators over the partner API: wire models, the
+//!   typed client, and the wallet simulator with its own ledger.
 
 pub mod bank;
+pub mod http;
 pub mod iso8583;
+pub mod wallet;

@@ -33,9 +33,16 @@ pub fn key_id(checkpoint: &Checkpoint) -> String {
 /// Signs the current chain head unless it is sealed already (or empty, or
 /// another instance holds the sealer's lock). Returns the new checkpoint.
 pub async fn seal_once(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Checkpoint>, SealError> {
-    let Some(_lock) = audit.store.seal_lock().await? else {
+    let Some(lock) = audit.store.seal_lock().await? else {
         return Ok(None);
     };
+    let sealed = seal_head(audit, now).await;
+    lock.release().await;
+    sealed
+}
+
+/// Signs the chain head unless it is sealed already; the caller holds the lock.
+async fn seal_head(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Checkpoint>, SealError> {
     let (sequence, head_hash) = audit.store.chain_head().await?;
     if sequence == 0 {
         return Ok(None);

@@ -46,6 +46,17 @@ pub async fn tick(
         tracing::debug!("another instance runs scheduled clearing");
         return Ok(Vec::new());
     };
+    let ran = close_ended_days(context, out_dir, now).await;
+    lock.release().await;
+    ran
+}
+
+/// The dates `tick` closes, while it holds the lock.
+async fn close_ended_days(
+    context: &ClearingContext,
+    out_dir: &std::path::Path,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<NaiveDate>> {
     let mut ran = Vec::new();
     for date in ended_dates(context, now) {
         if context.store.closed_day(date).await?.is_some() {
@@ -58,7 +69,6 @@ pub async fn tick(
         tracing::info!(%date, files = run.files.len(), positions = run.positions.len(), "business day closed and cleared");
         ran.push(date);
     }
-    drop(lock);
     Ok(ran)
 }
 

@@ -10,6 +10,7 @@
 //! - [`bill_payment`]: the `BillPaymentService` implementation.
 //! - [`payment`]: the `PaymentService` implementation (card payments).
 //! - [`audit`]: the `AuditService` implementation (auditors only).
+//! - [`wallet`]: the `WalletService` implementation (e-wallet top-up, pay, refund).
 
 pub mod admission;
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod idempotent;
 pub mod payment;
 pub mod status;
 pub mod validate;
+pub mod wallet;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +53,8 @@ pub struct Gateway {
     pub payments: Option<Arc<Payments>>,
     /// Audit chain sealing and `AuditService`, when an HSM is configured.
     pub audit: Option<crate::audit::Audit>,
+    /// Wallet operators, when configured.
+    pub wallets: Option<Arc<crate::wallet::Wallets>>,
 }
 
 impl Gateway {
@@ -69,12 +73,19 @@ impl Gateway {
             admission: Admission::new(&config.limits),
             payments: None,
             audit: None,
+            wallets: None,
         })
     }
 
     #[must_use]
     pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
         self.audit = Some(audit);
+        self
+    }
+
+    #[must_use]
+    pub fn with_wallets(mut self, wallets: Arc<crate::wallet::Wallets>) -> Self {
+        self.wallets = Some(wallets);
         self
     }
 

@@ -145,13 +145,13 @@ pub fn partner_unavailable(partner: &str) -> Status {
         "PARTNER_UNAVAILABLE",
         metadata,
         format!(
-            "the bank ({partner}) cannot be reached; nothing was sent; retry with the same client_request_id"
+            "the partner ({partner}) cannot be reached; nothing was sent; retry with the same client_request_id"
         ),
     )
 }
 
 /// `UNAVAILABLE` `OUTCOME_UNKNOWN`: the request was sent and no answer came;
-/// posgate is reversing it at the bank.
+/// posgate is reversing it at the partner (bank or wallet operator).
 pub fn outcome_unknown(transaction_id: &str) -> Status {
     let mut metadata = HashMap::new();
     metadata.insert("transaction_id".to_owned(), transaction_id.to_owned());
@@ -159,7 +159,7 @@ pub fn outcome_unknown(transaction_id: &str) -> Status {
         "OUTCOME_UNKNOWN",
         metadata,
         format!(
-            "no answer from the bank for transaction {transaction_id}; posgate is reversing it; \
+            "no answer from the partner for transaction {transaction_id}; posgate is reversing it; \
              retry with the same client_request_id to learn the final state"
         ),
     )

@@ -27,6 +27,12 @@ pub const AUDIT_SIGN_SEED: &str =
 /// HMAC-SHA256 key that authenticates `AuditService` page tokens (label `audit-token`).
 pub const AUDIT_TOKEN_KEY: &str =
     "a3c1e5f7092b4d6f81a3c5e7f9123456789abcdef0123456789abcdef0123457";
+/// Ed25519 seed of the key that signs partner API requests (label
+/// `partner-api.signing`; RFC 8032 section 7.1 test 3). Its public key,
+/// `fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025`, is
+/// what `config/wallet-sim.example.toml` accepts.
+pub const PARTNER_API_SIGN_SEED: &str =
+    "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7";
 /// The keystore's master key.
 pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -45,6 +51,11 @@ pub fn keys() -> Vec<(&'static str, KeySpec, &'static str)> {
         ("clearing-sign", KeySpec::ED25519, CLEARING_SIGN_SEED),
         ("audit-sign", KeySpec::ED25519, AUDIT_SIGN_SEED),
         ("audit-token", hmac, AUDIT_TOKEN_KEY),
+        (
+            "partner-api.signing",
+            KeySpec::ED25519,
+            PARTNER_API_SIGN_SEED,
+        ),
     ]
 }
 

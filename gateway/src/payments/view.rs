@@ -33,7 +33,7 @@ pub fn status(status: TransactionStatus) -> pb::CardTransactionStatus {
         TransactionStatus::Reversed => pb::CardTransactionStatus::Reversed,
         TransactionStatus::Voided => pb::CardTransactionStatus::Voided,
         TransactionStatus::Expired => pb::CardTransactionStatus::Expired,
-        TransactionStatus::Paid | TransactionStatus::Cancelled => {
+        TransactionStatus::Paid | TransactionStatus::Cancelled | TransactionStatus::Completed => {
             pb::CardTransactionStatus::Unspecified
         }
     }

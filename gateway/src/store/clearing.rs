@@ -48,8 +48,25 @@ pub struct FileRecord {
     pub sha256: String,
 }
 
-/// Held while this process runs a scheduled clearing; dropping it releases the lock.
-pub type ClearingLock = Box<dyn std::any::Any + Send>;
+/// A lock one instance holds while it runs scheduled clearing or seals the
+/// audit chain. [`HeldLock::release`] frees it at once; dropping it frees it
+/// too, but only when the database notices the closed connection.
+#[async_trait::async_trait]
+pub trait HeldLock: Send {
+    async fn release(self: Box<Self>);
+}
+
+/// A held instance lock (see [`HeldLock`]).
+pub type ClearingLock = Box<dyn HeldLock>;
+
+/// The lock of a backend that needs none (SQLite: one process owns the file).
+#[derive(Debug)]
+pub struct NoLock;
+
+#[async_trait::async_trait]
+impl HeldLock for NoLock {
+    async fn release(self: Box<Self>) {}
+}
 
 /// What the clearing run needs from the store.
 #[async_trait::async_trait]

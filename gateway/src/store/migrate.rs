@@ -48,6 +48,11 @@ pub const SQLITE: &[Migration] = &[
         name: "audit_chain",
         sql: include_str!("../../../migrations/sqlite/0007_audit_chain.sql"),
     },
+    Migration {
+        version: 8,
+        name: "wallet",
+        sql: include_str!("../../../migrations/sqlite/0008_wallet.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -85,6 +90,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         name: "audit_chain",
         sql: include_str!("../../../migrations/postgres/0007_audit_chain.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "wallet",
+        sql: include_str!("../../../migrations/postgres/0008_wallet.sql"),
     },
 ];
 

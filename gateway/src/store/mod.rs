@@ -8,12 +8,13 @@
 //! committed together or not at all.
 
 pub mod audit;
-mod card;
+pub(crate) mod card;
 pub mod clearing;
 mod migrate;
 mod postgres;
 pub mod recon;
 mod sqlite;
+pub mod wallet;
 mod write;
 
 use std::fmt;
@@ -29,6 +30,10 @@ pub use migrate::MigrationError;
 pub use postgres::PostgresStore;
 pub use recon::{AckOutcome, NewAck, ReconStore, StoredException};
 pub use sqlite::SqliteStore;
+pub use wallet::{
+    WalletChange, WalletOutcome, WalletReads, WalletRecord, WalletSafItem, WalletType,
+    WalletUpdate, WalletWrite,
+};
 
 /// Identifies one request of one terminal. Terminal ids are only unique
 /// within a store, so the store is part of the key.
@@ -78,6 +83,7 @@ impl fmt::Debug for StoredAnswer {
 pub enum TransactionKind {
     BillPayment,
     CardPayment,
+    WalletPayment,
 }
 
 impl TransactionKind {
@@ -85,6 +91,7 @@ impl TransactionKind {
         match self {
             Self::BillPayment => "bill_payment",
             Self::CardPayment => "card_payment",
+            Self::WalletPayment => "wallet_payment",
         }
     }
 }
@@ -105,10 +112,12 @@ pub enum TransactionStatus {
     Reversed,
     Voided,
     Expired,
+    /// Wallet transactions: the operator debited or credited the wallet.
+    Completed,
 }
 
 impl TransactionStatus {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::Paid,
         Self::Cancelled,
         Self::InProgress,
@@ -119,6 +128,7 @@ impl TransactionStatus {
         Self::Reversed,
         Self::Voided,
         Self::Expired,
+        Self::Completed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -133,6 +143,7 @@ impl TransactionStatus {
             Self::Reversed => "reversed",
             Self::Voided => "voided",
             Self::Expired => "expired",
+            Self::Completed => "completed",
         }
     }
 
@@ -316,7 +327,7 @@ pub enum StoreError {
 /// duplicates produce one write and `KeyTaken` for the rest.
 #[async_trait::async_trait]
 pub trait Store:
-    Reads + clearing::ClearingStore + ReconStore + audit::AuditStore + fmt::Debug
+    Reads + WalletReads + clearing::ClearingStore + ReconStore + audit::AuditStore + fmt::Debug
 {
     /// Applies pending schema migrations; safe to run concurrently.
     async fn migrate(&self) -> Result<(), StoreError>;
@@ -327,6 +338,10 @@ pub trait Store:
     /// Commits a card-payment state change with its key, lines, event and
     /// queue entries, or reports why not.
     async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError>;
+
+    /// Commits a wallet state change with its key, lines, event and queue
+    /// entries, or reports why not.
+    async fn write_wallet(&self, write: WalletWrite) -> Result<WriteOutcome, StoreError>;
 }
 
 /// Every read of the store: the same SQL on both backends, implemented once
@@ -417,6 +432,7 @@ fn parse_kind(text: &str) -> Result<TransactionKind, StoreError> {
     match text {
         "bill_payment" => Ok(TransactionKind::BillPayment),
         "card_payment" => Ok(TransactionKind::CardPayment),
+        "wallet_payment" => Ok(TransactionKind::WalletPayment),
         other => Err(StoreError::Corrupt(format!(
             "unknown transaction kind {other:?}"
         ))),
@@ -477,10 +493,11 @@ mod sql {
              INSERT INTO settlement_lines (transaction_id, business_date, party, kind, currency, \
              amount_minor, created_at, store_id, reference) \
              SELECT t.id, $2, l.party, l.kind, l.currency, l.amount_minor, $3, t.store_id, \
-             COALESCE(b.bill_reference, c.rrn, '') \
+             COALESCE(b.bill_reference, c.rrn, w.operator_reference, '') \
              FROM l JOIN transactions t ON t.id = $1 \
              LEFT JOIN bill_payments b ON b.transaction_id = t.id \
              LEFT JOIN card_payments c ON c.transaction_id = t.id \
+             LEFT JOIN wallet_payments w ON w.transaction_id = t.id \
              ORDER BY l.ord",
             rows.join(", ")
         )

@@ -23,7 +23,7 @@ use super::audit::{
 };
 use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{
-    ClearingLock, SCHEDULE_LOCK_KEY, define_clearing_store, define_open_business_date,
+    ClearingLock, HeldLock, SCHEDULE_LOCK_KEY, define_clearing_store, define_open_business_date,
 };
 use super::recon::{define_exceptions_read, define_recon};
 use super::write::{define_apply_card_write, define_apply_write, define_reads};
@@ -122,20 +122,48 @@ define_clearing_store!(
     postgres_clearing_lock
 );
 
-/// A session advisory lock on a connection taken out of the pool: dropping
-/// the lock closes the connection, which releases the lock.
 async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<ClearingLock>, StoreError> {
-    let mut conn = store.pool.acquire().await?.detach();
+    try_session_lock(&store.pool, SCHEDULE_LOCK_KEY).await
+}
+
+/// A session advisory lock (schema-scoped `key`) on a connection taken out
+/// of the pool, or `None` when another instance holds it.
+async fn try_session_lock(pool: &PgPool, key: i32) -> Result<Option<ClearingLock>, StoreError> {
+    let mut conn = pool.acquire().await?.detach();
     let locked: bool = sqlx::query_scalar(schema_scoped_lock!("pg_try_advisory_lock"))
-        .bind(SCHEDULE_LOCK_KEY)
+        .bind(key)
         .fetch_one(&mut conn)
         .await?;
-    Ok(locked.then(|| Box::new(conn) as ClearingLock))
+    Ok(locked.then(|| Box::new(SessionLock { conn, key }) as ClearingLock))
+}
+
+/// A held session advisory lock and the connection that holds it.
+struct SessionLock {
+    conn: sqlx::PgConnection,
+    key: i32,
+}
+
+#[async_trait::async_trait]
+impl HeldLock for SessionLock {
+    /// Unlocks, so the next holder need not wait for the server to notice
+    /// the closed connection, then closes the connection.
+    async fn release(self: Box<Self>) {
+        let SessionLock { mut conn, key } = *self;
+        if let Err(error) = sqlx::query(schema_scoped_lock!("pg_advisory_unlock"))
+            .bind(key)
+            .execute(&mut conn)
+            .await
+        {
+            tracing::warn!(%error, "advisory unlock failed; closing the connection frees the lock");
+        }
+        let _ = conn.close().await;
+    }
 }
 
 define_apply_write!(sqlx::PgConnection);
 define_apply_card_write!(sqlx::PgConnection);
 define_chain_append!(sqlx::PgConnection, true);
+super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresStore, pool);
 define_reads!(PostgresStore, pool);
 define_audit_reads!(
     PostgresStore,
@@ -215,6 +243,11 @@ impl Store for PostgresStore {
     async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError> {
         write.check()?;
         self.submit(Job::Card(write)).await
+    }
+
+    async fn write_wallet(&self, write: super::WalletWrite) -> Result<WriteOutcome, StoreError> {
+        write.check()?;
+        self.submit(Job::Wallet(write)).await
     }
 }
 
@@ -296,6 +329,7 @@ async fn commit_batch(
 enum Job {
     Write(WriteRequest),
     Card(CardWrite),
+    Wallet(super::WalletWrite),
 }
 
 /// Runs a job's statements, queueing its chain entries in `chain`.
@@ -307,6 +341,7 @@ async fn apply(
     match job {
         Job::Write(request) => apply_write(conn, request, chain).await,
         Job::Card(write) => apply_card_write(conn, write, chain).await,
+        Job::Wallet(write) => apply_wallet_write(conn, write, chain).await,
     }
 }
 
@@ -393,15 +428,9 @@ impl AuditStore for PostgresStore {
         self.audit_transaction_row(id, as_of).await
     }
 
-    /// A session advisory lock on a connection taken out of the pool, as for
-    /// the clearing schedule: dropping it closes the connection and frees the lock.
+    /// The sealer's session advisory lock, as for the clearing schedule.
     async fn seal_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
-        let mut conn = self.pool.acquire().await?.detach();
-        let locked: bool = sqlx::query_scalar(schema_scoped_lock!("pg_try_advisory_lock"))
-            .bind(SEAL_LOCK_KEY)
-            .fetch_one(&mut conn)
-            .await?;
-        Ok(locked.then(|| Box::new(conn) as ClearingLock))
+        try_session_lock(&self.pool, SEAL_LOCK_KEY).await
     }
 
     async fn backfill_chain(&self) -> Result<i64, StoreError> {

@@ -21,8 +21,9 @@ use super::audit::{
 use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{ClearingLock, define_clearing_store, define_open_business_date};
 use super::recon::{define_exceptions_read, define_recon};
+use super::wallet::define_wallet_store;
 use super::write::{define_apply_card_write, define_apply_write, define_reads};
-use super::{CardWrite, Store, StoreError, WriteOutcome, WriteRequest, migrate};
+use super::{CardWrite, Store, StoreError, WalletWrite, WriteOutcome, WriteRequest, migrate};
 
 /// Most writes committed in one transaction. Bounds the latency one batch
 /// adds and the work lost to one failed commit.
@@ -50,6 +51,7 @@ enum Job {
     Card(CardWrite),
     /// An audit-read entry of the audit chain.
     AuditRead(EntryContent),
+    Wallet(WalletWrite),
 }
 
 /// What the writer did with one job.
@@ -145,6 +147,7 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
         Job::Write(request) => request.check()?,
         Job::Card(write) => write.check()?,
         Job::AuditRead(_) => {}
+        Job::Wallet(write) => write.check()?,
     }
     sqlx::query("SAVEPOINT posgate_write")
         .execute(&mut *conn)
@@ -157,6 +160,10 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
         }
         Job::Card(write) => {
             let outcome = apply_card_write(conn, write, &mut chain).await;
+            applied(conn, outcome, &chain).await
+        }
+        Job::Wallet(write) => {
+            let outcome = apply_wallet_write(conn, write, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::AuditRead(content) => append_chain_entry(conn, content).await.map(Done::Appended),
@@ -201,12 +208,13 @@ define_clearing_store!(
 /// One process owns a SQLite file, so the scheduled run needs no lock.
 #[allow(clippy::unused_async)]
 async fn sqlite_clearing_lock(_store: &SqliteStore) -> Result<Option<ClearingLock>, StoreError> {
-    Ok(Some(Box::new(())))
+    Ok(Some(Box::new(super::clearing::NoLock)))
 }
 
 define_apply_write!(SqliteConnection);
 define_apply_card_write!(SqliteConnection);
 define_chain_append!(SqliteConnection, false);
+define_wallet_store!(SqliteConnection, SqliteStore, reads);
 define_reads!(SqliteStore, reads);
 define_audit_reads!(SqliteStore, reads, None::<&str>);
 define_recon!(SqliteConnection);
@@ -332,6 +340,10 @@ impl Store for SqliteStore {
     async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError> {
         self.submit_write(Job::Card(write)).await
     }
+
+    async fn write_wallet(&self, write: WalletWrite) -> Result<WriteOutcome, StoreError> {
+        self.submit_write(Job::Wallet(write)).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -406,7 +418,7 @@ impl AuditStore for SqliteStore {
 
     /// One process owns a SQLite file: the sealer needs no lock.
     async fn seal_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
-        Ok(Some(Box::new(())))
+        Ok(Some(Box::new(super::clearing::NoLock)))
     }
 
     async fn backfill_chain(&self) -> Result<i64, StoreError> {

@@ -23,3 +23,4 @@ mod server;
 mod settlement;
 mod store_suite;
 mod support;
+mod wallets;

@@ -254,6 +254,16 @@ impl TestGateway {
         &self.db.url
     }
 
+    /// Stops the server gracefully and hands back its database (and the
+    /// directory with its files), for a restart on the same data.
+    pub async fn stop_keeping_db(mut self) -> TestDb {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = (&mut self.server.task).await;
+        self.db
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {

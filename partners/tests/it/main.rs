@@ -6,3 +6,5 @@ mod iso8583;
 mod iso8583_crosscheck;
 mod iso8583_gen;
 mod iso8583_props;
+mod schemathesis;
+mod wallet_sim;

@@ -65,7 +65,7 @@ impl FaultPlan {
 
 /// `SplitMix64` (Steele, Lea, Flood 2014): tiny, seedable, good enough to pick faults.
 #[derive(Debug, Clone)]
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
     fn next_u64(&mut self) -> u64 {
@@ -78,7 +78,7 @@ impl SplitMix64 {
 
     /// Uniform in [0, 1) from the top 53 bits.
     #[allow(clippy::cast_precision_loss)] // 53 bits fit an f64 mantissa exactly.
-    fn next_unit(&mut self) -> f64 {
+    pub(crate) fn next_unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
     }
 }

@@ -1,0 +1,1055 @@
+//! `WalletService`: `TopUp` (cash), `Pay`, `Refund`, `GetBalance`,
+//! `GetWalletTransaction`, through the wallet operators over the signed
+//! partner API. `LinkCard`/`UnlinkCard` and card-funded top-ups are not
+//! offered yet (phase 2: auto-reload).
+//!
+//! Money-moving calls follow the card path: the transaction is recorded
+//! `in_progress` with its key claimed before the operator is called, and its
+//! answer is committed with the key's answer before the POS hears it. No
+//! answer from the operator: `pending_reversal` with a reversal queued in
+//! the same commit, and the POS gets `UNAVAILABLE` `OUTCOME_UNKNOWN`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use pb::wallet_service_server::WalletService;
+use posgate_partners::wallet::api::{self as wire, ResultStatus, WalletResult};
+use posgate_partners::wallet::client::WalletCallError;
+use posgate_proto::v1 as pb;
+use prost::Message as _;
+use tonic::{Request, Response, Status};
+
+use super::idempotent::replay;
+use super::status::{
+    from_store_error, in_progress, invalid_argument, key_reused, outcome_unknown,
+    partner_unavailable, precondition,
+};
+use super::validate::{MAX_REASON_LEN, Violations};
+use super::{Gateway, key_of, logged};
+use crate::access::identity_of;
+use crate::bill::{FieldViolation, Teller};
+use crate::business_day::BusinessCalendar;
+use crate::idempotency::{FingerprintBuilder, differing_fields};
+use crate::store::{
+    Event, IdempotencyKey, KeyOp, NewSafItem, RefundAdjust, RequestFingerprint, SafKind,
+    StoredAnswer, TransactionStatus, WalletChange, WalletOutcome, WalletRecord, WalletType,
+    WalletUpdate, WalletWrite, WriteOutcome,
+};
+use crate::wallet::{Operator, Wallets, view, wallet_lines};
+
+/// Longest `pos_reference`.
+const MAX_POS_REFERENCE_LEN: usize = 40;
+/// Member barcodes: 6-64 printable ASCII characters.
+const MIN_BARCODE_LEN: usize = 6;
+const MAX_BARCODE_LEN: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct WalletApi {
+    gateway: Arc<Gateway>,
+}
+
+impl WalletApi {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+
+    pub fn into_server(self) -> pb::wallet_service_server::WalletServiceServer<Self> {
+        pb::wallet_service_server::WalletServiceServer::new(self)
+    }
+
+    fn wallets(&self) -> Result<&Arc<Wallets>, Status> {
+        self.gateway.wallets.as_ref().ok_or_else(|| {
+            precondition(
+                "WALLETS_NOT_CONFIGURED",
+                "gateway",
+                "this gateway has no wallet operators ([[wallet_operator]])".to_owned(),
+            )
+        })
+    }
+}
+
+fn invalid(field: &str, description: impl Into<String>) -> Status {
+    invalid_argument(&[FieldViolation::new(field, description)])
+}
+
+/// A wallet reference as checked: the operator and the id to send.
+struct WalletInput {
+    operator: Arc<Operator>,
+    wire: wire::WalletRef,
+    /// What is stored: the card number, or `****1234` for a barcode.
+    stored_ref: String,
+}
+
+/// Checks `wallet` (field `wallet.*`) for `store_id`.
+fn check_wallet(
+    violations: &mut Violations,
+    wallets: &Wallets,
+    wallet: Option<&pb::WalletRef>,
+    store_id: &str,
+) -> Option<WalletInput> {
+    let Some(wallet) = wallet else {
+        violations.add("wallet", "is required");
+        return None;
+    };
+    let operator = match wallets.operator(&wallet.wallet_operator_id) {
+        Some(operator) if operator.config.enabled_for(store_id) => Some(Arc::clone(operator)),
+        Some(_) => {
+            violations.add(
+                "wallet.wallet_operator_id",
+                format!(
+                    "{:?} is not enabled for store {store_id:?}",
+                    wallet.wallet_operator_id
+                ),
+            );
+            None
+        }
+        None if wallet.wallet_operator_id.is_empty() => {
+            violations.add("wallet.wallet_operator_id", "is required");
+            None
+        }
+        None => {
+            violations.add(
+                "wallet.wallet_operator_id",
+                format!(
+                    "{:?} is not a configured wallet operator",
+                    wallet.wallet_operator_id
+                ),
+            );
+            None
+        }
+    };
+    let length = operator
+        .as_ref()
+        .map_or(16, |op| op.config.card_number_length);
+    let reference = match &wallet.id {
+        Some(pb::wallet_ref::Id::CardNumber(number)) => {
+            if number.len() == length && number.bytes().all(|b| b.is_ascii_digit()) {
+                Some((wire::WalletRef::account(number), number.clone()))
+            } else {
+                violations.add("wallet.card_number", format!("must be {length} digits"));
+                None
+            }
+        }
+        Some(pb::wallet_ref::Id::MemberBarcode(code)) => {
+            if (MIN_BARCODE_LEN..=MAX_BARCODE_LEN).contains(&code.len())
+                && code.bytes().all(|b| (0x21..=0x7E).contains(&b))
+            {
+                Some((wire::WalletRef::barcode(code), wire::last4(code)))
+            } else {
+                violations.add(
+                    "wallet.member_barcode",
+                    "must be 6-64 printable ASCII characters",
+                );
+                None
+            }
+        }
+        None => {
+            violations.add(
+                "wallet.card_number",
+                "a card number or a member barcode is required",
+            );
+            None
+        }
+    };
+    let (operator, (wire, stored_ref)) = operator.zip(reference)?;
+    Some(WalletInput {
+        operator,
+        wire,
+        stored_ref,
+    })
+}
+
+/// Checks an amount in the operator's currency, at most `max` and a
+/// multiple of `unit`.
+fn check_amount(
+    violations: &mut Violations,
+    money: Option<&pb::Money>,
+    operator: Option<&Operator>,
+    max_minor: impl Fn(&Operator) -> i64,
+    unit_minor: impl Fn(&Operator) -> i64,
+) -> Option<i64> {
+    let (amount, currency) = violations.positive_money("amount", money)?;
+    let amount = i64::try_from(amount).ok()?;
+    let operator = operator?;
+    if currency.code != operator.config.currency.code {
+        violations.add(
+            "amount.currency",
+            format!(
+                "must be {} (the operator's currency)",
+                operator.config.currency.code
+            ),
+        );
+        return None;
+    }
+    if amount > max_minor(operator) {
+        violations.add(
+            "amount.amount_minor",
+            format!("exceeds the operator's maximum of {}", max_minor(operator)),
+        );
+        return None;
+    }
+    if amount % unit_minor(operator) != 0 {
+        violations.add(
+            "amount.amount_minor",
+            format!("must be a multiple of {}", unit_minor(operator)),
+        );
+        return None;
+    }
+    Some(amount)
+}
+
+/// A retry's answer: the stored response, or while the first request is
+/// unresolved, "in progress" or "outcome unknown".
+async fn answer_for_retry<M: prost::Message + Default>(
+    gateway: &Gateway,
+    answer: &StoredAnswer,
+    fingerprint: &RequestFingerprint,
+    client_request_id: &str,
+) -> Result<Response<M>, Status> {
+    if !answer.pending {
+        return replay(answer, fingerprint, client_request_id);
+    }
+    let differing = differing_fields(&answer.fingerprint, fingerprint);
+    if !differing.is_empty() {
+        return Err(key_reused(client_request_id, &differing));
+    }
+    let record = gateway
+        .store
+        .wallet_transaction(&answer.transaction_id)
+        .await
+        .map_err(|error| from_store_error(&error))?;
+    match record.map(|record| record.status) {
+        Some(TransactionStatus::PendingReversal) => Err(outcome_unknown(&answer.transaction_id)),
+        _ => Err(in_progress(client_request_id)),
+    }
+}
+
+async fn prior<M: prost::Message + Default>(
+    gateway: &Gateway,
+    key: &IdempotencyKey,
+    fingerprint: &RequestFingerprint,
+) -> Result<Option<Response<M>>, Status> {
+    let Some(answer) = gateway
+        .store
+        .answer(key)
+        .await
+        .map_err(|error| from_store_error(&error))?
+    else {
+        return Ok(None);
+    };
+    answer_for_retry(gateway, &answer, fingerprint, &key.client_request_id)
+        .await
+        .map(Some)
+}
+
+fn event(
+    kind: &str,
+    from: Option<TransactionStatus>,
+    to: TransactionStatus,
+    actor: &str,
+    detail: String,
+) -> Event {
+    Event {
+        event_type: kind.to_owned(),
+        from_status: from,
+        to_status: to,
+        actor: actor.to_owned(),
+        detail,
+    }
+}
+
+/// The encoded answer a call (or its retry) gets for `record`: `TopUpResponse`,
+/// `PayResponse` or `WalletRefundResponse` (with the payment as `original`,
+/// whose refunded amount `original_refunded_minor` overrides when set).
+pub(crate) async fn answer_bytes(
+    gateway: &Gateway,
+    record: &WalletRecord,
+    original_refunded_minor: Option<i64>,
+) -> Result<Vec<u8>, crate::store::StoreError> {
+    let view = view::transaction(record, Vec::new());
+    Ok(match record.wallet_type {
+        WalletType::TopUp => pb::TopUpResponse {
+            transaction: Some(view),
+        }
+        .encode_to_vec(),
+        WalletType::Payment => pb::PayResponse {
+            transaction: Some(view),
+        }
+        .encode_to_vec(),
+        WalletType::Refund => {
+            let original_id = record.original_transaction_id.clone().unwrap_or_default();
+            let original = gateway.store.wallet_transaction(&original_id).await?;
+            let mut refunds = gateway.store.wallet_refund_ids(&original_id).await?;
+            if !refunds.contains(&record.id) {
+                refunds.push(record.id.clone());
+                refunds.sort();
+            }
+            pb::WalletRefundResponse {
+                refund: Some(view),
+                original: original.map(|mut original| {
+                    if let Some(refunded) = original_refunded_minor {
+                        original.refunded_minor = refunded;
+                    }
+                    view::transaction(&original, refunds)
+                }),
+            }
+            .encode_to_vec()
+        }
+    })
+}
+
+/// What the operator's answer (or its absence) does to an `in_progress` record.
+struct Settled {
+    status: TransactionStatus,
+    outcome: WalletOutcome,
+    event_type: &'static str,
+    detail: String,
+}
+
+fn settle(operator: &Operator, result: &Result<WalletResult, WalletCallError>) -> Settled {
+    match result {
+        Ok(answer) => {
+            let mut outcome = WalletOutcome {
+                operator_response_code: answer.operator_response_code.chars().take(16).collect(),
+                operator_reference: answer.operator_reference.clone().unwrap_or_default(),
+                balance_after_minor: answer
+                    .balance_after
+                    .as_ref()
+                    .map(|money| money.amount_minor),
+                ..WalletOutcome::default()
+            };
+            if let Some(wallet) = &answer.wallet {
+                outcome.account_id.clone_from(&wallet.account_id);
+                outcome.display_id.clone_from(&wallet.display_id);
+                outcome.operator_name.clone_from(&wallet.operator_name);
+            }
+            if outcome.operator_name.is_empty() {
+                outcome.operator_name.clone_from(&operator.config.name);
+            }
+            if answer.status == ResultStatus::Completed {
+                Settled {
+                    status: TransactionStatus::Completed,
+                    outcome,
+                    event_type: "completed",
+                    detail: format!("operator answered {}", answer.operator_response_code),
+                }
+            } else {
+                let (reason, text) = view::decline_of(answer.decline_code);
+                reason.clone_into(&mut outcome.decline_reason);
+                text.clone_into(&mut outcome.response_text);
+                Settled {
+                    status: TransactionStatus::Declined,
+                    outcome,
+                    event_type: "declined",
+                    detail: format!(
+                        "operator declined {reason} ({})",
+                        answer.operator_response_code
+                    ),
+                }
+            }
+        }
+        Err(WalletCallError::Rejected { status, .. }) => Settled {
+            status: TransactionStatus::Declined,
+            outcome: WalletOutcome {
+                decline_reason: "OTHER".to_owned(),
+                operator_response_code: format!("HTTP{status}"),
+                response_text: "Refused by the wallet operator".to_owned(),
+                operator_name: operator.config.name.clone(),
+                ..WalletOutcome::default()
+            },
+            event_type: "declined",
+            detail: format!("operator refused the request ({status})"),
+        },
+        Err(WalletCallError::OutcomeUnknown(reason)) => Settled {
+            status: TransactionStatus::PendingReversal,
+            outcome: WalletOutcome::default(),
+            event_type: "outcome_unknown",
+            detail: reason.clone(),
+        },
+        Err(WalletCallError::Unavailable(reason)) => Settled {
+            status: TransactionStatus::Declined,
+            outcome: WalletOutcome {
+                decline_reason: "OTHER".to_owned(),
+                response_text: "Wallet operator unavailable".to_owned(),
+                ..WalletOutcome::default()
+            },
+            event_type: "not_sent",
+            detail: reason.clone(),
+        },
+    }
+}
+
+/// The reversal queue entry of a wallet transaction.
+pub(crate) fn reversal_of(record: &WalletRecord, now: DateTime<Utc>) -> NewSafItem {
+    NewSafItem {
+        link_id: record.wallet_operator_id.clone(),
+        kind: SafKind::Reversal,
+        amount_minor: record.amount_minor,
+        currency: record.currency.clone(),
+        next_attempt_at: now,
+    }
+}
+
+/// What settling a refund does to its payment: the reservation released,
+/// and on completion the refunded total raised (returned for the answer).
+async fn refund_effect(
+    gateway: &Gateway,
+    record: &WalletRecord,
+    is_refund: bool,
+) -> Result<(Option<RefundAdjust>, Option<i64>), Status> {
+    let original = record.original_transaction_id.clone().unwrap_or_default();
+    Ok(match record.status {
+        TransactionStatus::Completed if is_refund => {
+            let current = gateway
+                .store
+                .wallet_transaction(&original)
+                .await
+                .map_err(|error| from_store_error(&error))?
+                .map_or(0, |payment| payment.refunded_minor);
+            (
+                Some(RefundAdjust {
+                    original_id: original,
+                    reserve_delta: -record.amount_minor,
+                    refunded_delta: record.amount_minor,
+                }),
+                Some(current + record.amount_minor),
+            )
+        }
+        TransactionStatus::Declined if is_refund => (
+            Some(RefundAdjust {
+                original_id: original,
+                reserve_delta: -record.amount_minor,
+                refunded_delta: 0,
+            }),
+            None,
+        ),
+        _ => (None, None),
+    })
+}
+
+/// Records the operator's answer for `record` and returns the POS's answer.
+async fn finish<M: prost::Message + Default>(
+    gateway: &Gateway,
+    operator: &Operator,
+    mut record: WalletRecord,
+    key: IdempotencyKey,
+    result: Result<WalletResult, WalletCallError>,
+    actor: &str,
+) -> Result<Response<M>, Status> {
+    let now = gateway.clock.now();
+    let settled = settle(operator, &result);
+    let is_refund = record.wallet_type == WalletType::Refund;
+    record.status = settled.status;
+    record.outcome = settled.outcome.clone();
+    record.updated_at = now;
+    let (refund, original_refunded) = refund_effect(gateway, &record, is_refund).await?;
+    let lines = if settled.status == TransactionStatus::Completed {
+        wallet_lines(&record)
+    } else {
+        Vec::new()
+    };
+    let (key_op, enqueue) = match &result {
+        Ok(_) | Err(WalletCallError::Rejected { .. }) => (
+            Some(KeyOp::Answer {
+                key: key.clone(),
+                response: answer_bytes(gateway, &record, original_refunded)
+                    .await
+                    .map_err(|error| from_store_error(&error))?,
+            }),
+            Vec::new(),
+        ),
+        Err(WalletCallError::OutcomeUnknown(_)) => (None, vec![reversal_of(&record, now)]),
+        Err(WalletCallError::Unavailable(_)) => {
+            (Some(KeyOp::Release { key: key.clone() }), Vec::new())
+        }
+    };
+    let write = WalletWrite {
+        transaction_id: record.id.clone(),
+        at: now,
+        key: key_op,
+        change: WalletChange::Update(Box::new(WalletUpdate {
+            transaction_id: record.id.clone(),
+            from: Some(TransactionStatus::InProgress),
+            to: Some(settled.status),
+            outcome: Some(settled.outcome),
+        })),
+        refund,
+        lines,
+        business_date: record.business_date,
+        event: event(
+            settled.event_type,
+            Some(TransactionStatus::InProgress),
+            settled.status,
+            actor,
+            settled.detail,
+        ),
+        enqueue,
+        acked: Vec::new(),
+    };
+    match gateway
+        .store
+        .write_wallet(write)
+        .await
+        .map_err(|error| from_store_error(&error))?
+    {
+        WriteOutcome::Written => {}
+        other => {
+            tracing::error!(transaction_id = %record.id, ?other, "wallet answer not recorded");
+            return Err(Status::internal("the wallet answer could not be recorded"));
+        }
+    }
+    match result {
+        Ok(_) | Err(WalletCallError::Rejected { .. }) => {
+            let bytes = answer_bytes(gateway, &record, original_refunded)
+                .await
+                .map_err(|error| from_store_error(&error))?;
+            let message =
+                M::decode(bytes.as_slice()).map_err(|_| Status::internal("answer encoding"))?;
+            Ok(Response::new(message))
+        }
+        Err(WalletCallError::OutcomeUnknown(_)) => Err(outcome_unknown(&record.id)),
+        Err(WalletCallError::Unavailable(_)) => Err(partner_unavailable(&operator.config.party())),
+    }
+}
+
+/// Records `record` `in_progress` under `key`. `Ok(None)`: go ahead and call
+/// the operator; `Ok(Some(..))`: the key was taken, here is its answer.
+async fn claim<M: prost::Message + Default>(
+    gateway: &Gateway,
+    record: &WalletRecord,
+    key: &IdempotencyKey,
+    fingerprint: &RequestFingerprint,
+    refund: Option<RefundAdjust>,
+    actor: &str,
+) -> Result<Option<Response<M>>, Status> {
+    let now = gateway.clock.now();
+    let write = WalletWrite {
+        transaction_id: record.id.clone(),
+        at: now,
+        key: Some(KeyOp::Claim {
+            key: key.clone(),
+            fingerprint: fingerprint.clone(),
+            expires_at: now + gateway.retention,
+        }),
+        change: WalletChange::Create(Box::new(record.clone())),
+        refund,
+        lines: Vec::new(),
+        business_date: record.business_date,
+        event: event(
+            "received",
+            None,
+            TransactionStatus::InProgress,
+            actor,
+            "sent to the wallet operator".to_owned(),
+        ),
+        enqueue: Vec::new(),
+        acked: Vec::new(),
+    };
+    match gateway
+        .store
+        .write_wallet(write)
+        .await
+        .map_err(|error| from_store_error(&error))?
+    {
+        WriteOutcome::Written => Ok(None),
+        WriteOutcome::KeyTaken(answer) => {
+            answer_for_retry(gateway, &answer, fingerprint, &key.client_request_id)
+                .await
+                .map(Some)
+        }
+        WriteOutcome::RefundExceeds { remaining } => Err(precondition(
+            "REFUND_EXCEEDS_REMAINING",
+            "original_transaction_id",
+            format!("at most {remaining} minor units of this payment can still be refunded"),
+        )),
+        WriteOutcome::StatusMismatch { .. } => Err(Status::internal("unexpected state on create")),
+    }
+}
+
+fn new_record(
+    gateway: &Gateway,
+    teller: &Teller,
+    wallet_type: WalletType,
+    operator: &Operator,
+    amount_minor: i64,
+    now: DateTime<Utc>,
+) -> WalletRecord {
+    let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
+    WalletRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        wallet_type,
+        status: TransactionStatus::InProgress,
+        store_id: teller.store_id.clone(),
+        terminal_id: teller.terminal_id.clone(),
+        operator_id: teller.operator_id.clone(),
+        client_request_id: teller.client_request_id.clone(),
+        wallet_operator_id: operator.config.id.clone(),
+        amount_minor,
+        currency: operator.config.currency.code.to_owned(),
+        business_date: calendar.business_date(now),
+        created_at: now,
+        updated_at: now,
+        wallet_ref: String::new(),
+        outcome: WalletOutcome::default(),
+        funding: String::new(),
+        refunded_minor: 0,
+        refund_reserved_minor: 0,
+        original_transaction_id: None,
+        pos_reference: String::new(),
+    }
+}
+
+fn channel(teller: &Teller) -> wire::Channel {
+    wire::Channel {
+        store_id: teller.store_id.clone(),
+        terminal_id: teller.terminal_id.clone(),
+    }
+}
+
+fn money(record: &WalletRecord) -> wire::Money {
+    wire::Money::new(record.amount_minor, &record.currency)
+}
+
+#[tonic::async_trait]
+impl WalletService for WalletApi {
+    async fn top_up(
+        &self,
+        request: Request<pb::TopUpRequest>,
+    ) -> Result<Response<pb::TopUpResponse>, Status> {
+        let caller = identity_of(&request)?;
+        let message = request.into_inner();
+        logged("WalletService/TopUp", message.context.as_ref(), async {
+            let wallets = self.wallets()?;
+            let gateway = &self.gateway;
+            let now = gateway.clock.now();
+            let store_id = message
+                .context
+                .as_ref()
+                .map(|c| c.store_id.clone())
+                .unwrap_or_default();
+            let mut input = None;
+            let mut amount = None;
+            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                let operator = input.as_ref().map(|input| input.operator.as_ref());
+                amount = check_amount(
+                    v,
+                    message.amount.as_ref(),
+                    operator,
+                    |op| op.config.max_top_up_minor,
+                    |op| op.config.top_up_unit_minor,
+                );
+                if message.funding.is_none() {
+                    v.add("funding", "cash or card is required");
+                }
+            })?;
+            let (Some(input), Some(amount)) = (input, amount) else {
+                return Err(Status::internal(
+                    "validation passed without a wallet or amount",
+                ));
+            };
+            if matches!(message.funding, Some(pb::top_up_request::Funding::Card(_))) {
+                return Err(precondition(
+                    "CARD_FUNDING_NOT_ALLOWED",
+                    "funding",
+                    "card-funded top-ups are not offered yet; take cash".to_owned(),
+                ));
+            }
+            let key = key_of(&teller);
+            let fingerprint = FingerprintBuilder::new("WalletService/TopUp")
+                .value("wallet.wallet_operator_id", &input.operator.config.id)
+                .value("wallet.id", wallet_fingerprint(message.wallet.as_ref()))
+                .value(
+                    "amount",
+                    format!("{amount} {}", input.operator.config.currency.code),
+                )
+                .value("funding", "cash")
+                .finish();
+            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                return Ok(answer);
+            }
+            let mut record = new_record(
+                gateway,
+                &teller,
+                WalletType::TopUp,
+                &input.operator,
+                amount,
+                now,
+            );
+            record.wallet_ref = input.stored_ref.clone();
+            "cash".clone_into(&mut record.funding);
+            if let Some(answer) =
+                claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
+            {
+                return Ok(answer);
+            }
+            let result = input
+                .operator
+                .client
+                .top_up(&wire::TopUpRequest {
+                    transaction_id: record.id.clone(),
+                    wallet: input.wire.clone(),
+                    amount: money(&record),
+                    funding: wire::Funding::Cash,
+                    channel: channel(&teller),
+                })
+                .await;
+            finish(gateway, &input.operator, record, key, result, &teller.actor).await
+        })
+        .await
+    }
+
+    async fn pay(
+        &self,
+        request: Request<pb::PayRequest>,
+    ) -> Result<Response<pb::PayResponse>, Status> {
+        let caller = identity_of(&request)?;
+        let message = request.into_inner();
+        logged("WalletService/Pay", message.context.as_ref(), async {
+            let wallets = self.wallets()?;
+            let gateway = &self.gateway;
+            let now = gateway.clock.now();
+            let store_id = message
+                .context
+                .as_ref()
+                .map(|c| c.store_id.clone())
+                .unwrap_or_default();
+            let mut input = None;
+            let mut amount = None;
+            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                let operator = input.as_ref().map(|input| input.operator.as_ref());
+                amount = check_amount(
+                    v,
+                    message.amount.as_ref(),
+                    operator,
+                    |op| op.config.max_payment_minor,
+                    |_| 1,
+                );
+                let reference = &message.pos_reference;
+                if reference.len() > MAX_POS_REFERENCE_LEN
+                    || !reference.bytes().all(|b| (0x20..=0x7E).contains(&b))
+                {
+                    v.add("pos_reference", "must be 0-40 printable ASCII characters");
+                }
+            })?;
+            let (Some(input), Some(amount)) = (input, amount) else {
+                return Err(Status::internal(
+                    "validation passed without a wallet or amount",
+                ));
+            };
+            let key = key_of(&teller);
+            let fingerprint = FingerprintBuilder::new("WalletService/Pay")
+                .value("wallet.wallet_operator_id", &input.operator.config.id)
+                .value("wallet.id", wallet_fingerprint(message.wallet.as_ref()))
+                .value(
+                    "amount",
+                    format!("{amount} {}", input.operator.config.currency.code),
+                )
+                .value("pos_reference", &message.pos_reference)
+                .finish();
+            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                return Ok(answer);
+            }
+            let mut record = new_record(
+                gateway,
+                &teller,
+                WalletType::Payment,
+                &input.operator,
+                amount,
+                now,
+            );
+            record.wallet_ref = input.stored_ref.clone();
+            record.pos_reference.clone_from(&message.pos_reference);
+            if let Some(answer) =
+                claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
+            {
+                return Ok(answer);
+            }
+            let result = input
+                .operator
+                .client
+                .pay(&wire::PaymentRequest {
+                    transaction_id: record.id.clone(),
+                    wallet: input.wire.clone(),
+                    amount: money(&record),
+                    pos_reference: (!message.pos_reference.is_empty())
+                        .then(|| message.pos_reference.clone()),
+                    channel: channel(&teller),
+                })
+                .await;
+            finish(gateway, &input.operator, record, key, result, &teller.actor).await
+        })
+        .await
+    }
+
+    async fn refund(
+        &self,
+        request: Request<pb::WalletRefundRequest>,
+    ) -> Result<Response<pb::WalletRefundResponse>, Status> {
+        let caller = identity_of(&request)?;
+        let message = request.into_inner();
+        logged("WalletService/Refund", message.context.as_ref(), async {
+            let wallets = self.wallets()?;
+            let gateway = &self.gateway;
+            let now = gateway.clock.now();
+            let mut amount = None;
+            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                v.transaction_id("original_transaction_id", &message.original_transaction_id);
+                amount = v.positive_money("amount", message.amount.as_ref());
+                v.text("reason", &message.reason, MAX_REASON_LEN);
+            })?;
+            let Some((amount, currency)) = amount else {
+                return Err(Status::internal("validation passed without an amount"));
+            };
+            let amount =
+                i64::try_from(amount).map_err(|_| invalid("amount.amount_minor", "too large"))?;
+            let key = key_of(&teller);
+            let fingerprint = FingerprintBuilder::new("WalletService/Refund")
+                .value("original_transaction_id", &message.original_transaction_id)
+                .value("amount", format!("{amount} {}", currency.code))
+                .value("reason", &message.reason)
+                .finish();
+            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                return Ok(answer);
+            }
+            let original = gateway
+                .store
+                .wallet_transaction(&message.original_transaction_id)
+                .await
+                .map_err(|error| from_store_error(&error))?
+                .filter(|original| original.store_id == teller.store_id)
+                .ok_or_else(|| Status::not_found("no such wallet transaction at this store"))?;
+            if original.wallet_type != WalletType::Payment
+                || original.status != TransactionStatus::Completed
+            {
+                return Err(precondition(
+                    "NOT_REFUNDABLE",
+                    "original_transaction_id",
+                    "only a COMPLETED wallet PAYMENT can be refunded".to_owned(),
+                ));
+            }
+            if currency.code != original.currency {
+                return Err(invalid(
+                    "amount.currency",
+                    format!("must be {} (the payment's currency)", original.currency),
+                ));
+            }
+            let operator = wallets
+                .operator(&original.wallet_operator_id)
+                .cloned()
+                .ok_or_else(|| {
+                    partner_unavailable(&format!("wallet:{}", original.wallet_operator_id))
+                })?;
+            let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
+            let age_days = (calendar.business_date(now) - original.business_date).num_days();
+            if age_days > operator.config.refund_window_days {
+                return Err(precondition(
+                    "REFUND_WINDOW_CLOSED",
+                    "original_transaction_id",
+                    format!(
+                        "the payment is {age_days} days old; refunds close after {} days",
+                        operator.config.refund_window_days
+                    ),
+                ));
+            }
+            let mut record =
+                new_record(gateway, &teller, WalletType::Refund, &operator, amount, now);
+            record.wallet_ref.clone_from(&original.wallet_ref);
+            record.original_transaction_id = Some(original.id.clone());
+            let reserve = RefundAdjust {
+                original_id: original.id.clone(),
+                reserve_delta: amount,
+                refunded_delta: 0,
+            };
+            if let Some(answer) = claim(
+                gateway,
+                &record,
+                &key,
+                &fingerprint,
+                Some(reserve),
+                &teller.actor,
+            )
+            .await?
+            {
+                return Ok(answer);
+            }
+            let result = operator
+                .client
+                .refund(&wire::RefundRequest {
+                    transaction_id: record.id.clone(),
+                    original_transaction_id: original.id.clone(),
+                    amount: money(&record),
+                    channel: channel(&teller),
+                })
+                .await;
+            finish(gateway, &operator, record, key, result, &teller.actor).await
+        })
+        .await
+    }
+
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        let caller = identity_of(&request)?;
+        let message = request.into_inner();
+        logged(
+            "WalletService/GetBalance",
+            message.context.as_ref(),
+            async {
+                let wallets = self.wallets()?;
+                let gateway = &self.gateway;
+                let now = gateway.clock.now();
+                let store_id = message
+                    .context
+                    .as_ref()
+                    .map(|c| c.store_id.clone())
+                    .unwrap_or_default();
+                let mut input = None;
+                let (_permit, _teller) =
+                    gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                        input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                    })?;
+                let input =
+                    input.ok_or_else(|| Status::internal("validation passed without a wallet"))?;
+                let operator = &input.operator;
+                let balance = match operator.client.balance(&input.wire).await {
+                    Ok(balance) => balance,
+                    Err(WalletCallError::Rejected { status: 404, .. }) => {
+                        return Err(Status::not_found(
+                            "the wallet operator does not know this wallet",
+                        ));
+                    }
+                    Err(_) => return Err(partner_unavailable(&operator.config.party())),
+                };
+                if balance.blocked {
+                    return Err(precondition(
+                        "WALLET_BLOCKED",
+                        "wallet",
+                        "the wallet is blocked by its operator".to_owned(),
+                    ));
+                }
+                let money = |m: &wire::Money| pb::Money {
+                    amount_minor: m.amount_minor,
+                    currency: m.currency.clone(),
+                };
+                let as_of = DateTime::parse_from_rfc3339(&balance.as_of)
+                    .map_or(now, |at| at.with_timezone(&Utc));
+                Ok(Response::new(pb::GetBalanceResponse {
+                    wallet: Some(pb::WalletIdentity {
+                        wallet_operator_id: operator.config.id.clone(),
+                        wallet_account_id: balance.wallet.account_id.clone(),
+                        display_id: balance.wallet.display_id.clone(),
+                        wallet_operator_name: balance.wallet.operator_name.clone(),
+                    }),
+                    balance: Some(money(&balance.balance)),
+                    limits: Some(pb::WalletLimits {
+                        max_balance: balance.limits.max_balance.as_ref().map(money),
+                        max_top_up: balance.limits.max_top_up.as_ref().map(money),
+                        max_payment: balance.limits.max_payment.as_ref().map(money),
+                        remaining_daily_spend: None,
+                    }),
+                    card_link: None,
+                    as_of: Some(crate::payments::view::timestamp(as_of)),
+                }))
+            },
+        )
+        .await
+    }
+
+    async fn link_card(
+        &self,
+        _request: Request<pb::LinkCardRequest>,
+    ) -> Result<Response<pb::LinkCardResponse>, Status> {
+        Err(Status::unimplemented(
+            "LinkCard (auto-reload from a co-brand card) is not offered yet",
+        ))
+    }
+
+    async fn unlink_card(
+        &self,
+        _request: Request<pb::UnlinkCardRequest>,
+    ) -> Result<Response<pb::UnlinkCardResponse>, Status> {
+        Err(Status::unimplemented(
+            "UnlinkCard (auto-reload from a co-brand card) is not offered yet",
+        ))
+    }
+
+    async fn get_wallet_transaction(
+        &self,
+        request: Request<pb::GetWalletTransactionRequest>,
+    ) -> Result<Response<pb::GetWalletTransactionResponse>, Status> {
+        let caller = identity_of(&request)?;
+        let message = request.into_inner();
+        logged(
+            "WalletService/GetWalletTransaction",
+            message.context.as_ref(),
+            async {
+                let gateway = &self.gateway;
+                let now = gateway.clock.now();
+                let (_permit, teller) =
+                    gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                        match &message.lookup {
+                            Some(pb::get_wallet_transaction_request::Lookup::TransactionId(id)) => {
+                                v.transaction_id("transaction_id", id);
+                            }
+                            Some(
+                                pb::get_wallet_transaction_request::Lookup::CreatedClientRequestId(
+                                    id,
+                                ),
+                            ) => {
+                                v.request_id("created_client_request_id", id);
+                            }
+                            None => v.add(
+                                "transaction_id",
+                                "a transaction_id or created_client_request_id is required",
+                            ),
+                        }
+                    })?;
+                let record = match &message.lookup {
+                    Some(pb::get_wallet_transaction_request::Lookup::TransactionId(id)) => {
+                        gateway.store.wallet_transaction(id).await
+                    }
+                    Some(pb::get_wallet_transaction_request::Lookup::CreatedClientRequestId(
+                        id,
+                    )) => {
+                        let key = IdempotencyKey {
+                            store_id: teller.store_id.clone(),
+                            terminal_id: teller.terminal_id.clone(),
+                            client_request_id: id.clone(),
+                        };
+                        gateway.store.wallet_by_request(&key).await
+                    }
+                    None => Ok(None),
+                }
+                .map_err(|error| from_store_error(&error))?
+                .filter(|record| record.store_id == teller.store_id)
+                .ok_or_else(|| Status::not_found("no such wallet transaction at this store"))?;
+                let refunds = if record.wallet_type == WalletType::Payment {
+                    gateway
+                        .store
+                        .wallet_refund_ids(&record.id)
+                        .await
+                        .map_err(|error| from_store_error(&error))?
+                } else {
+                    Vec::new()
+                };
+                Ok(Response::new(pb::GetWalletTransactionResponse {
+                    transaction: Some(view::transaction(&record, refunds)),
+                }))
+            },
+        )
+        .await
+    }
+}
+
+/// The wallet id as compared between retries (never stored in clear: the
+/// fingerprint keeps a truncated digest).
+fn wallet_fingerprint(wallet: Option<&pb::WalletRef>) -> String {
+    match wallet.and_then(|wallet| wallet.id.as_ref()) {
+        Some(pb::wallet_ref::Id::CardNumber(number)) => format!("card:{number}"),
+        Some(pb::wallet_ref::Id::MemberBarcode(code)) => format!("barcode:{code}"),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,603 @@
+//! Wallet rows: the record of a wallet transaction (top-up, payment or
+//! refund at a wallet operator), its atomic writes, and the reads the wallet
+//! service and its store-and-forward worker need.
+//!
+//! Like a card payment, a wallet transaction is written before the request
+//! goes to the operator (`in_progress`, key claimed and `pending`) and again
+//! when the answer is known. A crash in between leaves an `in_progress` row
+//! the wallet worker turns into `pending_reversal` with a queued reversal
+//! (in `saf_queue`, `link_id` = the operator id), so no wallet movement is
+//! ever left unknown to posgate.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{
+    Event, IdempotencyKey, KeyOp, NewSafItem, RefundAdjust, SettlementLine, StoreError,
+    TransactionStatus,
+};
+
+/// What a wallet transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalletType {
+    TopUp,
+    Payment,
+    Refund,
+}
+
+impl WalletType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TopUp => "top_up",
+            Self::Payment => "payment",
+            Self::Refund => "refund",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "top_up" => Ok(Self::TopUp),
+            "payment" => Ok(Self::Payment),
+            "refund" => Ok(Self::Refund),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown wallet transaction type {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A wallet transaction as stored. A member barcode is never stored, only
+/// its last 4 characters (in `wallet_ref`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletRecord {
+    pub id: String,
+    pub wallet_type: WalletType,
+    pub status: TransactionStatus,
+    pub store_id: String,
+    pub terminal_id: String,
+    /// The cashier.
+    pub operator_id: String,
+    pub client_request_id: String,
+    /// The wallet operator (posgate's id, e.g. `ICASH`).
+    pub wallet_operator_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub business_date: NaiveDate,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The card number as given, or `****1234` for a member barcode.
+    pub wallet_ref: String,
+    pub outcome: WalletOutcome,
+    pub funding: String,
+    pub refunded_minor: i64,
+    pub refund_reserved_minor: i64,
+    pub original_transaction_id: Option<String>,
+    pub pos_reference: String,
+}
+
+/// What the operator said (empty until it answered).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalletOutcome {
+    pub account_id: String,
+    pub display_id: String,
+    pub operator_name: String,
+    pub decline_reason: String,
+    pub operator_response_code: String,
+    pub operator_reference: String,
+    pub response_text: String,
+    pub balance_after_minor: Option<i64>,
+}
+
+/// A guarded change of a wallet transaction: applied only if its status is
+/// still `from`; `outcome`, when set, replaces the operator's answer.
+#[derive(Debug, Clone, Default)]
+pub struct WalletUpdate {
+    pub transaction_id: String,
+    pub from: Option<TransactionStatus>,
+    pub to: Option<TransactionStatus>,
+    pub outcome: Option<WalletOutcome>,
+}
+
+#[derive(Debug, Clone)]
+pub enum WalletChange {
+    Create(Box<WalletRecord>),
+    Update(Box<WalletUpdate>),
+}
+
+/// One atomic change of a wallet transaction with everything that goes with it.
+#[derive(Debug, Clone)]
+pub struct WalletWrite {
+    pub transaction_id: String,
+    pub at: DateTime<Utc>,
+    pub key: Option<KeyOp>,
+    pub change: WalletChange,
+    /// Refund amounts on the refunded payment.
+    pub refund: Option<RefundAdjust>,
+    pub lines: Vec<SettlementLine>,
+    pub business_date: NaiveDate,
+    pub event: Event,
+    pub enqueue: Vec<NewSafItem>,
+    pub acked: Vec<i64>,
+}
+
+impl WalletWrite {
+    /// The invariants every wallet write must hold before it reaches SQL.
+    pub fn check(&self) -> Result<(), StoreError> {
+        super::check_balanced(&self.transaction_id, &self.lines)?;
+        if let WalletChange::Create(record) = &self.change
+            && record.id != self.transaction_id
+        {
+            return Err(StoreError::Invariant(
+                "wallet write names another transaction".to_owned(),
+            ));
+        }
+        if let Some(KeyOp::ClaimAnswered { answer, .. }) = &self.key
+            && answer.transaction_id != self.transaction_id
+        {
+            return Err(StoreError::Invariant(
+                "stored answer names another transaction".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A queued wallet reversal with the transaction it undoes.
+#[derive(Debug, Clone)]
+pub struct WalletSafItem {
+    pub id: i64,
+    pub wallet_operator_id: String,
+    pub attempts: i32,
+    pub transaction: WalletRecord,
+}
+
+/// The wallet reads, the same SQL on both backends (`define_wallet_reads!`).
+#[async_trait::async_trait]
+pub trait WalletReads: Send + Sync {
+    async fn wallet_transaction(&self, id: &str) -> Result<Option<WalletRecord>, StoreError>;
+    /// The newest wallet transaction created under a key.
+    async fn wallet_by_request(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<WalletRecord>, StoreError>;
+    /// Refund ids of a payment, oldest first.
+    async fn wallet_refund_ids(&self, original_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Wallet transactions `in_progress` since before `before`.
+    async fn stale_wallet_in_progress(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<WalletRecord>, StoreError>;
+    /// Queued wallet reversals due at `now`.
+    async fn wallet_saf_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<WalletSafItem>, StoreError>;
+    /// Queued wallet reversals not yet acknowledged.
+    async fn wallet_saf_open(&self) -> Result<i64, StoreError>;
+}
+
+pub(super) mod sql {
+    macro_rules! wallet_columns {
+        () => {
+            "t.id, t.status, t.store_id, t.terminal_id, t.operator_id, t.client_request_id, \
+             t.amount_minor, t.currency, t.business_date, t.created_at, t.updated_at, \
+             w.wallet_type, w.wallet_operator_id, w.wallet_ref, w.account_id, w.display_id, \
+             w.operator_name, w.funding, w.decline_reason, w.operator_response_code, \
+             w.operator_reference, w.response_text, w.balance_after_minor, w.refunded_minor, \
+             w.refund_reserved_minor, w.original_transaction_id, w.pos_reference"
+        };
+    }
+
+    pub const INSERT_WALLET: &str = "INSERT INTO wallet_payments (transaction_id, wallet_type, \
+         wallet_operator_id, wallet_ref, account_id, display_id, operator_name, funding, decline_reason, \
+         operator_response_code, operator_reference, response_text, balance_after_minor, refunded_minor, \
+         refund_reserved_minor, original_transaction_id, pos_reference) VALUES ($1, $2, $3, $4, $5, $6, \
+         $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+    pub const UPDATE_OUTCOME: &str = "UPDATE wallet_payments SET account_id = $1, display_id = $2, \
+         operator_name = $3, decline_reason = $4, operator_response_code = $5, operator_reference = $6, \
+         response_text = $7, balance_after_minor = $8 WHERE transaction_id = $9";
+    pub const ADJUST_REFUND: &str = "UPDATE wallet_payments SET \
+         refund_reserved_minor = refund_reserved_minor + $1, refunded_minor = refunded_minor + $2 \
+         WHERE transaction_id = $3 AND refunded_minor + refund_reserved_minor + $1 + $2 <= \
+         (SELECT amount_minor FROM transactions WHERE id = $3)";
+    pub const SELECT_REMAINING: &str = "SELECT t.amount_minor - w.refunded_minor - w.refund_reserved_minor \
+         FROM wallet_payments w JOIN transactions t ON t.id = w.transaction_id WHERE w.transaction_id = $1";
+    pub const SELECT_WALLET: &str = concat!(
+        "SELECT ",
+        wallet_columns!(),
+        " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id WHERE t.id = $1"
+    );
+    pub const SELECT_BY_REQUEST: &str = concat!(
+        "SELECT ",
+        wallet_columns!(),
+        " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id \
+         WHERE t.store_id = $1 AND t.terminal_id = $2 AND t.client_request_id = $3 \
+         AND t.kind = 'wallet_payment' ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
+    );
+    pub const SELECT_REFUND_IDS: &str = "SELECT transaction_id FROM wallet_payments \
+         WHERE original_transaction_id = $1 ORDER BY transaction_id";
+    pub const SELECT_STALE: &str = concat!(
+        "SELECT ",
+        wallet_columns!(),
+        " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id \
+         WHERE t.kind = 'wallet_payment' AND t.status = 'in_progress' AND t.updated_at < $1 \
+         ORDER BY t.updated_at LIMIT $2"
+    );
+    pub const SELECT_SAF_DUE: &str = concat!(
+        "SELECT q.id, q.link_id, q.attempts, ",
+        wallet_columns!(),
+        " FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
+         JOIN wallet_payments w ON w.transaction_id = t.id \
+         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"
+    );
+    pub const COUNT_SAF_OPEN: &str = "SELECT count(*) FROM saf_queue q \
+         JOIN wallet_payments w ON w.transaction_id = q.transaction_id WHERE q.acked_at IS NULL";
+}
+
+pub(super) mod rows {
+    use sqlx::{ColumnIndex, Decode, Row, Type};
+
+    use super::{WalletOutcome, WalletRecord, WalletSafItem, WalletType};
+    use crate::store::{StoreError, TransactionStatus};
+
+    /// Decodes the wallet columns starting at column `at`.
+    pub fn wallet<'r, R>(row: &'r R, at: usize) -> Result<WalletRecord, StoreError>
+    where
+        R: Row,
+        usize: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+        Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+        chrono::NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
+        chrono::DateTime<chrono::Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(WalletRecord {
+            id: row.try_get(at)?,
+            status: TransactionStatus::parse(&row.try_get::<String, _>(at + 1)?)?,
+            store_id: row.try_get(at + 2)?,
+            terminal_id: row.try_get(at + 3)?,
+            operator_id: row.try_get(at + 4)?,
+            client_request_id: row.try_get(at + 5)?,
+            amount_minor: row.try_get(at + 6)?,
+            currency: row.try_get(at + 7)?,
+            business_date: row.try_get(at + 8)?,
+            created_at: row.try_get(at + 9)?,
+            updated_at: row.try_get(at + 10)?,
+            wallet_type: WalletType::parse(&row.try_get::<String, _>(at + 11)?)?,
+            wallet_operator_id: row.try_get(at + 12)?,
+            wallet_ref: row.try_get(at + 13)?,
+            outcome: WalletOutcome {
+                account_id: row.try_get(at + 14)?,
+                display_id: row.try_get(at + 15)?,
+                operator_name: row.try_get(at + 16)?,
+                decline_reason: row.try_get(at + 18)?,
+                operator_response_code: row.try_get(at + 19)?,
+                operator_reference: row.try_get(at + 20)?,
+                response_text: row.try_get(at + 21)?,
+                balance_after_minor: row.try_get(at + 22)?,
+            },
+            funding: row.try_get(at + 17)?,
+            refunded_minor: row.try_get(at + 23)?,
+            refund_reserved_minor: row.try_get(at + 24)?,
+            original_transaction_id: row.try_get(at + 25)?,
+            pos_reference: row.try_get(at + 26)?,
+        })
+    }
+
+    /// Decodes a queue row: three queue columns, then the wallet columns.
+    pub fn saf_item<'r, R>(row: &'r R) -> Result<WalletSafItem, StoreError>
+    where
+        R: Row,
+        usize: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        i32: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+        Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+        chrono::NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
+        chrono::DateTime<chrono::Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(WalletSafItem {
+            id: row.try_get(0)?,
+            wallet_operator_id: row.try_get(1)?,
+            attempts: row.try_get(2)?,
+            transaction: wallet(row, 3)?,
+        })
+    }
+}
+
+/// Defines `async fn apply_wallet_write(conn, write)` inside a backend (the
+/// statements of one [`WalletWrite`] in an open transaction; the caller
+/// commits on `Written` and rolls back otherwise), and implements
+/// [`WalletReads`] for the backend's store over its read pool `$pool`.
+macro_rules! define_wallet_store {
+    ($connection:ty, $store:ty, $pool:ident) => {
+        #[allow(clippy::too_many_lines)]
+        async fn apply_wallet_write(
+            conn: &mut $connection,
+            write: &$crate::store::WalletWrite,
+            chain: &mut Vec<$crate::store::audit::EntryContent>,
+        ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
+            use $crate::store::card::sql as card_sql;
+            use $crate::store::wallet::sql as wallet_sql;
+            use $crate::store::{KeyOp, WalletChange, WriteOutcome, sql};
+            match &write.key {
+                Some(KeyOp::Claim {
+                    key,
+                    fingerprint,
+                    expires_at,
+                }) => {
+                    if let Some(taken) = insert_key(
+                        conn,
+                        key,
+                        fingerprint,
+                        &[],
+                        &write.transaction_id,
+                        write.at,
+                        *expires_at,
+                        true,
+                    )
+                    .await?
+                    {
+                        return Ok(taken);
+                    }
+                }
+                Some(KeyOp::ClaimAnswered {
+                    key,
+                    answer,
+                    expires_at,
+                }) => {
+                    if let Some(taken) = insert_key(
+                        conn,
+                        key,
+                        &answer.fingerprint,
+                        &answer.response,
+                        &write.transaction_id,
+                        write.at,
+                        *expires_at,
+                        false,
+                    )
+                    .await?
+                    {
+                        return Ok(taken);
+                    }
+                }
+                Some(KeyOp::Answer { key, response }) => {
+                    let updated = sqlx::query(card_sql::ANSWER_KEY)
+                        .bind(response)
+                        .bind(false)
+                        .bind(&key.store_id)
+                        .bind(&key.terminal_id)
+                        .bind(&key.client_request_id)
+                        .bind(true)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                    if updated == 0 {
+                        return key_taken(conn, key).await;
+                    }
+                }
+                Some(KeyOp::Release { key }) => {
+                    sqlx::query(card_sql::RELEASE_KEY)
+                        .bind(&key.store_id)
+                        .bind(&key.terminal_id)
+                        .bind(&key.client_request_id)
+                        .bind(true)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                None => {}
+            }
+            match &write.change {
+                WalletChange::Create(record) => {
+                    sqlx::query(sql::INSERT_TRANSACTION)
+                        .bind(&record.id)
+                        .bind($crate::store::TransactionKind::WalletPayment.as_str())
+                        .bind(record.status.as_str())
+                        .bind(&record.store_id)
+                        .bind(&record.terminal_id)
+                        .bind(&record.operator_id)
+                        .bind(&record.client_request_id)
+                        .bind(format!("wallet:{}", record.wallet_operator_id))
+                        .bind(record.amount_minor)
+                        .bind(&record.currency)
+                        .bind(0_i64)
+                        .bind(record.business_date)
+                        .bind(record.created_at)
+                        .execute(&mut *conn)
+                        .await?;
+                    let outcome = &record.outcome;
+                    sqlx::query(wallet_sql::INSERT_WALLET)
+                        .bind(&record.id)
+                        .bind(record.wallet_type.as_str())
+                        .bind(&record.wallet_operator_id)
+                        .bind(&record.wallet_ref)
+                        .bind(&outcome.account_id)
+                        .bind(&outcome.display_id)
+                        .bind(&outcome.operator_name)
+                        .bind(&record.funding)
+                        .bind(&outcome.decline_reason)
+                        .bind(&outcome.operator_response_code)
+                        .bind(&outcome.operator_reference)
+                        .bind(&outcome.response_text)
+                        .bind(outcome.balance_after_minor)
+                        .bind(record.refunded_minor)
+                        .bind(record.refund_reserved_minor)
+                        .bind(&record.original_transaction_id)
+                        .bind(&record.pos_reference)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                WalletChange::Update(update) => {
+                    if let (Some(from), Some(to)) = (update.from, update.to) {
+                        let updated = sqlx::query(card_sql::UPDATE_STATUS)
+                            .bind(to.as_str())
+                            .bind(write.at)
+                            .bind(&update.transaction_id)
+                            .bind(from.as_str())
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        if updated == 0 {
+                            let status: Option<String> =
+                                sqlx::query_scalar(card_sql::SELECT_STATUS)
+                                    .bind(&update.transaction_id)
+                                    .fetch_optional(&mut *conn)
+                                    .await?;
+                            let current = status
+                                .as_deref()
+                                .map($crate::store::TransactionStatus::parse)
+                                .transpose()?;
+                            return Ok(WriteOutcome::StatusMismatch { current });
+                        }
+                    }
+                    if let Some(outcome) = &update.outcome {
+                        sqlx::query(wallet_sql::UPDATE_OUTCOME)
+                            .bind(&outcome.account_id)
+                            .bind(&outcome.display_id)
+                            .bind(&outcome.operator_name)
+                            .bind(&outcome.decline_reason)
+                            .bind(&outcome.operator_response_code)
+                            .bind(&outcome.operator_reference)
+                            .bind(&outcome.response_text)
+                            .bind(outcome.balance_after_minor)
+                            .bind(&update.transaction_id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+            }
+            if let Some(refund) = &write.refund {
+                let updated = sqlx::query(wallet_sql::ADJUST_REFUND)
+                    .bind(refund.reserve_delta)
+                    .bind(refund.refunded_delta)
+                    .bind(&refund.original_id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if updated == 0 {
+                    let remaining: Option<i64> = sqlx::query_scalar(wallet_sql::SELECT_REMAINING)
+                        .bind(&refund.original_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    return Ok(WriteOutcome::RefundExceeds {
+                        remaining: remaining.unwrap_or(0),
+                    });
+                }
+            }
+            for item in &write.enqueue {
+                sqlx::query(card_sql::INSERT_SAF)
+                    .bind(&write.transaction_id)
+                    .bind(&item.link_id)
+                    .bind(item.kind.as_str())
+                    .bind(item.amount_minor)
+                    .bind(&item.currency)
+                    .bind(item.next_attempt_at)
+                    .bind(write.at)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for id in &write.acked {
+                sqlx::query(card_sql::ACK_SAF)
+                    .bind(write.at)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            append_lines_and_event(
+                conn,
+                &write.transaction_id,
+                write.business_date,
+                &write.lines,
+                &write.event,
+                write.at,
+                chain,
+            )
+            .await?;
+            Ok(WriteOutcome::Written)
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::WalletReads for $store {
+            async fn wallet_transaction(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::store::WalletRecord>, $crate::store::StoreError> {
+                let row = sqlx::query($crate::store::wallet::sql::SELECT_WALLET)
+                    .bind(id)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                row.map(|row| $crate::store::wallet::rows::wallet(&row, 0))
+                    .transpose()
+            }
+
+            async fn wallet_by_request(
+                &self,
+                key: &$crate::store::IdempotencyKey,
+            ) -> Result<Option<$crate::store::WalletRecord>, $crate::store::StoreError> {
+                let row = sqlx::query($crate::store::wallet::sql::SELECT_BY_REQUEST)
+                    .bind(&key.store_id)
+                    .bind(&key.terminal_id)
+                    .bind(&key.client_request_id)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                row.map(|row| $crate::store::wallet::rows::wallet(&row, 0))
+                    .transpose()
+            }
+
+            async fn wallet_refund_ids(
+                &self,
+                original_id: &str,
+            ) -> Result<Vec<String>, $crate::store::StoreError> {
+                Ok(
+                    sqlx::query_scalar($crate::store::wallet::sql::SELECT_REFUND_IDS)
+                        .bind(original_id)
+                        .fetch_all(&self.$pool)
+                        .await?,
+                )
+            }
+
+            async fn stale_wallet_in_progress(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::WalletRecord>, $crate::store::StoreError> {
+                let rows = sqlx::query($crate::store::wallet::sql::SELECT_STALE)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| $crate::store::wallet::rows::wallet(row, 0))
+                    .collect()
+            }
+
+            async fn wallet_saf_due(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::WalletSafItem>, $crate::store::StoreError> {
+                let rows = sqlx::query($crate::store::wallet::sql::SELECT_SAF_DUE)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter()
+                    .map($crate::store::wallet::rows::saf_item)
+                    .collect()
+            }
+
+            async fn wallet_saf_open(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(
+                    sqlx::query_scalar($crate::store::wallet::sql::COUNT_SAF_OPEN)
+                        .fetch_one(&self.$pool)
+                        .await?,
+                )
+            }
+        }
+    };
+}
+
+pub(crate) use define_wallet_store;

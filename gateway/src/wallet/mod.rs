@@ -1,0 +1,118 @@
+//! E-wallet top-ups, payments and refunds at wallet operators, over the
+//! signed partner API (`posgate_partners::wallet`). The same rules as card
+//! payments keep every wallet movement known: a request is recorded
+//! (`in_progress`) before it is sent, its answer is recorded before the POS
+//! hears it, and an unknown outcome is reversed at the operator by the
+//! store-and-forward worker, which survives restarts.
+//!
+//! # Layout
+//! - [`config`]: `[[wallet_operator]]`: URL, keys, TLS files, limits.
+//! - [`view`]: records as `posgate.v1.WalletTransaction`; decline reasons.
+//! - [`saf`]: the wallet store-and-forward worker (reversals) and the
+//!   recovery of requests cut off by a crash.
+
+pub mod config;
+pub mod saf;
+pub mod view;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use posgate_hsm::Hsm;
+use posgate_partners::http::{ClientSettings, PartnerClient, Signer, TlsFiles, Verifier};
+use posgate_partners::wallet::client::WalletOperatorClient;
+
+use crate::store::{SettlementLine, WalletRecord, WalletType};
+use config::WalletOperatorConfig;
+
+/// One operator: its settings and its client (pool, breaker).
+#[derive(Debug)]
+pub struct Operator {
+    pub config: WalletOperatorConfig,
+    pub client: WalletOperatorClient,
+}
+
+/// The wallet operators the services share.
+#[derive(Debug)]
+pub struct Wallets {
+    pub operators: BTreeMap<String, Arc<Operator>>,
+}
+
+impl Wallets {
+    /// Builds a client per operator (connections open lazily). Fails on
+    /// unreadable TLS files.
+    pub fn start(configs: &[WalletOperatorConfig], hsm: &Arc<dyn Hsm>) -> Result<Self, String> {
+        let mut operators = BTreeMap::new();
+        for config in configs {
+            let tls = TlsFiles {
+                ca_cert: config.ca_cert.clone(),
+                cert: config.client_cert.clone(),
+                key: config.client_key.clone(),
+            };
+            let mut settings = ClientSettings::new(config.party(), config.url.clone(), tls);
+            settings.request_timeout = config.request_timeout;
+            settings.max_attempts = config.max_attempts;
+            let signer = Signer::new(
+                Arc::clone(hsm),
+                config.signing_key.clone(),
+                config.key_id.clone(),
+            );
+            let verifier = Verifier::new(HashMap::from([(
+                config.operator_key_id.clone(),
+                config.operator_public_key,
+            )]));
+            let client = PartnerClient::new(settings, signer, Arc::new(verifier))
+                .map_err(|error| format!("wallet operator {}: {error}", config.id))?;
+            operators.insert(
+                config.id.clone(),
+                Arc::new(Operator {
+                    config: config.clone(),
+                    client: WalletOperatorClient::new(client),
+                }),
+            );
+        }
+        Ok(Self { operators })
+    }
+
+    pub fn operator(&self, id: &str) -> Option<&Arc<Operator>> {
+        self.operators.get(id)
+    }
+
+    /// The longest time one call may take, all attempts and backoff
+    /// included: past it, an `in_progress` request has lost its caller.
+    pub fn longest_call(&self) -> std::time::Duration {
+        self.operators
+            .values()
+            .map(|op| {
+                op.config.request_timeout * op.config.max_attempts
+                    + posgate_partners::http::client::RETRY_BACKOFF_MAX * op.config.max_attempts
+            })
+            .max()
+            .unwrap_or(std::time::Duration::from_secs(30))
+    }
+}
+
+/// The settlement lines of a completed wallet transaction; they sum to zero.
+/// A cash top-up: the store holds cash it owes the operator. A payment: the
+/// operator owes the store. A refund: the reverse of a payment.
+pub fn wallet_lines(record: &WalletRecord) -> Vec<SettlementLine> {
+    let (store_side, kind) = match record.wallet_type {
+        WalletType::TopUp => (-record.amount_minor, "wallet_top_up"),
+        WalletType::Payment => (record.amount_minor, "wallet_payment"),
+        WalletType::Refund => (-record.amount_minor, "wallet_refund"),
+    };
+    vec![
+        SettlementLine {
+            party: format!("store:{}", record.store_id),
+            kind: kind.to_owned(),
+            currency: record.currency.clone(),
+            amount_minor: store_side,
+        },
+        SettlementLine {
+            party: format!("wallet:{}", record.wallet_operator_id),
+            kind: kind.to_owned(),
+            currency: record.currency.clone(),
+            amount_minor: -store_side,
+        },
+    ]
+}

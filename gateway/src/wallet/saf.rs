@@ -1,0 +1,220 @@
+//! The wallet store-and-forward worker. It delivers the reversals posgate
+//! owes wallet operators (after an unknown outcome) until each is
+//! acknowledged, retrying with backoff, and it recovers wallet requests a
+//! crash cut off (still `in_progress` long after their longest call) by
+//! queueing their reversal. Everything it needs is in the database, so it
+//! picks up where a restarted gateway left off. The operator applies a
+//! reversal at most once, and one that arrives before its original blocks
+//! that original, so "reverse" is always safe to send.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Wallets;
+use crate::grpc::Gateway;
+use crate::grpc::wallet::{answer_bytes, reversal_of};
+use crate::payments::retry_at;
+use crate::store::{
+    Event, IdempotencyKey, KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange,
+    WalletSafItem, WalletType, WalletUpdate, WalletWrite,
+};
+
+/// How often the worker looks for due work.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Most queue entries taken per poll.
+const BATCH: i64 = 64;
+/// How long past its longest call a request must sit `in_progress` before
+/// the worker decides its caller is gone.
+const RECOVERY_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` turns true.
+pub async fn run(
+    gateway: Arc<Gateway>,
+    wallets: Arc<Wallets>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(error) = poll(&gateway, &wallets).await {
+            tracing::error!(%error, "wallet store-and-forward pass failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One pass: recover cut-off requests, then deliver what is due.
+pub async fn poll(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError> {
+    recover(gateway, wallets).await?;
+    let now = gateway.clock.now();
+    let due = gateway.store.wallet_saf_due(now, BATCH).await?;
+    let deliveries = due.into_iter().map(|item| deliver(gateway, wallets, item));
+    for result in futures::future::join_all(deliveries).await {
+        result?;
+    }
+    Ok(())
+}
+
+fn event(kind: &str, from: TransactionStatus, to: TransactionStatus, detail: String) -> Event {
+    Event {
+        event_type: kind.to_owned(),
+        from_status: Some(from),
+        to_status: to,
+        actor: "saf".to_owned(),
+        detail,
+    }
+}
+
+/// Turns wallet requests stuck `in_progress` into `pending_reversal` with a
+/// queued reversal.
+async fn recover(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError> {
+    let now = gateway.clock.now();
+    let before = now
+        - chrono::Duration::from_std(wallets.longest_call() + RECOVERY_GRACE).unwrap_or_default();
+    for record in gateway
+        .store
+        .stale_wallet_in_progress(before, BATCH)
+        .await?
+    {
+        let write = WalletWrite {
+            transaction_id: record.id.clone(),
+            at: now,
+            key: None,
+            change: WalletChange::Update(Box::new(WalletUpdate {
+                transaction_id: record.id.clone(),
+                from: Some(TransactionStatus::InProgress),
+                to: Some(TransactionStatus::PendingReversal),
+                outcome: None,
+            })),
+            refund: None,
+            lines: Vec::new(),
+            business_date: record.business_date,
+            event: event(
+                "outcome_unknown",
+                TransactionStatus::InProgress,
+                TransactionStatus::PendingReversal,
+                "the request was cut off before its answer was recorded".to_owned(),
+            ),
+            enqueue: vec![reversal_of(&record, now)],
+            acked: Vec::new(),
+        };
+        let outcome = gateway.store.write_wallet(write).await?;
+        tracing::warn!(transaction_id = %record.id, ?outcome, "recovered a cut-off wallet request: reversal queued");
+    }
+    Ok(())
+}
+
+/// Sends one reversal; records the acknowledgement or the retry.
+async fn deliver(
+    gateway: &Gateway,
+    wallets: &Wallets,
+    item: WalletSafItem,
+) -> Result<(), StoreError> {
+    let now = gateway.clock.now();
+    let Some(operator) = wallets.operator(&item.wallet_operator_id) else {
+        let next = now + chrono::Duration::seconds(60);
+        return gateway
+            .store
+            .saf_retry(
+                item.id,
+                next,
+                &format!("no wallet operator {}", item.wallet_operator_id),
+            )
+            .await;
+    };
+    let record = &item.transaction;
+    match operator.client.reverse(&record.id).await {
+        Ok(answer) => {
+            let detail = format!("operator answered {:?}", answer.status);
+            acknowledge(gateway, &item, detail).await
+        }
+        Err(error) => {
+            let next = retry_at(
+                now,
+                item.attempts,
+                operator.config.retry_min,
+                operator.config.retry_max,
+            );
+            tracing::info!(queue_id = item.id, transaction_id = %record.id, attempts = item.attempts + 1, %error, "wallet reversal failed; will retry");
+            gateway
+                .store
+                .saf_retry(item.id, next, &error.to_string())
+                .await
+        }
+    }
+}
+
+/// Records an operator's acknowledgement of a reversal: the transaction is
+/// `reversed`, its key answers with that, and a refund's reservation is released.
+async fn acknowledge(
+    gateway: &Gateway,
+    item: &WalletSafItem,
+    detail: String,
+) -> Result<(), StoreError> {
+    let now = gateway.clock.now();
+    let record = &item.transaction;
+    let pending = record.status == TransactionStatus::PendingReversal;
+    let mut key = None;
+    let mut refund = None;
+    let mut update = WalletUpdate {
+        transaction_id: record.id.clone(),
+        ..WalletUpdate::default()
+    };
+    if pending {
+        update.from = Some(TransactionStatus::PendingReversal);
+        update.to = Some(TransactionStatus::Reversed);
+        let mut reversed = record.clone();
+        reversed.status = TransactionStatus::Reversed;
+        reversed.updated_at = now;
+        key = Some(KeyOp::Answer {
+            key: IdempotencyKey {
+                store_id: record.store_id.clone(),
+                terminal_id: record.terminal_id.clone(),
+                client_request_id: record.client_request_id.clone(),
+            },
+            response: answer_bytes(gateway, &reversed, None).await?,
+        });
+        if record.wallet_type == WalletType::Refund {
+            refund = record
+                .original_transaction_id
+                .clone()
+                .map(|original_id| RefundAdjust {
+                    original_id,
+                    reserve_delta: -record.amount_minor,
+                    refunded_delta: 0,
+                });
+        }
+    }
+    let to = if pending {
+        TransactionStatus::Reversed
+    } else {
+        record.status
+    };
+    let write = WalletWrite {
+        transaction_id: record.id.clone(),
+        at: now,
+        key,
+        change: WalletChange::Update(Box::new(update)),
+        refund,
+        lines: Vec::new(),
+        business_date: record.business_date,
+        event: event(
+            if pending {
+                "reversed"
+            } else {
+                "reversal_acknowledged"
+            },
+            record.status,
+            to,
+            detail,
+        ),
+        enqueue: Vec::new(),
+        acked: vec![item.id],
+    };
+    let outcome = gateway.store.write_wallet(write).await?;
+    tracing::info!(queue_id = item.id, transaction_id = %record.id, ?outcome, "wallet operator acknowledged the reversal");
+    Ok(())
+}

@@ -1,0 +1,515 @@
+//! Wire models of the wallet endpoints of Partner API v1, exactly as the
+//! OpenAPI document describes them, with the checks a receiver applies.
+//! Money is integer minor units plus an ISO 4217 alphabetic code.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub const TOP_UPS_PATH: &str = "/v1/wallet/top-ups";
+pub const PAYMENTS_PATH: &str = "/v1/wallet/payments";
+pub const REFUNDS_PATH: &str = "/v1/wallet/refunds";
+pub const REVERSALS_PATH: &str = "/v1/wallet/reversals";
+pub const BALANCE_PATH: &str = "/v1/wallet/balance-inquiries";
+pub const TRANSACTIONS_PATH: &str = "/v1/transactions/";
+
+/// Largest amount any field carries (1e12 - 1 minor units), as in the POS API.
+pub const MAX_AMOUNT_MINOR: i64 = 999_999_999_999;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Money {
+    #[serde(deserialize_with = "integral")]
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// An integer amount. JSON Schema's `integer` admits integral numbers
+/// written with a fraction (`100.0`); they are accepted when exactly
+/// integral and within ±2^53 (so the conversion is exact). Anything else
+/// (`100.5`, `1e300`) is refused: money is never rounded.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = i64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer number of minor units")
+        }
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<i64, E> {
+            Ok(value)
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<i64, E> {
+            i64::try_from(value).map_err(|_| E::custom("amount_minor out of range"))
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::float_cmp)] // Exactness checked just before the cast.
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<i64, E> {
+            const EXACT_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+            if value.fract() == 0.0 && value.abs() <= EXACT_LIMIT {
+                Ok(value as i64)
+            } else {
+                Err(E::custom("amount_minor is not an integer"))
+            }
+        }
+    }
+    deserializer.deserialize_any(Visitor)
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: &str) -> Self {
+        Self {
+            amount_minor,
+            currency: currency.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    pub store_id: String,
+    pub terminal_id: String,
+}
+
+/// A wallet by account id (the number on the card) or member barcode (a
+/// credential: its `Debug` shows only the last 4 characters).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletRef {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub member_barcode: Option<String>,
+}
+
+impl fmt::Debug for WalletRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalletRef")
+            .field("account_id", &self.account_id)
+            .field("member_barcode", &self.member_barcode.as_deref().map(last4))
+            .finish()
+    }
+}
+
+/// `****1234`: a credential's last 4 characters, for logs and receipts.
+pub fn last4(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let keep = chars.len().min(4);
+    let mut out = "*".repeat(chars.len() - keep);
+    out.extend(&chars[chars.len() - keep..]);
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Funding {
+    Cash,
+    Card,
+    AutoReload,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopUpRequest {
+    pub transaction_id: String,
+    pub wallet: WalletRef,
+    pub amount: Money,
+    pub funding: Funding,
+    pub channel: Channel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    pub transaction_id: String,
+    pub wallet: WalletRef,
+    pub amount: Money,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pos_reference: Option<String>,
+    pub channel: Channel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    pub transaction_id: String,
+    pub original_transaction_id: String,
+    pub amount: Money,
+    pub channel: Channel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReversalRequest {
+    pub original_transaction_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceRequest {
+    pub wallet: WalletRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ResultStatus {
+    Completed,
+    Declined,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeclineCode {
+    InsufficientBalance,
+    BalanceLimitExceeded,
+    TransactionLimitExceeded,
+    WalletBlocked,
+    WalletNotFound,
+    CodeExpired,
+    CurrencyMismatch,
+    RefundExceedsPayment,
+    NotRefundable,
+    AlreadyReversed,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletIdentity {
+    pub account_id: String,
+    pub display_id: String,
+    pub operator_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletResult {
+    pub transaction_id: String,
+    pub status: ResultStatus,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub decline_code: Option<DeclineCode>,
+    pub operator_response_code: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub operator_reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub wallet: Option<WalletIdentity>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub balance_after: Option<Money>,
+    pub processed_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReversalStatus {
+    Reversed,
+    NotApplied,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReversalResult {
+    pub original_transaction_id: String,
+    pub status: ReversalStatus,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub balance_after: Option<Money>,
+    pub processed_at: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletLimits {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_balance: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_top_up: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_payment: Option<Money>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletBalance {
+    pub wallet: WalletIdentity,
+    pub balance: Money,
+    pub limits: WalletLimits,
+    pub blocked: bool,
+    pub as_of: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransactionKind {
+    BillPayment,
+    BillCancel,
+    WalletTopUp,
+    WalletPayment,
+    WalletRefund,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransactionState {
+    Completed,
+    Declined,
+    Reversed,
+    Accepted,
+    Rejected,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionStatus {
+    pub transaction_id: String,
+    pub kind: TransactionKind,
+    pub status: TransactionState,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub amount: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub processed_at: Option<String>,
+}
+
+/// RFC 9457 problem details, the body of every 4xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub field: Option<String>,
+}
+
+/// A field that fails its schema: the JSON path and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    fn new(field: &str, reason: &str) -> Self {
+        Self {
+            field: field.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// `^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`.
+pub fn is_transaction_id(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(index, byte)| match index {
+            8 | 13 | 18 | 23 => *byte == b'-',
+            _ => byte.is_ascii_digit() || (b'a'..=b'f').contains(byte),
+        })
+}
+
+/// `^[A-Za-z0-9_-]{1,32}$`.
+pub fn is_code(text: &str) -> bool {
+    (1..=32).contains(&text.len())
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+}
+
+/// Printable ASCII without space (0x21-0x7E), `min..=max` characters.
+pub fn is_visible_ascii(text: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&text.len()) && text.bytes().all(|byte| (0x21..=0x7E).contains(&byte))
+}
+
+fn check_transaction_id(field: &str, value: &str) -> Result<(), FieldError> {
+    if is_transaction_id(value) {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, "not a lower-case UUID"))
+    }
+}
+
+fn check_positive_money(field: &str, money: &Money) -> Result<(), FieldError> {
+    if !(1..=MAX_AMOUNT_MINOR).contains(&money.amount_minor) {
+        return Err(FieldError::new(
+            &format!("{field}.amount_minor"),
+            "must be 1..=999999999999 minor units",
+        ));
+    }
+    if money.currency.len() != 3 || !money.currency.bytes().all(|byte| byte.is_ascii_uppercase()) {
+        return Err(FieldError::new(
+            &format!("{field}.currency"),
+            "must be an ISO 4217 alphabetic code",
+        ));
+    }
+    Ok(())
+}
+
+fn check_channel(channel: &Channel) -> Result<(), FieldError> {
+    if !is_code(&channel.store_id) {
+        return Err(FieldError::new(
+            "channel.store_id",
+            "must be 1-32 of [A-Za-z0-9_-]",
+        ));
+    }
+    if !is_code(&channel.terminal_id) {
+        return Err(FieldError::new(
+            "channel.terminal_id",
+            "must be 1-32 of [A-Za-z0-9_-]",
+        ));
+    }
+    Ok(())
+}
+
+impl WalletRef {
+    pub fn account(account_id: &str) -> Self {
+        Self {
+            account_id: Some(account_id.to_owned()),
+            member_barcode: None,
+        }
+    }
+
+    pub fn barcode(member_barcode: &str) -> Self {
+        Self {
+            account_id: None,
+            member_barcode: Some(member_barcode.to_owned()),
+        }
+    }
+
+    pub fn check(&self) -> Result<(), FieldError> {
+        match (&self.account_id, &self.member_barcode) {
+            (Some(account), None) if is_visible_ascii(account, 1, 64) => Ok(()),
+            (Some(_), None) => Err(FieldError::new(
+                "wallet.account_id",
+                "must be 1-64 printable ASCII",
+            )),
+            (None, Some(barcode)) if is_visible_ascii(barcode, 6, 64) => Ok(()),
+            (None, Some(_)) => Err(FieldError::new(
+                "wallet.member_barcode",
+                "must be 6-64 printable ASCII",
+            )),
+            _ => Err(FieldError::new(
+                "wallet",
+                "exactly one of account_id or member_barcode",
+            )),
+        }
+    }
+}
+
+impl TopUpRequest {
+    pub fn check(&self) -> Result<(), FieldError> {
+        check_transaction_id("transaction_id", &self.transaction_id)?;
+        self.wallet.check()?;
+        check_positive_money("amount", &self.amount)?;
+        check_channel(&self.channel)
+    }
+}
+
+impl PaymentRequest {
+    pub fn check(&self) -> Result<(), FieldError> {
+        check_transaction_id("transaction_id", &self.transaction_id)?;
+        self.wallet.check()?;
+        check_positive_money("amount", &self.amount)?;
+        if let Some(reference) = &self.pos_reference
+            && (reference.len() > 40
+                || !reference.bytes().all(|byte| (0x20..=0x7E).contains(&byte)))
+        {
+            return Err(FieldError::new(
+                "pos_reference",
+                "at most 40 printable ASCII",
+            ));
+        }
+        check_channel(&self.channel)
+    }
+}
+
+impl RefundRequest {
+    pub fn check(&self) -> Result<(), FieldError> {
+        check_transaction_id("transaction_id", &self.transaction_id)?;
+        check_transaction_id("original_transaction_id", &self.original_transaction_id)?;
+        check_positive_money("amount", &self.amount)?;
+        check_channel(&self.channel)
+    }
+}
+
+impl ReversalRequest {
+    pub fn check(&self) -> Result<(), FieldError> {
+        check_transaction_id("original_transaction_id", &self.original_transaction_id)
+    }
+}
+
+impl BalanceRequest {
+    pub fn check(&self) -> Result<(), FieldError> {
+        self.wallet.check()
+    }
+}
+
+/// Parses a JSON body into `T`, naming the field serde complained about.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, FieldError> {
+    serde_json::from_slice(body).map_err(|error| {
+        let message = error.to_string();
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|_| {
+                message.starts_with("missing field") || message.starts_with("unknown field")
+            })
+            .unwrap_or("body");
+        FieldError {
+            field: field.to_owned(),
+            reason: message,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Field checks name the field; good requests pass.
+    #[test]
+    fn checks_name_fields() {
+        let good = TopUpRequest {
+            transaction_id: "01890a5d-ac96-774b-bcce-b302099a8057".into(),
+            wallet: WalletRef::account("1234567890123456"),
+            amount: Money::new(50_000, "TWD"),
+            funding: Funding::Cash,
+            channel: Channel {
+                store_id: "S001".into(),
+                terminal_id: "T01".into(),
+            },
+        };
+        assert_eq!(good.check(), Ok(()));
+        let mut bad = good.clone();
+        bad.amount.amount_minor = 0;
+        assert_eq!(bad.check().unwrap_err().field, "amount.amount_minor");
+        let mut bad = good.clone();
+        bad.amount.currency = "twd".into();
+        assert_eq!(bad.check().unwrap_err().field, "amount.currency");
+        let mut bad = good.clone();
+        bad.wallet.member_barcode = Some("ABCDEF".into());
+        assert_eq!(bad.check().unwrap_err().field, "wallet");
+        let mut bad = good;
+        bad.transaction_id = "01890A5D-AC96-774B-BCCE-B302099A8057".into();
+        assert_eq!(bad.check().unwrap_err().field, "transaction_id");
+        let error = parse_body::<TopUpRequest>(br#"{"transaction_id":"x"}"#).unwrap_err();
+        assert_eq!(error.field, "wallet");
+        let money: Money =
+            serde_json::from_str(r#"{"amount_minor":100.0,"currency":"TWD"}"#).unwrap();
+        assert_eq!(money.amount_minor, 100);
+        for bad in ["100.5", "1e300", "\"100\""] {
+            let text = format!(r#"{{"amount_minor":{bad},"currency":"TWD"}}"#);
+            assert!(serde_json::from_str::<Money>(&text).is_err(), "{bad}");
+        }
+        let error = parse_body::<ReversalRequest>(br#"{"original_transaction_id":"x","extra":1}"#)
+            .unwrap_err();
+        assert_eq!(error.field, "extra");
+    }
+
+    /// A member barcode never shows in full in Debug output.
+    #[test]
+    fn barcode_masked() {
+        let text = format!("{:?}", WalletRef::barcode("SECRETCODE9876"));
+        assert!(!text.contains("SECRETCODE"), "{text}");
+        assert!(text.contains("9876"));
+    }
+}

@@ -1,0 +1,261 @@
+//! The wallet simulator's configuration: listen address, TLS files, its
+//! signing key and the keys it accepts, the operator's wallets and faults.
+//! Loaded from TOML (see `config/wallet-sim.example.toml`) or built by tests.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::SimError;
+use crate::http::TlsFiles;
+use crate::wallet::api::{is_code, is_visible_ascii};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletSimConfig {
+    /// `host:port`; `127.0.0.1:0` picks a free port.
+    pub listen: String,
+    /// Server certificate and key, and the CA that issued posgate's client certificate.
+    pub tls: TlsFiles,
+    /// The operator's display name (e.g. "i-Cash"), at most 40 characters.
+    pub operator_name: String,
+    /// The one currency its wallets hold, ISO 4217 alphabetic.
+    pub currency: String,
+    /// The simulator's Ed25519 private key (32-byte seed, 64 hex digits) that signs its answers.
+    pub signing_key_hex: String,
+    /// The `keyid` its answers carry.
+    pub key_id: String,
+    /// Keys whose signatures it accepts (posgate's).
+    #[serde(default)]
+    pub client_keys: Vec<ClientKeyConfig>,
+    #[serde(default)]
+    pub wallets: Vec<WalletConfig>,
+    #[serde(default)]
+    pub faults: FaultConfig,
+}
+
+impl fmt::Debug for WalletSimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalletSimConfig")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls)
+            .field("operator_name", &self.operator_name)
+            .field("currency", &self.currency)
+            .field("signing_key_hex", &"***")
+            .field("key_id", &self.key_id)
+            .field("client_keys", &self.client_keys)
+            .field("wallets", &self.wallets.len())
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+/// A client public key the simulator accepts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKeyConfig {
+    pub key_id: String,
+    /// Ed25519 public key, 64 hex digits.
+    pub public_key_hex: String,
+}
+
+/// One wallet account.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletConfig {
+    /// The number on the wallet card, 1-64 printable ASCII.
+    pub account_id: String,
+    /// A static member barcode that resolves to this wallet (a credential; never printed).
+    #[serde(default)]
+    pub member_barcode: Option<String>,
+    /// Opening balance, minor units.
+    #[serde(default)]
+    pub balance_minor: i64,
+    /// The most the wallet may hold.
+    pub max_balance_minor: i64,
+    /// The largest single top-up, if limited.
+    #[serde(default)]
+    pub max_top_up_minor: Option<i64>,
+    /// The largest single payment, if limited.
+    #[serde(default)]
+    pub max_payment_minor: Option<i64>,
+    /// A blocked wallet declines everything with `WALLET_BLOCKED`.
+    #[serde(default)]
+    pub blocked: bool,
+}
+
+impl fmt::Debug for WalletConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalletConfig")
+            .field("account_id", &self.account_id)
+            .field(
+                "member_barcode",
+                &self.member_barcode.as_ref().map(|_| "***"),
+            )
+            .field("balance_minor", &self.balance_minor)
+            .field("max_balance_minor", &self.max_balance_minor)
+            .field("max_top_up_minor", &self.max_top_up_minor)
+            .field("max_payment_minor", &self.max_payment_minor)
+            .field("blocked", &self.blocked)
+            .finish()
+    }
+}
+
+/// Faults injected into money-moving requests (top-ups, payments, refunds,
+/// reversals); balance and status reads are never faulted. "Process" faults
+/// apply the request first, so the client must resolve an unknown outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultConfig {
+    /// Delay before every faultable answer.
+    #[serde(rename = "latency_ms", with = "millis")]
+    pub latency: Duration,
+    /// Probability of applying the request and never answering.
+    pub no_response: f64,
+    /// Probability of applying the request, then closing the connection.
+    pub drop_connection: f64,
+    /// Probability of applying the request and answering with a corrupted signature.
+    pub bad_signature: f64,
+    /// Decline every top-up, payment and refund with this operator code, touching nothing.
+    pub decline_all: Option<String>,
+    /// Inject at most this many faults, then none (unset: no limit). Lets a
+    /// test fault exactly the first attempt and see the retry succeed.
+    pub max_faults: Option<u64>,
+    /// Seed of the fault generator.
+    pub seed: u64,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            no_response: 0.0,
+            drop_connection: 0.0,
+            bad_signature: 0.0,
+            decline_all: None,
+            max_faults: None,
+            seed: 1,
+        }
+    }
+}
+
+impl FaultConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let probabilities = [
+            ("no_response", self.no_response),
+            ("drop_connection", self.drop_connection),
+            ("bad_signature", self.bad_signature),
+        ];
+        for (name, value) in probabilities {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(format!(
+                    "faults.{name} is a probability 0.0..=1.0, got {value}"
+                ));
+            }
+        }
+        let total: f64 = probabilities.iter().map(|(_, value)| value).sum();
+        if total > 1.0 {
+            return Err(format!(
+                "the fault probabilities add up to {total}; at most 1.0"
+            ));
+        }
+        if let Some(code) = &self.decline_all
+            && !is_code(code)
+        {
+            return Err(format!(
+                "faults.decline_all is 1-16 of [A-Za-z0-9_-], got {code:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+mod millis {
+    use super::{Deserialize, Deserializer, Duration, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+/// Parses 64 hex digits into 32 bytes.
+pub fn parse_key_hex(name: &str, text: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(text).map_err(|_| format!("{name} is 64 hex digits"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("{name} is 64 hex digits (32 bytes)"))
+}
+
+impl WalletSimConfig {
+    pub fn from_toml_str(text: &str) -> Result<Self, SimError> {
+        let config: Self =
+            toml::from_str(text).map_err(|error| SimError::Config(error.to_string()))?;
+        config.validate().map_err(SimError::Config)?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            SimError::Config(format!("cannot read {}: {error}", path.display()))
+        })?;
+        Self::from_toml_str(&text)
+            .map_err(|error| SimError::Config(format!("{}: {error}", path.display())))
+    }
+
+    /// Checks every entry; messages name the entry, never a key or barcode.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.currency.len() != 3 || !self.currency.bytes().all(|byte| byte.is_ascii_uppercase())
+        {
+            return Err(format!(
+                "currency is an ISO 4217 alphabetic code, got {:?}",
+                self.currency
+            ));
+        }
+        if self.operator_name.is_empty() || self.operator_name.chars().count() > 40 {
+            return Err("operator_name is 1-40 characters".to_owned());
+        }
+        parse_key_hex("signing_key_hex", &self.signing_key_hex)?;
+        if !is_visible_ascii(&self.key_id, 1, 64) {
+            return Err("key_id is 1-64 printable ASCII".to_owned());
+        }
+        for (index, key) in self.client_keys.iter().enumerate() {
+            parse_key_hex(
+                &format!("client_keys[{index}].public_key_hex"),
+                &key.public_key_hex,
+            )?;
+        }
+        let mut accounts = std::collections::HashSet::new();
+        let mut barcodes = std::collections::HashSet::new();
+        for (index, wallet) in self.wallets.iter().enumerate() {
+            let at = format!("wallets[{index}]");
+            if !is_visible_ascii(&wallet.account_id, 1, 64) {
+                return Err(format!("{at}.account_id is 1-64 printable ASCII"));
+            }
+            if !accounts.insert(wallet.account_id.as_str()) {
+                return Err(format!("{at}.account_id appears twice"));
+            }
+            if let Some(barcode) = &wallet.member_barcode
+                && (!is_visible_ascii(barcode, 6, 64) || !barcodes.insert(barcode.as_str()))
+            {
+                return Err(format!(
+                    "{at}.member_barcode is 6-64 printable ASCII and unique"
+                ));
+            }
+            if wallet.balance_minor < 0 || wallet.max_balance_minor < wallet.balance_minor {
+                return Err(format!("{at}: 0 <= balance_minor <= max_balance_minor"));
+            }
+            if wallet.max_top_up_minor.is_some_and(|limit| limit <= 0)
+                || wallet.max_payment_minor.is_some_and(|limit| limit <= 0)
+            {
+                return Err(format!("{at}: limits are positive"));
+            }
+        }
+        self.faults.validate()
+    }
+}
