@@ -658,7 +658,10 @@ impl WalletService for WalletApi {
             let key = key_of(&teller);
             let fingerprint = FingerprintBuilder::new("WalletService/TopUp")
                 .value("wallet.wallet_operator_id", &input.operator.config.id)
-                .value("wallet.id", wallet_fingerprint(message.wallet.as_ref()))
+                .value(
+                    "wallet.id",
+                    wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref()).await?,
+                )
                 .value(
                     "amount",
                     format!("{amount} {}", input.operator.config.currency.code),
@@ -741,7 +744,10 @@ impl WalletService for WalletApi {
             let key = key_of(&teller);
             let fingerprint = FingerprintBuilder::new("WalletService/Pay")
                 .value("wallet.wallet_operator_id", &input.operator.config.id)
-                .value("wallet.id", wallet_fingerprint(message.wallet.as_ref()))
+                .value(
+                    "wallet.id",
+                    wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref()).await?,
+                )
                 .value(
                     "amount",
                     format!("{amount} {}", input.operator.config.currency.code),
@@ -1044,12 +1050,22 @@ impl WalletService for WalletApi {
     }
 }
 
-/// The wallet id as compared between retries (never stored in clear: the
-/// fingerprint keeps a truncated digest).
-fn wallet_fingerprint(wallet: Option<&pb::WalletRef>) -> String {
-    match wallet.and_then(|wallet| wallet.id.as_ref()) {
+/// The wallet id as compared between retries: the card number, or a keyed
+/// digest (HSM HMAC) of a member barcode, which is a credential.
+async fn wallet_fingerprint(
+    wallets: &Wallets,
+    operator: &Operator,
+    wallet: Option<&pb::WalletRef>,
+) -> Result<String, Status> {
+    Ok(match wallet.and_then(|wallet| wallet.id.as_ref()) {
         Some(pb::wallet_ref::Id::CardNumber(number)) => format!("card:{number}"),
-        Some(pb::wallet_ref::Id::MemberBarcode(code)) => format!("barcode:{code}"),
+        Some(pb::wallet_ref::Id::MemberBarcode(code)) => {
+            let digest = wallets
+                .keyed_digest(operator, code)
+                .await
+                .map_err(|error| super::status::from_hsm_error(&error))?;
+            format!("barcode:{digest}")
+        }
         None => String::new(),
-    }
+    })
 }

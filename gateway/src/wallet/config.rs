@@ -45,6 +45,10 @@ pub struct WalletOperatorConfig {
     /// Store-and-forward backoff of reversals.
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// HSM label of the HMAC key that digests member barcodes for
+    /// idempotency comparison (a barcode is a credential: never kept, not
+    /// even as a plain hash).
+    pub fingerprint_key: String,
 }
 
 impl WalletOperatorConfig {
@@ -89,6 +93,12 @@ pub(crate) struct RawWalletOperator {
     retry_min_ms: u64,
     #[serde(default = "default_retry_max_ms")]
     retry_max_ms: u64,
+    #[serde(default = "default_fingerprint_key")]
+    fingerprint_key: String,
+}
+
+fn default_fingerprint_key() -> String {
+    "pan-fingerprint".to_owned()
 }
 
 fn default_timeout_ms() -> u64 {
@@ -221,6 +231,7 @@ pub(crate) fn check(
             stores: raw.stores,
             retry_min: Duration::from_millis(raw.retry_min_ms),
             retry_max: Duration::from_millis(raw.retry_max_ms),
+            fingerprint_key: raw.fingerprint_key,
         });
     }
     Ok(operators)

@@ -36,6 +36,7 @@ pub struct Operator {
 #[derive(Debug)]
 pub struct Wallets {
     pub operators: BTreeMap<String, Arc<Operator>>,
+    pub hsm: Arc<dyn Hsm>,
 }
 
 impl Wallets {
@@ -71,7 +72,23 @@ impl Wallets {
                 }),
             );
         }
-        Ok(Self { operators })
+        Ok(Self {
+            operators,
+            hsm: Arc::clone(hsm),
+        })
+    }
+
+    /// A keyed digest (HMAC-SHA256 in the HSM, hex) of a wallet credential,
+    /// for idempotency comparison without keeping the credential.
+    pub async fn keyed_digest(
+        &self,
+        operator: &Operator,
+        data: &str,
+    ) -> Result<String, posgate_hsm::HsmError> {
+        let key = posgate_hsm::KeyRef::latest(&operator.config.fingerprint_key);
+        Ok(hex::encode(
+            self.hsm.hmac(&key, data.as_bytes()).await?.bytes,
+        ))
     }
 
     pub fn operator(&self, id: &str) -> Option<&Arc<Operator>> {

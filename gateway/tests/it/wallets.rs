@@ -335,7 +335,7 @@ async fn top_up_pay_and_balance() {
             id: Some(pb::wallet_ref::Id::MemberBarcode(BARCODE.to_owned())),
         });
         let paid = client
-            .pay(pay("pay-1", barcode, 20_000))
+            .pay(pay("pay-1", barcode.clone(), 20_000))
             .await
             .unwrap()
             .into_inner()
@@ -345,6 +345,21 @@ async fn top_up_pay_and_balance() {
         assert_eq!(paid.balance_after, twd(130_000));
         assert_eq!(paid.pos_reference, "R-42");
         assert_lines_balance(&world, &paid.transaction_id, 20_000).await;
+        // A retry with the same barcode replays (the barcode is compared by
+        // its keyed digest); another barcode under the key is refused.
+        let again = client.pay(pay("pay-1", barcode, 20_000)).await.unwrap();
+        assert_eq!(
+            again.metadata().get("posgate-idempotent-replay").unwrap(),
+            "true"
+        );
+        let other = Some(pb::WalletRef {
+            wallet_operator_id: "ICASH".to_owned(),
+            id: Some(pb::wallet_ref::Id::MemberBarcode(
+                "MEMBER-XYZ-0002".to_owned(),
+            )),
+        });
+        let error = client.pay(pay("pay-1", other, 20_000)).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::AlreadyExists);
         assert_eq!(world.balance(RICH), 130_000);
 
         let balance = client

@@ -79,6 +79,8 @@ async fn wallet_simulator_conforms_to_openapi() {
             hex::encode(public_of(SIM_SEED_HEX)),
         )
         .env("NO_COLOR", "1")
+        // schemathesis keeps a cache in its working directory: the test's, not the tree.
+        .current_dir(dir.path())
         .kill_on_drop(true);
     let output = tokio::time::timeout(RUN_TIMEOUT, command.output())
         .await
