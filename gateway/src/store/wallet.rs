@@ -322,73 +322,11 @@ macro_rules! define_wallet_store {
         ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
             use $crate::store::card::sql as card_sql;
             use $crate::store::wallet::sql as wallet_sql;
-            use $crate::store::{KeyOp, WalletChange, WriteOutcome, sql};
-            match &write.key {
-                Some(KeyOp::Claim {
-                    key,
-                    fingerprint,
-                    expires_at,
-                }) => {
-                    if let Some(taken) = insert_key(
-                        conn,
-                        key,
-                        fingerprint,
-                        &[],
-                        &write.transaction_id,
-                        write.at,
-                        *expires_at,
-                        true,
-                    )
-                    .await?
-                    {
-                        return Ok(taken);
-                    }
-                }
-                Some(KeyOp::ClaimAnswered {
-                    key,
-                    answer,
-                    expires_at,
-                }) => {
-                    if let Some(taken) = insert_key(
-                        conn,
-                        key,
-                        &answer.fingerprint,
-                        &answer.response,
-                        &write.transaction_id,
-                        write.at,
-                        *expires_at,
-                        false,
-                    )
-                    .await?
-                    {
-                        return Ok(taken);
-                    }
-                }
-                Some(KeyOp::Answer { key, response }) => {
-                    let updated = sqlx::query(card_sql::ANSWER_KEY)
-                        .bind(response)
-                        .bind(false)
-                        .bind(&key.store_id)
-                        .bind(&key.terminal_id)
-                        .bind(&key.client_request_id)
-                        .bind(true)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                    if updated == 0 {
-                        return key_taken(conn, key).await;
-                    }
-                }
-                Some(KeyOp::Release { key }) => {
-                    sqlx::query(card_sql::RELEASE_KEY)
-                        .bind(&key.store_id)
-                        .bind(&key.terminal_id)
-                        .bind(&key.client_request_id)
-                        .bind(true)
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                None => {}
+            use $crate::store::{WalletChange, WriteOutcome, sql};
+            if let Some(taken) =
+                apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
+            {
+                return Ok(taken);
             }
             match &write.change {
                 WalletChange::Create(record) => {
@@ -487,25 +425,14 @@ macro_rules! define_wallet_store {
                     });
                 }
             }
-            for item in &write.enqueue {
-                sqlx::query(card_sql::INSERT_SAF)
-                    .bind(&write.transaction_id)
-                    .bind(&item.link_id)
-                    .bind(item.kind.as_str())
-                    .bind(item.amount_minor)
-                    .bind(&item.currency)
-                    .bind(item.next_attempt_at)
-                    .bind(write.at)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            for id in &write.acked {
-                sqlx::query(card_sql::ACK_SAF)
-                    .bind(write.at)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            queue_saf(
+                conn,
+                &write.transaction_id,
+                &write.enqueue,
+                &write.acked,
+                write.at,
+            )
+            .await?;
             append_lines_and_event(
                 conn,
                 &write.transaction_id,

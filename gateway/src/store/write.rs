@@ -138,6 +138,117 @@ macro_rules! define_apply_write {
             Ok(None)
         }
 
+        /// Applies a card or wallet write's idempotency-key operation; an
+        /// answer when the key is another request's (the write stops there).
+        async fn apply_key_op(
+            conn: &mut $connection,
+            key_op: Option<&$crate::store::KeyOp>,
+            transaction_id: &str,
+            at: chrono::DateTime<chrono::Utc>,
+        ) -> Result<Option<$crate::store::WriteOutcome>, $crate::store::StoreError> {
+            use $crate::store::KeyOp;
+            use $crate::store::card::sql as card_sql;
+            match key_op {
+                Some(KeyOp::Claim {
+                    key,
+                    fingerprint,
+                    expires_at,
+                }) => {
+                    if let Some(taken) = insert_key(
+                        conn,
+                        key,
+                        fingerprint,
+                        &[],
+                        transaction_id,
+                        at,
+                        *expires_at,
+                        true,
+                    )
+                    .await?
+                    {
+                        return Ok(Some(taken));
+                    }
+                }
+                Some(KeyOp::ClaimAnswered {
+                    key,
+                    answer,
+                    expires_at,
+                }) => {
+                    if let Some(taken) = insert_key(
+                        conn,
+                        key,
+                        &answer.fingerprint,
+                        &answer.response,
+                        transaction_id,
+                        at,
+                        *expires_at,
+                        false,
+                    )
+                    .await?
+                    {
+                        return Ok(Some(taken));
+                    }
+                }
+                Some(KeyOp::Answer { key, response }) => {
+                    let updated = sqlx::query(card_sql::ANSWER_KEY)
+                        .bind(response)
+                        .bind(false)
+                        .bind(&key.store_id)
+                        .bind(&key.terminal_id)
+                        .bind(&key.client_request_id)
+                        .bind(true)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                    if updated == 0 {
+                        return key_taken(conn, key).await.map(Some);
+                    }
+                }
+                Some(KeyOp::Release { key }) => {
+                    sqlx::query(card_sql::RELEASE_KEY)
+                        .bind(&key.store_id)
+                        .bind(&key.terminal_id)
+                        .bind(&key.client_request_id)
+                        .bind(true)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                None => {}
+            }
+            Ok(None)
+        }
+
+        /// Queues a write's store-and-forward items and acknowledges the ones it settled.
+        async fn queue_saf(
+            conn: &mut $connection,
+            transaction_id: &str,
+            enqueue: &[$crate::store::NewSafItem],
+            acked: &[i64],
+            at: chrono::DateTime<chrono::Utc>,
+        ) -> Result<(), $crate::store::StoreError> {
+            use $crate::store::card::sql as card_sql;
+            for item in enqueue {
+                sqlx::query(card_sql::INSERT_SAF)
+                    .bind(transaction_id)
+                    .bind(&item.link_id)
+                    .bind(item.kind.as_str())
+                    .bind(item.amount_minor)
+                    .bind(&item.currency)
+                    .bind(item.next_attempt_at)
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for id in acked {
+                sqlx::query(card_sql::ACK_SAF)
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+
         /// The answer under a key another request holds.
         async fn key_taken(
             conn: &mut $connection,
@@ -255,73 +366,11 @@ macro_rules! define_apply_card_write {
             chain: &mut Vec<$crate::store::audit::EntryContent>,
         ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
             use $crate::store::card::sql as card_sql;
-            use $crate::store::{CardChange, KeyOp, WriteOutcome, sql};
-            match &write.key {
-                Some(KeyOp::Claim {
-                    key,
-                    fingerprint,
-                    expires_at,
-                }) => {
-                    if let Some(taken) = insert_key(
-                        conn,
-                        key,
-                        fingerprint,
-                        &[],
-                        &write.transaction_id,
-                        write.at,
-                        *expires_at,
-                        true,
-                    )
-                    .await?
-                    {
-                        return Ok(taken);
-                    }
-                }
-                Some(KeyOp::ClaimAnswered {
-                    key,
-                    answer,
-                    expires_at,
-                }) => {
-                    if let Some(taken) = insert_key(
-                        conn,
-                        key,
-                        &answer.fingerprint,
-                        &answer.response,
-                        &write.transaction_id,
-                        write.at,
-                        *expires_at,
-                        false,
-                    )
-                    .await?
-                    {
-                        return Ok(taken);
-                    }
-                }
-                Some(KeyOp::Answer { key, response }) => {
-                    let updated = sqlx::query(card_sql::ANSWER_KEY)
-                        .bind(response)
-                        .bind(false)
-                        .bind(&key.store_id)
-                        .bind(&key.terminal_id)
-                        .bind(&key.client_request_id)
-                        .bind(true)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                    if updated == 0 {
-                        return key_taken(conn, key).await;
-                    }
-                }
-                Some(KeyOp::Release { key }) => {
-                    sqlx::query(card_sql::RELEASE_KEY)
-                        .bind(&key.store_id)
-                        .bind(&key.terminal_id)
-                        .bind(&key.client_request_id)
-                        .bind(true)
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                None => {}
+            use $crate::store::{CardChange, WriteOutcome, sql};
+            if let Some(taken) =
+                apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
+            {
+                return Ok(taken);
             }
             match &write.change {
                 CardChange::Create(record) => {
@@ -434,25 +483,14 @@ macro_rules! define_apply_card_write {
                     });
                 }
             }
-            for item in &write.enqueue {
-                sqlx::query(card_sql::INSERT_SAF)
-                    .bind(&write.transaction_id)
-                    .bind(&item.link_id)
-                    .bind(item.kind.as_str())
-                    .bind(item.amount_minor)
-                    .bind(&item.currency)
-                    .bind(item.next_attempt_at)
-                    .bind(write.at)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            for id in &write.acked {
-                sqlx::query(card_sql::ACK_SAF)
-                    .bind(write.at)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            queue_saf(
+                conn,
+                &write.transaction_id,
+                &write.enqueue,
+                &write.acked,
+                write.at,
+            )
+            .await?;
             append_lines_and_event(
                 conn,
                 &write.transaction_id,
