@@ -20,13 +20,13 @@ use tonic::{Request, Response, Status};
 
 use super::idempotent::replay;
 use super::status::{
-    from_hsm_error, from_store_error, in_progress, invalid_argument, key_reused, outcome_unknown,
+    from_hsm_error, from_store_error, in_progress, invalid_field, key_reused, outcome_unknown,
     partner_unavailable, precondition,
 };
 use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
 use crate::access::{Identity, identity_of};
-use crate::bill::{FieldViolation, Teller};
+use crate::bill::Teller;
 use crate::business_day::BusinessCalendar;
 use crate::idempotency::{FingerprintBuilder, differing_fields};
 use crate::money::Currency;
@@ -67,10 +67,6 @@ impl PaymentApi {
             )
         })
     }
-}
-
-fn invalid(field: &str, description: impl Into<String>) -> Status {
-    invalid_argument(&[FieldViolation::new(field, description)])
 }
 
 fn store_failure(error: &crate::store::StoreError) -> Status {
@@ -551,7 +547,7 @@ impl PaymentApi {
             ));
         };
         if *store_currency != currency {
-            return Err(invalid(
+            return Err(invalid_field(
                 "amount.currency",
                 format!("must be the store's card currency {}", store_currency.code),
             ));
@@ -564,7 +560,7 @@ impl PaymentApi {
             .unwrap_or(i64::MAX);
         let amount = i64::try_from(amount_minor).unwrap_or(i64::MAX);
         if amount > max {
-            return Err(invalid(
+            return Err(invalid_field(
                 "amount.amount_minor",
                 format!("exceeds the per-transaction maximum of {max} minor units"),
             ));
@@ -1171,7 +1167,7 @@ async fn check_refundable(
         ));
     }
     if original.currency != currency.code {
-        return Err(invalid(
+        return Err(invalid_field(
             "amount.currency",
             format!("must be the original's currency {}", original.currency),
         ));
@@ -1278,14 +1274,14 @@ fn check_capturable(
         ));
     }
     if record.currency != currency.code {
-        return Err(invalid(
+        return Err(invalid_field(
             "amount.currency",
             format!("must be the authorization's currency {}", record.currency),
         ));
     }
     let amount = i64::try_from(amount).unwrap_or(i64::MAX);
     if amount > record.amount_minor {
-        return Err(invalid(
+        return Err(invalid_field(
             "amount.amount_minor",
             format!(
                 "exceeds the authorized amount of {} minor units",
@@ -1396,14 +1392,16 @@ async fn check_card(
         Some(pin) => {
             let label = payments
                 .pin_key_label(&pin.key_id, &teller.store_id, &teller.terminal_id)
-                .ok_or_else(|| invalid("card.pin.key_id", "is not a PIN key of this terminal"))?
+                .ok_or_else(|| {
+                    invalid_field("card.pin.key_id", "is not a PIN key of this terminal")
+                })?
                 .to_owned();
             Some(
                 payments
                     .translate_pin(&card.pan, pin, &label, &route.link)
                     .await
                     .map_err(|error| match error {
-                        posgate_hsm::HsmError::WrongKeyType { .. } => invalid(
+                        posgate_hsm::HsmError::WrongKeyType { .. } => invalid_field(
                             "card.pin.format",
                             "does not match the algorithm of the terminal's PIN key",
                         ),

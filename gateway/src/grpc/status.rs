@@ -39,6 +39,11 @@ pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
+/// `INVALID_ARGUMENT` naming one field and why.
+pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
+    invalid_argument(&[FieldViolation::new(field, description)])
+}
+
 pub fn precondition(kind: &str, subject: &str, description: String) -> Status {
     let details =
         ErrorDetails::with_precondition_failure(vec![tonic_types::PreconditionViolation::new(

@@ -21,13 +21,13 @@ use tonic::{Request, Response, Status};
 
 use super::idempotent::replay;
 use super::status::{
-    from_store_error, in_progress, invalid_argument, key_reused, outcome_unknown,
-    partner_unavailable, precondition,
+    from_store_error, in_progress, invalid_field, key_reused, outcome_unknown, partner_unavailable,
+    precondition,
 };
 use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
 use crate::access::identity_of;
-use crate::bill::{FieldViolation, Teller};
+use crate::bill::Teller;
 use crate::business_day::BusinessCalendar;
 use crate::idempotency::{FingerprintBuilder, differing_fields};
 use crate::store::{
@@ -66,10 +66,6 @@ impl WalletApi {
             )
         })
     }
-}
-
-fn invalid(field: &str, description: impl Into<String>) -> Status {
-    invalid_argument(&[FieldViolation::new(field, description)])
 }
 
 /// A wallet reference as checked: the operator and the id to send.
@@ -808,8 +804,8 @@ impl WalletService for WalletApi {
             let Some((amount, currency)) = amount else {
                 return Err(Status::internal("validation passed without an amount"));
             };
-            let amount =
-                i64::try_from(amount).map_err(|_| invalid("amount.amount_minor", "too large"))?;
+            let amount = i64::try_from(amount)
+                .map_err(|_| invalid_field("amount.amount_minor", "too large"))?;
             let key = key_of(&teller);
             let fingerprint = FingerprintBuilder::new("WalletService/Refund")
                 .value("original_transaction_id", &message.original_transaction_id)
@@ -836,7 +832,7 @@ impl WalletService for WalletApi {
                 ));
             }
             if currency.code != original.currency {
-                return Err(invalid(
+                return Err(invalid_field(
                     "amount.currency",
                     format!("must be {} (the payment's currency)", original.currency),
                 ));
