@@ -495,15 +495,15 @@ fn write_settlement(
     paths
         .iter()
         .map(|path| {
-            let bytes = std::fs::read(path).map_err(io_error(path))?;
+            let (sha256, size_bytes) = sign::hash_file(path).map_err(io_error(path))?;
             Ok(FileRecord {
                 name: path
                     .file_name()
                     .and_then(|name| name.to_str())
                     .expect("settlement files have ASCII names")
                     .to_owned(),
-                size_bytes: i64::try_from(bytes.len()).expect("a settlement file fits in i64"),
-                sha256: hex::encode(Sha256::digest(&bytes)),
+                size_bytes,
+                sha256,
             })
         })
         .collect()
