@@ -407,23 +407,16 @@ macro_rules! define_wallet_store {
                     }
                 }
             }
-            if let Some(refund) = &write.refund {
-                let updated = sqlx::query(wallet_sql::ADJUST_REFUND)
-                    .bind(refund.reserve_delta)
-                    .bind(refund.refunded_delta)
-                    .bind(&refund.original_id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-                if updated == 0 {
-                    let remaining: Option<i64> = sqlx::query_scalar(wallet_sql::SELECT_REMAINING)
-                        .bind(&refund.original_id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                    return Ok(WriteOutcome::RefundExceeds {
-                        remaining: remaining.unwrap_or(0),
-                    });
-                }
+            if let Some(refund) = &write.refund
+                && let Some(exceeds) = adjust_refund(
+                    conn,
+                    refund,
+                    wallet_sql::ADJUST_REFUND,
+                    wallet_sql::SELECT_REMAINING,
+                )
+                .await?
+            {
+                return Ok(exceeds);
             }
             queue_saf(
                 conn,

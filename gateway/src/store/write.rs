@@ -218,6 +218,34 @@ macro_rules! define_apply_write {
             Ok(None)
         }
 
+        /// Moves a refund's reservation on its original (card or wallet:
+        /// `adjust_sql` / `remaining_sql`); `RefundExceeds` when the original
+        /// has less left than the refund asks.
+        async fn adjust_refund(
+            conn: &mut $connection,
+            refund: &$crate::store::RefundAdjust,
+            adjust_sql: &'static str,
+            remaining_sql: &'static str,
+        ) -> Result<Option<$crate::store::WriteOutcome>, $crate::store::StoreError> {
+            let updated = sqlx::query(adjust_sql)
+                .bind(refund.reserve_delta)
+                .bind(refund.refunded_delta)
+                .bind(&refund.original_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if updated > 0 {
+                return Ok(None);
+            }
+            let remaining: Option<i64> = sqlx::query_scalar(remaining_sql)
+                .bind(&refund.original_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(Some($crate::store::WriteOutcome::RefundExceeds {
+                remaining: remaining.unwrap_or(0),
+            }))
+        }
+
         /// Queues a write's store-and-forward items and acknowledges the ones it settled.
         async fn queue_saf(
             conn: &mut $connection,
@@ -465,23 +493,16 @@ macro_rules! define_apply_card_write {
                         .await?;
                 }
             }
-            if let Some(refund) = &write.refund {
-                let updated = sqlx::query(card_sql::ADJUST_REFUND)
-                    .bind(refund.reserve_delta)
-                    .bind(refund.refunded_delta)
-                    .bind(&refund.original_id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-                if updated == 0 {
-                    let remaining: Option<i64> = sqlx::query_scalar(card_sql::SELECT_REMAINING)
-                        .bind(&refund.original_id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                    return Ok(WriteOutcome::RefundExceeds {
-                        remaining: remaining.unwrap_or(0),
-                    });
-                }
+            if let Some(refund) = &write.refund
+                && let Some(exceeds) = adjust_refund(
+                    conn,
+                    refund,
+                    card_sql::ADJUST_REFUND,
+                    card_sql::SELECT_REMAINING,
+                )
+                .await?
+            {
+                return Ok(exceeds);
             }
             queue_saf(
                 conn,
