@@ -171,9 +171,18 @@ pub(crate) mod sql {
 
 /// Implements [`ClearingStore`] for a backend whose read pool is `$pool`.
 /// `$close_guard` is run inside the close's transaction before the insert
-/// (PostgreSQL: the exclusive advisory lock; SQLite: a no-op).
+/// (PostgreSQL: the exclusive advisory lock; SQLite: a no-op). `$try_lock`
+/// takes the scheduling lock and `$day_lines` opens the day's cursor, given
+/// the store (the macro defines `sqlx_day_lines`, a cursor on `$pool`).
 macro_rules! define_clearing_store {
-    ($store:ty, $pool:ident, $close_begin:literal, $close_guard:expr, $try_lock:expr) => {
+    (
+        $store:ty,
+        $pool:ident,
+        $close_begin:literal,
+        $close_guard:expr,
+        $try_lock:expr,
+        $day_lines:expr
+    ) => {
         #[async_trait::async_trait]
         impl $crate::store::clearing::ClearingStore for $store {
             async fn close_day(
@@ -275,24 +284,7 @@ macro_rules! define_clearing_store {
                 '_,
                 Result<$crate::store::clearing::DayLine, $crate::store::StoreError>,
             > {
-                use futures::StreamExt as _;
-                use sqlx::Row as _;
-                sqlx::query($crate::store::clearing::sql::DAY_LINES)
-                    .bind(date)
-                    .fetch(&self.$pool)
-                    .map(|row| {
-                        let row = row?;
-                        Ok($crate::store::clearing::DayLine {
-                            party: row.try_get(0)?,
-                            transaction_id: row.try_get(1)?,
-                            kind: row.try_get(2)?,
-                            currency: row.try_get(3)?,
-                            amount_minor: row.try_get(4)?,
-                            store_id: row.try_get(5)?,
-                            reference: row.try_get(6)?,
-                        })
-                    })
-                    .boxed()
+                $day_lines(self, date)
             }
 
             async fn day_files(
@@ -340,6 +332,36 @@ macro_rules! define_clearing_store {
             ) -> Result<Option<$crate::store::clearing::ClearingLock>, $crate::store::StoreError>
             {
                 $try_lock(self).await
+            }
+        }
+
+        impl $store {
+            /// The day's partner lines as a cursor on the sqlx read pool.
+            fn sqlx_day_lines(
+                &self,
+                date: chrono::NaiveDate,
+            ) -> futures::stream::BoxStream<
+                '_,
+                Result<$crate::store::clearing::DayLine, $crate::store::StoreError>,
+            > {
+                use futures::StreamExt as _;
+                use sqlx::Row as _;
+                sqlx::query($crate::store::clearing::sql::DAY_LINES)
+                    .bind(date)
+                    .fetch(&self.$pool)
+                    .map(|row| {
+                        let row = row?;
+                        Ok($crate::store::clearing::DayLine {
+                            party: row.try_get(0)?,
+                            transaction_id: row.try_get(1)?,
+                            kind: row.try_get(2)?,
+                            currency: row.try_get(3)?,
+                            amount_minor: row.try_get(4)?,
+                            store_id: row.try_get(5)?,
+                            reference: row.try_get(6)?,
+                        })
+                    })
+                    .boxed()
             }
         }
     };

@@ -119,7 +119,8 @@ define_clearing_store!(
     pool,
     "BEGIN",
     Some(schema_scoped_lock!("pg_advisory_xact_lock")),
-    postgres_clearing_lock
+    postgres_clearing_lock,
+    PostgresStore::sqlx_day_lines
 );
 
 async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<ClearingLock>, StoreError> {

@@ -37,9 +37,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read connections. WAL readers do not block each other or the writer.
 const READ_CONNECTIONS: u32 = 4;
 /// Rows a read connection's worker thread runs ahead of its reader. sqlx's
-/// default (50) wakes the reader for every few rows; a clearing run streams
-/// millions, and the thread hand-offs cost more than SQLite itself. 4096 rows
-/// of a few hundred bytes each bound the buffer to about a megabyte per read.
+/// default (50) wakes the reader for every few rows; audit verification and
+/// export stream millions, and the thread hand-offs cost more than SQLite
+/// itself. 4096 rows of a few hundred bytes each bound the buffer to about a
+/// megabyte per read. (The clearing cursor reads on a thread of its own:
+/// [`sqlite_day_lines`].)
 const READ_ROW_BUFFER: usize = 4096;
 
 type Reply = oneshot::Sender<Result<Done, StoreError>>;
@@ -202,13 +204,92 @@ define_clearing_store!(
     reads,
     "BEGIN IMMEDIATE",
     None::<&str>,
-    sqlite_clearing_lock
+    sqlite_clearing_lock,
+    sqlite_day_lines
 );
 
 /// One process owns a SQLite file, so the scheduled run needs no lock.
 #[allow(clippy::unused_async)]
 async fn sqlite_clearing_lock(_store: &SqliteStore) -> Result<Option<ClearingLock>, StoreError> {
     Ok(Some(Box::new(super::clearing::NoLock)))
+}
+
+/// Lines the day cursor's thread hands over at a time.
+const DAY_LINE_BATCH: usize = 4096;
+/// Batches the thread may run ahead of the clearing run (with
+/// [`DAY_LINE_BATCH`], about 16k lines, a few megabytes).
+const DAY_LINE_BATCHES_AHEAD: usize = 4;
+
+/// The day's partner lines. A database file is read on a blocking thread of
+/// its own (a read-only connection; a closed day no longer changes), which
+/// hands over [`DAY_LINE_BATCH`] lines at a time: sqlx-sqlite would hand each
+/// row from its worker thread to the reader, and at a million lines those
+/// hand-offs cost several times what SQLite itself does. An in-memory
+/// database is visible only to the pool's connections, so it uses the pool.
+fn sqlite_day_lines(
+    store: &SqliteStore,
+    date: chrono::NaiveDate,
+) -> futures::stream::BoxStream<'_, Result<super::clearing::DayLine, StoreError>> {
+    use futures::StreamExt as _;
+    let path = store.options.get_filename().to_path_buf();
+    if !path.is_file() {
+        return store.sqlx_day_lines(date);
+    }
+    let (batches, received) = mpsc::channel(DAY_LINE_BATCHES_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = read_day_lines(&path, date, &batches) {
+            let _ = batches.blocking_send(Err(StoreError::Corrupt(format!(
+                "reading the lines of {date}: {error}"
+            ))));
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(received)
+        .flat_map(|batch: Result<Vec<_>, StoreError>| match batch {
+            Ok(lines) => futures::stream::iter(lines).map(Ok).left_stream(),
+            Err(error) => futures::stream::once(async { Err(error) }).right_stream(),
+        })
+        .boxed()
+}
+
+/// Runs [`DAY_LINES`](super::clearing::sql::DAY_LINES) on its own read-only
+/// connection and sends the lines in batches until done or until the
+/// receiver is gone (the clearing run stopped).
+fn read_day_lines(
+    path: &std::path::Path,
+    date: chrono::NaiveDate,
+    batches: &mpsc::Sender<Result<Vec<super::clearing::DayLine>, StoreError>>,
+) -> Result<(), rusqlite::Error> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mut statement = conn.prepare(super::clearing::sql::DAY_LINES)?;
+    // sqlx stores a NaiveDate as ISO 8601 text.
+    let mut rows = statement.query([date.format("%Y-%m-%d").to_string()])?;
+    let mut batch = Vec::with_capacity(DAY_LINE_BATCH);
+    while let Some(row) = rows.next()? {
+        batch.push(super::clearing::DayLine {
+            party: row.get(0)?,
+            transaction_id: row.get(1)?,
+            kind: row.get(2)?,
+            currency: row.get(3)?,
+            amount_minor: row.get(4)?,
+            store_id: row.get(5)?,
+            reference: row.get(6)?,
+        });
+        if batch.len() == DAY_LINE_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(DAY_LINE_BATCH));
+            if batches.blocking_send(Ok(full)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = batches.blocking_send(Ok(batch));
+    }
+    Ok(())
 }
 
 define_apply_write!(SqliteConnection);
