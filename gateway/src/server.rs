@@ -82,6 +82,13 @@ pub async fn start(
     health_reporter
         .set_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
         .await;
+    // WalletService serves when wallet operators are configured; each
+    // operator's breaker sheds calls to that operator alone.
+    if gateway.wallets.is_some() {
+        health_reporter.set_serving::<WalletHealth>().await;
+    } else {
+        health_reporter.set_not_serving::<WalletHealth>().await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(posgate_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -117,6 +124,7 @@ pub async fn start(
             "shutdown requested: refusing new connections, finishing requests in flight"
         );
         let _ = stop_accepting.send(true);
+        health_reporter.set_not_serving::<WalletHealth>().await;
         health_reporter
             .set_not_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
             .await;
@@ -189,6 +197,11 @@ impl Background {
                 Arc::clone(wallets),
                 stopped.clone(),
             )));
+            stoppable.push(tokio::spawn(crate::wallet::reload::run(
+                Arc::clone(gateway),
+                Arc::clone(wallets),
+                stopped.clone(),
+            )));
         }
         if config.clearing.scheduled {
             let context = crate::clearing::close::ClearingContext::from_config(
@@ -219,6 +232,9 @@ impl Background {
         }
     }
 }
+
+/// The health entry of `WalletService`.
+type WalletHealth = posgate_proto::v1::wallet_service_server::WalletServiceServer<WalletApi>;
 
 /// How often the health of `PaymentService` follows its bank links.
 const CARD_HEALTH_INTERVAL: Duration = Duration::from_millis(250);

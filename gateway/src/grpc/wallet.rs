@@ -1,7 +1,7 @@
 //! `WalletService`: `TopUp` (cash), `Pay`, `Refund`, `GetBalance`,
-//! `GetWalletTransaction`, through the wallet operators over the signed
-//! partner API. `LinkCard`/`UnlinkCard` and card-funded top-ups are not
-//! offered yet (phase 2: auto-reload).
+//! `GetWalletTransaction`, `LinkCard`, `UnlinkCard`, through the wallet
+//! operators over the signed partner API; card top-ups and the auto-reload
+//! of `Pay` run as sagas (`wallet_saga`, `wallet::reload`).
 //!
 //! Money-moving calls follow the card path: the transaction is recorded
 //! `in_progress` with its key claimed before the operator is called, and its
@@ -35,7 +35,9 @@ use crate::store::{
     StoredAnswer, TransactionStatus, WalletChange, WalletOutcome, WalletRecord, WalletType,
     WalletUpdate, WalletWrite, WriteOutcome,
 };
+use crate::payments::card::read_card;
 use crate::wallet::{Operator, Wallets, view, wallet_lines};
+use super::payment::check_card;
 
 /// Longest `pos_reference`.
 const MAX_POS_REFERENCE_LEN: usize = 40;
@@ -262,7 +264,8 @@ pub(crate) async fn answer_bytes(
     record: &WalletRecord,
     original_refunded_minor: Option<i64>,
 ) -> Result<Vec<u8>, crate::store::StoreError> {
-    let view = view::transaction(record, Vec::new());
+    let mut view = view::transaction(record, Vec::new());
+    super::wallet_saga::enrich(gateway, record, &mut view).await?;
     Ok(match record.wallet_type {
         WalletType::TopUp => pb::TopUpResponse {
             transaction: Some(view),
@@ -295,14 +298,14 @@ pub(crate) async fn answer_bytes(
 }
 
 /// What the operator's answer (or its absence) does to an `in_progress` record.
-struct Settled {
-    status: TransactionStatus,
-    outcome: WalletOutcome,
-    event_type: &'static str,
-    detail: String,
+pub(crate) struct Settled {
+    pub status: TransactionStatus,
+    pub outcome: WalletOutcome,
+    pub event_type: &'static str,
+    pub detail: String,
 }
 
-fn settle(operator: &Operator, result: &Result<WalletResult, WalletCallError>) -> Settled {
+pub(crate) fn settle(operator: &Operator, result: &Result<WalletResult, WalletCallError>) -> Settled {
     match result {
         Ok(answer) => {
             let mut outcome = WalletOutcome {
@@ -424,7 +427,7 @@ async fn refund_effect(
 }
 
 /// Records the operator's answer for `record` and returns the POS's answer.
-async fn finish<M: prost::Message + Default>(
+pub(crate) async fn finish<M: prost::Message + Default>(
     gateway: &Gateway,
     operator: &Operator,
     mut record: WalletRecord,
@@ -562,6 +565,94 @@ async fn claim<M: prost::Message + Default>(
     }
 }
 
+/// Checks an auto-reload step (field `auto_reload.step.*`): positive, in
+/// the operator's currency, one of its allowed steps (when it has any: an
+/// operator without is refused later as AUTO_RELOAD_NOT_OFFERED).
+fn check_step(violations: &mut Violations, money: Option<&pb::Money>, operator: Option<&Operator>) -> i64 {
+    let Some((amount, currency)) = violations.positive_money("auto_reload.step", money) else {
+        return 0;
+    };
+    let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+    let Some(operator) = operator else {
+        return amount;
+    };
+    if currency.code != operator.config.currency.code {
+        violations.add(
+            "auto_reload.step.currency",
+            format!("must be {} (the operator's currency)", operator.config.currency.code),
+        );
+    } else if !operator.config.reload_steps_minor.is_empty()
+        && !operator.config.reload_steps_minor.contains(&amount)
+    {
+        violations.add(
+            "auto_reload.step.amount_minor",
+            format!("must be one of the operator's steps {:?}", operator.config.reload_steps_minor),
+        );
+    }
+    amount
+}
+
+/// The wallet's auto-reload link and its shortfall, when Pay must reload
+/// first: linked, auto-reload on, and the operator's balance short. A
+/// balance that cannot be read is left to the payment itself to decline.
+async fn auto_reload_need(
+    gateway: &Gateway,
+    input: &WalletInput,
+    amount_minor: i64,
+) -> Result<Option<(crate::store::CardLink, i64)>, Status> {
+    if gateway.payments.is_none() {
+        return Ok(None);
+    }
+    let Some(link) = gateway
+        .store
+        .active_link(&input.operator.config.id, &input.stored_ref)
+        .await
+        .map_err(|error| from_store_error(&error))?
+    else {
+        return Ok(None);
+    };
+    if !link.auto_reload {
+        return Ok(None);
+    }
+    let Ok(balance) = input.operator.client.balance(&input.wire).await else {
+        return Ok(None);
+    };
+    let short_minor = amount_minor - balance.balance.amount_minor;
+    Ok((short_minor > 0).then_some((link, short_minor)))
+}
+
+/// Whether a card may pay for a top-up at this operator and store; the
+/// card payments and the card's keyed digest (for the fingerprint).
+async fn card_funding_allowed(
+    gateway: &Gateway,
+    operator: &Operator,
+    teller: &Teller,
+    card: &crate::payments::card::PresentedCard,
+) -> Result<(Arc<crate::payments::Payments>, Vec<u8>), Status> {
+    let refuse = |why: &str| {
+        precondition(
+            "CARD_FUNDING_NOT_ALLOWED",
+            "funding",
+            why.to_owned(),
+        )
+    };
+    let Some(payments) = gateway.payments.as_ref() else {
+        return Err(refuse("this gateway takes no card payments"));
+    };
+    if !operator.config.card_top_up {
+        return Err(refuse("the wallet operator does not accept card top-ups"));
+    }
+    let store_currency = payments.config.store_currency.get(&teller.store_id);
+    if store_currency.map(|currency| currency.code) != Some(operator.config.currency.code) {
+        return Err(refuse("this store takes no cards in the wallet's currency"));
+    }
+    let digest = payments
+        .keyed_digest(&card.digest_parts())
+        .await
+        .map_err(|error| super::status::from_hsm_error(&error))?;
+    Ok((Arc::clone(payments), digest))
+}
+
 fn new_record(
     gateway: &Gateway,
     teller: &Teller,
@@ -625,6 +716,7 @@ impl WalletService for WalletApi {
                 .unwrap_or_default();
             let mut input = None;
             let mut amount = None;
+            let mut presented = None;
             let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
                 input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
                 let operator = input.as_ref().map(|input| input.operator.as_ref());
@@ -635,8 +727,12 @@ impl WalletService for WalletApi {
                     |op| op.config.max_top_up_minor,
                     |op| op.config.top_up_unit_minor,
                 );
-                if message.funding.is_none() {
-                    v.add("funding", "cash or card is required");
+                match &message.funding {
+                    None => v.add("funding", "cash or card is required"),
+                    Some(pb::top_up_request::Funding::Card(card)) => {
+                        presented = read_card(v, "card", Some(card));
+                    }
+                    Some(pb::top_up_request::Funding::Cash(_)) => {}
                 }
             })?;
             let (Some(input), Some(amount)) = (input, amount) else {
@@ -644,13 +740,10 @@ impl WalletService for WalletApi {
                     "validation passed without a wallet or amount",
                 ));
             };
-            if matches!(message.funding, Some(pb::top_up_request::Funding::Card(_))) {
-                return Err(precondition(
-                    "CARD_FUNDING_NOT_ALLOWED",
-                    "funding",
-                    "card-funded top-ups are not offered yet; take cash".to_owned(),
-                ));
-            }
+            let card_funding = match &presented {
+                Some(card) => Some(card_funding_allowed(gateway, &input.operator, &teller, card).await?),
+                None => None,
+            };
             let key = key_of(&teller);
             let fingerprint = FingerprintBuilder::new("WalletService/TopUp")
                 .value("wallet.wallet_operator_id", &input.operator.config.id)
@@ -662,7 +755,12 @@ impl WalletService for WalletApi {
                     "amount",
                     format!("{amount} {}", input.operator.config.currency.code),
                 )
-                .value("funding", "cash")
+                .value(
+                    "funding",
+                    card_funding
+                        .as_ref()
+                        .map_or_else(|| "cash".to_owned(), |(_, digest)| format!("card:{}", hex::encode(digest))),
+                )
                 .finish();
             if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
                 return Ok(answer);
@@ -677,10 +775,35 @@ impl WalletService for WalletApi {
             );
             record.wallet_ref = input.stored_ref.clone();
             "cash".clone_into(&mut record.funding);
+            let checked = match (&presented, &card_funding) {
+                (Some(card), Some((payments, _))) => {
+                    "card".clone_into(&mut record.funding);
+                    let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
+                    Some(check_card(payments, &teller, card, calendar.local_date(now)).await?)
+                }
+                _ => None,
+            };
             if let Some(answer) =
                 claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
             {
                 return Ok(answer);
+            }
+            if let (Some(card), Some((payments, _)), Some(checked)) =
+                (&presented, &card_funding, checked)
+            {
+                return super::wallet_saga::card_top_up(
+                    gateway,
+                    payments,
+                    &input.operator,
+                    &input.wire,
+                    record,
+                    key,
+                    card,
+                    &checked.route.link,
+                    checked.pin_block,
+                    &teller,
+                )
+                .await;
             }
             let result = input
                 .operator
@@ -763,10 +886,26 @@ impl WalletService for WalletApi {
             );
             record.wallet_ref = input.stored_ref.clone();
             record.pos_reference.clone_from(&message.pos_reference);
+            let reload = auto_reload_need(gateway, &input, amount).await?;
             if let Some(answer) =
                 claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
             {
                 return Ok(answer);
+            }
+            if let (Some((link, short_minor)), Some(payments)) = (reload, gateway.payments.as_ref())
+            {
+                return super::wallet_saga::auto_reload_pay(
+                    gateway,
+                    payments,
+                    &input.operator,
+                    &input.wire,
+                    record,
+                    key,
+                    &link,
+                    short_minor,
+                    &teller,
+                )
+                .await;
             }
             let result = input
                 .operator
@@ -952,7 +1091,12 @@ impl WalletService for WalletApi {
                         max_payment: balance.limits.max_payment.as_ref().map(money),
                         remaining_daily_spend: None,
                     }),
-                    card_link: None,
+                    card_link: gateway
+                        .store
+                        .active_link(&operator.config.id, &balance.wallet.account_id)
+                        .await
+                        .map_err(|error| from_store_error(&error))?
+                        .map(|link| super::wallet_saga::link_view(&link, &operator.config.name)),
                     as_of: Some(crate::payments::view::timestamp(as_of)),
                 }))
             },
@@ -962,20 +1106,128 @@ impl WalletService for WalletApi {
 
     async fn link_card(
         &self,
-        _request: Request<pb::LinkCardRequest>,
+        request: Request<pb::LinkCardRequest>,
     ) -> Result<Response<pb::LinkCardResponse>, Status> {
-        Err(Status::unimplemented(
-            "LinkCard (auto-reload from a co-brand card) is not offered yet",
-        ))
+        let caller = identity_of(&request)?;
+        let message = request.into_inner();
+        logged("WalletService/LinkCard", message.context.as_ref(), async {
+            let wallets = self.wallets()?;
+            let gateway = &self.gateway;
+            let payments = Arc::clone(gateway.payments.as_ref().ok_or_else(|| {
+                precondition(
+                    "CARDS_NOT_CONFIGURED",
+                    "gateway",
+                    "this gateway takes no card payments (no [card] configuration)".to_owned(),
+                )
+            })?);
+            let now = gateway.clock.now();
+            let store_id = message
+                .context
+                .as_ref()
+                .map(|c| c.store_id.clone())
+                .unwrap_or_default();
+            let (mut input, mut card, mut step) = (None, None, 0);
+            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                card = read_card(v, "card", message.card.as_ref());
+                match &message.auto_reload {
+                    None => v.add("auto_reload", "is required"),
+                    Some(settings) if settings.enabled => {
+                        let operator = input.as_ref().map(|input| input.operator.as_ref());
+                        step = check_step(v, settings.step.as_ref(), operator);
+                    }
+                    Some(_) => {}
+                }
+            })?;
+            let (Some(input), Some(card)) = (input, card) else {
+                return Err(Status::internal("validation passed without a wallet or card"));
+            };
+            let enabled = message
+                .auto_reload
+                .as_ref()
+                .is_some_and(|settings| settings.enabled);
+            let digest = payments
+                .keyed_digest(&card.digest_parts())
+                .await
+                .map_err(|error| super::status::from_hsm_error(&error))?;
+            let fingerprint = FingerprintBuilder::new("WalletService/LinkCard")
+                .value("wallet.wallet_operator_id", &input.operator.config.id)
+                .value(
+                    "wallet.id",
+                    wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref()).await?,
+                )
+                .value("card", hex::encode(digest))
+                .value("auto_reload", format!("{enabled} {step}"))
+                .finish();
+            let key = key_of(&teller);
+            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                return Ok(answer);
+            }
+            super::wallet_saga::link_card(
+                gateway,
+                &payments,
+                &teller,
+                super::wallet_saga::LinkInput {
+                    operator: &input.operator,
+                    wallet: &input.wire,
+                    card: &card,
+                    auto_reload: enabled,
+                    step_minor: step,
+                    fingerprint,
+                },
+                now,
+            )
+            .await
+        })
+        .await
     }
 
     async fn unlink_card(
         &self,
-        _request: Request<pb::UnlinkCardRequest>,
+        request: Request<pb::UnlinkCardRequest>,
     ) -> Result<Response<pb::UnlinkCardResponse>, Status> {
-        Err(Status::unimplemented(
-            "UnlinkCard (auto-reload from a co-brand card) is not offered yet",
-        ))
+        let caller = identity_of(&request)?;
+        let message = request.into_inner();
+        logged("WalletService/UnlinkCard", message.context.as_ref(), async {
+            let wallets = self.wallets()?;
+            let gateway = &self.gateway;
+            let now = gateway.clock.now();
+            let store_id = message
+                .context
+                .as_ref()
+                .map(|c| c.store_id.clone())
+                .unwrap_or_default();
+            let mut input = None;
+            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                v.text("reason", &message.reason, MAX_REASON_LEN);
+            })?;
+            let input =
+                input.ok_or_else(|| Status::internal("validation passed without a wallet"))?;
+            let fingerprint = FingerprintBuilder::new("WalletService/UnlinkCard")
+                .value("wallet.wallet_operator_id", &input.operator.config.id)
+                .value(
+                    "wallet.id",
+                    wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref()).await?,
+                )
+                .value("reason", &message.reason)
+                .finish();
+            let key = key_of(&teller);
+            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                return Ok(answer);
+            }
+            super::wallet_saga::unlink_card(
+                gateway,
+                &input.operator,
+                &teller,
+                &input.wire,
+                &message.reason,
+                fingerprint,
+                now,
+            )
+            .await
+        })
+        .await
     }
 
     async fn get_wallet_transaction(
@@ -1037,8 +1289,12 @@ impl WalletService for WalletApi {
                 } else {
                     Vec::new()
                 };
+                let mut view = view::transaction(&record, refunds);
+                super::wallet_saga::enrich(gateway, &record, &mut view)
+                    .await
+                    .map_err(|error| from_store_error(&error))?;
                 Ok(Response::new(pb::GetWalletTransactionResponse {
-                    transaction: Some(view::transaction(&record, refunds)),
+                    transaction: Some(view),
                 }))
             },
         )

@@ -169,14 +169,18 @@ async fn acknowledge(
         let mut reversed = record.clone();
         reversed.status = TransactionStatus::Reversed;
         reversed.updated_at = now;
-        key = Some(KeyOp::Answer {
-            key: IdempotencyKey {
-                store_id: record.store_id.clone(),
-                terminal_id: record.terminal_id.clone(),
-                client_request_id: record.client_request_id.clone(),
-            },
-            response: answer_bytes(gateway, &reversed, None).await?,
-        });
+        // An auto-reload top-up is a step of its payment's saga: the
+        // payment's key answers the POS, not the step's.
+        if record.funding != "auto_reload" {
+            key = Some(KeyOp::Answer {
+                key: IdempotencyKey {
+                    store_id: record.store_id.clone(),
+                    terminal_id: record.terminal_id.clone(),
+                    client_request_id: record.client_request_id.clone(),
+                },
+                response: answer_bytes(gateway, &reversed, None).await?,
+            });
+        }
         if record.wallet_type == WalletType::Refund {
             refund = record
                 .original_transaction_id
