@@ -500,6 +500,12 @@ pub(crate) async fn link_card(
     verification.card_brand = brand_name(checked.brand).to_owned();
     verification.route = checked.route.kind;
     verification.entry_mode = input.card.entry_mode.as_str().to_owned();
+    verification.merchant_id = payments
+        .config
+        .merchant_ids
+        .get(&teller.store_id)
+        .cloned()
+        .unwrap_or_default();
     let outgoing = Outgoing {
         link,
         acquirer_id: &link_config.acquirer_id,
@@ -513,7 +519,10 @@ pub(crate) async fn link_card(
             verification.approval_code = response.approval_code.clone().unwrap_or_default();
             response.response_code.is_approved()
         }
-        _ => return Err(partner_unavailable(&checked.route.link)),
+        BankOutcome::Unknown(reason) | BankOutcome::NotSent(reason) | BankOutcome::NotBuilt(reason) => {
+            tracing::warn!(link = %checked.route.link, %reason, "card verification got no answer; nothing linked");
+            return Err(partner_unavailable(&checked.route.link));
+        }
     };
     let hsm = gateway
         .wallets
