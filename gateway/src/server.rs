@@ -82,13 +82,7 @@ pub async fn start(
     health_reporter
         .set_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
         .await;
-    // WalletService serves when wallet operators are configured; each
-    // operator's breaker sheds calls to that operator alone.
-    if gateway.wallets.is_some() {
-        health_reporter.set_serving::<WalletHealth>().await;
-    } else {
-        health_reporter.set_not_serving::<WalletHealth>().await;
-    }
+    report_wallet_health(&health_reporter, &gateway).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(posgate_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -235,6 +229,16 @@ impl Background {
 
 /// The health entry of `WalletService`.
 type WalletHealth = posgate_proto::v1::wallet_service_server::WalletServiceServer<WalletApi>;
+
+/// `WalletService` serves when wallet operators are configured; each
+/// operator's breaker sheds calls to that operator alone.
+async fn report_wallet_health(reporter: &tonic_health::server::HealthReporter, gateway: &Gateway) {
+    if gateway.wallets.is_some() {
+        reporter.set_serving::<WalletHealth>().await;
+    } else {
+        reporter.set_not_serving::<WalletHealth>().await;
+    }
+}
 
 /// How often the health of `PaymentService` follows its bank links.
 const CARD_HEALTH_INTERVAL: Duration = Duration::from_millis(250);

@@ -129,12 +129,7 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     /// it) under an AES key-encryption key, for data kept at rest that must
     /// be readable later only inside posgate: card-on-file tokens. Returns
     /// the key version used and `nonce || ciphertext || tag`.
-    async fn encrypt_data(
-        &self,
-        key: &KeyRef,
-        data: &[u8],
-        aad: &[u8],
-    ) -> Result<Tag, HsmError> {
+    async fn encrypt_data(&self, key: &KeyRef, data: &[u8], aad: &[u8]) -> Result<Tag, HsmError> {
         let _ = (key, data, aad);
         Err(HsmError::Unsupported {
             backend: self.backend_name(),

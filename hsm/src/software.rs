@@ -640,12 +640,7 @@ impl Hsm for SoftwareHsm {
         })
     }
 
-    async fn encrypt_data(
-        &self,
-        key: &KeyRef,
-        data: &[u8],
-        aad: &[u8],
-    ) -> Result<Tag, HsmError> {
+    async fn encrypt_data(&self, key: &KeyRef, data: &[u8], aad: &[u8]) -> Result<Tag, HsmError> {
         use aes_gcm::aead::{Aead, KeyInit, Payload};
         self.with_key(key, |found| {
             require(&found.info, KeySpec::AES_KEK, expected::AES_KEK)?;

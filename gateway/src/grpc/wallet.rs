@@ -20,6 +20,7 @@ use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::idempotent::replay;
+use super::payment::check_card;
 use super::status::{
     from_store_error, in_progress, invalid_field, key_reused, outcome_unknown, partner_unavailable,
     precondition,
@@ -30,14 +31,13 @@ use crate::access::identity_of;
 use crate::bill::Teller;
 use crate::business_day::BusinessCalendar;
 use crate::idempotency::{FingerprintBuilder, differing_fields};
+use crate::payments::card::read_card;
 use crate::store::{
     Event, IdempotencyKey, KeyOp, NewSafItem, RefundAdjust, RequestFingerprint, SafKind,
     StoredAnswer, TransactionStatus, WalletChange, WalletOutcome, WalletRecord, WalletType,
     WalletUpdate, WalletWrite, WriteOutcome,
 };
-use crate::payments::card::read_card;
 use crate::wallet::{Operator, Wallets, view, wallet_lines};
-use super::payment::check_card;
 
 /// Longest `pos_reference`.
 const MAX_POS_REFERENCE_LEN: usize = 40;
@@ -305,7 +305,10 @@ pub(crate) struct Settled {
     pub detail: String,
 }
 
-pub(crate) fn settle(operator: &Operator, result: &Result<WalletResult, WalletCallError>) -> Settled {
+pub(crate) fn settle(
+    operator: &Operator,
+    result: &Result<WalletResult, WalletCallError>,
+) -> Settled {
     match result {
         Ok(answer) => {
             let mut outcome = WalletOutcome {
@@ -567,8 +570,12 @@ async fn claim<M: prost::Message + Default>(
 
 /// Checks an auto-reload step (field `auto_reload.step.*`): positive, in
 /// the operator's currency, one of its allowed steps (when it has any: an
-/// operator without is refused later as AUTO_RELOAD_NOT_OFFERED).
-fn check_step(violations: &mut Violations, money: Option<&pb::Money>, operator: Option<&Operator>) -> i64 {
+/// operator without is refused later as `AUTO_RELOAD_NOT_OFFERED`).
+fn check_step(
+    violations: &mut Violations,
+    money: Option<&pb::Money>,
+    operator: Option<&Operator>,
+) -> i64 {
     let Some((amount, currency)) = violations.positive_money("auto_reload.step", money) else {
         return 0;
     };
@@ -579,14 +586,20 @@ fn check_step(violations: &mut Violations, money: Option<&pb::Money>, operator: 
     if currency.code != operator.config.currency.code {
         violations.add(
             "auto_reload.step.currency",
-            format!("must be {} (the operator's currency)", operator.config.currency.code),
+            format!(
+                "must be {} (the operator's currency)",
+                operator.config.currency.code
+            ),
         );
     } else if !operator.config.reload_steps_minor.is_empty()
         && !operator.config.reload_steps_minor.contains(&amount)
     {
         violations.add(
             "auto_reload.step.amount_minor",
-            format!("must be one of the operator's steps {:?}", operator.config.reload_steps_minor),
+            format!(
+                "must be one of the operator's steps {:?}",
+                operator.config.reload_steps_minor
+            ),
         );
     }
     amount
@@ -629,13 +642,7 @@ async fn card_funding_allowed(
     teller: &Teller,
     card: &crate::payments::card::PresentedCard,
 ) -> Result<(Arc<crate::payments::Payments>, Vec<u8>), Status> {
-    let refuse = |why: &str| {
-        precondition(
-            "CARD_FUNDING_NOT_ALLOWED",
-            "funding",
-            why.to_owned(),
-        )
-    };
+    let refuse = |why: &str| precondition("CARD_FUNDING_NOT_ALLOWED", "funding", why.to_owned());
     let Some(payments) = gateway.payments.as_ref() else {
         return Err(refuse("this gateway takes no card payments"));
     };
@@ -699,228 +706,251 @@ fn money(record: &WalletRecord) -> wire::Money {
 
 #[tonic::async_trait]
 impl WalletService for WalletApi {
+    // One request read top to bottom: validate, fingerprint, replay, claim,
+    // then the operator (or the card saga); splitting it would scatter the order.
+    #[allow(clippy::too_many_lines)]
     async fn top_up(
         &self,
         request: Request<pb::TopUpRequest>,
     ) -> Result<Response<pb::TopUpResponse>, Status> {
         let caller = identity_of(&request)?;
         let message = request.into_inner();
-        logged("WalletService/TopUp", message.context.as_ref(), async {
-            let wallets = self.wallets()?;
-            let gateway = &self.gateway;
-            let now = gateway.clock.now();
-            let store_id = message
-                .context
-                .as_ref()
-                .map(|c| c.store_id.clone())
-                .unwrap_or_default();
-            let mut input = None;
-            let mut amount = None;
-            let mut presented = None;
-            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
-                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
-                let operator = input.as_ref().map(|input| input.operator.as_ref());
-                amount = check_amount(
-                    v,
-                    message.amount.as_ref(),
-                    operator,
-                    |op| op.config.max_top_up_minor,
-                    |op| op.config.top_up_unit_minor,
-                );
-                match &message.funding {
-                    None => v.add("funding", "cash or card is required"),
-                    Some(pb::top_up_request::Funding::Card(card)) => {
-                        presented = read_card(v, "card", Some(card));
+        Box::pin(logged(
+            "WalletService/TopUp",
+            message.context.as_ref(),
+            async {
+                let wallets = self.wallets()?;
+                let gateway = &self.gateway;
+                let now = gateway.clock.now();
+                let store_id = message
+                    .context
+                    .as_ref()
+                    .map(|c| c.store_id.clone())
+                    .unwrap_or_default();
+                let mut input = None;
+                let mut amount = None;
+                let mut presented = None;
+                let (_permit, teller) =
+                    gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                        input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                        let operator = input.as_ref().map(|input| input.operator.as_ref());
+                        amount = check_amount(
+                            v,
+                            message.amount.as_ref(),
+                            operator,
+                            |op| op.config.max_top_up_minor,
+                            |op| op.config.top_up_unit_minor,
+                        );
+                        match &message.funding {
+                            None => v.add("funding", "cash or card is required"),
+                            Some(pb::top_up_request::Funding::Card(card)) => {
+                                presented = read_card(v, "card", Some(card));
+                            }
+                            Some(pb::top_up_request::Funding::Cash(_)) => {}
+                        }
+                    })?;
+                let (Some(input), Some(amount)) = (input, amount) else {
+                    return Err(Status::internal(
+                        "validation passed without a wallet or amount",
+                    ));
+                };
+                let card_funding = match &presented {
+                    Some(card) => {
+                        Some(card_funding_allowed(gateway, &input.operator, &teller, card).await?)
                     }
-                    Some(pb::top_up_request::Funding::Cash(_)) => {}
+                    None => None,
+                };
+                let key = key_of(&teller);
+                let fingerprint = FingerprintBuilder::new("WalletService/TopUp")
+                    .value("wallet.wallet_operator_id", &input.operator.config.id)
+                    .value(
+                        "wallet.id",
+                        wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref())
+                            .await?,
+                    )
+                    .value(
+                        "amount",
+                        format!("{amount} {}", input.operator.config.currency.code),
+                    )
+                    .value(
+                        "funding",
+                        card_funding.as_ref().map_or_else(
+                            || "cash".to_owned(),
+                            |(_, digest)| format!("card:{}", hex::encode(digest)),
+                        ),
+                    )
+                    .finish();
+                if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                    return Ok(answer);
                 }
-            })?;
-            let (Some(input), Some(amount)) = (input, amount) else {
-                return Err(Status::internal(
-                    "validation passed without a wallet or amount",
-                ));
-            };
-            let card_funding = match &presented {
-                Some(card) => Some(card_funding_allowed(gateway, &input.operator, &teller, card).await?),
-                None => None,
-            };
-            let key = key_of(&teller);
-            let fingerprint = FingerprintBuilder::new("WalletService/TopUp")
-                .value("wallet.wallet_operator_id", &input.operator.config.id)
-                .value(
-                    "wallet.id",
-                    wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref()).await?,
-                )
-                .value(
-                    "amount",
-                    format!("{amount} {}", input.operator.config.currency.code),
-                )
-                .value(
-                    "funding",
-                    card_funding
-                        .as_ref()
-                        .map_or_else(|| "cash".to_owned(), |(_, digest)| format!("card:{}", hex::encode(digest))),
-                )
-                .finish();
-            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
-                return Ok(answer);
-            }
-            let mut record = new_record(
-                gateway,
-                &teller,
-                WalletType::TopUp,
-                &input.operator,
-                amount,
-                now,
-            );
-            record.wallet_ref = input.stored_ref.clone();
-            "cash".clone_into(&mut record.funding);
-            let checked = match (&presented, &card_funding) {
-                (Some(card), Some((payments, _))) => {
-                    "card".clone_into(&mut record.funding);
-                    let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
-                    Some(check_card(payments, &teller, card, calendar.local_date(now)).await?)
-                }
-                _ => None,
-            };
-            if let Some(answer) =
-                claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
-            {
-                return Ok(answer);
-            }
-            if let (Some(card), Some((payments, _)), Some(checked)) =
-                (&presented, &card_funding, checked)
-            {
-                return super::wallet_saga::card_top_up(
+                let mut record = new_record(
                     gateway,
-                    payments,
-                    &input.operator,
-                    &input.wire,
-                    record,
-                    key,
-                    card,
-                    &checked.route.link,
-                    checked.pin_block,
                     &teller,
-                )
-                .await;
-            }
-            let result = input
-                .operator
-                .client
-                .top_up(&wire::TopUpRequest {
-                    transaction_id: record.id.clone(),
-                    wallet: input.wire.clone(),
-                    amount: money(&record),
-                    funding: wire::Funding::Cash,
-                    channel: channel(&teller),
-                })
-                .await;
-            finish(gateway, &input.operator, record, key, result, &teller.actor).await
-        })
+                    WalletType::TopUp,
+                    &input.operator,
+                    amount,
+                    now,
+                );
+                record.wallet_ref = input.stored_ref.clone();
+                "cash".clone_into(&mut record.funding);
+                let checked = match (&presented, &card_funding) {
+                    (Some(card), Some((payments, _))) => {
+                        "card".clone_into(&mut record.funding);
+                        let calendar =
+                            BusinessCalendar::from(gateway.store_config(&teller.store_id));
+                        Some(check_card(payments, &teller, card, calendar.local_date(now)).await?)
+                    }
+                    _ => None,
+                };
+                if let Some(answer) =
+                    claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
+                {
+                    return Ok(answer);
+                }
+                if let (Some(card), Some((payments, _)), Some(checked)) =
+                    (&presented, &card_funding, checked)
+                {
+                    return super::wallet_saga::card_top_up(
+                        gateway,
+                        payments,
+                        &input.operator,
+                        &input.wire,
+                        record,
+                        key,
+                        card,
+                        &checked.route.link,
+                        checked.pin_block,
+                        &teller,
+                    )
+                    .await;
+                }
+                let result = input
+                    .operator
+                    .client
+                    .top_up(&wire::TopUpRequest {
+                        transaction_id: record.id.clone(),
+                        wallet: input.wire.clone(),
+                        amount: money(&record),
+                        funding: wire::Funding::Cash,
+                        channel: channel(&teller),
+                    })
+                    .await;
+                finish(gateway, &input.operator, record, key, result, &teller.actor).await
+            },
+        ))
         .await
     }
 
+    // One request read top to bottom: validate, fingerprint, replay, claim,
+    // then the operator (or the card saga); splitting it would scatter the order.
+    #[allow(clippy::too_many_lines)]
     async fn pay(
         &self,
         request: Request<pb::PayRequest>,
     ) -> Result<Response<pb::PayResponse>, Status> {
         let caller = identity_of(&request)?;
         let message = request.into_inner();
-        logged("WalletService/Pay", message.context.as_ref(), async {
-            let wallets = self.wallets()?;
-            let gateway = &self.gateway;
-            let now = gateway.clock.now();
-            let store_id = message
-                .context
-                .as_ref()
-                .map(|c| c.store_id.clone())
-                .unwrap_or_default();
-            let mut input = None;
-            let mut amount = None;
-            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
-                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
-                let operator = input.as_ref().map(|input| input.operator.as_ref());
-                amount = check_amount(
-                    v,
-                    message.amount.as_ref(),
-                    operator,
-                    |op| op.config.max_payment_minor,
-                    |_| 1,
-                );
-                let reference = &message.pos_reference;
-                if reference.len() > MAX_POS_REFERENCE_LEN
-                    || !reference.bytes().all(|b| (0x20..=0x7E).contains(&b))
-                {
-                    v.add("pos_reference", "must be 0-40 printable ASCII characters");
+        Box::pin(logged(
+            "WalletService/Pay",
+            message.context.as_ref(),
+            async {
+                let wallets = self.wallets()?;
+                let gateway = &self.gateway;
+                let now = gateway.clock.now();
+                let store_id = message
+                    .context
+                    .as_ref()
+                    .map(|c| c.store_id.clone())
+                    .unwrap_or_default();
+                let mut input = None;
+                let mut amount = None;
+                let (_permit, teller) =
+                    gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                        input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                        let operator = input.as_ref().map(|input| input.operator.as_ref());
+                        amount = check_amount(
+                            v,
+                            message.amount.as_ref(),
+                            operator,
+                            |op| op.config.max_payment_minor,
+                            |_| 1,
+                        );
+                        let reference = &message.pos_reference;
+                        if reference.len() > MAX_POS_REFERENCE_LEN
+                            || !reference.bytes().all(|b| (0x20..=0x7E).contains(&b))
+                        {
+                            v.add("pos_reference", "must be 0-40 printable ASCII characters");
+                        }
+                    })?;
+                let (Some(input), Some(amount)) = (input, amount) else {
+                    return Err(Status::internal(
+                        "validation passed without a wallet or amount",
+                    ));
+                };
+                let key = key_of(&teller);
+                let fingerprint = FingerprintBuilder::new("WalletService/Pay")
+                    .value("wallet.wallet_operator_id", &input.operator.config.id)
+                    .value(
+                        "wallet.id",
+                        wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref())
+                            .await?,
+                    )
+                    .value(
+                        "amount",
+                        format!("{amount} {}", input.operator.config.currency.code),
+                    )
+                    .value("pos_reference", &message.pos_reference)
+                    .finish();
+                if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                    return Ok(answer);
                 }
-            })?;
-            let (Some(input), Some(amount)) = (input, amount) else {
-                return Err(Status::internal(
-                    "validation passed without a wallet or amount",
-                ));
-            };
-            let key = key_of(&teller);
-            let fingerprint = FingerprintBuilder::new("WalletService/Pay")
-                .value("wallet.wallet_operator_id", &input.operator.config.id)
-                .value(
-                    "wallet.id",
-                    wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref()).await?,
-                )
-                .value(
-                    "amount",
-                    format!("{amount} {}", input.operator.config.currency.code),
-                )
-                .value("pos_reference", &message.pos_reference)
-                .finish();
-            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
-                return Ok(answer);
-            }
-            let mut record = new_record(
-                gateway,
-                &teller,
-                WalletType::Payment,
-                &input.operator,
-                amount,
-                now,
-            );
-            record.wallet_ref = input.stored_ref.clone();
-            record.pos_reference.clone_from(&message.pos_reference);
-            let reload = auto_reload_need(gateway, &input, amount).await?;
-            if let Some(answer) =
-                claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
-            {
-                return Ok(answer);
-            }
-            if let (Some((link, short_minor)), Some(payments)) = (reload, gateway.payments.as_ref())
-            {
-                return super::wallet_saga::auto_reload_pay(
+                let mut record = new_record(
                     gateway,
-                    payments,
-                    &input.operator,
-                    &input.wire,
-                    record,
-                    key,
-                    &link,
-                    short_minor,
                     &teller,
-                )
-                .await;
-            }
-            let result = input
-                .operator
-                .client
-                .pay(&wire::PaymentRequest {
-                    transaction_id: record.id.clone(),
-                    wallet: input.wire.clone(),
-                    amount: money(&record),
-                    pos_reference: (!message.pos_reference.is_empty())
-                        .then(|| message.pos_reference.clone()),
-                    channel: channel(&teller),
-                })
-                .await;
-            finish(gateway, &input.operator, record, key, result, &teller.actor).await
-        })
+                    WalletType::Payment,
+                    &input.operator,
+                    amount,
+                    now,
+                );
+                record.wallet_ref = input.stored_ref.clone();
+                record.pos_reference.clone_from(&message.pos_reference);
+                let reload = auto_reload_need(gateway, &input, amount).await?;
+                if let Some(answer) =
+                    claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
+                {
+                    return Ok(answer);
+                }
+                if let (Some((link, short_minor)), Some(payments)) =
+                    (reload, gateway.payments.as_ref())
+                {
+                    return super::wallet_saga::auto_reload_pay(
+                        gateway,
+                        payments,
+                        &input.operator,
+                        &input.wire,
+                        record,
+                        key,
+                        &link,
+                        short_minor,
+                        &teller,
+                    )
+                    .await;
+                }
+                let result = input
+                    .operator
+                    .client
+                    .pay(&wire::PaymentRequest {
+                        transaction_id: record.id.clone(),
+                        wallet: input.wire.clone(),
+                        amount: money(&record),
+                        pos_reference: (!message.pos_reference.is_empty())
+                            .then(|| message.pos_reference.clone()),
+                        channel: channel(&teller),
+                    })
+                    .await;
+                finish(gateway, &input.operator, record, key, result, &teller.actor).await
+            },
+        ))
         .await
     }
 
@@ -1140,7 +1170,9 @@ impl WalletService for WalletApi {
                 }
             })?;
             let (Some(input), Some(card)) = (input, card) else {
-                return Err(Status::internal("validation passed without a wallet or card"));
+                return Err(Status::internal(
+                    "validation passed without a wallet or card",
+                ));
             };
             let enabled = message
                 .auto_reload
@@ -1188,45 +1220,51 @@ impl WalletService for WalletApi {
     ) -> Result<Response<pb::UnlinkCardResponse>, Status> {
         let caller = identity_of(&request)?;
         let message = request.into_inner();
-        logged("WalletService/UnlinkCard", message.context.as_ref(), async {
-            let wallets = self.wallets()?;
-            let gateway = &self.gateway;
-            let now = gateway.clock.now();
-            let store_id = message
-                .context
-                .as_ref()
-                .map(|c| c.store_id.clone())
-                .unwrap_or_default();
-            let mut input = None;
-            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
-                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
-                v.text("reason", &message.reason, MAX_REASON_LEN);
-            })?;
-            let input =
-                input.ok_or_else(|| Status::internal("validation passed without a wallet"))?;
-            let fingerprint = FingerprintBuilder::new("WalletService/UnlinkCard")
-                .value("wallet.wallet_operator_id", &input.operator.config.id)
-                .value(
-                    "wallet.id",
-                    wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref()).await?,
+        logged(
+            "WalletService/UnlinkCard",
+            message.context.as_ref(),
+            async {
+                let wallets = self.wallets()?;
+                let gateway = &self.gateway;
+                let now = gateway.clock.now();
+                let store_id = message
+                    .context
+                    .as_ref()
+                    .map(|c| c.store_id.clone())
+                    .unwrap_or_default();
+                let mut input = None;
+                let (_permit, teller) =
+                    gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                        input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                        v.text("reason", &message.reason, MAX_REASON_LEN);
+                    })?;
+                let input =
+                    input.ok_or_else(|| Status::internal("validation passed without a wallet"))?;
+                let fingerprint = FingerprintBuilder::new("WalletService/UnlinkCard")
+                    .value("wallet.wallet_operator_id", &input.operator.config.id)
+                    .value(
+                        "wallet.id",
+                        wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref())
+                            .await?,
+                    )
+                    .value("reason", &message.reason)
+                    .finish();
+                let key = key_of(&teller);
+                if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                    return Ok(answer);
+                }
+                super::wallet_saga::unlink_card(
+                    gateway,
+                    &input.operator,
+                    &teller,
+                    &input.wire,
+                    &message.reason,
+                    fingerprint,
+                    now,
                 )
-                .value("reason", &message.reason)
-                .finish();
-            let key = key_of(&teller);
-            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
-                return Ok(answer);
-            }
-            super::wallet_saga::unlink_card(
-                gateway,
-                &input.operator,
-                &teller,
-                &input.wire,
-                &message.reason,
-                fingerprint,
-                now,
-            )
-            .await
-        })
+                .await
+            },
+        )
         .await
     }
 

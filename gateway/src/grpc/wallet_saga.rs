@@ -25,7 +25,7 @@ use crate::store::{
     RequestFingerprint, Saga, SagaKind, SagaStep, StoreError, WalletRecord, WalletType,
 };
 use crate::wallet::reload::{
-    self, CardStep, SagaRun, StepResult, advance, compensate, crash_point, fail_parent,
+    self, CardOnFile, CardStep, SagaRun, StepResult, advance, compensate, crash_point, fail_parent,
     reload_top_up, step_result, top_up_step,
 };
 use crate::wallet::{Operator, view};
@@ -84,8 +84,8 @@ pub(crate) async fn enrich(
         .card_transaction(&saga.card_transaction_id)
         .await?
         .map(|card| card_view::card_transaction(&card, Vec::new(), &payments.config));
-    match record.wallet_type {
-        WalletType::Payment => {
+    if record.wallet_type == WalletType::Payment {
+        {
             let top_up_id = match &saga.top_up_transaction_id {
                 Some(id) if gateway.store.wallet_transaction(id).await?.is_some() => id.clone(),
                 _ => String::new(),
@@ -99,11 +99,10 @@ pub(crate) async fn enrich(
                 top_up_transaction_id: top_up_id,
             });
         }
-        _ => {
-            view.card_transaction = card;
-            if saga.kind == SagaKind::AutoReload {
-                view.parent_transaction_id.clone_from(&saga.saga_id);
-            }
+    } else {
+        view.card_transaction = card;
+        if saga.kind == SagaKind::AutoReload {
+            view.parent_transaction_id.clone_from(&saga.saga_id);
         }
     }
     Ok(())
@@ -111,7 +110,9 @@ pub(crate) async fn enrich(
 
 /// Pay with an auto-reload: `payment` is claimed `in_progress` under `key`;
 /// the wallet is `short_minor` short.
-#[allow(clippy::too_many_arguments)]
+// The saga's steps in their order, each durable before its call: one
+// sequence is easier to check than pieces.
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
 pub(crate) async fn auto_reload_pay(
     gateway: &Gateway,
     payments: &Payments,
@@ -157,11 +158,13 @@ pub(crate) async fn auto_reload_pay(
         .card_step(
             &saga,
             &card,
-            &link.card_link,
-            link.masked_pan.clone(),
-            link.pan_fingerprint.clone(),
-            link.card_brand.clone(),
-            None,
+            CardOnFile {
+                route_link: link.card_link.clone(),
+                masked_pan: link.masked_pan.clone(),
+                pan_fingerprint: link.pan_fingerprint.clone(),
+                card_brand: link.card_brand.clone(),
+                pin_block: None,
+            },
         )
         .await
         .map_err(store_err)?;
@@ -195,10 +198,8 @@ pub(crate) async fn auto_reload_pay(
         StepResult::Completed => {}
         StepResult::Refused(reason) => {
             let text = view::decline_of(None).1;
-            return fail_with::<pb::PayResponse>(
-                gateway, &mut saga, &payment, &key, &reason, text,
-            )
-            .await;
+            return fail_with::<pb::PayResponse>(gateway, &mut saga, &payment, &key, &reason, text)
+                .await;
         }
         StepResult::Unknown => return fail_unknown(gateway, &mut saga, &payment).await,
     }
@@ -221,7 +222,16 @@ pub(crate) async fn auto_reload_pay(
         })
         .await;
     crash_point("reload.pay_answered");
-    settle_parent(gateway, operator, &mut saga, payment, key, result, &teller.actor).await
+    settle_parent(
+        gateway,
+        operator,
+        &mut saga,
+        payment,
+        key,
+        result,
+        &teller.actor,
+    )
+    .await
 }
 
 /// Records the parent's own call (the payment, or the card top-up's top-up)
@@ -267,9 +277,7 @@ async fn fail_with<M: prost::Message + Default>(
     text: &str,
 ) -> Result<Response<M>, Status> {
     let store_err = |error: StoreError| store_status(&error);
-    compensate(gateway, saga, reason)
-        .await
-        .map_err(store_err)?;
+    compensate(gateway, saga, reason).await.map_err(store_err)?;
     fail_parent(gateway, parent, reason, text, false)
         .await
         .map_err(store_err)?;
@@ -277,7 +285,7 @@ async fn fail_with<M: prost::Message + Default>(
 }
 
 /// A step's outcome is unknown: undo the earlier ones, reverse the parent,
-/// answer OUTCOME_UNKNOWN (a retry gets REVERSED once the queue is done).
+/// answer `OUTCOME_UNKNOWN` (a retry gets REVERSED once the queue is done).
 async fn fail_unknown<M: prost::Message + Default>(
     gateway: &Gateway,
     saga: &mut Saga,
@@ -341,11 +349,13 @@ pub(crate) async fn card_top_up(
         .card_step(
             &saga,
             card,
-            route_link,
-            card.pan.masked(),
-            fingerprint,
-            brand_name(crate::payments::card::brand_of(&card.pan)).to_owned(),
-            pin_block,
+            CardOnFile {
+                route_link: route_link.to_owned(),
+                masked_pan: card.pan.masked(),
+                pan_fingerprint: fingerprint,
+                card_brand: brand_name(crate::payments::card::brand_of(&card.pan)).to_owned(),
+                pin_block,
+            },
         )
         .await
         .map_err(store_err)?;
@@ -382,7 +392,16 @@ pub(crate) async fn card_top_up(
         })
         .await;
     crash_point("reload.top_up_answered");
-    settle_parent(gateway, operator, &mut saga, top_up, key, result, &teller.actor).await
+    settle_parent(
+        gateway,
+        operator,
+        &mut saga,
+        top_up,
+        key,
+        result,
+        &teller.actor,
+    )
+    .await
 }
 
 /// The proto view of a link.
@@ -417,7 +436,7 @@ pub(crate) fn link_view(link: &CardLink, operator_name: &str) -> pb::WalletCardL
     }
 }
 
-/// What LinkCard checked before talking to anyone.
+/// What `LinkCard` checked before talking to anyone.
 pub(crate) struct LinkInput<'a> {
     pub operator: &'a Operator,
     pub wallet: &'a wire::WalletRef,
@@ -427,8 +446,10 @@ pub(crate) struct LinkInput<'a> {
     pub fingerprint: RequestFingerprint,
 }
 
-/// LinkCard after validation and the idempotency check: the card must be a
+/// `LinkCard` after validation and the idempotency check: the card must be a
 /// co-brand card the issuer verifies; the link keeps a token, never the PAN.
+// Checks, then the issuer, then the token and the row, in that order.
+#[allow(clippy::too_many_lines)]
 pub(crate) async fn link_card(
     gateway: &Gateway,
     payments: &Payments,
@@ -483,47 +504,9 @@ pub(crate) async fn link_card(
             "the wallet already has a card link: UnlinkCard first".to_owned(),
         ));
     }
-    // The zero-amount account verification at the issuer (no hold, no
-    // money: nothing to record or reverse).
-    let (link, link_config) = up_link(payments, &checked.route.link)?;
-    let id = uuid::Uuid::now_v7();
-    let mut verification = CardRecordDraft::new(
-        teller,
-        &id,
-        link,
-        &checked.route.link,
-        input.operator.config.currency.code,
-        calendar.business_date(now),
-        now,
-    );
-    verification.masked_pan = input.card.pan.masked();
-    verification.card_brand = brand_name(checked.brand).to_owned();
-    verification.route = checked.route.kind;
-    verification.entry_mode = input.card.entry_mode.as_str().to_owned();
-    verification.merchant_id = payments
-        .config
-        .merchant_ids
-        .get(&teller.store_id)
-        .cloned()
-        .unwrap_or_default();
-    let outgoing = Outgoing {
-        link,
-        acquirer_id: &link_config.acquirer_id,
-        pin_block: checked.pin_block,
-        original: None,
-    };
-    let outcome = send_financial(gateway, &verification, Some(input.card), &outgoing, now).await;
-    let approved = match &outcome {
-        BankOutcome::Answered(response) => {
-            verification.response_code = response.response_code.as_str().to_owned();
-            verification.approval_code = response.approval_code.clone().unwrap_or_default();
-            response.response_code.is_approved()
-        }
-        BankOutcome::Unknown(reason) | BankOutcome::NotSent(reason) | BankOutcome::NotBuilt(reason) => {
-            tracing::warn!(link = %checked.route.link, %reason, "card verification got no answer; nothing linked");
-            return Err(partner_unavailable(&checked.route.link));
-        }
-    };
+    let (brand, route_link) = (checked.brand, checked.route.link.clone());
+    let (verification, approved) =
+        verify_card(gateway, payments, teller, &input, checked, now).await?;
     let hsm = gateway
         .wallets
         .as_ref()
@@ -558,13 +541,17 @@ pub(crate) async fn link_card(
             .fingerprint(&input.card.pan)
             .await
             .map_err(|error| from_hsm_error(&error))?,
-        card_brand: brand_name(checked.brand).to_owned(),
-        card_link: checked.route.link.clone(),
+        card_brand: brand_name(brand).to_owned(),
+        card_link: route_link,
         token,
         token_key: operator.config.card_token_key.clone(),
         token_key_version: version,
         auto_reload: input.auto_reload,
-        step_minor: if input.auto_reload { input.step_minor } else { 0 },
+        step_minor: if input.auto_reload {
+            input.step_minor
+        } else {
+            0
+        },
         currency: operator.config.currency.code.to_owned(),
         store_id: teller.store_id.clone(),
         terminal_id: teller.terminal_id.clone(),
@@ -627,7 +614,7 @@ async fn replay_link<M: prost::Message + Default>(
     super::idempotent::replay(&answer, fingerprint, &key.client_request_id)
 }
 
-/// UnlinkCard after validation and the idempotency check.
+/// `UnlinkCard` after validation and the idempotency check.
 pub(crate) async fn unlink_card(
     gateway: &Gateway,
     operator: &Operator,
@@ -685,31 +672,90 @@ pub(crate) async fn unlink_card(
     }
 }
 
-/// A card record used only for the verification message and its view.
-struct CardRecordDraft;
+/// The zero-amount account verification of a co-brand card at its issuer:
+/// no hold and no money, so nothing to record or reverse. Returns the
+/// verification (for the answer) and whether the issuer approved.
+async fn verify_card(
+    gateway: &Gateway,
+    payments: &Payments,
+    teller: &Teller,
+    input: &LinkInput<'_>,
+    checked: super::payment::CheckedCard,
+    now: DateTime<Utc>,
+) -> Result<(crate::store::CardRecord, bool), Status> {
+    let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
+    let (link, link_config) = up_link(payments, &checked.route.link)?;
+    let id = uuid::Uuid::now_v7();
+    let mut verification = verification_record(
+        teller,
+        &id,
+        link,
+        &checked.route.link,
+        input.operator.config.currency.code,
+        calendar.business_date(now),
+        now,
+    );
+    verification.masked_pan = input.card.pan.masked();
+    brand_name(checked.brand).clone_into(&mut verification.card_brand);
+    verification.route = checked.route.kind;
+    input
+        .card
+        .entry_mode
+        .as_str()
+        .clone_into(&mut verification.entry_mode);
+    verification.merchant_id = payments
+        .config
+        .merchant_ids
+        .get(&teller.store_id)
+        .cloned()
+        .unwrap_or_default();
+    let outgoing = Outgoing {
+        link,
+        acquirer_id: &link_config.acquirer_id,
+        pin_block: checked.pin_block,
+        original: None,
+    };
+    let outcome = send_financial(gateway, &verification, Some(input.card), &outgoing, now).await;
+    let approved = match &outcome {
+        BankOutcome::Answered(response) => {
+            response
+                .response_code
+                .as_str()
+                .clone_into(&mut verification.response_code);
+            verification.approval_code = response.approval_code.clone().unwrap_or_default();
+            response.response_code.is_approved()
+        }
+        BankOutcome::Unknown(reason)
+        | BankOutcome::NotSent(reason)
+        | BankOutcome::NotBuilt(reason) => {
+            tracing::warn!(link = %checked.route.link, %reason, "card verification got no answer; nothing linked");
+            return Err(partner_unavailable(&checked.route.link));
+        }
+    };
+    Ok((verification, approved))
+}
 
-impl CardRecordDraft {
-    fn new(
-        teller: &Teller,
-        id: &uuid::Uuid,
-        link: &posgate_partners::bank::link::BankLink,
-        link_id: &str,
-        currency: &str,
-        business_date: chrono::NaiveDate,
-        now: DateTime<Utc>,
-    ) -> crate::store::CardRecord {
-        let mut record = draft(&Draft {
-            teller,
-            id,
-            card_type: CardType::Authorization,
-            link,
-            link_id,
-            amount: 0,
-            currency,
-            business_date,
-            now,
-        });
-        record.status = crate::store::TransactionStatus::InProgress;
-        record
-    }
+/// A card record used only for the verification message and its view.
+fn verification_record(
+    teller: &Teller,
+    id: &uuid::Uuid,
+    link: &posgate_partners::bank::link::BankLink,
+    link_id: &str,
+    currency: &str,
+    business_date: chrono::NaiveDate,
+    now: DateTime<Utc>,
+) -> crate::store::CardRecord {
+    let mut record = draft(&Draft {
+        teller,
+        id,
+        card_type: CardType::Authorization,
+        link,
+        link_id,
+        amount: 0,
+        currency,
+        business_date,
+        now,
+    });
+    record.status = crate::store::TransactionStatus::InProgress;
+    record
 }

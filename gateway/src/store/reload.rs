@@ -3,7 +3,7 @@
 //!
 //! A saga row names the step about to run and the ids its transactions will
 //! carry, and is written BEFORE that step's external call; each step's own
-//! transaction (a card SALE, a wallet TOP_UP, the wallet PAYMENT) is then
+//! transaction (a card SALE, a wallet `TOP_UP`, the wallet PAYMENT) is then
 //! recorded like any other. After a crash the recovery worker
 //! (`wallet::reload::recover`) reads the saga and the states of its
 //! transactions and either finishes it or compensates every earlier step.
@@ -88,9 +88,9 @@ impl std::fmt::Debug for CardLink {
 /// What a saga is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SagaKind {
-    /// Pay found the balance short: card SALE, wallet TOP_UP, then PAYMENT.
+    /// Pay found the balance short: card SALE, wallet `TOP_UP`, then PAYMENT.
     AutoReload,
-    /// A top-up paid by a card at the counter: card SALE, then TOP_UP.
+    /// A top-up paid by a card at the counter: card SALE, then `TOP_UP`.
     CardTopUp,
 }
 
@@ -152,13 +152,13 @@ impl SagaStep {
 /// One saga: the parent wallet transaction and the ids of its steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Saga {
-    /// The parent wallet transaction (the PAYMENT, or the card-funded TOP_UP).
+    /// The parent wallet transaction (the PAYMENT, or the card-funded `TOP_UP`).
     pub saga_id: String,
     pub kind: SagaKind,
     pub step: SagaStep,
     pub link_id: Option<String>,
     pub card_transaction_id: String,
-    /// The auto-reload TOP_UP (auto-reload only).
+    /// The auto-reload `TOP_UP` (auto-reload only).
     pub top_up_transaction_id: Option<String>,
     pub reload_minor: i64,
     pub currency: String,
@@ -184,8 +184,8 @@ pub enum LinkWrite {
     Written,
     /// The key was already used: nothing written; read its answer.
     KeyTaken,
-    /// The wallet already has an active link (LinkCard), or the link is no
-    /// longer active (UnlinkCard): nothing written.
+    /// The wallet already has an active link (`LinkCard`), or the link is no
+    /// longer active (`UnlinkCard`): nothing written.
     Conflict,
 }
 
@@ -215,14 +215,10 @@ pub trait ReloadStore: Send + Sync {
     /// Inserts a saga or moves it to `saga.step` (durable on return).
     async fn put_saga(&self, saga: &Saga) -> Result<(), StoreError>;
     async fn saga(&self, saga_id: &str) -> Result<Option<Saga>, StoreError>;
-    /// The saga a step transaction (card SALE or auto-reload TOP_UP) belongs to.
+    /// The saga a step transaction (card SALE or auto-reload `TOP_UP`) belongs to.
     async fn saga_of_step(&self, transaction_id: &str) -> Result<Option<Saga>, StoreError>;
     /// Sagas not final and unchanged since before `before`, oldest first.
-    async fn open_sagas(
-        &self,
-        before: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<Saga>, StoreError>;
+    async fn open_sagas(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<Saga>, StoreError>;
 }
 
 pub(super) mod sql {
@@ -251,7 +247,9 @@ pub(super) mod sql {
 /// like any second writer, under the busy timeout).
 macro_rules! define_reload_store {
     ($store:ty, $pool:ident, $row:ty) => {
-        fn reload_link_of(row: &$row) -> Result<$crate::store::CardLink, $crate::store::StoreError> {
+        fn reload_link_of(
+            row: &$row,
+        ) -> Result<$crate::store::CardLink, $crate::store::StoreError> {
             use sqlx::Row as _;
             Ok($crate::store::CardLink {
                 link_id: row.try_get(0)?,

@@ -150,7 +150,27 @@ fn invalid(index: usize, field: &str, reason: impl Into<String>) -> ConfigError 
     }
 }
 
+/// Checks the card settings: reload steps are multiples of the top-up unit
+/// within the top-up maximum; the token key label is sane.
+fn check_reload(index: usize, raw: &RawWalletOperator) -> Result<(), ConfigError> {
+    if raw.reload_steps_minor.iter().any(|step| {
+        *step <= 0 || *step % raw.top_up_unit_minor != 0 || *step > raw.max_top_up_minor
+    }) {
+        return Err(invalid(
+            index,
+            "reload_steps_minor",
+            "each step must be a positive multiple of top_up_unit_minor, at most max_top_up_minor",
+        ));
+    }
+    if raw.card_token_key.is_empty() || raw.card_token_key.len() > 64 {
+        return Err(invalid(index, "card_token_key", "must be 1-64 characters"));
+    }
+    Ok(())
+}
+
 /// Checks the `[[wallet_operator]]` sections against the configured stores.
+// One check per field, in the file's order.
+#[allow(clippy::too_many_lines)]
 pub(crate) fn check(
     raw: Vec<RawWalletOperator>,
     store_ids: &[String],
@@ -226,20 +246,7 @@ pub(crate) fn check(
                 "0 < retry_min_ms <= retry_max_ms",
             ));
         }
-        if raw
-            .reload_steps_minor
-            .iter()
-            .any(|step| *step <= 0 || *step % raw.top_up_unit_minor != 0 || *step > raw.max_top_up_minor)
-        {
-            return Err(invalid(
-                index,
-                "reload_steps_minor",
-                "each step must be a positive multiple of top_up_unit_minor, at most max_top_up_minor",
-            ));
-        }
-        if raw.card_token_key.is_empty() || raw.card_token_key.len() > 64 {
-            return Err(invalid(index, "card_token_key", "must be 1-64 characters"));
-        }
+        check_reload(index, &raw)?;
         operators.push(WalletOperatorConfig {
             id: raw.id,
             name: raw.name,

@@ -3,18 +3,18 @@
 //!
 //! Steps of an auto-reload Pay (saga kind `auto_reload`, parent = the
 //! PAYMENT): `card` (a SALE on the linked co-brand card through its bank
-//! link), `top_up` (a TOP_UP funded `auto_reload` at the operator), `pay`
+//! link), `top_up` (a `TOP_UP` funded `auto_reload` at the operator), `pay`
 //! (the PAYMENT itself). A card top-up (kind `card_top_up`, parent = the
-//! TOP_UP) has `card` then `top_up`. Before each step's external call the
+//! `TOP_UP`) has `card` then `top_up`. Before each step's external call the
 //! saga row names that step (durable), and the step's own transaction is
 //! recorded `in_progress` like any card or wallet call.
 //!
 //! Compensation: when a step is refused or its outcome is unknown, the
 //! parent gets its final answer (DECLINED with the failing step's reason, or
-//! `pending_reversal` with a wallet reversal queued: OUTCOME_UNKNOWN, later
+//! `pending_reversal` with a wallet reversal queued: `OUTCOME_UNKNOWN`, later
 //! REVERSED) and every earlier step is undone through the store-and-forward
 //! queues: a captured card SALE is voided (reversal 0400 queued, reversing
-//! settlement lines), a completed TOP_UP goes `pending_reversal` with its
+//! settlement lines), a completed `TOP_UP` goes `pending_reversal` with its
 //! wallet reversal queued (and reversing lines). Each of these writes is
 //! guarded by the step's status, so doing it twice is harmless; that is what
 //! lets [`recover`] (a pass of the recovery worker) redo whatever a crash
@@ -127,7 +127,13 @@ pub fn reload_amount(short_minor: i64, step_minor: i64) -> i64 {
     (short_minor + step_minor - 1) / step_minor * step_minor
 }
 
-fn event(kind: &str, from: Option<TransactionStatus>, to: TransactionStatus, actor: &str, detail: String) -> Event {
+fn event(
+    kind: &str,
+    from: Option<TransactionStatus>,
+    to: TransactionStatus,
+    actor: &str,
+    detail: String,
+) -> Event {
     Event {
         event_type: kind.to_owned(),
         from_status: from,
@@ -149,6 +155,17 @@ pub(crate) enum CardStep {
     Unknown,
 }
 
+/// What the card step sends besides the card: its bank link and what the
+/// record keeps of the card.
+pub(crate) struct CardOnFile {
+    pub route_link: String,
+    pub masked_pan: String,
+    pub pan_fingerprint: String,
+    pub card_brand: String,
+    /// The PIN block translated to the link's zone PIN key (card top-ups).
+    pub pin_block: Option<Vec<u8>>,
+}
+
 /// Everything a step needs.
 pub(crate) struct SagaRun<'a> {
     pub gateway: &'a Gateway,
@@ -159,28 +176,28 @@ pub(crate) struct SagaRun<'a> {
 impl SagaRun<'_> {
     /// Records the card SALE `saga.card_transaction_id` `in_progress`, sends
     /// it through the card's bank link and records the answer.
+    // Record, send, record the answer: one step, kept in one place.
+    #[allow(clippy::too_many_lines)]
     pub(crate) async fn card_step(
         &self,
         saga: &Saga,
         card: &PresentedCard,
-        card_route_link: &str,
-        masked_pan: String,
-        pan_fingerprint: String,
-        card_brand: String,
-        pin_block: Option<Vec<u8>>,
+        on_file: CardOnFile,
     ) -> Result<CardStep, StoreError> {
         let gateway = self.gateway;
         let now = gateway.clock.now();
         let calendar = BusinessCalendar::from(gateway.store_config(&self.teller.store_id));
         let id = uuid::Uuid::parse_str(&saga.card_transaction_id)
             .map_err(|_| StoreError::Invariant("saga card id is not a UUID".to_owned()))?;
+        let card_route_link = on_file.route_link.as_str();
         let Ok((link, link_config)) = up_link(self.payments, card_route_link) else {
             return Ok(CardStep::NotSent);
         };
+        let pin_block = on_file.pin_block;
         let record = CardRecord {
-            masked_pan,
-            pan_fingerprint,
-            card_brand,
+            masked_pan: on_file.masked_pan,
+            pan_fingerprint: on_file.pan_fingerprint,
+            card_brand: on_file.card_brand,
             entry_mode: card.entry_mode.as_str().to_owned(),
             cardholder_verification: if pin_block.is_some() {
                 "online_pin"
@@ -279,7 +296,9 @@ impl SagaRun<'_> {
 pub(crate) fn step_result(result: &Result<WalletResult, WalletCallError>) -> StepResult {
     match result {
         Ok(answer) if answer.status == ResultStatus::Completed => StepResult::Completed,
-        Ok(answer) => StepResult::Refused(super::view::decline_of(answer.decline_code).0.to_owned()),
+        Ok(answer) => {
+            StepResult::Refused(super::view::decline_of(answer.decline_code).0.to_owned())
+        }
         Err(WalletCallError::Rejected { .. } | WalletCallError::Unavailable(_)) => {
             StepResult::Refused("OTHER".to_owned())
         }
@@ -294,8 +313,12 @@ pub(crate) enum StepResult {
     Unknown,
 }
 
-/// A new auto-reload TOP_UP of `parent`.
-pub(crate) fn reload_top_up(parent: &WalletRecord, saga: &Saga, now: DateTime<Utc>) -> WalletRecord {
+/// A new auto-reload `TOP_UP` of `parent`.
+pub(crate) fn reload_top_up(
+    parent: &WalletRecord,
+    saga: &Saga,
+    now: DateTime<Utc>,
+) -> WalletRecord {
     WalletRecord {
         id: saga.top_up_transaction_id.clone().unwrap_or_default(),
         wallet_type: WalletType::TopUp,
@@ -313,7 +336,7 @@ pub(crate) fn reload_top_up(parent: &WalletRecord, saga: &Saga, now: DateTime<Ut
     }
 }
 
-/// Records the auto-reload TOP_UP `in_progress`, sends it and records the
+/// Records the auto-reload `TOP_UP` `in_progress`, sends it and records the
 /// answer. Returns the settled record and what it ended in.
 pub(crate) async fn top_up_step(
     gateway: &Gateway,
@@ -457,10 +480,13 @@ pub(crate) async fn compensate_card(gateway: &Gateway, card_id: &str) -> Result<
     Ok(())
 }
 
-/// Undoes a saga's auto-reload TOP_UP: completed or cut off →
+/// Undoes a saga's auto-reload `TOP_UP`: completed or cut off →
 /// `pending_reversal` with its wallet reversal queued (a completed one also
 /// gets reversing lines). Guarded, so repeatable.
-pub(crate) async fn compensate_top_up(gateway: &Gateway, top_up_id: &str) -> Result<(), StoreError> {
+pub(crate) async fn compensate_top_up(
+    gateway: &Gateway,
+    top_up_id: &str,
+) -> Result<(), StoreError> {
     let Some(top_up) = gateway.store.wallet_transaction(top_up_id).await? else {
         return Ok(());
     };
@@ -609,7 +635,11 @@ pub(crate) async fn compensate(
 }
 
 /// Moves a saga to `step`, durably, before that step's external call.
-pub(crate) async fn advance(gateway: &Gateway, saga: &mut Saga, step: SagaStep) -> Result<(), StoreError> {
+pub(crate) async fn advance(
+    gateway: &Gateway,
+    saga: &mut Saga,
+    step: SagaStep,
+) -> Result<(), StoreError> {
     saga.step = step;
     saga.updated_at = gateway.clock.now();
     gateway.store.put_saga(saga).await
@@ -632,7 +662,11 @@ pub fn longest_step(payments: Option<&Payments>, wallets: &Wallets) -> Duration 
 }
 
 /// Runs the recovery worker until `shutdown` turns true.
-pub async fn run(gateway: Arc<Gateway>, wallets: Arc<Wallets>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    gateway: Arc<Gateway>,
+    wallets: Arc<Wallets>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         if let Err(error) = recover(&gateway, &wallets).await {
             tracing::error!(%error, "wallet saga recovery pass failed");

@@ -65,7 +65,7 @@ fn money(amount_minor: i64, currency: &str) -> pb::Money {
     }
 }
 
-/// How a top-up was paid for (`funding` as stored: cash, card, auto_reload).
+/// How a top-up was paid for (`funding` as stored: cash, card, `auto_reload`).
 fn funding(record: &WalletRecord) -> pb::WalletFunding {
     match (record.wallet_type, record.funding.as_str()) {
         (WalletType::TopUp, "card") => pb::WalletFunding::Card,

@@ -18,11 +18,14 @@ use posgate_partners::wallet::sim::{FaultConfig, WalletSim, WalletSimConfig};
 use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
 
-use super::cards::{acquirer_config, card_config, co_brand, cobrand_config, init_tracing, keyed, visa_ok, write_keystore};
+use super::cards::{
+    acquirer_config, card_config, co_brand, cobrand_config, init_tracing, keyed, visa_ok,
+    write_keystore,
+};
 use super::support::{Backend, OPEN_LIMITS, TestDb, TestGateway, backends, utc};
 use super::wallets::{
-    POSGATE_KEY_ID, SIM_KEY_ID, SIM_SEED_HEX, card, context, error_reason, pki, public_of, sim_config,
-    status_of, twd, wallet,
+    POSGATE_KEY_ID, SIM_KEY_ID, SIM_SEED_HEX, card, context, error_reason, pki, public_of,
+    sim_config, status_of, twd, wallet,
 };
 
 /// Wallets of the simulator, one per case so cases do not interfere.
@@ -110,7 +113,9 @@ impl ReloadWorld {
         let db = TestDb::new(backend).await;
         write_keystore(db.dir.path()).await;
         let (server_tls, client_tls) = pki(db.dir.path());
-        let sim = WalletSim::start(reload_sim_config(server_tls)).await.unwrap();
+        let sim = WalletSim::start(reload_sim_config(server_tls))
+            .await
+            .unwrap();
         let (a, c) = (acquirer.addr().to_string(), cobrand.addr().to_string());
         let operator = operator_section(&sim, &client_tls);
         let gw = TestGateway::start_with(db, utc("2026-11-23T03:00:00Z"), OPEN_LIMITS, |dir| {
@@ -137,7 +142,11 @@ impl ReloadWorld {
 
     /// What the co-brand issuer has posted to the co-brand card.
     fn posted(&self) -> i64 {
-        self.cobrand.ledger().account(&co_brand()).unwrap().posted_minor
+        self.cobrand
+            .ledger()
+            .account(&co_brand())
+            .unwrap()
+            .posted_minor
     }
 
     /// Runs the store-and-forward and saga workers (moving the clock on)
@@ -207,7 +216,11 @@ async fn gateway_books(world: &ReloadWorld, ids: &[String]) -> (i64, i64) {
     let (mut bank, mut wallet) = (0, 0);
     for id in ids.iter().filter(|id| !id.is_empty()) {
         let lines = world.gw.store().settlement_lines(id).await.unwrap();
-        assert_eq!(lines.iter().map(|l| l.amount_minor).sum::<i64>(), 0, "{id}: {lines:?}");
+        assert_eq!(
+            lines.iter().map(|l| l.amount_minor).sum::<i64>(),
+            0,
+            "{id}: {lines:?}"
+        );
         for line in lines {
             if line.party.starts_with("bank:") {
                 bank += line.amount_minor;
@@ -219,9 +232,12 @@ async fn gateway_books(world: &ReloadWorld, ids: &[String]) -> (i64, i64) {
     (bank, wallet)
 }
 
-/// The ids of a payment, its card SALE and its auto-reload TOP_UP.
+/// The ids of a payment, its card SALE and its auto-reload `TOP_UP`.
 fn saga_ids(payment: &pb::WalletTransaction) -> Vec<String> {
-    let reload = payment.auto_reload.as_ref().expect("an auto-reload was attempted");
+    let reload = payment
+        .auto_reload
+        .as_ref()
+        .expect("an auto-reload was attempted");
     vec![
         payment.transaction_id.clone(),
         reload
@@ -248,13 +264,16 @@ async fn assert_books(
     assert_eq!(world.posted() - posted_before, posted_delta, "bank ledger");
     assert_eq!(-bank, posted_delta, "posgate's bank lines = bank ledger");
     assert_eq!(world.balance(account), wallet_delta, "wallet ledger");
-    assert_eq!(wallet, wallet_delta, "posgate's wallet lines = wallet ledger");
+    assert_eq!(
+        wallet, wallet_delta,
+        "posgate's wallet lines = wallet ledger"
+    );
 }
 
-/// LinkCard verifies the co-brand card at the issuer and keeps a token,
+/// `LinkCard` verifies the co-brand card at the issuer and keeps a token,
 /// never the PAN; Pay on a short balance reloads by the step rounded up,
 /// pays, answers once (replayed byte for byte), and the three books agree.
-/// UnlinkCard stops auto-reload.
+/// `UnlinkCard` stops auto-reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_then_auto_reload_pays_and_books_agree() {
     for backend in backends() {
@@ -264,15 +283,24 @@ async fn link_then_auto_reload_pays_and_books_agree() {
         let linked = world.link("link-1", W_OK, 50_000).await;
         let link = linked.link.clone().unwrap();
         assert_eq!(link.status, pb::WalletCardLinkStatus::Active as i32);
-        assert_eq!(link.masked_pan, "356999******".to_owned() + &co_brand()[12..]);
+        assert_eq!(
+            link.masked_pan,
+            "356999******".to_owned() + &co_brand()[12..]
+        );
         let verification = linked.verification.unwrap();
-        assert_eq!(verification.status, pb::CardTransactionStatus::Verified as i32);
+        assert_eq!(
+            verification.status,
+            pb::CardTransactionStatus::Verified as i32
+        );
         assert_eq!(
             verification.r#type,
             pb::CardTransactionType::Verification as i32
         );
         // Replayed, not linked twice.
-        assert_eq!(world.link("link-1", W_OK, 50_000).await.link, Some(link.clone()));
+        assert_eq!(
+            world.link("link-1", W_OK, 50_000).await.link,
+            Some(link.clone())
+        );
         let again = client
             .link_card(link_request("link-2", W_OK, &co_brand(), 50_000))
             .await
@@ -296,7 +324,11 @@ async fn link_then_auto_reload_pays_and_books_agree() {
             .into_inner()
             .transaction
             .unwrap();
-        assert_eq!(status_of(&paid), pb::WalletTransactionStatus::Completed, "{paid:?}");
+        assert_eq!(
+            status_of(&paid),
+            pb::WalletTransactionStatus::Completed,
+            "{paid:?}"
+        );
         let reload = paid.auto_reload.clone().unwrap();
         assert_eq!(reload.amount, twd(100_000));
         let sale = reload.card_transaction.clone().unwrap();
@@ -327,7 +359,15 @@ async fn link_then_auto_reload_pays_and_books_agree() {
             .unwrap();
         assert_eq!(top_up.funding, pb::WalletFunding::AutoReload as i32);
         assert_eq!(top_up.parent_transaction_id, paid.transaction_id);
-        assert_books(&world, &saga_ids(&paid), 100_000, 20_000, W_OK, posted_before).await;
+        assert_books(
+            &world,
+            &saga_ids(&paid),
+            100_000,
+            20_000,
+            W_OK,
+            posted_before,
+        )
+        .await;
 
         // The token is ciphertext: no row holds the PAN.
         let link_row = world
@@ -339,7 +379,12 @@ async fn link_then_auto_reload_pays_and_books_agree() {
             .unwrap();
         assert!(!link_row.token.is_empty());
         let pan = co_brand();
-        assert!(!link_row.token.windows(pan.len()).any(|w| w == pan.as_bytes()));
+        assert!(
+            !link_row
+                .token
+                .windows(pan.len())
+                .any(|w| w == pan.as_bytes())
+        );
 
         // Unlinked: a short balance is a plain decline.
         let unlinked = client
@@ -377,7 +422,7 @@ async fn link_then_auto_reload_pays_and_books_agree() {
     }
 }
 
-/// LinkCard refuses what it must, naming the field, storing nothing: a
+/// `LinkCard` refuses what it must, naming the field, storing nothing: a
 /// card that is not co-brand, a step the operator does not allow, a step
 /// in another currency, a missing card.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +491,9 @@ async fn card_top_up_and_its_reversal() {
             context: context(key),
             wallet: card(account),
             amount: twd(amount),
-            funding: Some(pb::top_up_request::Funding::Card(keyed(&co_brand()).unwrap())),
+            funding: Some(pb::top_up_request::Funding::Card(
+                keyed(&co_brand()).unwrap(),
+            )),
         };
         let topped = client
             .top_up(request("ctu-1", W_CARD_TOP_UP, 30_000))
@@ -455,7 +502,11 @@ async fn card_top_up_and_its_reversal() {
             .into_inner()
             .transaction
             .unwrap();
-        assert_eq!(status_of(&topped), pb::WalletTransactionStatus::Completed, "{topped:?}");
+        assert_eq!(
+            status_of(&topped),
+            pb::WalletTransactionStatus::Completed,
+            "{topped:?}"
+        );
         assert_eq!(topped.funding, pb::WalletFunding::Card as i32);
         let sale = topped.card_transaction.clone().unwrap();
         assert_eq!(sale.status, pb::CardTransactionStatus::Captured as i32);
@@ -517,7 +568,7 @@ struct Fault {
     /// Applied before the Pay.
     bank: Option<BankFaults>,
     wallet: Option<FaultConfig>,
-    /// The first answer: Ok(decline reason) or Err(OUTCOME_UNKNOWN).
+    /// The first answer: Ok(decline reason) or `Err(OUTCOME_UNKNOWN)`.
     first: Result<pb::WalletDeclineReason, ()>,
 }
 
@@ -580,7 +631,7 @@ fn fault_table() -> Vec<Fault> {
 }
 
 /// Faults at every step boundary of an auto-reload: the POS gets one clear
-/// answer (DECLINED with the failing step's reason, or OUTCOME_UNKNOWN then
+/// answer (DECLINED with the failing step's reason, or `OUTCOME_UNKNOWN` then
 /// REVERSED on retry), every earlier step is undone through the durable
 /// queues, and the bank ledger, the wallet ledger and posgate's lines agree:
 /// nothing moved.
@@ -591,7 +642,9 @@ async fn faults_at_every_step_are_compensated() {
         let mut client = world.client.clone();
         for (index, fault) in fault_table().into_iter().enumerate() {
             let name = fault.name;
-            world.link(&format!("fl-{index}"), fault.account, 100_000).await;
+            world
+                .link(&format!("fl-{index}"), fault.account, 100_000)
+                .await;
             let posted_before = world.posted();
             if let Some(bank) = fault.bank.clone() {
                 world.cobrand.set_faults(bank);
@@ -646,7 +699,15 @@ async fn faults_at_every_step_are_compensated() {
                 }
                 (other, _) => panic!("{backend:?} {name}: unexpected first answer {other:?}"),
             };
-            assert_books(&world, &saga_ids(&answer), 0, 0, fault.account, posted_before).await;
+            assert_books(
+                &world,
+                &saga_ids(&answer),
+                0,
+                0,
+                fault.account,
+                posted_before,
+            )
+            .await;
             let saga = world
                 .gw
                 .store()
@@ -654,7 +715,11 @@ async fn faults_at_every_step_are_compensated() {
                 .await
                 .unwrap()
                 .unwrap();
-            assert_eq!(saga.step, posgate_gateway::store::SagaStep::Compensated, "{name}");
+            assert_eq!(
+                saga.step,
+                posgate_gateway::store::SagaStep::Compensated,
+                "{name}"
+            );
         }
         world.stop().await;
     }
@@ -702,12 +767,19 @@ async fn kill_9_between_steps_is_compensated_after_restart() {
         let dir = db.dir.path().to_owned();
         write_keystore(&dir).await;
         let (server_tls, client_tls) = pki(&dir);
-        let sim = WalletSim::start(reload_sim_config(server_tls)).await.unwrap();
+        let sim = WalletSim::start(reload_sim_config(server_tls))
+            .await
+            .unwrap();
         let pki = posgate_gateway::tls::DevPki::generate(&dir).unwrap();
         let port = free_port();
         let text = super::support::config_text(&db.url, &pki, OPEN_LIMITS)
             .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
-            + &card_config(&dir, &acquirer.addr().to_string(), &cobrand.addr().to_string(), 1_000)
+            + &card_config(
+                &dir,
+                &acquirer.addr().to_string(),
+                &cobrand.addr().to_string(),
+                1_000,
+            )
             + &operator_section(&sim, &client_tls);
         let config = dir.join("posgate.toml");
         std::fs::write(&config, text).unwrap();
@@ -716,8 +788,15 @@ async fn kill_9_between_steps_is_compensated_after_restart() {
         {
             let _gateway = serve(&config, None);
             let mut client = super::wallets::connect(port, &pki).await;
-            let linked = link_until_up(&mut client, link_request("kl-1", W_KILL, &co_brand(), 50_000)).await;
-            assert_eq!(linked.link.unwrap().status, pb::WalletCardLinkStatus::Active as i32);
+            let linked = link_until_up(
+                &mut client,
+                link_request("kl-1", W_KILL, &co_brand(), 50_000),
+            )
+            .await;
+            assert_eq!(
+                linked.link.unwrap().status,
+                pb::WalletCardLinkStatus::Active as i32
+            );
         }
         for (index, point) in POINTS.into_iter().enumerate() {
             let posted_before = posted();
@@ -727,7 +806,10 @@ async fn kill_9_between_steps_is_compensated_after_restart() {
                 let mut gateway = serve(&config, Some(point));
                 let mut client = super::wallets::connect(port, &pki).await;
                 let answer = client.pay(request.clone()).await;
-                assert!(answer.is_err(), "{backend:?} {point}: the POS never got an answer");
+                assert!(
+                    answer.is_err(),
+                    "{backend:?} {point}: the POS never got an answer"
+                );
                 let exit = gateway.0.wait().unwrap();
                 assert!(!exit.success(), "{backend:?} {point}: the gateway died");
             }
@@ -743,7 +825,10 @@ async fn kill_9_between_steps_is_compensated_after_restart() {
                     Ok(answer) => break answer.into_inner().transaction.unwrap(),
                     Err(status) => {
                         assert!(
-                            matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Aborted),
+                            matches!(
+                                status.code(),
+                                tonic::Code::Unavailable | tonic::Code::Aborted
+                            ),
                             "{backend:?} {point}: {status:?}"
                         );
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -758,7 +843,10 @@ async fn kill_9_between_steps_is_compensated_after_restart() {
             // Wait for every queued compensation to be acknowledged.
             let started = std::time::Instant::now();
             while store.saf_open().await.unwrap() > 0 {
-                assert!(started.elapsed() < Duration::from_secs(60), "{backend:?} {point}: queue drained");
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "{backend:?} {point}: queue drained"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let ids = saga_ids(&settled);
@@ -772,7 +860,11 @@ async fn kill_9_between_steps_is_compensated_after_restart() {
                     }
                 }
             }
-            assert_eq!(posted() - posted_before, 0, "{backend:?} {point}: bank ledger");
+            assert_eq!(
+                posted() - posted_before,
+                0,
+                "{backend:?} {point}: bank ledger"
+            );
             assert_eq!(bank, 0, "{backend:?} {point}: posgate's bank lines");
             assert_eq!(
                 sim.ledger().wallets[W_KILL].balance_minor - wallet_before,
@@ -787,7 +879,7 @@ async fn kill_9_between_steps_is_compensated_after_restart() {
     }
 }
 
-/// LinkCard until the gateway's bank links are signed on.
+/// `LinkCard` until the gateway's bank links are signed on.
 async fn link_until_up(
     client: &mut WalletServiceClient<Channel>,
     request: pb::LinkCardRequest,

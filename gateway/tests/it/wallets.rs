@@ -826,7 +826,10 @@ pub fn serve(config: &Path) -> Child {
     )
 }
 
-pub async fn connect(port: u16, pki: &posgate_gateway::tls::DevPki) -> WalletServiceClient<Channel> {
+pub async fn connect(
+    port: u16,
+    pki: &posgate_gateway::tls::DevPki,
+) -> WalletServiceClient<Channel> {
     let identity = super::support::terminal("S001", "T01");
     let endpoint = super::support::endpoint(
         std::net::SocketAddr::from(([127, 0, 0, 1], port)),

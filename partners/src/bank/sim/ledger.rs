@@ -451,7 +451,8 @@ impl Ledger {
         }
         // A zero-amount authorization is an account verification (card
         // linking): allowed, it holds nothing.
-        let verification = request.kind == FinancialKind::Authorization && request.amount_minor == 0;
+        let verification =
+            request.kind == FinancialKind::Authorization && request.amount_minor == 0;
         if request.currency != account.currency || (request.amount_minor <= 0 && !verification) {
             return Some(RC_FORMAT_ERROR);
         }

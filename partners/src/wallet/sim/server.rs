@@ -437,7 +437,8 @@ async fn route(
         context.update(body);
         context.finish().as_ref().to_vec()
     };
-    let faulted = operation.faultable() && lock(&shared.faults).config().applies_to(operation.name());
+    let faulted =
+        operation.faultable() && lock(&shared.faults).config().applies_to(operation.name());
     let (fault, latency, decline_all) = if faulted {
         let mut plan = lock(&shared.faults);
         (
