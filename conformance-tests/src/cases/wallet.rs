@@ -79,18 +79,18 @@ fn operator(ctx: &Ctx) -> String {
     ctx.target.wallet_operator_id.clone().unwrap_or_default()
 }
 
-fn wallet(ctx: &Ctx, number: &str) -> Option<pb::WalletRef> {
-    Some(pb::WalletRef {
+fn wallet_ref(ctx: &Ctx, number: &str) -> pb::WalletRef {
+    pb::WalletRef {
         wallet_operator_id: operator(ctx),
         id: Some(pb::wallet_ref::Id::CardNumber(number.to_owned())),
-    })
+    }
 }
 
-fn twd(amount_minor: i64) -> Option<pb::Money> {
-    Some(pb::Money {
+fn twd_money(amount_minor: i64) -> pb::Money {
+    pb::Money {
         amount_minor,
         currency: "TWD".to_owned(),
-    })
+    }
 }
 
 fn status(transaction: &pb::WalletTransaction) -> pb::WalletTransactionStatus {
@@ -100,8 +100,8 @@ fn status(transaction: &pb::WalletTransaction) -> pb::WalletTransactionStatus {
 fn pay_request(ctx: &Ctx, number: &str, amount_minor: i64) -> pb::PayRequest {
     pb::PayRequest {
         context: Some(ctx.tw_context()),
-        wallet: wallet(ctx, number),
-        amount: twd(amount_minor),
+        wallet: Some(wallet_ref(ctx, number)),
+        amount: Some(twd_money(amount_minor)),
         pos_reference: "CONF-1".to_owned(),
     }
 }
@@ -117,8 +117,8 @@ async fn pay(ctx: &Ctx, request: pb::PayRequest) -> anyhow::Result<pb::WalletTra
 async fn top_up_cash(ctx: &Ctx) -> anyhow::Result<()> {
     let request = pb::TopUpRequest {
         context: Some(ctx.tw_context()),
-        wallet: wallet(ctx, RICH),
-        amount: twd(UNIT_MINOR),
+        wallet: Some(wallet_ref(ctx, RICH)),
+        amount: Some(twd_money(UNIT_MINOR)),
         funding: Some(pb::top_up_request::Funding::Cash(pb::CashFunding {})),
     };
     let mut client = ctx.wallets_for(request.context.as_ref());
@@ -147,8 +147,8 @@ async fn top_up_cash(ctx: &Ctx) -> anyhow::Result<()> {
 async fn card_top_up(ctx: &Ctx) -> anyhow::Result<()> {
     let request = pb::TopUpRequest {
         context: Some(ctx.tw_context()),
-        wallet: wallet(ctx, RICH),
-        amount: twd(UNIT_MINOR),
+        wallet: Some(wallet_ref(ctx, RICH)),
+        amount: Some(twd_money(UNIT_MINOR)),
         funding: Some(pb::top_up_request::Funding::Card(chip_card(
             CO_BRAND_PAN,
             EXPIRY,
@@ -189,7 +189,7 @@ async fn pay_and_balance(ctx: &Ctx) -> anyhow::Result<()> {
     let after = paid.balance_after.context("Pay: no balance_after")?;
     let request = pb::GetBalanceRequest {
         context: Some(ctx.tw_context()),
-        wallet: wallet(ctx, RICH),
+        wallet: Some(wallet_ref(ctx, RICH)),
     };
     let balance = check::ok(
         "GetBalance",
@@ -223,8 +223,8 @@ async fn pay_blocked(ctx: &Ctx) -> anyhow::Result<()> {
 async fn top_up_bad_amount(ctx: &Ctx) -> anyhow::Result<()> {
     let request = pb::TopUpRequest {
         context: Some(ctx.tw_context()),
-        wallet: wallet(ctx, RICH),
-        amount: twd(UNIT_MINOR + 1),
+        wallet: Some(wallet_ref(ctx, RICH)),
+        amount: Some(twd_money(UNIT_MINOR + 1)),
         funding: Some(pb::top_up_request::Funding::Cash(pb::CashFunding {})),
     };
     let answer = ctx
@@ -237,11 +237,11 @@ async fn top_up_bad_amount(ctx: &Ctx) -> anyhow::Result<()> {
 fn link_request(ctx: &Ctx, number: &str, pan: &str) -> pb::LinkCardRequest {
     pb::LinkCardRequest {
         context: Some(ctx.tw_context()),
-        wallet: wallet(ctx, number),
+        wallet: Some(wallet_ref(ctx, number)),
         card: Some(chip_card(pan, EXPIRY)),
         auto_reload: Some(pb::AutoReloadSettings {
             enabled: true,
-            step: twd(UNIT_MINOR),
+            step: Some(twd_money(UNIT_MINOR)),
         }),
     }
 }
@@ -258,7 +258,7 @@ async fn link_not_co_brand(ctx: &Ctx) -> anyhow::Result<()> {
 async fn unlink(ctx: &Ctx, number: &str) -> Result<pb::UnlinkCardResponse, tonic::Status> {
     let request = pb::UnlinkCardRequest {
         context: Some(ctx.tw_context()),
-        wallet: wallet(ctx, number),
+        wallet: Some(wallet_ref(ctx, number)),
         reason: "conformance run".to_owned(),
     };
     ctx.wallets_for(request.context.as_ref())
@@ -293,7 +293,7 @@ async fn auto_reload(ctx: &Ctx) -> anyhow::Result<()> {
     );
     let request = pb::GetBalanceRequest {
         context: Some(ctx.tw_context()),
-        wallet: wallet(ctx, EMPTY),
+        wallet: Some(wallet_ref(ctx, EMPTY)),
     };
     let balance = check::ok(
         "GetBalance",
@@ -311,7 +311,7 @@ async fn auto_reload(ctx: &Ctx) -> anyhow::Result<()> {
     );
     let reload = paid.auto_reload.context("Pay: no auto_reload")?;
     ensure!(
-        reload.amount == twd(UNIT_MINOR),
+        reload.amount == Some(twd_money(UNIT_MINOR)),
         "auto-reload of {:?}, expected NT$100",
         reload.amount
     );

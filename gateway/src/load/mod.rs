@@ -1111,7 +1111,7 @@ mod tests {
     #[test]
     fn stores_pay_billers_of_their_currency() {
         let config = Config::parse(CONFIG).unwrap();
-        let routes = routes(&config, DEFAULT_MIX.parse().unwrap()).unwrap();
+        let routes = routes(&config, DEFAULT_MIX.parse().unwrap(), DEFAULT_WALLET_CARD).unwrap();
         let billers_of = |store: &str| -> Vec<String> {
             let route = routes.iter().find(|route| route.store_id == store).unwrap();
             route

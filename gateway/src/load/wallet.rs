@@ -46,25 +46,25 @@ pub(super) fn wallet_route(
 }
 
 impl WalletRoute {
-    fn wallet(&self) -> Option<WalletRef> {
-        Some(WalletRef {
+    fn wallet(&self) -> WalletRef {
+        WalletRef {
             wallet_operator_id: self.operator_id.clone(),
             id: Some(wallet_ref::Id::CardNumber(self.card_number.clone())),
-        })
+        }
     }
 
-    fn money(&self, amount_minor: i64) -> Option<Money> {
-        Some(Money {
+    fn money(&self, amount_minor: i64) -> Money {
+        Money {
             amount_minor,
             currency: self.currency_code.to_owned(),
-        })
+        }
     }
 
     pub(super) fn top_up_request(&self, context: RequestContext) -> TopUpRequest {
         TopUpRequest {
             context: Some(context),
-            wallet: self.wallet(),
-            amount: self.money(self.top_up_minor),
+            wallet: Some(self.wallet()),
+            amount: Some(self.money(self.top_up_minor)),
             funding: Some(top_up_request::Funding::Cash(CashFunding {})),
         }
     }
@@ -72,8 +72,8 @@ impl WalletRoute {
     pub(super) fn pay_request(&self, context: RequestContext, rng: &mut Rng) -> PayRequest {
         PayRequest {
             context: Some(context),
-            wallet: self.wallet(),
-            amount: self.money(self.pay_minor),
+            wallet: Some(self.wallet()),
+            amount: Some(self.money(self.pay_minor)),
             pos_reference: format!("{POS_REFERENCE_PREFIX}{}", rng.digits(12)),
         }
     }
