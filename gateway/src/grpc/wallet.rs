@@ -240,7 +240,7 @@ async fn prior<M: prost::Message + Default>(
         .map(Some)
 }
 
-fn event(
+pub(crate) fn event(
     kind: &str,
     from: Option<TransactionStatus>,
     to: TransactionStatus,
@@ -1085,22 +1085,7 @@ impl WalletService for WalletApi {
                 let input =
                     input.ok_or_else(|| Status::internal("validation passed without a wallet"))?;
                 let operator = &input.operator;
-                let balance = match operator.client.balance(&input.wire).await {
-                    Ok(balance) => balance,
-                    Err(WalletCallError::Rejected { status: 404, .. }) => {
-                        return Err(Status::not_found(
-                            "the wallet operator does not know this wallet",
-                        ));
-                    }
-                    Err(_) => return Err(partner_unavailable(&operator.config.party())),
-                };
-                if balance.blocked {
-                    return Err(precondition(
-                        "WALLET_BLOCKED",
-                        "wallet",
-                        "the wallet is blocked by its operator".to_owned(),
-                    ));
-                }
+                let balance = read_balance(operator, &input.wire, true).await?;
                 let money = |m: &wire::Money| pb::Money {
                     amount_minor: m.amount_minor,
                     currency: m.currency.clone(),
@@ -1338,6 +1323,33 @@ impl WalletService for WalletApi {
         )
         .await
     }
+}
+
+/// The operator's balance of a wallet: NOT_FOUND when it does not know it,
+/// FAILED_PRECONDITION WALLET_BLOCKED when blocked (if `refuse_blocked`),
+/// UNAVAILABLE when it cannot be asked.
+pub(crate) async fn read_balance(
+    operator: &Operator,
+    wallet: &wire::WalletRef,
+    refuse_blocked: bool,
+) -> Result<wire::WalletBalance, Status> {
+    let balance = match operator.client.balance(wallet).await {
+        Ok(balance) => balance,
+        Err(WalletCallError::Rejected { status: 404, .. }) => {
+            return Err(Status::not_found(
+                "the wallet operator does not know this wallet",
+            ));
+        }
+        Err(_) => return Err(partner_unavailable(&operator.config.party())),
+    };
+    if refuse_blocked && balance.blocked {
+        return Err(precondition(
+            "WALLET_BLOCKED",
+            "wallet",
+            "the wallet is blocked by its operator".to_owned(),
+        ));
+    }
+    Ok(balance)
 }
 
 /// The wallet id as compared between retries: the card number, or a keyed

@@ -474,22 +474,7 @@ pub(crate) async fn link_card(
             "only the chain's co-brand cards can be linked to a wallet".to_owned(),
         ));
     }
-    let balance = match operator.client.balance(input.wallet).await {
-        Ok(balance) => balance,
-        Err(WalletCallError::Rejected { status: 404, .. }) => {
-            return Err(Status::not_found(
-                "the wallet operator does not know this wallet",
-            ));
-        }
-        Err(_) => return Err(partner_unavailable(&operator.config.party())),
-    };
-    if balance.blocked {
-        return Err(precondition(
-            "WALLET_BLOCKED",
-            "wallet",
-            "the wallet is blocked by its operator".to_owned(),
-        ));
-    }
+    let balance = super::wallet::read_balance(operator, input.wallet, true).await?;
     let account_id = balance.wallet.account_id.clone();
     if gateway
         .store
@@ -624,15 +609,7 @@ pub(crate) async fn unlink_card(
     fingerprint: RequestFingerprint,
     now: DateTime<Utc>,
 ) -> Result<Response<pb::UnlinkCardResponse>, Status> {
-    let balance = match operator.client.balance(wallet).await {
-        Ok(balance) => balance,
-        Err(WalletCallError::Rejected { status: 404, .. }) => {
-            return Err(Status::not_found(
-                "the wallet operator does not know this wallet",
-            ));
-        }
-        Err(_) => return Err(partner_unavailable(&operator.config.party())),
-    };
+    let balance = super::wallet::read_balance(operator, wallet, false).await?;
     let not_linked = || {
         precondition(
             "NOT_LINKED",

@@ -35,13 +35,13 @@ use crate::bill::Teller;
 use crate::business_day::BusinessCalendar;
 use crate::grpc::Gateway;
 use crate::grpc::payment::{BankOutcome, Draft, Outgoing, draft, send_financial, settle, up_link};
-use crate::grpc::wallet::{answer_bytes, reversal_of};
+use crate::grpc::wallet::{answer_bytes, event, reversal_of};
 use crate::payments::card::{EntryMode, PresentedCard};
 use crate::payments::{Payments, card_lines};
 use crate::store::{
-    CardChange, CardLink, CardRecord, CardType, CardUpdate, CardWrite, Event, IdempotencyKey,
-    KeyOp, Saga, SagaKind, SagaStep, StoreError, TransactionStatus, WalletChange, WalletOutcome,
-    WalletRecord, WalletType, WalletUpdate, WalletWrite, WriteOutcome,
+    CardChange, CardLink, CardRecord, CardType, CardUpdate, CardWrite, IdempotencyKey, KeyOp, Saga,
+    SagaKind, SagaStep, StoreError, TransactionStatus, WalletChange, WalletOutcome, WalletRecord,
+    WalletType, WalletUpdate, WalletWrite, WriteOutcome,
 };
 
 /// How often the recovery worker looks for sagas a crash left open.
@@ -125,22 +125,6 @@ pub fn reload_amount(short_minor: i64, step_minor: i64) -> i64 {
         return step_minor.max(0);
     }
     (short_minor + step_minor - 1) / step_minor * step_minor
-}
-
-fn event(
-    kind: &str,
-    from: Option<TransactionStatus>,
-    to: TransactionStatus,
-    actor: &str,
-    detail: String,
-) -> Event {
-    Event {
-        event_type: kind.to_owned(),
-        from_status: from,
-        to_status: to,
-        actor: actor.to_owned(),
-        detail,
-    }
 }
 
 /// What the card step ended in.
