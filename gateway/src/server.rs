@@ -191,11 +191,6 @@ impl Background {
                 Arc::clone(wallets),
                 stopped.clone(),
             )));
-            stoppable.push(tokio::spawn(crate::wallet::reload::run(
-                Arc::clone(gateway),
-                Arc::clone(wallets),
-                stopped.clone(),
-            )));
         }
         if config.clearing.scheduled {
             let context = crate::clearing::close::ClearingContext::from_config(

@@ -1325,9 +1325,9 @@ impl WalletService for WalletApi {
     }
 }
 
-/// The operator's balance of a wallet: NOT_FOUND when it does not know it,
-/// FAILED_PRECONDITION WALLET_BLOCKED when blocked (if `refuse_blocked`),
-/// UNAVAILABLE when it cannot be asked.
+/// The operator's balance of a wallet: `NOT_FOUND` when it does not know it,
+/// `FAILED_PRECONDITION` `WALLET_BLOCKED` when blocked (if `refuse_blocked`),
+/// `UNAVAILABLE` when it cannot be asked.
 pub(crate) async fn read_balance(
     operator: &Operator,
     wallet: &wire::WalletRef,

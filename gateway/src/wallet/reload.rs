@@ -17,17 +17,15 @@
 //! settlement lines), a completed `TOP_UP` goes `pending_reversal` with its
 //! wallet reversal queued (and reversing lines). Each of these writes is
 //! guarded by the step's status, so doing it twice is harmless; that is what
-//! lets [`recover`] (a pass of the recovery worker) redo whatever a crash
-//! cut short.
+//! lets [`recover`] (run by the wallet store-and-forward worker on each of
+//! its passes) redo whatever a crash cut short.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use posgate_hsm::{CardExpiry, Hsm, HsmError, KeyRef, Pan};
 use posgate_partners::wallet::api::{self as wire, ResultStatus, WalletResult};
 use posgate_partners::wallet::client::WalletCallError;
-use tokio::sync::watch;
 use zeroize::Zeroizing;
 
 use super::{Operator, Wallets, wallet_lines};
@@ -44,8 +42,6 @@ use crate::store::{
     WalletType, WalletUpdate, WalletWrite, WriteOutcome,
 };
 
-/// How often the recovery worker looks for sagas a crash left open.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Most sagas recovered per pass.
 const BATCH: i64 = 32;
 /// Margin past the longest step before a saga's caller is taken as gone.
@@ -643,23 +639,6 @@ pub fn longest_step(payments: Option<&Payments>, wallets: &Wallets) -> Duration 
         })
         .unwrap_or_default();
     bank.max(wallets.longest_call())
-}
-
-/// Runs the recovery worker until `shutdown` turns true.
-pub async fn run(
-    gateway: Arc<Gateway>,
-    wallets: Arc<Wallets>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        if let Err(error) = recover(&gateway, &wallets).await {
-            tracing::error!(%error, "wallet saga recovery pass failed");
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
 }
 
 /// One recovery pass: every saga left open longer than its longest step

@@ -46,8 +46,10 @@ pub async fn run(
     }
 }
 
-/// One pass: recover cut-off requests, then deliver what is due.
+/// One pass: finish or compensate sagas a crash left open, recover cut-off
+/// requests, then deliver what is due.
 pub async fn poll(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError> {
+    super::reload::recover(gateway, wallets).await?;
     recover(gateway, wallets).await?;
     let now = gateway.clock.now();
     let due = gateway.store.wallet_saf_due(now, BATCH).await?;

@@ -24,8 +24,8 @@ use super::cards::{
 };
 use super::support::{Backend, OPEN_LIMITS, TestDb, TestGateway, backends, utc};
 use super::wallets::{
-    POSGATE_KEY_ID, SIM_KEY_ID, SIM_SEED_HEX, card, context, error_reason, pki, public_of,
-    sim_config, status_of, twd, wallet,
+    POSGATE_KEY_ID, SIM_KEY_ID, SIM_SEED_HEX, card, context, error_reason, pki, pki_with,
+    public_of, sim_config, status_of, twd, wallet,
 };
 
 /// Wallets of the simulator, one per case so cases do not interfere.
@@ -107,12 +107,17 @@ struct ReloadWorld {
 
 impl ReloadWorld {
     async fn start(backend: Backend) -> Self {
+        Self::start_with_pki(backend, false, false).await
+    }
+
+    /// With the wallet simulator's or posgate's certificate expired.
+    async fn start_with_pki(backend: Backend, server_expired: bool, client_expired: bool) -> Self {
         init_tracing();
         let acquirer = BankSim::start(acquirer_config()).await.unwrap();
         let cobrand = BankSim::start(cobrand_config()).await.unwrap();
         let db = TestDb::new(backend).await;
         write_keystore(db.dir.path()).await;
-        let (server_tls, client_tls) = pki(db.dir.path());
+        let (server_tls, client_tls) = pki_with(db.dir.path(), server_expired, client_expired);
         let sim = WalletSim::start(reload_sim_config(server_tls))
             .await
             .unwrap();
@@ -895,4 +900,65 @@ async fn link_until_up(
             Err(status) => panic!("{status:?}"),
         }
     }
+}
+
+/// Expired certificates are refused in both directions of the partner API:
+/// posgate will not talk to an operator whose server certificate expired,
+/// and the operator refuses posgate's expired client certificate. Either
+/// way the handshake fails before anything is sent: `PARTNER_UNAVAILABLE`,
+/// no request reaches the operator, no card is charged. (Bad signatures and
+/// replayed or stale nonces, both directions, are covered by
+/// `wallets::bad_signature_refused_by_operator`,
+/// `wallets::unknown_outcome_is_reversed`, and in posgate-partners
+/// `wallet_sim::refuses_unsigned_bad_stale_and_replayed` and
+/// `wallet_sim::bad_answer_signature_is_unknown_then_reversed`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_certificates_refused_both_ways() {
+    for (server_expired, client_expired) in [(true, false), (false, true)] {
+        let world =
+            ReloadWorld::start_with_pki(Backend::Sqlite, server_expired, client_expired).await;
+        let mut client = world.client.clone();
+        let posted_before = world.posted();
+        let error = client
+            .top_up(pb::TopUpRequest {
+                context: context("exp-1"),
+                wallet: card(W_OK),
+                amount: twd(10_000),
+                funding: Some(pb::top_up_request::Funding::Cash(pb::CashFunding {})),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (error.code(), error_reason(&error).as_str()),
+            (tonic::Code::Unavailable, "PARTNER_UNAVAILABLE"),
+            "server expired {server_expired}, client expired {client_expired}: {error:?}"
+        );
+        assert_eq!(
+            world.sim.stats().requests,
+            0,
+            "nothing reached the operator"
+        );
+        assert_eq!(world.posted(), posted_before, "no card charged");
+        world.stop().await;
+    }
+}
+
+/// `WalletService` is SERVING in gRPC health when operators are configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallet_service_health_serving() {
+    let world = ReloadWorld::start(Backend::Sqlite).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(world.gw.channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "posgate.v1.WalletService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    world.stop().await;
 }

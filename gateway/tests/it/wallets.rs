@@ -38,6 +38,12 @@ pub fn public_of(seed_hex: &str) -> String {
 
 /// A CA, the simulator's server certificate (127.0.0.1) and posgate's client certificate.
 pub fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
+    pki_with(dir, false, false)
+}
+
+/// As [`pki`], with the server's or the client's certificate expired (valid
+/// only through 2020).
+pub fn pki_with(dir: &Path, server_expired: bool, client_expired: bool) -> (TlsFiles, TlsFiles) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     };
@@ -55,11 +61,15 @@ pub fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
         path
     };
     let ca = write("wallet-ca.pem", ca_cert.pem());
-    let issue = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, name: &str| {
+    let issue = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, name: &str, expired: bool| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![usage];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        }
         let cert = params.signed_by(&key, &issuer).unwrap();
         (
             write(&format!("{name}.pem"), cert.pem()),
@@ -70,11 +80,13 @@ pub fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
         vec!["127.0.0.1".to_owned()],
         ExtendedKeyUsagePurpose::ServerAuth,
         "wallet-server",
+        server_expired,
     );
     let (client_cert, client_key) = issue(
         vec!["posgate.test".to_owned()],
         ExtendedKeyUsagePurpose::ClientAuth,
         "wallet-client",
+        client_expired,
     );
     (
         TlsFiles {
