@@ -819,27 +819,14 @@ async fn kill_9_between_steps_is_compensated_after_restart() {
                 assert!(!exit.success(), "{backend:?} {point}: the gateway died");
             }
             let _restarted = serve(&config, None);
-            let mut client = super::wallets::connect(port, &pki).await;
-            let started = std::time::Instant::now();
-            let settled = loop {
-                assert!(
-                    started.elapsed() < Duration::from_secs(90),
-                    "{backend:?} {point}: the outcome settled"
-                );
-                match client.pay(request.clone()).await {
-                    Ok(answer) => break answer.into_inner().transaction.unwrap(),
-                    Err(status) => {
-                        assert!(
-                            matches!(
-                                status.code(),
-                                tonic::Code::Unavailable | tonic::Code::Aborted
-                            ),
-                            "{backend:?} {point}: {status:?}"
-                        );
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            };
+            let client = super::wallets::connect(port, &pki).await;
+            let settled = super::wallets::retry_until_answered(Duration::from_secs(90), || {
+                let (mut client, request) = (client.clone(), request.clone());
+                async move { client.pay(request).await }
+            })
+            .await
+            .transaction
+            .unwrap();
             assert_eq!(
                 status_of(&settled),
                 pb::WalletTransactionStatus::Reversed,

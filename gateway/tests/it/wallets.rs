@@ -857,6 +857,35 @@ pub async fn connect(
     panic!("posgate serve did not come up within 10 s");
 }
 
+/// Retries a POS call with the same key (as a till would after
+/// `UNAVAILABLE` or `ABORTED`) until it is answered, for at most `limit`.
+pub async fn retry_until_answered<T, F, Fut>(limit: Duration, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < limit,
+            "the outcome settled within {limit:?}"
+        );
+        match call().await {
+            Ok(answer) => return answer.into_inner(),
+            Err(status) => {
+                assert!(
+                    matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::Aborted
+                    ),
+                    "{status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
 /// SIGKILL of the gateway while the operator holds a top-up it has applied:
 /// the restarted gateway finds the request it never finished, reverses it at
 /// the operator, and the POS's retry learns it was `REVERSED`. No value moved.
@@ -920,26 +949,13 @@ async fn kill_9_mid_top_up_ends_reversed() {
         sim.set_faults(FaultConfig::default());
         let _restarted = serve(&config);
         client = connect(port, &pki).await;
-        let started = std::time::Instant::now();
-        let settled = loop {
-            assert!(
-                started.elapsed() < Duration::from_secs(40),
-                "{backend:?}: the outcome settled"
-            );
-            match client.top_up(request.clone()).await {
-                Ok(answer) => break answer.into_inner().transaction.unwrap(),
-                Err(status) => {
-                    assert!(
-                        matches!(
-                            status.code(),
-                            tonic::Code::Unavailable | tonic::Code::Aborted
-                        ),
-                        "{status:?}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        };
+        let settled = retry_until_answered(Duration::from_secs(40), || {
+            let (mut client, request) = (client.clone(), request.clone());
+            async move { client.top_up(request).await }
+        })
+        .await
+        .transaction
+        .unwrap();
         assert_eq!(
             status_of(&settled),
             pb::WalletTransactionStatus::Reversed,
