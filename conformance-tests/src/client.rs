@@ -126,6 +126,15 @@ impl Ctx {
         self.channels.get(spiffe_id).cloned()
     }
 
+    /// A `WalletService` client on the channel of the terminal `context` names.
+    #[must_use]
+    pub fn wallets_for(
+        &self,
+        context: Option<&pb::RequestContext>,
+    ) -> pb::wallet_service_client::WalletServiceClient<Channel> {
+        pb::wallet_service_client::WalletServiceClient::new(self.channel_for(context))
+    }
+
     /// The channel of the terminal a request's context names, as a till
     /// would send it; the suite's own channel when the target has no
     /// certificate for that terminal (malformed ids, for instance).

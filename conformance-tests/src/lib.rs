@@ -12,7 +12,9 @@
 //! sale, authorization, capture, void, refund, declines, co-brand points,
 //! lookups, idempotency, bad card input and, against a bank simulator that
 //! drops answers, unknown outcomes), and access control over mutual TLS
-//! (the role × RPC table, terminals held to their own store). Each case is named `group.case`, says in one line what it
+//! (the role × RPC table, terminals held to their own store), and
+//! `WalletService` against a wallet simulator (cash top-up, pay, balance,
+//! declines, bad input, card links and auto-reload from a co-brand card). Each case is named `group.case`, says in one line what it
 //! proves, and passes or fails on its own.
 //!
 //! # Layout
@@ -22,7 +24,7 @@
 //! - [`money`]: ISO 4217 exponents, whole units to minor units.
 //! - [`client`]: the mutual-TLS channels per identity, request contexts, and calls with bounded retry on rate limits.
 //! - [`check`]: assertions on gRPC statuses and their google.rpc details.
-//! - [`cases`]: the cases, one file per group (`access`, `bill`, `idempotency`, `bad_input`, `card`, `card_bad_input`, `card_unknown_outcome`).
+//! - [`cases`]: the cases, one file per group (`access`, `bill`, `idempotency`, `bad_input`, `card`, `card_bad_input`, `card_unknown_outcome`, `wallet`).
 //! - [`report`]: per-case results, the PASS/FAIL text report and the JSON report.
 //! - [`run`]: connects and runs the selected cases, each under a time bound.
 
@@ -64,6 +66,7 @@ pub async fn run(target: &Target, filter: Option<&str>) -> anyhow::Result<Report
     let cases: Vec<Case> = all_cases()
         .into_iter()
         .filter(|case| case.needs_bank_no_response == target.bank_no_response)
+        .filter(|case| !case.needs_wallet || target.wallet_operator_id.is_some())
         .filter(|case| filter.is_none_or(|filter| case.name.contains(filter)))
         .collect();
     let started = Instant::now();

@@ -113,6 +113,11 @@ struct Cli {
     /// "Unknown outcomes" section of --help.
     #[arg(long)]
     bank_no_response: bool,
+    /// The wallet operator id of the wallet cases (a `posgate sim wallet`
+    /// from config/wallet-sim.example.toml behind the gateway); without it
+    /// the wallet cases are skipped.
+    #[arg(long)]
+    wallet_operator: Option<String>,
     /// Run only the cases whose name contains this text.
     #[arg(long)]
     case: Option<String>,
@@ -159,6 +164,7 @@ impl Cli {
             pin_key_id: self.pin_key_id.clone(),
             pin_key_hex: self.pin_key_hex.clone(),
             bank_no_response: self.bank_no_response,
+            wallet_operator_id: self.wallet_operator.clone(),
             client_certs,
         })
     }

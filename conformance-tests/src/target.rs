@@ -49,6 +49,10 @@ pub struct Target {
     /// True when the gateway's acquirer link goes to a bank simulator that
     /// drops answers (`faults.no_response`): only the cases that need it run.
     pub bank_no_response: bool,
+    /// The wallet operator (`WalletRef.wallet_operator_id`) the wallet cases
+    /// use, configured like `config/wallet-sim.example.toml` behind the
+    /// gateway; `None` skips the wallet cases.
+    pub wallet_operator_id: Option<String>,
     /// Client certificates, one per identity the suite acts as (mutual TLS).
     /// Requests go over the channel of the terminal their context names.
     pub client_certs: Vec<ClientCert>,

@@ -82,6 +82,7 @@ pub async fn start(
     health_reporter
         .set_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
         .await;
+    report_wallet_health(&health_reporter, &gateway).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(posgate_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -117,6 +118,7 @@ pub async fn start(
             "shutdown requested: refusing new connections, finishing requests in flight"
         );
         let _ = stop_accepting.send(true);
+        health_reporter.set_not_serving::<WalletHealth>().await;
         health_reporter
             .set_not_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
             .await;
@@ -217,6 +219,19 @@ impl Background {
         for task in self.stoppable {
             let _ = task.await;
         }
+    }
+}
+
+/// The health entry of `WalletService`.
+type WalletHealth = posgate_proto::v1::wallet_service_server::WalletServiceServer<WalletApi>;
+
+/// `WalletService` serves when wallet operators are configured; each
+/// operator's breaker sheds calls to that operator alone.
+async fn report_wallet_health(reporter: &tonic_health::server::HealthReporter, gateway: &Gateway) {
+    if gateway.wallets.is_some() {
+        reporter.set_serving::<WalletHealth>().await;
+    } else {
+        reporter.set_not_serving::<WalletHealth>().await;
     }
 }
 

@@ -125,6 +125,35 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     /// HMAC-SHA256 of `data` (32 bytes).
     async fn hmac(&self, key: &KeyRef, data: &[u8]) -> Result<Tag, HsmError>;
 
+    /// Enciphers `data` (AES-256-GCM, a fresh 96-bit nonce, `aad` bound to
+    /// it) under an AES key-encryption key, for data kept at rest that must
+    /// be readable later only inside posgate: card-on-file tokens. Returns
+    /// the key version used and `nonce || ciphertext || tag`.
+    async fn encrypt_data(&self, key: &KeyRef, data: &[u8], aad: &[u8]) -> Result<Tag, HsmError> {
+        let _ = (key, data, aad);
+        Err(HsmError::Unsupported {
+            backend: self.backend_name(),
+            operation: "encrypt_data",
+            reason: "data encryption is offered by the software backend only",
+        })
+    }
+
+    /// Deciphers what [`Hsm::encrypt_data`] made (version pinned by `key`),
+    /// checking its tag and `aad`. The clear data is zeroized on drop.
+    async fn decrypt_data(
+        &self,
+        key: &KeyRef,
+        sealed: &[u8],
+        aad: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, HsmError> {
+        let _ = (key, sealed, aad);
+        Err(HsmError::Unsupported {
+            backend: self.backend_name(),
+            operation: "decrypt_data",
+            reason: "data encryption is offered by the software backend only",
+        })
+    }
+
     /// Enciphers `key` under the key-encryption key `kek` for export.
     async fn wrap_key(&self, key: &KeyRef, kek: &KeyRef) -> Result<WrappedKey, HsmError>;
 

@@ -431,6 +431,9 @@ fn poisoned() -> HsmError {
     HsmError::Internal("key table lock poisoned by an earlier panic".to_owned())
 }
 
+/// AES-GCM nonce length of [`Hsm::encrypt_data`].
+const DATA_NONCE_LEN: usize = 12;
+
 fn unknown(label: &str) -> HsmError {
     HsmError::UnknownKey {
         label: label.to_owned(),
@@ -634,6 +637,68 @@ impl Hsm for SoftwareHsm {
                 key_version: found.info.version,
                 bytes: Self::compute_hmac(found, data)?,
             })
+        })
+    }
+
+    async fn encrypt_data(&self, key: &KeyRef, data: &[u8], aad: &[u8]) -> Result<Tag, HsmError> {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        self.with_key(key, |found| {
+            require(&found.info, KeySpec::AES_KEK, expected::AES_KEK)?;
+            let Material::Aes(material) = &found.material else {
+                return Err(wrong(&found.info, expected::AES_KEK));
+            };
+            let mut nonce = [0_u8; DATA_NONCE_LEN];
+            SystemRandom::new()
+                .fill(&mut nonce)
+                .map_err(|_| HsmError::Internal("no randomness for a nonce".to_owned()))?;
+            let cipher = aes_gcm::Aes256Gcm::new_from_slice(&material[..])
+                .map_err(|_| HsmError::Internal("AES-256-GCM key length".to_owned()))?;
+            let sealed = cipher
+                .encrypt(
+                    aes_gcm::Nonce::from_slice(&nonce),
+                    Payload { msg: data, aad },
+                )
+                .map_err(|_| HsmError::Internal("AES-256-GCM encryption failed".to_owned()))?;
+            let mut bytes = nonce.to_vec();
+            bytes.extend_from_slice(&sealed);
+            Ok(Tag {
+                key_version: found.info.version,
+                bytes,
+            })
+        })
+    }
+
+    async fn decrypt_data(
+        &self,
+        key: &KeyRef,
+        sealed: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        self.with_key(key, |found| {
+            require(&found.info, KeySpec::AES_KEK, expected::AES_KEK)?;
+            let Material::Aes(material) = &found.material else {
+                return Err(wrong(&found.info, expected::AES_KEK));
+            };
+            if sealed.len() < DATA_NONCE_LEN + 16 {
+                return Err(HsmError::InvalidInput(
+                    "sealed data is shorter than a nonce and a tag".to_owned(),
+                ));
+            }
+            let (nonce, body) = sealed.split_at(DATA_NONCE_LEN);
+            let cipher = aes_gcm::Aes256Gcm::new_from_slice(&material[..])
+                .map_err(|_| HsmError::Internal("AES-256-GCM key length".to_owned()))?;
+            cipher
+                .decrypt(
+                    aes_gcm::Nonce::from_slice(nonce),
+                    Payload { msg: body, aad },
+                )
+                .map(Zeroizing::new)
+                .map_err(|_| {
+                    HsmError::InvalidInput(
+                        "sealed data does not authenticate under this key".to_owned(),
+                    )
+                })
         })
     }
 

@@ -12,6 +12,8 @@
 //! - `card_bad_input`: card requests with one bad field each, and an expired card.
 //! - `card_unknown_outcome`: the bank never answers; runs only against a
 //!   gateway whose bank drops answers (see [`Case::needs_bank_no_response`]).
+//! - `wallet`: `WalletService` against the example wallet simulator (see
+//!   [`Case::needs_wallet`]).
 
 mod access;
 mod bad_input;
@@ -20,6 +22,7 @@ mod card;
 mod card_bad_input;
 mod card_unknown_outcome;
 mod idempotency;
+mod wallet;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,6 +45,9 @@ pub struct Case {
     /// (`Target::bank_no_response`), and every other case runs only when it
     /// does not, since dropped answers would fail them.
     pub needs_bank_no_response: bool,
+    /// True for a case that needs a wallet operator behind the gateway
+    /// (`Target::wallet_operator_id`); skipped without one.
+    pub needs_wallet: bool,
     run: Arc<CaseFn>,
 }
 
@@ -51,6 +57,7 @@ impl std::fmt::Debug for Case {
             .field("name", &self.name)
             .field("description", &self.description)
             .field("needs_bank_no_response", &self.needs_bank_no_response)
+            .field("needs_wallet", &self.needs_wallet)
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +72,7 @@ impl Case {
             name: name.into(),
             description: description.into(),
             needs_bank_no_response: false,
+            needs_wallet: false,
             run: Arc::new(run),
         }
     }
@@ -73,6 +81,13 @@ impl Case {
     #[must_use]
     pub fn with_bank_no_response(mut self) -> Self {
         self.needs_bank_no_response = true;
+        self
+    }
+
+    /// Marks the case as needing a wallet operator.
+    #[must_use]
+    pub fn with_wallet(mut self) -> Self {
+        self.needs_wallet = true;
         self
     }
 
@@ -92,6 +107,7 @@ pub fn all_cases() -> Vec<Case> {
     cases.extend(card::cases());
     cases.extend(card_bad_input::cases());
     cases.extend(card_unknown_outcome::cases());
+    cases.extend(wallet::cases());
     cases.extend(access::cases());
     cases
 }

@@ -4,8 +4,10 @@
 //! certificate per identity the suite acts as, made by `posgate certs`,
 //! a fresh SQLite file, the published test keystore made by `posgate keys
 //! init-test`, and a `posgate sim bank` child (from
-//! `config/bank-sim.example.toml`) on a free port as both bank links. Guards
-//! kill both processes on drop, also when a test panics.
+//! `config/bank-sim.example.toml`) on a free port as both bank links, and a
+//! `posgate sim wallet` child (from `config/wallet-sim.example.toml`) as the
+//! wallet operator `ICASH`. Guards kill the processes on drop, also when a
+//! test panics.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
@@ -38,6 +40,11 @@ const GATEWAY_LOG_FILTER: &str = "warn,posgate_partners=info";
 /// The example configs, rewritten per test below.
 const EXAMPLE_CONFIG: &str = include_str!("../../../config/posgate.example.toml");
 const EXAMPLE_BANK_CONFIG: &str = include_str!("../../../config/bank-sim.example.toml");
+const EXAMPLE_WALLET_CONFIG: &str = include_str!("../../../config/wallet-sim.example.toml");
+/// What `posgate sim wallet` prints once it listens.
+const WALLET_LISTENING: &str = "wallet simulator listening on ";
+/// The wallet operator id the suite's wallet cases use.
+pub const WALLET_OPERATOR: &str = "ICASH";
 
 /// Share of financial requests the faulty bank leaves unanswered. Below 1.0
 /// on purpose: the simulator drops reversals (0400) at the same rate, and a
@@ -76,17 +83,29 @@ impl Drop for BankSimProcess {
 impl BankSimProcess {
     /// Starts `posgate sim bank` with `config` and waits for its address.
     async fn start(binary: &Path, dir: &Path, config: &str) -> anyhow::Result<Self> {
-        let path = dir.join("bank-sim.toml");
+        Self::start_sim(binary, dir, "bank", config, BANK_LISTENING).await
+    }
+
+    /// Starts `posgate sim KIND` with `config` and waits for the line
+    /// `listening` + its address.
+    async fn start_sim(
+        binary: &Path,
+        dir: &Path,
+        kind: &str,
+        config: &str,
+        listening: &str,
+    ) -> anyhow::Result<Self> {
+        let path = dir.join(format!("{kind}-sim.toml"));
         std::fs::write(&path, config)?;
-        let log = dir.join("bank-sim.log");
+        let log = dir.join(format!("{kind}-sim.log"));
         let mut child = Command::new(binary)
-            .args(["sim", "bank", "--config"])
+            .args(["sim", kind, "--config"])
             .arg(&path)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
-            .with_context(|| format!("starting {} sim bank", binary.display()))?;
+            .with_context(|| format!("starting {} sim {kind}", binary.display()))?;
         let stdout = child.stdout.take().context("simulator stdout")?;
         // Reading a line blocks; a thread keeps the runtime free and the timeout bounds it.
         let reading = tokio::task::spawn_blocking(move || {
@@ -100,7 +119,7 @@ impl BankSimProcess {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
-                "posgate sim bank printed no address within {BANK_READY_TIMEOUT:?}:\n{}",
+                "posgate sim {kind} printed no address within {BANK_READY_TIMEOUT:?}:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         };
@@ -112,8 +131,8 @@ impl BankSimProcess {
         };
         sim.addr = line
             .trim()
-            .strip_prefix(BANK_LISTENING)
-            .with_context(|| format!("posgate sim bank printed {line:?}:\n{}", sim.log()))?
+            .strip_prefix(listening)
+            .with_context(|| format!("posgate sim {kind} printed {line:?}:\n{}", sim.log()))?
             .to_owned();
         Ok(sim)
     }
@@ -136,6 +155,7 @@ pub struct Gateway {
     log: PathBuf,
     bank_kind: Bank,
     pub bank: BankSimProcess,
+    pub wallet: BankSimProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -162,11 +182,20 @@ impl Gateway {
         let bank = BankSimProcess::start(&binary, dir.path(), &bank_config(bank_kind)?).await?;
         let terminal_id = Target::random_terminal_id();
         let ca_pem = write_dev_pki(&binary, dir.path(), &terminal_id)?;
+        let wallet = BankSimProcess::start_sim(
+            &binary,
+            dir.path(),
+            "wallet",
+            &wallet_config(dir.path())?,
+            WALLET_LISTENING,
+        )
+        .await?;
         let port = free_port()?;
         let config = dir.path().join("posgate.toml");
         std::fs::write(
             &config,
-            config_text(dir.path(), port, &bank.addr, bank_kind)?,
+            config_text(dir.path(), port, &bank.addr, bank_kind)?
+                + &wallet_operator_section(dir.path(), &wallet.addr),
         )?;
         let log = dir.path().join("posgate.log");
         let child = Command::new(&binary)
@@ -186,6 +215,7 @@ impl Gateway {
             log,
             bank_kind,
             bank,
+            wallet,
             _dir: dir,
         };
         gateway.wait_ready().await?;
@@ -209,6 +239,7 @@ impl Gateway {
             pin_key_id: "TPK-TEST".to_owned(),
             pin_key_hex: TEST_PIN_KEY_HEX.to_owned(),
             bank_no_response: self.bank_kind == Bank::DropsAnswers,
+            wallet_operator_id: Some(WALLET_OPERATOR.to_owned()),
             client_certs: load_client_certs(&self.certs_dir).expect("client certificates"),
         }
     }
@@ -216,9 +247,10 @@ impl Gateway {
     /// The gateway's and the simulator's logs so far, for failure messages.
     pub fn log(&self) -> String {
         format!(
-            "--- posgate serve ---\n{}\n--- posgate sim bank ---\n{}",
+            "--- posgate serve ---\n{}\n--- posgate sim bank ---\n{}\n--- posgate sim wallet ---\n{}",
             std::fs::read_to_string(&self.log).unwrap_or_default(),
-            self.bank.log()
+            self.bank.log(),
+            self.wallet.log()
         )
     }
 
@@ -302,6 +334,57 @@ fn bank_config(bank: Bank) -> anyhow::Result<String> {
             &format!("no_response = {FAULTY_BANK_NO_RESPONSE}"),
         ),
     }
+}
+
+/// The example wallet simulator on a free port, serving with the dev PKI's
+/// server certificate and trusting its CA.
+fn wallet_config(dir: &Path) -> anyhow::Result<String> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let mut text = rewrite(
+        EXAMPLE_WALLET_CONFIG,
+        r#"listen = "127.0.0.1:8443""#,
+        r#"listen = "127.0.0.1:0""#,
+    )?;
+    for (from, to) in [
+        ("certs/dev/ca.pem", path("ca.pem")),
+        ("certs/dev/server.pem", path("server.pem")),
+        ("certs/dev/server.key", path("server.key")),
+    ] {
+        text = rewrite(&text, from, &to)?;
+    }
+    Ok(text)
+}
+
+/// The commented `[[wallet_operator]]` of the example config, filled in for
+/// the wallet simulator at `addr` (the example's key ids and keys), with card
+/// top-ups and auto-reload in NT$100 steps.
+fn wallet_operator_section(dir: &Path, addr: &str) -> String {
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    let path = |name: &str| dir.join(name).display().to_string();
+    format!(
+        r#"
+[[wallet_operator]]
+id = "{WALLET_OPERATOR}"
+name = "i-Cash"
+url = "https://localhost:{port}"
+currency = "TWD"
+key_id = "posgate-dev-1"
+signing_key = "partner-api.signing"
+operator_key_id = "icash-sim-1"
+operator_public_key_hex = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
+ca_cert = "{ca}"
+client_cert = "{cert}"
+client_key = "{key}"
+top_up_unit_minor = 10000
+max_top_up_minor = 1000000
+max_payment_minor = 1000000
+card_top_up = true
+reload_steps_minor = [10000, 50000]
+"#,
+        ca = path("ca.pem"),
+        cert = path("operator.wallet-link.pem"),
+        key = path("operator.wallet-link.key"),
+    )
 }
 
 /// The example gateway config, with this test's paths, port and bank.
@@ -398,6 +481,8 @@ fn write_dev_pki(binary: &Path, dir: &Path, terminal_id: &str) -> anyhow::Result
     }
     certs(&["issue", "--auditor", "a1"])?;
     certs(&["issue", "--operator", "o1"])?;
+    // posgate's client certificate towards the wallet operator.
+    certs(&["issue", "--operator", "wallet-link"])?;
     Ok(std::fs::read(dir.join("ca.pem"))?)
 }
 

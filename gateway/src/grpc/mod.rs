@@ -11,6 +11,7 @@
 //! - [`payment`]: the `PaymentService` implementation (card payments).
 //! - [`audit`]: the `AuditService` implementation (auditors only).
 //! - [`wallet`]: the `WalletService` implementation (e-wallet top-up, pay, refund).
+//! - [`wallet_saga`]: its card calls: `LinkCard`, `UnlinkCard`, card top-ups, auto-reload.
 
 pub mod admission;
 pub mod audit;
@@ -20,6 +21,7 @@ pub mod payment;
 pub mod status;
 pub mod validate;
 pub mod wallet;
+pub mod wallet_saga;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

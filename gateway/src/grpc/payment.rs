@@ -119,7 +119,7 @@ async fn answer_for_retry<M: prost::Message + Default>(
 }
 
 /// The bank's answer, or why there is none.
-enum BankOutcome {
+pub(crate) enum BankOutcome {
     Answered(FinancialResponse),
     /// Sent, and no usable answer: the charge may exist.
     Unknown(String),
@@ -165,15 +165,15 @@ fn local_now(gateway: &Gateway, store_id: &str, now: DateTime<Utc>) -> chrono::N
 }
 
 /// What a financial request needs besides the card.
-struct Outgoing<'a> {
-    link: &'a BankLink,
-    acquirer_id: &'a str,
-    pin_block: Option<Vec<u8>>,
-    original: Option<OriginalData>,
+pub(crate) struct Outgoing<'a> {
+    pub link: &'a BankLink,
+    pub acquirer_id: &'a str,
+    pub pin_block: Option<Vec<u8>>,
+    pub original: Option<OriginalData>,
 }
 
 /// Sends the financial request of `record` and waits for the bank.
-async fn send_financial(
+pub(crate) async fn send_financial(
     gateway: &Gateway,
     record: &CardRecord,
     card: Option<&PresentedCard>,
@@ -214,14 +214,14 @@ async fn send_financial(
 }
 
 /// The record after the bank's outcome, and the write that records it.
-struct Settled {
-    record: CardRecord,
-    write: CardWrite,
+pub(crate) struct Settled {
+    pub record: CardRecord,
+    pub write: CardWrite,
 }
 
 /// Plans the write of a financial request's outcome. `answer` encodes the
 /// POS answer from the settled record (for the key).
-fn settle(
+pub(crate) fn settle(
     record: &CardRecord,
     outcome: &BankOutcome,
     key: &IdempotencyKey,
@@ -1336,17 +1336,17 @@ fn void_lines(
 }
 
 /// What the card rules decided about a presented card.
-struct CheckedCard {
-    route: Route,
-    brand: pb::CardBrand,
+pub(crate) struct CheckedCard {
+    pub route: Route,
+    pub brand: pb::CardBrand,
     /// The PIN block translated to the route's zone PIN key.
-    pin_block: Option<Vec<u8>>,
+    pub pin_block: Option<Vec<u8>>,
 }
 
 /// The checks posgate makes before calling the bank: expiry (by the
 /// store's local date), accepted brand, chip card swiped, the route's PIN
 /// rule; and the PIN block's translation from the terminal's key.
-async fn check_card(
+pub(crate) async fn check_card(
     payments: &Payments,
     teller: &Teller,
     card: &PresentedCard,
@@ -1418,7 +1418,7 @@ async fn check_card(
 }
 
 /// The link of a route, if it is up (else nothing is sent or stored).
-fn up_link<'a>(
+pub(crate) fn up_link<'a>(
     payments: &'a Payments,
     link_id: &str,
 ) -> Result<(&'a BankLink, &'a BankLinkConfig), Status> {
@@ -1429,21 +1429,21 @@ fn up_link<'a>(
 }
 
 /// What every new card transaction starts from.
-struct Draft<'a> {
-    teller: &'a Teller,
-    id: &'a uuid::Uuid,
-    card_type: CardType,
-    link: &'a BankLink,
-    link_id: &'a str,
-    amount: i64,
-    currency: &'a str,
-    business_date: chrono::NaiveDate,
-    now: DateTime<Utc>,
+pub(crate) struct Draft<'a> {
+    pub teller: &'a Teller,
+    pub id: &'a uuid::Uuid,
+    pub card_type: CardType,
+    pub link: &'a BankLink,
+    pub link_id: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub business_date: chrono::NaiveDate,
+    pub now: DateTime<Utc>,
 }
 
 /// A new card transaction, in progress, with its trace numbers; the caller
 /// fills in the card's details.
-fn draft(draft: &Draft<'_>) -> CardRecord {
+pub(crate) fn draft(draft: &Draft<'_>) -> CardRecord {
     let teller = draft.teller;
     CardRecord {
         id: draft.id.to_string(),

@@ -1,7 +1,7 @@
 //! `WalletService`: `TopUp` (cash), `Pay`, `Refund`, `GetBalance`,
-//! `GetWalletTransaction`, through the wallet operators over the signed
-//! partner API. `LinkCard`/`UnlinkCard` and card-funded top-ups are not
-//! offered yet (phase 2: auto-reload).
+//! `GetWalletTransaction`, `LinkCard`, `UnlinkCard`, through the wallet
+//! operators over the signed partner API; card top-ups and the auto-reload
+//! of `Pay` run as sagas (`wallet_saga`, `wallet::reload`).
 //!
 //! Money-moving calls follow the card path: the transaction is recorded
 //! `in_progress` with its key claimed before the operator is called, and its
@@ -20,6 +20,7 @@ use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::idempotent::replay;
+use super::payment::check_card;
 use super::status::{
     from_store_error, in_progress, invalid_field, key_reused, outcome_unknown, partner_unavailable,
     precondition,
@@ -30,6 +31,7 @@ use crate::access::identity_of;
 use crate::bill::Teller;
 use crate::business_day::BusinessCalendar;
 use crate::idempotency::{FingerprintBuilder, differing_fields};
+use crate::payments::card::read_card;
 use crate::store::{
     Event, IdempotencyKey, KeyOp, NewSafItem, RefundAdjust, RequestFingerprint, SafKind,
     StoredAnswer, TransactionStatus, WalletChange, WalletOutcome, WalletRecord, WalletType,
@@ -238,7 +240,7 @@ async fn prior<M: prost::Message + Default>(
         .map(Some)
 }
 
-fn event(
+pub(crate) fn event(
     kind: &str,
     from: Option<TransactionStatus>,
     to: TransactionStatus,
@@ -262,7 +264,8 @@ pub(crate) async fn answer_bytes(
     record: &WalletRecord,
     original_refunded_minor: Option<i64>,
 ) -> Result<Vec<u8>, crate::store::StoreError> {
-    let view = view::transaction(record, Vec::new());
+    let mut view = view::transaction(record, Vec::new());
+    super::wallet_saga::enrich(gateway, record, &mut view).await?;
     Ok(match record.wallet_type {
         WalletType::TopUp => pb::TopUpResponse {
             transaction: Some(view),
@@ -295,14 +298,17 @@ pub(crate) async fn answer_bytes(
 }
 
 /// What the operator's answer (or its absence) does to an `in_progress` record.
-struct Settled {
-    status: TransactionStatus,
-    outcome: WalletOutcome,
-    event_type: &'static str,
-    detail: String,
+pub(crate) struct Settled {
+    pub status: TransactionStatus,
+    pub outcome: WalletOutcome,
+    pub event_type: &'static str,
+    pub detail: String,
 }
 
-fn settle(operator: &Operator, result: &Result<WalletResult, WalletCallError>) -> Settled {
+pub(crate) fn settle(
+    operator: &Operator,
+    result: &Result<WalletResult, WalletCallError>,
+) -> Settled {
     match result {
         Ok(answer) => {
             let mut outcome = WalletOutcome {
@@ -424,7 +430,7 @@ async fn refund_effect(
 }
 
 /// Records the operator's answer for `record` and returns the POS's answer.
-async fn finish<M: prost::Message + Default>(
+pub(crate) async fn finish<M: prost::Message + Default>(
     gateway: &Gateway,
     operator: &Operator,
     mut record: WalletRecord,
@@ -562,6 +568,98 @@ async fn claim<M: prost::Message + Default>(
     }
 }
 
+/// Checks an auto-reload step (field `auto_reload.step.*`): positive, in
+/// the operator's currency, one of its allowed steps (when it has any: an
+/// operator without is refused later as `AUTO_RELOAD_NOT_OFFERED`).
+fn check_step(
+    violations: &mut Violations,
+    money: Option<&pb::Money>,
+    operator: Option<&Operator>,
+) -> i64 {
+    let Some((amount, currency)) = violations.positive_money("auto_reload.step", money) else {
+        return 0;
+    };
+    let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+    let Some(operator) = operator else {
+        return amount;
+    };
+    if currency.code != operator.config.currency.code {
+        violations.add(
+            "auto_reload.step.currency",
+            format!(
+                "must be {} (the operator's currency)",
+                operator.config.currency.code
+            ),
+        );
+    } else if !operator.config.reload_steps_minor.is_empty()
+        && !operator.config.reload_steps_minor.contains(&amount)
+    {
+        violations.add(
+            "auto_reload.step.amount_minor",
+            format!(
+                "must be one of the operator's steps {:?}",
+                operator.config.reload_steps_minor
+            ),
+        );
+    }
+    amount
+}
+
+/// The wallet's auto-reload link and its shortfall, when Pay must reload
+/// first: linked, auto-reload on, and the operator's balance short. A
+/// balance that cannot be read is left to the payment itself to decline.
+async fn auto_reload_need(
+    gateway: &Gateway,
+    input: &WalletInput,
+    amount_minor: i64,
+) -> Result<Option<(crate::store::CardLink, i64)>, Status> {
+    if gateway.payments.is_none() {
+        return Ok(None);
+    }
+    let Some(link) = gateway
+        .store
+        .active_link(&input.operator.config.id, &input.stored_ref)
+        .await
+        .map_err(|error| from_store_error(&error))?
+    else {
+        return Ok(None);
+    };
+    if !link.auto_reload {
+        return Ok(None);
+    }
+    let Ok(balance) = input.operator.client.balance(&input.wire).await else {
+        return Ok(None);
+    };
+    let short_minor = amount_minor - balance.balance.amount_minor;
+    Ok((short_minor > 0).then_some((link, short_minor)))
+}
+
+/// Whether a card may pay for a top-up at this operator and store; the
+/// card payments and the card's keyed digest (for the fingerprint).
+async fn card_funding_allowed(
+    gateway: &Gateway,
+    operator: &Operator,
+    teller: &Teller,
+    card: &crate::payments::card::PresentedCard,
+) -> Result<(Arc<crate::payments::Payments>, Vec<u8>), Status> {
+    let refuse = |why: &str| precondition("CARD_FUNDING_NOT_ALLOWED", "funding", why.to_owned());
+    let Some(payments) = gateway.payments.as_ref() else {
+        return Err(refuse("this gateway takes no card payments"));
+    };
+    if !operator.config.card_top_up {
+        return Err(refuse("the wallet operator does not accept card top-ups"));
+    }
+    let store_currency = payments.config.store_currency.get(&teller.store_id);
+    if store_currency.map(|currency| currency.code) != Some(operator.config.currency.code) {
+        return Err(refuse("this store takes no cards in the wallet's currency"));
+    }
+    let digest = payments
+        .keyed_digest(&card.digest_parts())
+        .await
+        .map_err(|error| super::status::from_hsm_error(&error))?;
+    Ok((Arc::clone(payments), digest))
+}
+
 fn new_record(
     gateway: &Gateway,
     teller: &Teller,
@@ -608,180 +706,251 @@ fn money(record: &WalletRecord) -> wire::Money {
 
 #[tonic::async_trait]
 impl WalletService for WalletApi {
+    // One request read top to bottom: validate, fingerprint, replay, claim,
+    // then the operator (or the card saga); splitting it would scatter the order.
+    #[allow(clippy::too_many_lines)]
     async fn top_up(
         &self,
         request: Request<pb::TopUpRequest>,
     ) -> Result<Response<pb::TopUpResponse>, Status> {
         let caller = identity_of(&request)?;
         let message = request.into_inner();
-        logged("WalletService/TopUp", message.context.as_ref(), async {
-            let wallets = self.wallets()?;
-            let gateway = &self.gateway;
-            let now = gateway.clock.now();
-            let store_id = message
-                .context
-                .as_ref()
-                .map(|c| c.store_id.clone())
-                .unwrap_or_default();
-            let mut input = None;
-            let mut amount = None;
-            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
-                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
-                let operator = input.as_ref().map(|input| input.operator.as_ref());
-                amount = check_amount(
-                    v,
-                    message.amount.as_ref(),
-                    operator,
-                    |op| op.config.max_top_up_minor,
-                    |op| op.config.top_up_unit_minor,
-                );
-                if message.funding.is_none() {
-                    v.add("funding", "cash or card is required");
+        Box::pin(logged(
+            "WalletService/TopUp",
+            message.context.as_ref(),
+            async {
+                let wallets = self.wallets()?;
+                let gateway = &self.gateway;
+                let now = gateway.clock.now();
+                let store_id = message
+                    .context
+                    .as_ref()
+                    .map(|c| c.store_id.clone())
+                    .unwrap_or_default();
+                let mut input = None;
+                let mut amount = None;
+                let mut presented = None;
+                let (_permit, teller) =
+                    gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                        input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                        let operator = input.as_ref().map(|input| input.operator.as_ref());
+                        amount = check_amount(
+                            v,
+                            message.amount.as_ref(),
+                            operator,
+                            |op| op.config.max_top_up_minor,
+                            |op| op.config.top_up_unit_minor,
+                        );
+                        match &message.funding {
+                            None => v.add("funding", "cash or card is required"),
+                            Some(pb::top_up_request::Funding::Card(card)) => {
+                                presented = read_card(v, "card", Some(card));
+                            }
+                            Some(pb::top_up_request::Funding::Cash(_)) => {}
+                        }
+                    })?;
+                let (Some(input), Some(amount)) = (input, amount) else {
+                    return Err(Status::internal(
+                        "validation passed without a wallet or amount",
+                    ));
+                };
+                let card_funding = match &presented {
+                    Some(card) => {
+                        Some(card_funding_allowed(gateway, &input.operator, &teller, card).await?)
+                    }
+                    None => None,
+                };
+                let key = key_of(&teller);
+                let fingerprint = FingerprintBuilder::new("WalletService/TopUp")
+                    .value("wallet.wallet_operator_id", &input.operator.config.id)
+                    .value(
+                        "wallet.id",
+                        wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref())
+                            .await?,
+                    )
+                    .value(
+                        "amount",
+                        format!("{amount} {}", input.operator.config.currency.code),
+                    )
+                    .value(
+                        "funding",
+                        card_funding.as_ref().map_or_else(
+                            || "cash".to_owned(),
+                            |(_, digest)| format!("card:{}", hex::encode(digest)),
+                        ),
+                    )
+                    .finish();
+                if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                    return Ok(answer);
                 }
-            })?;
-            let (Some(input), Some(amount)) = (input, amount) else {
-                return Err(Status::internal(
-                    "validation passed without a wallet or amount",
-                ));
-            };
-            if matches!(message.funding, Some(pb::top_up_request::Funding::Card(_))) {
-                return Err(precondition(
-                    "CARD_FUNDING_NOT_ALLOWED",
-                    "funding",
-                    "card-funded top-ups are not offered yet; take cash".to_owned(),
-                ));
-            }
-            let key = key_of(&teller);
-            let fingerprint = FingerprintBuilder::new("WalletService/TopUp")
-                .value("wallet.wallet_operator_id", &input.operator.config.id)
-                .value(
-                    "wallet.id",
-                    wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref()).await?,
-                )
-                .value(
-                    "amount",
-                    format!("{amount} {}", input.operator.config.currency.code),
-                )
-                .value("funding", "cash")
-                .finish();
-            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
-                return Ok(answer);
-            }
-            let mut record = new_record(
-                gateway,
-                &teller,
-                WalletType::TopUp,
-                &input.operator,
-                amount,
-                now,
-            );
-            record.wallet_ref = input.stored_ref.clone();
-            "cash".clone_into(&mut record.funding);
-            if let Some(answer) =
-                claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
-            {
-                return Ok(answer);
-            }
-            let result = input
-                .operator
-                .client
-                .top_up(&wire::TopUpRequest {
-                    transaction_id: record.id.clone(),
-                    wallet: input.wire.clone(),
-                    amount: money(&record),
-                    funding: wire::Funding::Cash,
-                    channel: channel(&teller),
-                })
-                .await;
-            finish(gateway, &input.operator, record, key, result, &teller.actor).await
-        })
+                let mut record = new_record(
+                    gateway,
+                    &teller,
+                    WalletType::TopUp,
+                    &input.operator,
+                    amount,
+                    now,
+                );
+                record.wallet_ref = input.stored_ref.clone();
+                "cash".clone_into(&mut record.funding);
+                let checked = match (&presented, &card_funding) {
+                    (Some(card), Some((payments, _))) => {
+                        "card".clone_into(&mut record.funding);
+                        let calendar =
+                            BusinessCalendar::from(gateway.store_config(&teller.store_id));
+                        Some(check_card(payments, &teller, card, calendar.local_date(now)).await?)
+                    }
+                    _ => None,
+                };
+                if let Some(answer) =
+                    claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
+                {
+                    return Ok(answer);
+                }
+                if let (Some(card), Some((payments, _)), Some(checked)) =
+                    (&presented, &card_funding, checked)
+                {
+                    return super::wallet_saga::card_top_up(
+                        gateway,
+                        payments,
+                        &input.operator,
+                        &input.wire,
+                        record,
+                        key,
+                        card,
+                        &checked.route.link,
+                        checked.pin_block,
+                        &teller,
+                    )
+                    .await;
+                }
+                let result = input
+                    .operator
+                    .client
+                    .top_up(&wire::TopUpRequest {
+                        transaction_id: record.id.clone(),
+                        wallet: input.wire.clone(),
+                        amount: money(&record),
+                        funding: wire::Funding::Cash,
+                        channel: channel(&teller),
+                    })
+                    .await;
+                finish(gateway, &input.operator, record, key, result, &teller.actor).await
+            },
+        ))
         .await
     }
 
+    // One request read top to bottom: validate, fingerprint, replay, claim,
+    // then the operator (or the card saga); splitting it would scatter the order.
+    #[allow(clippy::too_many_lines)]
     async fn pay(
         &self,
         request: Request<pb::PayRequest>,
     ) -> Result<Response<pb::PayResponse>, Status> {
         let caller = identity_of(&request)?;
         let message = request.into_inner();
-        logged("WalletService/Pay", message.context.as_ref(), async {
-            let wallets = self.wallets()?;
-            let gateway = &self.gateway;
-            let now = gateway.clock.now();
-            let store_id = message
-                .context
-                .as_ref()
-                .map(|c| c.store_id.clone())
-                .unwrap_or_default();
-            let mut input = None;
-            let mut amount = None;
-            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
-                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
-                let operator = input.as_ref().map(|input| input.operator.as_ref());
-                amount = check_amount(
-                    v,
-                    message.amount.as_ref(),
-                    operator,
-                    |op| op.config.max_payment_minor,
-                    |_| 1,
-                );
-                let reference = &message.pos_reference;
-                if reference.len() > MAX_POS_REFERENCE_LEN
-                    || !reference.bytes().all(|b| (0x20..=0x7E).contains(&b))
-                {
-                    v.add("pos_reference", "must be 0-40 printable ASCII characters");
+        Box::pin(logged(
+            "WalletService/Pay",
+            message.context.as_ref(),
+            async {
+                let wallets = self.wallets()?;
+                let gateway = &self.gateway;
+                let now = gateway.clock.now();
+                let store_id = message
+                    .context
+                    .as_ref()
+                    .map(|c| c.store_id.clone())
+                    .unwrap_or_default();
+                let mut input = None;
+                let mut amount = None;
+                let (_permit, teller) =
+                    gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                        input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                        let operator = input.as_ref().map(|input| input.operator.as_ref());
+                        amount = check_amount(
+                            v,
+                            message.amount.as_ref(),
+                            operator,
+                            |op| op.config.max_payment_minor,
+                            |_| 1,
+                        );
+                        let reference = &message.pos_reference;
+                        if reference.len() > MAX_POS_REFERENCE_LEN
+                            || !reference.bytes().all(|b| (0x20..=0x7E).contains(&b))
+                        {
+                            v.add("pos_reference", "must be 0-40 printable ASCII characters");
+                        }
+                    })?;
+                let (Some(input), Some(amount)) = (input, amount) else {
+                    return Err(Status::internal(
+                        "validation passed without a wallet or amount",
+                    ));
+                };
+                let key = key_of(&teller);
+                let fingerprint = FingerprintBuilder::new("WalletService/Pay")
+                    .value("wallet.wallet_operator_id", &input.operator.config.id)
+                    .value(
+                        "wallet.id",
+                        wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref())
+                            .await?,
+                    )
+                    .value(
+                        "amount",
+                        format!("{amount} {}", input.operator.config.currency.code),
+                    )
+                    .value("pos_reference", &message.pos_reference)
+                    .finish();
+                if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                    return Ok(answer);
                 }
-            })?;
-            let (Some(input), Some(amount)) = (input, amount) else {
-                return Err(Status::internal(
-                    "validation passed without a wallet or amount",
-                ));
-            };
-            let key = key_of(&teller);
-            let fingerprint = FingerprintBuilder::new("WalletService/Pay")
-                .value("wallet.wallet_operator_id", &input.operator.config.id)
-                .value(
-                    "wallet.id",
-                    wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref()).await?,
-                )
-                .value(
-                    "amount",
-                    format!("{amount} {}", input.operator.config.currency.code),
-                )
-                .value("pos_reference", &message.pos_reference)
-                .finish();
-            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
-                return Ok(answer);
-            }
-            let mut record = new_record(
-                gateway,
-                &teller,
-                WalletType::Payment,
-                &input.operator,
-                amount,
-                now,
-            );
-            record.wallet_ref = input.stored_ref.clone();
-            record.pos_reference.clone_from(&message.pos_reference);
-            if let Some(answer) =
-                claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
-            {
-                return Ok(answer);
-            }
-            let result = input
-                .operator
-                .client
-                .pay(&wire::PaymentRequest {
-                    transaction_id: record.id.clone(),
-                    wallet: input.wire.clone(),
-                    amount: money(&record),
-                    pos_reference: (!message.pos_reference.is_empty())
-                        .then(|| message.pos_reference.clone()),
-                    channel: channel(&teller),
-                })
-                .await;
-            finish(gateway, &input.operator, record, key, result, &teller.actor).await
-        })
+                let mut record = new_record(
+                    gateway,
+                    &teller,
+                    WalletType::Payment,
+                    &input.operator,
+                    amount,
+                    now,
+                );
+                record.wallet_ref = input.stored_ref.clone();
+                record.pos_reference.clone_from(&message.pos_reference);
+                let reload = auto_reload_need(gateway, &input, amount).await?;
+                if let Some(answer) =
+                    claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
+                {
+                    return Ok(answer);
+                }
+                if let (Some((link, short_minor)), Some(payments)) =
+                    (reload, gateway.payments.as_ref())
+                {
+                    return super::wallet_saga::auto_reload_pay(
+                        gateway,
+                        payments,
+                        &input.operator,
+                        &input.wire,
+                        record,
+                        key,
+                        &link,
+                        short_minor,
+                        &teller,
+                    )
+                    .await;
+                }
+                let result = input
+                    .operator
+                    .client
+                    .pay(&wire::PaymentRequest {
+                        transaction_id: record.id.clone(),
+                        wallet: input.wire.clone(),
+                        amount: money(&record),
+                        pos_reference: (!message.pos_reference.is_empty())
+                            .then(|| message.pos_reference.clone()),
+                        channel: channel(&teller),
+                    })
+                    .await;
+                finish(gateway, &input.operator, record, key, result, &teller.actor).await
+            },
+        ))
         .await
     }
 
@@ -916,22 +1085,7 @@ impl WalletService for WalletApi {
                 let input =
                     input.ok_or_else(|| Status::internal("validation passed without a wallet"))?;
                 let operator = &input.operator;
-                let balance = match operator.client.balance(&input.wire).await {
-                    Ok(balance) => balance,
-                    Err(WalletCallError::Rejected { status: 404, .. }) => {
-                        return Err(Status::not_found(
-                            "the wallet operator does not know this wallet",
-                        ));
-                    }
-                    Err(_) => return Err(partner_unavailable(&operator.config.party())),
-                };
-                if balance.blocked {
-                    return Err(precondition(
-                        "WALLET_BLOCKED",
-                        "wallet",
-                        "the wallet is blocked by its operator".to_owned(),
-                    ));
-                }
+                let balance = read_balance(operator, &input.wire, true).await?;
                 let money = |m: &wire::Money| pb::Money {
                     amount_minor: m.amount_minor,
                     currency: m.currency.clone(),
@@ -952,7 +1106,12 @@ impl WalletService for WalletApi {
                         max_payment: balance.limits.max_payment.as_ref().map(money),
                         remaining_daily_spend: None,
                     }),
-                    card_link: None,
+                    card_link: gateway
+                        .store
+                        .active_link(&operator.config.id, &balance.wallet.account_id)
+                        .await
+                        .map_err(|error| from_store_error(&error))?
+                        .map(|link| super::wallet_saga::link_view(&link, &operator.config.name)),
                     as_of: Some(crate::payments::view::timestamp(as_of)),
                 }))
             },
@@ -962,20 +1121,136 @@ impl WalletService for WalletApi {
 
     async fn link_card(
         &self,
-        _request: Request<pb::LinkCardRequest>,
+        request: Request<pb::LinkCardRequest>,
     ) -> Result<Response<pb::LinkCardResponse>, Status> {
-        Err(Status::unimplemented(
-            "LinkCard (auto-reload from a co-brand card) is not offered yet",
-        ))
+        let caller = identity_of(&request)?;
+        let message = request.into_inner();
+        logged("WalletService/LinkCard", message.context.as_ref(), async {
+            let wallets = self.wallets()?;
+            let gateway = &self.gateway;
+            let payments = Arc::clone(gateway.payments.as_ref().ok_or_else(|| {
+                precondition(
+                    "CARDS_NOT_CONFIGURED",
+                    "gateway",
+                    "this gateway takes no card payments (no [card] configuration)".to_owned(),
+                )
+            })?);
+            let now = gateway.clock.now();
+            let store_id = message
+                .context
+                .as_ref()
+                .map(|c| c.store_id.clone())
+                .unwrap_or_default();
+            let (mut input, mut card, mut step) = (None, None, 0);
+            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                card = read_card(v, "card", message.card.as_ref());
+                match &message.auto_reload {
+                    None => v.add("auto_reload", "is required"),
+                    Some(settings) if settings.enabled => {
+                        let operator = input.as_ref().map(|input| input.operator.as_ref());
+                        step = check_step(v, settings.step.as_ref(), operator);
+                    }
+                    Some(_) => {}
+                }
+            })?;
+            let (Some(input), Some(card)) = (input, card) else {
+                return Err(Status::internal(
+                    "validation passed without a wallet or card",
+                ));
+            };
+            let enabled = message
+                .auto_reload
+                .as_ref()
+                .is_some_and(|settings| settings.enabled);
+            let digest = payments
+                .keyed_digest(&card.digest_parts())
+                .await
+                .map_err(|error| super::status::from_hsm_error(&error))?;
+            let fingerprint = FingerprintBuilder::new("WalletService/LinkCard")
+                .value("wallet.wallet_operator_id", &input.operator.config.id)
+                .value(
+                    "wallet.id",
+                    wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref()).await?,
+                )
+                .value("card", hex::encode(digest))
+                .value("auto_reload", format!("{enabled} {step}"))
+                .finish();
+            let key = key_of(&teller);
+            if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                return Ok(answer);
+            }
+            super::wallet_saga::link_card(
+                gateway,
+                &payments,
+                &teller,
+                super::wallet_saga::LinkInput {
+                    operator: &input.operator,
+                    wallet: &input.wire,
+                    card: &card,
+                    auto_reload: enabled,
+                    step_minor: step,
+                    fingerprint,
+                },
+                now,
+            )
+            .await
+        })
+        .await
     }
 
     async fn unlink_card(
         &self,
-        _request: Request<pb::UnlinkCardRequest>,
+        request: Request<pb::UnlinkCardRequest>,
     ) -> Result<Response<pb::UnlinkCardResponse>, Status> {
-        Err(Status::unimplemented(
-            "UnlinkCard (auto-reload from a co-brand card) is not offered yet",
-        ))
+        let caller = identity_of(&request)?;
+        let message = request.into_inner();
+        logged(
+            "WalletService/UnlinkCard",
+            message.context.as_ref(),
+            async {
+                let wallets = self.wallets()?;
+                let gateway = &self.gateway;
+                let now = gateway.clock.now();
+                let store_id = message
+                    .context
+                    .as_ref()
+                    .map(|c| c.store_id.clone())
+                    .unwrap_or_default();
+                let mut input = None;
+                let (_permit, teller) =
+                    gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                        input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                        v.text("reason", &message.reason, MAX_REASON_LEN);
+                    })?;
+                let input =
+                    input.ok_or_else(|| Status::internal("validation passed without a wallet"))?;
+                let fingerprint = FingerprintBuilder::new("WalletService/UnlinkCard")
+                    .value("wallet.wallet_operator_id", &input.operator.config.id)
+                    .value(
+                        "wallet.id",
+                        wallet_fingerprint(wallets, &input.operator, message.wallet.as_ref())
+                            .await?,
+                    )
+                    .value("reason", &message.reason)
+                    .finish();
+                let key = key_of(&teller);
+                if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
+                    return Ok(answer);
+                }
+                super::wallet_saga::unlink_card(
+                    gateway,
+                    &input.operator,
+                    &teller,
+                    &input.wire,
+                    &message.reason,
+                    fingerprint,
+                    now,
+                )
+                .await
+            },
+        )
+        .await
     }
 
     async fn get_wallet_transaction(
@@ -1037,13 +1312,44 @@ impl WalletService for WalletApi {
                 } else {
                     Vec::new()
                 };
+                let mut view = view::transaction(&record, refunds);
+                super::wallet_saga::enrich(gateway, &record, &mut view)
+                    .await
+                    .map_err(|error| from_store_error(&error))?;
                 Ok(Response::new(pb::GetWalletTransactionResponse {
-                    transaction: Some(view::transaction(&record, refunds)),
+                    transaction: Some(view),
                 }))
             },
         )
         .await
     }
+}
+
+/// The operator's balance of a wallet: `NOT_FOUND` when it does not know it,
+/// `FAILED_PRECONDITION` `WALLET_BLOCKED` when blocked (if `refuse_blocked`),
+/// `UNAVAILABLE` when it cannot be asked.
+pub(crate) async fn read_balance(
+    operator: &Operator,
+    wallet: &wire::WalletRef,
+    refuse_blocked: bool,
+) -> Result<wire::WalletBalance, Status> {
+    let balance = match operator.client.balance(wallet).await {
+        Ok(balance) => balance,
+        Err(WalletCallError::Rejected { status: 404, .. }) => {
+            return Err(Status::not_found(
+                "the wallet operator does not know this wallet",
+            ));
+        }
+        Err(_) => return Err(partner_unavailable(&operator.config.party())),
+    };
+    if refuse_blocked && balance.blocked {
+        return Err(precondition(
+            "WALLET_BLOCKED",
+            "wallet",
+            "the wallet is blocked by its operator".to_owned(),
+        ));
+    }
+    Ok(balance)
 }
 
 /// The wallet id as compared between retries: the card number, or a keyed

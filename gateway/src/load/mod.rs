@@ -23,10 +23,12 @@
 //! Layout:
 //! - `mod.rs` (this file): options, scenario mix, virtual terminals, bill slips.
 //! - `card`: the card scenario: test cards, sale requests, what an answer counts as.
+//! - `wallet`: the wallet scenarios: cash top-ups and payments on one wallet.
 //! - `stats`: histograms and counters per terminal, the summary as a table or JSON.
 
 mod card;
 mod stats;
+mod wallet;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -41,6 +43,7 @@ use chrono_tz::Tz;
 use futures::StreamExt as _;
 use posgate_proto::v1::bill_payment_service_client::BillPaymentServiceClient;
 use posgate_proto::v1::payment_service_client::PaymentServiceClient;
+use posgate_proto::v1::wallet_service_client::WalletServiceClient;
 use posgate_proto::v1::{
     AuthorizeRequest, AuthorizeResponse, BillSlip, CancelBillRequest, InquireBillRequest, Money,
     PayBillRequest, PayBillResponse, RequestContext,
@@ -52,6 +55,7 @@ use tonic::{Code, Status};
 
 use self::card::CardRoute;
 use self::stats::{Stats, Summary};
+use self::wallet::WalletRoute;
 use uuid::Uuid;
 
 use crate::bill::barcode::{self, BarcodeProfile, ParsedSlip, TwYearConvention};
@@ -77,6 +81,8 @@ const DEFAULT_DURATION_S: u64 = 10;
 const MAX_DURATION_S: u64 = 24 * 3600;
 /// Most requests one run may send.
 const MAX_COUNT: u64 = 100_000_000;
+/// The first wallet of `config/wallet-sim.example.toml` (NT$1,000, may hold NT$10,000).
+const DEFAULT_WALLET_CARD: &str = "1000000000000001";
 /// Default scenario mix, as weights.
 const DEFAULT_MIX: &str = "pay=80,inquire=15,cancel=5";
 /// Default share of requests that replay an earlier `PayBill`.
@@ -170,9 +176,13 @@ pub struct LoadArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
     pub count: Option<u64>,
     /// Scenario weights: `pay`, `inquire`, `cancel` (a cancel falls back to a
-    /// pay while the terminal has nothing to cancel), `card` (a card sale).
+    /// pay while the terminal has nothing to cancel), `card` (a card sale),
+    /// `topup` (a cash wallet top-up), `wallet` (a wallet payment).
     #[arg(long, default_value = DEFAULT_MIX)]
     pub mix: Mix,
+    /// The wallet card number of the `topup` and `wallet` scenarios.
+    #[arg(long, default_value = DEFAULT_WALLET_CARD)]
+    pub wallet_card: String,
     /// Share of requests (0-1) that resend an earlier PayBill or card sale verbatim.
     #[arg(long, default_value = DEFAULT_RETRY_SHARE, value_parser = parse_share)]
     pub retry_share: f64,
@@ -191,7 +201,7 @@ pub struct LoadArgs {
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)
         .with_context(|| format!("loading config {}", args.config.display()))?;
-    let routes = routes(&config, args.mix)?;
+    let routes = routes(&config, args.mix, &args.wallet_card)?;
     let channels = connect(&args, &routes).await?;
     let budget = Arc::new(Budget::from_args(&args));
     let started = Instant::now();
@@ -228,6 +238,8 @@ pub struct Mix {
     inquire: u32,
     cancel: u32,
     card: u32,
+    topup: u32,
+    wallet: u32,
 }
 
 /// Largest weight one scenario may have; keeps the total far from overflow.
@@ -237,7 +249,7 @@ impl FromStr for Mix {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let mut weights: [Option<u32>; 4] = [None; 4];
+        let mut weights: [Option<u32>; 6] = [None; 6];
         for part in text.split(',') {
             let (name, weight) = part
                 .split_once('=')
@@ -247,9 +259,11 @@ impl FromStr for Mix {
                 "inquire" => 1,
                 "cancel" => 2,
                 "card" => 3,
+                "topup" => 4,
+                "wallet" => 5,
                 other => {
                     return Err(format!(
-                        "unknown scenario {other:?}: use pay, inquire, cancel, card"
+                        "unknown scenario {other:?}: use pay, inquire, cancel, card, topup, wallet"
                     ));
                 }
             };
@@ -263,8 +277,8 @@ impl FromStr for Mix {
                 return Err(format!("scenario {:?} given twice", name.trim()));
             }
         }
-        let [pay, inquire, cancel, card] = weights.map(Option::unwrap_or_default);
-        if pay + inquire + cancel + card == 0 {
+        let [pay, inquire, cancel, card, topup, wallet] = weights.map(Option::unwrap_or_default);
+        if pay + inquire + cancel + card + topup + wallet == 0 {
             return Err("the weights add up to 0".to_owned());
         }
         Ok(Self {
@@ -272,6 +286,8 @@ impl FromStr for Mix {
             inquire,
             cancel,
             card,
+            topup,
+            wallet,
         })
     }
 }
@@ -285,13 +301,22 @@ impl Mix {
             Action::Inquire
         } else if draw < u64::from(self.pay + self.inquire + self.cancel) {
             Action::Cancel
-        } else {
+        } else if draw < u64::from(self.pay + self.inquire + self.cancel + self.card) {
             Action::Card
+        } else if draw < u64::from(self.pay + self.inquire + self.cancel + self.card + self.topup) {
+            Action::TopUp
+        } else {
+            Action::WalletPay
         }
     }
 
     fn total(self) -> u64 {
-        u64::from(self.pay + self.inquire + self.cancel + self.card)
+        u64::from(self.pay + self.inquire + self.cancel + self.card + self.topup + self.wallet)
+    }
+
+    /// Whether wallet top-ups or payments run (a terminal then needs a wallet operator).
+    fn has_wallets(self) -> bool {
+        self.topup + self.wallet > 0
     }
 
     /// Whether any bill scenario runs (a terminal then needs billers).
@@ -312,6 +337,8 @@ enum Action {
     Inquire,
     Cancel,
     Card,
+    TopUp,
+    WalletPay,
     Replay,
 }
 
@@ -326,16 +353,22 @@ enum Rpc {
     /// A fresh card sale (`PaymentService.Authorize`).
     Authorize,
     AuthorizeReplay,
+    /// `WalletService.TopUp` (cash).
+    TopUp,
+    /// `WalletService.Pay`.
+    WalletPay,
 }
 
 impl Rpc {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 8] = [
         Self::PayBill,
         Self::PayBillReplay,
         Self::InquireBill,
         Self::CancelBill,
         Self::Authorize,
         Self::AuthorizeReplay,
+        Self::TopUp,
+        Self::WalletPay,
     ];
 
     fn name(self) -> &'static str {
@@ -346,6 +379,8 @@ impl Rpc {
             Self::CancelBill => "CancelBill",
             Self::Authorize => "Authorize",
             Self::AuthorizeReplay => "Authorize/replay",
+            Self::TopUp => "TopUp",
+            Self::WalletPay => "WalletPay",
         }
     }
 
@@ -480,6 +515,8 @@ struct Route {
     billers: Vec<LoadBiller>,
     /// Test cards in the store's card currency; none when it takes no cards.
     card: Option<CardRoute>,
+    /// The wallet of the wallet scenarios; none without a wallet operator there.
+    wallet: Option<WalletRoute>,
 }
 
 /// Whether a store collects a biller's bills: Japanese stores take yen
@@ -490,7 +527,7 @@ fn collects(store: &StoreConfig, biller: &BillerConfig) -> bool {
 
 /// Every configured store that can run the mix: collect at least one
 /// biller when the mix has bill scenarios, take test cards when it has card sales.
-fn routes(config: &Config, mix: Mix) -> anyhow::Result<Vec<Arc<Route>>> {
+fn routes(config: &Config, mix: Mix, wallet_card: &str) -> anyhow::Result<Vec<Arc<Route>>> {
     let mut routes = Vec::new();
     for store in config.stores.values() {
         let billers = config
@@ -502,12 +539,15 @@ fn routes(config: &Config, mix: Mix) -> anyhow::Result<Vec<Arc<Route>>> {
         let card = card::card_route(config, &store.id);
         let bills_ok = !mix.has_bills() || !billers.is_empty();
         let cards_ok = !mix.has_cards() || card.is_some();
-        if bills_ok && cards_ok {
+        let wallet = wallet::wallet_route(config, &store.id, wallet_card);
+        let wallets_ok = !mix.has_wallets() || wallet.is_some();
+        if bills_ok && cards_ok && wallets_ok {
             routes.push(Arc::new(Route {
                 store_id: store.id.clone(),
                 time_zone: store.time_zone,
                 billers,
                 card,
+                wallet,
             }));
         }
     }
@@ -515,7 +555,8 @@ fn routes(config: &Config, mix: Mix) -> anyhow::Result<Vec<Arc<Route>>> {
         bail!(
             "no store in the config can run the mix: bill scenarios need a biller in the store's currency \
              (Asia/Tokyo stores pay JPY billers, others the rest); card sales need [card] with the store \
-             in card.stores and a TWD or JPY card currency (see --help)"
+             in card.stores and a TWD or JPY card currency; wallet scenarios need a [[wallet_operator]] \
+             enabled for the store (see --help)"
         );
     }
     Ok(routes)
@@ -622,7 +663,8 @@ async fn drive(
         let (route, id) = terminal_of(routes, task);
         let terminal = Terminal {
             client: BillPaymentServiceClient::new(channel.clone()),
-            cards: PaymentServiceClient::new(channel),
+            cards: PaymentServiceClient::new(channel.clone()),
+            wallets: WalletServiceClient::new(channel),
             route: Arc::clone(route),
             id,
             mix: args.mix,
@@ -679,6 +721,7 @@ impl From<Status> for Failure {
 struct Terminal {
     client: BillPaymentServiceClient<Channel>,
     cards: PaymentServiceClient<Channel>,
+    wallets: WalletServiceClient<Channel>,
     route: Arc<Route>,
     /// This terminal's id, `L` and the task number.
     id: String,
@@ -706,6 +749,8 @@ impl Terminal {
             Action::Inquire => self.inquire().await?,
             Action::Cancel => self.cancel().await,
             Action::Card => self.card_sale().await?,
+            Action::TopUp => self.wallet_call(true).await?,
+            Action::WalletPay => self.wallet_call(false).await?,
             Action::Replay => self.replay().await,
         }
         Ok(())
@@ -812,6 +857,36 @@ impl Terminal {
             answer
         });
         self.stats.record_card(latency, outcome);
+        Ok(())
+    }
+
+    /// A cash top-up (`top_up`) or a payment on the store's wallet. Falls
+    /// back to a bill payment when the store has no wallet operator.
+    async fn wallet_call(&mut self, top_up: bool) -> anyhow::Result<()> {
+        let Some(route) = self.route.wallet.clone() else {
+            return self.pay().await;
+        };
+        let started = Instant::now();
+        let (rpc, result) = if top_up {
+            let request = route.top_up_request(self.context());
+            let result = self.wallets.top_up(with_timeout(request)).await;
+            (
+                Rpc::TopUp,
+                result.map(|answer| answer.into_inner().transaction),
+            )
+        } else {
+            let request = route.pay_request(self.context(), &mut self.rng);
+            let result = self.wallets.pay(with_timeout(request)).await;
+            (
+                Rpc::WalletPay,
+                result.map(|answer| answer.into_inner().transaction),
+            )
+        };
+        let latency = started.elapsed();
+        let outcome = result
+            .map_err(Failure::from)
+            .and_then(|transaction| wallet::classify(transaction.as_ref()));
+        self.stats.record_wallet(rpc, latency, outcome);
         Ok(())
     }
 
@@ -983,7 +1058,9 @@ mod tests {
                 pay: 80,
                 inquire: 15,
                 cancel: 5,
-                card: 0
+                card: 0,
+                topup: 0,
+                wallet: 0,
             }
         );
         assert_eq!(mix.total(), 100);
@@ -999,6 +1076,11 @@ mod tests {
         assert!(half_cards.has_bills() && half_cards.has_cards());
         let cards_only: Mix = "card=1".parse().unwrap();
         assert!(!cards_only.has_bills());
+        let wallets: Mix = "topup=1,wallet=3".parse().unwrap();
+        assert_eq!(wallets.pick(0), Action::TopUp);
+        assert_eq!(wallets.pick(1), Action::WalletPay);
+        assert_eq!(wallets.pick(3), Action::WalletPay);
+        assert!(wallets.has_wallets() && !wallets.has_bills() && !wallets.has_cards());
     }
 
     /// Unknown names, repeats, bad weights and an all-zero mix are refused.
@@ -1029,7 +1111,7 @@ mod tests {
     #[test]
     fn stores_pay_billers_of_their_currency() {
         let config = Config::parse(CONFIG).unwrap();
-        let routes = routes(&config, DEFAULT_MIX.parse().unwrap()).unwrap();
+        let routes = routes(&config, DEFAULT_MIX.parse().unwrap(), DEFAULT_WALLET_CARD).unwrap();
         let billers_of = |store: &str| -> Vec<String> {
             let route = routes.iter().find(|route| route.store_id == store).unwrap();
             route

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use tonic::Code;
 
 use super::card::CardAnswer;
+use super::wallet::WalletAnswer;
 use super::{Failure, LoadArgs, Rpc};
 
 /// Largest latency the histograms hold (60 s); longer ones saturate there,
@@ -27,6 +28,8 @@ pub(super) struct Stats {
     replay_mismatches: u64,
     bad_answers: u64,
     card: CardCounts,
+    /// Wallet top-ups and payments the operator declined (a valid answer).
+    wallet_declines: u64,
 }
 
 /// What fresh card sales came back as.
@@ -62,6 +65,7 @@ impl Stats {
             replay_mismatches: 0,
             bad_answers: 0,
             card: CardCounts::default(),
+            wallet_declines: 0,
         }
     }
 
@@ -75,6 +79,21 @@ impl Stats {
             }
         });
         self.record(Rpc::Authorize, latency, outcome);
+    }
+
+    /// Records a wallet top-up or payment; a DECLINED answer is counted apart.
+    pub(super) fn record_wallet(
+        &mut self,
+        rpc: Rpc,
+        latency: Duration,
+        outcome: Result<WalletAnswer, Failure>,
+    ) {
+        let outcome = outcome.map(|answer| {
+            if answer == WalletAnswer::Declined {
+                self.wallet_declines += 1;
+            }
+        });
+        self.record(rpc, latency, outcome);
     }
 
     pub(super) fn record(&mut self, rpc: Rpc, latency: Duration, outcome: Result<(), Failure>) {
@@ -103,6 +122,7 @@ impl Stats {
         self.replay_mismatches += other.replay_mismatches;
         self.bad_answers += other.bad_answers;
         self.card.merge(&other.card);
+        self.wallet_declines += other.wallet_declines;
     }
 }
 
@@ -209,6 +229,7 @@ pub(super) struct Summary {
     replay_mismatches: u64,
     bad_answers: u64,
     card: CardCounts,
+    wallet_declines: u64,
     /// The card sales row (fresh `Authorize` calls), for the card lines.
     card_row: Row,
 }
@@ -235,6 +256,7 @@ impl Summary {
             replay_mismatches: stats.replay_mismatches,
             bad_answers: stats.bad_answers,
             card: stats.card.clone(),
+            wallet_declines: stats.wallet_declines,
             card_row: Row::new(
                 Rpc::Authorize.name(),
                 &stats.latency_us[Rpc::Authorize.index()],
@@ -303,6 +325,13 @@ impl Summary {
                 .collect();
             let _ = writeln!(out, "unexpected card declines: {}", parts.join(", "));
         }
+        if self.wallet_declines > 0 {
+            let _ = writeln!(
+                out,
+                "wallet declines (operator refusals, valid answers): {}",
+                self.wallet_declines
+            );
+        }
         let _ = writeln!(out, "errors by status: {errors}");
         if self.bad_answers > 0 {
             let _ = writeln!(out, "malformed OK answers: {}", self.bad_answers);
@@ -333,6 +362,7 @@ impl Summary {
                 "latency_us_max": card.latency_us_max,
                 "unexpected_declines": self.card.unexpected_declines,
             },
+            "wallet_declines": self.wallet_declines,
             "errors_by_status": self.errors_by_status,
             "malformed_ok_answers": self.bad_answers,
             "failures": self.failures(),

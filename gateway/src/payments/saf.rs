@@ -268,14 +268,18 @@ async fn acknowledge(
             reversed.status = TransactionStatus::Reversed;
             reversed.advice_pending = false;
             reversed.updated_at = now;
-            key = Some(KeyOp::Answer {
-                key: IdempotencyKey {
-                    store_id: record.store_id.clone(),
-                    terminal_id: record.terminal_id.clone(),
-                    client_request_id: record.client_request_id.clone(),
-                },
-                response: reversed_answer(gateway, payments, &reversed).await?,
-            });
+            // A card step of a wallet saga has no key of its own: the
+            // wallet transaction's key answers the POS.
+            if gateway.store.saga_of_step(&record.id).await?.is_none() {
+                key = Some(KeyOp::Answer {
+                    key: IdempotencyKey {
+                        store_id: record.store_id.clone(),
+                        terminal_id: record.terminal_id.clone(),
+                        client_request_id: record.client_request_id.clone(),
+                    },
+                    response: reversed_answer(gateway, payments, &reversed).await?,
+                });
+            }
             if let Some(original_id) = &record.original_transaction_id {
                 refund = Some(RefundAdjust {
                     original_id: original_id.clone(),

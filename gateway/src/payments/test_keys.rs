@@ -33,6 +33,9 @@ pub const AUDIT_TOKEN_KEY: &str =
 /// what `config/wallet-sim.example.toml` accepts.
 pub const PARTNER_API_SIGN_SEED: &str =
     "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7";
+/// AES-256 key that enciphers card-on-file tokens of wallet card links
+/// (label `card-token`).
+pub const CARD_TOKEN_KEY: &str = "5f0e1d2c3b4a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 /// The keystore's master key.
 pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -51,6 +54,7 @@ pub fn keys() -> Vec<(&'static str, KeySpec, &'static str)> {
         ("clearing-sign", KeySpec::ED25519, CLEARING_SIGN_SEED),
         ("audit-sign", KeySpec::ED25519, AUDIT_SIGN_SEED),
         ("audit-token", hmac, AUDIT_TOKEN_KEY),
+        ("card-token", KeySpec::AES_KEK, CARD_TOKEN_KEY),
         (
             "partner-api.signing",
             KeySpec::ED25519,

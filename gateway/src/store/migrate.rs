@@ -53,6 +53,11 @@ pub const SQLITE: &[Migration] = &[
         name: "wallet",
         sql: include_str!("../../../migrations/sqlite/0008_wallet.sql"),
     },
+    Migration {
+        version: 10,
+        name: "wallet_reload",
+        sql: include_str!("../../../migrations/sqlite/0010_wallet_reload.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -95,6 +100,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 8,
         name: "wallet",
         sql: include_str!("../../../migrations/postgres/0008_wallet.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "wallet_reload",
+        sql: include_str!("../../../migrations/postgres/0010_wallet_reload.sql"),
     },
 ];
 

@@ -13,6 +13,7 @@ pub mod clearing;
 mod migrate;
 mod postgres;
 pub mod recon;
+pub mod reload;
 mod sqlite;
 pub mod wallet;
 mod write;
@@ -29,6 +30,9 @@ pub use card::{
 pub use migrate::MigrationError;
 pub use postgres::PostgresStore;
 pub use recon::{AckOutcome, NewAck, ReconStore, StoredException};
+pub use reload::{
+    AnsweredKey, CardLink, LinkStatus, LinkWrite, ReloadStore, Saga, SagaKind, SagaStep,
+};
 pub use sqlite::SqliteStore;
 pub use wallet::{
     WalletChange, WalletOutcome, WalletReads, WalletRecord, WalletSafItem, WalletType,
@@ -327,7 +331,13 @@ pub enum StoreError {
 /// duplicates produce one write and `KeyTaken` for the rest.
 #[async_trait::async_trait]
 pub trait Store:
-    Reads + WalletReads + clearing::ClearingStore + ReconStore + audit::AuditStore + fmt::Debug
+    Reads
+    + WalletReads
+    + ReloadStore
+    + clearing::ClearingStore
+    + ReconStore
+    + audit::AuditStore
+    + fmt::Debug
 {
     /// Applies pending schema migrations; safe to run concurrently.
     async fn migrate(&self) -> Result<(), StoreError>;

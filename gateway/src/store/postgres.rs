@@ -165,6 +165,7 @@ define_apply_write!(sqlx::PgConnection);
 define_apply_card_write!(sqlx::PgConnection);
 define_chain_append!(sqlx::PgConnection, true);
 super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresStore, pool);
+super::reload::define_reload_store!(PostgresStore, pool, sqlx::postgres::PgRow);
 define_reads!(PostgresStore, pool);
 define_audit_reads!(
     PostgresStore,

@@ -296,6 +296,7 @@ define_apply_write!(SqliteConnection);
 define_apply_card_write!(SqliteConnection);
 define_chain_append!(SqliteConnection, false);
 define_wallet_store!(SqliteConnection, SqliteStore, reads);
+super::reload::define_reload_store!(SqliteStore, reads, sqlx::sqlite::SqliteRow);
 define_reads!(SqliteStore, reads);
 define_audit_reads!(SqliteStore, reads, None::<&str>);
 define_recon!(SqliteConnection);

@@ -222,6 +222,8 @@ pub(super) mod sql {
         wallet_columns!(),
         " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id \
          WHERE t.kind = 'wallet_payment' AND t.status = 'in_progress' AND t.updated_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM wallet_reload_sagas s WHERE s.saga_id = t.id \
+         AND s.step NOT IN ('done', 'compensated')) \
          ORDER BY t.updated_at LIMIT $2"
     );
     pub const SELECT_SAF_DUE: &str = concat!(

@@ -49,6 +49,13 @@ pub struct WalletOperatorConfig {
     /// idempotency comparison (a barcode is a credential: never kept, not
     /// even as a plain hash).
     pub fingerprint_key: String,
+    /// Whether top-ups may be paid by card at the counter.
+    pub card_top_up: bool,
+    /// The auto-reload steps the operator allows (e.g. NT$500 and NT$1,000);
+    /// empty: no auto-reload.
+    pub reload_steps_minor: Vec<i64>,
+    /// HSM label of the AES key that enciphers card-on-file tokens of links.
+    pub card_token_key: String,
 }
 
 impl WalletOperatorConfig {
@@ -95,6 +102,16 @@ pub(crate) struct RawWalletOperator {
     retry_max_ms: u64,
     #[serde(default = "default_fingerprint_key")]
     fingerprint_key: String,
+    #[serde(default)]
+    card_top_up: bool,
+    #[serde(default)]
+    reload_steps_minor: Vec<i64>,
+    #[serde(default = "default_card_token_key")]
+    card_token_key: String,
+}
+
+fn default_card_token_key() -> String {
+    "card-token".to_owned()
 }
 
 fn default_fingerprint_key() -> String {
@@ -133,7 +150,27 @@ fn invalid(index: usize, field: &str, reason: impl Into<String>) -> ConfigError 
     }
 }
 
+/// Checks the card settings: reload steps are multiples of the top-up unit
+/// within the top-up maximum; the token key label is sane.
+fn check_reload(index: usize, raw: &RawWalletOperator) -> Result<(), ConfigError> {
+    if raw.reload_steps_minor.iter().any(|step| {
+        *step <= 0 || *step % raw.top_up_unit_minor != 0 || *step > raw.max_top_up_minor
+    }) {
+        return Err(invalid(
+            index,
+            "reload_steps_minor",
+            "each step must be a positive multiple of top_up_unit_minor, at most max_top_up_minor",
+        ));
+    }
+    if raw.card_token_key.is_empty() || raw.card_token_key.len() > 64 {
+        return Err(invalid(index, "card_token_key", "must be 1-64 characters"));
+    }
+    Ok(())
+}
+
 /// Checks the `[[wallet_operator]]` sections against the configured stores.
+// One check per field, in the file's order.
+#[allow(clippy::too_many_lines)]
 pub(crate) fn check(
     raw: Vec<RawWalletOperator>,
     store_ids: &[String],
@@ -209,6 +246,7 @@ pub(crate) fn check(
                 "0 < retry_min_ms <= retry_max_ms",
             ));
         }
+        check_reload(index, &raw)?;
         operators.push(WalletOperatorConfig {
             id: raw.id,
             name: raw.name,
@@ -232,6 +270,9 @@ pub(crate) fn check(
             retry_min: Duration::from_millis(raw.retry_min_ms),
             retry_max: Duration::from_millis(raw.retry_max_ms),
             fingerprint_key: raw.fingerprint_key,
+            card_top_up: raw.card_top_up,
+            reload_steps_minor: raw.reload_steps_minor,
+            card_token_key: raw.card_token_key,
         });
     }
     Ok(operators)

@@ -8,10 +8,13 @@
 //! # Layout
 //! - [`config`]: `[[wallet_operator]]`: URL, keys, TLS files, limits.
 //! - [`view`]: records as `posgate.v1.WalletTransaction`; decline reasons.
+//! - [`reload`]: card top-ups and auto-reload: saga steps, compensation,
+//!   card-on-file tokens, and the recovery pass the `saf` worker runs.
 //! - [`saf`]: the wallet store-and-forward worker (reversals) and the
 //!   recovery of requests cut off by a crash.
 
 pub mod config;
+pub mod reload;
 pub mod saf;
 pub mod view;
 

@@ -46,8 +46,10 @@ pub async fn run(
     }
 }
 
-/// One pass: recover cut-off requests, then deliver what is due.
+/// One pass: finish or compensate sagas a crash left open, recover cut-off
+/// requests, then deliver what is due.
 pub async fn poll(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError> {
+    super::reload::recover(gateway, wallets).await?;
     recover(gateway, wallets).await?;
     let now = gateway.clock.now();
     let due = gateway.store.wallet_saf_due(now, BATCH).await?;
@@ -169,14 +171,18 @@ async fn acknowledge(
         let mut reversed = record.clone();
         reversed.status = TransactionStatus::Reversed;
         reversed.updated_at = now;
-        key = Some(KeyOp::Answer {
-            key: IdempotencyKey {
-                store_id: record.store_id.clone(),
-                terminal_id: record.terminal_id.clone(),
-                client_request_id: record.client_request_id.clone(),
-            },
-            response: answer_bytes(gateway, &reversed, None).await?,
-        });
+        // An auto-reload top-up is a step of its payment's saga: the
+        // payment's key answers the POS, not the step's.
+        if record.funding != "auto_reload" {
+            key = Some(KeyOp::Answer {
+                key: IdempotencyKey {
+                    store_id: record.store_id.clone(),
+                    terminal_id: record.terminal_id.clone(),
+                    client_request_id: record.client_request_id.clone(),
+                },
+                response: answer_bytes(gateway, &reversed, None).await?,
+            });
+        }
         if record.wallet_type == WalletType::Refund {
             refund = record
                 .original_transaction_id

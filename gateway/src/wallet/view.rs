@@ -41,6 +41,8 @@ fn decline_reason(name: &str) -> pb::WalletDeclineReason {
         "WALLET_BLOCKED" => pb::WalletDeclineReason::WalletBlocked,
         "WALLET_NOT_FOUND" => pb::WalletDeclineReason::WalletNotFound,
         "CODE_EXPIRED" => pb::WalletDeclineReason::CodeExpired,
+        "FUNDING_CARD_DECLINED" => pb::WalletDeclineReason::FundingCardDeclined,
+        "AUTO_RELOAD_DECLINED" => pb::WalletDeclineReason::AutoReloadDeclined,
         _ => pb::WalletDeclineReason::Other,
     }
 }
@@ -60,6 +62,16 @@ fn money(amount_minor: i64, currency: &str) -> pb::Money {
     pb::Money {
         amount_minor,
         currency: currency.to_owned(),
+    }
+}
+
+/// How a top-up was paid for (`funding` as stored: cash, card, `auto_reload`).
+fn funding(record: &WalletRecord) -> pb::WalletFunding {
+    match (record.wallet_type, record.funding.as_str()) {
+        (WalletType::TopUp, "card") => pb::WalletFunding::Card,
+        (WalletType::TopUp, "auto_reload") => pb::WalletFunding::AutoReload,
+        (WalletType::TopUp, _) => pb::WalletFunding::Cash,
+        _ => pb::WalletFunding::Unspecified,
     }
 }
 
@@ -95,11 +107,7 @@ pub fn transaction(record: &WalletRecord, refund_ids: Vec<String>) -> pb::Wallet
         operator_response_code: outcome.operator_response_code.clone(),
         response_text: outcome.response_text.clone(),
         operator_reference: outcome.operator_reference.clone(),
-        funding: if record.wallet_type == WalletType::TopUp {
-            pb::WalletFunding::Cash as i32
-        } else {
-            pb::WalletFunding::Unspecified as i32
-        },
+        funding: funding(record) as i32,
         card_transaction: None,
         auto_reload: None,
         refunded_amount: Some(money(

@@ -12,6 +12,7 @@
 
 mod access;
 mod audit;
+mod autoreload;
 mod bad_input;
 mod bills;
 mod cards;

@@ -19,17 +19,17 @@ use super::cards::init_tracing;
 use super::support::{Backend, OPEN_LIMITS, TestDb, TestGateway, backends, utc};
 
 /// The simulator's test signing seed (RFC 8032 section 7.1 test 2). TEST KEY ONLY.
-const SIM_SEED_HEX: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
-const SIM_KEY_ID: &str = "wallet-sim-test";
-const POSGATE_KEY_ID: &str = "posgate-test";
+pub const SIM_SEED_HEX: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
+pub const SIM_KEY_ID: &str = "wallet-sim-test";
+pub const POSGATE_KEY_ID: &str = "posgate-test";
 
-const RICH: &str = "1000000000000001";
-const EMPTY: &str = "1000000000000002";
+pub const RICH: &str = "1000000000000001";
+pub const EMPTY: &str = "1000000000000002";
 const BARCODE: &str = "MEMBER-ABC-0001";
 /// A wallet with room for any load run.
 const ROOMY: &str = "1000000000000009";
 
-fn public_of(seed_hex: &str) -> String {
+pub fn public_of(seed_hex: &str) -> String {
     use ring::signature::KeyPair as _;
     let seed = hex::decode(seed_hex).unwrap();
     let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
@@ -37,7 +37,13 @@ fn public_of(seed_hex: &str) -> String {
 }
 
 /// A CA, the simulator's server certificate (127.0.0.1) and posgate's client certificate.
-fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
+pub fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
+    pki_with(dir, false, false)
+}
+
+/// As [`pki`], with the server's or the client's certificate expired (valid
+/// only through 2020).
+pub fn pki_with(dir: &Path, server_expired: bool, client_expired: bool) -> (TlsFiles, TlsFiles) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     };
@@ -55,11 +61,15 @@ fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
         path
     };
     let ca = write("wallet-ca.pem", ca_cert.pem());
-    let issue = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, name: &str| {
+    let issue = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, name: &str, expired: bool| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![usage];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        }
         let cert = params.signed_by(&key, &issuer).unwrap();
         (
             write(&format!("{name}.pem"), cert.pem()),
@@ -70,11 +80,13 @@ fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
         vec!["127.0.0.1".to_owned()],
         ExtendedKeyUsagePurpose::ServerAuth,
         "wallet-server",
+        server_expired,
     );
     let (client_cert, client_key) = issue(
         vec!["posgate.test".to_owned()],
         ExtendedKeyUsagePurpose::ClientAuth,
         "wallet-client",
+        client_expired,
     );
     (
         TlsFiles {
@@ -90,7 +102,7 @@ fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
     )
 }
 
-fn wallet(account_id: &str, balance_minor: i64, max_balance_minor: i64) -> WalletConfig {
+pub fn wallet(account_id: &str, balance_minor: i64, max_balance_minor: i64) -> WalletConfig {
     WalletConfig {
         account_id: account_id.to_owned(),
         member_barcode: None,
@@ -102,7 +114,7 @@ fn wallet(account_id: &str, balance_minor: i64, max_balance_minor: i64) -> Walle
     }
 }
 
-fn sim_config(tls: TlsFiles, posgate_public_hex: String) -> WalletSimConfig {
+pub fn sim_config(tls: TlsFiles, posgate_public_hex: String) -> WalletSimConfig {
     let mut rich = wallet(RICH, 100_000, 1_000_000);
     rich.member_barcode = Some(BARCODE.to_owned());
     WalletSimConfig {
@@ -231,7 +243,7 @@ impl WalletWorld {
     }
 }
 
-fn context(request_id: &str) -> Option<pb::RequestContext> {
+pub fn context(request_id: &str) -> Option<pb::RequestContext> {
     Some(pb::RequestContext {
         store_id: "S001".to_owned(),
         terminal_id: "T01".to_owned(),
@@ -244,21 +256,21 @@ fn context(request_id: &str) -> Option<pb::RequestContext> {
     })
 }
 
-fn card(number: &str) -> Option<pb::WalletRef> {
+pub fn card(number: &str) -> Option<pb::WalletRef> {
     Some(pb::WalletRef {
         wallet_operator_id: "ICASH".to_owned(),
         id: Some(pb::wallet_ref::Id::CardNumber(number.to_owned())),
     })
 }
 
-fn twd(amount_minor: i64) -> Option<pb::Money> {
+pub fn twd(amount_minor: i64) -> Option<pb::Money> {
     Some(pb::Money {
         amount_minor,
         currency: "TWD".to_owned(),
     })
 }
 
-fn top_up(key: &str, number: &str, amount_minor: i64) -> pb::TopUpRequest {
+pub fn top_up(key: &str, number: &str, amount_minor: i64) -> pb::TopUpRequest {
     pb::TopUpRequest {
         context: context(key),
         wallet: card(number),
@@ -267,7 +279,7 @@ fn top_up(key: &str, number: &str, amount_minor: i64) -> pb::TopUpRequest {
     }
 }
 
-fn pay(key: &str, wallet: Option<pb::WalletRef>, amount_minor: i64) -> pb::PayRequest {
+pub fn pay(key: &str, wallet: Option<pb::WalletRef>, amount_minor: i64) -> pb::PayRequest {
     pb::PayRequest {
         context: context(key),
         wallet,
@@ -276,11 +288,11 @@ fn pay(key: &str, wallet: Option<pb::WalletRef>, amount_minor: i64) -> pb::PayRe
     }
 }
 
-fn status_of(transaction: &pb::WalletTransaction) -> pb::WalletTransactionStatus {
+pub fn status_of(transaction: &pb::WalletTransaction) -> pb::WalletTransactionStatus {
     pb::WalletTransactionStatus::try_from(transaction.status).unwrap()
 }
 
-fn error_reason(status: &tonic::Status) -> String {
+pub fn error_reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt as _;
     let details = status.get_error_details();
     details
@@ -806,7 +818,7 @@ async fn terminal_acts_only_for_itself() {
 }
 
 /// Kills the child on drop, so a failing test leaves no process behind.
-struct Child(std::process::Child);
+pub struct Child(pub std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -815,7 +827,7 @@ impl Drop for Child {
     }
 }
 
-fn serve(config: &Path) -> Child {
+pub fn serve(config: &Path) -> Child {
     Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_posgate"))
             .args(["serve", "--config"])
@@ -826,7 +838,10 @@ fn serve(config: &Path) -> Child {
     )
 }
 
-async fn connect(port: u16, pki: &posgate_gateway::tls::DevPki) -> WalletServiceClient<Channel> {
+pub async fn connect(
+    port: u16,
+    pki: &posgate_gateway::tls::DevPki,
+) -> WalletServiceClient<Channel> {
     let identity = super::support::terminal("S001", "T01");
     let endpoint = super::support::endpoint(
         std::net::SocketAddr::from(([127, 0, 0, 1], port)),
@@ -840,6 +855,35 @@ async fn connect(port: u16, pki: &posgate_gateway::tls::DevPki) -> WalletService
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("posgate serve did not come up within 10 s");
+}
+
+/// Retries a POS call with the same key (as a till would after
+/// `UNAVAILABLE` or `ABORTED`) until it is answered, for at most `limit`.
+pub async fn retry_until_answered<T, F, Fut>(limit: Duration, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < limit,
+            "the outcome settled within {limit:?}"
+        );
+        match call().await {
+            Ok(answer) => return answer.into_inner(),
+            Err(status) => {
+                assert!(
+                    matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::Aborted
+                    ),
+                    "{status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
 }
 
 /// SIGKILL of the gateway while the operator holds a top-up it has applied:
@@ -905,26 +949,13 @@ async fn kill_9_mid_top_up_ends_reversed() {
         sim.set_faults(FaultConfig::default());
         let _restarted = serve(&config);
         client = connect(port, &pki).await;
-        let started = std::time::Instant::now();
-        let settled = loop {
-            assert!(
-                started.elapsed() < Duration::from_secs(40),
-                "{backend:?}: the outcome settled"
-            );
-            match client.top_up(request.clone()).await {
-                Ok(answer) => break answer.into_inner().transaction.unwrap(),
-                Err(status) => {
-                    assert!(
-                        matches!(
-                            status.code(),
-                            tonic::Code::Unavailable | tonic::Code::Aborted
-                        ),
-                        "{status:?}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        };
+        let settled = retry_until_answered(Duration::from_secs(40), || {
+            let (mut client, request) = (client.clone(), request.clone());
+            async move { client.top_up(request).await }
+        })
+        .await
+        .transaction
+        .unwrap();
         assert_eq!(
             status_of(&settled),
             pb::WalletTransactionStatus::Reversed,

@@ -449,7 +449,11 @@ impl Ledger {
         if account.expiry.is_expired_at(today) || expiry_mismatch {
             return Some(RC_EXPIRED);
         }
-        if request.currency != account.currency || request.amount_minor <= 0 {
+        // A zero-amount authorization is an account verification (card
+        // linking): allowed, it holds nothing.
+        let verification =
+            request.kind == FinancialKind::Authorization && request.amount_minor == 0;
+        if request.currency != account.currency || (request.amount_minor <= 0 && !verification) {
             return Some(RC_FORMAT_ERROR);
         }
         if let Some(block) = request.pin_block {

@@ -123,6 +123,10 @@ pub struct FaultConfig {
     /// Inject at most this many faults, then none (unset: no limit). Lets a
     /// test fault exactly the first attempt and see the retry succeed.
     pub max_faults: Option<u64>,
+    /// Fault only these operations (`top_up`, `payment`, `refund`,
+    /// `reversal`); empty: all of them. Lets a test fault one step of a
+    /// multi-step flow, e.g. the payment after an auto-reload top-up.
+    pub only: Vec<String>,
     /// Seed of the fault generator.
     pub seed: u64,
 }
@@ -136,13 +140,32 @@ impl Default for FaultConfig {
             bad_signature: 0.0,
             decline_all: None,
             max_faults: None,
+            only: Vec::new(),
             seed: 1,
         }
     }
 }
 
 impl FaultConfig {
+    /// The operations `only` may name.
+    pub const OPERATIONS: [&'static str; 4] = ["top_up", "payment", "refund", "reversal"];
+
+    /// Whether faults (and `decline_all`) apply to `operation`.
+    pub fn applies_to(&self, operation: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|only| only == operation)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(bad) = self
+            .only
+            .iter()
+            .find(|only| !Self::OPERATIONS.contains(&only.as_str()))
+        {
+            return Err(format!(
+                "faults.only names {bad:?}; expected some of {:?}",
+                Self::OPERATIONS
+            ));
+        }
         let probabilities = [
             ("no_response", self.no_response),
             ("drop_connection", self.drop_connection),

@@ -376,6 +376,17 @@ impl Operation {
     fn faultable(self) -> bool {
         self != Self::Balance
     }
+
+    /// The name `faults.only` uses.
+    fn name(self) -> &'static str {
+        match self {
+            Self::TopUp => "top_up",
+            Self::Payment => "payment",
+            Self::Refund => "refund",
+            Self::Reversal => "reversal",
+            Self::Balance => "balance",
+        }
+    }
 }
 
 async fn route(
@@ -426,7 +437,9 @@ async fn route(
         context.update(body);
         context.finish().as_ref().to_vec()
     };
-    let (fault, latency, decline_all) = if operation.faultable() {
+    let faulted =
+        operation.faultable() && lock(&shared.faults).config().applies_to(operation.name());
+    let (fault, latency, decline_all) = if faulted {
         let mut plan = lock(&shared.faults);
         (
             plan.draw(),
