@@ -69,7 +69,13 @@ pub async fn start(
                 Wallets::start(&config.wallet_operators, &hsm).map_err(anyhow::Error::msg)?;
             gateway = gateway.with_wallets(Arc::new(wallets));
         }
+        let online = crate::bill::online::OnlineBillers::start(&config.billers, &hsm)
+            .map_err(anyhow::Error::msg)?;
+        gateway = gateway.with_online_billers(Arc::new(online));
         gateway = gateway.with_payments(Arc::new(Payments::start(config.card.clone(), hsm)));
+    }
+    if config.billers.iter().any(|biller| biller.online.is_some()) && config.card.hsm.is_none() {
+        anyhow::bail!("online billers sign their requests: configure [hsm]");
     }
     let gateway = Arc::new(gateway);
     let tls = crate::mtls::ServerTls::load(&config.server)?;
@@ -187,6 +193,12 @@ impl Background {
             stoppable.push(tokio::spawn(crate::wallet::saf::run(
                 Arc::clone(gateway),
                 Arc::clone(wallets),
+                stopped.clone(),
+            )));
+        }
+        if !gateway.online_billers.is_empty() {
+            stoppable.push(tokio::spawn(crate::bill::saf::run(
+                Arc::clone(gateway),
                 stopped.clone(),
             )));
         }

@@ -8,6 +8,7 @@
 //! committed together or not at all.
 
 pub mod audit;
+pub mod bill_online;
 pub(crate) mod card;
 pub mod clearing;
 mod migrate;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+pub use bill_online::{BillReads, BillSafItem, BillWrite};
 pub use card::{
     CardChange, CardRecord, CardRouteKind, CardType, CardUpdate, CardWrite, KeyOp, NewSafItem,
     RefundAdjust, SafItem, SafKind,
@@ -327,7 +329,13 @@ pub enum StoreError {
 /// duplicates produce one write and `KeyTaken` for the rest.
 #[async_trait::async_trait]
 pub trait Store:
-    Reads + WalletReads + clearing::ClearingStore + ReconStore + audit::AuditStore + fmt::Debug
+    Reads
+    + WalletReads
+    + BillReads
+    + clearing::ClearingStore
+    + ReconStore
+    + audit::AuditStore
+    + fmt::Debug
 {
     /// Applies pending schema migrations; safe to run concurrently.
     async fn migrate(&self) -> Result<(), StoreError>;
@@ -342,6 +350,10 @@ pub trait Store:
     /// Commits a wallet state change with its key, lines, event and queue
     /// entries, or reports why not.
     async fn write_wallet(&self, write: WalletWrite) -> Result<WriteOutcome, StoreError>;
+
+    /// Commits an online bill payment's state change with its key, lines,
+    /// event and queue entries, or reports why not.
+    async fn write_bill(&self, write: BillWrite) -> Result<WriteOutcome, StoreError>;
 }
 
 /// Every read of the store: the same SQL on both backends, implemented once

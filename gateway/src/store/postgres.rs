@@ -164,6 +164,7 @@ define_apply_write!(sqlx::PgConnection);
 define_apply_card_write!(sqlx::PgConnection);
 define_chain_append!(sqlx::PgConnection, true);
 super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresStore, pool);
+super::bill_online::define_bill_store!(sqlx::PgConnection, PostgresStore, pool);
 define_reads!(PostgresStore, pool);
 define_audit_reads!(
     PostgresStore,
@@ -249,6 +250,11 @@ impl Store for PostgresStore {
         write.check()?;
         self.submit(Job::Wallet(write)).await
     }
+
+    async fn write_bill(&self, write: super::BillWrite) -> Result<WriteOutcome, StoreError> {
+        write.check()?;
+        self.submit(Job::Bill(write)).await
+    }
 }
 
 /// A writer task: takes every write waiting (up to `MAX_BATCH`; while one
@@ -330,6 +336,7 @@ enum Job {
     Write(WriteRequest),
     Card(CardWrite),
     Wallet(super::WalletWrite),
+    Bill(super::BillWrite),
 }
 
 /// Runs a job's statements, queueing its chain entries in `chain`.
@@ -342,6 +349,7 @@ async fn apply(
         Job::Write(request) => apply_write(conn, request, chain).await,
         Job::Card(write) => apply_card_write(conn, write, chain).await,
         Job::Wallet(write) => apply_wallet_write(conn, write, chain).await,
+        Job::Bill(write) => apply_bill_write(conn, write, chain).await,
     }
 }
 
