@@ -39,22 +39,9 @@ pub struct RunningServer {
     pub task: JoinHandle<anyhow::Result<()>>,
 }
 
-/// Opens and migrates the store, binds the listener, and serves until
-/// `shutdown` resolves; then stops accepting, lets requests in flight finish
-/// (up to the configured grace), and returns.
-pub async fn start(
-    config: &Config,
-    clock: Arc<dyn Clock>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<RunningServer> {
-    let store = store::open(&config.database.url, config.database.max_connections)
-        .await
-        .context("opening the transaction store")?;
-    store
-        .migrate()
-        .await
-        .context("migrating the transaction store")?;
-    let mut gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
+/// Adds what needs the HSM (audit sealing, wallet operators, online
+/// billers, card payments) when `[hsm]` is configured.
+fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Gateway> {
     if let Some(hsm) = &config.card.hsm {
         let hsm = hsm.open().context("opening the HSM")?;
         let store = Arc::clone(&gateway.store);
@@ -77,6 +64,26 @@ pub async fn start(
     if config.billers.iter().any(|biller| biller.online.is_some()) && config.card.hsm.is_none() {
         anyhow::bail!("online billers sign their requests: configure [hsm]");
     }
+    Ok(gateway)
+}
+
+/// Opens and migrates the store, binds the listener, and serves until
+/// `shutdown` resolves; then stops accepting, lets requests in flight finish
+/// (up to the configured grace), and returns.
+pub async fn start(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunningServer> {
+    let store = store::open(&config.database.url, config.database.max_connections)
+        .await
+        .context("opening the transaction store")?;
+    store
+        .migrate()
+        .await
+        .context("migrating the transaction store")?;
+    let gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
+    let gateway = with_hsm_services(gateway, config)?;
     let gateway = Arc::new(gateway);
     let tls = crate::mtls::ServerTls::load(&config.server)?;
     let listener = TcpListener::bind(config.server.listen)

@@ -29,7 +29,7 @@ const BARCODE: &str = "MEMBER-ABC-0001";
 /// A wallet with room for any load run.
 const ROOMY: &str = "1000000000000009";
 
-fn public_of(seed_hex: &str) -> String {
+pub(super) fn public_of(seed_hex: &str) -> String {
     use ring::signature::KeyPair as _;
     let seed = hex::decode(seed_hex).unwrap();
     let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
@@ -37,7 +37,7 @@ fn public_of(seed_hex: &str) -> String {
 }
 
 /// A CA, the simulator's server certificate (127.0.0.1) and posgate's client certificate.
-fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
+pub(super) fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     };
@@ -280,7 +280,7 @@ fn status_of(transaction: &pb::WalletTransaction) -> pb::WalletTransactionStatus
     pb::WalletTransactionStatus::try_from(transaction.status).unwrap()
 }
 
-fn error_reason(status: &tonic::Status) -> String {
+pub(super) fn error_reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt as _;
     let details = status.get_error_details();
     details
@@ -806,7 +806,7 @@ async fn terminal_acts_only_for_itself() {
 }
 
 /// Kills the child on drop, so a failing test leaves no process behind.
-struct Child(std::process::Child);
+pub(super) struct Child(pub(super) std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -815,7 +815,7 @@ impl Drop for Child {
     }
 }
 
-fn serve(config: &Path) -> Child {
+pub(super) fn serve(config: &Path) -> Child {
     Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_posgate"))
             .args(["serve", "--config"])
