@@ -529,30 +529,43 @@ macro_rules! define_apply_card_write {
             {
                 return Ok(exceeds);
             }
-            queue_saf(
-                conn,
-                &write.transaction_id,
-                &write.enqueue,
-                &write.acked,
-                write.at,
-            )
-            .await?;
-            append_lines_and_event(
-                conn,
-                &write.transaction_id,
-                write.business_date,
-                &write.lines,
-                &write.event,
-                write.at,
-                chain,
-            )
-            .await?;
+            $crate::store::write::queue_and_append!(conn, write, chain);
             Ok(WriteOutcome::Written)
         }
     };
 }
 
 pub(crate) use define_apply_card_write;
+
+/// The last statements of a card, wallet or bill write (any `$write` with
+/// `transaction_id`, `enqueue`, `acked`, `at`, `business_date`, `lines` and
+/// `event`): queue its store-and-forward items, acknowledge the ones it
+/// settled, append its lines and event. Expands where `queue_saf` and
+/// `append_lines_and_event` are defined (inside a backend).
+macro_rules! queue_and_append {
+    ($conn:expr, $write:expr, $chain:expr) => {{
+        queue_saf(
+            $conn,
+            &$write.transaction_id,
+            &$write.enqueue,
+            &$write.acked,
+            $write.at,
+        )
+        .await?;
+        append_lines_and_event(
+            $conn,
+            &$write.transaction_id,
+            $write.business_date,
+            &$write.lines,
+            &$write.event,
+            $write.at,
+            $chain,
+        )
+        .await?;
+    }};
+}
+
+pub(crate) use queue_and_append;
 
 /// Implements [`Reads`](super::Reads) for a backend whose read pool is the
 /// field `$pool`: every read is the same SQL on both backends.

@@ -27,7 +27,7 @@ use super::support::{
     Backend, OPEN_LIMITS, TestDb, TestGateway, backends, bad_request_fields, context, money,
     tw_slip, utc,
 };
-use super::wallets::{Child, error_reason, pki, public_of, serve};
+use super::wallets::{Child, connect_channel, error_reason, pki, public_of, serve};
 
 /// The simulator's test signing seed (RFC 8032 section 7.1 test 2). TEST KEY ONLY.
 const SIM_SEED_HEX: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
@@ -315,7 +315,11 @@ async fn online_inquiry_pay_cancel_and_declines() {
             .payment
             .unwrap();
         assert_eq!(replay, paid);
-        assert_eq!(world.sim.counters().notices, 1, "one notice for two calls");
+        assert_eq!(
+            world.sim.biller_counters().notices,
+            1,
+            "one notice for two calls"
+        );
 
         let rows_before = world.gw.store().row_counts().await.unwrap();
         let declines = [
@@ -336,7 +340,11 @@ async fn online_inquiry_pay_cancel_and_declines() {
             rows_before,
             "{backend:?}: a decline stores nothing"
         );
-        assert_eq!(world.sim.counters().notices, 1, "declines never notify");
+        assert_eq!(
+            world.sim.biller_counters().notices,
+            1,
+            "declines never notify"
+        );
 
         // The restated bill is paid at the biller's amount.
         let restated = pb::PayBillRequest {
@@ -545,30 +553,15 @@ async fn online_notice_survives_restart() {
         let payment = pay_until_final(&mut client, &request).await.unwrap();
         assert_eq!(payment.status(), pb::BillPaymentStatus::Paid);
         assert_eq!(gw.store().bill_saf_open().await.unwrap(), 0);
-        assert_eq!(sim.counters().notices, 1, "applied once, never sent again");
+        assert_eq!(
+            sim.biller_counters().notices,
+            1,
+            "applied once, never sent again"
+        );
         assert_books_agree(gw.store().as_ref(), &sim, &[payment.transaction_id]).await;
         gw.stop().await;
         sim.shutdown().await;
     }
-}
-
-async fn connect(
-    port: u16,
-    pki: &posgate_gateway::tls::DevPki,
-) -> BillPaymentServiceClient<Channel> {
-    let identity = super::support::terminal("S001", "T01");
-    let endpoint = super::support::endpoint(
-        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        pki,
-        &super::support::issue(pki, &identity),
-    );
-    for _ in 0..200 {
-        if let Ok(channel) = endpoint.connect().await {
-            return BillPaymentServiceClient::new(channel);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("posgate serve did not come up within 10 s");
 }
 
 /// SIGKILL of `posgate serve` while the biller holds a notice it has
@@ -603,13 +596,13 @@ async fn kill_9_mid_notice_ends_paid_once() {
         std::fs::write(&config, text).unwrap();
 
         let mut gateway: Child = serve(&config);
-        let mut client = connect(port, &pki).await;
+        let mut client = BillPaymentServiceClient::new(connect_channel(port, &pki).await);
         let request = pay("kill-1", BILLS[0]);
         let mut caller = client.clone();
         let attempt = request.clone();
         let in_flight = tokio::spawn(async move { caller.pay_bill(attempt).await });
         let started = std::time::Instant::now();
-        while sim.counters().notices == 0 {
+        while sim.biller_counters().notices == 0 {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "the notice reached the biller"
@@ -626,12 +619,69 @@ async fn kill_9_mid_notice_ends_paid_once() {
 
         sim.set_faults(FaultConfig::default());
         let _restarted = serve(&config);
-        client = connect(port, &pki).await;
+        client = BillPaymentServiceClient::new(connect_channel(port, &pki).await);
         let payment = pay_until_final(&mut client, &request).await.unwrap();
         assert_eq!(payment.status(), pb::BillPaymentStatus::Paid, "{backend:?}");
-        assert_eq!(sim.counters().notices, 1, "{backend:?}: applied once");
+        assert_eq!(
+            sim.biller_counters().notices,
+            1,
+            "{backend:?}: applied once"
+        );
         let store = db.store().await;
         assert_books_agree(store.as_ref(), &sim, &[payment.transaction_id]).await;
         sim.shutdown().await;
+    }
+}
+
+/// The example config's online biller (uncommented) parses; a bad
+/// `[[biller]]` online setting is refused naming its key.
+#[tokio::test]
+async fn online_biller_config_is_checked() {
+    let example = include_str!("../../../config/posgate.example.toml");
+    let start = example.find("# [[biller]]\n# id = \"CTBC-CARD\"").unwrap();
+    let end = start + example[start..].find("\n\n").unwrap();
+    let section: String = example[start..end]
+        .lines()
+        .map(|line| line.strip_prefix("# ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = posgate_gateway::tls::DevPki::generate(dir.path()).unwrap();
+    let base = super::support::config_text("sqlite://unused.db", &pki, OPEN_LIMITS);
+    let config = posgate_gateway::config::Config::parse(&format!("{base}\n{section}\n")).unwrap();
+    let online = config
+        .billers
+        .iter()
+        .find(|biller| biller.id == "CTBC-CARD");
+    assert!(
+        online.unwrap().online.is_some(),
+        "the example is an online biller"
+    );
+
+    let bad = [
+        (
+            section.replace("mode = \"online\"", "mode = \"live\""),
+            "biller[3].mode",
+        ),
+        (
+            section.replace(
+                "biller_public_key_hex = \"3d40",
+                "biller_public_key_hex = \"zz40",
+            ),
+            "biller[3].online.biller_public_key_hex",
+        ),
+        (
+            section.replace("url = \"https://", "url = \"http://"),
+            "biller[3].online.url",
+        ),
+        (
+            section[..section.find("[biller.online]").unwrap()].to_owned(),
+            "biller[3].online",
+        ),
+    ];
+    for (text, key) in bad {
+        let error =
+            posgate_gateway::config::Config::parse(&format!("{base}\n{text}\n")).unwrap_err();
+        assert!(error.to_string().contains(key), "{key}: {error}");
     }
 }

@@ -826,7 +826,8 @@ pub(super) fn serve(config: &Path) -> Child {
     )
 }
 
-async fn connect(port: u16, pki: &posgate_gateway::tls::DevPki) -> WalletServiceClient<Channel> {
+/// A channel as S001/T01 to a `posgate serve` child on `port`, once it serves.
+pub(super) async fn connect_channel(port: u16, pki: &posgate_gateway::tls::DevPki) -> Channel {
     let identity = super::support::terminal("S001", "T01");
     let endpoint = super::support::endpoint(
         std::net::SocketAddr::from(([127, 0, 0, 1], port)),
@@ -835,11 +836,15 @@ async fn connect(port: u16, pki: &posgate_gateway::tls::DevPki) -> WalletService
     );
     for _ in 0..200 {
         if let Ok(channel) = endpoint.connect().await {
-            return WalletServiceClient::new(channel);
+            return channel;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("posgate serve did not come up within 10 s");
+}
+
+async fn connect(port: u16, pki: &posgate_gateway::tls::DevPki) -> WalletServiceClient<Channel> {
+    WalletServiceClient::new(connect_channel(port, pki).await)
 }
 
 /// SIGKILL of the gateway while the operator holds a top-up it has applied:

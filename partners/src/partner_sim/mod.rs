@@ -8,7 +8,8 @@
 //! - [`faults`]: `FaultConfig` (serde, TOML) and the seeded `FaultPlan`.
 //! - [`server`]: accept loop, TLS, HTTP, verification, idempotency, routing, faults.
 //!
-//! `RunningSim` (this file) binds, starts and stops one simulator.
+//! `RunningSim` (this file) binds, starts and stops one simulator; each
+//! simulator's type is a `RunningSim` of its service (`WalletSim`, `BillerSim`).
 
 pub mod faults;
 pub mod server;
@@ -89,7 +90,7 @@ impl<S> fmt::Debug for RunningSim<S> {
 
 impl<S: PartnerService> RunningSim<S> {
     /// Loads the keys and TLS files, binds and starts serving `service`.
-    pub async fn start(settings: ServerSettings<'_>, service: S) -> Result<Self, SimError> {
+    pub async fn serve(settings: ServerSettings<'_>, service: S) -> Result<Self, SimError> {
         let hsm = SoftwareHsm::in_memory();
         let seed = parse_key_hex("signing_key_hex", settings.signing_key_hex).map_err(invalid)?;
         hsm.import_key(
@@ -165,11 +166,41 @@ impl<S: PartnerService> RunningSim<S> {
             tracing::error!(%error, "{}: accept loop ended abnormally", S::NAME);
         }
     }
+
+    /// `posgate sim …`: prints `{what} listening on {addr}` (the line tools
+    /// wait for), serves until Ctrl-C or SIGTERM, then stops.
+    pub async fn run_until_stopped(self, what: &str) -> Result<(), SimError> {
+        println!("{what} listening on {}", self.addr());
+        wait_for_stop_signal().await?;
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Reads a simulator's TOML file and checks it with `validate`; errors name the file.
+pub fn load_toml<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    validate: impl Fn(&T) -> Result<(), String>,
+) -> Result<T, SimError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| SimError::Config(format!("cannot read {}: {error}", path.display())))?;
+    parse_toml(&text, validate)
+        .map_err(|error| SimError::Config(format!("{}: {error}", path.display())))
+}
+
+/// Parses a simulator's TOML text and checks it with `validate`.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    validate: impl Fn(&T) -> Result<(), String>,
+) -> Result<T, SimError> {
+    let config: T = toml::from_str(text).map_err(|error| SimError::Config(error.to_string()))?;
+    validate(&config).map_err(SimError::Config)?;
+    Ok(config)
 }
 
 /// Waits for Ctrl-C or SIGTERM, the end of a `posgate sim` run.
 #[cfg(unix)]
-pub async fn wait_for_stop_signal() -> std::io::Result<()> {
+async fn wait_for_stop_signal() -> std::io::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         result = tokio::signal::ctrl_c() => result,
@@ -179,6 +210,6 @@ pub async fn wait_for_stop_signal() -> std::io::Result<()> {
 
 /// Waits for Ctrl-C, the end of a `posgate sim` run.
 #[cfg(not(unix))]
-pub async fn wait_for_stop_signal() -> std::io::Result<()> {
+async fn wait_for_stop_signal() -> std::io::Result<()> {
     tokio::signal::ctrl_c().await
 }

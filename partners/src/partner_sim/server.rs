@@ -517,14 +517,34 @@ pub fn unknown_transaction(field: &str, detail: &str) -> Answer {
     )
 }
 
-/// The 400 of a status inquiry whose id is not a transaction id, if it is not.
-pub fn check_status_id(id: &str) -> Result<(), Answer> {
-    if api::is_transaction_id(id) {
-        Ok(())
-    } else {
-        Err(bad_request(FieldError {
+/// What a ledger says of one transaction: kind, state, amount, processed at.
+pub type StatusFacts = (
+    api::TransactionKind,
+    api::TransactionState,
+    api::Money,
+    String,
+);
+
+/// The answer of `GET /v1/transactions/{id}`: 400 for an id that is not a
+/// transaction id, 404 when `lookup` finds nothing, else the status.
+pub fn status_answer(id: &str, lookup: impl FnOnce(&str) -> Option<StatusFacts>) -> Answer {
+    if !api::is_transaction_id(id) {
+        return bad_request(FieldError {
             field: "transaction_id".into(),
             reason: "not a lower-case UUID".into(),
-        }))
+        });
+    }
+    match lookup(id) {
+        Some((kind, status, amount, processed_at)) => json(
+            StatusCode::OK,
+            &api::TransactionStatus {
+                transaction_id: id.to_owned(),
+                kind,
+                status,
+                amount: Some(amount),
+                processed_at: Some(processed_at),
+            },
+        ),
+        None => unknown_transaction("transaction_id", "no such transaction"),
     }
 }

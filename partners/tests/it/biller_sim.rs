@@ -257,7 +257,7 @@ async fn bill_refuses_unsigned_stale_and_replayed() {
     let (status, ..) = raw_post(addr, &fixture.client_tls, api::PAYMENTS_PATH, fresh, &body).await;
     assert_eq!(status, 401, "the same signature twice is a replay");
     assert_eq!(fixture.sim.ledger().entries.len(), 1);
-    assert_eq!(fixture.sim.server_counters().unauthorized, 4);
+    assert_eq!(fixture.sim.counters().unauthorized, 4);
     fixture.sim.shutdown().await;
 }
 
@@ -270,7 +270,7 @@ async fn bill_notice_idempotent() {
     let second = fixture.biller.notify(&request).await.unwrap();
     assert_eq!(first, second);
     assert_eq!(first.status, NoticeStatus::Accepted);
-    assert_eq!(fixture.sim.server_counters().idempotent_replays, 1);
+    assert_eq!(fixture.sim.counters().idempotent_replays, 1);
     let mut changed = request.clone();
     changed.amount.amount_minor += 1;
     assert!(matches!(
@@ -321,8 +321,8 @@ async fn bill_faults_resolved_by_retry_or_status_inquiry() {
             .unwrap();
     }
     // Each applied exactly once: the drop by its first attempt, the 503 by its retry.
-    assert_eq!(fixture.sim.counters().notices, 2);
-    assert_eq!(fixture.sim.server_counters().idempotent_replays, 1);
+    assert_eq!(fixture.sim.biller_counters().notices, 2);
+    assert_eq!(fixture.sim.counters().idempotent_replays, 1);
 
     for (what, faults) in [
         (

@@ -155,8 +155,8 @@ async fn biller_simulator_conforms_to_openapi() {
         &["bills", "transactions"],
     )
     .await;
-    let counters = sim.counters();
-    let server = sim.server_counters();
+    let counters = sim.biller_counters();
+    let server = sim.counters();
     sim.shutdown().await;
     assert!(
         run.passed,

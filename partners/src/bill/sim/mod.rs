@@ -18,14 +18,12 @@ pub mod config;
 pub mod ledger;
 pub mod service;
 
-use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use self::ledger::Ledger;
 use self::service::BillerService;
 use crate::http::lock;
-use crate::partner_sim::{RunningSim, ServerCounters, ServerSettings, wait_for_stop_signal};
+use crate::partner_sim::{RunningSim, ServerSettings};
 
 pub use crate::partner_sim::{ClientKeyConfig, FaultConfig, SimError};
 pub use config::{BillConfig, BillerSimConfig};
@@ -36,19 +34,9 @@ pub use service::BillerCounters;
 pub const SIGNING_KEY_LABEL: &str = "biller-sim.signing";
 
 /// A running biller simulator.
-pub struct BillerSim {
-    sim: RunningSim<BillerService>,
-}
+pub type BillerSim = RunningSim<BillerService>;
 
-impl fmt::Debug for BillerSim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BillerSim")
-            .field("addr", &self.sim.addr())
-            .finish_non_exhaustive()
-    }
-}
-
-impl BillerSim {
+impl RunningSim<BillerService> {
     /// Validates `config`, loads its key and TLS files, binds and starts serving.
     pub async fn start(config: BillerSimConfig) -> Result<BillerSim, SimError> {
         config.validate().map_err(SimError::Config)?;
@@ -61,45 +49,24 @@ impl BillerSim {
             client_keys: &config.client_keys,
             faults: config.faults.clone(),
         };
-        let sim = RunningSim::start(settings, BillerService::new(Ledger::new(&config))).await?;
+        let sim = Self::serve(settings, BillerService::new(Ledger::new(&config))).await?;
         tracing::info!(bills = config.bills.len(), "biller sim: bills loaded");
-        Ok(BillerSim { sim })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.sim.addr()
+        Ok(sim)
     }
 
     /// A copy of the books.
     pub fn ledger(&self) -> LedgerSnapshot {
-        lock(&self.sim.service().ledger).snapshot()
+        lock(&self.service().ledger).snapshot()
     }
 
     /// One notice or cancel as the biller recorded it.
     pub fn entry(&self, transaction_id: &str) -> Option<Entry> {
-        lock(&self.sim.service().ledger)
-            .entry(transaction_id)
-            .cloned()
-    }
-
-    /// Replaces the fault config (an invalid one is ignored with a warning).
-    pub fn set_faults(&self, faults: FaultConfig) {
-        self.sim.set_faults(faults);
-    }
-
-    /// What the shared server saw (requests, 401s, replays, faults).
-    pub fn server_counters(&self) -> ServerCounters {
-        self.sim.counters()
+        lock(&self.service().ledger).entry(transaction_id).cloned()
     }
 
     /// What the biller applied.
-    pub fn counters(&self) -> BillerCounters {
-        lock(&self.sim.service().counters).clone()
-    }
-
-    /// Stops accepting, closes every connection and waits.
-    pub async fn shutdown(self) {
-        self.sim.shutdown().await;
+    pub fn biller_counters(&self) -> BillerCounters {
+        lock(&self.service().counters).clone()
     }
 }
 
@@ -107,9 +74,8 @@ impl BillerSim {
 /// address and runs until Ctrl-C or SIGTERM.
 pub async fn run(config_path: &Path) -> Result<(), SimError> {
     let config = BillerSimConfig::from_file(config_path)?;
-    let sim = BillerSim::start(config).await?;
-    println!("biller simulator listening on {}", sim.addr());
-    wait_for_stop_signal().await?;
-    sim.shutdown().await;
-    Ok(())
+    BillerSim::start(config)
+        .await?
+        .run_until_stopped("biller simulator")
+        .await
 }

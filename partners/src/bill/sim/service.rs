@@ -13,9 +13,8 @@ use crate::bill::api::{
 use crate::http::lock;
 use crate::partner_sim::FaultConfig;
 use crate::partner_sim::server::{
-    Answer, PartnerService, check_status_id, json, now_rfc3339, parse, problem, unknown_transaction,
+    Answer, PartnerService, json, now_rfc3339, parse, problem, status_answer, unknown_transaction,
 };
-use crate::wallet::api::TransactionStatus;
 
 /// Counters of what the biller simulator applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,22 +104,7 @@ impl PartnerService for BillerService {
 
     fn transaction_status(&self, id: &str) -> Answer {
         lock(&self.counters).status_inquiries += 1;
-        if let Err(answer) = check_status_id(id) {
-            return answer;
-        }
-        match lock(&self.ledger).status(id) {
-            Some((kind, status, amount, processed_at)) => json(
-                StatusCode::OK,
-                &TransactionStatus {
-                    transaction_id: id.to_owned(),
-                    kind,
-                    status,
-                    amount: Some(amount),
-                    processed_at: Some(processed_at),
-                },
-            ),
-            None => unknown_transaction("transaction_id", "no such transaction"),
-        }
+        status_answer(id, |id| lock(&self.ledger).status(id))
     }
 }
 

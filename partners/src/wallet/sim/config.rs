@@ -96,18 +96,11 @@ impl fmt::Debug for WalletConfig {
 
 impl WalletSimConfig {
     pub fn from_toml_str(text: &str) -> Result<Self, SimError> {
-        let config: Self =
-            toml::from_str(text).map_err(|error| SimError::Config(error.to_string()))?;
-        config.validate().map_err(SimError::Config)?;
-        Ok(config)
+        crate::partner_sim::parse_toml(text, Self::validate)
     }
 
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            SimError::Config(format!("cannot read {}: {error}", path.display()))
-        })?;
-        Self::from_toml_str(&text)
-            .map_err(|error| SimError::Config(format!("{}: {error}", path.display())))
+        crate::partner_sim::load_toml(path, Self::validate)
     }
 
     /// Checks every entry; messages name the entry, never a key or barcode.

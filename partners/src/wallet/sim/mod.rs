@@ -20,14 +20,12 @@ pub mod ledger;
 pub mod service;
 pub mod stats;
 
-use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use self::ledger::Ledger;
 use self::service::WalletService;
 use crate::http::lock;
-use crate::partner_sim::{RunningSim, ServerSettings, wait_for_stop_signal};
+use crate::partner_sim::{RunningSim, ServerSettings};
 
 pub use crate::partner_sim::{ClientKeyConfig, FaultConfig, SimError};
 pub use config::{WalletConfig, WalletSimConfig};
@@ -38,19 +36,9 @@ pub use stats::WalletSimStats;
 pub const SIGNING_KEY_LABEL: &str = "wallet-sim.signing";
 
 /// A running wallet simulator.
-pub struct WalletSim {
-    sim: RunningSim<WalletService>,
-}
+pub type WalletSim = RunningSim<WalletService>;
 
-impl fmt::Debug for WalletSim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WalletSim")
-            .field("addr", &self.sim.addr())
-            .finish_non_exhaustive()
-    }
-}
-
-impl WalletSim {
+impl RunningSim<WalletService> {
     /// Validates `config`, loads its key and TLS files, binds and starts serving.
     pub async fn start(config: WalletSimConfig) -> Result<WalletSim, SimError> {
         config.validate().map_err(SimError::Config)?;
@@ -63,47 +51,31 @@ impl WalletSim {
             client_keys: &config.client_keys,
             faults: config.faults.clone(),
         };
-        let sim = RunningSim::start(settings, WalletService::new(Ledger::new(&config))).await?;
+        let sim = Self::serve(settings, WalletService::new(Ledger::new(&config))).await?;
         tracing::info!(wallets = config.wallets.len(), "wallet sim: wallets loaded");
-        Ok(WalletSim { sim })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.sim.addr()
+        Ok(sim)
     }
 
     /// A copy of the books.
     pub fn ledger(&self) -> LedgerSnapshot {
-        lock(&self.sim.service().ledger).snapshot()
+        lock(&self.service().ledger).snapshot()
     }
 
     /// One transaction as the operator recorded it.
     pub fn entry(&self, transaction_id: &str) -> Option<Entry> {
-        lock(&self.sim.service().ledger)
-            .entry(transaction_id)
-            .cloned()
-    }
-
-    /// Replaces the fault config (an invalid one is ignored with a warning).
-    pub fn set_faults(&self, faults: FaultConfig) {
-        self.sim.set_faults(faults);
+        lock(&self.service().ledger).entry(transaction_id).cloned()
     }
 
     pub fn stats(&self) -> WalletSimStats {
-        let counters = self.sim.counters();
+        let counters = self.counters();
         WalletSimStats {
             requests: counters.requests,
             unauthorized: counters.unauthorized,
             idempotent_replays: counters.idempotent_replays,
             conflicts: counters.conflicts,
             faults_injected: counters.faults_injected,
-            ..lock(&self.sim.service().stats).clone()
+            ..lock(&self.service().stats).clone()
         }
-    }
-
-    /// Stops accepting, closes every connection and waits.
-    pub async fn shutdown(self) {
-        self.sim.shutdown().await;
     }
 }
 
@@ -111,9 +83,8 @@ impl WalletSim {
 /// address and runs until Ctrl-C or SIGTERM.
 pub async fn run(config_path: &Path) -> Result<(), SimError> {
     let config = WalletSimConfig::from_file(config_path)?;
-    let sim = WalletSim::start(config).await?;
-    println!("wallet simulator listening on {}", sim.addr());
-    wait_for_stop_signal().await?;
-    sim.shutdown().await;
-    Ok(())
+    WalletSim::start(config)
+        .await?
+        .run_until_stopped("wallet simulator")
+        .await
 }

@@ -10,11 +10,11 @@ use super::stats::WalletSimStats;
 use crate::http::lock;
 use crate::partner_sim::FaultConfig;
 use crate::partner_sim::server::{
-    Answer, PartnerService, check_status_id, json, now_rfc3339, parse, problem, unknown_transaction,
+    Answer, PartnerService, json, now_rfc3339, parse, problem, status_answer, unknown_transaction,
 };
 use crate::wallet::api::{
     self, BalanceRequest, DeclineCode, PaymentRequest, RefundRequest, ResultStatus,
-    ReversalRequest, ReversalResult, TopUpRequest, TransactionStatus, WalletBalance, WalletResult,
+    ReversalRequest, ReversalResult, TopUpRequest, WalletBalance, WalletResult,
 };
 
 /// Which operation a request is.
@@ -68,22 +68,7 @@ impl PartnerService for WalletService {
 
     fn transaction_status(&self, id: &str) -> Answer {
         lock(&self.stats).status_inquiries += 1;
-        if let Err(answer) = check_status_id(id) {
-            return answer;
-        }
-        match lock(&self.ledger).status(id) {
-            Some((kind, status, amount, processed_at)) => json(
-                StatusCode::OK,
-                &TransactionStatus {
-                    transaction_id: id.to_owned(),
-                    kind,
-                    status,
-                    amount: Some(amount),
-                    processed_at: Some(processed_at),
-                },
-            ),
-            None => unknown_transaction("transaction_id", "no such transaction"),
-        }
+        status_answer(id, |id| lock(&self.ledger).status(id))
     }
 }
 
