@@ -49,6 +49,10 @@ pub struct Target {
     /// True when the gateway's acquirer link goes to a bank simulator that
     /// drops answers (`faults.no_response`): only the cases that need it run.
     pub bank_no_response: bool,
+    /// Collection-item code of an online biller (`mode = "online"`) whose
+    /// partner is `posgate sim biller` with `config/biller-sim.example.toml`'s
+    /// bills; `None` skips the `online-bill.*` cases.
+    pub online_agency_code: Option<String>,
     /// Client certificates, one per identity the suite acts as (mutual TLS).
     /// Requests go over the channel of the terminal their context names.
     pub client_certs: Vec<ClientCert>,

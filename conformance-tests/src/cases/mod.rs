@@ -12,6 +12,8 @@
 //! - `card_bad_input`: card requests with one bad field each, and an expired card.
 //! - `card_unknown_outcome`: the bank never answers; runs only against a
 //!   gateway whose bank drops answers (see [`Case::needs_bank_no_response`]).
+//! - `online_bill`: an online biller asked and notified in real time; runs
+//!   only when the target names one (see [`Case::needs_online_biller`]).
 
 mod access;
 mod bad_input;
@@ -20,6 +22,7 @@ mod card;
 mod card_bad_input;
 mod card_unknown_outcome;
 mod idempotency;
+mod online_bill;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,6 +45,8 @@ pub struct Case {
     /// (`Target::bank_no_response`), and every other case runs only when it
     /// does not, since dropped answers would fail them.
     pub needs_bank_no_response: bool,
+    /// True for a case that needs an online biller (`Target::online_agency_code`).
+    pub needs_online_biller: bool,
     run: Arc<CaseFn>,
 }
 
@@ -51,6 +56,7 @@ impl std::fmt::Debug for Case {
             .field("name", &self.name)
             .field("description", &self.description)
             .field("needs_bank_no_response", &self.needs_bank_no_response)
+            .field("needs_online_biller", &self.needs_online_biller)
             .finish_non_exhaustive()
     }
 }
@@ -65,8 +71,16 @@ impl Case {
             name: name.into(),
             description: description.into(),
             needs_bank_no_response: false,
+            needs_online_biller: false,
             run: Arc::new(run),
         }
+    }
+
+    /// Marks the case as needing an online biller.
+    #[must_use]
+    pub fn with_online_biller(mut self) -> Self {
+        self.needs_online_biller = true;
+        self
     }
 
     /// Marks the case as needing a bank that drops answers.
@@ -92,6 +106,7 @@ pub fn all_cases() -> Vec<Case> {
     cases.extend(card::cases());
     cases.extend(card_bad_input::cases());
     cases.extend(card_unknown_outcome::cases());
+    cases.extend(online_bill::cases());
     cases.extend(access::cases());
     cases
 }

@@ -27,7 +27,7 @@ use super::support::{
     Backend, OPEN_LIMITS, TestDb, TestGateway, backends, bad_request_fields, context, money,
     tw_slip, utc,
 };
-use super::wallets::{Child, connect_channel, error_reason, pki, public_of, serve};
+use super::wallets::{Child, connect_channel, error_reason, pki, public_of, serve, serve_config};
 
 /// The simulator's test signing seed (RFC 8032 section 7.1 test 2). TEST KEY ONLY.
 const SIM_SEED_HEX: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
@@ -583,17 +583,7 @@ async fn kill_9_mid_notice_ends_paid_once() {
             no_response: 1.0,
             ..FaultConfig::default()
         });
-        let pki = posgate_gateway::tls::DevPki::generate(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let text = super::support::config_text(&db.url, &pki, OPEN_LIMITS)
-            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
-            + &biller_config(&dir, sim.addr(), &client_tls);
-        let config = dir.join("posgate.toml");
-        std::fs::write(&config, text).unwrap();
+        let (pki, port, config) = serve_config(&db, &biller_config(&dir, sim.addr(), &client_tls));
 
         let mut gateway: Child = serve(&config);
         let mut client = BillPaymentServiceClient::new(connect_channel(port, &pki).await);

@@ -815,6 +815,27 @@ impl Drop for Child {
     }
 }
 
+/// A `posgate serve` config for `db` on a free port, with `extra` sections,
+/// written into the database's directory: the dev PKI, the port and the file.
+pub(super) fn serve_config(
+    db: &TestDb,
+    extra: &str,
+) -> (posgate_gateway::tls::DevPki, u16, std::path::PathBuf) {
+    let dir = db.dir.path();
+    let pki = posgate_gateway::tls::DevPki::generate(dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = super::support::config_text(&db.url, &pki, OPEN_LIMITS)
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+        + extra;
+    let config = dir.join("posgate.toml");
+    std::fs::write(&config, text).unwrap();
+    (pki, port, config)
+}
+
 pub(super) fn serve(config: &Path) -> Child {
     Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_posgate"))
@@ -868,17 +889,7 @@ async fn kill_9_mid_top_up_ends_reversed() {
             no_response: 1.0,
             ..FaultConfig::default()
         });
-        let pki = posgate_gateway::tls::DevPki::generate(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let text = super::support::config_text(&db.url, &pki, OPEN_LIMITS)
-            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
-            + &wallet_config(&dir, &sim, &client_tls);
-        let config = dir.join("posgate.toml");
-        std::fs::write(&config, text).unwrap();
+        let (pki, port, config) = serve_config(&db, &wallet_config(&dir, &sim, &client_tls));
 
         let mut gateway = serve(&config);
         let mut client = connect(port, &pki).await;
