@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::bank::sim::faults::SplitMix64;
 use crate::wallet::api::is_code;
@@ -36,7 +36,7 @@ impl Fault {
 #[serde(deny_unknown_fields, default)]
 pub struct FaultConfig {
     /// Delay before every faultable answer.
-    #[serde(rename = "latency_ms", with = "millis")]
+    #[serde(rename = "latency_ms", with = "crate::bank::sim::config::millis")]
     pub latency: Duration,
     /// Probability of applying the request and never answering.
     pub no_response: f64,
@@ -108,18 +108,6 @@ impl FaultConfig {
             ));
         }
         Ok(())
-    }
-}
-
-mod millis {
-    use super::{Deserialize, Deserializer, Duration, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        u64::deserialize(deserializer).map(Duration::from_millis)
     }
 }
 
