@@ -167,6 +167,8 @@ pub async fn start(
 struct Background {
     upkeep: JoinHandle<()>,
     card_health: JoinHandle<()>,
+    /// Per-biller health of online billers (their circuit breakers).
+    biller_health: JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
     /// Tasks that finish their current step when told to stop.
     stoppable: Vec<JoinHandle<()>>,
@@ -224,6 +226,7 @@ impl Background {
         Ok(Self {
             upkeep: tokio::spawn(run_upkeep(Arc::clone(gateway))),
             card_health: tokio::spawn(report_card_health(Arc::clone(gateway), health.clone())),
+            biller_health: tokio::spawn(report_biller_health(Arc::clone(gateway), health.clone())),
             stop,
             stoppable,
         })
@@ -232,6 +235,7 @@ impl Background {
     async fn stop(self) {
         self.upkeep.abort();
         self.card_health.abort();
+        self.biller_health.abort();
         let _ = self.stop.send(true);
         for task in self.stoppable {
             let _ = task.await;
@@ -239,8 +243,9 @@ impl Background {
     }
 }
 
-/// How often the health of `PaymentService` follows its bank links.
-const CARD_HEALTH_INTERVAL: Duration = Duration::from_millis(250);
+/// How often health follows the bank links (`PaymentService`) and the
+/// online billers' circuit breakers.
+const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Reports `PaymentService` as serving while every bank link is signed on
 /// (and not serving otherwise, or when no cards are configured), so load
@@ -264,7 +269,44 @@ async fn report_card_health(gateway: Arc<Gateway>, reporter: tonic_health::serve
             tracing::info!(up, "card payments health");
             serving = Some(up);
         }
-        tokio::time::sleep(CARD_HEALTH_INTERVAL).await;
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}
+
+/// The health service name of an online biller: `biller:<id>`.
+pub fn biller_health_name(biller_id: &str) -> String {
+    format!("biller:{biller_id}")
+}
+
+/// Reports each online biller as its own health entry (`biller:<id>`):
+/// `NOT_SERVING` while its circuit breaker is open, `SERVING` otherwise.
+/// `BillPaymentService` itself stays `SERVING`: batch billers and the other
+/// online billers still work.
+async fn report_biller_health(
+    gateway: Arc<Gateway>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    use tonic_health::ServingStatus;
+    let mut open_by_biller = std::collections::HashMap::new();
+    loop {
+        for biller in gateway.online_billers.all() {
+            let open = matches!(
+                biller.client.partner().breaker_state(),
+                posgate_partners::http::BreakerState::Open { .. }
+            );
+            if open_by_biller.insert(biller.id.clone(), open) != Some(open) {
+                let status = if open {
+                    ServingStatus::NotServing
+                } else {
+                    ServingStatus::Serving
+                };
+                reporter
+                    .set_service_status(biller_health_name(&biller.id), status)
+                    .await;
+                tracing::info!(biller = %biller.id, open, "online biller health");
+            }
+        }
+        tokio::time::sleep(HEALTH_INTERVAL).await;
     }
 }
 

@@ -189,6 +189,11 @@ impl OnlineBillers {
         self.billers.get(biller_id)
     }
 
+    /// Every online biller, by id.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<OnlineBiller>> {
+        self.billers.values()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.billers.is_empty()
     }

@@ -675,3 +675,46 @@ async fn online_biller_config_is_checked() {
         assert!(error.to_string().contains(key), "{key}: {error}");
     }
 }
+
+/// Each online biller has its own health entry (`biller:<id>`) that follows
+/// its circuit breaker; `BillPaymentService` stays `SERVING` while it is open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn biller_health_follows_its_breaker() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let world = BillerWorld::start(Backend::Sqlite).await;
+    let health = HealthClient::new(world.gw.channel.clone());
+    let status_of = |service: String| {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(tonic_health::pb::HealthCheckRequest { service })
+                .await
+                .map(|answer| answer.into_inner().status())
+                .ok()
+        }
+    };
+    let biller = posgate_gateway::server::biller_health_name(BILLER);
+    let bills = "posgate.v1.BillPaymentService".to_owned();
+    let started = std::time::Instant::now();
+    while status_of(biller.clone()).await != Some(ServingStatus::Serving) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "biller reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let BillerWorld { gw, sim, .. } = world;
+    sim.shutdown().await;
+    let mut client = gw.client.clone();
+    let started = std::time::Instant::now();
+    while status_of(biller.clone()).await != Some(ServingStatus::NotServing) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "breaker opened"
+        );
+        let _ = client.pay_bill(pay("down", BILLS[0])).await;
+    }
+    assert_eq!(status_of(bills).await, Some(ServingStatus::Serving));
+    gw.stop().await;
+}
