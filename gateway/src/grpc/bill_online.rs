@@ -419,8 +419,24 @@ pub async fn pay(
         }
     }
     let (end, status) = notify(online, &record).await;
-    settle(gateway, &record, &end, "gateway", Vec::new()).await?;
-    answer_of(gateway, &record, &end, status)
+    match settle(gateway, &record, &end, "gateway", Vec::new()).await? {
+        WriteOutcome::Written => answer_of(gateway, &record, &end, status),
+        other => {
+            // Someone else (the worker) settled it first: answer what is stored.
+            tracing::warn!(transaction_id = %record.id, ?other, "notice settled elsewhere");
+            let stored = gateway
+                .store
+                .answer(&key)
+                .await
+                .map_err(|error| from_store_error(&error))?;
+            match stored {
+                Some(answer) => replay_or_pending(&answer, &fingerprint, &key.client_request_id),
+                None => Err(answer_of(gateway, &record, &end, status)
+                    .err()
+                    .unwrap_or_else(|| notice_outcome_unknown(&record.id))),
+            }
+        }
+    }
 }
 
 /// A deterministic cancel id for a payment (a UUID from its digest), so a
