@@ -67,6 +67,7 @@ pub async fn run(target: &Target, filter: Option<&str>) -> anyhow::Result<Report
         .into_iter()
         .filter(|case| case.needs_bank_no_response == target.bank_no_response)
         .filter(|case| !case.needs_wallet || target.wallet_operator_id.is_some())
+        .filter(|case| !case.needs_online_biller || target.online_agency_code.is_some())
         .filter(|case| filter.is_none_or(|filter| case.name.contains(filter)))
         .collect();
     let started = Instant::now();

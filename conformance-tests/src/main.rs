@@ -51,7 +51,15 @@ retry_max_ms (e.g. 100 / 1000), then:
   posgate-conformance --addr https://127.0.0.1:50052 --ca certs/ca.pem --bank-no-response
 The case sends small sales until one is UNAVAILABLE with ErrorInfo
 OUTCOME_UNKNOWN, then retries it with the same key (for at most 30 s) until
-the store-and-forward queue has reversed it: the answer must be REVERSED.";
+the store-and-forward queue has reversed it: the answer must be REVERSED.
+
+Online billers: the online-bill.* cases run only with --online-agency-code
+CODE, the collection-item code of a biller with mode = \"online\" whose
+partner is the biller simulator with the example's bills (the commented
+CTBC-CARD section of config/posgate.example.toml, agency code CCB):
+  posgate sim biller --config config/biller-sim.example.toml
+  posgate-conformance --addr https://127.0.0.1:50051 --ca certs/ca.pem --online-agency-code CCB
+Each run pays the simulator's open NT$500 bill and cancels it again.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -118,6 +126,11 @@ struct Cli {
     /// the wallet cases are skipped.
     #[arg(long)]
     wallet_operator: Option<String>,
+    /// Collection-item code of an online biller backed by `posgate sim
+    /// biller` with config/biller-sim.example.toml's bills; enables the
+    /// `online-bill.*` cases.
+    #[arg(long)]
+    online_agency_code: Option<String>,
     /// Run only the cases whose name contains this text.
     #[arg(long)]
     case: Option<String>,
@@ -165,6 +178,7 @@ impl Cli {
             pin_key_hex: self.pin_key_hex.clone(),
             bank_no_response: self.bank_no_response,
             wallet_operator_id: self.wallet_operator.clone(),
+            online_agency_code: self.online_agency_code.clone(),
             client_certs,
         })
     }

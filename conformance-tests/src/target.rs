@@ -53,6 +53,10 @@ pub struct Target {
     /// use, configured like `config/wallet-sim.example.toml` behind the
     /// gateway; `None` skips the wallet cases.
     pub wallet_operator_id: Option<String>,
+    /// Collection-item code of an online biller (`mode = "online"`) whose
+    /// partner is `posgate sim biller` with `config/biller-sim.example.toml`'s
+    /// bills; `None` skips the `online-bill.*` cases.
+    pub online_agency_code: Option<String>,
     /// Client certificates, one per identity the suite acts as (mutual TLS).
     /// Requests go over the channel of the terminal their context names.
     pub client_certs: Vec<ClientCert>,

@@ -143,6 +143,8 @@ pub struct BillerConfig {
     pub max_amount_minor: u64,
     pub accept_after_due: bool,
     pub fee: FeeContract,
+    /// Set for `mode = "online"`: how to reach the biller in real time.
+    pub online: Option<crate::bill::online::OnlineBillerConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,6 +309,12 @@ struct RawBiller {
     #[serde(default)]
     accept_after_due: bool,
     fee: FeeRule,
+    /// `"batch"` (the default: told only through the daily file) or `"online"`.
+    #[serde(default)]
+    mode: Option<String>,
+    /// Required for `mode = "online"`.
+    #[serde(default)]
+    online: Option<crate::bill::online::RawOnlineBiller>,
 }
 
 impl Config {
@@ -506,6 +514,23 @@ fn check_billers(raw: Vec<RawBiller>) -> Result<Vec<BillerConfig>, ConfigError> 
         }
         let fee =
             FeeContract::new(biller.fee, currency).map_err(|reason| invalid(key("fee"), reason))?;
+        let online = match (biller.mode.as_deref().unwrap_or("batch"), biller.online) {
+            ("batch", None) => None,
+            ("batch", Some(_)) => {
+                return Err(invalid(key("online"), "is only for mode = \"online\""));
+            }
+            ("online", Some(raw)) => Some(
+                raw.check()
+                    .map_err(|(field, reason)| invalid(key(&field), reason))?,
+            ),
+            ("online", None) => {
+                return Err(invalid(
+                    key("online"),
+                    "mode = \"online\" needs an [biller.online] table (url, keys, TLS files)",
+                ));
+            }
+            (_, _) => return Err(invalid(key("mode"), "must be \"batch\" or \"online\"")),
+        };
         billers.push(BillerConfig {
             id: biller.id,
             name: biller.name,
@@ -516,6 +541,7 @@ fn check_billers(raw: Vec<RawBiller>) -> Result<Vec<BillerConfig>, ConfigError> 
             max_amount_minor: biller.max_amount_minor,
             accept_after_due: biller.accept_after_due,
             fee,
+            online,
         });
     }
     Ok(billers)

@@ -79,6 +79,14 @@ enum SimCommand {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// An online biller speaking Partner API v1 (HTTPS, mutual TLS, RFC 9421
+    /// signatures) with its own ledger of outstanding bills and fault
+    /// injection; runs until SIGTERM or Ctrl-C.
+    Biller {
+        /// The simulator's TOML (see config/biller-sim.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn init_logging(json: bool) {
@@ -152,6 +160,12 @@ async fn main() -> anyhow::Result<()> {
             posgate_partners::wallet::sim::run(&config)
                 .await
                 .with_context(|| format!("wallet simulator with {}", config.display()))
+        }
+        Command::Sim(SimCommand::Biller { config }) => {
+            init_logging(cli.log_json);
+            posgate_partners::bill::sim::run(&config)
+                .await
+                .with_context(|| format!("biller simulator with {}", config.display()))
         }
     }
 }

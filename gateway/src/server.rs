@@ -39,6 +39,34 @@ pub struct RunningServer {
     pub task: JoinHandle<anyhow::Result<()>>,
 }
 
+/// Adds what needs the HSM (audit sealing, wallet operators, online
+/// billers, card payments) when `[hsm]` is configured.
+fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Gateway> {
+    if let Some(hsm) = &config.card.hsm {
+        let hsm = hsm.open().context("opening the HSM")?;
+        let store = Arc::clone(&gateway.store);
+        gateway = gateway.with_audit(crate::audit::Audit {
+            store,
+            hsm: Arc::clone(&hsm),
+            config: config.audit.clone(),
+            pan_fingerprint_key: config.card.pan_fingerprint_key.clone(),
+        });
+        if !config.wallet_operators.is_empty() {
+            let wallets =
+                Wallets::start(&config.wallet_operators, &hsm).map_err(anyhow::Error::msg)?;
+            gateway = gateway.with_wallets(Arc::new(wallets));
+        }
+        let online = crate::bill::online::OnlineBillers::start(&config.billers, &hsm)
+            .map_err(anyhow::Error::msg)?;
+        gateway = gateway.with_online_billers(Arc::new(online));
+        gateway = gateway.with_payments(Arc::new(Payments::start(config.card.clone(), hsm)));
+    }
+    if config.billers.iter().any(|biller| biller.online.is_some()) && config.card.hsm.is_none() {
+        anyhow::bail!("online billers sign their requests: configure [hsm]");
+    }
+    Ok(gateway)
+}
+
 /// Opens and migrates the store, binds the listener, and serves until
 /// `shutdown` resolves; then stops accepting, lets requests in flight finish
 /// (up to the configured grace), and returns.
@@ -54,23 +82,8 @@ pub async fn start(
         .migrate()
         .await
         .context("migrating the transaction store")?;
-    let mut gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
-    if let Some(hsm) = &config.card.hsm {
-        let hsm = hsm.open().context("opening the HSM")?;
-        let store = Arc::clone(&gateway.store);
-        gateway = gateway.with_audit(crate::audit::Audit {
-            store,
-            hsm: Arc::clone(&hsm),
-            config: config.audit.clone(),
-            pan_fingerprint_key: config.card.pan_fingerprint_key.clone(),
-        });
-        if !config.wallet_operators.is_empty() {
-            let wallets =
-                Wallets::start(&config.wallet_operators, &hsm).map_err(anyhow::Error::msg)?;
-            gateway = gateway.with_wallets(Arc::new(wallets));
-        }
-        gateway = gateway.with_payments(Arc::new(Payments::start(config.card.clone(), hsm)));
-    }
+    let gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
+    let gateway = with_hsm_services(gateway, config)?;
     let gateway = Arc::new(gateway);
     let tls = crate::mtls::ServerTls::load(&config.server)?;
     let listener = TcpListener::bind(config.server.listen)
@@ -156,6 +169,8 @@ pub async fn start(
 struct Background {
     upkeep: JoinHandle<()>,
     card_health: JoinHandle<()>,
+    /// Per-biller health of online billers (their circuit breakers).
+    biller_health: JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
     /// Tasks that finish their current step when told to stop.
     stoppable: Vec<JoinHandle<()>>,
@@ -192,6 +207,12 @@ impl Background {
                 stopped.clone(),
             )));
         }
+        if !gateway.online_billers.is_empty() {
+            stoppable.push(tokio::spawn(crate::bill::saf::run(
+                Arc::clone(gateway),
+                stopped.clone(),
+            )));
+        }
         if config.clearing.scheduled {
             let context = crate::clearing::close::ClearingContext::from_config(
                 config,
@@ -207,6 +228,7 @@ impl Background {
         Ok(Self {
             upkeep: tokio::spawn(run_upkeep(Arc::clone(gateway))),
             card_health: tokio::spawn(report_card_health(Arc::clone(gateway), health.clone())),
+            biller_health: tokio::spawn(report_biller_health(Arc::clone(gateway), health.clone())),
             stop,
             stoppable,
         })
@@ -215,6 +237,7 @@ impl Background {
     async fn stop(self) {
         self.upkeep.abort();
         self.card_health.abort();
+        self.biller_health.abort();
         let _ = self.stop.send(true);
         for task in self.stoppable {
             let _ = task.await;
@@ -235,8 +258,9 @@ async fn report_wallet_health(reporter: &tonic_health::server::HealthReporter, g
     }
 }
 
-/// How often the health of `PaymentService` follows its bank links.
-const CARD_HEALTH_INTERVAL: Duration = Duration::from_millis(250);
+/// How often health follows the bank links (`PaymentService`) and the
+/// online billers' circuit breakers.
+const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Reports `PaymentService` as serving while every bank link is signed on
 /// (and not serving otherwise, or when no cards are configured), so load
@@ -260,7 +284,44 @@ async fn report_card_health(gateway: Arc<Gateway>, reporter: tonic_health::serve
             tracing::info!(up, "card payments health");
             serving = Some(up);
         }
-        tokio::time::sleep(CARD_HEALTH_INTERVAL).await;
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}
+
+/// The health service name of an online biller: `biller:<id>`.
+pub fn biller_health_name(biller_id: &str) -> String {
+    format!("biller:{biller_id}")
+}
+
+/// Reports each online biller as its own health entry (`biller:<id>`):
+/// `NOT_SERVING` while its circuit breaker is open, `SERVING` otherwise.
+/// `BillPaymentService` itself stays `SERVING`: batch billers and the other
+/// online billers still work.
+async fn report_biller_health(
+    gateway: Arc<Gateway>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    use tonic_health::ServingStatus;
+    let mut open_by_biller = std::collections::HashMap::new();
+    loop {
+        for biller in gateway.online_billers.all() {
+            let open = matches!(
+                biller.client.partner().breaker_state(),
+                posgate_partners::http::BreakerState::Open { .. }
+            );
+            if open_by_biller.insert(biller.id.clone(), open) != Some(open) {
+                let status = if open {
+                    ServingStatus::NotServing
+                } else {
+                    ServingStatus::Serving
+                };
+                reporter
+                    .set_service_status(biller_health_name(&biller.id), status)
+                    .await;
+                tracing::info!(biller = %biller.id, open, "online biller health");
+            }
+        }
+        tokio::time::sleep(HEALTH_INTERVAL).await;
     }
 }
 

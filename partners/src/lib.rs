@@ -9,8 +9,14 @@
 //!   the bank simulator with its own card ledger.
 //! - [`wallet`]: e-wallet operators over the partner API: wire models, the
 //!   typed client, and the wallet simulator with its own ledger.
+//! - [`bill`]: online billers over the partner API: wire models, the typed
+//!   client, and the biller simulator with its ledger of outstanding bills.
+//! - [`partner_sim`]: what the wallet and biller simulators share: the
+//!   signed HTTPS server, idempotency store and seeded fault plan.
 
 pub mod bank;
+pub mod bill;
 pub mod http;
 pub mod iso8583;
+pub mod partner_sim;
 pub mod wallet;

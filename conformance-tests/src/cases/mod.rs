@@ -14,6 +14,8 @@
 //!   gateway whose bank drops answers (see [`Case::needs_bank_no_response`]).
 //! - `wallet`: `WalletService` against the example wallet simulator (see
 //!   [`Case::needs_wallet`]).
+//! - `online_bill`: an online biller asked and notified in real time; runs
+//!   only when the target names one (see [`Case::needs_online_biller`]).
 
 mod access;
 mod bad_input;
@@ -22,6 +24,7 @@ mod card;
 mod card_bad_input;
 mod card_unknown_outcome;
 mod idempotency;
+mod online_bill;
 mod wallet;
 
 use std::future::Future;
@@ -48,6 +51,8 @@ pub struct Case {
     /// True for a case that needs a wallet operator behind the gateway
     /// (`Target::wallet_operator_id`); skipped without one.
     pub needs_wallet: bool,
+    /// True for a case that needs an online biller (`Target::online_agency_code`).
+    pub needs_online_biller: bool,
     run: Arc<CaseFn>,
 }
 
@@ -58,6 +63,7 @@ impl std::fmt::Debug for Case {
             .field("description", &self.description)
             .field("needs_bank_no_response", &self.needs_bank_no_response)
             .field("needs_wallet", &self.needs_wallet)
+            .field("needs_online_biller", &self.needs_online_biller)
             .finish_non_exhaustive()
     }
 }
@@ -73,8 +79,16 @@ impl Case {
             description: description.into(),
             needs_bank_no_response: false,
             needs_wallet: false,
+            needs_online_biller: false,
             run: Arc::new(run),
         }
+    }
+
+    /// Marks the case as needing an online biller.
+    #[must_use]
+    pub fn with_online_biller(mut self) -> Self {
+        self.needs_online_biller = true;
+        self
     }
 
     /// Marks the case as needing a bank that drops answers.
@@ -108,6 +122,7 @@ pub fn all_cases() -> Vec<Case> {
     cases.extend(card_bad_input::cases());
     cases.extend(card_unknown_outcome::cases());
     cases.extend(wallet::cases());
+    cases.extend(online_bill::cases());
     cases.extend(access::cases());
     cases
 }

@@ -3,11 +3,12 @@
 //! rate limits rewritten): a dev CA, server certificate, CRL and a client
 //! certificate per identity the suite acts as, made by `posgate certs`,
 //! a fresh SQLite file, the published test keystore made by `posgate keys
-//! init-test`, and a `posgate sim bank` child (from
-//! `config/bank-sim.example.toml`) on a free port as both bank links, and a
+//! init-test`, a `posgate sim bank` child (from
+//! `config/bank-sim.example.toml`) on a free port as both bank links, a
 //! `posgate sim wallet` child (from `config/wallet-sim.example.toml`) as the
-//! wallet operator `ICASH`. Guards kill the processes on drop, also when a
-//! test panics.
+//! wallet operator `ICASH`, and a `posgate sim biller` child (from
+//! `config/biller-sim.example.toml`) behind the example's online biller
+//! (uncommented). Guards kill every process on drop, also when a test panics.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
@@ -24,12 +25,11 @@ use posgate_conformance::{Ctx, Target};
 /// How long the gateway may take to migrate its database, sign on to its
 /// banks and start serving.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long the bank simulator may take to print its address.
-const BANK_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a simulator may take to print its address.
+const SIM_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between readiness probes.
 const READY_POLL: Duration = Duration::from_millis(100);
-/// What `posgate sim bank` prints once it listens.
-const BANK_LISTENING: &str = "bank simulator listening on ";
+
 /// What the gateway logs (at info, for `posgate_partners`) per bank link signed on.
 const SIGNED_ON: &str = "signed on to the bank";
 /// Bank links of the example config (acquirer and co-brand issuer).
@@ -41,10 +41,13 @@ const GATEWAY_LOG_FILTER: &str = "warn,posgate_partners=info";
 const EXAMPLE_CONFIG: &str = include_str!("../../../config/posgate.example.toml");
 const EXAMPLE_BANK_CONFIG: &str = include_str!("../../../config/bank-sim.example.toml");
 const EXAMPLE_WALLET_CONFIG: &str = include_str!("../../../config/wallet-sim.example.toml");
-/// What `posgate sim wallet` prints once it listens.
-const WALLET_LISTENING: &str = "wallet simulator listening on ";
 /// The wallet operator id the suite's wallet cases use.
 pub const WALLET_OPERATOR: &str = "ICASH";
+const EXAMPLE_BILLER_CONFIG: &str = include_str!("../../../config/biller-sim.example.toml");
+/// The example's online biller section starts with this line (commented out).
+const ONLINE_BILLER_START: &str = "# [[biller]]\n# id = \"CTBC-CARD\"";
+/// The collection-item code of the example's online biller.
+const ONLINE_AGENCY_CODE: &str = "CCB";
 
 /// Share of financial requests the faulty bank leaves unanswered. Below 1.0
 /// on purpose: the simulator drops reversals (0400) at the same rate, and a
@@ -64,36 +67,30 @@ pub enum Bank {
     DropsAnswers,
 }
 
-/// A running `posgate sim bank`; dropping it kills the process.
-pub struct BankSimProcess {
+/// A running `posgate sim bank` or `posgate sim biller`; dropping it kills the process.
+pub struct SimProcess {
     child: Child,
     /// Held so the simulator's stdout stays open.
     _stdout: BufReader<ChildStdout>,
     pub addr: String,
+    kind: &'static str,
     log: PathBuf,
 }
 
-impl Drop for BankSimProcess {
+impl Drop for SimProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl BankSimProcess {
-    /// Starts `posgate sim bank` with `config` and waits for its address.
-    async fn start(binary: &Path, dir: &Path, config: &str) -> anyhow::Result<Self> {
-        Self::start_sim(binary, dir, "bank", config, BANK_LISTENING).await
-    }
-
-    /// Starts `posgate sim KIND` with `config` and waits for the line
-    /// `listening` + its address.
-    async fn start_sim(
+impl SimProcess {
+    /// Starts `posgate sim {kind}` with `config` and waits for its address.
+    async fn start(
         binary: &Path,
         dir: &Path,
-        kind: &str,
+        kind: &'static str,
         config: &str,
-        listening: &str,
     ) -> anyhow::Result<Self> {
         let path = dir.join(format!("{kind}-sim.toml"));
         std::fs::write(&path, config)?;
@@ -114,12 +111,12 @@ impl BankSimProcess {
             let read = stdout.read_line(&mut line);
             (stdout, line, read)
         });
-        let outcome = tokio::time::timeout(BANK_READY_TIMEOUT, reading).await;
+        let outcome = tokio::time::timeout(SIM_READY_TIMEOUT, reading).await;
         let Ok(Ok((stdout, line, Ok(_)))) = outcome else {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
-                "posgate sim {kind} printed no address within {BANK_READY_TIMEOUT:?}:\n{}",
+                "posgate sim {kind} printed no address within {SIM_READY_TIMEOUT:?}:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         };
@@ -127,11 +124,13 @@ impl BankSimProcess {
             child,
             _stdout: stdout,
             addr: String::new(),
+            kind,
             log,
         };
+        let listening = format!("{kind} simulator listening on ");
         sim.addr = line
             .trim()
-            .strip_prefix(listening)
+            .strip_prefix(listening.as_str())
             .with_context(|| format!("posgate sim {kind} printed {line:?}:\n{}", sim.log()))?
             .to_owned();
         Ok(sim)
@@ -139,7 +138,11 @@ impl BankSimProcess {
 
     /// The simulator's log so far, for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        format!(
+            "--- posgate sim {} ---\n{}",
+            self.kind,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
     }
 }
 
@@ -154,8 +157,9 @@ pub struct Gateway {
     pub terminal_id: String,
     log: PathBuf,
     bank_kind: Bank,
-    pub bank: BankSimProcess,
-    pub wallet: BankSimProcess,
+    pub bank: SimProcess,
+    pub wallet: SimProcess,
+    pub biller: SimProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -179,24 +183,29 @@ impl Gateway {
         let binary = gateway_binary()?;
         let dir = tempfile::tempdir()?;
         init_test_keystore(&binary, dir.path())?;
-        let bank = BankSimProcess::start(&binary, dir.path(), &bank_config(bank_kind)?).await?;
         let terminal_id = Target::random_terminal_id();
         let ca_pem = write_dev_pki(&binary, dir.path(), &terminal_id)?;
-        let wallet = BankSimProcess::start_sim(
+        let bank = SimProcess::start(&binary, dir.path(), "bank", &bank_config(bank_kind)?).await?;
+        let wallet = SimProcess::start(
             &binary,
             dir.path(),
             "wallet",
-            &wallet_config(dir.path())?,
-            WALLET_LISTENING,
+            &sim_config(dir.path(), EXAMPLE_WALLET_CONFIG, "127.0.0.1:8443")?,
+        )
+        .await?;
+        let biller = SimProcess::start(
+            &binary,
+            dir.path(),
+            "biller",
+            &sim_config(dir.path(), EXAMPLE_BILLER_CONFIG, "127.0.0.1:8444")?,
         )
         .await?;
         let port = free_port()?;
         let config = dir.path().join("posgate.toml");
-        std::fs::write(
-            &config,
-            config_text(dir.path(), port, &bank.addr, bank_kind)?
-                + &wallet_operator_section(dir.path(), &wallet.addr),
-        )?;
+        let text = config_text(dir.path(), port, &bank.addr, bank_kind)?
+            + &wallet_operator_section(dir.path(), &wallet.addr)
+            + &online_biller_section(dir.path(), &biller.addr)?;
+        std::fs::write(&config, text)?;
         let log = dir.path().join("posgate.log");
         let child = Command::new(&binary)
             .args(["serve", "--config"])
@@ -216,6 +225,7 @@ impl Gateway {
             bank_kind,
             bank,
             wallet,
+            biller,
             _dir: dir,
         };
         gateway.wait_ready().await?;
@@ -240,17 +250,19 @@ impl Gateway {
             pin_key_hex: TEST_PIN_KEY_HEX.to_owned(),
             bank_no_response: self.bank_kind == Bank::DropsAnswers,
             wallet_operator_id: Some(WALLET_OPERATOR.to_owned()),
+            online_agency_code: Some(ONLINE_AGENCY_CODE.to_owned()),
             client_certs: load_client_certs(&self.certs_dir).expect("client certificates"),
         }
     }
 
-    /// The gateway's and the simulator's logs so far, for failure messages.
+    /// The gateway's and the simulators' logs so far, for failure messages.
     pub fn log(&self) -> String {
         format!(
-            "--- posgate serve ---\n{}\n--- posgate sim bank ---\n{}\n--- posgate sim wallet ---\n{}",
+            "--- posgate serve ---\n{}\n{}\n{}\n{}",
             std::fs::read_to_string(&self.log).unwrap_or_default(),
             self.bank.log(),
-            self.wallet.log()
+            self.wallet.log(),
+            self.biller.log()
         )
     }
 
@@ -336,21 +348,20 @@ fn bank_config(bank: Bank) -> anyhow::Result<String> {
     }
 }
 
-/// The example wallet simulator on a free port, serving with the dev PKI's
-/// server certificate and trusting its CA.
-fn wallet_config(dir: &Path) -> anyhow::Result<String> {
-    let path = |name: &str| dir.join(name).display().to_string();
+/// An example simulator config listening on a free port instead of
+/// `listen`, with this test's dev PKI.
+fn sim_config(dir: &Path, example: &str, listen: &str) -> anyhow::Result<String> {
     let mut text = rewrite(
-        EXAMPLE_WALLET_CONFIG,
-        r#"listen = "127.0.0.1:8443""#,
+        example,
+        &format!(r#"listen = "{listen}""#),
         r#"listen = "127.0.0.1:0""#,
     )?;
-    for (from, to) in [
-        ("certs/dev/ca.pem", path("ca.pem")),
-        ("certs/dev/server.pem", path("server.pem")),
-        ("certs/dev/server.key", path("server.key")),
-    ] {
-        text = rewrite(&text, from, &to)?;
+    for name in ["ca.pem", "server.pem", "server.key"] {
+        text = rewrite(
+            &text,
+            &format!("certs/dev/{name}"),
+            &dir.join(name).display().to_string(),
+        )?;
     }
     Ok(text)
 }
@@ -385,6 +396,40 @@ reload_steps_minor = [10000, 50000]
         cert = path("operator.wallet-link.pem"),
         key = path("operator.wallet-link.key"),
     )
+}
+
+/// The example's online biller section, uncommented, pointed at the biller
+/// simulator at `addr` with posgate's client certificate `operator.o1`.
+fn online_biller_section(dir: &Path, addr: &str) -> anyhow::Result<String> {
+    let start = EXAMPLE_CONFIG
+        .find(ONLINE_BILLER_START)
+        .context("the example config no longer has the online biller section")?;
+    let section = &EXAMPLE_CONFIG[start..];
+    let end = section.find("\n\n").unwrap_or(section.len());
+    let mut text: String = section[..end]
+        .lines()
+        .map(|line| line.strip_prefix("# ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = |name: &str| dir.join(name).display().to_string();
+    for (from, to) in [
+        (
+            "https://localhost:8444".to_owned(),
+            format!("https://{addr}"),
+        ),
+        ("certs/dev/ca.pem".to_owned(), path("ca.pem")),
+        (
+            "certs/dev/biller-link.pem".to_owned(),
+            path("operator.o1.pem"),
+        ),
+        (
+            "certs/dev/biller-link.key".to_owned(),
+            path("operator.o1.key"),
+        ),
+    ] {
+        text = rewrite(&text, &from, &to)?;
+    }
+    Ok(format!("\n{text}\n"))
 }
 
 /// The example gateway config, with this test's paths, port and bank.

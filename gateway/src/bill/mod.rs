@@ -1,5 +1,7 @@
-//! Cash bill collection for batch-only billers: which biller a slip belongs
-//! to, whether it may be paid now, what the chain earns, and who owes whom.
+//! Cash bill collection: which biller a slip belongs to, whether it may be
+//! paid now, what the chain earns, and who owes whom. Batch-only billers are
+//! told through the daily file; online billers are also asked and notified
+//! in real time ([`online`], [`saf`]).
 //!
 //! Everything here is pure: it plans rows from a validated command, the
 //! configuration and the current time. The gRPC layer validates input and
@@ -8,10 +10,15 @@
 //! # Layout
 //! - [`barcode`]: slip layouts and check digits (Taiwan Code 39, Japan GS1-128).
 //! - [`registry`]: the configured billers, looked up by id or agency code.
+//! - [`online`]: `[biller.online]` settings and the online billers' clients.
+//! - [`saf`]: the store-and-forward worker that resolves payment notices
+//!   whose outcome is unknown (status inquiry, then the same notice again).
 //! - this file: planning a payment or a cancellation, and the domain errors.
 
 pub mod barcode;
+pub mod online;
 pub mod registry;
+pub mod saf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 

@@ -1,6 +1,7 @@
-//! `BillPaymentService`: InquireBill, PayBill, CancelBill, GetBillPayment for
-//! batch-only billers. Each RPC: admission, validation of every field, the
-//! idempotency check, the domain plan, one atomic commit, the answer.
+//! `BillPaymentService`: InquireBill, PayBill, CancelBill, GetBillPayment.
+//! Each RPC: admission, validation of every field, the idempotency check,
+//! the domain plan, one atomic commit, the answer. Online billers are also
+//! asked and notified in real time ([`super::bill_online`]).
 
 use std::sync::Arc;
 
@@ -9,8 +10,9 @@ use pb::bill_payment_service_server::BillPaymentService;
 use posgate_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use super::bill_online;
 use super::idempotent::{Commit, Committed, commit, prior_answer};
-use super::status::{from_bill_error, from_store_error, invalid_argument};
+use super::status::{from_bill_error, from_store_error, invalid_argument, invalid_field};
 use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
 use crate::access::{Identity, identity_of};
@@ -78,7 +80,7 @@ fn bill_message(bill: &ReadBill<'_>) -> pb::Bill {
 }
 
 /// The API's view of a stored payment.
-fn payment_message(record: &TransactionRecord, biller_name: &str) -> pb::BillPayment {
+pub(crate) fn payment_message(record: &TransactionRecord, biller_name: &str) -> pb::BillPayment {
     let money = |amount_minor: i64| {
         Some(pb::Money {
             amount_minor,
@@ -148,8 +150,12 @@ impl BillPaymentService for BillPaymentApi {
     ) -> Result<Response<pb::InquireBillResponse>, Status> {
         let caller = identity_of(&request)?;
         let request = request.into_inner();
-        let work = async { self.inquire(&caller, &request) };
-        logged("InquireBill", request.context.as_ref(), work).await
+        logged(
+            "InquireBill",
+            request.context.as_ref(),
+            self.inquire(&caller, &request),
+        )
+        .await
     }
 
     async fn pay_bill(
@@ -196,7 +202,7 @@ impl BillPaymentService for BillPaymentApi {
 }
 
 impl BillPaymentApi {
-    fn inquire(
+    async fn inquire(
         &self,
         caller: &Identity,
         request: &pb::InquireBillRequest,
@@ -210,9 +216,22 @@ impl BillPaymentApi {
             })?;
         let slip = slip.expect("admit ran the slip check");
         let bill = self.read(&teller, &slip, now)?;
+        let mut message = bill_message(&bill);
+        if let Some(online) = self.gateway.online_billers.get(&bill.biller.id) {
+            // The biller is the authority on amount and due date.
+            let remote =
+                bill_online::inquire(online, &bill, &teller.store_id, &teller.terminal_id).await?;
+            message.amount = Some(pb::Money {
+                amount_minor: remote.amount.amount_minor,
+                currency: remote.amount.currency,
+            });
+            if let Some(due_date) = remote.due_date {
+                message.due_date = due_date;
+            }
+        }
         let business_date = BusinessCalendar::from(self.store_config(&teller)).business_date(now);
         Ok(Response::new(pb::InquireBillResponse {
-            bill: Some(bill_message(&bill)),
+            bill: Some(message),
             business_date: format_date(business_date),
         }))
     }
@@ -313,10 +332,46 @@ impl BillPaymentApi {
     ) -> Result<Response<pb::PayBillResponse>, Status> {
         let key = key_of(teller);
         let fingerprint = pay_fingerprint(request);
-        if let Some(replayed) = prior_answer(&self.gateway, &key, &fingerprint).await? {
-            return Ok(replayed);
+        if let Some(answer) = self
+            .gateway
+            .store
+            .answer(&key)
+            .await
+            .map_err(|error| from_store_error(&error))?
+        {
+            return bill_online::replay_or_pending(&answer, &fingerprint, &key.client_request_id);
         }
-        let bill = self.read(teller, slip, now)?;
+        let mut bill = self.read(teller, slip, now)?;
+        if let Some(online) = self.gateway.online_billers.get(&bill.biller.id).cloned() {
+            if currency != bill.biller.currency {
+                return Err(invalid_field(
+                    "amount.currency",
+                    format!(
+                        "biller {} is paid in {}, not {}",
+                        bill.biller.id, bill.biller.currency.code, currency.code
+                    ),
+                ));
+            }
+            // The biller's amount rules (checked by bill_online::pay); the slip's is advisory.
+            bill.amount_minor = amount_minor;
+            let plan = bill::plan_payment(
+                &bill,
+                self.store_config(teller),
+                teller,
+                uuid::Uuid::now_v7().to_string(),
+                now,
+            );
+            return bill_online::pay(
+                &self.gateway,
+                &online,
+                &bill,
+                plan.record,
+                key,
+                fingerprint,
+                amount_minor,
+            )
+            .await;
+        }
         let mut violations = Violations::default();
         if currency != bill.biller.currency {
             violations.add(
@@ -390,6 +445,20 @@ impl BillPaymentApi {
             now,
         )
         .map_err(|error| from_bill_error(&error))?;
+        if let Some(online) = self.gateway.online_billers.get(&payment.partner_id) {
+            if payment.status != TransactionStatus::Paid {
+                return Err(super::status::precondition(
+                    "NOT_PAID",
+                    "transaction_id",
+                    format!(
+                        "bill payment {} is {}, not paid: nothing to cancel",
+                        payment.id,
+                        payment.status.as_str()
+                    ),
+                ));
+            }
+            bill_online::cancel(online, &payment).await?;
+        }
         let response = pb::CancelBillResponse {
             payment: Some(self.payment_view(&plan.record)),
         };

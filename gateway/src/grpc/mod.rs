@@ -8,6 +8,8 @@
 //! - [`admission`]: the in-flight bound and per-terminal / per-store rate limits.
 //! - [`idempotent`]: replay of stored answers and detection of reused keys.
 //! - [`bill_payment`]: the `BillPaymentService` implementation.
+//! - [`bill_online`]: its online half: real-time inquiry, payment notice and
+//!   cancel at online billers.
 //! - [`payment`]: the `PaymentService` implementation (card payments).
 //! - [`audit`]: the `AuditService` implementation (auditors only).
 //! - [`wallet`]: the `WalletService` implementation (e-wallet top-up, pay, refund).
@@ -15,6 +17,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod bill_online;
 pub mod bill_payment;
 pub mod idempotent;
 pub mod payment;
@@ -57,6 +60,8 @@ pub struct Gateway {
     pub audit: Option<crate::audit::Audit>,
     /// Wallet operators, when configured.
     pub wallets: Option<Arc<crate::wallet::Wallets>>,
+    /// Online billers' clients (empty when every biller is batch-only).
+    pub online_billers: Arc<crate::bill::online::OnlineBillers>,
 }
 
 impl Gateway {
@@ -76,6 +81,7 @@ impl Gateway {
             payments: None,
             audit: None,
             wallets: None,
+            online_billers: Arc::default(),
         })
     }
 
@@ -88,6 +94,12 @@ impl Gateway {
     #[must_use]
     pub fn with_wallets(mut self, wallets: Arc<crate::wallet::Wallets>) -> Self {
         self.wallets = Some(wallets);
+        self
+    }
+
+    #[must_use]
+    pub fn with_online_billers(mut self, billers: Arc<crate::bill::online::OnlineBillers>) -> Self {
+        self.online_billers = billers;
         self
     }
 

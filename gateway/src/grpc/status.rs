@@ -158,13 +158,19 @@ pub fn partner_unavailable(partner: &str) -> Status {
 /// `UNAVAILABLE` `OUTCOME_UNKNOWN`: the request was sent and no answer came;
 /// posgate is reversing it at the partner (bank or wallet operator).
 pub fn outcome_unknown(transaction_id: &str) -> Status {
+    unknown_outcome(transaction_id, "posgate is reversing it")
+}
+
+/// `UNAVAILABLE` `OUTCOME_UNKNOWN` for `transaction_id`, saying what posgate
+/// does to resolve it (`resolution`).
+pub fn unknown_outcome(transaction_id: &str, resolution: &str) -> Status {
     let mut metadata = HashMap::new();
     metadata.insert("transaction_id".to_owned(), transaction_id.to_owned());
     unavailable(
         "OUTCOME_UNKNOWN",
         metadata,
         format!(
-            "no answer from the partner for transaction {transaction_id}; posgate is reversing it; \
+            "no answer from the partner for transaction {transaction_id}; {resolution}; \
              retry with the same client_request_id to learn the final state"
         ),
     )

@@ -8,6 +8,7 @@
 //! committed together or not at all.
 
 pub mod audit;
+pub mod bill_online;
 pub(crate) mod card;
 pub mod clearing;
 mod migrate;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+pub use bill_online::{BillReads, BillSafItem, BillWrite};
 pub use card::{
     CardChange, CardRecord, CardRouteKind, CardType, CardUpdate, CardWrite, KeyOp, NewSafItem,
     RefundAdjust, SafItem, SafKind,
@@ -334,6 +336,7 @@ pub trait Store:
     Reads
     + WalletReads
     + ReloadStore
+    + BillReads
     + clearing::ClearingStore
     + ReconStore
     + audit::AuditStore
@@ -352,6 +355,10 @@ pub trait Store:
     /// Commits a wallet state change with its key, lines, event and queue
     /// entries, or reports why not.
     async fn write_wallet(&self, write: WalletWrite) -> Result<WriteOutcome, StoreError>;
+
+    /// Commits an online bill payment's state change with its key, lines,
+    /// event and queue entries, or reports why not.
+    async fn write_bill(&self, write: BillWrite) -> Result<WriteOutcome, StoreError>;
 }
 
 /// Every read of the store: the same SQL on both backends, implemented once

@@ -166,6 +166,7 @@ define_apply_card_write!(sqlx::PgConnection);
 define_chain_append!(sqlx::PgConnection, true);
 super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresStore, pool);
 super::reload::define_reload_store!(PostgresStore, pool, sqlx::postgres::PgRow);
+super::bill_online::define_bill_store!(sqlx::PgConnection, PostgresStore, pool);
 define_reads!(PostgresStore, pool);
 define_audit_reads!(
     PostgresStore,
@@ -251,6 +252,11 @@ impl Store for PostgresStore {
         write.check()?;
         self.submit(Job::Wallet(write)).await
     }
+
+    async fn write_bill(&self, write: super::BillWrite) -> Result<WriteOutcome, StoreError> {
+        write.check()?;
+        self.submit(Job::Bill(write)).await
+    }
 }
 
 /// A writer task: takes every write waiting (up to `MAX_BATCH`; while one
@@ -332,6 +338,7 @@ enum Job {
     Write(WriteRequest),
     Card(CardWrite),
     Wallet(super::WalletWrite),
+    Bill(super::BillWrite),
 }
 
 /// Runs a job's statements, queueing its chain entries in `chain`.
@@ -344,6 +351,7 @@ async fn apply(
         Job::Write(request) => apply_write(conn, request, chain).await,
         Job::Card(write) => apply_card_write(conn, write, chain).await,
         Job::Wallet(write) => apply_wallet_write(conn, write, chain).await,
+        Job::Bill(write) => apply_bill_write(conn, write, chain).await,
     }
 }
 

@@ -19,11 +19,14 @@ use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
 use super::audit::{define_audit_reads, define_chain_append};
+use super::bill_online::define_bill_store;
 use super::clearing::{ClearingLock, define_clearing_store, define_open_business_date};
 use super::recon::{define_exceptions_read, define_recon};
 use super::wallet::define_wallet_store;
 use super::write::{define_apply_card_write, define_apply_write, define_reads};
-use super::{CardWrite, Store, StoreError, WalletWrite, WriteOutcome, WriteRequest, migrate};
+use super::{
+    BillWrite, CardWrite, Store, StoreError, WalletWrite, WriteOutcome, WriteRequest, migrate,
+};
 
 /// Most writes committed in one transaction. Bounds the latency one batch
 /// adds and the work lost to one failed commit.
@@ -54,6 +57,7 @@ enum Job {
     /// An audit-read entry of the audit chain.
     AuditRead(EntryContent),
     Wallet(WalletWrite),
+    Bill(BillWrite),
 }
 
 /// What the writer did with one job.
@@ -150,6 +154,7 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
         Job::Card(write) => write.check()?,
         Job::AuditRead(_) => {}
         Job::Wallet(write) => write.check()?,
+        Job::Bill(write) => write.check()?,
     }
     sqlx::query("SAVEPOINT posgate_write")
         .execute(&mut *conn)
@@ -166,6 +171,10 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
         }
         Job::Wallet(write) => {
             let outcome = apply_wallet_write(conn, write, &mut chain).await;
+            applied(conn, outcome, &chain).await
+        }
+        Job::Bill(write) => {
+            let outcome = apply_bill_write(conn, write, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::AuditRead(content) => append_chain_entry(conn, content).await.map(Done::Appended),
@@ -297,6 +306,7 @@ define_apply_card_write!(SqliteConnection);
 define_chain_append!(SqliteConnection, false);
 define_wallet_store!(SqliteConnection, SqliteStore, reads);
 super::reload::define_reload_store!(SqliteStore, reads, sqlx::sqlite::SqliteRow);
+define_bill_store!(SqliteConnection, SqliteStore, reads);
 define_reads!(SqliteStore, reads);
 define_audit_reads!(SqliteStore, reads, None::<&str>);
 define_recon!(SqliteConnection);
@@ -425,6 +435,10 @@ impl Store for SqliteStore {
 
     async fn write_wallet(&self, write: WalletWrite) -> Result<WriteOutcome, StoreError> {
         self.submit_write(Job::Wallet(write)).await
+    }
+
+    async fn write_bill(&self, write: BillWrite) -> Result<WriteOutcome, StoreError> {
+        self.submit_write(Job::Bill(write)).await
     }
 }
 

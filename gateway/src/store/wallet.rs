@@ -420,24 +420,7 @@ macro_rules! define_wallet_store {
             {
                 return Ok(exceeds);
             }
-            queue_saf(
-                conn,
-                &write.transaction_id,
-                &write.enqueue,
-                &write.acked,
-                write.at,
-            )
-            .await?;
-            append_lines_and_event(
-                conn,
-                &write.transaction_id,
-                write.business_date,
-                &write.lines,
-                &write.event,
-                write.at,
-                chain,
-            )
-            .await?;
+            $crate::store::write::queue_and_append!(conn, write, chain);
             Ok(WriteOutcome::Written)
         }
 

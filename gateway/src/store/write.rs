@@ -17,7 +17,7 @@ macro_rules! define_apply_write {
             request: &$crate::store::WriteRequest,
             chain: &mut Vec<$crate::store::audit::EntryContent>,
         ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
-            use $crate::store::{Change, WriteOutcome, sql};
+            use $crate::store::{Change, WriteOutcome};
             let key = &request.key;
             let answer = &request.answer;
             if let Some(taken) = insert_key(
@@ -36,57 +36,12 @@ macro_rules! define_apply_write {
             }
             let business_date = match &request.change {
                 Change::Create(record) => {
-                    sqlx::query(sql::INSERT_TRANSACTION)
-                        .bind(&record.id)
-                        .bind(record.kind.as_str())
-                        .bind(record.status.as_str())
-                        .bind(&record.store_id)
-                        .bind(&record.terminal_id)
-                        .bind(&record.operator_id)
-                        .bind(&record.client_request_id)
-                        .bind(&record.partner_id)
-                        .bind(record.amount_minor)
-                        .bind(&record.currency)
-                        .bind(record.fee_minor)
-                        .bind(record.business_date)
-                        .bind(record.created_at)
-                        .execute(&mut *conn)
-                        .await?;
-                    let bill = &record.bill;
-                    sqlx::query(sql::INSERT_BILL)
-                        .bind(&record.id)
-                        .bind(&bill.biller_id)
-                        .bind(&bill.agency_code)
-                        .bind(&bill.bill_reference)
-                        .bind(bill.due_date)
-                        .bind(&bill.period)
-                        .bind(bill.late)
-                        .execute(&mut *conn)
-                        .await?;
+                    insert_bill_transaction(conn, record).await?;
                     record.business_date
                 }
                 Change::Transition(change) => {
-                    let updated = sqlx::query(sql::TRANSITION)
-                        .bind(change.to.as_str())
-                        .bind(change.at)
-                        .bind(&change.reason)
-                        .bind(&change.transaction_id)
-                        .bind(&change.store_id)
-                        .bind(change.from.as_str())
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                    if updated == 0 {
-                        let status: Option<String> = sqlx::query_scalar(sql::SELECT_STATUS)
-                            .bind(&change.transaction_id)
-                            .bind(&change.store_id)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                        let current = status
-                            .as_deref()
-                            .map($crate::store::TransactionStatus::parse)
-                            .transpose()?;
-                        return Ok(WriteOutcome::StatusMismatch { current });
+                    if let Some(mismatch) = transition(conn, change).await? {
+                        return Ok(mismatch);
                     }
                     change.business_date
                 }
@@ -102,6 +57,76 @@ macro_rules! define_apply_write {
             )
             .await?;
             Ok(WriteOutcome::Written)
+        }
+
+        /// Inserts a bill payment: its `transactions` and `bill_payments` rows.
+        async fn insert_bill_transaction(
+            conn: &mut $connection,
+            record: &$crate::store::TransactionRecord,
+        ) -> Result<(), $crate::store::StoreError> {
+            use $crate::store::sql;
+            sqlx::query(sql::INSERT_TRANSACTION)
+                .bind(&record.id)
+                .bind(record.kind.as_str())
+                .bind(record.status.as_str())
+                .bind(&record.store_id)
+                .bind(&record.terminal_id)
+                .bind(&record.operator_id)
+                .bind(&record.client_request_id)
+                .bind(&record.partner_id)
+                .bind(record.amount_minor)
+                .bind(&record.currency)
+                .bind(record.fee_minor)
+                .bind(record.business_date)
+                .bind(record.created_at)
+                .execute(&mut *conn)
+                .await?;
+            let bill = &record.bill;
+            sqlx::query(sql::INSERT_BILL)
+                .bind(&record.id)
+                .bind(&bill.biller_id)
+                .bind(&bill.agency_code)
+                .bind(&bill.bill_reference)
+                .bind(bill.due_date)
+                .bind(&bill.period)
+                .bind(bill.late)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        /// Applies a guarded status change of a bill payment; the mismatch
+        /// (nothing written) when the transaction is not in `change.from`.
+        async fn transition(
+            conn: &mut $connection,
+            change: &$crate::store::StatusChange,
+        ) -> Result<Option<$crate::store::WriteOutcome>, $crate::store::StoreError> {
+            use $crate::store::sql;
+            let updated = sqlx::query(sql::TRANSITION)
+                .bind(change.to.as_str())
+                .bind(change.at)
+                .bind(&change.reason)
+                .bind(&change.transaction_id)
+                .bind(&change.store_id)
+                .bind(change.from.as_str())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if updated > 0 {
+                return Ok(None);
+            }
+            let status: Option<String> = sqlx::query_scalar(sql::SELECT_STATUS)
+                .bind(&change.transaction_id)
+                .bind(&change.store_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let current = status
+                .as_deref()
+                .map($crate::store::TransactionStatus::parse)
+                .transpose()?;
+            Ok(Some($crate::store::WriteOutcome::StatusMismatch {
+                current,
+            }))
         }
 
         /// Inserts an idempotency key. When another request holds the key,
@@ -504,30 +529,43 @@ macro_rules! define_apply_card_write {
             {
                 return Ok(exceeds);
             }
-            queue_saf(
-                conn,
-                &write.transaction_id,
-                &write.enqueue,
-                &write.acked,
-                write.at,
-            )
-            .await?;
-            append_lines_and_event(
-                conn,
-                &write.transaction_id,
-                write.business_date,
-                &write.lines,
-                &write.event,
-                write.at,
-                chain,
-            )
-            .await?;
+            $crate::store::write::queue_and_append!(conn, write, chain);
             Ok(WriteOutcome::Written)
         }
     };
 }
 
 pub(crate) use define_apply_card_write;
+
+/// The last statements of a card, wallet or bill write (any `$write` with
+/// `transaction_id`, `enqueue`, `acked`, `at`, `business_date`, `lines` and
+/// `event`): queue its store-and-forward items, acknowledge the ones it
+/// settled, append its lines and event. Expands where `queue_saf` and
+/// `append_lines_and_event` are defined (inside a backend).
+macro_rules! queue_and_append {
+    ($conn:expr, $write:expr, $chain:expr) => {{
+        queue_saf(
+            $conn,
+            &$write.transaction_id,
+            &$write.enqueue,
+            &$write.acked,
+            $write.at,
+        )
+        .await?;
+        append_lines_and_event(
+            $conn,
+            &$write.transaction_id,
+            $write.business_date,
+            &$write.lines,
+            &$write.event,
+            $write.at,
+            $chain,
+        )
+        .await?;
+    }};
+}
+
+pub(crate) use queue_and_append;
 
 /// Implements [`Reads`](super::Reads) for a backend whose read pool is the
 /// field `$pool`: every read is the same SQL on both backends.

@@ -827,6 +827,27 @@ impl Drop for Child {
     }
 }
 
+/// A `posgate serve` config for `db` on a free port, with `extra` sections,
+/// written into the database's directory: the dev PKI, the port and the file.
+pub fn serve_config(
+    db: &TestDb,
+    extra: &str,
+) -> (posgate_gateway::tls::DevPki, u16, std::path::PathBuf) {
+    let dir = db.dir.path();
+    let pki = posgate_gateway::tls::DevPki::generate(dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = super::support::config_text(&db.url, &pki, OPEN_LIMITS)
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+        + extra;
+    let config = dir.join("posgate.toml");
+    std::fs::write(&config, text).unwrap();
+    (pki, port, config)
+}
+
 pub fn serve(config: &Path) -> Child {
     Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_posgate"))
@@ -838,10 +859,8 @@ pub fn serve(config: &Path) -> Child {
     )
 }
 
-pub async fn connect(
-    port: u16,
-    pki: &posgate_gateway::tls::DevPki,
-) -> WalletServiceClient<Channel> {
+/// A channel as S001/T01 to a `posgate serve` child on `port`, once it serves.
+pub async fn connect_channel(port: u16, pki: &posgate_gateway::tls::DevPki) -> Channel {
     let identity = super::support::terminal("S001", "T01");
     let endpoint = super::support::endpoint(
         std::net::SocketAddr::from(([127, 0, 0, 1], port)),
@@ -850,7 +869,7 @@ pub async fn connect(
     );
     for _ in 0..200 {
         if let Ok(channel) = endpoint.connect().await {
-            return WalletServiceClient::new(channel);
+            return channel;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -886,6 +905,14 @@ where
     }
 }
 
+/// A WalletService client as S001/T01 to a `posgate serve` child on `port`.
+pub async fn connect(
+    port: u16,
+    pki: &posgate_gateway::tls::DevPki,
+) -> WalletServiceClient<Channel> {
+    WalletServiceClient::new(connect_channel(port, pki).await)
+}
+
 /// SIGKILL of the gateway while the operator holds a top-up it has applied:
 /// the restarted gateway finds the request it never finished, reverses it at
 /// the operator, and the POS's retry learns it was `REVERSED`. No value moved.
@@ -907,17 +934,7 @@ async fn kill_9_mid_top_up_ends_reversed() {
             no_response: 1.0,
             ..FaultConfig::default()
         });
-        let pki = posgate_gateway::tls::DevPki::generate(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let text = super::support::config_text(&db.url, &pki, OPEN_LIMITS)
-            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
-            + &wallet_config(&dir, &sim, &client_tls);
-        let config = dir.join("posgate.toml");
-        std::fs::write(&config, text).unwrap();
+        let (pki, port, config) = serve_config(&db, &wallet_config(&dir, &sim, &client_tls));
 
         let mut gateway = serve(&config);
         let mut client = connect(port, &pki).await;

@@ -11,10 +11,13 @@
 //! - [`breaker`]: the per-partner circuit breaker.
 //! - [`client`]: `PartnerClient`, pooled HTTPS with signing, verification,
 //!   timeouts, idempotent-only retries and the breaker.
+//! - [`json`]: typed JSON POST and status-inquiry calls over it, shared by
+//!   the wallet and biller clients.
 
 pub mod breaker;
 pub mod client;
 pub mod digest;
+pub mod json;
 pub mod replay;
 pub mod signature;
 pub mod structured;

@@ -289,7 +289,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &str, reason: &str) -> Self {
+    pub(crate) fn new(field: &str, reason: &str) -> Self {
         Self {
             field: field.to_owned(),
             reason: reason.to_owned(),
@@ -320,7 +320,7 @@ pub fn is_visible_ascii(text: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&text.len()) && text.bytes().all(|byte| (0x21..=0x7E).contains(&byte))
 }
 
-fn check_transaction_id(field: &str, value: &str) -> Result<(), FieldError> {
+pub(crate) fn check_transaction_id(field: &str, value: &str) -> Result<(), FieldError> {
     if is_transaction_id(value) {
         Ok(())
     } else {
@@ -328,7 +328,7 @@ fn check_transaction_id(field: &str, value: &str) -> Result<(), FieldError> {
     }
 }
 
-fn check_positive_money(field: &str, money: &Money) -> Result<(), FieldError> {
+pub(crate) fn check_positive_money(field: &str, money: &Money) -> Result<(), FieldError> {
     if !(1..=MAX_AMOUNT_MINOR).contains(&money.amount_minor) {
         return Err(FieldError::new(
             &format!("{field}.amount_minor"),
@@ -344,7 +344,7 @@ fn check_positive_money(field: &str, money: &Money) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn check_channel(channel: &Channel) -> Result<(), FieldError> {
+pub(crate) fn check_channel(channel: &Channel) -> Result<(), FieldError> {
     if !is_code(&channel.store_id) {
         return Err(FieldError::new(
             "channel.store_id",

@@ -2,6 +2,7 @@
 
 mod bank_link;
 mod bank_sim;
+mod biller_sim;
 mod iso8583;
 mod iso8583_crosscheck;
 mod iso8583_gen;

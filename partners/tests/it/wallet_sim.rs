@@ -3,6 +3,7 @@
 //! idempotency, reversals, faults, timeouts and the circuit breaker.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -228,7 +229,7 @@ fn uuid_v4() -> String {
     )
 }
 
-fn channel() -> Channel {
+pub fn channel() -> Channel {
     Channel {
         store_id: "S001".into(),
         terminal_id: "T01".into(),
@@ -402,14 +403,15 @@ async fn refunds_and_reversals() {
     fixture.sim.shutdown().await;
 }
 
-/// Sends a raw request with the given headers; returns status, headers, body.
-async fn raw(
-    fixture: &Fixture,
+/// Sends a raw POST to a simulator with the given headers; returns status, headers, body.
+pub async fn raw_post(
+    addr: SocketAddr,
+    client_tls: &TlsFiles,
     path: &str,
     headers: HeaderMap,
     body: &[u8],
 ) -> (u16, HeaderMap, Bytes) {
-    let tls = posgate_partners::http::tls::client_config(&fixture.client_tls).unwrap();
+    let tls = posgate_partners::http::tls::client_config(client_tls).unwrap();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
@@ -419,7 +421,7 @@ async fn raw(
         .build(https);
     let mut request = hyper::Request::builder()
         .method(Method::POST)
-        .uri(format!("https://{}{path}", fixture.sim.addr()))
+        .uri(format!("https://{addr}{path}"))
         .body(Full::new(Bytes::copy_from_slice(body)))
         .unwrap();
     *request.headers_mut() = headers;
@@ -432,8 +434,20 @@ async fn raw(
     )
 }
 
-async fn signed_headers(
+async fn raw(
     fixture: &Fixture,
+    path: &str,
+    headers: HeaderMap,
+    body: &[u8],
+) -> (u16, HeaderMap, Bytes) {
+    raw_post(fixture.sim.addr(), &fixture.client_tls, path, headers, body).await
+}
+
+/// Headers of a POST to `path` at `addr` signed by `signer` at `created_s`,
+/// with Idempotency-Key `raw-key-1`.
+pub async fn signed_post_headers(
+    addr: SocketAddr,
+    path: &str,
     signer: &Signer,
     body: &[u8],
     created_s: i64,
@@ -441,12 +455,28 @@ async fn signed_headers(
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     headers.insert("idempotency-key", HeaderValue::from_static("raw-key-1"));
-    let uri = format!("https://{}{}", fixture.sim.addr(), api::TOP_UPS_PATH);
+    let uri = format!("https://{addr}{path}");
     signer
         .sign_request("POST", &uri, &mut headers, body, created_s)
         .await
         .unwrap();
     headers
+}
+
+async fn signed_headers(
+    fixture: &Fixture,
+    signer: &Signer,
+    body: &[u8],
+    created_s: i64,
+) -> HeaderMap {
+    signed_post_headers(
+        fixture.sim.addr(),
+        api::TOP_UPS_PATH,
+        signer,
+        body,
+        created_s,
+    )
+    .await
 }
 
 /// Unsigned, wrongly keyed, tampered, stale and replayed requests get a

@@ -185,8 +185,8 @@ impl FaultConfig {
     }
 }
 
-/// Durations as whole milliseconds in TOML.
-mod millis {
+/// Durations as whole milliseconds in TOML (shared by every simulator's config).
+pub(crate) mod millis {
     use super::{Deserialize, Deserializer, Duration, Serializer};
 
     pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {

@@ -4,13 +4,14 @@
 
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::SimError;
 use crate::http::TlsFiles;
-use crate::wallet::api::{is_code, is_visible_ascii};
+use crate::partner_sim::PartnerService;
+pub use crate::partner_sim::{ClientKeyConfig, FaultConfig, parse_key_hex};
+use crate::wallet::api::is_visible_ascii;
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,15 +51,6 @@ impl fmt::Debug for WalletSimConfig {
             .field("faults", &self.faults)
             .finish()
     }
-}
-
-/// A client public key the simulator accepts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientKeyConfig {
-    pub key_id: String,
-    /// Ed25519 public key, 64 hex digits.
-    pub public_key_hex: String,
 }
 
 /// One wallet account.
@@ -103,132 +95,13 @@ impl fmt::Debug for WalletConfig {
     }
 }
 
-/// Faults injected into money-moving requests (top-ups, payments, refunds,
-/// reversals); balance and status reads are never faulted. "Process" faults
-/// apply the request first, so the client must resolve an unknown outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FaultConfig {
-    /// Delay before every faultable answer.
-    #[serde(rename = "latency_ms", with = "millis")]
-    pub latency: Duration,
-    /// Probability of applying the request and never answering.
-    pub no_response: f64,
-    /// Probability of applying the request, then closing the connection.
-    pub drop_connection: f64,
-    /// Probability of applying the request and answering with a corrupted signature.
-    pub bad_signature: f64,
-    /// Decline every top-up, payment and refund with this operator code, touching nothing.
-    pub decline_all: Option<String>,
-    /// Inject at most this many faults, then none (unset: no limit). Lets a
-    /// test fault exactly the first attempt and see the retry succeed.
-    pub max_faults: Option<u64>,
-    /// Fault only these operations (`top_up`, `payment`, `refund`,
-    /// `reversal`); empty: all of them. Lets a test fault one step of a
-    /// multi-step flow, e.g. the payment after an auto-reload top-up.
-    pub only: Vec<String>,
-    /// Seed of the fault generator.
-    pub seed: u64,
-}
-
-impl Default for FaultConfig {
-    fn default() -> Self {
-        Self {
-            latency: Duration::ZERO,
-            no_response: 0.0,
-            drop_connection: 0.0,
-            bad_signature: 0.0,
-            decline_all: None,
-            max_faults: None,
-            only: Vec::new(),
-            seed: 1,
-        }
-    }
-}
-
-impl FaultConfig {
-    /// The operations `only` may name.
-    pub const OPERATIONS: [&'static str; 4] = ["top_up", "payment", "refund", "reversal"];
-
-    /// Whether faults (and `decline_all`) apply to `operation`.
-    pub fn applies_to(&self, operation: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|only| only == operation)
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(bad) = self
-            .only
-            .iter()
-            .find(|only| !Self::OPERATIONS.contains(&only.as_str()))
-        {
-            return Err(format!(
-                "faults.only names {bad:?}; expected some of {:?}",
-                Self::OPERATIONS
-            ));
-        }
-        let probabilities = [
-            ("no_response", self.no_response),
-            ("drop_connection", self.drop_connection),
-            ("bad_signature", self.bad_signature),
-        ];
-        for (name, value) in probabilities {
-            if !(0.0..=1.0).contains(&value) {
-                return Err(format!(
-                    "faults.{name} is a probability 0.0..=1.0, got {value}"
-                ));
-            }
-        }
-        let total: f64 = probabilities.iter().map(|(_, value)| value).sum();
-        if total > 1.0 {
-            return Err(format!(
-                "the fault probabilities add up to {total}; at most 1.0"
-            ));
-        }
-        if let Some(code) = &self.decline_all
-            && !is_code(code)
-        {
-            return Err(format!(
-                "faults.decline_all is 1-16 of [A-Za-z0-9_-], got {code:?}"
-            ));
-        }
-        Ok(())
-    }
-}
-
-mod millis {
-    use super::{Deserialize, Deserializer, Duration, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        u64::deserialize(deserializer).map(Duration::from_millis)
-    }
-}
-
-/// Parses 64 hex digits into 32 bytes.
-pub fn parse_key_hex(name: &str, text: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(text).map_err(|_| format!("{name} is 64 hex digits"))?;
-    bytes
-        .try_into()
-        .map_err(|_| format!("{name} is 64 hex digits (32 bytes)"))
-}
-
 impl WalletSimConfig {
     pub fn from_toml_str(text: &str) -> Result<Self, SimError> {
-        let config: Self =
-            toml::from_str(text).map_err(|error| SimError::Config(error.to_string()))?;
-        config.validate().map_err(SimError::Config)?;
-        Ok(config)
+        crate::partner_sim::parse_toml(text, Self::validate)
     }
 
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            SimError::Config(format!("cannot read {}: {error}", path.display()))
-        })?;
-        Self::from_toml_str(&text)
-            .map_err(|error| SimError::Config(format!("{}: {error}", path.display())))
+        crate::partner_sim::load_toml(path, Self::validate)
     }
 
     /// Checks every entry; messages name the entry, never a key or barcode.
@@ -279,6 +152,7 @@ impl WalletSimConfig {
                 return Err(format!("{at}: limits are positive"));
             }
         }
-        self.faults.validate()
+        self.faults
+            .validate(<super::service::WalletService as PartnerService>::FAULTABLE)
     }
 }

@@ -1,8 +1,9 @@
-//! The HTTPS side: accept loop with a connection limit, TLS with client
-//! certificates, HTTP/1.1 through hyper, and per request: verify the
-//! signature and digest (401 otherwise), check the Idempotency-Key, apply to
-//! the ledger, sign the answer, deliver faults. Shutdown is a watch channel
-//! every loop selects on (as in mini-redis and the bank simulator).
+//! The HTTPS side shared by the partner simulators: accept loop with a
+//! connection limit, TLS with client certificates, HTTP/1.1 through hyper,
+//! and per request: verify the signature and digest (401 otherwise), check
+//! the Idempotency-Key, hand the request to the simulator's
+//! [`PartnerService`], sign the answer, deliver faults. Shutdown is a watch
+//! channel every loop selects on (as in mini-redis and the bank simulator).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,20 +20,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::faults::{Fault, FaultPlan};
-use super::ledger::{Ledger, Outcome, RC_OTHER};
-use super::stats::WalletSimStats;
+use super::faults::{Fault, FaultConfig, FaultPlan};
 use crate::http::signature::{IDEMPOTENCY_KEY, SIGNATURE};
 use crate::http::{RequestParts, Signer, Verifier, lock, unix_now_s};
-use crate::wallet::api::{
-    self, BalanceRequest, DeclineCode, FieldError, PaymentRequest, Problem, RefundRequest,
-    ResultStatus, ReversalRequest, ReversalResult, TopUpRequest, TransactionStatus, WalletBalance,
-    WalletResult, is_visible_ascii,
-};
+use crate::wallet::api::{self, FieldError, Problem, is_visible_ascii};
 
 /// Connections served at once: posgate pools a few dozen per instance.
 const MAX_CONNECTIONS: usize = 256;
-/// Largest request body read, bytes: wallet requests are a few hundred.
+/// Largest request body read, bytes: partner requests are a few hundred.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// A client that has not finished its TLS handshake in this long is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,23 +45,59 @@ struct StoredAnswer {
     body: Bytes,
 }
 
-pub(crate) struct Shared {
+/// What one simulator (wallet operator, biller) adds to the shared server:
+/// its POST operations and its books.
+pub trait PartnerService: Send + Sync + 'static {
+    /// One POST endpoint.
+    type Operation: Copy + Send;
+    /// Names the simulator in logs, e.g. `wallet sim`.
+    const NAME: &'static str;
+    /// The POST operation at `path`, if any.
+    fn operation(path: &str) -> Option<Self::Operation>;
+    /// The faultable operations' names, as `faults.only` names them.
+    const FAULTABLE: &'static [&'static str];
+    /// The operation's name in `faults.only`.
+    fn operation_name(operation: Self::Operation) -> &'static str;
+    /// Whether the fault plan applies to it (money-moving requests only).
+    fn faultable(operation: Self::Operation) -> bool {
+        Self::FAULTABLE.contains(&Self::operation_name(operation))
+    }
+    /// Parses, checks and applies one request (once per Idempotency-Key).
+    fn apply(&self, operation: Self::Operation, body: &[u8], faults: &FaultConfig) -> Answer;
+    /// `GET /v1/transactions/{id}` (`id` not yet checked).
+    fn transaction_status(&self, id: &str) -> Answer;
+}
+
+/// Counters the shared server keeps for every simulator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerCounters {
+    pub requests: u64,
+    /// Refused with 401 (signature, digest, replay).
+    pub unauthorized: u64,
+    /// Answered from the idempotency store.
+    pub idempotent_replays: u64,
+    /// Idempotency-Key reused with a different body (409).
+    pub conflicts: u64,
+    pub faults_injected: u64,
+}
+
+pub(crate) struct Shared<S> {
     pub signer: Signer,
     pub verifier: Verifier,
-    pub ledger: Mutex<Ledger>,
+    pub service: S,
     pub faults: Mutex<FaultPlan>,
-    pub stats: Mutex<WalletSimStats>,
+    pub counters: Mutex<ServerCounters>,
     answers: Mutex<HashMap<String, StoredAnswer>>,
 }
 
-impl Shared {
-    pub fn new(signer: Signer, verifier: Verifier, ledger: Ledger, faults: FaultPlan) -> Self {
+impl<S: PartnerService> Shared<S> {
+    pub fn new(signer: Signer, verifier: Verifier, service: S, faults: FaultPlan) -> Self {
         Self {
             signer,
             verifier,
-            ledger: Mutex::new(ledger),
+            service,
             faults: Mutex::new(faults),
-            stats: Mutex::new(WalletSimStats::default()),
+            counters: Mutex::new(ServerCounters::default()),
             answers: Mutex::new(HashMap::new()),
         }
     }
@@ -84,10 +115,10 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
-pub(crate) async fn accept_loop(
+pub(crate) async fn accept_loop<S: PartnerService>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<S>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -101,7 +132,7 @@ pub(crate) async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(%error, "wallet sim: accept failed");
+                    tracing::warn!(%error, "{}: accept failed", S::NAME);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -118,7 +149,7 @@ pub(crate) async fn accept_loop(
             {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "wallet sim: TLS handshake failed");
+                    tracing::debug!(%peer, %error, "{}: TLS handshake failed", S::NAME);
                     return;
                 }
                 Err(_) => return,
@@ -134,7 +165,7 @@ pub(crate) async fn accept_loop(
             tokio::select! {
                 result = connection => {
                     if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "wallet sim: connection ended");
+                        tracing::debug!(%peer, %error, "{}: connection ended", S::NAME);
                     }
                 }
                 _ = connection_shutdown.changed() => {}
@@ -147,15 +178,16 @@ pub(crate) async fn accept_loop(
 }
 
 /// What to send: status, content type and JSON body.
-struct Answer {
-    status: StatusCode,
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
     problem: bool,
-    body: Bytes,
+    pub body: Bytes,
     /// The `Allow` header of a 405.
     allow: Option<&'static str>,
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Answer {
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Answer {
     Answer {
         status,
         problem: false,
@@ -164,7 +196,7 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Answer {
     }
 }
 
-fn problem(status: StatusCode, kind: &str, detail: String, field: Option<String>) -> Answer {
+pub fn problem(status: StatusCode, kind: &str, detail: String, field: Option<String>) -> Answer {
     let body = Problem {
         kind: format!("urn:posgate:problem:{kind}"),
         title: status.canonical_reason().unwrap_or("error").to_owned(),
@@ -190,7 +222,7 @@ fn method_not_allowed(method: &Method, allowed: &'static str) -> Answer {
     }
 }
 
-fn bad_request(error: FieldError) -> Answer {
+pub fn bad_request(error: FieldError) -> Answer {
     problem(
         StatusCode::BAD_REQUEST,
         "invalid-field",
@@ -199,12 +231,12 @@ fn bad_request(error: FieldError) -> Answer {
     )
 }
 
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-async fn handle(
-    shared: &Shared,
+async fn handle<S: PartnerService>(
+    shared: &Shared<S>,
     request: hyper::Request<Incoming>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Response<Full<Bytes>>, DropConnection> {
@@ -222,7 +254,7 @@ async fn handle(
         .map_or("/", http::uri::PathAndQuery::as_str)
         .to_owned();
     let target_uri = format!("https://{host}{path_and_query}");
-    lock(&shared.stats).requests += 1;
+    lock(&shared.counters).requests += 1;
     let (answer, fault) = verify_and_route(shared, &parts, &target_uri, body).await;
     let request = RequestParts {
         method: parts.method.as_str(),
@@ -232,8 +264,8 @@ async fn handle(
     deliver(shared, request, answer, fault, shutdown).await
 }
 
-async fn verify_and_route(
-    shared: &Shared,
+async fn verify_and_route<S: PartnerService>(
+    shared: &Shared<S>,
     parts: &http::request::Parts,
     target_uri: &str,
     body: Incoming,
@@ -256,8 +288,8 @@ async fn verify_and_route(
         headers: &parts.headers,
     };
     if let Err(error) = shared.verifier.verify_request(request, &body, unix_now_s()) {
-        lock(&shared.stats).unauthorized += 1;
-        tracing::info!(%error, path = %parts.uri.path(), "wallet sim: request refused");
+        lock(&shared.counters).unauthorized += 1;
+        tracing::info!(%error, path = %parts.uri.path(), "{}: request refused", S::NAME);
         let answer = problem(
             StatusCode::UNAUTHORIZED,
             "bad-signature",
@@ -277,8 +309,8 @@ async fn verify_and_route(
 }
 
 /// Signs the answer and sends it, or applies the drawn fault instead.
-async fn deliver(
-    shared: &Shared,
+async fn deliver<S: PartnerService>(
+    shared: &Shared<S>,
     request: RequestParts<'_>,
     answer: Answer,
     fault: Fault,
@@ -308,11 +340,11 @@ async fn deliver(
         )
         .await
     {
-        tracing::error!(%error, "wallet sim: cannot sign answer");
+        tracing::error!(%error, "{}: cannot sign answer", S::NAME);
         return Err(DropConnection);
     }
     match fault {
-        Fault::None => {}
+        Fault::None | Fault::ServerError => {}
         Fault::NoResponse => {
             // Hold the request open until the simulator stops.
             let _ = shutdown.wait_for(|stopped| *stopped).await;
@@ -351,46 +383,8 @@ fn corrupt_signature(headers: &mut HeaderMap) {
     }
 }
 
-/// Which operation a request is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operation {
-    TopUp,
-    Payment,
-    Refund,
-    Reversal,
-    Balance,
-}
-
-impl Operation {
-    fn of(path: &str) -> Option<Self> {
-        Some(match path {
-            api::TOP_UPS_PATH => Self::TopUp,
-            api::PAYMENTS_PATH => Self::Payment,
-            api::REFUNDS_PATH => Self::Refund,
-            api::REVERSALS_PATH => Self::Reversal,
-            api::BALANCE_PATH => Self::Balance,
-            _ => return None,
-        })
-    }
-
-    fn faultable(self) -> bool {
-        self != Self::Balance
-    }
-
-    /// The name `faults.only` uses.
-    fn name(self) -> &'static str {
-        match self {
-            Self::TopUp => "top_up",
-            Self::Payment => "payment",
-            Self::Refund => "refund",
-            Self::Reversal => "reversal",
-            Self::Balance => "balance",
-        }
-    }
-}
-
-async fn route(
-    shared: &Shared,
+async fn route<S: PartnerService>(
+    shared: &Shared<S>,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
@@ -400,9 +394,9 @@ async fn route(
         if *method != Method::GET {
             return (method_not_allowed(method, "GET"), Fault::None);
         }
-        return (transaction_status(shared, id), Fault::None);
+        return (shared.service.transaction_status(id), Fault::None);
     }
-    let Some(operation) = Operation::of(path) else {
+    let Some(operation) = S::operation(path) else {
         return (
             problem(
                 StatusCode::NOT_FOUND,
@@ -437,25 +431,35 @@ async fn route(
         context.update(body);
         context.finish().as_ref().to_vec()
     };
-    let faulted =
-        operation.faultable() && lock(&shared.faults).config().applies_to(operation.name());
-    let (fault, latency, decline_all) = if faulted {
+    let (fault, faults) = if S::faultable(operation)
+        && lock(&shared.faults)
+            .config()
+            .applies_to(S::operation_name(operation))
+    {
         let mut plan = lock(&shared.faults);
-        (
-            plan.draw(),
-            plan.latency(),
-            plan.config().decline_all.clone(),
-        )
+        (plan.draw(), plan.config().clone())
     } else {
-        (Fault::None, Duration::ZERO, None)
+        (Fault::None, FaultConfig::default())
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if fault != Fault::None {
+        lock(&shared.counters).faults_injected += 1;
+    }
+    if !fault.applies() {
+        let answer = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the partner is overloaded; nothing was applied, try again".into(),
+            None,
+        );
+        return (answer, fault);
     }
     if let Some(answer) = replay_or_conflict(shared, &key, &fingerprint) {
         return (answer, fault);
     }
-    let answer = apply(shared, operation, body, decline_all.as_deref());
+    let answer = shared.service.apply(operation, body, &faults);
     if answer.status == StatusCode::OK {
         let mut answers = lock(&shared.answers);
         if answers.len() >= MAX_IDEMPOTENCY_KEYS {
@@ -478,18 +482,15 @@ async fn route(
             },
         );
     }
-    if fault != Fault::None {
-        lock(&shared.stats).faults_injected += 1;
-    }
     (answer, fault)
 }
 
 /// The stored answer for a repeated Idempotency-Key, or 409 if the request differs.
-fn replay_or_conflict(shared: &Shared, key: &str, fingerprint: &[u8]) -> Option<Answer> {
+fn replay_or_conflict<S>(shared: &Shared<S>, key: &str, fingerprint: &[u8]) -> Option<Answer> {
     let answers = lock(&shared.answers);
     let stored = answers.get(key)?;
     if stored.fingerprint != fingerprint {
-        lock(&shared.stats).conflicts += 1;
+        lock(&shared.counters).conflicts += 1;
         return Some(problem(
             StatusCode::CONFLICT,
             "idempotency-key-reused",
@@ -497,7 +498,7 @@ fn replay_or_conflict(shared: &Shared, key: &str, fingerprint: &[u8]) -> Option<
             None,
         ));
     }
-    lock(&shared.stats).idempotent_replays += 1;
+    lock(&shared.counters).idempotent_replays += 1;
     Some(Answer {
         status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
         problem: false,
@@ -506,47 +507,8 @@ fn replay_or_conflict(shared: &Shared, key: &str, fingerprint: &[u8]) -> Option<
     })
 }
 
-fn result_of(transaction_id: &str, outcome: Outcome) -> WalletResult {
-    WalletResult {
-        transaction_id: transaction_id.to_owned(),
-        status: outcome.status,
-        decline_code: outcome.decline_code,
-        operator_response_code: outcome.response_code.to_owned(),
-        operator_reference: outcome.operator_reference,
-        wallet: outcome.wallet,
-        balance_after: outcome.balance_after,
-        processed_at: outcome.processed_at,
-    }
-}
-
-fn declined_by_fault(transaction_id: &str, code: &str) -> WalletResult {
-    WalletResult {
-        transaction_id: transaction_id.to_owned(),
-        status: ResultStatus::Declined,
-        decline_code: Some(DeclineCode::Other),
-        operator_response_code: code.chars().take(16).collect::<String>().if_empty(RC_OTHER),
-        operator_reference: None,
-        wallet: None,
-        balance_after: None,
-        processed_at: now_rfc3339(),
-    }
-}
-
-trait IfEmpty {
-    fn if_empty(self, fallback: &str) -> String;
-}
-
-impl IfEmpty for String {
-    fn if_empty(self, fallback: &str) -> String {
-        if self.is_empty() {
-            fallback.to_owned()
-        } else {
-            self
-        }
-    }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(
+/// Parses a JSON body and applies the wire model's checks; either failure is a 400 naming the field.
+pub fn parse<T: serde::de::DeserializeOwned>(
     body: &[u8],
     check: impl Fn(&T) -> Result<(), FieldError>,
 ) -> Result<T, Answer> {
@@ -555,106 +517,37 @@ fn parse<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
-/// A top-up, payment or refund: declined by the `decline_all` fault without
-/// touching the books, or applied by `move_money`.
-fn money_move(
-    shared: &Shared,
-    decline_all: Option<&str>,
-    transaction_id: &str,
-    move_money: impl FnOnce(&mut Ledger) -> Option<Outcome>,
-) -> Answer {
-    if let Some(code) = decline_all {
-        return json(StatusCode::OK, &declined_by_fault(transaction_id, code));
-    }
-    match move_money(&mut lock(&shared.ledger)) {
-        Some(outcome) => json(StatusCode::OK, &result_of(transaction_id, outcome)),
-        None => problem(
-            StatusCode::NOT_FOUND,
-            "unknown-transaction",
-            "original_transaction_id is not a transaction of this operator".into(),
-            Some("original_transaction_id".into()),
-        ),
-    }
+/// The 404 of a status inquiry or a reference to a transaction the partner never saw.
+pub fn unknown_transaction(field: &str, detail: &str) -> Answer {
+    problem(
+        StatusCode::NOT_FOUND,
+        "unknown-transaction",
+        detail.to_owned(),
+        Some(field.to_owned()),
+    )
 }
 
-fn apply(shared: &Shared, operation: Operation, body: &[u8], decline_all: Option<&str>) -> Answer {
-    let now = now_rfc3339();
-    let answer = match operation {
-        Operation::TopUp => parse::<TopUpRequest>(body, TopUpRequest::check).map(|request| {
-            lock(&shared.stats).top_ups += 1;
-            money_move(shared, decline_all, &request.transaction_id, |ledger| {
-                Some(ledger.top_up(&request, &now))
-            })
-        }),
-        Operation::Payment => parse::<PaymentRequest>(body, PaymentRequest::check).map(|request| {
-            lock(&shared.stats).payments += 1;
-            money_move(shared, decline_all, &request.transaction_id, |ledger| {
-                Some(ledger.pay(&request, &now))
-            })
-        }),
-        Operation::Refund => parse::<RefundRequest>(body, RefundRequest::check).map(|request| {
-            lock(&shared.stats).refunds += 1;
-            money_move(shared, decline_all, &request.transaction_id, |ledger| {
-                ledger.refund(&request, &now)
-            })
-        }),
-        Operation::Reversal => {
-            parse::<ReversalRequest>(body, ReversalRequest::check).map(|request| {
-                lock(&shared.stats).reversals += 1;
-                let (status, balance_after) =
-                    lock(&shared.ledger).reverse(&request.original_transaction_id);
-                json(
-                    StatusCode::OK,
-                    &ReversalResult {
-                        original_transaction_id: request.original_transaction_id,
-                        status,
-                        balance_after,
-                        processed_at: now,
-                    },
-                )
-            })
-        }
-        Operation::Balance => parse::<BalanceRequest>(body, BalanceRequest::check).map(|request| {
-            lock(&shared.stats).balance_inquiries += 1;
-            balance(shared, &request, now)
-        }),
-    };
-    answer.unwrap_or_else(|answer| answer)
-}
+/// What a ledger says of one transaction: kind, state, amount, processed at.
+pub type StatusFacts = (
+    api::TransactionKind,
+    api::TransactionState,
+    api::Money,
+    String,
+);
 
-fn balance(shared: &Shared, request: &BalanceRequest, now: String) -> Answer {
-    match lock(&shared.ledger).balance(&request.wallet) {
-        Some((wallet, balance, limits, blocked)) => json(
-            StatusCode::OK,
-            &WalletBalance {
-                wallet,
-                balance,
-                limits,
-                blocked,
-                as_of: now,
-            },
-        ),
-        None => problem(
-            StatusCode::NOT_FOUND,
-            "unknown-wallet",
-            "the operator does not know this wallet".into(),
-            Some("wallet".into()),
-        ),
-    }
-}
-
-fn transaction_status(shared: &Shared, id: &str) -> Answer {
-    lock(&shared.stats).status_inquiries += 1;
+/// The answer of `GET /v1/transactions/{id}`: 400 for an id that is not a
+/// transaction id, 404 when `lookup` finds nothing, else the status.
+pub fn status_answer(id: &str, lookup: impl FnOnce(&str) -> Option<StatusFacts>) -> Answer {
     if !api::is_transaction_id(id) {
         return bad_request(FieldError {
             field: "transaction_id".into(),
             reason: "not a lower-case UUID".into(),
         });
     }
-    match lock(&shared.ledger).status(id) {
+    match lookup(id) {
         Some((kind, status, amount, processed_at)) => json(
             StatusCode::OK,
-            &TransactionStatus {
+            &api::TransactionStatus {
                 transaction_id: id.to_owned(),
                 kind,
                 status,
@@ -662,11 +555,6 @@ fn transaction_status(shared: &Shared, id: &str) -> Answer {
                 processed_at: Some(processed_at),
             },
         ),
-        None => problem(
-            StatusCode::NOT_FOUND,
-            "unknown-transaction",
-            "no such transaction".into(),
-            Some("transaction_id".into()),
-        ),
+        None => unknown_transaction("transaction_id", "no such transaction"),
     }
 }

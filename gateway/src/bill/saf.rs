@@ -1,0 +1,113 @@
+//! The online-bill store-and-forward worker. It resolves payment notices
+//! whose outcome is unknown: it asks the biller for the notice's status
+//! first, records the biller's answer if it has one, and otherwise sends the
+//! same notice again (same body, same Idempotency-Key: the biller applies it
+//! once), retrying with backoff until the biller answers. It also queues
+//! notices a crash cut off (still `in_progress` long after their longest
+//! call, with nothing queued). Everything it needs is in the database, so it
+//! picks up where a restarted gateway left off. A resolved notice's answer is
+//! stored under the POS's key, so the POS's retry gets the final answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use posgate_partners::wallet::api::TransactionState;
+use tokio::sync::watch;
+
+use crate::grpc::Gateway;
+use crate::grpc::bill_online::{NoticeEnd, notify, settle};
+use crate::payments::retry_at;
+use crate::store::{BillSafItem, StoreError};
+
+/// How often the worker looks for due work.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Most queue entries taken per poll.
+const BATCH: i64 = 64;
+/// How long past its longest call a notice must sit `in_progress` before
+/// the worker decides its caller is gone.
+const RECOVERY_GRACE: Duration = Duration::from_secs(5);
+/// When an item names a biller no longer configured online, look again after this long.
+const UNKNOWN_BILLER_RETRY_S: i64 = 60;
+
+/// Runs until `shutdown` turns true.
+pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Err(error) = poll(&gateway).await {
+            tracing::error!(%error, "bill store-and-forward pass failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One pass: queue cut-off notices, then resolve what is due.
+pub async fn poll(gateway: &Gateway) -> Result<(), StoreError> {
+    recover(gateway).await?;
+    let now = gateway.clock.now();
+    let due = gateway.store.bill_saf_due(now, BATCH).await?;
+    let deliveries = due.into_iter().map(|item| resolve(gateway, item));
+    for result in futures::future::join_all(deliveries).await {
+        result?;
+    }
+    Ok(())
+}
+
+/// Queues a resolution for notices stuck `in_progress` with nothing queued.
+async fn recover(gateway: &Gateway) -> Result<(), StoreError> {
+    let now = gateway.clock.now();
+    let longest = gateway.online_billers.longest_call() + RECOVERY_GRACE;
+    let before = now - chrono::Duration::from_std(longest).unwrap_or_default();
+    for record in gateway.store.stale_bill_in_progress(before, BATCH).await? {
+        let end =
+            NoticeEnd::Unknown("the notice was cut off before its answer was recorded".to_owned());
+        let outcome = settle(gateway, &record, &end, "saf", Vec::new())
+            .await
+            .map_err(|status| StoreError::Invariant(status.message().to_owned()))?;
+        tracing::warn!(transaction_id = %record.id, ?outcome, "recovered a cut-off bill notice: resolution queued");
+    }
+    Ok(())
+}
+
+/// Asks the biller about one notice, sends it again if it never arrived,
+/// and records the answer; a biller that cannot answer is tried again later.
+async fn resolve(gateway: &Gateway, item: BillSafItem) -> Result<(), StoreError> {
+    let now = gateway.clock.now();
+    let record = &item.transaction;
+    let Some(online) = gateway.online_billers.get(&record.partner_id) else {
+        let next = now + chrono::Duration::seconds(UNKNOWN_BILLER_RETRY_S);
+        return gateway
+            .store
+            .saf_retry(
+                item.id,
+                next,
+                &format!("no online biller {}", record.partner_id),
+            )
+            .await;
+    };
+    let end = match online.client.status(&record.id).await {
+        Ok(Some(status)) if status.status == TransactionState::Accepted => NoticeEnd::Paid,
+        Ok(Some(status)) => NoticeEnd::Declined(format!(
+            "status inquiry: the biller holds the notice as {:?}",
+            status.status
+        )),
+        Ok(None) => notify(online, record).await.0,
+        Err(error) => NoticeEnd::Unknown(format!("status inquiry failed: {error}")),
+    };
+    if let NoticeEnd::Unknown(reason) = &end {
+        let next = retry_at(
+            now,
+            item.attempts,
+            online.config.retry_min,
+            online.config.retry_max,
+        );
+        tracing::info!(queue_id = item.id, transaction_id = %record.id, attempts = item.attempts + 1, %reason, "bill notice unresolved; will retry");
+        return gateway.store.saf_retry(item.id, next, reason).await;
+    }
+    let outcome = settle(gateway, record, &end, "saf", vec![item.id])
+        .await
+        .map_err(|status| StoreError::Invariant(status.message().to_owned()))?;
+    tracing::info!(queue_id = item.id, transaction_id = %record.id, ?end, ?outcome, "bill notice resolved");
+    Ok(())
+}

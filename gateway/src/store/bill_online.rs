@@ -1,0 +1,180 @@
+//! Online bill payments: the atomic writes and reads of a payment notice to
+//! an online biller, and of its store-and-forward resolution.
+//!
+//! A notice is written before it goes to the biller (`in_progress`, key
+//! claimed and `pending`) and again when the answer is known. An unknown
+//! outcome queues an `advice` entry in `saf_queue` (`link_id` = the biller
+//! id) in the same commit; a crash in between leaves an `in_progress` row
+//! the bill worker queues itself. The worker joins `bill_payments`, so the
+//! card and wallet workers never see these entries, nor it theirs.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{Change, Event, KeyOp, NewSafItem, SettlementLine, StoreError, TransactionRecord};
+
+/// One atomic change of an online bill payment with everything that goes with it.
+#[derive(Debug, Clone)]
+pub struct BillWrite {
+    pub transaction_id: String,
+    pub at: DateTime<Utc>,
+    pub key: Option<KeyOp>,
+    pub change: Change,
+    pub lines: Vec<SettlementLine>,
+    pub business_date: NaiveDate,
+    pub event: Event,
+    pub enqueue: Vec<NewSafItem>,
+    pub acked: Vec<i64>,
+}
+
+impl BillWrite {
+    /// The invariants every bill write must hold before it reaches SQL.
+    pub fn check(&self) -> Result<(), StoreError> {
+        super::check_balanced(&self.transaction_id, &self.lines)?;
+        let names = match &self.change {
+            Change::Create(record) => &record.id,
+            Change::Transition(change) => &change.transaction_id,
+        };
+        if *names != self.transaction_id {
+            return Err(StoreError::Invariant(
+                "bill write names another transaction".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A queued payment notice to resolve, with its payment.
+#[derive(Debug, Clone)]
+pub struct BillSafItem {
+    pub id: i64,
+    pub attempts: i32,
+    pub transaction: TransactionRecord,
+}
+
+/// The online-bill reads, the same SQL on both backends.
+#[async_trait::async_trait]
+pub trait BillReads: Send + Sync {
+    /// Online bill payments `in_progress` since before `before` with no
+    /// queued notice: their request was cut off (crash, lost task).
+    async fn stale_bill_in_progress(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<TransactionRecord>, StoreError>;
+    /// Queued payment notices due at `now`.
+    async fn bill_saf_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<BillSafItem>, StoreError>;
+    /// Queued payment notices not yet resolved.
+    async fn bill_saf_open(&self) -> Result<i64, StoreError>;
+}
+
+pub(super) mod sql {
+    macro_rules! bill_columns {
+        () => {
+            "t.id, t.kind, t.status, t.store_id, t.terminal_id, t.operator_id, t.client_request_id, \
+             t.partner_id, t.amount_minor, t.currency, t.fee_minor, t.business_date, t.created_at, \
+             t.updated_at, t.cancelled_at, t.cancel_reason, b.biller_id, b.agency_code, \
+             b.bill_reference, b.due_date, b.period, b.late"
+        };
+    }
+
+    pub const SELECT_STALE: &str = concat!(
+        "SELECT ",
+        bill_columns!(),
+        " FROM transactions t JOIN bill_payments b ON b.transaction_id = t.id \
+         WHERE t.kind = 'bill_payment' AND t.status = 'in_progress' AND t.updated_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM saf_queue q WHERE q.transaction_id = t.id AND q.acked_at IS NULL) \
+         ORDER BY t.updated_at LIMIT $2"
+    );
+    pub const SELECT_SAF_DUE: &str = concat!(
+        "SELECT ",
+        bill_columns!(),
+        ", q.id, q.attempts FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
+         JOIN bill_payments b ON b.transaction_id = t.id \
+         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"
+    );
+    pub const COUNT_SAF_OPEN: &str = "SELECT count(*) FROM saf_queue q \
+         JOIN bill_payments b ON b.transaction_id = q.transaction_id WHERE q.acked_at IS NULL";
+}
+
+/// Defines `async fn apply_bill_write(conn, write, chain)` inside a backend
+/// (after `define_apply_write!` and `define_apply_card_write!`, whose
+/// helpers it shares) and implements [`BillReads`] for `$store`, whose read
+/// pool is the field `$pool`.
+macro_rules! define_bill_store {
+    ($connection:ty, $store:ty, $pool:ident) => {
+        async fn apply_bill_write(
+            conn: &mut $connection,
+            write: &$crate::store::BillWrite,
+            chain: &mut Vec<$crate::store::audit::EntryContent>,
+        ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
+            use $crate::store::{Change, WriteOutcome};
+            if let Some(taken) =
+                apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
+            {
+                return Ok(taken);
+            }
+            match &write.change {
+                Change::Create(record) => insert_bill_transaction(conn, record).await?,
+                Change::Transition(change) => {
+                    if let Some(mismatch) = transition(conn, change).await? {
+                        return Ok(mismatch);
+                    }
+                }
+            }
+            $crate::store::write::queue_and_append!(conn, write, chain);
+            Ok(WriteOutcome::Written)
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::BillReads for $store {
+            async fn stale_bill_in_progress(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::TransactionRecord>, $crate::store::StoreError> {
+                let rows = sqlx::query($crate::store::bill_online::sql::SELECT_STALE)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter().map($crate::store::rows::transaction).collect()
+            }
+
+            async fn bill_saf_due(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::BillSafItem>, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                let rows = sqlx::query($crate::store::bill_online::sql::SELECT_SAF_DUE)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::store::BillSafItem {
+                            transaction: $crate::store::rows::transaction(row)?,
+                            id: row.try_get(22)?,
+                            attempts: row.try_get(23)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn bill_saf_open(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(
+                    sqlx::query_scalar($crate::store::bill_online::sql::COUNT_SAF_OPEN)
+                        .fetch_one(&self.$pool)
+                        .await?,
+                )
+            }
+        }
+    };
+}
+
+pub(crate) use define_bill_store;

@@ -1,0 +1,98 @@
+//! Typed JSON calls over [`PartnerClient`], shared by the wallet and biller
+//! clients: POST with an Idempotency-Key, the status inquiry GET, and the
+//! mapping of answers to what the caller must do with money.
+
+use http::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{CallError, PartnerClient, PartnerRequest, Retry};
+use crate::wallet::api::{Problem, TRANSACTIONS_PATH, TransactionStatus};
+
+/// Why a partner call has no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiCallError {
+    /// Nothing reached the partner: nothing to undo.
+    #[error("partner unavailable: {0}")]
+    Unavailable(String),
+    /// The partner may have applied it: resolve by reversal or status inquiry.
+    #[error("partner outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The partner refused the request itself (4xx): nothing was applied.
+    #[error("partner refused the request ({status}): {}", .problem.as_ref().and_then(|p| p.detail.as_deref()).unwrap_or("no detail"))]
+    Rejected {
+        status: u16,
+        problem: Option<Problem>,
+    },
+}
+
+impl From<CallError> for ApiCallError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Unavailable { reason, .. } | CallError::Local { reason, .. } => {
+                Self::Unavailable(reason)
+            }
+            CallError::OutcomeUnknown { reason, .. } => Self::OutcomeUnknown(reason),
+        }
+    }
+}
+
+/// POSTs `body` under `key` (retried: the key makes the partner apply it
+/// once); a 200 answer that does not parse is an unknown outcome.
+pub async fn post<B: Serialize, T: DeserializeOwned>(
+    client: &PartnerClient,
+    path: &str,
+    key: &str,
+    body: &B,
+) -> Result<T, ApiCallError> {
+    let body =
+        serde_json::to_vec(body).map_err(|error| ApiCallError::Unavailable(error.to_string()))?;
+    let response = client
+        .call(PartnerRequest {
+            method: Method::POST,
+            path,
+            body,
+            idempotency_key: Some(key),
+            retry: Retry::Idempotent,
+        })
+        .await?;
+    decode(response.status, &response.body)
+}
+
+/// The partner's view of a transaction; `None` when it never received it.
+pub async fn transaction_status(
+    client: &PartnerClient,
+    transaction_id: &str,
+) -> Result<Option<TransactionStatus>, ApiCallError> {
+    let path = format!("{TRANSACTIONS_PATH}{transaction_id}");
+    let response = client
+        .call(PartnerRequest {
+            method: Method::GET,
+            path: &path,
+            body: Vec::new(),
+            idempotency_key: None,
+            retry: Retry::Idempotent,
+        })
+        .await?;
+    if response.status == 404 {
+        return Ok(None);
+    }
+    decode(response.status, &response.body).map(Some)
+}
+
+fn decode<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, ApiCallError> {
+    if status == 200 {
+        return serde_json::from_slice(body).map_err(|error| {
+            ApiCallError::OutcomeUnknown(format!("answer does not parse: {error}"))
+        });
+    }
+    if (400..500).contains(&status) {
+        return Err(ApiCallError::Rejected {
+            status,
+            problem: serde_json::from_slice(body).ok(),
+        });
+    }
+    Err(ApiCallError::OutcomeUnknown(format!(
+        "unexpected status {status}"
+    )))
+}
