@@ -905,7 +905,7 @@ where
     }
 }
 
-/// A WalletService client as S001/T01 to a `posgate serve` child on `port`.
+/// A `WalletService` client as S001/T01 to a `posgate serve` child on `port`.
 pub async fn connect(
     port: u16,
     pki: &posgate_gateway::tls::DevPki,
