@@ -24,8 +24,7 @@ use super::cards::{
 };
 use super::support::{Backend, OPEN_LIMITS, TestDb, TestGateway, backends, utc};
 use super::wallets::{
-    POSGATE_KEY_ID, SIM_KEY_ID, SIM_SEED_HEX, card, context, error_reason, pki, pki_with,
-    public_of, sim_config, status_of, twd, wallet,
+    card, context, error_reason, pki, pki_with, public_of, sim_config, status_of, twd, wallet,
 };
 
 /// Wallets of the simulator, one per case so cases do not interfere.
@@ -62,38 +61,11 @@ fn reload_sim_config(tls: TlsFiles) -> WalletSimConfig {
     config
 }
 
-/// The `[[wallet_operator]]` section (the `[hsm]` comes with the card config).
+/// The `[[wallet_operator]]` section (the `[hsm]` comes with the card
+/// config), with card top-ups and auto-reload steps of NT$500 and NT$1,000.
 fn operator_section(sim: &WalletSim, client: &TlsFiles) -> String {
-    format!(
-        r#"
-[[wallet_operator]]
-id = "ICASH"
-name = "i-Cash"
-url = "https://{addr}"
-currency = "TWD"
-key_id = "{POSGATE_KEY_ID}"
-signing_key = "partner-api.signing"
-operator_key_id = "{SIM_KEY_ID}"
-operator_public_key_hex = "{sim_public}"
-ca_cert = "{ca}"
-client_cert = "{cert}"
-client_key = "{key}"
-request_timeout_ms = 1000
-max_attempts = 2
-top_up_unit_minor = 10000
-max_top_up_minor = 1000000
-max_payment_minor = 1000000
-retry_min_ms = 100
-retry_max_ms = 500
-card_top_up = true
-reload_steps_minor = [50000, 100000]
-"#,
-        addr = sim.addr(),
-        sim_public = public_of(SIM_SEED_HEX),
-        ca = client.ca_cert.display(),
-        cert = client.cert.display(),
-        key = client.key.display(),
-    )
+    super::wallets::operator_section(sim, client)
+        + "card_top_up = true\nreload_steps_minor = [50000, 100000]\n"
 }
 
 /// A gateway with an acquirer, a co-brand issuer and a wallet operator.

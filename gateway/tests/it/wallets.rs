@@ -20,8 +20,8 @@ use super::support::{Backend, OPEN_LIMITS, TestDb, TestGateway, backends, utc};
 
 /// The simulator's test signing seed (RFC 8032 section 7.1 test 2). TEST KEY ONLY.
 pub const SIM_SEED_HEX: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
-pub const SIM_KEY_ID: &str = "wallet-sim-test";
-pub const POSGATE_KEY_ID: &str = "posgate-test";
+const SIM_KEY_ID: &str = "wallet-sim-test";
+const POSGATE_KEY_ID: &str = "posgate-test";
 
 pub const RICH: &str = "1000000000000001";
 pub const EMPTY: &str = "1000000000000002";
@@ -144,7 +144,17 @@ fn wallet_config(dir: &Path, sim: &WalletSim, client: &TlsFiles) -> String {
 backend = "software"
 keystore = "{keystore}"
 master_key_file = "{master}"
+"#,
+        keystore = dir.join("keys.ks").display(),
+        master = dir.join("master.key").display(),
+    ) + &operator_section(sim, client)
+}
 
+/// The `[[wallet_operator]]` section for the simulator (the `[hsm]` comes
+/// from the caller); keys may be appended to it.
+pub fn operator_section(sim: &WalletSim, client: &TlsFiles) -> String {
+    format!(
+        r#"
 [[wallet_operator]]
 id = "ICASH"
 name = "i-Cash"
@@ -165,8 +175,6 @@ max_payment_minor = 1000000
 retry_min_ms = 100
 retry_max_ms = 500
 "#,
-        keystore = dir.join("keys.ks").display(),
-        master = dir.join("master.key").display(),
         addr = sim.addr(),
         sim_public = public_of(SIM_SEED_HEX),
         ca = client.ca_cert.display(),
