@@ -58,7 +58,7 @@ enum KeysCommand {
         /// tdes2, aes256, ed25519, ecdsa-p256 or hmac-sha256.
         #[arg(long = "type")]
         key_type: String,
-        /// mac, pin, kek, sign or hmac.
+        /// mac, pin, kek, sign, hmac or data.
         #[arg(long)]
         usage: String,
     },

@@ -126,17 +126,10 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     async fn hmac(&self, key: &KeyRef, data: &[u8]) -> Result<Tag, HsmError>;
 
     /// Enciphers `data` (AES-256-GCM, a fresh 96-bit nonce, `aad` bound to
-    /// it) under an AES key-encryption key, for data kept at rest that must
-    /// be readable later only inside posgate: card-on-file tokens. Returns
-    /// the key version used and `nonce || ciphertext || tag`.
-    async fn encrypt_data(&self, key: &KeyRef, data: &[u8], aad: &[u8]) -> Result<Tag, HsmError> {
-        let _ = (key, data, aad);
-        Err(HsmError::Unsupported {
-            backend: self.backend_name(),
-            operation: "encrypt_data",
-            reason: "data encryption is offered by the software backend only",
-        })
-    }
+    /// it) under an `aes256/data` key, for data kept at rest that must be
+    /// readable later only inside posgate: card-on-file tokens. Returns the
+    /// key version used and `nonce || ciphertext || tag`.
+    async fn encrypt_data(&self, key: &KeyRef, data: &[u8], aad: &[u8]) -> Result<Tag, HsmError>;
 
     /// Deciphers what [`Hsm::encrypt_data`] made (version pinned by `key`),
     /// checking its tag and `aad`. The clear data is zeroized on drop.
@@ -145,14 +138,7 @@ pub trait Hsm: Send + Sync + fmt::Debug {
         key: &KeyRef,
         sealed: &[u8],
         aad: &[u8],
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, HsmError> {
-        let _ = (key, sealed, aad);
-        Err(HsmError::Unsupported {
-            backend: self.backend_name(),
-            operation: "decrypt_data",
-            reason: "data encryption is offered by the software backend only",
-        })
-    }
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, HsmError>;
 
     /// Enciphers `key` under the key-encryption key `kek` for export.
     async fn wrap_key(&self, key: &KeyRef, kek: &KeyRef) -> Result<WrappedKey, HsmError>;
@@ -177,6 +163,7 @@ pub(crate) mod expected {
     pub const HMAC: &str = "an hmac-sha256/hmac key";
     pub const TDES_KEK: &str = "a tdes2/kek key (TDES keys are exported under a ZMK)";
     pub const AES_KEK: &str = "an aes256/kek key (AES and HMAC keys are exported under an AES KEK)";
+    pub const AES_DATA: &str = "an aes256/data key";
     pub const WRAPPABLE: &str =
         "a tdes2, aes256 or hmac-sha256 key (signing keys are not exportable)";
 }

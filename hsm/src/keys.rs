@@ -93,6 +93,9 @@ pub enum KeyUsage {
     Sign,
     /// Keyed hashing (HMAC-SHA256).
     Hmac,
+    /// Data encryption at rest (AES-256-GCM): card-on-file tokens. Never
+    /// wraps keys, so a data key cannot export the keys under it.
+    DataEncryption,
 }
 
 impl KeyUsage {
@@ -105,6 +108,7 @@ impl KeyUsage {
             Self::KeyEncryption => "kek",
             Self::Sign => "sign",
             Self::Hmac => "hmac",
+            Self::DataEncryption => "data",
         }
     }
 
@@ -116,6 +120,7 @@ impl KeyUsage {
             Self::KeyEncryption,
             Self::Sign,
             Self::Hmac,
+            Self::DataEncryption,
         ]
         .into_iter()
         .find(|usage| usage.as_str() == text)
@@ -149,6 +154,8 @@ impl KeySpec {
     pub const AES_PIN: Self = Self::unchecked(KeyType::Aes256, KeyUsage::Pin);
     /// AES key-encryption key (RFC 3394 key wrap).
     pub const AES_KEK: Self = Self::unchecked(KeyType::Aes256, KeyUsage::KeyEncryption);
+    /// AES-256-GCM data-encryption key (card-on-file tokens).
+    pub const AES_DATA: Self = Self::unchecked(KeyType::Aes256, KeyUsage::DataEncryption);
     /// Ed25519 signing key.
     pub const ED25519: Self = Self::unchecked(KeyType::Ed25519, KeyUsage::Sign);
     /// ECDSA P-256 signing key.
@@ -167,7 +174,8 @@ impl KeySpec {
             (
                 KeyType::Tdes2 | KeyType::Aes256,
                 KeyUsage::Mac | KeyUsage::Pin | KeyUsage::KeyEncryption
-            ) | (KeyType::Ed25519 | KeyType::EcdsaP256, KeyUsage::Sign)
+            ) | (KeyType::Aes256, KeyUsage::DataEncryption)
+                | (KeyType::Ed25519 | KeyType::EcdsaP256, KeyUsage::Sign)
                 | (KeyType::HmacSha256, KeyUsage::Hmac)
         );
         if valid {

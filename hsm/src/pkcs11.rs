@@ -34,6 +34,7 @@ use async_trait::async_trait;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CryptokiError, RvError};
 use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
@@ -50,7 +51,7 @@ use crate::keys::{
 use crate::mac::{self, MacAlgorithm};
 use crate::pan::Pan;
 use crate::pin_block::{self, PinBlockFormat, PinCipher};
-use crate::software::kek_spec_for;
+use crate::software::{DATA_NONCE_LEN, DATA_TAG_LEN, kek_spec_for};
 
 /// Environment variable naming the PKCS#11 module (shared library) path.
 pub const MODULE_ENV: &str = "POSGATE_PKCS11_MODULE";
@@ -64,6 +65,8 @@ pub const PIN_FILE_ENV: &str = "POSGATE_PKCS11_PIN_FILE";
 /// Sessions kept open for reuse. Two per core of the gateway host is plenty;
 /// more would only hold token resources idle.
 const MAX_POOLED_SESSIONS: usize = 8;
+/// The AES-GCM tag of [`Hsm::encrypt_data`], in bits (`CK_GCM_PARAMS.ulTagBits`).
+const GCM_TAG_BITS: u64 = 8 * DATA_TAG_LEN as u64;
 
 /// DER of OID 1.3.101.112 (Ed25519), as `CKA_EC_PARAMS`.
 const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x70];
@@ -487,7 +490,7 @@ impl Inner {
     fn usage_attributes(spec: KeySpec) -> Vec<Attribute> {
         let (sign, crypt, wrap) = match spec.usage() {
             KeyUsage::Mac | KeyUsage::Hmac | KeyUsage::Sign => (true, false, false),
-            KeyUsage::Pin => (false, true, false),
+            KeyUsage::Pin | KeyUsage::DataEncryption => (false, true, false),
             KeyUsage::KeyEncryption => (false, false, true),
         };
         // The retail MAC's final step is a DES3-ECB encryption, not a C_Sign.
@@ -969,7 +972,7 @@ fn token_check_value(
         return Ok(kcv);
     }
     let value = if spec.key_type() == KeyType::Aes256 {
-        let may_encrypt = spec.usage() == KeyUsage::Pin;
+        let may_encrypt = matches!(spec.usage(), KeyUsage::Pin | KeyUsage::DataEncryption);
         if !may_encrypt {
             session
                 .update_attributes(handle, &[Attribute::Encrypt(true)])
@@ -1316,6 +1319,67 @@ impl Hsm for Pkcs11Hsm {
                     key_version: found.info.version,
                     bytes,
                 })
+            })
+        })
+        .await
+    }
+
+    async fn encrypt_data(&self, key: &KeyRef, data: &[u8], aad: &[u8]) -> Result<Tag, HsmError> {
+        use ring::rand::SecureRandom as _;
+        let mut nonce = [0_u8; DATA_NONCE_LEN];
+        ring::rand::SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| HsmError::Internal("no randomness for a nonce".to_owned()))?;
+        let (key, data, aad) = (key.clone(), Zeroizing::new(data.to_vec()), aad.to_vec());
+        self.blocking(move |inner| {
+            inner.with_session(|session| {
+                let found = inner.resolve(session, &key)?;
+                require(&found.info, KeySpec::AES_DATA, expected::AES_DATA)?;
+                let mut iv = nonce;
+                let params = GcmParams::new(&mut iv, &aad, GCM_TAG_BITS.into())
+                    .map_err(HsmError::pkcs11("CK_GCM_PARAMS"))?;
+                let sealed = session
+                    .encrypt(&Mechanism::AesGcm(params), found.key, &data)
+                    .map_err(HsmError::pkcs11("C_Encrypt(AES-GCM)"))?;
+                let mut bytes = nonce.to_vec();
+                bytes.extend_from_slice(&sealed);
+                Ok(Tag {
+                    key_version: found.info.version,
+                    bytes,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn decrypt_data(
+        &self,
+        key: &KeyRef,
+        sealed: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        if sealed.len() < DATA_NONCE_LEN + DATA_TAG_LEN {
+            return Err(HsmError::InvalidInput(
+                "sealed data is shorter than a nonce and a tag".to_owned(),
+            ));
+        }
+        let (key, sealed, aad) = (key.clone(), sealed.to_vec(), aad.to_vec());
+        self.blocking(move |inner| {
+            inner.with_session(|session| {
+                let found = inner.resolve(session, &key)?;
+                require(&found.info, KeySpec::AES_DATA, expected::AES_DATA)?;
+                let (nonce, body) = sealed.split_at(DATA_NONCE_LEN);
+                let mut iv = nonce.to_vec();
+                let params = GcmParams::new(&mut iv, &aad, GCM_TAG_BITS.into())
+                    .map_err(HsmError::pkcs11("CK_GCM_PARAMS"))?;
+                session
+                    .decrypt(&Mechanism::AesGcm(params), found.key, body)
+                    .map(Zeroizing::new)
+                    .map_err(|_| {
+                        HsmError::InvalidInput(
+                            "sealed data does not authenticate under this key".to_owned(),
+                        )
+                    })
             })
         })
         .await

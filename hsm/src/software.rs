@@ -432,7 +432,9 @@ fn poisoned() -> HsmError {
 }
 
 /// AES-GCM nonce length of [`Hsm::encrypt_data`].
-const DATA_NONCE_LEN: usize = 12;
+pub(crate) const DATA_NONCE_LEN: usize = 12;
+/// AES-GCM tag length of [`Hsm::encrypt_data`].
+pub(crate) const DATA_TAG_LEN: usize = 16;
 
 fn unknown(label: &str) -> HsmError {
     HsmError::UnknownKey {
@@ -643,9 +645,9 @@ impl Hsm for SoftwareHsm {
     async fn encrypt_data(&self, key: &KeyRef, data: &[u8], aad: &[u8]) -> Result<Tag, HsmError> {
         use aes_gcm::aead::{Aead, KeyInit, Payload};
         self.with_key(key, |found| {
-            require(&found.info, KeySpec::AES_KEK, expected::AES_KEK)?;
+            require(&found.info, KeySpec::AES_DATA, expected::AES_DATA)?;
             let Material::Aes(material) = &found.material else {
-                return Err(wrong(&found.info, expected::AES_KEK));
+                return Err(wrong(&found.info, expected::AES_DATA));
             };
             let mut nonce = [0_u8; DATA_NONCE_LEN];
             SystemRandom::new()
@@ -676,11 +678,11 @@ impl Hsm for SoftwareHsm {
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         use aes_gcm::aead::{Aead, KeyInit, Payload};
         self.with_key(key, |found| {
-            require(&found.info, KeySpec::AES_KEK, expected::AES_KEK)?;
+            require(&found.info, KeySpec::AES_DATA, expected::AES_DATA)?;
             let Material::Aes(material) = &found.material else {
-                return Err(wrong(&found.info, expected::AES_KEK));
+                return Err(wrong(&found.info, expected::AES_DATA));
             };
-            if sealed.len() < DATA_NONCE_LEN + 16 {
+            if sealed.len() < DATA_NONCE_LEN + DATA_TAG_LEN {
                 return Err(HsmError::InvalidInput(
                     "sealed data is shorter than a nonce and a tag".to_owned(),
                 ));

@@ -54,7 +54,7 @@ pub fn keys() -> Vec<(&'static str, KeySpec, &'static str)> {
         ("clearing-sign", KeySpec::ED25519, CLEARING_SIGN_SEED),
         ("audit-sign", KeySpec::ED25519, AUDIT_SIGN_SEED),
         ("audit-token", hmac, AUDIT_TOKEN_KEY),
-        ("card-token", KeySpec::AES_KEK, CARD_TOKEN_KEY),
+        ("card-token", KeySpec::AES_DATA, CARD_TOKEN_KEY),
         (
             "partner-api.signing",
             KeySpec::ED25519,

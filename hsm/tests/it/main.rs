@@ -35,6 +35,7 @@ macro_rules! shared_suite {
             aes_key_wrap_known_answer_and_tamper,
             duplicate_and_invalid_labels,
             list_never_shows_material,
+            data_encryption_round_trip_and_tamper,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {

@@ -750,3 +750,54 @@ pub async fn list_never_shows_material(hsm: &dyn Hsm, prefix: &str) {
     assert!(!printed.to_uppercase().contains(material), "{printed}");
     assert!(!printed.to_uppercase().contains(&material[..8]));
 }
+
+/// Data enciphered under an `aes256/data` key (card-on-file tokens)
+/// deciphers back under the same key version and the same bound data only:
+/// a changed ciphertext, other bound data, a key-encryption key or a MAC key
+/// are refused, and two encryptions of the same data differ (fresh nonce).
+pub async fn data_encryption_round_trip_and_tamper(hsm: &dyn Hsm, prefix: &str) {
+    let tokens = format!("{prefix}-tokens");
+    let kek = format!("{prefix}-kek");
+    let zak = format!("{prefix}-zak");
+    hsm.generate_key(&tokens, KeySpec::AES_DATA).await.unwrap();
+    hsm.generate_key(&kek, KeySpec::AES_KEK).await.unwrap();
+    hsm.generate_key(&zak, KeySpec::TDES_MAC).await.unwrap();
+    let key = KeyRef::latest(&tokens);
+    let sealed = hsm.encrypt_data(&key, b"secret", b"link-1").await.unwrap();
+    let again = hsm.encrypt_data(&key, b"secret", b"link-1").await.unwrap();
+    assert_ne!(sealed.bytes, again.bytes, "a fresh nonce each time");
+    assert_eq!(
+        sealed.bytes.len(),
+        12 + 6 + 16,
+        "nonce || ciphertext || tag"
+    );
+    assert!(!sealed.bytes.windows(6).any(|w| w == b"secret"));
+    let pinned = KeyRef::version(&tokens, sealed.key_version);
+    let clear = hsm
+        .decrypt_data(&pinned, &sealed.bytes, b"link-1")
+        .await
+        .unwrap();
+    assert_eq!(&clear[..], b"secret");
+    assert!(
+        hsm.decrypt_data(&pinned, &sealed.bytes, b"link-2")
+            .await
+            .is_err()
+    );
+    let mut tampered = sealed.bytes.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert!(
+        hsm.decrypt_data(&pinned, &tampered, b"link-1")
+            .await
+            .is_err()
+    );
+    for wrong in [&kek, &zak] {
+        assert!(
+            matches!(
+                hsm.encrypt_data(&KeyRef::latest(wrong), b"x", b"").await,
+                Err(HsmError::WrongKeyType { .. })
+            ),
+            "{wrong} must not encrypt data"
+        );
+    }
+}
