@@ -659,12 +659,7 @@ impl PaymentApi {
                 "signature"
             }
             .to_owned(),
-            merchant_id: payments
-                .config
-                .merchant_ids
-                .get(&teller.store_id)
-                .cloned()
-                .unwrap_or_default(),
+            merchant_id: payments.config.merchant_id(&teller.store_id),
             pos_reference: request.pos_reference.clone(),
             ..draft(&Draft {
                 teller: &teller,

@@ -30,8 +30,13 @@ use crate::wallet::reload::{
 };
 use crate::wallet::{Operator, view};
 
-fn store_status(error: &StoreError) -> Status {
-    from_store_error(error)
+/// The HSM of the wallet operators (card-on-file tokens).
+fn wallet_hsm(gateway: &Gateway) -> Result<std::sync::Arc<dyn posgate_hsm::Hsm>, Status> {
+    gateway
+        .wallets
+        .as_ref()
+        .map(|wallets| std::sync::Arc::clone(&wallets.hsm))
+        .ok_or_else(|| Status::internal("wallets without an HSM"))
 }
 
 /// Decodes an answer written for the POS.
@@ -50,7 +55,7 @@ async fn stored<M: prost::Message + Default>(
         .store
         .answer(key)
         .await
-        .map_err(|error| store_status(&error))?
+        .map_err(|error| from_store_error(&error))?
         .ok_or_else(|| Status::internal("the answer was not recorded"))?;
     if answer.pending {
         return Err(outcome_unknown(&answer.transaction_id));
@@ -85,20 +90,18 @@ pub(crate) async fn enrich(
         .await?
         .map(|card| card_view::card_transaction(&card, Vec::new(), &payments.config));
     if record.wallet_type == WalletType::Payment {
-        {
-            let top_up_id = match &saga.top_up_transaction_id {
-                Some(id) if gateway.store.wallet_transaction(id).await?.is_some() => id.clone(),
-                _ => String::new(),
-            };
-            view.auto_reload = Some(pb::AutoReload {
-                amount: Some(pb::Money {
-                    amount_minor: saga.reload_minor,
-                    currency: saga.currency.clone(),
-                }),
-                card_transaction: card,
-                top_up_transaction_id: top_up_id,
-            });
-        }
+        let top_up_id = match &saga.top_up_transaction_id {
+            Some(id) if gateway.store.wallet_transaction(id).await?.is_some() => id.clone(),
+            _ => String::new(),
+        };
+        view.auto_reload = Some(pb::AutoReload {
+            amount: Some(pb::Money {
+                amount_minor: saga.reload_minor,
+                currency: saga.currency.clone(),
+            }),
+            card_transaction: card,
+            top_up_transaction_id: top_up_id,
+        });
     } else {
         view.card_transaction = card;
         if saga.kind == SagaKind::AutoReload {
@@ -124,11 +127,7 @@ pub(crate) async fn auto_reload_pay(
     short_minor: i64,
     teller: &Teller,
 ) -> Result<Response<pb::PayResponse>, Status> {
-    let hsm = gateway
-        .wallets
-        .as_ref()
-        .map(|wallets| std::sync::Arc::clone(&wallets.hsm))
-        .ok_or_else(|| Status::internal("wallets without an HSM"))?;
+    let hsm = wallet_hsm(gateway)?;
     let card = reload::open_card(hsm.as_ref(), link)
         .await
         .map_err(|error| from_hsm_error(&error))?;
@@ -146,7 +145,7 @@ pub(crate) async fn auto_reload_pay(
         created_at: now,
         updated_at: now,
     };
-    let store_err = |error: StoreError| store_status(&error);
+    let store_err = |error: StoreError| from_store_error(&error);
     gateway.store.put_saga(&saga).await.map_err(store_err)?;
     crash_point("reload.saga_written");
     let run = SagaRun {
@@ -245,7 +244,7 @@ async fn settle_parent<M: prost::Message + Default>(
     result: Result<wire::WalletResult, WalletCallError>,
     actor: &str,
 ) -> Result<Response<M>, Status> {
-    let store_err = |error: StoreError| store_status(&error);
+    let store_err = |error: StoreError| from_store_error(&error);
     match step_result(&result) {
         StepResult::Completed => {
             let answer = finish(gateway, operator, parent, key, result, actor).await;
@@ -276,7 +275,7 @@ async fn fail_with<M: prost::Message + Default>(
     reason: &str,
     text: &str,
 ) -> Result<Response<M>, Status> {
-    let store_err = |error: StoreError| store_status(&error);
+    let store_err = |error: StoreError| from_store_error(&error);
     compensate(gateway, saga, reason).await.map_err(store_err)?;
     fail_parent(gateway, parent, reason, text, false)
         .await
@@ -291,7 +290,7 @@ async fn fail_unknown<M: prost::Message + Default>(
     saga: &mut Saga,
     parent: &WalletRecord,
 ) -> Result<Response<M>, Status> {
-    let store_err = |error: StoreError| store_status(&error);
+    let store_err = |error: StoreError| from_store_error(&error);
     compensate(gateway, saga, "OUTCOME_UNKNOWN")
         .await
         .map_err(store_err)?;
@@ -316,7 +315,7 @@ pub(crate) async fn card_top_up(
     pin_block: Option<Vec<u8>>,
     teller: &Teller,
 ) -> Result<Response<pb::TopUpResponse>, Status> {
-    let store_err = |error: StoreError| store_status(&error);
+    let store_err = |error: StoreError| from_store_error(&error);
     let now = gateway.clock.now();
     let mut saga = Saga {
         saga_id: top_up.id.clone(),
@@ -333,13 +332,10 @@ pub(crate) async fn card_top_up(
     };
     gateway.store.put_saga(&saga).await.map_err(store_err)?;
     crash_point("reload.saga_written");
-    let fingerprint = match &gateway.payments {
-        Some(payments) => payments
-            .fingerprint(&card.pan)
-            .await
-            .map_err(|error| from_hsm_error(&error))?,
-        None => String::new(),
-    };
+    let fingerprint = payments
+        .fingerprint(&card.pan)
+        .await
+        .map_err(|error| from_hsm_error(&error))?;
     let run = SagaRun {
         gateway,
         payments,
@@ -458,6 +454,13 @@ pub(crate) async fn link_card(
     now: DateTime<Utc>,
 ) -> Result<Response<pb::LinkCardResponse>, Status> {
     let operator = input.operator;
+    let already_linked = || {
+        precondition(
+            "ALREADY_LINKED",
+            "wallet",
+            "the wallet already has a card link: UnlinkCard first".to_owned(),
+        )
+    };
     if input.auto_reload && operator.config.reload_steps_minor.is_empty() {
         return Err(precondition(
             "AUTO_RELOAD_NOT_OFFERED",
@@ -480,23 +483,15 @@ pub(crate) async fn link_card(
         .store
         .active_link(&operator.config.id, &account_id)
         .await
-        .map_err(|error| store_status(&error))?
+        .map_err(|error| from_store_error(&error))?
         .is_some()
     {
-        return Err(precondition(
-            "ALREADY_LINKED",
-            "wallet",
-            "the wallet already has a card link: UnlinkCard first".to_owned(),
-        ));
+        return Err(already_linked());
     }
     let (brand, route_link) = (checked.brand, checked.route.link.clone());
     let (verification, approved) =
         verify_card(gateway, payments, teller, &input, checked, now).await?;
-    let hsm = gateway
-        .wallets
-        .as_ref()
-        .map(|wallets| std::sync::Arc::clone(&wallets.hsm))
-        .ok_or_else(|| Status::internal("wallets without an HSM"))?;
+    let hsm = wallet_hsm(gateway)?;
     let link_id = uuid::Uuid::now_v7().to_string();
     let (token, version) = if approved {
         reload::seal_card(
@@ -570,18 +565,14 @@ pub(crate) async fn link_card(
         .store
         .insert_link(&record, &answer)
         .await
-        .map_err(|error| store_status(&error))?
+        .map_err(|error| from_store_error(&error))?
     {
         LinkWrite::Written => {
             tracing::info!(link_id = %record.link_id, status = record.status.as_str(), "wallet card link stored");
             Ok(Response::new(response))
         }
         LinkWrite::KeyTaken => replay_link(gateway, &key, &input.fingerprint).await,
-        LinkWrite::Conflict => Err(precondition(
-            "ALREADY_LINKED",
-            "wallet",
-            "the wallet already has a card link: UnlinkCard first".to_owned(),
-        )),
+        LinkWrite::Conflict => Err(already_linked()),
     }
 }
 
@@ -594,7 +585,7 @@ async fn replay_link<M: prost::Message + Default>(
         .store
         .answer(key)
         .await
-        .map_err(|error| store_status(&error))?
+        .map_err(|error| from_store_error(&error))?
         .ok_or_else(|| Status::aborted("the key was taken and released; retry"))?;
     super::idempotent::replay(&answer, fingerprint, &key.client_request_id)
 }
@@ -621,7 +612,7 @@ pub(crate) async fn unlink_card(
         .store
         .active_link(&operator.config.id, &balance.wallet.account_id)
         .await
-        .map_err(|error| store_status(&error))?
+        .map_err(|error| from_store_error(&error))?
         .ok_or_else(not_linked)?;
     link.status = LinkStatus::Unlinked;
     link.unlinked_at = Some(now);
@@ -641,7 +632,7 @@ pub(crate) async fn unlink_card(
         .store
         .unlink(&link.link_id, reason, &answer)
         .await
-        .map_err(|error| store_status(&error))?
+        .map_err(|error| from_store_error(&error))?
     {
         LinkWrite::Written => Ok(Response::new(response)),
         LinkWrite::KeyTaken => replay_link(gateway, &key, &fingerprint).await,
@@ -680,12 +671,7 @@ async fn verify_card(
         .entry_mode
         .as_str()
         .clone_into(&mut verification.entry_mode);
-    verification.merchant_id = payments
-        .config
-        .merchant_ids
-        .get(&teller.store_id)
-        .cloned()
-        .unwrap_or_default();
+    verification.merchant_id = payments.config.merchant_id(&teller.store_id);
     let outgoing = Outgoing {
         link,
         acquirer_id: &link_config.acquirer_id,

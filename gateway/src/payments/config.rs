@@ -115,6 +115,11 @@ pub struct CardConfig {
 }
 
 impl CardConfig {
+    /// The store's merchant id (field 42, space-padded); empty for a store without cards.
+    pub fn merchant_id(&self, store_id: &str) -> String {
+        self.merchant_ids.get(store_id).cloned().unwrap_or_default()
+    }
+
     /// No card payments configured.
     pub fn disabled() -> Self {
         Self {

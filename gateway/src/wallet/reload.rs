@@ -186,13 +186,7 @@ impl SagaRun<'_> {
             }
             .to_owned(),
             route: self.payments.route(&card.pan).kind,
-            merchant_id: self
-                .payments
-                .config
-                .merchant_ids
-                .get(&self.teller.store_id)
-                .cloned()
-                .unwrap_or_default(),
+            merchant_id: self.payments.config.merchant_id(&self.teller.store_id),
             ..draft(&Draft {
                 teller: self.teller,
                 id: &id,
