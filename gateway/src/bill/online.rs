@@ -203,10 +203,7 @@ impl OnlineBillers {
     pub fn longest_call(&self) -> Duration {
         self.billers
             .values()
-            .map(|biller| {
-                biller.config.request_timeout * biller.config.max_attempts
-                    + posgate_partners::http::client::RETRY_BACKOFF_MAX * biller.config.max_attempts
-            })
+            .map(|biller| biller.client.partner().longest_call())
             .max()
             .unwrap_or(Duration::from_secs(30))
     }

@@ -103,10 +103,7 @@ impl Wallets {
     pub fn longest_call(&self) -> std::time::Duration {
         self.operators
             .values()
-            .map(|op| {
-                op.config.request_timeout * op.config.max_attempts
-                    + posgate_partners::http::client::RETRY_BACKOFF_MAX * op.config.max_attempts
-            })
+            .map(|op| op.client.partner().longest_call())
             .max()
             .unwrap_or(std::time::Duration::from_secs(30))
     }

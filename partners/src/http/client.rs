@@ -188,6 +188,12 @@ impl PartnerClient {
         lock(&self.breaker).state()
     }
 
+    /// The longest one call may take, every attempt and its backoff
+    /// included: past it, a request recorded `in_progress` has lost its caller.
+    pub fn longest_call(&self) -> Duration {
+        (self.settings.request_timeout + RETRY_BACKOFF_MAX) * self.settings.max_attempts
+    }
+
     /// Sends `request` with retries per its [`Retry`] and the breaker.
     pub async fn call(&self, request: PartnerRequest<'_>) -> Result<PartnerResponse, CallError> {
         let mut sent_before = false;
