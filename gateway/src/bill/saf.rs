@@ -16,11 +16,9 @@ use tokio::sync::watch;
 
 use crate::grpc::Gateway;
 use crate::grpc::bill_online::{NoticeEnd, notify, settle};
-use crate::payments::retry_at;
+use crate::payments::{retry_at, run_passes};
 use crate::store::{BillSafItem, StoreError};
 
-/// How often the worker looks for due work.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;
 /// How long past its longest call a notice must sit `in_progress` before
@@ -30,16 +28,8 @@ const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 const UNKNOWN_BILLER_RETRY_S: i64 = 60;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        if let Err(error) = poll(&gateway).await {
-            tracing::error!(%error, "bill store-and-forward pass failed");
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+pub async fn run(gateway: Arc<Gateway>, shutdown: watch::Receiver<bool>) {
+    run_passes("bill store-and-forward", shutdown, || poll(&gateway)).await;
 }
 
 /// One pass: queue cut-off notices, then resolve what is due.

@@ -203,6 +203,31 @@ pub fn card_lines(record: &CardRecord, amount_minor: i64, kind: &str) -> Vec<Set
     ]
 }
 
+/// How often a store-and-forward worker looks for due work.
+pub const SAF_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Runs a store-and-forward worker (cards, wallets, online bills): one
+/// `pass` every [`SAF_POLL_INTERVAL`] until `shutdown` turns true. A failed
+/// pass is logged (as `what`) and the next one tries again.
+pub async fn run_passes<F, Fut>(
+    what: &'static str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), crate::store::StoreError>>,
+{
+    loop {
+        if let Err(error) = pass().await {
+            tracing::error!(%error, "{what} pass failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SAF_POLL_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// When a failed delivery is tried again: doubling from `min`, capped at `max`.
 pub fn retry_at(
     now: DateTime<Utc>,

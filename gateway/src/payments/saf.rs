@@ -24,8 +24,6 @@ use crate::store::{
     NewSafItem, RefundAdjust, SafItem, SafKind, StoreError, TransactionStatus,
 };
 
-/// How often the worker looks for due work.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;
 /// How long past its bank timeout a request must sit `in_progress` before
@@ -33,20 +31,8 @@ const BATCH: i64 = 64;
 const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` turns true.
-pub async fn run(
-    gateway: Arc<Gateway>,
-    payments: Arc<Payments>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        if let Err(error) = poll(&gateway, &payments).await {
-            tracing::error!(%error, "store-and-forward pass failed");
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+pub async fn run(gateway: Arc<Gateway>, payments: Arc<Payments>, shutdown: watch::Receiver<bool>) {
+    super::run_passes("store-and-forward", shutdown, || poll(&gateway, &payments)).await;
 }
 
 /// One pass: recover cut-off requests, release expired holds, then deliver

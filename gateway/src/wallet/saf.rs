@@ -15,14 +15,12 @@ use tokio::sync::watch;
 use super::Wallets;
 use crate::grpc::Gateway;
 use crate::grpc::wallet::{answer_bytes, reversal_of};
-use crate::payments::retry_at;
+use crate::payments::{retry_at, run_passes};
 use crate::store::{
     Event, IdempotencyKey, KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange,
     WalletSafItem, WalletType, WalletUpdate, WalletWrite,
 };
 
-/// How often the worker looks for due work.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;
 /// How long past its longest call a request must sit `in_progress` before
@@ -30,20 +28,11 @@ const BATCH: i64 = 64;
 const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` turns true.
-pub async fn run(
-    gateway: Arc<Gateway>,
-    wallets: Arc<Wallets>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        if let Err(error) = poll(&gateway, &wallets).await {
-            tracing::error!(%error, "wallet store-and-forward pass failed");
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+pub async fn run(gateway: Arc<Gateway>, wallets: Arc<Wallets>, shutdown: watch::Receiver<bool>) {
+    run_passes("wallet store-and-forward", shutdown, || {
+        poll(&gateway, &wallets)
+    })
+    .await;
 }
 
 /// One pass: finish or compensate sagas a crash left open, recover cut-off
