@@ -450,16 +450,25 @@ pub(crate) async fn finish<M: prost::Message + Default>(
     } else {
         Vec::new()
     };
+    // The answer is encoded once, before the commit, and the POS gets those
+    // very bytes: an embedded transaction (the saga's card SALE, a refund's
+    // payment) read again after the commit could have moved on (a reversal
+    // acknowledged meanwhile), and a replay must equal the first answer.
+    let mut answer = None;
     let (key_op, enqueue) = match &result {
-        Ok(_) | Err(WalletCallError::Rejected { .. }) => (
-            Some(KeyOp::Answer {
-                key: key.clone(),
-                response: answer_bytes(gateway, &record, original_refunded)
-                    .await
-                    .map_err(|error| from_store_error(&error))?,
-            }),
-            Vec::new(),
-        ),
+        Ok(_) | Err(WalletCallError::Rejected { .. }) => {
+            let bytes = answer_bytes(gateway, &record, original_refunded)
+                .await
+                .map_err(|error| from_store_error(&error))?;
+            answer = Some(bytes.clone());
+            (
+                Some(KeyOp::Answer {
+                    key: key.clone(),
+                    response: bytes,
+                }),
+                Vec::new(),
+            )
+        }
         Err(WalletCallError::OutcomeUnknown(_)) => (None, vec![reversal_of(&record, now)]),
         Err(WalletCallError::Unavailable(_)) => {
             (Some(KeyOp::Release { key: key.clone() }), Vec::new())
@@ -500,17 +509,19 @@ pub(crate) async fn finish<M: prost::Message + Default>(
             return Err(Status::internal("the wallet answer could not be recorded"));
         }
     }
-    match result {
-        Ok(_) | Err(WalletCallError::Rejected { .. }) => {
-            let bytes = answer_bytes(gateway, &record, original_refunded)
-                .await
-                .map_err(|error| from_store_error(&error))?;
+    match (result, answer) {
+        (Ok(_) | Err(WalletCallError::Rejected { .. }), Some(bytes)) => {
             let message =
                 M::decode(bytes.as_slice()).map_err(|_| Status::internal("answer encoding"))?;
             Ok(Response::new(message))
         }
-        Err(WalletCallError::OutcomeUnknown(_)) => Err(outcome_unknown(&record.id)),
-        Err(WalletCallError::Unavailable(_)) => Err(partner_unavailable(&operator.config.party())),
+        (Ok(_) | Err(WalletCallError::Rejected { .. }), None) => {
+            Err(Status::internal("an answered call without its answer"))
+        }
+        (Err(WalletCallError::OutcomeUnknown(_)), _) => Err(outcome_unknown(&record.id)),
+        (Err(WalletCallError::Unavailable(_)), _) => {
+            Err(partner_unavailable(&operator.config.party()))
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use crate::store::{
 };
 use crate::wallet::reload::{
     self, CardOnFile, CardStep, SagaRun, StepResult, advance, compensate, crash_point, fail_parent,
-    reload_top_up, step_result, top_up_step,
+    release_card, reload_top_up, step_result, top_up_step,
 };
 use crate::wallet::{Operator, view};
 
@@ -261,7 +261,11 @@ async fn settle_parent<M: prost::Message + Default>(
             compensate(gateway, saga, &reason)
                 .await
                 .map_err(store_err)?;
-            finish(gateway, operator, parent, key, result, actor).await
+            let answer = finish(gateway, operator, parent, key, result, actor).await;
+            // A card top-up's parent is its credit: now that it is recorded
+            // (declined, or pending its reversal), the SALE can follow it.
+            release_card(gateway, saga).await.map_err(store_err)?;
+            answer
         }
     }
 }
@@ -280,6 +284,7 @@ async fn fail_with<M: prost::Message + Default>(
     fail_parent(gateway, parent, reason, text, false)
         .await
         .map_err(store_err)?;
+    release_card(gateway, saga).await.map_err(store_err)?;
     stored(gateway, key).await
 }
 
@@ -297,6 +302,7 @@ async fn fail_unknown<M: prost::Message + Default>(
     fail_parent(gateway, parent, "OTHER", "", true)
         .await
         .map_err(store_err)?;
+    release_card(gateway, saga).await.map_err(store_err)?;
     Err(outcome_unknown(&parent.id))
 }
 

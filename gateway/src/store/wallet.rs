@@ -154,7 +154,8 @@ pub struct WalletSafItem {
 #[async_trait::async_trait]
 pub trait WalletReads: Send + Sync {
     async fn wallet_transaction(&self, id: &str) -> Result<Option<WalletRecord>, StoreError>;
-    /// The newest wallet transaction created under a key.
+    /// The wallet transaction a key created: the newest under the key that
+    /// is not a saga step (an auto-reload `TOP_UP` shares its payment's key).
     async fn wallet_by_request(
         &self,
         key: &IdempotencyKey,
@@ -213,7 +214,8 @@ pub(super) mod sql {
         wallet_columns!(),
         " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id \
          WHERE t.store_id = $1 AND t.terminal_id = $2 AND t.client_request_id = $3 \
-         AND t.kind = 'wallet_payment' ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
+         AND t.kind = 'wallet_payment' AND w.funding <> 'auto_reload' \
+         ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
     );
     pub const SELECT_REFUND_IDS: &str = "SELECT transaction_id FROM wallet_payments \
          WHERE original_transaction_id = $1 ORDER BY transaction_id";

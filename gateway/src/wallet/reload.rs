@@ -589,19 +589,71 @@ pub(crate) async fn fail_parent(
     Ok(written == WriteOutcome::Written)
 }
 
+/// The wallet credit a saga's card SALE paid for: the auto-reload `TOP_UP`,
+/// or the card-funded `TOP_UP` that is the saga's parent.
+fn credit_id(saga: &Saga) -> Option<&str> {
+    match saga.kind {
+        SagaKind::AutoReload => saga.top_up_transaction_id.as_deref(),
+        SagaKind::CardTopUp => Some(saga.saga_id.as_str()),
+    }
+}
+
+/// The saga whose wallet credit `record` is, if any.
+pub(crate) async fn saga_of_credit(
+    gateway: &Gateway,
+    record: &WalletRecord,
+) -> Result<Option<Saga>, StoreError> {
+    if record.wallet_type != WalletType::TopUp {
+        return Ok(None);
+    }
+    match record.funding.as_str() {
+        "auto_reload" => gateway.store.saga_of_step(&record.id).await,
+        "card" => gateway.store.saga(&record.id).await,
+        _ => Ok(None),
+    }
+}
+
+/// Reverses a failed saga's card SALE once its wallet credit is known to be
+/// undone or never applied (declined, reversed, never created). While the
+/// credit's reversal is pending the SALE waits: the wallet store-and-forward
+/// worker reverses it when the operator acknowledges the credit's reversal,
+/// and leaves it when the operator refuses (the credit was spent by another
+/// payment, so it stands, and the card paid for it). A compensation never
+/// takes back money another payment has spent, and never voids a card
+/// whose money the wallet keeps.
+pub(crate) async fn release_card(gateway: &Gateway, saga: &Saga) -> Result<(), StoreError> {
+    let credit = match credit_id(saga) {
+        Some(id) => gateway.store.wallet_transaction(id).await?,
+        None => None,
+    };
+    match credit.map(|credit| credit.status) {
+        None | Some(TransactionStatus::Declined | TransactionStatus::Reversed) => {
+            compensate_card(gateway, &saga.card_transaction_id).await
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 /// Undoes every step of `saga` before `failed_at` and marks it compensated.
+/// A saga that failed before its wallet credit was sent reverses its card
+/// SALE at once; otherwise the SALE waits for the credit (`release_card`).
 pub(crate) async fn compensate(
     gateway: &Gateway,
     saga: &mut Saga,
     reason: &str,
 ) -> Result<(), StoreError> {
+    let credit_sent = matches!(saga.step, SagaStep::TopUp | SagaStep::Pay);
     if let Some(top_up) = saga.top_up_transaction_id.clone()
         && saga.kind == SagaKind::AutoReload
     {
         compensate_top_up(gateway, &top_up).await?;
     }
     crash_point("reload.compensating");
-    compensate_card(gateway, &saga.card_transaction_id).await?;
+    if credit_sent {
+        release_card(gateway, saga).await?;
+    } else {
+        compensate_card(gateway, &saga.card_transaction_id).await?;
+    }
     saga.step = SagaStep::Compensated;
     reason.clone_into(&mut saga.failure);
     saga.updated_at = gateway.clock.now();

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Wallets;
+use super::{Operator, Wallets, wallet_lines};
 use crate::grpc::Gateway;
 use crate::grpc::wallet::{answer_bytes, reversal_of};
+use posgate_partners::wallet::api::ReversalStatus;
 use crate::payments::{retry_at, run_passes};
 use crate::store::{
     Event, IdempotencyKey, KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange,
@@ -118,7 +119,19 @@ async fn deliver(
     };
     let record = &item.transaction;
     match operator.client.reverse(&record.id).await {
+        Ok(answer) if answer.status == ReversalStatus::Refused => {
+            stands(gateway, &item, operator).await
+        }
         Ok(answer) => {
+            // The wallet credit of a card saga is undone (or was never
+            // applied): only now may its card SALE be reversed, before the
+            // acknowledgement is recorded, so a crash in between redelivers
+            // and repeats both (each is guarded).
+            if record.status == TransactionStatus::PendingReversal
+                && let Some(saga) = super::reload::saga_of_credit(gateway, record).await?
+            {
+                super::reload::compensate_card(gateway, &saga.card_transaction_id).await?;
+            }
             let detail = format!("operator answered {:?}", answer.status);
             acknowledge(gateway, &item, detail).await
         }
@@ -211,5 +224,80 @@ async fn acknowledge(
     };
     let outcome = gateway.store.write_wallet(write).await?;
     tracing::info!(queue_id = item.id, transaction_id = %record.id, ?outcome, "wallet operator acknowledged the reversal");
+    Ok(())
+}
+
+/// The operator refused a reversal because the credit it would undo (a
+/// top-up or refund) was already spent: the transaction stands. It is
+/// recorded `completed` with its settlement lines (a compensated one gets
+/// back the lines its compensation reversed), a refund's reservation becomes
+/// refunded, the key's answer says COMPLETED, and the queue entry is
+/// acknowledged. The card SALE of a saga whose credit stands is not
+/// reversed: the card paid for money the wallet keeps.
+async fn stands(
+    gateway: &Gateway,
+    item: &WalletSafItem,
+    operator: &Operator,
+) -> Result<(), StoreError> {
+    let now = gateway.clock.now();
+    let record = &item.transaction;
+    if record.status != TransactionStatus::PendingReversal {
+        return acknowledge(gateway, item, "operator refused the reversal".to_owned()).await;
+    }
+    let mut stood = record.clone();
+    stood.status = TransactionStatus::Completed;
+    stood.updated_at = now;
+    if stood.outcome.operator_name.is_empty() {
+        stood.outcome.operator_name.clone_from(&operator.config.name);
+    }
+    let refund = (record.wallet_type == WalletType::Refund)
+        .then(|| record.original_transaction_id.clone())
+        .flatten()
+        .map(|original_id| RefundAdjust {
+            original_id,
+            reserve_delta: -record.amount_minor,
+            refunded_delta: record.amount_minor,
+        });
+    let key = if record.funding == "auto_reload" {
+        None
+    } else {
+        Some(KeyOp::Answer {
+            key: IdempotencyKey {
+                store_id: record.store_id.clone(),
+                terminal_id: record.terminal_id.clone(),
+                client_request_id: record.client_request_id.clone(),
+            },
+            response: answer_bytes(gateway, &stood, None).await?,
+        })
+    };
+    let write = WalletWrite {
+        transaction_id: record.id.clone(),
+        at: now,
+        key,
+        change: WalletChange::Update(Box::new(WalletUpdate {
+            transaction_id: record.id.clone(),
+            from: Some(TransactionStatus::PendingReversal),
+            to: Some(TransactionStatus::Completed),
+            outcome: Some(stood.outcome.clone()),
+        })),
+        refund,
+        lines: wallet_lines(&stood),
+        // Lines land on today's business day: a closed day never changes.
+        business_date: crate::business_day::BusinessCalendar::from(
+            gateway.store_config(&record.store_id),
+        )
+        .business_date(now),
+        event: event(
+            "reversal_refused",
+            TransactionStatus::PendingReversal,
+            TransactionStatus::Completed,
+            "operator refused the reversal: the credit was spent, the transaction stands"
+                .to_owned(),
+        ),
+        enqueue: Vec::new(),
+        acked: vec![item.id],
+    };
+    let outcome = gateway.store.write_wallet(write).await?;
+    tracing::warn!(queue_id = item.id, transaction_id = %record.id, ?outcome, "wallet operator refused the reversal: the transaction stands");
     Ok(())
 }

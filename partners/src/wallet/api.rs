@@ -202,6 +202,9 @@ pub struct WalletResult {
 pub enum ReversalStatus {
     Reversed,
     NotApplied,
+    /// The original stands: undoing it would take the wallet below zero
+    /// (the credit was already spent). Final: a repeat gets the same answer.
+    Refused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +212,9 @@ pub enum ReversalStatus {
 pub struct ReversalResult {
     pub original_transaction_id: String,
     pub status: ReversalStatus,
+    /// Why a reversal was `REFUSED` (`INSUFFICIENT_BALANCE`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub decline_code: Option<DeclineCode>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub balance_after: Option<Money>,
     pub processed_at: String,

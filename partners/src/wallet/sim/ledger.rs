@@ -41,6 +41,9 @@ pub struct Entry {
     pub completed: bool,
     pub decline_code: Option<DeclineCode>,
     pub reversed: bool,
+    /// A reversal was refused (it would have taken the wallet below zero):
+    /// the transaction stands for good.
+    pub reversal_refused: bool,
     /// For payments: completed refunds not reversed.
     pub refunded_minor: i64,
     /// For refunds: the payment.
@@ -267,6 +270,7 @@ impl Ledger {
             completed: false,
             decline_code: None,
             reversed: false,
+            reversal_refused: false,
             refunded_minor: 0,
             original,
             operator_reference: reference,
@@ -336,7 +340,10 @@ impl Ledger {
         }
     }
 
-    /// Undoes a transaction at most once; an unknown one is tombstoned.
+    /// Undoes a transaction at most once; an unknown one is tombstoned. A
+    /// reversal that would take the wallet below zero (a top-up or refund
+    /// whose money was already spent) is refused, for good: the original
+    /// stands, as a real operator's would, and no balance ever goes negative.
     pub fn reverse(&mut self, original_id: &str) -> (ReversalStatus, Option<Money>) {
         let Some(entry) = self.entries.get(original_id).cloned() else {
             self.tombstones.insert(original_id.to_owned());
@@ -346,18 +353,28 @@ impl Ledger {
             return (ReversalStatus::NotApplied, None);
         }
         let account = entry.account_id.clone().unwrap_or_default();
+        let balance_minor = self
+            .wallets
+            .get(&account)
+            .map_or(0, |wallet| wallet.balance_minor);
+        let balance = Some(Money::new(balance_minor, &self.currency));
         if entry.reversed {
-            let balance = self
-                .wallets
-                .get(&account)
-                .map(|wallet| Money::new(wallet.balance_minor, &self.currency));
             return (ReversalStatus::Reversed, balance);
+        }
+        if entry.reversal_refused {
+            return (ReversalStatus::Refused, balance);
         }
         let delta = match entry.kind {
             TransactionKind::WalletPayment => entry.amount_minor - entry.refunded_minor,
             // A top-up or refund credited the wallet: take it back.
             _ => -entry.amount_minor,
         };
+        if balance_minor + delta < 0 {
+            if let Some(stored) = self.entries.get_mut(original_id) {
+                stored.reversal_refused = true;
+            }
+            return (ReversalStatus::Refused, balance);
+        }
         if entry.kind == TransactionKind::WalletRefund
             && let Some(payment) = entry
                 .original
@@ -373,9 +390,8 @@ impl Ledger {
             .wallets
             .get_mut(&account)
             .expect("completed entries have a wallet");
-        // A reversed top-up already spent may leave the wallet below zero: the
-        // operator recovers that from the customer; the books still balance.
         wallet.balance_minor += delta;
+        debug_assert!(wallet.balance_minor >= 0, "a reversal left a wallet negative");
         (
             ReversalStatus::Reversed,
             Some(Money::new(wallet.balance_minor, &self.currency)),

@@ -14,7 +14,7 @@ use crate::partner_sim::server::{
 };
 use crate::wallet::api::{
     self, BalanceRequest, DeclineCode, PaymentRequest, RefundRequest, ResultStatus,
-    ReversalRequest, ReversalResult, TopUpRequest, WalletBalance, WalletResult,
+    ReversalRequest, ReversalResult, ReversalStatus, TopUpRequest, WalletBalance, WalletResult,
 };
 
 /// Which operation a request is.
@@ -166,6 +166,8 @@ fn apply(
                     StatusCode::OK,
                     &ReversalResult {
                         original_transaction_id: request.original_transaction_id,
+                        decline_code: (status == ReversalStatus::Refused)
+                            .then_some(DeclineCode::InsufficientBalance),
                         status,
                         balance_after,
                         processed_at: now,
