@@ -118,6 +118,19 @@ async fn deliver(
             .await;
     };
     let record = &item.transaction;
+    if let Some(parent_id) = awaits_parent(gateway, record).await? {
+        // The payment may have spent this reload: its reversal gives the
+        // money back first, or the operator would rightly refuse this one.
+        let next = now + chrono::Duration::from_std(operator.config.retry_min).unwrap_or_default();
+        return gateway
+            .store
+            .saf_retry(
+                item.id,
+                next,
+                &format!("waits for the reversal of its payment {parent_id}"),
+            )
+            .await;
+    }
     match operator.client.reverse(&record.id).await {
         Ok(answer) if answer.status == ReversalStatus::Refused => {
             stands(gateway, &item, operator).await
@@ -149,6 +162,29 @@ async fn deliver(
                 .await
         }
     }
+}
+
+/// The payment an auto-reload `TOP_UP` waits for: its reversal is sent only
+/// once the payment of its saga is no longer being reversed (or cut off).
+async fn awaits_parent(
+    gateway: &Gateway,
+    record: &crate::store::WalletRecord,
+) -> Result<Option<String>, StoreError> {
+    if record.funding != "auto_reload" || record.status != TransactionStatus::PendingReversal {
+        return Ok(None);
+    }
+    let Some(saga) = gateway.store.saga_of_step(&record.id).await? else {
+        return Ok(None);
+    };
+    let parent = gateway.store.wallet_transaction(&saga.saga_id).await?;
+    Ok(parent
+        .filter(|parent| {
+            matches!(
+                parent.status,
+                TransactionStatus::PendingReversal | TransactionStatus::InProgress
+            )
+        })
+        .map(|parent| parent.id))
 }
 
 /// Records an operator's acknowledgement of a reversal: the transaction is

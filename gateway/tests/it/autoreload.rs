@@ -38,6 +38,8 @@ const W_PAY_UNKNOWN: &str = "2000000000000007";
 const W_CARD_TOP_UP: &str = "2000000000000008";
 const W_CARD_TOP_UP_DECLINED: &str = "2000000000000009";
 const W_KILL: &str = "2000000000000010";
+const W_RACE: &str = "2000000000000011";
+const W_READ_BACK: &str = "2000000000000012";
 
 /// The wallet simulator's wallets: all empty; one holds at most NT$600 (so
 /// a NT$1,000 reload is declined), one pays at most NT$500 at a time.
@@ -46,6 +48,8 @@ fn reload_sim_config(tls: TlsFiles) -> WalletSimConfig {
     let roomy = |id: &str| wallet(id, 0, 10_000_000);
     let mut pay_limited = roomy(W_PAY_DECLINED);
     pay_limited.max_payment_minor = Some(50_000);
+    let mut race_limited = roomy(W_RACE);
+    race_limited.max_payment_minor = Some(50_000);
     config.wallets.extend([
         roomy(W_OK),
         roomy(W_CARD_DECLINED),
@@ -57,6 +61,8 @@ fn reload_sim_config(tls: TlsFiles) -> WalletSimConfig {
         roomy(W_CARD_TOP_UP),
         wallet(W_CARD_TOP_UP_DECLINED, 0, 10_000),
         roomy(W_KILL),
+        race_limited,
+        roomy(W_READ_BACK),
     ]);
     config
 }
@@ -929,4 +935,243 @@ async fn wallet_service_health_serving() {
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
     world.stop().await;
+}
+
+/// A request context of another till of the same store.
+fn context_of(terminal_id: &str, request_id: &str) -> Option<pb::RequestContext> {
+    let mut context = context(request_id);
+    if let Some(context) = context.as_mut() {
+        terminal_id.clone_into(&mut context.terminal_id);
+    }
+    context
+}
+
+/// Issue 13 item 18: two tills pay from one auto-reload wallet. Till 1's
+/// NT$800 payment reloads NT$1,000 by card and is then declined (over the
+/// wallet's NT$500 payment limit); before its compensation reaches the
+/// operator, till 2 spends NT$500 of that reload. The operator refuses to
+/// reverse a top-up already spent, so no balance goes negative: the reload
+/// stands, the co-brand card keeps its charge (the card paid for money the
+/// wallet keeps), and the bank, the operator and posgate agree to the cent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tills_on_one_wallet_never_take_it_negative() {
+    for backend in backends() {
+        let world = ReloadWorld::start(backend).await;
+        let mut till_1 = world.client.clone();
+        let till_2_identity = super::support::terminal("S001", "T02");
+        let mut till_2 = WalletServiceClient::new(world.gw.channel_as(&till_2_identity));
+        world.link("race-link", W_RACE, 100_000).await;
+        let posted_before = world.posted();
+        // The operator answers no reversal (503) until till 2 has paid: the
+        // state in which the outside tester saw the wallet go negative.
+        world.sim.set_faults(FaultConfig {
+            server_error: 1.0,
+            only: vec!["reversal".to_owned()],
+            ..FaultConfig::default()
+        });
+        let declined = till_1
+            .pay(pay_request("race-a", W_RACE, 80_000))
+            .await
+            .unwrap()
+            .into_inner()
+            .transaction
+            .unwrap();
+        assert_eq!(
+            status_of(&declined),
+            pb::WalletTransactionStatus::Declined,
+            "{backend:?}: {declined:?}"
+        );
+        let reload = declined.auto_reload.clone().unwrap();
+        assert_eq!(reload.amount, twd(100_000));
+        assert_eq!(world.balance(W_RACE), 100_000, "the reload is at the operator");
+        let spent = till_2
+            .pay(pb::PayRequest {
+                context: context_of("T02", "race-b"),
+                wallet: card(W_RACE),
+                amount: twd(50_000),
+                pos_reference: "AR-2".to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .transaction
+            .unwrap();
+        assert_eq!(status_of(&spent), pb::WalletTransactionStatus::Completed);
+        assert!(spent.auto_reload.is_none(), "till 2 found the balance enough");
+        world.sim.set_faults(FaultConfig::default());
+        world.drain().await;
+
+        let ledger = world.sim.ledger();
+        assert!(
+            ledger.wallets.values().all(|wallet| wallet.balance_minor >= 0),
+            "{backend:?}: a wallet went negative: {:?}",
+            ledger.wallets
+        );
+        assert_eq!(world.balance(W_RACE), 50_000, "{backend:?}");
+        let balance = till_1
+            .get_balance(pb::GetBalanceRequest {
+                context: context("race-bal"),
+                wallet: card(W_RACE),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(balance.balance, twd(50_000));
+        let top_up = world
+            .gw
+            .store()
+            .wallet_transaction(&reload.top_up_transaction_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            top_up.status,
+            posgate_gateway::store::TransactionStatus::Completed,
+            "{backend:?}: the spent reload stands"
+        );
+        let sale_id = reload.card_transaction.unwrap().transaction_id;
+        let sale = world
+            .gw
+            .store()
+            .card_transaction(&sale_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            sale.status,
+            posgate_gateway::store::TransactionStatus::Captured,
+            "{backend:?}: the card paid for the reload the wallet keeps"
+        );
+        let mut ids = saga_ids(&declined);
+        ids.push(spent.transaction_id.clone());
+        assert_books(&world, &ids, 100_000, 50_000, W_RACE, posted_before).await;
+        // The declined payment's replay is its first answer.
+        let replay = till_1
+            .pay(pay_request("race-a", W_RACE, 80_000))
+            .await
+            .unwrap()
+            .into_inner()
+            .transaction
+            .unwrap();
+        assert_eq!(replay, declined);
+        world.stop().await;
+    }
+}
+
+/// Issue 13 items 3 and 15: with the clock at a time that has nanoseconds,
+/// every answer's times equal its read-back on both backends (PayBill and
+/// GetBillPayment, Authorize and GetTransaction, TopUp and
+/// GetWalletTransaction), and a Pay that auto-reloaded, looked up by its
+/// key, is that payment (not the saga's TOP_UP) and reads back as answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_backs_equal_the_answer_and_the_key_finds_its_payment() {
+    for backend in backends() {
+        let world = ReloadWorld::start(backend).await;
+        world.link("rb-link", W_READ_BACK, 50_000).await;
+        let at = utc("2026-11-23T03:00:00.070782137Z");
+        world.gw.clock.set(at);
+
+        let mut bills = world.gw.bills_as("S001", "T01");
+        let paid = bills
+            .pay_bill(super::support::tw_pay("rb-bill", at))
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
+        let bill_back = bills
+            .get_bill_payment(pb::GetBillPaymentRequest {
+                context: super::support::context("S001", "T01", "rb-bill-get", at),
+                lookup: Some(pb::get_bill_payment_request::Lookup::TransactionId(
+                    paid.transaction_id.clone(),
+                )),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
+        assert!(paid.paid_at.is_some());
+        assert_eq!(bill_back.paid_at, paid.paid_at, "{backend:?}: paid_at");
+
+        let mut cards =
+            pb::payment_service_client::PaymentServiceClient::new(world.gw.channel.clone());
+        let sale = cards
+            .authorize(super::cards::sale("rb-sale", &visa_ok(), 1_000))
+            .await
+            .unwrap()
+            .into_inner()
+            .transaction
+            .unwrap();
+        let sale_back = cards
+            .get_transaction(pb::GetTransactionRequest {
+                context: super::cards::context("rb-sale-get"),
+                lookup: Some(pb::get_transaction_request::Lookup::TransactionId(
+                    sale.transaction_id.clone(),
+                )),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .transaction
+            .unwrap();
+        assert_eq!(sale_back.created_at, sale.created_at, "{backend:?}: created_at");
+        assert_eq!(sale_back.updated_at, sale.updated_at, "{backend:?}: updated_at");
+
+        let mut wallets = world.client.clone();
+        let topped = wallets
+            .top_up(super::wallets::top_up("rb-top-up", W_READ_BACK, 10_000))
+            .await
+            .unwrap()
+            .into_inner()
+            .transaction
+            .unwrap();
+        let topped_back = get_wallet(&world, "rb-top-up-get", &topped.transaction_id).await;
+        assert_eq!(topped_back, topped, "{backend:?}: TopUp read back");
+
+        // NT$100 in the wallet, NT$800 to pay: an auto-reload of NT$1,000.
+        let paid = wallets
+            .pay(pay_request("rb-pay", W_READ_BACK, 80_000))
+            .await
+            .unwrap()
+            .into_inner()
+            .transaction
+            .unwrap();
+        assert_eq!(status_of(&paid), pb::WalletTransactionStatus::Completed);
+        assert!(paid.auto_reload.is_some());
+        let by_key = wallets
+            .get_wallet_transaction(pb::GetWalletTransactionRequest {
+                context: context("rb-pay-get"),
+                lookup: Some(
+                    pb::get_wallet_transaction_request::Lookup::CreatedClientRequestId(
+                        "rb-pay".to_owned(),
+                    ),
+                ),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .transaction
+            .unwrap();
+        assert_eq!(by_key.r#type, pb::WalletTransactionType::Payment as i32);
+        assert_eq!(by_key, paid, "{backend:?}: the key finds its payment");
+        world.stop().await;
+    }
+}
+
+async fn get_wallet(world: &ReloadWorld, key: &str, id: &str) -> pb::WalletTransaction {
+    world
+        .client
+        .clone()
+        .get_wallet_transaction(pb::GetWalletTransactionRequest {
+            context: context(key),
+            lookup: Some(pb::get_wallet_transaction_request::Lookup::TransactionId(
+                id.to_owned(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .transaction
+        .unwrap()
 }
