@@ -15,12 +15,12 @@ use tokio::sync::watch;
 use super::{Operator, Wallets, wallet_lines};
 use crate::grpc::Gateway;
 use crate::grpc::wallet::{answer_bytes, reversal_of};
-use posgate_partners::wallet::api::ReversalStatus;
 use crate::payments::{retry_at, run_passes};
 use crate::store::{
     Event, IdempotencyKey, KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange,
     WalletSafItem, WalletType, WalletUpdate, WalletWrite,
 };
+use posgate_partners::wallet::api::ReversalStatus;
 
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;
@@ -284,7 +284,10 @@ async fn stands(
     stood.status = TransactionStatus::Completed;
     stood.updated_at = now;
     if stood.outcome.operator_name.is_empty() {
-        stood.outcome.operator_name.clone_from(&operator.config.name);
+        stood
+            .outcome
+            .operator_name
+            .clone_from(&operator.config.name);
     }
     let refund = (record.wallet_type == WalletType::Refund)
         .then(|| record.original_transaction_id.clone())

@@ -40,6 +40,7 @@ const W_CARD_TOP_UP_DECLINED: &str = "2000000000000009";
 const W_KILL: &str = "2000000000000010";
 const W_RACE: &str = "2000000000000011";
 const W_READ_BACK: &str = "2000000000000012";
+const W_REPLAY: &str = "2000000000000013";
 
 /// The wallet simulator's wallets: all empty; one holds at most NT$600 (so
 /// a NT$1,000 reload is declined), one pays at most NT$500 at a time.
@@ -63,6 +64,7 @@ fn reload_sim_config(tls: TlsFiles) -> WalletSimConfig {
         roomy(W_KILL),
         race_limited,
         roomy(W_READ_BACK),
+        wallet(W_REPLAY, 100_000, 10_000_000),
     ]);
     config
 }
@@ -983,7 +985,11 @@ async fn two_tills_on_one_wallet_never_take_it_negative() {
         );
         let reload = declined.auto_reload.clone().unwrap();
         assert_eq!(reload.amount, twd(100_000));
-        assert_eq!(world.balance(W_RACE), 100_000, "the reload is at the operator");
+        assert_eq!(
+            world.balance(W_RACE),
+            100_000,
+            "the reload is at the operator"
+        );
         let spent = till_2
             .pay(pb::PayRequest {
                 context: context_of("T02", "race-b"),
@@ -997,13 +1003,19 @@ async fn two_tills_on_one_wallet_never_take_it_negative() {
             .transaction
             .unwrap();
         assert_eq!(status_of(&spent), pb::WalletTransactionStatus::Completed);
-        assert!(spent.auto_reload.is_none(), "till 2 found the balance enough");
+        assert!(
+            spent.auto_reload.is_none(),
+            "till 2 found the balance enough"
+        );
         world.sim.set_faults(FaultConfig::default());
         world.drain().await;
 
         let ledger = world.sim.ledger();
         assert!(
-            ledger.wallets.values().all(|wallet| wallet.balance_minor >= 0),
+            ledger
+                .wallets
+                .values()
+                .all(|wallet| wallet.balance_minor >= 0),
             "{backend:?}: a wallet went negative: {:?}",
             ledger.wallets
         );
@@ -1115,8 +1127,14 @@ async fn read_backs_equal_the_answer_and_the_key_finds_its_payment() {
             .into_inner()
             .transaction
             .unwrap();
-        assert_eq!(sale_back.created_at, sale.created_at, "{backend:?}: created_at");
-        assert_eq!(sale_back.updated_at, sale.updated_at, "{backend:?}: updated_at");
+        assert_eq!(
+            sale_back.created_at, sale.created_at,
+            "{backend:?}: created_at"
+        );
+        assert_eq!(
+            sale_back.updated_at, sale.updated_at,
+            "{backend:?}: updated_at"
+        );
 
         let mut wallets = world.client.clone();
         let topped = wallets
@@ -1174,4 +1192,138 @@ async fn get_wallet(world: &ReloadWorld, key: &str, id: &str) -> pb::WalletTrans
         .into_inner()
         .transaction
         .unwrap()
+}
+
+/// Advisory lock key of the replay test's gate (database-wide, so chosen
+/// to collide with nothing else).
+const GATE_ANSWER: i64 = 0x5047_1302_0002;
+
+/// Installs the replay test's gate: a PostgreSQL trigger that holds the
+/// write answering key `key` while the test holds advisory lock `GATE_ANSWER`.
+async fn install_gate(db_url: &str, key: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
+    for statement in [
+        format!(
+            "CREATE FUNCTION gate_answer() RETURNS trigger AS $$ BEGIN \
+             PERFORM pg_advisory_xact_lock_shared({GATE_ANSWER}); RETURN NEW; END $$ LANGUAGE plpgsql"
+        ),
+        format!(
+            "CREATE TRIGGER gate_answer BEFORE UPDATE ON idempotency_keys FOR EACH ROW \
+             WHEN (OLD.pending AND NOT NEW.pending AND NEW.client_request_id = '{key}') \
+             EXECUTE FUNCTION gate_answer()"
+        ),
+    ] {
+        sqlx::query(&statement).execute(&mut conn).await.unwrap();
+    }
+}
+
+/// Waits until a session waits on advisory lock `gate`.
+async fn wait_blocked_on(conn: &mut sqlx::PgConnection, gate: i64) {
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND ((classid::bigint << 32) | objid::bigint) = $1",
+        )
+        .bind(gate)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nobody reached gate {gate:#x}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn refund_request(key: &str, original_id: &str, amount_minor: i64) -> pb::WalletRefundRequest {
+    pb::WalletRefundRequest {
+        context: context(key),
+        original_transaction_id: original_id.to_owned(),
+        amount: twd(amount_minor),
+        reason: "returned goods".to_owned(),
+    }
+}
+
+/// Issue 13 item 2: the first answer is the answer. A wallet refund's answer
+/// embeds its payment; while that answer's commit is held (a PostgreSQL
+/// gate, so no timing luck), a second refund of the same payment completes.
+/// The first refund's answer, its replay and what was stored are the same
+/// bytes: the embedded payment is not read again after the commit.
+/// PostgreSQL only: holding one commit while others go on needs row-level
+/// locks, which SQLite's single writer does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_answer_is_stored_whole_and_replayed() {
+    use sqlx::Connection as _;
+    for backend in backends() {
+        if backend != Backend::Postgres {
+            continue;
+        }
+        let world = ReloadWorld::start(backend).await;
+        let mut client = world.client.clone();
+        let paid = client
+            .pay(pay_request("rp-pay", W_REPLAY, 50_000))
+            .await
+            .unwrap()
+            .into_inner()
+            .transaction
+            .unwrap();
+        assert_eq!(status_of(&paid), pb::WalletTransactionStatus::Completed);
+        install_gate(world.gw.db_url(), "rp-refund-1").await;
+        let mut gate = sqlx::PgConnection::connect(world.gw.db_url())
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(GATE_ANSWER)
+            .execute(&mut gate)
+            .await
+            .unwrap();
+        let mut first_client = client.clone();
+        let payment_id = paid.transaction_id.clone();
+        let first = tokio::spawn(async move {
+            first_client
+                .refund(refund_request("rp-refund-1", &payment_id, 10_000))
+                .await
+                .map(tonic::Response::into_inner)
+        });
+        wait_blocked_on(&mut gate, GATE_ANSWER).await;
+        let second = client
+            .refund(refund_request("rp-refund-2", &paid.transaction_id, 10_000))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            status_of(second.refund.as_ref().unwrap()),
+            pb::WalletTransactionStatus::Completed
+        );
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(GATE_ANSWER)
+            .execute(&mut gate)
+            .await
+            .unwrap();
+        let first = first.await.unwrap().unwrap();
+        let replay = client
+            .refund(refund_request("rp-refund-1", &paid.transaction_id, 10_000))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(replay, first, "the replay is the first answer");
+        let key = posgate_gateway::store::IdempotencyKey {
+            store_id: "S001".to_owned(),
+            terminal_id: "T01".to_owned(),
+            client_request_id: "rp-refund-1".to_owned(),
+        };
+        let stored = world.gw.store().answer(&key).await.unwrap().unwrap();
+        assert_eq!(
+            stored.response,
+            prost::Message::encode_to_vec(&first),
+            "the first answer is what was stored"
+        );
+        world.stop().await;
+    }
 }

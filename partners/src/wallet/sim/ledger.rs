@@ -391,7 +391,10 @@ impl Ledger {
             .get_mut(&account)
             .expect("completed entries have a wallet");
         wallet.balance_minor += delta;
-        debug_assert!(wallet.balance_minor >= 0, "a reversal left a wallet negative");
+        debug_assert!(
+            wallet.balance_minor >= 0,
+            "a reversal left a wallet negative"
+        );
         (
             ReversalStatus::Reversed,
             Some(Money::new(wallet.balance_minor, &self.currency)),
