@@ -110,26 +110,52 @@ pub fn summary(row: &TransactionRow) -> pb::TransactionSummary {
     }
 }
 
+/// Every event type the gateway stores, with the `posgate.v1` type an
+/// auditor sees. A closed list: the store refuses to append an event whose
+/// type is not here (`is_stored_event_type`), so no stored event can reach
+/// an auditor as `UNSPECIFIED`.
+pub const STORED_EVENT_TYPES: &[(&str, pb::TransactionEventType)] = {
+    use pb::TransactionEventType as E;
+    &[
+        ("received", E::Received),
+        ("sent", E::Sent),
+        ("bill_notice_sent", E::Sent),
+        ("approved", E::Approved),
+        // A wallet operator completed the request.
+        ("completed", E::Approved),
+        // The operator refused to reverse a credit already spent: it stands.
+        ("reversal_refused", E::Approved),
+        ("declined", E::Declined),
+        ("not_sent", E::Declined),
+        ("bill_rejected", E::Declined),
+        ("outcome_unknown", E::OutcomeUnknown),
+        ("reversal_sent", E::ReversalSent),
+        ("reversed", E::Reversed),
+        ("reversal_acknowledged", E::Reversed),
+        ("captured", E::Captured),
+        ("voided", E::Voided),
+        ("expired", E::Expired),
+        ("refunded", E::Refunded),
+        ("bill_paid", E::Paid),
+        ("bill_cancelled", E::Cancelled),
+        // A saga step being undone (wallet credit) or undone (card SALE).
+        ("compensating", E::Compensated),
+        ("compensated", E::Compensated),
+        ("advice_acknowledged", E::AdviceAcknowledged),
+    ]
+};
+
+/// Whether `stored` is one of [`STORED_EVENT_TYPES`].
+pub fn is_stored_event_type(stored: &str) -> bool {
+    STORED_EVENT_TYPES.iter().any(|(name, _)| *name == stored)
+}
+
 /// The proto event type of a stored event type.
 pub fn event_type(stored: &str) -> pb::TransactionEventType {
-    use pb::TransactionEventType as E;
-    match stored {
-        "received" => E::Received,
-        "sent" => E::Sent,
-        "approved" => E::Approved,
-        "declined" | "not_sent" => E::Declined,
-        "outcome_unknown" => E::OutcomeUnknown,
-        "reversal_sent" => E::ReversalSent,
-        "reversed" | "reversal_acknowledged" => E::Reversed,
-        "captured" => E::Captured,
-        "voided" => E::Voided,
-        "expired" => E::Expired,
-        "refunded" => E::Refunded,
-        "bill_paid" => E::Paid,
-        "bill_cancelled" => E::Cancelled,
-        "advice_acknowledged" => E::AdviceAcknowledged,
-        _ => E::Unspecified,
-    }
+    STORED_EVENT_TYPES
+        .iter()
+        .find(|(name, _)| *name == stored)
+        .map_or(pb::TransactionEventType::Unspecified, |(_, kind)| *kind)
 }
 
 /// Who caused an event, from the stored actor text.
@@ -209,5 +235,24 @@ pub fn event(entry: &ChainEntry, partner_id: &str) -> pb::TransactionEvent {
 pub fn truncate_chars(text: &mut String, max: usize) {
     if let Some((index, _)) = text.char_indices().nth(max) {
         text.truncate(index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every stored event type maps to a proto type other than UNSPECIFIED,
+    /// once; an unknown one maps to UNSPECIFIED (and the store refuses it).
+    #[test]
+    fn every_stored_event_type_is_mapped() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, kind) in STORED_EVENT_TYPES {
+            assert!(seen.insert(*name), "{name} listed twice");
+            assert_ne!(*kind, pb::TransactionEventType::Unspecified, "{name}");
+            assert_eq!(event_type(name), *kind, "{name}");
+        }
+        assert_eq!(event_type("made_up"), pb::TransactionEventType::Unspecified);
+        assert!(!is_stored_event_type("made_up"));
     }
 }

@@ -521,6 +521,11 @@ mod sql {
     }
     pub const INSERT_EVENT: &str = "INSERT INTO transaction_events (transaction_id, event_type, from_status, \
          to_status, actor, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    /// A transaction's creation: its RECEIVED event and its first state's
+    /// event, in that order, in one statement.
+    pub const INSERT_RECEIVED_AND_EVENT: &str = "INSERT INTO transaction_events (transaction_id, \
+         event_type, from_status, to_status, actor, detail, at) VALUES \
+         ($1, 'received', NULL, $8, $5, 'request accepted', $7), ($1, $2, $3, $4, $5, $6, $7)";
     pub const SELECT_TRANSACTION: &str = "SELECT t.id, t.kind, t.status, t.store_id, t.terminal_id, \
          t.operator_id, t.client_request_id, t.partner_id, t.amount_minor, t.currency, t.fee_minor, \
          t.business_date, t.created_at, t.updated_at, t.cancelled_at, t.cancel_reason, b.biller_id, \

@@ -340,6 +340,14 @@ macro_rules! define_apply_write {
             chain: &mut Vec<$crate::store::audit::EntryContent>,
         ) -> Result<(), $crate::store::StoreError> {
             use $crate::store::sql;
+            // Auditors read every event as an `audit.proto` type: one
+            // without a mapping would reach them as UNSPECIFIED.
+            if !$crate::audit::view::is_stored_event_type(&event.event_type) {
+                return Err($crate::store::StoreError::Invariant(format!(
+                    "event type {:?} has no audit.proto mapping (audit::view::STORED_EVENT_TYPES)",
+                    event.event_type
+                )));
+            }
             // A closed business day never changes: late lines go to the next open date.
             let (line_date, moved) = if lines.is_empty() {
                 (business_date, false)
@@ -375,20 +383,52 @@ macro_rules! define_apply_write {
                     )));
                 }
             }
-            sqlx::query(sql::INSERT_EVENT)
-                .bind(transaction_id)
-                .bind(&event.event_type)
-                .bind(
-                    event
-                        .from_status
-                        .map($crate::store::TransactionStatus::as_str),
-                )
-                .bind(event.to_status.as_str())
-                .bind(&event.actor)
-                .bind(&event.detail)
-                .bind(at)
-                .execute(&mut *conn)
-                .await?;
+            // `audit.proto`: the first event of every transaction is
+            // RECEIVED. A write that creates a transaction (its event comes
+            // from no state) and records another first state (a bill PAID, a
+            // card request SENT) gets its RECEIVED in the same statement.
+            let received = event.from_status.is_none() && event.event_type != "received";
+            let accepted = $crate::store::TransactionStatus::InProgress;
+            let event = &$crate::store::Event {
+                from_status: if received {
+                    Some(accepted)
+                } else {
+                    event.from_status
+                },
+                ..event.clone()
+            };
+            let mut insert = sqlx::query(if received {
+                sql::INSERT_RECEIVED_AND_EVENT
+            } else {
+                sql::INSERT_EVENT
+            })
+            .bind(transaction_id)
+            .bind(&event.event_type)
+            .bind(
+                event
+                    .from_status
+                    .map($crate::store::TransactionStatus::as_str),
+            )
+            .bind(event.to_status.as_str())
+            .bind(&event.actor)
+            .bind(&event.detail)
+            .bind(at);
+            if received {
+                insert = insert.bind(accepted.as_str());
+            }
+            insert.execute(&mut *conn).await?;
+            if received {
+                chain.push($crate::store::audit::EntryContent {
+                    entry_type: $crate::store::audit::EntryType::Event,
+                    transaction_id: Some(transaction_id.to_owned()),
+                    event_type: "received".to_owned(),
+                    from_status: None,
+                    to_status: Some(accepted.as_str().to_owned()),
+                    actor: event.actor.clone(),
+                    detail: "request accepted".to_owned(),
+                    occurred_at: $crate::store::audit::canonical_time(at),
+                });
+            }
             let entry = $crate::store::audit::EntryContent {
                 entry_type: $crate::store::audit::EntryType::Event,
                 transaction_id: Some(transaction_id.to_owned()),

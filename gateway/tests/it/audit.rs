@@ -236,13 +236,18 @@ async fn chain_records_bill_and_card_traffic() {
             format!("411111******{}", &visa_ok()[12..])
         );
         assert_eq!(summary.card_brand(), pb::CardBrand::Visa);
+        // `audit.proto`: RECEIVED first (no earlier state), then SENT.
         assert_eq!(
             history.events[0].event_type(),
-            pb::TransactionEventType::Sent
+            pb::TransactionEventType::Received
         );
         assert_eq!(
             history.events[0].from_status(),
             pb::TransactionStatus::Unspecified
+        );
+        assert_eq!(
+            history.events[1].event_type(),
+            pb::TransactionEventType::Sent
         );
         assert_eq!(history.events[0].sequence, summary.first_sequence);
         assert_eq!(
@@ -461,7 +466,7 @@ async fn tamper(gw: &TestGateway, raw: &mut Raw, how: Tamper) {
                 "UPDATE audit_checkpoints SET signature = $1 WHERE sequence = $3 AND $2 = $2",
                 vec![1; 64],
                 vec![0],
-                6,
+                12,
             )
             .await;
         }
@@ -477,14 +482,15 @@ async fn tampering_is_found_and_named() {
         (Tamper::DeleteAndRenumber, 3, pb::ChainProblem::Deleted),
         (Tamper::Insert, 3, pb::ChainProblem::Inserted),
         (Tamper::Reorder, 3, pb::ChainProblem::Reordered),
+        // Six bills, two entries each (RECEIVED, PAID): the checkpoint is at 12.
         (
             Tamper::RewriteAndRehash,
-            6,
+            12,
             pb::ChainProblem::CheckpointMismatch,
         ),
         (
             Tamper::ForgeCheckpointSignature,
-            6,
+            12,
             pb::ChainProblem::CheckpointSignatureInvalid,
         ),
     ];
@@ -494,7 +500,7 @@ async fn tampering_is_found_and_named() {
             for index in 0..6 {
                 pay_tw(&gw, &format!("t-{index}"), 100 + index).await;
             }
-            assert_eq!(seal(&gw).await, 6);
+            assert_eq!(seal(&gw).await, 12);
             let mut client = auditor(&gw);
             assert!(
                 verify(&mut client, 0, 0).await.ok,
@@ -525,17 +531,18 @@ async fn verification_anchors_on_a_checkpoint() {
         for index in 0..4 {
             pay_tw(&gw, &format!("v-{index}"), 200 + index).await;
         }
-        assert_eq!(seal(&gw).await, 4);
+        // Each bill is two entries (RECEIVED, PAID): checkpoints at 8 and 16.
+        assert_eq!(seal(&gw).await, 8);
         for index in 4..8 {
             pay_tw(&gw, &format!("v-{index}"), 200 + index).await;
         }
-        assert_eq!(seal(&gw).await, 8);
+        assert_eq!(seal(&gw).await, 16);
         let mut client = auditor(&gw);
-        let report = verify(&mut client, 6, 8).await;
+        let report = verify(&mut client, 12, 16).await;
         assert!(report.ok, "{backend:?}: {report:?}");
-        assert_eq!(report.checked_from_sequence, 5);
-        assert_eq!(report.checked_count, 4);
-        assert_eq!(report.checkpoint.unwrap().sequence, 8);
+        assert_eq!(report.checked_from_sequence, 9);
+        assert_eq!(report.checked_count, 8);
+        assert_eq!(report.checkpoint.unwrap().sequence, 16);
         // Bad ranges name the field.
         for (from, to, field) in [
             (-1, 0, "from_sequence"),
@@ -838,13 +845,14 @@ async fn history_and_status_as_of() {
         assert_eq!(
             kinds,
             vec![
+                pb::TransactionEventType::Received,
                 pb::TransactionEventType::Paid,
                 pb::TransactionEventType::Cancelled
             ]
         );
-        assert_eq!(history.events[1].from_status(), pb::TransactionStatus::Paid);
+        assert_eq!(history.events[2].from_status(), pb::TransactionStatus::Paid);
         assert_eq!(
-            history.events[1].to_status(),
+            history.events[2].to_status(),
             pb::TransactionStatus::Cancelled
         );
         assert_eq!(
@@ -1065,16 +1073,17 @@ async fn sealer_and_concurrent_writers() {
             task.await.unwrap();
         }
         let (head, _) = gw.store().chain_head().await.unwrap();
-        assert_eq!(head, 40, "{backend:?}");
+        // Each bill is two entries: RECEIVED, then PAID.
+        assert_eq!(head, 80, "{backend:?}");
         let entries = gw.store().chain_entries(1, head, 1000).await.unwrap();
         assert_eq!(
             entries.iter().map(|e| e.sequence).collect::<Vec<_>>(),
-            (1..=40).collect::<Vec<_>>()
+            (1..=80).collect::<Vec<_>>()
         );
         let started = std::time::Instant::now();
         loop {
             let latest = gw.store().latest_checkpoint(head).await.unwrap();
-            if latest.is_some_and(|checkpoint| checkpoint.sequence == 40) {
+            if latest.is_some_and(|checkpoint| checkpoint.sequence == 80) {
                 break;
             }
             assert!(
@@ -1086,7 +1095,7 @@ async fn sealer_and_concurrent_writers() {
         let mut client = auditor(&gw);
         let report = verify(&mut client, 0, 0).await;
         assert!(report.ok, "{backend:?}: {report:?}");
-        assert_eq!(report.checked_count, 40);
+        assert_eq!(report.checked_count, 80);
         gw.stop().await;
     }
 }

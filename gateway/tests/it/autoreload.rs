@@ -1057,6 +1057,7 @@ async fn two_tills_on_one_wallet_never_take_it_negative() {
         let mut ids = saga_ids(&declined);
         ids.push(spent.transaction_id.clone());
         assert_books(&world, &ids, 100_000, 50_000, W_RACE, posted_before).await;
+        assert_audit_history(&world, &ids).await;
         // The declined payment's replay is its first answer.
         let replay = till_1
             .pay(pay_request("race-a", W_RACE, 80_000))
@@ -1072,9 +1073,9 @@ async fn two_tills_on_one_wallet_never_take_it_negative() {
 
 /// Issue 13 items 3 and 15: with the clock at a time that has nanoseconds,
 /// every answer's times equal its read-back on both backends (PayBill and
-/// GetBillPayment, Authorize and GetTransaction, TopUp and
-/// GetWalletTransaction), and a Pay that auto-reloaded, looked up by its
-/// key, is that payment (not the saga's TOP_UP) and reads back as answered.
+/// `GetBillPayment`, Authorize and `GetTransaction`, `TopUp` and
+/// `GetWalletTransaction`), and a Pay that auto-reloaded, looked up by its
+/// key, is that payment (not the saga's `TOP_UP`) and reads back as answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_backs_equal_the_answer_and_the_key_finds_its_payment() {
     for backend in backends() {
@@ -1325,5 +1326,26 @@ async fn first_answer_is_stored_whole_and_replayed() {
             "the first answer is what was stored"
         );
         world.stop().await;
+    }
+}
+
+/// Issue 13 item 4: every event of `ids` reaches auditors as an
+/// `audit.proto` type (none UNSPECIFIED), and each history opens with
+/// RECEIVED.
+async fn assert_audit_history(world: &ReloadWorld, ids: &[String]) {
+    for id in ids.iter().filter(|id| !id.is_empty()) {
+        let events = world.gw.store().events(id).await.unwrap();
+        assert_eq!(
+            events.first().map(|event| event.event_type.as_str()),
+            Some("received"),
+            "{id}: {events:?}"
+        );
+        for event in &events {
+            assert_ne!(
+                posgate_gateway::audit::view::event_type(&event.event_type),
+                pb::TransactionEventType::Unspecified,
+                "{id}: {event:?}"
+            );
+        }
     }
 }

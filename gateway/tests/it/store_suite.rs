@@ -140,7 +140,12 @@ async fn write_then_read_back() {
             "another store cannot see it"
         );
         assert_eq!(store.settlement_lines("tx-1").await.unwrap(), lines(1));
-        assert_eq!(store.events("tx-1").await.unwrap().len(), 1);
+        // `audit.proto`: RECEIVED first, then the first state (PAID), in one commit.
+        let events = store.events("tx-1").await.unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(kinds, ["received", "bill_paid"], "{backend:?}");
+        assert_eq!(events[0].from_status, None);
+        assert_eq!(events[1].from_status, Some(TransactionStatus::InProgress));
         let counts = store.row_counts().await.unwrap();
         assert_eq!(
             (
@@ -149,7 +154,7 @@ async fn write_then_read_back() {
                 counts.events,
                 counts.idempotency_keys
             ),
-            (1, 4, 1, 1)
+            (1, 4, 2, 1)
         );
     })
     .await;
@@ -210,7 +215,8 @@ async fn transition_is_guarded() {
                 counts.events,
                 counts.idempotency_keys
             ),
-            (8, 2, 2)
+            // Create: RECEIVED and PAID; cancel: CANCELLED.
+            (8, 3, 2)
         );
         let sum: i64 = store
             .settlement_lines("tx-1")
