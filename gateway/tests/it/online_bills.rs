@@ -95,6 +95,7 @@ fn sim_config(tls: TlsFiles) -> BillerSimConfig {
         closed_through: None,
         bills,
         faults: FaultConfig::default(),
+        admin_listen: None,
     }
 }
 

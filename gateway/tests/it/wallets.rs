@@ -134,6 +134,7 @@ pub fn sim_config(tls: TlsFiles, posgate_public_hex: String) -> WalletSimConfig 
             wallet(ROOMY, 100_000_000, 100_000_000_000),
         ],
         faults: FaultConfig::default(),
+        admin_listen: None,
     }
 }
 

@@ -7,10 +7,12 @@
 //! # Layout
 //! - [`faults`]: `FaultConfig` (serde, TOML) and the seeded `FaultPlan`.
 //! - [`server`]: accept loop, TLS, HTTP, verification, idempotency, routing, faults.
+//! - [`admin`]: the read-only `GET /ledger` endpoint on a loopback address.
 //!
 //! `RunningSim` (this file) binds, starts and stops one simulator; each
 //! simulator's type is a `RunningSim` of its service (`WalletSim`, `BillerSim`).
 
+pub mod admin;
 pub mod faults;
 pub mod server;
 
@@ -70,6 +72,8 @@ pub struct ServerSettings<'a> {
     pub key_id: &'a str,
     pub client_keys: &'a [ClientKeyConfig],
     pub faults: FaultConfig,
+    /// Loopback `IP:port` of the read-only `GET /ledger` endpoint, if any.
+    pub admin_listen: Option<&'a str>,
 }
 
 /// A running partner simulator serving `S`.
@@ -78,6 +82,7 @@ pub struct RunningSim<S> {
     shared: Arc<Shared<S>>,
     shutdown: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
+    admin: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 impl<S> fmt::Debug for RunningSim<S> {
@@ -130,12 +135,30 @@ impl<S: PartnerService> RunningSim<S> {
             shutdown_rx,
         ));
         tracing::info!(%addr, "{}: listening", S::NAME);
+        let admin = match settings.admin_listen {
+            Some(listen) => {
+                let wanted = admin::check_loopback(listen).map_err(invalid)?;
+                let listener = TcpListener::bind(wanted).await?;
+                let admin_addr = listener.local_addr()?;
+                tracing::info!(%admin_addr, "{}: ledger at GET /ledger", S::NAME);
+                let task =
+                    tokio::spawn(admin::serve(listener, shared.clone(), shutdown.subscribe()));
+                Some((admin_addr, task))
+            }
+            None => None,
+        };
         Ok(Self {
             addr,
             shared,
             shutdown,
             accept_task,
+            admin,
         })
+    }
+
+    /// Where the read-only `GET /ledger` endpoint listens, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -165,11 +188,19 @@ impl<S: PartnerService> RunningSim<S> {
         if let Err(error) = self.accept_task.await {
             tracing::error!(%error, "{}: accept loop ended abnormally", S::NAME);
         }
+        if let Some((_, task)) = self.admin
+            && let Err(error) = task.await
+        {
+            tracing::error!(%error, "{}: admin loop ended abnormally", S::NAME);
+        }
     }
 
     /// `posgate sim …`: prints `{what} listening on {addr}` (the line tools
     /// wait for), serves until Ctrl-C or SIGTERM, then stops.
     pub async fn run_until_stopped(self, what: &str) -> Result<(), SimError> {
+        if let Some(admin) = self.admin_addr() {
+            println!("{what} ledger at http://{admin}/ledger");
+        }
         println!("{what} listening on {}", self.addr());
         wait_for_stop_signal().await?;
         self.shutdown().await;

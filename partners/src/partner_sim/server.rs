@@ -66,6 +66,9 @@ pub trait PartnerService: Send + Sync + 'static {
     fn apply(&self, operation: Self::Operation, body: &[u8], faults: &FaultConfig) -> Answer;
     /// `GET /v1/transactions/{id}` (`id` not yet checked).
     fn transaction_status(&self, id: &str) -> Answer;
+    /// The books as JSON, for the read-only admin endpoint (`GET /ledger`).
+    /// Never a credential (member barcodes, keys).
+    fn ledger_json(&self) -> serde_json::Value;
 }
 
 /// Counters the shared server keeps for every simulator.

@@ -61,6 +61,7 @@ pub fn biller_config(server_tls: TlsFiles) -> BillerSimConfig {
             bill(EXPIRED_BILL, 90_000, BillStatus::Expired),
         ],
         faults: FaultConfig::default(),
+        admin_listen: None,
     }
 }
 
@@ -399,4 +400,25 @@ fn biller_example_config_is_valid() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(&hex::encode(public_of(SIM_SEED_HEX))));
     assert_eq!(config.bills.len(), 4);
+}
+
+/// Issue 13 item 19: the biller simulator's books (each bill's status, each
+/// notice or cancel by transaction id, the total collected) are readable on
+/// its loopback admin endpoint, which never binds off loopback.
+#[tokio::test]
+async fn ledger_is_readable_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server_tls, _) = pki(dir.path(), "");
+    let mut open_to_network = biller_config(server_tls.clone());
+    open_to_network.admin_listen = Some("192.0.2.1:0".to_owned());
+    assert!(BillerSim::start(open_to_network).await.is_err());
+    let mut config = biller_config(server_tls);
+    config.admin_listen = Some("127.0.0.1:0".to_owned());
+    let sim = BillerSim::start(config).await.unwrap();
+    let (status, body) = super::wallet_sim::admin_get(sim.admin_addr().unwrap(), "/ledger").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let books: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(!books["bills"].as_array().unwrap().is_empty());
+    assert_eq!(books["collected_minor"], 0);
+    sim.shutdown().await;
 }

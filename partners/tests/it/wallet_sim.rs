@@ -149,6 +149,7 @@ pub fn sim_config(server_tls: TlsFiles) -> WalletSimConfig {
             },
         ],
         faults: FaultConfig::default(),
+        admin_listen: None,
     }
 }
 
@@ -787,4 +788,69 @@ async fn non_idempotent_call_is_not_retried() {
     assert_eq!(fixture.sim.stats().requests, 1);
     assert_eq!(balance_of(&fixture.sim, RICH), 99_000);
     fixture.sim.shutdown().await;
+}
+
+/// `GET /ledger` on the simulator's loopback admin address, as text.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: sim\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// Issue 13 items 18 and 19: a reversal that would take a wallet below zero
+/// (its top-up was spent) is refused, for good, and the balance never goes
+/// negative; the books are readable from outside on the loopback admin
+/// endpoint (`GET /ledger`), which refuses anything else and cannot be
+/// bound off loopback.
+#[tokio::test]
+async fn spent_top_up_is_not_reversed_and_the_ledger_is_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server_tls, client_tls) = pki(dir.path(), "");
+    let mut open_to_network = sim_config(server_tls.clone());
+    open_to_network.admin_listen = Some("0.0.0.0:0".to_owned());
+    assert!(WalletSim::start(open_to_network).await.is_err());
+    let mut config = sim_config(server_tls);
+    config.admin_listen = Some("127.0.0.1:0".to_owned());
+    let sim = WalletSim::start(config).await.unwrap();
+    let wallet = client_for(&sim, &client_tls, |_| {}).await;
+    let credit = top_up(RICH, 50_000);
+    wallet.top_up(&credit).await.unwrap();
+    let spent = wallet
+        .pay(&payment(WalletRef::account(RICH), 140_000))
+        .await
+        .unwrap();
+    assert_eq!(spent.status, ResultStatus::Completed);
+    assert_eq!(balance_of(&sim, RICH), 10_000);
+    for _ in 0..2 {
+        let refused = wallet.reverse(&credit.transaction_id).await.unwrap();
+        assert_eq!(refused.status, ReversalStatus::Refused);
+        assert_eq!(refused.decline_code, Some(DeclineCode::InsufficientBalance));
+        assert_eq!(refused.balance_after, Some(Money::new(10_000, "TWD")));
+    }
+    assert_eq!(balance_of(&sim, RICH), 10_000);
+    assert!(sim.ledger().wallets.values().all(|w| w.balance_minor >= 0));
+    assert_books_balance(&sim);
+
+    let admin = sim.admin_addr().unwrap();
+    assert!(admin.ip().is_loopback());
+    let (status, body) = admin_get(admin, "/ledger").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let books: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(books["accounts"][RICH]["balance_minor"], 10_000);
+    assert_eq!(books["accounts"][RICH]["held_minor"], 0);
+    let applied = &books["transactions"][credit.transaction_id.as_str()];
+    assert_eq!(applied["kind"], "WALLET_TOP_UP");
+    assert_eq!(applied["state"], "COMPLETED");
+    assert_eq!(applied["reversal_refused"], true);
+    assert!(!body.contains(BARCODE), "no member barcode in the dump");
+    let (status, _) = admin_get(admin, "/other").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    sim.shutdown().await;
 }

@@ -39,6 +39,10 @@ pub struct BillerSimConfig {
     pub bills: Vec<BillConfig>,
     #[serde(default)]
     pub faults: FaultConfig,
+    /// Loopback `IP:port` (e.g. `127.0.0.1:7071`) of the read-only
+    /// `GET /ledger` endpoint that dumps the books as JSON; unset: none.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
 }
 
 impl fmt::Debug for BillerSimConfig {
@@ -53,6 +57,7 @@ impl fmt::Debug for BillerSimConfig {
             .field("closed_through", &self.closed_through)
             .field("bills", &self.bills.len())
             .field("faults", &self.faults)
+            .field("admin_listen", &self.admin_listen)
             .finish()
     }
 }
@@ -137,6 +142,9 @@ impl BillerSimConfig {
             {
                 return Err(format!("{at}.payer_display_name is at most 40 characters"));
             }
+        }
+        if let Some(listen) = &self.admin_listen {
+            crate::partner_sim::admin::check_loopback(listen)?;
         }
         self.faults
             .validate(<super::service::BillerService as PartnerService>::FAULTABLE)

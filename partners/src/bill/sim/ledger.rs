@@ -295,6 +295,45 @@ impl Ledger {
         self.entries.get(transaction_id)
     }
 
+    /// The books as JSON for the admin endpoint: per bill its status, per
+    /// transaction id (notice or cancel) what was applied, and the total
+    /// collected.
+    pub fn dump(&self) -> serde_json::Value {
+        use serde_json::json;
+        let snapshot = self.snapshot();
+        let bills: Vec<serde_json::Value> = snapshot
+            .bills
+            .iter()
+            .map(|((biller_id, reference), status)| {
+                json!({"biller_id": biller_id, "bill_reference": reference, "status": status})
+            })
+            .collect();
+        let transactions: serde_json::Map<String, serde_json::Value> = snapshot
+            .entries
+            .iter()
+            .map(|(id, entry)| {
+                (
+                    id.clone(),
+                    json!({
+                        "kind": entry.kind,
+                        "state": entry.state,
+                        "biller_id": entry.biller_id,
+                        "bill_reference": entry.bill_reference,
+                        "amount_minor": entry.amount_minor,
+                        "business_date": entry.business_date,
+                        "original_transaction_id": entry.original_transaction_id,
+                        "processed_at": entry.processed_at,
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "bills": bills,
+            "transactions": transactions,
+            "collected_minor": snapshot.collected_minor(),
+        })
+    }
+
     pub fn snapshot(&self) -> LedgerSnapshot {
         LedgerSnapshot {
             entries: self

@@ -48,6 +48,7 @@ impl RunningSim<BillerService> {
             key_id: &config.key_id,
             client_keys: &config.client_keys,
             faults: config.faults.clone(),
+            admin_listen: config.admin_listen.as_deref(),
         };
         let sim = Self::serve(settings, BillerService::new(Ledger::new(&config))).await?;
         tracing::info!(bills = config.bills.len(), "biller sim: bills loaded");

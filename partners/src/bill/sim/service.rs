@@ -108,6 +108,10 @@ impl PartnerService for BillerService {
         answer.unwrap_or_else(|answer| answer)
     }
 
+    fn ledger_json(&self) -> serde_json::Value {
+        lock(&self.ledger).dump()
+    }
+
     fn transaction_status(&self, id: &str) -> Answer {
         lock(&self.counters).status_inquiries += 1;
         status_answer(id, |id| lock(&self.ledger).status(id))

@@ -35,6 +35,10 @@ pub struct WalletSimConfig {
     pub wallets: Vec<WalletConfig>,
     #[serde(default)]
     pub faults: FaultConfig,
+    /// Loopback `IP:port` (e.g. `127.0.0.1:7071`) of the read-only
+    /// `GET /ledger` endpoint that dumps the books as JSON; unset: none.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
 }
 
 impl fmt::Debug for WalletSimConfig {
@@ -49,6 +53,7 @@ impl fmt::Debug for WalletSimConfig {
             .field("client_keys", &self.client_keys)
             .field("wallets", &self.wallets.len())
             .field("faults", &self.faults)
+            .field("admin_listen", &self.admin_listen)
             .finish()
     }
 }
@@ -151,6 +156,9 @@ impl WalletSimConfig {
             {
                 return Err(format!("{at}: limits are positive"));
             }
+        }
+        if let Some(listen) = &self.admin_listen {
+            crate::partner_sim::admin::check_loopback(listen)?;
         }
         self.faults
             .validate(<super::service::WalletService as PartnerService>::FAULTABLE)

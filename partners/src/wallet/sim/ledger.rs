@@ -444,6 +444,80 @@ impl Ledger {
         self.entries.get(transaction_id)
     }
 
+    /// The books as JSON for the admin endpoint: per account its balance
+    /// (this operator holds nothing: `held_minor` is 0) and limits, per
+    /// transaction id what was applied, reversals that came before their
+    /// original, and the totals. Member barcodes are credentials: never here.
+    pub fn dump(&self) -> serde_json::Value {
+        use serde_json::json;
+        let accounts: serde_json::Map<String, serde_json::Value> = self
+            .wallets
+            .values()
+            .map(|wallet| {
+                (
+                    wallet.account_id.clone(),
+                    json!({
+                        "balance_minor": wallet.balance_minor,
+                        "held_minor": 0,
+                        "max_balance_minor": wallet.max_balance_minor,
+                        "max_top_up_minor": wallet.max_top_up_minor,
+                        "max_payment_minor": wallet.max_payment_minor,
+                        "blocked": wallet.blocked,
+                    }),
+                )
+            })
+            .collect();
+        let mut ids: Vec<&String> = self.entries.keys().collect();
+        ids.sort();
+        let transactions: serde_json::Map<String, serde_json::Value> = ids
+            .into_iter()
+            .map(|id| {
+                let entry = &self.entries[id];
+                let state = match (entry.completed, entry.reversed) {
+                    (true, true) => "REVERSED",
+                    (true, false) => "COMPLETED",
+                    (false, _) => "DECLINED",
+                };
+                (
+                    id.clone(),
+                    json!({
+                        "kind": entry.kind,
+                        "state": state,
+                        "account_id": entry.account_id,
+                        "amount_minor": entry.amount_minor,
+                        "decline_code": entry.decline_code,
+                        "reversal_refused": entry.reversal_refused,
+                        "refunded_minor": entry.refunded_minor,
+                        "original_transaction_id": entry.original,
+                        "operator_reference": entry.completed.then_some(&entry.operator_reference),
+                        "balance_after_minor": entry.balance_after_minor,
+                        "processed_at": entry.processed_at,
+                    }),
+                )
+            })
+            .collect();
+        let mut early: Vec<&String> = self.tombstones.iter().collect();
+        early.sort();
+        let totals = self.snapshot().totals;
+        json!({
+            "operator_name": self.operator_name,
+            "currency": self.currency,
+            "accounts": accounts,
+            "transactions": transactions,
+            "reversed_before_original": early,
+            "totals": {
+                "opening_minor": totals.opening_minor,
+                "balances_minor": totals.balances_minor,
+                "top_ups_minor": totals.top_ups_minor,
+                "payments_minor": totals.payments_minor,
+                "refunds_minor": totals.refunds_minor,
+                "completed": totals.completed,
+                "declined": totals.declined,
+                "reversed": totals.reversed,
+            },
+        })
+    }
+
     pub fn snapshot(&self) -> LedgerSnapshot {
         let mut totals = LedgerTotals {
             opening_minor: self.opening_minor,

@@ -50,6 +50,7 @@ impl RunningSim<WalletService> {
             key_id: &config.key_id,
             client_keys: &config.client_keys,
             faults: config.faults.clone(),
+            admin_listen: config.admin_listen.as_deref(),
         };
         let sim = Self::serve(settings, WalletService::new(Ledger::new(&config))).await?;
         tracing::info!(wallets = config.wallets.len(), "wallet sim: wallets loaded");

@@ -74,6 +74,10 @@ impl PartnerService for WalletService {
         apply(self, operation, body, faults.decline_all.as_deref())
     }
 
+    fn ledger_json(&self) -> serde_json::Value {
+        lock(&self.ledger).dump()
+    }
+
     fn transaction_status(&self, id: &str) -> Answer {
         lock(&self.stats).status_inquiries += 1;
         status_answer(id, |id| lock(&self.ledger).status(id))
