@@ -136,7 +136,8 @@ async fn fifty_concurrent_duplicates_make_one_payment() {
                 counts.events,
                 counts.idempotency_keys
             ),
-            (1, 1, 4, 1, 1),
+            // Two events: RECEIVED, then PAID.
+            (1, 1, 4, 2, 1),
             "{backend:?}"
         );
         gw.stop().await;

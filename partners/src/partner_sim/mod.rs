@@ -198,10 +198,11 @@ impl<S: PartnerService> RunningSim<S> {
     /// `posgate sim …`: prints `{what} listening on {addr}` (the line tools
     /// wait for), serves until Ctrl-C or SIGTERM, then stops.
     pub async fn run_until_stopped(self, what: &str) -> Result<(), SimError> {
+        // The "listening" line first: tools wait for it as the first line.
+        println!("{what} listening on {}", self.addr());
         if let Some(admin) = self.admin_addr() {
             println!("{what} ledger at http://{admin}/ledger");
         }
-        println!("{what} listening on {}", self.addr());
         wait_for_stop_signal().await?;
         self.shutdown().await;
         Ok(())
