@@ -142,6 +142,10 @@ pub struct BillerConfig {
     pub min_amount_minor: u64,
     pub max_amount_minor: u64,
     pub accept_after_due: bool,
+    /// The contract lets one slip be paid more than once (instalments, or a
+    /// biller that reconciles duplicates itself). Otherwise a batch-only
+    /// biller's slip is paid at most once while that payment stands.
+    pub allow_repeat_payment: bool,
     pub fee: FeeContract,
     /// Set for `mode = "online"`: how to reach the biller in real time.
     pub online: Option<crate::bill::online::OnlineBillerConfig>,
@@ -308,6 +312,8 @@ struct RawBiller {
     max_amount_minor: u64,
     #[serde(default)]
     accept_after_due: bool,
+    #[serde(default)]
+    allow_repeat_payment: bool,
     fee: FeeRule,
     /// `"batch"` (the default: told only through the daily file) or `"online"`.
     #[serde(default)]
@@ -540,6 +546,7 @@ fn check_billers(raw: Vec<RawBiller>) -> Result<Vec<BillerConfig>, ConfigError> 
             min_amount_minor: biller.min_amount_minor,
             max_amount_minor: biller.max_amount_minor,
             accept_after_due: biller.accept_after_due,
+            allow_repeat_payment: biller.allow_repeat_payment,
             fee,
             online,
         });

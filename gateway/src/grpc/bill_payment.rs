@@ -414,6 +414,7 @@ impl BillPaymentApi {
                 lines: plan.lines,
                 event: plan.event,
                 response,
+                claims_slip: !bill.biller.allow_repeat_payment,
             },
         )
         .await?;
@@ -472,6 +473,7 @@ impl BillPaymentApi {
                 lines: plan.lines,
                 event: plan.event,
                 response,
+                claims_slip: false,
             },
         )
         .await?;

@@ -371,3 +371,142 @@ async fn get_bill_payment_by_id_and_key() {
         gw.stop().await;
     }
 }
+
+/// The type and subject of a FAILED_PRECONDITION's first violation.
+fn precondition_of(status: &tonic::Status) -> (String, String) {
+    let failure = status
+        .get_details_precondition_failure()
+        .expect("a google.rpc.PreconditionFailure");
+    let violation = &failure.violations[0];
+    (violation.r#type.clone(), violation.subject.clone())
+}
+
+/// A batch biller's slip is paid once: a second PayBill under another key
+/// (another terminal, another store, or many at once) is refused with
+/// BILL_ALREADY_PAID on `slip.barcodes` and stores nothing; the first
+/// payment still replays; its cancellation frees the slip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slip_is_paid_once() {
+    for backend in backends() {
+        let now = utc("2026-11-23T03:00:00Z");
+        let gw = TestGateway::start(backend, now).await;
+        let slip = |reference: &str| {
+            Some(pb::BillSlip {
+                barcodes: tw_slip("TPC", reference, "2026-12-31", 1234),
+                biller_id: String::new(),
+            })
+        };
+        let pay = |store: &str, terminal: &str, key: &str, reference: &str| pb::PayBillRequest {
+            context: context(store, terminal, key, now),
+            slip: slip(reference),
+            amount: money(123_400, "TWD"),
+        };
+        let first = gw
+            .bills_as("S001", "T01")
+            .pay_bill(pay("S001", "T01", "once-1", "ONCE1"))
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
+        let counts = gw.store().row_counts().await.unwrap();
+
+        for (store, terminal, key) in [
+            ("S001", "T01", "once-2"),
+            ("S001", "T02", "once-3"),
+            ("S101", "T01", "once-4"),
+        ] {
+            let refused = gw
+                .bills_as(store, terminal)
+                .pay_bill(pay(store, terminal, key, "ONCE1"))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.code(),
+                Code::FailedPrecondition,
+                "{backend:?} {store}/{terminal}: {refused:?}"
+            );
+            assert_eq!(
+                precondition_of(&refused),
+                ("BILL_ALREADY_PAID".to_owned(), "slip.barcodes".to_owned())
+            );
+        }
+        assert_eq!(
+            gw.store().row_counts().await.unwrap(),
+            counts,
+            "{backend:?}: a refused payment stores nothing"
+        );
+
+        let replayed = gw
+            .bills_as("S001", "T01")
+            .pay_bill(pay("S001", "T01", "once-1", "ONCE1"))
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
+        assert_eq!(replayed, first, "{backend:?}: the first payment replays");
+
+        // Many tills at once, one new slip: exactly one is paid.
+        let attempts = (0..12).map(|index| {
+            let terminal = format!("T{:02}", index % 4 + 1);
+            let mut client = gw.bills_as("S001", &terminal);
+            let request = pay("S001", &terminal, &format!("race-{index}"), "RACE1");
+            tokio::spawn(async move { client.pay_bill(request).await })
+        });
+        let results = futures::future::join_all(attempts).await;
+        let mut paid = 0;
+        for result in results {
+            match result.unwrap() {
+                Ok(_) => paid += 1,
+                Err(status) => assert_eq!(
+                    precondition_of(&status).0,
+                    "BILL_ALREADY_PAID",
+                    "{backend:?}: {status:?}"
+                ),
+            }
+        }
+        assert_eq!(paid, 1, "{backend:?}: concurrent payments of one slip");
+
+        gw.bills_as("S001", "T02")
+            .cancel_bill(cancel_request("once-cancel", &first.transaction_id, now))
+            .await
+            .unwrap();
+        let repaid = gw
+            .bills_as("S001", "T02")
+            .pay_bill(pay("S001", "T02", "once-5", "ONCE1"))
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
+        assert_ne!(repaid.transaction_id, first.transaction_id);
+        gw.stop().await;
+    }
+}
+
+/// A biller whose contract allows repeated payments (`allow_repeat_payment`) takes the same slip twice.
+#[tokio::test]
+async fn repeat_payments_when_the_contract_allows() {
+    for backend in backends() {
+        let now = utc("2026-11-23T03:00:00Z");
+        let gw = TestGateway::start(backend, now).await;
+        for key in ["rep-1", "rep-2"] {
+            let mut request = tw_pay(key, now);
+            request.slip = Some(pb::BillSlip {
+                barcodes: tw_slip("TWW", "REPEAT1", "2026-12-31", 1234),
+                biller_id: String::new(),
+            });
+            let payment = gw
+                .bills_as("S001", "T01")
+                .pay_bill(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .payment
+                .unwrap();
+            assert_eq!(payment.status(), pb::BillPaymentStatus::Paid, "{backend:?}");
+        }
+        gw.stop().await;
+    }
+}

@@ -308,6 +308,7 @@ fn cancel_request(id: &str, amount: i64, fee: i64, business_date: NaiveDate) -> 
             actor: "test".into(),
             detail: String::new(),
         },
+        claims_slip: false,
     }
 }
 
