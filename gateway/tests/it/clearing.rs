@@ -40,17 +40,23 @@ fn partner(toml_text: &str) -> PartnerConfig {
     PartnerConfig::check(raw).unwrap()
 }
 
-fn calendars() -> Vec<BusinessCalendar> {
-    vec![
-        BusinessCalendar {
-            time_zone: chrono_tz::Asia::Taipei,
-            cutoff: chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap(),
-        },
-        BusinessCalendar {
-            time_zone: chrono_tz::Asia::Tokyo,
-            cutoff: chrono::NaiveTime::MIN,
-        },
-    ]
+fn calendars() -> std::collections::BTreeMap<String, BusinessCalendar> {
+    std::collections::BTreeMap::from([
+        (
+            "S001".to_owned(),
+            BusinessCalendar {
+                time_zone: chrono_tz::Asia::Taipei,
+                cutoff: chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap(),
+            },
+        ),
+        (
+            "S101".to_owned(),
+            BusinessCalendar {
+                time_zone: chrono_tz::Asia::Tokyo,
+                cutoff: chrono::NaiveTime::MIN,
+            },
+        ),
+    ])
 }
 
 async fn context(store: Arc<dyn Store>) -> ClearingContext {
@@ -164,7 +170,7 @@ async fn files_are_deterministic_across_runs_and_backends() {
 /// The header carries the deterministic creation time: the last store's cutoff closing the day.
 #[tokio::test]
 async fn header_creation_time_is_the_close_of_the_day() {
-    let created = files_created_at(&calendars(), date(DAY));
+    let created = files_created_at(calendars().values(), date(DAY));
     // Tokyo's midnight ending the 15th (15:00Z) is later than Taipei's 23:00 (15:00Z): equal here.
     assert_eq!(created, utc("2030-01-15T15:00:00Z"));
     let (db, store) = seeded(Backend::Sqlite, 20).await;
@@ -349,8 +355,16 @@ async fn late_lines_become_next_day_adjustments() {
             "{backend:?}"
         );
 
-        // The next day's file carries the reversal as adjustments.
-        let day = run(&context, next, db.dir.path()).await.unwrap();
+        // The next day's file carries the reversal as adjustments (closed once it has ended).
+        let day = run_day(
+            &context,
+            next,
+            db.dir.path(),
+            utc("2030-01-17T01:00:00Z"),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
         let csv = std::fs::read_to_string(
             db.dir
                 .path()
@@ -422,6 +436,51 @@ async fn unbalanced_day_is_refused() {
             "{backend:?}"
         );
         assert!(!db.dir.path().join(DAY).exists());
+    }
+}
+
+/// A day is not closed before every store's cutoff: asked 25 minutes early
+/// the run names the store still open and closes nothing; after it, it closes.
+#[tokio::test]
+async fn day_is_not_closed_before_every_cutoff() {
+    for backend in backends() {
+        let (db, store) = seeded(backend, 10).await;
+        let mut context = context(Arc::clone(&store)).await;
+        // A Taipei store closing at 23:30 local: 15:30Z, after the others' 15:00Z.
+        context.calendars.insert(
+            "S002".to_owned(),
+            BusinessCalendar {
+                time_zone: chrono_tz::Asia::Taipei,
+                cutoff: chrono::NaiveTime::from_hms_opt(23, 30, 0).unwrap(),
+            },
+        );
+        let early = utc("2030-01-15T15:05:00Z");
+        let error = run_day(&context, date(DAY), db.dir.path(), early, &mut |_| {})
+            .await
+            .unwrap_err();
+        match &error {
+            ClearingError::DayNotEnded { open, .. } => {
+                assert_eq!(
+                    open,
+                    &vec![("S002".to_owned(), utc("2030-01-15T15:30:00Z"))],
+                    "{backend:?}"
+                );
+            }
+            other => panic!("{backend:?}: {other}"),
+        }
+        assert!(error.to_string().contains("store S002"), "{error}");
+        assert_eq!(
+            store.closed_day(date(DAY)).await.unwrap(),
+            None,
+            "{backend:?}: nothing closed"
+        );
+        assert!(!db.dir.path().join(DAY).exists(), "{backend:?}: no files");
+
+        let on_time = utc("2030-01-15T15:30:00Z");
+        run_day(&context, date(DAY), db.dir.path(), on_time, &mut |_| {})
+            .await
+            .unwrap();
+        assert!(store.closed_day(date(DAY)).await.unwrap().is_some());
     }
 }
 
