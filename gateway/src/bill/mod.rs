@@ -60,6 +60,17 @@ pub enum BillError {
         biller_id: String,
         due_date: NaiveDate,
     },
+    /// The biller's contract fee would take the whole amount (or more): the
+    /// biller would receive nothing, or owe the chain, for a bill it is paid.
+    #[error(
+        "biller {biller_id}'s fee of {fee_minor} minor units is not less than the bill's {amount_minor}: \
+         the biller would receive nothing; this bill cannot be paid here"
+    )]
+    FeeExceedsAmount {
+        biller_id: String,
+        amount_minor: u64,
+        fee_minor: u64,
+    },
     #[error("no bill payment {0} at this store")]
     NotFound(String),
     #[error("bill payment {0} is already cancelled")]
@@ -136,6 +147,11 @@ pub fn read_bill<'a>(
                 ),
             )
         })?;
+    // An online biller's amount is its own (the slip's is advisory): its
+    // payments are checked against the cash collected instead.
+    if biller.online.is_none() {
+        check_fee(biller, amount_minor)?;
+    }
     // The due date is the customer's deadline, so it is compared with the
     // store's local calendar date, not the business date (a payment at 23:30
     // after a 23:00 cutoff was still made on the due date).
@@ -153,6 +169,23 @@ pub fn read_bill<'a>(
         amount_minor,
         late: past_due,
     })
+}
+
+/// Refuses an amount whose contract fee is not less than it. The chain keeps
+/// its fee out of the cash it remits, so a fee of the whole amount or more
+/// would leave the biller nothing (or in debt) for a bill it must mark paid;
+/// no biller contract intends that, and silently capping the fee would pay
+/// the biller nothing without anyone deciding so.
+pub fn check_fee(biller: &BillerConfig, amount_minor: u64) -> Result<(), BillError> {
+    let fee_minor = biller.fee.uncapped_fee_minor(amount_minor);
+    if fee_minor >= amount_minor {
+        return Err(BillError::FeeExceedsAmount {
+            biller_id: biller.id.clone(),
+            amount_minor,
+            fee_minor,
+        });
+    }
+    Ok(())
 }
 
 /// The barcode that carries the amount, for error field paths.

@@ -63,6 +63,11 @@ pub fn from_bill_error(error: &BillError) -> Status {
             &format!("biller/{biller_id}"),
             error.to_string(),
         ),
+        BillError::FeeExceedsAmount { .. } => precondition(
+            "FEE_EXCEEDS_AMOUNT",
+            "amount.amount_minor",
+            error.to_string(),
+        ),
         BillError::NotFound(_) => Status::not_found(error.to_string()),
         BillError::AlreadyCancelled(id) => precondition(
             "ALREADY_CANCELLED",

@@ -510,3 +510,69 @@ async fn repeat_payments_when_the_contract_allows() {
         gw.stop().await;
     }
 }
+
+/// A bill whose contract fee is not less than its amount (NT$2 and NT$5 at
+/// Taipei Water, whose fee is NT$5) is refused at inquiry and payment with
+/// FEE_EXCEEDS_AMOUNT on `amount.amount_minor`, storing nothing; NT$6 is paid.
+#[tokio::test]
+async fn a_fee_never_takes_the_whole_bill() {
+    for backend in backends() {
+        let now = utc("2026-11-23T03:00:00Z");
+        let gw = TestGateway::start(backend, now).await;
+        let water = |key: &str, amount_twd: u64| {
+            let mut request = tw_pay(key, now);
+            request.slip = Some(pb::BillSlip {
+                barcodes: tw_slip("TWW", &format!("FEE{amount_twd}"), "2026-12-31", amount_twd),
+                biller_id: String::new(),
+            });
+            request.amount = money(i64::try_from(amount_twd).unwrap() * 100, "TWD");
+            request
+        };
+        for amount_twd in [2, 5] {
+            let request = water(&format!("fee-{amount_twd}"), amount_twd);
+            let inquiry = gw
+                .bills_as("S001", "T01")
+                .inquire_bill(pb::InquireBillRequest {
+                    context: request.context.clone(),
+                    slip: request.slip.clone(),
+                })
+                .await
+                .unwrap_err();
+            let refused = gw
+                .bills_as("S001", "T01")
+                .pay_bill(request)
+                .await
+                .unwrap_err();
+            for status in [&inquiry, &refused] {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{backend:?}");
+                assert_eq!(
+                    precondition_of(status),
+                    (
+                        "FEE_EXCEEDS_AMOUNT".to_owned(),
+                        "amount.amount_minor".to_owned()
+                    ),
+                    "{backend:?} NT${amount_twd}"
+                );
+            }
+        }
+        assert_eq!(
+            gw.store().row_counts().await.unwrap().transactions,
+            0,
+            "{backend:?}: refused payments store nothing"
+        );
+        let paid = gw
+            .bills_as("S001", "T01")
+            .pay_bill(water("fee-6", 6))
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
+        assert_eq!(
+            (paid.bill.unwrap().amount, paid.fee),
+            (money(600, "TWD"), money(500, "TWD")),
+            "{backend:?}"
+        );
+        gw.stop().await;
+    }
+}
