@@ -587,4 +587,23 @@ async fn settlement_instructions_are_under_the_signed_manifest() {
         "{:?}",
         report.problems
     );
+    // A changed amount is also named by the trailer totals it breaks.
+    let mut bytes = std::fs::read(&instruction).unwrap();
+    let amount_last_digit = 121 + 111;
+    bytes[amount_last_digit] = if bytes[amount_last_digit] == b'1' {
+        b'2'
+    } else {
+        b'1'
+    };
+    std::fs::write(&instruction, &bytes).unwrap();
+    let report = verify::verify_file(&instruction, &verifier).await;
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("(total credited)")
+                || problem.contains("(total debited)")),
+        "{:?}",
+        report.problems
+    );
 }
