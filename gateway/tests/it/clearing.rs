@@ -607,3 +607,46 @@ async fn settlement_instructions_are_under_the_signed_manifest() {
         report.problems
     );
 }
+
+/// Config load refuses a clearing partner whose items can be in another
+/// currency than its own (the old example: JPY co-brand partner, TWD card
+/// store), naming the partner and both currencies; the example loads.
+#[test]
+fn partner_currency_must_match_its_items() {
+    use posgate_gateway::config::{Config, ConfigError};
+    let example = include_str!("../../../config/posgate.example.toml");
+    Config::parse(example).expect("the example config loads");
+
+    let mixed = example.replace(
+        r#"stores = { S001 = { merchant_id = "000000000000001", currency = "TWD" } }"#,
+        r#"stores = { S001 = { merchant_id = "000000000000001", currency = "TWD" }, S101 = { merchant_id = "000000000000101", currency = "JPY" } }"#,
+    );
+    assert_ne!(mixed, example, "the example's [card] stores line moved");
+    match Config::parse(&mixed) {
+        Err(ConfigError::Invalid { key, reason }) => {
+            assert!(key.ends_with(".currency"), "{key}");
+            assert!(
+                reason.contains("partner bank:acquirer settles in TWD")
+                    && reason.contains("JPY")
+                    && reason.contains("store S101"),
+                "{reason}"
+            );
+        }
+        other => panic!("a TWD partner with JPY card sales loaded: {other:?}"),
+    }
+
+    let jpy_cobrand = example.replace(
+        "id = \"bank:cobrand\"\nprofile = \"tw-fixed\"\ncurrency = \"TWD\"",
+        "id = \"bank:cobrand\"\nprofile = \"jp-fixed\"\ncurrency = \"JPY\"",
+    );
+    assert_ne!(
+        jpy_cobrand, example,
+        "the example's bank:cobrand section moved"
+    );
+    let error = Config::parse(&jpy_cobrand).unwrap_err().to_string();
+    assert!(
+        error.contains("partner bank:cobrand settles in JPY")
+            && error.contains("TWD (card sales at store S001 on link cobrand)"),
+        "{error}"
+    );
+}
