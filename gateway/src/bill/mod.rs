@@ -156,6 +156,7 @@ pub fn read_bill<'a>(
     // store's local calendar date, not the business date (a payment at 23:30
     // after a 23:00 cutoff was still made on the due date).
     let today = BusinessCalendar::from(store).local_date(now);
+    check_due_date_near(biller, &slip, today)?;
     let past_due = slip.has_due_date() && today > slip.due_date;
     if past_due && !biller.accept_after_due {
         return Err(BillError::PastDue {
@@ -169,6 +170,40 @@ pub fn read_bill<'a>(
         amount_minor,
         late: past_due,
     })
+}
+
+/// How far from today a slip's due date may be, either way. Bills fall due
+/// within weeks or months of printing, and a year-old bill is reissued; a
+/// date further away is a misread, most often a slip printed with the other
+/// two-digit year convention than the biller's profile (Gregorian `261231`
+/// read as ROC year 126 is 2037; ROC `151231` read as Gregorian is 2015).
+pub const MAX_DUE_DATE_DISTANCE_DAYS: i64 = 366;
+
+/// Refuses a due date more than [`MAX_DUE_DATE_DISTANCE_DAYS`] from `today`.
+fn check_due_date_near(
+    biller: &BillerConfig,
+    slip: &ParsedSlip,
+    today: NaiveDate,
+) -> Result<(), BillError> {
+    if !slip.has_due_date() {
+        return Ok(());
+    }
+    let distance_days = (slip.due_date - today).num_days();
+    if distance_days.abs() <= MAX_DUE_DATE_DISTANCE_DAYS {
+        return Ok(());
+    }
+    Err(BillError::invalid(
+        "slip.barcodes[0]",
+        format!(
+            "due date {} is {} days {} today ({today}), more than a bill can be: \
+             a misread, or a slip printed with another year convention than biller {}'s profile {}",
+            slip.due_date,
+            distance_days.abs(),
+            if distance_days > 0 { "after" } else { "before" },
+            biller.id,
+            biller.profile.name()
+        ),
+    ))
 }
 
 /// Refuses an amount whose contract fee is not less than it. The chain keeps

@@ -576,3 +576,94 @@ async fn a_fee_never_takes_the_whole_bill() {
         gw.stop().await;
     }
 }
+
+/// The first violation of an INVALID_ARGUMENT: field and description.
+fn bad_request_of(status: &tonic::Status) -> (String, String) {
+    let bad_request = status
+        .get_details_bad_request()
+        .expect("a google.rpc.BadRequest");
+    let violation = &bad_request.field_violations[0];
+    (violation.field.clone(), violation.description.clone())
+}
+
+/// A Taiwan slip whose due date lands years away (Gregorian `261231` read
+/// under the ROC profile is 2037; ROC `151231` read as Gregorian is 2015,
+/// which a late-accepting biller would otherwise take) is refused as a bad
+/// due date on `slip.barcodes[0]`, storing nothing.
+#[tokio::test]
+async fn a_due_date_years_away_is_refused() {
+    for backend in backends() {
+        let now = utc("2026-11-23T03:00:00Z");
+        let gw = TestGateway::start(backend, now).await;
+        for (agency_code, due) in [("TPC", "2037-12-31"), ("TWW", "2015-12-31")] {
+            let mut request = tw_pay(&format!("far-{agency_code}"), now);
+            request.slip = Some(pb::BillSlip {
+                barcodes: tw_slip(agency_code, "FARAWAY", due, 1234),
+                biller_id: String::new(),
+            });
+            let refused = gw
+                .bills_as("S001", "T01")
+                .pay_bill(request)
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), Code::InvalidArgument, "{backend:?} {due}");
+            let (field, description) = bad_request_of(&refused);
+            assert_eq!(field, "slip.barcodes[0]");
+            assert!(
+                description.contains(&format!("due date {due}")),
+                "{description}"
+            );
+        }
+        assert_eq!(gw.store().row_counts().await.unwrap().transactions, 0);
+        gw.stop().await;
+    }
+}
+
+/// Barcode length errors count characters, not UTF-8 bytes.
+#[tokio::test]
+async fn barcode_lengths_count_characters() {
+    let now = utc("2026-11-23T03:00:00Z");
+    let gw = TestGateway::start(crate::support::Backend::Sqlite, now).await;
+    let inquire = |barcodes: Vec<String>| pb::InquireBillRequest {
+        context: context("S001", "T01", "len-1", now),
+        slip: Some(pb::BillSlip {
+            barcodes,
+            biller_id: String::new(),
+        }),
+    };
+    // 65 characters (195 bytes): too long, and said in characters.
+    let status = gw
+        .bills_as("S001", "T01")
+        .inquire_bill(inquire(vec!["臺".repeat(65)]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_request_of(&status),
+        (
+            "slip.barcodes[0]".to_owned(),
+            "is 65 characters; at most 64 are allowed".to_owned()
+        )
+    );
+    // 30 characters (90 bytes) are within the limit: refused for what they are.
+    let mut barcodes = tw_slip("TPC", "LEN1", "2026-12-31", 1234);
+    barcodes[0] = "臺".repeat(30);
+    let status = gw
+        .bills_as("S001", "T01")
+        .inquire_bill(inquire(barcodes.clone()))
+        .await
+        .unwrap_err();
+    let (field, description) = bad_request_of(&status);
+    assert_eq!(field, "slip.barcodes[0]");
+    assert!(!description.contains("90"), "{description}");
+    assert!(description.contains("digits and letters"), "{description}");
+    // 5 characters (15 bytes) are too short, counted in characters.
+    barcodes[0] = "臺".repeat(5);
+    let status = gw
+        .bills_as("S001", "T01")
+        .inquire_bill(inquire(barcodes))
+        .await
+        .unwrap_err();
+    let (_, description) = bad_request_of(&status);
+    assert!(description.starts_with("is 5 characters"), "{description}");
+    gw.stop().await;
+}
