@@ -372,7 +372,7 @@ async fn get_bill_payment_by_id_and_key() {
     }
 }
 
-/// The type and subject of a FAILED_PRECONDITION's first violation.
+/// The type and subject of a `FAILED_PRECONDITION`'s first violation.
 fn precondition_of(status: &tonic::Status) -> (String, String) {
     let failure = status
         .get_details_precondition_failure()
@@ -383,7 +383,7 @@ fn precondition_of(status: &tonic::Status) -> (String, String) {
 
 /// A batch biller's slip is paid once: a second PayBill under another key
 /// (another terminal, another store, or many at once) is refused with
-/// BILL_ALREADY_PAID on `slip.barcodes` and stores nothing; the first
+/// `BILL_ALREADY_PAID` on `slip.barcodes` and stores nothing; the first
 /// payment still replays; its cancellation frees the slip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slip_is_paid_once() {
@@ -513,7 +513,7 @@ async fn repeat_payments_when_the_contract_allows() {
 
 /// A bill whose contract fee is not less than its amount (NT$2 and NT$5 at
 /// Taipei Water, whose fee is NT$5) is refused at inquiry and payment with
-/// FEE_EXCEEDS_AMOUNT on `amount.amount_minor`, storing nothing; NT$6 is paid.
+/// `FEE_EXCEEDS_AMOUNT` on `amount.amount_minor`, storing nothing; NT$6 is paid.
 #[tokio::test]
 async fn a_fee_never_takes_the_whole_bill() {
     for backend in backends() {
@@ -577,7 +577,7 @@ async fn a_fee_never_takes_the_whole_bill() {
     }
 }
 
-/// The first violation of an INVALID_ARGUMENT: field and description.
+/// The first violation of an `INVALID_ARGUMENT`: field and description.
 fn bad_request_of(status: &tonic::Status) -> (String, String) {
     let bad_request = status
         .get_details_bad_request()

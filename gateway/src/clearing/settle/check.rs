@@ -152,7 +152,7 @@ pub fn check_ach(name: &str, lines: &[Vec<u8>]) -> Vec<String> {
             ));
         }
     }
-    if lines.len() % nacha::BLOCKING_FACTOR != 0 {
+    if !lines.len().is_multiple_of(nacha::BLOCKING_FACTOR) {
         problems.add_file(format!(
             "{} records do not fill whole blocks of {}",
             lines.len(),
