@@ -244,6 +244,11 @@ pub struct WriteRequest {
     pub change: Change,
     pub lines: Vec<SettlementLine>,
     pub event: Event,
+    /// A new batch-biller payment claims its slip (biller, bill reference,
+    /// period, amount): the write is refused with
+    /// [`StoreError::SlipAlreadyPaid`] while another live payment holds it.
+    /// A cancellation always frees its payment's claim.
+    pub claims_slip: bool,
 }
 
 impl WriteRequest {
@@ -326,6 +331,13 @@ pub enum StoreError {
     UnknownUrl(String),
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// A payment's slip is held by another live payment; nothing was written.
+    #[error("slip {bill_reference} (period {period:?}) of biller {biller_id} is already paid")]
+    SlipAlreadyPaid {
+        biller_id: String,
+        bill_reference: String,
+        period: String,
+    },
 }
 
 /// The transaction store. Implementations must make each [`WriteRequest`]
@@ -473,6 +485,10 @@ mod sql {
          cancelled_at = CASE WHEN $1 = 'cancelled' THEN $2 ELSE cancelled_at END, \
          cancel_reason = CASE WHEN $1 = 'cancelled' THEN $3 ELSE cancel_reason END \
          WHERE id = $4 AND store_id = $5 AND status = $6";
+    /// A payment's claim on its slip; no row inserted when another payment holds it.
+    pub const CLAIM_SLIP: &str = "INSERT INTO bill_slip_claims (biller_id, bill_reference, period, \
+         amount_minor, transaction_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+    pub const FREE_SLIP: &str = "DELETE FROM bill_slip_claims WHERE transaction_id = $1";
     pub const SELECT_STATUS: &str =
         "SELECT status FROM transactions WHERE id = $1 AND store_id = $2";
     /// Inserts `count` settlement lines of one transaction in one statement.
