@@ -643,6 +643,10 @@ impl PaymentApi {
         let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
         let checked = check_card(&payments, &teller, &card, calendar.local_date(now)).await?;
         let (link, link_config) = up_link(&payments, &checked.route.link)?;
+        let stan = payments
+            .next_stan(gateway.store.as_ref(), &checked.route.link, now)
+            .await
+            .map_err(|error| store_failure(&error))?;
         let id = uuid::Uuid::now_v7();
         let record = CardRecord {
             route: checked.route.kind,
@@ -665,7 +669,7 @@ impl PaymentApi {
                 teller: &teller,
                 id: &id,
                 card_type,
-                link,
+                stan,
                 link_id: &checked.route.link,
                 amount,
                 currency: currency.code,
@@ -1011,6 +1015,10 @@ impl PaymentApi {
         let amount =
             check_refundable(&payments, &original, card.as_ref(), amount, currency, today).await?;
         let (link, link_config) = up_link(&payments, &original.link_id)?;
+        let stan = payments
+            .next_stan(gateway.store.as_ref(), &original.link_id, now)
+            .await
+            .map_err(|error| store_failure(&error))?;
         let id = uuid::Uuid::now_v7();
         let record = CardRecord {
             route: original.route,
@@ -1027,7 +1035,7 @@ impl PaymentApi {
                 teller: &teller,
                 id: &id,
                 card_type: CardType::Refund,
-                link,
+                stan,
                 link_id: &original.link_id,
                 amount,
                 currency: &original.currency,
@@ -1428,7 +1436,8 @@ pub(crate) struct Draft<'a> {
     pub teller: &'a Teller,
     pub id: &'a uuid::Uuid,
     pub card_type: CardType,
-    pub link: &'a BankLink,
+    /// From [`Payments::next_stan`].
+    pub stan: String,
     pub link_id: &'a str,
     pub amount: i64,
     pub currency: &'a str,
@@ -1462,7 +1471,7 @@ pub(crate) fn draft(draft: &Draft<'_>) -> CardRecord {
         cardholder_verification: "none".to_owned(),
         merchant_id: String::new(),
         bank_terminal_id: bank_terminal_id(&teller.store_id, &teller.terminal_id),
-        stan: draft.link.next_stan(),
+        stan: draft.stan.clone(),
         rrn: rrn_for(draft.id),
         transmitted_at: draft.now,
         request_mti: card_type_mti(draft.card_type).to_owned(),

@@ -176,7 +176,18 @@ async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Resul
         CardType::Sale => FinancialKind::Sale,
         CardType::Refund => FinancialKind::Refund,
     };
-    let stan = link.next_stan();
+    // The first transmission takes a STAN and records it; every repeat
+    // (0401) carries that same STAN so the bank can match it.
+    let stan = match &item.stan {
+        Some(stan) => stan.clone(),
+        None => match payments
+            .next_stan(gateway.store.as_ref(), &item.link_id, now)
+            .await
+        {
+            Ok(fresh) => gateway.store.saf_set_stan(item.id, &fresh).await?,
+            Err(error) => return retry(format!("no STAN: {error}")).await,
+        },
+    };
     let built = match item.kind {
         SafKind::Reversal => Reversal {
             original_kind,

@@ -16,6 +16,7 @@ mod postgres;
 pub mod recon;
 pub mod reload;
 mod sqlite;
+pub mod stan;
 pub mod wallet;
 mod write;
 
@@ -340,6 +341,7 @@ pub trait Store:
     + clearing::ClearingStore
     + ReconStore
     + audit::AuditStore
+    + stan::StanStore
     + fmt::Debug
 {
     /// Applies pending schema migrations; safe to run concurrently.

@@ -90,8 +90,8 @@ pub enum FinancialKind {
     Refund,
 }
 
-/// How a transaction is named: by its MTI (repeat bit cleared), STAN and
-/// transmission date-time (field 90), and by its RRN.
+/// How a transaction is named: by its MTI (repeat bit cleared), STAN,
+/// transmission date-time and acquiring institution (field 90), and by its RRN.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OriginalKey {
     /// `0100`, `0200` or `0220`.
@@ -99,21 +99,37 @@ pub struct OriginalKey {
     pub stan: String,
     /// Field 7, `MMDDhhmmss`.
     pub transmitted_at: String,
+    /// Field 32 zero-padded to 11 digits, as field 90 carries it.
+    pub acquirer_id: String,
     pub rrn: String,
 }
 
+/// Field 90's naming of a transaction: MTI, STAN, date-time, acquirer.
+type DataKey = (String, String, String, String);
+
 impl OriginalKey {
-    fn by_data(&self) -> (String, String, String) {
+    fn by_data(&self) -> DataKey {
         (
             self.mti.clone(),
             self.stan.clone(),
             self.transmitted_at.clone(),
+            self.acquirer_id.clone(),
         )
     }
 
     fn by_rrn(&self) -> (String, String) {
         (self.mti.clone(), self.rrn.clone())
     }
+}
+
+/// What looking up an original found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    One(usize),
+    None,
+    /// More than one recorded transaction fits, or the RRN names one whose
+    /// field 90 data differ: the bank refuses to guess.
+    Ambiguous,
 }
 
 /// 0220: capture of an earlier authorization.
@@ -179,6 +195,10 @@ pub enum Effect {
     NothingToUndo,
     /// A reversal whose original is unknown: recorded so a late original is declined.
     UnknownOriginal,
+    /// A reversal, capture or refund whose reference fits more than one
+    /// transaction, or whose RRN and field 90 name different ones: refused
+    /// (25), nothing applied.
+    Ambiguous,
     /// The ledger is at [`MAX_TRANSACTIONS`]: 96, nothing applied.
     Full,
 }
@@ -195,6 +215,8 @@ enum TxnKind {
 #[derive(Debug)]
 struct Txn {
     kind: TxnKind,
+    /// How the request that made it named itself (RRN and field 90 data).
+    key: OriginalKey,
     account: usize,
     /// Field 37: how the bank's settlement (and its acknowledgement files) name it.
     rrn: String,
@@ -243,11 +265,12 @@ pub struct Ledger {
     zpk: Zeroizing<[u8; 16]>,
     points_per_unit: i64,
     txns: Vec<Txn>,
-    by_data: HashMap<(String, String, String), usize>,
-    by_rrn: HashMap<(String, String), usize>,
-    /// Reversals that arrived before their original, by both names of the original.
-    early_by_data: HashSet<(String, String, String)>,
-    early_by_rrn: HashSet<(String, String)>,
+    /// Every transaction by each of its names; a name may fit several (two
+    /// acquirers reusing a STAN), which is why a match needs both.
+    by_data: HashMap<DataKey, Vec<usize>>,
+    by_rrn: HashMap<(String, String), Vec<usize>>,
+    /// Reversals that arrived before their original, by the original's full name.
+    early: HashSet<OriginalKey>,
     /// Idempotency record: (request class, RRN) -> (content fingerprint, answer).
     answered: HashMap<(String, String), (Vec<u8>, Answer)>,
     approvals_issued: u64,
@@ -283,8 +306,7 @@ impl Ledger {
             txns: Vec::new(),
             by_data: HashMap::new(),
             by_rrn: HashMap::new(),
-            early_by_data: HashSet::new(),
-            early_by_rrn: HashSet::new(),
+            early: HashSet::new(),
             answered: HashMap::new(),
             approvals_issued: 0,
             settled_by_rrn: HashMap::new(),
@@ -371,15 +393,16 @@ impl Ledger {
     }
 
     fn apply_financial(&mut self, request: &FinancialRequest, today: NaiveDate) -> Answer {
-        let reversed_early = self.early_by_data.contains(&request.key.by_data())
-            || self.early_by_rrn.contains(&request.key.by_rrn());
-        if reversed_early {
+        if self.early.contains(&request.key) {
             return Answer::code(RC_DO_NOT_HONOUR);
         }
         let index = if let Some(refunded) = &request.refunded {
-            // The card of the refunded payment; nothing to screen (no card data came).
-            match self.find(refunded).map(|txn| &self.txns[txn]) {
-                Some(txn) if !txn.reversed => txn.account,
+            // The card of the refunded payment; nothing to screen (no card
+            // data came). Field 90 is the only name a refund by reference
+            // has for it (its RRN is the refund's own): it must fit exactly one.
+            match self.find_by_data(refunded) {
+                Found::One(txn) if !self.txns[txn].reversed => self.txns[txn].account,
+                Found::Ambiguous => return Answer::code(RC_NO_ORIGINAL),
                 _ => return Answer::code(RC_INVALID_CARD),
             }
         } else {
@@ -415,10 +438,9 @@ impl Ledger {
             FinancialKind::Sale => TxnKind::Sale,
             FinancialKind::Refund => TxnKind::Refund,
         };
-        self.record(
-            &request.key,
-            Txn {
+        self.record(Txn {
                 kind,
+                key: request.key.clone(),
                 account: index,
                 rrn: request.key.rrn.clone(),
                 hold_minor,
@@ -426,8 +448,7 @@ impl Ledger {
                 points_delta,
                 capture: None,
                 reversed: false,
-            },
-        );
+            });
         self.approved(index, points_delta)
     }
 
@@ -473,7 +494,7 @@ impl Ledger {
     }
 
     fn apply_capture(&mut self, request: &CaptureRequest) -> Answer {
-        let Some(auth_index) = self.find(&request.original) else {
+        let Found::One(auth_index) = self.find(&request.original) else {
             return Answer::code(RC_NO_ORIGINAL);
         };
         let auth = &self.txns[auth_index];
@@ -503,12 +524,11 @@ impl Ledger {
         let capture_index = self.txns.len();
         self.txns[auth_index].hold_minor = 0;
         self.txns[auth_index].capture = Some(capture_index);
-        self.record(
-            &request.key,
-            Txn {
+        self.record(Txn {
                 kind: TxnKind::Capture {
                     authorization: auth_index,
                 },
+                key: request.key.clone(),
                 account: index,
                 rrn: request.key.rrn.clone(),
                 hold_minor: 0,
@@ -516,8 +536,7 @@ impl Ledger {
                 points_delta,
                 capture: None,
                 reversed: false,
-            },
-        );
+            });
         Answer {
             response_code: RC_APPROVED.to_owned(),
             approval_code: None,
@@ -526,14 +545,17 @@ impl Ledger {
     }
 
     fn apply_reversal(&mut self, original: &OriginalKey) -> (Answer, Effect) {
-        let Some(index) = self.find(original) else {
-            if self.answered.contains_key(&original.by_rrn()) {
-                // The original was declined: it changed nothing.
-                return (Answer::code(RC_APPROVED), Effect::NothingToUndo);
+        let index = match self.find(original) {
+            Found::One(index) => index,
+            Found::Ambiguous => return (Answer::code(RC_NO_ORIGINAL), Effect::Ambiguous),
+            Found::None => {
+                if self.answered.contains_key(&original.by_rrn()) {
+                    // The original was declined: it changed nothing.
+                    return (Answer::code(RC_APPROVED), Effect::NothingToUndo);
+                }
+                self.early.insert(original.clone());
+                return (Answer::code(RC_APPROVED), Effect::UnknownOriginal);
             }
-            self.early_by_data.insert(original.by_data());
-            self.early_by_rrn.insert(original.by_rrn());
-            return (Answer::code(RC_APPROVED), Effect::UnknownOriginal);
         };
         if self.txns[index].reversed {
             return (Answer::code(RC_APPROVED), Effect::AlreadyReversed);
@@ -568,18 +590,41 @@ impl Ledger {
         points
     }
 
-    fn find(&self, key: &OriginalKey) -> Option<usize> {
-        self.by_data
-            .get(&key.by_data())
-            .or_else(|| self.by_rrn.get(&key.by_rrn()))
-            .copied()
+    /// The original a capture or reversal names, as a bank host matches it:
+    /// its RRN and its field 90 data (MTI, STAN, date-time, acquirer) must
+    /// both fit one recorded transaction.
+    fn find(&self, key: &OriginalKey) -> Found {
+        let named = self.by_rrn.get(&key.by_rrn()).map_or(&[][..], Vec::as_slice);
+        match Self::only(
+            named
+                .iter()
+                .copied()
+                .filter(|&index| self.txns[index].key.by_data() == key.by_data()),
+        ) {
+            Found::None if !named.is_empty() => Found::Ambiguous,
+            found => found,
+        }
     }
 
-    fn record(&mut self, key: &OriginalKey, txn: Txn) {
+    /// The original a refund by reference names by field 90 alone.
+    fn find_by_data(&self, key: &OriginalKey) -> Found {
+        let fits = self.by_data.get(&key.by_data()).map_or(&[][..], Vec::as_slice);
+        Self::only(fits.iter().copied())
+    }
+
+    fn only(mut fits: impl Iterator<Item = usize>) -> Found {
+        match (fits.next(), fits.next()) {
+            (None, _) => Found::None,
+            (Some(index), None) => Found::One(index),
+            (Some(_), Some(_)) => Found::Ambiguous,
+        }
+    }
+
+    fn record(&mut self, txn: Txn) {
         let index = self.txns.len();
+        self.by_data.entry(txn.key.by_data()).or_default().push(index);
+        self.by_rrn.entry(txn.key.by_rrn()).or_default().push(index);
         self.txns.push(txn);
-        self.by_data.insert(key.by_data(), index);
-        self.by_rrn.entry(key.by_rrn()).or_insert(index);
     }
 
     fn approved(&mut self, account: usize, points_delta: i64) -> Answer {

@@ -90,10 +90,16 @@ fn fingerprint(message: &Message) -> Vec<u8> {
 
 /// The request's own name: MTI with the repeat digit cleared, STAN, field 7, RRN.
 fn own_key(message: &Message) -> Result<OriginalKey, FormatError> {
+    let acquirer = text(message, 32)?;
+    if acquirer.is_empty() || acquirer.len() > 11 || !acquirer.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(format_error(32, "not 1 to 11 digits"));
+    }
     Ok(OriginalKey {
         mti: base_mti(message.mti()),
         stan: digits(message, 11, 6)?,
         transmitted_at: digits(message, 7, 10)?,
+        acquirer_id: format!("{acquirer:0>11}"),
         rrn: text(message, 37)?,
     })
 }
@@ -118,6 +124,7 @@ fn original_key(message: &Message) -> Result<OriginalKey, FormatError> {
         )),
         stan: data[4..10].to_owned(),
         transmitted_at: data[10..20].to_owned(),
+        acquirer_id: data[20..31].to_owned(),
         rrn: text(message, 37)?,
     })
 }
