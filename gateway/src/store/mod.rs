@@ -119,12 +119,14 @@ pub enum TransactionStatus {
     Reversed,
     Voided,
     Expired,
+    /// A capture whose advice the bank refused.
+    CaptureRefused,
     /// Wallet transactions: the operator debited or credited the wallet.
     Completed,
 }
 
 impl TransactionStatus {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 12] = [
         Self::Paid,
         Self::Cancelled,
         Self::InProgress,
@@ -135,6 +137,7 @@ impl TransactionStatus {
         Self::Reversed,
         Self::Voided,
         Self::Expired,
+        Self::CaptureRefused,
         Self::Completed,
     ];
 
@@ -150,6 +153,7 @@ impl TransactionStatus {
             Self::Reversed => "reversed",
             Self::Voided => "voided",
             Self::Expired => "expired",
+            Self::CaptureRefused => "capture_refused",
             Self::Completed => "completed",
         }
     }
