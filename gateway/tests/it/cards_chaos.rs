@@ -475,6 +475,24 @@ async fn recorded_books(url: &str) -> (BTreeMap<String, (i64, i64)>, i64) {
     (books, unresolved + open[0].3)
 }
 
+/// STANs that two card requests of the test's one institution id carried
+/// on the same UTC day (both links share the institution id).
+async fn reused_stans(url: &str) -> Vec<String> {
+    let sql = "SELECT stan, transmitted_at FROM card_payments";
+    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    rows.into_iter()
+        .filter(|(stan, at)| !seen.insert((stan.clone(), at.date_naive())))
+        .map(|(stan, at)| format!("{stan} on {}", at.date_naive()))
+        .collect()
+}
+
 /// One till's mixed card traffic until `stop`: sales and authorizations on
 /// the acquirer's Visa and the co-brand card, then captures, voids and
 /// refunds by reference. Calls that fail (the gateway is being killed) are
@@ -651,6 +669,11 @@ async fn kill_9_cycles_on_two_links_of_one_bank_keep_the_books_equal() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
+        assert_eq!(
+            reused_stans(&db.url).await,
+            Vec::<String>::new(),
+            "{backend:?}: STANs of one institution and day are never reused"
+        );
         let ledger = bank.ledger();
         for account in &ledger.accounts {
             let (posted, held) = books.get(&account.pan_masked).copied().unwrap_or_default();
