@@ -202,6 +202,7 @@ pub(crate) async fn send_financial(
         entry_mode: card.map_or("010", |card| card.entry_mode.iso8583_code()),
         pin_block: out.pin_block.as_deref(),
         icc_data: card.and_then(|card| card.icc_data.as_deref().map(Vec::as_slice)),
+        security_code: card.and_then(|card| card.security_code.as_deref().map(String::as_str)),
         terminal_id: &record.bank_terminal_id,
         merchant_id: &record.merchant_id,
         acquirer_id: out.acquirer_id,

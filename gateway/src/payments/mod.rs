@@ -123,6 +123,15 @@ impl Payments {
         Ok(format!("{stan:06}"))
     }
 
+    /// Signs every link off (0800/002), each after its requests in flight
+    /// finished and waiting for the bank's 0810 at most one request timeout
+    /// (capped at 5 s), then closes them. Called when the server stops:
+    /// dropping the links alone would leave the sign-off to a runtime that
+    /// is going away.
+    pub async fn shutdown(&self) {
+        futures::future::join_all(self.links.values().map(BankLink::shutdown)).await;
+    }
+
     /// The route of a card: the longest matching co-brand range, else the acquirer.
     pub fn route(&self, pan: &Pan) -> Route {
         let digits = pan.digits();

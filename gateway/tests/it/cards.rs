@@ -74,6 +74,7 @@ fn account(pan: String, limit_minor: i64, blocked: bool) -> AccountConfig {
         balance_minor: 0,
         currency: "901".to_owned(),
         blocked,
+        security_code: None,
     }
 }
 

@@ -63,6 +63,7 @@ fn account(pan: &str, limit_minor: i64, balance_minor: i64) -> AccountConfig {
         balance_minor,
         currency: "901".to_owned(),
         blocked: false,
+        security_code: None,
     }
 }
 
@@ -154,6 +155,7 @@ impl Sent {
             entry_mode: "051",
             pin_block: self.pin_block.as_ref().map(<[u8; 8]>::as_slice),
             icc_data: None,
+            security_code: None,
             terminal_id: "TERM0001",
             merchant_id: "MERCHANT0000001",
             acquirer_id: "400001",

@@ -84,6 +84,11 @@ pub struct AccountConfig {
     /// A blocked card is declined with 05 (do not honour).
     #[serde(default)]
     pub blocked: bool,
+    /// The card security code (CVV2/CVC2, 3 digits; CID, 4). A request
+    /// carrying another code in field 48 is declined with N7; without one
+    /// configured, sent codes are not checked.
+    #[serde(default)]
+    pub security_code: Option<String>,
 }
 
 fn default_currency() -> String {
@@ -101,6 +106,7 @@ impl fmt::Debug for AccountConfig {
             .field("balance_minor", &self.balance_minor)
             .field("currency", &self.currency)
             .field("blocked", &self.blocked)
+            .field("security_code", &self.security_code.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -263,6 +269,12 @@ impl AccountConfig {
                 (4..=12).contains(&pin.len()) && pin.bytes().all(|byte| byte.is_ascii_digit());
             if !valid {
                 return Err("a PIN has 4 to 12 digits".to_owned());
+            }
+        }
+        if let Some(code) = &self.security_code {
+            let valid = (3..=4).contains(&code.len()) && code.bytes().all(|byte| byte.is_ascii_digit());
+            if !valid {
+                return Err("a security code has 3 or 4 digits".to_owned());
             }
         }
         if self.limit_minor < 0 || self.balance_minor < 0 {

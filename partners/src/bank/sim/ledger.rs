@@ -38,6 +38,8 @@ pub const RC_INSUFFICIENT_FUNDS: &str = "51";
 pub const RC_EXPIRED: &str = "54";
 /// Incorrect PIN.
 pub const RC_WRONG_PIN: &str = "55";
+/// The card security code (field 48) does not match the card (Visa's N7).
+pub const RC_SECURITY_CODE_MISMATCH: &str = "N7";
 /// Issuer unavailable (used by fault configs).
 pub const RC_ISSUER_UNAVAILABLE: &str = "91";
 /// Duplicate transmission: same RRN with different content, or a second capture.
@@ -65,6 +67,8 @@ pub struct FinancialRequest {
     pub key: OriginalKey,
     /// Field 52, enciphered under the ZPK.
     pub pin_block: Option<[u8; 8]>,
+    /// Field 48's card security code; zeroized on drop, never printed.
+    pub security_code: Option<Zeroizing<String>>,
     /// The request's business content, compared on an RRN repeat.
     pub fingerprint: Vec<u8>,
 }
@@ -236,6 +240,7 @@ struct Account {
     digits: Zeroizing<String>,
     expiry: CardExpiry,
     pin: Option<Zeroizing<String>>,
+    security_code: Option<Zeroizing<String>>,
     limit_minor: i64,
     opening_balance_minor: i64,
     currency: String,
@@ -325,6 +330,7 @@ impl Ledger {
                 digits,
                 expiry: CardExpiry::parse(&account.expiry).map_err(|error| error.to_string())?,
                 pin: account.pin.clone().map(Zeroizing::new),
+                security_code: account.security_code.clone().map(Zeroizing::new),
                 limit_minor: account.limit_minor,
                 opening_balance_minor: account.balance_minor,
                 currency: account.currency.clone(),
@@ -485,6 +491,11 @@ impl Ledger {
             if !matches {
                 return Some(RC_WRONG_PIN);
             }
+        }
+        if let (Some(sent), Some(expected)) = (&request.security_code, &account.security_code)
+            && !constant_time_eq(sent.as_bytes(), expected.as_bytes())
+        {
+            return Some(RC_SECURITY_CODE_MISMATCH);
         }
         let spends = request.kind != FinancialKind::Refund;
         if spends && account.available_minor() < request.amount_minor {

@@ -15,6 +15,7 @@ fn config() -> SimConfig {
         balance_minor: 10_000,
         currency: "901".to_owned(),
         blocked: false,
+        security_code: Some("123".to_owned()),
     };
     SimConfig {
         listen: "127.0.0.1:0".to_owned(),
@@ -57,6 +58,7 @@ fn request(kind: FinancialKind, pan: &str, amount_minor: i64, stan: &str) -> Fin
         currency: "901".to_owned(),
         key: key(mti, stan, &format!("RRN{stan}")),
         pin_block: None,
+        security_code: None,
         fingerprint: format!("{kind:?}{pan}{amount_minor}").into_bytes(),
     }
 }

@@ -173,8 +173,23 @@ pub fn financial(message: &Message) -> Result<FinancialRequest, FormatError> {
         currency: digits(message, 49, 3)?,
         key: own_key(message)?,
         pin_block,
+        security_code: security_code(message)?,
         fingerprint: fingerprint(message),
     })
+}
+
+/// Field 48's card security code (`CV21` + 3 or 4 digits, space-padded to 4).
+fn security_code(message: &Message) -> Result<Option<Zeroizing<String>>, FormatError> {
+    let Some(field) = message.get_str(48) else {
+        return Ok(None);
+    };
+    let code = field
+        .strip_prefix(crate::bank::protocol::financial::SECURITY_CODE_TAG)
+        .filter(|_| field.len() == 8)
+        .map(|code| code.trim_end_matches(' '))
+        .filter(|code| (3..=4).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format_error(48, "not CV21 and a 3 or 4 digit security code"))?;
+    Ok(Some(Zeroizing::new(code.to_owned())))
 }
 
 /// 0220/0221: capture of the authorization named by field 90.
