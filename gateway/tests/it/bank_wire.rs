@@ -263,6 +263,9 @@ async fn shutdown_signs_off_at_the_bank() {
     for backend in backends() {
         let (world, recorder) = recorded_world(backend, 2_000, acquirer_config()).await;
         let CardWorld { gw, .. } = world;
+        // Held past the stop: the sign-off must come from stopping the
+        // server, not from the links being dropped later.
+        let gateway = Arc::clone(&gw.server.gateway);
         gw.stop().await;
         let code = |message: &Message| message.get_str(70).map(str::to_owned);
         let sign_offs: Vec<_> = recorder
@@ -281,6 +284,8 @@ async fn shutdown_signs_off_at_the_bank() {
                     && message.get_str(39) == Some("00")
             });
         assert!(answered, "{backend:?}: the bank answered the sign-off");
+        let payments = gateway.payments.as_ref().unwrap();
+        assert!(payments.links.values().all(|link| !link.is_up()), "{backend:?}");
     }
 }
 
