@@ -88,6 +88,7 @@ fn sim_config(accounts: Vec<AccountConfig>, co_brand_bins: Vec<String>) -> SimCo
         points_per_unit: 100,
         accounts,
         faults: FaultConfig::default(),
+        admin_listen: None,
     }
 }
 

@@ -38,6 +38,10 @@ pub struct SimConfig {
     /// Faults to inject from the start; change them at run time with `BankSim::set_faults`.
     #[serde(default)]
     pub faults: FaultConfig,
+    /// If set, `host:port` of the read-only admin endpoint (`GET /ledger`:
+    /// the books as JSON). Loopback addresses only: the books name cards.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
 }
 
 fn default_points_per_unit() -> i64 {
@@ -55,6 +59,7 @@ impl fmt::Debug for SimConfig {
             .field("points_per_unit", &self.points_per_unit)
             .field("accounts", &self.accounts)
             .field("faults", &self.faults)
+            .field("admin_listen", &self.admin_listen)
             .finish()
     }
 }
@@ -232,6 +237,16 @@ impl SimConfig {
             let valid = value.len() == 32 && value.bytes().all(|byte| byte.is_ascii_hexdigit());
             if !valid {
                 return Err(format!("{name} is a two-key TDES key: 32 hex digits"));
+            }
+        }
+        if let Some(admin) = &self.admin_listen {
+            let loopback = admin
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|addr| addr.ip().is_loopback());
+            if !loopback {
+                return Err(format!(
+                    "admin_listen must be a loopback address and port (e.g. 127.0.0.1:9401), got {admin:?}"
+                ));
             }
         }
         if self.points_per_unit <= 0 {

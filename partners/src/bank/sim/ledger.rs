@@ -724,6 +724,40 @@ impl Ledger {
         }
     }
 
+    /// The books with what each transaction applied: [`Self::snapshot`]
+    /// plus one entry per recorded transaction, in arrival order.
+    pub fn dump(&self) -> LedgerDump {
+        let snapshot = self.snapshot();
+        let applied = self
+            .txns
+            .iter()
+            .map(|txn| AppliedEntry {
+                rrn: txn.rrn.clone(),
+                kind: match txn.kind {
+                    TxnKind::Authorization => "authorization",
+                    TxnKind::Sale => "sale",
+                    TxnKind::Refund => "refund",
+                    TxnKind::Capture { .. } => "capture",
+                },
+                mti: txn.key.mti.clone(),
+                stan: txn.key.stan.clone(),
+                transmitted_at: txn.key.transmitted_at.clone(),
+                acquirer_id: txn.key.acquirer_id.clone(),
+                pan_masked: self.accounts[txn.account].pan.masked(),
+                currency: self.accounts[txn.account].currency.clone(),
+                held_minor: txn.hold_minor,
+                posted_minor: txn.posted_minor,
+                points_delta: txn.points_delta,
+                reversed: txn.reversed,
+            })
+            .collect();
+        LedgerDump {
+            accounts: snapshot.accounts,
+            totals: snapshot.totals,
+            applied,
+        }
+    }
+
     /// Money is conserved: each account's held and posted amounts are the
     /// sums of its live transactions' effects.
     fn check_invariants(&self) {
@@ -791,8 +825,43 @@ impl LedgerSnapshot {
     }
 }
 
+/// The books as the admin endpoint shows them (`GET /ledger`). No full PAN.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerDump {
+    pub accounts: Vec<AccountSnapshot>,
+    /// Per ISO 4217 numeric currency code: the sums over its accounts.
+    pub totals: BTreeMap<String, CurrencyTotals>,
+    /// Every approved transaction, in arrival order, with what it applied.
+    pub applied: Vec<AppliedEntry>,
+}
+
+/// What one approved transaction did to its account. Amounts are what it
+/// still contributes: a reversed transaction shows `reversed` and its hold
+/// at 0; its postings are no longer counted in the account.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppliedEntry {
+    /// Field 37.
+    pub rrn: String,
+    /// `authorization`, `sale`, `refund` or `capture`.
+    pub kind: &'static str,
+    /// Field 90's naming of it: MTI, STAN, field 7, acquirer (11 digits).
+    pub mti: String,
+    pub stan: String,
+    pub transmitted_at: String,
+    pub acquirer_id: String,
+    pub pan_masked: String,
+    /// ISO 4217 numeric.
+    pub currency: String,
+    /// Still held by it (authorizations not captured or reversed).
+    pub held_minor: i64,
+    /// Posted by it (negative for refunds).
+    pub posted_minor: i64,
+    pub points_delta: i64,
+    pub reversed: bool,
+}
+
 /// One account at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AccountSnapshot {
     /// First 6 and last 4 digits.
     pub pan_masked: String,
@@ -811,7 +880,7 @@ pub struct AccountSnapshot {
 }
 
 /// Sums over one currency's accounts: what the gateway's records must match.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CurrencyTotals {
     pub held_minor: i128,
     pub posted_minor: i128,

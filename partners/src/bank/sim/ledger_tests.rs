@@ -26,6 +26,7 @@ fn config() -> SimConfig {
         points_per_unit: 100,
         accounts: vec![account(VISA), account(CO_BRAND)],
         faults: FaultConfig::default(),
+        admin_listen: None,
     }
 }
 
