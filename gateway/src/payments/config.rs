@@ -322,10 +322,9 @@ fn check_stan_space(
     key: &str,
 ) -> Result<(), ConfigError> {
     let space = super::stan_space(acquirer_id);
-    match earlier
-        .iter()
-        .find(|other| other.acquirer_id != acquirer_id && super::stan_space(&other.acquirer_id) == space)
-    {
+    match earlier.iter().find(|other| {
+        other.acquirer_id != acquirer_id && super::stan_space(&other.acquirer_id) == space
+    }) {
         Some(other) => Err(invalid(
             key,
             format!(

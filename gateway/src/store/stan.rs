@@ -47,7 +47,9 @@ pub(super) fn block(
         )));
     }
     let first = u32::try_from(first).map_err(|_| {
-        StoreError::Corrupt(format!("stan_counters of {institution_id} on {day} is below 1"))
+        StoreError::Corrupt(format!(
+            "stan_counters of {institution_id} on {day} is below 1"
+        ))
     })?;
     let end = u32::try_from(end).expect("clipped to MAX_STAN + 1");
     Ok(first..end)

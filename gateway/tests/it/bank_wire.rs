@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pb::payment_service_client::PaymentServiceClient;
+use posgate_gateway::clock::Clock as _;
 use posgate_partners::bank::protocol::{read_frame, write_frame};
 use posgate_partners::bank::sim::{BankSim, FaultConfig, SimConfig};
 use posgate_partners::iso8583::{Message, ascii_1987};
-use posgate_gateway::clock::Clock as _;
 use posgate_proto::v1 as pb;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -201,7 +201,12 @@ async fn security_code_reaches_the_bank_in_field_48() {
             "{backend:?}"
         );
         assert_eq!(
-            world.acquirer.ledger().account(&visa_ok()).unwrap().posted_minor,
+            world
+                .acquirer
+                .ledger()
+                .account(&visa_ok())
+                .unwrap()
+                .posted_minor,
             1_000
         );
         // Without a code, nothing is sent in field 48.
@@ -209,7 +214,10 @@ async fn security_code_reaches_the_bank_in_field_48() {
             .authorize(sale("cvv-none", &visa_ok(), 500))
             .await
             .unwrap();
-        assert_eq!(recorder.frames(Direction::ToBank, "0200")[2].get_str(48), None);
+        assert_eq!(
+            recorder.frames(Direction::ToBank, "0200")[2].get_str(48),
+            None
+        );
     }
 }
 
@@ -243,13 +251,22 @@ async fn repeated_reversal_keeps_its_stan() {
             .iter()
             .map(|message| message.get_str(11).unwrap().to_owned())
             .collect();
-        assert_eq!(stans.len(), 1, "{backend:?}: one STAN for the reversal and its repeats: {stans:?}");
+        assert_eq!(
+            stans.len(),
+            1,
+            "{backend:?}: one STAN for the reversal and its repeats: {stans:?}"
+        );
         assert_ne!(stans.first().map(String::as_str), original.get_str(11));
         for reversal in &reversals {
             assert_eq!(reversal.get_str(37), original.get_str(37));
         }
         assert_eq!(
-            world.acquirer.ledger().account(&visa_ok()).unwrap().posted_minor,
+            world
+                .acquirer
+                .ledger()
+                .account(&visa_ok())
+                .unwrap()
+                .posted_minor,
             0,
             "{backend:?}: reversed at the bank"
         );
@@ -285,7 +302,10 @@ async fn shutdown_signs_off_at_the_bank() {
             });
         assert!(answered, "{backend:?}: the bank answered the sign-off");
         let payments = gateway.payments.as_ref().unwrap();
-        assert!(payments.links.values().all(|link| !link.is_up()), "{backend:?}");
+        assert!(
+            payments.links.values().all(|link| !link.is_up()),
+            "{backend:?}"
+        );
     }
 }
 
@@ -348,7 +368,9 @@ async fn refused_capture_advice_is_capture_refused() {
         );
         let events = world.gw.store().events(&id).await.unwrap();
         assert!(
-            events.iter().any(|event| event.event_type == "capture_refused"),
+            events
+                .iter()
+                .any(|event| event.event_type == "capture_refused"),
             "{backend:?}: {events:?}"
         );
     }

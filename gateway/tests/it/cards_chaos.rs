@@ -690,7 +690,10 @@ async fn kill_9_cycles_on_two_links_of_one_bank_keep_the_books_equal() {
             stats.requests("0400") + stats.requests("0401") > 0 && stats.requests("0220") > 0,
             "{backend:?}: reversals and captures were exercised: {stats:?}"
         );
-        eprintln!("{backend:?}: {} answers; bank {stats:?}", answered.load(Ordering::Relaxed));
+        eprintln!(
+            "{backend:?}: {} answers; bank {stats:?}",
+            answered.load(Ordering::Relaxed)
+        );
         bank.shutdown().await;
     }
 }

@@ -198,14 +198,22 @@ impl FinancialRequest<'_> {
 /// Field 48 carrying a security code. The error never includes the code.
 fn security_code_field(code: &str) -> Result<String, ProtocolError> {
     if !(3..=4).contains(&code.len()) || !code.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(ProtocolError::bad(48, "a card security code is 3 or 4 digits"));
+        return Err(ProtocolError::bad(
+            48,
+            "a card security code is 3 or 4 digits",
+        ));
     }
     Ok(format!("{SECURITY_CODE_TAG}{code:<4}"))
 }
 
 /// The security code in field 48 of a request, if it carries one.
 fn parse_security_code(field: &str) -> Result<Sensitive<String>, ProtocolError> {
-    let bad = || ProtocolError::bad(48, "security code must be CV21 and 3 or 4 digits, space-padded to 4");
+    let bad = || {
+        ProtocolError::bad(
+            48,
+            "security code must be CV21 and 3 or 4 digits, space-padded to 4",
+        )
+    };
     if field.len() != SECURITY_CODE_FIELD_LEN || !field.starts_with(SECURITY_CODE_TAG) {
         return Err(bad());
     }

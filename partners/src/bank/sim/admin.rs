@@ -54,11 +54,20 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             let dump: LedgerDump = lock(&shared.ledger).dump();
             match serde_json::to_string_pretty(&dump) {
                 Ok(json) => ("200 OK", json),
-                Err(error) => ("500 Internal Server Error", format!("{{\"error\":\"{error}\"}}")),
+                Err(error) => (
+                    "500 Internal Server Error",
+                    format!("{{\"error\":\"{error}\"}}"),
+                ),
             }
         }
-        _ if line.starts_with(b"GET ") => ("404 Not Found", "{\"error\":\"only GET /ledger\"}".to_owned()),
-        _ => ("405 Method Not Allowed", "{\"error\":\"read-only: GET /ledger\"}".to_owned()),
+        _ if line.starts_with(b"GET ") => (
+            "404 Not Found",
+            "{\"error\":\"only GET /ledger\"}".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "{\"error\":\"read-only: GET /ledger\"}".to_owned(),
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -287,7 +287,8 @@ impl AccountConfig {
             }
         }
         if let Some(code) = &self.security_code {
-            let valid = (3..=4).contains(&code.len()) && code.bytes().all(|byte| byte.is_ascii_digit());
+            let valid =
+                (3..=4).contains(&code.len()) && code.bytes().all(|byte| byte.is_ascii_digit());
             if !valid {
                 return Err("a security code has 3 or 4 digits".to_owned());
             }

@@ -445,16 +445,16 @@ impl Ledger {
             FinancialKind::Refund => TxnKind::Refund,
         };
         self.record(Txn {
-                kind,
-                key: request.key.clone(),
-                account: index,
-                rrn: request.key.rrn.clone(),
-                hold_minor,
-                posted_minor,
-                points_delta,
-                capture: None,
-                reversed: false,
-            });
+            kind,
+            key: request.key.clone(),
+            account: index,
+            rrn: request.key.rrn.clone(),
+            hold_minor,
+            posted_minor,
+            points_delta,
+            capture: None,
+            reversed: false,
+        });
         self.approved(index, points_delta)
     }
 
@@ -536,18 +536,18 @@ impl Ledger {
         self.txns[auth_index].hold_minor = 0;
         self.txns[auth_index].capture = Some(capture_index);
         self.record(Txn {
-                kind: TxnKind::Capture {
-                    authorization: auth_index,
-                },
-                key: request.key.clone(),
-                account: index,
-                rrn: request.key.rrn.clone(),
-                hold_minor: 0,
-                posted_minor: request.amount_minor,
-                points_delta,
-                capture: None,
-                reversed: false,
-            });
+            kind: TxnKind::Capture {
+                authorization: auth_index,
+            },
+            key: request.key.clone(),
+            account: index,
+            rrn: request.key.rrn.clone(),
+            hold_minor: 0,
+            posted_minor: request.amount_minor,
+            points_delta,
+            capture: None,
+            reversed: false,
+        });
         Answer {
             response_code: RC_APPROVED.to_owned(),
             approval_code: None,
@@ -605,7 +605,10 @@ impl Ledger {
     /// its RRN and its field 90 data (MTI, STAN, date-time, acquirer) must
     /// both fit one recorded transaction.
     fn find(&self, key: &OriginalKey) -> Found {
-        let named = self.by_rrn.get(&key.by_rrn()).map_or(&[][..], Vec::as_slice);
+        let named = self
+            .by_rrn
+            .get(&key.by_rrn())
+            .map_or(&[][..], Vec::as_slice);
         match Self::only(
             named
                 .iter()
@@ -619,7 +622,10 @@ impl Ledger {
 
     /// The original a refund by reference names by field 90 alone.
     fn find_by_data(&self, key: &OriginalKey) -> Found {
-        let fits = self.by_data.get(&key.by_data()).map_or(&[][..], Vec::as_slice);
+        let fits = self
+            .by_data
+            .get(&key.by_data())
+            .map_or(&[][..], Vec::as_slice);
         Self::only(fits.iter().copied())
     }
 
@@ -633,7 +639,10 @@ impl Ledger {
 
     fn record(&mut self, txn: Txn) {
         let index = self.txns.len();
-        self.by_data.entry(txn.key.by_data()).or_default().push(index);
+        self.by_data
+            .entry(txn.key.by_data())
+            .or_default()
+            .push(index);
         self.by_rrn.entry(txn.key.by_rrn()).or_default().push(index);
         self.txns.push(txn);
     }

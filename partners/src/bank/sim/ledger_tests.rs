@@ -246,8 +246,14 @@ fn originals_are_matched_by_rrn_and_field_90_together() {
     let visa = request(FinancialKind::Sale, VISA, 1_000, "000020");
     let mut co_brand = request(FinancialKind::Sale, CO_BRAND, 3_000, "000020");
     co_brand.key.rrn = "RRNCOBRAND01".to_owned();
-    assert_eq!(ledger.financial(&visa, today()).0.response_code, RC_APPROVED);
-    assert_eq!(ledger.financial(&co_brand, today()).0.response_code, RC_APPROVED);
+    assert_eq!(
+        ledger.financial(&visa, today()).0.response_code,
+        RC_APPROVED
+    );
+    assert_eq!(
+        ledger.financial(&co_brand, today()).0.response_code,
+        RC_APPROVED
+    );
 
     let mut wrong = visa.key.clone();
     wrong.stan = "000021".to_owned();
@@ -265,10 +271,17 @@ fn originals_are_matched_by_rrn_and_field_90_together() {
     };
     assert_eq!(ledger.reversal(&reversal).1, Effect::Reversed);
     assert_eq!(account(&ledger, CO_BRAND).posted_minor, 0);
-    assert_eq!(account(&ledger, VISA).posted_minor, 1_000, "the other card is untouched");
+    assert_eq!(
+        account(&ledger, VISA).posted_minor,
+        1_000,
+        "the other card is untouched"
+    );
 
     let mut refund = request(FinancialKind::Refund, "", 500, "000022");
     refund.refunded = Some(visa.key.clone());
-    assert_eq!(ledger.financial(&refund, today()).0.response_code, RC_NO_ORIGINAL);
+    assert_eq!(
+        ledger.financial(&refund, today()).0.response_code,
+        RC_NO_ORIGINAL
+    );
     assert_eq!(account(&ledger, VISA).posted_minor, 1_000);
 }

@@ -91,8 +91,7 @@ fn fingerprint(message: &Message) -> Vec<u8> {
 /// The request's own name: MTI with the repeat digit cleared, STAN, field 7, RRN.
 fn own_key(message: &Message) -> Result<OriginalKey, FormatError> {
     let acquirer = text(message, 32)?;
-    if acquirer.is_empty() || acquirer.len() > 11 || !acquirer.bytes().all(|b| b.is_ascii_digit())
-    {
+    if acquirer.is_empty() || acquirer.len() > 11 || !acquirer.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format_error(32, "not 1 to 11 digits"));
     }
     Ok(OriginalKey {
