@@ -644,10 +644,7 @@ impl PaymentApi {
         let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
         let checked = check_card(&payments, &teller, &card, calendar.local_date(now)).await?;
         let (link, link_config) = up_link(&payments, &checked.route.link)?;
-        let stan = payments
-            .next_stan(gateway.store.as_ref(), &checked.route.link, now)
-            .await
-            .map_err(|error| store_failure(&error))?;
+        let stan = next_stan(gateway, &payments, &checked.route.link, now).await?;
         let id = uuid::Uuid::now_v7();
         let record = CardRecord {
             route: checked.route.kind,
@@ -1016,10 +1013,7 @@ impl PaymentApi {
         let amount =
             check_refundable(&payments, &original, card.as_ref(), amount, currency, today).await?;
         let (link, link_config) = up_link(&payments, &original.link_id)?;
-        let stan = payments
-            .next_stan(gateway.store.as_ref(), &original.link_id, now)
-            .await
-            .map_err(|error| store_failure(&error))?;
+        let stan = next_stan(gateway, &payments, &original.link_id, now).await?;
         let id = uuid::Uuid::now_v7();
         let record = CardRecord {
             route: original.route,
@@ -1419,6 +1413,19 @@ pub(crate) async fn check_card(
         brand,
         pin_block,
     })
+}
+
+/// The next STAN of `link_id` (see [`Payments::next_stan`]).
+pub(crate) async fn next_stan(
+    gateway: &Gateway,
+    payments: &Payments,
+    link_id: &str,
+    now: DateTime<Utc>,
+) -> Result<String, Status> {
+    payments
+        .next_stan(gateway.store.as_ref(), link_id, now)
+        .await
+        .map_err(|error| store_failure(&error))
 }
 
 /// The link of a route, if it is up (else nothing is sent or stored).

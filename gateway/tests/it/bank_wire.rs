@@ -310,7 +310,7 @@ async fn shutdown_signs_off_at_the_bank() {
 }
 
 /// Issue 13 item 17: a capture advice the bank refuses (25) leaves the
-/// payment CAPTURE_REFUSED with the bank's code, not CAPTURED; a "not now"
+/// payment `CAPTURE_REFUSED` with the bank's code, not `CAPTURED`; a "not now"
 /// answer (91) is retried instead of taken as final.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_capture_advice_is_capture_refused() {
