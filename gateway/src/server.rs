@@ -137,6 +137,7 @@ pub async fn start(
             .await;
         let _ = stopping_tx.send(());
     };
+    let stopping_gateway = Arc::clone(&gateway);
     let task = tokio::spawn(async move {
         let serving = router.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serving);
@@ -152,6 +153,9 @@ pub async fn start(
             crl_watch.abort();
         }
         background.stop().await;
+        if let Some(payments) = &stopping_gateway.payments {
+            payments.shutdown().await;
+        }
         tracing::info!("server stopped");
         outcome
     });

@@ -42,7 +42,7 @@ pub fn kind_match(kind: pb::TransactionType) -> Option<KindMatch> {
 }
 
 /// Store statuses and their proto names (one to one today).
-const STATUSES: [(&str, pb::TransactionStatus); 10] = [
+const STATUSES: [(&str, pb::TransactionStatus); 11] = [
     ("in_progress", pb::TransactionStatus::InProgress),
     ("authorized", pb::TransactionStatus::Authorized),
     ("captured", pb::TransactionStatus::Captured),
@@ -53,6 +53,7 @@ const STATUSES: [(&str, pb::TransactionStatus); 10] = [
     ("voided", pb::TransactionStatus::Voided),
     ("expired", pb::TransactionStatus::Expired),
     ("cancelled", pb::TransactionStatus::Cancelled),
+    ("capture_refused", pb::TransactionStatus::CaptureRefused),
 ];
 
 pub fn status(store_status: &str) -> pb::TransactionStatus {
@@ -127,7 +128,9 @@ pub fn event_type(stored: &str) -> pb::TransactionEventType {
         "refunded" => E::Refunded,
         "bill_paid" => E::Paid,
         "bill_cancelled" => E::Cancelled,
-        "advice_acknowledged" => E::AdviceAcknowledged,
+        // A refused advice is the bank's answer to it; its to_status
+        // (CAPTURE_REFUSED) and details (the response code) say it refused.
+        "advice_acknowledged" | "capture_refused" => E::AdviceAcknowledged,
         _ => E::Unspecified,
     }
 }

@@ -16,6 +16,7 @@ mod postgres;
 pub mod recon;
 pub mod reload;
 mod sqlite;
+pub mod stan;
 pub mod wallet;
 mod write;
 
@@ -118,12 +119,14 @@ pub enum TransactionStatus {
     Reversed,
     Voided,
     Expired,
+    /// A capture whose advice the bank refused.
+    CaptureRefused,
     /// Wallet transactions: the operator debited or credited the wallet.
     Completed,
 }
 
 impl TransactionStatus {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 12] = [
         Self::Paid,
         Self::Cancelled,
         Self::InProgress,
@@ -134,6 +137,7 @@ impl TransactionStatus {
         Self::Reversed,
         Self::Voided,
         Self::Expired,
+        Self::CaptureRefused,
         Self::Completed,
     ];
 
@@ -149,6 +153,7 @@ impl TransactionStatus {
             Self::Reversed => "reversed",
             Self::Voided => "voided",
             Self::Expired => "expired",
+            Self::CaptureRefused => "capture_refused",
             Self::Completed => "completed",
         }
     }
@@ -352,6 +357,7 @@ pub trait Store:
     + clearing::ClearingStore
     + ReconStore
     + audit::AuditStore
+    + stan::StanStore
     + fmt::Debug
 {
     /// Applies pending schema migrations; safe to run concurrently.

@@ -14,6 +14,7 @@ mod access;
 mod audit;
 mod autoreload;
 mod bad_input;
+mod bank_wire;
 mod bills;
 mod cards;
 mod cards_chaos;
