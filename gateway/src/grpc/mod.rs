@@ -64,6 +64,9 @@ pub struct Gateway {
     pub wallets: Option<Arc<crate::wallet::Wallets>>,
     /// Online billers' clients (empty when every biller is batch-only).
     pub online_billers: Arc<crate::bill::online::OnlineBillers>,
+    /// HSM label of the key that signs clearing files (`clearing.signing_key`),
+    /// whose public half `AuditService.GetSigningKeys` publishes.
+    pub clearing_signing_key: String,
 }
 
 impl Gateway {
@@ -84,6 +87,7 @@ impl Gateway {
             audit: None,
             wallets: None,
             online_billers: Arc::default(),
+            clearing_signing_key: config.clearing.signing_key.clone(),
         })
     }
 
