@@ -67,8 +67,8 @@ enum KeysCommand {
     /// List every key version: label, type, usage, version, KCV. Never material.
     List,
     /// Print the public keys of the signing keys (every kept version): key id
-    /// (`label:version`, as in checkpoints' key_id and `.sig` files),
-    /// algorithm, KCV, the raw key in hex and the SubjectPublicKeyInfo as PEM.
+    /// (`label:version`, as in checkpoints' `key_id` and `.sig` files),
+    /// algorithm, KCV, the raw key in hex and the `SubjectPublicKeyInfo` as PEM.
     Public {
         /// Only this key (e.g. `audit-sign` or `clearing-sign`).
         #[arg(long)]
@@ -148,10 +148,13 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Public { label } => {
-            let versions = posgate_gateway::signing_keys::versions(hsm.as_ref(), label.as_deref())
-                .await?;
+            let versions =
+                posgate_gateway::signing_keys::versions(hsm.as_ref(), label.as_deref()).await?;
             if versions.is_empty() {
-                bail!("no signing key{}", label.map(|l| format!(" labelled {l}")).unwrap_or_default());
+                bail!(
+                    "no signing key{}",
+                    label.map(|l| format!(" labelled {l}")).unwrap_or_default()
+                );
             }
             for version in versions {
                 println!(

@@ -24,8 +24,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use tokio_rustls::server::TlsStream;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
 use crate::config::ServerConfig;
 
@@ -33,25 +33,25 @@ use crate::config::ServerConfig;
 /// effect for new connections within this time; checking the file's
 /// modification time and size every 2 s costs nothing.
 pub const CRL_POLL_INTERVAL: Duration = Duration::from_secs(2);
-/// Most TLS handshakes past their ClientHello at once. A handshake costs a
+/// Most TLS handshakes past their `ClientHello` at once. A handshake costs a
 /// few signature operations; bounding them keeps a reconnect storm (every
 /// till of a chain after a network blip) from starving requests in flight.
-/// Only a connection that has sent its whole ClientHello takes a slot, so
+/// Only a connection that has sent its whole `ClientHello` takes a slot, so
 /// silent peers never hold one; further handshakes wait for a slot, in order.
 pub const MAX_HANDSHAKES_IN_FLIGHT: usize = 128;
-/// A connection must deliver its complete ClientHello within this time of
+/// A connection must deliver its complete `ClientHello` within this time of
 /// being accepted, or it is dropped. A till sends it right after the TCP
 /// handshake, one round trip; 3 s leaves room for a congested backup link
 /// while a silent peer's socket is soon freed. Waiting for it holds no
 /// handshake slot.
 pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(3);
-/// After its ClientHello, a client that has not finished the handshake
+/// After its `ClientHello`, a client that has not finished the handshake
 /// (waiting for a slot included) within this time is dropped, so slow peers
 /// cannot hold handshake slots for long. A till needs two round trips.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most connections waiting for their ClientHello at once; each costs a
+/// Most connections waiting for their `ClientHello` at once; each costs a
 /// socket and a small task. At the bound the one waiting longest is dropped
-/// to make room: a real client sends its ClientHello at once, so the oldest
+/// to make room: a real client sends its `ClientHello` at once, so the oldest
 /// waiter is the likeliest idle one, and a flood cannot lock new tills out.
 pub const MAX_AWAITING_HELLO: usize = 4096;
 /// Most of those from one source address, the oldest from that source
@@ -289,7 +289,7 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 /// The stream of finished TLS connections tonic serves.
 pub type Incoming = tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<TcpStream>>>;
 
-/// The connections accepted whose ClientHello has not arrived yet, oldest
+/// The connections accepted whose `ClientHello` has not arrived yet, oldest
 /// first, by source address too; dropping an entry's sender drops its
 /// connection.
 #[derive(Debug, Default)]
@@ -335,7 +335,7 @@ impl AwaitingHello {
         }
     }
 
-    /// Forgets a connection (its ClientHello came, it failed, or it is dropped).
+    /// Forgets a connection (its `ClientHello` came, it failed, or it is dropped).
     fn leave(&mut self, id: u64) {
         let Some((source, _evict)) = self.by_age.remove(&id) else {
             return;
@@ -360,7 +360,7 @@ pub struct HandshakeGauge {
 }
 
 impl HandshakeGauge {
-    /// Connections accepted that have not sent their whole ClientHello yet.
+    /// Connections accepted that have not sent their whole `ClientHello` yet.
     pub fn awaiting_client_hello(&self) -> usize {
         self.lock().len()
     }
@@ -372,7 +372,7 @@ impl HandshakeGauge {
     }
 }
 
-/// A connection's place among those waiting for their ClientHello, given
+/// A connection's place among those waiting for their `ClientHello`, given
 /// up when dropped.
 struct AwaitingPlace {
     gauge: HandshakeGauge,
@@ -387,7 +387,7 @@ impl Drop for AwaitingPlace {
 
 /// Accepts TCP connections (with `TCP_NODELAY`) as fast as they come, and
 /// yields those whose TLS handshake succeeds. A connection first waits for
-/// its ClientHello ([`CLIENT_HELLO_TIMEOUT`], holding no slot, bounded by
+/// its `ClientHello` ([`CLIENT_HELLO_TIMEOUT`], holding no slot, bounded by
 /// [`MAX_AWAITING_HELLO`] and [`MAX_AWAITING_HELLO_PER_SOURCE`]); then it
 /// takes one of [`MAX_HANDSHAKES_IN_FLIGHT`] slots and must finish within
 /// [`HANDSHAKE_TIMEOUT`]. Silent or slow peers so never keep a till that
@@ -454,7 +454,7 @@ fn out_of_descriptors(error: &std::io::Error) -> bool {
     matches!(error.raw_os_error(), Some(EMFILE | ENFILE))
 }
 
-/// One connection's handshake: its ClientHello within
+/// One connection's handshake: its `ClientHello` within
 /// [`CLIENT_HELLO_TIMEOUT`] (unless dropped to make room first), then a slot
 /// and the rest within [`HANDSHAKE_TIMEOUT`].
 async fn handshake(
@@ -522,7 +522,10 @@ mod tests {
         assert_eq!(awaiting.len(), MAX_AWAITING_HELLO_PER_SOURCE + 1);
         let (newest, _newest_evicted) = awaiting.admit(ip("10.0.0.1"));
         assert_eq!(awaiting.len(), MAX_AWAITING_HELLO_PER_SOURCE + 1);
-        assert!(flood[0].1.try_recv().is_err(), "the flood's oldest was dropped");
+        assert!(
+            flood[0].1.try_recv().is_err(),
+            "the flood's oldest was dropped"
+        );
         assert!(!awaiting.by_age.contains_key(&flood[0].0));
         assert!(awaiting.by_age.contains_key(&newest));
         assert!(awaiting.by_age.contains_key(&other));
@@ -539,7 +542,8 @@ mod tests {
         let mut awaiting = AwaitingHello::default();
         let mut all = Vec::new();
         for index in 0..MAX_AWAITING_HELLO {
-            let source = IpAddr::from([10, 1, (index / 256) as u8, (index % 256) as u8]);
+            let [.., high, low] = u32::try_from(index).unwrap().to_be_bytes();
+            let source = IpAddr::from([10, 1, high, low]);
             all.push(awaiting.admit(source));
         }
         let (newest, _) = awaiting.admit(ip("10.9.9.9"));

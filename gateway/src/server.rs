@@ -23,6 +23,10 @@ use crate::grpc::wallet::WalletApi;
 use crate::payments::{Payments, saf};
 use crate::store;
 use crate::wallet::Wallets;
+use tonic_reflection::pb::v1::server_reflection_server::{
+    ServerReflection, ServerReflectionServer,
+};
+use tonic_reflection::pb::v1alpha;
 
 /// How often expired idempotency keys are purged and idle rate-limiter state is dropped.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -44,7 +48,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     pub gateway: Arc<Gateway>,
     pub task: JoinHandle<anyhow::Result<()>>,
-    /// The TLS accept loop's state: connections still waiting for their ClientHello.
+    /// The TLS accept loop's state: connections still waiting for their `ClientHello`.
     pub handshakes: crate::mtls::HandshakeGauge,
 }
 
@@ -101,20 +105,8 @@ pub async fn start(
     let addr = listener.local_addr()?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
-        .await;
-    report_wallet_health(&health_reporter, &gateway).await;
-    report_audit_health(&health_reporter, &gateway).await;
-    // Reflection v1, and v1alpha for older clients (grpcio-reflection's
-    // stock client, grpcurl before 1.8.8).
-    let reflection = reflection_builder()
-        .build_v1()
-        .context("building reflection service")?;
-    let reflection_v1alpha = reflection_builder()
-        .build_v1alpha()
-        .context("building reflection service v1alpha")?;
-
+    report_static_health(&health_reporter, &gateway).await;
+    let (reflection, reflection_v1alpha) = reflection_services()?;
     let background = Background::start(config, &gateway, &health_reporter)?;
     let grace = config.server.shutdown_grace;
     // TLS is terminated by our own acceptor (mtls::accept_tls) so the client
@@ -130,8 +122,8 @@ pub async fn start(
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
         .add_service(health_service.max_decoding_message_size(limit))
-        .add_service(reflection.max_decoding_message_size(limit))
-        .add_service(reflection_v1alpha.max_decoding_message_size(limit))
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(
             BillPaymentApi::new(Arc::clone(&gateway))
                 .into_server()
@@ -201,11 +193,40 @@ pub async fn start(
     })
 }
 
-/// Reflection over posgate's and health's protos, for one protocol version.
-fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(posgate_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+/// Health entries that do not change while serving: `BillPaymentService`
+/// (always), `WalletService` and `AuditService` (when configured).
+async fn report_static_health(reporter: &tonic_health::server::HealthReporter, gateway: &Gateway) {
+    reporter
+        .set_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
+        .await;
+    report_wallet_health(reporter, gateway).await;
+    report_audit_health(reporter, gateway).await;
+}
+
+/// Server reflection over posgate's and health's protos, v1 and v1alpha
+/// (for older clients: grpcio-reflection's stock client, older grpcurl),
+/// each limited to [`MAX_REQUEST_BYTES`] per request like every service.
+fn reflection_services() -> anyhow::Result<(
+    ServerReflectionServer<impl ServerReflection>,
+    v1alpha::server_reflection_server::ServerReflectionServer<
+        impl v1alpha::server_reflection_server::ServerReflection,
+    >,
+)> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(posgate_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = builder()
+        .build_v1()
+        .context("building reflection service")?;
+    let v1alpha = builder()
+        .build_v1alpha()
+        .context("building reflection service v1alpha")?;
+    Ok((
+        v1.max_decoding_message_size(MAX_REQUEST_BYTES),
+        v1alpha.max_decoding_message_size(MAX_REQUEST_BYTES),
+    ))
 }
 
 /// The server's background work: key purging, card health, the card and

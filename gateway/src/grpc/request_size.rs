@@ -48,7 +48,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        self.inner.call(request).map(resource_exhausted_if_too_large)
+        self.inner
+            .call(request)
+            .map(resource_exhausted_if_too_large)
     }
 }
 

@@ -2,12 +2,12 @@
 //! `posgate keys public` give the public keys (raw and SPKI) that verify
 //! checkpoints and clearing signatures; `keys init-test` creates missing directories.
 
+use pb::audit_service_client::AuditServiceClient;
 use posgate_gateway::audit::seal::seal_once;
 use posgate_gateway::payments::test_keys::{AUDIT_SIGN_SEED, CLEARING_SIGN_SEED};
 use posgate_gateway::store::audit::checkpoint_statement;
 use posgate_hsm::KeyRef;
 use posgate_proto::v1 as pb;
-use pb::audit_service_client::AuditServiceClient;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 
 use crate::support::{Backend, OPEN_LIMITS, TestDb, TestGateway, tw_pay, utc};
@@ -42,15 +42,18 @@ async fn hsm_gateway() -> TestGateway {
 async fn auditors_get_the_keys_that_verify_checkpoints_and_clearing_files() {
     let now = utc(NOW);
     let gw = hsm_gateway().await;
-    gw.client.clone().pay_bill(tw_pay("keys-1", now)).await.unwrap();
+    gw.client
+        .clone()
+        .pay_bill(tw_pay("keys-1", now))
+        .await
+        .unwrap();
     let audit = gw.server.gateway.audit.as_ref().unwrap();
     let checkpoint = seal_once(audit, now).await.unwrap().unwrap();
 
-    let mut auditor = AuditServiceClient::new(gw.channel_as(
-        &posgate_gateway::access::Identity::Auditor {
+    let mut auditor =
+        AuditServiceClient::new(gw.channel_as(&posgate_gateway::access::Identity::Auditor {
             auditor_id: "a1".to_owned(),
-        },
-    ));
+        }));
     let keys = auditor
         .get_signing_keys(pb::GetSigningKeysRequest {
             context: Some(pb::AuditContext {
@@ -144,10 +147,13 @@ fn keys_init_test_creates_directories_and_public_prints_the_keys() {
     let printed = run(&["public", "--label", "audit-sign"]);
     let public = public_of(AUDIT_SIGN_SEED);
     assert!(
-        printed.starts_with(&format!("audit-sign:1 ed25519 KCV ")),
+        printed.starts_with("audit-sign:1 ed25519 KCV "),
         "{printed}"
     );
-    assert!(printed.contains(&format!("public {}", hex::encode(&public))), "{printed}");
+    assert!(
+        printed.contains(&format!("public {}", hex::encode(&public))),
+        "{printed}"
+    );
     let pem = posgate_hsm::PublicKey::Ed25519(public.try_into().unwrap()).spki_pem();
     assert!(printed.contains(&pem), "{printed}");
     let all = run(&["public"]);

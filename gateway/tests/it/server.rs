@@ -320,7 +320,10 @@ async fn reflection_serves_v1_and_v1alpha() {
         "posgate.v1.AuditService",
         "grpc.health.v1.Health",
     ] {
-        assert!(v1_names.iter().any(|n| n == name), "v1 lists {name}: {v1_names:?}");
+        assert!(
+            v1_names.iter().any(|n| n == name),
+            "v1 lists {name}: {v1_names:?}"
+        );
         assert!(
             v1alpha_names.iter().any(|n| n == name),
             "v1alpha lists {name}: {v1alpha_names:?}"
@@ -336,14 +339,14 @@ fn open_files_soft_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// With 1,000 silent TCP connections open (no ClientHello), a till still
+/// With 1,000 silent TCP connections open (no `ClientHello`), a till still
 /// connects and gets its answer at once: silent peers hold no handshake slot.
 ///
 /// Timing bound: before the fix every silent connection held one of the 128
 /// handshake slots for the 10 s handshake timeout, so the till waited at
 /// least 10 s (8.3 s measured with 300). Now it waits for none of them; it
 /// typically answers in tens of milliseconds. The assertion allows 2 s for a
-/// busy 2-core machine, still below the 3 s ClientHello deadline, so the till
+/// busy 2-core machine, still below the 3 s `ClientHello` deadline, so the till
 /// cannot have got in by silent connections timing out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_do_not_lock_out_a_till() {
@@ -363,7 +366,11 @@ async fn silent_connections_do_not_lock_out_a_till() {
     let now = utc("2026-11-23T03:00:00Z");
     let gw = TestGateway::start(Backend::Sqlite, now).await;
     // Warm up: the first payment opens the database and caches what it can.
-    gw.client.clone().pay_bill(tw_pay("idle-0", now)).await.unwrap();
+    gw.client
+        .clone()
+        .pay_bill(tw_pay("idle-0", now))
+        .await
+        .unwrap();
     let till_cert = crate::support::issue(&gw.pki, &crate::support::terminal("S001", "T02"));
 
     // The silent connections come from eight loopback addresses, 125 each,
