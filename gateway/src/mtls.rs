@@ -469,7 +469,8 @@ async fn handshake(
     let start = tokio::select! {
         hello = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, hello) => hello,
         _ = evicted => {
-            tracing::info!(%peer, "connection without ClientHello dropped to make room for new ones");
+            // Debug, not info: a flood would otherwise flood the log too.
+            tracing::debug!(%peer, "connection without ClientHello dropped to make room for new ones");
             return None;
         }
     };
@@ -481,7 +482,7 @@ async fn handshake(
             return None;
         }
         Err(_) => {
-            tracing::info!(%peer, timeout_ms = CLIENT_HELLO_TIMEOUT.as_millis(), "no TLS ClientHello in time");
+            tracing::debug!(%peer, timeout_ms = CLIENT_HELLO_TIMEOUT.as_millis(), "no TLS ClientHello in time");
             return None;
         }
     };
