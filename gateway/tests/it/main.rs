@@ -20,6 +20,7 @@ mod cards;
 mod cards_chaos;
 mod clearing;
 mod idempotency;
+mod keys;
 mod online_bills;
 mod reconciliation;
 mod server;
