@@ -88,16 +88,7 @@ pub async fn start(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
-    let store = store::open(&config.database.url, config.database.max_connections)
-        .await
-        .context("opening the transaction store")?;
-    store
-        .migrate()
-        .await
-        .context("migrating the transaction store")?;
-    let gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
-    let gateway = with_hsm_services(gateway, config)?;
-    let gateway = Arc::new(gateway);
+    let gateway = open_gateway(config, clock).await?;
     let tls = crate::mtls::ServerTls::load(&config.server)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -195,6 +186,20 @@ pub async fn start(
         task,
         handshakes,
     })
+}
+
+/// Opens and migrates the transaction store and builds the shared gateway
+/// state with its HSM-backed services.
+async fn open_gateway(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Gateway>> {
+    let store = store::open(&config.database.url, config.database.max_connections)
+        .await
+        .context("opening the transaction store")?;
+    store
+        .migrate()
+        .await
+        .context("migrating the transaction store")?;
+    let gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
+    Ok(Arc::new(with_hsm_services(gateway, config)?))
 }
 
 /// Health entries that do not change while serving: `BillPaymentService`
