@@ -117,6 +117,7 @@ enum StatusArg {
     Voided,
     Expired,
     Cancelled,
+    CaptureRefused,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -286,6 +287,7 @@ fn proto_status(value: StatusArg) -> pb::TransactionStatus {
         StatusArg::Reversed => pb::TransactionStatus::Reversed,
         StatusArg::Voided => pb::TransactionStatus::Voided,
         StatusArg::Expired => pb::TransactionStatus::Expired,
+        StatusArg::CaptureRefused => pb::TransactionStatus::CaptureRefused,
         StatusArg::Cancelled => pb::TransactionStatus::Cancelled,
     }
 }

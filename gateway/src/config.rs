@@ -142,6 +142,10 @@ pub struct BillerConfig {
     pub min_amount_minor: u64,
     pub max_amount_minor: u64,
     pub accept_after_due: bool,
+    /// The contract lets one slip be paid more than once (instalments, or a
+    /// biller that reconciles duplicates itself). Otherwise a batch-only
+    /// biller's slip is paid at most once while that payment stands.
+    pub allow_repeat_payment: bool,
     pub fee: FeeContract,
     /// Set for `mode = "online"`: how to reach the biller in real time.
     pub online: Option<crate::bill::online::OnlineBillerConfig>,
@@ -308,6 +312,8 @@ struct RawBiller {
     max_amount_minor: u64,
     #[serde(default)]
     accept_after_due: bool,
+    #[serde(default)]
+    allow_repeat_payment: bool,
     fee: FeeRule,
     /// `"batch"` (the default: told only through the daily file) or `"online"`.
     #[serde(default)]
@@ -386,7 +392,7 @@ impl Config {
             },
             &store_ids,
         )?;
-        Ok(Self {
+        let config = Self {
             server,
             database: DatabaseConfig {
                 url: raw.database.url,
@@ -412,8 +418,74 @@ impl Config {
                 .check()
                 .map_err(|(key, reason)| invalid(key, reason))?,
             wallet_operators,
-        })
+        };
+        check_partner_currencies(&config)?;
+        Ok(config)
     }
+
+    /// The currencies a settlement party's items can be in, each with what
+    /// brings it there (for messages): a biller's bills, a wallet operator's
+    /// payments, and every card store's sales for each bank link a card can
+    /// be routed to (the acquirer link and every co-brand range's link).
+    fn party_currencies(&self) -> BTreeMap<String, BTreeMap<&'static str, String>> {
+        let mut parties: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
+        for biller in &self.billers {
+            parties
+                .entry(format!("biller:{}", biller.id))
+                .or_default()
+                .insert(
+                    biller.currency.code,
+                    format!("bills of biller {}", biller.id),
+                );
+        }
+        for operator in &self.wallet_operators {
+            parties.entry(operator.party()).or_default().insert(
+                operator.currency.code,
+                format!("wallet operator {}", operator.id),
+            );
+        }
+        let links = self
+            .card
+            .acquirer_link
+            .iter()
+            .chain(self.card.co_brand.iter().map(|route| &route.link));
+        for link in links {
+            for (store_id, currency) in &self.card.store_currency {
+                parties
+                    .entry(format!("bank:{link}"))
+                    .or_default()
+                    .entry(currency.code)
+                    .or_insert_with(|| format!("card sales at store {store_id} on link {link}"));
+            }
+        }
+        parties
+    }
+}
+
+/// Refuses a clearing partner whose items can be in another currency than
+/// the one it settles in: its file, fees and settlement instruction would
+/// mix currencies (a JPY file with a TWD trailer).
+fn check_partner_currencies(config: &Config) -> Result<(), ConfigError> {
+    let parties = config.party_currencies();
+    for (index, partner) in config.partners.iter().enumerate() {
+        let Some(currencies) = parties.get(&partner.id) else {
+            continue;
+        };
+        if let Some((currency, source)) = currencies
+            .iter()
+            .find(|(currency, _)| **currency != partner.currency.code)
+        {
+            return Err(invalid(
+                format!("partner[{index}].currency"),
+                format!(
+                    "partner {} settles in {}, but its items include {currency} ({source}); \
+                     give it the currency of its items, or route each currency to a partner of its own",
+                    partner.id, partner.currency.code
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_limits(raw: &RawLimits) -> Result<LimitsConfig, ConfigError> {
@@ -540,6 +612,7 @@ fn check_billers(raw: Vec<RawBiller>) -> Result<Vec<BillerConfig>, ConfigError> 
             min_amount_minor: biller.min_amount_minor,
             max_amount_minor: biller.max_amount_minor,
             accept_after_due: biller.accept_after_due,
+            allow_repeat_payment: biller.allow_repeat_payment,
             fee,
             online,
         });

@@ -2,7 +2,9 @@
 //!
 //! Every command goes through `posgate_hsm`'s public API, so nothing here
 //! ever sees key material: `list` shows label, type, usage, version and KCV;
-//! `export` writes a key wrapped under a ZMK/KEK with both KCVs.
+//! `public` prints the public halves of signing keys (what auditors and
+//! partners verify checkpoints and clearing files with); `export` writes a
+//! key wrapped under a ZMK/KEK with both KCVs.
 //!
 //! Backends: `--backend software` (default) opens the keystore file named by
 //! `--keystore` / `POSGATE_HSM_KEYSTORE`, sealed under the master key from
@@ -64,6 +66,14 @@ enum KeysCommand {
     },
     /// List every key version: label, type, usage, version, KCV. Never material.
     List,
+    /// Print the public keys of the signing keys (every kept version): key id
+    /// (`label:version`, as in checkpoints' `key_id` and `.sig` files),
+    /// algorithm, KCV, the raw key in hex and the `SubjectPublicKeyInfo` as PEM.
+    Public {
+        /// Only this key (e.g. `audit-sign` or `clearing-sign`).
+        #[arg(long)]
+        label: Option<String>,
+    },
     /// Generate the next version of a key; older versions keep verifying.
     Rotate {
         #[arg(long)]
@@ -101,6 +111,8 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
             .master_key_file
             .as_deref()
             .context("init-test needs --master-key-file")?;
+        create_parent_dir(keystore)?;
+        create_parent_dir(master)?;
         posgate_gateway::payments::test_keys::write_test_keystore(keystore, master).await?;
         println!(
             "created {} with the published TEST keys (never use them in production)",
@@ -132,6 +144,26 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
                     info.spec.to_string(),
                     info.version,
                     info.kcv
+                );
+            }
+        }
+        KeysCommand::Public { label } => {
+            let versions =
+                posgate_gateway::signing_keys::versions(hsm.as_ref(), label.as_deref()).await?;
+            if versions.is_empty() {
+                bail!(
+                    "no signing key{}",
+                    label.map(|l| format!(" labelled {l}")).unwrap_or_default()
+                );
+            }
+            for version in versions {
+                println!(
+                    "{} {} KCV {} public {}\n{}",
+                    version.key_id(),
+                    version.public.algorithm(),
+                    version.public.kcv(),
+                    hex::encode(version.public.as_bytes()),
+                    version.public.spki_pem()
                 );
             }
         }
@@ -189,8 +221,10 @@ fn init(args: &KeysArgs) -> anyhow::Result<()> {
         );
     }
     let path = keystore_path(args)?;
+    create_parent_dir(path)?;
     let master = match &args.master_key_file {
         Some(file) if !file.exists() => {
+            create_parent_dir(file)?;
             let (master, text) = MasterKey::generate()?;
             write_private(file, &text)?;
             println!(
@@ -204,6 +238,15 @@ fn init(args: &KeysArgs) -> anyhow::Result<()> {
     SoftwareHsm::create(path, master)?;
     println!("created keystore {}", path.display());
     Ok(())
+}
+
+/// Creates the directory a file goes in, if missing (`keys/` on first use).
+fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating directory {}", dir.display())),
+        _ => Ok(()),
+    }
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -18,6 +18,7 @@
 //! - [`grpc`]: the gRPC service layer: validation, error details, limits, services.
 //! - [`server`]: mTLS, access control, health, reflection, graceful shutdown: `posgate serve`.
 //! - [`mtls`]: the server side of mutual TLS: client verifier with CRL reload, bounded handshakes.
+//! - [`signing_keys`]: the public keys that verify checkpoints and clearing files.
 //! - [`tls`]: client TLS settings and the development PKI (`posgate certs`, demo, tests).
 //! - [`demo`]: `posgate demo`, a scripted store day against a real server.
 //! - [`load`]: `posgate load`, the load generator.
@@ -37,6 +38,7 @@ pub mod money;
 pub mod mtls;
 pub mod payments;
 pub mod server;
+pub mod signing_keys;
 pub mod store;
 pub mod tls;
 pub mod wallet;

@@ -186,9 +186,18 @@ impl FeeContract {
         }
     }
 
-    /// The fee for an item of `amount_minor`, in minor units. Never more than the amount.
+    /// The fee for an item of `amount_minor`, in minor units. Never more than
+    /// the amount: bill payments whose contract fee is not less than the
+    /// amount are refused before (`bill::check_fee`), and a clearing item's
+    /// fee cannot exceed the item.
     pub fn fee_minor(&self, amount_minor: u64) -> u64 {
-        let fee = match self {
+        self.uncapped_fee_minor(amount_minor).min(amount_minor)
+    }
+
+    /// The fee the contract's rule gives for `amount_minor`, even when it
+    /// exceeds the amount.
+    pub fn uncapped_fee_minor(&self, amount_minor: u64) -> u64 {
+        match self {
             Self::Fixed { amount_minor: fee } => *fee,
             Self::Percent {
                 rate_percent,
@@ -208,8 +217,7 @@ impl FeeContract {
                 .iter()
                 .find(|tier| amount_minor <= tier.up_to_minor)
                 .map_or(0, |tier| tier.fee_minor),
-        };
-        fee.min(amount_minor)
+        }
     }
 }
 

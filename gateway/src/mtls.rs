@@ -6,10 +6,11 @@
 //! Expired, revoked and untrusted certificates (and clients without one) are
 //! refused at the handshake, before a single HTTP/2 frame is read.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::BufReader;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -21,10 +22,10 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest as _, Sha256};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
 use crate::config::ServerConfig;
 
@@ -32,14 +33,32 @@ use crate::config::ServerConfig;
 /// effect for new connections within this time; checking the file's
 /// modification time and size every 2 s costs nothing.
 pub const CRL_POLL_INTERVAL: Duration = Duration::from_secs(2);
-/// Most TLS handshakes in progress at once. A handshake costs a few
-/// signature operations; bounding them keeps a reconnect storm (every till
-/// of a chain after a network blip) from starving requests in flight. Further
-/// connections wait in the kernel's accept backlog.
+/// Most TLS handshakes past their `ClientHello` at once. A handshake costs a
+/// few signature operations; bounding them keeps a reconnect storm (every
+/// till of a chain after a network blip) from starving requests in flight.
+/// Only a connection that has sent its whole `ClientHello` takes a slot, so
+/// silent peers never hold one; further handshakes wait for a slot, in order.
 pub const MAX_HANDSHAKES_IN_FLIGHT: usize = 128;
-/// A client that has not finished its handshake by then is dropped, so slow
-/// or silent peers cannot hold handshake slots.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection must deliver its complete `ClientHello` within this time of
+/// being accepted, or it is dropped. A till sends it right after the TCP
+/// handshake, one round trip; 3 s leaves room for a congested backup link
+/// while a silent peer's socket is soon freed. Waiting for it holds no
+/// handshake slot.
+pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+/// After its `ClientHello`, a client that has not finished the handshake
+/// (waiting for a slot included) within this time is dropped, so slow peers
+/// cannot hold handshake slots for long. A till needs two round trips.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most connections waiting for their `ClientHello` at once; each costs a
+/// socket and a small task. At the bound the one waiting longest is dropped
+/// to make room: a real client sends its `ClientHello` at once, so the oldest
+/// waiter is the likeliest idle one, and a flood cannot lock new tills out.
+pub const MAX_AWAITING_HELLO: usize = 4096;
+/// Most of those from one source address, the oldest from that source
+/// dropped beyond it: one host flooding the port evicts only its own
+/// connections. A store behind one NAT address reconnects a few dozen tills
+/// at once, each waiting one round trip, far below this.
+pub const MAX_AWAITING_HELLO_PER_SOURCE: usize = 512;
 /// Finished handshakes waiting for the HTTP/2 server to take them.
 const ACCEPTED_QUEUE: usize = 64;
 /// Pause after a failed accept (such as running out of file descriptors) so
@@ -270,24 +289,122 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 /// The stream of finished TLS connections tonic serves.
 pub type Incoming = tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<TcpStream>>>;
 
-/// Accepts TCP connections (with `TCP_NODELAY`), runs at most
-/// [`MAX_HANDSHAKES_IN_FLIGHT`] handshakes at once, each within
-/// [`HANDSHAKE_TIMEOUT`], and yields the connections whose handshake
-/// succeeded. Stops accepting when `stop` turns true or the stream is dropped.
+/// The connections accepted whose `ClientHello` has not arrived yet, oldest
+/// first, by source address too; dropping an entry's sender drops its
+/// connection.
+#[derive(Debug, Default)]
+struct AwaitingHello {
+    next_id: u64,
+    by_age: BTreeMap<u64, (IpAddr, oneshot::Sender<()>)>,
+    by_source: HashMap<IpAddr, BTreeSet<u64>>,
+}
+
+impl AwaitingHello {
+    /// Registers a new connection from `source`, first dropping the oldest
+    /// one of the same source at [`MAX_AWAITING_HELLO_PER_SOURCE`] and the
+    /// oldest of all at [`MAX_AWAITING_HELLO`]. The receiver resolves when
+    /// the connection is dropped to make room.
+    fn admit(&mut self, source: IpAddr) -> (u64, oneshot::Receiver<()>) {
+        let oldest_of_source = self
+            .by_source
+            .get(&source)
+            .filter(|ids| ids.len() >= MAX_AWAITING_HELLO_PER_SOURCE)
+            .and_then(|ids| ids.first().copied());
+        if let Some(id) = oldest_of_source {
+            self.leave(id);
+        }
+        if self.by_age.len() >= MAX_AWAITING_HELLO {
+            self.drop_oldest();
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let (evict, evicted) = oneshot::channel();
+        self.by_age.insert(id, (source, evict));
+        self.by_source.entry(source).or_default().insert(id);
+        (id, evicted)
+    }
+
+    /// Drops the connection waiting longest; false when none waits.
+    fn drop_oldest(&mut self) -> bool {
+        match self.by_age.first_key_value() {
+            Some((&id, _)) => {
+                self.leave(id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets a connection (its `ClientHello` came, it failed, or it is dropped).
+    fn leave(&mut self, id: u64) {
+        let Some((source, _evict)) = self.by_age.remove(&id) else {
+            return;
+        };
+        if let Some(ids) = self.by_source.get_mut(&source) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_source.remove(&source);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_age.len()
+    }
+}
+
+/// What the accept loop is doing, for tests and operators.
+#[derive(Debug, Clone, Default)]
+pub struct HandshakeGauge {
+    awaiting: Arc<Mutex<AwaitingHello>>,
+}
+
+impl HandshakeGauge {
+    /// Connections accepted that have not sent their whole `ClientHello` yet.
+    pub fn awaiting_client_hello(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AwaitingHello> {
+        self.awaiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A connection's place among those waiting for their `ClientHello`, given
+/// up when dropped.
+struct AwaitingPlace {
+    gauge: HandshakeGauge,
+    id: u64,
+}
+
+impl Drop for AwaitingPlace {
+    fn drop(&mut self) {
+        self.gauge.lock().leave(self.id);
+    }
+}
+
+/// Accepts TCP connections (with `TCP_NODELAY`) as fast as they come, and
+/// yields those whose TLS handshake succeeds. A connection first waits for
+/// its `ClientHello` ([`CLIENT_HELLO_TIMEOUT`], holding no slot, bounded by
+/// [`MAX_AWAITING_HELLO`] and [`MAX_AWAITING_HELLO_PER_SOURCE`]); then it
+/// takes one of [`MAX_HANDSHAKES_IN_FLIGHT`] slots and must finish within
+/// [`HANDSHAKE_TIMEOUT`]. Silent or slow peers so never keep a till that
+/// speaks from connecting. Stops accepting when `stop` turns true or the
+/// stream is dropped.
 pub fn accept_tls(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: &TlsAcceptor,
     mut stop: watch::Receiver<bool>,
-) -> (Incoming, JoinHandle<()>) {
+) -> (Incoming, JoinHandle<()>, HandshakeGauge) {
     let (sender, receiver) = mpsc::channel(ACCEPTED_QUEUE);
+    let gauge = HandshakeGauge::default();
+    let config = Arc::clone(acceptor.config());
+    let loop_gauge = gauge.clone();
     let task = tokio::spawn(async move {
         let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES_IN_FLIGHT));
         loop {
-            let permit = tokio::select! {
-                permit = Arc::clone(&handshakes).acquire_owned() => permit.expect("never closed"),
-                () = sender.closed() => break,
-                _ = stop.wait_for(|stop| *stop) => break,
-            };
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
                 () = sender.closed() => break,
@@ -295,6 +412,11 @@ pub fn accept_tls(
             };
             let (tcp, peer) = match accepted {
                 Ok(accepted) => accepted,
+                Err(error) if out_of_descriptors(&error) && loop_gauge.lock().drop_oldest() => {
+                    tracing::warn!(%error, "out of sockets: dropped the connection waiting longest for its ClientHello");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "accepting a connection failed");
                     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
@@ -304,24 +426,71 @@ pub fn accept_tls(
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, %peer, "setting TCP_NODELAY failed");
             }
-            let (acceptor, sender) = (acceptor.clone(), sender.clone());
+            let (id, evicted) = loop_gauge.lock().admit(peer.ip());
+            let place = AwaitingPlace {
+                gauge: loop_gauge.clone(),
+                id,
+            };
+            let (config, handshakes, sender) =
+                (Arc::clone(&config), Arc::clone(&handshakes), sender.clone());
             tokio::spawn(async move {
-                let _permit = permit;
-                if let Some(tls) = handshake(&acceptor, tcp, peer).await {
+                if let Some(tls) = handshake(tcp, peer, place, evicted, config, &handshakes).await {
                     let _ = sender.send(Ok(tls)).await;
                 }
             });
         }
     });
-    (tokio_stream::wrappers::ReceiverStream::new(receiver), task)
+    (
+        tokio_stream::wrappers::ReceiverStream::new(receiver),
+        task,
+        gauge,
+    )
 }
 
+/// EMFILE or ENFILE: the process or the system is out of file descriptors.
+fn out_of_descriptors(error: &std::io::Error) -> bool {
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    matches!(error.raw_os_error(), Some(EMFILE | ENFILE))
+}
+
+/// One connection's handshake: its `ClientHello` within
+/// [`CLIENT_HELLO_TIMEOUT`] (unless dropped to make room first), then a slot
+/// and the rest within [`HANDSHAKE_TIMEOUT`].
 async fn handshake(
-    acceptor: &TlsAcceptor,
     tcp: TcpStream,
     peer: SocketAddr,
+    place: AwaitingPlace,
+    evicted: oneshot::Receiver<()>,
+    config: Arc<rustls::ServerConfig>,
+    handshakes: &Semaphore,
 ) -> Option<TlsStream<TcpStream>> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let start = tokio::select! {
+        hello = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, hello) => hello,
+        _ = evicted => {
+            // Debug, not info: a flood would otherwise flood the log too.
+            tracing::debug!(%peer, "connection without ClientHello dropped to make room for new ones");
+            return None;
+        }
+    };
+    drop(place);
+    let start = match start {
+        Ok(Ok(start)) => start,
+        Ok(Err(error)) => {
+            tracing::info!(%peer, %error, "TLS handshake refused (bad ClientHello)");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, timeout_ms = CLIENT_HELLO_TIMEOUT.as_millis(), "no TLS ClientHello in time");
+            return None;
+        }
+    };
+    let rest = async {
+        let _slot = handshakes.acquire().await.expect("never closed");
+        start.into_stream(config).await
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, rest).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(error)) => {
             tracing::info!(%peer, %error, "TLS handshake refused");
@@ -331,5 +500,63 @@ async fn handshake(
             tracing::info!(%peer, timeout_ms = HANDSHAKE_TIMEOUT.as_millis(), "TLS handshake timed out");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// One source beyond its cap evicts its own oldest connection, not another source's.
+    #[test]
+    fn a_flooding_source_evicts_only_its_own_oldest() {
+        let mut awaiting = AwaitingHello::default();
+        let (other, mut other_evicted) = awaiting.admit(ip("10.0.0.2"));
+        let mut flood = Vec::new();
+        for _ in 0..MAX_AWAITING_HELLO_PER_SOURCE {
+            flood.push(awaiting.admit(ip("10.0.0.1")));
+        }
+        assert_eq!(awaiting.len(), MAX_AWAITING_HELLO_PER_SOURCE + 1);
+        let (newest, _newest_evicted) = awaiting.admit(ip("10.0.0.1"));
+        assert_eq!(awaiting.len(), MAX_AWAITING_HELLO_PER_SOURCE + 1);
+        assert!(
+            flood[0].1.try_recv().is_err(),
+            "the flood's oldest was dropped"
+        );
+        assert!(!awaiting.by_age.contains_key(&flood[0].0));
+        assert!(awaiting.by_age.contains_key(&newest));
+        assert!(awaiting.by_age.contains_key(&other));
+        assert_eq!(
+            other_evicted.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty),
+            "the other source's connection is untouched"
+        );
+    }
+
+    /// At the global cap the oldest connection of all makes room; leaving frees every index.
+    #[test]
+    fn the_global_cap_evicts_the_oldest() {
+        let mut awaiting = AwaitingHello::default();
+        let mut all = Vec::new();
+        for index in 0..MAX_AWAITING_HELLO {
+            let [.., high, low] = u32::try_from(index).unwrap().to_be_bytes();
+            let source = IpAddr::from([10, 1, high, low]);
+            all.push(awaiting.admit(source));
+        }
+        let (newest, _) = awaiting.admit(ip("10.9.9.9"));
+        assert_eq!(awaiting.len(), MAX_AWAITING_HELLO);
+        assert!(!awaiting.by_age.contains_key(&all[0].0));
+        assert!(awaiting.by_age.contains_key(&newest));
+        for (id, _) in &all {
+            awaiting.leave(*id);
+        }
+        awaiting.leave(newest);
+        assert_eq!(awaiting.len(), 0);
+        assert!(awaiting.by_source.is_empty());
+        assert!(!awaiting.drop_oldest());
     }
 }

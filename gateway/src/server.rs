@@ -18,10 +18,15 @@ use crate::grpc::Gateway;
 use crate::grpc::audit::AuditApi;
 use crate::grpc::bill_payment::BillPaymentApi;
 use crate::grpc::payment::PaymentApi;
+use crate::grpc::request_size::RequestSizeLayer;
 use crate::grpc::wallet::WalletApi;
 use crate::payments::{Payments, saf};
 use crate::store;
 use crate::wallet::Wallets;
+use tonic_reflection::pb::v1::server_reflection_server::{
+    ServerReflection, ServerReflectionServer,
+};
+use tonic_reflection::pb::v1alpha;
 
 /// How often expired idempotency keys are purged and idle rate-limiter state is dropped.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -30,6 +35,12 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// Keepalive pings find dead POS connections (a till unplugged mid-request).
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
+/// Largest request message any service accepts, in encoded bytes. POS and
+/// audit requests are a few hundred bytes (the largest, a bill with its
+/// barcodes or a card sale with track data, stays under 2 KiB); 64 KiB
+/// leaves ample room for growth while a client cannot make the gateway
+/// buffer megabytes. A larger request gets `RESOURCE_EXHAUSTED`.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// A server started in this process.
 #[derive(Debug)]
@@ -37,6 +48,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     pub gateway: Arc<Gateway>,
     pub task: JoinHandle<anyhow::Result<()>>,
+    /// The TLS accept loop's state: connections still waiting for their `ClientHello`.
+    pub handshakes: crate::mtls::HandshakeGauge,
 }
 
 /// Adds what needs the HSM (audit sealing, wallet operators, online
@@ -75,16 +88,7 @@ pub async fn start(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
-    let store = store::open(&config.database.url, config.database.max_connections)
-        .await
-        .context("opening the transaction store")?;
-    store
-        .migrate()
-        .await
-        .context("migrating the transaction store")?;
-    let gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
-    let gateway = with_hsm_services(gateway, config)?;
-    let gateway = Arc::new(gateway);
+    let gateway = open_gateway(config, clock).await?;
     let tls = crate::mtls::ServerTls::load(&config.server)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -92,33 +96,48 @@ pub async fn start(
     let addr = listener.local_addr()?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
-        .await;
-    report_wallet_health(&health_reporter, &gateway).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(posgate_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building reflection service")?;
-
+    report_static_health(&health_reporter, &gateway).await;
+    let (reflection, reflection_v1alpha) = reflection_services()?;
     let background = Background::start(config, &gateway, &health_reporter)?;
     let grace = config.server.shutdown_grace;
     // TLS is terminated by our own acceptor (mtls::accept_tls) so the client
     // verifier can reload CRLs and handshakes are bounded; tonic still sees
     // the peer certificates through its `Connected` impl for tokio-rustls.
+    // Every service decodes at most MAX_REQUEST_BYTES per message; the
+    // RequestSizeLayer turns tonic's OUT_OF_RANGE for a larger one into
+    // RESOURCE_EXHAUSTED, as gRPC's conventions say.
+    let limit = MAX_REQUEST_BYTES;
     let router = Server::builder()
+        .layer(RequestSizeLayer)
         .layer(crate::access::AccessLayer)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
-        .add_service(health_service)
+        .add_service(health_service.max_decoding_message_size(limit))
         .add_service(reflection)
-        .add_service(BillPaymentApi::new(Arc::clone(&gateway)).into_server())
-        .add_service(PaymentApi::new(Arc::clone(&gateway)).into_server())
-        .add_service(AuditApi::new(Arc::clone(&gateway)).into_server())
-        .add_service(WalletApi::new(Arc::clone(&gateway)).into_server());
+        .add_service(reflection_v1alpha)
+        .add_service(
+            BillPaymentApi::new(Arc::clone(&gateway))
+                .into_server()
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            PaymentApi::new(Arc::clone(&gateway))
+                .into_server()
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            AuditApi::new(Arc::clone(&gateway))
+                .into_server()
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            WalletApi::new(Arc::clone(&gateway))
+                .into_server()
+                .max_decoding_message_size(limit),
+        );
     let (stop_accepting, accepting) = tokio::sync::watch::channel(false);
-    let (incoming, acceptor) = crate::mtls::accept_tls(listener, tls.acceptor, accepting);
+    let (incoming, acceptor, handshakes) =
+        crate::mtls::accept_tls(listener, &tls.acceptor, accepting);
     let crl_watch = config
         .server
         .crl
@@ -132,11 +151,13 @@ pub async fn start(
         );
         let _ = stop_accepting.send(true);
         health_reporter.set_not_serving::<WalletHealth>().await;
+        health_reporter.set_not_serving::<AuditHealth>().await;
         health_reporter
             .set_not_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
             .await;
         let _ = stopping_tx.send(());
     };
+    let stopping_gateway = Arc::clone(&gateway);
     let task = tokio::spawn(async move {
         let serving = router.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serving);
@@ -152,6 +173,9 @@ pub async fn start(
             crl_watch.abort();
         }
         background.stop().await;
+        if let Some(payments) = &stopping_gateway.payments {
+            payments.shutdown().await;
+        }
         tracing::info!("server stopped");
         outcome
     });
@@ -160,7 +184,58 @@ pub async fn start(
         addr,
         gateway,
         task,
+        handshakes,
     })
+}
+
+/// Opens and migrates the transaction store and builds the shared gateway
+/// state with its HSM-backed services.
+async fn open_gateway(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Gateway>> {
+    let store = store::open(&config.database.url, config.database.max_connections)
+        .await
+        .context("opening the transaction store")?;
+    store
+        .migrate()
+        .await
+        .context("migrating the transaction store")?;
+    let gateway = Gateway::new(config, store, clock).map_err(anyhow::Error::msg)?;
+    Ok(Arc::new(with_hsm_services(gateway, config)?))
+}
+
+/// Health entries that do not change while serving: `BillPaymentService`
+/// (always), `WalletService` and `AuditService` (when configured).
+async fn report_static_health(reporter: &tonic_health::server::HealthReporter, gateway: &Gateway) {
+    reporter
+        .set_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
+        .await;
+    report_wallet_health(reporter, gateway).await;
+    report_audit_health(reporter, gateway).await;
+}
+
+/// Server reflection over posgate's and health's protos, v1 and v1alpha
+/// (for older clients: grpcio-reflection's stock client, older grpcurl),
+/// each limited to [`MAX_REQUEST_BYTES`] per request like every service.
+fn reflection_services() -> anyhow::Result<(
+    ServerReflectionServer<impl ServerReflection>,
+    v1alpha::server_reflection_server::ServerReflectionServer<
+        impl v1alpha::server_reflection_server::ServerReflection,
+    >,
+)> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(posgate_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = builder()
+        .build_v1()
+        .context("building reflection service")?;
+    let v1alpha = builder()
+        .build_v1alpha()
+        .context("building reflection service v1alpha")?;
+    Ok((
+        v1.max_decoding_message_size(MAX_REQUEST_BYTES),
+        v1alpha.max_decoding_message_size(MAX_REQUEST_BYTES),
+    ))
 }
 
 /// The server's background work: key purging, card health, the card and
@@ -247,6 +322,19 @@ impl Background {
 
 /// The health entry of `WalletService`.
 type WalletHealth = posgate_proto::v1::wallet_service_server::WalletServiceServer<WalletApi>;
+
+/// The health entry of `AuditService`.
+type AuditHealth = posgate_proto::v1::audit_service_server::AuditServiceServer<AuditApi>;
+
+/// `AuditService` serves when the audit chain is configured (it needs the
+/// HSM); without it every call is refused, and health says so.
+async fn report_audit_health(reporter: &tonic_health::server::HealthReporter, gateway: &Gateway) {
+    if gateway.audit.is_some() {
+        reporter.set_serving::<AuditHealth>().await;
+    } else {
+        reporter.set_not_serving::<AuditHealth>().await;
+    }
+}
 
 /// `WalletService` serves when wallet operators are configured; each
 /// operator's breaker sheds calls to that operator alone.

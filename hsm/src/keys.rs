@@ -356,6 +356,52 @@ impl PublicKey {
         }
     }
 
+    /// The signature algorithm the key verifies, as posgate's files and
+    /// `AuditService` name it: `ed25519` (RFC 8032, pure) or
+    /// `ecdsa-p256-sha256` (fixed 64-byte `r || s`).
+    #[must_use]
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Self::Ed25519(_) => "ed25519",
+            Self::EcdsaP256(_) => "ecdsa-p256-sha256",
+        }
+    }
+
+    /// The X.509 `SubjectPublicKeyInfo` (DER), what OpenSSL, Java and most
+    /// crypto libraries load: RFC 8410 for Ed25519, RFC 5480 for P-256.
+    #[must_use]
+    pub fn spki_der(&self) -> Vec<u8> {
+        // The fixed DER prefixes: SEQUENCE { SEQUENCE { algorithm OID [, curve
+        // OID] }, BIT STRING (no unused bits) { key } }.
+        const ED25519_PREFIX: [u8; 12] = [
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        const P256_PREFIX: [u8; 26] = [
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        let prefix: &[u8] = match self {
+            Self::Ed25519(_) => &ED25519_PREFIX,
+            Self::EcdsaP256(_) => &P256_PREFIX,
+        };
+        [prefix, self.as_bytes()].concat()
+    }
+
+    /// [`Self::spki_der`] as a PEM `PUBLIC KEY` block (64-character lines,
+    /// trailing newline), as `openssl pkey -pubin` reads it.
+    #[must_use]
+    pub fn spki_pem(&self) -> String {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD.encode(self.spki_der());
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        pem
+    }
+
     /// The KCV of a signing key: SHA-256 of the public key, first three bytes.
     #[must_use]
     pub fn kcv(&self) -> Kcv {
@@ -380,5 +426,40 @@ pub(crate) fn check_clear_len(key_type: KeyType, material: &[u8]) -> Result<(), 
             operation: "clear import of ECDSA keys",
             reason: "ECDSA P-256 keys are generated inside the HSM; publish the public key instead",
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SPKI of an Ed25519 key is RFC 8410's own example (section 10.1), byte for byte.
+    #[test]
+    fn ed25519_spki_matches_rfc_8410() {
+        let key: [u8; 32] =
+            hex::decode("19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let public = PublicKey::Ed25519(key);
+        assert_eq!(public.algorithm(), "ed25519");
+        assert_eq!(
+            public.spki_pem(),
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n"
+        );
+    }
+
+    /// A P-256 SPKI is RFC 5480's: id-ecPublicKey, prime256v1, then the 65-byte point (as OpenSSL writes it).
+    #[test]
+    fn p256_spki_has_rfc_5480_header() {
+        let mut point = vec![0x04];
+        point.extend((1..=64).map(|byte: u8| byte));
+        let der = PublicKey::EcdsaP256(point.clone()).spki_der();
+        assert_eq!(der.len(), 91);
+        assert_eq!(
+            hex::encode(&der[..26]),
+            "3059301306072a8648ce3d020106082a8648ce3d030107034200"
+        );
+        assert_eq!(&der[26..], point.as_slice());
     }
 }

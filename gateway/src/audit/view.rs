@@ -42,7 +42,7 @@ pub fn kind_match(kind: pb::TransactionType) -> Option<KindMatch> {
 }
 
 /// Store statuses and their proto names (one to one today).
-const STATUSES: [(&str, pb::TransactionStatus); 10] = [
+const STATUSES: [(&str, pb::TransactionStatus); 11] = [
     ("in_progress", pb::TransactionStatus::InProgress),
     ("authorized", pb::TransactionStatus::Authorized),
     ("captured", pb::TransactionStatus::Captured),
@@ -53,6 +53,7 @@ const STATUSES: [(&str, pb::TransactionStatus); 10] = [
     ("voided", pb::TransactionStatus::Voided),
     ("expired", pb::TransactionStatus::Expired),
     ("cancelled", pb::TransactionStatus::Cancelled),
+    ("capture_refused", pb::TransactionStatus::CaptureRefused),
 ];
 
 pub fn status(store_status: &str) -> pb::TransactionStatus {
@@ -142,6 +143,9 @@ pub const STORED_EVENT_TYPES: &[(&str, pb::TransactionEventType)] = {
         ("compensating", E::Compensated),
         ("compensated", E::Compensated),
         ("advice_acknowledged", E::AdviceAcknowledged),
+        // A refused capture advice is the bank's answer to it; its to_status
+        // (CAPTURE_REFUSED) and details (the response code) say it refused.
+        ("capture_refused", E::AdviceAcknowledged),
     ]
 };
 

@@ -60,6 +60,17 @@ pub enum BillError {
         biller_id: String,
         due_date: NaiveDate,
     },
+    /// The biller's contract fee would take the whole amount (or more): the
+    /// biller would receive nothing, or owe the chain, for a bill it is paid.
+    #[error(
+        "biller {biller_id}'s fee of {fee_minor} minor units is not less than the bill's {amount_minor}: \
+         the biller would receive nothing; this bill cannot be paid here"
+    )]
+    FeeExceedsAmount {
+        biller_id: String,
+        amount_minor: u64,
+        fee_minor: u64,
+    },
     #[error("no bill payment {0} at this store")]
     NotFound(String),
     #[error("bill payment {0} is already cancelled")]
@@ -136,10 +147,16 @@ pub fn read_bill<'a>(
                 ),
             )
         })?;
+    // An online biller's amount is its own (the slip's is advisory): its
+    // payments are checked against the cash collected instead.
+    if biller.online.is_none() {
+        check_fee(biller, amount_minor)?;
+    }
     // The due date is the customer's deadline, so it is compared with the
     // store's local calendar date, not the business date (a payment at 23:30
     // after a 23:00 cutoff was still made on the due date).
     let today = BusinessCalendar::from(store).local_date(now);
+    check_due_date_near(biller, &slip, today)?;
     let past_due = slip.has_due_date() && today > slip.due_date;
     if past_due && !biller.accept_after_due {
         return Err(BillError::PastDue {
@@ -153,6 +170,57 @@ pub fn read_bill<'a>(
         amount_minor,
         late: past_due,
     })
+}
+
+/// How far from today a slip's due date may be, either way. Bills fall due
+/// within weeks or months of printing, and a year-old bill is reissued; a
+/// date further away is a misread, most often a slip printed with the other
+/// two-digit year convention than the biller's profile (Gregorian `261231`
+/// read as ROC year 126 is 2037; ROC `151231` read as Gregorian is 2015).
+pub const MAX_DUE_DATE_DISTANCE_DAYS: i64 = 366;
+
+/// Refuses a due date more than [`MAX_DUE_DATE_DISTANCE_DAYS`] from `today`.
+fn check_due_date_near(
+    biller: &BillerConfig,
+    slip: &ParsedSlip,
+    today: NaiveDate,
+) -> Result<(), BillError> {
+    if !slip.has_due_date() {
+        return Ok(());
+    }
+    let distance_days = (slip.due_date - today).num_days();
+    if distance_days.abs() <= MAX_DUE_DATE_DISTANCE_DAYS {
+        return Ok(());
+    }
+    Err(BillError::invalid(
+        "slip.barcodes[0]",
+        format!(
+            "due date {} is {} days {} today ({today}), more than a bill can be: \
+             a misread, or a slip printed with another year convention than biller {}'s profile {}",
+            slip.due_date,
+            distance_days.abs(),
+            if distance_days > 0 { "after" } else { "before" },
+            biller.id,
+            biller.profile.name()
+        ),
+    ))
+}
+
+/// Refuses an amount whose contract fee is not less than it. The chain keeps
+/// its fee out of the cash it remits, so a fee of the whole amount or more
+/// would leave the biller nothing (or in debt) for a bill it must mark paid;
+/// no biller contract intends that, and silently capping the fee would pay
+/// the biller nothing without anyone deciding so.
+pub fn check_fee(biller: &BillerConfig, amount_minor: u64) -> Result<(), BillError> {
+    let fee_minor = biller.fee.uncapped_fee_minor(amount_minor);
+    if fee_minor >= amount_minor {
+        return Err(BillError::FeeExceedsAmount {
+            biller_id: biller.id.clone(),
+            amount_minor,
+            fee_minor,
+        });
+    }
+    Ok(())
 }
 
 /// The barcode that carries the amount, for error field paths.

@@ -88,12 +88,28 @@ impl BillerRegistry {
 }
 
 fn tw_agency_code(segment: &str) -> Result<&str, FieldViolation> {
-    segment.trim().get(TW_AGENCY_CODE).ok_or_else(|| {
-        FieldViolation::new(
+    let segment = segment.trim();
+    let length = segment.chars().count();
+    if length < TW_AGENCY_CODE.end {
+        return Err(FieldViolation::new(
             "slip.barcodes[0]",
-            "too short for a Taiwan slip's first barcode (9 characters)",
-        )
-    })
+            format!(
+                "is {length} characters, too short for a Taiwan slip's first barcode (9 characters)"
+            ),
+        ));
+    }
+    // Code 39 carries ASCII only, where byte and character positions agree.
+    if !segment
+        .chars()
+        .take(TW_AGENCY_CODE.end)
+        .all(|c| c.is_ascii())
+    {
+        return Err(FieldViolation::new(
+            "slip.barcodes[0]",
+            "characters 1-9 (due date and agency code) must be digits and letters",
+        ));
+    }
+    Ok(&segment[TW_AGENCY_CODE])
 }
 
 /// The 6-digit company code after "91", once scanner prefixes are removed.

@@ -59,6 +59,18 @@ pub enum ClearingError {
     },
     #[error("business date {date}: {detail}")]
     Invariant { date: NaiveDate, detail: String },
+    /// A day may be closed only once every store's day has ended: sales up
+    /// to the last cutoff still belong to it.
+    #[error(
+        "business date {date} has not ended: {}; it is now {now}, close the day after that",
+        .open.iter().map(|(store_id, ends_at)| format!("store {store_id}'s day ends at {ends_at}")).collect::<Vec<_>>().join(", ")
+    )]
+    DayNotEnded {
+        date: NaiveDate,
+        /// The stores whose day is still open, with when it ends, soonest first.
+        open: Vec<(String, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    },
     #[error(transparent)]
     Settlement(#[from] crate::clearing::settle::SettleError),
     #[error("partner {partner}, transaction {transaction_id}: {source}")]
@@ -95,8 +107,9 @@ pub struct ClearingContext {
     pub partners: Vec<PartnerConfig>,
     /// `[settlement]`: which instruction files the day gets (none when empty).
     pub settlement: crate::clearing::settle::SettlementConfig,
-    /// Every store's calendar: the day's files are created when the last store's day has ended.
-    pub calendars: Vec<BusinessCalendar>,
+    /// Every store's calendar by store id: a day is closed, and its files
+    /// created, when the last store's day has ended.
+    pub calendars: BTreeMap<String, BusinessCalendar>,
 }
 
 /// Progress of a run, for long runs' display.
@@ -137,9 +150,12 @@ pub fn day_end(calendar: &BusinessCalendar, date: NaiveDate) -> DateTime<Utc> {
 /// The creation time printed in a day's files: when the last store's day
 /// ended (UTC midnight after the date when no store is configured). It
 /// depends only on the date and the calendars, so reruns match.
-pub fn files_created_at(calendars: &[BusinessCalendar], date: NaiveDate) -> DateTime<Utc> {
+pub fn files_created_at<'a>(
+    calendars: impl IntoIterator<Item = &'a BusinessCalendar>,
+    date: NaiveDate,
+) -> DateTime<Utc> {
     calendars
-        .iter()
+        .into_iter()
         .map(|calendar| day_end(calendar, date))
         .max()
         .unwrap_or_else(|| {
@@ -148,6 +164,25 @@ pub fn files_created_at(calendars: &[BusinessCalendar], date: NaiveDate) -> Date
                 .and_time(NaiveTime::MIN)
                 .and_utc()
         })
+}
+
+/// Refuses to close `date` at `now` while any store's day is still open,
+/// naming those stores and when their days end.
+pub fn check_day_ended(
+    calendars: &BTreeMap<String, BusinessCalendar>,
+    date: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<(), ClearingError> {
+    let mut open: Vec<(String, DateTime<Utc>)> = calendars
+        .iter()
+        .map(|(store_id, calendar)| (store_id.clone(), day_end(calendar, date)))
+        .filter(|(_, ends_at)| *ends_at > now)
+        .collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    open.sort_by_key(|(store_id, ends_at)| (*ends_at, store_id.clone()));
+    Err(ClearingError::DayNotEnded { date, open, now })
 }
 
 /// Sums of a day's lines per currency, from per-party totals.
@@ -349,7 +384,8 @@ pub async fn run_day(
     let (closed, newly_closed) = if let Some(closed) = store.closed_day(date).await? {
         (closed, false)
     } else {
-        let created_at = files_created_at(&context.calendars, date);
+        check_day_ended(&context.calendars, date, now)?;
+        let created_at = files_created_at(context.calendars.values(), date);
         (store.close_day(date, created_at, now).await?, true)
     };
     let created_at = closed.files_created_at;
@@ -756,7 +792,11 @@ impl ClearingContext {
             signing_key: config.clearing.signing_key.clone(),
             partners: config.partners.clone(),
             settlement: config.settlement.clone(),
-            calendars: config.stores.values().map(BusinessCalendar::from).collect(),
+            calendars: config
+                .stores
+                .iter()
+                .map(|(store_id, store)| (store_id.clone(), BusinessCalendar::from(store)))
+                .collect(),
         })
     }
 }

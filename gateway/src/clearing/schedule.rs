@@ -32,7 +32,7 @@ pub fn ended_dates(context: &ClearingContext, now: DateTime<Utc>) -> Vec<NaiveDa
     (0..=LOOKBACK_DAYS)
         .rev()
         .filter_map(|back| newest.checked_sub_days(Days::new(back)))
-        .filter(|date| files_created_at(&context.calendars, *date) + GRACE <= now)
+        .filter(|date| files_created_at(context.calendars.values(), *date) + GRACE <= now)
         .collect()
 }
 

@@ -4,6 +4,8 @@
 //! SHA-256), the file's detached signature, and its content: record lengths,
 //! record order, sequence numbers, numeric fields, and every trailer total
 //! recomputed from the detail records, named by line, positions and field.
+//! Settlement files (NACHA `.ach`, instruction `settle-*.txt`) are read back
+//! by [`super::settle::check`] the same way.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -206,10 +208,33 @@ fn check_content(path: &Path, name: &str, report: &mut Report) {
     };
     if has_extension(name, "dat") {
         check_fixed(name, &lines, report);
+    } else if has_extension(name, "ach") {
+        settled(
+            name,
+            "NACHA records, blocks, entry hash, counts and totals",
+            super::settle::check::check_ach(name, &lines),
+            report,
+        );
+    } else if name.starts_with("settle-") && has_extension(name, "txt") {
+        settled(
+            name,
+            "instruction records, sequence, count and totals",
+            super::settle::check::check_instruction(name, &lines),
+            report,
+        );
     } else if name.starts_with("POSITIONS_") {
         check_positions(name, &lines, report);
     } else if has_extension(name, "csv") {
         check_csv(name, &lines, report);
+    }
+}
+
+/// Adds a settlement file's content check to the report.
+fn settled(name: &str, what: &str, problems: Vec<String>, report: &mut Report) {
+    if problems.is_empty() {
+        report.passed.push(format!("{name}: {what} are consistent"));
+    } else {
+        report.problems.extend(problems);
     }
 }
 

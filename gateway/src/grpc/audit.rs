@@ -950,6 +950,52 @@ impl AuditService for AuditApi {
             tokio_stream::wrappers::ReceiverStream::new(receiver),
         )))
     }
+
+    async fn get_signing_keys(
+        &self,
+        request: Request<pb::GetSigningKeysRequest>,
+    ) -> Result<Response<pb::GetSigningKeysResponse>, Status> {
+        let caller = self.admit(&request, request.get_ref().context.as_ref(), |_| {})?;
+        let keys = self.signing_keys().await?;
+        let row_count = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+        self.record_read(&caller, "GetSigningKeys", json!({}), row_count)
+            .await?;
+        Ok(Response::new(pb::GetSigningKeysResponse { keys }))
+    }
+}
+
+impl AuditApi {
+    /// Every kept version of the checkpoint key and of the clearing key,
+    /// public halves only.
+    async fn signing_keys(&self) -> Result<Vec<pb::SigningKey>, Status> {
+        use pb::SigningKeyPurpose as Purpose;
+        let audit = self.audit()?;
+        let mut keys = Vec::new();
+        for (label, purpose) in [
+            (&audit.config.signing_key, Purpose::AuditCheckpoints),
+            (&self.gateway.clearing_signing_key, Purpose::ClearingFiles),
+        ] {
+            let versions = crate::signing_keys::versions(audit.hsm.as_ref(), Some(label))
+                .await
+                .map_err(|error| from_hsm_error(&error))?;
+            keys.extend(versions.iter().map(|version| pb::SigningKey {
+                key_id: version.key_id(),
+                label: version.info.label.clone(),
+                version: version.info.version,
+                purpose: purpose.into(),
+                algorithm: version.public.algorithm().to_owned(),
+                public_key: version.public.as_bytes().to_vec(),
+                spki_der: version.public.spki_der(),
+                spki_pem: version.public.spki_pem(),
+                kcv: version.public.kcv().to_string(),
+                created_at: Some(prost_types::Timestamp {
+                    seconds: version.info.created_at_unix_s,
+                    nanos: 0,
+                }),
+            }));
+        }
+        Ok(keys)
+    }
 }
 
 type ExportSender = tokio::sync::mpsc::Sender<Result<pb::ExportTransactionsResponse, Status>>;

@@ -354,6 +354,7 @@ impl BillPaymentApi {
             }
             // The biller's amount rules (checked by bill_online::pay); the slip's is advisory.
             bill.amount_minor = amount_minor;
+            bill::check_fee(bill.biller, amount_minor).map_err(|error| from_bill_error(&error))?;
             let plan = bill::plan_payment(
                 &bill,
                 self.store_config(teller),
@@ -414,6 +415,7 @@ impl BillPaymentApi {
                 lines: plan.lines,
                 event: plan.event,
                 response,
+                claims_slip: !bill.biller.allow_repeat_payment,
             },
         )
         .await?;
@@ -472,6 +474,7 @@ impl BillPaymentApi {
                 lines: plan.lines,
                 event: plan.event,
                 response,
+                claims_slip: false,
             },
         )
         .await?;

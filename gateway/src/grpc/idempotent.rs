@@ -66,6 +66,8 @@ pub struct Commit<M> {
     pub lines: Vec<SettlementLine>,
     pub event: Event,
     pub response: M,
+    /// A new batch-biller payment claims its slip ([`WriteRequest::claims_slip`]).
+    pub claims_slip: bool,
 }
 
 /// How a commit ended, short of a store failure.
@@ -96,6 +98,7 @@ pub async fn commit<M: Message + Default>(
         change: commit.change,
         lines: commit.lines,
         event: commit.event,
+        claims_slip: commit.claims_slip,
     };
     let client_request_id = request.key.client_request_id.clone();
     match gateway

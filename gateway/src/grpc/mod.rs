@@ -6,6 +6,7 @@
 //! - [`validate`]: field-by-field checks of every request, collecting every violation.
 //! - [`status`]: domain and store errors to gRPC statuses with details.
 //! - [`admission`]: the in-flight bound and per-terminal / per-store rate limits.
+//! - [`request_size`]: `RESOURCE_EXHAUSTED` for a request over the size limit.
 //! - [`idempotent`]: replay of stored answers and detection of reused keys.
 //! - [`bill_payment`]: the `BillPaymentService` implementation.
 //! - [`bill_online`]: its online half: real-time inquiry, payment notice and
@@ -21,6 +22,7 @@ pub mod bill_online;
 pub mod bill_payment;
 pub mod idempotent;
 pub mod payment;
+pub mod request_size;
 pub mod status;
 pub mod validate;
 pub mod wallet;
@@ -62,6 +64,9 @@ pub struct Gateway {
     pub wallets: Option<Arc<crate::wallet::Wallets>>,
     /// Online billers' clients (empty when every biller is batch-only).
     pub online_billers: Arc<crate::bill::online::OnlineBillers>,
+    /// HSM label of the key that signs clearing files (`clearing.signing_key`),
+    /// whose public half `AuditService.GetSigningKeys` publishes.
+    pub clearing_signing_key: String,
 }
 
 impl Gateway {
@@ -82,6 +87,7 @@ impl Gateway {
             audit: None,
             wallets: None,
             online_billers: Arc::default(),
+            clearing_signing_key: config.clearing.signing_key.clone(),
         })
     }
 

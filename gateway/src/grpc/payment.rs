@@ -202,6 +202,7 @@ pub(crate) async fn send_financial(
         entry_mode: card.map_or("010", |card| card.entry_mode.iso8583_code()),
         pin_block: out.pin_block.as_deref(),
         icc_data: card.and_then(|card| card.icc_data.as_deref().map(Vec::as_slice)),
+        security_code: card.and_then(|card| card.security_code.as_deref().map(String::as_str)),
         terminal_id: &record.bank_terminal_id,
         merchant_id: &record.merchant_id,
         acquirer_id: out.acquirer_id,
@@ -643,6 +644,7 @@ impl PaymentApi {
         let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
         let checked = check_card(&payments, &teller, &card, calendar.local_date(now)).await?;
         let (link, link_config) = up_link(&payments, &checked.route.link)?;
+        let stan = next_stan(gateway, &payments, &checked.route.link, now).await?;
         let id = uuid::Uuid::now_v7();
         let record = CardRecord {
             route: checked.route.kind,
@@ -665,7 +667,7 @@ impl PaymentApi {
                 teller: &teller,
                 id: &id,
                 card_type,
-                link,
+                stan,
                 link_id: &checked.route.link,
                 amount,
                 currency: currency.code,
@@ -1011,6 +1013,7 @@ impl PaymentApi {
         let amount =
             check_refundable(&payments, &original, card.as_ref(), amount, currency, today).await?;
         let (link, link_config) = up_link(&payments, &original.link_id)?;
+        let stan = next_stan(gateway, &payments, &original.link_id, now).await?;
         let id = uuid::Uuid::now_v7();
         let record = CardRecord {
             route: original.route,
@@ -1027,7 +1030,7 @@ impl PaymentApi {
                 teller: &teller,
                 id: &id,
                 card_type: CardType::Refund,
-                link,
+                stan,
                 link_id: &original.link_id,
                 amount,
                 currency: &original.currency,
@@ -1412,6 +1415,19 @@ pub(crate) async fn check_card(
     })
 }
 
+/// The next STAN of `link_id` (see [`Payments::next_stan`]).
+pub(crate) async fn next_stan(
+    gateway: &Gateway,
+    payments: &Payments,
+    link_id: &str,
+    now: DateTime<Utc>,
+) -> Result<String, Status> {
+    payments
+        .next_stan(gateway.store.as_ref(), link_id, now)
+        .await
+        .map_err(|error| store_failure(&error))
+}
+
 /// The link of a route, if it is up (else nothing is sent or stored).
 pub(crate) fn up_link<'a>(
     payments: &'a Payments,
@@ -1428,7 +1444,8 @@ pub(crate) struct Draft<'a> {
     pub teller: &'a Teller,
     pub id: &'a uuid::Uuid,
     pub card_type: CardType,
-    pub link: &'a BankLink,
+    /// From [`Payments::next_stan`].
+    pub stan: String,
     pub link_id: &'a str,
     pub amount: i64,
     pub currency: &'a str,
@@ -1462,7 +1479,7 @@ pub(crate) fn draft(draft: &Draft<'_>) -> CardRecord {
         cardholder_verification: "none".to_owned(),
         merchant_id: String::new(),
         bank_terminal_id: bank_terminal_id(&teller.store_id, &teller.terminal_id),
-        stan: draft.link.next_stan(),
+        stan: draft.stan.clone(),
         rrn: rrn_for(draft.id),
         transmitted_at: draft.now,
         request_mti: card_type_mti(draft.card_type).to_owned(),

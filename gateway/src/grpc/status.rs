@@ -63,6 +63,11 @@ pub fn from_bill_error(error: &BillError) -> Status {
             &format!("biller/{biller_id}"),
             error.to_string(),
         ),
+        BillError::FeeExceedsAmount { .. } => precondition(
+            "FEE_EXCEEDS_AMOUNT",
+            "amount.amount_minor",
+            error.to_string(),
+        ),
         BillError::NotFound(_) => Status::not_found(error.to_string()),
         BillError::AlreadyCancelled(id) => precondition(
             "ALREADY_CANCELLED",
@@ -75,6 +80,18 @@ pub fn from_bill_error(error: &BillError) -> Status {
             error.to_string(),
         ),
     }
+}
+
+/// `FAILED_PRECONDITION` `BILL_ALREADY_PAID` on `slip.barcodes`: another live
+/// payment (at any store or terminal) holds the slip; nothing was stored.
+fn slip_already_paid(error: &StoreError) -> Status {
+    precondition(
+        "BILL_ALREADY_PAID",
+        "slip.barcodes",
+        format!(
+            "{error}; a slip is paid once: collect no cash (cancel the earlier payment first if it was a mistake)"
+        ),
+    )
 }
 
 /// `ALREADY_EXISTS` for a key reused with a different request, naming the fields.
@@ -111,6 +128,9 @@ pub fn refused(refusal: Refusal) -> Status {
 /// reached (a retry with the same key is safe), INTERNAL otherwise. The
 /// detail goes to the log, not to the caller.
 pub fn from_store_error(error: &StoreError) -> Status {
+    if let StoreError::SlipAlreadyPaid { .. } = error {
+        return slip_already_paid(error);
+    }
     tracing::error!(%error, "store failure");
     let transient = matches!(
         error,

@@ -141,12 +141,13 @@ impl Violations {
         }
         for (index, barcode) in slip.barcodes.iter().enumerate().take(MAX_BARCODES) {
             let field = format!("slip.barcodes[{index}]");
+            let length = barcode.chars().count();
             if barcode.trim().is_empty() {
                 self.add(field, "is empty");
-            } else if barcode.len() > MAX_BARCODE_LEN {
+            } else if length > MAX_BARCODE_LEN {
                 self.add(
                     field,
-                    format!("is {} characters; at most 64 are allowed", barcode.len()),
+                    format!("is {length} characters; at most {MAX_BARCODE_LEN} are allowed"),
                 );
             }
         }

@@ -659,11 +659,15 @@ async fn verify_card(
 ) -> Result<(crate::store::CardRecord, bool), Status> {
     let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
     let (link, link_config) = up_link(payments, &checked.route.link)?;
+    let stan = payments
+        .next_stan(gateway.store.as_ref(), &checked.route.link, now)
+        .await
+        .map_err(|error| from_store_error(&error))?;
     let id = uuid::Uuid::now_v7();
     let mut verification = verification_record(
         teller,
         &id,
-        link,
+        stan,
         &checked.route.link,
         input.operator.config.currency.code,
         calendar.business_date(now),
@@ -708,7 +712,7 @@ async fn verify_card(
 fn verification_record(
     teller: &Teller,
     id: &uuid::Uuid,
-    link: &posgate_partners::bank::link::BankLink,
+    stan: String,
     link_id: &str,
     currency: &str,
     business_date: chrono::NaiveDate,
@@ -718,7 +722,7 @@ fn verification_record(
         teller,
         id,
         card_type: CardType::Authorization,
-        link,
+        stan,
         link_id,
         amount: 0,
         currency,

@@ -478,6 +478,9 @@ struct LoadBiller {
     amount_whole_max: u64,
 }
 
+/// Most whole amounts tried when looking for a biller's smallest payable bill.
+const FEE_SEARCH_STEPS: u64 = 100_000;
+
 impl TryFrom<&BillerConfig> for LoadBiller {
     type Error = anyhow::Error;
 
@@ -487,11 +490,18 @@ impl TryFrom<&BillerConfig> for LoadBiller {
             BarcodeProfile::JapanGs1Cvs => JP_MAX_AMOUNT_WHOLE,
             _ => TW_MAX_AMOUNT_WHOLE,
         };
-        let amount_whole_min = biller.min_amount_minor.div_ceil(minor_per_major).max(1);
         let amount_whole_max = (biller.max_amount_minor / minor_per_major).min(printable_max);
+        // Bills the biller's fee would swallow are refused (FEE_EXCEEDS_AMOUNT):
+        // start above them, so every generated payment can succeed.
+        let lowest = biller.min_amount_minor.div_ceil(minor_per_major).max(1);
+        // Fees are small next to bills, so the search is short; it is bounded
+        // for a contract whose fee would swallow every bill.
+        let amount_whole_min = (lowest..=amount_whole_max.min(lowest + FEE_SEARCH_STEPS))
+            .find(|&whole| crate::bill::check_fee(biller, whole * minor_per_major).is_ok())
+            .unwrap_or(u64::MAX);
         if amount_whole_min > amount_whole_max || biller.agency_codes.is_empty() {
             bail!(
-                "biller {} has no whole amount its slips can carry, or no agency code",
+                "biller {} has no whole amount its slips can carry (above its fee), or no agency code",
                 biller.id
             );
         }

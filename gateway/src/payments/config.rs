@@ -293,6 +293,7 @@ fn check_links(raw: Vec<RawLink>) -> Result<Vec<BankLinkConfig>, ConfigError> {
         {
             return Err(invalid(key("acquirer_id"), "must be 1-11 digits"));
         }
+        check_stan_space(&links, &link.acquirer_id, &key("acquirer_id"))?;
         links.push(BankLinkConfig {
             id: link.id,
             addr: link.addr,
@@ -308,6 +309,33 @@ fn check_links(raw: Vec<RawLink>) -> Result<Vec<BankLinkConfig>, ConfigError> {
         });
     }
     Ok(links)
+}
+
+/// Links with the same acquiring institution id share one STAN space (see
+/// `payments::stan_space`), so their requests never carry the same field 90
+/// on the same day. Ids that differ only in leading zeros would reach the
+/// bank as different field 32 but the same field 90: ambiguous originals, so
+/// they are refused rather than silently merged.
+fn check_stan_space(
+    earlier: &[BankLinkConfig],
+    acquirer_id: &str,
+    key: &str,
+) -> Result<(), ConfigError> {
+    let space = super::stan_space(acquirer_id);
+    match earlier.iter().find(|other| {
+        other.acquirer_id != acquirer_id && super::stan_space(&other.acquirer_id) == space
+    }) {
+        Some(other) => Err(invalid(
+            key,
+            format!(
+                "{acquirer_id} and bank link {}'s {} are the same institution in field 90 \
+                 (zero-padded to 11 digits) but differ in field 32; write both the same way \
+                 so the two links share one STAN space",
+                other.id, other.acquirer_id
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Checks the card sections against each other and the stores.
@@ -402,4 +430,37 @@ pub(crate) fn check(raw: RawCardSections, store_ids: &[String]) -> Result<CardCo
         config.store_currency.insert(store, currency);
     }
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_link(id: &str, acquirer_id: &str) -> RawLink {
+        toml::from_str(&format!(
+            "id = \"{id}\"\naddr = \"127.0.0.1:1\"\nacquirer_id = \"{acquirer_id}\"\n\
+             mac_key = \"m\"\nzmk = \"z\"\nzpk = \"p\"\nmerchant_name = \"n\"\n"
+        ))
+        .unwrap()
+    }
+
+    /// Links of one institution share a STAN space; ids that are the same
+    /// institution in field 90 but differ in field 32 are refused at load.
+    #[test]
+    fn links_that_could_collide_in_field_90_are_refused() {
+        let shared = check_links(vec![
+            raw_link("acquirer", "10000000001"),
+            raw_link("cobrand", "10000000001"),
+        ])
+        .unwrap();
+        assert_eq!(
+            super::super::stan_space(&shared[0].acquirer_id),
+            super::super::stan_space(&shared[1].acquirer_id)
+        );
+        let error = check_links(vec![raw_link("a", "123"), raw_link("b", "00000000123")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("bank_link[1].acquirer_id"), "{error}");
+        assert!(check_links(vec![raw_link("a", "123"), raw_link("b", "124")]).is_ok());
+    }
 }

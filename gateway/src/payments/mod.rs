@@ -20,12 +20,15 @@ pub mod view;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use std::ops::Range;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use posgate_hsm::{Hsm, HsmError, KeyRef, Pan, PinBlockFormat, PinTranslation};
 use posgate_partners::bank::link::BankLink;
 use sha2::{Digest, Sha256};
 
-use crate::store::{CardRecord, CardRouteKind, SettlementLine};
+use crate::store::stan::StanStore;
+use crate::store::{CardRecord, CardRouteKind, SettlementLine, StoreError};
 use card::PinInput;
 use config::CardConfig;
 
@@ -43,6 +46,21 @@ pub struct Payments {
     pub config: CardConfig,
     pub hsm: Arc<dyn Hsm>,
     pub links: BTreeMap<String, BankLink>,
+    /// STANs taken from the store and not handed out yet, per institution
+    /// id and UTC day (see [`Payments::next_stan`]).
+    stans: tokio::sync::Mutex<BTreeMap<(String, NaiveDate), Range<u32>>>,
+}
+
+/// STANs taken from the store at a time: one database round trip per this
+/// many requests, and at most this many trace numbers skipped when the
+/// process dies (a day has 999,999 per institution).
+pub const STAN_BLOCK: u32 = 100;
+
+/// The STAN space of a link: its acquiring institution id as field 90
+/// carries it (zero-padded to 11 digits), so ids that the bank cannot tell
+/// apart in field 90 share one space.
+pub fn stan_space(acquirer_id: &str) -> String {
+    format!("{acquirer_id:0>11}")
 }
 
 impl Payments {
@@ -70,7 +88,48 @@ impl Payments {
                 )
             })
             .collect();
-        Self { config, hsm, links }
+        Self {
+            config,
+            hsm,
+            links,
+            stans: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The next STAN (field 11) for a request on `link_id` transmitted at
+    /// `now`: unique per acquiring institution id and UTC day across every
+    /// link of that institution, restarts and gateway instances, because the
+    /// numbers come in blocks from a counter row in the database.
+    pub async fn next_stan(
+        &self,
+        store: &dyn StanStore,
+        link_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let acquirer_id = self
+            .config
+            .link(link_id)
+            .map(|link| link.acquirer_id.as_str())
+            .ok_or_else(|| StoreError::Invariant(format!("no bank link {link_id}")))?;
+        let space = (stan_space(acquirer_id), now.date_naive());
+        let mut stans = self.stans.lock().await;
+        // Blocks of earlier days are never used again.
+        stans.retain(|(_, day), _| *day >= space.1);
+        let block = stans.entry(space.clone()).or_insert(0..0);
+        if block.start >= block.end {
+            *block = store.allocate_stans(&space.0, space.1, STAN_BLOCK).await?;
+        }
+        let stan = block.next().expect("a fresh block is not empty");
+        Ok(format!("{stan:06}"))
+    }
+
+    /// Signs every link off (0800/002), each after its requests in flight
+    /// finished and waiting for the bank's 0810 at most one request timeout
+    /// (capped at 5 s), then closes them. Called when the server stops:
+    /// dropping the links alone would leave the sign-off to a runtime that
+    /// is going away.
+    pub async fn shutdown(&self) {
+        futures::future::join_all(self.links.values().map(BankLink::shutdown)).await;
     }
 
     /// The route of a card: the longest matching co-brand range, else the acquirer.

@@ -24,11 +24,17 @@ use crate::store::{
     NewSafItem, RefundAdjust, SafItem, SafKind, StoreError, TransactionStatus,
 };
 
+/// Field 39 codes that say "not now" rather than "no": the entry is retried.
+const TRANSIENT_CODES: [&str; 2] = ["91", "96"];
+
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;
 /// How long past its bank timeout a request must sit `in_progress` before
 /// the worker decides its caller is gone.
 const RECOVERY_GRACE: Duration = Duration::from_secs(5);
+
+/// Field 39 of an approval.
+const APPROVED: &str = "00";
 
 /// Runs until `shutdown` turns true.
 pub async fn run(gateway: Arc<Gateway>, payments: Arc<Payments>, shutdown: watch::Receiver<bool>) {
@@ -176,7 +182,18 @@ async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Resul
         CardType::Sale => FinancialKind::Sale,
         CardType::Refund => FinancialKind::Refund,
     };
-    let stan = link.next_stan();
+    // The first transmission takes a STAN and records it; every repeat
+    // (0401) carries that same STAN so the bank can match it.
+    let stan = match &item.stan {
+        Some(stan) => stan.clone(),
+        None => match payments
+            .next_stan(gateway.store.as_ref(), &item.link_id, now)
+            .await
+        {
+            Ok(fresh) => gateway.store.saf_set_stan(item.id, &fresh).await?,
+            Err(error) => return retry(format!("no STAN: {error}")).await,
+        },
+    };
     let built = match item.kind {
         SafKind::Reversal => Reversal {
             original_kind,
@@ -225,8 +242,13 @@ async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Resul
     let code = FinancialResponse::parse(&answer)
         .map(|response| response.response_code.as_str().to_owned())
         .unwrap_or_default();
-    // Any answer acknowledges: a reversal the bank cannot match (nothing
-    // to undo) is as final as one it applied.
+    // The bank could not act just now: ask again later, as for no answer.
+    if TRANSIENT_CODES.contains(&code.as_str()) {
+        return retry(format!("bank answered {code}")).await;
+    }
+    // Any other answer is final. A reversal the bank cannot match (nothing
+    // to undo) is as final as one it applied; an advice the bank refused is
+    // final too, and surfaces as CAPTURE_REFUSED (see `acknowledge`).
     acknowledge(gateway, payments, &item, &code, now).await
 }
 
@@ -276,6 +298,25 @@ async fn acknowledge(
             ("reversed", TransactionStatus::Reversed)
         }
         (SafKind::Reversal, _) => ("reversal_acknowledged", record.status),
+        (SafKind::Advice, TransactionStatus::Captured) if code != APPROVED => {
+            // The bank will not pay for this capture. posgate's settlement
+            // lines stay (the clearing file claims the amount, so the bank's
+            // acknowledgement reports it as a reconciliation exception);
+            // the payment gets a state of its own and the operator an error.
+            update.from = Some(TransactionStatus::Captured);
+            update.to = Some(TransactionStatus::CaptureRefused);
+            update.response_code = Some(code.to_owned());
+            tracing::error!(
+                transaction_id = %record.id,
+                link = %record.link_id,
+                rrn = %record.rrn,
+                captured_minor = record.captured_minor,
+                currency = %record.currency,
+                response_code = code,
+                "the bank refused a capture advice: payment is CAPTURE_REFUSED; resolve it with the bank"
+            );
+            ("capture_refused", TransactionStatus::CaptureRefused)
+        }
         (SafKind::Advice, _) => ("advice_acknowledged", record.status),
     };
     let from = record.status;

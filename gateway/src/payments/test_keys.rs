@@ -21,9 +21,13 @@ pub const FINGERPRINT_KEY: &str =
 /// Ed25519 seed of the key that signs clearing files (label `clearing-sign`).
 pub const CLEARING_SIGN_SEED: &str =
     "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
-/// Ed25519 seed of the key that signs audit-chain checkpoints (label `audit-sign`).
+/// Ed25519 seed of the key that signs audit-chain checkpoints (label
+/// `audit-sign`): SHA-256 of "posgate published TEST key: audit-sign
+/// (checkpoints)". Every role has a key of its own; this one used to equal
+/// the simulators' signing key (RFC 8032 test 2), so a checkpoint and a
+/// simulator's answer verified under the same public key.
 pub const AUDIT_SIGN_SEED: &str =
-    "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
+    "e52b964bb53caec6c3d277554acc5577ee9d335fb4a06c482c182cb915f587a3";
 /// HMAC-SHA256 key that authenticates `AuditService` page tokens (label `audit-token`).
 pub const AUDIT_TOKEN_KEY: &str =
     "a3c1e5f7092b4d6f81a3c5e7f9123456789abcdef0123456789abcdef0123457";
@@ -76,4 +80,41 @@ pub async fn write_test_keystore(keystore: &Path, master_key_file: &Path) -> Res
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The simulators' Ed25519 signing seeds, read from their example configs.
+    fn simulator_seeds() -> Vec<String> {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        ["wallet-sim.example.toml", "biller-sim.example.toml"]
+            .iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(config.join(name)).expect("example config");
+                let line = text
+                    .lines()
+                    .find(|line| line.starts_with("signing_key_hex"))
+                    .expect("signing_key_hex");
+                line.split('"').nth(1).expect("quoted").to_ascii_lowercase()
+            })
+            .collect()
+    }
+
+    /// Each signing role has its own published test key, none shared with a simulator.
+    #[test]
+    fn every_signing_role_has_its_own_test_key() {
+        let ours = [CLEARING_SIGN_SEED, AUDIT_SIGN_SEED, PARTNER_API_SIGN_SEED];
+        for (index, seed) in ours.iter().enumerate() {
+            assert!(
+                !ours[index + 1..].contains(seed),
+                "two posgate signing roles share the seed {seed}"
+            );
+            assert!(
+                !simulator_seeds().contains(&seed.to_string()),
+                "a posgate signing key equals a simulator's: {seed}"
+            );
+        }
+    }
 }

@@ -33,6 +33,7 @@ pub fn status(status: TransactionStatus) -> pb::CardTransactionStatus {
         TransactionStatus::Reversed => pb::CardTransactionStatus::Reversed,
         TransactionStatus::Voided => pb::CardTransactionStatus::Voided,
         TransactionStatus::Expired => pb::CardTransactionStatus::Expired,
+        TransactionStatus::CaptureRefused => pb::CardTransactionStatus::CaptureRefused,
         TransactionStatus::Paid | TransactionStatus::Cancelled | TransactionStatus::Completed => {
             pb::CardTransactionStatus::Unspecified
         }
@@ -71,6 +72,7 @@ pub fn card_transaction(
             | TransactionStatus::Declined
             | TransactionStatus::Voided
             | TransactionStatus::Expired
+            | TransactionStatus::CaptureRefused
     ) && !record.response_code.is_empty();
     let verification = match record.cardholder_verification.as_str() {
         "online_pin" => pb::CardholderVerification::OnlinePin,

@@ -222,6 +222,8 @@ pub struct SafItem {
     pub amount_minor: i64,
     pub currency: String,
     pub attempts: i32,
+    /// The STAN of the first transmission, once there was one: repeats reuse it.
+    pub stan: Option<String>,
     pub transaction: CardRecord,
 }
 
@@ -342,7 +344,7 @@ pub(super) mod sql {
          AND c.authorization_expires_at < $1 ORDER BY c.authorization_expires_at LIMIT $2"
     );
     pub const SELECT_SAF_DUE: &str = concat!(
-        "SELECT q.id, q.kind, q.link_id, q.amount_minor, q.currency, q.attempts, ",
+        "SELECT q.id, q.kind, q.link_id, q.amount_minor, q.currency, q.attempts, q.stan, ",
         card_columns!(),
         " FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
          JOIN card_payments c ON c.transaction_id = t.id \
@@ -412,7 +414,7 @@ pub(super) mod rows {
         })
     }
 
-    /// Decodes a queue row: six queue columns, then the card columns.
+    /// Decodes a queue row: seven queue columns, then the card columns.
     pub fn saf_item<'r, R>(row: &'r R) -> Result<SafItem, StoreError>
     where
         R: Row,
@@ -434,7 +436,8 @@ pub(super) mod rows {
             amount_minor: row.try_get(3)?,
             currency: row.try_get(4)?,
             attempts: row.try_get(5)?,
-            transaction: card(row, 6)?,
+            stan: row.try_get(6)?,
+            transaction: card(row, 7)?,
         })
     }
 }

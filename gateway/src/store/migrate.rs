@@ -58,6 +58,16 @@ pub const SQLITE: &[Migration] = &[
         name: "wallet_reload",
         sql: include_str!("../../../migrations/sqlite/0010_wallet_reload.sql"),
     },
+    Migration {
+        version: 11,
+        name: "stan_counters",
+        sql: include_str!("../../../migrations/sqlite/0011_stan_counters.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "bill_slip_claims",
+        sql: include_str!("../../../migrations/sqlite/0012_bill_slip_claims.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -105,6 +115,16 @@ pub const POSTGRES: &[Migration] = &[
         version: 10,
         name: "wallet_reload",
         sql: include_str!("../../../migrations/postgres/0010_wallet_reload.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "stan_counters",
+        sql: include_str!("../../../migrations/postgres/0011_stan_counters.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "bill_slip_claims",
+        sql: include_str!("../../../migrations/postgres/0012_bill_slip_claims.sql"),
     },
 ];
 

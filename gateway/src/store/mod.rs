@@ -16,6 +16,7 @@ mod postgres;
 pub mod recon;
 pub mod reload;
 mod sqlite;
+pub mod stan;
 pub mod wallet;
 mod write;
 
@@ -118,12 +119,14 @@ pub enum TransactionStatus {
     Reversed,
     Voided,
     Expired,
+    /// A capture whose advice the bank refused.
+    CaptureRefused,
     /// Wallet transactions: the operator debited or credited the wallet.
     Completed,
 }
 
 impl TransactionStatus {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 12] = [
         Self::Paid,
         Self::Cancelled,
         Self::InProgress,
@@ -134,6 +137,7 @@ impl TransactionStatus {
         Self::Reversed,
         Self::Voided,
         Self::Expired,
+        Self::CaptureRefused,
         Self::Completed,
     ];
 
@@ -149,6 +153,7 @@ impl TransactionStatus {
             Self::Reversed => "reversed",
             Self::Voided => "voided",
             Self::Expired => "expired",
+            Self::CaptureRefused => "capture_refused",
             Self::Completed => "completed",
         }
     }
@@ -244,6 +249,11 @@ pub struct WriteRequest {
     pub change: Change,
     pub lines: Vec<SettlementLine>,
     pub event: Event,
+    /// A new batch-biller payment claims its slip (biller, bill reference,
+    /// period, amount): the write is refused with
+    /// [`StoreError::SlipAlreadyPaid`] while another live payment holds it.
+    /// A cancellation always frees its payment's claim.
+    pub claims_slip: bool,
 }
 
 impl WriteRequest {
@@ -326,6 +336,13 @@ pub enum StoreError {
     UnknownUrl(String),
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// A payment's slip is held by another live payment; nothing was written.
+    #[error("slip {bill_reference} (period {period:?}) of biller {biller_id} is already paid")]
+    SlipAlreadyPaid {
+        biller_id: String,
+        bill_reference: String,
+        period: String,
+    },
 }
 
 /// The transaction store. Implementations must make each [`WriteRequest`]
@@ -340,6 +357,7 @@ pub trait Store:
     + clearing::ClearingStore
     + ReconStore
     + audit::AuditStore
+    + stan::StanStore
     + fmt::Debug
 {
     /// Applies pending schema migrations; safe to run concurrently.
@@ -473,6 +491,10 @@ mod sql {
          cancelled_at = CASE WHEN $1 = 'cancelled' THEN $2 ELSE cancelled_at END, \
          cancel_reason = CASE WHEN $1 = 'cancelled' THEN $3 ELSE cancel_reason END \
          WHERE id = $4 AND store_id = $5 AND status = $6";
+    /// A payment's claim on its slip; no row inserted when another payment holds it.
+    pub const CLAIM_SLIP: &str = "INSERT INTO bill_slip_claims (biller_id, bill_reference, period, \
+         amount_minor, transaction_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+    pub const FREE_SLIP: &str = "DELETE FROM bill_slip_claims WHERE transaction_id = $1";
     pub const SELECT_STATUS: &str =
         "SELECT status FROM transactions WHERE id = $1 AND store_id = $2";
     /// Inserts `count` settlement lines of one transaction in one statement.

@@ -168,6 +168,7 @@ super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresStore, pool);
 super::reload::define_reload_store!(PostgresStore, pool, sqlx::postgres::PgRow);
 super::bill_online::define_bill_store!(sqlx::PgConnection, PostgresStore, pool);
 define_reads!(PostgresStore, pool);
+super::stan::define_stan_store!(PostgresStore, pool);
 define_audit_reads!(
     PostgresStore,
     pool,

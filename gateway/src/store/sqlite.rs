@@ -308,6 +308,7 @@ define_wallet_store!(SqliteConnection, SqliteStore, reads);
 super::reload::define_reload_store!(SqliteStore, reads, sqlx::sqlite::SqliteRow);
 define_bill_store!(SqliteConnection, SqliteStore, reads);
 define_reads!(SqliteStore, reads);
+super::stan::define_stan_store!(SqliteStore, reads);
 define_audit_reads!(SqliteStore, reads, None::<&str>);
 define_recon!(SqliteConnection);
 

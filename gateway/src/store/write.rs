@@ -37,11 +37,20 @@ macro_rules! define_apply_write {
             let business_date = match &request.change {
                 Change::Create(record) => {
                     insert_bill_transaction(conn, record).await?;
+                    if request.claims_slip {
+                        claim_slip(conn, record).await?;
+                    }
                     record.business_date
                 }
                 Change::Transition(change) => {
                     if let Some(mismatch) = transition(conn, change).await? {
                         return Ok(mismatch);
+                    }
+                    if change.to == $crate::store::TransactionStatus::Cancelled {
+                        sqlx::query($crate::store::sql::FREE_SLIP)
+                            .bind(&change.transaction_id)
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     change.business_date
                 }
@@ -92,6 +101,33 @@ macro_rules! define_apply_write {
                 .bind(bill.late)
                 .execute(&mut *conn)
                 .await?;
+            Ok(())
+        }
+
+        /// Claims a new payment's slip; `SlipAlreadyPaid` (the caller rolls
+        /// back) when another live payment holds it. The primary key decides,
+        /// so concurrent writers on any instance cannot both win.
+        async fn claim_slip(
+            conn: &mut $connection,
+            record: &$crate::store::TransactionRecord,
+        ) -> Result<(), $crate::store::StoreError> {
+            let bill = &record.bill;
+            let claimed = sqlx::query($crate::store::sql::CLAIM_SLIP)
+                .bind(&bill.biller_id)
+                .bind(&bill.bill_reference)
+                .bind(&bill.period)
+                .bind(record.amount_minor)
+                .bind(&record.id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if claimed == 0 {
+                return Err($crate::store::StoreError::SlipAlreadyPaid {
+                    biller_id: bill.biller_id.clone(),
+                    bill_reference: bill.bill_reference.clone(),
+                    period: bill.period.clone(),
+                });
+            }
             Ok(())
         }
 

@@ -174,6 +174,10 @@ impl SagaRun<'_> {
             return Ok(CardStep::NotSent);
         };
         let pin_block = on_file.pin_block;
+        let stan = self
+            .payments
+            .next_stan(gateway.store.as_ref(), card_route_link, now)
+            .await?;
         let record = CardRecord {
             masked_pan: on_file.masked_pan,
             pan_fingerprint: on_file.pan_fingerprint,
@@ -191,7 +195,7 @@ impl SagaRun<'_> {
                 teller: self.teller,
                 id: &id,
                 card_type: CardType::Sale,
-                link,
+                stan,
                 link_id: card_route_link,
                 amount: saga.reload_minor,
                 currency: &saga.currency,

@@ -74,6 +74,7 @@ fn account(pan: String, limit_minor: i64, blocked: bool) -> AccountConfig {
         balance_minor: 0,
         currency: "901".to_owned(),
         blocked,
+        security_code: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn sim_config(accounts: Vec<AccountConfig>, co_brand_bins: Vec<String>) -> SimCo
         points_per_unit: 100,
         accounts,
         faults: FaultConfig::default(),
+        admin_listen: None,
     }
 }
 

@@ -419,3 +419,281 @@ async fn transaction_of(client: &mut PaymentServiceClient<Channel>, key: &str) -
         .unwrap()
         .transaction_id
 }
+
+/// One bank for both links: the acquirer's cards and the co-brand card in
+/// one simulator, reached by two links with the same acquiring institution id.
+fn one_bank_config() -> posgate_partners::bank::sim::SimConfig {
+    let mut config = crate::cards::acquirer_config();
+    let cobrand = crate::cards::cobrand_config();
+    config.accounts.extend(cobrand.accounts);
+    config.co_brand_bins = cobrand.co_brand_bins;
+    config
+}
+
+/// Runs `sql` (five columns: text, text, text, integer, integer) on the
+/// gateway's database, whichever backend it is.
+async fn query_rows(url: &str, sql: &str) -> Vec<(String, String, String, i64, i64)> {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows
+    }
+}
+
+/// What posgate's records say each card owes, by masked PAN: (posted, held).
+/// Also how many card transactions and queue entries are still unresolved.
+async fn recorded_books(url: &str) -> (BTreeMap<String, (i64, i64)>, i64) {
+    let rows = query_rows(
+        url,
+        "SELECT c.masked_pan, t.status, c.card_type, c.captured_minor, t.amount_minor \
+         FROM transactions t JOIN card_payments c ON c.transaction_id = t.id",
+    )
+    .await;
+    let mut books: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut unresolved = 0;
+    for (masked_pan, status, card_type, captured_minor, amount_minor) in rows {
+        let entry = books.entry(masked_pan).or_default();
+        match (status.as_str(), card_type.as_str()) {
+            ("captured", "refund") => entry.0 -= captured_minor,
+            ("captured", _) => entry.0 += captured_minor,
+            ("authorized", _) => entry.1 += amount_minor,
+            ("in_progress" | "pending_reversal", _) => unresolved += 1,
+            _ => {}
+        }
+    }
+    let open = query_rows(
+        url,
+        "SELECT '', '', '', count(*), CAST(0 AS BIGINT) FROM saf_queue WHERE acked_at IS NULL",
+    )
+    .await;
+    (books, unresolved + open[0].3)
+}
+
+/// STANs that two card requests of the test's one institution id carried
+/// on the same UTC day (both links share the institution id).
+async fn reused_stans(url: &str) -> Vec<String> {
+    let sql = "SELECT stan, transmitted_at FROM card_payments";
+    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    rows.into_iter()
+        .filter(|(stan, at)| !seen.insert((stan.clone(), at.date_naive())))
+        .map(|(stan, at)| format!("{stan} on {}", at.date_naive()))
+        .collect()
+}
+
+/// One till's mixed card traffic until `stop`: sales and authorizations on
+/// the acquirer's Visa and the co-brand card, then captures, voids and
+/// refunds by reference. Calls that fail (the gateway is being killed) are
+/// dropped; `answered` counts authorizations that got an answer.
+async fn mixed_card_traffic(
+    mut client: PaymentServiceClient<Channel>,
+    worker: u64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64.wrapping_mul(worker + 1);
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut index = 0;
+    while !stop.load(Ordering::Relaxed) {
+        index += 1;
+        let key = format!("k9-{worker}-{index}");
+        let pan = if next() % 2 == 0 {
+            co_brand()
+        } else {
+            visa_ok()
+        };
+        let amount = 100 + i64::try_from(next() % 5_000).unwrap();
+        let request = if next() % 2 == 0 {
+            sale(&key, &pan, amount)
+        } else {
+            auth_only(&key, &pan, amount)
+        };
+        let Ok(answer) = client.authorize(request).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        answered.fetch_add(1, Ordering::Relaxed);
+        let transaction = answer.into_inner().transaction.unwrap();
+        let id = transaction.transaction_id.clone();
+        let money = |amount_minor| {
+            Some(pb::Money {
+                amount_minor,
+                currency: "TWD".to_owned(),
+            })
+        };
+        let status = pb::CardTransactionStatus::try_from(transaction.status).unwrap();
+        match (status, next() % 4) {
+            (pb::CardTransactionStatus::Authorized, 0 | 1) => {
+                let _ = client
+                    .capture(pb::CaptureRequest {
+                        context: context(&format!("{key}-cap")),
+                        transaction_id: id,
+                        amount: money(amount - i64::try_from(next() % 50).unwrap()),
+                    })
+                    .await;
+            }
+            (pb::CardTransactionStatus::Authorized | pb::CardTransactionStatus::Captured, 2) => {
+                let _ = client
+                    .void(pb::VoidRequest {
+                        context: context(&format!("{key}-void")),
+                        transaction_id: id,
+                        reason: "kill-9 cycles".to_owned(),
+                    })
+                    .await;
+            }
+            (pb::CardTransactionStatus::Captured, 3) => {
+                let _ = client
+                    .refund(pb::CardRefundRequest {
+                        context: context(&format!("{key}-ref")),
+                        original_transaction_id: id,
+                        amount: money(amount / 2),
+                        reason: "kill-9 cycles".to_owned(),
+                        card: None,
+                    })
+                    .await;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Issue 13 item 14: SIGKILL cycles of `posgate serve` during captures,
+/// voids and refunds on both links of one bank simulator (same acquiring
+/// institution id). STANs stay unique across links and restarts, the bank
+/// matches every reference to exactly one original, and at the end each
+/// card's posted and held amounts at the bank equal posgate's, to the cent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_cycles_on_two_links_of_one_bank_keep_the_books_equal() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    /// Kill cycles per backend, and answered authorizations per cycle
+    /// before the kill: enough to put STANs of both links in the same
+    /// seconds across restarts, small enough for well under a minute.
+    const CYCLES: usize = 4;
+    const ANSWERS_PER_CYCLE: usize = 25;
+    const TILLS: u64 = 4;
+    for backend in backends() {
+        let bank = BankSim::start(one_bank_config()).await.unwrap();
+        let db = TestDb::new(backend).await;
+        let dir = db.dir.path();
+        let pki = DevPki::generate(dir).unwrap();
+        write_keystore(dir).await;
+        let port = free_port();
+        let addr = bank.addr().to_string();
+        let text = config_text(&db.url, &pki, OPEN_LIMITS)
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+            + &card_config(dir, &addr, &addr, 1_000);
+        let config = dir.join("posgate.toml");
+        std::fs::write(&config, text).unwrap();
+
+        let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+            .unwrap()
+            .tls_config(
+                client_tls_as(
+                    &pki.ca_cert,
+                    "localhost",
+                    &crate::support::issue(&pki, &crate::support::terminal("S001", "T01")),
+                )
+                .unwrap(),
+            )
+            .unwrap()
+            .connect_timeout(Duration::from_millis(500))
+            .connect_lazy();
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let tills: Vec<_> = (0..TILLS)
+            .map(|worker| {
+                tokio::spawn(mixed_card_traffic(
+                    PaymentServiceClient::new(channel.clone()),
+                    worker,
+                    Arc::clone(&stop),
+                    Arc::clone(&answered),
+                ))
+            })
+            .collect();
+        let wait_answers = |wanted: usize, what: String| {
+            let answered = Arc::clone(&answered);
+            async move {
+                let started = std::time::Instant::now();
+                while answered.load(Ordering::Relaxed) < wanted {
+                    assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        for cycle in 0..CYCLES {
+            let mut gateway = serve(&config);
+            let wanted = answered.load(Ordering::Relaxed) + ANSWERS_PER_CYCLE;
+            wait_answers(wanted, format!("{backend:?}: cycle {cycle} got answers")).await;
+            gateway.0.kill().unwrap();
+            gateway.0.wait().unwrap();
+        }
+        // A last run lets the queue and the recovery of cut-off requests finish.
+        let _last = serve(&config);
+        let wanted = answered.load(Ordering::Relaxed) + ANSWERS_PER_CYCLE;
+        wait_answers(wanted, format!("{backend:?}: the last run got answers")).await;
+        stop.store(true, Ordering::Relaxed);
+        for till in tills {
+            tokio::time::timeout(Duration::from_secs(20), till)
+                .await
+                .expect("a till stops after its call")
+                .unwrap();
+        }
+        let started = std::time::Instant::now();
+        let books = loop {
+            let (books, unresolved) = recorded_books(&db.url).await;
+            if unresolved == 0 {
+                break books;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(45),
+                "{backend:?}: {unresolved} card requests or queue entries still unresolved"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(
+            reused_stans(&db.url).await,
+            Vec::<String>::new(),
+            "{backend:?}: STANs of one institution and day are never reused"
+        );
+        let ledger = bank.ledger();
+        for account in &ledger.accounts {
+            let (posted, held) = books.get(&account.pan_masked).copied().unwrap_or_default();
+            assert_eq!(
+                (posted, held),
+                (account.posted_minor, account.held_minor),
+                "{backend:?} {}: posgate's (posted, held) vs the bank's",
+                account.pan_masked
+            );
+        }
+        let stats = bank.stats();
+        assert_eq!(stats.references_ambiguous, 0, "{backend:?}: {stats:?}");
+        assert!(
+            stats.requests("0400") + stats.requests("0401") > 0 && stats.requests("0220") > 0,
+            "{backend:?}: reversals and captures were exercised: {stats:?}"
+        );
+        eprintln!(
+            "{backend:?}: {} answers; bank {stats:?}",
+            answered.load(Ordering::Relaxed)
+        );
+        bank.shutdown().await;
+    }
+}

@@ -40,17 +40,23 @@ fn partner(toml_text: &str) -> PartnerConfig {
     PartnerConfig::check(raw).unwrap()
 }
 
-fn calendars() -> Vec<BusinessCalendar> {
-    vec![
-        BusinessCalendar {
-            time_zone: chrono_tz::Asia::Taipei,
-            cutoff: chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap(),
-        },
-        BusinessCalendar {
-            time_zone: chrono_tz::Asia::Tokyo,
-            cutoff: chrono::NaiveTime::MIN,
-        },
-    ]
+fn calendars() -> std::collections::BTreeMap<String, BusinessCalendar> {
+    std::collections::BTreeMap::from([
+        (
+            "S001".to_owned(),
+            BusinessCalendar {
+                time_zone: chrono_tz::Asia::Taipei,
+                cutoff: chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap(),
+            },
+        ),
+        (
+            "S101".to_owned(),
+            BusinessCalendar {
+                time_zone: chrono_tz::Asia::Tokyo,
+                cutoff: chrono::NaiveTime::MIN,
+            },
+        ),
+    ])
 }
 
 async fn context(store: Arc<dyn Store>) -> ClearingContext {
@@ -164,7 +170,7 @@ async fn files_are_deterministic_across_runs_and_backends() {
 /// The header carries the deterministic creation time: the last store's cutoff closing the day.
 #[tokio::test]
 async fn header_creation_time_is_the_close_of_the_day() {
-    let created = files_created_at(&calendars(), date(DAY));
+    let created = files_created_at(calendars().values(), date(DAY));
     // Tokyo's midnight ending the 15th (15:00Z) is later than Taipei's 23:00 (15:00Z): equal here.
     assert_eq!(created, utc("2030-01-15T15:00:00Z"));
     let (db, store) = seeded(Backend::Sqlite, 20).await;
@@ -308,6 +314,7 @@ fn cancel_request(id: &str, amount: i64, fee: i64, business_date: NaiveDate) -> 
             actor: "test".into(),
             detail: String::new(),
         },
+        claims_slip: false,
     }
 }
 
@@ -348,8 +355,16 @@ async fn late_lines_become_next_day_adjustments() {
             "{backend:?}"
         );
 
-        // The next day's file carries the reversal as adjustments.
-        let day = run(&context, next, db.dir.path()).await.unwrap();
+        // The next day's file carries the reversal as adjustments (closed once it has ended).
+        let day = run_day(
+            &context,
+            next,
+            db.dir.path(),
+            utc("2030-01-17T01:00:00Z"),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
         let csv = std::fs::read_to_string(
             db.dir
                 .path()
@@ -421,6 +436,51 @@ async fn unbalanced_day_is_refused() {
             "{backend:?}"
         );
         assert!(!db.dir.path().join(DAY).exists());
+    }
+}
+
+/// A day is not closed before every store's cutoff: asked 25 minutes early
+/// the run names the store still open and closes nothing; after it, it closes.
+#[tokio::test]
+async fn day_is_not_closed_before_every_cutoff() {
+    for backend in backends() {
+        let (db, store) = seeded(backend, 10).await;
+        let mut context = context(Arc::clone(&store)).await;
+        // A Taipei store closing at 23:30 local: 15:30Z, after the others' 15:00Z.
+        context.calendars.insert(
+            "S002".to_owned(),
+            BusinessCalendar {
+                time_zone: chrono_tz::Asia::Taipei,
+                cutoff: chrono::NaiveTime::from_hms_opt(23, 30, 0).unwrap(),
+            },
+        );
+        let early = utc("2030-01-15T15:05:00Z");
+        let error = run_day(&context, date(DAY), db.dir.path(), early, &mut |_| {})
+            .await
+            .unwrap_err();
+        match &error {
+            ClearingError::DayNotEnded { open, .. } => {
+                assert_eq!(
+                    open,
+                    &vec![("S002".to_owned(), utc("2030-01-15T15:30:00Z"))],
+                    "{backend:?}"
+                );
+            }
+            other => panic!("{backend:?}: {other}"),
+        }
+        assert!(error.to_string().contains("store S002"), "{error}");
+        assert_eq!(
+            store.closed_day(date(DAY)).await.unwrap(),
+            None,
+            "{backend:?}: nothing closed"
+        );
+        assert!(!db.dir.path().join(DAY).exists(), "{backend:?}: no files");
+
+        let on_time = utc("2030-01-15T15:30:00Z");
+        run_day(&context, date(DAY), db.dir.path(), on_time, &mut |_| {})
+            .await
+            .unwrap();
+        assert!(store.closed_day(date(DAY)).await.unwrap().is_some());
     }
 }
 
@@ -526,5 +586,67 @@ async fn settlement_instructions_are_under_the_signed_manifest() {
             .any(|problem| problem.contains("has SHA-256")),
         "{:?}",
         report.problems
+    );
+    // A changed amount is also named by the trailer totals it breaks.
+    let mut bytes = std::fs::read(&instruction).unwrap();
+    let amount_last_digit = 121 + 111;
+    bytes[amount_last_digit] = if bytes[amount_last_digit] == b'1' {
+        b'2'
+    } else {
+        b'1'
+    };
+    std::fs::write(&instruction, &bytes).unwrap();
+    let report = verify::verify_file(&instruction, &verifier).await;
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("(total credited)")
+                || problem.contains("(total debited)")),
+        "{:?}",
+        report.problems
+    );
+}
+
+/// Config load refuses a clearing partner whose items can be in another
+/// currency than its own (the old example: JPY co-brand partner, TWD card
+/// store), naming the partner and both currencies; the example loads.
+#[test]
+fn partner_currency_must_match_its_items() {
+    use posgate_gateway::config::{Config, ConfigError};
+    let example = include_str!("../../../config/posgate.example.toml");
+    Config::parse(example).expect("the example config loads");
+
+    let mixed = example.replace(
+        r#"stores = { S001 = { merchant_id = "000000000000001", currency = "TWD" } }"#,
+        r#"stores = { S001 = { merchant_id = "000000000000001", currency = "TWD" }, S101 = { merchant_id = "000000000000101", currency = "JPY" } }"#,
+    );
+    assert_ne!(mixed, example, "the example's [card] stores line moved");
+    match Config::parse(&mixed) {
+        Err(ConfigError::Invalid { key, reason }) => {
+            assert!(key.ends_with(".currency"), "{key}");
+            assert!(
+                reason.contains("partner bank:acquirer settles in TWD")
+                    && reason.contains("JPY")
+                    && reason.contains("store S101"),
+                "{reason}"
+            );
+        }
+        other => panic!("a TWD partner with JPY card sales loaded: {other:?}"),
+    }
+
+    let jpy_cobrand = example.replace(
+        "id = \"bank:cobrand\"\nprofile = \"tw-fixed\"\ncurrency = \"TWD\"",
+        "id = \"bank:cobrand\"\nprofile = \"jp-fixed\"\ncurrency = \"JPY\"",
+    );
+    assert_ne!(
+        jpy_cobrand, example,
+        "the example's bank:cobrand section moved"
+    );
+    let error = Config::parse(&jpy_cobrand).unwrap_err().to_string();
+    assert!(
+        error.contains("partner bank:cobrand settles in JPY")
+            && error.contains("TWD (card sales at store S001 on link cobrand)"),
+        "{error}"
     );
 }

@@ -91,9 +91,11 @@ async fn reused_key_names_the_differing_fields() {
             status.get_details_error_info().unwrap().metadata["differing_fields"],
             "operation"
         );
-        // Same client_request_id from another terminal is a different key.
+        // Same client_request_id from another terminal is a different key
+        // (paying a slip of its own: the first terminal's slip is paid).
         let mut other_terminal = tw_pay("idem-2", now);
         other_terminal.context.as_mut().unwrap().terminal_id = "T02".into();
+        other_terminal.slip = tw_pay("idem-2 at T02", now).slip;
         gw.bills_as("S001", "T02")
             .pay_bill(other_terminal)
             .await

@@ -338,10 +338,13 @@ async fn bank_acknowledgement_from_its_own_ledger_reconciles() {
             signing_key: "clearing-sign".to_owned(),
             partners: vec![partner("bank:acquirer"), partner("bank:cobrand")],
             settlement: posgate_gateway::clearing::settle::SettlementConfig::default(),
-            calendars: vec![posgate_gateway::business_day::BusinessCalendar {
-                time_zone: chrono_tz::Asia::Taipei,
-                cutoff: chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap(),
-            }],
+            calendars: std::collections::BTreeMap::from([(
+                "S001".to_owned(),
+                posgate_gateway::business_day::BusinessCalendar {
+                    time_zone: chrono_tz::Asia::Taipei,
+                    cutoff: chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap(),
+                },
+            )]),
         };
         let day = crate::support::date("2026-11-23");
         let out = tempfile::tempdir().unwrap();

@@ -316,3 +316,109 @@ fn a_day_of_positions_becomes_instruction_files() {
     let (field, _) = PartnerConfig::check(raw).unwrap_err();
     assert_eq!(field, "routing_number");
 }
+
+/// `posgate clearing verify` reads the settlement files' content, not only
+/// their hash: what the independent validators catch in an ACH file (a
+/// changed amount, a broken routing check digit, a dropped filler record)
+/// and a changed instruction amount are each named by line and field.
+#[test]
+fn verify_checks_settlement_structure_and_totals() {
+    use posgate_gateway::clearing::settle::check::{check_ach, check_instruction};
+    let lines_of = |text: &str| -> Vec<Vec<u8>> {
+        text.lines().map(|line| line.as_bytes().to_vec()).collect()
+    };
+    let file = nacha::render(&originator(), &spec(2), &entries(&[120_000, -40_000, 7]))
+        .unwrap()
+        .unwrap();
+    let lines = lines_of(&file);
+    assert_eq!(check_ach("a.ach", &lines), Vec::<String>::new());
+
+    let mut amount = lines.clone();
+    let entry =
+        String::from_utf8(amount[2].clone())
+            .unwrap()
+            .replacen("0000120000", "0000120001", 1);
+    amount[2] = entry.into_bytes();
+    let problems = check_ach("a.ach", &amount);
+    let batch_control = lines.iter().position(|line| line[0] == b'8').unwrap() + 1;
+    let file_control = lines.iter().position(|line| line[0] == b'9').unwrap() + 1;
+    for expected in [
+        format!(
+            "line {batch_control}, positions 33-44 (total credit entry dollar amount): says 120007, the entries give 120008"
+        ),
+        format!(
+            "line {file_control}, positions 44-55 (total credit entry dollar amount): says 120007, the entries give 120008"
+        ),
+    ] {
+        assert!(
+            problems.iter().any(|problem| problem.contains(&expected)),
+            "{expected} not in {problems:?}"
+        );
+    }
+
+    let mut routing = lines.clone();
+    let entry = String::from_utf8(lines[2].clone()).unwrap();
+    routing[2] = format!("{}{}{}", &entry[..3], "011401534", &entry[12..]).into_bytes();
+    let problems = check_ach("a.ach", &routing);
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("line 3, positions 4-12")
+                && problem.contains("ABA check digit")),
+        "{problems:?}"
+    );
+
+    let short = &lines[..lines.len() - 1];
+    let problems = check_ach("a.ach", short);
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("whole blocks")),
+        "{problems:?}"
+    );
+
+    let instruction = posgate_gateway::clearing::settle::instruction::render(
+        &posgate_gateway::clearing::settle::instruction::InstructionSpec {
+            business_date: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            created_at: NaiveDate::from_ymd_opt(2026, 11, 24)
+                .unwrap()
+                .and_hms_opt(1, 0, 0)
+                .unwrap(),
+            run_sequence: 1,
+            currency: "TWD".into(),
+        },
+        &posgate_gateway::clearing::settle::OriginAccount {
+            bank_code: "0040037".into(),
+            account_number: "9876543210".into(),
+            name: "posgate chain".into(),
+        },
+        &[
+            posgate_gateway::clearing::settle::instruction::InstructionEntry {
+                partner: "biller:TPC".into(),
+                name: "Taipower".into(),
+                bank_code: "0081234".into(),
+                account_number: "555".into(),
+                amount_minor: 150_000,
+            },
+        ],
+    )
+    .unwrap()
+    .unwrap();
+    let name = "settle-20261123-TWD.txt";
+    let mut lines = lines_of(&instruction);
+    assert_eq!(check_instruction(name, &lines), Vec::<String>::new());
+    lines[1][111] = b'1';
+    let problems = check_instruction(name, &lines);
+    assert!(
+        problems.iter().any(|problem| problem.contains(
+            "line 3, positions 8-25 (total credited): says 150000, the entries give 150001"
+        )),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("positions 45-62")),
+        "{problems:?}"
+    );
+}

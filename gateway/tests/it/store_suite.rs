@@ -83,6 +83,7 @@ fn create(id: &str, key: &str, amount_digest: &str) -> WriteRequest {
             actor: "store/S001/terminal/T01/operator/OP1".into(),
             detail: "cash".into(),
         },
+        claims_slip: false,
     }
 }
 
@@ -346,4 +347,70 @@ async fn concurrent_writes_under_one_key_commit_once() {
         );
     })
     .await;
+}
+
+/// Concurrent payments of one slip through two store handles (two gateway
+/// instances) under different keys: one claims it, the rest are refused
+/// with nothing stored; its cancellation frees the slip for a new payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slip_is_claimed_by_one_live_payment() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let instances = [db.store().await, db.store().await];
+        let claim = |id: String| {
+            let mut request = create(&id, &format!("key-{id}"), "100");
+            request.claims_slip = true;
+            request
+        };
+        let writes = (0..20).map(|index| {
+            let store = Arc::clone(&instances[index % 2]);
+            let request = claim(format!("tx-{index}"));
+            tokio::spawn(async move { store.write(request).await })
+        });
+        let outcomes: Vec<_> = futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .map(|joined| joined.unwrap())
+            .collect();
+        let winners: Vec<usize> = (0..outcomes.len())
+            .filter(|&index| matches!(outcomes[index], Ok(WriteOutcome::Written)))
+            .collect();
+        assert_eq!(winners.len(), 1, "{backend:?}: {outcomes:?}");
+        for outcome in &outcomes {
+            assert!(
+                matches!(
+                    outcome,
+                    Ok(WriteOutcome::Written) | Err(StoreError::SlipAlreadyPaid { .. })
+                ),
+                "{backend:?}: {outcome:?}"
+            );
+        }
+        let store = &instances[0];
+        let counts = store.row_counts().await.unwrap();
+        assert_eq!(
+            (
+                counts.idempotency_keys,
+                counts.transactions,
+                counts.settlement_lines
+            ),
+            (1, 1, 4),
+            "{backend:?}: refused payments store nothing"
+        );
+
+        let again = store.write(claim("tx-again".to_owned())).await;
+        assert!(
+            matches!(again, Err(StoreError::SlipAlreadyPaid { .. })),
+            "{backend:?}: {again:?}"
+        );
+        let winner = format!("tx-{}", winners[0]);
+        assert_eq!(
+            store.write(cancel(&winner, "cancel-key")).await.unwrap(),
+            WriteOutcome::Written
+        );
+        assert_eq!(
+            store.write(claim("tx-after".to_owned())).await.unwrap(),
+            WriteOutcome::Written,
+            "{backend:?}: a cancelled payment frees its slip"
+        );
+    }
 }

@@ -134,6 +134,7 @@ currency = "TWD"
 min_amount_minor = 100
 max_amount_minor = 5000000
 accept_after_due = true
+allow_repeat_payment = true
 fee = {{ kind = "tiered", tiers = [ {{ up_to_minor = 100000, fee_minor = 500 }}, {{ up_to_minor = 999999999999, fee_minor = 800 }} ] }}
 
 [[biller]]
@@ -357,16 +358,26 @@ pub fn money(amount_minor: i64, currency: &str) -> Option<pb::Money> {
     })
 }
 
-/// A valid PayBill of NT$1,234 to Taiwan Power from S001/T01 at `at`.
+/// A valid PayBill of NT$1,234 to Taiwan Power from S001/T01 at `at`, for
+/// a slip of its own per key (a slip is paid once): the bill reference is
+/// derived from `key`, so the same key always pays the same slip.
 pub fn tw_pay(key: &str, at: DateTime<Utc>) -> pb::PayBillRequest {
     pb::PayBillRequest {
         context: context("S001", "T01", key, at),
         slip: Some(pb::BillSlip {
-            barcodes: tw_slip("TPC", "KS2025080001", "2026-12-31", 1234),
+            barcodes: tw_slip("TPC", &reference_of(key), "2026-12-31", 1234),
             biller_id: String::new(),
         }),
         amount: money(123_400, "TWD"),
     }
+}
+
+/// A 16-character bill reference of its own for `key` (FNV-1a of the key).
+pub fn reference_of(key: &str) -> String {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("KS{:014}", hash % 100_000_000_000_000)
 }
 
 /// The field paths named in a status's google.rpc.BadRequest.

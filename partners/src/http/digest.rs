@@ -2,21 +2,20 @@
 //! sends and requires: the value is an RFC 8941 dictionary whose member
 //! `sha-256` is the byte sequence of the SHA-256 of the message content.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use sfv::{KeyRef, ListEntry};
 
-use super::structured::{self, Item};
+use super::structured;
 
 /// The header name, lower-case as HTTP/2 and the signature base want it.
 pub const CONTENT_DIGEST: &str = "content-digest";
 
 /// The RFC 9530 algorithm key posgate uses.
-const SHA_256: &str = "sha-256";
+const SHA_256: &KeyRef = KeyRef::constant("sha-256");
 
 /// The `Content-Digest` value of `body`: `sha-256=:<base64>:`.
 pub fn content_digest(body: &[u8]) -> String {
     let hash = ring::digest::digest(&ring::digest::SHA256, body);
-    format!("{SHA_256}=:{}:", STANDARD.encode(hash.as_ref()))
+    structured::byte_sequence_member(SHA_256, hash.as_ref())
 }
 
 /// Why a `Content-Digest` header does not vouch for a body.
@@ -34,18 +33,14 @@ pub enum DigestError {
 /// the dictionary are ignored; `sha-256` must be present and equal.
 pub fn verify_content_digest(header: &str, body: &[u8]) -> Result<(), DigestError> {
     let members = structured::parse_dictionary(header).map_err(DigestError::Malformed)?;
-    let (_, value) = members
-        .iter()
-        .find(|(key, _)| key == SHA_256)
-        .ok_or(DigestError::NoSha256)?;
-    let Item::Bytes(received) = &value.item else {
-        return Err(DigestError::Malformed(
-            "sha-256 is not a byte sequence".to_owned(),
-        ));
-    };
+    let received = match members.get(SHA_256).ok_or(DigestError::NoSha256)? {
+        ListEntry::Item(item) => item.bare_item.as_byte_sequence(),
+        ListEntry::InnerList(_) => None,
+    }
+    .ok_or_else(|| DigestError::Malformed("sha-256 is not a byte sequence".to_owned()))?;
     let hash = ring::digest::digest(&ring::digest::SHA256, body);
     // A digest is public (anyone can hash the body), so a plain comparison leaks nothing.
-    if received.as_slice() == hash.as_ref() {
+    if received == hash.as_ref() {
         Ok(())
     } else {
         Err(DigestError::Mismatch)

@@ -3,7 +3,8 @@
 //! HSM), RFC 9530 `Content-Digest`, the replay window.
 //!
 //! # Layout
-//! - [`structured`]: the RFC 8941 structured-field subset the headers use.
+//! - [`structured`]: the bounded RFC 8941 parse of the signature and digest
+//!   headers, through the `sfv` crate.
 //! - [`digest`]: `Content-Digest: sha-256=:…:` make and check.
 //! - [`signature`]: signature base, `Signer` (HSM) and `Verifier` (public keys).
 //! - [`replay`]: the bounded nonce cache and the signature age window.

@@ -15,13 +15,23 @@ use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
 use posgate_hsm::{Hsm, KeyRef};
+use sfv::{BareItem, FieldType as _, Integer, ListEntry, Parameters};
 
 use super::digest::{self, CONTENT_DIGEST, DigestError};
 use super::replay::{NonceCache, ReplayError};
-use super::structured::{self, Item, MemberValue, Params};
+use super::structured;
 
 /// The label posgate signs under and looks for.
 pub const SIGNATURE_LABEL: &str = "sig1";
+/// [`SIGNATURE_LABEL`] as a structured-field key.
+const LABEL_KEY: &sfv::KeyRef = sfv::KeyRef::constant(SIGNATURE_LABEL);
+/// The component parameter that takes a response's component from its request (§2.4).
+const REQ: &sfv::KeyRef = sfv::KeyRef::constant("req");
+// The signature parameters posgate writes (§2.3).
+const CREATED: &sfv::KeyRef = sfv::KeyRef::constant("created");
+const NONCE: &sfv::KeyRef = sfv::KeyRef::constant("nonce");
+const KEYID: &sfv::KeyRef = sfv::KeyRef::constant("keyid");
+const ALG: &sfv::KeyRef = sfv::KeyRef::constant("alg");
 /// The only algorithm accepted.
 pub const ALGORITHM: &str = "ed25519";
 pub const SIGNATURE_INPUT: &str = "signature-input";
@@ -112,14 +122,22 @@ impl ComponentId {
         }
     }
 
-    fn to_item(&self) -> (Item, Params) {
-        let params = if self.from_request {
-            vec![("req".to_owned(), Item::Boolean(true))]
-        } else {
-            Vec::new()
-        };
-        (Item::String(self.component.name().to_owned()), params)
+    /// The component identifier: `"@method"`, or `"@method";req`.
+    fn to_item(&self) -> Result<sfv::Item, SignatureError> {
+        let name = sf_string(self.component.name().to_owned(), "component name")?;
+        let mut params = Parameters::new();
+        if self.from_request {
+            params.insert(REQ.to_owned(), BareItem::Boolean(true));
+        }
+        Ok(sfv::Item::with_params(name, params))
     }
+}
+
+/// `text` as a structured-field string, which holds printable ASCII only.
+fn sf_string(text: String, what: &str) -> Result<sfv::String, SignatureError> {
+    sfv::String::from_string(text).map_err(|(_, text)| {
+        SignatureError::Malformed(format!("{what} {text:?} is not printable ASCII"))
+    })
 }
 
 /// The request as the signature sees it: method, absolute target URI, fields.
@@ -143,39 +161,38 @@ pub enum MessageParts<'a> {
 }
 
 /// The covered components and the parameters, in signed order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SignatureParams {
     pub components: Vec<ComponentId>,
-    pub params: Params,
+    pub params: Parameters,
 }
 
 impl SignatureParams {
-    /// The value of `@signature-params` and of the `Signature-Input` member.
-    pub fn serialize(&self) -> String {
-        let items: Vec<(Item, Params)> = self.components.iter().map(ComponentId::to_item).collect();
+    /// The value of `@signature-params` and of the `Signature-Input` member:
+    /// the components as an inner list, with the parameters.
+    pub fn serialize(&self) -> Result<String, SignatureError> {
+        let items = (self.components.iter())
+            .map(ComponentId::to_item)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut out = String::new();
-        structured::serialize_inner_list(&items, &self.params, &mut out);
-        out
-    }
-
-    fn param(&self, name: &str) -> Option<&Item> {
-        self.params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value)
+        let mut list = sfv::ListSerializer::with_buffer(&mut out);
+        let mut inner_list = list.inner_list();
+        inner_list.items(&items);
+        let _ = inner_list.finish().parameters(&self.params);
+        Ok(out)
     }
 
     fn string_param(&self, name: &'static str) -> Result<&str, SignatureError> {
-        match self.param(name) {
-            Some(Item::String(value)) => Ok(value),
+        match self.params.get(name) {
+            Some(BareItem::String(value)) => Ok(value.as_str()),
             Some(_) => Err(SignatureError::Malformed(format!("{name} is not a string"))),
             None => Err(SignatureError::MissingParameter(name)),
         }
     }
 
     fn created(&self) -> Result<i64, SignatureError> {
-        match self.param("created") {
-            Some(Item::Integer(value)) => Ok(*value),
+        match self.params.get(CREATED) {
+            Some(BareItem::Integer(value)) => Ok(i64::from(*value)),
             Some(_) => Err(SignatureError::Malformed(
                 "created is not an integer".into(),
             )),
@@ -298,12 +315,9 @@ pub fn signature_base(
                 "component value has a newline".into(),
             ));
         }
-        let (item, item_params) = id.to_item();
-        structured::serialize_item(&item, &mut base);
-        structured::serialize_params(&item_params, &mut base);
-        let _ = writeln!(base, ": {value}");
+        let _ = writeln!(base, "{}: {value}", id.to_item()?.serialize());
     }
-    let _ = write!(base, "\"@signature-params\": {}", params.serialize());
+    let _ = write!(base, "\"@signature-params\": {}", params.serialize()?);
     Ok(base)
 }
 
@@ -360,16 +374,32 @@ impl Signer {
         &self.key_id
     }
 
-    fn params(&self, components: Vec<ComponentId>, created_s: i64) -> SignatureParams {
-        SignatureParams {
+    fn params(
+        &self,
+        components: Vec<ComponentId>,
+        created_s: i64,
+    ) -> Result<SignatureParams, SignatureError> {
+        let created = Integer::try_from(created_s)
+            .map_err(|_| SignatureError::Malformed(format!("created {created_s} out of range")))?;
+        let params = [
+            (CREATED, BareItem::Integer(created)),
+            (NONCE, BareItem::String(sf_string(new_nonce(), "nonce")?)),
+            (
+                KEYID,
+                BareItem::String(sf_string(self.key_id.clone(), "key id")?),
+            ),
+            (
+                ALG,
+                BareItem::from(const { sfv::StringRef::constant(ALGORITHM) }),
+            ),
+        ];
+        Ok(SignatureParams {
             components,
-            params: vec![
-                ("created".to_owned(), Item::Integer(created_s)),
-                ("nonce".to_owned(), Item::String(new_nonce())),
-                ("keyid".to_owned(), Item::String(self.key_id.clone())),
-                ("alg".to_owned(), Item::String(ALGORITHM.to_owned())),
-            ],
-        }
+            params: params
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value))
+                .collect(),
+        })
     }
 
     /// Sets `Content-Digest`, `Signature-Input` and `Signature` on a request.
@@ -385,7 +415,7 @@ impl Signer {
         let params = self.params(
             request_components(headers.contains_key(IDEMPOTENCY_KEY)),
             created_s,
-        );
+        )?;
         let base = signature_base(
             &MessageParts::Request(RequestParts {
                 method,
@@ -407,7 +437,7 @@ impl Signer {
         created_s: i64,
     ) -> Result<(), SignatureError> {
         headers.insert(CONTENT_DIGEST, header_value(digest::content_digest(body))?);
-        let params = self.params(response_components(), created_s);
+        let params = self.params(response_components(), created_s)?;
         let base = signature_base(
             &MessageParts::Response {
                 status,
@@ -427,9 +457,8 @@ impl Signer {
         base: &str,
     ) -> Result<(), SignatureError> {
         let signature = self.sign_base(base).await?;
-        let input = format!("{SIGNATURE_LABEL}={}", params.serialize());
-        let mut value = format!("{SIGNATURE_LABEL}=");
-        structured::serialize_item(&Item::Bytes(signature), &mut value);
+        let input = format!("{SIGNATURE_LABEL}={}", params.serialize()?);
+        let value = structured::byte_sequence_member(LABEL_KEY, &signature);
         headers.insert(SIGNATURE_INPUT, header_value(input)?);
         headers.insert(SIGNATURE, header_value(value)?);
         Ok(())
@@ -528,10 +557,7 @@ impl Verifier {
         let (params, signature) = read_signature_headers(headers)?;
         for component in required {
             if !params.components.contains(component) {
-                let mut name = String::new();
-                let (item, item_params) = component.to_item();
-                structured::serialize_item(&item, &mut name);
-                structured::serialize_params(&item_params, &mut name);
+                let name = component.to_item()?.serialize();
                 return Err(SignatureError::MissingComponent(name));
             }
         }
@@ -581,26 +607,26 @@ pub fn read_signature_headers(
 ) -> Result<(SignatureParams, Vec<u8>), SignatureError> {
     let input = single_header(headers, SIGNATURE_INPUT, "signature-input")?;
     let signature = single_header(headers, SIGNATURE, "signature")?;
-    let inputs = structured::parse_dictionary(input).map_err(SignatureError::Malformed)?;
-    let (_, input_entry) = inputs
-        .into_iter()
-        .find(|(key, _)| key == SIGNATURE_LABEL)
-        .ok_or(SignatureError::MissingLabel)?;
-    let MemberValue::InnerList(items) = input_entry.member.value else {
-        return Err(SignatureError::Malformed(
-            "signature-input member is not an inner list".into(),
-        ));
+    let mut inputs = structured::parse_dictionary(input).map_err(SignatureError::Malformed)?;
+    let input_list = match inputs.swap_remove(LABEL_KEY) {
+        Some(ListEntry::InnerList(list)) => list,
+        Some(ListEntry::Item(_)) => {
+            return Err(SignatureError::Malformed(
+                "signature-input member is not an inner list".into(),
+            ));
+        }
+        None => return Err(SignatureError::MissingLabel),
     };
-    let mut components = Vec::with_capacity(items.len());
-    for (item, item_params) in items {
-        let Item::String(name) = item else {
+    let mut components = Vec::with_capacity(input_list.items.len());
+    for item in &input_list.items {
+        let Some(name) = item.bare_item.as_string() else {
             return Err(SignatureError::Malformed(
                 "component identifier is not a string".into(),
             ));
         };
-        let from_request = match item_params.as_slice() {
-            [] => false,
-            [(key, Item::Boolean(true))] if key == "req" => true,
+        let from_request = match item.params.len() {
+            0 => false,
+            1 if item.params.get(REQ) == Some(&BareItem::Boolean(true)) => true,
             _ => {
                 return Err(SignatureError::Malformed(format!(
                     "unsupported parameters on component {name}"
@@ -608,24 +634,28 @@ pub fn read_signature_headers(
             }
         };
         components.push(ComponentId {
-            component: Component::parse(&name)?,
+            component: Component::parse(name.as_str())?,
             from_request,
         });
     }
-    let signatures = structured::parse_dictionary(signature).map_err(SignatureError::Malformed)?;
-    let (_, signature_entry) = signatures
-        .into_iter()
-        .find(|(key, _)| key == SIGNATURE_LABEL)
-        .ok_or(SignatureError::MissingLabel)?;
-    let Item::Bytes(bytes) = signature_entry.item else {
-        return Err(SignatureError::Malformed(
-            "signature member is not a byte sequence".into(),
-        ));
+    let mut signatures =
+        structured::parse_dictionary(signature).map_err(SignatureError::Malformed)?;
+    let bytes = match signatures.swap_remove(LABEL_KEY) {
+        Some(ListEntry::Item(sfv::Item {
+            bare_item: BareItem::ByteSequence(bytes),
+            ..
+        })) => bytes,
+        Some(_) => {
+            return Err(SignatureError::Malformed(
+                "signature member is not a byte sequence".into(),
+            ));
+        }
+        None => return Err(SignatureError::MissingLabel),
     };
     Ok((
         SignatureParams {
             components,
-            params: input_entry.member.params,
+            params: input_list.params,
         },
         bytes,
     ))

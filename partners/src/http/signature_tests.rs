@@ -14,7 +14,6 @@ use super::signature::{
     Component, ComponentId, MessageParts, RequestParts, SignatureError, SignatureParams, Signer,
     Verifier, read_signature_headers, signature_base, verify_ed25519,
 };
-use super::structured::Item;
 
 /// RFC 9421 Appendix B.1.4 `test-key-ed25519`: private `d` and public `x` (JWK, base64url).
 const RFC_PRIVATE_D: &str = "n4Ni-HpISpVObnQMW0wOhCKROaIKqKtW_2ZYb2p9KcU";
@@ -101,18 +100,21 @@ async fn rfc9421_b26_ed25519_vector() {
             })
         })
         .collect(),
-        params: vec![
-            ("created".to_owned(), Item::Integer(1_618_884_473)),
+        params: sfv::Parameters::from([
             (
-                "keyid".to_owned(),
-                Item::String("test-key-ed25519".to_owned()),
+                sfv::key_ref("created").to_owned(),
+                sfv::BareItem::Integer(sfv::integer(1_618_884_473)),
             ),
-        ],
+            (
+                sfv::key_ref("keyid").to_owned(),
+                sfv::BareItem::from(sfv::string_ref("test-key-ed25519")),
+            ),
+        ]),
     };
     let base = signature_base(&MessageParts::Request(request), &params).unwrap();
     assert_eq!(base, RFC_BASE);
     assert_eq!(
-        format!("sig-b26={}", params.serialize()),
+        format!("sig-b26={}", params.serialize().unwrap()),
         RFC_SIGNATURE_INPUT
     );
 
@@ -304,6 +306,17 @@ async fn tampering_any_covered_component_fails() {
         );
         bad(verify(&fixture, "POST", URI, &changed, BODY), to);
     }
+    // A decimal is a valid RFC 8941 item, but created must be an integer.
+    let mut changed = headers.clone();
+    changed.insert(
+        "signature-input",
+        HeaderValue::from_str(&input.replace("created=1800000000", "created=1800000000.5"))
+            .unwrap(),
+    );
+    assert!(matches!(
+        verify(&fixture, "POST", URI, &changed, BODY),
+        Err(SignatureError::Malformed(text)) if text == "created is not an integer"
+    ));
     let mut changed = headers.clone();
     changed.remove("signature");
     assert!(matches!(

@@ -215,6 +215,7 @@ fn sale(link: &BankLink) -> Message {
         entry_mode: "071",
         pin_block: None,
         icc_data: None,
+        security_code: None,
         terminal_id: "TERM0001",
         merchant_id: "MERCHANT0000001",
         acquirer_id: "4711",

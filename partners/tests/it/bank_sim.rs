@@ -63,6 +63,7 @@ fn account(pan: &str, limit_minor: i64, balance_minor: i64) -> AccountConfig {
         balance_minor,
         currency: "901".to_owned(),
         blocked: false,
+        security_code: None,
     }
 }
 
@@ -90,6 +91,7 @@ fn config() -> SimConfig {
             account(LOW_BALANCE, 10_000, 9_500),
         ],
         faults: FaultConfig::default(),
+        admin_listen: None,
     }
 }
 
@@ -154,6 +156,7 @@ impl Sent {
             entry_mode: "051",
             pin_block: self.pin_block.as_ref().map(<[u8; 8]>::as_slice),
             icc_data: None,
+            security_code: None,
             terminal_id: "TERM0001",
             merchant_id: "MERCHANT0000001",
             acquirer_id: "400001",
@@ -1020,6 +1023,72 @@ async fn bank_link_sale_and_fault() {
         assert!(error.outcome_unknown());
         assert_eq!(posted(&sim, VISA), 4_210, "the bank applied it");
         link.shutdown().await;
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+/// Issue 13 item 19: the admin endpoint on loopback dumps the books read-only
+/// (per account held, posted and points; per RRN what each transaction
+/// applied), with masked PANs only; a non-loopback address is refused.
+#[tokio::test]
+async fn admin_endpoint_dumps_the_ledger() {
+    bounded(async {
+        let mut exposed = config();
+        exposed.admin_listen = Some("0.0.0.0:0".to_owned());
+        let refused = BankSim::start(exposed).await.expect_err("not loopback");
+        assert!(refused.to_string().contains("admin_listen"), "{refused}");
+
+        let mut with_admin = config();
+        with_admin.admin_listen = Some("127.0.0.1:0".to_owned());
+        let sim = BankSim::start(with_admin).await.expect("starts");
+        let mut client = Client::connect(&sim).await;
+        let sale = Sent::new(FinancialKind::Sale, VISA, 12_345);
+        assert_eq!(client.code(sale.message()).await, "00");
+        let auth = Sent::new(FinancialKind::Authorization, MASTERCARD, 5_000);
+        assert_eq!(client.code(auth.message()).await, "00");
+
+        let get = |request: &'static str| {
+            let admin = sim.admin_addr().expect("configured");
+            async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut stream = TcpStream::connect(admin).await.expect("connect");
+                stream.write_all(request.as_bytes()).await.expect("write");
+                let mut response = String::new();
+                stream.read_to_string(&mut response).await.expect("read");
+                response
+            }
+        };
+        let response = get("GET /ledger HTTP/1.1\r\nhost: sim\r\n\r\n").await;
+        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(!body.contains(VISA), "no full PAN in the dump");
+        let dump: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        let account = |masked: &str| {
+            dump["accounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|account| account["pan_masked"] == masked)
+                .cloned()
+                .expect("the account is listed")
+        };
+        let visa = posgate_hsm::Pan::parse(VISA).unwrap().masked();
+        let mastercard = posgate_hsm::Pan::parse(MASTERCARD).unwrap().masked();
+        assert_eq!(account(&visa)["posted_minor"], 12_345);
+        assert_eq!(account(&mastercard)["held_minor"], 5_000);
+        let applied = dump["applied"].as_array().unwrap();
+        let entry = applied
+            .iter()
+            .find(|entry| entry["rrn"] == sale.rrn.as_str())
+            .expect("the sale's RRN is listed");
+        assert_eq!(entry["kind"], "sale");
+        assert_eq!(entry["posted_minor"], 12_345);
+        assert_eq!(entry["stan"], sale.stan.as_str());
+        assert_eq!(entry["reversed"], false);
+        let response = get("POST /ledger HTTP/1.1\r\n\r\n").await;
+        assert!(response.starts_with("HTTP/1.1 405"), "{response}");
+        assert_eq!(sim.ledger().account(VISA).unwrap().posted_minor, 12_345);
         sim.shutdown().await;
     })
     .await;

@@ -5,9 +5,12 @@
 //! # Layout
 //! - [`nacha`]: the NACHA ACH CCD file (layout in its module doc).
 //! - [`instruction`]: the fixed-width instruction file (field positions in its module doc).
+//! - [`check`]: both files read back by `posgate clearing verify`: structure,
+//!   counts, hashes and totals recomputed from the entries.
 //! - this file: the `[settlement]` config (originator details), the ABA
 //!   check digit, and [`write_day`], positions to files.
 
+pub mod check;
 pub mod instruction;
 pub mod nacha;
 

@@ -23,6 +23,12 @@ pub const PIN_BLOCK_BYTES: usize = 8;
 pub const MAX_ICC_DATA_BYTES: usize = 255;
 /// Field 25: a normal presentment.
 pub const POS_CONDITION_NORMAL: &str = "00";
+/// Field 48 of an 0100/0200 that carries the card security code (CVV2,
+/// CVC2, CID): `CV2`, presence indicator `1` (value present), then the 3 or
+/// 4 digits left-justified in 4 positions, space-padded: `CV21123 `.
+pub const SECURITY_CODE_TAG: &str = "CV21";
+/// The length of field 48 carrying a security code.
+const SECURITY_CODE_FIELD_LEN: usize = 8;
 
 /// What a financial request asks the bank to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,6 +103,9 @@ pub struct FinancialRequest<'a> {
     /// ISO 9564 format 0 under the zone PIN key.
     pub pin_block: Option<&'a [u8]>,
     pub icc_data: Option<&'a [u8]>,
+    /// The card security code (3 or 4 digits) of a keyed card, in field 48
+    /// (see [`SECURITY_CODE_TAG`]). Never printed.
+    pub security_code: Option<&'a str>,
     pub terminal_id: &'a str,
     pub merchant_id: &'a str,
     pub acquirer_id: &'a str,
@@ -121,6 +130,7 @@ impl fmt::Debug for FinancialRequest<'_> {
             .field("rrn", &self.rrn)
             .field("entry_mode", &self.entry_mode)
             .field("pin_block", &self.pin_block.map(|_| "***"))
+            .field("security_code", &self.security_code.map(|_| "***"))
             .field("terminal_id", &self.terminal_id)
             .field("merchant_id", &self.merchant_id)
             .finish_non_exhaustive()
@@ -169,6 +179,9 @@ impl FinancialRequest<'_> {
             }
             message.set(55, icc_data);
         }
+        if let Some(code) = self.security_code {
+            message.set_str(48, &security_code_field(code)?);
+        }
         Identifiers {
             stan: self.stan,
             rrn: self.rrn,
@@ -180,6 +193,35 @@ impl FinancialRequest<'_> {
         .apply(&mut message)?;
         Ok(message)
     }
+}
+
+/// Field 48 carrying a security code. The error never includes the code.
+fn security_code_field(code: &str) -> Result<String, ProtocolError> {
+    if !(3..=4).contains(&code.len()) || !code.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(ProtocolError::bad(
+            48,
+            "a card security code is 3 or 4 digits",
+        ));
+    }
+    Ok(format!("{SECURITY_CODE_TAG}{code:<4}"))
+}
+
+/// The security code in field 48 of a request, if it carries one.
+fn parse_security_code(field: &str) -> Result<Sensitive<String>, ProtocolError> {
+    let bad = || {
+        ProtocolError::bad(
+            48,
+            "security code must be CV21 and 3 or 4 digits, space-padded to 4",
+        )
+    };
+    if field.len() != SECURITY_CODE_FIELD_LEN || !field.starts_with(SECURITY_CODE_TAG) {
+        return Err(bad());
+    }
+    let code = field[SECURITY_CODE_TAG.len()..].trim_end_matches(' ');
+    if !(3..=4).contains(&code.len()) || !code.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(bad());
+    }
+    Ok(Sensitive::new(code.to_owned()))
 }
 
 fn check_track2(track2: &str) -> Result<(), ProtocolError> {
@@ -220,6 +262,8 @@ pub struct IncomingFinancialRequest {
     pub entry_mode: String,
     pub pin_block: Option<Sensitive<Vec<u8>>>,
     pub icc_data: Option<Sensitive<Vec<u8>>>,
+    /// Field 48's card security code, when sent.
+    pub security_code: Option<Sensitive<String>>,
     pub terminal_id: String,
     pub merchant_id: String,
     pub acquirer_id: String,
@@ -267,6 +311,9 @@ impl IncomingFinancialRequest {
             entry_mode: text(22)?,
             pin_block,
             icc_data: message.get(55).map(|data| Sensitive::new(data.to_vec())),
+            security_code: optional_str(message, 48)?
+                .map(parse_security_code)
+                .transpose()?,
             terminal_id: text(41)?,
             merchant_id: text(42)?,
             acquirer_id: text(32)?,
@@ -406,6 +453,7 @@ mod tests {
             entry_mode: "051",
             pin_block: Some(&[1, 2, 3, 4, 5, 6, 7, 8]),
             icc_data: Some(&[0x9f, 0x26, 0x01, 0x00]),
+            security_code: Some("123"),
             terminal_id: "TERM0001",
             merchant_id: "MERCHANT0000001",
             acquirer_id: "4711",
@@ -423,7 +471,10 @@ mod tests {
         assert_eq!(message.get_str(13), Some("0501"));
         let wire = ascii_1987().pack(&message).unwrap();
         assert_eq!(ascii_1987().unpack(&wire).unwrap(), message);
+        assert_eq!(message.get_str(48), Some("CV21123 "));
         let incoming = IncomingFinancialRequest::parse(&message).unwrap();
+        assert_eq!(incoming.security_code.as_ref().unwrap().expose(), "123");
+        assert_eq!(format!("{incoming:?}").matches("CV21").count(), 0);
         assert_eq!(incoming.kind, FinancialKind::Refund);
         assert_eq!(incoming.amount_minor, 12_345);
         assert_eq!(

@@ -38,6 +38,10 @@ pub struct SimConfig {
     /// Faults to inject from the start; change them at run time with `BankSim::set_faults`.
     #[serde(default)]
     pub faults: FaultConfig,
+    /// If set, `host:port` of the read-only admin endpoint (`GET /ledger`:
+    /// the books as JSON). Loopback addresses only: the books name cards.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
 }
 
 fn default_points_per_unit() -> i64 {
@@ -55,6 +59,7 @@ impl fmt::Debug for SimConfig {
             .field("points_per_unit", &self.points_per_unit)
             .field("accounts", &self.accounts)
             .field("faults", &self.faults)
+            .field("admin_listen", &self.admin_listen)
             .finish()
     }
 }
@@ -84,6 +89,11 @@ pub struct AccountConfig {
     /// A blocked card is declined with 05 (do not honour).
     #[serde(default)]
     pub blocked: bool,
+    /// The card security code (CVV2/CVC2, 3 digits; CID, 4). A request
+    /// carrying another code in field 48 is declined with N7; without one
+    /// configured, sent codes are not checked.
+    #[serde(default)]
+    pub security_code: Option<String>,
 }
 
 fn default_currency() -> String {
@@ -101,6 +111,7 @@ impl fmt::Debug for AccountConfig {
             .field("balance_minor", &self.balance_minor)
             .field("currency", &self.currency)
             .field("blocked", &self.blocked)
+            .field("security_code", &self.security_code.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -228,6 +239,16 @@ impl SimConfig {
                 return Err(format!("{name} is a two-key TDES key: 32 hex digits"));
             }
         }
+        if let Some(admin) = &self.admin_listen {
+            let loopback = admin
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|addr| addr.ip().is_loopback());
+            if !loopback {
+                return Err(format!(
+                    "admin_listen must be a loopback address and port (e.g. 127.0.0.1:9401), got {admin:?}"
+                ));
+            }
+        }
         if self.points_per_unit <= 0 {
             return Err(format!(
                 "points_per_unit (minor units per point) must be positive, got {}",
@@ -263,6 +284,13 @@ impl AccountConfig {
                 (4..=12).contains(&pin.len()) && pin.bytes().all(|byte| byte.is_ascii_digit());
             if !valid {
                 return Err("a PIN has 4 to 12 digits".to_owned());
+            }
+        }
+        if let Some(code) = &self.security_code {
+            let valid =
+                (3..=4).contains(&code.len()) && code.bytes().all(|byte| byte.is_ascii_digit());
+            if !valid {
+                return Err("a security code has 3 or 4 digits".to_owned());
             }
         }
         if self.limit_minor < 0 || self.balance_minor < 0 {

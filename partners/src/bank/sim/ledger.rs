@@ -38,6 +38,8 @@ pub const RC_INSUFFICIENT_FUNDS: &str = "51";
 pub const RC_EXPIRED: &str = "54";
 /// Incorrect PIN.
 pub const RC_WRONG_PIN: &str = "55";
+/// The card security code (field 48) does not match the card (Visa's N7).
+pub const RC_SECURITY_CODE_MISMATCH: &str = "N7";
 /// Issuer unavailable (used by fault configs).
 pub const RC_ISSUER_UNAVAILABLE: &str = "91";
 /// Duplicate transmission: same RRN with different content, or a second capture.
@@ -65,6 +67,8 @@ pub struct FinancialRequest {
     pub key: OriginalKey,
     /// Field 52, enciphered under the ZPK.
     pub pin_block: Option<[u8; 8]>,
+    /// Field 48's card security code; zeroized on drop, never printed.
+    pub security_code: Option<Zeroizing<String>>,
     /// The request's business content, compared on an RRN repeat.
     pub fingerprint: Vec<u8>,
 }
@@ -90,8 +94,8 @@ pub enum FinancialKind {
     Refund,
 }
 
-/// How a transaction is named: by its MTI (repeat bit cleared), STAN and
-/// transmission date-time (field 90), and by its RRN.
+/// How a transaction is named: by its MTI (repeat bit cleared), STAN,
+/// transmission date-time and acquiring institution (field 90), and by its RRN.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OriginalKey {
     /// `0100`, `0200` or `0220`.
@@ -99,21 +103,37 @@ pub struct OriginalKey {
     pub stan: String,
     /// Field 7, `MMDDhhmmss`.
     pub transmitted_at: String,
+    /// Field 32 zero-padded to 11 digits, as field 90 carries it.
+    pub acquirer_id: String,
     pub rrn: String,
 }
 
+/// Field 90's naming of a transaction: MTI, STAN, date-time, acquirer.
+type DataKey = (String, String, String, String);
+
 impl OriginalKey {
-    fn by_data(&self) -> (String, String, String) {
+    fn by_data(&self) -> DataKey {
         (
             self.mti.clone(),
             self.stan.clone(),
             self.transmitted_at.clone(),
+            self.acquirer_id.clone(),
         )
     }
 
     fn by_rrn(&self) -> (String, String) {
         (self.mti.clone(), self.rrn.clone())
     }
+}
+
+/// What looking up an original found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    One(usize),
+    None,
+    /// More than one recorded transaction fits, or the RRN names one whose
+    /// field 90 data differ: the bank refuses to guess.
+    Ambiguous,
 }
 
 /// 0220: capture of an earlier authorization.
@@ -179,6 +199,10 @@ pub enum Effect {
     NothingToUndo,
     /// A reversal whose original is unknown: recorded so a late original is declined.
     UnknownOriginal,
+    /// A reversal, capture or refund whose reference fits more than one
+    /// transaction, or whose RRN and field 90 name different ones: refused
+    /// (25), nothing applied.
+    Ambiguous,
     /// The ledger is at [`MAX_TRANSACTIONS`]: 96, nothing applied.
     Full,
 }
@@ -195,6 +219,8 @@ enum TxnKind {
 #[derive(Debug)]
 struct Txn {
     kind: TxnKind,
+    /// How the request that made it named itself (RRN and field 90 data).
+    key: OriginalKey,
     account: usize,
     /// Field 37: how the bank's settlement (and its acknowledgement files) name it.
     rrn: String,
@@ -214,6 +240,7 @@ struct Account {
     digits: Zeroizing<String>,
     expiry: CardExpiry,
     pin: Option<Zeroizing<String>>,
+    security_code: Option<Zeroizing<String>>,
     limit_minor: i64,
     opening_balance_minor: i64,
     currency: String,
@@ -243,11 +270,12 @@ pub struct Ledger {
     zpk: Zeroizing<[u8; 16]>,
     points_per_unit: i64,
     txns: Vec<Txn>,
-    by_data: HashMap<(String, String, String), usize>,
-    by_rrn: HashMap<(String, String), usize>,
-    /// Reversals that arrived before their original, by both names of the original.
-    early_by_data: HashSet<(String, String, String)>,
-    early_by_rrn: HashSet<(String, String)>,
+    /// Every transaction by each of its names; a name may fit several (two
+    /// acquirers reusing a STAN), which is why a match needs both.
+    by_data: HashMap<DataKey, Vec<usize>>,
+    by_rrn: HashMap<(String, String), Vec<usize>>,
+    /// Reversals that arrived before their original, by the original's full name.
+    early: HashSet<OriginalKey>,
     /// Idempotency record: (request class, RRN) -> (content fingerprint, answer).
     answered: HashMap<(String, String), (Vec<u8>, Answer)>,
     approvals_issued: u64,
@@ -283,8 +311,7 @@ impl Ledger {
             txns: Vec::new(),
             by_data: HashMap::new(),
             by_rrn: HashMap::new(),
-            early_by_data: HashSet::new(),
-            early_by_rrn: HashSet::new(),
+            early: HashSet::new(),
             answered: HashMap::new(),
             approvals_issued: 0,
             settled_by_rrn: HashMap::new(),
@@ -303,6 +330,7 @@ impl Ledger {
                 digits,
                 expiry: CardExpiry::parse(&account.expiry).map_err(|error| error.to_string())?,
                 pin: account.pin.clone().map(Zeroizing::new),
+                security_code: account.security_code.clone().map(Zeroizing::new),
                 limit_minor: account.limit_minor,
                 opening_balance_minor: account.balance_minor,
                 currency: account.currency.clone(),
@@ -371,15 +399,16 @@ impl Ledger {
     }
 
     fn apply_financial(&mut self, request: &FinancialRequest, today: NaiveDate) -> Answer {
-        let reversed_early = self.early_by_data.contains(&request.key.by_data())
-            || self.early_by_rrn.contains(&request.key.by_rrn());
-        if reversed_early {
+        if self.early.contains(&request.key) {
             return Answer::code(RC_DO_NOT_HONOUR);
         }
         let index = if let Some(refunded) = &request.refunded {
-            // The card of the refunded payment; nothing to screen (no card data came).
-            match self.find(refunded).map(|txn| &self.txns[txn]) {
-                Some(txn) if !txn.reversed => txn.account,
+            // The card of the refunded payment; nothing to screen (no card
+            // data came). Field 90 is the only name a refund by reference
+            // has for it (its RRN is the refund's own): it must fit exactly one.
+            match self.find_by_data(refunded) {
+                Found::One(txn) if !self.txns[txn].reversed => self.txns[txn].account,
+                Found::Ambiguous => return Answer::code(RC_NO_ORIGINAL),
                 _ => return Answer::code(RC_INVALID_CARD),
             }
         } else {
@@ -415,19 +444,17 @@ impl Ledger {
             FinancialKind::Sale => TxnKind::Sale,
             FinancialKind::Refund => TxnKind::Refund,
         };
-        self.record(
-            &request.key,
-            Txn {
-                kind,
-                account: index,
-                rrn: request.key.rrn.clone(),
-                hold_minor,
-                posted_minor,
-                points_delta,
-                capture: None,
-                reversed: false,
-            },
-        );
+        self.record(Txn {
+            kind,
+            key: request.key.clone(),
+            account: index,
+            rrn: request.key.rrn.clone(),
+            hold_minor,
+            posted_minor,
+            points_delta,
+            capture: None,
+            reversed: false,
+        });
         self.approved(index, points_delta)
     }
 
@@ -465,6 +492,11 @@ impl Ledger {
                 return Some(RC_WRONG_PIN);
             }
         }
+        if let (Some(sent), Some(expected)) = (&request.security_code, &account.security_code)
+            && !constant_time_eq(sent.as_bytes(), expected.as_bytes())
+        {
+            return Some(RC_SECURITY_CODE_MISMATCH);
+        }
         let spends = request.kind != FinancialKind::Refund;
         if spends && account.available_minor() < request.amount_minor {
             return Some(RC_INSUFFICIENT_FUNDS);
@@ -473,7 +505,7 @@ impl Ledger {
     }
 
     fn apply_capture(&mut self, request: &CaptureRequest) -> Answer {
-        let Some(auth_index) = self.find(&request.original) else {
+        let Found::One(auth_index) = self.find(&request.original) else {
             return Answer::code(RC_NO_ORIGINAL);
         };
         let auth = &self.txns[auth_index];
@@ -503,21 +535,19 @@ impl Ledger {
         let capture_index = self.txns.len();
         self.txns[auth_index].hold_minor = 0;
         self.txns[auth_index].capture = Some(capture_index);
-        self.record(
-            &request.key,
-            Txn {
-                kind: TxnKind::Capture {
-                    authorization: auth_index,
-                },
-                account: index,
-                rrn: request.key.rrn.clone(),
-                hold_minor: 0,
-                posted_minor: request.amount_minor,
-                points_delta,
-                capture: None,
-                reversed: false,
+        self.record(Txn {
+            kind: TxnKind::Capture {
+                authorization: auth_index,
             },
-        );
+            key: request.key.clone(),
+            account: index,
+            rrn: request.key.rrn.clone(),
+            hold_minor: 0,
+            posted_minor: request.amount_minor,
+            points_delta,
+            capture: None,
+            reversed: false,
+        });
         Answer {
             response_code: RC_APPROVED.to_owned(),
             approval_code: None,
@@ -526,14 +556,17 @@ impl Ledger {
     }
 
     fn apply_reversal(&mut self, original: &OriginalKey) -> (Answer, Effect) {
-        let Some(index) = self.find(original) else {
-            if self.answered.contains_key(&original.by_rrn()) {
-                // The original was declined: it changed nothing.
-                return (Answer::code(RC_APPROVED), Effect::NothingToUndo);
+        let index = match self.find(original) {
+            Found::One(index) => index,
+            Found::Ambiguous => return (Answer::code(RC_NO_ORIGINAL), Effect::Ambiguous),
+            Found::None => {
+                if self.answered.contains_key(&original.by_rrn()) {
+                    // The original was declined: it changed nothing.
+                    return (Answer::code(RC_APPROVED), Effect::NothingToUndo);
+                }
+                self.early.insert(original.clone());
+                return (Answer::code(RC_APPROVED), Effect::UnknownOriginal);
             }
-            self.early_by_data.insert(original.by_data());
-            self.early_by_rrn.insert(original.by_rrn());
-            return (Answer::code(RC_APPROVED), Effect::UnknownOriginal);
         };
         if self.txns[index].reversed {
             return (Answer::code(RC_APPROVED), Effect::AlreadyReversed);
@@ -568,18 +601,50 @@ impl Ledger {
         points
     }
 
-    fn find(&self, key: &OriginalKey) -> Option<usize> {
-        self.by_data
-            .get(&key.by_data())
-            .or_else(|| self.by_rrn.get(&key.by_rrn()))
-            .copied()
+    /// The original a capture or reversal names, as a bank host matches it:
+    /// its RRN and its field 90 data (MTI, STAN, date-time, acquirer) must
+    /// both fit one recorded transaction.
+    fn find(&self, key: &OriginalKey) -> Found {
+        let named = self
+            .by_rrn
+            .get(&key.by_rrn())
+            .map_or(&[][..], Vec::as_slice);
+        match Self::only(
+            named
+                .iter()
+                .copied()
+                .filter(|&index| self.txns[index].key.by_data() == key.by_data()),
+        ) {
+            Found::None if !named.is_empty() => Found::Ambiguous,
+            found => found,
+        }
     }
 
-    fn record(&mut self, key: &OriginalKey, txn: Txn) {
+    /// The original a refund by reference names by field 90 alone.
+    fn find_by_data(&self, key: &OriginalKey) -> Found {
+        let fits = self
+            .by_data
+            .get(&key.by_data())
+            .map_or(&[][..], Vec::as_slice);
+        Self::only(fits.iter().copied())
+    }
+
+    fn only(mut fits: impl Iterator<Item = usize>) -> Found {
+        match (fits.next(), fits.next()) {
+            (None, _) => Found::None,
+            (Some(index), None) => Found::One(index),
+            (Some(_), Some(_)) => Found::Ambiguous,
+        }
+    }
+
+    fn record(&mut self, txn: Txn) {
         let index = self.txns.len();
+        self.by_data
+            .entry(txn.key.by_data())
+            .or_default()
+            .push(index);
+        self.by_rrn.entry(txn.key.by_rrn()).or_default().push(index);
         self.txns.push(txn);
-        self.by_data.insert(key.by_data(), index);
-        self.by_rrn.entry(key.by_rrn()).or_insert(index);
     }
 
     fn approved(&mut self, account: usize, points_delta: i64) -> Answer {
@@ -668,6 +733,40 @@ impl Ledger {
         }
     }
 
+    /// The books with what each transaction applied: [`Self::snapshot`]
+    /// plus one entry per recorded transaction, in arrival order.
+    pub fn dump(&self) -> LedgerDump {
+        let snapshot = self.snapshot();
+        let applied = self
+            .txns
+            .iter()
+            .map(|txn| AppliedEntry {
+                rrn: txn.rrn.clone(),
+                kind: match txn.kind {
+                    TxnKind::Authorization => "authorization",
+                    TxnKind::Sale => "sale",
+                    TxnKind::Refund => "refund",
+                    TxnKind::Capture { .. } => "capture",
+                },
+                mti: txn.key.mti.clone(),
+                stan: txn.key.stan.clone(),
+                transmitted_at: txn.key.transmitted_at.clone(),
+                acquirer_id: txn.key.acquirer_id.clone(),
+                pan_masked: self.accounts[txn.account].pan.masked(),
+                currency: self.accounts[txn.account].currency.clone(),
+                held_minor: txn.hold_minor,
+                posted_minor: txn.posted_minor,
+                points_delta: txn.points_delta,
+                reversed: txn.reversed,
+            })
+            .collect();
+        LedgerDump {
+            accounts: snapshot.accounts,
+            totals: snapshot.totals,
+            applied,
+        }
+    }
+
     /// Money is conserved: each account's held and posted amounts are the
     /// sums of its live transactions' effects.
     fn check_invariants(&self) {
@@ -735,8 +834,43 @@ impl LedgerSnapshot {
     }
 }
 
+/// The books as the admin endpoint shows them (`GET /ledger`). No full PAN.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerDump {
+    pub accounts: Vec<AccountSnapshot>,
+    /// Per ISO 4217 numeric currency code: the sums over its accounts.
+    pub totals: BTreeMap<String, CurrencyTotals>,
+    /// Every approved transaction, in arrival order, with what it applied.
+    pub applied: Vec<AppliedEntry>,
+}
+
+/// What one approved transaction did to its account. Amounts are what it
+/// still contributes: a reversed transaction shows `reversed` and its hold
+/// at 0; its postings are no longer counted in the account.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppliedEntry {
+    /// Field 37.
+    pub rrn: String,
+    /// `authorization`, `sale`, `refund` or `capture`.
+    pub kind: &'static str,
+    /// Field 90's naming of it: MTI, STAN, field 7, acquirer (11 digits).
+    pub mti: String,
+    pub stan: String,
+    pub transmitted_at: String,
+    pub acquirer_id: String,
+    pub pan_masked: String,
+    /// ISO 4217 numeric.
+    pub currency: String,
+    /// Still held by it (authorizations not captured or reversed).
+    pub held_minor: i64,
+    /// Posted by it (negative for refunds).
+    pub posted_minor: i64,
+    pub points_delta: i64,
+    pub reversed: bool,
+}
+
 /// One account at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AccountSnapshot {
     /// First 6 and last 4 digits.
     pub pan_masked: String,
@@ -755,7 +889,7 @@ pub struct AccountSnapshot {
 }
 
 /// Sums over one currency's accounts: what the gateway's records must match.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CurrencyTotals {
     pub held_minor: i128,
     pub posted_minor: i128,

@@ -15,6 +15,7 @@ fn config() -> SimConfig {
         balance_minor: 10_000,
         currency: "901".to_owned(),
         blocked: false,
+        security_code: Some("123".to_owned()),
     };
     SimConfig {
         listen: "127.0.0.1:0".to_owned(),
@@ -25,6 +26,7 @@ fn config() -> SimConfig {
         points_per_unit: 100,
         accounts: vec![account(VISA), account(CO_BRAND)],
         faults: FaultConfig::default(),
+        admin_listen: None,
     }
 }
 
@@ -37,6 +39,7 @@ fn key(mti: &str, stan: &str, rrn: &str) -> OriginalKey {
         mti: mti.to_owned(),
         stan: stan.to_owned(),
         transmitted_at: "0115103000".to_owned(),
+        acquirer_id: "10000000001".to_owned(),
         rrn: rrn.to_owned(),
     }
 }
@@ -56,6 +59,7 @@ fn request(kind: FinancialKind, pan: &str, amount_minor: i64, stan: &str) -> Fin
         currency: "901".to_owned(),
         key: key(mti, stan, &format!("RRN{stan}")),
         pin_block: None,
+        security_code: None,
         fingerprint: format!("{kind:?}{pan}{amount_minor}").into_bytes(),
     }
 }
@@ -230,4 +234,54 @@ fn settlement_cycles_report_changes_by_rrn() {
         (day2[0].rrn.as_str(), day2[0].posted_delta_minor),
         ("RRN000011", -2_000)
     );
+}
+
+/// Two acquirers' originals with the same field 90 data (the same STAN in
+/// the same second): a reversal reaches only the one whose RRN it names, a
+/// reversal whose RRN and field 90 disagree is refused, and a refund
+/// naming them by field 90 alone is refused as ambiguous.
+#[test]
+fn originals_are_matched_by_rrn_and_field_90_together() {
+    let mut ledger = Ledger::new(&config()).expect("valid");
+    let visa = request(FinancialKind::Sale, VISA, 1_000, "000020");
+    let mut co_brand = request(FinancialKind::Sale, CO_BRAND, 3_000, "000020");
+    co_brand.key.rrn = "RRNCOBRAND01".to_owned();
+    assert_eq!(
+        ledger.financial(&visa, today()).0.response_code,
+        RC_APPROVED
+    );
+    assert_eq!(
+        ledger.financial(&co_brand, today()).0.response_code,
+        RC_APPROVED
+    );
+
+    let mut wrong = visa.key.clone();
+    wrong.stan = "000021".to_owned();
+    let mismatched = ReversalRequest {
+        original: wrong,
+        fingerprint: b"m".to_vec(),
+    };
+    assert_eq!(ledger.reversal(&mismatched).1, Effect::Ambiguous);
+    assert_eq!(account(&ledger, CO_BRAND).posted_minor, 3_000);
+    assert_eq!(account(&ledger, VISA).posted_minor, 1_000);
+
+    let reversal = ReversalRequest {
+        original: co_brand.key.clone(),
+        fingerprint: b"r".to_vec(),
+    };
+    assert_eq!(ledger.reversal(&reversal).1, Effect::Reversed);
+    assert_eq!(account(&ledger, CO_BRAND).posted_minor, 0);
+    assert_eq!(
+        account(&ledger, VISA).posted_minor,
+        1_000,
+        "the other card is untouched"
+    );
+
+    let mut refund = request(FinancialKind::Refund, "", 500, "000022");
+    refund.refunded = Some(visa.key.clone());
+    assert_eq!(
+        ledger.financial(&refund, today()).0.response_code,
+        RC_NO_ORIGINAL
+    );
+    assert_eq!(account(&ledger, VISA).posted_minor, 1_000);
 }

@@ -15,10 +15,12 @@
 //! - [`transformers`]: request messages to ledger requests, answers to responses.
 //! - [`ack`]: the acknowledgement file of a business date, from the ledger's
 //!   settlement cycle, with optional injected mismatches.
+//! - [`admin`]: the read-only admin endpoint on loopback (`GET /ledger`).
 //!
 //! `BankSim` (this file) starts and stops it; [`run`] is `posgate sim bank`.
 
 pub mod ack;
+pub mod admin;
 pub mod config;
 pub mod faults;
 pub mod ledger;
@@ -44,7 +46,7 @@ use self::server::{MAC_KEY_LABEL, Shared, ZMK_LABEL, lock};
 
 pub use ack::{AckFaults, AckItem};
 pub use config::{AccountConfig, FaultConfig, SimConfig};
-pub use ledger::{AccountSnapshot, CurrencyTotals, LedgerSnapshot};
+pub use ledger::{AccountSnapshot, AppliedEntry, CurrencyTotals, LedgerDump, LedgerSnapshot};
 pub use stats::SimStats;
 
 /// Why the simulator could not start or run.
@@ -65,6 +67,7 @@ pub enum SimError {
 /// leaves the server running until the runtime ends.
 pub struct BankSim {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
@@ -107,10 +110,21 @@ impl BankSim {
         let listener = TcpListener::bind(&config.listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let admin_addr = match &config.admin_listen {
+            Some(admin) => {
+                let admin = TcpListener::bind(admin).await?;
+                let admin_addr = admin.local_addr()?;
+                tokio::spawn(admin::serve(admin, shared.clone(), shutdown_rx.clone()));
+                tracing::info!(%admin_addr, "bank sim: admin endpoint (GET /ledger)");
+                Some(admin_addr)
+            }
+            None => None,
+        };
         let accept_task = tokio::spawn(server::accept_loop(listener, shared.clone(), shutdown_rx));
         tracing::info!(%addr, accounts = config.accounts.len(), "bank sim: listening");
         Ok(BankSim {
             addr,
+            admin_addr,
             shared,
             shutdown,
             accept_task,
@@ -120,6 +134,16 @@ impl BankSim {
     /// The address it listens on (the real port when configured with `:0`).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin endpoint's address (`GET /ledger`), when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The books with every transaction's effects, as `GET /ledger` shows them.
+    pub fn ledger_dump(&self) -> LedgerDump {
+        lock(&self.shared.ledger).dump()
     }
 
     /// A copy of the books: per account and totals per currency.
@@ -184,6 +208,9 @@ pub async fn run(config_path: &Path) -> Result<(), SimError> {
     let config = SimConfig::from_file(config_path)?;
     let sim = BankSim::start(config).await?;
     println!("bank simulator listening on {}", sim.addr());
+    if let Some(admin) = sim.admin_addr() {
+        println!("bank simulator ledger: curl http://{admin}/ledger");
+    }
     wait_for_stop_signal().await?;
     sim.shutdown().await;
     Ok(())

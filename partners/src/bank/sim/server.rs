@@ -331,6 +331,7 @@ fn count_effect(shared: &Shared, effect: Effect) {
         Effect::Reversed => stats.reversals_applied += 1,
         Effect::AlreadyReversed | Effect::NothingToUndo => stats.reversals_nothing_to_undo += 1,
         Effect::UnknownOriginal => stats.reversals_unknown_original += 1,
+        Effect::Ambiguous => stats.references_ambiguous += 1,
     }
 }
 

@@ -15,6 +15,9 @@ pub struct SimStats {
     pub reversals_unknown_original: u64,
     /// Reversals of an original already reversed, or declined: nothing to undo.
     pub reversals_nothing_to_undo: u64,
+    /// Reversals, captures and refunds whose reference (RRN and field 90)
+    /// fit more than one transaction: refused with 25, nothing applied.
+    pub references_ambiguous: u64,
     /// Repeats with the same RRN and content, answered from the record.
     pub duplicates_replayed: u64,
     /// Repeats with the same RRN and different content, refused with 94.

@@ -90,10 +90,15 @@ fn fingerprint(message: &Message) -> Vec<u8> {
 
 /// The request's own name: MTI with the repeat digit cleared, STAN, field 7, RRN.
 fn own_key(message: &Message) -> Result<OriginalKey, FormatError> {
+    let acquirer = text(message, 32)?;
+    if acquirer.is_empty() || acquirer.len() > 11 || !acquirer.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format_error(32, "not 1 to 11 digits"));
+    }
     Ok(OriginalKey {
         mti: base_mti(message.mti()),
         stan: digits(message, 11, 6)?,
         transmitted_at: digits(message, 7, 10)?,
+        acquirer_id: format!("{acquirer:0>11}"),
         rrn: text(message, 37)?,
     })
 }
@@ -118,6 +123,7 @@ fn original_key(message: &Message) -> Result<OriginalKey, FormatError> {
         )),
         stan: data[4..10].to_owned(),
         transmitted_at: data[10..20].to_owned(),
+        acquirer_id: data[20..31].to_owned(),
         rrn: text(message, 37)?,
     })
 }
@@ -166,8 +172,23 @@ pub fn financial(message: &Message) -> Result<FinancialRequest, FormatError> {
         currency: digits(message, 49, 3)?,
         key: own_key(message)?,
         pin_block,
+        security_code: security_code(message)?,
         fingerprint: fingerprint(message),
     })
+}
+
+/// Field 48's card security code (`CV21` + 3 or 4 digits, space-padded to 4).
+fn security_code(message: &Message) -> Result<Option<Zeroizing<String>>, FormatError> {
+    let Some(field) = message.get_str(48) else {
+        return Ok(None);
+    };
+    let code = field
+        .strip_prefix(crate::bank::protocol::financial::SECURITY_CODE_TAG)
+        .filter(|_| field.len() == 8)
+        .map(|code| code.trim_end_matches(' '))
+        .filter(|code| (3..=4).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format_error(48, "not CV21 and a 3 or 4 digit security code"))?;
+    Ok(Some(Zeroizing::new(code.to_owned())))
 }
 
 /// 0220/0221: capture of the authorization named by field 90.

@@ -1,0 +1,75 @@
+//! The answer to an oversize request: `RESOURCE_EXHAUSTED`, as gRPC's
+//! conventions say, where tonic answers `OUT_OF_RANGE`.
+//!
+//! Every service is built with `max_decoding_message_size`
+//! ([`crate::server::MAX_REQUEST_BYTES`]); tonic checks a message's length
+//! prefix against it before reading the message, so nothing large is ever
+//! buffered. [`RequestSizeLayer`] rewrites that one refusal.
+
+use std::task::{Context, Poll};
+
+use futures::FutureExt as _;
+use tonic::{Code, Status};
+
+/// How tonic's refusal of an over-limit message starts (tonic 0.14
+/// `codec/decode.rs`); a test pins it.
+const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: ";
+
+/// Turns tonic's `OUT_OF_RANGE` for an over-limit request into `RESOURCE_EXHAUSTED`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestSizeLayer;
+
+impl<S> tower::Layer<S> for RequestSizeLayer {
+    type Service = RequestSizeService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestSizeService { inner }
+    }
+}
+
+/// The service [`RequestSizeLayer`] wraps around the router.
+#[derive(Debug, Clone)]
+pub struct RequestSizeService<S> {
+    inner: S,
+}
+
+type Answer<E> = Result<http::Response<tonic::body::Body>, E>;
+
+impl<S, B> tower::Service<http::Request<B>> for RequestSizeService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::Map<S::Future, fn(Answer<S::Error>) -> Answer<S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.inner
+            .call(request)
+            .map(resource_exhausted_if_too_large)
+    }
+}
+
+/// A trailers-only answer carrying tonic's over-limit refusal becomes
+/// `RESOURCE_EXHAUSTED` with the same sizes; any other answer is unchanged.
+fn resource_exhausted_if_too_large<E>(answer: Answer<E>) -> Answer<E> {
+    let response = answer?;
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return Ok(response);
+    };
+    match status.message().strip_prefix(TONIC_TOO_LARGE) {
+        Some(sizes) if status.code() == Code::OutOfRange => {
+            tracing::info!(sizes, "request refused: larger than the gateway accepts");
+            Ok(Status::resource_exhausted(format!(
+                "request message too large ({sizes}); posgate accepts requests of at most {} bytes",
+                crate::server::MAX_REQUEST_BYTES
+            ))
+            .into_http())
+        }
+        _ => Ok(response),
+    }
+}
