@@ -16,11 +16,11 @@ use serde::Deserialize;
 
 use crate::bill::barcode::BarcodeProfile;
 use crate::clearing::model::{PartnerConfig, RawPartner};
-use crate::money::{Currency, FeeContract, FeeRule, MAX_AMOUNT_MINOR};
 use crate::payments;
 use crate::payments::config::{
     CardConfig, HsmConfig, RawBinRoute, RawCard, RawCardSections, RawLink, RawPinKey,
 };
+use posgate_core::model::money::{Currency, FeeContract, FeeRule, MAX_AMOUNT_MINOR};
 
 /// Longest store, terminal, operator or biller id we accept; matches the proto docs.
 pub const MAX_ID_LEN: usize = 32;

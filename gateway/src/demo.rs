@@ -20,11 +20,11 @@ use tonic::transport::Channel;
 
 use crate::access::Identity;
 use crate::bill::barcode::{self, BarcodeProfile, ParsedSlip};
-use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::grpc::idempotent::REPLAY_HEADER;
 use crate::server;
 use crate::tls::{DevPki, client_tls_as};
+use posgate_core::model::clock::SystemClock;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -426,7 +426,7 @@ async fn settlement_summary(
             "demo-card-2",
             "demo-card-5",
         ] {
-            let key = crate::store::IdempotencyKey {
+            let key = posgate_core::model::IdempotencyKey {
                 store_id: store.clone(),
                 terminal_id: "T01".into(),
                 client_request_id: key.into(),

@@ -75,7 +75,7 @@ async fn seal_head(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Checkpoin
 /// arrived or `checkpoint_interval` passed with any, until told to stop.
 pub async fn run(
     audit: Audit,
-    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    clock: std::sync::Arc<dyn posgate_core::model::clock::Clock>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut sealed_at = Instant::now();

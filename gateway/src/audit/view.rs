@@ -94,7 +94,7 @@ pub fn summary(row: &TransactionRow) -> pb::TransactionSummary {
         partner_id: row.partner_id.clone(),
         amount: money(row.amount_minor),
         fee: money(row.fee_minor),
-        business_date: crate::business_day::format_date(row.business_date),
+        business_date: posgate_core::model::business_day::format_date(row.business_date),
         created_at: Some(timestamp(row.created_at)),
         updated_at: Some(timestamp(parse_time(&row.updated_at))),
         masked_pan: row.masked_pan.clone().unwrap_or_default(),

@@ -22,33 +22,18 @@ pub mod saf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::business_day::BusinessCalendar;
 use crate::config::{BillerConfig, StoreConfig};
 use crate::store::{
     BillDetail, Event, SettlementLine, StatusChange, TransactionKind, TransactionRecord,
     TransactionStatus,
 };
 use barcode::{BarcodeProfile, ParsedSlip};
+use posgate_core::model::business_day::BusinessCalendar;
+use posgate_core::model::{FieldViolation, RequestContext};
 pub use registry::BillerRegistry;
 
 /// The party every store-side line names, and the chain's own party.
 pub const CHAIN_PARTY: &str = "chain";
-
-/// A field the caller got wrong, by its proto path, with a reason in words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    pub field: String,
-    pub description: String,
-}
-
-impl FieldViolation {
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-}
 
 /// Why a bill operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -261,23 +246,12 @@ pub struct PlannedPayment {
     pub event: Event,
 }
 
-/// Who is paying, from the request context.
-#[derive(Debug, Clone)]
-pub struct Teller {
-    pub store_id: String,
-    pub terminal_id: String,
-    pub operator_id: String,
-    pub client_request_id: String,
-    /// The authenticated caller (its SPIFFE id), recorded as the actor of events.
-    pub actor: String,
-}
-
 /// Plans a cash payment of `bill` with a cash amount the caller already
 /// checked equals the slip's amount.
 pub fn plan_payment(
     bill: &ReadBill<'_>,
     store: &StoreConfig,
-    teller: &Teller,
+    context: &RequestContext,
     transaction_id: String,
     now: DateTime<Utc>,
 ) -> PlannedPayment {
@@ -289,10 +263,10 @@ pub fn plan_payment(
         id: transaction_id,
         kind: TransactionKind::BillPayment,
         status: TransactionStatus::Paid,
-        store_id: teller.store_id.clone(),
-        terminal_id: teller.terminal_id.clone(),
-        operator_id: teller.operator_id.clone(),
-        client_request_id: teller.client_request_id.clone(),
+        store_id: context.store_id.clone(),
+        terminal_id: context.terminal_id.clone(),
+        operator_id: context.operator_id.clone(),
+        client_request_id: context.client_request_id.clone(),
         partner_id: biller.id.clone(),
         amount_minor: amount,
         currency: biller.currency.code.to_owned(),
@@ -316,7 +290,7 @@ pub fn plan_payment(
         event_type: "bill_paid".to_owned(),
         from_status: None,
         to_status: TransactionStatus::Paid,
-        actor: teller.actor.clone(),
+        actor: context.actor.clone(),
         detail: format!(
             "cash {} {} for biller {}",
             record.amount_minor, record.currency, biller.id
@@ -366,7 +340,7 @@ pub struct PlannedCancel {
 pub fn plan_cancel(
     payment: &TransactionRecord,
     store: &StoreConfig,
-    teller: &Teller,
+    context: &RequestContext,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<PlannedCancel, BillError> {
@@ -409,7 +383,7 @@ pub fn plan_cancel(
             event_type: "bill_cancelled".to_owned(),
             from_status: Some(TransactionStatus::Paid),
             to_status: TransactionStatus::Cancelled,
-            actor: teller.actor.clone(),
+            actor: context.actor.clone(),
             detail: reason.to_owned(),
         },
     })

@@ -18,10 +18,10 @@ use sha2::{Digest as _, Sha256};
 use super::layout::{self, CSV_HEADER, CurrencyTotals, FieldError, FileMeta, Layout};
 use super::model::{CHAIN_PARTY, ClearingItem, DayRun, NetPosition, PartnerConfig, is_partner};
 use super::sign;
-use crate::business_day::BusinessCalendar;
-use crate::money::Currency;
 use crate::store::clearing::{DayLine, FileRecord, PartyTotal};
 use crate::store::{Store, StoreError};
+use posgate_core::model::business_day::BusinessCalendar;
+use posgate_core::model::money::Currency;
 
 /// Every day's files are sequence 01: a closed day is never re-issued with
 /// other content, and late lines go into the next day's files.
@@ -389,10 +389,10 @@ pub async fn run_day(
         (store.close_day(date, created_at, now).await?, true)
     };
     let created_at = closed.files_created_at;
-    let final_dir = out_dir.join(crate::business_day::format_date(date));
+    let final_dir = out_dir.join(posgate_core::model::business_day::format_date(date));
     let work_dir = out_dir.join(format!(
         ".{}.partial-{}",
-        crate::business_day::format_date(date),
+        posgate_core::model::business_day::format_date(date),
         std::process::id()
     ));
     if work_dir.exists() {

@@ -595,7 +595,7 @@ pub fn csv_row(out: &mut Vec<u8>, sequence: u64, item: &ClearingItem) -> Result<
         out,
         "{sequence},{},{},{},{},{},{},{},{},{}",
         item.partner,
-        crate::business_day::format_date(item.business_date),
+        posgate_core::model::business_day::format_date(item.business_date),
         item.transaction_id,
         item.reference,
         item.kind,

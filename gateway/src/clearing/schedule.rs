@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 
 use super::close::{ClearingContext, files_created_at, run_day};
-use crate::clock::Clock;
+use posgate_core::model::clock::Clock;
 
 /// How often the scheduler looks for a day to close.
 const TICK: Duration = Duration::from_secs(60);

@@ -104,7 +104,7 @@ pub fn manifest(date: NaiveDate, created_at: DateTime<Utc>, files: &[FileRecord]
     writeln!(
         out,
         "business_date {}",
-        crate::business_day::format_date(date)
+        posgate_core::model::business_day::format_date(date)
     )
     .expect("Vec write");
     writeln!(

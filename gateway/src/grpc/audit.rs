@@ -24,8 +24,8 @@ use crate::audit::token::{self, Cursor, TokenError};
 use crate::audit::verify::{self, Problem};
 use crate::audit::{Audit, export, view};
 use crate::config::is_valid_id;
-use crate::money::{Currency, MAX_AMOUNT_MINOR};
 use crate::store::audit::{Checkpoint, EntryContent, EntryType, SearchFilter, canonical_time};
+use posgate_core::model::money::{Currency, MAX_AMOUNT_MINOR};
 
 /// Rows per page when the request says 0.
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
@@ -615,7 +615,7 @@ fn problem(problem: Problem) -> pb::ChainProblem {
 fn token_status(error: &TokenError) -> Status {
     match error {
         TokenError::Hsm(error) => from_hsm_error(error),
-        other => invalid_argument(&[crate::bill::FieldViolation::new(
+        other => invalid_argument(&[posgate_core::model::FieldViolation::new(
             "page_token",
             other.to_string(),
         )]),
@@ -900,7 +900,7 @@ impl AuditService for AuditApi {
                 .map_err(store_error)?
                 .filter(|checkpoint| checkpoint.sequence == body.checkpoint_sequence)
                 .ok_or_else(|| {
-                    invalid_argument(&[crate::bill::FieldViolation::new(
+                    invalid_argument(&[posgate_core::model::FieldViolation::new(
                         "checkpoint_sequence",
                         "is not the sequence of a checkpoint",
                     )])

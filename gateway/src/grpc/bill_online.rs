@@ -29,11 +29,12 @@ use super::status::{
 };
 use crate::bill::online::OnlineBiller;
 use crate::bill::{ReadBill, payment_lines};
-use crate::idempotency::differing_fields;
 use crate::store::{
-    BillWrite, Change, Event, IdempotencyKey, KeyOp, NewSafItem, RequestFingerprint, SafKind,
-    StatusChange, StoredAnswer, TransactionRecord, TransactionStatus, WriteOutcome,
+    BillWrite, Change, Event, KeyOp, NewSafItem, SafKind, StatusChange, TransactionRecord,
+    TransactionStatus, WriteOutcome,
 };
+use posgate_core::model::idempotency::differing_fields;
+use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
 
 /// What an online bill payment's POS hears while the notice is unresolved.
 pub fn notice_outcome_unknown(transaction_id: &str) -> Status {

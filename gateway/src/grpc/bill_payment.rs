@@ -16,11 +16,13 @@ use super::status::{from_bill_error, from_store_error, invalid_argument, invalid
 use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
 use crate::access::{Identity, identity_of};
-use crate::bill::{self, BillError, ReadBill, SlipInput, Teller};
-use crate::business_day::{BusinessCalendar, format_date};
+use crate::bill::{self, BillError, ReadBill, SlipInput};
 use crate::config::StoreConfig;
-use crate::idempotency::FingerprintBuilder;
-use crate::store::{Change, IdempotencyKey, TransactionRecord, TransactionStatus};
+use crate::store::{Change, TransactionRecord, TransactionStatus};
+use posgate_core::model::IdempotencyKey;
+use posgate_core::model::RequestContext;
+use posgate_core::model::business_day::{BusinessCalendar, format_date};
+use posgate_core::model::idempotency::FingerprintBuilder;
 
 /// The service, over the shared gateway state.
 #[derive(Debug, Clone)]
@@ -37,18 +39,23 @@ impl BillPaymentApi {
         pb::bill_payment_service_server::BillPaymentServiceServer::new(self)
     }
 
-    fn store_config(&self, teller: &Teller) -> &StoreConfig {
-        self.gateway.store_config(&teller.store_id)
+    fn store_config(&self, request_context: &RequestContext) -> &StoreConfig {
+        self.gateway.store_config(&request_context.store_id)
     }
 
     fn read<'a>(
         &'a self,
-        teller: &Teller,
+        request_context: &RequestContext,
         slip: &SlipInput,
         now: DateTime<Utc>,
     ) -> Result<ReadBill<'a>, Status> {
-        bill::read_bill(&self.gateway.billers, self.store_config(teller), slip, now)
-            .map_err(|error| from_bill_error(&error))
+        bill::read_bill(
+            &self.gateway.billers,
+            self.store_config(request_context),
+            slip,
+            now,
+        )
+        .map_err(|error| from_bill_error(&error))
     }
 }
 
@@ -119,7 +126,7 @@ pub(crate) fn payment_message(record: &TransactionRecord, biller_name: &str) -> 
 
 /// The fields a `PayBill` retry must repeat exactly (the key fields and
 /// `pos_timestamp` are not compared).
-fn pay_fingerprint(request: &pb::PayBillRequest) -> crate::store::RequestFingerprint {
+fn pay_fingerprint(request: &pb::PayBillRequest) -> posgate_core::model::RequestFingerprint {
     let context = request.context.clone().unwrap_or_default();
     let slip = request.slip.clone().unwrap_or_default();
     let amount = request.amount.clone().unwrap_or_default();
@@ -133,7 +140,7 @@ fn pay_fingerprint(request: &pb::PayBillRequest) -> crate::store::RequestFingerp
         .finish()
 }
 
-fn cancel_fingerprint(request: &pb::CancelBillRequest) -> crate::store::RequestFingerprint {
+fn cancel_fingerprint(request: &pb::CancelBillRequest) -> posgate_core::model::RequestFingerprint {
     let context = request.context.clone().unwrap_or_default();
     FingerprintBuilder::new("CancelBill")
         .value("context.operator_id", &context.operator_id)
@@ -209,18 +216,23 @@ impl BillPaymentApi {
     ) -> Result<Response<pb::InquireBillResponse>, Status> {
         let now = self.gateway.clock.now();
         let mut slip = None;
-        let (_permit, teller) = self
-            .gateway
-            .admit(caller, request.context.as_ref(), now, |v| {
-                slip = Some(v.slip(request.slip.as_ref()));
-            })?;
+        let (_permit, request_context) =
+            self.gateway
+                .admit(caller, request.context.as_ref(), now, |v| {
+                    slip = Some(v.slip(request.slip.as_ref()));
+                })?;
         let slip = slip.expect("admit ran the slip check");
-        let bill = self.read(&teller, &slip, now)?;
+        let bill = self.read(&request_context, &slip, now)?;
         let mut message = bill_message(&bill);
         if let Some(online) = self.gateway.online_billers.get(&bill.biller.id) {
             // The biller is the authority on amount and due date.
-            let remote =
-                bill_online::inquire(online, &bill, &teller.store_id, &teller.terminal_id).await?;
+            let remote = bill_online::inquire(
+                online,
+                &bill,
+                &request_context.store_id,
+                &request_context.terminal_id,
+            )
+            .await?;
             message.amount = Some(pb::Money {
                 amount_minor: remote.amount.amount_minor,
                 currency: remote.amount.currency,
@@ -229,7 +241,8 @@ impl BillPaymentApi {
                 message.due_date = due_date;
             }
         }
-        let business_date = BusinessCalendar::from(self.store_config(&teller)).business_date(now);
+        let business_date =
+            BusinessCalendar::from(self.store_config(&request_context)).business_date(now);
         Ok(Response::new(pb::InquireBillResponse {
             bill: Some(message),
             business_date: format_date(business_date),
@@ -243,15 +256,15 @@ impl BillPaymentApi {
     ) -> Result<Response<pb::PayBillResponse>, Status> {
         let now = self.gateway.clock.now();
         let (mut slip, mut money) = (None, None);
-        let (_permit, teller) = self
-            .gateway
-            .admit(caller, request.context.as_ref(), now, |v| {
-                slip = Some(v.slip(request.slip.as_ref()));
-                money = v.positive_money("amount", request.amount.as_ref());
-            })?;
+        let (_permit, request_context) =
+            self.gateway
+                .admit(caller, request.context.as_ref(), now, |v| {
+                    slip = Some(v.slip(request.slip.as_ref()));
+                    money = v.positive_money("amount", request.amount.as_ref());
+                })?;
         let slip = slip.expect("admit ran the slip check");
         let money = money.expect("admit checked the amount");
-        self.pay(&teller, request, &slip, money, now).await
+        self.pay(&request_context, request, &slip, money, now).await
     }
 
     async fn cancel_request(
@@ -260,13 +273,13 @@ impl BillPaymentApi {
         request: &pb::CancelBillRequest,
     ) -> Result<Response<pb::CancelBillResponse>, Status> {
         let now = self.gateway.clock.now();
-        let (_permit, teller) = self
-            .gateway
-            .admit(caller, request.context.as_ref(), now, |v| {
-                v.transaction_id("transaction_id", &request.transaction_id);
-                v.text("reason", &request.reason, MAX_REASON_LEN);
-            })?;
-        self.cancel(&teller, request, now).await
+        let (_permit, request_context) =
+            self.gateway
+                .admit(caller, request.context.as_ref(), now, |v| {
+                    v.transaction_id("transaction_id", &request.transaction_id);
+                    v.text("reason", &request.reason, MAX_REASON_LEN);
+                })?;
+        self.cancel(&request_context, request, now).await
     }
 
     async fn get(
@@ -275,28 +288,28 @@ impl BillPaymentApi {
         request: pb::GetBillPaymentRequest,
     ) -> Result<Response<pb::GetBillPaymentResponse>, Status> {
         let now = self.gateway.clock.now();
-        let (_permit, teller) = self
-            .gateway
-            .admit(caller, request.context.as_ref(), now, |v| {
-                match &request.lookup {
-                    None => v.add(
-                        "lookup",
-                        "is required: give transaction_id or paid_client_request_id",
-                    ),
-                    Some(pb::get_bill_payment_request::Lookup::TransactionId(id)) => {
-                        v.transaction_id("transaction_id", id);
+        let (_permit, request_context) =
+            self.gateway
+                .admit(caller, request.context.as_ref(), now, |v| {
+                    match &request.lookup {
+                        None => v.add(
+                            "lookup",
+                            "is required: give transaction_id or paid_client_request_id",
+                        ),
+                        Some(pb::get_bill_payment_request::Lookup::TransactionId(id)) => {
+                            v.transaction_id("transaction_id", id);
+                        }
+                        Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId(id)) => {
+                            v.request_id("paid_client_request_id", id);
+                        }
                     }
-                    Some(pb::get_bill_payment_request::Lookup::PaidClientRequestId(id)) => {
-                        v.request_id("paid_client_request_id", id);
-                    }
-                }
-            })?;
+                })?;
         let transaction_id = match request.lookup.expect("validated above") {
             pb::get_bill_payment_request::Lookup::TransactionId(id) => id,
             pb::get_bill_payment_request::Lookup::PaidClientRequestId(client_request_id) => {
                 let key = IdempotencyKey {
                     client_request_id,
-                    ..key_of(&teller)
+                    ..key_of(&request_context)
                 };
                 let answer = self
                     .gateway
@@ -316,7 +329,7 @@ impl BillPaymentApi {
                 }
             }
         };
-        let record = self.find_payment(&teller, &transaction_id).await?;
+        let record = self.find_payment(&request_context, &transaction_id).await?;
         Ok(Response::new(pb::GetBillPaymentResponse {
             payment: Some(self.payment_view(&record)),
         }))
@@ -324,13 +337,13 @@ impl BillPaymentApi {
 
     async fn pay(
         &self,
-        teller: &Teller,
+        request_context: &RequestContext,
         request: &pb::PayBillRequest,
         slip: &SlipInput,
-        (amount_minor, currency): (u64, crate::money::Currency),
+        (amount_minor, currency): (u64, posgate_core::model::money::Currency),
         now: DateTime<Utc>,
     ) -> Result<Response<pb::PayBillResponse>, Status> {
-        let key = key_of(teller);
+        let key = key_of(request_context);
         let fingerprint = pay_fingerprint(request);
         if let Some(answer) = self
             .gateway
@@ -341,7 +354,7 @@ impl BillPaymentApi {
         {
             return bill_online::replay_or_pending(&answer, &fingerprint, &key.client_request_id);
         }
-        let mut bill = self.read(teller, slip, now)?;
+        let mut bill = self.read(request_context, slip, now)?;
         if let Some(online) = self.gateway.online_billers.get(&bill.biller.id).cloned() {
             if currency != bill.biller.currency {
                 return Err(invalid_field(
@@ -357,8 +370,8 @@ impl BillPaymentApi {
             bill::check_fee(bill.biller, amount_minor).map_err(|error| from_bill_error(&error))?;
             let plan = bill::plan_payment(
                 &bill,
-                self.store_config(teller),
-                teller,
+                self.store_config(request_context),
+                request_context,
                 uuid::Uuid::now_v7().to_string(),
                 now,
             );
@@ -397,8 +410,8 @@ impl BillPaymentApi {
         let transaction_id = uuid::Uuid::now_v7().to_string();
         let plan = bill::plan_payment(
             &bill,
-            self.store_config(teller),
-            teller,
+            self.store_config(request_context),
+            request_context,
             transaction_id.clone(),
             now,
         );
@@ -429,20 +442,22 @@ impl BillPaymentApi {
 
     async fn cancel(
         &self,
-        teller: &Teller,
+        request_context: &RequestContext,
         request: &pb::CancelBillRequest,
         now: DateTime<Utc>,
     ) -> Result<Response<pb::CancelBillResponse>, Status> {
-        let key = key_of(teller);
+        let key = key_of(request_context);
         let fingerprint = cancel_fingerprint(request);
         if let Some(replayed) = prior_answer(&self.gateway, &key, &fingerprint).await? {
             return Ok(replayed);
         }
-        let payment = self.find_payment(teller, &request.transaction_id).await?;
+        let payment = self
+            .find_payment(request_context, &request.transaction_id)
+            .await?;
         let plan = bill::plan_cancel(
             &payment,
-            self.store_config(teller),
-            teller,
+            self.store_config(request_context),
+            request_context,
             request.reason.trim(),
             now,
         )
@@ -489,12 +504,12 @@ impl BillPaymentApi {
 
     async fn find_payment(
         &self,
-        teller: &Teller,
+        request_context: &RequestContext,
         transaction_id: &str,
     ) -> Result<TransactionRecord, Status> {
         self.gateway
             .store
-            .transaction(&teller.store_id, transaction_id)
+            .transaction(&request_context.store_id, transaction_id)
             .await
             .map_err(|error| from_store_error(&error))?
             .ok_or_else(|| from_bill_error(&BillError::NotFound(transaction_id.to_owned())))

@@ -9,11 +9,9 @@ use tonic::{Response, Status};
 
 use super::Gateway;
 use super::status::{from_store_error, key_reused};
-use crate::idempotency::differing_fields;
-use crate::store::{
-    Change, Event, IdempotencyKey, RequestFingerprint, SettlementLine, StoredAnswer,
-    TransactionStatus, WriteOutcome, WriteRequest,
-};
+use crate::store::{Change, Event, SettlementLine, TransactionStatus, WriteOutcome, WriteRequest};
+use posgate_core::model::idempotency::differing_fields;
+use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
 
 /// Response header set on a replayed answer.
 pub const REPLAY_HEADER: &str = "posgate-idempotent-replay";

@@ -38,12 +38,14 @@ use tokio::sync::OwnedSemaphorePermit;
 use tonic::Status;
 
 use crate::access::Identity;
-use crate::bill::{BillerRegistry, Teller};
-use crate::clock::Clock;
+use crate::bill::BillerRegistry;
 use crate::config::{Config, StoreConfig};
 use crate::payments::Payments;
-use crate::store::{IdempotencyKey, Store};
+use crate::store::Store;
 use admission::Admission;
+use posgate_core::model::IdempotencyKey;
+use posgate_core::model::RequestContext;
+use posgate_core::model::clock::Clock;
 use status::{invalid_argument, refused};
 use validate::Violations;
 
@@ -128,20 +130,21 @@ impl Gateway {
         context: Option<&pb::RequestContext>,
         now: DateTime<Utc>,
         check_rest: impl FnOnce(&mut Violations),
-    ) -> Result<(OwnedSemaphorePermit, Teller), Status> {
+    ) -> Result<(OwnedSemaphorePermit, RequestContext), Status> {
         let permit = self.admission.enter().map_err(refused)?;
         let mut violations = Violations::default();
-        let mut teller = violations.context(context, |id| self.stores.contains_key(id), now);
-        teller.actor = caller.spiffe_id();
+        let mut request_context =
+            violations.context(context, |id| self.stores.contains_key(id), now);
+        request_context.actor = caller.spiffe_id();
         check_rest(&mut violations);
         violations
             .finish()
             .map_err(|violations| invalid_argument(&violations))?;
         caller.check_acts_for(context)?;
         self.admission
-            .charge(&teller.store_id, &teller.terminal_id)
+            .charge(&request_context.store_id, &request_context.terminal_id)
             .map_err(refused)?;
-        Ok((permit, teller))
+        Ok((permit, request_context))
     }
 
     /// The configuration of a store validation found configured.
@@ -152,12 +155,12 @@ impl Gateway {
     }
 }
 
-/// The idempotency key of a teller's request.
-pub fn key_of(teller: &Teller) -> IdempotencyKey {
+/// The idempotency key of a request, from its context.
+pub fn key_of(request_context: &RequestContext) -> IdempotencyKey {
     IdempotencyKey {
-        store_id: teller.store_id.clone(),
-        terminal_id: teller.terminal_id.clone(),
-        client_request_id: teller.client_request_id.clone(),
+        store_id: request_context.store_id.clone(),
+        terminal_id: request_context.terminal_id.clone(),
+        client_request_id: request_context.client_request_id.clone(),
     }
 }
 

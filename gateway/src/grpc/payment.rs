@@ -26,19 +26,19 @@ use super::status::{
 use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
 use crate::access::{Identity, identity_of};
-use crate::bill::Teller;
-use crate::business_day::BusinessCalendar;
-use crate::idempotency::{FingerprintBuilder, differing_fields};
-use crate::money::Currency;
 use crate::payments::card::{PresentedCard, brand_name, brand_of, read_card};
 use crate::payments::config::BankLinkConfig;
 use crate::payments::saf::reversal_of;
 use crate::payments::{Payments, Route, bank_terminal_id, card_lines, rrn_for, view};
 use crate::store::{
-    CardChange, CardRecord, CardType, CardUpdate, CardWrite, Event, IdempotencyKey, KeyOp,
-    NewSafItem, RefundAdjust, RequestFingerprint, SafKind, SettlementLine, StoredAnswer,
-    TransactionStatus, WriteOutcome,
+    CardChange, CardRecord, CardType, CardUpdate, CardWrite, Event, KeyOp, NewSafItem,
+    RefundAdjust, SafKind, SettlementLine, TransactionStatus, WriteOutcome,
 };
+use posgate_core::model::RequestContext;
+use posgate_core::model::business_day::BusinessCalendar;
+use posgate_core::model::idempotency::{FingerprintBuilder, differing_fields};
+use posgate_core::model::money::Currency;
+use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
 
 /// Longest `pos_reference`.
 const MAX_POS_REFERENCE_LEN: usize = 40;
@@ -185,7 +185,8 @@ pub(crate) async fn send_financial(
         CardType::Sale => FinancialKind::Sale,
         CardType::Refund => FinancialKind::Refund,
     };
-    let currency = crate::money::Currency::from_code(&record.currency).map_or("", |c| c.numeric);
+    let currency =
+        posgate_core::model::money::Currency::from_code(&record.currency).map_or("", |c| c.numeric);
     let request = FinancialRequest {
         kind,
         pan: card.map(|card| card.pan.digits()),
@@ -413,10 +414,10 @@ async fn finish<M: prost::Message + Default>(
     }
 }
 
-/// The record of a transaction of the teller's store, or `NOT_FOUND`.
+/// The record of a transaction of the caller's store, or `NOT_FOUND`.
 async fn own_transaction(
     gateway: &Gateway,
-    teller: &Teller,
+    context: &RequestContext,
     id: &str,
 ) -> Result<CardRecord, Status> {
     gateway
@@ -424,11 +425,11 @@ async fn own_transaction(
         .card_transaction(id)
         .await
         .map_err(|error| store_failure(&error))?
-        .filter(|record| record.store_id == teller.store_id)
+        .filter(|record| record.store_id == context.store_id)
         .ok_or_else(|| {
             Status::not_found(format!(
                 "no card transaction {id} at store {}",
-                teller.store_id
+                context.store_id
             ))
         })
 }
@@ -536,15 +537,15 @@ impl PaymentApi {
     /// The card currency and limit checks of an amount at a store.
     fn check_amount(
         payments: &Payments,
-        teller: &Teller,
+        context: &RequestContext,
         amount_minor: u64,
-        currency: crate::money::Currency,
+        currency: posgate_core::model::money::Currency,
     ) -> Result<i64, Status> {
-        let Some(store_currency) = payments.config.store_currency.get(&teller.store_id) else {
+        let Some(store_currency) = payments.config.store_currency.get(&context.store_id) else {
             return Err(precondition(
                 "CARDS_NOT_ACCEPTED",
-                &format!("store/{}", teller.store_id),
-                format!("store {} takes no card payments", teller.store_id),
+                &format!("store/{}", context.store_id),
+                format!("store {} takes no card payments", context.store_id),
             ));
         };
         if *store_currency != currency {
@@ -579,7 +580,7 @@ impl PaymentApi {
     ) -> Result<
         (
             OwnedSemaphorePermit,
-            Teller,
+            RequestContext,
             PresentedCard,
             i64,
             Currency,
@@ -588,7 +589,7 @@ impl PaymentApi {
         Status,
     > {
         let (mut card, mut money, mut card_type) = (None, None, None);
-        let (permit, teller) = self
+        let (permit, context) = self
             .gateway
             .admit(caller, request.context.as_ref(), now, |v| {
                 card = read_card(v, "card", request.card.as_ref());
@@ -604,10 +605,10 @@ impl PaymentApi {
                 check_pos_reference(v, &request.pos_reference);
             })?;
         let (amount, currency) = money.expect("validated");
-        let amount = Self::check_amount(payments, &teller, amount, currency)?;
+        let amount = Self::check_amount(payments, &context, amount, currency)?;
         Ok((
             permit,
-            teller,
+            context,
             card.expect("validated"),
             amount,
             currency,
@@ -623,26 +624,26 @@ impl PaymentApi {
         let payments = Arc::clone(self.payments()?);
         let gateway = &self.gateway;
         let now = gateway.clock.now();
-        let (_permit, teller, card, amount, currency, card_type) =
+        let (_permit, context, card, amount, currency, card_type) =
             self.read_authorize(caller, &payments, request, now)?;
         let card_digest = payments
             .keyed_digest(&card.digest_parts())
             .await
             .map_err(|error| from_hsm_error(&error))?;
         let fingerprint = FingerprintBuilder::new("Authorize")
-            .value("context.operator_id", &teller.operator_id)
+            .value("context.operator_id", &context.operator_id)
             .value("card", &card_digest)
             .value("amount.amount_minor", amount.to_be_bytes())
             .value("amount.currency", currency.code)
             .value("capture_mode", request.capture_mode.to_be_bytes())
             .value("pos_reference", &request.pos_reference)
             .finish();
-        let key = key_of(&teller);
+        let key = key_of(&context);
         if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
             return Ok(answer);
         }
-        let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
-        let checked = check_card(&payments, &teller, &card, calendar.local_date(now)).await?;
+        let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
+        let checked = check_card(&payments, &context, &card, calendar.local_date(now)).await?;
         let (link, link_config) = up_link(&payments, &checked.route.link)?;
         let stan = next_stan(gateway, &payments, &checked.route.link, now).await?;
         let id = uuid::Uuid::now_v7();
@@ -661,10 +662,10 @@ impl PaymentApi {
                 "signature"
             }
             .to_owned(),
-            merchant_id: payments.config.merchant_id(&teller.store_id),
+            merchant_id: payments.config.merchant_id(&context.store_id),
             pos_reference: request.pos_reference.clone(),
             ..draft(&Draft {
-                teller: &teller,
+                context: &context,
                 id: &id,
                 card_type,
                 stan,
@@ -676,7 +677,7 @@ impl PaymentApi {
             })
         };
         if let Some(answer) = self
-            .claim(&teller.actor, &record, &key, &fingerprint, None, now)
+            .claim(&context.actor, &record, &key, &fingerprint, None, now)
             .await?
         {
             return Ok(answer);
@@ -775,25 +776,25 @@ impl PaymentApi {
         let gateway = &self.gateway;
         let now = gateway.clock.now();
         let mut money = None;
-        let (_permit, teller) = gateway.admit(caller, request.context.as_ref(), now, |v| {
+        let (_permit, context) = gateway.admit(caller, request.context.as_ref(), now, |v| {
             v.transaction_id("transaction_id", &request.transaction_id);
             money = v.positive_money("amount", request.amount.as_ref());
         })?;
         let (amount, currency) = money.expect("validated");
         let fingerprint = FingerprintBuilder::new("Capture")
-            .value("context.operator_id", &teller.operator_id)
+            .value("context.operator_id", &context.operator_id)
             .value("transaction_id", &request.transaction_id)
             .value("amount.amount_minor", amount.to_be_bytes())
             .value("amount.currency", currency.code)
             .finish();
-        let key = key_of(&teller);
+        let key = key_of(&context);
         if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
             return Ok(answer);
         }
-        let record = own_transaction(gateway, &teller, &request.transaction_id).await?;
+        let record = own_transaction(gateway, &context, &request.transaction_id).await?;
         let amount = check_capturable(&record, amount, currency, now)?;
         let business_date =
-            BusinessCalendar::from(gateway.store_config(&teller.store_id)).business_date(now);
+            BusinessCalendar::from(gateway.store_config(&context.store_id)).business_date(now);
         let mut captured = record.clone();
         captured.status = TransactionStatus::Captured;
         captured.captured_minor = amount;
@@ -827,7 +828,7 @@ impl PaymentApi {
                 "captured",
                 Some(TransactionStatus::Authorized),
                 TransactionStatus::Captured,
-                &teller.actor,
+                &context.actor,
                 format!("captured {amount} of {}", record.amount_minor),
             ),
             enqueue: vec![NewSafItem {
@@ -885,21 +886,21 @@ impl PaymentApi {
         self.payments()?;
         let gateway = &self.gateway;
         let now = gateway.clock.now();
-        let (_permit, teller) = gateway.admit(caller, request.context.as_ref(), now, |v| {
+        let (_permit, context) = gateway.admit(caller, request.context.as_ref(), now, |v| {
             v.transaction_id("transaction_id", &request.transaction_id);
             v.text("reason", &request.reason, MAX_REASON_LEN);
         })?;
         let fingerprint = FingerprintBuilder::new("Void")
-            .value("context.operator_id", &teller.operator_id)
+            .value("context.operator_id", &context.operator_id)
             .value("transaction_id", &request.transaction_id)
             .value("reason", &request.reason)
             .finish();
-        let key = key_of(&teller);
+        let key = key_of(&context);
         if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
             return Ok(answer);
         }
-        let record = own_transaction(gateway, &teller, &request.transaction_id).await?;
-        let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
+        let record = own_transaction(gateway, &context, &request.transaction_id).await?;
+        let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
         let today = calendar.business_date(now);
         let lines = void_lines(&record, &calendar, today)?;
         let mut voided = record.clone();
@@ -933,7 +934,7 @@ impl PaymentApi {
                 "voided",
                 Some(record.status),
                 TransactionStatus::Voided,
-                &teller.actor,
+                &context.actor,
                 request.reason.clone(),
             ),
             enqueue: vec![reversal_of(&record, now)],
@@ -953,7 +954,7 @@ impl PaymentApi {
     ) -> Result<
         (
             OwnedSemaphorePermit,
-            Teller,
+            RequestContext,
             Option<PresentedCard>,
             u64,
             Currency,
@@ -962,7 +963,7 @@ impl PaymentApi {
         Status,
     > {
         let (mut money, mut card) = (None, None);
-        let (permit, teller) = self
+        let (permit, context) = self
             .gateway
             .admit(caller, request.context.as_ref(), now, |v| {
                 v.transaction_id("original_transaction_id", &request.original_transaction_id);
@@ -983,14 +984,14 @@ impl PaymentApi {
             None => String::new(),
         };
         let fingerprint = FingerprintBuilder::new("Refund")
-            .value("context.operator_id", &teller.operator_id)
+            .value("context.operator_id", &context.operator_id)
             .value("original_transaction_id", &request.original_transaction_id)
             .value("amount.amount_minor", amount.to_be_bytes())
             .value("amount.currency", currency.code)
             .value("reason", &request.reason)
             .value("card", &card_digest)
             .finish();
-        Ok((permit, teller, card, amount, currency, fingerprint))
+        Ok((permit, context, card, amount, currency, fingerprint))
     }
 
     async fn refund_request(
@@ -1001,14 +1002,14 @@ impl PaymentApi {
         let payments = Arc::clone(self.payments()?);
         let gateway = &self.gateway;
         let now = gateway.clock.now();
-        let (_permit, teller, card, amount, currency, fingerprint) =
+        let (_permit, context, card, amount, currency, fingerprint) =
             self.read_refund(caller, &payments, request, now).await?;
-        let key = key_of(&teller);
+        let key = key_of(&context);
         if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
             return Ok(answer);
         }
-        let original = own_transaction(gateway, &teller, &request.original_transaction_id).await?;
-        let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
+        let original = own_transaction(gateway, &context, &request.original_transaction_id).await?;
+        let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
         let today = calendar.business_date(now);
         let amount =
             check_refundable(&payments, &original, card.as_ref(), amount, currency, today).await?;
@@ -1027,7 +1028,7 @@ impl PaymentApi {
             merchant_id: original.merchant_id.clone(),
             original_transaction_id: Some(original.id.clone()),
             ..draft(&Draft {
-                teller: &teller,
+                context: &context,
                 id: &id,
                 card_type: CardType::Refund,
                 stan,
@@ -1045,7 +1046,7 @@ impl PaymentApi {
         };
         if let Some(answer) = self
             .claim(
-                &teller.actor,
+                &context.actor,
                 &record,
                 &key,
                 &fingerprint,
@@ -1106,7 +1107,7 @@ impl PaymentApi {
         self.payments()?;
         let gateway = &self.gateway;
         let now = gateway.clock.now();
-        let (_permit, teller) = gateway.admit(caller, request.context.as_ref(), now, |v| {
+        let (_permit, context) = gateway.admit(caller, request.context.as_ref(), now, |v| {
             match &request.lookup {
                 None => v.add(
                     "transaction_id",
@@ -1122,12 +1123,12 @@ impl PaymentApi {
         })?;
         let record = match request.lookup.as_ref().expect("validated") {
             pb::get_transaction_request::Lookup::TransactionId(id) => {
-                own_transaction(gateway, &teller, id).await?
+                own_transaction(gateway, &context, id).await?
             }
             pb::get_transaction_request::Lookup::CreatedClientRequestId(client_request_id) => {
                 let key = IdempotencyKey {
                     client_request_id: client_request_id.clone(),
-                    ..key_of(&teller)
+                    ..key_of(&context)
                 };
                 gateway
                     .store
@@ -1346,7 +1347,7 @@ pub(crate) struct CheckedCard {
 /// rule; and the PIN block's translation from the terminal's key.
 pub(crate) async fn check_card(
     payments: &Payments,
-    teller: &Teller,
+    context: &RequestContext,
     card: &PresentedCard,
     local_date: chrono::NaiveDate,
 ) -> Result<CheckedCard, Status> {
@@ -1389,7 +1390,7 @@ pub(crate) async fn check_card(
         None => None,
         Some(pin) => {
             let label = payments
-                .pin_key_label(&pin.key_id, &teller.store_id, &teller.terminal_id)
+                .pin_key_label(&pin.key_id, &context.store_id, &context.terminal_id)
                 .ok_or_else(|| {
                     invalid_field("card.pin.key_id", "is not a PIN key of this terminal")
                 })?
@@ -1441,7 +1442,7 @@ pub(crate) fn up_link<'a>(
 
 /// What every new card transaction starts from.
 pub(crate) struct Draft<'a> {
-    pub teller: &'a Teller,
+    pub context: &'a RequestContext,
     pub id: &'a uuid::Uuid,
     pub card_type: CardType,
     /// From [`Payments::next_stan`].
@@ -1456,15 +1457,15 @@ pub(crate) struct Draft<'a> {
 /// A new card transaction, in progress, with its trace numbers; the caller
 /// fills in the card's details.
 pub(crate) fn draft(draft: &Draft<'_>) -> CardRecord {
-    let teller = draft.teller;
+    let context = draft.context;
     CardRecord {
         id: draft.id.to_string(),
         card_type: draft.card_type,
         status: TransactionStatus::InProgress,
-        store_id: teller.store_id.clone(),
-        terminal_id: teller.terminal_id.clone(),
-        operator_id: teller.operator_id.clone(),
-        client_request_id: teller.client_request_id.clone(),
+        store_id: context.store_id.clone(),
+        terminal_id: context.terminal_id.clone(),
+        operator_id: context.operator_id.clone(),
+        client_request_id: context.client_request_id.clone(),
         link_id: draft.link_id.to_owned(),
         amount_minor: draft.amount,
         currency: draft.currency.to_owned(),
@@ -1478,7 +1479,7 @@ pub(crate) fn draft(draft: &Draft<'_>) -> CardRecord {
         entry_mode: String::new(),
         cardholder_verification: "none".to_owned(),
         merchant_id: String::new(),
-        bank_terminal_id: bank_terminal_id(&teller.store_id, &teller.terminal_id),
+        bank_terminal_id: bank_terminal_id(&context.store_id, &context.terminal_id),
         stan: draft.stan.clone(),
         rrn: rrn_for(draft.id),
         transmitted_at: draft.now,

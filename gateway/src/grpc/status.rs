@@ -7,8 +7,9 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::admission::Refusal;
-use crate::bill::{BillError, FieldViolation};
+use crate::bill::BillError;
 use crate::store::StoreError;
+use posgate_core::model::FieldViolation;
 
 /// The google.rpc.ErrorInfo domain of posgate's errors.
 pub const ERROR_DOMAIN: &str = "posgate.v1";

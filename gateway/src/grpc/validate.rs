@@ -5,9 +5,11 @@
 use chrono::{DateTime, Utc};
 use posgate_proto::v1 as pb;
 
-use crate::bill::{FieldViolation, SlipInput, Teller};
+use crate::bill::SlipInput;
+
 use crate::config::is_valid_id;
-use crate::money::{Currency, MAX_AMOUNT_MINOR};
+use posgate_core::model::money::{Currency, MAX_AMOUNT_MINOR};
+use posgate_core::model::{FieldViolation, RequestContext};
 
 /// Longest `client_request_id`, as Stripe and the proto allow.
 pub const MAX_CLIENT_REQUEST_ID_LEN: usize = 255;
@@ -63,17 +65,17 @@ impl Violations {
         }
     }
 
-    /// Reads the request context into the teller it names; `known_store`
+    /// Reads the request context into the `RequestContext` it names; `known_store`
     /// says whether posgate serves the store.
     pub fn context(
         &mut self,
         context: Option<&pb::RequestContext>,
         known_store: impl Fn(&str) -> bool,
         now: DateTime<Utc>,
-    ) -> Teller {
+    ) -> RequestContext {
         let Some(context) = context else {
             self.add("context", "is required");
-            return Teller {
+            return RequestContext {
                 store_id: String::new(),
                 terminal_id: String::new(),
                 operator_id: String::new(),
@@ -92,7 +94,7 @@ impl Violations {
         self.request_id("context.client_request_id", &context.client_request_id);
         self.id("context.operator_id", &context.operator_id);
         self.pos_timestamp(context.pos_timestamp.as_ref(), now);
-        Teller {
+        RequestContext {
             store_id: context.store_id.clone(),
             terminal_id: context.terminal_id.clone(),
             operator_id: context.operator_id.clone(),

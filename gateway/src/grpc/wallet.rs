@@ -28,16 +28,16 @@ use super::status::{
 use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
 use crate::access::identity_of;
-use crate::bill::Teller;
-use crate::business_day::BusinessCalendar;
-use crate::idempotency::{FingerprintBuilder, differing_fields};
 use crate::payments::card::read_card;
 use crate::store::{
-    Event, IdempotencyKey, KeyOp, NewSafItem, RefundAdjust, RequestFingerprint, SafKind,
-    StoredAnswer, TransactionStatus, WalletChange, WalletOutcome, WalletRecord, WalletType,
-    WalletUpdate, WalletWrite, WriteOutcome,
+    Event, KeyOp, NewSafItem, RefundAdjust, SafKind, TransactionStatus, WalletChange,
+    WalletOutcome, WalletRecord, WalletType, WalletUpdate, WalletWrite, WriteOutcome,
 };
 use crate::wallet::{Operator, Wallets, view, wallet_lines};
+use posgate_core::model::RequestContext;
+use posgate_core::model::business_day::BusinessCalendar;
+use posgate_core::model::idempotency::{FingerprintBuilder, differing_fields};
+use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
 
 /// Longest `pos_reference`.
 const MAX_POS_REFERENCE_LEN: usize = 40;
@@ -650,7 +650,7 @@ async fn auto_reload_need(
 async fn card_funding_allowed(
     gateway: &Gateway,
     operator: &Operator,
-    teller: &Teller,
+    context: &RequestContext,
     card: &crate::payments::card::PresentedCard,
 ) -> Result<(Arc<crate::payments::Payments>, Vec<u8>), Status> {
     let refuse = |why: &str| precondition("CARD_FUNDING_NOT_ALLOWED", "funding", why.to_owned());
@@ -660,7 +660,7 @@ async fn card_funding_allowed(
     if !operator.config.card_top_up {
         return Err(refuse("the wallet operator does not accept card top-ups"));
     }
-    let store_currency = payments.config.store_currency.get(&teller.store_id);
+    let store_currency = payments.config.store_currency.get(&context.store_id);
     if store_currency.map(|currency| currency.code) != Some(operator.config.currency.code) {
         return Err(refuse("this store takes no cards in the wallet's currency"));
     }
@@ -673,21 +673,21 @@ async fn card_funding_allowed(
 
 fn new_record(
     gateway: &Gateway,
-    teller: &Teller,
+    context: &RequestContext,
     wallet_type: WalletType,
     operator: &Operator,
     amount_minor: i64,
     now: DateTime<Utc>,
 ) -> WalletRecord {
-    let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
+    let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
     WalletRecord {
         id: uuid::Uuid::now_v7().to_string(),
         wallet_type,
         status: TransactionStatus::InProgress,
-        store_id: teller.store_id.clone(),
-        terminal_id: teller.terminal_id.clone(),
-        operator_id: teller.operator_id.clone(),
-        client_request_id: teller.client_request_id.clone(),
+        store_id: context.store_id.clone(),
+        terminal_id: context.terminal_id.clone(),
+        operator_id: context.operator_id.clone(),
+        client_request_id: context.client_request_id.clone(),
         wallet_operator_id: operator.config.id.clone(),
         amount_minor,
         currency: operator.config.currency.code.to_owned(),
@@ -704,10 +704,10 @@ fn new_record(
     }
 }
 
-fn channel(teller: &Teller) -> wire::Channel {
+fn channel(context: &RequestContext) -> wire::Channel {
     wire::Channel {
-        store_id: teller.store_id.clone(),
-        terminal_id: teller.terminal_id.clone(),
+        store_id: context.store_id.clone(),
+        terminal_id: context.terminal_id.clone(),
     }
 }
 
@@ -741,7 +741,7 @@ impl WalletService for WalletApi {
                 let mut input = None;
                 let mut amount = None;
                 let mut presented = None;
-                let (_permit, teller) =
+                let (_permit, context) =
                     gateway.admit(&caller, message.context.as_ref(), now, |v| {
                         input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
                         let operator = input.as_ref().map(|input| input.operator.as_ref());
@@ -767,11 +767,11 @@ impl WalletService for WalletApi {
                 };
                 let card_funding = match &presented {
                     Some(card) => {
-                        Some(card_funding_allowed(gateway, &input.operator, &teller, card).await?)
+                        Some(card_funding_allowed(gateway, &input.operator, &context, card).await?)
                     }
                     None => None,
                 };
-                let key = key_of(&teller);
+                let key = key_of(&context);
                 let fingerprint = FingerprintBuilder::new("WalletService/TopUp")
                     .value("wallet.wallet_operator_id", &input.operator.config.id)
                     .value(
@@ -796,7 +796,7 @@ impl WalletService for WalletApi {
                 }
                 let mut record = new_record(
                     gateway,
-                    &teller,
+                    &context,
                     WalletType::TopUp,
                     &input.operator,
                     amount,
@@ -808,13 +808,13 @@ impl WalletService for WalletApi {
                     (Some(card), Some((payments, _))) => {
                         "card".clone_into(&mut record.funding);
                         let calendar =
-                            BusinessCalendar::from(gateway.store_config(&teller.store_id));
-                        Some(check_card(payments, &teller, card, calendar.local_date(now)).await?)
+                            BusinessCalendar::from(gateway.store_config(&context.store_id));
+                        Some(check_card(payments, &context, card, calendar.local_date(now)).await?)
                     }
                     _ => None,
                 };
                 if let Some(answer) =
-                    claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
+                    claim(gateway, &record, &key, &fingerprint, None, &context.actor).await?
                 {
                     return Ok(answer);
                 }
@@ -831,7 +831,7 @@ impl WalletService for WalletApi {
                         card,
                         &checked.route.link,
                         checked.pin_block,
-                        &teller,
+                        &context,
                     )
                     .await;
                 }
@@ -843,10 +843,18 @@ impl WalletService for WalletApi {
                         wallet: input.wire.clone(),
                         amount: money(&record),
                         funding: wire::Funding::Cash,
-                        channel: channel(&teller),
+                        channel: channel(&context),
                     })
                     .await;
-                finish(gateway, &input.operator, record, key, result, &teller.actor).await
+                finish(
+                    gateway,
+                    &input.operator,
+                    record,
+                    key,
+                    result,
+                    &context.actor,
+                )
+                .await
             },
         ))
         .await
@@ -875,7 +883,7 @@ impl WalletService for WalletApi {
                     .unwrap_or_default();
                 let mut input = None;
                 let mut amount = None;
-                let (_permit, teller) =
+                let (_permit, context) =
                     gateway.admit(&caller, message.context.as_ref(), now, |v| {
                         input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
                         let operator = input.as_ref().map(|input| input.operator.as_ref());
@@ -898,7 +906,7 @@ impl WalletService for WalletApi {
                         "validation passed without a wallet or amount",
                     ));
                 };
-                let key = key_of(&teller);
+                let key = key_of(&context);
                 let fingerprint = FingerprintBuilder::new("WalletService/Pay")
                     .value("wallet.wallet_operator_id", &input.operator.config.id)
                     .value(
@@ -917,7 +925,7 @@ impl WalletService for WalletApi {
                 }
                 let mut record = new_record(
                     gateway,
-                    &teller,
+                    &context,
                     WalletType::Payment,
                     &input.operator,
                     amount,
@@ -927,7 +935,7 @@ impl WalletService for WalletApi {
                 record.pos_reference.clone_from(&message.pos_reference);
                 let reload = auto_reload_need(gateway, &input, amount).await?;
                 if let Some(answer) =
-                    claim(gateway, &record, &key, &fingerprint, None, &teller.actor).await?
+                    claim(gateway, &record, &key, &fingerprint, None, &context.actor).await?
                 {
                     return Ok(answer);
                 }
@@ -943,7 +951,7 @@ impl WalletService for WalletApi {
                         key,
                         &link,
                         short_minor,
-                        &teller,
+                        &context,
                     )
                     .await;
                 }
@@ -956,15 +964,26 @@ impl WalletService for WalletApi {
                         amount: money(&record),
                         pos_reference: (!message.pos_reference.is_empty())
                             .then(|| message.pos_reference.clone()),
-                        channel: channel(&teller),
+                        channel: channel(&context),
                     })
                     .await;
-                finish(gateway, &input.operator, record, key, result, &teller.actor).await
+                finish(
+                    gateway,
+                    &input.operator,
+                    record,
+                    key,
+                    result,
+                    &context.actor,
+                )
+                .await
             },
         ))
         .await
     }
 
+    // Validate, find the original, replay or claim, then the operator; moves
+    // into the wallet service of posgate-core in the next step of issue 14.
+    #[allow(clippy::too_many_lines)]
     async fn refund(
         &self,
         request: Request<pb::WalletRefundRequest>,
@@ -976,17 +995,18 @@ impl WalletService for WalletApi {
             let gateway = &self.gateway;
             let now = gateway.clock.now();
             let mut amount = None;
-            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
-                v.transaction_id("original_transaction_id", &message.original_transaction_id);
-                amount = v.positive_money("amount", message.amount.as_ref());
-                v.text("reason", &message.reason, MAX_REASON_LEN);
-            })?;
+            let (_permit, context) =
+                gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                    v.transaction_id("original_transaction_id", &message.original_transaction_id);
+                    amount = v.positive_money("amount", message.amount.as_ref());
+                    v.text("reason", &message.reason, MAX_REASON_LEN);
+                })?;
             let Some((amount, currency)) = amount else {
                 return Err(Status::internal("validation passed without an amount"));
             };
             let amount = i64::try_from(amount)
                 .map_err(|_| invalid_field("amount.amount_minor", "too large"))?;
-            let key = key_of(&teller);
+            let key = key_of(&context);
             let fingerprint = FingerprintBuilder::new("WalletService/Refund")
                 .value("original_transaction_id", &message.original_transaction_id)
                 .value("amount", format!("{amount} {}", currency.code))
@@ -1000,7 +1020,7 @@ impl WalletService for WalletApi {
                 .wallet_transaction(&message.original_transaction_id)
                 .await
                 .map_err(|error| from_store_error(&error))?
-                .filter(|original| original.store_id == teller.store_id)
+                .filter(|original| original.store_id == context.store_id)
                 .ok_or_else(|| Status::not_found("no such wallet transaction at this store"))?;
             if original.wallet_type != WalletType::Payment
                 || original.status != TransactionStatus::Completed
@@ -1023,7 +1043,7 @@ impl WalletService for WalletApi {
                 .ok_or_else(|| {
                     partner_unavailable(&format!("wallet:{}", original.wallet_operator_id))
                 })?;
-            let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
+            let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
             let age_days = (calendar.business_date(now) - original.business_date).num_days();
             if age_days > operator.config.refund_window_days {
                 return Err(precondition(
@@ -1035,8 +1055,14 @@ impl WalletService for WalletApi {
                     ),
                 ));
             }
-            let mut record =
-                new_record(gateway, &teller, WalletType::Refund, &operator, amount, now);
+            let mut record = new_record(
+                gateway,
+                &context,
+                WalletType::Refund,
+                &operator,
+                amount,
+                now,
+            );
             record.wallet_ref.clone_from(&original.wallet_ref);
             record.original_transaction_id = Some(original.id.clone());
             let reserve = RefundAdjust {
@@ -1050,7 +1076,7 @@ impl WalletService for WalletApi {
                 &key,
                 &fingerprint,
                 Some(reserve),
-                &teller.actor,
+                &context.actor,
             )
             .await?
             {
@@ -1062,10 +1088,10 @@ impl WalletService for WalletApi {
                     transaction_id: record.id.clone(),
                     original_transaction_id: original.id.clone(),
                     amount: money(&record),
-                    channel: channel(&teller),
+                    channel: channel(&context),
                 })
                 .await;
-            finish(gateway, &operator, record, key, result, &teller.actor).await
+            finish(gateway, &operator, record, key, result, &context.actor).await
         })
         .await
     }
@@ -1089,7 +1115,7 @@ impl WalletService for WalletApi {
                     .map(|c| c.store_id.clone())
                     .unwrap_or_default();
                 let mut input = None;
-                let (_permit, _teller) =
+                let (_permit, _context) =
                     gateway.admit(&caller, message.context.as_ref(), now, |v| {
                         input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
                     })?;
@@ -1153,18 +1179,19 @@ impl WalletService for WalletApi {
                 .map(|c| c.store_id.clone())
                 .unwrap_or_default();
             let (mut input, mut card, mut step) = (None, None, 0);
-            let (_permit, teller) = gateway.admit(&caller, message.context.as_ref(), now, |v| {
-                input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
-                card = read_card(v, "card", message.card.as_ref());
-                match &message.auto_reload {
-                    None => v.add("auto_reload", "is required"),
-                    Some(settings) if settings.enabled => {
-                        let operator = input.as_ref().map(|input| input.operator.as_ref());
-                        step = check_step(v, settings.step.as_ref(), operator);
+            let (_permit, context) =
+                gateway.admit(&caller, message.context.as_ref(), now, |v| {
+                    input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
+                    card = read_card(v, "card", message.card.as_ref());
+                    match &message.auto_reload {
+                        None => v.add("auto_reload", "is required"),
+                        Some(settings) if settings.enabled => {
+                            let operator = input.as_ref().map(|input| input.operator.as_ref());
+                            step = check_step(v, settings.step.as_ref(), operator);
+                        }
+                        Some(_) => {}
                     }
-                    Some(_) => {}
-                }
-            })?;
+                })?;
             let (Some(input), Some(card)) = (input, card) else {
                 return Err(Status::internal(
                     "validation passed without a wallet or card",
@@ -1187,14 +1214,14 @@ impl WalletService for WalletApi {
                 .value("card", hex::encode(digest))
                 .value("auto_reload", format!("{enabled} {step}"))
                 .finish();
-            let key = key_of(&teller);
+            let key = key_of(&context);
             if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
                 return Ok(answer);
             }
             super::wallet_saga::link_card(
                 gateway,
                 &payments,
-                &teller,
+                &context,
                 super::wallet_saga::LinkInput {
                     operator: &input.operator,
                     wallet: &input.wire,
@@ -1229,7 +1256,7 @@ impl WalletService for WalletApi {
                     .map(|c| c.store_id.clone())
                     .unwrap_or_default();
                 let mut input = None;
-                let (_permit, teller) =
+                let (_permit, context) =
                     gateway.admit(&caller, message.context.as_ref(), now, |v| {
                         input = check_wallet(v, wallets, message.wallet.as_ref(), &store_id);
                         v.text("reason", &message.reason, MAX_REASON_LEN);
@@ -1245,14 +1272,14 @@ impl WalletService for WalletApi {
                     )
                     .value("reason", &message.reason)
                     .finish();
-                let key = key_of(&teller);
+                let key = key_of(&context);
                 if let Some(answer) = prior(gateway, &key, &fingerprint).await? {
                     return Ok(answer);
                 }
                 super::wallet_saga::unlink_card(
                     gateway,
                     &input.operator,
-                    &teller,
+                    &context,
                     &input.wire,
                     &message.reason,
                     fingerprint,
@@ -1276,7 +1303,7 @@ impl WalletService for WalletApi {
             async {
                 let gateway = &self.gateway;
                 let now = gateway.clock.now();
-                let (_permit, teller) =
+                let (_permit, context) =
                     gateway.admit(&caller, message.context.as_ref(), now, |v| {
                         match &message.lookup {
                             Some(pb::get_wallet_transaction_request::Lookup::TransactionId(id)) => {
@@ -1303,8 +1330,8 @@ impl WalletService for WalletApi {
                         id,
                     )) => {
                         let key = IdempotencyKey {
-                            store_id: teller.store_id.clone(),
-                            terminal_id: teller.terminal_id.clone(),
+                            store_id: context.store_id.clone(),
+                            terminal_id: context.terminal_id.clone(),
                             client_request_id: id.clone(),
                         };
                         gateway.store.wallet_by_request(&key).await
@@ -1312,7 +1339,7 @@ impl WalletService for WalletApi {
                     None => Ok(None),
                 }
                 .map_err(|error| from_store_error(&error))?
-                .filter(|record| record.store_id == teller.store_id)
+                .filter(|record| record.store_id == context.store_id)
                 .ok_or_else(|| Status::not_found("no such wallet transaction at this store"))?;
                 let refunds = if record.wallet_type == WalletType::Payment {
                     gateway

@@ -16,19 +16,20 @@ use super::status::{
 };
 use super::wallet::finish;
 use super::{Gateway, key_of};
-use crate::bill::Teller;
-use crate::business_day::BusinessCalendar;
 use crate::payments::card::{PresentedCard, brand_name};
 use crate::payments::{Payments, view as card_view};
 use crate::store::{
-    AnsweredKey, CardLink, CardRouteKind, CardType, IdempotencyKey, LinkStatus, LinkWrite,
-    RequestFingerprint, Saga, SagaKind, SagaStep, StoreError, WalletRecord, WalletType,
+    AnsweredKey, CardLink, CardRouteKind, CardType, LinkStatus, LinkWrite, Saga, SagaKind,
+    SagaStep, StoreError, WalletRecord, WalletType,
 };
 use crate::wallet::reload::{
     self, CardOnFile, CardStep, SagaRun, StepResult, advance, compensate, crash_point, fail_parent,
     release_card, reload_top_up, step_result, top_up_step,
 };
 use crate::wallet::{Operator, view};
+use posgate_core::model::RequestContext;
+use posgate_core::model::business_day::BusinessCalendar;
+use posgate_core::model::{IdempotencyKey, RequestFingerprint};
 
 /// The HSM of the wallet operators (card-on-file tokens).
 fn wallet_hsm(gateway: &Gateway) -> Result<std::sync::Arc<dyn posgate_hsm::Hsm>, Status> {
@@ -125,7 +126,7 @@ pub(crate) async fn auto_reload_pay(
     key: IdempotencyKey,
     link: &CardLink,
     short_minor: i64,
-    teller: &Teller,
+    context: &RequestContext,
 ) -> Result<Response<pb::PayResponse>, Status> {
     let hsm = wallet_hsm(gateway)?;
     let card = reload::open_card(hsm.as_ref(), link)
@@ -151,7 +152,7 @@ pub(crate) async fn auto_reload_pay(
     let run = SagaRun {
         gateway,
         payments,
-        teller,
+        context,
     };
     let step = run
         .card_step(
@@ -190,7 +191,7 @@ pub(crate) async fn auto_reload_pay(
         .map_err(store_err)?;
     crash_point("reload.top_up_step");
     let top_up = reload_top_up(&payment, &saga, gateway.clock.now());
-    let (_, result) = top_up_step(gateway, operator, wallet, top_up, &teller.actor)
+    let (_, result) = top_up_step(gateway, operator, wallet, top_up, &context.actor)
         .await
         .map_err(store_err)?;
     match result {
@@ -215,8 +216,8 @@ pub(crate) async fn auto_reload_pay(
             pos_reference: (!payment.pos_reference.is_empty())
                 .then(|| payment.pos_reference.clone()),
             channel: wire::Channel {
-                store_id: teller.store_id.clone(),
-                terminal_id: teller.terminal_id.clone(),
+                store_id: context.store_id.clone(),
+                terminal_id: context.terminal_id.clone(),
             },
         })
         .await;
@@ -228,7 +229,7 @@ pub(crate) async fn auto_reload_pay(
         payment,
         key,
         result,
-        &teller.actor,
+        &context.actor,
     )
     .await
 }
@@ -319,7 +320,7 @@ pub(crate) async fn card_top_up(
     card: &PresentedCard,
     route_link: &str,
     pin_block: Option<Vec<u8>>,
-    teller: &Teller,
+    context: &RequestContext,
 ) -> Result<Response<pb::TopUpResponse>, Status> {
     let store_err = |error: StoreError| from_store_error(&error);
     let now = gateway.clock.now();
@@ -345,7 +346,7 @@ pub(crate) async fn card_top_up(
     let run = SagaRun {
         gateway,
         payments,
-        teller,
+        context,
     };
     let step = run
         .card_step(
@@ -388,8 +389,8 @@ pub(crate) async fn card_top_up(
             amount: wire::Money::new(top_up.amount_minor, &top_up.currency),
             funding: wire::Funding::Card,
             channel: wire::Channel {
-                store_id: teller.store_id.clone(),
-                terminal_id: teller.terminal_id.clone(),
+                store_id: context.store_id.clone(),
+                terminal_id: context.terminal_id.clone(),
             },
         })
         .await;
@@ -401,7 +402,7 @@ pub(crate) async fn card_top_up(
         top_up,
         key,
         result,
-        &teller.actor,
+        &context.actor,
     )
     .await
 }
@@ -455,7 +456,7 @@ pub(crate) struct LinkInput<'a> {
 pub(crate) async fn link_card(
     gateway: &Gateway,
     payments: &Payments,
-    teller: &Teller,
+    context: &RequestContext,
     input: LinkInput<'_>,
     now: DateTime<Utc>,
 ) -> Result<Response<pb::LinkCardResponse>, Status> {
@@ -474,8 +475,8 @@ pub(crate) async fn link_card(
             format!("{} does not offer auto-reload", operator.config.name),
         ));
     }
-    let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
-    let checked = check_card(payments, teller, input.card, calendar.local_date(now)).await?;
+    let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
+    let checked = check_card(payments, context, input.card, calendar.local_date(now)).await?;
     if checked.route.kind != CardRouteKind::CoBrandIssuer {
         return Err(precondition(
             "NOT_CO_BRAND_CARD",
@@ -496,7 +497,7 @@ pub(crate) async fn link_card(
     }
     let (brand, route_link) = (checked.brand, checked.route.link.clone());
     let (verification, approved) =
-        verify_card(gateway, payments, teller, &input, checked, now).await?;
+        verify_card(gateway, payments, context, &input, checked, now).await?;
     let hsm = wallet_hsm(gateway)?;
     let link_id = uuid::Uuid::now_v7().to_string();
     let (token, version) = if approved {
@@ -539,10 +540,10 @@ pub(crate) async fn link_card(
             0
         },
         currency: operator.config.currency.code.to_owned(),
-        store_id: teller.store_id.clone(),
-        terminal_id: teller.terminal_id.clone(),
-        operator_id: teller.operator_id.clone(),
-        client_request_id: teller.client_request_id.clone(),
+        store_id: context.store_id.clone(),
+        terminal_id: context.terminal_id.clone(),
+        operator_id: context.operator_id.clone(),
+        client_request_id: context.client_request_id.clone(),
         linked_at: now,
         unlinked_at: None,
         unlink_reason: None,
@@ -559,7 +560,7 @@ pub(crate) async fn link_card(
         link: Some(link_view(&record, &operator.config.name)),
         verification: Some(verification_view),
     };
-    let key = key_of(teller);
+    let key = key_of(context);
     let answer = AnsweredKey {
         key: key.clone(),
         fingerprint: input.fingerprint.clone(),
@@ -600,7 +601,7 @@ async fn replay_link<M: prost::Message + Default>(
 pub(crate) async fn unlink_card(
     gateway: &Gateway,
     operator: &Operator,
-    teller: &Teller,
+    context: &RequestContext,
     wallet: &wire::WalletRef,
     reason: &str,
     fingerprint: RequestFingerprint,
@@ -626,7 +627,7 @@ pub(crate) async fn unlink_card(
     let response = pb::UnlinkCardResponse {
         link: Some(link_view(&link, &operator.config.name)),
     };
-    let key = key_of(teller);
+    let key = key_of(context);
     let answer = AnsweredKey {
         key: key.clone(),
         fingerprint: fingerprint.clone(),
@@ -652,12 +653,12 @@ pub(crate) async fn unlink_card(
 async fn verify_card(
     gateway: &Gateway,
     payments: &Payments,
-    teller: &Teller,
+    context: &RequestContext,
     input: &LinkInput<'_>,
     checked: super::payment::CheckedCard,
     now: DateTime<Utc>,
 ) -> Result<(crate::store::CardRecord, bool), Status> {
-    let calendar = BusinessCalendar::from(gateway.store_config(&teller.store_id));
+    let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
     let (link, link_config) = up_link(payments, &checked.route.link)?;
     let stan = payments
         .next_stan(gateway.store.as_ref(), &checked.route.link, now)
@@ -665,7 +666,7 @@ async fn verify_card(
         .map_err(|error| from_store_error(&error))?;
     let id = uuid::Uuid::now_v7();
     let mut verification = verification_record(
-        teller,
+        context,
         &id,
         stan,
         &checked.route.link,
@@ -681,7 +682,7 @@ async fn verify_card(
         .entry_mode
         .as_str()
         .clone_into(&mut verification.entry_mode);
-    verification.merchant_id = payments.config.merchant_id(&teller.store_id);
+    verification.merchant_id = payments.config.merchant_id(&context.store_id);
     let outgoing = Outgoing {
         link,
         acquirer_id: &link_config.acquirer_id,
@@ -710,7 +711,7 @@ async fn verify_card(
 
 /// A card record used only for the verification message and its view.
 fn verification_record(
-    teller: &Teller,
+    context: &RequestContext,
     id: &uuid::Uuid,
     stan: String,
     link_id: &str,
@@ -719,7 +720,7 @@ fn verification_record(
     now: DateTime<Utc>,
 ) -> crate::store::CardRecord {
     let mut record = draft(&Draft {
-        teller,
+        context,
         id,
         card_type: CardType::Authorization,
         stan,

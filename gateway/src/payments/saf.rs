@@ -20,9 +20,10 @@ use super::view;
 use super::{Payments, retry_at};
 use crate::grpc::Gateway;
 use crate::store::{
-    CardChange, CardRecord, CardType, CardUpdate, CardWrite, Event, IdempotencyKey, KeyOp,
-    NewSafItem, RefundAdjust, SafItem, SafKind, StoreError, TransactionStatus,
+    CardChange, CardRecord, CardType, CardUpdate, CardWrite, Event, KeyOp, NewSafItem,
+    RefundAdjust, SafItem, SafKind, StoreError, TransactionStatus,
 };
+use posgate_core::model::IdempotencyKey;
 
 /// Field 39 codes that say "not now" rather than "no": the entry is retried.
 const TRANSIENT_CODES: [&str; 2] = ["91", "96"];
@@ -176,7 +177,8 @@ async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Resul
         return retry("bank link down".to_owned()).await;
     }
     let record = &item.transaction;
-    let currency = crate::money::Currency::from_code(&item.currency).map_or("", |c| c.numeric);
+    let currency =
+        posgate_core::model::money::Currency::from_code(&item.currency).map_or("", |c| c.numeric);
     let original_kind = match record.card_type {
         CardType::Authorization => FinancialKind::Authorization,
         CardType::Sale => FinancialKind::Sale,

@@ -11,9 +11,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{
-    Event, IdempotencyKey, RequestFingerprint, SettlementLine, StoredAnswer, TransactionStatus,
-};
+use super::{Event, SettlementLine, TransactionStatus};
+
+use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
 
 /// What a card transaction is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,6 +24,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use posgate_core::model::{IdempotencyKey, StoredAnswer};
 
 pub use bill_online::{BillReads, BillSafItem, BillWrite};
 pub use card::{
@@ -41,49 +42,6 @@ pub use wallet::{
     WalletChange, WalletOutcome, WalletReads, WalletRecord, WalletSafItem, WalletType,
     WalletUpdate, WalletWrite,
 };
-
-/// Identifies one request of one terminal. Terminal ids are only unique
-/// within a store, so the store is part of the key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IdempotencyKey {
-    pub store_id: String,
-    pub terminal_id: String,
-    pub client_request_id: String,
-}
-
-/// What identifies a request's content, to tell a retry from a key reused
-/// for something else: the RPC, a digest over all compared fields, and a
-/// digest per field so a conflict can say which field differs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestFingerprint {
-    pub operation: String,
-    pub digest: Vec<u8>,
-    /// `field=hexdigest` lines, sorted by field path.
-    pub field_digests: String,
-}
-
-/// The first answer given under a key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredAnswer {
-    pub fingerprint: RequestFingerprint,
-    pub transaction_id: String,
-    /// The encoded response, replayed as is. Empty while `pending`.
-    pub response: Vec<u8>,
-    /// The first request under the key has not been answered yet (a card
-    /// payment waiting for the bank, or one being reversed).
-    pub pending: bool,
-}
-
-impl fmt::Debug for StoredAnswer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredAnswer")
-            .field("operation", &self.fingerprint.operation)
-            .field("transaction_id", &self.transaction_id)
-            .field("response_len", &self.response.len())
-            .field("pending", &self.pending)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Transaction kinds. Each later service adds its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -569,9 +527,11 @@ mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
     use super::{
-        BillDetail, Event, RequestFingerprint, SettlementLine, StoreError, StoredAnswer,
-        TransactionRecord, TransactionStatus, parse_kind,
+        BillDetail, Event, SettlementLine, StoreError, TransactionRecord, TransactionStatus,
+        parse_kind,
     };
+
+    use posgate_core::model::{RequestFingerprint, StoredAnswer};
 
     pub fn answer<'r, R>(row: &'r R) -> Result<StoredAnswer, StoreError>
     where

@@ -10,7 +10,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{IdempotencyKey, RequestFingerprint, StoreError};
+use super::StoreError;
+
+use posgate_core::model::{IdempotencyKey, RequestFingerprint};
 
 /// The state of a card link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

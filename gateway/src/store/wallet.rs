@@ -12,9 +12,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    Event, IdempotencyKey, KeyOp, NewSafItem, RefundAdjust, SettlementLine, StoreError,
-    TransactionStatus,
+    Event, KeyOp, NewSafItem, RefundAdjust, SettlementLine, StoreError, TransactionStatus,
 };
+
+use posgate_core::model::IdempotencyKey;
 
 /// What a wallet transaction is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -442,7 +443,7 @@ macro_rules! define_wallet_store {
 
             async fn wallet_by_request(
                 &self,
-                key: &$crate::store::IdempotencyKey,
+                key: &posgate_core::model::IdempotencyKey,
             ) -> Result<Option<$crate::store::WalletRecord>, $crate::store::StoreError> {
                 let row = sqlx::query($crate::store::wallet::sql::SELECT_BY_REQUEST)
                     .bind(&key.store_id)

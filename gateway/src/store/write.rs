@@ -170,8 +170,8 @@ macro_rules! define_apply_write {
         #[allow(clippy::too_many_arguments)]
         async fn insert_key(
             conn: &mut $connection,
-            key: &$crate::store::IdempotencyKey,
-            fingerprint: &$crate::store::RequestFingerprint,
+            key: &posgate_core::model::IdempotencyKey,
+            fingerprint: &posgate_core::model::RequestFingerprint,
             response: &[u8],
             transaction_id: &str,
             at: chrono::DateTime<chrono::Utc>,
@@ -341,7 +341,7 @@ macro_rules! define_apply_write {
         /// The answer under a key another request holds.
         async fn key_taken(
             conn: &mut $connection,
-            key: &$crate::store::IdempotencyKey,
+            key: &posgate_core::model::IdempotencyKey,
         ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
             let row = sqlx::query($crate::store::sql::SELECT_KEY)
                 .bind(&key.store_id)
@@ -670,8 +670,8 @@ macro_rules! define_reads {
         impl $crate::store::Reads for $store {
             async fn answer(
                 &self,
-                key: &$crate::store::IdempotencyKey,
-            ) -> Result<Option<$crate::store::StoredAnswer>, $crate::store::StoreError> {
+                key: &posgate_core::model::IdempotencyKey,
+            ) -> Result<Option<posgate_core::model::StoredAnswer>, $crate::store::StoreError> {
                 let row = sqlx::query($crate::store::sql::SELECT_KEY)
                     .bind(&key.store_id)
                     .bind(&key.terminal_id)
@@ -760,7 +760,7 @@ macro_rules! define_reads {
 
             async fn card_by_request(
                 &self,
-                key: &$crate::store::IdempotencyKey,
+                key: &posgate_core::model::IdempotencyKey,
             ) -> Result<Option<$crate::store::CardRecord>, $crate::store::StoreError> {
                 let row = sqlx::query($crate::store::card::sql::SELECT_CARD_BY_REQUEST)
                     .bind(&key.store_id)

@@ -29,18 +29,19 @@ use posgate_partners::wallet::client::WalletCallError;
 use zeroize::Zeroizing;
 
 use super::{Operator, Wallets, wallet_lines};
-use crate::bill::Teller;
-use crate::business_day::BusinessCalendar;
 use crate::grpc::Gateway;
 use crate::grpc::payment::{BankOutcome, Draft, Outgoing, draft, send_financial, settle, up_link};
 use crate::grpc::wallet::{answer_bytes, event, reversal_of};
 use crate::payments::card::{EntryMode, PresentedCard};
 use crate::payments::{Payments, card_lines};
 use crate::store::{
-    CardChange, CardLink, CardRecord, CardType, CardUpdate, CardWrite, IdempotencyKey, KeyOp, Saga,
-    SagaKind, SagaStep, StoreError, TransactionStatus, WalletChange, WalletOutcome, WalletRecord,
-    WalletType, WalletUpdate, WalletWrite, WriteOutcome,
+    CardChange, CardLink, CardRecord, CardType, CardUpdate, CardWrite, KeyOp, Saga, SagaKind,
+    SagaStep, StoreError, TransactionStatus, WalletChange, WalletOutcome, WalletRecord, WalletType,
+    WalletUpdate, WalletWrite, WriteOutcome,
 };
+use posgate_core::model::IdempotencyKey;
+use posgate_core::model::RequestContext;
+use posgate_core::model::business_day::BusinessCalendar;
 
 /// Most sagas recovered per pass.
 const BATCH: i64 = 32;
@@ -150,7 +151,7 @@ pub(crate) struct CardOnFile {
 pub(crate) struct SagaRun<'a> {
     pub gateway: &'a Gateway,
     pub payments: &'a Payments,
-    pub teller: &'a Teller,
+    pub context: &'a RequestContext,
 }
 
 impl SagaRun<'_> {
@@ -166,7 +167,7 @@ impl SagaRun<'_> {
     ) -> Result<CardStep, StoreError> {
         let gateway = self.gateway;
         let now = gateway.clock.now();
-        let calendar = BusinessCalendar::from(gateway.store_config(&self.teller.store_id));
+        let calendar = BusinessCalendar::from(gateway.store_config(&self.context.store_id));
         let id = uuid::Uuid::parse_str(&saga.card_transaction_id)
             .map_err(|_| StoreError::Invariant("saga card id is not a UUID".to_owned()))?;
         let card_route_link = on_file.route_link.as_str();
@@ -190,9 +191,9 @@ impl SagaRun<'_> {
             }
             .to_owned(),
             route: self.payments.route(&card.pan).kind,
-            merchant_id: self.payments.config.merchant_id(&self.teller.store_id),
+            merchant_id: self.payments.config.merchant_id(&self.context.store_id),
             ..draft(&Draft {
-                teller: self.teller,
+                context: self.context,
                 id: &id,
                 card_type: CardType::Sale,
                 stan,
@@ -215,7 +216,7 @@ impl SagaRun<'_> {
                 "sent",
                 None,
                 TransactionStatus::InProgress,
-                &self.teller.actor,
+                &self.context.actor,
                 format!(
                     "{} sale {} {} for wallet transaction {}",
                     saga.kind.as_str(),

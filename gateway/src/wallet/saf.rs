@@ -17,9 +17,10 @@ use crate::grpc::Gateway;
 use crate::grpc::wallet::{answer_bytes, reversal_of};
 use crate::payments::{retry_at, run_passes};
 use crate::store::{
-    Event, IdempotencyKey, KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange,
-    WalletSafItem, WalletType, WalletUpdate, WalletWrite,
+    Event, KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange, WalletSafItem,
+    WalletType, WalletUpdate, WalletWrite,
 };
+use posgate_core::model::IdempotencyKey;
 use posgate_partners::wallet::api::ReversalStatus;
 
 /// Most queue entries taken per poll.
@@ -322,7 +323,7 @@ async fn stands(
         refund,
         lines: wallet_lines(&stood),
         // Lines land on today's business day: a closed day never changes.
-        business_date: crate::business_day::BusinessCalendar::from(
+        business_date: posgate_core::model::business_day::BusinessCalendar::from(
             gateway.store_config(&record.store_id),
         )
         .business_date(now),

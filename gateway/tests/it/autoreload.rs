@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use posgate_gateway::clock::Clock as _;
+use posgate_core::model::clock::Clock as _;
 use std::time::Duration;
 
 use pb::wallet_service_client::WalletServiceClient;
@@ -1314,7 +1314,7 @@ async fn first_answer_is_stored_whole_and_replayed() {
             .unwrap()
             .into_inner();
         assert_eq!(replay, first, "the replay is the first answer");
-        let key = posgate_gateway::store::IdempotencyKey {
+        let key = posgate_core::model::IdempotencyKey {
             store_id: "S001".to_owned(),
             terminal_id: "T01".to_owned(),
             client_request_id: "rp-refund-1".to_owned(),

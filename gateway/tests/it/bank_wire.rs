@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pb::payment_service_client::PaymentServiceClient;
-use posgate_gateway::clock::Clock as _;
+use posgate_core::model::clock::Clock as _;
 use posgate_partners::bank::protocol::{read_frame, write_frame};
 use posgate_partners::bank::sim::{BankSim, FaultConfig, SimConfig};
 use posgate_partners::iso8583::{Message, ascii_1987};

@@ -10,7 +10,7 @@ use des::TdesEde2;
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockEncrypt, KeyInit};
 use pb::payment_service_client::PaymentServiceClient;
-use posgate_gateway::clock::Clock as _;
+use posgate_core::model::clock::Clock as _;
 use posgate_partners::bank::sim::{AccountConfig, BankSim, FaultConfig, SimConfig};
 use posgate_proto::v1 as pb;
 use tonic::Code;

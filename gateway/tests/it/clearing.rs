@@ -6,16 +6,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use posgate_gateway::business_day::BusinessCalendar;
+use posgate_core::model::business_day::BusinessCalendar;
+use posgate_core::model::idempotency::FingerprintBuilder;
+use posgate_core::model::{IdempotencyKey, StoredAnswer};
 use posgate_gateway::clearing::close::{ClearingContext, ClearingError, files_created_at, run_day};
 use posgate_gateway::clearing::model::{PartnerConfig, RawPartner};
 use posgate_gateway::clearing::sign::Verifier;
 use posgate_gateway::clearing::{bench, schedule, verify};
-use posgate_gateway::idempotency::FingerprintBuilder;
 use posgate_gateway::payments::test_keys::CLEARING_SIGN_SEED;
 use posgate_gateway::store::{
-    Change, Event, IdempotencyKey, SettlementLine, StatusChange, Store, StoredAnswer,
-    TransactionStatus, WriteOutcome, WriteRequest,
+    Change, Event, SettlementLine, StatusChange, Store, TransactionStatus, WriteOutcome,
+    WriteRequest,
 };
 use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, SoftwareHsm};
 

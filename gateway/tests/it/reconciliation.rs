@@ -340,7 +340,7 @@ async fn bank_acknowledgement_from_its_own_ledger_reconciles() {
             settlement: posgate_gateway::clearing::settle::SettlementConfig::default(),
             calendars: std::collections::BTreeMap::from([(
                 "S001".to_owned(),
-                posgate_gateway::business_day::BusinessCalendar {
+                posgate_core::model::business_day::BusinessCalendar {
                     time_zone: chrono_tz::Asia::Taipei,
                     cutoff: chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap(),
                 },

@@ -8,10 +8,10 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use chrono::NaiveDate;
+use posgate_core::model::money::Currency;
 use posgate_gateway::clearing::model::{FileProfile, NetPosition, PartnerConfig};
 use posgate_gateway::clearing::settle::nacha::{self, AchEntry, AchFileSpec};
 use posgate_gateway::clearing::settle::{Originator, SettleRun, SettlementConfig, write_day};
-use posgate_gateway::money::Currency;
 
 /// Prints achkit's verdict as JSON: `{"ok": bool, "errors": [...]}`.
 const VALIDATE: &str = "import sys, json, achkit\n\

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use posgate_gateway::idempotency::FingerprintBuilder;
+use posgate_core::model::idempotency::FingerprintBuilder;
+use posgate_core::model::{IdempotencyKey, StoredAnswer};
 use posgate_gateway::store::{
-    BillDetail, Change, Event, IdempotencyKey, SettlementLine, StatusChange, Store, StoreError,
-    StoredAnswer, TransactionKind, TransactionRecord, TransactionStatus, WriteOutcome,
-    WriteRequest,
+    BillDetail, Change, Event, SettlementLine, StatusChange, Store, StoreError, TransactionKind,
+    TransactionRecord, TransactionStatus, WriteOutcome, WriteRequest,
 };
 
 use crate::support::{Backend, TestDb, backends, date, utc};

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pb::bill_payment_service_client::BillPaymentServiceClient;
+use posgate_core::model::clock::ManualClock;
 use posgate_gateway::access::Identity;
 use posgate_gateway::bill::barcode::{self, BarcodeProfile, ParsedSlip};
-use posgate_gateway::clock::ManualClock;
 use posgate_gateway::config::Config;
 use posgate_gateway::server::{self, RunningServer};
 use posgate_gateway::store::{self, Store};
@@ -401,6 +401,6 @@ pub trait NowForTest {
 
 impl NowForTest for ManualClock {
     fn now_for_test(&self) -> DateTime<Utc> {
-        posgate_gateway::clock::Clock::now(self)
+        posgate_core::model::clock::Clock::now(self)
     }
 }

@@ -1069,7 +1069,7 @@ async fn books_agree_under_faults() {
                                 );
                                 // The gateway runs on a hand-set clock: move it on so
                                 // reversal retries and cut-off recoveries fall due.
-                                let now = posgate_gateway::clock::Clock::now(clock.as_ref());
+                                let now = posgate_core::model::clock::Clock::now(clock.as_ref());
                                 clock.set(now + chrono::Duration::seconds(1));
                                 tokio::time::sleep(Duration::from_millis(100)).await;
                             }

@@ -423,7 +423,7 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
 }
 
 fn parse_currency(line: usize, text: &str) -> Result<String, AckError> {
-    if crate::money::Currency::from_code(text).is_none() {
+    if posgate_core::model::money::Currency::from_code(text).is_none() {
         return Err(error(
             line,
             "currency",

@@ -2,9 +2,52 @@
 //! request. Each compared field is digested on its own, so a conflict can say
 //! which field differs without keeping the field's value.
 
+use std::fmt;
+
 use sha2::{Digest, Sha256};
 
-use crate::store::RequestFingerprint;
+/// Identifies one request of one terminal. Terminal ids are only unique
+/// within a store, so the store is part of the key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    pub store_id: String,
+    pub terminal_id: String,
+    pub client_request_id: String,
+}
+
+/// What identifies a request's content, to tell a retry from a key reused
+/// for something else: the RPC, a digest over all compared fields, and a
+/// digest per field so a conflict can say which field differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFingerprint {
+    pub operation: String,
+    pub digest: Vec<u8>,
+    /// `field=hexdigest` lines, sorted by field path.
+    pub field_digests: String,
+}
+
+/// The first answer given under a key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub fingerprint: RequestFingerprint,
+    pub transaction_id: String,
+    /// The encoded response, replayed as is. Empty while `pending`.
+    pub response: Vec<u8>,
+    /// The first request under the key has not been answered yet (a card
+    /// payment waiting for the bank, or one being reversed).
+    pub pending: bool,
+}
+
+impl fmt::Debug for StoredAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredAnswer")
+            .field("operation", &self.fingerprint.operation)
+            .field("transaction_id", &self.transaction_id)
+            .field("response_len", &self.response.len())
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Hex characters kept of each field's SHA-256: 128 bits, ample to tell two
 /// values apart, half the storage.

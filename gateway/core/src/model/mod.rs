@@ -1,0 +1,10 @@
+//! The domain model: values every domain shares.
+
+pub mod business_day;
+pub mod clock;
+pub mod idempotency;
+pub mod money;
+pub mod request;
+
+pub use idempotency::{IdempotencyKey, RequestFingerprint, StoredAnswer};
+pub use request::{FieldViolation, RequestContext};
