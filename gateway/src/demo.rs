@@ -431,14 +431,10 @@ async fn settlement_summary(
                 terminal_id: "T01".into(),
                 client_request_id: key.into(),
             };
-            let Some(answer) = gateway.store.answer(&key).await? else {
+            let Some(answer) = gateway.db.answer(&key).await? else {
                 continue;
             };
-            for line in gateway
-                .store
-                .settlement_lines(&answer.transaction_id)
-                .await?
-            {
+            for line in gateway.db.settlement_lines(&answer.transaction_id).await? {
                 *totals.entry((line.party, line.currency)).or_insert(0) += line.amount_minor;
             }
         }

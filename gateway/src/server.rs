@@ -57,7 +57,7 @@ pub struct RunningServer {
 fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Gateway> {
     if let Some(hsm) = &config.card.hsm {
         let hsm = hsm.open().context("opening the HSM")?;
-        let store = Arc::clone(&gateway.store);
+        let store = Arc::clone(&gateway.db);
         gateway = gateway.with_audit(crate::audit::Audit {
             store,
             hsm: Arc::clone(&hsm),
@@ -291,7 +291,7 @@ impl Background {
         if config.clearing.scheduled {
             let context = crate::clearing::close::ClearingContext::from_config(
                 config,
-                Arc::clone(&gateway.store),
+                Arc::clone(&gateway.db),
             )?;
             stoppable.push(tokio::spawn(crate::clearing::schedule::run(
                 Arc::new(context),
@@ -417,7 +417,7 @@ async fn run_upkeep(gateway: Arc<Gateway>) {
     let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
     loop {
         interval.tick().await;
-        match gateway.store.purge_expired_keys(gateway.clock.now()).await {
+        match gateway.db.purge_expired_keys(gateway.clock.now()).await {
             Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
             Err(error) => {
                 tracing::warn!(%error, "purging expired idempotency keys failed; will retry");

@@ -24,7 +24,7 @@ use std::time::Duration;
 use posgate_hsm::Hsm;
 use serde::Deserialize;
 
-use crate::store::Store;
+use crate::store::Database;
 
 /// Seal after this many new entries...
 pub const DEFAULT_CHECKPOINT_EVERY_ENTRIES: i64 = 1_000;
@@ -118,7 +118,7 @@ impl RawAudit {
 /// What the audit service and the sealer share.
 #[derive(Debug, Clone)]
 pub struct Audit {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Database>,
     pub hsm: Arc<dyn Hsm>,
     pub config: AuditConfig,
     /// The PAN fingerprint key's label (card payments' setting).

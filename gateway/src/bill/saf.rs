@@ -36,7 +36,7 @@ pub async fn run(gateway: Arc<Gateway>, shutdown: watch::Receiver<bool>) {
 pub async fn poll(gateway: &Gateway) -> Result<(), StoreError> {
     recover(gateway).await?;
     let now = gateway.clock.now();
-    let due = gateway.store.bill_saf_due(now, BATCH).await?;
+    let due = gateway.db.bill_saf_due(now, BATCH).await?;
     let deliveries = due.into_iter().map(|item| resolve(gateway, item));
     for result in futures::future::join_all(deliveries).await {
         result?;
@@ -49,7 +49,7 @@ async fn recover(gateway: &Gateway) -> Result<(), StoreError> {
     let now = gateway.clock.now();
     let longest = gateway.online_billers.longest_call() + RECOVERY_GRACE;
     let before = now - chrono::Duration::from_std(longest).unwrap_or_default();
-    for record in gateway.store.stale_bill_in_progress(before, BATCH).await? {
+    for record in gateway.db.stale_bill_in_progress(before, BATCH).await? {
         let end =
             NoticeEnd::Unknown("the notice was cut off before its answer was recorded".to_owned());
         let outcome = settle(gateway, &record, &end, "saf", Vec::new())
@@ -68,7 +68,7 @@ async fn resolve(gateway: &Gateway, item: BillSafItem) -> Result<(), StoreError>
     let Some(online) = gateway.online_billers.get(&record.partner_id) else {
         let next = now + chrono::Duration::seconds(UNKNOWN_BILLER_RETRY_S);
         return gateway
-            .store
+            .db
             .saf_retry(
                 item.id,
                 next,
@@ -93,7 +93,7 @@ async fn resolve(gateway: &Gateway, item: BillSafItem) -> Result<(), StoreError>
             online.config.retry_max,
         );
         tracing::info!(queue_id = item.id, transaction_id = %record.id, attempts = item.attempts + 1, %reason, "bill notice unresolved; will retry");
-        return gateway.store.saf_retry(item.id, next, reason).await;
+        return gateway.db.saf_retry(item.id, next, reason).await;
     }
     let outcome = settle(gateway, record, &end, "saf", vec![item.id])
         .await

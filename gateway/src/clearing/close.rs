@@ -19,7 +19,7 @@ use super::layout::{self, CSV_HEADER, CurrencyTotals, FieldError, FileMeta, Layo
 use super::model::{CHAIN_PARTY, ClearingItem, DayRun, NetPosition, PartnerConfig, is_partner};
 use super::sign;
 use crate::store::clearing::{DayLine, FileRecord, PartyTotal};
-use crate::store::{Store, StoreError};
+use crate::store::{Database, StoreError};
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::money::Currency;
 
@@ -100,7 +100,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ClearingError + '_ {
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct ClearingContext {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Database>,
     pub hsm: Arc<dyn Hsm>,
     /// HSM label of the Ed25519 signing key.
     pub signing_key: String,
@@ -732,7 +732,7 @@ async fn sign_and_publish(
 }
 
 async fn check_or_register(
-    store: &dyn Store,
+    store: &dyn Database,
     date: NaiveDate,
     files: &[FileRecord],
 ) -> Result<(), ClearingError> {
@@ -755,7 +755,7 @@ async fn check_or_register(
 
 /// After publishing: the registry must list exactly what was written.
 async fn check_registry(
-    store: &dyn Store,
+    store: &dyn Database,
     date: NaiveDate,
     written: &[String],
 ) -> Result<(), ClearingError> {
@@ -776,7 +776,7 @@ impl ClearingContext {
     /// partners, and the HSM of `[hsm]` with the `[clearing]` signing key.
     pub fn from_config(
         config: &crate::config::Config,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Database>,
     ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let hsm = config

@@ -273,7 +273,7 @@ pub async fn settle(
         acked,
     };
     gateway
-        .store
+        .db
         .write_bill(write)
         .await
         .map_err(|error| from_store_error(&error))
@@ -405,7 +405,7 @@ pub async fn pay(
         acked: Vec::new(),
     };
     match gateway
-        .store
+        .db
         .write_bill(write)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -426,7 +426,7 @@ pub async fn pay(
             // Someone else (the worker) settled it first: answer what is stored.
             tracing::warn!(transaction_id = %record.id, ?other, "notice settled elsewhere");
             let stored = gateway
-                .store
+                .db
                 .answer(&key)
                 .await
                 .map_err(|error| from_store_error(&error))?;

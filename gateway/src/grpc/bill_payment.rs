@@ -313,7 +313,7 @@ impl BillPaymentApi {
                 };
                 let answer = self
                     .gateway
-                    .store
+                    .db
                     .answer(&key)
                     .await
                     .map_err(|error| from_store_error(&error))?;
@@ -347,7 +347,7 @@ impl BillPaymentApi {
         let fingerprint = pay_fingerprint(request);
         if let Some(answer) = self
             .gateway
-            .store
+            .db
             .answer(&key)
             .await
             .map_err(|error| from_store_error(&error))?
@@ -508,7 +508,7 @@ impl BillPaymentApi {
         transaction_id: &str,
     ) -> Result<TransactionRecord, Status> {
         self.gateway
-            .store
+            .db
             .transaction(&request_context.store_id, transaction_id)
             .await
             .map_err(|error| from_store_error(&error))?

@@ -44,7 +44,7 @@ pub async fn prior_answer<M: Message + Default>(
     fingerprint: &RequestFingerprint,
 ) -> Result<Option<Response<M>>, Status> {
     match gateway
-        .store
+        .db
         .answer(key)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -100,7 +100,7 @@ pub async fn commit<M: Message + Default>(
     };
     let client_request_id = request.key.client_request_id.clone();
     match gateway
-        .store
+        .db
         .write(request)
         .await
         .map_err(|error| from_store_error(&error))?

@@ -41,7 +41,7 @@ use crate::access::Identity;
 use crate::bill::BillerRegistry;
 use crate::config::{Config, StoreConfig};
 use crate::payments::Payments;
-use crate::store::Store;
+use crate::store::Database;
 use admission::Admission;
 use posgate_core::model::IdempotencyKey;
 use posgate_core::model::RequestContext;
@@ -52,7 +52,7 @@ use validate::Violations;
 /// Everything the services share.
 #[derive(Debug)]
 pub struct Gateway {
-    pub store: Arc<dyn Store>,
+    pub db: Arc<dyn Database>,
     pub billers: BillerRegistry,
     pub stores: BTreeMap<String, StoreConfig>,
     pub retention: chrono::Duration,
@@ -74,11 +74,11 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         config: &Config,
-        store: Arc<dyn Store>,
+        db: Arc<dyn Database>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
         Ok(Self {
-            store,
+            db,
             billers: BillerRegistry::new(config.billers.clone())?,
             stores: config.stores.clone(),
             retention: chrono::Duration::from_std(config.idempotency_retention)

@@ -80,7 +80,7 @@ async fn prior<M: prost::Message + Default>(
     fingerprint: &RequestFingerprint,
 ) -> Result<Option<Response<M>>, Status> {
     let Some(answer) = gateway
-        .store
+        .db
         .answer(key)
         .await
         .map_err(|error| store_failure(&error))?
@@ -108,7 +108,7 @@ async fn answer_for_retry<M: prost::Message + Default>(
         return Err(key_reused(client_request_id, &differing));
     }
     let record = gateway
-        .store
+        .db
         .card_transaction(&answer.transaction_id)
         .await
         .map_err(|error| store_failure(&error))?;
@@ -380,7 +380,7 @@ async fn finish<M: prost::Message + Default>(
         &encode,
     );
     let written = gateway
-        .store
+        .db
         .write_card(settled.write)
         .await
         .map_err(|error| store_failure(&error))?;
@@ -421,7 +421,7 @@ async fn own_transaction(
     id: &str,
 ) -> Result<CardRecord, Status> {
     gateway
-        .store
+        .db
         .card_transaction(id)
         .await
         .map_err(|error| store_failure(&error))?
@@ -442,7 +442,7 @@ async fn view_of(gateway: &Gateway, record: &CardRecord) -> Result<pb::CardTrans
     let refunds = match record.card_type {
         CardType::Refund => Vec::new(),
         _ => gateway
-            .store
+            .db
             .refund_ids(&record.id)
             .await
             .map_err(|error| store_failure(&error))?,
@@ -745,7 +745,7 @@ impl PaymentApi {
             acked: Vec::new(),
         };
         match gateway
-            .store
+            .db
             .write_card(write)
             .await
             .map_err(|error| store_failure(&error))?
@@ -857,7 +857,7 @@ impl PaymentApi {
         let id = write.transaction_id.clone();
         match self
             .gateway
-            .store
+            .db
             .write_card(write)
             .await
             .map_err(|error| store_failure(&error))?
@@ -1067,7 +1067,7 @@ impl PaymentApi {
         let mut original_after = original.clone();
         let refund_ids = {
             let mut ids = gateway
-                .store
+                .db
                 .refund_ids(&original.id)
                 .await
                 .map_err(|error| store_failure(&error))?;
@@ -1131,7 +1131,7 @@ impl PaymentApi {
                     ..key_of(&context)
                 };
                 gateway
-                    .store
+                    .db
                     .card_by_request(&key)
                     .await
                     .map_err(|error| store_failure(&error))?
@@ -1424,7 +1424,7 @@ pub(crate) async fn next_stan(
     now: DateTime<Utc>,
 ) -> Result<String, Status> {
     payments
-        .next_stan(gateway.store.as_ref(), link_id, now)
+        .next_stan(gateway.db.as_ref(), link_id, now)
         .await
         .map_err(|error| store_failure(&error))
 }

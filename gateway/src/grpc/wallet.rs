@@ -212,7 +212,7 @@ async fn answer_for_retry<M: prost::Message + Default>(
         return Err(key_reused(client_request_id, &differing));
     }
     let record = gateway
-        .store
+        .db
         .wallet_transaction(&answer.transaction_id)
         .await
         .map_err(|error| from_store_error(&error))?;
@@ -228,7 +228,7 @@ async fn prior<M: prost::Message + Default>(
     fingerprint: &RequestFingerprint,
 ) -> Result<Option<Response<M>>, Status> {
     let Some(answer) = gateway
-        .store
+        .db
         .answer(key)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -277,8 +277,8 @@ pub(crate) async fn answer_bytes(
         .encode_to_vec(),
         WalletType::Refund => {
             let original_id = record.original_transaction_id.clone().unwrap_or_default();
-            let original = gateway.store.wallet_transaction(&original_id).await?;
-            let mut refunds = gateway.store.wallet_refund_ids(&original_id).await?;
+            let original = gateway.db.wallet_transaction(&original_id).await?;
+            let mut refunds = gateway.db.wallet_refund_ids(&original_id).await?;
             if !refunds.contains(&record.id) {
                 refunds.push(record.id.clone());
                 refunds.sort();
@@ -403,7 +403,7 @@ async fn refund_effect(
     Ok(match record.status {
         TransactionStatus::Completed if is_refund => {
             let current = gateway
-                .store
+                .db
                 .wallet_transaction(&original)
                 .await
                 .map_err(|error| from_store_error(&error))?
@@ -498,7 +498,7 @@ pub(crate) async fn finish<M: prost::Message + Default>(
         acked: Vec::new(),
     };
     match gateway
-        .store
+        .db
         .write_wallet(write)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -559,7 +559,7 @@ async fn claim<M: prost::Message + Default>(
         acked: Vec::new(),
     };
     match gateway
-        .store
+        .db
         .write_wallet(write)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -628,7 +628,7 @@ async fn auto_reload_need(
         return Ok(None);
     }
     let Some(link) = gateway
-        .store
+        .db
         .active_link(&input.operator.config.id, &input.stored_ref)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -1016,7 +1016,7 @@ impl WalletService for WalletApi {
                 return Ok(answer);
             }
             let original = gateway
-                .store
+                .db
                 .wallet_transaction(&message.original_transaction_id)
                 .await
                 .map_err(|error| from_store_error(&error))?
@@ -1144,7 +1144,7 @@ impl WalletService for WalletApi {
                         remaining_daily_spend: None,
                     }),
                     card_link: gateway
-                        .store
+                        .db
                         .active_link(&operator.config.id, &balance.wallet.account_id)
                         .await
                         .map_err(|error| from_store_error(&error))?
@@ -1324,7 +1324,7 @@ impl WalletService for WalletApi {
                     })?;
                 let record = match &message.lookup {
                     Some(pb::get_wallet_transaction_request::Lookup::TransactionId(id)) => {
-                        gateway.store.wallet_transaction(id).await
+                        gateway.db.wallet_transaction(id).await
                     }
                     Some(pb::get_wallet_transaction_request::Lookup::CreatedClientRequestId(
                         id,
@@ -1334,7 +1334,7 @@ impl WalletService for WalletApi {
                             terminal_id: context.terminal_id.clone(),
                             client_request_id: id.clone(),
                         };
-                        gateway.store.wallet_by_request(&key).await
+                        gateway.db.wallet_by_request(&key).await
                     }
                     None => Ok(None),
                 }
@@ -1343,7 +1343,7 @@ impl WalletService for WalletApi {
                 .ok_or_else(|| Status::not_found("no such wallet transaction at this store"))?;
                 let refunds = if record.wallet_type == WalletType::Payment {
                     gateway
-                        .store
+                        .db
                         .wallet_refund_ids(&record.id)
                         .await
                         .map_err(|error| from_store_error(&error))?

@@ -53,7 +53,7 @@ async fn stored<M: prost::Message + Default>(
     key: &IdempotencyKey,
 ) -> Result<Response<M>, Status> {
     let answer = gateway
-        .store
+        .db
         .answer(key)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -77,22 +77,22 @@ pub(crate) async fn enrich(
     };
     let saga = match (record.wallet_type, record.funding.as_str()) {
         (WalletType::Payment, _) | (WalletType::TopUp, "card") => {
-            gateway.store.saga(&record.id).await?
+            gateway.db.saga(&record.id).await?
         }
-        (WalletType::TopUp, "auto_reload") => gateway.store.saga_of_step(&record.id).await?,
+        (WalletType::TopUp, "auto_reload") => gateway.db.saga_of_step(&record.id).await?,
         _ => None,
     };
     let Some(saga) = saga else {
         return Ok(());
     };
     let card = gateway
-        .store
+        .db
         .card_transaction(&saga.card_transaction_id)
         .await?
         .map(|card| card_view::card_transaction(&card, Vec::new(), &payments.config));
     if record.wallet_type == WalletType::Payment {
         let top_up_id = match &saga.top_up_transaction_id {
-            Some(id) if gateway.store.wallet_transaction(id).await?.is_some() => id.clone(),
+            Some(id) if gateway.db.wallet_transaction(id).await?.is_some() => id.clone(),
             _ => String::new(),
         };
         view.auto_reload = Some(pb::AutoReload {
@@ -147,7 +147,7 @@ pub(crate) async fn auto_reload_pay(
         updated_at: now,
     };
     let store_err = |error: StoreError| from_store_error(&error);
-    gateway.store.put_saga(&saga).await.map_err(store_err)?;
+    gateway.db.put_saga(&saga).await.map_err(store_err)?;
     crash_point("reload.saga_written");
     let run = SagaRun {
         gateway,
@@ -337,7 +337,7 @@ pub(crate) async fn card_top_up(
         created_at: now,
         updated_at: now,
     };
-    gateway.store.put_saga(&saga).await.map_err(store_err)?;
+    gateway.db.put_saga(&saga).await.map_err(store_err)?;
     crash_point("reload.saga_written");
     let fingerprint = payments
         .fingerprint(&card.pan)
@@ -487,7 +487,7 @@ pub(crate) async fn link_card(
     let balance = super::wallet::read_balance(operator, input.wallet, true).await?;
     let account_id = balance.wallet.account_id.clone();
     if gateway
-        .store
+        .db
         .active_link(&operator.config.id, &account_id)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -569,7 +569,7 @@ pub(crate) async fn link_card(
         expires_at: now + gateway.retention,
     };
     match gateway
-        .store
+        .db
         .insert_link(&record, &answer)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -589,7 +589,7 @@ async fn replay_link<M: prost::Message + Default>(
     fingerprint: &RequestFingerprint,
 ) -> Result<Response<M>, Status> {
     let answer = gateway
-        .store
+        .db
         .answer(key)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -616,7 +616,7 @@ pub(crate) async fn unlink_card(
         )
     };
     let mut link = gateway
-        .store
+        .db
         .active_link(&operator.config.id, &balance.wallet.account_id)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -636,7 +636,7 @@ pub(crate) async fn unlink_card(
         expires_at: now + gateway.retention,
     };
     match gateway
-        .store
+        .db
         .unlink(&link.link_id, reason, &answer)
         .await
         .map_err(|error| from_store_error(&error))?
@@ -661,7 +661,7 @@ async fn verify_card(
     let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
     let (link, link_config) = up_link(payments, &checked.route.link)?;
     let stan = payments
-        .next_stan(gateway.store.as_ref(), &checked.route.link, now)
+        .next_stan(gateway.db.as_ref(), &checked.route.link, now)
         .await
         .map_err(|error| from_store_error(&error))?;
     let id = uuid::Uuid::now_v7();

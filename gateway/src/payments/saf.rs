@@ -48,7 +48,7 @@ pub async fn poll(gateway: &Gateway, payments: &Payments) -> Result<(), StoreErr
     recover(gateway, payments).await?;
     expire(gateway).await?;
     let now = gateway.clock.now();
-    let due = gateway.store.saf_due(now, BATCH).await?;
+    let due = gateway.db.saf_due(now, BATCH).await?;
     let deliveries = due.into_iter().map(|item| deliver(gateway, payments, item));
     for result in futures::future::join_all(deliveries).await {
         result?;
@@ -68,7 +68,7 @@ async fn recover(gateway: &Gateway, payments: &Payments) -> Result<(), StoreErro
         .max()
         .unwrap_or(Duration::from_secs(30));
     let before = now - chrono::Duration::from_std(timeout + RECOVERY_GRACE).unwrap_or_default();
-    for record in gateway.store.stale_in_progress(before, BATCH).await? {
+    for record in gateway.db.stale_in_progress(before, BATCH).await? {
         let write = CardWrite {
             transaction_id: record.id.clone(),
             at: now,
@@ -92,7 +92,7 @@ async fn recover(gateway: &Gateway, payments: &Payments) -> Result<(), StoreErro
             enqueue: vec![reversal_of(&record, now)],
             acked: Vec::new(),
         };
-        let outcome = gateway.store.write_card(write).await?;
+        let outcome = gateway.db.write_card(write).await?;
         tracing::warn!(transaction_id = %record.id, ?outcome, "recovered a cut-off card request: reversal queued");
     }
     Ok(())
@@ -102,7 +102,7 @@ async fn recover(gateway: &Gateway, payments: &Payments) -> Result<(), StoreErro
 /// to release the hold at the bank.
 async fn expire(gateway: &Gateway) -> Result<(), StoreError> {
     let now = gateway.clock.now();
-    for record in gateway.store.expired_authorizations(now, BATCH).await? {
+    for record in gateway.db.expired_authorizations(now, BATCH).await? {
         let write = CardWrite {
             transaction_id: record.id.clone(),
             at: now,
@@ -126,7 +126,7 @@ async fn expire(gateway: &Gateway) -> Result<(), StoreError> {
             enqueue: vec![reversal_of(&record, now)],
             acked: Vec::new(),
         };
-        gateway.store.write_card(write).await?;
+        gateway.db.write_card(write).await?;
     }
     Ok(())
 }
@@ -165,7 +165,7 @@ async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Resul
             payments.config.retry_max,
         );
         tracing::info!(queue_id = id, %transaction_id, attempts = attempts + 1, %error, "bank delivery failed; will retry");
-        gateway.store.saf_retry(id, next, &error).await
+        gateway.db.saf_retry(id, next, &error).await
     };
     let (Some(link), Some(link_config)) = (
         payments.link(&item.link_id),
@@ -189,10 +189,10 @@ async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Resul
     let stan = match &item.stan {
         Some(stan) => stan.clone(),
         None => match payments
-            .next_stan(gateway.store.as_ref(), &item.link_id, now)
+            .next_stan(gateway.db.as_ref(), &item.link_id, now)
             .await
         {
-            Ok(fresh) => gateway.store.saf_set_stan(item.id, &fresh).await?,
+            Ok(fresh) => gateway.db.saf_set_stan(item.id, &fresh).await?,
             Err(error) => return retry(format!("no STAN: {error}")).await,
         },
     };
@@ -280,7 +280,7 @@ async fn acknowledge(
             reversed.updated_at = now;
             // A card step of a wallet saga has no key of its own: the
             // wallet transaction's key answers the POS.
-            if gateway.store.saga_of_step(&record.id).await?.is_none() {
+            if gateway.db.saga_of_step(&record.id).await?.is_none() {
                 key = Some(KeyOp::Answer {
                     key: IdempotencyKey {
                         store_id: record.store_id.clone(),
@@ -334,7 +334,7 @@ async fn acknowledge(
         enqueue: Vec::new(),
         acked: vec![item.id],
     };
-    let outcome = gateway.store.write_card(write).await?;
+    let outcome = gateway.db.write_card(write).await?;
     tracing::info!(queue_id = item.id, transaction_id = %record.id, kind = item.kind.as_str(), code, ?outcome, "bank acknowledged");
     Ok(())
 }
@@ -352,8 +352,8 @@ async fn reversed_answer(
         }
         .encode_to_vec(),
         Some(original_id) => {
-            let original = gateway.store.card_transaction(original_id).await?;
-            let refunds = gateway.store.refund_ids(original_id).await?;
+            let original = gateway.db.card_transaction(original_id).await?;
+            let refunds = gateway.db.refund_ids(original_id).await?;
             pb::CardRefundResponse {
                 refund: Some(view),
                 original: original.map(|mut original| {

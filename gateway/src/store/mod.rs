@@ -1,4 +1,5 @@
-//! The transaction store: one trait, two sqlx backends (SQLite, the embedded
+//! The transaction store: one database trait ([`Database`], so that "store"
+//! can mean a shop), two sqlx backends (SQLite, the embedded
 //! default, and PostgreSQL). The store knows rows and atomic writes, never
 //! gRPC types: answers to replay are opaque bytes to it.
 //!
@@ -307,7 +308,7 @@ pub enum StoreError {
 /// atomic and must serialize writes under one key so that concurrent
 /// duplicates produce one write and `KeyTaken` for the rest.
 #[async_trait::async_trait]
-pub trait Store:
+pub trait Database:
     Reads
     + WalletReads
     + ReloadStore
@@ -408,7 +409,7 @@ pub trait Reads: Send + Sync {
 
 /// Opens the store a database URL names: `sqlite:` (file created if
 /// missing) or `postgres:`/`postgresql:`.
-pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Database>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {

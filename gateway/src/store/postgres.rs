@@ -27,7 +27,7 @@ use super::clearing::{
 };
 use super::recon::{define_exceptions_read, define_recon};
 use super::write::{define_apply_card_write, define_apply_write, define_reads};
-use super::{CardWrite, Store, StoreError, WriteOutcome, WriteRequest, migrate};
+use super::{CardWrite, Database, StoreError, WriteOutcome, WriteRequest, migrate};
 
 /// How long a request waits for a pooled connection before failing; beyond
 /// it the database is overloaded and the POS is better told to retry.
@@ -199,7 +199,7 @@ impl super::ReconStore for PostgresStore {
 define_exceptions_read!(PgPool);
 
 #[async_trait::async_trait]
-impl Store for PostgresStore {
+impl Database for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;

@@ -25,7 +25,7 @@ use super::recon::{define_exceptions_read, define_recon};
 use super::wallet::define_wallet_store;
 use super::write::{define_apply_card_write, define_apply_write, define_reads};
 use super::{
-    BillWrite, CardWrite, Store, StoreError, WalletWrite, WriteOutcome, WriteRequest, migrate,
+    BillWrite, CardWrite, Database, StoreError, WalletWrite, WriteOutcome, WriteRequest, migrate,
 };
 
 /// Most writes committed in one transaction. Bounds the latency one batch
@@ -362,7 +362,7 @@ impl SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl Database for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = SqliteConnection::connect_with(&self.options).await?;
         // Some migrations rebuild a table that others reference, which SQLite

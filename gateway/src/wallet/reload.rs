@@ -177,7 +177,7 @@ impl SagaRun<'_> {
         let pin_block = on_file.pin_block;
         let stan = self
             .payments
-            .next_stan(gateway.store.as_ref(), card_route_link, now)
+            .next_stan(gateway.db.as_ref(), card_route_link, now)
             .await?;
         let record = CardRecord {
             masked_pan: on_file.masked_pan,
@@ -228,7 +228,7 @@ impl SagaRun<'_> {
             enqueue: Vec::new(),
             acked: Vec::new(),
         };
-        gateway.store.write_card(create).await?;
+        gateway.db.write_card(create).await?;
         crash_point("reload.card_recorded");
         let outgoing = Outgoing {
             link,
@@ -253,7 +253,7 @@ impl SagaRun<'_> {
         );
         // A step has no key of its own: the parent's key answers the POS.
         settled.write.key = None;
-        match gateway.store.write_card(settled.write).await? {
+        match gateway.db.write_card(settled.write).await? {
             WriteOutcome::Written => {}
             other => {
                 tracing::warn!(transaction_id = %record.id, ?other, "card step outcome not recorded; the recovery sweep owns it");
@@ -326,7 +326,7 @@ pub(crate) async fn top_up_step(
 ) -> Result<(WalletRecord, StepResult), StoreError> {
     let now = gateway.clock.now();
     gateway
-        .store
+        .db
         .write_wallet(WalletWrite {
             transaction_id: record.id.clone(),
             at: now,
@@ -368,7 +368,7 @@ pub(crate) async fn top_up_step(
     done.outcome = settled.outcome.clone();
     done.updated_at = gateway.clock.now();
     let written = gateway
-        .store
+        .db
         .write_wallet(WalletWrite {
             transaction_id: record.id.clone(),
             at: done.updated_at,
@@ -412,7 +412,7 @@ pub(crate) async fn top_up_step(
 /// and reversing lines; cut off (`in_progress`) → `pending_reversal` with
 /// its reversal queued. Anything else needs nothing. Guarded, so repeatable.
 pub(crate) async fn compensate_card(gateway: &Gateway, card_id: &str) -> Result<(), StoreError> {
-    let Some(card) = gateway.store.card_transaction(card_id).await? else {
+    let Some(card) = gateway.db.card_transaction(card_id).await? else {
         return Ok(());
     };
     let now = gateway.clock.now();
@@ -454,7 +454,7 @@ pub(crate) async fn compensate_card(gateway: &Gateway, card_id: &str) -> Result<
         enqueue: vec![crate::payments::saf::reversal_of(&card, now)],
         acked: Vec::new(),
     };
-    let outcome = gateway.store.write_card(write).await?;
+    let outcome = gateway.db.write_card(write).await?;
     tracing::info!(transaction_id = %card.id, ?outcome, "card step compensated: reversal queued");
     Ok(())
 }
@@ -466,7 +466,7 @@ pub(crate) async fn compensate_top_up(
     gateway: &Gateway,
     top_up_id: &str,
 ) -> Result<(), StoreError> {
-    let Some(top_up) = gateway.store.wallet_transaction(top_up_id).await? else {
+    let Some(top_up) = gateway.db.wallet_transaction(top_up_id).await? else {
         return Ok(());
     };
     compensate_wallet(gateway, &top_up, "a later step of its wallet saga failed").await
@@ -516,7 +516,7 @@ async fn compensate_wallet(
         enqueue: vec![reversal_of(record, now)],
         acked: Vec::new(),
     };
-    let outcome = gateway.store.write_wallet(write).await?;
+    let outcome = gateway.db.write_wallet(write).await?;
     tracing::info!(transaction_id = %record.id, ?outcome, "wallet step compensated: reversal queued");
     Ok(())
 }
@@ -562,7 +562,7 @@ pub(crate) async fn fail_parent(
         )
     };
     let written = gateway
-        .store
+        .db
         .write_wallet(WalletWrite {
             transaction_id: parent.id.clone(),
             at: now,
@@ -612,8 +612,8 @@ pub(crate) async fn saga_of_credit(
         return Ok(None);
     }
     match record.funding.as_str() {
-        "auto_reload" => gateway.store.saga_of_step(&record.id).await,
-        "card" => gateway.store.saga(&record.id).await,
+        "auto_reload" => gateway.db.saga_of_step(&record.id).await,
+        "card" => gateway.db.saga(&record.id).await,
         _ => Ok(None),
     }
 }
@@ -628,7 +628,7 @@ pub(crate) async fn saga_of_credit(
 /// whose money the wallet keeps.
 pub(crate) async fn release_card(gateway: &Gateway, saga: &Saga) -> Result<(), StoreError> {
     let credit = match credit_id(saga) {
-        Some(id) => gateway.store.wallet_transaction(id).await?,
+        Some(id) => gateway.db.wallet_transaction(id).await?,
         None => None,
     };
     match credit.map(|credit| credit.status) {
@@ -662,7 +662,7 @@ pub(crate) async fn compensate(
     saga.step = SagaStep::Compensated;
     reason.clone_into(&mut saga.failure);
     saga.updated_at = gateway.clock.now();
-    gateway.store.put_saga(saga).await
+    gateway.db.put_saga(saga).await
 }
 
 /// Moves a saga to `step`, durably, before that step's external call.
@@ -673,7 +673,7 @@ pub(crate) async fn advance(
 ) -> Result<(), StoreError> {
     saga.step = step;
     saga.updated_at = gateway.clock.now();
-    gateway.store.put_saga(saga).await
+    gateway.db.put_saga(saga).await
 }
 
 /// How long a saga may sit in one step while its caller is still working.
@@ -698,7 +698,7 @@ pub async fn recover(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreEr
     let now = gateway.clock.now();
     let grace = longest_step(gateway.payments.as_deref(), wallets) + RECOVERY_GRACE;
     let before = now - chrono::Duration::from_std(grace).unwrap_or_default();
-    for mut saga in gateway.store.open_sagas(before, BATCH).await? {
+    for mut saga in gateway.db.open_sagas(before, BATCH).await? {
         resolve(gateway, &mut saga).await?;
     }
     Ok(())
@@ -706,7 +706,7 @@ pub async fn recover(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreEr
 
 /// Finishes one open saga from what its transactions say.
 pub(crate) async fn resolve(gateway: &Gateway, saga: &mut Saga) -> Result<(), StoreError> {
-    let Some(parent) = gateway.store.wallet_transaction(&saga.saga_id).await? else {
+    let Some(parent) = gateway.db.wallet_transaction(&saga.saga_id).await? else {
         // The parent is claimed before the saga is written: a saga without
         // one is corrupt, but nothing external was done for it.
         tracing::error!(saga_id = %saga.saga_id, "saga without its parent transaction");

@@ -43,7 +43,7 @@ pub async fn poll(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError
     super::reload::recover(gateway, wallets).await?;
     recover(gateway, wallets).await?;
     let now = gateway.clock.now();
-    let due = gateway.store.wallet_saf_due(now, BATCH).await?;
+    let due = gateway.db.wallet_saf_due(now, BATCH).await?;
     let deliveries = due.into_iter().map(|item| deliver(gateway, wallets, item));
     for result in futures::future::join_all(deliveries).await {
         result?;
@@ -67,11 +67,7 @@ async fn recover(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError>
     let now = gateway.clock.now();
     let before = now
         - chrono::Duration::from_std(wallets.longest_call() + RECOVERY_GRACE).unwrap_or_default();
-    for record in gateway
-        .store
-        .stale_wallet_in_progress(before, BATCH)
-        .await?
-    {
+    for record in gateway.db.stale_wallet_in_progress(before, BATCH).await? {
         let write = WalletWrite {
             transaction_id: record.id.clone(),
             at: now,
@@ -94,7 +90,7 @@ async fn recover(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError>
             enqueue: vec![reversal_of(&record, now)],
             acked: Vec::new(),
         };
-        let outcome = gateway.store.write_wallet(write).await?;
+        let outcome = gateway.db.write_wallet(write).await?;
         tracing::warn!(transaction_id = %record.id, ?outcome, "recovered a cut-off wallet request: reversal queued");
     }
     Ok(())
@@ -110,7 +106,7 @@ async fn deliver(
     let Some(operator) = wallets.operator(&item.wallet_operator_id) else {
         let next = now + chrono::Duration::seconds(60);
         return gateway
-            .store
+            .db
             .saf_retry(
                 item.id,
                 next,
@@ -124,7 +120,7 @@ async fn deliver(
         // money back first, or the operator would rightly refuse this one.
         let next = now + chrono::Duration::from_std(operator.config.retry_min).unwrap_or_default();
         return gateway
-            .store
+            .db
             .saf_retry(
                 item.id,
                 next,
@@ -158,7 +154,7 @@ async fn deliver(
             );
             tracing::info!(queue_id = item.id, transaction_id = %record.id, attempts = item.attempts + 1, %error, "wallet reversal failed; will retry");
             gateway
-                .store
+                .db
                 .saf_retry(item.id, next, &error.to_string())
                 .await
         }
@@ -174,10 +170,10 @@ async fn awaits_parent(
     if record.funding != "auto_reload" || record.status != TransactionStatus::PendingReversal {
         return Ok(None);
     }
-    let Some(saga) = gateway.store.saga_of_step(&record.id).await? else {
+    let Some(saga) = gateway.db.saga_of_step(&record.id).await? else {
         return Ok(None);
     };
-    let parent = gateway.store.wallet_transaction(&saga.saga_id).await?;
+    let parent = gateway.db.wallet_transaction(&saga.saga_id).await?;
     Ok(parent
         .filter(|parent| {
             matches!(
@@ -259,7 +255,7 @@ async fn acknowledge(
         enqueue: Vec::new(),
         acked: vec![item.id],
     };
-    let outcome = gateway.store.write_wallet(write).await?;
+    let outcome = gateway.db.write_wallet(write).await?;
     tracing::info!(queue_id = item.id, transaction_id = %record.id, ?outcome, "wallet operator acknowledged the reversal");
     Ok(())
 }
@@ -337,7 +333,7 @@ async fn stands(
         enqueue: Vec::new(),
         acked: vec![item.id],
     };
-    let outcome = gateway.store.write_wallet(write).await?;
+    let outcome = gateway.db.write_wallet(write).await?;
     tracing::warn!(queue_id = item.id, transaction_id = %record.id, ?outcome, "wallet operator refused the reversal: the transaction stands");
     Ok(())
 }

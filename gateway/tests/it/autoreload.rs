@@ -141,8 +141,8 @@ impl ReloadWorld {
         let started = std::time::Instant::now();
         loop {
             let far = self.gw.clock.now() + chrono::Duration::days(1);
-            let open = gateway.store.open_sagas(far, 1).await.unwrap();
-            if gateway.store.saf_open().await.unwrap() == 0 && open.is_empty() {
+            let open = gateway.db.open_sagas(far, 1).await.unwrap();
+            if gateway.db.saf_open().await.unwrap() == 0 && open.is_empty() {
                 return;
             }
             assert!(

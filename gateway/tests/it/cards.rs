@@ -240,7 +240,7 @@ impl CardWorld {
         let gateway = &self.gw.server.gateway;
         let started = std::time::Instant::now();
         loop {
-            if gateway.store.saf_open().await.unwrap() == 0 {
+            if gateway.db.saf_open().await.unwrap() == 0 {
                 return;
             }
             assert!(

@@ -15,7 +15,7 @@ use posgate_gateway::clearing::sign::Verifier;
 use posgate_gateway::clearing::{bench, schedule, verify};
 use posgate_gateway::payments::test_keys::CLEARING_SIGN_SEED;
 use posgate_gateway::store::{
-    Change, Event, SettlementLine, StatusChange, Store, TransactionStatus, WriteOutcome,
+    Change, Database, Event, SettlementLine, StatusChange, TransactionStatus, WriteOutcome,
     WriteRequest,
 };
 use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, SoftwareHsm};
@@ -60,7 +60,7 @@ fn calendars() -> std::collections::BTreeMap<String, BusinessCalendar> {
     ])
 }
 
-async fn context(store: Arc<dyn Store>) -> ClearingContext {
+async fn context(store: Arc<dyn Database>) -> ClearingContext {
     ClearingContext {
         store,
         hsm: hsm().await,
@@ -91,7 +91,7 @@ async fn context(store: Arc<dyn Store>) -> ClearingContext {
 }
 
 /// A seeded, migrated database for one business day of `rows` transactions.
-async fn seeded(backend: Backend, rows: u64) -> (TestDb, Arc<dyn Store>) {
+async fn seeded(backend: Backend, rows: u64) -> (TestDb, Arc<dyn Database>) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     bench::seed(&db.url, rows, date(DAY), utc("2030-01-15T03:00:00Z"))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pb::bill_payment_service_client::BillPaymentServiceClient;
 use posgate_gateway::payments::test_keys::{PARTNER_API_SIGN_SEED, write_test_keystore};
-use posgate_gateway::store::{Store, TransactionStatus};
+use posgate_gateway::store::{Database, TransactionStatus};
 use posgate_partners::bill::api::BillStatus;
 use posgate_partners::bill::sim::{
     BillConfig, BillerSim, BillerSimConfig, ClientKeyConfig, FaultConfig,
@@ -224,7 +224,7 @@ async fn pay_until_final(
 }
 
 /// The gateway's paid online bills (id → amount) among `ids`, from the store.
-async fn gateway_paid(store: &dyn Store, ids: &[String]) -> BTreeMap<String, i64> {
+async fn gateway_paid(store: &dyn Database, ids: &[String]) -> BTreeMap<String, i64> {
     let mut paid = BTreeMap::new();
     for id in ids {
         let record = store.transaction("S001", id).await.unwrap().unwrap();
@@ -262,7 +262,7 @@ fn biller_accepted(sim: &BillerSim) -> BTreeMap<String, i64> {
 
 /// Books agree to the cent: the notices the biller accepted are exactly the
 /// payments the gateway recorded paid, amount for amount.
-async fn assert_books_agree(store: &dyn Store, sim: &BillerSim, ids: &[String]) {
+async fn assert_books_agree(store: &dyn Database, sim: &BillerSim, ids: &[String]) {
     let gateway = gateway_paid(store, ids).await;
     let biller = biller_accepted(sim);
     assert_eq!(gateway, biller, "gateway paid == biller accepted");

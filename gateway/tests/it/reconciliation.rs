@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use posgate_gateway::clearing::model::ClearingItem;
 use posgate_gateway::clearing::recon::matching::ExceptionKind;
 use posgate_gateway::clearing::recon::{IngestError, ingest};
-use posgate_gateway::store::Store;
+use posgate_gateway::store::Database;
 use posgate_partners::bank::sim::ack::{self as sim_ack, AckFaults, AckItem};
 
 use crate::support::{TestDb, backends, date, utc};
@@ -68,7 +68,7 @@ fn ack_text(faults: &AckFaults) -> String {
 }
 
 async fn ingest_text(
-    store: &dyn Store,
+    store: &dyn Database,
     text: &str,
 ) -> Result<posgate_gateway::clearing::recon::Ingested, IngestError> {
     ingest(

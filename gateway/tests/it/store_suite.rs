@@ -5,7 +5,7 @@ use std::sync::Arc;
 use posgate_core::model::idempotency::FingerprintBuilder;
 use posgate_core::model::{IdempotencyKey, StoredAnswer};
 use posgate_gateway::store::{
-    BillDetail, Change, Event, SettlementLine, StatusChange, Store, StoreError, TransactionKind,
+    BillDetail, Change, Database, Event, SettlementLine, StatusChange, StoreError, TransactionKind,
     TransactionRecord, TransactionStatus, WriteOutcome, WriteRequest,
 };
 
@@ -112,7 +112,7 @@ fn cancel(id: &str, key: &str) -> WriteRequest {
 
 async fn each_backend<F, Fut>(test: F)
 where
-    F: Fn(Backend, Arc<dyn Store>) -> Fut,
+    F: Fn(Backend, Arc<dyn Database>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     for backend in backends() {

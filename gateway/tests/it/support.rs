@@ -14,7 +14,7 @@ use posgate_gateway::access::Identity;
 use posgate_gateway::bill::barcode::{self, BarcodeProfile, ParsedSlip};
 use posgate_gateway::config::Config;
 use posgate_gateway::server::{self, RunningServer};
-use posgate_gateway::store::{self, Store};
+use posgate_gateway::store::{self, Database};
 use posgate_gateway::tls::{DevPki, client_tls_as};
 use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
@@ -58,7 +58,7 @@ impl TestDb {
     }
 
     /// A migrated store on this database.
-    pub async fn store(&self) -> Arc<dyn Store> {
+    pub async fn store(&self) -> Arc<dyn Database> {
         let store = store::open(&self.url, 8).await.expect("open store");
         store.migrate().await.expect("migrate");
         store
@@ -246,8 +246,8 @@ impl TestGateway {
         BillPaymentServiceClient::new(self.channel_as(&terminal(store_id, terminal_id)))
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.server.gateway.store
+    pub fn store(&self) -> &Arc<dyn Database> {
+        &self.server.gateway.db
     }
 
     /// The database URL, for tests that reach past the gateway (tampering).

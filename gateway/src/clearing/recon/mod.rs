@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256};
 use self::ack::{AckError, AckFile};
 use self::matching::ReconReport;
 use super::model::ClearingItem;
-use crate::store::{AckOutcome, NewAck, Store, StoreError};
+use crate::store::{AckOutcome, Database, NewAck, StoreError};
 
 /// Why an acknowledgement was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,7 @@ pub struct Ingested {
 /// once the header is known) and stores file, items and exceptions in one
 /// transaction. A malformed file is refused before anything is written.
 pub async fn ingest<F, Fut>(
-    store: &dyn Store,
+    store: &dyn Database,
     bytes: &[u8],
     now: DateTime<Utc>,
     ours: F,
@@ -101,7 +101,7 @@ where
 /// posgate's clearing items of one partner and closed business date, from
 /// the store's day cursor (fees are not reconciled: partners acknowledge amounts).
 pub async fn day_items(
-    store: &dyn Store,
+    store: &dyn Database,
     partner: &str,
     business_date: chrono::NaiveDate,
 ) -> Result<Vec<ClearingItem>, String> {
