@@ -8,10 +8,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
 use clap::Subcommand;
+use posgate_core::config::Config;
 use posgate_gateway::clearing::close::{ClearingContext, Progress, run_day};
 use posgate_gateway::clearing::sign::Verifier;
 use posgate_gateway::clearing::{bench, recon, verify};
-use posgate_gateway::config::Config;
 use posgate_gateway::store;
 
 #[derive(Debug, Subcommand)]

@@ -19,11 +19,11 @@ use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
 
 use crate::access::Identity;
-use crate::bill::barcode::{self, BarcodeProfile, ParsedSlip};
-use crate::config::Config;
 use crate::grpc::idempotent::REPLAY_HEADER;
 use crate::server;
 use crate::tls::{DevPki, client_tls_as};
+use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip};
+use posgate_core::config::Config;
 use posgate_core::model::clock::SystemClock;
 
 #[derive(Debug, clap::Args)]

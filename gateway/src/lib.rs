@@ -3,7 +3,6 @@
 //!
 //! # Layout
 //! - [`access`]: caller identities from SPIFFE ids, the role × service table, its enforcement.
-//! - [`config`]: the TOML configuration, checked once at load.
 //! - [`access`]: who is calling, from the mTLS client certificate (contract shim).
 //! - [`audit`]: the audit chain's checkpoints, verification, search and export views.
 //! - [`clearing`]: business-day close, partner clearing files, signatures, fees, net positions.
@@ -23,7 +22,6 @@ pub mod access;
 pub mod audit;
 pub mod bill;
 pub mod clearing;
-pub mod config;
 pub mod demo;
 pub mod grpc;
 pub mod load;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use posgate_core::config::Config;
 use posgate_core::model::clock::SystemClock;
-use posgate_gateway::config::Config;
 use posgate_gateway::{demo, load, server, store};
 use tracing_subscriber::EnvFilter;
 

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
-use crate::config::ServerConfig;
+use posgate_core::config::ServerConfig;
 
 /// How often the CRL file is checked for changes. Revoking a terminal takes
 /// effect for new connections within this time; checking the file's

@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 
-use crate::config::Config;
 use crate::grpc::Gateway;
 use crate::grpc::audit::AuditApi;
 use crate::grpc::bill_payment::BillPaymentApi;
@@ -22,6 +21,7 @@ use crate::grpc::wallet::WalletApi;
 use crate::payments::{Payments, saf};
 use crate::store;
 use crate::wallet::Wallets;
+use posgate_core::config::Config;
 use posgate_core::model::clock::Clock;
 use tonic_reflection::pb::v1::server_reflection_server::{
     ServerReflection, ServerReflectionServer,

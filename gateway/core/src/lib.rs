@@ -9,5 +9,17 @@
 //!   - [`model::clock`]: the current time, replaceable in tests.
 //!   - [`model::idempotency`]: idempotency keys, request fingerprints, stored answers.
 //!   - [`model::request`]: the request context of every call, field violations.
+//! - [`config`]: the whole TOML configuration, assembled from the domains' sections and checked once at load.
+//! - [`bill`]: bill collection: slip barcodes and biller profiles, the biller registry, the online billers' section.
+//! - [`cards`]: card payments: the `[card]` section (bank links, BIN routes, keys), STAN spaces.
+//! - [`wallet`]: e-wallets: the wallet operators' section.
+//! - [`clearing`]: clearing: partner settings and a day's shared types, settlement instructions (NACHA, fixed-width).
+//! - [`audit`]: the audit chain: the `[audit]` section.
 
+pub mod audit;
+pub mod bill;
+pub mod cards;
+pub mod clearing;
+pub mod config;
 pub mod model;
+pub mod wallet;

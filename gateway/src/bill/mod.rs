@@ -8,29 +8,26 @@
 //! the store commits what is planned.
 //!
 //! # Layout
-//! - [`barcode`]: slip layouts and check digits (Taiwan Code 39, Japan GS1-128).
-//! - [`registry`]: the configured billers, looked up by id or agency code.
-//! - [`online`]: `[biller.online]` settings and the online billers' clients.
+//! - [`online`]: the online billers' clients (their `[biller.online]` settings,
+//!   the slip barcodes and the biller registry are in `posgate_core::bill`).
 //! - [`saf`]: the store-and-forward worker that resolves payment notices
 //!   whose outcome is unknown (status inquiry, then the same notice again).
 //! - this file: planning a payment or a cancellation, and the domain errors.
 
-pub mod barcode;
 pub mod online;
-pub mod registry;
 pub mod saf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::config::{BillerConfig, StoreConfig};
 use crate::store::{
     BillDetail, Event, SettlementLine, StatusChange, TransactionKind, TransactionRecord,
     TransactionStatus,
 };
-use barcode::{BarcodeProfile, ParsedSlip};
+use posgate_core::bill::BillerRegistry;
+use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip};
+use posgate_core::config::{BillerConfig, StoreConfig};
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::{FieldViolation, RequestContext};
-pub use registry::BillerRegistry;
 
 /// The party every store-side line names, and the chain's own party.
 pub const CHAIN_PARTY: &str = "chain";
@@ -387,13 +384,4 @@ pub fn plan_cancel(
             detail: reason.to_owned(),
         },
     })
-}
-
-impl From<&StoreConfig> for BusinessCalendar {
-    fn from(store: &StoreConfig) -> Self {
-        Self {
-            time_zone: store.time_zone,
-            cutoff: store.cutoff,
-        }
-    }
 }

@@ -16,10 +16,12 @@ use posgate_hsm::{Hsm, HsmError};
 use sha2::{Digest as _, Sha256};
 
 use super::layout::{self, CSV_HEADER, CurrencyTotals, FieldError, FileMeta, Layout};
-use super::model::{CHAIN_PARTY, ClearingItem, DayRun, NetPosition, PartnerConfig, is_partner};
 use super::sign;
 use crate::store::clearing::{DayLine, FileRecord, PartyTotal};
 use crate::store::{Database, StoreError};
+use posgate_core::clearing::model::{
+    CHAIN_PARTY, ClearingItem, DayRun, NetPosition, PartnerConfig, is_partner,
+};
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::money::Currency;
 
@@ -72,7 +74,7 @@ pub enum ClearingError {
         now: DateTime<Utc>,
     },
     #[error(transparent)]
-    Settlement(#[from] crate::clearing::settle::SettleError),
+    Settlement(#[from] posgate_core::clearing::settle::SettleError),
     #[error("partner {partner}, transaction {transaction_id}: {source}")]
     Field {
         partner: String,
@@ -106,7 +108,7 @@ pub struct ClearingContext {
     pub signing_key: String,
     pub partners: Vec<PartnerConfig>,
     /// `[settlement]`: which instruction files the day gets (none when empty).
-    pub settlement: crate::clearing::settle::SettlementConfig,
+    pub settlement: posgate_core::clearing::settle::SettlementConfig,
     /// Every store's calendar by store id: a day is closed, and its files
     /// created, when the last store's day has ended.
     pub calendars: BTreeMap<String, BusinessCalendar>,
@@ -520,14 +522,14 @@ fn write_settlement(
     if context.settlement.ach.is_none() && context.settlement.accounts.is_empty() {
         return Ok(Vec::new());
     }
-    let run = crate::clearing::settle::SettleRun {
+    let run = posgate_core::clearing::settle::SettleRun {
         business_date: date,
         created_at: created_at.naive_utc(),
         run_sequence: 1,
         config: &context.settlement,
         partners: &context.partners,
     };
-    let paths = crate::clearing::settle::write_day(&run, positions, dir)?;
+    let paths = posgate_core::clearing::settle::write_day(&run, positions, dir)?;
     paths
         .iter()
         .map(|path| {
@@ -775,7 +777,7 @@ impl ClearingContext {
     /// The context a configuration describes: its stores' calendars, its
     /// partners, and the HSM of `[hsm]` with the `[clearing]` signing key.
     pub fn from_config(
-        config: &crate::config::Config,
+        config: &posgate_core::config::Config,
         store: Arc<dyn Database>,
     ) -> anyhow::Result<Self> {
         use anyhow::Context as _;

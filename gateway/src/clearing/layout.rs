@@ -91,7 +91,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use super::model::{ClearingItem, FileProfile};
+use posgate_core::clearing::model::{ClearingItem, FileProfile};
 
 /// One fixed-width field: 1-based first position and length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::LimitsConfig;
+use posgate_core::config::LimitsConfig;
 
 type KeyedLimiter = RateLimiter<String, DashMapStateStore<String>, DefaultClock>;
 

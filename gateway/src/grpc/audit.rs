@@ -23,8 +23,8 @@ use crate::audit::seal::key_id;
 use crate::audit::token::{self, Cursor, TokenError};
 use crate::audit::verify::{self, Problem};
 use crate::audit::{Audit, export, view};
-use crate::config::is_valid_id;
 use crate::store::audit::{Checkpoint, EntryContent, EntryType, SearchFilter, canonical_time};
+use posgate_core::config::is_valid_id;
 use posgate_core::model::money::{Currency, MAX_AMOUNT_MINOR};
 
 /// Rows per page when the request says 0.

@@ -38,11 +38,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tonic::Status;
 
 use crate::access::Identity;
-use crate::bill::BillerRegistry;
-use crate::config::{Config, StoreConfig};
 use crate::payments::Payments;
 use crate::store::Database;
 use admission::Admission;
+use posgate_core::bill::BillerRegistry;
+use posgate_core::config::{Config, StoreConfig};
 use posgate_core::model::IdempotencyKey;
 use posgate_core::model::RequestContext;
 use posgate_core::model::clock::Clock;

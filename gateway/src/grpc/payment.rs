@@ -27,13 +27,13 @@ use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
 use crate::access::{Identity, identity_of};
 use crate::payments::card::{PresentedCard, brand_name, brand_of, read_card};
-use crate::payments::config::BankLinkConfig;
 use crate::payments::saf::reversal_of;
 use crate::payments::{Payments, Route, bank_terminal_id, card_lines, rrn_for, view};
 use crate::store::{
     CardChange, CardRecord, CardType, CardUpdate, CardWrite, Event, KeyOp, NewSafItem,
     RefundAdjust, SafKind, SettlementLine, TransactionStatus, WriteOutcome,
 };
+use posgate_core::cards::config::BankLinkConfig;
 use posgate_core::model::RequestContext;
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::idempotency::{FingerprintBuilder, differing_fields};

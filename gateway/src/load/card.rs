@@ -14,7 +14,7 @@ use posgate_proto::v1::{
 };
 
 use super::{Failure, Rng};
-use crate::config::Config;
+use posgate_core::config::Config;
 
 /// Test cards of `config/bank-sim.example.toml` in TWD: Visa (acquirer) and
 /// the co-brand Mastercard (co-brand issuer), so both bank links carry load.

@@ -58,10 +58,10 @@ use self::stats::{Stats, Summary};
 use self::wallet::WalletRoute;
 use uuid::Uuid;
 
-use crate::bill::barcode::{self, BarcodeProfile, ParsedSlip, TwYearConvention};
-use crate::config::{BillerConfig, Config, StoreConfig};
 use crate::grpc::idempotent::REPLAY_HEADER;
 use crate::tls::{DEV_SERVER_NAME, DevPki, client_tls};
+use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip, TwYearConvention};
+use posgate_core::config::{BillerConfig, Config, StoreConfig};
 
 /// Default number of virtual terminals: enough to keep a small gateway busy.
 const DEFAULT_CONCURRENCY: u32 = 32;

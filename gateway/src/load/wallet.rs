@@ -11,7 +11,7 @@ use posgate_proto::v1::{
 };
 
 use super::{Failure, Rng};
-use crate::config::Config;
+use posgate_core::config::Config;
 
 /// Start of every `pos_reference` the load sends.
 const POS_REFERENCE_PREFIX: &str = "LOAD-";

@@ -4,7 +4,7 @@
 //! outcome is reversed at the bank by the store-and-forward queue.
 //!
 //! # Layout
-//! - [`config`]: HSM, bank links, BIN routes, PIN keys, card limits.
+//! - `posgate_core::cards::config`: HSM, bank links, BIN routes, PIN keys, card limits.
 //! - [`card`]: `CardInput` read and checked; brands.
 //! - [`view`]: records as `posgate.v1.CardTransaction`.
 //! - [`test_keys`]: the published test keys of the demo and the example config.
@@ -12,7 +12,6 @@
 //!   the recovery of requests cut off by a crash.
 
 pub mod card;
-pub mod config;
 pub mod saf;
 pub mod test_keys;
 pub mod view;
@@ -30,7 +29,8 @@ use sha2::{Digest, Sha256};
 use crate::store::stan::StanStore;
 use crate::store::{CardRecord, CardRouteKind, SettlementLine, StoreError};
 use card::PinInput;
-use config::CardConfig;
+use posgate_core::cards::config::CardConfig;
+use posgate_core::cards::stan_space;
 
 /// Where a card goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +55,6 @@ pub struct Payments {
 /// many requests, and at most this many trace numbers skipped when the
 /// process dies (a day has 999,999 per institution).
 pub const STAN_BLOCK: u32 = 100;
-
-/// The STAN space of a link: its acquiring institution id as field 90
-/// carries it (zero-padded to 11 digits), so ids that the bank cannot tell
-/// apart in field 90 share one space.
-pub fn stan_space(acquirer_id: &str) -> String {
-    format!("{acquirer_id:0>11}")
-}
 
 impl Payments {
     /// Starts a link per configured bank link (they connect and sign on in

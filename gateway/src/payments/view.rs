@@ -5,8 +5,8 @@ use posgate_partners::bank::protocol::ResponseCode;
 use posgate_proto::v1 as pb;
 
 use super::card::{EntryMode, brand_from_name};
-use super::config::CardConfig;
 use crate::store::{CardRecord, CardRouteKind, CardType, TransactionStatus};
+use posgate_core::cards::config::CardConfig;
 use posgate_core::model::business_day::format_date;
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {

@@ -6,14 +6,13 @@
 //! store-and-forward worker, which survives restarts.
 //!
 //! # Layout
-//! - [`config`]: `[[wallet_operator]]`: URL, keys, TLS files, limits.
+//! - `posgate_core::wallet::config`: `[[wallet_operator]]`: URL, keys, TLS files, limits.
 //! - [`view`]: records as `posgate.v1.WalletTransaction`; decline reasons.
 //! - [`reload`]: card top-ups and auto-reload: saga steps, compensation,
 //!   card-on-file tokens, and the recovery pass the `saf` worker runs.
 //! - [`saf`]: the wallet store-and-forward worker (reversals) and the
 //!   recovery of requests cut off by a crash.
 
-pub mod config;
 pub mod reload;
 pub mod saf;
 pub mod view;
@@ -26,7 +25,7 @@ use posgate_partners::http::{ClientSettings, PartnerClient, Signer, TlsFiles, Ve
 use posgate_partners::wallet::client::WalletOperatorClient;
 
 use crate::store::{SettlementLine, WalletRecord, WalletType};
-use config::WalletOperatorConfig;
+use posgate_core::wallet::config::WalletOperatorConfig;
 
 /// One operator: its settings and its client (pool, breaker).
 #[derive(Debug)]

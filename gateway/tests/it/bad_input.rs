@@ -1,7 +1,7 @@
 //! The bad-input table: every case is `INVALID_ARGUMENT` naming its field in
 //! google.rpc.BadRequest, and writes nothing, on both backends.
 
-use posgate_gateway::bill::barcode::tw_check_pair;
+use posgate_core::bill::barcode::tw_check_pair;
 use posgate_gateway::store::RowCounts;
 use posgate_proto::v1 as pb;
 use tonic::Code;

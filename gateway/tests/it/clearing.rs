@@ -6,11 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use posgate_core::clearing::model::{PartnerConfig, RawPartner};
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::idempotency::FingerprintBuilder;
 use posgate_core::model::{IdempotencyKey, StoredAnswer};
 use posgate_gateway::clearing::close::{ClearingContext, ClearingError, files_created_at, run_day};
-use posgate_gateway::clearing::model::{PartnerConfig, RawPartner};
 use posgate_gateway::clearing::sign::Verifier;
 use posgate_gateway::clearing::{bench, schedule, verify};
 use posgate_gateway::payments::test_keys::CLEARING_SIGN_SEED;
@@ -85,7 +85,7 @@ async fn context(store: Arc<dyn Database>) -> ClearingContext {
                 fee = { kind = "percent", rate_percent = "1.5", min_minor = 0, max_minor = 999999999999, rounding = "half-even" }"#,
             ),
         ],
-        settlement: posgate_gateway::clearing::settle::SettlementConfig::default(),
+        settlement: posgate_core::clearing::settle::SettlementConfig::default(),
         calendars: calendars(),
     }
 }
@@ -119,7 +119,7 @@ async fn run(
     context: &ClearingContext,
     day: NaiveDate,
     out: &Path,
-) -> Result<posgate_gateway::clearing::model::DayRun, ClearingError> {
+) -> Result<posgate_core::clearing::model::DayRun, ClearingError> {
     run_day(context, day, out, utc("2030-01-16T01:00:00Z"), &mut |_| {}).await
 }
 
@@ -537,7 +537,7 @@ async fn settlement_instructions_are_under_the_signed_manifest() {
     for currency in ["TWD", "JPY"] {
         context.settlement.accounts.insert(
             currency.to_owned(),
-            posgate_gateway::clearing::settle::OriginAccount {
+            posgate_core::clearing::settle::OriginAccount {
                 bank_code: "0040037".to_owned(),
                 account_number: "123456789012".to_owned(),
                 name: "posgate chain".to_owned(),
@@ -614,7 +614,7 @@ async fn settlement_instructions_are_under_the_signed_manifest() {
 /// store), naming the partner and both currencies; the example loads.
 #[test]
 fn partner_currency_must_match_its_items() {
-    use posgate_gateway::config::{Config, ConfigError};
+    use posgate_core::config::{Config, ConfigError};
     let example = include_str!("../../../config/posgate.example.toml");
     Config::parse(example).expect("the example config loads");
 

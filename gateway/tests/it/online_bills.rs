@@ -639,7 +639,7 @@ async fn online_biller_config_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     let pki = posgate_gateway::tls::DevPki::generate(dir.path()).unwrap();
     let base = super::support::config_text("sqlite://unused.db", &pki, OPEN_LIMITS);
-    let config = posgate_gateway::config::Config::parse(&format!("{base}\n{section}\n")).unwrap();
+    let config = posgate_core::config::Config::parse(&format!("{base}\n{section}\n")).unwrap();
     let online = config
         .billers
         .iter()
@@ -671,8 +671,7 @@ async fn online_biller_config_is_checked() {
         ),
     ];
     for (text, key) in bad {
-        let error =
-            posgate_gateway::config::Config::parse(&format!("{base}\n{text}\n")).unwrap_err();
+        let error = posgate_core::config::Config::parse(&format!("{base}\n{text}\n")).unwrap_err();
         assert!(error.to_string().contains(key), "{key}: {error}");
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use posgate_gateway::clearing::model::ClearingItem;
+use posgate_core::clearing::model::ClearingItem;
 use posgate_gateway::clearing::recon::matching::ExceptionKind;
 use posgate_gateway::clearing::recon::{IngestError, ingest};
 use posgate_gateway::store::Database;
@@ -269,8 +269,8 @@ async fn malformed_files_are_refused_and_nothing_is_applied() {
 /// and the one amount the test makes it misstate is listed as an exception.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_acknowledgement_from_its_own_ledger_reconciles() {
+    use posgate_core::clearing::model::{PartnerConfig, RawPartner};
     use posgate_gateway::clearing::close::{ClearingContext, run_day};
-    use posgate_gateway::clearing::model::{PartnerConfig, RawPartner};
     use posgate_gateway::clearing::recon;
     use posgate_proto::v1 as pb;
 
@@ -337,7 +337,7 @@ async fn bank_acknowledgement_from_its_own_ledger_reconciles() {
             hsm,
             signing_key: "clearing-sign".to_owned(),
             partners: vec![partner("bank:acquirer"), partner("bank:cobrand")],
-            settlement: posgate_gateway::clearing::settle::SettlementConfig::default(),
+            settlement: posgate_core::clearing::settle::SettlementConfig::default(),
             calendars: std::collections::BTreeMap::from([(
                 "S001".to_owned(),
                 posgate_core::model::business_day::BusinessCalendar {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use posgate_gateway::config::Config;
+use posgate_core::config::Config;
 use posgate_gateway::tls::{DevPki, client_tls_as};
 use tonic::Code;
 use tonic::transport::Channel;

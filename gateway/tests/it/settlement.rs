@@ -8,10 +8,10 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use chrono::NaiveDate;
+use posgate_core::clearing::model::{FileProfile, NetPosition, PartnerConfig};
+use posgate_core::clearing::settle::nacha::{self, AchEntry, AchFileSpec};
+use posgate_core::clearing::settle::{Originator, SettleRun, SettlementConfig, write_day};
 use posgate_core::model::money::Currency;
-use posgate_gateway::clearing::model::{FileProfile, NetPosition, PartnerConfig};
-use posgate_gateway::clearing::settle::nacha::{self, AchEntry, AchFileSpec};
-use posgate_gateway::clearing::settle::{Originator, SettleRun, SettlementConfig, write_day};
 
 /// Prints achkit's verdict as JSON: `{"ok": bool, "errors": [...]}`.
 const VALIDATE: &str = "import sys, json, achkit\n\
@@ -242,7 +242,7 @@ fn a_day_of_positions_becomes_instruction_files() {
     for currency in ["TWD", "JPY"] {
         config.accounts.insert(
             currency.into(),
-            posgate_gateway::clearing::settle::OriginAccount {
+            posgate_core::clearing::settle::OriginAccount {
                 bank_code: "0040037".into(),
                 account_number: "9876543210".into(),
                 name: "posgate chain".into(),
@@ -309,7 +309,7 @@ fn a_day_of_positions_becomes_instruction_files() {
     );
 
     // A partner whose routing number fails the check digit is refused at config load.
-    let raw: posgate_gateway::clearing::model::RawPartner = toml::from_str(
+    let raw: posgate_core::clearing::model::RawPartner = toml::from_str(
         "id = \"biller:BAD\"\nprofile = \"us-ach\"\ncurrency = \"USD\"\nrouting_number = \"011401534\"",
     )
     .unwrap();
@@ -323,7 +323,7 @@ fn a_day_of_positions_becomes_instruction_files() {
 /// and a changed instruction amount are each named by line and field.
 #[test]
 fn verify_checks_settlement_structure_and_totals() {
-    use posgate_gateway::clearing::settle::check::{check_ach, check_instruction};
+    use posgate_core::clearing::settle::check::{check_ach, check_instruction};
     let lines_of = |text: &str| -> Vec<Vec<u8>> {
         text.lines().map(|line| line.as_bytes().to_vec()).collect()
     };
@@ -377,8 +377,8 @@ fn verify_checks_settlement_structure_and_totals() {
         "{problems:?}"
     );
 
-    let instruction = posgate_gateway::clearing::settle::instruction::render(
-        &posgate_gateway::clearing::settle::instruction::InstructionSpec {
+    let instruction = posgate_core::clearing::settle::instruction::render(
+        &posgate_core::clearing::settle::instruction::InstructionSpec {
             business_date: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
             created_at: NaiveDate::from_ymd_opt(2026, 11, 24)
                 .unwrap()
@@ -387,13 +387,13 @@ fn verify_checks_settlement_structure_and_totals() {
             run_sequence: 1,
             currency: "TWD".into(),
         },
-        &posgate_gateway::clearing::settle::OriginAccount {
+        &posgate_core::clearing::settle::OriginAccount {
             bank_code: "0040037".into(),
             account_number: "9876543210".into(),
             name: "posgate chain".into(),
         },
         &[
-            posgate_gateway::clearing::settle::instruction::InstructionEntry {
+            posgate_core::clearing::settle::instruction::InstructionEntry {
                 partner: "biller:TPC".into(),
                 name: "Taipower".into(),
                 bank_code: "0081234".into(),

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pb::bill_payment_service_client::BillPaymentServiceClient;
+use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip};
+use posgate_core::config::Config;
 use posgate_core::model::clock::ManualClock;
 use posgate_gateway::access::Identity;
-use posgate_gateway::bill::barcode::{self, BarcodeProfile, ParsedSlip};
-use posgate_gateway::config::Config;
 use posgate_gateway::server::{self, RunningServer};
 use posgate_gateway::store::{self, Database};
 use posgate_gateway::tls::{DevPki, client_tls_as};

@@ -16,8 +16,8 @@ use sha2::{Digest as _, Sha256};
 
 use self::ack::{AckError, AckFile};
 use self::matching::ReconReport;
-use super::model::ClearingItem;
 use crate::store::{AckOutcome, Database, NewAck, StoreError};
+use posgate_core::clearing::model::ClearingItem;
 
 /// Why an acknowledgement was not applied.
 #[derive(Debug, thiserror::Error)]

@@ -15,12 +15,12 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use crate::bill::barcode::BarcodeProfile;
-use crate::clearing::model::{PartnerConfig, RawPartner};
-use crate::payments;
-use crate::payments::config::{
+use crate::cards;
+use crate::cards::config::{
     CardConfig, HsmConfig, RawBinRoute, RawCard, RawCardSections, RawLink, RawPinKey,
 };
-use posgate_core::model::money::{Currency, FeeContract, FeeRule, MAX_AMOUNT_MINOR};
+use crate::clearing::model::{PartnerConfig, RawPartner};
+use crate::model::money::{Currency, FeeContract, FeeRule, MAX_AMOUNT_MINOR};
 
 /// Longest store, terminal, operator or biller id we accept; matches the proto docs.
 pub const MAX_ID_LEN: usize = 32;
@@ -45,7 +45,7 @@ pub struct Config {
     /// originator identity and its accounts for the instruction files.
     pub settlement: crate::clearing::settle::SettlementConfig,
     /// Audit chain sealing and `AuditService` settings (`[audit]`).
-    pub audit: crate::audit::AuditConfig,
+    pub audit: crate::audit::config::AuditConfig,
     /// E-wallet operators (`[[wallet_operator]]`); they need `[hsm]` for signing.
     pub wallet_operators: Vec<crate::wallet::config::WalletOperatorConfig>,
 }
@@ -148,7 +148,7 @@ pub struct BillerConfig {
     pub allow_repeat_payment: bool,
     pub fee: FeeContract,
     /// Set for `mode = "online"`: how to reach the biller in real time.
-    pub online: Option<crate::bill::online::OnlineBillerConfig>,
+    pub online: Option<crate::bill::config::OnlineBillerConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,7 +206,7 @@ struct RawConfig {
     #[serde(default)]
     settlement: crate::clearing::settle::SettlementConfig,
     #[serde(default)]
-    audit: crate::audit::RawAudit,
+    audit: crate::audit::config::RawAudit,
     #[serde(default, rename = "wallet_operator")]
     wallet_operators: Vec<crate::wallet::config::RawWalletOperator>,
 }
@@ -320,7 +320,7 @@ struct RawBiller {
     mode: Option<String>,
     /// Required for `mode = "online"`.
     #[serde(default)]
-    online: Option<crate::bill::online::RawOnlineBiller>,
+    online: Option<crate::bill::config::RawOnlineBiller>,
 }
 
 impl Config {
@@ -382,7 +382,7 @@ impl Config {
                 "wallet operators sign requests with an HSM key: configure [hsm]",
             ));
         }
-        let card = payments::config::check(
+        let card = cards::config::check(
             RawCardSections {
                 hsm: raw.hsm,
                 card: raw.card,
@@ -635,4 +635,14 @@ fn check_partners(raw: Vec<RawPartner>) -> Result<Vec<PartnerConfig>, ConfigErro
         partners.push(checked);
     }
     Ok(partners)
+}
+
+/// A store's trading calendar, from its `[[stores]]` entry.
+impl From<&StoreConfig> for crate::model::business_day::BusinessCalendar {
+    fn from(store: &StoreConfig) -> Self {
+        Self {
+            time_zone: store.time_zone,
+            cutoff: store.cutoff,
+        }
+    }
 }

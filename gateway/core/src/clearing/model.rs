@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use posgate_core::model::money::{Currency, FeeContract, FeeRule};
+use crate::model::money::{Currency, FeeContract, FeeRule};
 
 /// One detail record of one partner's clearing file: one settlement line of
 /// the partner, with the transaction's reference and the contract fee.

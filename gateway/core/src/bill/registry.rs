@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::barcode::BarcodeProfile;
 use crate::config::BillerConfig;
-use posgate_core::model::FieldViolation;
+use crate::model::FieldViolation;
 
 /// Where a Taiwanese slip's agency code sits: characters 7-9 of segment 1.
 const TW_AGENCY_CODE: std::ops::Range<usize> = 6..9;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, is_valid_id};
-use posgate_core::model::money::Currency;
+use crate::model::money::Currency;
 
 /// One wallet operator, checked.
 #[derive(Debug, Clone)]

@@ -1,0 +1,3 @@
+//! E-wallets' domain: the wallet operators' config section.
+
+pub mod config;
