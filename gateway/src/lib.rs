@@ -20,7 +20,6 @@
 //! - [`mtls`]: the server side of mutual TLS: client verifier with CRL reload, bounded handshakes.
 //! - [`signing_keys`]: the public keys that verify checkpoints and clearing files.
 //! - [`tls`]: client TLS settings and the development PKI (`posgate certs`, demo, tests).
-//! - [`demo`]: `posgate demo`, a scripted store day against a real server.
 //! - [`load`]: `posgate load`, the load generator.
 
 pub mod access;
@@ -30,7 +29,6 @@ pub mod business_day;
 pub mod clearing;
 pub mod clock;
 pub mod config;
-pub mod demo;
 pub mod grpc;
 pub mod idempotency;
 pub mod load;

@@ -12,12 +12,12 @@ use posgate_gateway::clearing::model::{PartnerConfig, RawPartner};
 use posgate_gateway::clearing::sign::Verifier;
 use posgate_gateway::clearing::{bench, schedule, verify};
 use posgate_gateway::idempotency::FingerprintBuilder;
-use posgate_gateway::payments::test_keys::CLEARING_SIGN_SEED;
 use posgate_gateway::store::{
     Change, Event, IdempotencyKey, SettlementLine, StatusChange, Store, StoredAnswer,
     TransactionStatus, WriteOutcome, WriteRequest,
 };
 use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, SoftwareHsm};
+use posgate_sims::test_keys::CLEARING_SIGN_SEED;
 
 use crate::support::{Backend, TestDb, backends, date, utc};
 
