@@ -614,7 +614,7 @@ async fn bench_command(
     let work = tempfile::tempdir().context("temporary directory")?;
     let keystore = work.path().join("bench.keystore");
     let master = work.path().join("bench.master");
-    posgate_gateway::payments::test_keys::write_test_keystore(&keystore, &master).await?;
+    posgate_sims::test_keys::write_test_keystore(&keystore, &master).await?;
     let hsm: Arc<dyn posgate_hsm::Hsm> = Arc::new(posgate_hsm::SoftwareHsm::open(
         &keystore,
         posgate_hsm::MasterKey::from_file(&master)?,

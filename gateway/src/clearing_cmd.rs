@@ -333,7 +333,7 @@ async fn bench_in(rows: u64, url: &str, work: &Path, out: Option<PathBuf>) -> an
     );
     let keystore = work.join("bench.keystore");
     let master = work.join("bench.master");
-    posgate_gateway::payments::test_keys::write_test_keystore(&keystore, &master).await?;
+    posgate_sims::test_keys::write_test_keystore(&keystore, &master).await?;
     let config_path = work.join("bench.toml");
     std::fs::write(&config_path, bench_config(url, &keystore, &master))?;
     let out = out.unwrap_or_else(|| work.join("out"));

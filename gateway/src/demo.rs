@@ -14,17 +14,17 @@ use anyhow::Context as _;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use pb::bill_payment_service_client::BillPaymentServiceClient;
 use pb::payment_service_client::PaymentServiceClient;
-use posgate_partners::bank::sim::{BankSim, FaultConfig, SimConfig};
 use posgate_proto::v1 as pb;
+use posgate_sims::bank::{BankSim, FaultConfig, SimConfig};
 use tonic::transport::Channel;
 
-use crate::access::Identity;
-use crate::grpc::idempotent::REPLAY_HEADER;
-use crate::server;
-use crate::tls::{DevPki, client_tls_as};
 use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip};
 use posgate_core::config::Config;
 use posgate_core::model::clock::SystemClock;
+use posgate_gateway::access::Identity;
+use posgate_gateway::grpc::idempotent::REPLAY_HEADER;
+use posgate_gateway::server;
+use posgate_gateway::tls::{DevPki, client_tls_as};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -136,7 +136,7 @@ async fn connect_tills(
         let channel = Channel::from_shared(format!("https://{addr}"))?
             .tls_config(client_tls_as(
                 &pki.ca_cert,
-                crate::tls::DEV_SERVER_NAME,
+                posgate_gateway::tls::DEV_SERVER_NAME,
                 &cert,
             )?)?
             .connect()
@@ -160,7 +160,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let bank = BankSim::start(sim_config)
         .await
         .context("starting the bank simulator")?;
-    crate::payments::test_keys::write_test_keystore(
+    posgate_sims::test_keys::write_test_keystore(
         &dir.join("demo.keystore"),
         &dir.join("master.key"),
     )
@@ -415,7 +415,7 @@ async fn tokyo_payment_and_cancel(
 
 /// Sums the settlement lines of every transaction, per party and currency.
 async fn settlement_summary(
-    gateway: &crate::grpc::Gateway,
+    gateway: &posgate_gateway::grpc::Gateway,
 ) -> anyhow::Result<BTreeMap<(String, String), i64>> {
     let mut totals = BTreeMap::new();
     for store in gateway.stores.keys() {

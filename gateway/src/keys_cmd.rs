@@ -113,7 +113,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
             .context("init-test needs --master-key-file")?;
         create_parent_dir(keystore)?;
         create_parent_dir(master)?;
-        posgate_gateway::payments::test_keys::write_test_keystore(keystore, master).await?;
+        posgate_sims::test_keys::write_test_keystore(keystore, master).await?;
         println!(
             "created {} with the published TEST keys (never use them in production)",
             keystore.display()

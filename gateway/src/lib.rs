@@ -15,14 +15,12 @@
 //! - [`mtls`]: the server side of mutual TLS: client verifier with CRL reload, bounded handshakes.
 //! - [`signing_keys`]: the public keys that verify checkpoints and clearing files.
 //! - [`tls`]: client TLS settings and the development PKI (`posgate certs`, demo, tests).
-//! - [`demo`]: `posgate demo`, a scripted store day against a real server.
 //! - [`load`]: `posgate load`, the load generator.
 
 pub mod access;
 pub mod audit;
 pub mod bill;
 pub mod clearing;
-pub mod demo;
 pub mod grpc;
 pub mod load;
 pub mod mtls;

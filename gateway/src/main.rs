@@ -7,12 +7,13 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use posgate_core::config::Config;
 use posgate_core::model::clock::SystemClock;
-use posgate_gateway::{demo, load, server, store};
+use posgate_gateway::{load, server, store};
 use tracing_subscriber::EnvFilter;
 
 mod audit_cmd;
 mod certs_cmd;
 mod clearing_cmd;
+mod demo;
 mod keys_cmd;
 
 #[derive(Debug, Parser)]
@@ -151,19 +152,19 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Sim(SimCommand::Bank { config }) => {
             init_logging(cli.log_json);
-            posgate_partners::bank::sim::run(&config)
+            posgate_sims::bank::run(&config)
                 .await
                 .with_context(|| format!("bank simulator with {}", config.display()))
         }
         Command::Sim(SimCommand::Wallet { config }) => {
             init_logging(cli.log_json);
-            posgate_partners::wallet::sim::run(&config)
+            posgate_sims::wallet::run(&config)
                 .await
                 .with_context(|| format!("wallet simulator with {}", config.display()))
         }
         Command::Sim(SimCommand::Biller { config }) => {
             init_logging(cli.log_json);
-            posgate_partners::bill::sim::run(&config)
+            posgate_sims::biller::run(&config)
                 .await
                 .with_context(|| format!("biller simulator with {}", config.display()))
         }

@@ -7,13 +7,11 @@
 //! - `posgate_core::cards::config`: HSM, bank links, BIN routes, PIN keys, card limits.
 //! - [`card`]: `CardInput` read and checked; brands.
 //! - [`view`]: records as `posgate.v1.CardTransaction`.
-//! - [`test_keys`]: the published test keys of the demo and the example config.
 //! - [`saf`]: the store-and-forward worker (reversals, capture advices) and
 //!   the recovery of requests cut off by a crash.
 
 pub mod card;
 pub mod saf;
-pub mod test_keys;
 pub mod view;
 
 use std::collections::BTreeMap;

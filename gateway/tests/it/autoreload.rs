@@ -11,11 +11,11 @@ use posgate_core::model::clock::Clock as _;
 use std::time::Duration;
 
 use pb::wallet_service_client::WalletServiceClient;
-use posgate_gateway::payments::test_keys::PARTNER_API_SIGN_SEED;
-use posgate_partners::bank::sim::{BankSim, FaultConfig as BankFaults};
 use posgate_partners::http::TlsFiles;
-use posgate_partners::wallet::sim::{FaultConfig, WalletSim, WalletSimConfig};
 use posgate_proto::v1 as pb;
+use posgate_sims::bank::{BankSim, FaultConfig as BankFaults};
+use posgate_sims::test_keys::PARTNER_API_SIGN_SEED;
+use posgate_sims::wallet::{FaultConfig, WalletSim, WalletSimConfig};
 use tonic::transport::Channel;
 
 use super::cards::{

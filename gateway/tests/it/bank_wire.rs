@@ -10,9 +10,9 @@ use std::time::Duration;
 use pb::payment_service_client::PaymentServiceClient;
 use posgate_core::model::clock::Clock as _;
 use posgate_partners::bank::protocol::{read_frame, write_frame};
-use posgate_partners::bank::sim::{BankSim, FaultConfig, SimConfig};
 use posgate_partners::iso8583::{Message, ascii_1987};
 use posgate_proto::v1 as pb;
+use posgate_sims::bank::{BankSim, FaultConfig, SimConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 

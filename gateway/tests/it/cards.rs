@@ -11,8 +11,8 @@ use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockEncrypt, KeyInit};
 use pb::payment_service_client::PaymentServiceClient;
 use posgate_core::model::clock::Clock as _;
-use posgate_partners::bank::sim::{AccountConfig, BankSim, FaultConfig, SimConfig};
 use posgate_proto::v1 as pb;
+use posgate_sims::bank::{AccountConfig, BankSim, FaultConfig, SimConfig};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -21,7 +21,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::support::{Backend, OPEN_LIMITS, TestDb, TestGateway, backends, utc};
 
-use posgate_gateway::payments::test_keys::{MAC_KEY, TPK, ZMK, ZPK, write_test_keystore};
+use posgate_sims::test_keys::{MAC_KEY, TPK, ZMK, ZPK, write_test_keystore};
 
 /// A Luhn-valid PAN from its first digits and length.
 pub fn pan(prefix: &str, len: usize) -> String {

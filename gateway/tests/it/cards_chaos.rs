@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use pb::payment_service_client::PaymentServiceClient;
 use posgate_gateway::tls::{DevPki, client_tls_as};
-use posgate_partners::bank::sim::{BankSim, FaultConfig};
 use posgate_proto::v1 as pb;
+use posgate_sims::bank::{BankSim, FaultConfig};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -422,7 +422,7 @@ async fn transaction_of(client: &mut PaymentServiceClient<Channel>, key: &str) -
 
 /// One bank for both links: the acquirer's cards and the co-brand card in
 /// one simulator, reached by two links with the same acquiring institution id.
-fn one_bank_config() -> posgate_partners::bank::sim::SimConfig {
+fn one_bank_config() -> posgate_sims::bank::SimConfig {
     let mut config = crate::cards::acquirer_config();
     let cobrand = crate::cards::cobrand_config();
     config.accounts.extend(cobrand.accounts);

@@ -13,12 +13,12 @@ use posgate_core::model::{IdempotencyKey, StoredAnswer};
 use posgate_gateway::clearing::close::{ClearingContext, ClearingError, files_created_at, run_day};
 use posgate_gateway::clearing::sign::Verifier;
 use posgate_gateway::clearing::{bench, schedule, verify};
-use posgate_gateway::payments::test_keys::CLEARING_SIGN_SEED;
 use posgate_gateway::store::{
     Change, Database, Event, SettlementLine, StatusChange, TransactionStatus, WriteOutcome,
     WriteRequest,
 };
 use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, SoftwareHsm};
+use posgate_sims::test_keys::CLEARING_SIGN_SEED;
 
 use crate::support::{Backend, TestDb, backends, date, utc};
 

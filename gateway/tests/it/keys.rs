@@ -4,10 +4,10 @@
 
 use pb::audit_service_client::AuditServiceClient;
 use posgate_gateway::audit::seal::seal_once;
-use posgate_gateway::payments::test_keys::{AUDIT_SIGN_SEED, CLEARING_SIGN_SEED};
 use posgate_gateway::store::audit::checkpoint_statement;
 use posgate_hsm::KeyRef;
 use posgate_proto::v1 as pb;
+use posgate_sims::test_keys::{AUDIT_SIGN_SEED, CLEARING_SIGN_SEED};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 
 use crate::support::{Backend, OPEN_LIMITS, TestDb, TestGateway, tw_pay, utc};

@@ -11,15 +11,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use pb::bill_payment_service_client::BillPaymentServiceClient;
-use posgate_gateway::payments::test_keys::{PARTNER_API_SIGN_SEED, write_test_keystore};
 use posgate_gateway::store::{Database, TransactionStatus};
 use posgate_partners::bill::api::BillStatus;
-use posgate_partners::bill::sim::{
-    BillConfig, BillerSim, BillerSimConfig, ClientKeyConfig, FaultConfig,
-};
 use posgate_partners::http::TlsFiles;
 use posgate_partners::wallet::api::{TransactionKind, TransactionState};
 use posgate_proto::v1 as pb;
+use posgate_sims::biller::{BillConfig, BillerSim, BillerSimConfig, ClientKeyConfig, FaultConfig};
+use posgate_sims::test_keys::{PARTNER_API_SIGN_SEED, write_test_keystore};
 use tonic::transport::Channel;
 
 use super::cards::init_tracing;

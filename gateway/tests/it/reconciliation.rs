@@ -9,7 +9,7 @@ use posgate_core::clearing::model::ClearingItem;
 use posgate_gateway::clearing::recon::matching::ExceptionKind;
 use posgate_gateway::clearing::recon::{IngestError, ingest};
 use posgate_gateway::store::Database;
-use posgate_partners::bank::sim::ack::{self as sim_ack, AckFaults, AckItem};
+use posgate_sims::bank::ack::{self as sim_ack, AckFaults, AckItem};
 
 use crate::support::{TestDb, backends, date, utc};
 

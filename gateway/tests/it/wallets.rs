@@ -7,12 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use pb::wallet_service_client::WalletServiceClient;
-use posgate_gateway::payments::test_keys::{PARTNER_API_SIGN_SEED, write_test_keystore};
 use posgate_partners::http::TlsFiles;
-use posgate_partners::wallet::sim::{
+use posgate_proto::v1 as pb;
+use posgate_sims::test_keys::{PARTNER_API_SIGN_SEED, write_test_keystore};
+use posgate_sims::wallet::{
     ClientKeyConfig, FaultConfig, WalletConfig, WalletSim, WalletSimConfig,
 };
-use posgate_proto::v1 as pb;
 use tonic::transport::Channel;
 
 use super::cards::init_tracing;

@@ -3,10 +3,9 @@
 //! # Layout
 //! - [`protocol`]: typed builders and parsers of the messages on the bank
 //!   link (contract section 2), the length-prefixed framing and the MAC
-//!   helpers, shared by the link and the bank simulator.
+//!   helpers, shared by the link and the bank simulator (`posgate-sims`).
 //! - [`link`]: the persistent, multiplexed TCP (optionally TLS) connection to
 //!   one bank: sign-on, echo, key change, MAC, matching, timeouts, reconnect.
 
 pub mod link;
 pub mod protocol;
-pub mod sim;

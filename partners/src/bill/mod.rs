@@ -4,9 +4,6 @@
 //! # Layout
 //! - [`api`]: the wire models of the bill endpoints (serde JSON) and their checks.
 //! - [`client`]: `BillerClient`, typed calls over [`crate::http::PartnerClient`].
-//! - [`sim`]: the biller simulator (`posgate sim biller`), a real HTTPS
-//!   server with its own ledger of outstanding bills and fault injection.
 
 pub mod api;
 pub mod client;
-pub mod sim;

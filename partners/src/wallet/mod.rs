@@ -4,9 +4,6 @@
 //! # Layout
 //! - [`api`]: the wire models of the wallet endpoints (serde JSON) and their checks.
 //! - [`client`]: `WalletOperatorClient`, typed calls over [`crate::http::PartnerClient`].
-//! - [`sim`]: the wallet operator simulator (`posgate sim wallet`), a real
-//!   HTTPS server with its own ledger and fault injection.
 
 pub mod api;
 pub mod client;
-pub mod sim;

@@ -1,7 +1,7 @@
 //! Unit tests of the ledger's arithmetic, without a network.
 
 use super::*;
-use crate::bank::sim::config::{AccountConfig, FaultConfig};
+use crate::bank::config::{AccountConfig, FaultConfig};
 
 const VISA: &str = "4111111111111111";
 const CO_BRAND: &str = "5411111111111115";

@@ -11,10 +11,10 @@ use posgate_partners::bill::api::{
     CancelStatus, NoticeRejectCode, NoticeStatus,
 };
 use posgate_partners::bill::client::{BillCallError, BillerClient};
-use posgate_partners::bill::sim::{BillConfig, BillerSim, BillerSimConfig, ClientKeyConfig};
 use posgate_partners::http::{ClientSettings, PartnerClient, TlsFiles};
-use posgate_partners::partner_sim::FaultConfig;
 use posgate_partners::wallet::api::{Money, Problem, TransactionKind, TransactionState};
+use posgate_sims::biller::{BillConfig, BillerSim, BillerSimConfig, ClientKeyConfig};
+use posgate_sims::http_server::FaultConfig;
 use tempfile::TempDir;
 
 use super::wallet_sim::{
@@ -394,7 +394,7 @@ async fn bill_decline_all_fault() {
 /// The example config parses and validates with the published test keys.
 #[test]
 fn biller_example_config_is_valid() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/biller-sim.example.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/biller-sim.example.toml");
     let config = BillerSimConfig::from_file(&path).unwrap();
     assert_eq!(config.signing_key_hex, SIM_SEED_HEX);
     let text = std::fs::read_to_string(&path).unwrap();

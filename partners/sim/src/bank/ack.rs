@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use chrono::NaiveDate;
 
 use super::ledger::SettledItem;
-use crate::bank::protocol::currency_alpha;
+use posgate_partners::bank::protocol::currency_alpha;
 
 /// One line of the acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,12 +7,12 @@ use http::StatusCode;
 
 use super::ledger::{Ledger, Outcome, RC_OTHER};
 use super::stats::WalletSimStats;
-use crate::http::lock;
-use crate::partner_sim::FaultConfig;
-use crate::partner_sim::server::{
+use crate::http_server::FaultConfig;
+use crate::http_server::server::{
     Answer, PartnerService, json, now_rfc3339, parse, problem, status_answer, unknown_transaction,
 };
-use crate::wallet::api::{
+use crate::lock;
+use posgate_partners::wallet::api::{
     self, BalanceRequest, DeclineCode, PaymentRequest, RefundRequest, ResultStatus,
     ReversalRequest, ReversalResult, ReversalStatus, TopUpRequest, WalletBalance, WalletResult,
 };

@@ -4,7 +4,7 @@
 
 use posgate_hsm::{Hsm, KeyRef, MacAlgorithm, MacPadding};
 
-use crate::iso8583::{Dialect, Message};
+use posgate_partners::iso8583::{Dialect, Message};
 
 /// Contract section 2: ISO 9797-1 MAC algorithm 3, padding method 1.
 pub const MAC_ALGORITHM: MacAlgorithm = MacAlgorithm::RetailMac(MacPadding::Method1);

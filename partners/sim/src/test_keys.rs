@@ -88,7 +88,7 @@ mod tests {
 
     /// The simulators' Ed25519 signing seeds, read from their example configs.
     fn simulator_seeds() -> Vec<String> {
-        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
         ["wallet-sim.example.toml", "biller-sim.example.toml"]
             .iter()
             .map(|name| {

@@ -8,10 +8,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::SimError;
-use crate::http::TlsFiles;
-use crate::partner_sim::PartnerService;
-pub use crate::partner_sim::{ClientKeyConfig, FaultConfig, parse_key_hex};
-use crate::wallet::api::is_visible_ascii;
+use crate::http_server::PartnerService;
+pub use crate::http_server::{ClientKeyConfig, FaultConfig, parse_key_hex};
+use posgate_partners::http::TlsFiles;
+use posgate_partners::wallet::api::is_visible_ascii;
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,11 +102,11 @@ impl fmt::Debug for WalletConfig {
 
 impl WalletSimConfig {
     pub fn from_toml_str(text: &str) -> Result<Self, SimError> {
-        crate::partner_sim::parse_toml(text, Self::validate)
+        crate::http_server::parse_toml(text, Self::validate)
     }
 
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
-        crate::partner_sim::load_toml(path, Self::validate)
+        crate::http_server::load_toml(path, Self::validate)
     }
 
     /// Checks every entry; messages name the entry, never a key or barcode.
@@ -158,7 +158,7 @@ impl WalletSimConfig {
             }
         }
         if let Some(listen) = &self.admin_listen {
-            crate::partner_sim::admin::check_loopback(listen)?;
+            crate::http_server::admin::check_loopback(listen)?;
         }
         self.faults
             .validate(<super::service::WalletService as PartnerService>::FAULTABLE)

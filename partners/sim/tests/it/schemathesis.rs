@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use posgate_partners::bill::sim::BillerSim;
 use posgate_partners::http::TlsFiles;
-use posgate_partners::wallet::sim::WalletSim;
+use posgate_sims::biller::BillerSim;
+use posgate_sims::wallet::WalletSim;
 
 use super::biller_sim::biller_config;
 use super::wallet_sim::{
@@ -60,7 +60,7 @@ async fn schemathesis(addr: SocketAddr, client_tls: &TlsFiles, dir: &Path, tags:
     let mut command = tokio::process::Command::new("python3");
     command
         .args(["-m", "schemathesis.cli", "run"])
-        .arg(manifest.join("openapi/partner-api-v1.yaml"))
+        .arg(manifest.join("../openapi/partner-api-v1.yaml"))
         .args(["--url", &url])
         .arg("--tls-verify")
         .arg(&client_tls.ca_cert)

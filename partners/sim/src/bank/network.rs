@@ -5,8 +5,8 @@ use posgate_hsm::{Hsm, KeyRef};
 
 use super::ledger::{RC_APPROVED, RC_FORMAT_ERROR, RC_SYSTEM_MALFUNCTION};
 use super::server::{MAC_KEY_LABEL, Shared, ZMK_LABEL, lock};
-use crate::bank::protocol::response_mti;
-use crate::iso8583::Message;
+use posgate_partners::bank::protocol::response_mti;
+use posgate_partners::iso8583::Message;
 
 /// Fields an 0810 echoes from its 0800.
 const ECHOED_FIELDS: [u8; 4] = [7, 11, 32, 70];

@@ -8,11 +8,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bill::api::{BillStatus, is_bill_reference, is_date};
-use crate::http::TlsFiles;
-use crate::partner_sim::PartnerService;
-use crate::partner_sim::{ClientKeyConfig, FaultConfig, SimError, parse_key_hex};
-use crate::wallet::api::{MAX_AMOUNT_MINOR, is_code, is_visible_ascii};
+use crate::http_server::PartnerService;
+use crate::http_server::{ClientKeyConfig, FaultConfig, SimError, parse_key_hex};
+use posgate_partners::bill::api::{BillStatus, is_bill_reference, is_date};
+use posgate_partners::http::TlsFiles;
+use posgate_partners::wallet::api::{MAX_AMOUNT_MINOR, is_code, is_visible_ascii};
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,11 +86,11 @@ fn open() -> BillStatus {
 
 impl BillerSimConfig {
     pub fn from_toml_str(text: &str) -> Result<Self, SimError> {
-        crate::partner_sim::parse_toml(text, Self::validate)
+        crate::http_server::parse_toml(text, Self::validate)
     }
 
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
-        crate::partner_sim::load_toml(path, Self::validate)
+        crate::http_server::load_toml(path, Self::validate)
     }
 
     /// Checks every entry; messages name the entry, never a key.
@@ -144,7 +144,7 @@ impl BillerSimConfig {
             }
         }
         if let Some(listen) = &self.admin_listen {
-            crate::partner_sim::admin::check_loopback(listen)?;
+            crate::http_server::admin::check_loopback(listen)?;
         }
         self.faults
             .validate(<super::service::BillerService as PartnerService>::FAULTABLE)

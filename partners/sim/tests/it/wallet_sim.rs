@@ -21,7 +21,7 @@ use posgate_partners::wallet::api::{
     ReversalStatus, TopUpRequest, TransactionState, WalletRef,
 };
 use posgate_partners::wallet::client::{WalletCallError, WalletOperatorClient};
-use posgate_partners::wallet::sim::{
+use posgate_sims::wallet::{
     ClientKeyConfig, FaultConfig, WalletConfig, WalletSim, WalletSimConfig,
 };
 use tempfile::TempDir;
@@ -750,7 +750,7 @@ async fn foreign_client_certificate_refused() {
 /// match its seeds and the test seeds used here.
 #[test]
 fn example_config_is_valid() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/wallet-sim.example.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/wallet-sim.example.toml");
     let config = WalletSimConfig::from_file(&path).unwrap();
     assert_eq!(config.signing_key_hex, SIM_SEED_HEX);
     assert_eq!(

@@ -21,9 +21,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::faults::{Fault, FaultConfig, FaultPlan};
-use crate::http::signature::{IDEMPOTENCY_KEY, SIGNATURE};
-use crate::http::{RequestParts, Signer, Verifier, lock, unix_now_s};
-use crate::wallet::api::{self, FieldError, Problem, is_visible_ascii};
+use crate::lock;
+use posgate_partners::http::signature::{IDEMPOTENCY_KEY, SIGNATURE};
+use posgate_partners::http::{RequestParts, Signer, Verifier, unix_now_s};
+use posgate_partners::wallet::api::{self, FieldError, Problem, is_visible_ascii};
 
 /// Connections served at once: posgate pools a few dozen per instance.
 const MAX_CONNECTIONS: usize = 256;

@@ -4,7 +4,7 @@
 //! bill endpoints of Partner API v1 (`partners/openapi/partner-api-v1.yaml`):
 //! every request's RFC 9421 signature and digest verified (401 otherwise),
 //! every answer signed, its own ledger of outstanding bills, idempotent by
-//! Idempotency-Key, fault injection. The server is [`crate::partner_sim`]'s,
+//! Idempotency-Key, fault injection. The server is [`crate::http_server`]'s,
 //! shared with the wallet simulator.
 //!
 //! # Layout
@@ -22,10 +22,10 @@ use std::path::Path;
 
 use self::ledger::Ledger;
 use self::service::BillerService;
-use crate::http::lock;
-use crate::partner_sim::{RunningSim, ServerSettings};
+use crate::http_server::{RunningSim, ServerSettings};
+use crate::lock;
 
-pub use crate::partner_sim::{ClientKeyConfig, FaultConfig, SimError};
+pub use crate::http_server::{ClientKeyConfig, FaultConfig, SimError};
 pub use config::{BillConfig, BillerSimConfig};
 pub use ledger::{Entry, LedgerSnapshot};
 pub use service::BillerCounters;

@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::config::BillerSimConfig;
-use crate::bill::api::{
+use posgate_partners::bill::api::{
     Bill, BillCancelRequest, BillCancelResult, BillPaymentNotice, BillPaymentResult, BillStatus,
     CancelRejectCode, CancelStatus, NoticeRejectCode, NoticeStatus,
 };
-use crate::wallet::api::{Money, TransactionKind, TransactionState};
+use posgate_partners::wallet::api::{Money, TransactionKind, TransactionState};
 
 /// Response codes the biller puts in `partner_response_code`.
 pub const RC_ACCEPTED: &str = "00";

@@ -4,7 +4,7 @@
 //! (`partners/openapi/partner-api-v1.yaml`): every request's RFC 9421
 //! signature and digest verified (401 otherwise), every answer signed, its
 //! own ledger, idempotent by Idempotency-Key, fault injection. The server,
-//! signatures, idempotency and faults are [`crate::partner_sim`]'s, shared
+//! signatures, idempotency and faults are [`crate::http_server`]'s, shared
 //! with the biller simulator.
 //!
 //! # Layout
@@ -24,10 +24,10 @@ use std::path::Path;
 
 use self::ledger::Ledger;
 use self::service::WalletService;
-use crate::http::lock;
-use crate::partner_sim::{RunningSim, ServerSettings};
+use crate::http_server::{RunningSim, ServerSettings};
+use crate::lock;
 
-pub use crate::partner_sim::{ClientKeyConfig, FaultConfig, SimError};
+pub use crate::http_server::{ClientKeyConfig, FaultConfig, SimError};
 pub use config::{WalletConfig, WalletSimConfig};
 pub use ledger::{Entry, LedgerSnapshot, LedgerTotals};
 pub use stats::WalletSimStats;

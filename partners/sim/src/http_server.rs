@@ -30,7 +30,8 @@ use tokio::task::JoinHandle;
 pub use self::faults::{Fault, FaultConfig, FaultPlan};
 use self::server::Shared;
 pub use self::server::{Answer, PartnerService, ServerCounters};
-use crate::http::{Signer, TlsFiles, Verifier, lock};
+use crate::lock;
+use posgate_partners::http::{Signer, TlsFiles, Verifier};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -116,7 +117,7 @@ impl<S: PartnerService> RunningSim<S> {
                 .map_err(invalid)?;
             keys.insert(key.key_id.clone(), public);
         }
-        let tls = crate::http::tls::server_config(settings.tls)
+        let tls = posgate_partners::http::tls::server_config(settings.tls)
             .map_err(|error| invalid(error.to_string()))?;
         let shared = Arc::new(Shared::new(
             signer,

@@ -18,7 +18,7 @@ use super::ledger::{Answer, Effect, Ledger, RC_FORMAT_ERROR, RC_SYSTEM_MALFUNCTI
 use super::mac;
 use super::stats::SimStats;
 use super::transformers;
-use crate::iso8583::{Message, Mti, ascii_1987};
+use posgate_partners::iso8583::{Message, Mti, ascii_1987};
 
 /// HSM label of the simulator's MAC key; key change adds versions to it.
 pub const MAC_KEY_LABEL: &str = "bank-sim.mac";
@@ -391,7 +391,7 @@ async fn unparsable(shared: &Shared, frame: &[u8]) -> Reply {
     let mti = Mti::new(mti_bytes);
     let wire_len = ascii_1987()
         .field(64)
-        .and_then(crate::iso8583::FieldSpec::wire_len)
+        .and_then(posgate_partners::iso8583::FieldSpec::wire_len)
         .unwrap_or(16);
     let input_len = frame.len().saturating_sub(wire_len);
     let mac = hex::decode(&frame[input_len..]).unwrap_or_default();

@@ -7,13 +7,13 @@ use std::sync::Mutex;
 use http::StatusCode;
 
 use super::ledger::Ledger;
-use crate::bill::api::{
-    self, BillCancelRequest, BillInquiryRequest, BillInquiryResponse, BillPaymentNotice,
-};
-use crate::http::lock;
-use crate::partner_sim::FaultConfig;
-use crate::partner_sim::server::{
+use crate::http_server::FaultConfig;
+use crate::http_server::server::{
     Answer, PartnerService, json, now_rfc3339, parse, problem, status_answer, unknown_transaction,
+};
+use crate::lock;
+use posgate_partners::bill::api::{
+    self, BillCancelRequest, BillInquiryRequest, BillInquiryResponse, BillPaymentNotice,
 };
 
 /// Counters of what the biller simulator applied.

@@ -17,9 +17,9 @@ use posgate_partners::bank::protocol::{
     Advice, FinancialKind, FinancialRequest, KeyChangePayload, NetworkCode, NetworkRequest,
     Reversal, needs_mac, read_frame, write_frame,
 };
-use posgate_partners::bank::sim::mac::{pack_with_mac, verify_mac};
-use posgate_partners::bank::sim::{AccountConfig, BankSim, FaultConfig, SimConfig};
 use posgate_partners::iso8583::{Message, Mti, ascii_1987};
+use posgate_sims::bank::mac::{pack_with_mac, verify_mac};
+use posgate_sims::bank::{AccountConfig, BankSim, FaultConfig, SimConfig};
 use tokio::net::TcpStream;
 
 /// Test keys (the same as config/bank-sim.example.toml): never use them for real traffic.
@@ -935,7 +935,7 @@ async fn concurrent_mixed_sequence_totals_are_exact() {
 async fn example_config_starts() {
     bounded(async {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../config/bank-sim.example.toml");
+            .join("../../config/bank-sim.example.toml");
         let mut config = SimConfig::from_file(&path).expect("the example config is valid");
         assert!(config.accounts.len() >= 6);
         config.listen = "127.0.0.1:0".to_owned();

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::config::WalletSimConfig;
-use crate::wallet::api::{
+use posgate_partners::wallet::api::{
     DeclineCode, Money, PaymentRequest, RefundRequest, ResultStatus, ReversalStatus, TopUpRequest,
     TransactionKind, TransactionState, WalletIdentity, WalletLimits, WalletRef, last4,
 };

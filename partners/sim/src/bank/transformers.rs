@@ -8,8 +8,8 @@ use zeroize::Zeroizing;
 use super::ledger::{
     Answer, CaptureRequest, FinancialKind, FinancialRequest, Loyalty, OriginalKey, ReversalRequest,
 };
-use crate::bank::protocol::response_mti;
-use crate::iso8583::{Message, Mti};
+use posgate_partners::bank::protocol::response_mti;
+use posgate_partners::iso8583::{Message, Mti};
 
 /// Fields a response echoes from its request (never 2, 14, 35, 52, 55: the
 /// link matches on MTI, STAN and RRN, and the bank has no reason to send card data back).
@@ -183,7 +183,7 @@ fn security_code(message: &Message) -> Result<Option<Zeroizing<String>>, FormatE
         return Ok(None);
     };
     let code = field
-        .strip_prefix(crate::bank::protocol::financial::SECURITY_CODE_TAG)
+        .strip_prefix(posgate_partners::bank::protocol::financial::SECURITY_CODE_TAG)
         .filter(|_| field.len() == 8)
         .map(|code| code.trim_end_matches(' '))
         .filter(|code| (3..=4).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()))

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bank::sim::faults::SplitMix64;
-use crate::wallet::api::is_code;
+use crate::bank::faults::SplitMix64;
+use posgate_partners::wallet::api::is_code;
 
 /// What the server does with one faultable request's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl Fault {
 #[serde(deny_unknown_fields, default)]
 pub struct FaultConfig {
     /// Delay before every faultable answer.
-    #[serde(rename = "latency_ms", with = "crate::bank::sim::config::millis")]
+    #[serde(rename = "latency_ms", with = "crate::bank::config::millis")]
     pub latency: Duration,
     /// Probability of applying the request and never answering.
     pub no_response: f64,
