@@ -318,7 +318,7 @@ pub(crate) async fn card_top_up(
     key: IdempotencyKey,
     card: &PresentedCard,
     route_link: &str,
-    pin_block: Option<Vec<u8>>,
+    pin_block: Option<posgate_hsm::Secret<Vec<u8>>>,
     teller: &Teller,
 ) -> Result<Response<pb::TopUpResponse>, Status> {
     let store_err = |error: StoreError| from_store_error(&error);
