@@ -529,7 +529,7 @@ pub(crate) async fn link_card(
             .map_err(|error| from_hsm_error(&error))?,
         card_brand: brand_name(brand).to_owned(),
         card_link: route_link,
-        token,
+        token: posgate_hsm::Secret::new(token),
         token_key: operator.config.card_token_key.clone(),
         token_key_version: version,
         auto_reload: input.auto_reload,

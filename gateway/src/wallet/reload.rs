@@ -93,7 +93,7 @@ pub async fn open_card(hsm: &dyn Hsm, link: &CardLink) -> Result<PresentedCard, 
     let clear = hsm
         .decrypt_data(
             &KeyRef::version(&link.token_key, version),
-            &link.token,
+            link.token.expose(),
             token_aad(&link.link_id).as_bytes(),
         )
         .await?;
