@@ -128,7 +128,7 @@ async fn main() {
         let config = Pkcs11Config {
             module_path: MODULE.into(),
             token_label: "posgate-bench".to_owned(),
-            user_pin: Zeroizing::new("4321".to_owned()),
+            user_pin: Zeroizing::new("4321".to_owned()).into(),
         };
         run(Arc::new(Pkcs11Hsm::connect(&config).unwrap())).await;
         return;

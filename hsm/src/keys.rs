@@ -5,9 +5,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use crate::error::HsmError;
+use crate::secret::Secret;
 
 /// The longest label accepted. Labels end up in PKCS#11 `CKA_LABEL` and in
 /// log lines, so they stay short and printable.
@@ -309,14 +309,15 @@ pub struct KeyInfo {
 }
 
 /// Clear key material on its way into the HSM (key ceremony components,
-/// test vectors). Zeroized on drop; `Debug` prints `***`.
-pub struct ClearKey(Zeroizing<Vec<u8>>);
+/// test vectors). Zeroized on drop; `Debug` prints `ClearKey(***)`.
+#[derive(Debug)]
+pub struct ClearKey(Secret<Vec<u8>>);
 
 impl ClearKey {
     /// Takes ownership of the bytes; the caller's copy should be a `Zeroizing` too.
     #[must_use]
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self(Zeroizing::new(bytes))
+        Self(Secret::new(bytes))
     }
 
     /// Parses hex (as typed by a key custodian), zeroizing the intermediate buffer.
@@ -327,13 +328,7 @@ impl ClearKey {
     }
 
     pub(crate) fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClearKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClearKey(***)")
+        self.0.expose()
     }
 }
 

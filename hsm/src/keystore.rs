@@ -11,7 +11,6 @@
 //! Writes go to a temporary file in the same directory, are synced, then
 //! renamed over the old file, so a crash leaves either the old or new keystore.
 
-use std::fmt;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,6 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::error::HsmError;
 use crate::keys::{Kcv, KeyInfo, KeySpec, KeyType, KeyUsage};
+use crate::secret::Secret;
 
 /// The environment variable holding the master key as 64 hex digits.
 pub const MASTER_KEY_ENV: &str = "POSGATE_HSM_MASTER_KEY";
@@ -38,7 +38,8 @@ const MASTER_CHECK_MESSAGE: &[u8] = b"posgate keystore master key check v1";
 const MAX_KEYSTORE_BYTES: u64 = 16 << 20;
 
 /// The 256-bit key that seals the keystore. Zeroized on drop; prints as `***`.
-pub struct MasterKey(Zeroizing<[u8; 32]>);
+#[derive(Debug)]
+pub struct MasterKey(Secret<[u8; 32]>);
 
 impl MasterKey {
     /// Parses 64 hex digits.
@@ -55,7 +56,7 @@ impl MasterKey {
             )));
         }
         key.copy_from_slice(&bytes);
-        Ok(Self(key))
+        Ok(Self(key.into()))
     }
 
     /// Reads the master key from the environment variable `name`.
@@ -82,22 +83,16 @@ impl MasterKey {
             .fill(&mut key[..])
             .map_err(|_| HsmError::Internal("system RNG failed".to_owned()))?;
         let text = Zeroizing::new(hex::encode(&key[..]));
-        Ok((Self(key), text))
+        Ok((Self(key.into()), text))
     }
 
     fn check_value(&self) -> String {
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0[..]);
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0.expose()[..]);
         hex::encode(&ring::hmac::sign(&key, MASTER_CHECK_MESSAGE).as_ref()[..8])
     }
 
     fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new_from_slice(&self.0[..]).expect("AES-256-GCM takes 32-byte keys")
-    }
-}
-
-impl fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MasterKey(***)")
+        Aes256Gcm::new_from_slice(&self.0.expose()[..]).expect("AES-256-GCM takes 32-byte keys")
     }
 }
 

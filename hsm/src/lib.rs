@@ -13,6 +13,7 @@
 //! - [`software`]: `SoftwareHsm`, keys in zeroizing memory, persisted in the keystore.
 //! - [`pkcs11`]: `Pkcs11Hsm`, keys as PKCS#11 objects in a token (`SoftHSM2` in tests, a network HSM in production).
 //! - [`pan`]: `Pan` (Luhn, masked printing, keyed fingerprint) and `CardExpiry`.
+//! - [`secret`]: `Secret<T>`, the one masking type for card data and key material.
 //!
 //! The backends' guarantees differ; `hsm/README.md` spells them out.
 
@@ -24,6 +25,7 @@ pub mod mac;
 pub mod pan;
 pub mod pin_block;
 pub mod pkcs11;
+pub mod secret;
 pub mod software;
 pub(crate) mod wrap;
 
@@ -35,4 +37,5 @@ pub use mac::{MacAlgorithm, MacPadding};
 pub use pan::{CardExpiry, Pan, PanError, PanFingerprint};
 pub use pin_block::PinBlockFormat;
 pub use pkcs11::{Pkcs11Config, Pkcs11Hsm};
+pub use secret::Secret;
 pub use software::SoftwareHsm;

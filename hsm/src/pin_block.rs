@@ -6,13 +6,12 @@
 //! The pure field builders are public so tests and terminal simulators can
 //! check them against published examples.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::HsmError;
 use crate::keys::KeyType;
+use crate::secret::Secret;
 
 /// Shortest PIN ISO 9564 allows.
 pub const MIN_PIN_DIGITS: usize = 4;
@@ -49,13 +48,8 @@ impl PinBlockFormat {
 }
 
 /// A clear PIN, one digit (0..=9) per byte. Never leaves this crate; zeroized on drop.
-pub(crate) struct ClearPin(Zeroizing<Vec<u8>>);
-
-impl fmt::Debug for ClearPin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClearPin(***)")
-    }
-}
+#[derive(Debug)]
+pub(crate) struct ClearPin(Secret<Vec<u8>>);
 
 impl ClearPin {
     fn from_digits(digits: Zeroizing<Vec<u8>>) -> Result<Self, HsmError> {
@@ -69,7 +63,7 @@ impl ClearPin {
                 "a PIN has decimal digits only".to_owned(),
             ));
         }
-        Ok(Self(digits))
+        Ok(Self(digits.into()))
     }
 
     fn parse(pin: &str) -> Result<Self, HsmError> {
@@ -88,7 +82,7 @@ impl ClearPin {
     }
 
     fn len_nibble(&self) -> u8 {
-        u8::try_from(self.0.len()).expect("a PIN has at most 12 digits")
+        u8::try_from(self.0.expose().len()).expect("a PIN has at most 12 digits")
     }
 }
 
@@ -130,7 +124,7 @@ fn iso0_pin_field(pin: &ClearPin) -> Zeroizing<[u8; 8]> {
     let mut nibbles = Zeroizing::new([0xF_u8; 16]);
     nibbles[0] = 0;
     nibbles[1] = pin.len_nibble();
-    nibbles[2..2 + pin.0.len()].copy_from_slice(&pin.0);
+    nibbles[2..2 + pin.0.expose().len()].copy_from_slice(pin.0.expose());
     let mut field = Zeroizing::new([0_u8; 8]);
     pack_nibbles(&*nibbles, &mut *field);
     field
@@ -176,7 +170,7 @@ fn iso4_pin_field_of(pin: &ClearPin, random_fill: [u8; 8]) -> Zeroizing<[u8; 16]
     let mut nibbles = Zeroizing::new([0xA_u8; 16]);
     nibbles[0] = 4;
     nibbles[1] = pin.len_nibble();
-    nibbles[2..2 + pin.0.len()].copy_from_slice(&pin.0);
+    nibbles[2..2 + pin.0.expose().len()].copy_from_slice(pin.0.expose());
     let mut field = Zeroizing::new([0_u8; 16]);
     pack_nibbles(&*nibbles, &mut field[..8]);
     field[8..].copy_from_slice(&random_fill);

@@ -51,6 +51,7 @@ use crate::keys::{
 use crate::mac::{self, MacAlgorithm};
 use crate::pan::Pan;
 use crate::pin_block::{self, PinBlockFormat, PinCipher};
+use crate::secret::Secret;
 use crate::software::{DATA_NONCE_LEN, DATA_TAG_LEN, kek_spec_for};
 
 /// Environment variable naming the PKCS#11 module (shared library) path.
@@ -74,23 +75,14 @@ const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x70];
 const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 
 /// Where the token is and how to log in.
+#[derive(Debug)]
 pub struct Pkcs11Config {
     /// Path of the vendor's PKCS#11 module, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
     pub module_path: PathBuf,
     /// Label of the token (partition) holding posgate's keys.
     pub token_label: String,
     /// The crypto-user PIN.
-    pub user_pin: Zeroizing<String>,
-}
-
-impl fmt::Debug for Pkcs11Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pkcs11Config")
-            .field("module_path", &self.module_path)
-            .field("token_label", &self.token_label)
-            .field("user_pin", &"***")
-            .finish()
-    }
+    pub user_pin: Secret<String>,
 }
 
 impl Pkcs11Config {
@@ -116,7 +108,7 @@ impl Pkcs11Config {
         Ok(Self {
             module_path: PathBuf::from(required(MODULE_ENV)?),
             token_label: required(TOKEN_ENV)?,
-            user_pin,
+            user_pin: user_pin.into(),
         })
     }
 }
@@ -189,7 +181,7 @@ impl Pkcs11Hsm {
         let login_session = context
             .open_rw_session(slot)
             .map_err(HsmError::pkcs11("C_OpenSession"))?;
-        let pin = AuthPin::from(config.user_pin.as_str().to_owned());
+        let pin = AuthPin::from(config.user_pin.expose().as_str().to_owned());
         match login_session.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(CryptokiError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(source) => return Err(HsmError::pkcs11("C_Login")(source)),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use pb::payment_service_server::PaymentService;
+use posgate_hsm::Secret;
 use posgate_partners::bank::link::{BankLink, LinkError};
 use posgate_partners::bank::protocol::{
     FinancialKind, FinancialRequest, FinancialResponse, OriginalData,
@@ -168,7 +169,7 @@ fn local_now(gateway: &Gateway, store_id: &str, now: DateTime<Utc>) -> chrono::N
 pub(crate) struct Outgoing<'a> {
     pub link: &'a BankLink,
     pub acquirer_id: &'a str,
-    pub pin_block: Option<Vec<u8>>,
+    pub pin_block: Option<Secret<Vec<u8>>>,
     pub original: Option<OriginalData>,
 }
 
@@ -189,11 +190,11 @@ pub(crate) async fn send_financial(
         posgate_core::model::money::Currency::from_code(&record.currency).map_or("", |c| c.numeric);
     let request = FinancialRequest {
         kind,
-        pan: card.map(|card| card.pan.digits()),
+        pan: card.map(|card| &card.pan),
         expiry: card
             .filter(|card| card.track2.is_none())
             .map(|card| card.expiry),
-        track2: card.and_then(|card| card.track2.as_deref().map(String::as_str)),
+        track2: card.and_then(|card| card.track2.as_ref()),
         amount_minor: record.amount_minor,
         currency_numeric: currency,
         stan: &record.stan,
@@ -201,9 +202,9 @@ pub(crate) async fn send_financial(
         transmitted_at: record.transmitted_at,
         local: local_now(gateway, &record.store_id, now),
         entry_mode: card.map_or("010", |card| card.entry_mode.iso8583_code()),
-        pin_block: out.pin_block.as_deref(),
-        icc_data: card.and_then(|card| card.icc_data.as_deref().map(Vec::as_slice)),
-        security_code: card.and_then(|card| card.security_code.as_deref().map(String::as_str)),
+        pin_block: out.pin_block.as_ref(),
+        icc_data: card.and_then(|card| card.icc_data.as_ref()),
+        security_code: card.and_then(|card| card.security_code.as_ref()),
         terminal_id: &record.bank_terminal_id,
         merchant_id: &record.merchant_id,
         acquirer_id: out.acquirer_id,
@@ -1339,7 +1340,7 @@ pub(crate) struct CheckedCard {
     pub route: Route,
     pub brand: pb::CardBrand,
     /// The PIN block translated to the route's zone PIN key.
-    pub pin_block: Option<Vec<u8>>,
+    pub pin_block: Option<Secret<Vec<u8>>>,
 }
 
 /// The checks posgate makes before calling the bank: expiry (by the
@@ -1405,7 +1406,8 @@ pub(crate) async fn check_card(
                             "does not match the algorithm of the terminal's PIN key",
                         ),
                         other => from_hsm_error(&other),
-                    })?,
+                    })
+                    .map(Secret::new)?,
             )
         }
     };

@@ -319,7 +319,7 @@ pub(crate) async fn card_top_up(
     key: IdempotencyKey,
     card: &PresentedCard,
     route_link: &str,
-    pin_block: Option<Vec<u8>>,
+    pin_block: Option<posgate_hsm::Secret<Vec<u8>>>,
     context: &RequestContext,
 ) -> Result<Response<pb::TopUpResponse>, Status> {
     let store_err = |error: StoreError| from_store_error(&error);
@@ -530,7 +530,7 @@ pub(crate) async fn link_card(
             .map_err(|error| from_hsm_error(&error))?,
         card_brand: brand_name(brand).to_owned(),
         card_link: route_link,
-        token,
+        token: posgate_hsm::Secret::new(token),
         token_key: operator.config.card_token_key.clone(),
         token_key_version: version,
         auto_reload: input.auto_reload,

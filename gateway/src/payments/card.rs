@@ -3,11 +3,9 @@
 //! only in zeroizing memory. Nothing here is ever logged or stored; what is
 //! kept of a card is its masked PAN, brand and keyed fingerprint.
 
-use std::fmt;
-
 use chrono::NaiveDate;
 use posgate_hsm::pan::luhn_valid;
-use posgate_hsm::{CardExpiry, Pan, PinBlockFormat};
+use posgate_hsm::{CardExpiry, Pan, PinBlockFormat, Secret};
 use posgate_proto::v1 as pb;
 use zeroize::Zeroizing;
 
@@ -92,43 +90,27 @@ impl EntryMode {
 }
 
 /// An online PIN as the PIN pad sent it.
+#[derive(Debug)]
 pub struct PinInput {
     pub format: PinBlockFormat,
-    pub block: Zeroizing<Vec<u8>>,
+    pub block: Secret<Vec<u8>>,
     pub key_id: String,
 }
 
-impl fmt::Debug for PinInput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PinInput")
-            .field("format", &self.format)
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A card read and checked. Debug shows the masked PAN only.
+/// A card read and checked. `Debug` shows the PAN masked (6/4) and every
+/// other card secret as `***`.
+#[derive(Debug)]
 pub struct PresentedCard {
     pub pan: Pan,
     pub expiry: CardExpiry,
     pub entry_mode: EntryMode,
     /// Track 2 equivalent data, normalized: sentinels and LRC stripped, `=` separator.
-    pub track2: Option<Zeroizing<String>>,
+    pub track2: Option<Secret<String>>,
     pub pin: Option<PinInput>,
-    pub icc_data: Option<Zeroizing<Vec<u8>>>,
-    pub security_code: Option<Zeroizing<String>>,
+    pub icc_data: Option<Secret<Vec<u8>>>,
+    pub security_code: Option<Secret<String>>,
     /// Track 2 service code, when swiped.
     pub service_code: Option<String>,
-}
-
-impl fmt::Debug for PresentedCard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PresentedCard")
-            .field("pan", &self.pan.masked())
-            .field("entry_mode", &self.entry_mode)
-            .field("pin", &self.pin.is_some())
-            .finish_non_exhaustive()
-    }
 }
 
 impl PresentedCard {
@@ -156,14 +138,26 @@ impl PresentedCard {
         push(self.pan.digits().as_bytes());
         push(self.expiry.to_yymm().as_bytes());
         push(self.entry_mode.as_str().as_bytes());
-        push(self.track2.as_ref().map_or(&b""[..], |t| t.as_bytes()));
-        push(self.pin.as_ref().map_or(&b""[..], |p| p.block.as_slice()));
+        push(
+            self.track2
+                .as_ref()
+                .map_or(&b""[..], |t| t.expose().as_bytes()),
+        );
+        push(
+            self.pin
+                .as_ref()
+                .map_or(&b""[..], |p| p.block.expose().as_slice()),
+        );
         push(self.pin.as_ref().map_or(&b""[..], |p| p.key_id.as_bytes()));
-        push(self.icc_data.as_ref().map_or(&b""[..], |d| d.as_slice()));
+        push(
+            self.icc_data
+                .as_ref()
+                .map_or(&b""[..], |d| d.expose().as_slice()),
+        );
         push(
             self.security_code
                 .as_ref()
-                .map_or(&b""[..], |c| c.as_bytes()),
+                .map_or(&b""[..], |c| c.expose().as_bytes()),
         );
         out
     }
@@ -270,10 +264,10 @@ pub fn read_card(
         pan: pan?,
         expiry: expiry?,
         entry_mode,
-        track2,
+        track2: track2.map(Secret::from),
         pin,
-        icc_data,
-        security_code,
+        icc_data: icc_data.map(Secret::from),
+        security_code: security_code.map(Secret::from),
         service_code,
     })
 }
@@ -389,7 +383,7 @@ fn read_pin(violations: &mut Violations, field: &str, pin: &pb::PinBlock) -> Opt
     }
     Some(PinInput {
         format: format?,
-        block: block?,
+        block: block?.into(),
         key_id: pin.key_id.clone(),
     })
 }
@@ -548,5 +542,52 @@ mod tests {
         assert_eq!(brand("5555555555554444"), pb::CardBrand::Mastercard);
         assert_eq!(brand("3530111333300000"), pb::CardBrand::Jcb);
         assert_eq!(brand("378282246310005"), pb::CardBrand::AmericanExpress);
+    }
+
+    /// A presented card prints its PAN masked (6/4) and none of its other
+    /// card data, in `Debug` or pretty `Debug`; each secret alone prints
+    /// `***` in `Display`.
+    #[test]
+    fn formatting_never_prints_card_data() {
+        let card = PresentedCard {
+            pan: Pan::parse("4111111111111111").unwrap(),
+            expiry: CardExpiry::parse("2912").unwrap(),
+            entry_mode: EntryMode::Chip,
+            track2: Some(Secret::new("4111111111111111=29122010000000000".to_owned())),
+            pin: Some(PinInput {
+                format: PinBlockFormat::Iso0,
+                block: Secret::new(vec![0x04, 0x12, 0x34, 0xFE, 0xDC, 0xBA, 0x98, 0x76]),
+                key_id: "tpk-1".to_owned(),
+            }),
+            icc_data: Some(Secret::new(vec![0x9F, 0x26, 0x01, 0xAB])),
+            security_code: Some(Secret::new("737".to_owned())),
+            service_code: Some("201".to_owned()),
+        };
+        let clear = [
+            "4111111111111111",
+            "29122010000000000",
+            "[4, 18, 52, 254, 220, 186, 152, 118]",
+            "0412",
+            "[159, 38, 1, 171]",
+            "9F26",
+            "737",
+        ];
+        for text in [format!("{card:?}"), format!("{card:#?}")] {
+            for value in clear {
+                assert!(!text.contains(value), "{value} in {text}");
+            }
+            assert!(text.contains("411111******1111"), "{text}");
+        }
+        let pin = card.pin.as_ref().unwrap();
+        assert!(!format!("{pin:?}").contains("254"));
+        let secrets = [
+            card.pan.to_string(),
+            card.track2.as_ref().unwrap().to_string(),
+            pin.block.to_string(),
+            card.icc_data.as_ref().unwrap().to_string(),
+            card.security_code.as_ref().unwrap().to_string(),
+        ];
+        assert_eq!(secrets[0], "411111******1111");
+        assert!(secrets[1..].iter().all(|text| text == "***"), "{secrets:?}");
     }
 }

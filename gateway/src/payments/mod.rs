@@ -191,7 +191,7 @@ impl Payments {
                 pan,
                 source_key: KeyRef::latest(terminal_key_label),
                 source_format: pin.format,
-                pin_block: &pin.block,
+                pin_block: pin.block.expose(),
                 destination_key: KeyRef::latest(zpk),
                 destination_format: PinBlockFormat::Iso0,
             })

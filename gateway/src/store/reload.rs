@@ -44,8 +44,9 @@ impl LinkStatus {
 }
 
 /// A wallet's link to a co-brand card. `token` is the PAN and expiry
-/// enciphered in the HSM; no clear card data is ever stored.
-#[derive(Clone, PartialEq, Eq)]
+/// enciphered in the HSM; no clear card data is ever stored, and the token
+/// itself prints as `***`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardLink {
     pub link_id: String,
     pub status: LinkStatus,
@@ -58,7 +59,7 @@ pub struct CardLink {
     pub card_brand: String,
     /// The bank link of the card's co-brand route.
     pub card_link: String,
-    pub token: Vec<u8>,
+    pub token: posgate_hsm::Secret<Vec<u8>>,
     pub token_key: String,
     pub token_key_version: i64,
     pub auto_reload: bool,
@@ -71,20 +72,6 @@ pub struct CardLink {
     pub linked_at: DateTime<Utc>,
     pub unlinked_at: Option<DateTime<Utc>>,
     pub unlink_reason: Option<String>,
-}
-
-impl std::fmt::Debug for CardLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CardLink")
-            .field("link_id", &self.link_id)
-            .field("status", &self.status)
-            .field("wallet_operator_id", &self.wallet_operator_id)
-            .field("masked_pan", &self.masked_pan)
-            .field("token", &"***")
-            .field("auto_reload", &self.auto_reload)
-            .field("step_minor", &self.step_minor)
-            .finish_non_exhaustive()
-    }
 }
 
 /// What a saga is for.
@@ -264,7 +251,7 @@ macro_rules! define_reload_store {
                 pan_fingerprint: row.try_get(7)?,
                 card_brand: row.try_get(8)?,
                 card_link: row.try_get(9)?,
-                token: row.try_get(10)?,
+                token: posgate_hsm::Secret::new(row.try_get(10)?),
                 token_key: row.try_get(11)?,
                 token_key_version: row.try_get(12)?,
                 auto_reload: row.try_get(13)?,
@@ -321,7 +308,7 @@ macro_rules! define_reload_store {
                     .bind(&link.pan_fingerprint)
                     .bind(&link.card_brand)
                     .bind(&link.card_link)
-                    .bind(&link.token)
+                    .bind(link.token.expose())
                     .bind(&link.token_key)
                     .bind(link.token_key_version)
                     .bind(link.auto_reload)
@@ -522,3 +509,46 @@ macro_rules! define_reload_store {
 }
 
 pub(crate) use define_reload_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A card link prints its masked PAN, never its enciphered card token.
+    #[test]
+    fn card_link_never_prints_its_token() {
+        let now = Utc::now();
+        let link = CardLink {
+            link_id: "link-1".to_owned(),
+            status: LinkStatus::Active,
+            wallet_operator_id: "op".to_owned(),
+            wallet_ref: "1234567890123456".to_owned(),
+            account_id: "1234567890123456".to_owned(),
+            display_id: "3456".to_owned(),
+            masked_pan: "411111******1111".to_owned(),
+            pan_fingerprint: "ab".repeat(32),
+            card_brand: "VISA".to_owned(),
+            card_link: "bank".to_owned(),
+            token: posgate_hsm::Secret::new(vec![0xC0, 0xFF, 0xEE, 0x42]),
+            token_key: "wallet-card-token".to_owned(),
+            token_key_version: 1,
+            auto_reload: true,
+            step_minor: 1_000,
+            currency: "TWD".to_owned(),
+            store_id: "S001".to_owned(),
+            terminal_id: "T01".to_owned(),
+            operator_id: "clerk".to_owned(),
+            client_request_id: "req-1".to_owned(),
+            linked_at: now,
+            unlinked_at: None,
+            unlink_reason: None,
+        };
+        for text in [format!("{link:?}"), format!("{link:#?}")] {
+            assert!(!text.contains("192, 255, 238, 66"), "{text}");
+            assert!(!text.contains("[192,"), "{text}");
+            assert!(text.contains("token: ***"), "{text}");
+            assert!(text.contains("411111******1111"), "{text}");
+        }
+        assert_eq!(link.token.to_string(), "***");
+    }
+}

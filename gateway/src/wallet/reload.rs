@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use posgate_hsm::{CardExpiry, Hsm, HsmError, KeyRef, Pan};
+use posgate_hsm::{CardExpiry, Hsm, HsmError, KeyRef, Pan, Secret};
 use posgate_partners::wallet::api::{self as wire, ResultStatus, WalletResult};
 use posgate_partners::wallet::client::WalletCallError;
 use zeroize::Zeroizing;
@@ -94,7 +94,7 @@ pub async fn open_card(hsm: &dyn Hsm, link: &CardLink) -> Result<PresentedCard, 
     let clear = hsm
         .decrypt_data(
             &KeyRef::version(&link.token_key, version),
-            &link.token,
+            link.token.expose(),
             token_aad(&link.link_id).as_bytes(),
         )
         .await?;
@@ -144,7 +144,7 @@ pub(crate) struct CardOnFile {
     pub pan_fingerprint: String,
     pub card_brand: String,
     /// The PIN block translated to the link's zone PIN key (card top-ups).
-    pub pin_block: Option<Vec<u8>>,
+    pub pin_block: Option<Secret<Vec<u8>>>,
 }
 
 /// Everything a step needs.

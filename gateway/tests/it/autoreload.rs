@@ -362,11 +362,12 @@ async fn link_then_auto_reload_pays_and_books_agree() {
             .await
             .unwrap()
             .unwrap();
-        assert!(!link_row.token.is_empty());
+        assert!(!link_row.token.expose().is_empty());
         let pan = co_brand();
         assert!(
             !link_row
                 .token
+                .expose()
                 .windows(pan.len())
                 .any(|w| w == pan.as_bytes())
         );

@@ -85,7 +85,7 @@ fn connected() -> Arc<Pkcs11Hsm> {
         let config = Pkcs11Config {
             module_path: module_path(),
             token_label: TOKEN_LABEL.to_owned(),
-            user_pin: Zeroizing::new(USER_PIN.to_owned()),
+            user_pin: Zeroizing::new(USER_PIN.to_owned()).into(),
         };
         Arc::new(Pkcs11Hsm::connect(&config).expect("SoftHSM2 token connects"))
     }))
@@ -139,7 +139,7 @@ async fn unknown_token_is_a_config_error() {
     let config = Pkcs11Config {
         module_path: module_path(),
         token_label: "no-such-token".to_owned(),
-        user_pin: Zeroizing::new(USER_PIN.to_owned()),
+        user_pin: Zeroizing::new(USER_PIN.to_owned()).into(),
     };
     let error = Pkcs11Hsm::connect(&config).unwrap_err();
     assert!(

@@ -18,7 +18,6 @@
 //! - [`network`]: 0800/0810 sign-on, sign-off, echo and key change.
 //! - [`mac`]: where the MAC sits and how it is made and checked through the HSM.
 //! - [`framing`]: the 2-byte length header on the wire.
-//! - [`sensitive`]: `Sensitive<T>`, a wrapper that never prints its value.
 
 pub mod advice;
 pub mod fields;
@@ -28,7 +27,6 @@ pub mod mac;
 pub mod network;
 pub mod response_code;
 pub mod reversal;
-pub mod sensitive;
 
 pub use advice::{Advice, IncomingAdvice};
 pub use fields::{OriginalData, currency_alpha, currency_numeric, transmission_datetime};
@@ -42,7 +40,6 @@ pub use mac::{
 pub use network::{KeyChangePayload, NetworkCode, NetworkRequest, NetworkResponse};
 pub use response_code::ResponseCode;
 pub use reversal::{IncomingReversal, Reversal};
-pub use sensitive::Sensitive;
 
 use crate::iso8583::Mti;
 

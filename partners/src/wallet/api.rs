@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use posgate_hsm::Secret;
 use serde::{Deserialize, Serialize};
 
 pub const TOP_UPS_PATH: &str = "/v1/wallet/top-ups";
@@ -71,22 +72,42 @@ pub struct Channel {
 }
 
 /// A wallet by account id (the number on the card) or member barcode (a
-/// credential: its `Debug` shows only the last 4 characters).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// credential, held as a [`Secret`]: `Debug` prints `***`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WalletRef {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub account_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub member_barcode: Option<String>,
+    #[serde(
+        with = "secret_string",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub member_barcode: Option<Secret<String>>,
 }
 
-impl fmt::Debug for WalletRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WalletRef")
-            .field("account_id", &self.account_id)
-            .field("member_barcode", &self.member_barcode.as_deref().map(last4))
-            .finish()
+/// The wire form of an optional secret string: the clear value, as a plain
+/// `Option<String>` would be. `Secret` has no serde impls of its own, so
+/// each field that must cross the wire says so here.
+mod secret_string {
+    use posgate_hsm::Secret;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[allow(clippy::ref_option, reason = "the signature serde's `with` expects")]
+    pub fn serialize<S: Serializer>(
+        value: &Option<Secret<String>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(secret) => serializer.serialize_some(secret.expose()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Secret<String>>, D::Error> {
+        Ok(Option::<String>::deserialize(deserializer)?.map(Secret::new))
     }
 }
 
@@ -377,7 +398,7 @@ impl WalletRef {
     pub fn barcode(member_barcode: &str) -> Self {
         Self {
             account_id: None,
-            member_barcode: Some(member_barcode.to_owned()),
+            member_barcode: Some(Secret::new(member_barcode.to_owned())),
         }
     }
 
@@ -388,7 +409,7 @@ impl WalletRef {
                 "wallet.account_id",
                 "must be 1-64 printable ASCII",
             )),
-            (None, Some(barcode)) if is_visible_ascii(barcode, 6, 64) => Ok(()),
+            (None, Some(barcode)) if is_visible_ascii(barcode.expose(), 6, 64) => Ok(()),
             (None, Some(_)) => Err(FieldError::new(
                 "wallet.member_barcode",
                 "must be 6-64 printable ASCII",
@@ -492,7 +513,7 @@ mod tests {
         bad.amount.currency = "twd".into();
         assert_eq!(bad.check().unwrap_err().field, "amount.currency");
         let mut bad = good.clone();
-        bad.wallet.member_barcode = Some("ABCDEF".into());
+        bad.wallet.member_barcode = Some(Secret::new("ABCDEF".to_owned()));
         assert_eq!(bad.check().unwrap_err().field, "wallet");
         let mut bad = good;
         bad.transaction_id = "01890A5D-AC96-774B-BCCE-B302099A8057".into();
@@ -511,11 +532,24 @@ mod tests {
         assert_eq!(error.field, "extra");
     }
 
-    /// A member barcode never shows in full in Debug output.
+    /// A member barcode never shows in `Debug` (plain or pretty) or
+    /// `Display`, yet goes on the wire in the clear, as before.
     #[test]
     fn barcode_masked() {
-        let text = format!("{:?}", WalletRef::barcode("SECRETCODE9876"));
-        assert!(!text.contains("SECRETCODE"), "{text}");
-        assert!(text.contains("9876"));
+        let wallet = WalletRef::barcode("SECRETCODE9876");
+        let barcode = wallet.member_barcode.as_ref().unwrap();
+        for text in [
+            format!("{wallet:?}"),
+            format!("{wallet:#?}"),
+            format!("{barcode}"),
+        ] {
+            assert!(
+                !text.contains("SECRETCODE") && !text.contains("9876"),
+                "{text}"
+            );
+        }
+        let json = serde_json::to_string(&wallet).unwrap();
+        assert_eq!(json, r#"{"member_barcode":"SECRETCODE9876"}"#);
+        assert_eq!(serde_json::from_str::<WalletRef>(&json).unwrap(), wallet);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
-use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, SoftwareHsm};
+use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, Pan, SoftwareHsm};
 use posgate_partners::bank::link::{BankLink, LinkConfig, LinkError, LinkTls};
 use posgate_partners::bank::protocol::{
     FinancialKind, FinancialRequest, FinancialResponse, IncomingReversal, KeyChangePayload,
@@ -199,7 +199,7 @@ fn sale(link: &BankLink) -> Message {
     let rrn = format!("633000{stan}");
     FinancialRequest {
         kind: FinancialKind::Sale,
-        pan: Some("4111111111111111"),
+        pan: Some(&Pan::parse("4111111111111111").unwrap()),
         original: None,
         expiry: None,
         track2: None,

@@ -149,7 +149,7 @@ impl Ledger {
     fn resolve(&self, wallet: &WalletRef) -> Option<String> {
         match (&wallet.account_id, &wallet.member_barcode) {
             (Some(account), _) => self.wallets.contains_key(account).then(|| account.clone()),
-            (None, Some(barcode)) => self.barcodes.get(barcode).cloned(),
+            (None, Some(barcode)) => self.barcodes.get(barcode.expose()).cloned(),
             (None, None) => None,
         }
     }

@@ -12,7 +12,7 @@ use des::TdesEde2;
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockEncrypt, KeyInit};
 use posgate_hsm::pin_block::iso0_clear_block;
-use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, SoftwareHsm};
+use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, Pan, Secret, SoftwareHsm};
 use posgate_partners::bank::protocol::{
     Advice, FinancialKind, FinancialRequest, KeyChangePayload, NetworkCode, NetworkRequest,
     Reversal, needs_mac, read_frame, write_frame,
@@ -143,7 +143,7 @@ impl Sent {
     fn message(&self) -> Message {
         FinancialRequest {
             kind: self.kind,
-            pan: Some(self.pan),
+            pan: Some(&Pan::parse(self.pan).expect("a valid PAN")),
             original: None,
             expiry: None,
             track2: None,
@@ -154,7 +154,10 @@ impl Sent {
             transmitted_at: self.at,
             local: self.at.naive_utc(),
             entry_mode: "051",
-            pin_block: self.pin_block.as_ref().map(<[u8; 8]>::as_slice),
+            pin_block: self
+                .pin_block
+                .map(|block| Secret::new(block.to_vec()))
+                .as_ref(),
             icc_data: None,
             security_code: None,
             terminal_id: "TERM0001",

@@ -1,18 +1,14 @@
 //! 0100/0110 authorization and 0200/0210 sale and refund, with the loyalty
 //! data co-brand banks add to field 48 of the response.
 
-use std::fmt;
-
 use chrono::{DateTime, NaiveDateTime, Utc};
-use posgate_hsm::{CardExpiry, Pan};
+use posgate_hsm::{CardExpiry, Pan, Secret};
 
 use super::fields::{
     Identifiers, OriginalData, check_alphanumeric, check_digits, format_amount,
     local_time_and_date, optional_str, parse_amount, required_str, transmission_datetime,
 };
-use super::{
-    MTI_AUTHORIZATION, MTI_FINANCIAL, ProtocolError, ResponseCode, Sensitive, response_mti,
-};
+use super::{MTI_AUTHORIZATION, MTI_FINANCIAL, ProtocolError, ResponseCode, response_mti};
 use crate::iso8583::{Message, Mti};
 
 /// Field 35 is LLVAR z of at most 37 characters.
@@ -79,17 +75,18 @@ impl FinancialKind {
 
 /// A request to build: everything the gateway knows about a card payment.
 /// Fields 7, 11 and 37 are chosen by the caller, who records them first.
-#[derive(Clone)]
+/// Card data is borrowed as [`Pan`] and [`Secret`], so `Debug` prints the
+/// PAN masked and the rest as `***`.
+#[derive(Debug, Clone)]
 pub struct FinancialRequest<'a> {
     pub kind: FinancialKind,
-    /// The PAN's digits (checked with [`Pan::parse`], never printed).
     /// Field 2. Required for authorizations and sales; a refund may go
     /// without it and name the refunded payment in `original` instead
     /// (posgate keeps no PANs).
-    pub pan: Option<&'a str>,
+    pub pan: Option<&'a Pan>,
     pub expiry: Option<CardExpiry>,
     /// Track 2 equivalent data (digits, `=` or `D` as separator).
-    pub track2: Option<&'a str>,
+    pub track2: Option<&'a Secret<String>>,
     pub amount_minor: i64,
     /// ISO 4217 numeric, see [`super::currency_numeric`].
     pub currency_numeric: &'a str,
@@ -101,40 +98,16 @@ pub struct FinancialRequest<'a> {
     /// Field 22, 3 digits (012 keyed, 051 chip, 071 contactless, 021 magstripe, 801 fallback).
     pub entry_mode: &'a str,
     /// ISO 9564 format 0 under the zone PIN key.
-    pub pin_block: Option<&'a [u8]>,
-    pub icc_data: Option<&'a [u8]>,
+    pub pin_block: Option<&'a Secret<Vec<u8>>>,
+    pub icc_data: Option<&'a Secret<Vec<u8>>>,
     /// The card security code (3 or 4 digits) of a keyed card, in field 48
-    /// (see [`SECURITY_CODE_TAG`]). Never printed.
-    pub security_code: Option<&'a str>,
+    /// (see [`SECURITY_CODE_TAG`]).
+    pub security_code: Option<&'a Secret<String>>,
     pub terminal_id: &'a str,
     pub merchant_id: &'a str,
     pub acquirer_id: &'a str,
     /// Field 90: for a refund, the payment it refunds.
     pub original: Option<OriginalData>,
-}
-
-impl fmt::Debug for FinancialRequest<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FinancialRequest")
-            .field("kind", &self.kind)
-            .field(
-                "pan",
-                &self
-                    .pan
-                    .and_then(|pan| Pan::parse(pan).ok())
-                    .map(|pan| pan.masked()),
-            )
-            .field("amount_minor", &self.amount_minor)
-            .field("currency_numeric", &self.currency_numeric)
-            .field("stan", &self.stan)
-            .field("rrn", &self.rrn)
-            .field("entry_mode", &self.entry_mode)
-            .field("pin_block", &self.pin_block.map(|_| "***"))
-            .field("security_code", &self.security_code.map(|_| "***"))
-            .field("terminal_id", &self.terminal_id)
-            .field("merchant_id", &self.merchant_id)
-            .finish_non_exhaustive()
-    }
 }
 
 impl FinancialRequest<'_> {
@@ -143,8 +116,7 @@ impl FinancialRequest<'_> {
         let mut message = Message::new(self.kind.mti());
         match (self.pan, &self.original) {
             (Some(pan), _) => {
-                Pan::parse(pan).map_err(|error| ProtocolError::bad(2, error.to_string()))?;
-                message.set_str(2, pan);
+                message.set_str(2, pan.digits());
             }
             (None, Some(_)) if self.kind == FinancialKind::Refund => {}
             (None, _) => return Err(ProtocolError::MissingField(2)),
@@ -164,23 +136,23 @@ impl FinancialRequest<'_> {
         message.set_str(22, self.entry_mode);
         message.set_str(25, POS_CONDITION_NORMAL);
         if let Some(track2) = self.track2 {
-            check_track2(track2)?;
-            message.set_str(35, track2);
+            check_track2(track2.expose())?;
+            message.set_str(35, track2.expose());
         }
-        if let Some(pin_block) = self.pin_block {
+        if let Some(pin_block) = self.pin_block.map(Secret::expose) {
             if pin_block.len() != PIN_BLOCK_BYTES {
                 return Err(ProtocolError::bad(52, "PIN block must be 8 bytes"));
             }
-            message.set(52, pin_block);
+            message.set(52, pin_block.as_slice());
         }
-        if let Some(icc_data) = self.icc_data {
+        if let Some(icc_data) = self.icc_data.map(Secret::expose) {
             if icc_data.is_empty() || icc_data.len() > MAX_ICC_DATA_BYTES {
                 return Err(ProtocolError::bad(55, "ICC data must be 1 to 255 bytes"));
             }
-            message.set(55, icc_data);
+            message.set(55, icc_data.as_slice());
         }
         if let Some(code) = self.security_code {
-            message.set_str(48, &security_code_field(code)?);
+            message.set_str(48, &security_code_field(code.expose())?);
         }
         Identifiers {
             stan: self.stan,
@@ -207,7 +179,7 @@ fn security_code_field(code: &str) -> Result<String, ProtocolError> {
 }
 
 /// The security code in field 48 of a request, if it carries one.
-fn parse_security_code(field: &str) -> Result<Sensitive<String>, ProtocolError> {
+fn parse_security_code(field: &str) -> Result<Secret<String>, ProtocolError> {
     let bad = || {
         ProtocolError::bad(
             48,
@@ -221,7 +193,7 @@ fn parse_security_code(field: &str) -> Result<Sensitive<String>, ProtocolError> 
     if !(3..=4).contains(&code.len()) || !code.bytes().all(|byte| byte.is_ascii_digit()) {
         return Err(bad());
     }
-    Ok(Sensitive::new(code.to_owned()))
+    Ok(Secret::new(code.to_owned()))
 }
 
 fn check_track2(track2: &str) -> Result<(), ProtocolError> {
@@ -238,7 +210,7 @@ fn check_track2(track2: &str) -> Result<(), ProtocolError> {
     }
 }
 
-/// A 0100 or 0200 as the bank receives it. Sensitive parts print as `***`
+/// A 0100 or 0200 as the bank receives it. Secret parts print as `***`
 /// (the PAN masked).
 #[derive(Debug, Clone)]
 pub struct IncomingFinancialRequest {
@@ -248,7 +220,7 @@ pub struct IncomingFinancialRequest {
     /// Field 90 of a refund by reference.
     pub original: Option<OriginalData>,
     pub expiry: Option<CardExpiry>,
-    pub track2: Option<Sensitive<String>>,
+    pub track2: Option<Secret<String>>,
     pub amount_minor: i64,
     pub currency_numeric: String,
     pub stan: String,
@@ -260,10 +232,10 @@ pub struct IncomingFinancialRequest {
     /// Field 13, `MMDD`.
     pub local_date: String,
     pub entry_mode: String,
-    pub pin_block: Option<Sensitive<Vec<u8>>>,
-    pub icc_data: Option<Sensitive<Vec<u8>>>,
+    pub pin_block: Option<Secret<Vec<u8>>>,
+    pub icc_data: Option<Secret<Vec<u8>>>,
     /// Field 48's card security code, when sent.
-    pub security_code: Option<Sensitive<String>>,
+    pub security_code: Option<Secret<String>>,
     pub terminal_id: String,
     pub merchant_id: String,
     pub acquirer_id: String,
@@ -287,10 +259,10 @@ impl IncomingFinancialRequest {
             .transpose()
             .map_err(|_| ProtocolError::bad(14, "expiry must be YYMM"))?;
         let track2 = optional_str(message, 35)?
-            .map(|track2| check_track2(track2).map(|()| Sensitive::new(track2.to_owned())))
+            .map(|track2| check_track2(track2).map(|()| Secret::new(track2.to_owned())))
             .transpose()?;
         let pin_block = match message.get(52) {
-            Some(block) if block.len() == PIN_BLOCK_BYTES => Some(Sensitive::new(block.to_vec())),
+            Some(block) if block.len() == PIN_BLOCK_BYTES => Some(Secret::new(block.to_vec())),
             Some(_) => return Err(ProtocolError::bad(52, "PIN block must be 8 bytes")),
             None => None,
         };
@@ -310,7 +282,7 @@ impl IncomingFinancialRequest {
             local_date: text(13)?,
             entry_mode: text(22)?,
             pin_block,
-            icc_data: message.get(55).map(|data| Sensitive::new(data.to_vec())),
+            icc_data: message.get(55).map(|data| Secret::new(data.to_vec())),
             security_code: optional_str(message, 48)?
                 .map(parse_security_code)
                 .transpose()?,
@@ -434,13 +406,20 @@ mod tests {
     use super::*;
     use crate::iso8583::ascii_1987;
 
+    /// A test value borrowed for the whole test run.
+    fn leak<T>(value: T) -> &'static T {
+        Box::leak(Box::new(value))
+    }
+
     fn sale() -> FinancialRequest<'static> {
         FinancialRequest {
             kind: FinancialKind::Refund,
-            pan: Some("4111111111111111"),
+            pan: Some(leak(Pan::parse("4111111111111111").unwrap())),
             original: None,
             expiry: Some(CardExpiry::parse("2812").unwrap()),
-            track2: Some("4111111111111111=28121010000000000"),
+            track2: Some(leak(Secret::new(
+                "4111111111111111=28121010000000000".to_owned(),
+            ))),
             amount_minor: 12_345,
             currency_numeric: "901",
             stan: "000042",
@@ -451,9 +430,9 @@ mod tests {
                 .and_hms_opt(10, 3, 4)
                 .unwrap(),
             entry_mode: "051",
-            pin_block: Some(&[1, 2, 3, 4, 5, 6, 7, 8]),
-            icc_data: Some(&[0x9f, 0x26, 0x01, 0x00]),
-            security_code: Some("123"),
+            pin_block: Some(leak(Secret::new(vec![1, 2, 3, 4, 5, 6, 7, 8]))),
+            icc_data: Some(leak(Secret::new(vec![0x9f, 0x26, 0x01, 0x00]))),
+            security_code: Some(leak(Secret::new("123".to_owned()))),
             terminal_id: "TERM0001",
             merchant_id: "MERCHANT0000001",
             acquirer_id: "4711",
@@ -485,13 +464,51 @@ mod tests {
         assert!(!debug.contains("4111111111111111"), "{debug}");
     }
 
+    /// Neither the request the gateway builds nor the request the bank
+    /// parses prints its card data, in `Debug` or pretty `Debug`; each
+    /// secret alone prints `***` in `Display` too.
+    #[test]
+    fn formatting_never_prints_card_data() {
+        let request = sale();
+        let incoming = IncomingFinancialRequest::parse(&request.to_message().unwrap()).unwrap();
+        let clear = [
+            "4111111111111111",
+            "28121010000000000",
+            "[1, 2, 3, 4, 5, 6, 7, 8]",
+            "[159, 38, 1, 0]",
+            "\"123\"",
+            "CV21",
+        ];
+        for text in [
+            format!("{request:?}"),
+            format!("{request:#?}"),
+            format!("{incoming:?}"),
+            format!("{incoming:#?}"),
+        ] {
+            for value in clear {
+                assert!(!text.contains(value), "{value} in {text}");
+            }
+            assert!(text.contains("411111******1111"), "{text}");
+        }
+        let secrets = [
+            request.track2.unwrap().to_string(),
+            request.security_code.unwrap().to_string(),
+            request.pin_block.unwrap().to_string(),
+            request.icc_data.unwrap().to_string(),
+            incoming.track2.unwrap().to_string(),
+            incoming.security_code.unwrap().to_string(),
+        ];
+        assert!(secrets.iter().all(|text| text == "***"), "{secrets:?}");
+    }
+
     #[test]
     fn bad_inputs_name_the_field() {
         let mut request = sale();
-        request.pan = Some("4111111111111112");
+        request.pan = None;
+        request.kind = FinancialKind::Sale;
         assert!(matches!(
             request.to_message(),
-            Err(ProtocolError::BadField { field: 2, .. })
+            Err(ProtocolError::MissingField(2))
         ));
         let mut request = sale();
         request.amount_minor = -1;

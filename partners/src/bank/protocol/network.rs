@@ -2,10 +2,10 @@
 //! (161) and echo (301). These carry no MAC.
 
 use chrono::{DateTime, Utc};
-use posgate_hsm::{Kcv, KeySpec, WrappedKey};
+use posgate_hsm::{Kcv, KeySpec, Secret, WrappedKey};
 
 use super::fields::{STAN_DIGITS, check_digits, optional_str, required_str, transmission_datetime};
-use super::{MTI_NETWORK, MTI_NETWORK_RESPONSE, ProtocolError, ResponseCode, Sensitive};
+use super::{MTI_NETWORK, MTI_NETWORK_RESPONSE, ProtocolError, ResponseCode};
 use crate::iso8583::Message;
 
 /// Field 70, the network management information code.
@@ -136,7 +136,7 @@ impl NetworkResponse {
 /// of the new key's check value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyChangePayload {
-    pub wrapped_key: Sensitive<[u8; 16]>,
+    pub wrapped_key: Secret<[u8; 16]>,
     pub kcv: Kcv,
 }
 
@@ -158,7 +158,7 @@ impl KeyChangePayload {
             ));
         }
         Ok(Self {
-            wrapped_key: Sensitive::new(key),
+            wrapped_key: Secret::new(key),
             kcv: wrapped.kcv,
         })
     }
@@ -190,7 +190,7 @@ impl KeyChangePayload {
         hex::decode_to_slice(&text[3..35], &mut key).map_err(|_| bad())?;
         let kcv = Kcv::parse(&text[38..]).map_err(|_| bad())?;
         Ok(Self {
-            wrapped_key: Sensitive::new(key),
+            wrapped_key: Secret::new(key),
             kcv,
         })
     }
@@ -216,7 +216,7 @@ mod tests {
             NetworkCode::KeyChange
         );
         let payload = KeyChangePayload {
-            wrapped_key: Sensitive::new([0xAB; 16]),
+            wrapped_key: Secret::new([0xAB; 16]),
             kcv: Kcv([1, 2, 3]),
         };
         let response = NetworkResponse::answer(&request, ResponseCode::Approved, Some(&payload));
