@@ -163,10 +163,17 @@ pub enum ExpiryError {
 }
 
 /// A card expiry month (as printed YY/MM, carried as YYMM in ISO 8583 field 14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Card data: `Debug` prints a mask, so a struct holding one can derive `Debug`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CardExpiry {
     year: i32,
     month: u32,
+}
+
+impl std::fmt::Debug for CardExpiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CardExpiry(**/**)")
+    }
 }
 
 impl CardExpiry {

@@ -86,3 +86,13 @@ fn expiry_is_end_of_month() {
     assert!(CardExpiry::parse("2500").is_err());
     assert!(CardExpiry::parse("25-1").is_err());
 }
+
+/// An expiry is card data: its `Debug` shows neither the year nor the month.
+#[test]
+fn expiry_debug_is_masked() {
+    let expiry = CardExpiry::parse("2812").expect("valid expiry");
+    let shown = format!("{expiry:?} {expiry:#?}");
+    assert!(!shown.contains("2028") && !shown.contains("12"), "{shown}");
+    assert_eq!(expiry.year(), 2028);
+    assert_eq!(expiry.month(), 12);
+}
