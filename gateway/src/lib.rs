@@ -1,9 +1,9 @@
-//! posgate-gateway: the POS-facing gRPC services, the idempotent transaction
-//! store, and the `posgate` binary's subcommands.
+//! posgate-gateway: the POS-facing gRPC services, the domain services and
+//! workers not yet moved into posgate-core, the transaction database,
+//! and the `posgate` binary's subcommands.
 //!
 //! # Layout
 //! - [`access`]: caller identities from SPIFFE ids, the role × service table, its enforcement.
-//! - [`access`]: who is calling, from the mTLS client certificate (contract shim).
 //! - [`audit`]: the audit chain's checkpoints, verification, search and export views.
 //! - [`clearing`]: business-day close, partner clearing files, signatures, fees, net positions.
 //! - [`bill`]: bill collection: slip barcodes, the biller registry, the domain rules.
