@@ -392,9 +392,9 @@ macro_rules! define_apply_write {
             use $crate::store::sql;
             // Auditors read every event as an `audit.proto` type: one
             // without a mapping would reach them as UNSPECIFIED.
-            if !$crate::audit::view::is_stored_event_type(&event.event_type) {
+            if !posgate_core::model::event::is_stored_event_type(&event.event_type) {
                 return Err($crate::store::StoreError::Invariant(format!(
-                    "event type {:?} has no audit.proto mapping (audit::view::STORED_EVENT_TYPES)",
+                    "event type {:?} has no audit.proto mapping (model::event::STORED_EVENT_TYPES)",
                     event.event_type
                 )));
             }
