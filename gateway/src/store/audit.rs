@@ -651,10 +651,10 @@ macro_rules! define_audit_reads {
     ($store:ty, $pool:ident, $prelude:expr) => {
         impl $store {
             async fn audit_chain_head(&self) -> Result<(i64, Vec<u8>), $crate::store::StoreError> {
-                Ok(sqlx::query_as($crate::store::audit::sql::SELECT_HEAD)
+                sqlx::query_as($crate::store::audit::sql::SELECT_HEAD)
                     .fetch_one(&self.$pool)
                     .await
-                    .db()?)
+                    .db()
             }
 
             async fn audit_chain_entries(
@@ -677,13 +677,11 @@ macro_rules! define_audit_reads {
                 &self,
                 hash: &[u8],
             ) -> Result<Option<i64>, $crate::store::StoreError> {
-                Ok(
-                    sqlx::query_scalar($crate::store::audit::sql::SELECT_SEQUENCE_OF_HASH)
-                        .bind(hash)
-                        .fetch_optional(&self.$pool)
-                        .await
-                        .db()?,
-                )
+                sqlx::query_scalar($crate::store::audit::sql::SELECT_SEQUENCE_OF_HASH)
+                    .bind(hash)
+                    .fetch_optional(&self.$pool)
+                    .await
+                    .db()
             }
 
             async fn audit_transaction_entries(
