@@ -111,55 +111,35 @@ pub fn summary(row: &TransactionRow) -> pb::TransactionSummary {
     }
 }
 
-/// Every event type the gateway stores, with the `posgate.v1` type an
-/// auditor sees. A closed list: the store refuses to append an event whose
-/// type is not here (`is_stored_event_type`), so no stored event can reach
-/// an auditor as `UNSPECIFIED`.
-pub const STORED_EVENT_TYPES: &[(&str, pb::TransactionEventType)] = {
+/// The `posgate.v1` type an auditor sees for a stored event type (one of
+/// [`STORED_EVENT_TYPES`](posgate_core::model::event::STORED_EVENT_TYPES),
+/// which the store enforces); `UNSPECIFIED` for any other text.
+pub fn event_type(stored: &str) -> pb::TransactionEventType {
     use pb::TransactionEventType as E;
-    &[
-        ("received", E::Received),
-        ("sent", E::Sent),
-        ("bill_notice_sent", E::Sent),
-        ("approved", E::Approved),
-        // A wallet operator completed the request.
-        ("completed", E::Approved),
-        // The operator refused to reverse a credit already spent: it stands.
-        ("reversal_refused", E::Approved),
-        ("declined", E::Declined),
-        ("not_sent", E::Declined),
-        ("bill_rejected", E::Declined),
-        ("outcome_unknown", E::OutcomeUnknown),
-        ("reversal_sent", E::ReversalSent),
-        ("reversed", E::Reversed),
-        ("reversal_acknowledged", E::Reversed),
-        ("captured", E::Captured),
-        ("voided", E::Voided),
-        ("expired", E::Expired),
-        ("refunded", E::Refunded),
-        ("bill_paid", E::Paid),
-        ("bill_cancelled", E::Cancelled),
+    match stored {
+        "received" => E::Received,
+        "sent" | "bill_notice_sent" => E::Sent,
+        // "completed": a wallet operator completed the request;
+        // "reversal_refused": the operator refused to reverse a credit
+        // already spent, so it stands.
+        "approved" | "completed" | "reversal_refused" => E::Approved,
+        "declined" | "not_sent" | "bill_rejected" => E::Declined,
+        "outcome_unknown" => E::OutcomeUnknown,
+        "reversal_sent" => E::ReversalSent,
+        "reversed" | "reversal_acknowledged" => E::Reversed,
+        "captured" => E::Captured,
+        "voided" => E::Voided,
+        "expired" => E::Expired,
+        "refunded" => E::Refunded,
+        "bill_paid" => E::Paid,
+        "bill_cancelled" => E::Cancelled,
         // A saga step being undone (wallet credit) or undone (card SALE).
-        ("compensating", E::Compensated),
-        ("compensated", E::Compensated),
-        ("advice_acknowledged", E::AdviceAcknowledged),
+        "compensating" | "compensated" => E::Compensated,
         // A refused capture advice is the bank's answer to it; its to_status
         // (CAPTURE_REFUSED) and details (the response code) say it refused.
-        ("capture_refused", E::AdviceAcknowledged),
-    ]
-};
-
-/// Whether `stored` is one of [`STORED_EVENT_TYPES`].
-pub fn is_stored_event_type(stored: &str) -> bool {
-    STORED_EVENT_TYPES.iter().any(|(name, _)| *name == stored)
-}
-
-/// The proto event type of a stored event type.
-pub fn event_type(stored: &str) -> pb::TransactionEventType {
-    STORED_EVENT_TYPES
-        .iter()
-        .find(|(name, _)| *name == stored)
-        .map_or(pb::TransactionEventType::Unspecified, |(_, kind)| *kind)
+        "advice_acknowledged" | "capture_refused" => E::AdviceAcknowledged,
+        _ => E::Unspecified,
+    }
 }
 
 /// Who caused an event, from the stored actor text.
@@ -244,17 +224,20 @@ pub fn truncate_chars(text: &mut String, max: usize) {
 
 #[cfg(test)]
 mod tests {
+    use posgate_core::model::event::{STORED_EVENT_TYPES, is_stored_event_type};
+
     use super::*;
 
-    /// Every stored event type maps to a proto type other than UNSPECIFIED,
-    /// once; an unknown one maps to UNSPECIFIED (and the store refuses it).
+    /// Every stored event type maps to a proto type other than UNSPECIFIED;
+    /// an unknown one maps to UNSPECIFIED (and the store refuses it).
     #[test]
     fn every_stored_event_type_is_mapped() {
-        let mut seen = std::collections::BTreeSet::new();
-        for (name, kind) in STORED_EVENT_TYPES {
-            assert!(seen.insert(*name), "{name} listed twice");
-            assert_ne!(*kind, pb::TransactionEventType::Unspecified, "{name}");
-            assert_eq!(event_type(name), *kind, "{name}");
+        for name in STORED_EVENT_TYPES {
+            assert_ne!(
+                event_type(name),
+                pb::TransactionEventType::Unspecified,
+                "{name}"
+            );
         }
         assert_eq!(event_type("made_up"), pb::TransactionEventType::Unspecified);
         assert!(!is_stored_event_type("made_up"));

@@ -133,12 +133,7 @@ pub fn from_store_error(error: &StoreError) -> Status {
         return slip_already_paid(error);
     }
     tracing::error!(%error, "store failure");
-    let transient = matches!(
-        error,
-        StoreError::Database(
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-        ) | StoreError::WriterGone
-    ) || matches!(error, StoreError::Database(sqlx::Error::Database(db)) if db.message().contains("locked"));
+    let transient = matches!(error, StoreError::Unavailable(_) | StoreError::WriterGone);
     if transient {
         let details = ErrorDetails::with_retry_info(Some(DATABASE_RETRY));
         Status::with_error_details(

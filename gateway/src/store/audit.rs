@@ -424,6 +424,8 @@ pub(crate) fn search_sql(filter: &SearchFilter) -> (String, Vec<Bind>) {
 pub(crate) mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
+    use crate::store::SqlxResultExt as _;
+
     use super::{ChainEntry, Checkpoint, EntryContent, EntryType, TransactionRow};
     use crate::store::StoreError;
 
@@ -437,19 +439,19 @@ pub(crate) mod rows {
         Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
     {
         Ok(ChainEntry {
-            sequence: row.try_get(0)?,
+            sequence: row.try_get(0).db()?,
             content: EntryContent {
-                entry_type: EntryType::parse(&row.try_get::<String, _>(1)?)?,
-                transaction_id: row.try_get(2)?,
-                event_type: row.try_get(3)?,
-                from_status: row.try_get(4)?,
-                to_status: row.try_get(5)?,
-                actor: row.try_get(6)?,
-                detail: row.try_get(7)?,
-                occurred_at: row.try_get(8)?,
+                entry_type: EntryType::parse(&row.try_get::<String, _>(1).db()?)?,
+                transaction_id: row.try_get(2).db()?,
+                event_type: row.try_get(3).db()?,
+                from_status: row.try_get(4).db()?,
+                to_status: row.try_get(5).db()?,
+                actor: row.try_get(6).db()?,
+                detail: row.try_get(7).db()?,
+                occurred_at: row.try_get(8).db()?,
             },
-            prev_hash: row.try_get(9)?,
-            entry_hash: row.try_get(10)?,
+            prev_hash: row.try_get(9).db()?,
+            entry_hash: row.try_get(10).db()?,
         })
     }
 
@@ -464,12 +466,12 @@ pub(crate) mod rows {
         chrono::DateTime<chrono::Utc>: Decode<'r, R::Database> + Type<R::Database>,
     {
         Ok(Checkpoint {
-            sequence: row.try_get(0)?,
-            head_hash: row.try_get(1)?,
-            signature: row.try_get(2)?,
-            key_label: row.try_get(3)?,
-            key_version: row.try_get(4)?,
-            signed_at: row.try_get(5)?,
+            sequence: row.try_get(0).db()?,
+            head_hash: row.try_get(1).db()?,
+            signature: row.try_get(2).db()?,
+            key_label: row.try_get(3).db()?,
+            key_version: row.try_get(4).db()?,
+            signed_at: row.try_get(5).db()?,
         })
     }
 
@@ -484,26 +486,26 @@ pub(crate) mod rows {
         chrono::DateTime<chrono::Utc>: Decode<'r, R::Database> + Type<R::Database>,
     {
         Ok(TransactionRow {
-            id: row.try_get(0)?,
-            kind: row.try_get(1)?,
-            store_id: row.try_get(2)?,
-            terminal_id: row.try_get(3)?,
-            operator_id: row.try_get(4)?,
-            client_request_id: row.try_get(5)?,
-            partner_id: row.try_get(6)?,
-            amount_minor: row.try_get(7)?,
-            currency: row.try_get(8)?,
-            fee_minor: row.try_get(9)?,
-            business_date: row.try_get(10)?,
-            created_at: row.try_get(11)?,
-            card_type: row.try_get(12)?,
-            masked_pan: row.try_get(13)?,
-            card_brand: row.try_get(14)?,
-            original_transaction_id: row.try_get(15)?,
-            first_sequence: row.try_get(16)?,
-            last_sequence: row.try_get(17)?,
-            status: row.try_get(18)?,
-            updated_at: row.try_get(19)?,
+            id: row.try_get(0).db()?,
+            kind: row.try_get(1).db()?,
+            store_id: row.try_get(2).db()?,
+            terminal_id: row.try_get(3).db()?,
+            operator_id: row.try_get(4).db()?,
+            client_request_id: row.try_get(5).db()?,
+            partner_id: row.try_get(6).db()?,
+            amount_minor: row.try_get(7).db()?,
+            currency: row.try_get(8).db()?,
+            fee_minor: row.try_get(9).db()?,
+            business_date: row.try_get(10).db()?,
+            created_at: row.try_get(11).db()?,
+            card_type: row.try_get(12).db()?,
+            masked_pan: row.try_get(13).db()?,
+            card_brand: row.try_get(14).db()?,
+            original_transaction_id: row.try_get(15).db()?,
+            first_sequence: row.try_get(16).db()?,
+            last_sequence: row.try_get(17).db()?,
+            status: row.try_get(18).db()?,
+            updated_at: row.try_get(19).db()?,
         })
     }
 }
@@ -526,7 +528,8 @@ macro_rules! define_chain_append {
             let (last, mut prev_hash): (i64, Vec<u8>) = sqlx::query_as(sql::ADVANCE_HEAD)
                 .bind(count)
                 .fetch_one(&mut *conn)
-                .await?;
+                .await
+                .db()?;
             if contents.is_empty() {
                 return Ok(last);
             }
@@ -563,12 +566,13 @@ macro_rules! define_chain_append {
                 builder.push_bind(&prev_hash);
                 builder.push(" WHERE id = 1");
             }
-            builder.build().execute(&mut *conn).await?;
+            builder.build().execute(&mut *conn).await.db()?;
             if !combined {
                 sqlx::query(sql::SET_HEAD_HASH)
                     .bind(&prev_hash)
                     .execute(&mut *conn)
-                    .await?;
+                    .await
+                    .db()?;
             }
             Ok(last)
         }
@@ -588,7 +592,8 @@ macro_rules! define_chain_append {
             const BATCH: i64 = 10_000;
             let (head, _): (i64, Vec<u8>) = sqlx::query_as(sql::SELECT_HEAD)
                 .fetch_one(&mut *conn)
-                .await?;
+                .await
+                .db()?;
             if head != 0 {
                 return Ok(0);
             }
@@ -608,7 +613,8 @@ macro_rules! define_chain_append {
                     .bind(after)
                     .bind(BATCH)
                     .fetch_all(&mut *conn)
-                    .await?;
+                    .await
+                    .db()?;
                 let Some(last) = rows.last() else { break };
                 after = last.0;
                 for (_, transaction_id, event_type, from_status, to_status, actor, detail, at) in
@@ -645,9 +651,10 @@ macro_rules! define_audit_reads {
     ($store:ty, $pool:ident, $prelude:expr) => {
         impl $store {
             async fn audit_chain_head(&self) -> Result<(i64, Vec<u8>), $crate::store::StoreError> {
-                Ok(sqlx::query_as($crate::store::audit::sql::SELECT_HEAD)
+                sqlx::query_as($crate::store::audit::sql::SELECT_HEAD)
                     .fetch_one(&self.$pool)
-                    .await?)
+                    .await
+                    .db()
             }
 
             async fn audit_chain_entries(
@@ -661,7 +668,8 @@ macro_rules! define_audit_reads {
                     .bind(to)
                     .bind(limit)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter().map($crate::store::audit::rows::entry).collect()
             }
 
@@ -669,12 +677,11 @@ macro_rules! define_audit_reads {
                 &self,
                 hash: &[u8],
             ) -> Result<Option<i64>, $crate::store::StoreError> {
-                Ok(
-                    sqlx::query_scalar($crate::store::audit::sql::SELECT_SEQUENCE_OF_HASH)
-                        .bind(hash)
-                        .fetch_optional(&self.$pool)
-                        .await?,
-                )
+                sqlx::query_scalar($crate::store::audit::sql::SELECT_SEQUENCE_OF_HASH)
+                    .bind(hash)
+                    .fetch_optional(&self.$pool)
+                    .await
+                    .db()
             }
 
             async fn audit_transaction_entries(
@@ -684,7 +691,8 @@ macro_rules! define_audit_reads {
                 let rows = sqlx::query($crate::store::audit::sql::SELECT_TRANSACTION_ENTRIES)
                     .bind(transaction_id)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter().map($crate::store::audit::rows::entry).collect()
             }
 
@@ -700,7 +708,8 @@ macro_rules! define_audit_reads {
                     .bind(checkpoint.key_version)
                     .bind(checkpoint.signed_at)
                     .execute(&self.$pool)
-                    .await?
+                    .await
+                    .db()?
                     .rows_affected()
                     == 1)
             }
@@ -716,7 +725,8 @@ macro_rules! define_audit_reads {
                     .bind(to)
                     .bind(limit)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter()
                     .map($crate::store::audit::rows::checkpoint)
                     .collect()
@@ -729,7 +739,8 @@ macro_rules! define_audit_reads {
                 let row = sqlx::query($crate::store::audit::sql::SELECT_LATEST_CHECKPOINT)
                     .bind(sequence)
                     .fetch_optional(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 row.as_ref()
                     .map($crate::store::audit::rows::checkpoint)
                     .transpose()
@@ -756,13 +767,13 @@ macro_rules! define_audit_reads {
                         Bind::Date(value) => query.bind(value),
                     };
                 }
-                let mut tx = self.$pool.begin().await?;
+                let mut tx = self.$pool.begin().await.db()?;
                 let prelude: Option<&str> = $prelude;
                 if let Some(prelude) = prelude {
-                    sqlx::Executor::execute(&mut *tx, prelude).await?;
+                    sqlx::Executor::execute(&mut *tx, prelude).await.db()?;
                 }
-                let rows = query.fetch_all(&mut *tx).await?;
-                tx.commit().await?;
+                let rows = query.fetch_all(&mut *tx).await.db()?;
+                tx.commit().await.db()?;
                 rows.iter()
                     .map($crate::store::audit::rows::transaction)
                     .collect()
@@ -779,7 +790,8 @@ macro_rules! define_audit_reads {
                     .bind(as_of)
                     .bind(id)
                     .fetch_optional(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 row.as_ref()
                     .map($crate::store::audit::rows::transaction)
                     .transpose()

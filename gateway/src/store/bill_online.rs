@@ -140,7 +140,8 @@ macro_rules! define_bill_store {
                     .bind(before)
                     .bind(limit)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter().map($crate::store::rows::transaction).collect()
             }
 
@@ -154,13 +155,14 @@ macro_rules! define_bill_store {
                     .bind(now)
                     .bind(limit)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter()
                     .map(|row| {
                         Ok($crate::store::BillSafItem {
                             transaction: $crate::store::rows::transaction(row)?,
-                            id: row.try_get(22)?,
-                            attempts: row.try_get(23)?,
+                            id: row.try_get(22).db()?,
+                            attempts: row.try_get(23).db()?,
                         })
                     })
                     .collect()
@@ -170,7 +172,8 @@ macro_rules! define_bill_store {
                 Ok(
                     sqlx::query_scalar($crate::store::bill_online::sql::COUNT_SAF_OPEN)
                         .fetch_one(&self.$pool)
-                        .await?,
+                        .await
+                        .db()?,
                 )
             }
         }

@@ -192,27 +192,29 @@ macro_rules! define_clearing_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<$crate::store::clearing::ClosedDay, $crate::store::StoreError> {
                 use $crate::store::clearing::sql;
-                let mut conn = self.$pool.acquire().await?;
-                sqlx::query($close_begin).execute(&mut *conn).await?;
+                let mut conn = self.$pool.acquire().await.db()?;
+                sqlx::query($close_begin).execute(&mut *conn).await.db()?;
                 let result: Result<(), $crate::store::StoreError> = async {
                     if let Some(guard) = $close_guard {
                         sqlx::query(guard)
                             .bind($crate::store::clearing::CLOSE_LOCK_KEY)
                             .execute(&mut *conn)
-                            .await?;
+                            .await
+                            .db()?;
                     }
                     sqlx::query(sql::INSERT_DAY)
                         .bind(date)
                         .bind(files_created_at)
                         .bind(now)
                         .execute(&mut *conn)
-                        .await?;
+                        .await
+                        .db()?;
                     Ok(())
                 }
                 .await;
                 match result {
                     Ok(()) => {
-                        sqlx::query("COMMIT").execute(&mut *conn).await?;
+                        sqlx::query("COMMIT").execute(&mut *conn).await.db()?;
                     }
                     Err(error) => {
                         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -234,7 +236,8 @@ macro_rules! define_clearing_store {
                 sqlx::query($crate::store::clearing::sql::REOPEN_DAY)
                     .bind(date)
                     .execute(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 Ok(())
             }
 
@@ -246,7 +249,8 @@ macro_rules! define_clearing_store {
                     sqlx::query_as($crate::store::clearing::sql::SELECT_DAY)
                         .bind(date)
                         .fetch_optional(&self.$pool)
-                        .await?;
+                        .await
+                        .db()?;
                 Ok(row.map(|(business_date, files_created_at)| {
                     $crate::store::clearing::ClosedDay {
                         business_date,
@@ -263,7 +267,8 @@ macro_rules! define_clearing_store {
                     sqlx::query_as($crate::store::clearing::sql::DAY_TOTALS)
                         .bind(date)
                         .fetch_all(&self.$pool)
-                        .await?;
+                        .await
+                        .db()?;
                 Ok(rows
                     .into_iter()
                     .map(|(party, currency, amount_minor, lines)| {
@@ -295,7 +300,8 @@ macro_rules! define_clearing_store {
                     sqlx::query_as($crate::store::clearing::sql::SELECT_FILES)
                         .bind(date)
                         .fetch_all(&self.$pool)
-                        .await?;
+                        .await
+                        .db()?;
                 Ok(rows
                     .into_iter()
                     .map(
@@ -313,7 +319,7 @@ macro_rules! define_clearing_store {
                 date: chrono::NaiveDate,
                 files: &[$crate::store::clearing::FileRecord],
             ) -> Result<(), $crate::store::StoreError> {
-                let mut tx = self.$pool.begin().await?;
+                let mut tx = self.$pool.begin().await.db()?;
                 for file in files {
                     sqlx::query($crate::store::clearing::sql::INSERT_FILE)
                         .bind(date)
@@ -321,9 +327,10 @@ macro_rules! define_clearing_store {
                         .bind(file.size_bytes)
                         .bind(&file.sha256)
                         .execute(&mut *tx)
-                        .await?;
+                        .await
+                        .db()?;
                 }
-                tx.commit().await?;
+                tx.commit().await.db()?;
                 Ok(())
             }
 
@@ -350,15 +357,15 @@ macro_rules! define_clearing_store {
                     .bind(date)
                     .fetch(&self.$pool)
                     .map(|row| {
-                        let row = row?;
+                        let row = row.db()?;
                         Ok($crate::store::clearing::DayLine {
-                            party: row.try_get(0)?,
-                            transaction_id: row.try_get(1)?,
-                            kind: row.try_get(2)?,
-                            currency: row.try_get(3)?,
-                            amount_minor: row.try_get(4)?,
-                            store_id: row.try_get(5)?,
-                            reference: row.try_get(6)?,
+                            party: row.try_get(0).db()?,
+                            transaction_id: row.try_get(1).db()?,
+                            kind: row.try_get(2).db()?,
+                            currency: row.try_get(3).db()?,
+                            amount_minor: row.try_get(4).db()?,
+                            store_id: row.try_get(5).db()?,
+                            reference: row.try_get(6).db()?,
                         })
                     })
                     .boxed()
@@ -383,13 +390,15 @@ macro_rules! define_open_business_date {
                 sqlx::query(guard)
                     .bind($crate::store::clearing::CLOSE_LOCK_KEY)
                     .execute(&mut *conn)
-                    .await?;
+                    .await
+                    .db()?;
             }
             let closed: Vec<chrono::NaiveDate> =
                 sqlx::query_scalar($crate::store::clearing::sql::SELECT_CLOSED_FROM)
                     .bind(date)
                     .fetch_all(&mut *conn)
-                    .await?;
+                    .await
+                    .db()?;
             let open = $crate::store::clearing::next_open_date(date, &closed);
             Ok((open, open != date))
         }

@@ -283,8 +283,13 @@ pub struct RowCounts {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database could not be reached or was busy (pool timed out or
+    /// closed, I/O failure, locked): a retry with the same key may succeed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Unavailable(#[source] BoxError),
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Database(#[source] BoxError),
     #[error(transparent)]
     Migration(#[from] MigrationError),
     #[error("stored data is not as expected: {0}")]
@@ -302,6 +307,36 @@ pub enum StoreError {
         bill_reference: String,
         period: String,
     },
+}
+
+/// The error a database driver reports, without naming the driver's type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A sqlx failure as a [`StoreError`], classified here (the only place that
+/// knows sqlx) so callers match on [`StoreError::Unavailable`] rather than on
+/// driver errors.
+pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
+    let unavailable = match &error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => db.message().contains("locked"),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(Box::new(error))
+    } else {
+        StoreError::Database(Box::new(error))
+    }
+}
+
+/// `.db()` on a sqlx result: its error as a [`StoreError`] (see [`db_error`]).
+pub(crate) trait SqlxResultExt<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> SqlxResultExt<T> for Result<T, sqlx::Error> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(db_error)
+    }
 }
 
 /// The transaction store. Implementations must make each [`WriteRequest`]
@@ -527,6 +562,8 @@ mod sql {
 mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
+    use crate::store::SqlxResultExt as _;
+
     use super::{
         BillDetail, Event, SettlementLine, StoreError, TransactionRecord, TransactionStatus,
         parse_kind,
@@ -544,13 +581,13 @@ mod rows {
     {
         Ok(StoredAnswer {
             fingerprint: RequestFingerprint {
-                operation: row.try_get(0)?,
-                digest: row.try_get(1)?,
-                field_digests: row.try_get(2)?,
+                operation: row.try_get(0).db()?,
+                digest: row.try_get(1).db()?,
+                field_digests: row.try_get(2).db()?,
             },
-            transaction_id: row.try_get(3)?,
-            response: row.try_get(4)?,
-            pending: row.try_get(5)?,
+            transaction_id: row.try_get(3).db()?,
+            response: row.try_get(4).db()?,
+            pending: row.try_get(5).db()?,
         })
     }
 
@@ -562,10 +599,10 @@ mod rows {
         i64: Decode<'r, R::Database> + Type<R::Database>,
     {
         Ok(SettlementLine {
-            party: row.try_get(0)?,
-            kind: row.try_get(1)?,
-            currency: row.try_get(2)?,
-            amount_minor: row.try_get(3)?,
+            party: row.try_get(0).db()?,
+            kind: row.try_get(1).db()?,
+            currency: row.try_get(2).db()?,
+            amount_minor: row.try_get(3).db()?,
         })
     }
 
@@ -576,16 +613,16 @@ mod rows {
         String: Decode<'r, R::Database> + Type<R::Database>,
         Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     {
-        let from_status: Option<String> = row.try_get(1)?;
+        let from_status: Option<String> = row.try_get(1).db()?;
         Ok(Event {
-            event_type: row.try_get(0)?,
+            event_type: row.try_get(0).db()?,
             from_status: from_status
                 .as_deref()
                 .map(TransactionStatus::parse)
                 .transpose()?,
-            to_status: TransactionStatus::parse(&row.try_get::<String, _>(2)?)?,
-            actor: row.try_get(3)?,
-            detail: row.try_get(4)?,
+            to_status: TransactionStatus::parse(&row.try_get::<String, _>(2).db()?)?,
+            actor: row.try_get(3).db()?,
+            detail: row.try_get(4).db()?,
         })
     }
 
@@ -603,29 +640,29 @@ mod rows {
         Option<chrono::DateTime<chrono::Utc>>: Decode<'r, R::Database> + Type<R::Database>,
     {
         Ok(TransactionRecord {
-            id: row.try_get(0)?,
-            kind: parse_kind(&row.try_get::<String, _>(1)?)?,
-            status: TransactionStatus::parse(&row.try_get::<String, _>(2)?)?,
-            store_id: row.try_get(3)?,
-            terminal_id: row.try_get(4)?,
-            operator_id: row.try_get(5)?,
-            client_request_id: row.try_get(6)?,
-            partner_id: row.try_get(7)?,
-            amount_minor: row.try_get(8)?,
-            currency: row.try_get(9)?,
-            fee_minor: row.try_get(10)?,
-            business_date: row.try_get(11)?,
-            created_at: row.try_get(12)?,
-            updated_at: row.try_get(13)?,
-            cancelled_at: row.try_get(14)?,
-            cancel_reason: row.try_get(15)?,
+            id: row.try_get(0).db()?,
+            kind: parse_kind(&row.try_get::<String, _>(1).db()?)?,
+            status: TransactionStatus::parse(&row.try_get::<String, _>(2).db()?)?,
+            store_id: row.try_get(3).db()?,
+            terminal_id: row.try_get(4).db()?,
+            operator_id: row.try_get(5).db()?,
+            client_request_id: row.try_get(6).db()?,
+            partner_id: row.try_get(7).db()?,
+            amount_minor: row.try_get(8).db()?,
+            currency: row.try_get(9).db()?,
+            fee_minor: row.try_get(10).db()?,
+            business_date: row.try_get(11).db()?,
+            created_at: row.try_get(12).db()?,
+            updated_at: row.try_get(13).db()?,
+            cancelled_at: row.try_get(14).db()?,
+            cancel_reason: row.try_get(15).db()?,
             bill: BillDetail {
-                biller_id: row.try_get(16)?,
-                agency_code: row.try_get(17)?,
-                bill_reference: row.try_get(18)?,
-                due_date: row.try_get(19)?,
-                period: row.try_get(20)?,
-                late: row.try_get(21)?,
+                biller_id: row.try_get(16).db()?,
+                agency_code: row.try_get(17).db()?,
+                bill_reference: row.try_get(18).db()?,
+                due_date: row.try_get(19).db()?,
+                period: row.try_get(20).db()?,
+                late: row.try_get(21).db()?,
             },
         })
     }

@@ -18,6 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::SqlxResultExt as _;
 use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
@@ -76,7 +77,7 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects a pool to a `postgres:` URL.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        Self::connect_with(PgConnectOptions::from_str(url)?, max_connections).await
+        Self::connect_with(PgConnectOptions::from_str(url).db()?, max_connections).await
     }
 
     /// Connects with explicit options (tests use this to pin a schema).
@@ -88,7 +89,8 @@ impl PostgresStore {
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
-            .await?;
+            .await
+            .db()?;
         let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
         let queue: Queue = Arc::new(tokio::sync::Mutex::new(queue));
         for _ in 0..WRITERS {
@@ -130,11 +132,12 @@ async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<Clearing
 /// A session advisory lock (schema-scoped `key`) on a connection taken out
 /// of the pool, or `None` when another instance holds it.
 async fn try_session_lock(pool: &PgPool, key: i32) -> Result<Option<ClearingLock>, StoreError> {
-    let mut conn = pool.acquire().await?.detach();
+    let mut conn = pool.acquire().await.db()?.detach();
     let locked: bool = sqlx::query_scalar(schema_scoped_lock!("pg_try_advisory_lock"))
         .bind(key)
         .fetch_one(&mut conn)
-        .await?;
+        .await
+        .db()?;
     Ok(locked.then(|| Box::new(SessionLock { conn, key }) as ClearingLock))
 }
 
@@ -179,11 +182,11 @@ define_recon!(sqlx::PgConnection);
 #[async_trait::async_trait]
 impl super::ReconStore for PostgresStore {
     async fn store_ack(&self, ack: super::NewAck<'_>) -> Result<super::AckOutcome, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut conn = self.pool.acquire().await.db()?;
+        let mut tx = conn.begin().await.db()?;
         let outcome = apply_ack(&mut tx, &ack).await?;
         if matches!(outcome, super::AckOutcome::Stored(_)) {
-            tx.commit().await?;
+            tx.commit().await.db()?;
         }
         Ok(outcome)
     }
@@ -201,27 +204,33 @@ define_exceptions_read!(PgPool);
 #[async_trait::async_trait]
 impl Database for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut conn = self.pool.acquire().await.db()?;
+        let mut tx = conn.begin().await.db()?;
         // A transaction-scoped advisory lock: instances starting together migrate one at a time.
         sqlx::query(schema_scoped_lock!("pg_advisory_xact_lock"))
             .bind(MIGRATION_LOCK_KEY)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         sqlx::query(migrate::CREATE_LEDGER)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         let applied: Vec<i64> = sqlx::query_scalar(migrate::SELECT_APPLIED)
             .fetch_all(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         for migration in migrate::pending(migrate::POSTGRES, &applied)? {
-            sqlx::Executor::execute(&mut *tx, migration.sql).await?;
+            sqlx::Executor::execute(&mut *tx, migration.sql)
+                .await
+                .db()?;
             sqlx::query(migrate::RECORD)
                 .bind(migration.version)
                 .bind(migration.name)
                 .bind(Utc::now().to_rfc3339())
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             tracing::info!(
                 version = migration.version,
                 name = migration.name,
@@ -235,7 +244,7 @@ impl Database for PostgresStore {
                 "chained events written before the audit chain existed"
             );
         }
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
@@ -292,7 +301,9 @@ async fn write_batch(pool: &PgPool, batch: &mut Vec<(Job, Reply)>) {
     };
     for ((job, reply), outcome) in batch.drain(..).zip(outcomes) {
         let outcome = match outcome {
-            Err(StoreError::Database(_) | StoreError::WriterGone) => write_alone(pool, &job).await,
+            Err(StoreError::Database(_) | StoreError::Unavailable(_) | StoreError::WriterGone) => {
+                write_alone(pool, &job).await
+            }
             other => other,
         };
         // A caller that went away (cancelled request) needs no answer.
@@ -307,13 +318,14 @@ async fn commit_batch(
     pool: &PgPool,
     batch: &[(Job, Reply)],
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin().await.db()?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut chain = Vec::new();
     for (job, _) in batch {
         sqlx::query("SAVEPOINT posgate_write")
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         let mut entries = Vec::new();
         let outcome = apply(&mut tx, job, &mut entries).await;
         if matches!(outcome, Ok(WriteOutcome::Written)) {
@@ -321,15 +333,17 @@ async fn commit_batch(
         } else {
             sqlx::query("ROLLBACK TO SAVEPOINT posgate_write")
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .db()?;
         }
         sqlx::query("RELEASE SAVEPOINT posgate_write")
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         outcomes.push(outcome);
     }
     append_chain_entries(&mut tx, &chain).await?;
-    tx.commit().await?;
+    tx.commit().await.db()?;
     Ok(outcomes)
 }
 
@@ -359,14 +373,14 @@ async fn apply(
 /// A job in its own transaction: its statements, then its chain entries
 /// last, then COMMIT.
 async fn write_alone(pool: &PgPool, job: &Job) -> Result<WriteOutcome, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin().await.db()?;
     let mut chain = Vec::new();
     let outcome = apply(&mut tx, job, &mut chain).await?;
     if outcome == WriteOutcome::Written {
         append_chain_entries(&mut tx, &chain).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
     } else {
-        tx.rollback().await?;
+        tx.rollback().await.db()?;
     }
     Ok(outcome)
 }
@@ -398,9 +412,9 @@ impl AuditStore for PostgresStore {
     }
 
     async fn append_audit_read(&self, content: EntryContent) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let sequence = append_chain_entry(&mut tx, &content).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(sequence)
     }
 
@@ -445,9 +459,9 @@ impl AuditStore for PostgresStore {
     }
 
     async fn backfill_chain(&self) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let chained = backfill_events(&mut tx).await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(chained)
     }
 }

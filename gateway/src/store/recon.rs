@@ -116,10 +116,14 @@ macro_rules! define_recon {
                 .bind(&file.partner)
                 .bind(file.business_date)
                 .fetch_optional(&mut *conn)
-                .await?;
+                .await
+                .db()?;
             if let Some(row) = existing {
-                let (id, file_id, sha256): (i64, String, String) =
-                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                let (id, file_id, sha256): (i64, String, String) = (
+                    row.try_get(0).db()?,
+                    row.try_get(1).db()?,
+                    row.try_get(2).db()?,
+                );
                 return Ok(if sha256 == ack.sha256 {
                     AckOutcome::AlreadyIngested(id)
                 } else {
@@ -137,7 +141,8 @@ macro_rules! define_recon {
                 .bind(count(ack.report.exceptions.len()))
                 .bind(ack.ingested_at)
                 .fetch_one(&mut *conn)
-                .await?;
+                .await
+                .db()?;
             for item in &file.items {
                 let (status, reason) = status_text(&item.status);
                 sqlx::query(sql::INSERT_ITEM)
@@ -150,7 +155,8 @@ macro_rules! define_recon {
                     .bind(status)
                     .bind(reason)
                     .execute(&mut *conn)
-                    .await?;
+                    .await
+                    .db()?;
             }
             for exception in &ack.report.exceptions {
                 sqlx::query(sql::INSERT_EXCEPTION)
@@ -165,7 +171,8 @@ macro_rules! define_recon {
                     .bind(exception.theirs_minor)
                     .bind(&exception.reason)
                     .execute(&mut *conn)
-                    .await?;
+                    .await
+                    .db()?;
             }
             Ok(AckOutcome::Stored(id))
         }
@@ -190,19 +197,19 @@ macro_rules! define_exceptions_read {
             if let Some(partner) = partner {
                 query = query.bind(partner.to_owned());
             }
-            let rows = query.fetch_all(pool).await?;
+            let rows = query.fetch_all(pool).await.db()?;
             rows.iter()
                 .map(|row| {
                     Ok(StoredException {
-                        partner: row.try_get(0)?,
-                        business_date: row.try_get(1)?,
-                        kind: parse_exception_kind(&row.try_get::<String, _>(2)?)?,
-                        transaction_id: row.try_get(3)?,
-                        reference: row.try_get(4)?,
-                        currency: row.try_get(5)?,
-                        ours_minor: row.try_get(6)?,
-                        theirs_minor: row.try_get(7)?,
-                        reason: row.try_get(8)?,
+                        partner: row.try_get(0).db()?,
+                        business_date: row.try_get(1).db()?,
+                        kind: parse_exception_kind(&row.try_get::<String, _>(2).db()?)?,
+                        transaction_id: row.try_get(3).db()?,
+                        reference: row.try_get(4).db()?,
+                        currency: row.try_get(5).db()?,
+                        ours_minor: row.try_get(6).db()?,
+                        theirs_minor: row.try_get(7).db()?,
+                        reason: row.try_get(8).db()?,
                     })
                 })
                 .collect()

@@ -241,46 +241,46 @@ macro_rules! define_reload_store {
         ) -> Result<$crate::store::CardLink, $crate::store::StoreError> {
             use sqlx::Row as _;
             Ok($crate::store::CardLink {
-                link_id: row.try_get(0)?,
-                status: $crate::store::LinkStatus::parse(&row.try_get::<String, _>(1)?)?,
-                wallet_operator_id: row.try_get(2)?,
-                wallet_ref: row.try_get(3)?,
-                account_id: row.try_get(4)?,
-                display_id: row.try_get(5)?,
-                masked_pan: row.try_get(6)?,
-                pan_fingerprint: row.try_get(7)?,
-                card_brand: row.try_get(8)?,
-                card_link: row.try_get(9)?,
-                token: posgate_hsm::Secret::new(row.try_get(10)?),
-                token_key: row.try_get(11)?,
-                token_key_version: row.try_get(12)?,
-                auto_reload: row.try_get(13)?,
-                step_minor: row.try_get(14)?,
-                currency: row.try_get(15)?,
-                store_id: row.try_get(16)?,
-                terminal_id: row.try_get(17)?,
-                operator_id: row.try_get(18)?,
-                client_request_id: row.try_get(19)?,
-                linked_at: row.try_get(20)?,
-                unlinked_at: row.try_get(21)?,
-                unlink_reason: row.try_get(22)?,
+                link_id: row.try_get(0).db()?,
+                status: $crate::store::LinkStatus::parse(&row.try_get::<String, _>(1).db()?)?,
+                wallet_operator_id: row.try_get(2).db()?,
+                wallet_ref: row.try_get(3).db()?,
+                account_id: row.try_get(4).db()?,
+                display_id: row.try_get(5).db()?,
+                masked_pan: row.try_get(6).db()?,
+                pan_fingerprint: row.try_get(7).db()?,
+                card_brand: row.try_get(8).db()?,
+                card_link: row.try_get(9).db()?,
+                token: posgate_hsm::Secret::new(row.try_get(10).db()?),
+                token_key: row.try_get(11).db()?,
+                token_key_version: row.try_get(12).db()?,
+                auto_reload: row.try_get(13).db()?,
+                step_minor: row.try_get(14).db()?,
+                currency: row.try_get(15).db()?,
+                store_id: row.try_get(16).db()?,
+                terminal_id: row.try_get(17).db()?,
+                operator_id: row.try_get(18).db()?,
+                client_request_id: row.try_get(19).db()?,
+                linked_at: row.try_get(20).db()?,
+                unlinked_at: row.try_get(21).db()?,
+                unlink_reason: row.try_get(22).db()?,
             })
         }
 
         fn reload_saga_of(row: &$row) -> Result<$crate::store::Saga, $crate::store::StoreError> {
             use sqlx::Row as _;
             Ok($crate::store::Saga {
-                saga_id: row.try_get(0)?,
-                kind: $crate::store::SagaKind::parse(&row.try_get::<String, _>(1)?)?,
-                step: $crate::store::SagaStep::parse(&row.try_get::<String, _>(2)?)?,
-                link_id: row.try_get(3)?,
-                card_transaction_id: row.try_get(4)?,
-                top_up_transaction_id: row.try_get(5)?,
-                reload_minor: row.try_get(6)?,
-                currency: row.try_get(7)?,
-                failure: row.try_get(8)?,
-                created_at: row.try_get(9)?,
-                updated_at: row.try_get(10)?,
+                saga_id: row.try_get(0).db()?,
+                kind: $crate::store::SagaKind::parse(&row.try_get::<String, _>(1).db()?)?,
+                step: $crate::store::SagaStep::parse(&row.try_get::<String, _>(2).db()?)?,
+                link_id: row.try_get(3).db()?,
+                card_transaction_id: row.try_get(4).db()?,
+                top_up_transaction_id: row.try_get(5).db()?,
+                reload_minor: row.try_get(6).db()?,
+                currency: row.try_get(7).db()?,
+                failure: row.try_get(8).db()?,
+                created_at: row.try_get(9).db()?,
+                updated_at: row.try_get(10).db()?,
             })
         }
 
@@ -292,9 +292,9 @@ macro_rules! define_reload_store {
                 answer: &$crate::store::AnsweredKey,
             ) -> Result<$crate::store::LinkWrite, $crate::store::StoreError> {
                 use $crate::store::reload::sql as reload_sql;
-                let mut tx = self.$pool.begin().await?;
+                let mut tx = self.$pool.begin().await.db()?;
                 if !reload_insert_key(&mut tx, answer, &link.link_id).await? {
-                    tx.rollback().await?;
+                    tx.rollback().await.db()?;
                     return Ok($crate::store::LinkWrite::KeyTaken);
                 }
                 let inserted = sqlx::query(reload_sql::INSERT_LINK)
@@ -326,12 +326,12 @@ macro_rules! define_reload_store {
                 match inserted {
                     Ok(_) => {}
                     Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
-                        tx.rollback().await?;
+                        tx.rollback().await.db()?;
                         return Ok($crate::store::LinkWrite::Conflict);
                     }
-                    Err(error) => return Err(error.into()),
+                    Err(error) => return Err($crate::store::db_error(error)),
                 }
-                tx.commit().await?;
+                tx.commit().await.db()?;
                 Ok($crate::store::LinkWrite::Written)
             }
 
@@ -342,9 +342,9 @@ macro_rules! define_reload_store {
                 answer: &$crate::store::AnsweredKey,
             ) -> Result<$crate::store::LinkWrite, $crate::store::StoreError> {
                 use $crate::store::reload::sql as reload_sql;
-                let mut tx = self.$pool.begin().await?;
+                let mut tx = self.$pool.begin().await.db()?;
                 if !reload_insert_key(&mut tx, answer, link_id).await? {
-                    tx.rollback().await?;
+                    tx.rollback().await.db()?;
                     return Ok($crate::store::LinkWrite::KeyTaken);
                 }
                 let updated = sqlx::query(reload_sql::UNLINK)
@@ -352,13 +352,14 @@ macro_rules! define_reload_store {
                     .bind(reason)
                     .bind(link_id)
                     .execute(&mut *tx)
-                    .await?
+                    .await
+                    .db()?
                     .rows_affected();
                 if updated == 0 {
-                    tx.rollback().await?;
+                    tx.rollback().await.db()?;
                     return Ok($crate::store::LinkWrite::Conflict);
                 }
-                tx.commit().await?;
+                tx.commit().await.db()?;
                 Ok($crate::store::LinkWrite::Written)
             }
 
@@ -377,7 +378,8 @@ macro_rules! define_reload_store {
                     .bind(wallet_operator_id)
                     .bind(wallet_ref)
                     .fetch_optional(&self.$pool)
-                    .await?
+                    .await
+                    .db()?
                     .as_ref()
                     .map(reload_link_of)
                     .transpose()
@@ -395,7 +397,8 @@ macro_rules! define_reload_store {
                 sqlx::query(&query)
                     .bind(link_id)
                     .fetch_optional(&self.$pool)
-                    .await?
+                    .await
+                    .db()?
                     .as_ref()
                     .map(reload_link_of)
                     .transpose()
@@ -419,7 +422,8 @@ macro_rules! define_reload_store {
                     .bind(saga.created_at)
                     .bind(saga.updated_at)
                     .execute(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 Ok(())
             }
 
@@ -435,7 +439,8 @@ macro_rules! define_reload_store {
                 sqlx::query(&query)
                     .bind(saga_id)
                     .fetch_optional(&self.$pool)
-                    .await?
+                    .await
+                    .db()?
                     .as_ref()
                     .map(reload_saga_of)
                     .transpose()
@@ -454,7 +459,8 @@ macro_rules! define_reload_store {
                 sqlx::query(&query)
                     .bind(transaction_id)
                     .fetch_optional(&self.$pool)
-                    .await?
+                    .await
+                    .db()?
                     .as_ref()
                     .map(reload_saga_of)
                     .transpose()
@@ -475,7 +481,8 @@ macro_rules! define_reload_store {
                     .bind(before)
                     .bind(limit)
                     .fetch_all(&self.$pool)
-                    .await?
+                    .await
+                    .db()?
                     .iter()
                     .map(reload_saga_of)
                     .collect()
@@ -501,7 +508,8 @@ macro_rules! define_reload_store {
                 .bind(answer.expires_at)
                 .bind(false)
                 .execute(&mut **conn)
-                .await?
+                .await
+                .db()?
                 .rows_affected();
             Ok(inserted == 1)
         }

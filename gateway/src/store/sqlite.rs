@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::SqlxResultExt as _;
 use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
@@ -79,18 +80,20 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database at a `sqlite:` URL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)
+            .db()?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before the POS hears "paid".
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let write_conn = SqliteConnection::connect_with(&options).await?;
+        let write_conn = SqliteConnection::connect_with(&options).await.db()?;
         let reads = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .connect_with(options.clone().row_buffer_size(READ_ROW_BUFFER))
-            .await?;
+            .await
+            .db()?;
         let (writes, pending) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(run_writer(write_conn, pending));
         Ok(Self {
@@ -158,7 +161,8 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
     }
     sqlx::query("SAVEPOINT posgate_write")
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     let mut chain = Vec::new();
     let outcome = match job {
         Job::Write(request) => {
@@ -185,11 +189,13 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
     ) {
         sqlx::query("ROLLBACK TO posgate_write")
             .execute(&mut *conn)
-            .await?;
+            .await
+            .db()?;
     }
     sqlx::query("RELEASE posgate_write")
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     outcome
 }
 
@@ -317,15 +323,18 @@ impl super::ReconStore for SqliteStore {
     /// On its own connection, beside the writer task: an acknowledgement is
     /// a rare, possibly large write that should not sit in a group commit.
     async fn store_ack(&self, ack: super::NewAck<'_>) -> Result<super::AckOutcome, StoreError> {
-        let mut conn = SqliteConnection::connect_with(&self.options).await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+        let mut conn = SqliteConnection::connect_with(&self.options).await.db()?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .db()?;
         let outcome = apply_ack(&mut conn, &ack).await;
         let end = if matches!(outcome, Ok(super::AckOutcome::Stored(_))) {
             "COMMIT"
         } else {
             "ROLLBACK"
         };
-        sqlx::query(end).execute(&mut conn).await?;
+        sqlx::query(end).execute(&mut conn).await.db()?;
         outcome
     }
 
@@ -364,24 +373,30 @@ impl SqliteStore {
 #[async_trait::async_trait]
 impl Database for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = SqliteConnection::connect_with(&self.options).await?;
+        let mut conn = SqliteConnection::connect_with(&self.options).await.db()?;
         // Some migrations rebuild a table that others reference, which SQLite
         // allows only with enforcement off (it is a no-op inside a
         // transaction, so it goes first); foreign_key_check below proves the
         // rebuilt schema still holds every reference before the commit.
         sqlx::query("PRAGMA foreign_keys = OFF")
             .execute(&mut conn)
-            .await?;
+            .await
+            .db()?;
         // IMMEDIATE takes the write lock first, so two processes migrating at
         // once run one after the other.
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .db()?;
         let result = async {
             sqlx::query(migrate::CREATE_LEDGER)
                 .execute(&mut conn)
-                .await?;
+                .await
+                .db()?;
             let applied: Vec<i64> = sqlx::query_scalar(migrate::SELECT_APPLIED)
                 .fetch_all(&mut conn)
-                .await?;
+                .await
+                .db()?;
             let pending = migrate::pending(migrate::SQLITE, &applied)?;
             if pending.is_empty() {
                 // Nothing changed: no need to re-check every reference of a
@@ -389,13 +404,16 @@ impl Database for SqliteStore {
                 return Ok(());
             }
             for migration in pending {
-                sqlx::Executor::execute(&mut conn, migration.sql).await?;
+                sqlx::Executor::execute(&mut conn, migration.sql)
+                    .await
+                    .db()?;
                 sqlx::query(migrate::RECORD)
                     .bind(migration.version)
                     .bind(migration.name)
                     .bind(Utc::now().to_rfc3339())
                     .execute(&mut conn)
-                    .await?;
+                    .await
+                    .db()?;
                 tracing::info!(
                     version = migration.version,
                     name = migration.name,
@@ -412,7 +430,8 @@ impl Database for SqliteStore {
             let broken: Vec<(String,)> =
                 sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
                     .fetch_all(&mut conn)
-                    .await?;
+                    .await
+                    .db()?;
             if let Some((table,)) = broken.first() {
                 return Err(StoreError::Invariant(format!(
                     "migration left rows of {table} without their referenced row"
@@ -422,7 +441,7 @@ impl Database for SqliteStore {
         }
         .await;
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::query(end).execute(&mut conn).await?;
+        sqlx::query(end).execute(&mut conn).await.db()?;
         result
     }
 
@@ -519,15 +538,18 @@ impl AuditStore for SqliteStore {
     }
 
     async fn backfill_chain(&self) -> Result<i64, StoreError> {
-        let mut conn = SqliteConnection::connect_with(&self.options).await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+        let mut conn = SqliteConnection::connect_with(&self.options).await.db()?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .db()?;
         let outcome = backfill_events(&mut conn).await;
         let end = if outcome.is_ok() {
             "COMMIT"
         } else {
             "ROLLBACK"
         };
-        sqlx::query(end).execute(&mut conn).await?;
+        sqlx::query(end).execute(&mut conn).await.db()?;
         outcome
     }
 }

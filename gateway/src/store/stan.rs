@@ -82,7 +82,8 @@ macro_rules! define_stan_store {
                     .bind(day)
                     .bind(i64::from(count))
                     .fetch_one(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 $crate::store::stan::block(institution_id, day, next_after, count)
             }
 
@@ -96,7 +97,8 @@ macro_rules! define_stan_store {
                         .bind(stan)
                         .bind(id)
                         .fetch_optional(&self.$pool)
-                        .await?;
+                        .await
+                        .db()?;
                 recorded.ok_or_else(|| {
                     $crate::store::StoreError::Invariant(format!("no queue entry {id}"))
                 })

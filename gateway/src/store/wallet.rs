@@ -243,6 +243,8 @@ pub(super) mod sql {
 pub(super) mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
+    use crate::store::SqlxResultExt as _;
+
     use super::{WalletOutcome, WalletRecord, WalletSafItem, WalletType};
     use crate::store::{StoreError, TransactionStatus};
 
@@ -259,35 +261,35 @@ pub(super) mod rows {
         chrono::DateTime<chrono::Utc>: Decode<'r, R::Database> + Type<R::Database>,
     {
         Ok(WalletRecord {
-            id: row.try_get(at)?,
-            status: TransactionStatus::parse(&row.try_get::<String, _>(at + 1)?)?,
-            store_id: row.try_get(at + 2)?,
-            terminal_id: row.try_get(at + 3)?,
-            operator_id: row.try_get(at + 4)?,
-            client_request_id: row.try_get(at + 5)?,
-            amount_minor: row.try_get(at + 6)?,
-            currency: row.try_get(at + 7)?,
-            business_date: row.try_get(at + 8)?,
-            created_at: row.try_get(at + 9)?,
-            updated_at: row.try_get(at + 10)?,
-            wallet_type: WalletType::parse(&row.try_get::<String, _>(at + 11)?)?,
-            wallet_operator_id: row.try_get(at + 12)?,
-            wallet_ref: row.try_get(at + 13)?,
+            id: row.try_get(at).db()?,
+            status: TransactionStatus::parse(&row.try_get::<String, _>(at + 1).db()?)?,
+            store_id: row.try_get(at + 2).db()?,
+            terminal_id: row.try_get(at + 3).db()?,
+            operator_id: row.try_get(at + 4).db()?,
+            client_request_id: row.try_get(at + 5).db()?,
+            amount_minor: row.try_get(at + 6).db()?,
+            currency: row.try_get(at + 7).db()?,
+            business_date: row.try_get(at + 8).db()?,
+            created_at: row.try_get(at + 9).db()?,
+            updated_at: row.try_get(at + 10).db()?,
+            wallet_type: WalletType::parse(&row.try_get::<String, _>(at + 11).db()?)?,
+            wallet_operator_id: row.try_get(at + 12).db()?,
+            wallet_ref: row.try_get(at + 13).db()?,
             outcome: WalletOutcome {
-                account_id: row.try_get(at + 14)?,
-                display_id: row.try_get(at + 15)?,
-                operator_name: row.try_get(at + 16)?,
-                decline_reason: row.try_get(at + 18)?,
-                operator_response_code: row.try_get(at + 19)?,
-                operator_reference: row.try_get(at + 20)?,
-                response_text: row.try_get(at + 21)?,
-                balance_after_minor: row.try_get(at + 22)?,
+                account_id: row.try_get(at + 14).db()?,
+                display_id: row.try_get(at + 15).db()?,
+                operator_name: row.try_get(at + 16).db()?,
+                decline_reason: row.try_get(at + 18).db()?,
+                operator_response_code: row.try_get(at + 19).db()?,
+                operator_reference: row.try_get(at + 20).db()?,
+                response_text: row.try_get(at + 21).db()?,
+                balance_after_minor: row.try_get(at + 22).db()?,
             },
-            funding: row.try_get(at + 17)?,
-            refunded_minor: row.try_get(at + 23)?,
-            refund_reserved_minor: row.try_get(at + 24)?,
-            original_transaction_id: row.try_get(at + 25)?,
-            pos_reference: row.try_get(at + 26)?,
+            funding: row.try_get(at + 17).db()?,
+            refunded_minor: row.try_get(at + 23).db()?,
+            refund_reserved_minor: row.try_get(at + 24).db()?,
+            original_transaction_id: row.try_get(at + 25).db()?,
+            pos_reference: row.try_get(at + 26).db()?,
         })
     }
 
@@ -305,9 +307,9 @@ pub(super) mod rows {
         chrono::DateTime<chrono::Utc>: Decode<'r, R::Database> + Type<R::Database>,
     {
         Ok(WalletSafItem {
-            id: row.try_get(0)?,
-            wallet_operator_id: row.try_get(1)?,
-            attempts: row.try_get(2)?,
+            id: row.try_get(0).db()?,
+            wallet_operator_id: row.try_get(1).db()?,
+            attempts: row.try_get(2).db()?,
             transaction: wallet(row, 3)?,
         })
     }
@@ -350,7 +352,8 @@ macro_rules! define_wallet_store {
                         .bind(record.business_date)
                         .bind(record.created_at)
                         .execute(&mut *conn)
-                        .await?;
+                        .await
+                        .db()?;
                     let outcome = &record.outcome;
                     sqlx::query(wallet_sql::INSERT_WALLET)
                         .bind(&record.id)
@@ -371,7 +374,8 @@ macro_rules! define_wallet_store {
                         .bind(&record.original_transaction_id)
                         .bind(&record.pos_reference)
                         .execute(&mut *conn)
-                        .await?;
+                        .await
+                        .db()?;
                 }
                 WalletChange::Update(update) => {
                     if let (Some(from), Some(to)) = (update.from, update.to) {
@@ -381,14 +385,16 @@ macro_rules! define_wallet_store {
                             .bind(&update.transaction_id)
                             .bind(from.as_str())
                             .execute(&mut *conn)
-                            .await?
+                            .await
+                            .db()?
                             .rows_affected();
                         if updated == 0 {
                             let status: Option<String> =
                                 sqlx::query_scalar(card_sql::SELECT_STATUS)
                                     .bind(&update.transaction_id)
                                     .fetch_optional(&mut *conn)
-                                    .await?;
+                                    .await
+                                    .db()?;
                             let current = status
                                 .as_deref()
                                 .map($crate::store::TransactionStatus::parse)
@@ -408,7 +414,8 @@ macro_rules! define_wallet_store {
                             .bind(outcome.balance_after_minor)
                             .bind(&update.transaction_id)
                             .execute(&mut *conn)
-                            .await?;
+                            .await
+                            .db()?;
                     }
                 }
             }
@@ -436,7 +443,8 @@ macro_rules! define_wallet_store {
                 let row = sqlx::query($crate::store::wallet::sql::SELECT_WALLET)
                     .bind(id)
                     .fetch_optional(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 row.map(|row| $crate::store::wallet::rows::wallet(&row, 0))
                     .transpose()
             }
@@ -450,7 +458,8 @@ macro_rules! define_wallet_store {
                     .bind(&key.terminal_id)
                     .bind(&key.client_request_id)
                     .fetch_optional(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 row.map(|row| $crate::store::wallet::rows::wallet(&row, 0))
                     .transpose()
             }
@@ -463,7 +472,8 @@ macro_rules! define_wallet_store {
                     sqlx::query_scalar($crate::store::wallet::sql::SELECT_REFUND_IDS)
                         .bind(original_id)
                         .fetch_all(&self.$pool)
-                        .await?,
+                        .await
+                        .db()?,
                 )
             }
 
@@ -476,7 +486,8 @@ macro_rules! define_wallet_store {
                     .bind(before)
                     .bind(limit)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter()
                     .map(|row| $crate::store::wallet::rows::wallet(row, 0))
                     .collect()
@@ -491,7 +502,8 @@ macro_rules! define_wallet_store {
                     .bind(now)
                     .bind(limit)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter()
                     .map($crate::store::wallet::rows::saf_item)
                     .collect()
@@ -501,7 +513,8 @@ macro_rules! define_wallet_store {
                 Ok(
                     sqlx::query_scalar($crate::store::wallet::sql::COUNT_SAF_OPEN)
                         .fetch_one(&self.$pool)
-                        .await?,
+                        .await
+                        .db()?,
                 )
             }
         }

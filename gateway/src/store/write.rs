@@ -50,7 +50,8 @@ macro_rules! define_apply_write {
                         sqlx::query($crate::store::sql::FREE_SLIP)
                             .bind(&change.transaction_id)
                             .execute(&mut *conn)
-                            .await?;
+                            .await
+                            .db()?;
                     }
                     change.business_date
                 }
@@ -89,7 +90,8 @@ macro_rules! define_apply_write {
                 .bind(record.business_date)
                 .bind(record.created_at)
                 .execute(&mut *conn)
-                .await?;
+                .await
+                .db()?;
             let bill = &record.bill;
             sqlx::query(sql::INSERT_BILL)
                 .bind(&record.id)
@@ -100,7 +102,8 @@ macro_rules! define_apply_write {
                 .bind(&bill.period)
                 .bind(bill.late)
                 .execute(&mut *conn)
-                .await?;
+                .await
+                .db()?;
             Ok(())
         }
 
@@ -119,7 +122,8 @@ macro_rules! define_apply_write {
                 .bind(record.amount_minor)
                 .bind(&record.id)
                 .execute(&mut *conn)
-                .await?
+                .await
+                .db()?
                 .rows_affected();
             if claimed == 0 {
                 return Err($crate::store::StoreError::SlipAlreadyPaid {
@@ -146,7 +150,8 @@ macro_rules! define_apply_write {
                 .bind(&change.store_id)
                 .bind(change.from.as_str())
                 .execute(&mut *conn)
-                .await?
+                .await
+                .db()?
                 .rows_affected();
             if updated > 0 {
                 return Ok(None);
@@ -155,7 +160,8 @@ macro_rules! define_apply_write {
                 .bind(&change.transaction_id)
                 .bind(&change.store_id)
                 .fetch_optional(&mut *conn)
-                .await?;
+                .await
+                .db()?;
             let current = status
                 .as_deref()
                 .map($crate::store::TransactionStatus::parse)
@@ -191,7 +197,8 @@ macro_rules! define_apply_write {
                 .bind(expires_at)
                 .bind(pending)
                 .execute(&mut *conn)
-                .await?
+                .await
+                .db()?
                 .rows_affected();
             if inserted == 0 {
                 return key_taken(conn, key).await.map(Some);
@@ -259,7 +266,8 @@ macro_rules! define_apply_write {
                         .bind(&key.client_request_id)
                         .bind(true)
                         .execute(&mut *conn)
-                        .await?
+                        .await
+                        .db()?
                         .rows_affected();
                     if updated == 0 {
                         return key_taken(conn, key).await.map(Some);
@@ -272,7 +280,8 @@ macro_rules! define_apply_write {
                         .bind(&key.client_request_id)
                         .bind(true)
                         .execute(&mut *conn)
-                        .await?;
+                        .await
+                        .db()?;
                 }
                 None => {}
             }
@@ -293,7 +302,8 @@ macro_rules! define_apply_write {
                 .bind(refund.refunded_delta)
                 .bind(&refund.original_id)
                 .execute(&mut *conn)
-                .await?
+                .await
+                .db()?
                 .rows_affected();
             if updated > 0 {
                 return Ok(None);
@@ -301,7 +311,8 @@ macro_rules! define_apply_write {
             let remaining: Option<i64> = sqlx::query_scalar(remaining_sql)
                 .bind(&refund.original_id)
                 .fetch_optional(&mut *conn)
-                .await?;
+                .await
+                .db()?;
             Ok(Some($crate::store::WriteOutcome::RefundExceeds {
                 remaining: remaining.unwrap_or(0),
             }))
@@ -326,14 +337,16 @@ macro_rules! define_apply_write {
                     .bind(item.next_attempt_at)
                     .bind(at)
                     .execute(&mut *conn)
-                    .await?;
+                    .await
+                    .db()?;
             }
             for id in acked {
                 sqlx::query(card_sql::ACK_SAF)
                     .bind(at)
                     .bind(id)
                     .execute(&mut *conn)
-                    .await?;
+                    .await
+                    .db()?;
             }
             Ok(())
         }
@@ -348,7 +361,8 @@ macro_rules! define_apply_write {
                 .bind(&key.terminal_id)
                 .bind(&key.client_request_id)
                 .fetch_optional(&mut *conn)
-                .await?;
+                .await
+                .db()?;
             match row {
                 Some(row) => Ok($crate::store::WriteOutcome::KeyTaken(
                     $crate::store::rows::answer(&row)?,
@@ -378,9 +392,9 @@ macro_rules! define_apply_write {
             use $crate::store::sql;
             // Auditors read every event as an `audit.proto` type: one
             // without a mapping would reach them as UNSPECIFIED.
-            if !$crate::audit::view::is_stored_event_type(&event.event_type) {
+            if !posgate_core::model::event::is_stored_event_type(&event.event_type) {
                 return Err($crate::store::StoreError::Invariant(format!(
-                    "event type {:?} has no audit.proto mapping (audit::view::STORED_EVENT_TYPES)",
+                    "event type {:?} has no audit.proto mapping (model::event::STORED_EVENT_TYPES)",
                     event.event_type
                 )));
             }
@@ -409,7 +423,7 @@ macro_rules! define_apply_write {
                         .bind(&line.currency)
                         .bind(line.amount_minor);
                 }
-                let inserted = query.execute(&mut *conn).await?.rows_affected();
+                let inserted = query.execute(&mut *conn).await.db()?.rows_affected();
                 // The lines take their facts from the transaction's row; none
                 // inserted means the write's transaction row is missing.
                 if inserted != lines.len() as u64 {
@@ -452,7 +466,7 @@ macro_rules! define_apply_write {
             if received {
                 insert = insert.bind(accepted.as_str());
             }
-            insert.execute(&mut *conn).await?;
+            insert.execute(&mut *conn).await.db()?;
             if received {
                 chain.push($crate::store::audit::EntryContent {
                     entry_type: $crate::store::audit::EntryType::Event,
@@ -518,7 +532,8 @@ macro_rules! define_apply_card_write {
                         .bind(record.business_date)
                         .bind(record.created_at)
                         .execute(&mut *conn)
-                        .await?;
+                        .await
+                        .db()?;
                     sqlx::query(card_sql::INSERT_CARD)
                         .bind(&record.id)
                         .bind(record.card_type.as_str())
@@ -546,7 +561,8 @@ macro_rules! define_apply_card_write {
                         .bind(record.authorization_expires_at)
                         .bind(record.advice_pending)
                         .execute(&mut *conn)
-                        .await?;
+                        .await
+                        .db()?;
                 }
                 CardChange::Update(update) => {
                     if let (Some(from), Some(to)) = (update.from, update.to) {
@@ -556,14 +572,16 @@ macro_rules! define_apply_card_write {
                             .bind(&update.transaction_id)
                             .bind(from.as_str())
                             .execute(&mut *conn)
-                            .await?
+                            .await
+                            .db()?
                             .rows_affected();
                         if updated == 0 {
                             let status: Option<String> =
                                 sqlx::query_scalar(card_sql::SELECT_STATUS)
                                     .bind(&update.transaction_id)
                                     .fetch_optional(&mut *conn)
-                                    .await?;
+                                    .await
+                                    .db()?;
                             let current = status
                                 .as_deref()
                                 .map($crate::store::TransactionStatus::parse)
@@ -591,7 +609,8 @@ macro_rules! define_apply_card_write {
                         .bind(update.advice_pending)
                         .bind(&update.transaction_id)
                         .execute(&mut *conn)
-                        .await?;
+                        .await
+                        .db()?;
                 }
             }
             if let Some(refund) = &write.refund
@@ -659,7 +678,8 @@ macro_rules! define_reads {
                     .bind(at)
                     .bind(limit)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter()
                     .map(|row| $crate::store::card::rows::card(row, 0))
                     .collect()
@@ -677,7 +697,8 @@ macro_rules! define_reads {
                     .bind(&key.terminal_id)
                     .bind(&key.client_request_id)
                     .fetch_optional(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 row.as_ref().map($crate::store::rows::answer).transpose()
             }
 
@@ -690,7 +711,8 @@ macro_rules! define_reads {
                     .bind(id)
                     .bind(store_id)
                     .fetch_optional(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 row.as_ref()
                     .map($crate::store::rows::transaction)
                     .transpose()
@@ -703,7 +725,8 @@ macro_rules! define_reads {
                 let rows = sqlx::query($crate::store::sql::SELECT_LINES)
                     .bind(transaction_id)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter().map($crate::store::rows::line).collect()
             }
 
@@ -714,7 +737,8 @@ macro_rules! define_reads {
                 let rows = sqlx::query($crate::store::sql::SELECT_EVENTS)
                     .bind(transaction_id)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter().map($crate::store::rows::event).collect()
             }
 
@@ -725,7 +749,8 @@ macro_rules! define_reads {
                 Ok(sqlx::query($crate::store::sql::PURGE_KEYS)
                     .bind(now)
                     .execute(&self.$pool)
-                    .await?
+                    .await
+                    .db()?
                     .rows_affected())
             }
 
@@ -735,7 +760,8 @@ macro_rules! define_reads {
                 let (idempotency_keys, transactions, bill_payments, settlement_lines, events) =
                     sqlx::query_as($crate::store::sql::ROW_COUNTS)
                         .fetch_one(&self.$pool)
-                        .await?;
+                        .await
+                        .db()?;
                 Ok($crate::store::RowCounts {
                     idempotency_keys,
                     transactions,
@@ -752,7 +778,8 @@ macro_rules! define_reads {
                 let row = sqlx::query($crate::store::card::sql::SELECT_CARD)
                     .bind(id)
                     .fetch_optional(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 row.as_ref()
                     .map(|row| $crate::store::card::rows::card(row, 0))
                     .transpose()
@@ -767,7 +794,8 @@ macro_rules! define_reads {
                     .bind(&key.terminal_id)
                     .bind(&key.client_request_id)
                     .fetch_optional(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 row.as_ref()
                     .map(|row| $crate::store::card::rows::card(row, 0))
                     .transpose()
@@ -781,7 +809,8 @@ macro_rules! define_reads {
                     sqlx::query_scalar($crate::store::card::sql::SELECT_REFUND_IDS)
                         .bind(original_id)
                         .fetch_all(&self.$pool)
-                        .await?,
+                        .await
+                        .db()?,
                 )
             }
 
@@ -816,7 +845,8 @@ macro_rules! define_reads {
                     .bind(now)
                     .bind(limit)
                     .fetch_all(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 rows.iter()
                     .map($crate::store::card::rows::saf_item)
                     .collect()
@@ -833,14 +863,16 @@ macro_rules! define_reads {
                     .bind(error)
                     .bind(id)
                     .execute(&self.$pool)
-                    .await?;
+                    .await
+                    .db()?;
                 Ok(())
             }
 
             async fn saf_open(&self) -> Result<i64, $crate::store::StoreError> {
                 Ok(sqlx::query_scalar($crate::store::card::sql::COUNT_SAF_OPEN)
                     .fetch_one(&self.$pool)
-                    .await?)
+                    .await
+                    .db()?)
             }
         }
     };

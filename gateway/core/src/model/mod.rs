@@ -2,6 +2,7 @@
 
 pub mod business_day;
 pub mod clock;
+pub mod event;
 pub mod idempotency;
 pub mod money;
 pub mod request;
