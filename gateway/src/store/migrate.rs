@@ -157,3 +157,9 @@ pub fn pending(
         .filter(|migration| !applied.contains(&migration.version))
         .collect())
 }
+
+impl From<MigrationError> for super::StoreError {
+    fn from(error: MigrationError) -> Self {
+        super::StoreError::Migration(Box::new(error))
+    }
+}

@@ -8,8 +8,7 @@
 //! - [`matching`]: the reconciliation of posgate's items against a file.
 //! - this file: [`ingest`], parse + reconcile + store.
 
-pub mod ack;
-pub mod matching;
+pub use posgate_core::clearing::recon::{ack, matching};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::ack::{AckFile, AckStatus};
-use posgate_core::clearing::model::ClearingItem;
+use crate::clearing::model::ClearingItem;
 
 /// What kind of disagreement an exception is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -183,7 +183,7 @@ impl Parser {
         }
         let partner = fields[3];
         let partner_ok = partner.split_once(':').is_some_and(|(kind, id)| {
-            matches!(kind, "biller" | "bank" | "wallet") && posgate_core::config::is_valid_id(id)
+            matches!(kind, "biller" | "bank" | "wallet") && crate::config::is_valid_id(id)
         });
         if !partner_ok {
             return Err(error(
@@ -423,7 +423,7 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
 }
 
 fn parse_currency(line: usize, text: &str) -> Result<String, AckError> {
-    if posgate_core::model::money::Currency::from_code(text).is_none() {
+    if crate::model::money::Currency::from_code(text).is_none() {
         return Err(error(
             line,
             "currency",

@@ -1,0 +1,425 @@
+//! The database port: what the core needs from the transaction database.
+//! One trait ([`Database`], so that "store" can mean a shop) with one
+//! implementation per backend in posgate-store. The database knows rows and
+//! atomic writes, never gRPC types: answers to replay are opaque bytes to it.
+//!
+//! Every state change is one [`WriteRequest`]: the idempotency key with the
+//! answer to replay, the transaction row (new, or a guarded status change),
+//! its settlement lines, its event and the event's audit-chain entry,
+//! committed together or not at all.
+
+pub mod audit;
+pub mod bill_online;
+pub mod card;
+pub mod clearing;
+pub mod recon;
+pub mod reload;
+pub mod stan;
+pub mod wallet;
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::model::{IdempotencyKey, StoredAnswer};
+
+pub use bill_online::{BillReads, BillSafItem, BillWrite};
+pub use card::{
+    CardChange, CardRecord, CardRouteKind, CardType, CardUpdate, CardWrite, KeyOp, NewSafItem,
+    RefundAdjust, SafItem, SafKind,
+};
+pub use recon::{AckOutcome, NewAck, ReconStore, StoredException};
+pub use reload::{
+    AnsweredKey, CardLink, LinkStatus, LinkWrite, ReloadStore, Saga, SagaKind, SagaStep,
+};
+pub use wallet::{
+    WalletChange, WalletOutcome, WalletReads, WalletRecord, WalletSafItem, WalletType,
+    WalletUpdate, WalletWrite,
+};
+
+/// Transaction kinds. Each later service adds its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionKind {
+    BillPayment,
+    CardPayment,
+    WalletPayment,
+}
+
+impl TransactionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BillPayment => "bill_payment",
+            Self::CardPayment => "card_payment",
+            Self::WalletPayment => "wallet_payment",
+        }
+    }
+}
+
+/// Transaction states. States only move forward; the store refuses a change
+/// whose `from` is not the current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionStatus {
+    /// Bill payments.
+    Paid,
+    Cancelled,
+    /// Card payments (see `posgate.v1.CardTransactionStatus`).
+    InProgress,
+    Authorized,
+    Captured,
+    Declined,
+    PendingReversal,
+    Reversed,
+    Voided,
+    Expired,
+    /// A capture whose advice the bank refused.
+    CaptureRefused,
+    /// Wallet transactions: the operator debited or credited the wallet.
+    Completed,
+}
+
+impl TransactionStatus {
+    const ALL: [Self; 12] = [
+        Self::Paid,
+        Self::Cancelled,
+        Self::InProgress,
+        Self::Authorized,
+        Self::Captured,
+        Self::Declined,
+        Self::PendingReversal,
+        Self::Reversed,
+        Self::Voided,
+        Self::Expired,
+        Self::CaptureRefused,
+        Self::Completed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "paid",
+            Self::Cancelled => "cancelled",
+            Self::InProgress => "in_progress",
+            Self::Authorized => "authorized",
+            Self::Captured => "captured",
+            Self::Declined => "declined",
+            Self::PendingReversal => "pending_reversal",
+            Self::Reversed => "reversed",
+            Self::Voided => "voided",
+            Self::Expired => "expired",
+            Self::CaptureRefused => "capture_refused",
+            Self::Completed => "completed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown transaction status {text:?}")))
+    }
+}
+
+/// Bill details of a bill-payment transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillDetail {
+    pub biller_id: String,
+    pub agency_code: String,
+    pub bill_reference: String,
+    /// None for slips printed without a payment deadline.
+    pub due_date: Option<NaiveDate>,
+    pub period: String,
+    pub late: bool,
+}
+
+/// One obligation: `party` is owed (positive) or owes (negative) the amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementLine {
+    pub party: String,
+    pub kind: String,
+    pub currency: String,
+    pub amount_minor: i64,
+}
+
+/// A state change for the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event_type: String,
+    pub from_status: Option<TransactionStatus>,
+    pub to_status: TransactionStatus,
+    pub actor: String,
+    pub detail: String,
+}
+
+/// A transaction as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRecord {
+    pub id: String,
+    pub kind: TransactionKind,
+    pub status: TransactionStatus,
+    pub store_id: String,
+    pub terminal_id: String,
+    pub operator_id: String,
+    pub client_request_id: String,
+    pub partner_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub fee_minor: i64,
+    pub business_date: NaiveDate,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    pub bill: BillDetail,
+}
+
+/// A guarded state change of an existing transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub transaction_id: String,
+    pub store_id: String,
+    pub from: TransactionStatus,
+    pub to: TransactionStatus,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    /// Business date of the lines this change appends.
+    pub business_date: NaiveDate,
+}
+
+/// What a write does to the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Create(Box<TransactionRecord>),
+    Transition(StatusChange),
+}
+
+/// One atomic state change with its idempotency record.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub key: IdempotencyKey,
+    pub answer: StoredAnswer,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub change: Change,
+    pub lines: Vec<SettlementLine>,
+    pub event: Event,
+    /// A new batch-biller payment claims its slip (biller, bill reference,
+    /// period, amount): the write is refused with
+    /// [`StoreError::SlipAlreadyPaid`] while another live payment holds it.
+    /// A cancellation always frees its payment's claim.
+    pub claims_slip: bool,
+}
+
+impl WriteRequest {
+    /// The transaction the write is about.
+    pub fn transaction_id(&self) -> &str {
+        match &self.change {
+            Change::Create(record) => &record.id,
+            Change::Transition(change) => &change.transaction_id,
+        }
+    }
+
+    /// Checks the invariants every write must hold before it reaches SQL:
+    /// the lines balance per currency and the answer names this transaction.
+    pub fn check(&self) -> Result<(), StoreError> {
+        check_balanced(self.transaction_id(), &self.lines)?;
+        if self.answer.transaction_id != self.transaction_id() {
+            return Err(StoreError::Invariant(
+                "stored answer names another transaction".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses settlement lines that do not sum to zero per currency.
+pub(crate) fn check_balanced(
+    transaction_id: &str,
+    lines: &[SettlementLine],
+) -> Result<(), StoreError> {
+    let mut sums: Vec<(&str, i128)> = Vec::new();
+    for line in lines {
+        match sums
+            .iter_mut()
+            .find(|(currency, _)| *currency == line.currency)
+        {
+            Some((_, sum)) => *sum += i128::from(line.amount_minor),
+            None => sums.push((&line.currency, i128::from(line.amount_minor))),
+        }
+    }
+    if let Some((currency, sum)) = sums.iter().find(|(_, sum)| *sum != 0) {
+        return Err(StoreError::Invariant(format!(
+            "settlement lines of {transaction_id} sum to {sum} {currency}, not zero"
+        )));
+    }
+    Ok(())
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Everything was committed.
+    Written,
+    /// The key was already used; nothing was written. The first answer is attached.
+    KeyTaken(StoredAnswer),
+    /// A transition found the transaction in another state (or missing); nothing was written.
+    StatusMismatch { current: Option<TransactionStatus> },
+    /// A refund reservation would take refunds beyond the captured amount;
+    /// nothing was written. `remaining` is what is still refundable.
+    RefundExceeds { remaining: i64 },
+}
+
+/// Row counts, for operators and for tests that prove nothing was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    pub idempotency_keys: i64,
+    pub transactions: i64,
+    pub bill_payments: i64,
+    pub settlement_lines: i64,
+    pub events: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or was busy (pool timed out or
+    /// closed, I/O failure, locked): a retry with the same key may succeed.
+    #[error("database error: {0}")]
+    Unavailable(#[source] BoxError),
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Database(#[source] BoxError),
+    /// The schema could not be brought up to date.
+    #[error("migration failed: {0}")]
+    Migration(#[source] BoxError),
+    #[error("stored data is not as expected: {0}")]
+    Corrupt(String),
+    #[error("write refused, invariant broken: {0}")]
+    Invariant(String),
+    #[error("database url {0:?} is neither sqlite: nor postgres:")]
+    UnknownUrl(String),
+    #[error("the store's writer has stopped")]
+    WriterGone,
+    /// A payment's slip is held by another live payment; nothing was written.
+    #[error("slip {bill_reference} (period {period:?}) of biller {biller_id} is already paid")]
+    SlipAlreadyPaid {
+        biller_id: String,
+        bill_reference: String,
+        period: String,
+    },
+}
+
+/// The error a database driver reports, without naming the driver's type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The transaction store. Implementations must make each [`WriteRequest`]
+/// atomic and must serialize writes under one key so that concurrent
+/// duplicates produce one write and `KeyTaken` for the rest.
+#[async_trait::async_trait]
+pub trait Database:
+    Reads
+    + WalletReads
+    + ReloadStore
+    + BillReads
+    + clearing::ClearingStore
+    + ReconStore
+    + audit::AuditStore
+    + stan::StanStore
+    + fmt::Debug
+{
+    /// Applies pending schema migrations; safe to run concurrently.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Commits a state change with its key, lines and event, or reports why not.
+    async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, StoreError>;
+
+    /// Commits a card-payment state change with its key, lines, event and
+    /// queue entries, or reports why not.
+    async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError>;
+
+    /// Commits a wallet state change with its key, lines, event and queue
+    /// entries, or reports why not.
+    async fn write_wallet(&self, write: WalletWrite) -> Result<WriteOutcome, StoreError>;
+
+    /// Commits an online bill payment's state change with its key, lines,
+    /// event and queue entries, or reports why not.
+    async fn write_bill(&self, write: BillWrite) -> Result<WriteOutcome, StoreError>;
+}
+
+/// Every read of the store: the same SQL on both backends, implemented once
+/// by `write::define_reads!`.
+#[async_trait::async_trait]
+pub trait Reads: Send + Sync {
+    /// The answer stored under a key, if the key was used.
+    async fn answer(&self, key: &IdempotencyKey) -> Result<Option<StoredAnswer>, StoreError>;
+
+    /// A transaction of a store by id.
+    async fn transaction(
+        &self,
+        store_id: &str,
+        id: &str,
+    ) -> Result<Option<TransactionRecord>, StoreError>;
+
+    /// The settlement lines of a transaction, in order.
+    async fn settlement_lines(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<SettlementLine>, StoreError>;
+
+    /// The events of a transaction, in order.
+    async fn events(&self, transaction_id: &str) -> Result<Vec<Event>, StoreError>;
+
+    /// Deletes idempotency keys that expired before `now`; returns how many.
+    async fn purge_expired_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Counts rows of every table.
+    async fn row_counts(&self) -> Result<RowCounts, StoreError>;
+
+    /// A card transaction by id (any store: callers check the store).
+    async fn card_transaction(&self, id: &str) -> Result<Option<CardRecord>, StoreError>;
+
+    /// The card transaction a request (Authorize or Refund) created.
+    async fn card_by_request(&self, key: &IdempotencyKey)
+    -> Result<Option<CardRecord>, StoreError>;
+
+    /// The refunds of a card transaction, oldest first.
+    async fn refund_ids(&self, original_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Card transactions still `in_progress` and untouched since `before`:
+    /// their request was cut off (crash, lost task) and their outcome is unknown.
+    async fn stale_in_progress(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<CardRecord>, StoreError>;
+
+    /// Authorizations still `authorized` whose hold expired before `now`.
+    async fn expired_authorizations(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<CardRecord>, StoreError>;
+
+    /// Unacknowledged queue entries due by `now`, oldest first.
+    async fn saf_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<SafItem>, StoreError>;
+
+    /// Records a failed delivery attempt and when to try again.
+    async fn saf_retry(
+        &self,
+        id: i64,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// How many queue entries wait for the bank's acknowledgement.
+    async fn saf_open(&self) -> Result<i64, StoreError>;
+}
+
+/// Maps a `kind` column back to the enum.
+pub fn parse_kind(text: &str) -> Result<TransactionKind, StoreError> {
+    match text {
+        "bill_payment" => Ok(TransactionKind::BillPayment),
+        "card_payment" => Ok(TransactionKind::CardPayment),
+        "wallet_payment" => Ok(TransactionKind::WalletPayment),
+        other => Err(StoreError::Corrupt(format!(
+            "unknown transaction kind {other:?}"
+        ))),
+    }
+}
