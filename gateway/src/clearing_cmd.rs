@@ -119,7 +119,10 @@ pub async fn run(command: ClearingCommand) -> anyhow::Result<()> {
 
 async fn open_store(
     config_path: &Path,
-) -> anyhow::Result<(Config, std::sync::Arc<dyn store::Database>)> {
+) -> anyhow::Result<(
+    Config,
+    std::sync::Arc<dyn posgate_core::ports::db::Database>,
+)> {
     let config = Config::load(config_path)
         .with_context(|| format!("loading config {}", config_path.display()))?;
     let store = store::open(&config.database.url, 2).await?;

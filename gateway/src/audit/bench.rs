@@ -15,10 +15,10 @@ use sqlx::Connection as _;
 
 use super::{Audit, AuditConfig, verify};
 use crate::clearing::bench::{Dialect, seed};
-use crate::store::audit::{
-    EntryContent, EntryType, GENESIS_HASH, KindMatch, SearchFilter, canonical_time,
-    checkpoint_statement, entry_hash,
+use posgate_core::audit::chain::{
+    EntryContent, EntryType, GENESIS_HASH, canonical_time, checkpoint_statement, entry_hash,
 };
+use posgate_core::ports::db::audit::{KindMatch, SearchFilter};
 
 /// Chain rows per multi-row INSERT: 11 values each stays under SQLite's
 /// 32,766 bind parameters and PostgreSQL's 65,535.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use posgate_core::audit::AuditConfig;
 use posgate_hsm::Hsm;
 
-use crate::store::Database;
+use posgate_core::ports::db::Database;
 
 /// What the audit service and the sealer share.
 #[derive(Debug, Clone)]

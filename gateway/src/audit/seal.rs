@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use posgate_hsm::KeyRef;
 
 use super::Audit;
-use crate::store::audit::{Checkpoint, checkpoint_statement};
+use posgate_core::audit::chain::{Checkpoint, checkpoint_statement};
 
 /// How often the sealer looks at the chain head: the entry-count trigger
 /// fires within this long of being reached.
@@ -19,7 +19,7 @@ const SEALER_POLL: Duration = Duration::from_millis(500);
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] posgate_core::ports::db::StoreError),
     #[error("signing the checkpoint failed: {0}")]
     Hsm(#[from] posgate_hsm::HsmError),
 }
@@ -110,7 +110,10 @@ pub async fn run(
 
 /// Whether enough entries arrived, or enough time passed with any, since
 /// the latest checkpoint.
-async fn due(audit: &Audit, sealed_at: Instant) -> Result<bool, crate::store::StoreError> {
+async fn due(
+    audit: &Audit,
+    sealed_at: Instant,
+) -> Result<bool, posgate_core::ports::db::StoreError> {
     let (head, _) = audit.store.chain_head().await?;
     let sealed = audit
         .store

@@ -31,8 +31,10 @@ use std::collections::HashMap;
 use posgate_hsm::{KeyRef, PublicKey};
 
 use super::Audit;
-use crate::store::StoreError;
-use crate::store::audit::{ChainEntry, Checkpoint, GENESIS_HASH, checkpoint_statement, entry_hash};
+use posgate_core::audit::chain::{
+    ChainEntry, Checkpoint, GENESIS_HASH, checkpoint_statement, entry_hash,
+};
+use posgate_core::ports::db::StoreError;
 
 /// Entries read per round trip: bounds memory (about 5 MB per batch) while
 /// keeping round trips few.

@@ -7,7 +7,8 @@ use posgate_proto::v1 as pb;
 
 use crate::payments::card::brand_from_name;
 use crate::payments::view::timestamp;
-use crate::store::audit::{ChainEntry, KindMatch, TransactionRow};
+use posgate_core::audit::chain::ChainEntry;
+use posgate_core::ports::db::audit::{KindMatch, TransactionRow};
 
 /// The proto type of a stored transaction.
 pub fn transaction_type(kind: &str, card_type: Option<&str>) -> pb::TransactionType {

@@ -19,15 +19,15 @@ pub mod saf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::store::{
-    BillDetail, Event, SettlementLine, StatusChange, TransactionKind, TransactionRecord,
-    TransactionStatus,
-};
 use posgate_core::bill::BillerRegistry;
 use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip};
 use posgate_core::config::{BillerConfig, StoreConfig};
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::{FieldViolation, RequestContext};
+use posgate_core::ports::db::{
+    BillDetail, Event, SettlementLine, StatusChange, TransactionKind, TransactionRecord,
+    TransactionStatus,
+};
 
 /// The party every store-side line names, and the chain's own party.
 pub const CHAIN_PARTY: &str = "chain";

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::grpc::Gateway;
 use crate::grpc::bill_online::{NoticeEnd, notify, settle};
 use crate::payments::{retry_at, run_passes};
-use crate::store::{BillSafItem, StoreError};
+use posgate_core::ports::db::{BillSafItem, StoreError};
 
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;

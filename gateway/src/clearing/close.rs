@@ -17,13 +17,13 @@ use sha2::{Digest as _, Sha256};
 
 use super::layout::{self, CSV_HEADER, CurrencyTotals, FieldError, FileMeta, Layout};
 use super::sign;
-use crate::store::clearing::{DayLine, FileRecord, PartyTotal};
-use crate::store::{Database, StoreError};
 use posgate_core::clearing::model::{
     CHAIN_PARTY, ClearingItem, DayRun, NetPosition, PartnerConfig, is_partner,
 };
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::money::Currency;
+use posgate_core::ports::db::clearing::{DayLine, FileRecord, PartyTotal};
+use posgate_core::ports::db::{Database, StoreError};
 
 /// Every day's files are sequence 01: a closed day is never re-issued with
 /// other content, and late lines go into the next day's files.

@@ -20,7 +20,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use posgate_hsm::{Hsm, HsmError, KeyRef};
 use sha2::{Digest as _, Sha256};
 
-use crate::store::clearing::FileRecord;
+use posgate_core::ports::db::clearing::FileRecord;
 
 /// What the signature of a file covers.
 pub fn statement(name: &str, size_bytes: i64, sha256_hex: &str) -> Vec<u8> {

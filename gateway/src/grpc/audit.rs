@@ -23,9 +23,10 @@ use crate::audit::seal::key_id;
 use crate::audit::token::{self, Cursor, TokenError};
 use crate::audit::verify::{self, Problem};
 use crate::audit::{Audit, export, view};
-use crate::store::audit::{Checkpoint, EntryContent, EntryType, SearchFilter, canonical_time};
+use posgate_core::audit::chain::{Checkpoint, EntryContent, EntryType, canonical_time};
 use posgate_core::config::is_valid_id;
 use posgate_core::model::money::{Currency, MAX_AMOUNT_MINOR};
+use posgate_core::ports::db::audit::SearchFilter;
 
 /// Rows per page when the request says 0.
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
@@ -742,7 +743,7 @@ impl AuditService for AuditApi {
             violations.transaction_id("transaction_id", &body.transaction_id);
         })?;
         let audit = self.audit()?;
-        let store_error = |error: crate::store::StoreError| from_store_error(&error);
+        let store_error = |error: posgate_core::ports::db::StoreError| from_store_error(&error);
         let (head, _) = audit.store.chain_head().await.map_err(store_error)?;
         let row = audit
             .store
@@ -787,7 +788,7 @@ impl AuditService for AuditApi {
             }
         })?;
         let audit = self.audit()?;
-        let store_error = |error: crate::store::StoreError| from_store_error(&error);
+        let store_error = |error: posgate_core::ports::db::StoreError| from_store_error(&error);
         let (head, _) = audit.store.chain_head().await.map_err(store_error)?;
         let to = if body.to_sequence == 0 {
             audit
@@ -883,7 +884,7 @@ impl AuditService for AuditApi {
         })?;
         let format = pb::ExportFormat::try_from(body.format).unwrap_or_default();
         let audit = self.audit()?.clone();
-        let store_error = |error: crate::store::StoreError| from_store_error(&error);
+        let store_error = |error: posgate_core::ports::db::StoreError| from_store_error(&error);
         let checkpoint = if body.checkpoint_sequence == 0 {
             let (head, _) = audit.store.chain_head().await.map_err(store_error)?;
             audit

@@ -29,12 +29,12 @@ use super::status::{
 };
 use crate::bill::online::OnlineBiller;
 use crate::bill::{ReadBill, payment_lines};
-use crate::store::{
+use posgate_core::model::idempotency::differing_fields;
+use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
+use posgate_core::ports::db::{
     BillWrite, Change, Event, KeyOp, NewSafItem, SafKind, StatusChange, TransactionRecord,
     TransactionStatus, WriteOutcome,
 };
-use posgate_core::model::idempotency::differing_fields;
-use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
 
 /// What an online bill payment's POS hears while the notice is unresolved.
 pub fn notice_outcome_unknown(transaction_id: &str) -> Status {

@@ -17,12 +17,12 @@ use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
 use crate::access::{Identity, identity_of};
 use crate::bill::{self, BillError, ReadBill, SlipInput};
-use crate::store::{Change, TransactionRecord, TransactionStatus};
 use posgate_core::config::StoreConfig;
 use posgate_core::model::IdempotencyKey;
 use posgate_core::model::RequestContext;
 use posgate_core::model::business_day::{BusinessCalendar, format_date};
 use posgate_core::model::idempotency::FingerprintBuilder;
+use posgate_core::ports::db::{Change, TransactionRecord, TransactionStatus};
 
 /// The service, over the shared gateway state.
 #[derive(Debug, Clone)]

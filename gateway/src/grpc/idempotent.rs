@@ -9,9 +9,11 @@ use tonic::{Response, Status};
 
 use super::Gateway;
 use super::status::{from_store_error, key_reused};
-use crate::store::{Change, Event, SettlementLine, TransactionStatus, WriteOutcome, WriteRequest};
 use posgate_core::model::idempotency::differing_fields;
 use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
+use posgate_core::ports::db::{
+    Change, Event, SettlementLine, TransactionStatus, WriteOutcome, WriteRequest,
+};
 
 /// Response header set on a replayed answer.
 pub const REPLAY_HEADER: &str = "posgate-idempotent-replay";

@@ -39,13 +39,13 @@ use tonic::Status;
 
 use crate::access::Identity;
 use crate::payments::Payments;
-use crate::store::Database;
 use admission::Admission;
 use posgate_core::bill::BillerRegistry;
 use posgate_core::config::{Config, StoreConfig};
 use posgate_core::model::IdempotencyKey;
 use posgate_core::model::RequestContext;
 use posgate_core::model::clock::Clock;
+use posgate_core::ports::db::Database;
 use status::{invalid_argument, refused};
 use validate::Violations;
 

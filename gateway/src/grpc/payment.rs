@@ -30,16 +30,16 @@ use crate::access::{Identity, identity_of};
 use crate::payments::card::{PresentedCard, brand_name, brand_of, read_card};
 use crate::payments::saf::reversal_of;
 use crate::payments::{Payments, Route, bank_terminal_id, card_lines, rrn_for, view};
-use crate::store::{
-    CardChange, CardRecord, CardType, CardUpdate, CardWrite, Event, KeyOp, NewSafItem,
-    RefundAdjust, SafKind, SettlementLine, TransactionStatus, WriteOutcome,
-};
 use posgate_core::cards::config::BankLinkConfig;
 use posgate_core::model::RequestContext;
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::idempotency::{FingerprintBuilder, differing_fields};
 use posgate_core::model::money::Currency;
 use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
+use posgate_core::ports::db::{
+    CardChange, CardRecord, CardType, CardUpdate, CardWrite, Event, KeyOp, NewSafItem,
+    RefundAdjust, SafKind, SettlementLine, TransactionStatus, WriteOutcome,
+};
 
 /// Longest `pos_reference`.
 const MAX_POS_REFERENCE_LEN: usize = 40;
@@ -70,7 +70,7 @@ impl PaymentApi {
     }
 }
 
-fn store_failure(error: &crate::store::StoreError) -> Status {
+fn store_failure(error: &posgate_core::ports::db::StoreError) -> Status {
     from_store_error(error)
 }
 
@@ -1474,7 +1474,7 @@ pub(crate) fn draft(draft: &Draft<'_>) -> CardRecord {
         business_date: draft.business_date,
         created_at: draft.now,
         updated_at: draft.now,
-        route: crate::store::CardRouteKind::Acquirer,
+        route: posgate_core::ports::db::CardRouteKind::Acquirer,
         masked_pan: String::new(),
         pan_fingerprint: String::new(),
         card_brand: String::new(),

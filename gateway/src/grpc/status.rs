@@ -8,8 +8,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::admission::Refusal;
 use crate::bill::BillError;
-use crate::store::StoreError;
 use posgate_core::model::FieldViolation;
+use posgate_core::ports::db::StoreError;
 
 /// The google.rpc.ErrorInfo domain of posgate's errors.
 pub const ERROR_DOMAIN: &str = "posgate.v1";

@@ -29,15 +29,15 @@ use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
 use crate::access::identity_of;
 use crate::payments::card::read_card;
-use crate::store::{
-    Event, KeyOp, NewSafItem, RefundAdjust, SafKind, TransactionStatus, WalletChange,
-    WalletOutcome, WalletRecord, WalletType, WalletUpdate, WalletWrite, WriteOutcome,
-};
 use crate::wallet::{Operator, Wallets, view, wallet_lines};
 use posgate_core::model::RequestContext;
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::idempotency::{FingerprintBuilder, differing_fields};
 use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
+use posgate_core::ports::db::{
+    Event, KeyOp, NewSafItem, RefundAdjust, SafKind, TransactionStatus, WalletChange,
+    WalletOutcome, WalletRecord, WalletType, WalletUpdate, WalletWrite, WriteOutcome,
+};
 
 /// Longest `pos_reference`.
 const MAX_POS_REFERENCE_LEN: usize = 40;
@@ -263,7 +263,7 @@ pub(crate) async fn answer_bytes(
     gateway: &Gateway,
     record: &WalletRecord,
     original_refunded_minor: Option<i64>,
-) -> Result<Vec<u8>, crate::store::StoreError> {
+) -> Result<Vec<u8>, posgate_core::ports::db::StoreError> {
     let mut view = view::transaction(record, Vec::new());
     super::wallet_saga::enrich(gateway, record, &mut view).await?;
     Ok(match record.wallet_type {
@@ -623,7 +623,7 @@ async fn auto_reload_need(
     gateway: &Gateway,
     input: &WalletInput,
     amount_minor: i64,
-) -> Result<Option<(crate::store::CardLink, i64)>, Status> {
+) -> Result<Option<(posgate_core::ports::db::CardLink, i64)>, Status> {
     if gateway.payments.is_none() {
         return Ok(None);
     }

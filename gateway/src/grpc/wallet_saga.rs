@@ -18,10 +18,6 @@ use super::wallet::finish;
 use super::{Gateway, key_of};
 use crate::payments::card::{PresentedCard, brand_name};
 use crate::payments::{Payments, view as card_view};
-use crate::store::{
-    AnsweredKey, CardLink, CardRouteKind, CardType, LinkStatus, LinkWrite, Saga, SagaKind,
-    SagaStep, StoreError, WalletRecord, WalletType,
-};
 use crate::wallet::reload::{
     self, CardOnFile, CardStep, SagaRun, StepResult, advance, compensate, crash_point, fail_parent,
     release_card, reload_top_up, step_result, top_up_step,
@@ -30,6 +26,10 @@ use crate::wallet::{Operator, view};
 use posgate_core::model::RequestContext;
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::{IdempotencyKey, RequestFingerprint};
+use posgate_core::ports::db::{
+    AnsweredKey, CardLink, CardRouteKind, CardType, LinkStatus, LinkWrite, Saga, SagaKind,
+    SagaStep, StoreError, WalletRecord, WalletType,
+};
 
 /// The HSM of the wallet operators (card-on-file tokens).
 fn wallet_hsm(gateway: &Gateway) -> Result<std::sync::Arc<dyn posgate_hsm::Hsm>, Status> {
@@ -657,7 +657,7 @@ async fn verify_card(
     input: &LinkInput<'_>,
     checked: super::payment::CheckedCard,
     now: DateTime<Utc>,
-) -> Result<(crate::store::CardRecord, bool), Status> {
+) -> Result<(posgate_core::ports::db::CardRecord, bool), Status> {
     let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
     let (link, link_config) = up_link(payments, &checked.route.link)?;
     let stan = payments
@@ -718,7 +718,7 @@ fn verification_record(
     currency: &str,
     business_date: chrono::NaiveDate,
     now: DateTime<Utc>,
-) -> crate::store::CardRecord {
+) -> posgate_core::ports::db::CardRecord {
     let mut record = draft(&Draft {
         context,
         id,
@@ -730,6 +730,6 @@ fn verification_record(
         business_date,
         now,
     });
-    record.status = crate::store::TransactionStatus::InProgress;
+    record.status = posgate_core::ports::db::TransactionStatus::InProgress;
     record
 }

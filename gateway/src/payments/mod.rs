@@ -24,11 +24,11 @@ use posgate_hsm::{Hsm, HsmError, KeyRef, Pan, PinBlockFormat, PinTranslation};
 use posgate_partners::bank::link::BankLink;
 use sha2::{Digest, Sha256};
 
-use crate::store::stan::StanStore;
-use crate::store::{CardRecord, CardRouteKind, SettlementLine, StoreError};
 use card::PinInput;
 use posgate_core::cards::config::CardConfig;
 use posgate_core::cards::stan_space;
+use posgate_core::ports::db::stan::StanStore;
+use posgate_core::ports::db::{CardRecord, CardRouteKind, SettlementLine, StoreError};
 
 /// Where a card goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,7 +265,7 @@ pub async fn run_passes<F, Fut>(
     mut pass: F,
 ) where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), crate::store::StoreError>>,
+    Fut: std::future::Future<Output = Result<(), posgate_core::ports::db::StoreError>>,
 {
     loop {
         if let Err(error) = pass().await {

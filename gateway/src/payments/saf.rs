@@ -19,11 +19,11 @@ use tokio::sync::watch;
 use super::view;
 use super::{Payments, retry_at};
 use crate::grpc::Gateway;
-use crate::store::{
+use posgate_core::model::IdempotencyKey;
+use posgate_core::ports::db::{
     CardChange, CardRecord, CardType, CardUpdate, CardWrite, Event, KeyOp, NewSafItem,
     RefundAdjust, SafItem, SafKind, StoreError, TransactionStatus,
 };
-use posgate_core::model::IdempotencyKey;
 
 /// Field 39 codes that say "not now" rather than "no": the entry is retried.
 const TRANSIENT_CODES: [&str; 2] = ["91", "96"];

@@ -5,9 +5,9 @@ use posgate_partners::bank::protocol::ResponseCode;
 use posgate_proto::v1 as pb;
 
 use super::card::{EntryMode, brand_from_name};
-use crate::store::{CardRecord, CardRouteKind, CardType, TransactionStatus};
 use posgate_core::cards::config::CardConfig;
 use posgate_core::model::business_day::format_date;
+use posgate_core::ports::db::{CardRecord, CardRouteKind, CardType, TransactionStatus};
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {

@@ -1,7 +1,5 @@
 //! The SQL side of [`posgate_core::ports::db::bill_online`].
 
-pub use posgate_core::ports::db::bill_online::*;
-
 pub(super) mod sql {
     macro_rules! bill_columns {
         () => {

@@ -1,6 +1,6 @@
 //! The SQL side of [`posgate_core::ports::db::card`].
 
-pub use posgate_core::ports::db::card::*;
+pub(crate) use posgate_core::ports::db::card::*;
 
 /// SQL of card writes and reads, shared by both backends.
 pub(super) mod sql {

@@ -1,6 +1,6 @@
 //! The SQL side of [`posgate_core::ports::db::clearing`].
 
-pub use posgate_core::ports::db::clearing::*;
+pub(crate) use posgate_core::ports::db::clearing::*;
 
 /// SQL shared by both backends.
 pub(crate) mod sql {

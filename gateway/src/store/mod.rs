@@ -18,7 +18,7 @@ mod write;
 use std::sync::Arc;
 
 pub use migrate::MigrationError;
-pub use posgate_core::ports::db::*;
+pub(crate) use posgate_core::ports::db::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -1,6 +1,6 @@
 //! The SQL side of [`posgate_core::ports::db::recon`].
 
-pub use posgate_core::ports::db::recon::*;
+pub(crate) use posgate_core::ports::db::recon::*;
 
 use posgate_core::clearing::recon::ack::AckStatus;
 use posgate_core::clearing::recon::matching::ExceptionKind;

@@ -1,7 +1,5 @@
 //! The SQL side of [`posgate_core::ports::db::reload`].
 
-pub use posgate_core::ports::db::reload::*;
-
 pub(super) mod sql {
     pub const LINK_COLUMNS: &str = "link_id, status, wallet_operator_id, wallet_ref, account_id, \
          display_id, masked_pan, pan_fingerprint, card_brand, card_link, token, token_key, \

@@ -1,6 +1,6 @@
 //! The SQL side of [`posgate_core::ports::db::stan`].
 
-pub use posgate_core::ports::db::stan::*;
+pub(crate) use posgate_core::ports::db::stan::*;
 
 pub(super) mod sql {
     /// Moves the counter by `$3` and returns where it ends: the block is the

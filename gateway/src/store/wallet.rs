@@ -1,6 +1,6 @@
 //! The SQL side of [`posgate_core::ports::db::wallet`].
 
-pub use posgate_core::ports::db::wallet::*;
+pub(crate) use posgate_core::ports::db::wallet::*;
 
 pub(super) mod sql {
     macro_rules! wallet_columns {

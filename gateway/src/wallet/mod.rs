@@ -24,7 +24,7 @@ use posgate_hsm::Hsm;
 use posgate_partners::http::{ClientSettings, PartnerClient, Signer, TlsFiles, Verifier};
 use posgate_partners::wallet::client::WalletOperatorClient;
 
-use crate::store::{SettlementLine, WalletRecord, WalletType};
+use posgate_core::ports::db::{SettlementLine, WalletRecord, WalletType};
 use posgate_core::wallet::config::WalletOperatorConfig;
 
 /// One operator: its settings and its client (pool, breaker).

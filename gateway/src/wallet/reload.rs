@@ -34,14 +34,14 @@ use crate::grpc::payment::{BankOutcome, Draft, Outgoing, draft, send_financial, 
 use crate::grpc::wallet::{answer_bytes, event, reversal_of};
 use crate::payments::card::{EntryMode, PresentedCard};
 use crate::payments::{Payments, card_lines};
-use crate::store::{
+use posgate_core::model::IdempotencyKey;
+use posgate_core::model::RequestContext;
+use posgate_core::model::business_day::BusinessCalendar;
+use posgate_core::ports::db::{
     CardChange, CardLink, CardRecord, CardType, CardUpdate, CardWrite, KeyOp, Saga, SagaKind,
     SagaStep, StoreError, TransactionStatus, WalletChange, WalletOutcome, WalletRecord, WalletType,
     WalletUpdate, WalletWrite, WriteOutcome,
 };
-use posgate_core::model::IdempotencyKey;
-use posgate_core::model::RequestContext;
-use posgate_core::model::business_day::BusinessCalendar;
 
 /// Most sagas recovered per pass.
 const BATCH: i64 = 32;

@@ -16,11 +16,11 @@ use super::{Operator, Wallets, wallet_lines};
 use crate::grpc::Gateway;
 use crate::grpc::wallet::{answer_bytes, reversal_of};
 use crate::payments::{retry_at, run_passes};
-use crate::store::{
+use posgate_core::model::IdempotencyKey;
+use posgate_core::ports::db::{
     Event, KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange, WalletSafItem,
     WalletType, WalletUpdate, WalletWrite,
 };
-use posgate_core::model::IdempotencyKey;
 use posgate_partners::wallet::api::ReversalStatus;
 
 /// Most queue entries taken per poll.
@@ -165,7 +165,7 @@ async fn deliver(
 /// once the payment of its saga is no longer being reversed (or cut off).
 async fn awaits_parent(
     gateway: &Gateway,
-    record: &crate::store::WalletRecord,
+    record: &posgate_core::ports::db::WalletRecord,
 ) -> Result<Option<String>, StoreError> {
     if record.funding != "auto_reload" || record.status != TransactionStatus::PendingReversal {
         return Ok(None);

@@ -5,7 +5,7 @@ use posgate_partners::wallet::api::DeclineCode;
 use posgate_proto::v1 as pb;
 
 use crate::payments::view::timestamp;
-use crate::store::{TransactionStatus, WalletRecord, WalletType};
+use posgate_core::ports::db::{TransactionStatus, WalletRecord, WalletType};
 
 /// posgate's decline reason (stored by name) and the cashier's text.
 pub fn decline_of(code: Option<DeclineCode>) -> (&'static str, &'static str) {

@@ -703,7 +703,7 @@ async fn faults_at_every_step_are_compensated() {
                 .unwrap();
             assert_eq!(
                 saga.step,
-                posgate_gateway::store::SagaStep::Compensated,
+                posgate_core::ports::db::SagaStep::Compensated,
                 "{name}"
             );
         }
@@ -1039,7 +1039,7 @@ async fn two_tills_on_one_wallet_never_take_it_negative() {
             .unwrap();
         assert_eq!(
             top_up.status,
-            posgate_gateway::store::TransactionStatus::Completed,
+            posgate_core::ports::db::TransactionStatus::Completed,
             "{backend:?}: the spent reload stands"
         );
         let sale_id = reload.card_transaction.unwrap().transaction_id;
@@ -1052,7 +1052,7 @@ async fn two_tills_on_one_wallet_never_take_it_negative() {
             .unwrap();
         assert_eq!(
             sale.status,
-            posgate_gateway::store::TransactionStatus::Captured,
+            posgate_core::ports::db::TransactionStatus::Captured,
             "{backend:?}: the card paid for the reload the wallet keeps"
         );
         let mut ids = saga_ids(&declined);

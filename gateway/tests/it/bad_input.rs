@@ -2,7 +2,7 @@
 //! google.rpc.BadRequest, and writes nothing, on both backends.
 
 use posgate_core::bill::barcode::tw_check_pair;
-use posgate_gateway::store::RowCounts;
+use posgate_core::ports::db::RowCounts;
 use posgate_proto::v1 as pb;
 use tonic::Code;
 

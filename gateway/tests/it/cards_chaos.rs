@@ -191,15 +191,17 @@ async fn gateway_books(world: &CardWorld, ids: &[String]) -> BTreeMap<String, (i
             .unwrap();
         let entry = books.entry(record.link_id.clone()).or_default();
         match record.status {
-            posgate_gateway::store::TransactionStatus::Captured => {
-                let sign = if record.card_type == posgate_gateway::store::CardType::Refund {
+            posgate_core::ports::db::TransactionStatus::Captured => {
+                let sign = if record.card_type == posgate_core::ports::db::CardType::Refund {
                     -1
                 } else {
                     1
                 };
                 entry.0 += sign * record.captured_minor;
             }
-            posgate_gateway::store::TransactionStatus::Authorized => entry.1 += record.amount_minor,
+            posgate_core::ports::db::TransactionStatus::Authorized => {
+                entry.1 += record.amount_minor
+            }
             _ => {}
         }
     }

@@ -10,13 +10,13 @@ use posgate_core::clearing::model::{PartnerConfig, RawPartner};
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::idempotency::FingerprintBuilder;
 use posgate_core::model::{IdempotencyKey, StoredAnswer};
-use posgate_gateway::clearing::close::{ClearingContext, ClearingError, files_created_at, run_day};
-use posgate_gateway::clearing::sign::Verifier;
-use posgate_gateway::clearing::{bench, schedule, verify};
-use posgate_gateway::store::{
+use posgate_core::ports::db::{
     Change, Database, Event, SettlementLine, StatusChange, TransactionStatus, WriteOutcome,
     WriteRequest,
 };
+use posgate_gateway::clearing::close::{ClearingContext, ClearingError, files_created_at, run_day};
+use posgate_gateway::clearing::sign::Verifier;
+use posgate_gateway::clearing::{bench, schedule, verify};
 use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, SoftwareHsm};
 use posgate_sims::test_keys::CLEARING_SIGN_SEED;
 

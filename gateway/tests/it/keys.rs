@@ -3,8 +3,8 @@
 //! checkpoints and clearing signatures; `keys init-test` creates missing directories.
 
 use pb::audit_service_client::AuditServiceClient;
+use posgate_core::audit::chain::checkpoint_statement;
 use posgate_gateway::audit::seal::seal_once;
-use posgate_gateway::store::audit::checkpoint_statement;
 use posgate_hsm::KeyRef;
 use posgate_proto::v1 as pb;
 use posgate_sims::test_keys::{AUDIT_SIGN_SEED, CLEARING_SIGN_SEED};

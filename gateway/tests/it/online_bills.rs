@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pb::bill_payment_service_client::BillPaymentServiceClient;
-use posgate_gateway::store::{Database, TransactionStatus};
+use posgate_core::ports::db::{Database, TransactionStatus};
 use posgate_partners::bill::api::BillStatus;
 use posgate_partners::http::TlsFiles;
 use posgate_partners::wallet::api::{TransactionKind, TransactionState};

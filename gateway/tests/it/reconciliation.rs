@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use posgate_core::clearing::model::ClearingItem;
+use posgate_core::ports::db::Database;
 use posgate_gateway::clearing::recon::matching::ExceptionKind;
 use posgate_gateway::clearing::recon::{IngestError, ingest};
-use posgate_gateway::store::Database;
 use posgate_sims::bank::ack::{self as sim_ack, AckFaults, AckItem};
 
 use crate::support::{TestDb, backends, date, utc};

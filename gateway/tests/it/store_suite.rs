@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use posgate_core::model::idempotency::FingerprintBuilder;
 use posgate_core::model::{IdempotencyKey, StoredAnswer};
-use posgate_gateway::store::{
+use posgate_core::ports::db::{
     BillDetail, Change, Database, Event, SettlementLine, StatusChange, StoreError, TransactionKind,
     TransactionRecord, TransactionStatus, WriteOutcome, WriteRequest,
 };
@@ -243,7 +243,7 @@ async fn unbalanced_lines_are_refused() {
         ));
         assert_eq!(
             store.row_counts().await.unwrap(),
-            posgate_gateway::store::RowCounts::default()
+            posgate_core::ports::db::RowCounts::default()
         );
     })
     .await;

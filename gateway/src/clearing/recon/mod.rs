@@ -15,8 +15,8 @@ use sha2::{Digest as _, Sha256};
 
 use self::ack::{AckError, AckFile};
 use self::matching::ReconReport;
-use crate::store::{AckOutcome, Database, NewAck, StoreError};
 use posgate_core::clearing::model::ClearingItem;
+use posgate_core::ports::db::{AckOutcome, Database, NewAck, StoreError};
 
 /// Why an acknowledgement was not applied.
 #[derive(Debug, thiserror::Error)]
