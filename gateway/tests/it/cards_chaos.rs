@@ -200,7 +200,7 @@ async fn gateway_books(world: &CardWorld, ids: &[String]) -> BTreeMap<String, (i
                 entry.0 += sign * record.captured_minor;
             }
             posgate_core::ports::db::TransactionStatus::Authorized => {
-                entry.1 += record.amount_minor
+                entry.1 += record.amount_minor;
             }
             _ => {}
         }
