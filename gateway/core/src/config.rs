@@ -15,15 +15,16 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use crate::bill::barcode::BarcodeProfile;
+use crate::bill::config::BillerConfig;
 use crate::cards;
 use crate::cards::config::{
     CardConfig, HsmConfig, RawBinRoute, RawCard, RawCardSections, RawLink, RawPinKey,
 };
 use crate::clearing::model::{PartnerConfig, RawPartner};
+use crate::model::ids::is_valid_id;
 use crate::model::money::{Currency, FeeContract, FeeRule, MAX_AMOUNT_MINOR};
 
-/// Longest store, terminal, operator or biller id we accept; matches the proto docs.
-pub const MAX_ID_LEN: usize = 32;
+pub use crate::model::config_error::ConfigError;
 
 /// The whole configuration, as loaded and checked.
 #[derive(Debug, Clone)]
@@ -129,42 +130,6 @@ pub struct StoreConfig {
     pub time_zone: Tz,
     /// Local time at which the business day ends; sales from then on belong to the next day.
     pub cutoff: NaiveTime,
-}
-
-#[derive(Debug, Clone)]
-pub struct BillerConfig {
-    pub id: String,
-    pub name: String,
-    pub profile: BarcodeProfile,
-    /// The codes printed on this biller's slips (TW collection-item codes, JP company codes).
-    pub agency_codes: Vec<String>,
-    pub currency: Currency,
-    pub min_amount_minor: u64,
-    pub max_amount_minor: u64,
-    pub accept_after_due: bool,
-    /// The contract lets one slip be paid more than once (instalments, or a
-    /// biller that reconciles duplicates itself). Otherwise a batch-only
-    /// biller's slip is paid at most once while that payment stands.
-    pub allow_repeat_payment: bool,
-    pub fee: FeeContract,
-    /// Set for `mode = "online"`: how to reach the biller in real time.
-    pub online: Option<crate::bill::config::OnlineBillerConfig>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid TOML for posgate: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
-    #[error("config value {key}: {reason}")]
-    Invalid { key: String, reason: String },
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -508,15 +473,6 @@ fn check_limits(raw: &RawLimits) -> Result<LimitsConfig, ConfigError> {
         store_burst: raw.store_burst,
         max_in_flight: raw.max_in_flight,
     })
-}
-
-/// True for the id alphabet the proto documents: 1-32 of `[A-Za-z0-9_-]`.
-pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn check_stores(raw: Vec<RawStore>) -> Result<BTreeMap<String, StoreConfig>, ConfigError> {

@@ -13,7 +13,7 @@ use posgate_hsm::Hsm;
 use posgate_partners::bill::client::BillerClient;
 use posgate_partners::http::{ClientSettings, PartnerClient, Signer, TlsFiles, Verifier};
 
-use posgate_core::config::BillerConfig;
+use posgate_core::bill::config::BillerConfig;
 
 /// One online biller: its settings and its client (pool, breaker).
 #[derive(Debug)]

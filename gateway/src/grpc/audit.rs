@@ -24,7 +24,7 @@ use crate::audit::token::{self, Cursor, TokenError};
 use crate::audit::verify::{self, Problem};
 use crate::audit::{Audit, export, view};
 use posgate_core::audit::chain::{Checkpoint, EntryContent, EntryType, canonical_time};
-use posgate_core::config::is_valid_id;
+use posgate_core::model::ids::is_valid_id;
 use posgate_core::model::money::{Currency, MAX_AMOUNT_MINOR};
 use posgate_core::ports::db::audit::SearchFilter;
 

@@ -7,7 +7,7 @@ use posgate_proto::v1 as pb;
 
 use crate::bill::SlipInput;
 
-use posgate_core::config::is_valid_id;
+use posgate_core::model::ids::is_valid_id;
 use posgate_core::model::money::{Currency, MAX_AMOUNT_MINOR};
 use posgate_core::model::{FieldViolation, RequestContext};
 

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::barcode::BarcodeProfile;
+use crate::model::money::{Currency, FeeContract};
+
 /// How posgate reaches one online biller, checked.
 #[derive(Debug, Clone)]
 pub struct OnlineBillerConfig {
@@ -111,4 +114,26 @@ impl RawOnlineBiller {
             retry_max: Duration::from_millis(self.retry_max_ms),
         })
     }
+}
+
+/// One biller, checked: what its slips look like, what it accepts, its fee
+/// contract and, for online billers, how to reach it.
+#[derive(Debug, Clone)]
+pub struct BillerConfig {
+    pub id: String,
+    pub name: String,
+    pub profile: BarcodeProfile,
+    /// The codes printed on this biller's slips (TW collection-item codes, JP company codes).
+    pub agency_codes: Vec<String>,
+    pub currency: Currency,
+    pub min_amount_minor: u64,
+    pub max_amount_minor: u64,
+    pub accept_after_due: bool,
+    /// The contract lets one slip be paid more than once (instalments, or a
+    /// biller that reconciles duplicates itself). Otherwise a batch-only
+    /// biller's slip is paid at most once while that payment stands.
+    pub allow_repeat_payment: bool,
+    pub fee: FeeContract,
+    /// Set for `mode = "online"`: how to reach the biller in real time.
+    pub online: Option<OnlineBillerConfig>,
 }

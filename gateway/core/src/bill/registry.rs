@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::barcode::BarcodeProfile;
-use crate::config::BillerConfig;
+use super::config::BillerConfig;
 use crate::model::FieldViolation;
 
 /// Where a Taiwanese slip's agency code sits: characters 7-9 of segment 1.

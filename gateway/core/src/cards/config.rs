@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, is_valid_id};
+use crate::model::config_error::ConfigError;
+use crate::model::ids::is_valid_id;
 use crate::model::money::Currency;
 
 /// Where the gateway's keys live.

@@ -130,7 +130,7 @@ impl PartnerConfig {
     /// Checks a configured partner; the error names the field and why.
     pub fn check(raw: RawPartner) -> Result<Self, (String, String)> {
         let party_ok = raw.id.split_once(':').is_some_and(|(kind, id)| {
-            matches!(kind, "biller" | "bank" | "wallet") && crate::config::is_valid_id(id)
+            matches!(kind, "biller" | "bank" | "wallet") && crate::model::ids::is_valid_id(id)
         });
         if !party_ok {
             return Err((

@@ -2,8 +2,10 @@
 
 pub mod business_day;
 pub mod clock;
+pub mod config_error;
 pub mod event;
 pub mod idempotency;
+pub mod ids;
 pub mod money;
 pub mod request;
 

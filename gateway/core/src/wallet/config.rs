@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, is_valid_id};
+use crate::model::config_error::ConfigError;
+use crate::model::ids::is_valid_id;
 use crate::model::money::Currency;
 
 /// One wallet operator, checked.

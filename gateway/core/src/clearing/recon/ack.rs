@@ -183,7 +183,7 @@ impl Parser {
         }
         let partner = fields[3];
         let partner_ok = partner.split_once(':').is_some_and(|(kind, id)| {
-            matches!(kind, "biller" | "bank" | "wallet") && crate::config::is_valid_id(id)
+            matches!(kind, "biller" | "bank" | "wallet") && crate::model::ids::is_valid_id(id)
         });
         if !partner_ok {
             return Err(error(
