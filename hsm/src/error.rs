@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::keys::{KeySpec, KeyType, KeyUsage};
-
 /// What an HSM operation can fail with. Nothing here ever carries key
 /// material, a clear PIN or a full PAN.
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +25,13 @@ pub enum HsmError {
     WrongKeyType {
         label: String,
         expected: &'static str,
-        actual: KeySpec,
+        /// The key's spec (`KeySpec` as displayed).
+        actual: String,
     },
 
     /// A key type paired with a usage it cannot serve.
     #[error("a {key_type} key cannot be used for {usage}")]
-    InvalidKeySpec { key_type: KeyType, usage: KeyUsage },
+    InvalidKeySpec { key_type: String, usage: String },
 
     /// Labels are 1 to 64 characters of `[A-Za-z0-9._-]`.
     #[error("invalid key label {label:?}: {reason}")]
@@ -41,7 +40,7 @@ pub enum HsmError {
     /// Imported clear material has the wrong length for its type.
     #[error("key material for a {key_type} key must be {expected_bytes} bytes, got {actual_bytes}")]
     BadKeyLength {
-        key_type: KeyType,
+        key_type: String,
         expected_bytes: usize,
         actual_bytes: usize,
     },

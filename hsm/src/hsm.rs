@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::error::HsmError;
 use crate::keys::{ClearKey, Kcv, KeyInfo, KeyRef, KeySpec, PublicKey};
 use crate::mac::MacAlgorithm;
-use crate::pan::Pan;
+use crate::pan::{Pan, PanFingerprint};
 use crate::pin_block::PinBlockFormat;
 
 /// A MAC, signature or HMAC tag with the key version that produced it, so a
@@ -180,7 +180,7 @@ pub(crate) fn require(
         Err(HsmError::WrongKeyType {
             label: info.label.clone(),
             expected,
-            actual: info.spec,
+            actual: info.spec.to_string(),
         })
     }
 }
@@ -198,5 +198,23 @@ pub(crate) fn pin_spec(format: PinBlockFormat) -> (KeySpec, &'static str) {
     match format {
         PinBlockFormat::Iso0 => (KeySpec::TDES_PIN, expected::PIN_ISO0),
         PinBlockFormat::Iso4 => (KeySpec::AES_PIN, expected::PIN_ISO4),
+    }
+}
+
+/// A PAN's fingerprint needs the HSM's HMAC; it lives here so that `pan`
+/// (parsing and masking) does not depend on the HSM.
+impl Pan {
+    /// HMAC-SHA256 of the digits under `key`: a stable look-up key that
+    /// reveals nothing without the HSM.
+    pub async fn fingerprint(
+        &self,
+        hsm: &dyn Hsm,
+        key: &KeyRef,
+    ) -> Result<PanFingerprint, HsmError> {
+        let tag = hsm.hmac(key, self.digits().as_bytes()).await?;
+        Ok(PanFingerprint {
+            key_version: tag.key_version,
+            hex: hex::encode(tag.bytes),
+        })
     }
 }

@@ -181,7 +181,10 @@ impl KeySpec {
         if valid {
             Ok(Self { key_type, usage })
         } else {
-            Err(HsmError::InvalidKeySpec { key_type, usage })
+            Err(HsmError::InvalidKeySpec {
+                key_type: key_type.to_string(),
+                usage: usage.to_string(),
+            })
         }
     }
 
@@ -412,7 +415,7 @@ pub(crate) fn check_clear_len(key_type: KeyType, material: &[u8]) -> Result<(), 
     match key_type.clear_len_bytes() {
         Some(expected_bytes) if expected_bytes == material.len() => Ok(()),
         Some(expected_bytes) => Err(HsmError::BadKeyLength {
-            key_type,
+            key_type: key_type.to_string(),
             expected_bytes,
             actual_bytes: material.len(),
         }),

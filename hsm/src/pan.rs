@@ -9,10 +9,6 @@ use std::fmt;
 use chrono::NaiveDate;
 use zeroize::Zeroizing;
 
-use crate::HsmError;
-use crate::hsm::Hsm;
-use crate::keys::KeyRef;
-
 /// Shortest PAN accepted (ISO/IEC 7812 allows 8, card schemes issue 12 and up).
 pub const MIN_PAN_DIGITS: usize = 12;
 /// Longest PAN ISO/IEC 7812 allows.
@@ -97,20 +93,6 @@ impl Pan {
     /// 2) and inside the HSM: never log, store or display them.
     pub fn digits(&self) -> &str {
         &self.0
-    }
-
-    /// HMAC-SHA256 of the digits under `key`: a stable look-up key that
-    /// reveals nothing without the HSM.
-    pub async fn fingerprint(
-        &self,
-        hsm: &dyn Hsm,
-        key: &KeyRef,
-    ) -> Result<PanFingerprint, HsmError> {
-        let tag = hsm.hmac(key, self.0.as_bytes()).await?;
-        Ok(PanFingerprint {
-            key_version: tag.key_version,
-            hex: hex::encode(tag.bytes),
-        })
     }
 }
 

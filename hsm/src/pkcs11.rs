@@ -449,7 +449,7 @@ impl Inner {
             Some(latest) if latest.info.spec != spec => Err(HsmError::WrongKeyType {
                 label: label.to_owned(),
                 expected: "the spec of the key's existing versions",
-                actual: spec,
+                actual: spec.to_string(),
             }),
             Some(latest) => Ok(latest.info.version + 1),
         }
@@ -801,7 +801,7 @@ impl Inner {
             _ => Err(HsmError::WrongKeyType {
                 label: key.info.label.clone(),
                 expected: expected::SIGN,
-                actual: key.info.spec,
+                actual: key.info.spec.to_string(),
             }),
         }
     }
@@ -1265,7 +1265,7 @@ impl Hsm for Pkcs11Hsm {
             return Err(HsmError::WrongKeyType {
                 label: newest.label.clone(),
                 expected: expected::SIGN,
-                actual: newest.spec,
+                actual: newest.spec.to_string(),
             });
         }
         // Verification needs only public keys, so it runs here rather than on the token.
@@ -1291,7 +1291,7 @@ impl Hsm for Pkcs11Hsm {
                 found.public.ok_or_else(|| HsmError::WrongKeyType {
                     label: found.info.label.clone(),
                     expected: expected::SIGN,
-                    actual: found.info.spec,
+                    actual: found.info.spec.to_string(),
                 })
             })
         })

@@ -137,7 +137,7 @@ impl Material {
 
 fn fixed<const N: usize>(bytes: &[u8], key_type: KeyType) -> Result<[u8; N], HsmError> {
     <[u8; N]>::try_from(bytes).map_err(|_| HsmError::BadKeyLength {
-        key_type,
+        key_type: key_type.to_string(),
         expected_bytes: N,
         actual_bytes: bytes.len(),
     })
@@ -281,7 +281,7 @@ impl SoftwareHsm {
                     return Err(HsmError::WrongKeyType {
                         label: label.to_owned(),
                         expected: "the spec of the key's existing versions",
-                        actual: spec,
+                        actual: spec.to_string(),
                     });
                 }
                 latest.info.version + 1
@@ -446,7 +446,7 @@ fn wrong(info: &KeyInfo, expected: &'static str) -> HsmError {
     HsmError::WrongKeyType {
         label: info.label.clone(),
         expected,
-        actual: info.spec,
+        actual: info.spec.to_string(),
     }
 }
 
@@ -472,7 +472,7 @@ pub(crate) fn kek_spec_for(
         KeyType::Ed25519 | KeyType::EcdsaP256 => Err(HsmError::WrongKeyType {
             label: info_label.to_owned(),
             expected: expected::WRAPPABLE,
-            actual: spec,
+            actual: spec.to_string(),
         }),
     }
 }
@@ -613,7 +613,7 @@ impl Hsm for SoftwareHsm {
             return Err(HsmError::WrongKeyType {
                 label: key.label().to_owned(),
                 expected: expected::SIGN,
-                actual: spec,
+                actual: spec.to_string(),
             });
         }
         let matched = self.verify_any(key, spec, expected::SIGN, |candidate| {
