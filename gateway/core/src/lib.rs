@@ -15,6 +15,7 @@
 //! - [`wallet`]: e-wallets: the wallet operators' section.
 //! - [`clearing`]: clearing: partner settings and a day's shared types, settlement instructions (NACHA, fixed-width).
 //! - [`audit`]: the audit chain: the `[audit]` section.
+//! - [`ports`]: the traits the core needs from outside: [`ports::partners`], the wallet operator and biller connectors.
 
 pub mod audit;
 pub mod bill;
@@ -22,4 +23,5 @@ pub mod cards;
 pub mod clearing;
 pub mod config;
 pub mod model;
+pub mod ports;
 pub mod wallet;
