@@ -6,6 +6,7 @@
 //! - [`access`]: caller identities from SPIFFE ids, the role × service table, its enforcement.
 //! - [`audit`]: the audit chain's checkpoints, verification, search and export views.
 //! - [`clearing`]: business-day close, partner clearing files, signatures, fees, net positions.
+//! - [`connectors`]: the partner API clients built from config behind the core's wallet operator and biller ports.
 //! - [`bill`]: bill collection: slip barcodes, the biller registry, the domain rules.
 //! - [`payments`]: card payments: card checks, BIN routing, bank links, reversals.
 //! - [`wallet`]: e-wallet operators: config, views, the reversal worker.
@@ -21,6 +22,7 @@ pub mod access;
 pub mod audit;
 pub mod bill;
 pub mod clearing;
+pub mod connectors;
 pub mod grpc;
 pub mod load;
 pub mod mtls;

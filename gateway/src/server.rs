@@ -394,7 +394,7 @@ async fn report_biller_health(
     loop {
         for biller in gateway.online_billers.all() {
             let open = matches!(
-                biller.client.partner().breaker_state(),
+                biller.client.breaker_state(),
                 posgate_partners::http::BreakerState::Open { .. }
             );
             if open_by_biller.insert(biller.id.clone(), open) != Some(open) {

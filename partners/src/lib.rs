@@ -5,12 +5,13 @@
 //! - [`iso8583`]: the spec-driven ISO 8583 codec and its partner dialects.
 //! - [`http`]: the partner HTTP API: RFC 9421 signatures, Content-Digest,
 //!   replay window, the pooled mTLS client with retries and circuit breakers.
+//!   The client is the `http-client` feature (default on; it brings hyper).
 //! - [`bank`]: the bank protocol and the bank link (TCP, MAC, sign-on,
 //!   keepalive, key change).
-//! - [`wallet`]: e-wallet operators over the partner API: wire models and
-//!   the typed client.
-//! - [`bill`]: online billers over the partner API: wire models and the
-//!   typed client.
+//! - [`wallet`]: e-wallet operators over the partner API: wire models, the
+//!   call error and (`http-client`) the typed client.
+//! - [`bill`]: online billers over the partner API: wire models, the call
+//!   error and (`http-client`) the typed client.
 //!
 //! The bank, wallet and biller simulators are the crate `posgate-sims`
 //! (`partners/sim/`), which uses this crate's public API.

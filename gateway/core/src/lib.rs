@@ -15,7 +15,7 @@
 //! - [`wallet`]: e-wallets: the wallet operators' section.
 //! - [`clearing`]: clearing: partner settings and a day's shared types, settlement instructions (NACHA, fixed-width).
 //! - [`audit`]: the audit chain: the `[audit]` section.
-//! - [`ports`]: the traits the core needs from outside (the database).
+//! - [`ports`]: the traits the core needs from outside: the database ([`ports::db`]), the wallet operator and biller connectors ([`ports::partners`]).
 
 pub mod audit;
 pub mod bill;

@@ -4,23 +4,22 @@
 //! notifies it, CancelBill cancels the notice. Batch-only billers never
 //! reach this module.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use posgate_core::bill::config::OnlineBillerConfig;
+use posgate_core::ports::partners::Biller;
 use posgate_hsm::Hsm;
-use posgate_partners::bill::client::BillerClient;
-use posgate_partners::http::{ClientSettings, PartnerClient, Signer, TlsFiles, Verifier};
 
 use posgate_core::bill::config::BillerConfig;
 
-/// One online biller: its settings and its client (pool, breaker).
+/// One online biller: its settings and its connector (see `crate::connectors`).
 #[derive(Debug)]
 pub struct OnlineBiller {
     pub id: String,
     pub config: OnlineBillerConfig,
-    pub client: BillerClient,
+    pub client: Arc<dyn Biller>,
 }
 
 impl OnlineBiller {
@@ -45,32 +44,12 @@ impl OnlineBillers {
             let Some(config) = &biller.online else {
                 continue;
             };
-            let tls = TlsFiles {
-                ca_cert: config.ca_cert.clone(),
-                cert: config.client_cert.clone(),
-                key: config.client_key.clone(),
-            };
-            let mut settings =
-                ClientSettings::new(format!("biller:{}", biller.id), config.url.clone(), tls);
-            settings.request_timeout = config.request_timeout;
-            settings.max_attempts = config.max_attempts;
-            let signer = Signer::new(
-                Arc::clone(hsm),
-                config.signing_key.clone(),
-                config.key_id.clone(),
-            );
-            let verifier = Verifier::new(HashMap::from([(
-                config.biller_key_id.clone(),
-                config.biller_public_key,
-            )]));
-            let client = PartnerClient::new(settings, signer, Arc::new(verifier))
-                .map_err(|error| format!("online biller {}: {error}", biller.id))?;
             online.insert(
                 biller.id.clone(),
                 Arc::new(OnlineBiller {
                     id: biller.id.clone(),
                     config: config.clone(),
-                    client: BillerClient::new(client),
+                    client: crate::connectors::biller(&biller.id, config, hsm)?,
                 }),
             );
         }
@@ -95,7 +74,7 @@ impl OnlineBillers {
     pub fn longest_call(&self) -> Duration {
         self.billers
             .values()
-            .map(|biller| biller.client.partner().longest_call())
+            .map(|biller| biller.client.longest_call())
             .max()
             .unwrap_or(Duration::from_secs(30))
     }

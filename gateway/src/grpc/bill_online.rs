@@ -11,11 +11,11 @@
 //! it never arrived, and records the final answer, which a retry replays.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use posgate_partners::bill::BillCallError;
 use posgate_partners::bill::api::{
     Bill as RemoteBill, BillCancelRequest, BillInquiryRequest, BillPaymentNotice, BillStatus,
     CancelStatus, NoticeRejectCode, NoticeStatus,
 };
-use posgate_partners::bill::client::BillCallError;
 use posgate_partners::wallet::api::{Channel, Money};
 use posgate_proto::v1 as pb;
 use prost::Message as _;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use pb::wallet_service_server::WalletService;
+use posgate_partners::wallet::WalletCallError;
 use posgate_partners::wallet::api::{self as wire, ResultStatus, WalletResult};
-use posgate_partners::wallet::client::WalletCallError;
 use posgate_proto::v1 as pb;
 use prost::Message as _;
 use tonic::{Request, Response, Status};

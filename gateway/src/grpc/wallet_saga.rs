@@ -4,8 +4,8 @@
 //! it into POS answers.
 
 use chrono::{DateTime, Utc};
+use posgate_partners::wallet::WalletCallError;
 use posgate_partners::wallet::api::{self as wire};
-use posgate_partners::wallet::client::WalletCallError;
 use posgate_proto::v1 as pb;
 use prost::Message as _;
 use tonic::{Response, Status};

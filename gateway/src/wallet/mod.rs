@@ -17,21 +17,20 @@ pub mod reload;
 pub mod saf;
 pub mod view;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use posgate_core::ports::partners::WalletOperator;
 use posgate_hsm::Hsm;
-use posgate_partners::http::{ClientSettings, PartnerClient, Signer, TlsFiles, Verifier};
-use posgate_partners::wallet::client::WalletOperatorClient;
 
 use posgate_core::ports::db::{SettlementLine, WalletRecord, WalletType};
 use posgate_core::wallet::config::WalletOperatorConfig;
 
-/// One operator: its settings and its client (pool, breaker).
+/// One operator: its settings and its connector (see `crate::connectors`).
 #[derive(Debug)]
 pub struct Operator {
     pub config: WalletOperatorConfig,
-    pub client: WalletOperatorClient,
+    pub client: Arc<dyn WalletOperator>,
 }
 
 /// The wallet operators the services share.
@@ -47,30 +46,11 @@ impl Wallets {
     pub fn start(configs: &[WalletOperatorConfig], hsm: &Arc<dyn Hsm>) -> Result<Self, String> {
         let mut operators = BTreeMap::new();
         for config in configs {
-            let tls = TlsFiles {
-                ca_cert: config.ca_cert.clone(),
-                cert: config.client_cert.clone(),
-                key: config.client_key.clone(),
-            };
-            let mut settings = ClientSettings::new(config.party(), config.url.clone(), tls);
-            settings.request_timeout = config.request_timeout;
-            settings.max_attempts = config.max_attempts;
-            let signer = Signer::new(
-                Arc::clone(hsm),
-                config.signing_key.clone(),
-                config.key_id.clone(),
-            );
-            let verifier = Verifier::new(HashMap::from([(
-                config.operator_key_id.clone(),
-                config.operator_public_key,
-            )]));
-            let client = PartnerClient::new(settings, signer, Arc::new(verifier))
-                .map_err(|error| format!("wallet operator {}: {error}", config.id))?;
             operators.insert(
                 config.id.clone(),
                 Arc::new(Operator {
                     config: config.clone(),
-                    client: WalletOperatorClient::new(client),
+                    client: crate::connectors::wallet_operator(config, hsm)?,
                 }),
             );
         }
@@ -102,7 +82,7 @@ impl Wallets {
     pub fn longest_call(&self) -> std::time::Duration {
         self.operators
             .values()
-            .map(|op| op.client.partner().longest_call())
+            .map(|op| op.client.longest_call())
             .max()
             .unwrap_or(std::time::Duration::from_secs(30))
     }

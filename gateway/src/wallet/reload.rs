@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use posgate_hsm::{CardExpiry, Hsm, HsmError, KeyRef, Pan, Secret};
+use posgate_partners::wallet::WalletCallError;
 use posgate_partners::wallet::api::{self as wire, ResultStatus, WalletResult};
-use posgate_partners::wallet::client::WalletCallError;
 use zeroize::Zeroizing;
 
 use super::{Operator, Wallets, wallet_lines};

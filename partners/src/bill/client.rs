@@ -2,17 +2,15 @@
 //! notice and a cancel use posgate's transaction id as their Idempotency-Key,
 //! so a retry after a lost answer is applied once by the biller.
 
+use super::BillCallError;
 use super::api::{
     self, Bill, BillCancelRequest, BillCancelResult, BillInquiryRequest, BillInquiryResponse,
     BillPaymentNotice, BillPaymentResult,
 };
-use crate::http::PartnerClient;
-use crate::http::json::{self, ApiCallError};
+use crate::http::json;
 use crate::http::signature::new_nonce;
+use crate::http::{ApiCallError, PartnerClient};
 use crate::wallet::api::TransactionStatus;
-
-/// Why a biller call has no usable answer.
-pub type BillCallError = ApiCallError;
 
 /// One online biller.
 #[derive(Debug)]

@@ -3,7 +3,12 @@
 //!
 //! # Layout
 //! - [`api`]: the wire models of the bill endpoints (serde JSON) and their checks.
-//! - [`client`]: `BillerClient`, typed calls over [`crate::http::PartnerClient`].
+//! - `client` (feature `http-client`): `BillerClient`, typed calls over
+//!   `crate::http::PartnerClient`.
 
 pub mod api;
+#[cfg(feature = "http-client")]
 pub mod client;
+
+/// Why a biller call has no usable answer.
+pub type BillCallError = crate::http::ApiCallError;

@@ -6,25 +6,8 @@ use http::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{CallError, PartnerClient, PartnerRequest, Retry};
-use crate::wallet::api::{Problem, TRANSACTIONS_PATH, TransactionStatus};
-
-/// Why a partner call has no usable answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiCallError {
-    /// Nothing reached the partner: nothing to undo.
-    #[error("partner unavailable: {0}")]
-    Unavailable(String),
-    /// The partner may have applied it: resolve by reversal or status inquiry.
-    #[error("partner outcome unknown: {0}")]
-    OutcomeUnknown(String),
-    /// The partner refused the request itself (4xx): nothing was applied.
-    #[error("partner refused the request ({status}): {}", .problem.as_ref().and_then(|p| p.detail.as_deref()).unwrap_or("no detail"))]
-    Rejected {
-        status: u16,
-        problem: Option<Problem>,
-    },
-}
+use super::{ApiCallError, CallError, PartnerClient, PartnerRequest, Retry};
+use crate::wallet::api::{TRANSACTIONS_PATH, TransactionStatus};
 
 impl From<CallError> for ApiCallError {
     fn from(error: CallError) -> Self {

@@ -10,14 +10,19 @@
 //! - [`replay`]: the bounded nonce cache and the signature age window.
 //! - [`tls`]: rustls client and server settings from PEM files (mutual TLS).
 //! - [`breaker`]: the per-partner circuit breaker.
-//! - [`client`]: `PartnerClient`, pooled HTTPS with signing, verification,
-//!   timeouts, idempotent-only retries and the breaker.
-//! - [`json`]: typed JSON POST and status-inquiry calls over it, shared by
-//!   the wallet and biller clients.
+//! - [`api_error`]: `ApiCallError`, what a typed call without a usable answer
+//!   ends in (hyper-free: callers match on it through ports).
+//! - `client` (feature `http-client`): `PartnerClient`, pooled HTTPS with
+//!   signing, verification, timeouts, idempotent-only retries and the breaker.
+//! - `json` (feature `http-client`): typed JSON POST and status-inquiry calls
+//!   over it, shared by the wallet and biller clients.
 
+pub mod api_error;
 pub mod breaker;
+#[cfg(feature = "http-client")]
 pub mod client;
 pub mod digest;
+#[cfg(feature = "http-client")]
 pub mod json;
 pub mod replay;
 pub mod signature;
@@ -27,7 +32,9 @@ pub mod tls;
 #[cfg(test)]
 mod signature_tests;
 
+pub use api_error::ApiCallError;
 pub use breaker::{BreakerConfig, BreakerState};
+#[cfg(feature = "http-client")]
 pub use client::{
     CallError, ClientSettings, PartnerClient, PartnerRequest, PartnerResponse, Retry,
 };

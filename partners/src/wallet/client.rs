@@ -2,16 +2,14 @@
 //! money-moving POST uses posgate's transaction id as its Idempotency-Key,
 //! so a retry after a lost answer is applied once by the operator.
 
+use super::WalletCallError;
 use super::api::{
     self, BalanceRequest, PaymentRequest, RefundRequest, ReversalRequest, ReversalResult,
     TopUpRequest, TransactionStatus, WalletBalance, WalletRef, WalletResult,
 };
 use crate::http::PartnerClient;
-use crate::http::json::{self, ApiCallError};
+use crate::http::json;
 use crate::http::signature::new_nonce;
-
-/// Why a wallet call has no usable answer.
-pub type WalletCallError = ApiCallError;
 
 /// One wallet operator.
 #[derive(Debug)]

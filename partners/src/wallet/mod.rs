@@ -3,7 +3,12 @@
 //!
 //! # Layout
 //! - [`api`]: the wire models of the wallet endpoints (serde JSON) and their checks.
-//! - [`client`]: `WalletOperatorClient`, typed calls over [`crate::http::PartnerClient`].
+//! - `client` (feature `http-client`): `WalletOperatorClient`, typed calls over
+//!   `crate::http::PartnerClient`.
 
 pub mod api;
+#[cfg(feature = "http-client")]
 pub mod client;
+
+/// Why a wallet call has no usable answer.
+pub type WalletCallError = crate::http::ApiCallError;

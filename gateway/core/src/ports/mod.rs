@@ -2,5 +2,8 @@
 //! crates and wired up by the binary.
 //!
 //! - [`db`]: the transaction database (posgate-store implements it).
+//! - [`partners`]: the wallet operator and biller connectors (the binary
+//!   wraps posgate-partners' HTTP clients).
 
 pub mod db;
+pub mod partners;

@@ -6,11 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use posgate_partners::bill::BillCallError;
 use posgate_partners::bill::api::{
     self, BillCancelRequest, BillInquiryRequest, BillPaymentNotice, BillStatus, CancelRejectCode,
     CancelStatus, NoticeRejectCode, NoticeStatus,
 };
-use posgate_partners::bill::client::{BillCallError, BillerClient};
+use posgate_partners::bill::client::BillerClient;
 use posgate_partners::http::{ClientSettings, PartnerClient, TlsFiles};
 use posgate_partners::wallet::api::{Money, Problem, TransactionKind, TransactionState};
 use posgate_sims::biller::{BillConfig, BillerSim, BillerSimConfig, ClientKeyConfig};

@@ -16,11 +16,12 @@ use posgate_partners::http::{
     BreakerState, CallError, ClientSettings, PartnerClient, PartnerRequest, RequestParts, Retry,
     Signer, TlsFiles, Verifier,
 };
+use posgate_partners::wallet::WalletCallError;
 use posgate_partners::wallet::api::{
     self, Channel, DeclineCode, Funding, Money, PaymentRequest, RefundRequest, ResultStatus,
     ReversalStatus, TopUpRequest, TransactionState, WalletRef,
 };
-use posgate_partners::wallet::client::{WalletCallError, WalletOperatorClient};
+use posgate_partners::wallet::client::WalletOperatorClient;
 use posgate_sims::wallet::{
     ClientKeyConfig, FaultConfig, WalletConfig, WalletSim, WalletSimConfig,
 };
