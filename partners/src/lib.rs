@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`iso8583`]: the spec-driven ISO 8583 codec and its partner dialects.
+//! - [`api`]: Partner API v1's shared primitives (money, channel, status
+//!   look-ups, problems, field checks) that the wallet and bill endpoints use.
 //! - [`http`]: the partner HTTP API: RFC 9421 signatures, Content-Digest,
 //!   replay window, the pooled mTLS client with retries and circuit breakers.
 //!   The client is the `http-client` feature (default on; it brings hyper).
@@ -16,6 +18,7 @@
 //! The bank, wallet and biller simulators are the crate `posgate-sims`
 //! (`partners/sim/`), which uses this crate's public API.
 
+pub mod api;
 pub mod bank;
 pub mod bill;
 pub mod http;

@@ -1,11 +1,11 @@
 //! Wire models of the bill endpoints of Partner API v1, exactly as the
 //! OpenAPI document describes them, with the checks a receiver applies.
 //! The primitives shared with the wallet endpoints (`Money`, `Channel`,
-//! `Problem`, field checks) are [`crate::wallet::api`]'s.
+//! `Problem`, field checks) are [`crate::api`]'s.
 
 use serde::{Deserialize, Serialize};
 
-use crate::wallet::api::{
+use crate::api::{
     Channel, FieldError, Money, check_channel, check_positive_money, check_transaction_id, is_code,
 };
 

@@ -7,10 +7,10 @@ use super::api::{
     self, Bill, BillCancelRequest, BillCancelResult, BillInquiryRequest, BillInquiryResponse,
     BillPaymentNotice, BillPaymentResult,
 };
+use crate::api::TransactionStatus;
 use crate::http::json;
 use crate::http::signature::new_nonce;
 use crate::http::{ApiCallError, PartnerClient};
-use crate::wallet::api::TransactionStatus;
 
 /// One online biller.
 #[derive(Debug)]

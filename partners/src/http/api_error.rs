@@ -2,7 +2,7 @@
 //! apart from the client that makes the call: services that call partners
 //! through a port match on it without linking the HTTP client.
 
-use crate::wallet::api::Problem;
+use crate::api::Problem;
 
 /// Why a partner call has no usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

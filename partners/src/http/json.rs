@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{ApiCallError, CallError, PartnerClient, PartnerRequest, Retry};
-use crate::wallet::api::{TRANSACTIONS_PATH, TransactionStatus};
+use crate::api::{TRANSACTIONS_PATH, TransactionStatus};
 
 impl From<CallError> for ApiCallError {
     fn from(error: CallError) -> Self {
