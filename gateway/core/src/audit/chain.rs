@@ -17,7 +17,7 @@
 //! Each row also stores the hash it chains from (`prev_hash`), so a
 //! verifier can tell a changed entry from a missing, added or moved one.
 
-use crate::ports::db::StoreError;
+pub use crate::model::chain::{ChainEntry, Checkpoint, EntryContent, EntryType};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use sha2::{Digest as _, Sha256};
@@ -26,68 +26,6 @@ use sha2::{Digest as _, Sha256};
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 /// The tag that starts every canonical entry; a new version changes it.
 pub const CANONICAL_TAG: &[u8] = b"posgate-audit-entry v1";
-
-/// What an entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryType {
-    /// A state change (or other event) of a transaction.
-    Event,
-    /// A read made through `AuditService`.
-    AuditRead,
-}
-
-impl EntryType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Event => "event",
-            Self::AuditRead => "audit_read",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Self, StoreError> {
-        match text {
-            "event" => Ok(Self::Event),
-            "audit_read" => Ok(Self::AuditRead),
-            other => Err(StoreError::Corrupt(format!(
-                "unknown audit entry type {other:?}"
-            ))),
-        }
-    }
-}
-
-/// The content of one entry: exactly what is hashed, besides the sequence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryContent {
-    pub entry_type: EntryType,
-    pub transaction_id: Option<String>,
-    pub event_type: String,
-    pub from_status: Option<String>,
-    pub to_status: Option<String>,
-    pub actor: String,
-    pub detail: String,
-    /// Canonical text, see [`canonical_time`].
-    pub occurred_at: String,
-}
-
-/// One stored entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainEntry {
-    pub sequence: i64,
-    pub content: EntryContent,
-    pub prev_hash: Vec<u8>,
-    pub entry_hash: Vec<u8>,
-}
-
-/// A signed chain position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checkpoint {
-    pub sequence: i64,
-    pub head_hash: Vec<u8>,
-    pub signature: Vec<u8>,
-    pub key_label: String,
-    pub key_version: i32,
-    pub signed_at: DateTime<Utc>,
-}
 
 /// The time format entries hash: RFC 3339 in UTC, microseconds, `Z`.
 pub fn canonical_time(at: DateTime<Utc>) -> String {

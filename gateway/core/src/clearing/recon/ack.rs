@@ -22,6 +22,8 @@ use std::fmt;
 
 use chrono::NaiveDate;
 
+pub use crate::model::recon::{AckFile, AckItem, AckStatus, AckTotals};
+
 /// Longest line accepted: generous for the fields above, and a bound on what one bad line costs.
 pub const MAX_LINE_BYTES: usize = 512;
 /// Most items in one file (a busy partner's day is far below).
@@ -50,44 +52,6 @@ impl fmt::Display for AckError {
 }
 
 impl std::error::Error for AckError {}
-
-/// The partner's verdict on one item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AckStatus {
-    Accepted,
-    /// Rejected, with the partner's reason code.
-    Rejected(String),
-}
-
-/// One item line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AckItem {
-    /// The line it was on.
-    pub line: usize,
-    pub transaction_id: String,
-    pub reference: String,
-    pub currency: String,
-    pub amount_minor: i64,
-    pub status: AckStatus,
-}
-
-/// The partner's own totals for one currency.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AckTotals {
-    pub items: u64,
-    pub accepted_minor: i64,
-    pub rejected_minor: i64,
-}
-
-/// A parsed, internally consistent acknowledgement file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AckFile {
-    pub partner: String,
-    pub business_date: NaiveDate,
-    pub file_id: String,
-    pub items: Vec<AckItem>,
-    pub totals: BTreeMap<String, AckTotals>,
-}
 
 fn error(line: usize, field: &'static str, reason: impl Into<String>) -> AckError {
     AckError {

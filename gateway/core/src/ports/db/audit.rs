@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StoreError;
 use super::clearing::ClearingLock;
-use crate::audit::chain::{ChainEntry, Checkpoint, EntryContent};
+use crate::model::chain::{ChainEntry, Checkpoint, EntryContent};
 
 /// A transaction kind (and card type) a search may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

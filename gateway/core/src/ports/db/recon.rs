@@ -7,8 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StoreError;
-use crate::clearing::recon::ack::AckFile;
-use crate::clearing::recon::matching::{ExceptionKind, ReconReport};
+use crate::model::recon::{AckFile, ExceptionKind, ReconReport};
 
 /// An acknowledgement file and its report, to store together.
 #[derive(Debug, Clone)]
