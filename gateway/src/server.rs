@@ -289,16 +289,18 @@ impl Background {
             )));
         }
         if config.clearing.scheduled {
-            let context = crate::clearing::close::ClearingContext::from_config(
+            let context = posgate_core::clearing::service::ClearingContext::from_config(
                 config,
                 Arc::clone(&gateway.db),
             )?;
-            stoppable.push(tokio::spawn(crate::clearing::schedule::run(
-                Arc::new(context),
-                config.clearing.out_dir.clone(),
-                Arc::clone(&gateway.clock),
-                stopped,
-            )));
+            stoppable.push(tokio::spawn(
+                posgate_core::clearing::service::run_scheduled(
+                    Arc::new(context),
+                    config.clearing.out_dir.clone(),
+                    Arc::clone(&gateway.clock),
+                    stopped,
+                ),
+            ));
         }
         Ok(Self {
             upkeep: tokio::spawn(run_upkeep(Arc::clone(gateway))),
