@@ -58,8 +58,8 @@ fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Ga
     if let Some(hsm) = &config.card.hsm {
         let hsm = hsm.open().context("opening the HSM")?;
         let store = Arc::clone(&gateway.db);
-        gateway = gateway.with_audit(crate::audit::Audit {
-            store,
+        gateway = gateway.with_audit(posgate_core::audit::Audit {
+            db: store,
             hsm: Arc::clone(&hsm),
             config: config.audit.clone(),
             pan_fingerprint_key: config.card.pan_fingerprint_key.clone(),
@@ -269,7 +269,7 @@ impl Background {
         if let Some(audit) = &gateway.audit
             && audit.config.seal
         {
-            stoppable.push(tokio::spawn(crate::audit::seal::run(
+            stoppable.push(tokio::spawn(posgate_core::audit::seal::run(
                 audit.clone(),
                 Arc::clone(&gateway.clock),
                 stopped.clone(),

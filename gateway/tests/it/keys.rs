@@ -4,7 +4,7 @@
 
 use pb::audit_service_client::AuditServiceClient;
 use posgate_core::audit::chain::checkpoint_statement;
-use posgate_gateway::audit::seal::seal_once;
+use posgate_core::audit::seal::seal_once;
 use posgate_hsm::KeyRef;
 use posgate_proto::v1 as pb;
 use posgate_sims::test_keys::{AUDIT_SIGN_SEED, CLEARING_SIGN_SEED};
