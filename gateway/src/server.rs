@@ -57,9 +57,9 @@ pub struct RunningServer {
 fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Gateway> {
     if let Some(hsm) = &config.card.hsm {
         let hsm = hsm.open().context("opening the HSM")?;
-        let store = Arc::clone(&gateway.db);
+        let db = Arc::clone(&gateway.db);
         gateway = gateway.with_audit(posgate_core::audit::Audit {
-            db: store,
+            db,
             hsm: Arc::clone(&hsm),
             config: config.audit.clone(),
             pan_fingerprint_key: config.card.pan_fingerprint_key.clone(),
