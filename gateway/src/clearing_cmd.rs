@@ -8,10 +8,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
 use clap::Subcommand;
+use posgate_core::clearing::service::{self, ClearingContext, Progress, Verifier};
 use posgate_core::config::Config;
-use posgate_gateway::clearing::close::{ClearingContext, Progress, run_day};
-use posgate_gateway::clearing::sign::Verifier;
-use posgate_gateway::clearing::{bench, recon, verify};
+use posgate_gateway::clearing::bench;
 use posgate_gateway::store;
 
 #[derive(Debug, Subcommand)]
@@ -133,15 +132,9 @@ async fn open_store(
 async fn ack_command(config_path: &Path, file: &Path) -> anyhow::Result<()> {
     let (_, store) = open_store(config_path).await?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let items_store = store.clone();
-    let ingested = recon::ingest(
-        store.as_ref(),
-        &bytes,
-        Utc::now(),
-        |partner, date| async move { recon::day_items(items_store.as_ref(), &partner, date).await },
-    )
-    .await
-    .with_context(|| format!("acknowledgement {}", file.display()))?;
+    let ingested = service::reconcile(&store, &bytes, Utc::now())
+        .await
+        .with_context(|| format!("acknowledgement {}", file.display()))?;
     let verb = if ingested.new {
         "ingested"
     } else {
@@ -165,7 +158,7 @@ async fn exceptions_command(
     partner: Option<&str>,
 ) -> anyhow::Result<()> {
     let (_, store) = open_store(config_path).await?;
-    let exceptions = store.exceptions(date, partner).await?;
+    let exceptions = service::exceptions(store.as_ref(), date, partner).await?;
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
@@ -214,7 +207,7 @@ async fn run_command(
             );
         }
     };
-    let day = run_day(&context, date, &out, Utc::now(), &mut progress)
+    let day = service::close_day(&context, date, &out, Utc::now(), &mut progress)
         .await
         .with_context(|| format!("clearing business date {date}"))?;
     let mut stdout = std::io::stdout().lock();
@@ -263,7 +256,7 @@ async fn verify_command(
         }
         (None, None) => anyhow::bail!("give --config (HSM) or --public-key to check signatures"),
     };
-    let report = verify::verify_file(file, &verifier).await;
+    let report = service::verify_file(file, &verifier).await;
     for passed in &report.passed {
         println!("ok: {passed}");
     }

@@ -149,7 +149,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
         }
         KeysCommand::Public { label } => {
             let versions =
-                posgate_gateway::signing_keys::versions(hsm.as_ref(), label.as_deref()).await?;
+                posgate_core::audit::signing_keys::versions(hsm.as_ref(), label.as_deref()).await?;
             if versions.is_empty() {
                 bail!(
                     "no signing key{}",

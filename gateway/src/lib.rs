@@ -4,8 +4,8 @@
 //!
 //! # Layout
 //! - [`access`]: caller identities from SPIFFE ids, the role × service table, its enforcement.
-//! - [`audit`]: the audit chain's checkpoints, verification, search and export views.
-//! - [`clearing`]: business-day close, partner clearing files, signatures, fees, net positions.
+//! - [`audit`]: the audit API side: search and export views, the page-token filter encoding, the audit bench.
+//! - [`clearing`]: the clearing bench seeder (clearing itself is `posgate_core::clearing`).
 //! - [`connectors`]: the partner API clients built from config behind the core's wallet operator and biller ports.
 //! - [`bill`]: bill collection: slip barcodes, the biller registry, the domain rules.
 //! - [`payments`]: card payments: card checks, BIN routing, bank links, reversals.
@@ -14,7 +14,6 @@
 //! - [`grpc`]: the gRPC service layer: validation, error details, limits, services.
 //! - [`server`]: mTLS, access control, health, reflection, graceful shutdown: `posgate serve`.
 //! - [`mtls`]: the server side of mutual TLS: client verifier with CRL reload, bounded handshakes.
-//! - [`signing_keys`]: the public keys that verify checkpoints and clearing files.
 //! - [`tls`]: client TLS settings and the development PKI (`posgate certs`, demo, tests).
 //! - [`load`]: `posgate load`, the load generator.
 
@@ -28,7 +27,6 @@ pub mod load;
 pub mod mtls;
 pub mod payments;
 pub mod server;
-pub mod signing_keys;
 pub mod store;
 pub mod tls;
 pub mod wallet;

@@ -57,9 +57,9 @@ pub struct RunningServer {
 fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Gateway> {
     if let Some(hsm) = &config.card.hsm {
         let hsm = hsm.open().context("opening the HSM")?;
-        let store = Arc::clone(&gateway.db);
-        gateway = gateway.with_audit(crate::audit::Audit {
-            store,
+        let db = Arc::clone(&gateway.db);
+        gateway = gateway.with_audit(posgate_core::audit::Audit {
+            db,
             hsm: Arc::clone(&hsm),
             config: config.audit.clone(),
             pan_fingerprint_key: config.card.pan_fingerprint_key.clone(),
@@ -269,7 +269,7 @@ impl Background {
         if let Some(audit) = &gateway.audit
             && audit.config.seal
         {
-            stoppable.push(tokio::spawn(crate::audit::seal::run(
+            stoppable.push(tokio::spawn(posgate_core::audit::seal::run(
                 audit.clone(),
                 Arc::clone(&gateway.clock),
                 stopped.clone(),
@@ -289,16 +289,18 @@ impl Background {
             )));
         }
         if config.clearing.scheduled {
-            let context = crate::clearing::close::ClearingContext::from_config(
+            let context = posgate_core::clearing::service::ClearingContext::from_config(
                 config,
                 Arc::clone(&gateway.db),
             )?;
-            stoppable.push(tokio::spawn(crate::clearing::schedule::run(
-                Arc::new(context),
-                config.clearing.out_dir.clone(),
-                Arc::clone(&gateway.clock),
-                stopped,
-            )));
+            stoppable.push(tokio::spawn(
+                posgate_core::clearing::service::run_scheduled(
+                    Arc::new(context),
+                    config.clearing.out_dir.clone(),
+                    Arc::clone(&gateway.clock),
+                    stopped,
+                ),
+            ));
         }
         Ok(Self {
             upkeep: tokio::spawn(run_upkeep(Arc::clone(gateway))),

@@ -13,8 +13,8 @@
 //! - [`bill`]: bill collection: slip barcodes and biller profiles, the biller registry, the online billers' section.
 //! - [`cards`]: card payments: the `[card]` section (bank links, BIN routes, keys), STAN spaces.
 //! - [`wallet`]: e-wallets: the wallet operators' section.
-//! - [`clearing`]: clearing: partner settings and a day's shared types, settlement instructions (NACHA, fixed-width).
-//! - [`audit`]: the audit chain: the `[audit]` section.
+//! - [`clearing`]: clearing: a day's close and files, signatures, verification, settlement instructions, reconciliation, the scheduled close, and its application service.
+//! - [`audit`]: the audit chain: sealing, verification, page tokens, signing keys, the `[audit]` section, and the audit application service.
 //! - [`ports`]: the traits the core needs from outside: the database ([`ports::db`]), the wallet operator and biller connectors ([`ports::partners`]).
 
 pub mod audit;

@@ -13,11 +13,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use posgate_hsm::{Hsm, KeyRef};
 use sqlx::Connection as _;
 
-use super::{Audit, AuditConfig, verify};
 use crate::clearing::bench::{Dialect, seed};
 use posgate_core::audit::chain::{
     EntryContent, EntryType, GENESIS_HASH, canonical_time, checkpoint_statement, entry_hash,
 };
+use posgate_core::audit::{Audit, AuditConfig, verify};
 use posgate_core::ports::db::audit::{KindMatch, SearchFilter};
 
 /// Chain rows per multi-row INSERT: 11 values each stays under SQLite's
@@ -282,7 +282,7 @@ pub async fn run(
     .await?;
     let chained = started.elapsed();
     let audit = Audit {
-        store: Arc::clone(&store),
+        db: Arc::clone(&store),
         hsm,
         config,
         pan_fingerprint_key: "pan-fingerprint".to_owned(),

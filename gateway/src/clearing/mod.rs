@@ -1,22 +1,7 @@
-//! Daily clearing: business-day close, per-partner clearing files (fixed
-//! width and CSV), detached HSM signatures with a manifest, fees and net
-//! positions.
+//! Clearing's benchmark seeder (the domain and its service are in
+//! `posgate_core::clearing`).
 //!
 //! # Layout
-//! - `posgate_core::clearing::model`: the shared types: items, net positions, a day's run, partner settings.
-//! - [`close`]: a day's close and run: balance check, one streaming pass, positions, publish.
-//! - [`layout`]: the `tw-fixed` and `jp-fixed` record layouts (positions documented) and the CSV.
-//! - [`sign`]: per-file Ed25519 signatures through the HSM and the SHA-256 manifest.
-//! - [`verify`]: `posgate clearing verify`: signatures, manifest, layout and trailer totals.
-//! - [`schedule`]: the scheduled close inside `posgate serve` (one instance, by advisory lock).
 //! - [`bench`]: bulk-SQL seeding of a benchmark day and peak-memory reading.
-//! - `posgate_core::clearing::settle`: settlement instructions: NACHA ACH (USD), fixed-width instruction files.
-//! - [`recon`]: acknowledgement files, reconciliation, exceptions.
 
 pub mod bench;
-pub mod close;
-pub mod layout;
-pub mod recon;
-pub mod schedule;
-pub mod sign;
-pub mod verify;

@@ -61,7 +61,7 @@ pub struct Gateway {
     /// Card payments, when configured.
     pub payments: Option<Arc<Payments>>,
     /// Audit chain sealing and `AuditService`, when an HSM is configured.
-    pub audit: Option<crate::audit::Audit>,
+    pub audit: Option<posgate_core::audit::Audit>,
     /// Wallet operators, when configured.
     pub wallets: Option<Arc<crate::wallet::Wallets>>,
     /// Online billers' clients (empty when every biller is batch-only).
@@ -94,7 +94,7 @@ impl Gateway {
     }
 
     #[must_use]
-    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+    pub fn with_audit(mut self, audit: posgate_core::audit::Audit) -> Self {
         self.audit = Some(audit);
         self
     }

@@ -33,6 +33,11 @@ impl Violations {
         self.0.push(FieldViolation::new(field, description));
     }
 
+    /// The violations so far, for the checks the core makes.
+    pub fn entries_mut(&mut self) -> &mut Vec<FieldViolation> {
+        &mut self.0
+    }
+
     /// Ok when nothing was wrong, else every violation.
     pub fn finish(self) -> Result<(), Vec<FieldViolation>> {
         if self.0.is_empty() {

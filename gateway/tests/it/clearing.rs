@@ -6,7 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use posgate_core::clearing::close::{ClearingContext, ClearingError, files_created_at, run_day};
 use posgate_core::clearing::model::{PartnerConfig, RawPartner};
+use posgate_core::clearing::sign::Verifier;
+use posgate_core::clearing::{schedule, verify};
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::idempotency::FingerprintBuilder;
 use posgate_core::model::{IdempotencyKey, StoredAnswer};
@@ -14,9 +17,7 @@ use posgate_core::ports::db::{
     Change, Database, Event, SettlementLine, StatusChange, TransactionStatus, WriteOutcome,
     WriteRequest,
 };
-use posgate_gateway::clearing::close::{ClearingContext, ClearingError, files_created_at, run_day};
-use posgate_gateway::clearing::sign::Verifier;
-use posgate_gateway::clearing::{bench, schedule, verify};
+use posgate_gateway::clearing::bench;
 use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, SoftwareHsm};
 use posgate_sims::test_keys::CLEARING_SIGN_SEED;
 

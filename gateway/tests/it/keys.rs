@@ -4,7 +4,7 @@
 
 use pb::audit_service_client::AuditServiceClient;
 use posgate_core::audit::chain::checkpoint_statement;
-use posgate_gateway::audit::seal::seal_once;
+use posgate_core::audit::seal::seal_once;
 use posgate_hsm::KeyRef;
 use posgate_proto::v1 as pb;
 use posgate_sims::test_keys::{AUDIT_SIGN_SEED, CLEARING_SIGN_SEED};
@@ -107,7 +107,7 @@ async fn auditors_get_the_keys_that_verify_checkpoints_and_clearing_files() {
     assert_eq!(clearing_key.key_id, "clearing-sign:1");
     assert_eq!(clearing_key.public_key, public_of(CLEARING_SIGN_SEED));
     let file_statement =
-        posgate_gateway::clearing::sign::statement("CLR_TEST.txt", 10, &"0".repeat(64));
+        posgate_core::clearing::sign::statement("CLR_TEST.txt", 10, &"0".repeat(64));
     let signature = audit
         .hsm
         .sign(&KeyRef::latest("clearing-sign"), &file_statement)

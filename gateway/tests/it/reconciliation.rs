@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use posgate_core::clearing::model::ClearingItem;
+use posgate_core::clearing::recon::matching::ExceptionKind;
+use posgate_core::clearing::recon::{IngestError, ingest};
 use posgate_core::ports::db::Database;
-use posgate_gateway::clearing::recon::matching::ExceptionKind;
-use posgate_gateway::clearing::recon::{IngestError, ingest};
 use posgate_sims::bank::ack::{self as sim_ack, AckFaults, AckItem};
 
 use crate::support::{TestDb, backends, date, utc};
@@ -70,7 +70,7 @@ fn ack_text(faults: &AckFaults) -> String {
 async fn ingest_text(
     store: &dyn Database,
     text: &str,
-) -> Result<posgate_gateway::clearing::recon::Ingested, IngestError> {
+) -> Result<posgate_core::clearing::recon::Ingested, IngestError> {
     ingest(
         store,
         text.as_bytes(),
@@ -269,9 +269,9 @@ async fn malformed_files_are_refused_and_nothing_is_applied() {
 /// and the one amount the test makes it misstate is listed as an exception.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_acknowledgement_from_its_own_ledger_reconciles() {
+    use posgate_core::clearing::close::{ClearingContext, run_day};
     use posgate_core::clearing::model::{PartnerConfig, RawPartner};
-    use posgate_gateway::clearing::close::{ClearingContext, run_day};
-    use posgate_gateway::clearing::recon;
+    use posgate_core::clearing::recon;
     use posgate_proto::v1 as pb;
 
     use crate::cards::{CardWorld, context, sale, visa_ok};

@@ -20,7 +20,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use posgate_hsm::{Hsm, HsmError, KeyRef};
 use sha2::{Digest as _, Sha256};
 
-use posgate_core::ports::db::clearing::FileRecord;
+use crate::ports::db::clearing::FileRecord;
 
 /// What the signature of a file covers.
 pub fn statement(name: &str, size_bytes: i64, sha256_hex: &str) -> Vec<u8> {
@@ -104,7 +104,7 @@ pub fn manifest(date: NaiveDate, created_at: DateTime<Utc>, files: &[FileRecord]
     writeln!(
         out,
         "business_date {}",
-        posgate_core::model::business_day::format_date(date)
+        crate::model::business_day::format_date(date)
     )
     .expect("Vec write");
     writeln!(

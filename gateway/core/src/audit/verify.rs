@@ -31,10 +31,8 @@ use std::collections::HashMap;
 use posgate_hsm::{KeyRef, PublicKey};
 
 use super::Audit;
-use posgate_core::audit::chain::{
-    ChainEntry, Checkpoint, GENESIS_HASH, checkpoint_statement, entry_hash,
-};
-use posgate_core::ports::db::StoreError;
+use crate::audit::chain::{ChainEntry, Checkpoint, GENESIS_HASH, checkpoint_statement, entry_hash};
+use crate::ports::db::StoreError;
 
 /// Entries read per round trip: bounds memory (about 5 MB per batch) while
 /// keeping round trips few.
@@ -131,7 +129,7 @@ impl Signatures<'_> {
 /// Verifies entries `from..=to` (both >= 1, validated by the caller),
 /// anchored on the latest checkpoint before `from` when there is one.
 pub async fn verify(audit: &Audit, from: i64, to: i64) -> Result<Report, VerifyError> {
-    let store = &audit.store;
+    let store = &audit.db;
     let mut signatures = Signatures {
         audit,
         keys: HashMap::new(),
@@ -285,7 +283,7 @@ async fn check_entry(
     let found = hex::encode(&entry.entry_hash);
     if linked {
         let next = audit
-            .store
+            .db
             .chain_entries(expected + 1, expected + 1, 1)
             .await?;
         if next.first().is_some_and(|next| next.prev_hash == running) {
@@ -319,7 +317,7 @@ async fn check_entry(
             ),
         );
     }
-    match audit.store.sequence_of_hash(&entry.prev_hash).await? {
+    match audit.db.sequence_of_hash(&entry.prev_hash).await? {
         Some(source) if source >= expected => failure(
             expected,
             Problem::Reordered,

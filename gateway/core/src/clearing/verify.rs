@@ -5,7 +5,7 @@
 //! record order, sequence numbers, numeric fields, and every trailer total
 //! recomputed from the detail records, named by line, positions and field.
 //! Settlement files (NACHA `.ach`, instruction `settle-*.txt`) are read back
-//! by [`posgate_core::clearing::settle::check`] the same way.
+//! by [`crate::clearing::settle::check`] the same way.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -212,14 +212,14 @@ fn check_content(path: &Path, name: &str, report: &mut Report) {
         settled(
             name,
             "NACHA records, blocks, entry hash, counts and totals",
-            posgate_core::clearing::settle::check::check_ach(name, &lines),
+            crate::clearing::settle::check::check_ach(name, &lines),
             report,
         );
     } else if name.starts_with("settle-") && has_extension(name, "txt") {
         settled(
             name,
             "instruction records, sequence, count and totals",
-            posgate_core::clearing::settle::check::check_instruction(name, &lines),
+            crate::clearing::settle::check::check_instruction(name, &lines),
             report,
         );
     } else if name.starts_with("POSITIONS_") {

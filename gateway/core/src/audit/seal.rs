@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use posgate_hsm::KeyRef;
 
 use super::Audit;
-use posgate_core::audit::chain::{Checkpoint, checkpoint_statement};
+use crate::audit::chain::{Checkpoint, checkpoint_statement};
 
 /// How often the sealer looks at the chain head: the entry-count trigger
 /// fires within this long of being reached.
@@ -19,7 +19,7 @@ const SEALER_POLL: Duration = Duration::from_millis(500);
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     #[error(transparent)]
-    Store(#[from] posgate_core::ports::db::StoreError),
+    Store(#[from] crate::ports::db::StoreError),
     #[error("signing the checkpoint failed: {0}")]
     Hsm(#[from] posgate_hsm::HsmError),
 }
@@ -33,7 +33,7 @@ pub fn key_id(checkpoint: &Checkpoint) -> String {
 /// Signs the current chain head unless it is sealed already (or empty, or
 /// another instance holds the sealer's lock). Returns the new checkpoint.
 pub async fn seal_once(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Checkpoint>, SealError> {
-    let Some(lock) = audit.store.seal_lock().await? else {
+    let Some(lock) = audit.db.seal_lock().await? else {
         return Ok(None);
     };
     let sealed = seal_head(audit, now).await;
@@ -43,11 +43,11 @@ pub async fn seal_once(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Check
 
 /// Signs the chain head unless it is sealed already; the caller holds the lock.
 async fn seal_head(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Checkpoint>, SealError> {
-    let (sequence, head_hash) = audit.store.chain_head().await?;
+    let (sequence, head_hash) = audit.db.chain_head().await?;
     if sequence == 0 {
         return Ok(None);
     }
-    if let Some(latest) = audit.store.latest_checkpoint(sequence).await?
+    if let Some(latest) = audit.db.latest_checkpoint(sequence).await?
         && latest.sequence == sequence
     {
         return Ok(None);
@@ -67,7 +67,7 @@ async fn seal_head(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Checkpoin
         key_version: i32::try_from(tag.key_version).unwrap_or(i32::MAX),
         signed_at: now,
     };
-    let inserted = audit.store.insert_checkpoint(&checkpoint).await?;
+    let inserted = audit.db.insert_checkpoint(&checkpoint).await?;
     Ok(inserted.then_some(checkpoint))
 }
 
@@ -75,7 +75,7 @@ async fn seal_head(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Checkpoin
 /// arrived or `checkpoint_interval` passed with any, until told to stop.
 pub async fn run(
     audit: Audit,
-    clock: std::sync::Arc<dyn posgate_core::model::clock::Clock>,
+    clock: std::sync::Arc<dyn crate::model::clock::Clock>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut sealed_at = Instant::now();
@@ -110,13 +110,10 @@ pub async fn run(
 
 /// Whether enough entries arrived, or enough time passed with any, since
 /// the latest checkpoint.
-async fn due(
-    audit: &Audit,
-    sealed_at: Instant,
-) -> Result<bool, posgate_core::ports::db::StoreError> {
-    let (head, _) = audit.store.chain_head().await?;
+async fn due(audit: &Audit, sealed_at: Instant) -> Result<bool, crate::ports::db::StoreError> {
+    let (head, _) = audit.db.chain_head().await?;
     let sealed = audit
-        .store
+        .db
         .latest_checkpoint(head)
         .await?
         .map_or(0, |checkpoint| checkpoint.sequence);

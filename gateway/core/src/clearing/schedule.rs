@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 
-use super::close::{ClearingContext, files_created_at, run_day};
-use posgate_core::model::clock::Clock;
+use super::close::{ClearingContext, ClearingError, files_created_at, run_day};
+use crate::model::clock::Clock;
 
 /// How often the scheduler looks for a day to close.
 const TICK: Duration = Duration::from_secs(60);
@@ -41,7 +41,7 @@ pub async fn tick(
     context: &ClearingContext,
     out_dir: &std::path::Path,
     now: DateTime<Utc>,
-) -> anyhow::Result<Vec<NaiveDate>> {
+) -> Result<Vec<NaiveDate>, ClearingError> {
     let Some(lock) = context.store.try_clearing_lock().await? else {
         tracing::debug!("another instance runs scheduled clearing");
         return Ok(Vec::new());
@@ -56,7 +56,7 @@ async fn close_ended_days(
     context: &ClearingContext,
     out_dir: &std::path::Path,
     now: DateTime<Utc>,
-) -> anyhow::Result<Vec<NaiveDate>> {
+) -> Result<Vec<NaiveDate>, ClearingError> {
     let mut ran = Vec::new();
     for date in ended_dates(context, now) {
         if context.store.closed_day(date).await?.is_some() {

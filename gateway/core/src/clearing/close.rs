@@ -17,13 +17,13 @@ use sha2::{Digest as _, Sha256};
 
 use super::layout::{self, CSV_HEADER, CurrencyTotals, FieldError, FileMeta, Layout};
 use super::sign;
-use posgate_core::clearing::model::{
+use crate::clearing::model::{
     CHAIN_PARTY, ClearingItem, DayRun, NetPosition, PartnerConfig, is_partner,
 };
-use posgate_core::model::business_day::BusinessCalendar;
-use posgate_core::model::money::Currency;
-use posgate_core::ports::db::clearing::{DayLine, FileRecord, PartyTotal};
-use posgate_core::ports::db::{Database, StoreError};
+use crate::model::business_day::BusinessCalendar;
+use crate::model::money::Currency;
+use crate::ports::db::clearing::{DayLine, FileRecord, PartyTotal};
+use crate::ports::db::{Database, StoreError};
 
 /// Every day's files are sequence 01: a closed day is never re-issued with
 /// other content, and late lines go into the next day's files.
@@ -74,7 +74,7 @@ pub enum ClearingError {
         now: DateTime<Utc>,
     },
     #[error(transparent)]
-    Settlement(#[from] posgate_core::clearing::settle::SettleError),
+    Settlement(#[from] crate::clearing::settle::SettleError),
     #[error("partner {partner}, transaction {transaction_id}: {source}")]
     Field {
         partner: String,
@@ -99,6 +99,15 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ClearingError + '_ {
     }
 }
 
+/// Why a configuration does not give a clearing context.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("clearing signs its files with the HSM: configure [hsm] with an ed25519 key")]
+    NoHsm,
+    #[error("opening the HSM")]
+    Hsm(#[source] HsmError),
+}
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct ClearingContext {
@@ -108,7 +117,7 @@ pub struct ClearingContext {
     pub signing_key: String,
     pub partners: Vec<PartnerConfig>,
     /// `[settlement]`: which instruction files the day gets (none when empty).
-    pub settlement: posgate_core::clearing::settle::SettlementConfig,
+    pub settlement: crate::clearing::settle::SettlementConfig,
     /// Every store's calendar by store id: a day is closed, and its files
     /// created, when the last store's day has ended.
     pub calendars: BTreeMap<String, BusinessCalendar>,
@@ -391,10 +400,10 @@ pub async fn run_day(
         (store.close_day(date, created_at, now).await?, true)
     };
     let created_at = closed.files_created_at;
-    let final_dir = out_dir.join(posgate_core::model::business_day::format_date(date));
+    let final_dir = out_dir.join(crate::model::business_day::format_date(date));
     let work_dir = out_dir.join(format!(
         ".{}.partial-{}",
-        posgate_core::model::business_day::format_date(date),
+        crate::model::business_day::format_date(date),
         std::process::id()
     ));
     if work_dir.exists() {
@@ -522,14 +531,14 @@ fn write_settlement(
     if context.settlement.ach.is_none() && context.settlement.accounts.is_empty() {
         return Ok(Vec::new());
     }
-    let run = posgate_core::clearing::settle::SettleRun {
+    let run = crate::clearing::settle::SettleRun {
         business_date: date,
         created_at: created_at.naive_utc(),
         run_sequence: 1,
         config: &context.settlement,
         partners: &context.partners,
     };
-    let paths = posgate_core::clearing::settle::write_day(&run, positions, dir)?;
+    let paths = crate::clearing::settle::write_day(&run, positions, dir)?;
     paths
         .iter()
         .map(|path| {
@@ -777,17 +786,16 @@ impl ClearingContext {
     /// The context a configuration describes: its stores' calendars, its
     /// partners, and the HSM of `[hsm]` with the `[clearing]` signing key.
     pub fn from_config(
-        config: &posgate_core::config::Config,
+        config: &crate::config::Config,
         store: Arc<dyn Database>,
-    ) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
+    ) -> Result<Self, ContextError> {
         let hsm = config
             .card
             .hsm
             .as_ref()
-            .context("clearing signs its files with the HSM: configure [hsm] with an ed25519 key")?
+            .ok_or(ContextError::NoHsm)?
             .open()
-            .context("opening the HSM")?;
+            .map_err(ContextError::Hsm)?;
         Ok(Self {
             store,
             hsm,

@@ -91,7 +91,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use posgate_core::clearing::model::{ClearingItem, FileProfile};
+use crate::clearing::model::{ClearingItem, FileProfile};
 
 /// One fixed-width field: 1-based first position and length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -595,7 +595,7 @@ pub fn csv_row(out: &mut Vec<u8>, sequence: u64, item: &ClearingItem) -> Result<
         out,
         "{sequence},{},{},{},{},{},{},{},{},{}",
         item.partner,
-        posgate_core::model::business_day::format_date(item.business_date),
+        crate::model::business_day::format_date(item.business_date),
         item.transaction_id,
         item.reference,
         item.kind,
