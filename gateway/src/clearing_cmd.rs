@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
 use clap::Subcommand;
-use posgate_core::clearing::service::{self, ClearingContext, Progress, Verifier};
+use posgate_core::clearing::service::{self, Progress, Verifier};
 use posgate_core::config::Config;
 use posgate_gateway::clearing::bench;
 use posgate_gateway::store;
@@ -194,7 +194,7 @@ async fn run_command(
         .with_context(|| format!("loading config {}", config_path.display()))?;
     let store = store::open(&config.database.url, 2).await?;
     store.migrate().await?;
-    let context = ClearingContext::from_config(&config, store)?;
+    let context = config.clearing_context(store)?;
     let out = out.unwrap_or_else(|| config.clearing.out_dir.clone());
     let mut last_report = Instant::now();
     let mut progress = move |progress: Progress| {

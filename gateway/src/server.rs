@@ -289,10 +289,7 @@ impl Background {
             )));
         }
         if config.clearing.scheduled {
-            let context = posgate_core::clearing::service::ClearingContext::from_config(
-                config,
-                Arc::clone(&gateway.db),
-            )?;
+            let context = config.clearing_context(Arc::clone(&gateway.db))?;
             stoppable.push(tokio::spawn(
                 posgate_core::clearing::service::run_scheduled(
                     Arc::new(context),

@@ -289,6 +289,40 @@ struct RawBiller {
 }
 
 impl Config {
+    /// The clearing context this configuration describes: its stores'
+    /// calendars, its partners, and the HSM of `[hsm]` with the `[clearing]`
+    /// signing key.
+    pub fn clearing_context(
+        &self,
+        db: std::sync::Arc<dyn crate::ports::db::Database>,
+    ) -> Result<crate::clearing::close::ClearingContext, crate::clearing::close::ContextError> {
+        use crate::clearing::close::{ClearingContext, ContextError};
+        let hsm = self
+            .card
+            .hsm
+            .as_ref()
+            .ok_or(ContextError::NoHsm)?
+            .open()
+            .map_err(ContextError::Hsm)?;
+        Ok(ClearingContext {
+            store: db,
+            hsm,
+            signing_key: self.clearing.signing_key.clone(),
+            partners: self.partners.clone(),
+            settlement: self.settlement.clone(),
+            calendars: self
+                .stores
+                .iter()
+                .map(|(store_id, store)| {
+                    (
+                        store_id.clone(),
+                        crate::model::business_day::BusinessCalendar::from(store),
+                    )
+                })
+                .collect(),
+        })
+    }
+
     /// Reads, parses and checks a config file, then applies environment overrides.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

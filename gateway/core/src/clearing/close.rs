@@ -782,35 +782,6 @@ async fn check_registry(
     Ok(())
 }
 
-impl ClearingContext {
-    /// The context a configuration describes: its stores' calendars, its
-    /// partners, and the HSM of `[hsm]` with the `[clearing]` signing key.
-    pub fn from_config(
-        config: &crate::config::Config,
-        store: Arc<dyn Database>,
-    ) -> Result<Self, ContextError> {
-        let hsm = config
-            .card
-            .hsm
-            .as_ref()
-            .ok_or(ContextError::NoHsm)?
-            .open()
-            .map_err(ContextError::Hsm)?;
-        Ok(Self {
-            store,
-            hsm,
-            signing_key: config.clearing.signing_key.clone(),
-            partners: config.partners.clone(),
-            settlement: config.settlement.clone(),
-            calendars: config
-                .stores
-                .iter()
-                .map(|(store_id, store)| (store_id.clone(), BusinessCalendar::from(store)))
-                .collect(),
-        })
-    }
-}
-
 /// A party total's line count (a SQL count, never negative).
 fn line_count(total: &PartyTotal) -> u64 {
     u64::try_from(total.lines).expect("a count is not negative")
