@@ -2,5 +2,7 @@
 //! crates and wired up by the binary.
 //!
 //! - [`db`]: the transaction database (posgate-store implements it).
+//! - [`answers`]: the encoding of stored answers (the API implements it).
 
+pub mod answers;
 pub mod db;
