@@ -234,3 +234,94 @@ pub(crate) fn event(
         detail,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::db::SafKind;
+
+    fn context() -> RequestContext {
+        RequestContext {
+            store_id: "S001".to_owned(),
+            terminal_id: "T01".to_owned(),
+            operator_id: "op".to_owned(),
+            client_request_id: "req-1".to_owned(),
+            actor: "spiffe://test/pos".to_owned(),
+        }
+    }
+
+    fn record(card_type: CardType) -> CardRecord {
+        let now = Utc::now();
+        let mut record = draft(&Draft {
+            context: &context(),
+            id: &uuid::Uuid::now_v7(),
+            card_type,
+            stan: "000001".to_owned(),
+            link_id: "acq",
+            amount: 1_500,
+            currency: "USD",
+            business_date: now.date_naive(),
+            now,
+        });
+        if card_type == CardType::Refund {
+            record.original_transaction_id = Some("original".to_owned());
+        }
+        record
+    }
+
+    fn key() -> IdempotencyKey {
+        IdempotencyKey {
+            store_id: "S001".to_owned(),
+            terminal_id: "T01".to_owned(),
+            client_request_id: "req-1".to_owned(),
+        }
+    }
+
+    fn plan(record: &CardRecord, outcome: &BankOutcome) -> PlannedOutcome {
+        let hold = std::time::Duration::from_secs(3600);
+        plan_outcome(record, outcome, &key(), Utc::now(), hold, &|_| {
+            b"answer".to_vec()
+        })
+    }
+
+    /// A draft starts in progress with the trace numbers of its type.
+    #[test]
+    fn draft_is_in_progress_with_its_trace_numbers() {
+        let record = record(CardType::Authorization);
+        assert_eq!(record.status, TransactionStatus::InProgress);
+        assert_eq!(record.request_mti, "0100");
+        assert_eq!(record.rrn.len(), 12);
+        assert_eq!(record.bank_terminal_id, "S001T01 ");
+    }
+
+    /// No usable answer: the sale is pending reversal, a reversal is queued,
+    /// and the key stays claimed (a retry hears "outcome unknown").
+    #[test]
+    fn unknown_outcome_queues_a_reversal_and_keeps_the_key() {
+        let record = record(CardType::Sale);
+        let planned = plan(&record, &BankOutcome::Unknown("timeout".to_owned()));
+        assert_eq!(planned.record.status, TransactionStatus::PendingReversal);
+        assert!(planned.record.advice_pending);
+        assert!(planned.write.key.is_none());
+        assert!(planned.write.lines.is_empty());
+        assert_eq!(planned.write.enqueue.len(), 1);
+        assert_eq!(planned.write.enqueue[0].kind, SafKind::Reversal);
+        assert_eq!(planned.write.enqueue[0].amount_minor, 1_500);
+        assert_eq!(planned.write.event.event_type, "outcome_unknown");
+    }
+
+    /// Never sent: a refund is declined, its reservation released, and the
+    /// key released so that a retry may try again.
+    #[test]
+    fn refund_not_sent_releases_its_reservation_and_key() {
+        let record = record(CardType::Refund);
+        let planned = plan(&record, &BankOutcome::NotSent("link down".to_owned()));
+        assert_eq!(planned.record.status, TransactionStatus::Declined);
+        assert!(matches!(planned.write.key, Some(KeyOp::Release { .. })));
+        let refund = planned.write.refund.expect("reservation released");
+        assert_eq!(refund.original_id, "original");
+        assert_eq!((refund.reserve_delta, refund.refunded_delta), (-1_500, 0));
+        assert!(planned.write.enqueue.is_empty());
+        assert!(planned.write.lines.is_empty());
+    }
+}

@@ -140,14 +140,9 @@ pub fn reversal_of(record: &CardRecord, now: DateTime<Utc>) -> NewSafItem {
     }
 }
 
+/// The event of a change the worker makes (its actor is `saf`).
 fn event(kind: &str, from: TransactionStatus, to: TransactionStatus, detail: String) -> Event {
-    Event {
-        event_type: kind.to_owned(),
-        from_status: Some(from),
-        to_status: to,
-        actor: "saf".to_owned(),
-        detail,
-    }
+    super::outcome::event(kind, Some(from), to, "saf", detail)
 }
 
 /// Sends one queue entry; records the acknowledgement or the retry.
