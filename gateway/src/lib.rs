@@ -8,7 +8,7 @@
 //! - [`clearing`]: the clearing bench seeder (clearing itself is `posgate_core::clearing`).
 //! - [`connectors`]: the partner API clients built from config behind the core's wallet operator and biller ports.
 //! - [`bill`]: bill collection: slip barcodes, the biller registry, the domain rules.
-//! - [`payments`]: card payments: card checks, BIN routing, bank links, reversals.
+//! - [`payments`]: card payments on the API side: `CardInput` read into the core's card, records and results as `PaymentService` messages (the card service is `posgate_core::cards`).
 //! - [`wallet`]: e-wallet operators: config, views, the reversal worker.
 //! - [`store`]: the transaction store trait and its SQLite and PostgreSQL backends.
 //! - [`grpc`]: the gRPC service layer: validation, error details, limits, services.

@@ -18,9 +18,9 @@ use crate::grpc::bill_payment::BillPaymentApi;
 use crate::grpc::payment::PaymentApi;
 use crate::grpc::request_size::RequestSizeLayer;
 use crate::grpc::wallet::WalletApi;
-use crate::payments::{Payments, saf};
 use crate::store;
 use crate::wallet::Wallets;
+use posgate_core::cards::{Payments, saf};
 use posgate_core::config::Config;
 use posgate_core::model::clock::Clock;
 use tonic_reflection::pb::v1::server_reflection_server::{
@@ -259,12 +259,8 @@ impl Background {
     ) -> anyhow::Result<Self> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut stoppable = Vec::new();
-        if let Some(payments) = &gateway.payments {
-            stoppable.push(tokio::spawn(saf::run(
-                Arc::clone(gateway),
-                Arc::clone(payments),
-                stopped.clone(),
-            )));
+        if let Some(cards) = &gateway.cards {
+            stoppable.push(tokio::spawn(saf::run(Arc::clone(cards), stopped.clone())));
         }
         if let Some(audit) = &gateway.audit
             && audit.config.seal

@@ -24,6 +24,7 @@ use crate::clearing::model::{PartnerConfig, RawPartner};
 use crate::model::ids::is_valid_id;
 use crate::model::money::{Currency, FeeContract, FeeRule, MAX_AMOUNT_MINOR};
 
+use crate::model::business_day::StoreConfig;
 pub use crate::model::config_error::ConfigError;
 
 /// The whole configuration, as loaded and checked.
@@ -121,15 +122,6 @@ pub struct LimitsConfig {
     pub store_per_second: u32,
     pub store_burst: u32,
     pub max_in_flight: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    pub id: String,
-    pub name: String,
-    pub time_zone: Tz,
-    /// Local time at which the business day ends; sales from then on belong to the next day.
-    pub cutoff: NaiveTime,
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {

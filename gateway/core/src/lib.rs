@@ -11,11 +11,14 @@
 //!   - [`model::request`]: the request context of every call, field violations.
 //! - [`config`]: the whole TOML configuration, assembled from the domains' sections and checked once at load.
 //! - [`bill`]: bill collection: slip barcodes and biller profiles, the biller registry, the online billers' section.
-//! - [`cards`]: card payments: the `[card]` section (bank links, BIN routes, keys), STAN spaces.
+//! - [`cards`]: card payments: the `[card]` section, the card service (Authorize, Capture, Void,
+//!   Refund, `GetTransaction`), its ISO 8583 requests and outcome state machine, the card
+//!   store-and-forward worker.
 //! - [`wallet`]: e-wallets: the wallet operators' section.
 //! - [`clearing`]: clearing: a day's close and files, signatures, verification, settlement instructions, reconciliation, the scheduled close, and its application service.
 //! - [`audit`]: the audit chain: sealing, verification, page tokens, signing keys, the `[audit]` section, and the audit application service.
-//! - [`ports`]: the traits the core needs from outside: the database ([`ports::db`]), the wallet operator and biller connectors ([`ports::partners`]).
+//! - [`ports`]: the traits the core needs from outside: the database ([`ports::db`]), the encoding of stored answers ([`ports::answers`]), the wallet operator and biller connectors ([`ports::partners`]).
+//! - [`worker`]: the run loop and retry backoff the background workers share.
 
 pub mod audit;
 pub mod bill;
@@ -25,3 +28,4 @@ pub mod config;
 pub mod model;
 pub mod ports;
 pub mod wallet;
+pub mod worker;

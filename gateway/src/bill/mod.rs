@@ -22,8 +22,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use posgate_core::bill::BillerRegistry;
 use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip};
 use posgate_core::bill::config::BillerConfig;
-use posgate_core::config::StoreConfig;
 use posgate_core::model::business_day::BusinessCalendar;
+use posgate_core::model::business_day::StoreConfig;
 use posgate_core::model::{FieldViolation, RequestContext};
 use posgate_core::ports::db::{
     BillDetail, Event, SettlementLine, StatusChange, TransactionKind, TransactionRecord,

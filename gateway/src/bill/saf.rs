@@ -16,8 +16,8 @@ use tokio::sync::watch;
 
 use crate::grpc::Gateway;
 use crate::grpc::bill_online::{NoticeEnd, notify, settle};
-use crate::payments::{retry_at, run_passes};
 use posgate_core::ports::db::{BillSafItem, StoreError};
+use posgate_core::worker::{retry_at, run_passes};
 
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;

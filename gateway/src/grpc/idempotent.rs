@@ -28,6 +28,12 @@ pub fn replay<M: Message + Default>(
     if !differing.is_empty() {
         return Err(key_reused(client_request_id, &differing));
     }
+    replay_stored(answer)
+}
+
+/// The stored answer as a response, once the request was found the same:
+/// the stored bytes decoded, marked as a replay.
+pub fn replay_stored<M: Message + Default>(answer: &StoredAnswer) -> Result<Response<M>, Status> {
     let message = M::decode(answer.response.as_slice()).map_err(|error| {
         tracing::error!(%error, transaction_id = %answer.transaction_id, "stored answer does not decode");
         Status::internal("stored answer is unreadable")

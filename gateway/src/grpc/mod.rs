@@ -38,12 +38,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use tonic::Status;
 
 use crate::access::Identity;
-use crate::payments::Payments;
 use admission::Admission;
 use posgate_core::bill::BillerRegistry;
-use posgate_core::config::{Config, StoreConfig};
+use posgate_core::cards::{CardService, Payments};
+use posgate_core::config::Config;
 use posgate_core::model::IdempotencyKey;
 use posgate_core::model::RequestContext;
+use posgate_core::model::business_day::StoreConfig;
 use posgate_core::model::clock::Clock;
 use posgate_core::ports::db::Database;
 use status::{invalid_argument, refused};
@@ -58,8 +59,10 @@ pub struct Gateway {
     pub retention: chrono::Duration,
     pub clock: Arc<dyn Clock>,
     pub admission: Admission,
-    /// Card payments, when configured.
+    /// Card payments' machinery (bank links, routes, keys), when configured.
     pub payments: Option<Arc<Payments>>,
+    /// The card payments service, over `payments`, when configured.
+    pub cards: Option<Arc<CardService>>,
     /// Audit chain sealing and `AuditService`, when an HSM is configured.
     pub audit: Option<posgate_core::audit::Audit>,
     /// Wallet operators, when configured.
@@ -86,6 +89,7 @@ impl Gateway {
             clock,
             admission: Admission::new(&config.limits),
             payments: None,
+            cards: None,
             audit: None,
             wallets: None,
             online_billers: Arc::default(),
@@ -111,8 +115,21 @@ impl Gateway {
         self
     }
 
+    /// Adds card payments: the card service over `payments`, answering
+    /// with `PaymentService` messages.
     #[must_use]
     pub fn with_payments(mut self, payments: Arc<Payments>) -> Self {
+        let answers = crate::payments::view::ProtoCardAnswers {
+            config: payments.config.clone(),
+        };
+        self.cards = Some(Arc::new(CardService::new(
+            Arc::clone(&self.db),
+            Arc::clone(&payments),
+            Arc::new(answers),
+            self.stores.clone(),
+            self.retention,
+            Arc::clone(&self.clock),
+        )));
         self.payments = Some(payments);
         self
     }

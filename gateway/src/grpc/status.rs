@@ -8,6 +8,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::admission::Refusal;
 use crate::bill::BillError;
+use posgate_core::cards::CardError;
 use posgate_core::model::FieldViolation;
 use posgate_core::ports::db::StoreError;
 
@@ -53,6 +54,29 @@ pub fn precondition(kind: &str, subject: &str, description: String) -> Status {
             description.clone(),
         )]);
     Status::with_error_details(Code::FailedPrecondition, description, details)
+}
+
+/// A card service error as a status.
+pub fn from_card_error(error: &CardError) -> Status {
+    match error {
+        CardError::Refused {
+            kind,
+            subject,
+            description,
+        } => precondition(kind, subject, description.clone()),
+        CardError::InvalidField { field, description } => invalid_field(field, description.clone()),
+        CardError::NotFound(message) => Status::not_found(message.clone()),
+        CardError::KeyReused {
+            client_request_id,
+            differing,
+        } => key_reused(client_request_id, differing),
+        CardError::InProgress { client_request_id } => in_progress(client_request_id),
+        CardError::OutcomeUnknown { transaction_id } => outcome_unknown(transaction_id),
+        CardError::PartnerUnavailable { link_id } => partner_unavailable(link_id),
+        CardError::Internal(message) => Status::internal(*message),
+        CardError::Hsm(error) => from_hsm_error(error),
+        CardError::Store(error) => from_store_error(error),
+    }
 }
 
 /// A bill domain error as a status.

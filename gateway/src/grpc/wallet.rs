@@ -20,16 +20,16 @@ use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::idempotent::replay;
-use super::payment::check_card;
 use super::status::{
-    from_store_error, in_progress, invalid_field, key_reused, outcome_unknown, partner_unavailable,
-    precondition,
+    from_card_error, from_store_error, in_progress, invalid_field, key_reused, outcome_unknown,
+    partner_unavailable, precondition,
 };
 use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, key_of, logged};
 use crate::access::identity_of;
 use crate::payments::card::read_card;
 use crate::wallet::{Operator, Wallets, view, wallet_lines};
+use posgate_core::cards::check_card;
 use posgate_core::model::RequestContext;
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::idempotency::{FingerprintBuilder, differing_fields};
@@ -651,8 +651,8 @@ async fn card_funding_allowed(
     gateway: &Gateway,
     operator: &Operator,
     context: &RequestContext,
-    card: &crate::payments::card::PresentedCard,
-) -> Result<(Arc<crate::payments::Payments>, Vec<u8>), Status> {
+    card: &posgate_core::cards::card::PresentedCard,
+) -> Result<(Arc<posgate_core::cards::Payments>, Vec<u8>), Status> {
     let refuse = |why: &str| precondition("CARD_FUNDING_NOT_ALLOWED", "funding", why.to_owned());
     let Some(payments) = gateway.payments.as_ref() else {
         return Err(refuse("this gateway takes no card payments"));
@@ -809,7 +809,11 @@ impl WalletService for WalletApi {
                         "card".clone_into(&mut record.funding);
                         let calendar =
                             BusinessCalendar::from(gateway.store_config(&context.store_id));
-                        Some(check_card(payments, &context, card, calendar.local_date(now)).await?)
+                        Some(
+                            check_card(payments, &context, card, calendar.local_date(now))
+                                .await
+                                .map_err(|error| from_card_error(&error))?,
+                        )
                     }
                     _ => None,
                 };

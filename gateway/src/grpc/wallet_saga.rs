@@ -10,19 +10,22 @@ use posgate_proto::v1 as pb;
 use prost::Message as _;
 use tonic::{Response, Status};
 
-use super::payment::{BankOutcome, Draft, Outgoing, check_card, draft, send_financial, up_link};
 use super::status::{
-    from_hsm_error, from_store_error, outcome_unknown, partner_unavailable, precondition,
+    from_card_error, from_hsm_error, from_store_error, outcome_unknown, partner_unavailable,
+    precondition,
 };
 use super::wallet::finish;
 use super::{Gateway, key_of};
-use crate::payments::card::{PresentedCard, brand_name};
-use crate::payments::{Payments, view as card_view};
+use crate::payments::view as card_view;
 use crate::wallet::reload::{
     self, CardOnFile, CardStep, SagaRun, StepResult, advance, compensate, crash_point, fail_parent,
     release_card, reload_top_up, step_result, top_up_step,
 };
 use crate::wallet::{Operator, view};
+use posgate_core::cards::card::{PresentedCard, brand_name};
+use posgate_core::cards::{
+    BankOutcome, CheckedCard, Draft, Outgoing, Payments, check_card, draft, send_financial, up_link,
+};
 use posgate_core::model::RequestContext;
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::{IdempotencyKey, RequestFingerprint};
@@ -356,7 +359,7 @@ pub(crate) async fn card_top_up(
                 route_link: route_link.to_owned(),
                 masked_pan: card.pan.masked(),
                 pan_fingerprint: fingerprint,
-                card_brand: brand_name(crate::payments::card::brand_of(&card.pan)).to_owned(),
+                card_brand: brand_name(posgate_core::cards::card::brand_of(&card.pan)).to_owned(),
                 pin_block,
             },
         )
@@ -476,7 +479,9 @@ pub(crate) async fn link_card(
         ));
     }
     let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
-    let checked = check_card(payments, context, input.card, calendar.local_date(now)).await?;
+    let checked = check_card(payments, context, input.card, calendar.local_date(now))
+        .await
+        .map_err(|error| from_card_error(&error))?;
     if checked.route.kind != CardRouteKind::CoBrandIssuer {
         return Err(precondition(
             "NOT_CO_BRAND_CARD",
@@ -655,11 +660,12 @@ async fn verify_card(
     payments: &Payments,
     context: &RequestContext,
     input: &LinkInput<'_>,
-    checked: super::payment::CheckedCard,
+    checked: CheckedCard,
     now: DateTime<Utc>,
 ) -> Result<(posgate_core::ports::db::CardRecord, bool), Status> {
     let calendar = BusinessCalendar::from(gateway.store_config(&context.store_id));
-    let (link, link_config) = up_link(payments, &checked.route.link)?;
+    let (link, link_config) =
+        up_link(payments, &checked.route.link).map_err(|error| from_card_error(&error))?;
     let stan = payments
         .next_stan(gateway.db.as_ref(), &checked.route.link, now)
         .await
@@ -689,7 +695,14 @@ async fn verify_card(
         pin_block: checked.pin_block,
         original: None,
     };
-    let outcome = send_financial(gateway, &verification, Some(input.card), &outgoing, now).await;
+    let outcome = send_financial(
+        gateway.store_config(&context.store_id),
+        &verification,
+        Some(input.card),
+        &outgoing,
+        now,
+    )
+    .await;
     let approved = match &outcome {
         BankOutcome::Answered(response) => {
             response

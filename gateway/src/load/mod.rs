@@ -62,7 +62,8 @@ use crate::grpc::idempotent::REPLAY_HEADER;
 use crate::tls::{DEV_SERVER_NAME, DevPki, client_tls};
 use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip, TwYearConvention};
 use posgate_core::bill::config::BillerConfig;
-use posgate_core::config::{Config, StoreConfig};
+use posgate_core::config::Config;
+use posgate_core::model::business_day::StoreConfig;
 
 /// Default number of virtual terminals: enough to keep a small gateway busy.
 const DEFAULT_CONCURRENCY: u32 = 32;

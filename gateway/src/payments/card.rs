@@ -1,9 +1,8 @@
-//! The card as presented at the counter: read from `CardInput`, checked
-//! field by field (Luhn, expiry, track 2, PIN block, chip data), and held
-//! only in zeroizing memory. Nothing here is ever logged or stored; what is
-//! kept of a card is its masked PAN, brand and keyed fingerprint.
+//! The card as presented at the counter, read from `CardInput` and checked
+//! field by field (Luhn, expiry, track 2, PIN block, chip data) into the
+//! core's [`PresentedCard`]; and the card enums as the POS API names them.
 
-use chrono::NaiveDate;
+use posgate_core::cards::card::{CardBrand, EntryMode, PinInput, PresentedCard};
 use posgate_hsm::pan::luhn_valid;
 use posgate_hsm::{CardExpiry, Pan, PinBlockFormat, Secret};
 use posgate_proto::v1 as pb;
@@ -18,148 +17,25 @@ const MAX_ICC_BYTES: usize = 255;
 /// Longest PIN key id.
 const MAX_KEY_ID_LEN: usize = 64;
 
-/// How the card was read, with its ISO 8583 POS entry mode (field 22).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryMode {
-    Keyed,
-    Chip,
-    Contactless,
-    Magstripe,
-    MagstripeFallback,
-}
-
-impl EntryMode {
-    /// Field 22: PAN entry mode (2 digits) and PIN entry capability (1 = can
-    /// accept PINs; every posgate terminal has a PIN pad).
-    pub fn iso8583_code(self) -> &'static str {
-        match self {
-            Self::Keyed => "011",
-            Self::Chip => "051",
-            Self::Contactless => "071",
-            Self::Magstripe => "021",
-            Self::MagstripeFallback => "801",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Keyed => "keyed",
-            Self::Chip => "chip",
-            Self::Contactless => "contactless",
-            Self::Magstripe => "magstripe",
-            Self::MagstripeFallback => "magstripe_fallback",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Keyed,
-            Self::Chip,
-            Self::Contactless,
-            Self::Magstripe,
-            Self::MagstripeFallback,
-        ]
-        .into_iter()
-        .find(|mode| mode.as_str() == text)
-    }
-
-    pub fn to_proto(self) -> pb::CardEntryMode {
-        match self {
-            Self::Keyed => pb::CardEntryMode::Keyed,
-            Self::Chip => pb::CardEntryMode::Chip,
-            Self::Contactless => pb::CardEntryMode::Contactless,
-            Self::Magstripe => pb::CardEntryMode::Magstripe,
-            Self::MagstripeFallback => pb::CardEntryMode::MagstripeFallback,
-        }
-    }
-
-    fn from_proto(mode: pb::CardEntryMode) -> Option<Self> {
-        match mode {
-            pb::CardEntryMode::Unspecified => None,
-            pb::CardEntryMode::Keyed => Some(Self::Keyed),
-            pb::CardEntryMode::Chip => Some(Self::Chip),
-            pb::CardEntryMode::Contactless => Some(Self::Contactless),
-            pb::CardEntryMode::Magstripe => Some(Self::Magstripe),
-            pb::CardEntryMode::MagstripeFallback => Some(Self::MagstripeFallback),
-        }
-    }
-
-    fn reads_track(self) -> bool {
-        matches!(self, Self::Magstripe | Self::MagstripeFallback)
+/// The entry mode as the POS API names it.
+pub fn entry_mode_to_proto(mode: EntryMode) -> pb::CardEntryMode {
+    match mode {
+        EntryMode::Keyed => pb::CardEntryMode::Keyed,
+        EntryMode::Chip => pb::CardEntryMode::Chip,
+        EntryMode::Contactless => pb::CardEntryMode::Contactless,
+        EntryMode::Magstripe => pb::CardEntryMode::Magstripe,
+        EntryMode::MagstripeFallback => pb::CardEntryMode::MagstripeFallback,
     }
 }
 
-/// An online PIN as the PIN pad sent it.
-#[derive(Debug)]
-pub struct PinInput {
-    pub format: PinBlockFormat,
-    pub block: Secret<Vec<u8>>,
-    pub key_id: String,
-}
-
-/// A card read and checked. `Debug` shows the PAN masked (6/4) and every
-/// other card secret as `***`.
-#[derive(Debug)]
-pub struct PresentedCard {
-    pub pan: Pan,
-    pub expiry: CardExpiry,
-    pub entry_mode: EntryMode,
-    /// Track 2 equivalent data, normalized: sentinels and LRC stripped, `=` separator.
-    pub track2: Option<Secret<String>>,
-    pub pin: Option<PinInput>,
-    pub icc_data: Option<Secret<Vec<u8>>>,
-    pub security_code: Option<Secret<String>>,
-    /// Track 2 service code, when swiped.
-    pub service_code: Option<String>,
-}
-
-impl PresentedCard {
-    /// A chip card (service code 2xx or 6xx) swiped without a failed chip read first.
-    pub fn chip_card_swiped(&self) -> bool {
-        self.entry_mode == EntryMode::Magstripe
-            && self
-                .service_code
-                .as_deref()
-                .is_some_and(|code| code.starts_with('2') || code.starts_with('6'))
-    }
-
-    pub fn expired_at(&self, local_date: NaiveDate) -> bool {
-        self.expiry.is_expired_at(local_date)
-    }
-
-    /// Every sensitive value, length-prefixed, for the keyed request digest:
-    /// a retry must present the same card data to be the same request.
-    pub fn digest_parts(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::new());
-        let mut push = |part: &[u8]| {
-            out.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            out.extend_from_slice(part);
-        };
-        push(self.pan.digits().as_bytes());
-        push(self.expiry.to_yymm().as_bytes());
-        push(self.entry_mode.as_str().as_bytes());
-        push(
-            self.track2
-                .as_ref()
-                .map_or(&b""[..], |t| t.expose().as_bytes()),
-        );
-        push(
-            self.pin
-                .as_ref()
-                .map_or(&b""[..], |p| p.block.expose().as_slice()),
-        );
-        push(self.pin.as_ref().map_or(&b""[..], |p| p.key_id.as_bytes()));
-        push(
-            self.icc_data
-                .as_ref()
-                .map_or(&b""[..], |d| d.expose().as_slice()),
-        );
-        push(
-            self.security_code
-                .as_ref()
-                .map_or(&b""[..], |c| c.expose().as_bytes()),
-        );
-        out
+fn entry_mode_from_proto(mode: pb::CardEntryMode) -> Option<EntryMode> {
+    match mode {
+        pb::CardEntryMode::Unspecified => None,
+        pb::CardEntryMode::Keyed => Some(EntryMode::Keyed),
+        pb::CardEntryMode::Chip => Some(EntryMode::Chip),
+        pb::CardEntryMode::Contactless => Some(EntryMode::Contactless),
+        pb::CardEntryMode::Magstripe => Some(EntryMode::Magstripe),
+        pb::CardEntryMode::MagstripeFallback => Some(EntryMode::MagstripeFallback),
     }
 }
 
@@ -177,7 +53,7 @@ pub fn read_card(
     let mode_field = format!("{field}.entry_mode");
     let entry_mode = pb::CardEntryMode::try_from(card.entry_mode)
         .ok()
-        .and_then(EntryMode::from_proto);
+        .and_then(entry_mode_from_proto);
     let Some(entry_mode) = entry_mode else {
         violations.add(
             mode_field,
@@ -456,56 +332,23 @@ fn well_formed_tlv(data: &[u8]) -> bool {
     true
 }
 
-/// The card scheme by its leading digits (the public IIN ranges).
-pub fn brand_of(pan: &Pan) -> pb::CardBrand {
-    let digits = pan.digits();
-    let prefix = |len: usize| digits[..len].parse::<u32>().unwrap_or(0);
-    match () {
-        () if digits.starts_with('4') => pb::CardBrand::Visa,
-        () if (51..=55).contains(&prefix(2)) || (2221..=2720).contains(&prefix(4)) => {
-            pb::CardBrand::Mastercard
-        }
-        () if (3528..=3589).contains(&prefix(4)) => pb::CardBrand::Jcb,
-        () if digits.starts_with("34") || digits.starts_with("37") => {
-            pb::CardBrand::AmericanExpress
-        }
-        () if digits.starts_with("62") => pb::CardBrand::Unionpay,
-        () if digits.starts_with("36") || (300..=305).contains(&prefix(3)) => {
-            pb::CardBrand::DinersClub
-        }
-        () if digits.starts_with("6011") || digits.starts_with("65") => pb::CardBrand::Discover,
-        () => pb::CardBrand::Other,
-    }
-}
-
-/// The lower-case brand name used in configuration and storage.
-pub fn brand_name(brand: pb::CardBrand) -> &'static str {
+/// A brand as the POS API names it.
+pub fn brand_to_proto(brand: CardBrand) -> pb::CardBrand {
     match brand {
-        pb::CardBrand::Visa => "visa",
-        pb::CardBrand::Mastercard => "mastercard",
-        pb::CardBrand::Jcb => "jcb",
-        pb::CardBrand::AmericanExpress => "american_express",
-        pb::CardBrand::Unionpay => "unionpay",
-        pb::CardBrand::DinersClub => "diners_club",
-        pb::CardBrand::Discover => "discover",
-        pb::CardBrand::Other | pb::CardBrand::Unspecified => "other",
+        CardBrand::Visa => pb::CardBrand::Visa,
+        CardBrand::Mastercard => pb::CardBrand::Mastercard,
+        CardBrand::Jcb => pb::CardBrand::Jcb,
+        CardBrand::AmericanExpress => pb::CardBrand::AmericanExpress,
+        CardBrand::Unionpay => pb::CardBrand::Unionpay,
+        CardBrand::DinersClub => pb::CardBrand::DinersClub,
+        CardBrand::Discover => pb::CardBrand::Discover,
+        CardBrand::Other => pb::CardBrand::Other,
     }
 }
 
-/// The brand from its stored name.
+/// The brand from its stored name, as the POS API names it.
 pub fn brand_from_name(name: &str) -> pb::CardBrand {
-    [
-        pb::CardBrand::Visa,
-        pb::CardBrand::Mastercard,
-        pb::CardBrand::Jcb,
-        pb::CardBrand::AmericanExpress,
-        pb::CardBrand::Unionpay,
-        pb::CardBrand::DinersClub,
-        pb::CardBrand::Discover,
-    ]
-    .into_iter()
-    .find(|brand| brand_name(*brand) == name)
-    .unwrap_or(pb::CardBrand::Other)
+    brand_to_proto(posgate_core::cards::card::brand_from_name(name))
 }
 
 #[cfg(test)]
@@ -533,61 +376,5 @@ mod tests {
         ));
         assert!(!well_formed_tlv(&hex::decode("9F260811").unwrap()));
         assert!(well_formed_tlv(&hex::decode("5F2A020901").unwrap()));
-    }
-
-    #[test]
-    fn brands() {
-        let brand = |digits: &str| brand_of(&Pan::parse(digits).unwrap());
-        assert_eq!(brand("4111111111111111"), pb::CardBrand::Visa);
-        assert_eq!(brand("5555555555554444"), pb::CardBrand::Mastercard);
-        assert_eq!(brand("3530111333300000"), pb::CardBrand::Jcb);
-        assert_eq!(brand("378282246310005"), pb::CardBrand::AmericanExpress);
-    }
-
-    /// A presented card prints its PAN masked (6/4) and none of its other
-    /// card data, in `Debug` or pretty `Debug`; each secret alone prints
-    /// `***` in `Display`.
-    #[test]
-    fn formatting_never_prints_card_data() {
-        let card = PresentedCard {
-            pan: Pan::parse("4111111111111111").unwrap(),
-            expiry: CardExpiry::parse("2912").unwrap(),
-            entry_mode: EntryMode::Chip,
-            track2: Some(Secret::new("4111111111111111=29122010000000000".to_owned())),
-            pin: Some(PinInput {
-                format: PinBlockFormat::Iso0,
-                block: Secret::new(vec![0x04, 0x12, 0x34, 0xFE, 0xDC, 0xBA, 0x98, 0x76]),
-                key_id: "tpk-1".to_owned(),
-            }),
-            icc_data: Some(Secret::new(vec![0x9F, 0x26, 0x01, 0xAB])),
-            security_code: Some(Secret::new("737".to_owned())),
-            service_code: Some("201".to_owned()),
-        };
-        let clear = [
-            "4111111111111111",
-            "29122010000000000",
-            "[4, 18, 52, 254, 220, 186, 152, 118]",
-            "0412",
-            "[159, 38, 1, 171]",
-            "9F26",
-            "737",
-        ];
-        for text in [format!("{card:?}"), format!("{card:#?}")] {
-            for value in clear {
-                assert!(!text.contains(value), "{value} in {text}");
-            }
-            assert!(text.contains("411111******1111"), "{text}");
-        }
-        let pin = card.pin.as_ref().unwrap();
-        assert!(!format!("{pin:?}").contains("254"));
-        let secrets = [
-            card.pan.to_string(),
-            card.track2.as_ref().unwrap().to_string(),
-            pin.block.to_string(),
-            card.icc_data.as_ref().unwrap().to_string(),
-            card.security_code.as_ref().unwrap().to_string(),
-        ];
-        assert_eq!(secrets[0], "411111******1111");
-        assert!(secrets[1..].iter().all(|text| text == "***"), "{secrets:?}");
     }
 }

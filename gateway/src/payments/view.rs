@@ -1,12 +1,18 @@
-//! Card records as the POS sees them (`posgate.v1.CardTransaction`).
+//! Card records as the POS sees them (`posgate.v1.CardTransaction`), the
+//! card service's results as `PaymentService` answers, and
+//! [`ProtoCardAnswers`], the core's port for encoding the stored answers.
 
 use chrono::{DateTime, Utc};
 use posgate_partners::bank::protocol::ResponseCode;
 use posgate_proto::v1 as pb;
+use prost::Message as _;
 
-use super::card::{EntryMode, brand_from_name};
+use super::card::{brand_from_name, entry_mode_to_proto};
+use posgate_core::cards::card::EntryMode;
 use posgate_core::cards::config::CardConfig;
 use posgate_core::model::business_day::format_date;
+use posgate_core::model::card::{CardTransaction, RefundResult};
+use posgate_core::ports::answers::CardAnswers;
 use posgate_core::ports::db::{CardRecord, CardRouteKind, CardType, TransactionStatus};
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -80,7 +86,7 @@ pub fn card_transaction(
         _ => pb::CardholderVerification::None,
     };
     let entry_mode = EntryMode::parse(&record.entry_mode)
-        .map_or(pb::CardEntryMode::Unspecified, EntryMode::to_proto);
+        .map_or(pb::CardEntryMode::Unspecified, entry_mode_to_proto);
     let merchant_name = config
         .link(&record.link_id)
         .map(|link| link.merchant_name.clone())
@@ -144,5 +150,64 @@ pub fn card_transaction(
             .flatten()
             .map(timestamp),
         advice_pending: record.advice_pending,
+    }
+}
+
+/// A card service result as the POS sees it.
+pub fn transaction(result: &CardTransaction, config: &CardConfig) -> pb::CardTransaction {
+    card_transaction(&result.record, result.refund_ids.clone(), config)
+}
+
+pub fn authorize_response(result: &CardTransaction, config: &CardConfig) -> pb::AuthorizeResponse {
+    pb::AuthorizeResponse {
+        transaction: Some(transaction(result, config)),
+    }
+}
+
+pub fn capture_response(result: &CardTransaction, config: &CardConfig) -> pb::CaptureResponse {
+    pb::CaptureResponse {
+        transaction: Some(transaction(result, config)),
+    }
+}
+
+pub fn void_response(result: &CardTransaction, config: &CardConfig) -> pb::VoidResponse {
+    pb::VoidResponse {
+        transaction: Some(transaction(result, config)),
+    }
+}
+
+pub fn refund_response(result: &RefundResult, config: &CardConfig) -> pb::CardRefundResponse {
+    pb::CardRefundResponse {
+        refund: Some(transaction(&result.refund, config)),
+        original: result
+            .original
+            .as_ref()
+            .map(|original| transaction(original, config)),
+    }
+}
+
+/// The stored answers of `PaymentService`: the protobuf answer messages,
+/// encoded. The same functions build the answer a call returns, so a
+/// replay gets the bytes the first call got.
+#[derive(Debug)]
+pub struct ProtoCardAnswers {
+    pub config: CardConfig,
+}
+
+impl CardAnswers for ProtoCardAnswers {
+    fn authorized(&self, transaction: &CardTransaction) -> Vec<u8> {
+        authorize_response(transaction, &self.config).encode_to_vec()
+    }
+
+    fn captured(&self, transaction: &CardTransaction) -> Vec<u8> {
+        capture_response(transaction, &self.config).encode_to_vec()
+    }
+
+    fn voided(&self, transaction: &CardTransaction) -> Vec<u8> {
+        void_response(transaction, &self.config).encode_to_vec()
+    }
+
+    fn refunded(&self, refund: &RefundResult) -> Vec<u8> {
+        refund_response(refund, &self.config).encode_to_vec()
     }
 }

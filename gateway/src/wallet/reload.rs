@@ -30,10 +30,12 @@ use zeroize::Zeroizing;
 
 use super::{Operator, Wallets, wallet_lines};
 use crate::grpc::Gateway;
-use crate::grpc::payment::{BankOutcome, Draft, Outgoing, draft, send_financial, settle, up_link};
 use crate::grpc::wallet::{answer_bytes, event, reversal_of};
-use crate::payments::card::{EntryMode, PresentedCard};
-use crate::payments::{Payments, card_lines};
+use posgate_core::cards::card::{EntryMode, PresentedCard};
+use posgate_core::cards::{
+    BankOutcome, Draft, Outgoing, Payments, card_lines, draft, plan_outcome, send_financial,
+    up_link,
+};
 use posgate_core::model::IdempotencyKey;
 use posgate_core::model::RequestContext;
 use posgate_core::model::business_day::BusinessCalendar;
@@ -236,14 +238,21 @@ impl SagaRun<'_> {
             pin_block,
             original: None,
         };
-        let outcome = send_financial(gateway, &record, Some(card), &outgoing, now).await;
+        let outcome = send_financial(
+            gateway.store_config(&record.store_id),
+            &record,
+            Some(card),
+            &outgoing,
+            now,
+        )
+        .await;
         crash_point("reload.card_answered");
         let key = IdempotencyKey {
             store_id: record.store_id.clone(),
             terminal_id: record.terminal_id.clone(),
             client_request_id: record.client_request_id.clone(),
         };
-        let mut settled = settle(
+        let mut settled = plan_outcome(
             &record,
             &outcome,
             &key,
@@ -451,7 +460,7 @@ pub(crate) async fn compensate_card(gateway: &Gateway, card_id: &str) -> Result<
             "saga",
             "a later step of its wallet saga failed: the sale is reversed".to_owned(),
         ),
-        enqueue: vec![crate::payments::saf::reversal_of(&card, now)],
+        enqueue: vec![posgate_core::cards::saf::reversal_of(&card, now)],
         acked: Vec::new(),
     };
     let outcome = gateway.db.write_card(write).await?;

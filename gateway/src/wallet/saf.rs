@@ -15,12 +15,12 @@ use tokio::sync::watch;
 use super::{Operator, Wallets, wallet_lines};
 use crate::grpc::Gateway;
 use crate::grpc::wallet::{answer_bytes, reversal_of};
-use crate::payments::{retry_at, run_passes};
 use posgate_core::model::IdempotencyKey;
 use posgate_core::ports::db::{
     Event, KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange, WalletSafItem,
     WalletType, WalletUpdate, WalletWrite,
 };
+use posgate_core::worker::{retry_at, run_passes};
 use posgate_partners::wallet::api::ReversalStatus;
 
 /// Most queue entries taken per poll.

@@ -136,3 +136,12 @@ mod tests {
         assert_eq!(format_date(date("2026-01-05")), "2026-01-05");
     }
 }
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub id: String,
+    pub name: String,
+    pub time_zone: Tz,
+    /// Local time at which the business day ends; sales from then on belong to the next day.
+    pub cutoff: NaiveTime,
+}

@@ -103,3 +103,28 @@ pub struct CardRecord {
     pub authorization_expires_at: Option<DateTime<Utc>>,
     pub advice_pending: bool,
 }
+
+/// A card record as the POS sees it: with its refunds, oldest first.
+#[derive(Debug, Clone)]
+pub struct CardTransaction {
+    pub record: CardRecord,
+    pub refund_ids: Vec<String>,
+}
+
+impl CardTransaction {
+    /// A transaction without refunds (a new one, or a refund itself).
+    pub fn alone(record: CardRecord) -> Self {
+        Self {
+            record,
+            refund_ids: Vec::new(),
+        }
+    }
+}
+
+/// A refund and the payment it refunds, after the refund.
+#[derive(Debug, Clone)]
+pub struct RefundResult {
+    pub refund: CardTransaction,
+    /// The refunded payment (absent only if it vanished from the database).
+    pub original: Option<CardTransaction>,
+}

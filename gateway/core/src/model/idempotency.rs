@@ -186,3 +186,11 @@ mod tests {
         assert_ne!(a.digest, b.digest);
     }
 }
+
+/// A call's answer: new, or the stored answer of the first request under
+/// the same key (the caller replays its bytes unchanged).
+#[derive(Debug)]
+pub enum Answered<T> {
+    New(T),
+    Replayed(StoredAnswer),
+}

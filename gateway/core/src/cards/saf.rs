@@ -9,21 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use posgate_partners::bank::protocol::{
-    Advice, FinancialKind, FinancialResponse, Reversal, response_mti,
-};
-use posgate_proto::v1 as pb;
-use prost::Message as _;
+use posgate_partners::bank::protocol::{Advice, FinancialResponse, Reversal, response_mti};
 use tokio::sync::watch;
 
-use super::view;
-use super::{Payments, retry_at};
-use crate::grpc::Gateway;
-use posgate_core::model::IdempotencyKey;
-use posgate_core::ports::db::{
-    CardChange, CardRecord, CardType, CardUpdate, CardWrite, Event, KeyOp, NewSafItem,
-    RefundAdjust, SafItem, SafKind, StoreError, TransactionStatus,
+use super::iso::financial_kind;
+use super::service::CardService;
+use crate::model::IdempotencyKey;
+use crate::model::card::{CardTransaction, RefundResult};
+use crate::model::money::Currency;
+use crate::ports::db::{
+    CardChange, CardRecord, CardUpdate, CardWrite, Event, KeyOp, NewSafItem, RefundAdjust, SafItem,
+    SafKind, StoreError, TransactionStatus,
 };
+use crate::worker::{retry_at, run_passes};
 
 /// Field 39 codes that say "not now" rather than "no": the entry is retried.
 const TRANSIENT_CODES: [&str; 2] = ["91", "96"];
@@ -38,18 +36,18 @@ const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 const APPROVED: &str = "00";
 
 /// Runs until `shutdown` turns true.
-pub async fn run(gateway: Arc<Gateway>, payments: Arc<Payments>, shutdown: watch::Receiver<bool>) {
-    super::run_passes("store-and-forward", shutdown, || poll(&gateway, &payments)).await;
+pub async fn run(cards: Arc<CardService>, shutdown: watch::Receiver<bool>) {
+    run_passes("store-and-forward", shutdown, || poll(&cards)).await;
 }
 
 /// One pass: recover cut-off requests, release expired holds, then deliver
 /// what is due.
-pub async fn poll(gateway: &Gateway, payments: &Payments) -> Result<(), StoreError> {
-    recover(gateway, payments).await?;
-    expire(gateway).await?;
-    let now = gateway.clock.now();
-    let due = gateway.db.saf_due(now, BATCH).await?;
-    let deliveries = due.into_iter().map(|item| deliver(gateway, payments, item));
+pub async fn poll(cards: &CardService) -> Result<(), StoreError> {
+    recover(cards).await?;
+    expire(cards).await?;
+    let now = cards.now();
+    let due = cards.db().saf_due(now, BATCH).await?;
+    let deliveries = due.into_iter().map(|item| deliver(cards, item));
     for result in futures::future::join_all(deliveries).await {
         result?;
     }
@@ -58,9 +56,10 @@ pub async fn poll(gateway: &Gateway, payments: &Payments) -> Result<(), StoreErr
 
 /// Turns requests stuck `in_progress` (their caller crashed or vanished)
 /// into `pending_reversal` with a queued reversal.
-async fn recover(gateway: &Gateway, payments: &Payments) -> Result<(), StoreError> {
-    let now = gateway.clock.now();
-    let timeout = payments
+async fn recover(cards: &CardService) -> Result<(), StoreError> {
+    let now = cards.now();
+    let timeout = cards
+        .payments()
         .config
         .links
         .iter()
@@ -68,7 +67,7 @@ async fn recover(gateway: &Gateway, payments: &Payments) -> Result<(), StoreErro
         .max()
         .unwrap_or(Duration::from_secs(30));
     let before = now - chrono::Duration::from_std(timeout + RECOVERY_GRACE).unwrap_or_default();
-    for record in gateway.db.stale_in_progress(before, BATCH).await? {
+    for record in cards.db().stale_in_progress(before, BATCH).await? {
         let write = CardWrite {
             transaction_id: record.id.clone(),
             at: now,
@@ -92,7 +91,7 @@ async fn recover(gateway: &Gateway, payments: &Payments) -> Result<(), StoreErro
             enqueue: vec![reversal_of(&record, now)],
             acked: Vec::new(),
         };
-        let outcome = gateway.db.write_card(write).await?;
+        let outcome = cards.db().write_card(write).await?;
         tracing::warn!(transaction_id = %record.id, ?outcome, "recovered a cut-off card request: reversal queued");
     }
     Ok(())
@@ -100,9 +99,9 @@ async fn recover(gateway: &Gateway, payments: &Payments) -> Result<(), StoreErro
 
 /// Authorizations not captured in time: `expired`, with a reversal queued
 /// to release the hold at the bank.
-async fn expire(gateway: &Gateway) -> Result<(), StoreError> {
-    let now = gateway.clock.now();
-    for record in gateway.db.expired_authorizations(now, BATCH).await? {
+async fn expire(cards: &CardService) -> Result<(), StoreError> {
+    let now = cards.now();
+    for record in cards.db().expired_authorizations(now, BATCH).await? {
         let write = CardWrite {
             transaction_id: record.id.clone(),
             at: now,
@@ -126,7 +125,7 @@ async fn expire(gateway: &Gateway) -> Result<(), StoreError> {
             enqueue: vec![reversal_of(&record, now)],
             acked: Vec::new(),
         };
-        gateway.db.write_card(write).await?;
+        cards.db().write_card(write).await?;
     }
     Ok(())
 }
@@ -142,19 +141,15 @@ pub fn reversal_of(record: &CardRecord, now: DateTime<Utc>) -> NewSafItem {
     }
 }
 
+/// The event of a change the worker makes (its actor is `saf`).
 fn event(kind: &str, from: TransactionStatus, to: TransactionStatus, detail: String) -> Event {
-    Event {
-        event_type: kind.to_owned(),
-        from_status: Some(from),
-        to_status: to,
-        actor: "saf".to_owned(),
-        detail,
-    }
+    super::outcome::event(kind, Some(from), to, "saf", detail)
 }
 
 /// Sends one queue entry; records the acknowledgement or the retry.
-async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Result<(), StoreError> {
-    let now = gateway.clock.now();
+async fn deliver(cards: &CardService, item: SafItem) -> Result<(), StoreError> {
+    let payments = cards.payments();
+    let now = cards.now();
     let (id, attempts) = (item.id, item.attempts);
     let transaction_id = item.transaction.id.clone();
     let retry = |error: String| async move {
@@ -165,7 +160,7 @@ async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Resul
             payments.config.retry_max,
         );
         tracing::info!(queue_id = id, %transaction_id, attempts = attempts + 1, %error, "bank delivery failed; will retry");
-        gateway.db.saf_retry(id, next, &error).await
+        cards.db().saf_retry(id, next, &error).await
     };
     let (Some(link), Some(link_config)) = (
         payments.link(&item.link_id),
@@ -177,22 +172,14 @@ async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Resul
         return retry("bank link down".to_owned()).await;
     }
     let record = &item.transaction;
-    let currency =
-        posgate_core::model::money::Currency::from_code(&item.currency).map_or("", |c| c.numeric);
-    let original_kind = match record.card_type {
-        CardType::Authorization => FinancialKind::Authorization,
-        CardType::Sale => FinancialKind::Sale,
-        CardType::Refund => FinancialKind::Refund,
-    };
+    let currency = Currency::from_code(&item.currency).map_or("", |c| c.numeric);
+    let original_kind = financial_kind(record.card_type);
     // The first transmission takes a STAN and records it; every repeat
     // (0401) carries that same STAN so the bank can match it.
     let stan = match &item.stan {
         Some(stan) => stan.clone(),
-        None => match payments
-            .next_stan(gateway.db.as_ref(), &item.link_id, now)
-            .await
-        {
-            Ok(fresh) => gateway.db.saf_set_stan(item.id, &fresh).await?,
+        None => match payments.next_stan(cards.db(), &item.link_id, now).await {
+            Ok(fresh) => cards.db().saf_set_stan(item.id, &fresh).await?,
             Err(error) => return retry(format!("no STAN: {error}")).await,
         },
     };
@@ -221,7 +208,7 @@ async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Resul
             stan: &stan,
             transmitted_at: now,
             local: now
-                .with_timezone(&gateway.store_config(&record.store_id).time_zone)
+                .with_timezone(&cards.store_config(&record.store_id).time_zone)
                 .naive_local(),
             approval_code: (!record.approval_code.is_empty())
                 .then_some(record.approval_code.as_str()),
@@ -251,13 +238,12 @@ async fn deliver(gateway: &Gateway, payments: &Payments, item: SafItem) -> Resul
     // Any other answer is final. A reversal the bank cannot match (nothing
     // to undo) is as final as one it applied; an advice the bank refused is
     // final too, and surfaces as CAPTURE_REFUSED (see `acknowledge`).
-    acknowledge(gateway, payments, &item, &code, now).await
+    acknowledge(cards, &item, &code, now).await
 }
 
 /// Records a bank's acknowledgement of a queue entry.
 async fn acknowledge(
-    gateway: &Gateway,
-    payments: &Payments,
+    cards: &CardService,
     item: &SafItem,
     code: &str,
     now: DateTime<Utc>,
@@ -280,14 +266,14 @@ async fn acknowledge(
             reversed.updated_at = now;
             // A card step of a wallet saga has no key of its own: the
             // wallet transaction's key answers the POS.
-            if gateway.db.saga_of_step(&record.id).await?.is_none() {
+            if cards.db().saga_of_step(&record.id).await?.is_none() {
                 key = Some(KeyOp::Answer {
                     key: IdempotencyKey {
                         store_id: record.store_id.clone(),
                         terminal_id: record.terminal_id.clone(),
                         client_request_id: record.client_request_id.clone(),
                     },
-                    response: reversed_answer(gateway, payments, &reversed).await?,
+                    response: reversed_answer(cards, &reversed).await?,
                 });
             }
             if let Some(original_id) = &record.original_transaction_id {
@@ -334,35 +320,33 @@ async fn acknowledge(
         enqueue: Vec::new(),
         acked: vec![item.id],
     };
-    let outcome = gateway.db.write_card(write).await?;
+    let outcome = cards.db().write_card(write).await?;
     tracing::info!(queue_id = item.id, transaction_id = %record.id, kind = item.kind.as_str(), code, ?outcome, "bank acknowledged");
     Ok(())
 }
 
 /// The answer a retry of the creating call gets once its transaction is reversed.
 async fn reversed_answer(
-    gateway: &Gateway,
-    payments: &Payments,
+    cards: &CardService,
     reversed: &CardRecord,
 ) -> Result<Vec<u8>, StoreError> {
-    let view = view::card_transaction(reversed, Vec::new(), &payments.config);
+    let transaction = CardTransaction::alone(reversed.clone());
     Ok(match &reversed.original_transaction_id {
-        None => pb::AuthorizeResponse {
-            transaction: Some(view),
-        }
-        .encode_to_vec(),
+        None => cards.answers().authorized(&transaction),
         Some(original_id) => {
-            let original = gateway.db.card_transaction(original_id).await?;
-            let refunds = gateway.db.refund_ids(original_id).await?;
-            pb::CardRefundResponse {
-                refund: Some(view),
+            let original = cards.db().card_transaction(original_id).await?;
+            let refunds = cards.db().refund_ids(original_id).await?;
+            cards.answers().refunded(&RefundResult {
+                refund: transaction,
                 original: original.map(|mut original| {
                     // The reservation this write releases.
                     original.refund_reserved_minor -= reversed.amount_minor;
-                    view::card_transaction(&original, refunds, &payments.config)
+                    CardTransaction {
+                        record: original,
+                        refund_ids: refunds,
+                    }
                 }),
-            }
-            .encode_to_vec()
+            })
         }
     })
 }

@@ -1,0 +1,21 @@
+//! The encoding of stored answers. An idempotency key keeps the exact bytes
+//! of the answer the POS got, so that a retry gets the same bytes back; the
+//! answers are protobuf messages, which the core does not know. The API
+//! implements this port with its views and the binary hands it to the
+//! services, so a worker that records an answer (the store-and-forward
+//! queue, after a reversal) never imports the API.
+
+use crate::model::card::{CardTransaction, RefundResult};
+
+/// The answers of `PaymentService`, one method per answer kind, each
+/// returning the encoded response message.
+pub trait CardAnswers: Send + Sync + std::fmt::Debug {
+    /// `AuthorizeResponse` (also the answer of a reversed Authorize).
+    fn authorized(&self, transaction: &CardTransaction) -> Vec<u8>;
+    /// `CaptureResponse`.
+    fn captured(&self, transaction: &CardTransaction) -> Vec<u8>;
+    /// `VoidResponse`.
+    fn voided(&self, transaction: &CardTransaction) -> Vec<u8>;
+    /// `CardRefundResponse` (also the answer of a reversed Refund).
+    fn refunded(&self, refund: &RefundResult) -> Vec<u8>;
+}

@@ -1,0 +1,70 @@
+//! The run loop every background worker shares (card, wallet and online
+//! bill store-and-forward): one pass at a time, a fixed pause between
+//! passes, and one shutdown signal (a `tokio::sync::watch` channel whose
+//! value turns `true`) that ends the loop between passes.
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::ports::db::StoreError;
+
+/// How often a store-and-forward worker looks for due work.
+pub const SAF_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Runs a worker: one `pass` every [`SAF_POLL_INTERVAL`] until `shutdown`
+/// changes. A failed pass is logged (as `what`) and the next one tries
+/// again; each pass bounds its own work (a batch per poll).
+pub async fn run_passes<F, Fut>(
+    what: &'static str,
+    mut shutdown: watch::Receiver<bool>,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    loop {
+        if let Err(error) = pass().await {
+            tracing::error!(%error, "{what} pass failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SAF_POLL_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// When a failed delivery is tried again: doubling from `min`, capped at `max`.
+pub fn retry_at(
+    now: DateTime<Utc>,
+    attempts: i32,
+    min: std::time::Duration,
+    max: std::time::Duration,
+) -> DateTime<Utc> {
+    let factor = 1u32 << attempts.clamp(0, 16);
+    let delay = min.saturating_mul(factor).min(max);
+    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_backs_off_to_the_cap() {
+        let now = Utc::now();
+        let min = std::time::Duration::from_secs(1);
+        let max = std::time::Duration::from_secs(60);
+        assert_eq!(
+            retry_at(now, 0, min, max) - now,
+            chrono::Duration::seconds(1)
+        );
+        assert_eq!(
+            retry_at(now, 3, min, max) - now,
+            chrono::Duration::seconds(8)
+        );
+        assert_eq!(
+            retry_at(now, 30, min, max) - now,
+            chrono::Duration::seconds(60)
+        );
+    }
+}
