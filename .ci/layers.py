@@ -41,6 +41,14 @@ CRATE_PATH = re.compile(r"\bcrate::(\{[^;]*?\}|\w+)")
 SUPER_PATH = re.compile(r"\b((?:super::)+)(\{[^;]*?\}|\w+)")
 
 
+# Crates whose graph is printed but not yet enforced, with the reason. The
+# gateway crate is being split into posgate-api and the binary (issue 14);
+# its modules still import each other both ways until then.
+REPORT_ONLY = {
+    "gateway/src/lib.rs": "the gateway crate is split into api and binary crates next (issue 14)",
+}
+
+
 def strip_comments_and_strings(text: str) -> str:
     """Removes comments, string and char literals (keeps line structure)."""
     out = []
@@ -195,7 +203,10 @@ def main() -> int:
             failed = True
         for component in cycles(edges):
             print(f"  IMPORT CYCLE in {rel}: {' <-> '.join(component)}")
-            failed = True
+            if rel in REPORT_ONLY:
+                print(f"  (reported, not enforced: {REPORT_ONLY[rel]})")
+            else:
+                failed = True
     print("use graph: " + ("FAILED" if failed else "no cycles, no layer violations"))
     return 1 if failed else 0
 
