@@ -1,7 +1,8 @@
 //! The run loop every background worker shares (card, wallet and online
-//! bill store-and-forward): one pass at a time, a fixed pause between
-//! passes, and one shutdown signal (a `tokio::sync::watch` channel whose
-//! value turns `true`) that ends the loop between passes.
+//! bill store-and-forward, saga recovery, audit sealing, scheduled
+//! clearing): one pass at a time, a fixed pause between passes, and one
+//! shutdown signal (a `tokio::sync::watch` channel whose value turns `true`)
+//! that ends the loop between passes.
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -11,23 +12,39 @@ use crate::ports::db::StoreError;
 /// How often a store-and-forward worker looks for due work.
 pub const SAF_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Runs a worker: one `pass` every [`SAF_POLL_INTERVAL`] until `shutdown`
+/// Runs a store-and-forward worker: [`run_every`] with
+/// [`SAF_POLL_INTERVAL`].
+pub async fn run_passes<F, Fut>(what: &'static str, shutdown: watch::Receiver<bool>, pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    run_every(what, SAF_POLL_INTERVAL, shutdown, pass).await;
+}
+
+/// Runs a worker: one `pass`, then a pause of `every`, until `shutdown`
 /// changes. A failed pass is logged (as `what`) and the next one tries
-/// again; each pass bounds its own work (a batch per poll).
-pub async fn run_passes<F, Fut>(
+/// again; each pass bounds its own work (a batch per poll). A pass in
+/// progress when the signal comes finishes first.
+pub async fn run_every<F, Fut, E>(
     what: &'static str,
+    every: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
     mut pass: F,
 ) where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), StoreError>>,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     loop {
+        if *shutdown.borrow() {
+            return;
+        }
         if let Err(error) = pass().await {
-            tracing::error!(%error, "{what} pass failed");
+            tracing::error!(%error, "{what} pass failed; the next pass tries again");
         }
         tokio::select! {
-            () = tokio::time::sleep(SAF_POLL_INTERVAL) => {}
+            () = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -72,40 +72,35 @@ async fn seal_head(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Checkpoin
 }
 
 /// The background sealer: seals when `checkpoint_every_entries` new entries
-/// arrived or `checkpoint_interval` passed with any, until told to stop.
+/// arrived or `checkpoint_interval` passed with any, until told to stop (the
+/// workers' shared run loop, one look every [`SEALER_POLL`]).
 pub async fn run(
     audit: Audit,
     clock: std::sync::Arc<dyn crate::model::clock::Clock>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut sealed_at = Instant::now();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(SEALER_POLL) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
-        let due = match due(&audit, sealed_at).await {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::warn!(%error, "reading the audit chain head failed; will retry");
-                continue;
-            }
-        };
-        if !due {
-            continue;
-        }
-        match seal_once(&audit, clock.now()).await {
-            Ok(Some(checkpoint)) => {
-                sealed_at = Instant::now();
-                tracing::info!(sequence = checkpoint.sequence, "sealed audit checkpoint");
-            }
-            Ok(None) => sealed_at = Instant::now(),
-            Err(error) => tracing::warn!(%error, "sealing the audit chain failed; will retry"),
-        }
+    let sealed_at = std::sync::Mutex::new(Instant::now());
+    crate::worker::run_every("audit sealing", SEALER_POLL, stop, || {
+        seal_if_due(&audit, clock.now(), &sealed_at)
+    })
+    .await;
+}
+
+/// One look of the sealer: seals if [`due`], and remembers when it last did.
+async fn seal_if_due(
+    audit: &Audit,
+    now: chrono::DateTime<chrono::Utc>,
+    sealed_at: &std::sync::Mutex<Instant>,
+) -> Result<(), SealError> {
+    let last = *sealed_at.lock().expect("sealer clock lock");
+    if !due(audit, last).await? {
+        return Ok(());
     }
+    if let Some(checkpoint) = seal_once(audit, now).await? {
+        tracing::info!(sequence = checkpoint.sequence, "sealed audit checkpoint");
+    }
+    *sealed_at.lock().expect("sealer clock lock") = Instant::now();
+    Ok(())
 }
 
 /// Whether enough entries arrived, or enough time passed with any, since

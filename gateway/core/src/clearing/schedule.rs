@@ -72,21 +72,16 @@ async fn close_ended_days(
     Ok(ran)
 }
 
-/// Runs [`tick`] every minute until `stop` turns true.
+/// Runs [`tick`] every minute until `stop` turns true (the workers' shared
+/// run loop).
 pub async fn run(
     context: Arc<ClearingContext>,
     out_dir: PathBuf,
     clock: Arc<dyn Clock>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut interval = tokio::time::interval(TICK);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(error) = tick(&context, &out_dir, clock.now()).await {
-            tracing::error!(error = %format!("{error:#}"), "scheduled clearing failed; will retry");
-        }
-    }
+    crate::worker::run_every("scheduled clearing", TICK, stop, || async {
+        tick(&context, &out_dir, clock.now()).await.map(drop)
+    })
+    .await;
 }
