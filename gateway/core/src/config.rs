@@ -21,6 +21,7 @@ use crate::cards::config::{
     CardConfig, HsmConfig, RawBinRoute, RawCard, RawCardSections, RawLink, RawPinKey,
 };
 use crate::clearing::model::{PartnerConfig, RawPartner};
+use crate::model::Party;
 use crate::model::ids::is_valid_id;
 use crate::model::money::{Currency, FeeContract, FeeRule, MAX_AMOUNT_MINOR};
 
@@ -422,7 +423,7 @@ impl Config {
         let mut parties: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
         for biller in &self.billers {
             parties
-                .entry(format!("biller:{}", biller.id))
+                .entry(Party::Biller(biller.id.clone()).to_string())
                 .or_default()
                 .insert(
                     biller.currency.code,
@@ -443,7 +444,7 @@ impl Config {
         for link in links {
             for (store_id, currency) in &self.card.store_currency {
                 parties
-                    .entry(format!("bank:{link}"))
+                    .entry(Party::Bank(link.clone()).to_string())
                     .or_default()
                     .entry(currency.code)
                     .or_insert_with(|| format!("card sales at store {store_id} on link {link}"));

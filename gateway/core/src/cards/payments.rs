@@ -17,6 +17,7 @@ use super::CardError;
 use super::card::PinInput;
 use super::config::{BankLinkConfig, CardConfig};
 use super::stan_space;
+use crate::model::Party;
 use crate::ports::db::stan::StanStore;
 use crate::ports::db::{CardRecord, CardRouteKind, SettlementLine, StoreError};
 
@@ -242,13 +243,13 @@ pub fn bank_terminal_id(store_id: &str, terminal_id: &str) -> String {
 pub fn card_lines(record: &CardRecord, amount_minor: i64, kind: &str) -> Vec<SettlementLine> {
     vec![
         SettlementLine {
-            party: format!("store:{}", record.store_id),
+            party: Party::Store(record.store_id.clone()).to_string(),
             kind: kind.to_owned(),
             currency: record.currency.clone(),
             amount_minor,
         },
         SettlementLine {
-            party: format!("bank:{}", record.link_id),
+            party: Party::Bank(record.link_id.clone()).to_string(),
             kind: kind.to_owned(),
             currency: record.currency.clone(),
             amount_minor: -amount_minor,

@@ -17,9 +17,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::layout::{self, CSV_HEADER, CurrencyTotals, FieldError, FileMeta, Layout};
 use super::sign;
-use crate::clearing::model::{
-    CHAIN_PARTY, ClearingItem, DayRun, NetPosition, PartnerConfig, is_partner,
-};
+use crate::clearing::model::{ClearingItem, DayRun, NetPosition, PartnerConfig, is_partner};
 use crate::model::business_day::BusinessCalendar;
 use crate::model::money::Currency;
 use crate::ports::db::clearing::{DayLine, FileRecord, PartyTotal};
@@ -615,7 +613,7 @@ fn all_positions(
             }
             continue;
         }
-        let fees = if total.party == CHAIN_PARTY {
+        let fees = if crate::model::Party::parse(&total.party) == Ok(crate::model::Party::Chain) {
             fees_by_currency.remove(&total.currency).unwrap_or(0)
         } else {
             0
@@ -633,7 +631,7 @@ fn all_positions(
     for (currency, fees) in fees_by_currency {
         if fees != 0 {
             own.push(NetPosition {
-                partner: CHAIN_PARTY.to_owned(),
+                partner: crate::model::Party::Chain.to_string(),
                 currency,
                 gross_minor: 0,
                 fees_minor: -fees,

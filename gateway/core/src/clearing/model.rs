@@ -129,10 +129,7 @@ pub struct PartnerConfig {
 impl PartnerConfig {
     /// Checks a configured partner; the error names the field and why.
     pub fn check(raw: RawPartner) -> Result<Self, (String, String)> {
-        let party_ok = raw.id.split_once(':').is_some_and(|(kind, id)| {
-            matches!(kind, "biller" | "bank" | "wallet") && crate::model::ids::is_valid_id(id)
-        });
-        if !party_ok {
+        if crate::model::Party::parse_partner(&raw.id).is_none() {
             return Err((
                 "id".to_owned(),
                 "must be biller:<id>, bank:<link id> or wallet:<id>".to_owned(),
@@ -211,11 +208,8 @@ impl PartnerConfig {
 /// True for parties that get clearing files (partners), false for posgate's
 /// own parties (`store:<id>`, `chain`), whose lines only count in net positions.
 pub fn is_partner(party: &str) -> bool {
-    party != "chain" && !party.starts_with("store:")
+    crate::model::Party::parse_partner(party).is_some()
 }
-
-/// The chain's party name (it collects fees).
-pub const CHAIN_PARTY: &str = "chain";
 
 #[cfg(test)]
 mod tests {

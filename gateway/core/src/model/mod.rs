@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod link;
 pub mod money;
+pub mod party;
 pub mod recon;
 pub mod request;
 pub mod transaction;
@@ -19,5 +20,6 @@ pub mod unknown;
 pub mod wallet;
 
 pub use idempotency::{IdempotencyKey, RequestFingerprint, StoredAnswer};
+pub use party::Party;
 pub use request::{FieldViolation, RequestContext};
 pub use unknown::UnknownValue;

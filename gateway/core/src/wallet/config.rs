@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::model::Party;
 use crate::model::config_error::ConfigError;
 use crate::model::ids::is_valid_id;
 use crate::model::money::Currency;
@@ -62,7 +63,7 @@ pub struct WalletOperatorConfig {
 impl WalletOperatorConfig {
     /// The settlement party of the operator.
     pub fn party(&self) -> String {
-        format!("wallet:{}", self.id)
+        Party::Wallet(self.id.clone()).to_string()
     }
 
     pub fn enabled_for(&self, store_id: &str) -> bool {

@@ -146,10 +146,7 @@ impl Parser {
             return Err(error(line, "version", "only version 1 is known"));
         }
         let partner = fields[3];
-        let partner_ok = partner.split_once(':').is_some_and(|(kind, id)| {
-            matches!(kind, "biller" | "bank" | "wallet") && crate::model::ids::is_valid_id(id)
-        });
-        if !partner_ok {
+        if crate::model::Party::parse_partner(partner).is_none() {
             return Err(error(
                 line,
                 "partner",
