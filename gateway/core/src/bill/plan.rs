@@ -184,3 +184,68 @@ pub fn plan_cancel(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn paid(fee_minor: i64) -> TransactionRecord {
+        let at = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).expect("valid time");
+        TransactionRecord {
+            id: "0190f0c2-0000-7000-8000-000000000001".to_owned(),
+            kind: TransactionKind::BillPayment,
+            status: TransactionStatus::Paid,
+            store_id: "S001".to_owned(),
+            terminal_id: "T01".to_owned(),
+            operator_id: "op".to_owned(),
+            client_request_id: "r1".to_owned(),
+            partner_id: "TPC".to_owned(),
+            amount_minor: 150_000,
+            currency: "TWD".to_owned(),
+            fee_minor,
+            business_date: NaiveDate::from_ymd_opt(2026, 12, 4).expect("valid date"),
+            created_at: at,
+            updated_at: at,
+            cancelled_at: None,
+            cancel_reason: None,
+            bill: BillDetail {
+                biller_id: "TPC".to_owned(),
+                agency_code: "TPC01".to_owned(),
+                bill_reference: "B1".to_owned(),
+                due_date: None,
+                period: String::new(),
+                late: false,
+            },
+        }
+    }
+
+    /// The store owes the biller the amount, the biller owes the chain its
+    /// fee, and the lines sum to zero.
+    #[test]
+    fn payment_lines_balance_and_name_the_parties() {
+        let lines = payment_lines(&paid(1_500));
+        let parties: Vec<(&str, &str, i64)> = lines
+            .iter()
+            .map(|line| (line.party.as_str(), line.kind.as_str(), line.amount_minor))
+            .collect();
+        assert_eq!(
+            parties,
+            vec![
+                ("store:S001", "collection", -150_000),
+                ("biller:TPC", "collection", 150_000),
+                ("biller:TPC", "fee", -1_500),
+                (CHAIN_PARTY, "fee", 1_500),
+            ]
+        );
+        assert_eq!(lines.iter().map(|line| line.amount_minor).sum::<i64>(), 0);
+    }
+
+    /// A payment without a fee has no fee lines.
+    #[test]
+    fn no_fee_no_fee_lines() {
+        let lines = payment_lines(&paid(0));
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|line| line.kind == "collection"));
+    }
+}

@@ -704,3 +704,45 @@ impl BillService {
         self.db.write_bill(write).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(amount_minor: u64) -> RequestFingerprint {
+        FingerprintBuilder::new("PayBill")
+            .value("amount.amount_minor", amount_minor.to_be_bytes())
+            .finish()
+    }
+
+    fn stored(pending: bool) -> StoredAnswer {
+        StoredAnswer {
+            fingerprint: fingerprint(100),
+            transaction_id: "t1".to_owned(),
+            response: if pending { Vec::new() } else { vec![1, 2, 3] },
+            pending,
+        }
+    }
+
+    /// The same request gets the stored answer; another request under the
+    /// key is refused naming the field; an unresolved notice is `OutcomeUnknown`.
+    #[test]
+    fn a_retry_gets_the_stored_answer_or_why_not() {
+        let answer = answer_for_retry(stored(false), &fingerprint(100), "r1").expect("replayed");
+        assert_eq!(answer.response, vec![1, 2, 3]);
+        match answer_for_retry(stored(false), &fingerprint(101), "r1") {
+            Err(BillError::KeyReused { differing, .. }) => {
+                assert_eq!(differing, vec!["amount.amount_minor".to_owned()]);
+            }
+            other => panic!("expected KeyReused, got {other:?}"),
+        }
+        match answer_for_retry(stored(true), &fingerprint(100), "r1") {
+            Err(BillError::OutcomeUnknown { transaction_id }) => assert_eq!(transaction_id, "t1"),
+            other => panic!("expected OutcomeUnknown, got {other:?}"),
+        }
+        assert!(matches!(
+            answer_for_retry(stored(true), &fingerprint(101), "r1"),
+            Err(BillError::KeyReused { .. })
+        ));
+    }
+}
