@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use posgate_core::bill::config::OnlineBillerConfig;
+use posgate_core::bill::config::{BillerConfig, OnlineBillerConfig};
+use posgate_core::bill::online::{OnlineBiller, OnlineBillers};
 use posgate_core::ports::partners::{Biller, WalletOperator};
 use posgate_core::wallet::config::WalletOperatorConfig;
 use posgate_hsm::Hsm;
@@ -57,6 +58,26 @@ pub fn wallet_operator(
     Ok(Arc::new(WalletOperatorConnector(
         WalletOperatorClient::new(client),
     )))
+}
+
+/// The online billers of the configuration, each with its connector
+/// (connections open lazily). Fails on unreadable TLS files.
+pub fn online_billers(
+    billers: &[BillerConfig],
+    hsm: &Arc<dyn Hsm>,
+) -> Result<OnlineBillers, String> {
+    let mut online = Vec::new();
+    for biller in billers {
+        let Some(config) = &biller.online else {
+            continue;
+        };
+        online.push(OnlineBiller {
+            id: biller.id.clone(),
+            config: config.clone(),
+            client: self::biller(&biller.id, config, hsm)?,
+        });
+    }
+    Ok(OnlineBillers::new(online))
 }
 
 /// Builds the client of one online biller (connections open lazily).

@@ -7,7 +7,7 @@
 //! - [`audit`]: the audit API side: search and export views, the page-token filter encoding, the audit bench.
 //! - [`clearing`]: the clearing bench seeder (clearing itself is `posgate_core::clearing`).
 //! - [`connectors`]: the partner API clients built from config behind the core's wallet operator and biller ports.
-//! - [`bill`]: bill collection: slip barcodes, the biller registry, the domain rules.
+//! - [`bill`]: bill payments on the API side: the bill service's results as `BillPaymentService` messages (the bill service is `posgate_core::bill`).
 //! - [`payments`]: card payments on the API side: `CardInput` read into the core's card, records and results as `PaymentService` messages (the card service is `posgate_core::cards`).
 //! - [`wallet`]: e-wallet operators: config, views, the reversal worker.
 //! - [`store`]: the transaction store trait and its SQLite and PostgreSQL backends.

@@ -69,8 +69,8 @@ fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Ga
                 Wallets::start(&config.wallet_operators, &hsm).map_err(anyhow::Error::msg)?;
             gateway = gateway.with_wallets(Arc::new(wallets));
         }
-        let online = crate::bill::online::OnlineBillers::start(&config.billers, &hsm)
-            .map_err(anyhow::Error::msg)?;
+        let online =
+            crate::connectors::online_billers(&config.billers, &hsm).map_err(anyhow::Error::msg)?;
         gateway = gateway.with_online_billers(Arc::new(online));
         gateway = gateway.with_payments(Arc::new(Payments::start(config.card.clone(), hsm)));
     }
@@ -279,8 +279,8 @@ impl Background {
             )));
         }
         if !gateway.online_billers.is_empty() {
-            stoppable.push(tokio::spawn(crate::bill::saf::run(
-                Arc::clone(gateway),
+            stoppable.push(tokio::spawn(posgate_core::bill::saf::run(
+                Arc::clone(&gateway.bills),
                 stopped.clone(),
             )));
         }

@@ -10,7 +10,9 @@
 //!   - [`model::idempotency`]: idempotency keys, request fingerprints, stored answers.
 //!   - [`model::request`]: the request context of every call, field violations.
 //! - [`config`]: the whole TOML configuration, assembled from the domains' sections and checked once at load.
-//! - [`bill`]: bill collection: slip barcodes and biller profiles, the biller registry, the online billers' section.
+//! - [`bill`]: bill collection: slip barcodes and biller profiles, the biller registry, the `[[biller]]` sections,
+//!   the bill service (InquireBill, PayBill, CancelBill, `GetBillPayment`) for batch and online billers, the
+//!   online billers' connectors and the notice store-and-forward worker.
 //! - [`cards`]: card payments: the `[card]` section, the card service (Authorize, Capture, Void,
 //!   Refund, `GetTransaction`), its ISO 8583 requests and outcome state machine, the card
 //!   store-and-forward worker.

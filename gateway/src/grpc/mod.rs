@@ -8,9 +8,7 @@
 //! - [`admission`]: the in-flight bound and per-terminal / per-store rate limits.
 //! - [`request_size`]: `RESOURCE_EXHAUSTED` for a request over the size limit.
 //! - [`idempotent`]: replay of stored answers and detection of reused keys.
-//! - [`bill_payment`]: the `BillPaymentService` implementation.
-//! - [`bill_online`]: its online half: real-time inquiry, payment notice and
-//!   cancel at online billers.
+//! - [`bill_payment`]: the `BillPaymentService` implementation (batch and online billers).
 //! - [`payment`]: the `PaymentService` implementation (card payments).
 //! - [`audit`]: the `AuditService` implementation (auditors only).
 //! - [`wallet`]: the `WalletService` implementation (e-wallet top-up, pay, refund).
@@ -18,7 +16,6 @@
 
 pub mod admission;
 pub mod audit;
-pub mod bill_online;
 pub mod bill_payment;
 pub mod idempotent;
 pub mod payment;
@@ -39,7 +36,9 @@ use tonic::Status;
 
 use crate::access::Identity;
 use admission::Admission;
+use posgate_core::bill::BillService;
 use posgate_core::bill::BillerRegistry;
+use posgate_core::bill::online::OnlineBillers;
 use posgate_core::cards::{CardService, Payments};
 use posgate_core::config::Config;
 use posgate_core::model::IdempotencyKey;
@@ -68,7 +67,9 @@ pub struct Gateway {
     /// Wallet operators, when configured.
     pub wallets: Option<Arc<crate::wallet::Wallets>>,
     /// Online billers' clients (empty when every biller is batch-only).
-    pub online_billers: Arc<crate::bill::online::OnlineBillers>,
+    pub online_billers: Arc<OnlineBillers>,
+    /// The bill payments service (batch and online billers).
+    pub bills: Arc<BillService>,
     /// HSM label of the key that signs clearing files (`clearing.signing_key`),
     /// whose public half `AuditService.GetSigningKeys` publishes.
     pub clearing_signing_key: String,
@@ -80,19 +81,31 @@ impl Gateway {
         db: Arc<dyn Database>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
+        let billers = BillerRegistry::new(config.billers.clone())?;
+        let retention = chrono::Duration::from_std(config.idempotency_retention)
+            .map_err(|_| "idempotency retention is too long".to_owned())?;
+        let online_billers = Arc::new(OnlineBillers::default());
+        let bills = bill_service(
+            &db,
+            &billers,
+            &online_billers,
+            &config.stores,
+            retention,
+            &clock,
+        );
         Ok(Self {
             db,
-            billers: BillerRegistry::new(config.billers.clone())?,
+            billers,
             stores: config.stores.clone(),
-            retention: chrono::Duration::from_std(config.idempotency_retention)
-                .map_err(|_| "idempotency retention is too long".to_owned())?,
+            retention,
             clock,
             admission: Admission::new(&config.limits),
             payments: None,
             cards: None,
             audit: None,
             wallets: None,
-            online_billers: Arc::default(),
+            online_billers,
+            bills,
             clearing_signing_key: config.clearing.signing_key.clone(),
         })
     }
@@ -110,7 +123,15 @@ impl Gateway {
     }
 
     #[must_use]
-    pub fn with_online_billers(mut self, billers: Arc<crate::bill::online::OnlineBillers>) -> Self {
+    pub fn with_online_billers(mut self, billers: Arc<OnlineBillers>) -> Self {
+        self.bills = bill_service(
+            &self.db,
+            &self.billers,
+            &billers,
+            &self.stores,
+            self.retention,
+            &self.clock,
+        );
         self.online_billers = billers;
         self
     }
@@ -170,6 +191,27 @@ impl Gateway {
             .get(store_id)
             .expect("validation checked the store is configured")
     }
+}
+
+/// The bill service over the gateway's database and billers, answering
+/// with `BillPaymentService` messages.
+fn bill_service(
+    db: &Arc<dyn Database>,
+    billers: &BillerRegistry,
+    online: &Arc<OnlineBillers>,
+    stores: &BTreeMap<String, StoreConfig>,
+    retention: chrono::Duration,
+    clock: &Arc<dyn Clock>,
+) -> Arc<BillService> {
+    Arc::new(BillService::new(
+        Arc::clone(db),
+        billers.clone(),
+        Arc::clone(online),
+        Arc::new(crate::bill::view::ProtoBillAnswers),
+        stores.clone(),
+        retention,
+        Arc::clone(clock),
+    ))
 }
 
 /// The idempotency key of a request, from its context.

@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::admission::Refusal;
-use crate::bill::BillError;
+use posgate_core::bill::BillError;
 use posgate_core::cards::CardError;
 use posgate_core::model::FieldViolation;
 use posgate_core::ports::db::StoreError;
@@ -79,7 +79,7 @@ pub fn from_card_error(error: &CardError) -> Status {
     }
 }
 
-/// A bill domain error as a status.
+/// A bill service error as a status.
 pub fn from_bill_error(error: &BillError) -> Status {
     match error {
         BillError::Invalid(violations) => invalid_argument(violations),
@@ -93,7 +93,9 @@ pub fn from_bill_error(error: &BillError) -> Status {
             "amount.amount_minor",
             error.to_string(),
         ),
-        BillError::NotFound(_) => Status::not_found(error.to_string()),
+        BillError::NotFound(_) | BillError::NoPaymentForRequest => {
+            Status::not_found(error.to_string())
+        }
         BillError::AlreadyCancelled(id) => precondition(
             "ALREADY_CANCELLED",
             &format!("transaction/{id}"),
@@ -104,6 +106,22 @@ pub fn from_bill_error(error: &BillError) -> Status {
             &format!("transaction/{transaction_id}"),
             error.to_string(),
         ),
+        BillError::Refused {
+            kind,
+            subject,
+            description,
+        } => precondition(kind, subject, description.clone()),
+        BillError::KeyReused {
+            client_request_id,
+            differing,
+        } => key_reused(client_request_id, differing),
+        BillError::OutcomeUnknown { transaction_id } => unknown_outcome(
+            transaction_id,
+            "posgate is asking the biller for its status and will notify it again",
+        ),
+        BillError::PartnerUnavailable { partner } => partner_unavailable(partner),
+        BillError::Internal(message) => Status::internal(*message),
+        BillError::Store(error) => from_store_error(error),
     }
 }
 

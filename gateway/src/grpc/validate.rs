@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use posgate_proto::v1 as pb;
 
-use crate::bill::SlipInput;
+use posgate_core::bill::SlipInput;
 
 use posgate_core::model::ids::is_valid_id;
 use posgate_core::model::money::{Currency, MAX_AMOUNT_MINOR};

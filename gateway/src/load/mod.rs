@@ -499,7 +499,7 @@ impl TryFrom<&BillerConfig> for LoadBiller {
         // Fees are small next to bills, so the search is short; it is bounded
         // for a contract whose fee would swallow every bill.
         let amount_whole_min = (lowest..=amount_whole_max.min(lowest + FEE_SEARCH_STEPS))
-            .find(|&whole| crate::bill::check_fee(biller, whole * minor_per_major).is_ok())
+            .find(|&whole| posgate_core::bill::check_fee(biller, whole * minor_per_major).is_ok())
             .unwrap_or(u64::MAX);
         if amount_whole_min > amount_whole_max || biller.agency_codes.is_empty() {
             bail!(

@@ -2,6 +2,7 @@
 //! database keeps (transactions, card and wallet payments, card links, the
 //! audit chain's entries, partners' acknowledgement files).
 
+pub mod bill;
 pub mod business_day;
 pub mod card;
 pub mod chain;

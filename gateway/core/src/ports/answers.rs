@@ -5,6 +5,7 @@
 //! services, so a worker that records an answer (the store-and-forward
 //! queue, after a reversal) never imports the API.
 
+use crate::model::bill::BillPayment;
 use crate::model::card::{CardTransaction, RefundResult};
 
 /// The answers of `PaymentService`, one method per answer kind, each
@@ -18,4 +19,13 @@ pub trait CardAnswers: Send + Sync + std::fmt::Debug {
     fn voided(&self, transaction: &CardTransaction) -> Vec<u8>;
     /// `CardRefundResponse` (also the answer of a reversed Refund).
     fn refunded(&self, refund: &RefundResult) -> Vec<u8>;
+}
+
+/// The answers of `BillPaymentService` that are stored under a key, each
+/// returning the encoded response message.
+pub trait BillAnswers: Send + Sync + std::fmt::Debug {
+    /// `PayBillResponse` (also the answer an online biller's notice worker records).
+    fn paid(&self, payment: &BillPayment) -> Vec<u8>;
+    /// `CancelBillResponse`.
+    fn cancelled(&self, payment: &BillPayment) -> Vec<u8>;
 }

@@ -14,10 +14,10 @@ use std::time::Duration;
 use posgate_partners::wallet::api::TransactionState;
 use tokio::sync::watch;
 
-use crate::grpc::Gateway;
-use crate::grpc::bill_online::{NoticeEnd, notify, settle};
-use posgate_core::ports::db::{BillSafItem, StoreError};
-use posgate_core::worker::{retry_at, run_passes};
+use super::online::{NoticeEnd, notify};
+use super::service::BillService;
+use crate::ports::db::{BillSafItem, StoreError};
+use crate::worker::{retry_at, run_passes};
 
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;
@@ -28,16 +28,16 @@ const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 const UNKNOWN_BILLER_RETRY_S: i64 = 60;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(gateway: Arc<Gateway>, shutdown: watch::Receiver<bool>) {
-    run_passes("bill store-and-forward", shutdown, || poll(&gateway)).await;
+pub async fn run(bills: Arc<BillService>, shutdown: watch::Receiver<bool>) {
+    run_passes("bill store-and-forward", shutdown, || poll(&bills)).await;
 }
 
 /// One pass: queue cut-off notices, then resolve what is due.
-pub async fn poll(gateway: &Gateway) -> Result<(), StoreError> {
-    recover(gateway).await?;
-    let now = gateway.clock.now();
-    let due = gateway.db.bill_saf_due(now, BATCH).await?;
-    let deliveries = due.into_iter().map(|item| resolve(gateway, item));
+pub async fn poll(bills: &BillService) -> Result<(), StoreError> {
+    recover(bills).await?;
+    let now = bills.now();
+    let due = bills.db().bill_saf_due(now, BATCH).await?;
+    let deliveries = due.into_iter().map(|item| resolve(bills, item));
     for result in futures::future::join_all(deliveries).await {
         result?;
     }
@@ -45,16 +45,16 @@ pub async fn poll(gateway: &Gateway) -> Result<(), StoreError> {
 }
 
 /// Queues a resolution for notices stuck `in_progress` with nothing queued.
-async fn recover(gateway: &Gateway) -> Result<(), StoreError> {
-    let now = gateway.clock.now();
-    let longest = gateway.online_billers.longest_call() + RECOVERY_GRACE;
+async fn recover(bills: &BillService) -> Result<(), StoreError> {
+    let now = bills.now();
+    let longest = bills.online().longest_call() + RECOVERY_GRACE;
     let before = now - chrono::Duration::from_std(longest).unwrap_or_default();
-    for record in gateway.db.stale_bill_in_progress(before, BATCH).await? {
+    for record in bills.db().stale_bill_in_progress(before, BATCH).await? {
         let end =
             NoticeEnd::Unknown("the notice was cut off before its answer was recorded".to_owned());
-        let outcome = settle(gateway, &record, &end, "saf", Vec::new())
-            .await
-            .map_err(|status| StoreError::Invariant(status.message().to_owned()))?;
+        let outcome = bills
+            .record_notice_end(&record, &end, "saf", Vec::new())
+            .await?;
         tracing::warn!(transaction_id = %record.id, ?outcome, "recovered a cut-off bill notice: resolution queued");
     }
     Ok(())
@@ -62,13 +62,13 @@ async fn recover(gateway: &Gateway) -> Result<(), StoreError> {
 
 /// Asks the biller about one notice, sends it again if it never arrived,
 /// and records the answer; a biller that cannot answer is tried again later.
-async fn resolve(gateway: &Gateway, item: BillSafItem) -> Result<(), StoreError> {
-    let now = gateway.clock.now();
+async fn resolve(bills: &BillService, item: BillSafItem) -> Result<(), StoreError> {
+    let now = bills.now();
     let record = &item.transaction;
-    let Some(online) = gateway.online_billers.get(&record.partner_id) else {
+    let Some(online) = bills.online().get(&record.partner_id) else {
         let next = now + chrono::Duration::seconds(UNKNOWN_BILLER_RETRY_S);
-        return gateway
-            .db
+        return bills
+            .db()
             .saf_retry(
                 item.id,
                 next,
@@ -93,11 +93,11 @@ async fn resolve(gateway: &Gateway, item: BillSafItem) -> Result<(), StoreError>
             online.config.retry_max,
         );
         tracing::info!(queue_id = item.id, transaction_id = %record.id, attempts = item.attempts + 1, %reason, "bill notice unresolved; will retry");
-        return gateway.db.saf_retry(item.id, next, reason).await;
+        return bills.db().saf_retry(item.id, next, reason).await;
     }
-    let outcome = settle(gateway, record, &end, "saf", vec![item.id])
-        .await
-        .map_err(|status| StoreError::Invariant(status.message().to_owned()))?;
+    let outcome = bills
+        .record_notice_end(record, &end, "saf", vec![item.id])
+        .await?;
     tracing::info!(queue_id = item.id, transaction_id = %record.id, ?end, ?outcome, "bill notice resolved");
     Ok(())
 }
