@@ -92,7 +92,11 @@ pub fn biller(
         cert: config.client_cert.clone(),
         key: config.client_key.clone(),
     };
-    let mut settings = ClientSettings::new(format!("biller:{biller_id}"), config.url.clone(), tls);
+    let mut settings = ClientSettings::new(
+        posgate_core::model::Party::Biller(biller_id.to_owned()).to_string(),
+        config.url.clone(),
+        tls,
+    );
     settings.request_timeout = config.request_timeout;
     settings.max_attempts = config.max_attempts;
     let signer = Signer::new(

@@ -373,7 +373,7 @@ async fn report_card_health(gateway: Arc<Gateway>, reporter: tonic_health::serve
 
 /// The health service name of an online biller: `biller:<id>`.
 pub fn biller_health_name(biller_id: &str) -> String {
-    format!("biller:{biller_id}")
+    posgate_core::model::Party::Biller(biller_id.to_owned()).to_string()
 }
 
 /// Reports each online biller as its own health entry (`biller:<id>`):

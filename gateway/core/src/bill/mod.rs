@@ -27,6 +27,6 @@ pub mod service;
 
 pub use checks::{ReadBill, SlipInput, check_fee, read_bill};
 pub use error::BillError;
-pub use plan::{CHAIN_PARTY, payment_lines, plan_cancel, plan_payment};
+pub use plan::{payment_lines, plan_cancel, plan_payment};
 pub use registry::BillerRegistry;
 pub use service::BillService;

@@ -19,6 +19,7 @@ use posgate_partners::wallet::api::{Channel, Money};
 use super::checks::ReadBill;
 use super::config::OnlineBillerConfig;
 use super::error::BillError;
+use crate::model::Party;
 use crate::model::transaction::TransactionRecord;
 use crate::ports::partners::Biller;
 
@@ -33,7 +34,7 @@ pub struct OnlineBiller {
 impl OnlineBiller {
     /// The settlement and log name of the biller, as for batch billers.
     pub fn party(&self) -> String {
-        format!("biller:{}", self.id)
+        Party::Biller(self.id.clone()).to_string()
     }
 }
 

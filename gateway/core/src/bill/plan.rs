@@ -6,15 +6,12 @@ use chrono::{DateTime, Utc};
 
 use super::checks::ReadBill;
 use super::error::BillError;
-use crate::model::RequestContext;
 use crate::model::business_day::{BusinessCalendar, StoreConfig};
 use crate::model::transaction::{
     BillDetail, Event, SettlementLine, TransactionKind, TransactionRecord, TransactionStatus,
 };
+use crate::model::{Party, RequestContext};
 use crate::ports::db::StatusChange;
-
-/// The party every store-side line names, and the chain's own party.
-pub const CHAIN_PARTY: &str = "chain";
 
 /// The event of a bill payment's state change: the one constructor every
 /// bill write uses.
@@ -108,15 +105,15 @@ pub fn payment_lines(record: &TransactionRecord) -> Vec<SettlementLine> {
         currency: record.currency.clone(),
         amount_minor,
     };
-    let store = format!("store:{}", record.store_id);
-    let biller = format!("biller:{}", record.partner_id);
+    let store = Party::Store(record.store_id.clone()).to_string();
+    let biller = Party::Biller(record.partner_id.clone()).to_string();
     let mut lines = vec![
         line(store, "collection", -record.amount_minor),
         line(biller.clone(), "collection", record.amount_minor),
     ];
     if record.fee_minor > 0 {
         lines.push(line(biller, "fee", -record.fee_minor));
-        lines.push(line(CHAIN_PARTY.to_owned(), "fee", record.fee_minor));
+        lines.push(line(Party::Chain.to_string(), "fee", record.fee_minor));
     }
     lines
 }
@@ -235,7 +232,7 @@ mod tests {
                 ("store:S001", "collection", -150_000),
                 ("biller:TPC", "collection", 150_000),
                 ("biller:TPC", "fee", -1_500),
-                (CHAIN_PARTY, "fee", 1_500),
+                ("chain", "fee", 1_500),
             ]
         );
         assert_eq!(lines.iter().map(|line| line.amount_minor).sum::<i64>(), 0);
