@@ -121,24 +121,6 @@ pub struct BillService {
     clock: Arc<dyn Clock>,
 }
 
-/// The idempotency key of a request, from its context.
-fn key_of(context: &RequestContext) -> IdempotencyKey {
-    IdempotencyKey {
-        store_id: context.store_id.clone(),
-        terminal_id: context.terminal_id.clone(),
-        client_request_id: context.client_request_id.clone(),
-    }
-}
-
-/// The idempotency key a recorded payment was made under.
-fn key_of_record(record: &TransactionRecord) -> IdempotencyKey {
-    IdempotencyKey {
-        store_id: record.store_id.clone(),
-        terminal_id: record.terminal_id.clone(),
-        client_request_id: record.client_request_id.clone(),
-    }
-}
-
 /// The fields a `PayBill` retry must repeat exactly (the key fields and
 /// `pos_timestamp` are not compared).
 fn pay_fingerprint(input: &PayInput) -> RequestFingerprint {
@@ -298,7 +280,7 @@ impl BillService {
             amount_minor,
             currency,
         } = input;
-        let key = key_of(&context);
+        let key = context.idempotency_key();
         if let Some(answer) = self.prior(&key, &fingerprint).await? {
             return Ok(Answered::Replayed(answer));
         }
@@ -386,7 +368,7 @@ impl BillService {
             .value("transaction_id", &transaction_id)
             .value("reason", &reason)
             .finish();
-        let key = key_of(&context);
+        let key = context.idempotency_key();
         if let Some(answer) = self.prior(&key, &fingerprint).await? {
             return Ok(Answered::Replayed(answer));
         }
@@ -445,7 +427,7 @@ impl BillService {
             PaymentLookup::PaidBy(client_request_id) => {
                 let key = IdempotencyKey {
                     client_request_id,
-                    ..key_of(context)
+                    ..context.idempotency_key()
                 };
                 match self.db.answer(&key).await? {
                     Some(answer) if answer.fingerprint.operation == "PayBill" => {
@@ -650,7 +632,7 @@ impl BillService {
             NoticeEnd::Paid => (
                 TransactionStatus::Paid,
                 Some(KeyOp::Answer {
-                    key: key_of_record(record),
+                    key: record.idempotency_key(),
                     response: self.answers.paid(&self.payment(paid.clone())),
                 }),
                 payment_lines(&paid),
@@ -664,7 +646,7 @@ impl BillService {
             NoticeEnd::Declined(reason) => (
                 TransactionStatus::Declined,
                 Some(KeyOp::Release {
-                    key: key_of_record(record),
+                    key: record.idempotency_key(),
                 }),
                 Vec::new(),
                 Vec::new(),

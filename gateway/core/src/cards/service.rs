@@ -94,15 +94,6 @@ pub struct CardService {
     clock: Arc<dyn Clock>,
 }
 
-/// The idempotency key of a request, from its context.
-fn key_of(context: &RequestContext) -> IdempotencyKey {
-    IdempotencyKey {
-        store_id: context.store_id.clone(),
-        terminal_id: context.terminal_id.clone(),
-        client_request_id: context.client_request_id.clone(),
-    }
-}
-
 /// The number of a capture mode in the POS API (`AUTH_ONLY` = 1, `SALE` =
 /// 2): the request fingerprint keeps the API's value so that fingerprints
 /// stay comparable with those already stored.
@@ -208,7 +199,7 @@ impl CardService {
             .value("capture_mode", capture_mode_number(card_type).to_be_bytes())
             .value("pos_reference", &pos_reference)
             .finish();
-        let key = key_of(&context);
+        let key = context.idempotency_key();
         if let Some(answer) = self.prior(&key, &fingerprint).await? {
             return Ok(Answered::Replayed(answer));
         }
@@ -287,7 +278,7 @@ impl CardService {
             .value("amount.amount_minor", amount_minor.to_be_bytes())
             .value("amount.currency", currency.code)
             .finish();
-        let key = key_of(&context);
+        let key = context.idempotency_key();
         if let Some(answer) = self.prior(&key, &fingerprint).await? {
             return Ok(Answered::Replayed(answer));
         }
@@ -355,7 +346,7 @@ impl CardService {
             .value("transaction_id", &transaction_id)
             .value("reason", &reason)
             .finish();
-        let key = key_of(&context);
+        let key = context.idempotency_key();
         if let Some(answer) = self.prior(&key, &fingerprint).await? {
             return Ok(Answered::Replayed(answer));
         }
@@ -416,7 +407,7 @@ impl CardService {
             currency,
             ..
         } = input;
-        let key = key_of(&context);
+        let key = context.idempotency_key();
         if let Some(answer) = self.prior(&key, &fingerprint).await? {
             return Ok(Answered::Replayed(answer));
         }
@@ -545,7 +536,7 @@ impl CardService {
             TransactionLookup::CreatedBy(client_request_id) => {
                 let key = IdempotencyKey {
                     client_request_id: client_request_id.clone(),
-                    ..key_of(context)
+                    ..context.idempotency_key()
                 };
                 self.db.card_by_request(&key).await?.ok_or_else(|| {
                     CardError::NotFound(

@@ -13,6 +13,17 @@ pub struct RequestContext {
     pub actor: String,
 }
 
+impl RequestContext {
+    /// The idempotency key the request is made under.
+    pub fn idempotency_key(&self) -> super::IdempotencyKey {
+        super::IdempotencyKey {
+            store_id: self.store_id.clone(),
+            terminal_id: self.terminal_id.clone(),
+            client_request_id: self.client_request_id.clone(),
+        }
+    }
+}
+
 /// A field the caller got wrong, by its proto path, with a reason in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {

@@ -139,6 +139,17 @@ pub struct TransactionRecord {
     pub bill: BillDetail,
 }
 
+impl TransactionRecord {
+    /// The idempotency key the transaction was made under.
+    pub fn idempotency_key(&self) -> super::IdempotencyKey {
+        super::IdempotencyKey {
+            store_id: self.store_id.clone(),
+            terminal_id: self.terminal_id.clone(),
+            client_request_id: self.client_request_id.clone(),
+        }
+    }
+}
+
 /// Maps a `kind` column back to the enum.
 pub fn parse_kind(text: &str) -> Result<TransactionKind, UnknownValue> {
     match text {
