@@ -9,7 +9,7 @@ use tonic::{Response, Status};
 
 use super::Gateway;
 use super::status::{from_store_error, key_reused};
-use posgate_core::model::idempotency::differing_fields;
+use posgate_core::model::idempotency::{Answered, differing_fields};
 use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
 use posgate_core::ports::db::{
     Change, Event, SettlementLine, TransactionStatus, WriteOutcome, WriteRequest,
@@ -43,6 +43,18 @@ pub fn replay_stored<M: Message + Default>(answer: &StoredAnswer) -> Result<Resp
         .metadata_mut()
         .insert(REPLAY_HEADER, MetadataValue::from_static("true"));
     Ok(response)
+}
+
+/// A service's answer as a response: a new result as its message, or the
+/// stored answer of the first request under the key, replayed.
+pub fn respond<T, M: Message + Default>(
+    answered: Answered<T>,
+    message: impl FnOnce(&T) -> M,
+) -> Result<Response<M>, Status> {
+    match answered {
+        Answered::New(result) => Ok(Response::new(message(&result))),
+        Answered::Replayed(stored) => replay_stored(&stored),
+    }
 }
 
 /// Looks the key up before any work: a retry is answered from the store.

@@ -6,6 +6,7 @@
 //! queue, after a reversal) never imports the API.
 
 use crate::model::card::{CardTransaction, RefundResult};
+use crate::model::wallet::{LinkedCard, UnlinkedCard, WalletRefund, WalletTransaction};
 
 /// The answers of `PaymentService`, one method per answer kind, each
 /// returning the encoded response message.
@@ -18,4 +19,19 @@ pub trait CardAnswers: Send + Sync + std::fmt::Debug {
     fn voided(&self, transaction: &CardTransaction) -> Vec<u8>;
     /// `CardRefundResponse` (also the answer of a reversed Refund).
     fn refunded(&self, refund: &RefundResult) -> Vec<u8>;
+}
+
+/// The answers of `WalletService`, one method per answer kind, each
+/// returning the encoded response message.
+pub trait WalletAnswers: Send + Sync + std::fmt::Debug {
+    /// `TopUpResponse`.
+    fn topped_up(&self, transaction: &WalletTransaction) -> Vec<u8>;
+    /// `PayResponse`.
+    fn paid(&self, transaction: &WalletTransaction) -> Vec<u8>;
+    /// `WalletRefundResponse`.
+    fn refunded(&self, refund: &WalletRefund) -> Vec<u8>;
+    /// `LinkCardResponse`.
+    fn linked(&self, linked: &LinkedCard) -> Vec<u8>;
+    /// `UnlinkCardResponse`.
+    fn unlinked(&self, unlinked: &UnlinkedCard) -> Vec<u8>;
 }

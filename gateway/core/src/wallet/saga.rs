@@ -25,21 +25,25 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use posgate_hsm::{CardExpiry, Hsm, HsmError, KeyRef, Pan, Secret};
 use posgate_partners::wallet::WalletCallError;
-use posgate_partners::wallet::api::{self as wire, ResultStatus, WalletResult};
+use posgate_partners::wallet::api::{self as wire, WalletResult};
 use zeroize::Zeroizing;
 
-use super::{Operator, Wallets, wallet_lines};
-use crate::grpc::Gateway;
-use crate::grpc::wallet::{answer_bytes, event, reversal_of};
-use posgate_core::cards::card::{EntryMode, PresentedCard};
-use posgate_core::cards::{
+use super::checks::CheckedWallet;
+use super::error::WalletError;
+use super::operators::{Operator, Wallets, wallet_lines};
+use super::outcome::{StepResult, decline_of, operator_outcome, reversal_of, step_result};
+use super::service::{WalletService, channel, key_of_record};
+use crate::cards::card::{EntryMode, PresentedCard, brand_name};
+use crate::cards::{
     BankOutcome, Draft, Outgoing, Payments, card_lines, draft, plan_outcome, send_financial,
     up_link,
 };
-use posgate_core::model::IdempotencyKey;
-use posgate_core::model::RequestContext;
-use posgate_core::model::business_day::BusinessCalendar;
-use posgate_core::ports::db::{
+use crate::model::IdempotencyKey;
+use crate::model::RequestContext;
+use crate::model::idempotency::Answered;
+use crate::model::transaction::Event;
+use crate::model::wallet::WalletAnswer;
+use crate::ports::db::{
     CardChange, CardLink, CardRecord, CardType, CardUpdate, CardWrite, KeyOp, Saga, SagaKind,
     SagaStep, StoreError, TransactionStatus, WalletChange, WalletOutcome, WalletRecord, WalletType,
     WalletUpdate, WalletWrite, WriteOutcome,
@@ -151,7 +155,7 @@ pub(crate) struct CardOnFile {
 
 /// Everything a step needs.
 pub(crate) struct SagaRun<'a> {
-    pub gateway: &'a Gateway,
+    pub service: &'a WalletService,
     pub payments: &'a Payments,
     pub context: &'a RequestContext,
 }
@@ -167,9 +171,9 @@ impl SagaRun<'_> {
         card: &PresentedCard,
         on_file: CardOnFile,
     ) -> Result<CardStep, StoreError> {
-        let gateway = self.gateway;
-        let now = gateway.clock.now();
-        let calendar = BusinessCalendar::from(gateway.store_config(&self.context.store_id));
+        let service = self.service;
+        let now = service.clock.now();
+        let calendar = service.calendar(&self.context.store_id);
         let id = uuid::Uuid::parse_str(&saga.card_transaction_id)
             .map_err(|_| StoreError::Invariant("saga card id is not a UUID".to_owned()))?;
         let card_route_link = on_file.route_link.as_str();
@@ -179,7 +183,7 @@ impl SagaRun<'_> {
         let pin_block = on_file.pin_block;
         let stan = self
             .payments
-            .next_stan(gateway.db.as_ref(), card_route_link, now)
+            .next_stan(service.db.as_ref(), card_route_link, now)
             .await?;
         let record = CardRecord {
             masked_pan: on_file.masked_pan,
@@ -214,7 +218,7 @@ impl SagaRun<'_> {
             refund: None,
             lines: Vec::new(),
             business_date: record.business_date,
-            event: event(
+            event: Event::new(
                 "sent",
                 None,
                 TransactionStatus::InProgress,
@@ -230,7 +234,7 @@ impl SagaRun<'_> {
             enqueue: Vec::new(),
             acked: Vec::new(),
         };
-        gateway.db.write_card(create).await?;
+        service.db.write_card(create).await?;
         crash_point("reload.card_recorded");
         let outgoing = Outgoing {
             link,
@@ -239,7 +243,7 @@ impl SagaRun<'_> {
             original: None,
         };
         let outcome = send_financial(
-            gateway.store_config(&record.store_id),
+            service.store_config(&record.store_id),
             &record,
             Some(card),
             &outgoing,
@@ -252,17 +256,17 @@ impl SagaRun<'_> {
             terminal_id: record.terminal_id.clone(),
             client_request_id: record.client_request_id.clone(),
         };
-        let mut settled = plan_outcome(
+        let mut planned = plan_outcome(
             &record,
             &outcome,
             &key,
-            gateway.clock.now(),
+            service.clock.now(),
             self.payments.config.authorization_hold,
             &|_| Vec::new(),
         );
         // A step has no key of its own: the parent's key answers the POS.
-        settled.write.key = None;
-        match gateway.db.write_card(settled.write).await? {
+        planned.write.key = None;
+        match service.db.write_card(planned.write).await? {
             WriteOutcome::Written => {}
             other => {
                 tracing::warn!(transaction_id = %record.id, ?other, "card step outcome not recorded; the recovery sweep owns it");
@@ -277,28 +281,6 @@ impl SagaRun<'_> {
             _ => CardStep::Refused,
         })
     }
-}
-
-/// The wallet operator's answer to a step, as the parent's or step's
-/// outcome: completed, refused (with the decline reason), or unknown.
-pub(crate) fn step_result(result: &Result<WalletResult, WalletCallError>) -> StepResult {
-    match result {
-        Ok(answer) if answer.status == ResultStatus::Completed => StepResult::Completed,
-        Ok(answer) => {
-            StepResult::Refused(super::view::decline_of(answer.decline_code).0.to_owned())
-        }
-        Err(WalletCallError::Rejected { .. } | WalletCallError::Unavailable(_)) => {
-            StepResult::Refused("OTHER".to_owned())
-        }
-        Err(WalletCallError::OutcomeUnknown(_)) => StepResult::Unknown,
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StepResult {
-    Completed,
-    Refused(String),
-    Unknown,
 }
 
 /// A new auto-reload `TOP_UP` of `parent`.
@@ -325,35 +307,23 @@ pub(crate) fn reload_top_up(
 }
 
 /// Records the auto-reload `TOP_UP` `in_progress`, sends it and records the
-/// answer. Returns the settled record and what it ended in.
+/// answer. Returns the recorded record and what it ended in.
 pub(crate) async fn top_up_step(
-    gateway: &Gateway,
+    service: &WalletService,
     operator: &Operator,
     wallet: &wire::WalletRef,
     record: WalletRecord,
     actor: &str,
 ) -> Result<(WalletRecord, StepResult), StoreError> {
-    let now = gateway.clock.now();
-    gateway
+    service
         .db
-        .write_wallet(WalletWrite {
-            transaction_id: record.id.clone(),
-            at: now,
-            key: None,
-            change: WalletChange::Create(Box::new(record.clone())),
-            refund: None,
-            lines: Vec::new(),
-            business_date: record.business_date,
-            event: event(
-                "received",
-                None,
-                TransactionStatus::InProgress,
-                actor,
-                "auto-reload top-up sent to the wallet operator".to_owned(),
-            ),
-            enqueue: Vec::new(),
-            acked: Vec::new(),
-        })
+        .write_wallet(service.create_write(
+            &record,
+            None,
+            None,
+            actor,
+            "auto-reload top-up sent to the wallet operator",
+        ))
         .await?;
     crash_point("reload.top_up_recorded");
     let result = operator
@@ -371,12 +341,12 @@ pub(crate) async fn top_up_step(
         .await;
     crash_point("reload.top_up_answered");
     let outcome = step_result(&result);
-    let settled = crate::grpc::wallet::settle(operator, &result);
+    let recorded = operator_outcome(operator, &result);
     let mut done = record.clone();
-    done.status = settled.status;
-    done.outcome = settled.outcome.clone();
-    done.updated_at = gateway.clock.now();
-    let written = gateway
+    done.status = recorded.status;
+    done.outcome = recorded.outcome.clone();
+    done.updated_at = service.clock.now();
+    let written = service
         .db
         .write_wallet(WalletWrite {
             transaction_id: record.id.clone(),
@@ -385,24 +355,24 @@ pub(crate) async fn top_up_step(
             change: WalletChange::Update(Box::new(WalletUpdate {
                 transaction_id: record.id.clone(),
                 from: Some(TransactionStatus::InProgress),
-                to: Some(settled.status),
-                outcome: Some(settled.outcome),
+                to: Some(recorded.status),
+                outcome: Some(recorded.outcome),
             })),
             refund: None,
-            lines: if settled.status == TransactionStatus::Completed {
+            lines: if recorded.status == TransactionStatus::Completed {
                 wallet_lines(&done)
             } else {
                 Vec::new()
             },
             business_date: record.business_date,
-            event: event(
-                settled.event_type,
+            event: Event::new(
+                recorded.event_type,
                 Some(TransactionStatus::InProgress),
-                settled.status,
+                recorded.status,
                 "wallet",
-                settled.detail,
+                recorded.detail,
             ),
-            enqueue: if settled.status == TransactionStatus::PendingReversal {
+            enqueue: if recorded.status == TransactionStatus::PendingReversal {
                 vec![reversal_of(&record, done.updated_at)]
             } else {
                 Vec::new()
@@ -420,11 +390,14 @@ pub(crate) async fn top_up_step(
 /// Undoes a saga's card SALE: captured → voided with its reversal queued
 /// and reversing lines; cut off (`in_progress`) → `pending_reversal` with
 /// its reversal queued. Anything else needs nothing. Guarded, so repeatable.
-pub(crate) async fn compensate_card(gateway: &Gateway, card_id: &str) -> Result<(), StoreError> {
-    let Some(card) = gateway.db.card_transaction(card_id).await? else {
+pub(crate) async fn compensate_card(
+    service: &WalletService,
+    card_id: &str,
+) -> Result<(), StoreError> {
+    let Some(card) = service.db.card_transaction(card_id).await? else {
         return Ok(());
     };
-    let now = gateway.clock.now();
+    let now = service.clock.now();
     let (to, lines, advice, kind) = match card.status {
         TransactionStatus::Captured => {
             let lines = card_lines(&card, -card.captured_minor, "card_void");
@@ -438,7 +411,7 @@ pub(crate) async fn compensate_card(gateway: &Gateway, card_id: &str) -> Result<
         ),
         _ => return Ok(()),
     };
-    let calendar = BusinessCalendar::from(gateway.store_config(&card.store_id));
+    let calendar = service.calendar(&card.store_id);
     let write = CardWrite {
         transaction_id: card.id.clone(),
         at: now,
@@ -453,17 +426,17 @@ pub(crate) async fn compensate_card(gateway: &Gateway, card_id: &str) -> Result<
         refund: None,
         lines,
         business_date: calendar.business_date(now),
-        event: event(
+        event: Event::new(
             kind,
             Some(card.status),
             to,
             "saga",
             "a later step of its wallet saga failed: the sale is reversed".to_owned(),
         ),
-        enqueue: vec![posgate_core::cards::saf::reversal_of(&card, now)],
+        enqueue: vec![crate::cards::saf::reversal_of(&card, now)],
         acked: Vec::new(),
     };
-    let outcome = gateway.db.write_card(write).await?;
+    let outcome = service.db.write_card(write).await?;
     tracing::info!(transaction_id = %card.id, ?outcome, "card step compensated: reversal queued");
     Ok(())
 }
@@ -472,19 +445,19 @@ pub(crate) async fn compensate_card(gateway: &Gateway, card_id: &str) -> Result<
 /// `pending_reversal` with its wallet reversal queued (a completed one also
 /// gets reversing lines). Guarded, so repeatable.
 pub(crate) async fn compensate_top_up(
-    gateway: &Gateway,
+    service: &WalletService,
     top_up_id: &str,
 ) -> Result<(), StoreError> {
-    let Some(top_up) = gateway.db.wallet_transaction(top_up_id).await? else {
+    let Some(top_up) = service.db.wallet_transaction(top_up_id).await? else {
         return Ok(());
     };
-    compensate_wallet(gateway, &top_up, "a later step of its wallet saga failed").await
+    compensate_wallet(service, &top_up, "a later step of its wallet saga failed").await
 }
 
 /// Moves a completed or `in_progress` wallet transaction to
 /// `pending_reversal` with its reversal queued.
 async fn compensate_wallet(
-    gateway: &Gateway,
+    service: &WalletService,
     record: &WalletRecord,
     why: &str,
 ) -> Result<(), StoreError> {
@@ -500,8 +473,8 @@ async fn compensate_wallet(
         TransactionStatus::InProgress => Vec::new(),
         _ => return Ok(()),
     };
-    let now = gateway.clock.now();
-    let calendar = BusinessCalendar::from(gateway.store_config(&record.store_id));
+    let now = service.clock.now();
+    let calendar = service.calendar(&record.store_id);
     let write = WalletWrite {
         transaction_id: record.id.clone(),
         at: now,
@@ -515,7 +488,7 @@ async fn compensate_wallet(
         refund: None,
         lines,
         business_date: calendar.business_date(now),
-        event: event(
+        event: Event::new(
             "compensating",
             Some(record.status),
             TransactionStatus::PendingReversal,
@@ -525,29 +498,27 @@ async fn compensate_wallet(
         enqueue: vec![reversal_of(record, now)],
         acked: Vec::new(),
     };
-    let outcome = gateway.db.write_wallet(write).await?;
+    let outcome = service.db.write_wallet(write).await?;
     tracing::info!(transaction_id = %record.id, ?outcome, "wallet step compensated: reversal queued");
     Ok(())
 }
 
 /// Gives the parent its final answer when a step failed: DECLINED with
 /// `reason` (`outcome_unknown` false), or `pending_reversal` with its
-/// reversal queued (true). Only from `in_progress`; returns whether it wrote.
+/// reversal queued (true). Only from `in_progress`; returns the DECLINED
+/// answer when it wrote one.
 pub(crate) async fn fail_parent(
-    gateway: &Gateway,
+    service: &WalletService,
     parent: &WalletRecord,
     reason: &str,
     text: &str,
     outcome_unknown: bool,
-) -> Result<bool, StoreError> {
-    let now = gateway.clock.now();
+) -> Result<Option<WalletAnswer>, StoreError> {
+    let now = service.clock.now();
     let mut failed = parent.clone();
     failed.updated_at = now;
-    let key = IdempotencyKey {
-        store_id: parent.store_id.clone(),
-        terminal_id: parent.terminal_id.clone(),
-        client_request_id: parent.client_request_id.clone(),
-    };
+    let key = key_of_record(parent);
+    let mut answer = None;
     let (to, key_op, enqueue, outcome) = if outcome_unknown {
         failed.status = TransactionStatus::PendingReversal;
         (
@@ -560,17 +531,17 @@ pub(crate) async fn fail_parent(
         failed.status = TransactionStatus::Declined;
         reason.clone_into(&mut failed.outcome.decline_reason);
         text.clone_into(&mut failed.outcome.response_text);
+        let declined = service.answer_of(&failed, None).await?;
+        let response = service.encode(&declined);
+        answer = Some(declined);
         (
             TransactionStatus::Declined,
-            Some(KeyOp::Answer {
-                key,
-                response: answer_bytes(gateway, &failed, None).await?,
-            }),
+            Some(KeyOp::Answer { key, response }),
             Vec::new(),
             Some(failed.outcome.clone()),
         )
     };
-    let written = gateway
+    let written = service
         .db
         .write_wallet(WalletWrite {
             transaction_id: parent.id.clone(),
@@ -585,7 +556,7 @@ pub(crate) async fn fail_parent(
             refund: None,
             lines: Vec::new(),
             business_date: parent.business_date,
-            event: event(
+            event: Event::new(
                 if outcome_unknown {
                     "outcome_unknown"
                 } else {
@@ -600,7 +571,7 @@ pub(crate) async fn fail_parent(
             acked: Vec::new(),
         })
         .await?;
-    Ok(written == WriteOutcome::Written)
+    Ok(answer.filter(|_| written == WriteOutcome::Written))
 }
 
 /// The wallet credit a saga's card SALE paid for: the auto-reload `TOP_UP`,
@@ -614,15 +585,15 @@ fn credit_id(saga: &Saga) -> Option<&str> {
 
 /// The saga whose wallet credit `record` is, if any.
 pub(crate) async fn saga_of_credit(
-    gateway: &Gateway,
+    service: &WalletService,
     record: &WalletRecord,
 ) -> Result<Option<Saga>, StoreError> {
     if record.wallet_type != WalletType::TopUp {
         return Ok(None);
     }
     match record.funding.as_str() {
-        "auto_reload" => gateway.db.saga_of_step(&record.id).await,
-        "card" => gateway.db.saga(&record.id).await,
+        "auto_reload" => service.db.saga_of_step(&record.id).await,
+        "card" => service.db.saga(&record.id).await,
         _ => Ok(None),
     }
 }
@@ -635,14 +606,14 @@ pub(crate) async fn saga_of_credit(
 /// payment, so it stands, and the card paid for it). A compensation never
 /// takes back money another payment has spent, and never voids a card
 /// whose money the wallet keeps.
-pub(crate) async fn release_card(gateway: &Gateway, saga: &Saga) -> Result<(), StoreError> {
+pub(crate) async fn release_card(service: &WalletService, saga: &Saga) -> Result<(), StoreError> {
     let credit = match credit_id(saga) {
-        Some(id) => gateway.db.wallet_transaction(id).await?,
+        Some(id) => service.db.wallet_transaction(id).await?,
         None => None,
     };
     match credit.map(|credit| credit.status) {
         None | Some(TransactionStatus::Declined | TransactionStatus::Reversed) => {
-            compensate_card(gateway, &saga.card_transaction_id).await
+            compensate_card(service, &saga.card_transaction_id).await
         }
         Some(_) => Ok(()),
     }
@@ -652,7 +623,7 @@ pub(crate) async fn release_card(gateway: &Gateway, saga: &Saga) -> Result<(), S
 /// A saga that failed before its wallet credit was sent reverses its card
 /// SALE at once; otherwise the SALE waits for the credit (`release_card`).
 pub(crate) async fn compensate(
-    gateway: &Gateway,
+    service: &WalletService,
     saga: &mut Saga,
     reason: &str,
 ) -> Result<(), StoreError> {
@@ -660,29 +631,29 @@ pub(crate) async fn compensate(
     if let Some(top_up) = saga.top_up_transaction_id.clone()
         && saga.kind == SagaKind::AutoReload
     {
-        compensate_top_up(gateway, &top_up).await?;
+        compensate_top_up(service, &top_up).await?;
     }
     crash_point("reload.compensating");
     if credit_sent {
-        release_card(gateway, saga).await?;
+        release_card(service, saga).await?;
     } else {
-        compensate_card(gateway, &saga.card_transaction_id).await?;
+        compensate_card(service, &saga.card_transaction_id).await?;
     }
     saga.step = SagaStep::Compensated;
     reason.clone_into(&mut saga.failure);
-    saga.updated_at = gateway.clock.now();
-    gateway.db.put_saga(saga).await
+    saga.updated_at = service.clock.now();
+    service.db.put_saga(saga).await
 }
 
 /// Moves a saga to `step`, durably, before that step's external call.
 pub(crate) async fn advance(
-    gateway: &Gateway,
+    service: &WalletService,
     saga: &mut Saga,
     step: SagaStep,
 ) -> Result<(), StoreError> {
     saga.step = step;
-    saga.updated_at = gateway.clock.now();
-    gateway.db.put_saga(saga).await
+    saga.updated_at = service.clock.now();
+    service.db.put_saga(saga).await
 }
 
 /// How long a saga may sit in one step while its caller is still working.
@@ -703,34 +674,303 @@ pub fn longest_step(payments: Option<&Payments>, wallets: &Wallets) -> Duration 
 
 /// One recovery pass: every saga left open longer than its longest step
 /// (its caller is gone: a crash, or a lost task) is finished or compensated.
-pub async fn recover(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError> {
-    let now = gateway.clock.now();
-    let grace = longest_step(gateway.payments.as_deref(), wallets) + RECOVERY_GRACE;
+pub async fn recover(service: &WalletService) -> Result<(), StoreError> {
+    let now = service.clock.now();
+    let grace = longest_step(service.payments.as_deref(), &service.wallets) + RECOVERY_GRACE;
     let before = now - chrono::Duration::from_std(grace).unwrap_or_default();
-    for mut saga in gateway.db.open_sagas(before, BATCH).await? {
-        resolve(gateway, &mut saga).await?;
+    for mut saga in service.db.open_sagas(before, BATCH).await? {
+        resolve(service, &mut saga).await?;
     }
     Ok(())
 }
 
 /// Finishes one open saga from what its transactions say.
-pub(crate) async fn resolve(gateway: &Gateway, saga: &mut Saga) -> Result<(), StoreError> {
-    let Some(parent) = gateway.db.wallet_transaction(&saga.saga_id).await? else {
+pub(crate) async fn resolve(service: &WalletService, saga: &mut Saga) -> Result<(), StoreError> {
+    let Some(parent) = service.db.wallet_transaction(&saga.saga_id).await? else {
         // The parent is claimed before the saga is written: a saga without
         // one is corrupt, but nothing external was done for it.
         tracing::error!(saga_id = %saga.saga_id, "saga without its parent transaction");
-        return advance(gateway, saga, SagaStep::Compensated).await;
+        return advance(service, saga, SagaStep::Compensated).await;
     };
     if parent.status == TransactionStatus::Completed {
         tracing::info!(saga_id = %saga.saga_id, "recovered saga had completed");
-        return advance(gateway, saga, SagaStep::Done).await;
+        return advance(service, saga, SagaStep::Done).await;
     }
     if parent.status == TransactionStatus::InProgress {
         // The parent's own call may have been sent (step pay, or the
         // card top-up's top_up): reverse it; a reversal of a request never
         // sent is refused by the operator and blocks a late original.
-        fail_parent(gateway, &parent, "OTHER", "", true).await?;
+        fail_parent(service, &parent, "OTHER", "", true).await?;
     }
     tracing::warn!(saga_id = %saga.saga_id, step = saga.step.as_str(), "compensating a saga cut off by a crash");
-    compensate(gateway, saga, "RECOVERED").await
+    compensate(service, saga, "RECOVERED").await
+}
+
+/// Pay with an auto-reload: `payment` is claimed `in_progress` under `key`;
+/// the wallet is `short_minor` short.
+// The saga's steps in their order, each durable before its call: one
+// sequence is easier to check than pieces.
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+pub(crate) async fn auto_reload_pay(
+    service: &WalletService,
+    payments: &Payments,
+    wallet: &CheckedWallet,
+    payment: WalletRecord,
+    key: IdempotencyKey,
+    link: &CardLink,
+    short_minor: i64,
+    context: &RequestContext,
+) -> Result<Answered<WalletAnswer>, WalletError> {
+    let operator = wallet.operator.as_ref();
+    let card = open_card(service.wallets.hsm.as_ref(), link).await?;
+    let now = service.now();
+    let mut saga = Saga {
+        saga_id: payment.id.clone(),
+        kind: SagaKind::AutoReload,
+        step: SagaStep::Card,
+        link_id: Some(link.link_id.clone()),
+        card_transaction_id: uuid::Uuid::now_v7().to_string(),
+        top_up_transaction_id: Some(uuid::Uuid::now_v7().to_string()),
+        reload_minor: reload_amount(short_minor, link.step_minor),
+        currency: payment.currency.clone(),
+        failure: String::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    service.db.put_saga(&saga).await?;
+    crash_point("reload.saga_written");
+    let run = SagaRun {
+        service,
+        payments,
+        context,
+    };
+    let step = run
+        .card_step(
+            &saga,
+            &card,
+            CardOnFile {
+                route_link: link.card_link.clone(),
+                masked_pan: link.masked_pan.clone(),
+                pan_fingerprint: link.pan_fingerprint.clone(),
+                card_brand: link.card_brand.clone(),
+                pin_block: None,
+            },
+        )
+        .await?;
+    drop(card);
+    match step {
+        CardStep::Approved => {}
+        CardStep::Refused | CardStep::NotSent => {
+            return fail_with(
+                service,
+                &mut saga,
+                &payment,
+                &key,
+                "AUTO_RELOAD_DECLINED",
+                "Auto-reload card declined",
+            )
+            .await;
+        }
+        CardStep::Unknown => {
+            return fail_unknown(service, &mut saga, &payment).await;
+        }
+    }
+    advance(service, &mut saga, SagaStep::TopUp).await?;
+    crash_point("reload.top_up_step");
+    let top_up = reload_top_up(&payment, &saga, service.now());
+    let (_, result) = top_up_step(service, operator, &wallet.wire, top_up, &context.actor).await?;
+    match result {
+        StepResult::Completed => {}
+        StepResult::Refused(reason) => {
+            let text = decline_of(None).1;
+            return fail_with(service, &mut saga, &payment, &key, &reason, text).await;
+        }
+        StepResult::Unknown => return fail_unknown(service, &mut saga, &payment).await,
+    }
+    advance(service, &mut saga, SagaStep::Pay).await?;
+    crash_point("reload.pay_step");
+    let result = operator
+        .client
+        .pay(&wire::PaymentRequest {
+            transaction_id: payment.id.clone(),
+            wallet: wallet.wire.clone(),
+            amount: wire::Money::new(payment.amount_minor, &payment.currency),
+            pos_reference: (!payment.pos_reference.is_empty())
+                .then(|| payment.pos_reference.clone()),
+            channel: channel(context),
+        })
+        .await;
+    crash_point("reload.pay_answered");
+    close_parent(
+        service,
+        operator,
+        &mut saga,
+        payment,
+        key,
+        result,
+        &context.actor,
+    )
+    .await
+}
+
+/// Records the parent's own call (the payment, or the card top-up's top-up)
+/// and closes the saga: done, or compensated after undoing earlier steps.
+async fn close_parent(
+    service: &WalletService,
+    operator: &Operator,
+    saga: &mut Saga,
+    parent: WalletRecord,
+    key: IdempotencyKey,
+    result: Result<WalletResult, WalletCallError>,
+    actor: &str,
+) -> Result<Answered<WalletAnswer>, WalletError> {
+    match step_result(&result) {
+        StepResult::Completed => {
+            let answer = service.finish(operator, parent, key, result, actor).await;
+            advance(service, saga, SagaStep::Done).await?;
+            answer.map(Answered::New)
+        }
+        other => {
+            let reason = match &other {
+                StepResult::Refused(reason) => reason.clone(),
+                _ => "OUTCOME_UNKNOWN".to_owned(),
+            };
+            compensate(service, saga, &reason).await?;
+            let answer = service.finish(operator, parent, key, result, actor).await;
+            // A card top-up's parent is its credit: now that it is recorded
+            // (declined, or pending its reversal), the SALE can follow it.
+            release_card(service, saga).await?;
+            answer.map(Answered::New)
+        }
+    }
+}
+
+/// A step was refused: undo the earlier ones, answer DECLINED.
+async fn fail_with(
+    service: &WalletService,
+    saga: &mut Saga,
+    parent: &WalletRecord,
+    key: &IdempotencyKey,
+    reason: &str,
+    text: &str,
+) -> Result<Answered<WalletAnswer>, WalletError> {
+    compensate(service, saga, reason).await?;
+    let declined = fail_parent(service, parent, reason, text, false).await?;
+    release_card(service, saga).await?;
+    if let Some(answer) = declined {
+        return Ok(Answered::New(answer));
+    }
+    // The recovery sweep answered the parent first: its answer stands.
+    let answer = service
+        .db
+        .answer(key)
+        .await?
+        .ok_or(WalletError::Internal("the answer was not recorded"))?;
+    if answer.pending {
+        return Err(WalletError::outcome_unknown(&answer.transaction_id));
+    }
+    Ok(Answered::Replayed(answer))
+}
+
+/// A step's outcome is unknown: undo the earlier ones, reverse the parent,
+/// answer `OUTCOME_UNKNOWN` (a retry gets REVERSED once the queue is done).
+async fn fail_unknown(
+    service: &WalletService,
+    saga: &mut Saga,
+    parent: &WalletRecord,
+) -> Result<Answered<WalletAnswer>, WalletError> {
+    compensate(service, saga, "OUTCOME_UNKNOWN").await?;
+    fail_parent(service, parent, "OTHER", "", true).await?;
+    release_card(service, saga).await?;
+    Err(WalletError::outcome_unknown(&parent.id))
+}
+
+/// A top-up paid by card: `top_up` (funding card) is claimed `in_progress`
+/// under `key`; `card` passed the card checks (`pin_block` translated).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn card_top_up(
+    service: &WalletService,
+    payments: &Payments,
+    wallet: &CheckedWallet,
+    top_up: WalletRecord,
+    key: IdempotencyKey,
+    card: &PresentedCard,
+    route_link: &str,
+    pin_block: Option<Secret<Vec<u8>>>,
+    context: &RequestContext,
+) -> Result<Answered<WalletAnswer>, WalletError> {
+    let operator = wallet.operator.as_ref();
+    let now = service.now();
+    let mut saga = Saga {
+        saga_id: top_up.id.clone(),
+        kind: SagaKind::CardTopUp,
+        step: SagaStep::Card,
+        link_id: None,
+        card_transaction_id: uuid::Uuid::now_v7().to_string(),
+        top_up_transaction_id: None,
+        reload_minor: top_up.amount_minor,
+        currency: top_up.currency.clone(),
+        failure: String::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    service.db.put_saga(&saga).await?;
+    crash_point("reload.saga_written");
+    let fingerprint = payments.fingerprint(&card.pan).await?;
+    let run = SagaRun {
+        service,
+        payments,
+        context,
+    };
+    let step = run
+        .card_step(
+            &saga,
+            card,
+            CardOnFile {
+                route_link: route_link.to_owned(),
+                masked_pan: card.pan.masked(),
+                pan_fingerprint: fingerprint,
+                card_brand: brand_name(crate::cards::card::brand_of(&card.pan)).to_owned(),
+                pin_block,
+            },
+        )
+        .await?;
+    match step {
+        CardStep::Approved => {}
+        CardStep::Refused | CardStep::NotSent => {
+            return fail_with(
+                service,
+                &mut saga,
+                &top_up,
+                &key,
+                "FUNDING_CARD_DECLINED",
+                "Card declined",
+            )
+            .await;
+        }
+        CardStep::Unknown => return fail_unknown(service, &mut saga, &top_up).await,
+    }
+    advance(service, &mut saga, SagaStep::TopUp).await?;
+    crash_point("reload.top_up_step");
+    let result = operator
+        .client
+        .top_up(&wire::TopUpRequest {
+            transaction_id: top_up.id.clone(),
+            wallet: wallet.wire.clone(),
+            amount: wire::Money::new(top_up.amount_minor, &top_up.currency),
+            funding: wire::Funding::Card,
+            channel: channel(context),
+        })
+        .await;
+    crash_point("reload.top_up_answered");
+    close_parent(
+        service,
+        operator,
+        &mut saga,
+        top_up,
+        key,
+        result,
+        &context.actor,
+    )
+    .await
 }
