@@ -3,7 +3,8 @@
 //! answers are protobuf messages, which the core does not know. The API
 //! implements this port with its views and the binary hands it to the
 //! services, so a worker that records an answer (the store-and-forward
-//! queue, after a reversal) never imports the API.
+//! queue, after a reversal) never imports the API. [`CardAnswers`] for
+//! `PaymentService`, [`WalletAnswers`] for `WalletService`.
 
 use crate::model::card::{CardTransaction, RefundResult};
 use crate::model::wallet::{LinkedCard, UnlinkedCard, WalletRefund, WalletTransaction};

@@ -152,3 +152,31 @@ pub enum StepResult {
     Refused(String),
     Unknown,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_or_unavailable_call_is_a_step_refusal_and_no_answer_is_unknown() {
+        let rejected = Err(WalletCallError::Rejected {
+            status: 400,
+            problem: None,
+        });
+        assert_eq!(
+            step_result(&rejected),
+            StepResult::Refused("OTHER".to_owned())
+        );
+        let unknown = Err(WalletCallError::OutcomeUnknown("timeout".to_owned()));
+        assert_eq!(step_result(&unknown), StepResult::Unknown);
+    }
+
+    #[test]
+    fn decline_codes_have_a_reason_and_a_cashier_text() {
+        assert_eq!(
+            decline_of(Some(DeclineCode::InsufficientBalance)).0,
+            "INSUFFICIENT_BALANCE"
+        );
+        assert_eq!(decline_of(None).0, "OTHER");
+    }
+}

@@ -974,3 +974,17 @@ pub(crate) async fn card_top_up(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_covers_the_shortfall_in_whole_steps() {
+        assert_eq!(reload_amount(1, 500), 500);
+        assert_eq!(reload_amount(500, 500), 500);
+        assert_eq!(reload_amount(501, 500), 1000);
+        assert_eq!(reload_amount(0, 500), 500);
+        assert_eq!(reload_amount(100, 0), 0);
+    }
+}
