@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::checks::CheckedWallet;
 use super::error::WalletError;
-use super::saga::seal_card;
 use super::service::{WalletService, key_of, read_balance};
+use super::tokens::seal_card;
 use crate::cards::card::{PresentedCard, brand_name};
 use crate::cards::{
     BankOutcome, CheckedCard, Draft, Outgoing, Payments, check_card, draft, send_financial, up_link,

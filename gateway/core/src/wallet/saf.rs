@@ -13,9 +13,9 @@ use std::time::Duration;
 use posgate_partners::wallet::api::ReversalStatus;
 use tokio::sync::watch;
 
+use super::compensation;
 use super::operators::{Operator, wallet_lines};
 use super::outcome::reversal_of;
-use super::saga;
 use super::service::{WalletService, key_of_record};
 use crate::model::transaction::Event;
 use crate::ports::db::{
@@ -38,7 +38,7 @@ pub async fn run(service: Arc<WalletService>, shutdown: watch::Receiver<bool>) {
 /// One pass: finish or compensate sagas a crash left open, recover cut-off
 /// requests, then deliver what is due.
 pub async fn poll(service: &WalletService) -> Result<(), StoreError> {
-    saga::recover(service).await?;
+    compensation::recover(service).await?;
     recover(service).await?;
     let now = service.clock.now();
     let due = service.db.wallet_saf_due(now, BATCH).await?;
@@ -128,9 +128,9 @@ async fn deliver(service: &WalletService, item: WalletSafItem) -> Result<(), Sto
             // acknowledgement is recorded, so a crash in between redelivers
             // and repeats both (each is guarded).
             if record.status == TransactionStatus::PendingReversal
-                && let Some(saga) = saga::saga_of_credit(service, record).await?
+                && let Some(saga) = compensation::saga_of_credit(service, record).await?
             {
-                saga::compensate_card(service, &saga.card_transaction_id).await?;
+                compensation::compensate_card(service, &saga.card_transaction_id).await?;
             }
             let detail = format!("operator answered {:?}", answer.status);
             acknowledge(service, &item, detail).await
