@@ -19,7 +19,6 @@ use crate::grpc::payment::PaymentApi;
 use crate::grpc::request_size::RequestSizeLayer;
 use crate::grpc::wallet::WalletApi;
 use crate::store;
-use crate::wallet::Wallets;
 use posgate_core::cards::{Payments, saf};
 use posgate_core::config::Config;
 use posgate_core::model::clock::Clock;
@@ -64,15 +63,19 @@ fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Ga
             config: config.audit.clone(),
             pan_fingerprint_key: config.card.pan_fingerprint_key.clone(),
         });
-        if !config.wallet_operators.is_empty() {
-            let wallets =
-                Wallets::start(&config.wallet_operators, &hsm).map_err(anyhow::Error::msg)?;
-            gateway = gateway.with_wallets(Arc::new(wallets));
-        }
         let online =
             crate::connectors::online_billers(&config.billers, &hsm).map_err(anyhow::Error::msg)?;
         gateway = gateway.with_online_billers(Arc::new(online));
-        gateway = gateway.with_payments(Arc::new(Payments::start(config.card.clone(), hsm)));
+        gateway = gateway.with_payments(Arc::new(Payments::start(
+            config.card.clone(),
+            Arc::clone(&hsm),
+        )));
+        // After the card payments: card top-ups, links and auto-reload use them.
+        if !config.wallet_operators.is_empty() {
+            let wallets =
+                crate::wallet::start(&config.wallet_operators, &hsm).map_err(anyhow::Error::msg)?;
+            gateway = gateway.with_wallets(Arc::new(wallets));
+        }
     }
     if config.billers.iter().any(|biller| biller.online.is_some()) && config.card.hsm.is_none() {
         anyhow::bail!("online billers sign their requests: configure [hsm]");
@@ -272,8 +275,7 @@ impl Background {
             )));
         }
         if let Some(wallets) = &gateway.wallets {
-            stoppable.push(tokio::spawn(crate::wallet::saf::run(
-                Arc::clone(gateway),
+            stoppable.push(tokio::spawn(posgate_core::wallet::saf::run(
                 Arc::clone(wallets),
                 stopped.clone(),
             )));

@@ -16,7 +16,9 @@
 //! - [`cards`]: card payments: the `[card]` section, the card service (Authorize, Capture, Void,
 //!   Refund, `GetTransaction`), its ISO 8583 requests and outcome state machine, the card
 //!   store-and-forward worker.
-//! - [`wallet`]: e-wallets: the wallet operators' section.
+//! - [`wallet`]: e-wallets: the wallet operators' section, the wallet service (`TopUp`, `Pay`,
+//!   `Refund`, `GetBalance`, `GetWalletTransaction`, `LinkCard`, `UnlinkCard`), the card top-up and
+//!   auto-reload saga with its recovery, the wallet store-and-forward worker.
 //! - [`clearing`]: clearing: a day's close and files, signatures, verification, settlement instructions, reconciliation, the scheduled close, and its application service.
 //! - [`audit`]: the audit chain: sealing, verification, page tokens, signing keys, the `[audit]` section, and the audit application service.
 //! - [`ports`]: the traits the core needs from outside: the database ([`ports::db`]), the encoding of stored answers ([`ports::answers`]), the wallet operator and biller connectors ([`ports::partners`]).

@@ -9,7 +9,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Response, Status};
 
 use super::status::key_reused;
-use posgate_core::model::idempotency::differing_fields;
+use posgate_core::model::idempotency::{Answered, differing_fields};
 use posgate_core::model::{RequestFingerprint, StoredAnswer};
 
 /// Response header set on a replayed answer.
@@ -40,4 +40,16 @@ pub fn replay_stored<M: Message + Default>(answer: &StoredAnswer) -> Result<Resp
         .metadata_mut()
         .insert(REPLAY_HEADER, MetadataValue::from_static("true"));
     Ok(response)
+}
+
+/// A service's answer as a response: a new result as its message, or the
+/// stored answer of the first request under the key, replayed.
+pub fn respond<T, M: Message + Default>(
+    answered: Answered<T>,
+    message: impl FnOnce(&T) -> M,
+) -> Result<Response<M>, Status> {
+    match answered {
+        Answered::New(result) => Ok(Response::new(message(&result))),
+        Answered::Replayed(stored) => replay_stored(&stored),
+    }
 }

@@ -11,8 +11,8 @@
 //! - [`bill_payment`]: the `BillPaymentService` implementation (batch and online billers).
 //! - [`payment`]: the `PaymentService` implementation (card payments).
 //! - [`audit`]: the `AuditService` implementation (auditors only).
-//! - [`wallet`]: the `WalletService` implementation (e-wallet top-up, pay, refund).
-//! - [`wallet_saga`]: its card calls: `LinkCard`, `UnlinkCard`, card top-ups, auto-reload.
+//! - [`wallet`]: the `WalletService` implementation (e-wallet top-up, pay,
+//!   refund, balance, card links).
 
 pub mod admission;
 pub mod audit;
@@ -23,7 +23,6 @@ pub mod request_size;
 pub mod status;
 pub mod validate;
 pub mod wallet;
-pub mod wallet_saga;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,6 +45,7 @@ use posgate_core::model::RequestContext;
 use posgate_core::model::business_day::StoreConfig;
 use posgate_core::model::clock::Clock;
 use posgate_core::ports::db::Database;
+use posgate_core::wallet::{WalletService, Wallets};
 use status::{invalid_argument, refused};
 use validate::Violations;
 
@@ -64,8 +64,8 @@ pub struct Gateway {
     pub cards: Option<Arc<CardService>>,
     /// Audit chain sealing and `AuditService`, when an HSM is configured.
     pub audit: Option<posgate_core::audit::Audit>,
-    /// Wallet operators, when configured.
-    pub wallets: Option<Arc<crate::wallet::Wallets>>,
+    /// The wallet service, over the wallet operators, when configured.
+    pub wallets: Option<Arc<WalletService>>,
     /// Online billers' clients (empty when every biller is batch-only).
     pub online_billers: Arc<OnlineBillers>,
     /// The bill payments service (batch and online billers).
@@ -116,9 +116,26 @@ impl Gateway {
         self
     }
 
+    /// Adds the wallet service over `wallets`, answering with
+    /// `WalletService` messages. Card top-ups, links and auto-reload use the
+    /// card payments added before ([`Self::with_payments`]).
     #[must_use]
-    pub fn with_wallets(mut self, wallets: Arc<crate::wallet::Wallets>) -> Self {
-        self.wallets = Some(wallets);
+    pub fn with_wallets(mut self, wallets: Arc<Wallets>) -> Self {
+        let answers = crate::wallet::view::ProtoWalletAnswers {
+            card_config: self
+                .payments
+                .as_ref()
+                .map(|payments| payments.config.clone()),
+        };
+        self.wallets = Some(Arc::new(WalletService::new(
+            Arc::clone(&self.db),
+            wallets,
+            self.payments.clone(),
+            Arc::new(answers),
+            self.stores.clone(),
+            self.retention,
+            Arc::clone(&self.clock),
+        )));
         self
     }
 

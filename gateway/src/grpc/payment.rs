@@ -12,7 +12,7 @@ use pb::payment_service_server::PaymentService;
 use posgate_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::idempotent::replay_stored;
+use super::idempotent::respond;
 use super::status::{from_card_error, precondition};
 use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, logged};
@@ -61,10 +61,7 @@ fn answer<T, M: prost::Message + Default>(
     answered: Result<Answered<T>, posgate_core::cards::CardError>,
     message: impl FnOnce(&T) -> M,
 ) -> Result<Response<M>, Status> {
-    match answered.map_err(|error| from_card_error(&error))? {
-        Answered::New(result) => Ok(Response::new(message(&result))),
-        Answered::Replayed(stored) => replay_stored(&stored),
-    }
+    respond(answered.map_err(|error| from_card_error(&error))?, message)
 }
 
 fn check_pos_reference(v: &mut Violations, value: &str) {

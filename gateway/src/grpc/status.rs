@@ -11,6 +11,7 @@ use posgate_core::bill::BillError;
 use posgate_core::cards::CardError;
 use posgate_core::model::FieldViolation;
 use posgate_core::ports::db::StoreError;
+use posgate_core::wallet::WalletError;
 
 /// The google.rpc.ErrorInfo domain of posgate's errors.
 pub const ERROR_DOMAIN: &str = "posgate.v1";
@@ -76,6 +77,33 @@ pub fn from_card_error(error: &CardError) -> Status {
         CardError::Internal(message) => Status::internal(*message),
         CardError::Hsm(error) => from_hsm_error(error),
         CardError::Store(error) => from_store_error(error),
+    }
+}
+
+/// A wallet service error as a status.
+pub fn from_wallet_error(error: &WalletError) -> Status {
+    match error {
+        WalletError::Refused {
+            kind,
+            subject,
+            description,
+        } => precondition(kind, subject, description.clone()),
+        WalletError::InvalidField { field, description } => {
+            invalid_field(field, description.clone())
+        }
+        WalletError::NotFound(message) => Status::not_found(*message),
+        WalletError::KeyReused {
+            client_request_id,
+            differing,
+        } => key_reused(client_request_id, differing),
+        WalletError::InProgress { client_request_id } => in_progress(client_request_id),
+        WalletError::KeyReleased => Status::aborted("the key was taken and released; retry"),
+        WalletError::OutcomeUnknown { transaction_id } => outcome_unknown(transaction_id),
+        WalletError::PartnerUnavailable { partner } => partner_unavailable(partner),
+        WalletError::Internal(message) => Status::internal(*message),
+        WalletError::Card(error) => from_card_error(error),
+        WalletError::Hsm(error) => from_hsm_error(error),
+        WalletError::Store(error) => from_store_error(error),
     }
 }
 

@@ -727,7 +727,7 @@ fn serve(config: &Path, crash_at: Option<&str>) -> super::wallets::Child {
         .arg(config)
         .stderr(std::process::Stdio::null());
     if let Some(point) = crash_at {
-        command.env(posgate_gateway::wallet::reload::ABORT_AT_ENV, point);
+        command.env(posgate_core::wallet::saga::ABORT_AT_ENV, point);
     }
     super::wallets::Child(command.spawn().unwrap())
 }

@@ -226,13 +226,7 @@ pub(crate) fn event(
     actor: &str,
     detail: String,
 ) -> Event {
-    Event {
-        event_type: kind.to_owned(),
-        from_status: from,
-        to_status: to,
-        actor: actor.to_owned(),
-        detail,
-    }
+    Event::new(kind, from, to, actor, detail)
 }
 
 #[cfg(test)]

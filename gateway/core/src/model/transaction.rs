@@ -117,6 +117,26 @@ pub struct Event {
     pub detail: String,
 }
 
+impl Event {
+    /// The one constructor of a history event: `kind` moved the transaction
+    /// `from` → `to`, done by `actor`.
+    pub fn new(
+        kind: &str,
+        from: Option<TransactionStatus>,
+        to: TransactionStatus,
+        actor: &str,
+        detail: String,
+    ) -> Self {
+        Self {
+            event_type: kind.to_owned(),
+            from_status: from,
+            to_status: to,
+            actor: actor.to_owned(),
+            detail,
+        }
+    }
+}
+
 /// A transaction as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionRecord {

@@ -4,6 +4,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::UnknownValue;
+use super::card::CardRecord;
+use super::link::CardLink;
 use super::transaction::TransactionStatus;
 
 /// What a wallet transaction is.
@@ -73,4 +75,70 @@ pub struct WalletOutcome {
     pub operator_reference: String,
     pub response_text: String,
     pub balance_after_minor: Option<i64>,
+}
+
+/// A wallet transaction as its answers show it: the record, its refunds
+/// (a payment's, oldest first) and what its saga adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletTransaction {
+    pub record: WalletRecord,
+    pub refund_ids: Vec<String>,
+    pub saga: Option<SagaPart>,
+}
+
+impl WalletTransaction {
+    /// A transaction shown without refunds or saga.
+    pub fn alone(record: WalletRecord) -> Self {
+        Self {
+            record,
+            refund_ids: Vec::new(),
+            saga: None,
+        }
+    }
+}
+
+/// What a wallet transaction's saga adds to it: the card SALE of a card
+/// top-up or auto-reload; for a payment, its auto-reload (amount and
+/// `TOP_UP`); for an auto-reload `TOP_UP`, the payment it was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SagaPart {
+    pub card: Option<CardRecord>,
+    pub reload_minor: i64,
+    pub currency: String,
+    /// The auto-reload `TOP_UP` of a payment (empty until it was recorded).
+    pub top_up_transaction_id: String,
+    /// The payment an auto-reload `TOP_UP` was for (empty otherwise).
+    pub parent_transaction_id: String,
+}
+
+/// A refund's answer: the refund and the payment it refunds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletRefund {
+    pub refund: WalletTransaction,
+    pub original: Option<WalletTransaction>,
+}
+
+/// The answer of a money-moving wallet call, by the type of its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalletAnswer {
+    TopUp(WalletTransaction),
+    Payment(WalletTransaction),
+    Refund(Box<WalletRefund>),
+}
+
+/// `LinkCard`'s answer: the link (active, or declined by the issuer) and
+/// the zero-amount verification at the card's issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedCard {
+    pub link: CardLink,
+    pub operator_name: String,
+    pub verification: CardRecord,
+    pub approved: bool,
+}
+
+/// `UnlinkCard`'s answer: the link as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnlinkedCard {
+    pub link: CardLink,
+    pub operator_name: String,
 }

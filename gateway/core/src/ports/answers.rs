@@ -3,10 +3,13 @@
 //! answers are protobuf messages, which the core does not know. The API
 //! implements this port with its views and the binary hands it to the
 //! services, so a worker that records an answer (the store-and-forward
-//! queue, after a reversal) never imports the API.
+//! queue, after a reversal) never imports the API. [`CardAnswers`] for
+//! `PaymentService`, [`BillAnswers`] for `BillPaymentService`, [`WalletAnswers`]
+//! for `WalletService`.
 
 use crate::model::bill::BillPayment;
 use crate::model::card::{CardTransaction, RefundResult};
+use crate::model::wallet::{LinkedCard, UnlinkedCard, WalletRefund, WalletTransaction};
 
 /// The answers of `PaymentService`, one method per answer kind, each
 /// returning the encoded response message.
@@ -28,4 +31,19 @@ pub trait BillAnswers: Send + Sync + std::fmt::Debug {
     fn paid(&self, payment: &BillPayment) -> Vec<u8>;
     /// `CancelBillResponse`.
     fn cancelled(&self, payment: &BillPayment) -> Vec<u8>;
+}
+
+/// The answers of `WalletService`, one method per answer kind, each
+/// returning the encoded response message.
+pub trait WalletAnswers: Send + Sync + std::fmt::Debug {
+    /// `TopUpResponse`.
+    fn topped_up(&self, transaction: &WalletTransaction) -> Vec<u8>;
+    /// `PayResponse`.
+    fn paid(&self, transaction: &WalletTransaction) -> Vec<u8>;
+    /// `WalletRefundResponse`.
+    fn refunded(&self, refund: &WalletRefund) -> Vec<u8>;
+    /// `LinkCardResponse`.
+    fn linked(&self, linked: &LinkedCard) -> Vec<u8>;
+    /// `UnlinkCardResponse`.
+    fn unlinked(&self, unlinked: &UnlinkedCard) -> Vec<u8>;
 }

@@ -5,7 +5,7 @@
 //! carry, and is written BEFORE that step's external call; each step's own
 //! transaction (a card SALE, a wallet `TOP_UP`, the wallet PAYMENT) is then
 //! recorded like any other. After a crash the recovery worker
-//! (`wallet::reload::recover`) reads the saga and the states of its
+//! (`wallet::saga::recover`) reads the saga and the states of its
 //! transactions and either finishes it or compensates every earlier step.
 
 use chrono::{DateTime, Utc};

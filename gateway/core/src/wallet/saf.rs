@@ -10,18 +10,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use posgate_partners::wallet::api::ReversalStatus;
 use tokio::sync::watch;
 
-use super::{Operator, Wallets, wallet_lines};
-use crate::grpc::Gateway;
-use crate::grpc::wallet::{answer_bytes, reversal_of};
-use posgate_core::model::IdempotencyKey;
-use posgate_core::ports::db::{
-    Event, KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange, WalletSafItem,
+use super::compensation;
+use super::operators::{Operator, wallet_lines};
+use super::outcome::reversal_of;
+use super::service::{WalletService, key_of_record};
+use crate::model::transaction::Event;
+use crate::ports::db::{
+    KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange, WalletRecord, WalletSafItem,
     WalletType, WalletUpdate, WalletWrite,
 };
-use posgate_core::worker::{retry_at, run_passes};
-use posgate_partners::wallet::api::ReversalStatus;
+use crate::worker::{retry_at, run_passes};
 
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;
@@ -30,44 +31,37 @@ const BATCH: i64 = 64;
 const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` turns true.
-pub async fn run(gateway: Arc<Gateway>, wallets: Arc<Wallets>, shutdown: watch::Receiver<bool>) {
-    run_passes("wallet store-and-forward", shutdown, || {
-        poll(&gateway, &wallets)
-    })
-    .await;
+pub async fn run(service: Arc<WalletService>, shutdown: watch::Receiver<bool>) {
+    run_passes("wallet store-and-forward", shutdown, || poll(&service)).await;
 }
 
 /// One pass: finish or compensate sagas a crash left open, recover cut-off
 /// requests, then deliver what is due.
-pub async fn poll(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError> {
-    super::reload::recover(gateway, wallets).await?;
-    recover(gateway, wallets).await?;
-    let now = gateway.clock.now();
-    let due = gateway.db.wallet_saf_due(now, BATCH).await?;
-    let deliveries = due.into_iter().map(|item| deliver(gateway, wallets, item));
+pub async fn poll(service: &WalletService) -> Result<(), StoreError> {
+    compensation::recover(service).await?;
+    recover(service).await?;
+    let now = service.clock.now();
+    let due = service.db.wallet_saf_due(now, BATCH).await?;
+    let deliveries = due.into_iter().map(|item| deliver(service, item));
     for result in futures::future::join_all(deliveries).await {
         result?;
     }
     Ok(())
 }
 
+/// An event of the worker.
 fn event(kind: &str, from: TransactionStatus, to: TransactionStatus, detail: String) -> Event {
-    Event {
-        event_type: kind.to_owned(),
-        from_status: Some(from),
-        to_status: to,
-        actor: "saf".to_owned(),
-        detail,
-    }
+    Event::new(kind, Some(from), to, "saf", detail)
 }
 
 /// Turns wallet requests stuck `in_progress` into `pending_reversal` with a
 /// queued reversal.
-async fn recover(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError> {
-    let now = gateway.clock.now();
+async fn recover(service: &WalletService) -> Result<(), StoreError> {
+    let now = service.clock.now();
     let before = now
-        - chrono::Duration::from_std(wallets.longest_call() + RECOVERY_GRACE).unwrap_or_default();
-    for record in gateway.db.stale_wallet_in_progress(before, BATCH).await? {
+        - chrono::Duration::from_std(service.wallets.longest_call() + RECOVERY_GRACE)
+            .unwrap_or_default();
+    for record in service.db.stale_wallet_in_progress(before, BATCH).await? {
         let write = WalletWrite {
             transaction_id: record.id.clone(),
             at: now,
@@ -90,22 +84,18 @@ async fn recover(gateway: &Gateway, wallets: &Wallets) -> Result<(), StoreError>
             enqueue: vec![reversal_of(&record, now)],
             acked: Vec::new(),
         };
-        let outcome = gateway.db.write_wallet(write).await?;
+        let outcome = service.db.write_wallet(write).await?;
         tracing::warn!(transaction_id = %record.id, ?outcome, "recovered a cut-off wallet request: reversal queued");
     }
     Ok(())
 }
 
 /// Sends one reversal; records the acknowledgement or the retry.
-async fn deliver(
-    gateway: &Gateway,
-    wallets: &Wallets,
-    item: WalletSafItem,
-) -> Result<(), StoreError> {
-    let now = gateway.clock.now();
-    let Some(operator) = wallets.operator(&item.wallet_operator_id) else {
+async fn deliver(service: &WalletService, item: WalletSafItem) -> Result<(), StoreError> {
+    let now = service.clock.now();
+    let Some(operator) = service.wallets.operator(&item.wallet_operator_id) else {
         let next = now + chrono::Duration::seconds(60);
-        return gateway
+        return service
             .db
             .saf_retry(
                 item.id,
@@ -115,11 +105,11 @@ async fn deliver(
             .await;
     };
     let record = &item.transaction;
-    if let Some(parent_id) = awaits_parent(gateway, record).await? {
+    if let Some(parent_id) = awaits_parent(service, record).await? {
         // The payment may have spent this reload: its reversal gives the
         // money back first, or the operator would rightly refuse this one.
         let next = now + chrono::Duration::from_std(operator.config.retry_min).unwrap_or_default();
-        return gateway
+        return service
             .db
             .saf_retry(
                 item.id,
@@ -130,7 +120,7 @@ async fn deliver(
     }
     match operator.client.reverse(&record.id).await {
         Ok(answer) if answer.status == ReversalStatus::Refused => {
-            stands(gateway, &item, operator).await
+            stands(service, &item, operator).await
         }
         Ok(answer) => {
             // The wallet credit of a card saga is undone (or was never
@@ -138,12 +128,12 @@ async fn deliver(
             // acknowledgement is recorded, so a crash in between redelivers
             // and repeats both (each is guarded).
             if record.status == TransactionStatus::PendingReversal
-                && let Some(saga) = super::reload::saga_of_credit(gateway, record).await?
+                && let Some(saga) = compensation::saga_of_credit(service, record).await?
             {
-                super::reload::compensate_card(gateway, &saga.card_transaction_id).await?;
+                compensation::compensate_card(service, &saga.card_transaction_id).await?;
             }
             let detail = format!("operator answered {:?}", answer.status);
-            acknowledge(gateway, &item, detail).await
+            acknowledge(service, &item, detail).await
         }
         Err(error) => {
             let next = retry_at(
@@ -153,7 +143,7 @@ async fn deliver(
                 operator.config.retry_max,
             );
             tracing::info!(queue_id = item.id, transaction_id = %record.id, attempts = item.attempts + 1, %error, "wallet reversal failed; will retry");
-            gateway
+            service
                 .db
                 .saf_retry(item.id, next, &error.to_string())
                 .await
@@ -164,16 +154,16 @@ async fn deliver(
 /// The payment an auto-reload `TOP_UP` waits for: its reversal is sent only
 /// once the payment of its saga is no longer being reversed (or cut off).
 async fn awaits_parent(
-    gateway: &Gateway,
-    record: &posgate_core::ports::db::WalletRecord,
+    service: &WalletService,
+    record: &WalletRecord,
 ) -> Result<Option<String>, StoreError> {
     if record.funding != "auto_reload" || record.status != TransactionStatus::PendingReversal {
         return Ok(None);
     }
-    let Some(saga) = gateway.db.saga_of_step(&record.id).await? else {
+    let Some(saga) = service.db.saga_of_step(&record.id).await? else {
         return Ok(None);
     };
-    let parent = gateway.db.wallet_transaction(&saga.saga_id).await?;
+    let parent = service.db.wallet_transaction(&saga.saga_id).await?;
     Ok(parent
         .filter(|parent| {
             matches!(
@@ -187,11 +177,11 @@ async fn awaits_parent(
 /// Records an operator's acknowledgement of a reversal: the transaction is
 /// `reversed`, its key answers with that, and a refund's reservation is released.
 async fn acknowledge(
-    gateway: &Gateway,
+    service: &WalletService,
     item: &WalletSafItem,
     detail: String,
 ) -> Result<(), StoreError> {
-    let now = gateway.clock.now();
+    let now = service.clock.now();
     let record = &item.transaction;
     let pending = record.status == TransactionStatus::PendingReversal;
     let mut key = None;
@@ -210,12 +200,8 @@ async fn acknowledge(
         // payment's key answers the POS, not the step's.
         if record.funding != "auto_reload" {
             key = Some(KeyOp::Answer {
-                key: IdempotencyKey {
-                    store_id: record.store_id.clone(),
-                    terminal_id: record.terminal_id.clone(),
-                    client_request_id: record.client_request_id.clone(),
-                },
-                response: answer_bytes(gateway, &reversed, None).await?,
+                key: key_of_record(record),
+                response: service.answer_bytes(&reversed, None).await?,
             });
         }
         if record.wallet_type == WalletType::Refund {
@@ -255,7 +241,7 @@ async fn acknowledge(
         enqueue: Vec::new(),
         acked: vec![item.id],
     };
-    let outcome = gateway.db.write_wallet(write).await?;
+    let outcome = service.db.write_wallet(write).await?;
     tracing::info!(queue_id = item.id, transaction_id = %record.id, ?outcome, "wallet operator acknowledged the reversal");
     Ok(())
 }
@@ -268,14 +254,14 @@ async fn acknowledge(
 /// acknowledged. The card SALE of a saga whose credit stands is not
 /// reversed: the card paid for money the wallet keeps.
 async fn stands(
-    gateway: &Gateway,
+    service: &WalletService,
     item: &WalletSafItem,
     operator: &Operator,
 ) -> Result<(), StoreError> {
-    let now = gateway.clock.now();
+    let now = service.clock.now();
     let record = &item.transaction;
     if record.status != TransactionStatus::PendingReversal {
-        return acknowledge(gateway, item, "operator refused the reversal".to_owned()).await;
+        return acknowledge(service, item, "operator refused the reversal".to_owned()).await;
     }
     let mut stood = record.clone();
     stood.status = TransactionStatus::Completed;
@@ -298,12 +284,8 @@ async fn stands(
         None
     } else {
         Some(KeyOp::Answer {
-            key: IdempotencyKey {
-                store_id: record.store_id.clone(),
-                terminal_id: record.terminal_id.clone(),
-                client_request_id: record.client_request_id.clone(),
-            },
-            response: answer_bytes(gateway, &stood, None).await?,
+            key: key_of_record(record),
+            response: service.answer_bytes(&stood, None).await?,
         })
     };
     let write = WalletWrite {
@@ -319,10 +301,7 @@ async fn stands(
         refund,
         lines: wallet_lines(&stood),
         // Lines land on today's business day: a closed day never changes.
-        business_date: posgate_core::model::business_day::BusinessCalendar::from(
-            gateway.store_config(&record.store_id),
-        )
-        .business_date(now),
+        business_date: service.calendar(&record.store_id).business_date(now),
         event: event(
             "reversal_refused",
             TransactionStatus::PendingReversal,
@@ -333,7 +312,7 @@ async fn stands(
         enqueue: Vec::new(),
         acked: vec![item.id],
     };
-    let outcome = gateway.db.write_wallet(write).await?;
+    let outcome = service.db.write_wallet(write).await?;
     tracing::warn!(queue_id = item.id, transaction_id = %record.id, ?outcome, "wallet operator refused the reversal: the transaction stands");
     Ok(())
 }
