@@ -12,7 +12,7 @@ use posgate_core::config::Config;
 use posgate_gateway::clearing::close::{ClearingContext, Progress, run_day};
 use posgate_gateway::clearing::sign::Verifier;
 use posgate_gateway::clearing::{bench, recon, verify};
-use posgate_gateway::store;
+use posgate_store as store;
 
 #[derive(Debug, Subcommand)]
 pub enum ClearingCommand {

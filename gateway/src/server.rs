@@ -19,10 +19,10 @@ use crate::grpc::payment::PaymentApi;
 use crate::grpc::request_size::RequestSizeLayer;
 use crate::grpc::wallet::WalletApi;
 use crate::payments::{Payments, saf};
-use crate::store;
 use crate::wallet::Wallets;
 use posgate_core::config::Config;
 use posgate_core::model::clock::Clock;
+use posgate_store as store;
 use tonic_reflection::pb::v1::server_reflection_server::{
     ServerReflection, ServerReflectionServer,
 };

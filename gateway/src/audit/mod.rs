@@ -1,6 +1,6 @@
 //! The audit domain: sealing the hash chain with HSM-signed checkpoints,
 //! verifying it, and the transaction views auditors search and export.
-//! The chain itself is written by the store (`store::audit`), in the same
+//! The chain itself is written by the database backends (`posgate_store::audit`), in the same
 //! database transaction as every event.
 //!
 //! # Layout

@@ -26,13 +26,11 @@ pub(super) mod sql {
 /// like any second writer, under the busy timeout).
 macro_rules! define_reload_store {
     ($store:ty, $pool:ident, $row:ty) => {
-        fn reload_link_of(
-            row: &$row,
-        ) -> Result<$crate::store::CardLink, $crate::store::StoreError> {
+        fn reload_link_of(row: &$row) -> Result<$crate::CardLink, $crate::StoreError> {
             use sqlx::Row as _;
-            Ok($crate::store::CardLink {
+            Ok($crate::CardLink {
                 link_id: row.try_get(0).db()?,
-                status: $crate::store::LinkStatus::parse(&row.try_get::<String, _>(1).db()?)?,
+                status: $crate::LinkStatus::parse(&row.try_get::<String, _>(1).db()?)?,
                 wallet_operator_id: row.try_get(2).db()?,
                 wallet_ref: row.try_get(3).db()?,
                 account_id: row.try_get(4).db()?,
@@ -57,12 +55,12 @@ macro_rules! define_reload_store {
             })
         }
 
-        fn reload_saga_of(row: &$row) -> Result<$crate::store::Saga, $crate::store::StoreError> {
+        fn reload_saga_of(row: &$row) -> Result<$crate::Saga, $crate::StoreError> {
             use sqlx::Row as _;
-            Ok($crate::store::Saga {
+            Ok($crate::Saga {
                 saga_id: row.try_get(0).db()?,
-                kind: $crate::store::SagaKind::parse(&row.try_get::<String, _>(1).db()?)?,
-                step: $crate::store::SagaStep::parse(&row.try_get::<String, _>(2).db()?)?,
+                kind: $crate::SagaKind::parse(&row.try_get::<String, _>(1).db()?)?,
+                step: $crate::SagaStep::parse(&row.try_get::<String, _>(2).db()?)?,
                 link_id: row.try_get(3).db()?,
                 card_transaction_id: row.try_get(4).db()?,
                 top_up_transaction_id: row.try_get(5).db()?,
@@ -75,17 +73,17 @@ macro_rules! define_reload_store {
         }
 
         #[async_trait::async_trait]
-        impl $crate::store::ReloadStore for $store {
+        impl $crate::ReloadStore for $store {
             async fn insert_link(
                 &self,
-                link: &$crate::store::CardLink,
-                answer: &$crate::store::AnsweredKey,
-            ) -> Result<$crate::store::LinkWrite, $crate::store::StoreError> {
-                use $crate::store::reload::sql as reload_sql;
+                link: &$crate::CardLink,
+                answer: &$crate::AnsweredKey,
+            ) -> Result<$crate::LinkWrite, $crate::StoreError> {
+                use $crate::reload::sql as reload_sql;
                 let mut tx = self.$pool.begin().await.db()?;
                 if !reload_insert_key(&mut tx, answer, &link.link_id).await? {
                     tx.rollback().await.db()?;
-                    return Ok($crate::store::LinkWrite::KeyTaken);
+                    return Ok($crate::LinkWrite::KeyTaken);
                 }
                 let inserted = sqlx::query(reload_sql::INSERT_LINK)
                     .bind(&link.link_id)
@@ -117,25 +115,25 @@ macro_rules! define_reload_store {
                     Ok(_) => {}
                     Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
                         tx.rollback().await.db()?;
-                        return Ok($crate::store::LinkWrite::Conflict);
+                        return Ok($crate::LinkWrite::Conflict);
                     }
-                    Err(error) => return Err($crate::store::db_error(error)),
+                    Err(error) => return Err($crate::db_error(error)),
                 }
                 tx.commit().await.db()?;
-                Ok($crate::store::LinkWrite::Written)
+                Ok($crate::LinkWrite::Written)
             }
 
             async fn unlink(
                 &self,
                 link_id: &str,
                 reason: &str,
-                answer: &$crate::store::AnsweredKey,
-            ) -> Result<$crate::store::LinkWrite, $crate::store::StoreError> {
-                use $crate::store::reload::sql as reload_sql;
+                answer: &$crate::AnsweredKey,
+            ) -> Result<$crate::LinkWrite, $crate::StoreError> {
+                use $crate::reload::sql as reload_sql;
                 let mut tx = self.$pool.begin().await.db()?;
                 if !reload_insert_key(&mut tx, answer, link_id).await? {
                     tx.rollback().await.db()?;
-                    return Ok($crate::store::LinkWrite::KeyTaken);
+                    return Ok($crate::LinkWrite::KeyTaken);
                 }
                 let updated = sqlx::query(reload_sql::UNLINK)
                     .bind(answer.at)
@@ -147,18 +145,18 @@ macro_rules! define_reload_store {
                     .rows_affected();
                 if updated == 0 {
                     tx.rollback().await.db()?;
-                    return Ok($crate::store::LinkWrite::Conflict);
+                    return Ok($crate::LinkWrite::Conflict);
                 }
                 tx.commit().await.db()?;
-                Ok($crate::store::LinkWrite::Written)
+                Ok($crate::LinkWrite::Written)
             }
 
             async fn active_link(
                 &self,
                 wallet_operator_id: &str,
                 wallet_ref: &str,
-            ) -> Result<Option<$crate::store::CardLink>, $crate::store::StoreError> {
-                use $crate::store::reload::sql as reload_sql;
+            ) -> Result<Option<$crate::CardLink>, $crate::StoreError> {
+                use $crate::reload::sql as reload_sql;
                 let query = format!(
                     "SELECT {} FROM wallet_card_links WHERE wallet_operator_id = $1 \
                      AND wallet_ref = $2 AND status = 'active'",
@@ -178,8 +176,8 @@ macro_rules! define_reload_store {
             async fn card_link(
                 &self,
                 link_id: &str,
-            ) -> Result<Option<$crate::store::CardLink>, $crate::store::StoreError> {
-                use $crate::store::reload::sql as reload_sql;
+            ) -> Result<Option<$crate::CardLink>, $crate::StoreError> {
+                use $crate::reload::sql as reload_sql;
                 let query = format!(
                     "SELECT {} FROM wallet_card_links WHERE link_id = $1",
                     reload_sql::LINK_COLUMNS
@@ -194,11 +192,8 @@ macro_rules! define_reload_store {
                     .transpose()
             }
 
-            async fn put_saga(
-                &self,
-                saga: &$crate::store::Saga,
-            ) -> Result<(), $crate::store::StoreError> {
-                use $crate::store::reload::sql as reload_sql;
+            async fn put_saga(&self, saga: &$crate::Saga) -> Result<(), $crate::StoreError> {
+                use $crate::reload::sql as reload_sql;
                 sqlx::query(reload_sql::PUT_SAGA)
                     .bind(&saga.saga_id)
                     .bind(saga.kind.as_str())
@@ -220,8 +215,8 @@ macro_rules! define_reload_store {
             async fn saga(
                 &self,
                 saga_id: &str,
-            ) -> Result<Option<$crate::store::Saga>, $crate::store::StoreError> {
-                use $crate::store::reload::sql as reload_sql;
+            ) -> Result<Option<$crate::Saga>, $crate::StoreError> {
+                use $crate::reload::sql as reload_sql;
                 let query = format!(
                     "SELECT {} FROM wallet_reload_sagas WHERE saga_id = $1",
                     reload_sql::SAGA_COLUMNS
@@ -239,8 +234,8 @@ macro_rules! define_reload_store {
             async fn saga_of_step(
                 &self,
                 transaction_id: &str,
-            ) -> Result<Option<$crate::store::Saga>, $crate::store::StoreError> {
-                use $crate::store::reload::sql as reload_sql;
+            ) -> Result<Option<$crate::Saga>, $crate::StoreError> {
+                use $crate::reload::sql as reload_sql;
                 let query = format!(
                     "SELECT {} FROM wallet_reload_sagas WHERE card_transaction_id = $1 \
                      OR top_up_transaction_id = $1 LIMIT 1",
@@ -260,8 +255,8 @@ macro_rules! define_reload_store {
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::Saga>, $crate::store::StoreError> {
-                use $crate::store::reload::sql as reload_sql;
+            ) -> Result<Vec<$crate::Saga>, $crate::StoreError> {
+                use $crate::reload::sql as reload_sql;
                 let query = format!(
                     "SELECT {} FROM wallet_reload_sagas WHERE step NOT IN ('done', 'compensated') \
                      AND updated_at < $1 ORDER BY updated_at LIMIT $2",
@@ -282,10 +277,10 @@ macro_rules! define_reload_store {
         /// Inserts an answered key; false when the key was already taken.
         async fn reload_insert_key(
             conn: &mut sqlx::Transaction<'_, <$row as sqlx::Row>::Database>,
-            answer: &$crate::store::AnsweredKey,
+            answer: &$crate::AnsweredKey,
             transaction_id: &str,
-        ) -> Result<bool, $crate::store::StoreError> {
-            let inserted = sqlx::query($crate::store::sql::INSERT_KEY)
+        ) -> Result<bool, $crate::StoreError> {
+            let inserted = sqlx::query($crate::sql::INSERT_KEY)
                 .bind(&answer.key.store_id)
                 .bind(&answer.key.terminal_id)
                 .bind(&answer.key.client_request_id)

@@ -14,10 +14,10 @@ macro_rules! define_apply_write {
         #[allow(clippy::too_many_lines)]
         async fn apply_write(
             conn: &mut $connection,
-            request: &$crate::store::WriteRequest,
-            chain: &mut Vec<$crate::store::audit::EntryContent>,
-        ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
-            use $crate::store::{Change, WriteOutcome};
+            request: &$crate::WriteRequest,
+            chain: &mut Vec<$crate::audit::EntryContent>,
+        ) -> Result<$crate::WriteOutcome, $crate::StoreError> {
+            use $crate::{Change, WriteOutcome};
             let key = &request.key;
             let answer = &request.answer;
             if let Some(taken) = insert_key(
@@ -46,8 +46,8 @@ macro_rules! define_apply_write {
                     if let Some(mismatch) = transition(conn, change).await? {
                         return Ok(mismatch);
                     }
-                    if change.to == $crate::store::TransactionStatus::Cancelled {
-                        sqlx::query($crate::store::sql::FREE_SLIP)
+                    if change.to == $crate::TransactionStatus::Cancelled {
+                        sqlx::query($crate::sql::FREE_SLIP)
                             .bind(&change.transaction_id)
                             .execute(&mut *conn)
                             .await
@@ -72,9 +72,9 @@ macro_rules! define_apply_write {
         /// Inserts a bill payment: its `transactions` and `bill_payments` rows.
         async fn insert_bill_transaction(
             conn: &mut $connection,
-            record: &$crate::store::TransactionRecord,
-        ) -> Result<(), $crate::store::StoreError> {
-            use $crate::store::sql;
+            record: &$crate::TransactionRecord,
+        ) -> Result<(), $crate::StoreError> {
+            use $crate::sql;
             sqlx::query(sql::INSERT_TRANSACTION)
                 .bind(&record.id)
                 .bind(record.kind.as_str())
@@ -112,10 +112,10 @@ macro_rules! define_apply_write {
         /// so concurrent writers on any instance cannot both win.
         async fn claim_slip(
             conn: &mut $connection,
-            record: &$crate::store::TransactionRecord,
-        ) -> Result<(), $crate::store::StoreError> {
+            record: &$crate::TransactionRecord,
+        ) -> Result<(), $crate::StoreError> {
             let bill = &record.bill;
-            let claimed = sqlx::query($crate::store::sql::CLAIM_SLIP)
+            let claimed = sqlx::query($crate::sql::CLAIM_SLIP)
                 .bind(&bill.biller_id)
                 .bind(&bill.bill_reference)
                 .bind(&bill.period)
@@ -126,7 +126,7 @@ macro_rules! define_apply_write {
                 .db()?
                 .rows_affected();
             if claimed == 0 {
-                return Err($crate::store::StoreError::SlipAlreadyPaid {
+                return Err($crate::StoreError::SlipAlreadyPaid {
                     biller_id: bill.biller_id.clone(),
                     bill_reference: bill.bill_reference.clone(),
                     period: bill.period.clone(),
@@ -139,9 +139,9 @@ macro_rules! define_apply_write {
         /// (nothing written) when the transaction is not in `change.from`.
         async fn transition(
             conn: &mut $connection,
-            change: &$crate::store::StatusChange,
-        ) -> Result<Option<$crate::store::WriteOutcome>, $crate::store::StoreError> {
-            use $crate::store::sql;
+            change: &$crate::StatusChange,
+        ) -> Result<Option<$crate::WriteOutcome>, $crate::StoreError> {
+            use $crate::sql;
             let updated = sqlx::query(sql::TRANSITION)
                 .bind(change.to.as_str())
                 .bind(change.at)
@@ -164,11 +164,9 @@ macro_rules! define_apply_write {
                 .db()?;
             let current = status
                 .as_deref()
-                .map($crate::store::TransactionStatus::parse)
+                .map($crate::TransactionStatus::parse)
                 .transpose()?;
-            Ok(Some($crate::store::WriteOutcome::StatusMismatch {
-                current,
-            }))
+            Ok(Some($crate::WriteOutcome::StatusMismatch { current }))
         }
 
         /// Inserts an idempotency key. When another request holds the key,
@@ -183,8 +181,8 @@ macro_rules! define_apply_write {
             at: chrono::DateTime<chrono::Utc>,
             expires_at: chrono::DateTime<chrono::Utc>,
             pending: bool,
-        ) -> Result<Option<$crate::store::WriteOutcome>, $crate::store::StoreError> {
-            let inserted = sqlx::query($crate::store::sql::INSERT_KEY)
+        ) -> Result<Option<$crate::WriteOutcome>, $crate::StoreError> {
+            let inserted = sqlx::query($crate::sql::INSERT_KEY)
                 .bind(&key.store_id)
                 .bind(&key.terminal_id)
                 .bind(&key.client_request_id)
@@ -210,12 +208,12 @@ macro_rules! define_apply_write {
         /// answer when the key is another request's (the write stops there).
         async fn apply_key_op(
             conn: &mut $connection,
-            key_op: Option<&$crate::store::KeyOp>,
+            key_op: Option<&$crate::KeyOp>,
             transaction_id: &str,
             at: chrono::DateTime<chrono::Utc>,
-        ) -> Result<Option<$crate::store::WriteOutcome>, $crate::store::StoreError> {
-            use $crate::store::KeyOp;
-            use $crate::store::card::sql as card_sql;
+        ) -> Result<Option<$crate::WriteOutcome>, $crate::StoreError> {
+            use $crate::KeyOp;
+            use $crate::card::sql as card_sql;
             match key_op {
                 Some(KeyOp::Claim {
                     key,
@@ -293,10 +291,10 @@ macro_rules! define_apply_write {
         /// has less left than the refund asks.
         async fn adjust_refund(
             conn: &mut $connection,
-            refund: &$crate::store::RefundAdjust,
+            refund: &$crate::RefundAdjust,
             adjust_sql: &'static str,
             remaining_sql: &'static str,
-        ) -> Result<Option<$crate::store::WriteOutcome>, $crate::store::StoreError> {
+        ) -> Result<Option<$crate::WriteOutcome>, $crate::StoreError> {
             let updated = sqlx::query(adjust_sql)
                 .bind(refund.reserve_delta)
                 .bind(refund.refunded_delta)
@@ -313,7 +311,7 @@ macro_rules! define_apply_write {
                 .fetch_optional(&mut *conn)
                 .await
                 .db()?;
-            Ok(Some($crate::store::WriteOutcome::RefundExceeds {
+            Ok(Some($crate::WriteOutcome::RefundExceeds {
                 remaining: remaining.unwrap_or(0),
             }))
         }
@@ -322,11 +320,11 @@ macro_rules! define_apply_write {
         async fn queue_saf(
             conn: &mut $connection,
             transaction_id: &str,
-            enqueue: &[$crate::store::NewSafItem],
+            enqueue: &[$crate::NewSafItem],
             acked: &[i64],
             at: chrono::DateTime<chrono::Utc>,
-        ) -> Result<(), $crate::store::StoreError> {
-            use $crate::store::card::sql as card_sql;
+        ) -> Result<(), $crate::StoreError> {
+            use $crate::card::sql as card_sql;
             for item in enqueue {
                 sqlx::query(card_sql::INSERT_SAF)
                     .bind(transaction_id)
@@ -355,8 +353,8 @@ macro_rules! define_apply_write {
         async fn key_taken(
             conn: &mut $connection,
             key: &posgate_core::model::IdempotencyKey,
-        ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
-            let row = sqlx::query($crate::store::sql::SELECT_KEY)
+        ) -> Result<$crate::WriteOutcome, $crate::StoreError> {
+            let row = sqlx::query($crate::sql::SELECT_KEY)
                 .bind(&key.store_id)
                 .bind(&key.terminal_id)
                 .bind(&key.client_request_id)
@@ -364,10 +362,8 @@ macro_rules! define_apply_write {
                 .await
                 .db()?;
             match row {
-                Some(row) => Ok($crate::store::WriteOutcome::KeyTaken(
-                    $crate::store::rows::answer(&row)?,
-                )),
-                None => Err($crate::store::StoreError::Invariant(
+                Some(row) => Ok($crate::WriteOutcome::KeyTaken($crate::rows::answer(&row)?)),
+                None => Err($crate::StoreError::Invariant(
                     "answer for a key nobody claimed".to_owned(),
                 )),
             }
@@ -384,16 +380,16 @@ macro_rules! define_apply_write {
             conn: &mut $connection,
             transaction_id: &str,
             business_date: chrono::NaiveDate,
-            lines: &[$crate::store::SettlementLine],
-            event: &$crate::store::Event,
+            lines: &[$crate::SettlementLine],
+            event: &$crate::Event,
             at: chrono::DateTime<chrono::Utc>,
-            chain: &mut Vec<$crate::store::audit::EntryContent>,
-        ) -> Result<(), $crate::store::StoreError> {
-            use $crate::store::sql;
+            chain: &mut Vec<$crate::audit::EntryContent>,
+        ) -> Result<(), $crate::StoreError> {
+            use $crate::sql;
             // Auditors read every event as an `audit.proto` type: one
             // without a mapping would reach them as UNSPECIFIED.
             if !posgate_core::model::event::is_stored_event_type(&event.event_type) {
-                return Err($crate::store::StoreError::Invariant(format!(
+                return Err($crate::StoreError::Invariant(format!(
                     "event type {:?} has no audit.proto mapping (model::event::STORED_EVENT_TYPES)",
                     event.event_type
                 )));
@@ -412,7 +408,7 @@ macro_rules! define_apply_write {
                     .bind(at);
                 for (order, line) in (0_i64..).zip(lines) {
                     let kind = if moved {
-                        $crate::store::clearing::adjustment_kind(&line.kind)
+                        $crate::clearing::adjustment_kind(&line.kind)
                     } else {
                         line.kind.clone()
                     };
@@ -427,7 +423,7 @@ macro_rules! define_apply_write {
                 // The lines take their facts from the transaction's row; none
                 // inserted means the write's transaction row is missing.
                 if inserted != lines.len() as u64 {
-                    return Err($crate::store::StoreError::Invariant(format!(
+                    return Err($crate::StoreError::Invariant(format!(
                         "{inserted} of {} settlement lines of {transaction_id} were written",
                         lines.len()
                     )));
@@ -438,8 +434,8 @@ macro_rules! define_apply_write {
             // from no state) and records another first state (a bill PAID, a
             // card request SENT) gets its RECEIVED in the same statement.
             let received = event.from_status.is_none() && event.event_type != "received";
-            let accepted = $crate::store::TransactionStatus::InProgress;
-            let event = &$crate::store::Event {
+            let accepted = $crate::TransactionStatus::InProgress;
+            let event = &$crate::Event {
                 from_status: if received {
                     Some(accepted)
                 } else {
@@ -454,11 +450,7 @@ macro_rules! define_apply_write {
             })
             .bind(transaction_id)
             .bind(&event.event_type)
-            .bind(
-                event
-                    .from_status
-                    .map($crate::store::TransactionStatus::as_str),
-            )
+            .bind(event.from_status.map($crate::TransactionStatus::as_str))
             .bind(event.to_status.as_str())
             .bind(&event.actor)
             .bind(&event.detail)
@@ -468,26 +460,26 @@ macro_rules! define_apply_write {
             }
             insert.execute(&mut *conn).await.db()?;
             if received {
-                chain.push($crate::store::audit::EntryContent {
-                    entry_type: $crate::store::audit::EntryType::Event,
+                chain.push($crate::audit::EntryContent {
+                    entry_type: $crate::audit::EntryType::Event,
                     transaction_id: Some(transaction_id.to_owned()),
                     event_type: "received".to_owned(),
                     from_status: None,
                     to_status: Some(accepted.as_str().to_owned()),
                     actor: event.actor.clone(),
                     detail: "request accepted".to_owned(),
-                    occurred_at: $crate::store::audit::canonical_time(at),
+                    occurred_at: $crate::audit::canonical_time(at),
                 });
             }
-            let entry = $crate::store::audit::EntryContent {
-                entry_type: $crate::store::audit::EntryType::Event,
+            let entry = $crate::audit::EntryContent {
+                entry_type: $crate::audit::EntryType::Event,
                 transaction_id: Some(transaction_id.to_owned()),
                 event_type: event.event_type.clone(),
                 from_status: event.from_status.map(|status| status.as_str().to_owned()),
                 to_status: Some(event.to_status.as_str().to_owned()),
                 actor: event.actor.clone(),
                 detail: event.detail.clone(),
-                occurred_at: $crate::store::audit::canonical_time(at),
+                occurred_at: $crate::audit::canonical_time(at),
             };
             chain.push(entry);
             Ok(())
@@ -505,11 +497,11 @@ macro_rules! define_apply_card_write {
         #[allow(clippy::too_many_lines)]
         async fn apply_card_write(
             conn: &mut $connection,
-            write: &$crate::store::CardWrite,
-            chain: &mut Vec<$crate::store::audit::EntryContent>,
-        ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
-            use $crate::store::card::sql as card_sql;
-            use $crate::store::{CardChange, WriteOutcome, sql};
+            write: &$crate::CardWrite,
+            chain: &mut Vec<$crate::audit::EntryContent>,
+        ) -> Result<$crate::WriteOutcome, $crate::StoreError> {
+            use $crate::card::sql as card_sql;
+            use $crate::{CardChange, WriteOutcome, sql};
             if let Some(taken) =
                 apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
             {
@@ -519,7 +511,7 @@ macro_rules! define_apply_card_write {
                 CardChange::Create(record) => {
                     sqlx::query(sql::INSERT_TRANSACTION)
                         .bind(&record.id)
-                        .bind($crate::store::TransactionKind::CardPayment.as_str())
+                        .bind($crate::TransactionKind::CardPayment.as_str())
                         .bind(record.status.as_str())
                         .bind(&record.store_id)
                         .bind(&record.terminal_id)
@@ -584,7 +576,7 @@ macro_rules! define_apply_card_write {
                                     .db()?;
                             let current = status
                                 .as_deref()
-                                .map($crate::store::TransactionStatus::parse)
+                                .map($crate::TransactionStatus::parse)
                                 .transpose()?;
                             return Ok(WriteOutcome::StatusMismatch { current });
                         }
@@ -624,7 +616,7 @@ macro_rules! define_apply_card_write {
             {
                 return Ok(exceeds);
             }
-            $crate::store::write::queue_and_append!(conn, write, chain);
+            $crate::write::queue_and_append!(conn, write, chain);
             Ok(WriteOutcome::Written)
         }
     };
@@ -673,7 +665,7 @@ macro_rules! define_reads {
                 sql: &'static str,
                 at: chrono::DateTime<chrono::Utc>,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::CardRecord>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::CardRecord>, $crate::StoreError> {
                 let rows = sqlx::query(sql)
                     .bind(at)
                     .bind(limit)
@@ -681,72 +673,70 @@ macro_rules! define_reads {
                     .await
                     .db()?;
                 rows.iter()
-                    .map(|row| $crate::store::card::rows::card(row, 0))
+                    .map(|row| $crate::card::rows::card(row, 0))
                     .collect()
             }
         }
 
         #[async_trait::async_trait]
-        impl $crate::store::Reads for $store {
+        impl $crate::Reads for $store {
             async fn answer(
                 &self,
                 key: &posgate_core::model::IdempotencyKey,
-            ) -> Result<Option<posgate_core::model::StoredAnswer>, $crate::store::StoreError> {
-                let row = sqlx::query($crate::store::sql::SELECT_KEY)
+            ) -> Result<Option<posgate_core::model::StoredAnswer>, $crate::StoreError> {
+                let row = sqlx::query($crate::sql::SELECT_KEY)
                     .bind(&key.store_id)
                     .bind(&key.terminal_id)
                     .bind(&key.client_request_id)
                     .fetch_optional(&self.$pool)
                     .await
                     .db()?;
-                row.as_ref().map($crate::store::rows::answer).transpose()
+                row.as_ref().map($crate::rows::answer).transpose()
             }
 
             async fn transaction(
                 &self,
                 store_id: &str,
                 id: &str,
-            ) -> Result<Option<$crate::store::TransactionRecord>, $crate::store::StoreError> {
-                let row = sqlx::query($crate::store::sql::SELECT_TRANSACTION)
+            ) -> Result<Option<$crate::TransactionRecord>, $crate::StoreError> {
+                let row = sqlx::query($crate::sql::SELECT_TRANSACTION)
                     .bind(id)
                     .bind(store_id)
                     .fetch_optional(&self.$pool)
                     .await
                     .db()?;
-                row.as_ref()
-                    .map($crate::store::rows::transaction)
-                    .transpose()
+                row.as_ref().map($crate::rows::transaction).transpose()
             }
 
             async fn settlement_lines(
                 &self,
                 transaction_id: &str,
-            ) -> Result<Vec<$crate::store::SettlementLine>, $crate::store::StoreError> {
-                let rows = sqlx::query($crate::store::sql::SELECT_LINES)
+            ) -> Result<Vec<$crate::SettlementLine>, $crate::StoreError> {
+                let rows = sqlx::query($crate::sql::SELECT_LINES)
                     .bind(transaction_id)
                     .fetch_all(&self.$pool)
                     .await
                     .db()?;
-                rows.iter().map($crate::store::rows::line).collect()
+                rows.iter().map($crate::rows::line).collect()
             }
 
             async fn events(
                 &self,
                 transaction_id: &str,
-            ) -> Result<Vec<$crate::store::Event>, $crate::store::StoreError> {
-                let rows = sqlx::query($crate::store::sql::SELECT_EVENTS)
+            ) -> Result<Vec<$crate::Event>, $crate::StoreError> {
+                let rows = sqlx::query($crate::sql::SELECT_EVENTS)
                     .bind(transaction_id)
                     .fetch_all(&self.$pool)
                     .await
                     .db()?;
-                rows.iter().map($crate::store::rows::event).collect()
+                rows.iter().map($crate::rows::event).collect()
             }
 
             async fn purge_expired_keys(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<u64, $crate::store::StoreError> {
-                Ok(sqlx::query($crate::store::sql::PURGE_KEYS)
+            ) -> Result<u64, $crate::StoreError> {
+                Ok(sqlx::query($crate::sql::PURGE_KEYS)
                     .bind(now)
                     .execute(&self.$pool)
                     .await
@@ -754,15 +744,13 @@ macro_rules! define_reads {
                     .rows_affected())
             }
 
-            async fn row_counts(
-                &self,
-            ) -> Result<$crate::store::RowCounts, $crate::store::StoreError> {
+            async fn row_counts(&self) -> Result<$crate::RowCounts, $crate::StoreError> {
                 let (idempotency_keys, transactions, bill_payments, settlement_lines, events) =
-                    sqlx::query_as($crate::store::sql::ROW_COUNTS)
+                    sqlx::query_as($crate::sql::ROW_COUNTS)
                         .fetch_one(&self.$pool)
                         .await
                         .db()?;
-                Ok($crate::store::RowCounts {
+                Ok($crate::RowCounts {
                     idempotency_keys,
                     transactions,
                     bill_payments,
@@ -774,22 +762,22 @@ macro_rules! define_reads {
             async fn card_transaction(
                 &self,
                 id: &str,
-            ) -> Result<Option<$crate::store::CardRecord>, $crate::store::StoreError> {
-                let row = sqlx::query($crate::store::card::sql::SELECT_CARD)
+            ) -> Result<Option<$crate::CardRecord>, $crate::StoreError> {
+                let row = sqlx::query($crate::card::sql::SELECT_CARD)
                     .bind(id)
                     .fetch_optional(&self.$pool)
                     .await
                     .db()?;
                 row.as_ref()
-                    .map(|row| $crate::store::card::rows::card(row, 0))
+                    .map(|row| $crate::card::rows::card(row, 0))
                     .transpose()
             }
 
             async fn card_by_request(
                 &self,
                 key: &posgate_core::model::IdempotencyKey,
-            ) -> Result<Option<$crate::store::CardRecord>, $crate::store::StoreError> {
-                let row = sqlx::query($crate::store::card::sql::SELECT_CARD_BY_REQUEST)
+            ) -> Result<Option<$crate::CardRecord>, $crate::StoreError> {
+                let row = sqlx::query($crate::card::sql::SELECT_CARD_BY_REQUEST)
                     .bind(&key.store_id)
                     .bind(&key.terminal_id)
                     .bind(&key.client_request_id)
@@ -797,29 +785,27 @@ macro_rules! define_reads {
                     .await
                     .db()?;
                 row.as_ref()
-                    .map(|row| $crate::store::card::rows::card(row, 0))
+                    .map(|row| $crate::card::rows::card(row, 0))
                     .transpose()
             }
 
             async fn refund_ids(
                 &self,
                 original_id: &str,
-            ) -> Result<Vec<String>, $crate::store::StoreError> {
-                Ok(
-                    sqlx::query_scalar($crate::store::card::sql::SELECT_REFUND_IDS)
-                        .bind(original_id)
-                        .fetch_all(&self.$pool)
-                        .await
-                        .db()?,
-                )
+            ) -> Result<Vec<String>, $crate::StoreError> {
+                Ok(sqlx::query_scalar($crate::card::sql::SELECT_REFUND_IDS)
+                    .bind(original_id)
+                    .fetch_all(&self.$pool)
+                    .await
+                    .db()?)
             }
 
             async fn stale_in_progress(
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::CardRecord>, $crate::store::StoreError> {
-                self.cards_by_time($crate::store::card::sql::SELECT_STALE, before, limit)
+            ) -> Result<Vec<$crate::CardRecord>, $crate::StoreError> {
+                self.cards_by_time($crate::card::sql::SELECT_STALE, before, limit)
                     .await
             }
 
@@ -827,29 +813,23 @@ macro_rules! define_reads {
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::CardRecord>, $crate::store::StoreError> {
-                self.cards_by_time(
-                    $crate::store::card::sql::SELECT_EXPIRED_AUTHORIZATIONS,
-                    now,
-                    limit,
-                )
-                .await
+            ) -> Result<Vec<$crate::CardRecord>, $crate::StoreError> {
+                self.cards_by_time($crate::card::sql::SELECT_EXPIRED_AUTHORIZATIONS, now, limit)
+                    .await
             }
 
             async fn saf_due(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::SafItem>, $crate::store::StoreError> {
-                let rows = sqlx::query($crate::store::card::sql::SELECT_SAF_DUE)
+            ) -> Result<Vec<$crate::SafItem>, $crate::StoreError> {
+                let rows = sqlx::query($crate::card::sql::SELECT_SAF_DUE)
                     .bind(now)
                     .bind(limit)
                     .fetch_all(&self.$pool)
                     .await
                     .db()?;
-                rows.iter()
-                    .map($crate::store::card::rows::saf_item)
-                    .collect()
+                rows.iter().map($crate::card::rows::saf_item).collect()
             }
 
             async fn saf_retry(
@@ -857,8 +837,8 @@ macro_rules! define_reads {
                 id: i64,
                 next_attempt_at: chrono::DateTime<chrono::Utc>,
                 error: &str,
-            ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query($crate::store::card::sql::RETRY_SAF)
+            ) -> Result<(), $crate::StoreError> {
+                sqlx::query($crate::card::sql::RETRY_SAF)
                     .bind(next_attempt_at)
                     .bind(error)
                     .bind(id)
@@ -868,8 +848,8 @@ macro_rules! define_reads {
                 Ok(())
             }
 
-            async fn saf_open(&self) -> Result<i64, $crate::store::StoreError> {
-                Ok(sqlx::query_scalar($crate::store::card::sql::COUNT_SAF_OPEN)
+            async fn saf_open(&self) -> Result<i64, $crate::StoreError> {
+                Ok(sqlx::query_scalar($crate::card::sql::COUNT_SAF_OPEN)
                     .fetch_one(&self.$pool)
                     .await
                     .db()?)

@@ -93,10 +93,10 @@ pub(super) mod sql {
 pub(super) mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
-    use crate::store::SqlxResultExt as _;
+    use crate::SqlxResultExt as _;
 
     use super::{CardRecord, CardRouteKind, CardType, SafItem, SafKind};
-    use crate::store::{StoreError, TransactionStatus};
+    use crate::{StoreError, TransactionStatus};
 
     /// Decodes the card columns starting at column `at`.
     pub fn card<'r, R>(row: &'r R, at: usize) -> Result<CardRecord, StoreError>

@@ -37,10 +37,10 @@ macro_rules! define_bill_store {
     ($connection:ty, $store:ty, $pool:ident) => {
         async fn apply_bill_write(
             conn: &mut $connection,
-            write: &$crate::store::BillWrite,
-            chain: &mut Vec<$crate::store::audit::EntryContent>,
-        ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
-            use $crate::store::{Change, WriteOutcome};
+            write: &$crate::BillWrite,
+            chain: &mut Vec<$crate::audit::EntryContent>,
+        ) -> Result<$crate::WriteOutcome, $crate::StoreError> {
+            use $crate::{Change, WriteOutcome};
             if let Some(taken) =
                 apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
             {
@@ -54,33 +54,33 @@ macro_rules! define_bill_store {
                     }
                 }
             }
-            $crate::store::write::queue_and_append!(conn, write, chain);
+            $crate::write::queue_and_append!(conn, write, chain);
             Ok(WriteOutcome::Written)
         }
 
         #[async_trait::async_trait]
-        impl $crate::store::BillReads for $store {
+        impl $crate::BillReads for $store {
             async fn stale_bill_in_progress(
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::TransactionRecord>, $crate::store::StoreError> {
-                let rows = sqlx::query($crate::store::bill_online::sql::SELECT_STALE)
+            ) -> Result<Vec<$crate::TransactionRecord>, $crate::StoreError> {
+                let rows = sqlx::query($crate::bill_online::sql::SELECT_STALE)
                     .bind(before)
                     .bind(limit)
                     .fetch_all(&self.$pool)
                     .await
                     .db()?;
-                rows.iter().map($crate::store::rows::transaction).collect()
+                rows.iter().map($crate::rows::transaction).collect()
             }
 
             async fn bill_saf_due(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::BillSafItem>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::BillSafItem>, $crate::StoreError> {
                 use sqlx::Row as _;
-                let rows = sqlx::query($crate::store::bill_online::sql::SELECT_SAF_DUE)
+                let rows = sqlx::query($crate::bill_online::sql::SELECT_SAF_DUE)
                     .bind(now)
                     .bind(limit)
                     .fetch_all(&self.$pool)
@@ -88,8 +88,8 @@ macro_rules! define_bill_store {
                     .db()?;
                 rows.iter()
                     .map(|row| {
-                        Ok($crate::store::BillSafItem {
-                            transaction: $crate::store::rows::transaction(row)?,
+                        Ok($crate::BillSafItem {
+                            transaction: $crate::rows::transaction(row)?,
                             id: row.try_get(22).db()?,
                             attempts: row.try_get(23).db()?,
                         })
@@ -97,13 +97,11 @@ macro_rules! define_bill_store {
                     .collect()
             }
 
-            async fn bill_saf_open(&self) -> Result<i64, $crate::store::StoreError> {
-                Ok(
-                    sqlx::query_scalar($crate::store::bill_online::sql::COUNT_SAF_OPEN)
-                        .fetch_one(&self.$pool)
-                        .await
-                        .db()?,
-                )
+            async fn bill_saf_open(&self) -> Result<i64, $crate::StoreError> {
+                Ok(sqlx::query_scalar($crate::bill_online::sql::COUNT_SAF_OPEN)
+                    .fetch_one(&self.$pool)
+                    .await
+                    .db()?)
             }
         }
     };

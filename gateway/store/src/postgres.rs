@@ -69,12 +69,12 @@ type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Job, Reply)>>>;
 /// PostgreSQL store over a connection pool, with writer tasks that group
 /// concurrent writes into one transaction (group commit).
 #[derive(Debug, Clone)]
-pub struct PostgresStore {
+pub struct PostgresDatabase {
     pool: PgPool,
     writes: mpsc::Sender<(Job, Reply)>,
 }
 
-impl PostgresStore {
+impl PostgresDatabase {
     /// Connects a pool to a `postgres:` URL.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         Self::connect_with(PgConnectOptions::from_str(url).db()?, max_connections).await
@@ -117,15 +117,17 @@ define_open_business_date!(
     Some(schema_scoped_lock!("pg_advisory_xact_lock_shared"))
 );
 define_clearing_store!(
-    PostgresStore,
+    PostgresDatabase,
     pool,
     "BEGIN",
     Some(schema_scoped_lock!("pg_advisory_xact_lock")),
     postgres_clearing_lock,
-    PostgresStore::sqlx_day_lines
+    PostgresDatabase::sqlx_day_lines
 );
 
-async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<ClearingLock>, StoreError> {
+async fn postgres_clearing_lock(
+    store: &PostgresDatabase,
+) -> Result<Option<ClearingLock>, StoreError> {
     try_session_lock(&store.pool, SCHEDULE_LOCK_KEY).await
 }
 
@@ -167,20 +169,20 @@ impl HeldLock for SessionLock {
 define_apply_write!(sqlx::PgConnection);
 define_apply_card_write!(sqlx::PgConnection);
 define_chain_append!(sqlx::PgConnection, true);
-super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresStore, pool);
-super::reload::define_reload_store!(PostgresStore, pool, sqlx::postgres::PgRow);
-super::bill_online::define_bill_store!(sqlx::PgConnection, PostgresStore, pool);
-define_reads!(PostgresStore, pool);
-super::stan::define_stan_store!(PostgresStore, pool);
+super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresDatabase, pool);
+super::reload::define_reload_store!(PostgresDatabase, pool, sqlx::postgres::PgRow);
+super::bill_online::define_bill_store!(sqlx::PgConnection, PostgresDatabase, pool);
+define_reads!(PostgresDatabase, pool);
+super::stan::define_stan_store!(PostgresDatabase, pool);
 define_audit_reads!(
-    PostgresStore,
+    PostgresDatabase,
     pool,
     Some("SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0")
 );
 define_recon!(sqlx::PgConnection);
 
 #[async_trait::async_trait]
-impl super::ReconStore for PostgresStore {
+impl super::ReconStore for PostgresDatabase {
     async fn store_ack(&self, ack: super::NewAck<'_>) -> Result<super::AckOutcome, StoreError> {
         let mut conn = self.pool.acquire().await.db()?;
         let mut tx = conn.begin().await.db()?;
@@ -202,7 +204,7 @@ impl super::ReconStore for PostgresStore {
 define_exceptions_read!(PgPool);
 
 #[async_trait::async_trait]
-impl Database for PostgresStore {
+impl Database for PostgresDatabase {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.db()?;
         let mut tx = conn.begin().await.db()?;
@@ -386,7 +388,7 @@ async fn write_alone(pool: &PgPool, job: &Job) -> Result<WriteOutcome, StoreErro
 }
 
 #[async_trait::async_trait]
-impl AuditStore for PostgresStore {
+impl AuditStore for PostgresDatabase {
     async fn chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
         self.audit_chain_head().await
     }

@@ -17,38 +17,36 @@ pub(super) mod sql {
 macro_rules! define_stan_store {
     ($store:ty, $pool:ident) => {
         #[async_trait::async_trait]
-        impl $crate::store::stan::StanStore for $store {
+        impl $crate::stan::StanStore for $store {
             async fn allocate_stans(
                 &self,
                 institution_id: &str,
                 day: chrono::NaiveDate,
                 count: u32,
-            ) -> Result<std::ops::Range<u32>, $crate::store::StoreError> {
-                let next_after: i64 = sqlx::query_scalar($crate::store::stan::sql::ALLOCATE)
+            ) -> Result<std::ops::Range<u32>, $crate::StoreError> {
+                let next_after: i64 = sqlx::query_scalar($crate::stan::sql::ALLOCATE)
                     .bind(institution_id)
                     .bind(day)
                     .bind(i64::from(count))
                     .fetch_one(&self.$pool)
                     .await
                     .db()?;
-                $crate::store::stan::block(institution_id, day, next_after, count)
+                $crate::stan::block(institution_id, day, next_after, count)
             }
 
             async fn saf_set_stan(
                 &self,
                 id: i64,
                 stan: &str,
-            ) -> Result<String, $crate::store::StoreError> {
-                let recorded: Option<String> =
-                    sqlx::query_scalar($crate::store::stan::sql::SET_SAF_STAN)
-                        .bind(stan)
-                        .bind(id)
-                        .fetch_optional(&self.$pool)
-                        .await
-                        .db()?;
-                recorded.ok_or_else(|| {
-                    $crate::store::StoreError::Invariant(format!("no queue entry {id}"))
-                })
+            ) -> Result<String, $crate::StoreError> {
+                let recorded: Option<String> = sqlx::query_scalar($crate::stan::sql::SET_SAF_STAN)
+                    .bind(stan)
+                    .bind(id)
+                    .fetch_optional(&self.$pool)
+                    .await
+                    .db()?;
+                recorded
+                    .ok_or_else(|| $crate::StoreError::Invariant(format!("no queue entry {id}")))
             }
         }
     };

@@ -66,10 +66,10 @@ pub(super) mod sql {
 pub(super) mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
-    use crate::store::SqlxResultExt as _;
+    use crate::SqlxResultExt as _;
 
     use super::{WalletOutcome, WalletRecord, WalletSafItem, WalletType};
-    use crate::store::{StoreError, TransactionStatus};
+    use crate::{StoreError, TransactionStatus};
 
     /// Decodes the wallet columns starting at column `at`.
     pub fn wallet<'r, R>(row: &'r R, at: usize) -> Result<WalletRecord, StoreError>
@@ -147,12 +147,12 @@ macro_rules! define_wallet_store {
         #[allow(clippy::too_many_lines)]
         async fn apply_wallet_write(
             conn: &mut $connection,
-            write: &$crate::store::WalletWrite,
-            chain: &mut Vec<$crate::store::audit::EntryContent>,
-        ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
-            use $crate::store::card::sql as card_sql;
-            use $crate::store::wallet::sql as wallet_sql;
-            use $crate::store::{WalletChange, WriteOutcome, sql};
+            write: &$crate::WalletWrite,
+            chain: &mut Vec<$crate::audit::EntryContent>,
+        ) -> Result<$crate::WriteOutcome, $crate::StoreError> {
+            use $crate::card::sql as card_sql;
+            use $crate::wallet::sql as wallet_sql;
+            use $crate::{WalletChange, WriteOutcome, sql};
             if let Some(taken) =
                 apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
             {
@@ -162,7 +162,7 @@ macro_rules! define_wallet_store {
                 WalletChange::Create(record) => {
                     sqlx::query(sql::INSERT_TRANSACTION)
                         .bind(&record.id)
-                        .bind($crate::store::TransactionKind::WalletPayment.as_str())
+                        .bind($crate::TransactionKind::WalletPayment.as_str())
                         .bind(record.status.as_str())
                         .bind(&record.store_id)
                         .bind(&record.terminal_id)
@@ -220,7 +220,7 @@ macro_rules! define_wallet_store {
                                     .db()?;
                             let current = status
                                 .as_deref()
-                                .map($crate::store::TransactionStatus::parse)
+                                .map($crate::TransactionStatus::parse)
                                 .transpose()?;
                             return Ok(WriteOutcome::StatusMismatch { current });
                         }
@@ -253,66 +253,64 @@ macro_rules! define_wallet_store {
             {
                 return Ok(exceeds);
             }
-            $crate::store::write::queue_and_append!(conn, write, chain);
+            $crate::write::queue_and_append!(conn, write, chain);
             Ok(WriteOutcome::Written)
         }
 
         #[async_trait::async_trait]
-        impl $crate::store::WalletReads for $store {
+        impl $crate::WalletReads for $store {
             async fn wallet_transaction(
                 &self,
                 id: &str,
-            ) -> Result<Option<$crate::store::WalletRecord>, $crate::store::StoreError> {
-                let row = sqlx::query($crate::store::wallet::sql::SELECT_WALLET)
+            ) -> Result<Option<$crate::WalletRecord>, $crate::StoreError> {
+                let row = sqlx::query($crate::wallet::sql::SELECT_WALLET)
                     .bind(id)
                     .fetch_optional(&self.$pool)
                     .await
                     .db()?;
-                row.map(|row| $crate::store::wallet::rows::wallet(&row, 0))
+                row.map(|row| $crate::wallet::rows::wallet(&row, 0))
                     .transpose()
             }
 
             async fn wallet_by_request(
                 &self,
                 key: &posgate_core::model::IdempotencyKey,
-            ) -> Result<Option<$crate::store::WalletRecord>, $crate::store::StoreError> {
-                let row = sqlx::query($crate::store::wallet::sql::SELECT_BY_REQUEST)
+            ) -> Result<Option<$crate::WalletRecord>, $crate::StoreError> {
+                let row = sqlx::query($crate::wallet::sql::SELECT_BY_REQUEST)
                     .bind(&key.store_id)
                     .bind(&key.terminal_id)
                     .bind(&key.client_request_id)
                     .fetch_optional(&self.$pool)
                     .await
                     .db()?;
-                row.map(|row| $crate::store::wallet::rows::wallet(&row, 0))
+                row.map(|row| $crate::wallet::rows::wallet(&row, 0))
                     .transpose()
             }
 
             async fn wallet_refund_ids(
                 &self,
                 original_id: &str,
-            ) -> Result<Vec<String>, $crate::store::StoreError> {
-                Ok(
-                    sqlx::query_scalar($crate::store::wallet::sql::SELECT_REFUND_IDS)
-                        .bind(original_id)
-                        .fetch_all(&self.$pool)
-                        .await
-                        .db()?,
-                )
+            ) -> Result<Vec<String>, $crate::StoreError> {
+                Ok(sqlx::query_scalar($crate::wallet::sql::SELECT_REFUND_IDS)
+                    .bind(original_id)
+                    .fetch_all(&self.$pool)
+                    .await
+                    .db()?)
             }
 
             async fn stale_wallet_in_progress(
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::WalletRecord>, $crate::store::StoreError> {
-                let rows = sqlx::query($crate::store::wallet::sql::SELECT_STALE)
+            ) -> Result<Vec<$crate::WalletRecord>, $crate::StoreError> {
+                let rows = sqlx::query($crate::wallet::sql::SELECT_STALE)
                     .bind(before)
                     .bind(limit)
                     .fetch_all(&self.$pool)
                     .await
                     .db()?;
                 rows.iter()
-                    .map(|row| $crate::store::wallet::rows::wallet(row, 0))
+                    .map(|row| $crate::wallet::rows::wallet(row, 0))
                     .collect()
             }
 
@@ -320,25 +318,21 @@ macro_rules! define_wallet_store {
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::WalletSafItem>, $crate::store::StoreError> {
-                let rows = sqlx::query($crate::store::wallet::sql::SELECT_SAF_DUE)
+            ) -> Result<Vec<$crate::WalletSafItem>, $crate::StoreError> {
+                let rows = sqlx::query($crate::wallet::sql::SELECT_SAF_DUE)
                     .bind(now)
                     .bind(limit)
                     .fetch_all(&self.$pool)
                     .await
                     .db()?;
-                rows.iter()
-                    .map($crate::store::wallet::rows::saf_item)
-                    .collect()
+                rows.iter().map($crate::wallet::rows::saf_item).collect()
             }
 
-            async fn wallet_saf_open(&self) -> Result<i64, $crate::store::StoreError> {
-                Ok(
-                    sqlx::query_scalar($crate::store::wallet::sql::COUNT_SAF_OPEN)
-                        .fetch_one(&self.$pool)
-                        .await
-                        .db()?,
-                )
+            async fn wallet_saf_open(&self) -> Result<i64, $crate::StoreError> {
+                Ok(sqlx::query_scalar($crate::wallet::sql::COUNT_SAF_OPEN)
+                    .fetch_one(&self.$pool)
+                    .await
+                    .db()?)
             }
         }
     };

@@ -71,13 +71,13 @@ enum Done {
 
 /// SQLite store: a read pool and a channel to the writer task.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
+pub struct SqliteDatabase {
     reads: SqlitePool,
     writes: mpsc::Sender<(Job, Reply)>,
     options: SqliteConnectOptions,
 }
 
-impl SqliteStore {
+impl SqliteDatabase {
     /// Opens (creating if missing) the database at a `sqlite:` URL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
@@ -215,7 +215,7 @@ async fn applied(
 // task's batches are serialized by the database itself, so no guard is needed.
 define_open_business_date!(SqliteConnection, None::<&str>);
 define_clearing_store!(
-    SqliteStore,
+    SqliteDatabase,
     reads,
     "BEGIN IMMEDIATE",
     None::<&str>,
@@ -225,7 +225,7 @@ define_clearing_store!(
 
 /// One process owns a SQLite file, so the scheduled run needs no lock.
 #[allow(clippy::unused_async)]
-async fn sqlite_clearing_lock(_store: &SqliteStore) -> Result<Option<ClearingLock>, StoreError> {
+async fn sqlite_clearing_lock(_store: &SqliteDatabase) -> Result<Option<ClearingLock>, StoreError> {
     Ok(Some(Box::new(super::clearing::NoLock)))
 }
 
@@ -242,7 +242,7 @@ const DAY_LINE_BATCHES_AHEAD: usize = 4;
 /// hand-offs cost several times what SQLite itself does. An in-memory
 /// database is visible only to the pool's connections, so it uses the pool.
 fn sqlite_day_lines(
-    store: &SqliteStore,
+    store: &SqliteDatabase,
     date: chrono::NaiveDate,
 ) -> futures::stream::BoxStream<'_, Result<super::clearing::DayLine, StoreError>> {
     use futures::StreamExt as _;
@@ -310,16 +310,16 @@ fn read_day_lines(
 define_apply_write!(SqliteConnection);
 define_apply_card_write!(SqliteConnection);
 define_chain_append!(SqliteConnection, false);
-define_wallet_store!(SqliteConnection, SqliteStore, reads);
-super::reload::define_reload_store!(SqliteStore, reads, sqlx::sqlite::SqliteRow);
-define_bill_store!(SqliteConnection, SqliteStore, reads);
-define_reads!(SqliteStore, reads);
-super::stan::define_stan_store!(SqliteStore, reads);
-define_audit_reads!(SqliteStore, reads, None::<&str>);
+define_wallet_store!(SqliteConnection, SqliteDatabase, reads);
+super::reload::define_reload_store!(SqliteDatabase, reads, sqlx::sqlite::SqliteRow);
+define_bill_store!(SqliteConnection, SqliteDatabase, reads);
+define_reads!(SqliteDatabase, reads);
+super::stan::define_stan_store!(SqliteDatabase, reads);
+define_audit_reads!(SqliteDatabase, reads, None::<&str>);
 define_recon!(SqliteConnection);
 
 #[async_trait::async_trait]
-impl super::ReconStore for SqliteStore {
+impl super::ReconStore for SqliteDatabase {
     /// On its own connection, beside the writer task: an acknowledgement is
     /// a rare, possibly large write that should not sit in a group commit.
     async fn store_ack(&self, ack: super::NewAck<'_>) -> Result<super::AckOutcome, StoreError> {
@@ -348,7 +348,7 @@ impl super::ReconStore for SqliteStore {
 }
 define_exceptions_read!(SqlitePool);
 
-impl SqliteStore {
+impl SqliteDatabase {
     /// Hands a job to the writer task and waits for its outcome.
     async fn submit(&self, job: Job) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -371,7 +371,7 @@ impl SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl Database for SqliteStore {
+impl Database for SqliteDatabase {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = SqliteConnection::connect_with(&self.options).await.db()?;
         // Some migrations rebuild a table that others reference, which SQLite
@@ -463,7 +463,7 @@ impl Database for SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl AuditStore for SqliteStore {
+impl AuditStore for SqliteDatabase {
     async fn chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
         self.audit_chain_head().await
     }

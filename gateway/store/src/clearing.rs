@@ -44,20 +44,20 @@ macro_rules! define_clearing_store {
         $day_lines:expr
     ) => {
         #[async_trait::async_trait]
-        impl $crate::store::clearing::ClearingStore for $store {
+        impl $crate::clearing::ClearingStore for $store {
             async fn close_day(
                 &self,
                 date: chrono::NaiveDate,
                 files_created_at: chrono::DateTime<chrono::Utc>,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<$crate::store::clearing::ClosedDay, $crate::store::StoreError> {
-                use $crate::store::clearing::sql;
+            ) -> Result<$crate::clearing::ClosedDay, $crate::StoreError> {
+                use $crate::clearing::sql;
                 let mut conn = self.$pool.acquire().await.db()?;
                 sqlx::query($close_begin).execute(&mut *conn).await.db()?;
-                let result: Result<(), $crate::store::StoreError> = async {
+                let result: Result<(), $crate::StoreError> = async {
                     if let Some(guard) = $close_guard {
                         sqlx::query(guard)
-                            .bind($crate::store::clearing::CLOSE_LOCK_KEY)
+                            .bind($crate::clearing::CLOSE_LOCK_KEY)
                             .execute(&mut *conn)
                             .await
                             .db()?;
@@ -83,7 +83,7 @@ macro_rules! define_clearing_store {
                 }
                 drop(conn);
                 self.closed_day(date).await?.ok_or_else(|| {
-                    $crate::store::StoreError::Invariant(format!(
+                    $crate::StoreError::Invariant(format!(
                         "business date {date} not recorded as closed"
                     ))
                 })
@@ -92,8 +92,8 @@ macro_rules! define_clearing_store {
             async fn reopen_day(
                 &self,
                 date: chrono::NaiveDate,
-            ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query($crate::store::clearing::sql::REOPEN_DAY)
+            ) -> Result<(), $crate::StoreError> {
+                sqlx::query($crate::clearing::sql::REOPEN_DAY)
                     .bind(date)
                     .execute(&self.$pool)
                     .await
@@ -104,15 +104,15 @@ macro_rules! define_clearing_store {
             async fn closed_day(
                 &self,
                 date: chrono::NaiveDate,
-            ) -> Result<Option<$crate::store::clearing::ClosedDay>, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::clearing::ClosedDay>, $crate::StoreError> {
                 let row: Option<(chrono::NaiveDate, chrono::DateTime<chrono::Utc>)> =
-                    sqlx::query_as($crate::store::clearing::sql::SELECT_DAY)
+                    sqlx::query_as($crate::clearing::sql::SELECT_DAY)
                         .bind(date)
                         .fetch_optional(&self.$pool)
                         .await
                         .db()?;
                 Ok(row.map(|(business_date, files_created_at)| {
-                    $crate::store::clearing::ClosedDay {
+                    $crate::clearing::ClosedDay {
                         business_date,
                         files_created_at,
                     }
@@ -122,9 +122,9 @@ macro_rules! define_clearing_store {
             async fn day_totals(
                 &self,
                 date: chrono::NaiveDate,
-            ) -> Result<Vec<$crate::store::clearing::PartyTotal>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::clearing::PartyTotal>, $crate::StoreError> {
                 let rows: Vec<(String, String, i64, i64)> =
-                    sqlx::query_as($crate::store::clearing::sql::DAY_TOTALS)
+                    sqlx::query_as($crate::clearing::sql::DAY_TOTALS)
                         .bind(date)
                         .fetch_all(&self.$pool)
                         .await
@@ -132,7 +132,7 @@ macro_rules! define_clearing_store {
                 Ok(rows
                     .into_iter()
                     .map(|(party, currency, amount_minor, lines)| {
-                        $crate::store::clearing::PartyTotal {
+                        $crate::clearing::PartyTotal {
                             party,
                             currency,
                             amount_minor,
@@ -147,7 +147,7 @@ macro_rules! define_clearing_store {
                 date: chrono::NaiveDate,
             ) -> futures::stream::BoxStream<
                 '_,
-                Result<$crate::store::clearing::DayLine, $crate::store::StoreError>,
+                Result<$crate::clearing::DayLine, $crate::StoreError>,
             > {
                 $day_lines(self, date)
             }
@@ -155,9 +155,9 @@ macro_rules! define_clearing_store {
             async fn day_files(
                 &self,
                 date: chrono::NaiveDate,
-            ) -> Result<Vec<$crate::store::clearing::FileRecord>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::clearing::FileRecord>, $crate::StoreError> {
                 let rows: Vec<(String, i64, String)> =
-                    sqlx::query_as($crate::store::clearing::sql::SELECT_FILES)
+                    sqlx::query_as($crate::clearing::sql::SELECT_FILES)
                         .bind(date)
                         .fetch_all(&self.$pool)
                         .await
@@ -165,7 +165,7 @@ macro_rules! define_clearing_store {
                 Ok(rows
                     .into_iter()
                     .map(
-                        |(name, size_bytes, sha256)| $crate::store::clearing::FileRecord {
+                        |(name, size_bytes, sha256)| $crate::clearing::FileRecord {
                             name,
                             size_bytes,
                             sha256,
@@ -177,11 +177,11 @@ macro_rules! define_clearing_store {
             async fn register_files(
                 &self,
                 date: chrono::NaiveDate,
-                files: &[$crate::store::clearing::FileRecord],
-            ) -> Result<(), $crate::store::StoreError> {
+                files: &[$crate::clearing::FileRecord],
+            ) -> Result<(), $crate::StoreError> {
                 let mut tx = self.$pool.begin().await.db()?;
                 for file in files {
-                    sqlx::query($crate::store::clearing::sql::INSERT_FILE)
+                    sqlx::query($crate::clearing::sql::INSERT_FILE)
                         .bind(date)
                         .bind(&file.name)
                         .bind(file.size_bytes)
@@ -196,7 +196,7 @@ macro_rules! define_clearing_store {
 
             async fn try_clearing_lock(
                 &self,
-            ) -> Result<Option<$crate::store::clearing::ClearingLock>, $crate::store::StoreError>
+            ) -> Result<Option<$crate::clearing::ClearingLock>, $crate::StoreError>
             {
                 $try_lock(self).await
             }
@@ -209,16 +209,16 @@ macro_rules! define_clearing_store {
                 date: chrono::NaiveDate,
             ) -> futures::stream::BoxStream<
                 '_,
-                Result<$crate::store::clearing::DayLine, $crate::store::StoreError>,
+                Result<$crate::clearing::DayLine, $crate::StoreError>,
             > {
                 use futures::StreamExt as _;
                 use sqlx::Row as _;
-                sqlx::query($crate::store::clearing::sql::DAY_LINES)
+                sqlx::query($crate::clearing::sql::DAY_LINES)
                     .bind(date)
                     .fetch(&self.$pool)
                     .map(|row| {
                         let row = row.db()?;
-                        Ok($crate::store::clearing::DayLine {
+                        Ok($crate::clearing::DayLine {
                             party: row.try_get(0).db()?,
                             transaction_id: row.try_get(1).db()?,
                             kind: row.try_get(2).db()?,
@@ -245,21 +245,21 @@ macro_rules! define_open_business_date {
         async fn open_business_date(
             conn: &mut $connection,
             date: chrono::NaiveDate,
-        ) -> Result<(chrono::NaiveDate, bool), $crate::store::StoreError> {
+        ) -> Result<(chrono::NaiveDate, bool), $crate::StoreError> {
             if let Some(guard) = $guard {
                 sqlx::query(guard)
-                    .bind($crate::store::clearing::CLOSE_LOCK_KEY)
+                    .bind($crate::clearing::CLOSE_LOCK_KEY)
                     .execute(&mut *conn)
                     .await
                     .db()?;
             }
             let closed: Vec<chrono::NaiveDate> =
-                sqlx::query_scalar($crate::store::clearing::sql::SELECT_CLOSED_FROM)
+                sqlx::query_scalar($crate::clearing::sql::SELECT_CLOSED_FROM)
                     .bind(date)
                     .fetch_all(&mut *conn)
                     .await
                     .db()?;
-            let open = $crate::store::clearing::next_open_date(date, &closed);
+            let open = $crate::clearing::next_open_date(date, &closed);
             Ok((open, open != date))
         }
     };

@@ -165,10 +165,10 @@ pub(crate) fn search_sql(filter: &SearchFilter) -> (String, Vec<Bind>) {
 pub(crate) mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
-    use crate::store::SqlxResultExt as _;
+    use crate::SqlxResultExt as _;
 
     use super::{ChainEntry, Checkpoint, EntryContent, EntryType, TransactionRow};
-    use crate::store::StoreError;
+    use crate::StoreError;
 
     pub fn entry<'r, R>(row: &'r R) -> Result<ChainEntry, StoreError>
     where
@@ -262,9 +262,9 @@ macro_rules! define_chain_append {
     ($connection:ty, $combined:expr) => {
         async fn append_chain_entries(
             conn: &mut $connection,
-            contents: &[$crate::store::audit::EntryContent],
-        ) -> Result<i64, $crate::store::StoreError> {
-            use $crate::store::audit::{entry_hash, sql};
+            contents: &[$crate::audit::EntryContent],
+        ) -> Result<i64, $crate::StoreError> {
+            use $crate::audit::{entry_hash, sql};
             let count = i64::try_from(contents.len()).unwrap_or(i64::MAX);
             let (last, mut prev_hash): (i64, Vec<u8>) = sqlx::query_as(sql::ADVANCE_HEAD)
                 .bind(count)
@@ -320,15 +320,15 @@ macro_rules! define_chain_append {
 
         async fn append_chain_entry(
             conn: &mut $connection,
-            content: &$crate::store::audit::EntryContent,
-        ) -> Result<i64, $crate::store::StoreError> {
+            content: &$crate::audit::EntryContent,
+        ) -> Result<i64, $crate::StoreError> {
             append_chain_entries(conn, std::slice::from_ref(content)).await
         }
 
         /// Chains every event not chained yet, in id order, while the chain
         /// is empty (see [`AuditStore::backfill_chain`]).
-        async fn backfill_events(conn: &mut $connection) -> Result<i64, $crate::store::StoreError> {
-            use $crate::store::audit::{EntryContent, EntryType, canonical_time, sql};
+        async fn backfill_events(conn: &mut $connection) -> Result<i64, $crate::StoreError> {
+            use $crate::audit::{EntryContent, EntryType, canonical_time, sql};
             /// Events read per round: bounds memory on a large database.
             const BATCH: i64 = 10_000;
             let (head, _): (i64, Vec<u8>) = sqlx::query_as(sql::SELECT_HEAD)
@@ -391,8 +391,8 @@ pub(crate) use define_chain_append;
 macro_rules! define_audit_reads {
     ($store:ty, $pool:ident, $prelude:expr) => {
         impl $store {
-            async fn audit_chain_head(&self) -> Result<(i64, Vec<u8>), $crate::store::StoreError> {
-                sqlx::query_as($crate::store::audit::sql::SELECT_HEAD)
+            async fn audit_chain_head(&self) -> Result<(i64, Vec<u8>), $crate::StoreError> {
+                sqlx::query_as($crate::audit::sql::SELECT_HEAD)
                     .fetch_one(&self.$pool)
                     .await
                     .db()
@@ -403,22 +403,22 @@ macro_rules! define_audit_reads {
                 from: i64,
                 to: i64,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::audit::ChainEntry>, $crate::store::StoreError> {
-                let rows = sqlx::query($crate::store::audit::sql::SELECT_ENTRIES)
+            ) -> Result<Vec<$crate::audit::ChainEntry>, $crate::StoreError> {
+                let rows = sqlx::query($crate::audit::sql::SELECT_ENTRIES)
                     .bind(from)
                     .bind(to)
                     .bind(limit)
                     .fetch_all(&self.$pool)
                     .await
                     .db()?;
-                rows.iter().map($crate::store::audit::rows::entry).collect()
+                rows.iter().map($crate::audit::rows::entry).collect()
             }
 
             async fn audit_sequence_of_hash(
                 &self,
                 hash: &[u8],
-            ) -> Result<Option<i64>, $crate::store::StoreError> {
-                sqlx::query_scalar($crate::store::audit::sql::SELECT_SEQUENCE_OF_HASH)
+            ) -> Result<Option<i64>, $crate::StoreError> {
+                sqlx::query_scalar($crate::audit::sql::SELECT_SEQUENCE_OF_HASH)
                     .bind(hash)
                     .fetch_optional(&self.$pool)
                     .await
@@ -428,20 +428,20 @@ macro_rules! define_audit_reads {
             async fn audit_transaction_entries(
                 &self,
                 transaction_id: &str,
-            ) -> Result<Vec<$crate::store::audit::ChainEntry>, $crate::store::StoreError> {
-                let rows = sqlx::query($crate::store::audit::sql::SELECT_TRANSACTION_ENTRIES)
+            ) -> Result<Vec<$crate::audit::ChainEntry>, $crate::StoreError> {
+                let rows = sqlx::query($crate::audit::sql::SELECT_TRANSACTION_ENTRIES)
                     .bind(transaction_id)
                     .fetch_all(&self.$pool)
                     .await
                     .db()?;
-                rows.iter().map($crate::store::audit::rows::entry).collect()
+                rows.iter().map($crate::audit::rows::entry).collect()
             }
 
             async fn audit_insert_checkpoint(
                 &self,
-                checkpoint: &$crate::store::audit::Checkpoint,
-            ) -> Result<bool, $crate::store::StoreError> {
-                Ok(sqlx::query($crate::store::audit::sql::INSERT_CHECKPOINT)
+                checkpoint: &$crate::audit::Checkpoint,
+            ) -> Result<bool, $crate::StoreError> {
+                Ok(sqlx::query($crate::audit::sql::INSERT_CHECKPOINT)
                     .bind(checkpoint.sequence)
                     .bind(&checkpoint.head_hash)
                     .bind(&checkpoint.signature)
@@ -460,45 +460,43 @@ macro_rules! define_audit_reads {
                 from: i64,
                 to: i64,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::audit::Checkpoint>, $crate::store::StoreError> {
-                let rows = sqlx::query($crate::store::audit::sql::SELECT_CHECKPOINTS)
+            ) -> Result<Vec<$crate::audit::Checkpoint>, $crate::StoreError> {
+                let rows = sqlx::query($crate::audit::sql::SELECT_CHECKPOINTS)
                     .bind(from)
                     .bind(to)
                     .bind(limit)
                     .fetch_all(&self.$pool)
                     .await
                     .db()?;
-                rows.iter()
-                    .map($crate::store::audit::rows::checkpoint)
-                    .collect()
+                rows.iter().map($crate::audit::rows::checkpoint).collect()
             }
 
             async fn audit_latest_checkpoint(
                 &self,
                 sequence: i64,
-            ) -> Result<Option<$crate::store::audit::Checkpoint>, $crate::store::StoreError> {
-                let row = sqlx::query($crate::store::audit::sql::SELECT_LATEST_CHECKPOINT)
+            ) -> Result<Option<$crate::audit::Checkpoint>, $crate::StoreError> {
+                let row = sqlx::query($crate::audit::sql::SELECT_LATEST_CHECKPOINT)
                     .bind(sequence)
                     .fetch_optional(&self.$pool)
                     .await
                     .db()?;
                 row.as_ref()
-                    .map($crate::store::audit::rows::checkpoint)
+                    .map($crate::audit::rows::checkpoint)
                     .transpose()
             }
 
             async fn audit_search(
                 &self,
-                filter: &$crate::store::audit::SearchFilter,
+                filter: &$crate::audit::SearchFilter,
                 as_of: i64,
                 after: i64,
                 limit: i64,
-            ) -> Result<Vec<$crate::store::audit::TransactionRow>, $crate::store::StoreError> {
-                use $crate::store::audit::Bind;
+            ) -> Result<Vec<$crate::audit::TransactionRow>, $crate::StoreError> {
+                use $crate::audit::Bind;
                 if filter.match_nothing {
                     return Ok(Vec::new());
                 }
-                let (text, binds) = $crate::store::audit::search_sql(filter);
+                let (text, binds) = $crate::audit::search_sql(filter);
                 let mut query = sqlx::query(&text).bind(as_of).bind(after).bind(limit);
                 for bind in binds {
                     query = match bind {
@@ -515,18 +513,15 @@ macro_rules! define_audit_reads {
                 }
                 let rows = query.fetch_all(&mut *tx).await.db()?;
                 tx.commit().await.db()?;
-                rows.iter()
-                    .map($crate::store::audit::rows::transaction)
-                    .collect()
+                rows.iter().map($crate::audit::rows::transaction).collect()
             }
 
             async fn audit_transaction_row(
                 &self,
                 id: &str,
                 as_of: i64,
-            ) -> Result<Option<$crate::store::audit::TransactionRow>, $crate::store::StoreError>
-            {
-                let text = format!("{} AND t.id = $2", $crate::store::audit::sql::ROW_SELECT);
+            ) -> Result<Option<$crate::audit::TransactionRow>, $crate::StoreError> {
+                let text = format!("{} AND t.id = $2", $crate::audit::sql::ROW_SELECT);
                 let row = sqlx::query(&text)
                     .bind(as_of)
                     .bind(id)
@@ -534,7 +529,7 @@ macro_rules! define_audit_reads {
                     .await
                     .db()?;
                 row.as_ref()
-                    .map($crate::store::audit::rows::transaction)
+                    .map($crate::audit::rows::transaction)
                     .transpose()
             }
         }

@@ -54,10 +54,10 @@ macro_rules! define_recon {
     ($connection:ty) => {
         async fn apply_ack(
             conn: &mut $connection,
-            ack: &$crate::store::recon::NewAck<'_>,
-        ) -> Result<$crate::store::recon::AckOutcome, $crate::store::StoreError> {
+            ack: &$crate::recon::NewAck<'_>,
+        ) -> Result<$crate::recon::AckOutcome, $crate::StoreError> {
             use sqlx::Row as _;
-            use $crate::store::recon::{AckOutcome, sql, status_text};
+            use $crate::recon::{AckOutcome, sql, status_text};
             let file = ack.file;
             let existing = sqlx::query(sql::SELECT_ACK)
                 .bind(&file.partner)
@@ -133,9 +133,9 @@ macro_rules! define_exceptions_read {
             pool: &$pool_type,
             business_date: Option<chrono::NaiveDate>,
             partner: Option<&str>,
-        ) -> Result<Vec<$crate::store::recon::StoredException>, $crate::store::StoreError> {
+        ) -> Result<Vec<$crate::recon::StoredException>, $crate::StoreError> {
             use sqlx::Row as _;
-            use $crate::store::recon::{StoredException, exception_filter, parse_exception_kind};
+            use $crate::recon::{StoredException, exception_filter, parse_exception_kind};
             let query_text = exception_filter(business_date.is_some(), partner.is_some());
             let mut query = sqlx::query(&query_text);
             if let Some(date) = business_date {
