@@ -39,18 +39,23 @@ const MIGRATION_LOCK_KEY: i32 = 0x706d_6967;
 /// Key of the advisory lock of the audit sealer: one instance signs
 /// checkpoints at a time ("seal" in ASCII).
 const SEAL_LOCK_KEY: i32 = 0x7365_616c;
-/// The second half of every advisory lock key: the schema the connection
-/// works in. Advisory locks are per database, so without it two deployments
-/// (or two test schemas) in one database would contend for each other's locks.
-macro_rules! schema_scoped_lock {
-    ($function:literal) => {
-        concat!(
-            "SELECT ",
-            $function,
-            "($1, hashtext(COALESCE(current_schema(), '')))"
-        )
-    };
-}
+// The second half of every advisory lock key is the schema the connection
+// works in. Advisory locks are per database, so without it two deployments
+// (or two test schemas) in one database would contend for each other's locks.
+// `$1` is the first half, one of the `*_LOCK_KEY` constants.
+
+/// Takes a transaction-scoped advisory lock exclusive (migrations, a day's close).
+const XACT_LOCK: &str =
+    "SELECT pg_advisory_xact_lock($1, hashtext(COALESCE(current_schema(), '')))";
+/// Takes a transaction-scoped advisory lock shared (writes beside a close).
+const XACT_LOCK_SHARED: &str =
+    "SELECT pg_advisory_xact_lock_shared($1, hashtext(COALESCE(current_schema(), '')))";
+/// Tries a session advisory lock; `true` when taken.
+const TRY_SESSION_LOCK: &str =
+    "SELECT pg_try_advisory_lock($1, hashtext(COALESCE(current_schema(), '')))";
+/// Releases a session advisory lock.
+const SESSION_UNLOCK: &str =
+    "SELECT pg_advisory_unlock($1, hashtext(COALESCE(current_schema(), '')))";
 
 /// Writer tasks, each committing one batch at a time on its own pooled
 /// connection: enough to overlap one batch's statements with another's
@@ -112,15 +117,12 @@ impl PostgresDatabase {
 
 // Writes take the close lock shared, a close takes it exclusive: a close
 // waits for the writes in flight, and every write after it sees the day closed.
-define_open_business_date!(
-    sqlx::PgConnection,
-    Some(schema_scoped_lock!("pg_advisory_xact_lock_shared"))
-);
+define_open_business_date!(sqlx::PgConnection, Some(XACT_LOCK_SHARED));
 define_clearing_store!(
     PostgresDatabase,
     pool,
     "BEGIN",
-    Some(schema_scoped_lock!("pg_advisory_xact_lock")),
+    Some(XACT_LOCK),
     postgres_clearing_lock,
     PostgresDatabase::sqlx_day_lines
 );
@@ -135,7 +137,7 @@ async fn postgres_clearing_lock(
 /// of the pool, or `None` when another instance holds it.
 async fn try_session_lock(pool: &PgPool, key: i32) -> Result<Option<ClearingLock>, StoreError> {
     let mut conn = pool.acquire().await.db()?.detach();
-    let locked: bool = sqlx::query_scalar(schema_scoped_lock!("pg_try_advisory_lock"))
+    let locked: bool = sqlx::query_scalar(TRY_SESSION_LOCK)
         .bind(key)
         .fetch_one(&mut conn)
         .await
@@ -155,7 +157,7 @@ impl HeldLock for SessionLock {
     /// the closed connection, then closes the connection.
     async fn release(self: Box<Self>) {
         let SessionLock { mut conn, key } = *self;
-        if let Err(error) = sqlx::query(schema_scoped_lock!("pg_advisory_unlock"))
+        if let Err(error) = sqlx::query(SESSION_UNLOCK)
             .bind(key)
             .execute(&mut conn)
             .await
@@ -209,7 +211,7 @@ impl Database for PostgresDatabase {
         let mut conn = self.pool.acquire().await.db()?;
         let mut tx = conn.begin().await.db()?;
         // A transaction-scoped advisory lock: instances starting together migrate one at a time.
-        sqlx::query(schema_scoped_lock!("pg_advisory_xact_lock"))
+        sqlx::query(XACT_LOCK)
             .bind(MIGRATION_LOCK_KEY)
             .execute(&mut *tx)
             .await
