@@ -21,6 +21,7 @@
 //! - [`bench`]: statements the gateway's audit bench seeder reuses.
 
 pub mod audit;
+mod backend;
 pub mod bill_online;
 pub mod card;
 pub mod clearing;

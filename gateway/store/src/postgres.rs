@@ -175,7 +175,6 @@ super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresDatabase, pool);
 super::reload::define_reload_store!(PostgresDatabase, pool, sqlx::postgres::PgRow);
 super::bill_online::define_bill_store!(sqlx::PgConnection, PostgresDatabase, pool);
 define_reads!(PostgresDatabase, pool);
-super::stan::define_stan_store!(PostgresDatabase, pool);
 define_audit_reads!(
     PostgresDatabase,
     pool,
@@ -467,5 +466,21 @@ impl AuditStore for PostgresDatabase {
         let chained = backfill_events(&mut tx).await?;
         tx.commit().await.db()?;
         Ok(chained)
+    }
+}
+
+#[async_trait::async_trait]
+impl super::stan::StanStore for PostgresDatabase {
+    async fn allocate_stans(
+        &self,
+        institution_id: &str,
+        day: chrono::NaiveDate,
+        count: u32,
+    ) -> Result<std::ops::Range<u32>, StoreError> {
+        super::stan::allocate_stans(&self.pool, institution_id, day, count).await
+    }
+
+    async fn saf_set_stan(&self, id: i64, stan: &str) -> Result<String, StoreError> {
+        super::stan::saf_set_stan(&self.pool, id, stan).await
     }
 }

@@ -314,7 +314,6 @@ define_wallet_store!(SqliteConnection, SqliteDatabase, reads);
 super::reload::define_reload_store!(SqliteDatabase, reads, sqlx::sqlite::SqliteRow);
 define_bill_store!(SqliteConnection, SqliteDatabase, reads);
 define_reads!(SqliteDatabase, reads);
-super::stan::define_stan_store!(SqliteDatabase, reads);
 define_audit_reads!(SqliteDatabase, reads, None::<&str>);
 define_recon!(SqliteConnection);
 
@@ -551,5 +550,21 @@ impl AuditStore for SqliteDatabase {
         };
         sqlx::query(end).execute(&mut conn).await.db()?;
         outcome
+    }
+}
+
+#[async_trait::async_trait]
+impl super::stan::StanStore for SqliteDatabase {
+    async fn allocate_stans(
+        &self,
+        institution_id: &str,
+        day: chrono::NaiveDate,
+        count: u32,
+    ) -> Result<std::ops::Range<u32>, StoreError> {
+        super::stan::allocate_stans(&self.reads, institution_id, day, count).await
+    }
+
+    async fn saf_set_stan(&self, id: i64, stan: &str) -> Result<String, StoreError> {
+        super::stan::saf_set_stan(&self.reads, id, stan).await
     }
 }

@@ -2,6 +2,9 @@
 
 pub(crate) use posgate_core::ports::db::stan::*;
 
+use crate::backend::Backend;
+use crate::{SqlxResultExt as _, StoreError};
+
 pub(super) mod sql {
     /// Moves the counter by `$3` and returns where it ends: the block is the
     /// `$3` numbers before it. One statement, so concurrent gateways
@@ -13,43 +16,53 @@ pub(super) mod sql {
         "UPDATE saf_queue SET stan = COALESCE(stan, $1) WHERE id = $2 RETURNING stan";
 }
 
-/// Implements [`StanStore`] for a backend whose pool is the field `$pool`.
-macro_rules! define_stan_store {
-    ($store:ty, $pool:ident) => {
-        #[async_trait::async_trait]
-        impl $crate::stan::StanStore for $store {
-            async fn allocate_stans(
-                &self,
-                institution_id: &str,
-                day: chrono::NaiveDate,
-                count: u32,
-            ) -> Result<std::ops::Range<u32>, $crate::StoreError> {
-                let next_after: i64 = sqlx::query_scalar($crate::stan::sql::ALLOCATE)
-                    .bind(institution_id)
-                    .bind(day)
-                    .bind(i64::from(count))
-                    .fetch_one(&self.$pool)
-                    .await
-                    .db()?;
-                $crate::stan::block(institution_id, day, next_after, count)
-            }
-
-            async fn saf_set_stan(
-                &self,
-                id: i64,
-                stan: &str,
-            ) -> Result<String, $crate::StoreError> {
-                let recorded: Option<String> = sqlx::query_scalar($crate::stan::sql::SET_SAF_STAN)
-                    .bind(stan)
-                    .bind(id)
-                    .fetch_optional(&self.$pool)
-                    .await
-                    .db()?;
-                recorded
-                    .ok_or_else(|| $crate::StoreError::Invariant(format!("no queue entry {id}")))
-            }
-        }
-    };
+/// Allocates a block of `count` STANs for an institution's day:
+/// [`StanStore::allocate_stans`] on either backend's pool.
+pub(crate) async fn allocate_stans<DB>(
+    pool: &sqlx::Pool<DB>,
+    institution_id: &str,
+    day: chrono::NaiveDate,
+    count: u32,
+) -> Result<std::ops::Range<u32>, StoreError>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> chrono::NaiveDate: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q, 'r> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+{
+    let next_after: i64 = sqlx::query_scalar(sql::ALLOCATE)
+        .bind(institution_id)
+        .bind(day)
+        .bind(i64::from(count))
+        .fetch_one(pool)
+        .await
+        .db()?;
+    block(institution_id, day, next_after, count)
 }
 
-pub(crate) use define_stan_store;
+/// Records a queue entry's STAN unless it has one: [`StanStore::saf_set_stan`].
+pub(crate) async fn saf_set_stan<DB>(
+    pool: &sqlx::Pool<DB>,
+    id: i64,
+    stan: &str,
+) -> Result<String, StoreError>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+{
+    let recorded: Option<String> = sqlx::query_scalar(sql::SET_SAF_STAN)
+        .bind(stan)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .db()?;
+    recorded.ok_or_else(|| StoreError::Invariant(format!("no queue entry {id}")))
+}
