@@ -1,11 +1,42 @@
-//! [`Backend`]: the two sqlx databases the store runs on. The statements
-//! are written once, as functions generic over the backend; each function's
-//! `where` clause names the sqlx bounds it needs (the Rust types it binds
-//! and decodes), which both [`sqlx::Sqlite`] and [`sqlx::Postgres`] meet.
+//! [`Backend`]: the two sqlx databases the store runs on. Statements are
+//! written once, as functions generic over the backend; their `where`
+//! clauses name the sqlx bounds they need (the Rust types they bind and
+//! decode), which both [`sqlx::Sqlite`] and [`sqlx::Postgres`] meet. What
+//! the two do differently is a constant or method here.
 
 /// A sqlx database the store runs on: [`sqlx::Sqlite`] or [`sqlx::Postgres`].
-pub(crate) trait Backend: sqlx::Database {}
+pub(crate) trait Backend: sqlx::Database<QueryResult: RowsAffected> {
+    /// The statement a write runs (binding the close lock's key) before it
+    /// reads which business days are closed, or `None`. PostgreSQL takes the
+    /// close lock shared, a close takes it exclusive: a close waits for the
+    /// writes in flight, and every write after it sees the day closed.
+    /// SQLite has one writer at a time: a close (`BEGIN IMMEDIATE`) and the
+    /// writer task's batches are serialized by the database itself.
+    const WRITE_GUARD: Option<&'static str>;
+}
 
-impl Backend for sqlx::Sqlite {}
+impl Backend for sqlx::Sqlite {
+    const WRITE_GUARD: Option<&'static str> = None;
+}
 
-impl Backend for sqlx::Postgres {}
+impl Backend for sqlx::Postgres {
+    const WRITE_GUARD: Option<&'static str> = Some(crate::postgres::XACT_LOCK_SHARED);
+}
+
+/// The number of rows a statement inserted, updated or deleted: each
+/// backend's query result has it, sqlx's `Database` trait does not.
+pub(crate) trait RowsAffected {
+    fn rows_affected(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}

@@ -42,19 +42,20 @@ macro_rules! define_bill_store {
         ) -> Result<$crate::WriteOutcome, $crate::StoreError> {
             use $crate::{Change, WriteOutcome};
             if let Some(taken) =
-                apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
+                Writes::apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at)
+                    .await?
             {
                 return Ok(taken);
             }
             match &write.change {
-                Change::Create(record) => insert_bill_transaction(conn, record).await?,
+                Change::Create(record) => Writes::insert_bill_transaction(conn, record).await?,
                 Change::Transition(change) => {
-                    if let Some(mismatch) = transition(conn, change).await? {
+                    if let Some(mismatch) = Writes::transition(conn, change).await? {
                         return Ok(mismatch);
                     }
                 }
             }
-            $crate::write::queue_and_append!(conn, write, chain);
+            Writes::queue_and_append(conn, $crate::write::WriteTail::from(write), chain).await?;
             Ok(WriteOutcome::Written)
         }
 

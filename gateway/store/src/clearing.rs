@@ -235,34 +235,3 @@ macro_rules! define_clearing_store {
 }
 
 pub(crate) use define_clearing_store;
-
-/// Defines `async fn open_business_date(conn, date)`: the date a write's
-/// lines take (the first open date on or after `date`) and whether they
-/// moved. `$guard` runs first (PostgreSQL: the shared advisory lock that
-/// orders writes against a close).
-macro_rules! define_open_business_date {
-    ($connection:ty, $guard:expr) => {
-        async fn open_business_date(
-            conn: &mut $connection,
-            date: chrono::NaiveDate,
-        ) -> Result<(chrono::NaiveDate, bool), $crate::StoreError> {
-            if let Some(guard) = $guard {
-                sqlx::query(guard)
-                    .bind($crate::clearing::CLOSE_LOCK_KEY)
-                    .execute(&mut *conn)
-                    .await
-                    .db()?;
-            }
-            let closed: Vec<chrono::NaiveDate> =
-                sqlx::query_scalar($crate::clearing::sql::SELECT_CLOSED_FROM)
-                    .bind(date)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .db()?;
-            let open = $crate::clearing::next_open_date(date, &closed);
-            Ok((open, open != date))
-        }
-    };
-}
-
-pub(crate) use define_open_business_date;

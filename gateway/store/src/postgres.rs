@@ -23,11 +23,12 @@ use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
 use super::audit::{define_audit_reads, define_chain_append};
-use super::clearing::{
-    ClearingLock, HeldLock, SCHEDULE_LOCK_KEY, define_clearing_store, define_open_business_date,
-};
+use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY, define_clearing_store};
 use super::recon::{define_exceptions_read, define_recon};
-use super::write::{define_apply_card_write, define_apply_write, define_reads};
+use super::write::define_reads;
+
+/// The write path's statements on this backend's connections.
+type Writes = super::write::WritePath<sqlx::Postgres>;
 use super::{CardWrite, Database, StoreError, WriteOutcome, WriteRequest, migrate};
 
 /// How long a request waits for a pooled connection before failing; beyond
@@ -48,7 +49,7 @@ const SEAL_LOCK_KEY: i32 = 0x7365_616c;
 const XACT_LOCK: &str =
     "SELECT pg_advisory_xact_lock($1, hashtext(COALESCE(current_schema(), '')))";
 /// Takes a transaction-scoped advisory lock shared (writes beside a close).
-const XACT_LOCK_SHARED: &str =
+pub(crate) const XACT_LOCK_SHARED: &str =
     "SELECT pg_advisory_xact_lock_shared($1, hashtext(COALESCE(current_schema(), '')))";
 /// Tries a session advisory lock; `true` when taken.
 const TRY_SESSION_LOCK: &str =
@@ -115,9 +116,6 @@ impl PostgresDatabase {
     }
 }
 
-// Writes take the close lock shared, a close takes it exclusive: a close
-// waits for the writes in flight, and every write after it sees the day closed.
-define_open_business_date!(sqlx::PgConnection, Some(XACT_LOCK_SHARED));
 define_clearing_store!(
     PostgresDatabase,
     pool,
@@ -168,8 +166,6 @@ impl HeldLock for SessionLock {
     }
 }
 
-define_apply_write!(sqlx::PgConnection);
-define_apply_card_write!(sqlx::PgConnection);
 define_chain_append!(sqlx::PgConnection, true);
 super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresDatabase, pool);
 super::reload::define_reload_store!(PostgresDatabase, pool, sqlx::postgres::PgRow);
@@ -366,8 +362,8 @@ async fn apply(
     chain: &mut Vec<EntryContent>,
 ) -> Result<WriteOutcome, StoreError> {
     match job {
-        Job::Write(request) => apply_write(conn, request, chain).await,
-        Job::Card(write) => apply_card_write(conn, write, chain).await,
+        Job::Write(request) => Writes::apply_write(conn, request, chain).await,
+        Job::Card(write) => Writes::apply_card_write(conn, write, chain).await,
         Job::Wallet(write) => apply_wallet_write(conn, write, chain).await,
         Job::Bill(write) => apply_bill_write(conn, write, chain).await,
     }

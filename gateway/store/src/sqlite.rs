@@ -21,10 +21,13 @@ use super::audit::{
 };
 use super::audit::{define_audit_reads, define_chain_append};
 use super::bill_online::define_bill_store;
-use super::clearing::{ClearingLock, define_clearing_store, define_open_business_date};
+use super::clearing::{ClearingLock, define_clearing_store};
 use super::recon::{define_exceptions_read, define_recon};
 use super::wallet::define_wallet_store;
-use super::write::{define_apply_card_write, define_apply_write, define_reads};
+use super::write::define_reads;
+
+/// The write path's statements on this backend's connections.
+type Writes = super::write::WritePath<sqlx::Sqlite>;
 use super::{
     BillWrite, CardWrite, Database, StoreError, WalletWrite, WriteOutcome, WriteRequest, migrate,
 };
@@ -166,11 +169,11 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
     let mut chain = Vec::new();
     let outcome = match job {
         Job::Write(request) => {
-            let outcome = apply_write(conn, request, &mut chain).await;
+            let outcome = Writes::apply_write(conn, request, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::Card(write) => {
-            let outcome = apply_card_write(conn, write, &mut chain).await;
+            let outcome = Writes::apply_card_write(conn, write, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::Wallet(write) => {
@@ -211,9 +214,6 @@ async fn applied(
     outcome.map(Done::Write)
 }
 
-// SQLite has one writer at a time: a close (BEGIN IMMEDIATE) and the writer
-// task's batches are serialized by the database itself, so no guard is needed.
-define_open_business_date!(SqliteConnection, None::<&str>);
 define_clearing_store!(
     SqliteDatabase,
     reads,
@@ -307,8 +307,6 @@ fn read_day_lines(
     Ok(())
 }
 
-define_apply_write!(SqliteConnection);
-define_apply_card_write!(SqliteConnection);
 define_chain_append!(SqliteConnection, false);
 define_wallet_store!(SqliteConnection, SqliteDatabase, reads);
 super::reload::define_reload_store!(SqliteDatabase, reads, sqlx::sqlite::SqliteRow);

@@ -154,7 +154,8 @@ macro_rules! define_wallet_store {
             use $crate::wallet::sql as wallet_sql;
             use $crate::{WalletChange, WriteOutcome, sql};
             if let Some(taken) =
-                apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
+                Writes::apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at)
+                    .await?
             {
                 return Ok(taken);
             }
@@ -243,7 +244,7 @@ macro_rules! define_wallet_store {
                 }
             }
             if let Some(refund) = &write.refund
-                && let Some(exceeds) = adjust_refund(
+                && let Some(exceeds) = Writes::adjust_refund(
                     conn,
                     refund,
                     wallet_sql::ADJUST_REFUND,
@@ -253,7 +254,7 @@ macro_rules! define_wallet_store {
             {
                 return Ok(exceeds);
             }
-            $crate::write::queue_and_append!(conn, write, chain);
+            Writes::queue_and_append(conn, $crate::write::WriteTail::from(write), chain).await?;
             Ok(WriteOutcome::Written)
         }
 
