@@ -4,6 +4,15 @@
 //! decode), which both [`sqlx::Sqlite`] and [`sqlx::Postgres`] meet. What
 //! the two do differently is a constant or method here.
 
+/// The store's statements on backend `DB`, as associated functions (each
+/// module adds its own `impl` block). Every block has the same `where`
+/// clause: what sqlx must offer for each Rust type the statements bind or
+/// decode, which SQLite and PostgreSQL both do. (Rust does not carry such
+/// bounds from a trait to its users, so the clause cannot live on
+/// [`Backend`] alone.)
+#[derive(Debug)]
+pub(crate) struct Statements<DB>(std::marker::PhantomData<DB>);
+
 /// A sqlx database the store runs on: [`sqlx::Sqlite`] or [`sqlx::Postgres`].
 pub(crate) trait Backend: sqlx::Database<QueryResult: RowsAffected> {
     /// The statement a write runs (binding the close lock's key) before it

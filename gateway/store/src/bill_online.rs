@@ -1,4 +1,5 @@
-//! The SQL side of [`posgate_core::ports::db::bill_online`].
+//! The SQL side of [`posgate_core::ports::db::bill_online`]: online bill
+//! payments' writes and their stale and store-and-forward reads.
 
 pub(super) mod sql {
     macro_rules! bill_columns {
@@ -29,83 +30,104 @@ pub(super) mod sql {
          JOIN bill_payments b ON b.transaction_id = q.transaction_id WHERE q.acked_at IS NULL";
 }
 
-/// Defines `async fn apply_bill_write(conn, write, chain)` inside a backend
-/// (after `define_apply_write!` and `define_apply_card_write!`, whose
-/// helpers it shares) and implements [`BillReads`] for `$store`, whose read
-/// pool is the field `$pool`.
-macro_rules! define_bill_store {
-    ($connection:ty, $store:ty, $pool:ident) => {
-        async fn apply_bill_write(
-            conn: &mut $connection,
-            write: &$crate::BillWrite,
-            chain: &mut Vec<$crate::audit::EntryContent>,
-        ) -> Result<$crate::WriteOutcome, $crate::StoreError> {
-            use $crate::{Change, WriteOutcome};
-            if let Some(taken) =
-                Writes::apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at)
-                    .await?
-            {
-                return Ok(taken);
-            }
-            match &write.change {
-                Change::Create(record) => Writes::insert_bill_transaction(conn, record).await?,
-                Change::Transition(change) => {
-                    if let Some(mismatch) = Writes::transition(conn, change).await? {
-                        return Ok(mismatch);
-                    }
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
+
+use crate::SqlxResultExt as _;
+use crate::backend::{Backend, Statements};
+use crate::{BillSafItem, BillWrite, Change, StoreError, TransactionRecord, WriteOutcome};
+
+impl<DB> Statements<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q, 'r> String: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Vec<u8>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i64: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i32: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> bool: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::NaiveDate: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::DateTime<chrono::Utc>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<String>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<Vec<u8>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<i64>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<bool>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::NaiveDate>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+{
+    /// The statements of one [`BillWrite`] inside an open transaction
+    /// (sharing the card write's helpers). The caller commits on `Written`
+    /// and rolls back otherwise.
+    pub(crate) async fn apply_bill_write(
+        conn: &mut DB::Connection,
+        write: &BillWrite,
+        chain: &mut Vec<crate::audit::EntryContent>,
+    ) -> Result<WriteOutcome, StoreError> {
+        if let Some(taken) =
+            Self::apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
+        {
+            return Ok(taken);
+        }
+        match &write.change {
+            Change::Create(record) => Self::insert_bill_transaction(conn, record).await?,
+            Change::Transition(change) => {
+                if let Some(mismatch) = Self::transition(conn, change).await? {
+                    return Ok(mismatch);
                 }
             }
-            Writes::queue_and_append(conn, $crate::write::WriteTail::from(write), chain).await?;
-            Ok(WriteOutcome::Written)
         }
+        Self::queue_and_append(conn, crate::write::WriteTail::from(write), chain).await?;
+        Ok(WriteOutcome::Written)
+    }
 
-        #[async_trait::async_trait]
-        impl $crate::BillReads for $store {
-            async fn stale_bill_in_progress(
-                &self,
-                before: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<$crate::TransactionRecord>, $crate::StoreError> {
-                let rows = sqlx::query($crate::bill_online::sql::SELECT_STALE)
-                    .bind(before)
-                    .bind(limit)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter().map($crate::rows::transaction).collect()
-            }
+    /// [`BillReads::stale_bill_in_progress`](crate::BillReads::stale_bill_in_progress).
+    pub(crate) async fn stale_bill_in_progress(
+        pool: &sqlx::Pool<DB>,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        let rows = sqlx::query(sql::SELECT_STALE)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter().map(crate::rows::transaction).collect()
+    }
 
-            async fn bill_saf_due(
-                &self,
-                now: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<$crate::BillSafItem>, $crate::StoreError> {
-                use sqlx::Row as _;
-                let rows = sqlx::query($crate::bill_online::sql::SELECT_SAF_DUE)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter()
-                    .map(|row| {
-                        Ok($crate::BillSafItem {
-                            transaction: $crate::rows::transaction(row)?,
-                            id: row.try_get(22).db()?,
-                            attempts: row.try_get(23).db()?,
-                        })
-                    })
-                    .collect()
-            }
+    /// [`BillReads::bill_saf_due`](crate::BillReads::bill_saf_due).
+    pub(crate) async fn bill_saf_due(
+        pool: &sqlx::Pool<DB>,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<BillSafItem>, StoreError> {
+        use sqlx::Row as _;
+        let rows = sqlx::query(sql::SELECT_SAF_DUE)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter()
+            .map(|row| {
+                Ok(BillSafItem {
+                    transaction: crate::rows::transaction(row)?,
+                    id: row.try_get(22).db()?,
+                    attempts: row.try_get(23).db()?,
+                })
+            })
+            .collect()
+    }
 
-            async fn bill_saf_open(&self) -> Result<i64, $crate::StoreError> {
-                Ok(sqlx::query_scalar($crate::bill_online::sql::COUNT_SAF_OPEN)
-                    .fetch_one(&self.$pool)
-                    .await
-                    .db()?)
-            }
-        }
-    };
+    /// [`BillReads::bill_saf_open`](crate::BillReads::bill_saf_open).
+    pub(crate) async fn bill_saf_open(pool: &sqlx::Pool<DB>) -> Result<i64, StoreError> {
+        sqlx::query_scalar(sql::COUNT_SAF_OPEN)
+            .fetch_one(pool)
+            .await
+            .db()
+    }
 }
-
-pub(crate) use define_bill_store;

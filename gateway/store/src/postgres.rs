@@ -27,8 +27,8 @@ use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY, define_clearing
 use super::recon::{define_exceptions_read, define_recon};
 use super::write::define_reads;
 
-/// The write path's statements on this backend's connections.
-type Writes = super::write::WritePath<sqlx::Postgres>;
+/// The store's statements on this backend.
+type Sql = super::backend::Statements<sqlx::Postgres>;
 use super::{CardWrite, Database, StoreError, WriteOutcome, WriteRequest, migrate};
 
 /// How long a request waits for a pooled connection before failing; beyond
@@ -167,9 +167,7 @@ impl HeldLock for SessionLock {
 }
 
 define_chain_append!(sqlx::PgConnection, true);
-super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresDatabase, pool);
 super::reload::define_reload_store!(PostgresDatabase, pool, sqlx::postgres::PgRow);
-super::bill_online::define_bill_store!(sqlx::PgConnection, PostgresDatabase, pool);
 define_reads!(PostgresDatabase, pool);
 define_audit_reads!(
     PostgresDatabase,
@@ -362,10 +360,10 @@ async fn apply(
     chain: &mut Vec<EntryContent>,
 ) -> Result<WriteOutcome, StoreError> {
     match job {
-        Job::Write(request) => Writes::apply_write(conn, request, chain).await,
-        Job::Card(write) => Writes::apply_card_write(conn, write, chain).await,
-        Job::Wallet(write) => apply_wallet_write(conn, write, chain).await,
-        Job::Bill(write) => apply_bill_write(conn, write, chain).await,
+        Job::Write(request) => Sql::apply_write(conn, request, chain).await,
+        Job::Card(write) => Sql::apply_card_write(conn, write, chain).await,
+        Job::Wallet(write) => Sql::apply_wallet_write(conn, write, chain).await,
+        Job::Bill(write) => Sql::apply_bill_write(conn, write, chain).await,
     }
 }
 
@@ -478,5 +476,69 @@ impl super::stan::StanStore for PostgresDatabase {
 
     async fn saf_set_stan(&self, id: i64, stan: &str) -> Result<String, StoreError> {
         super::stan::saf_set_stan(&self.pool, id, stan).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::BillReads for PostgresDatabase {
+    async fn stale_bill_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::TransactionRecord>, StoreError> {
+        Sql::stale_bill_in_progress(&self.pool, before, limit).await
+    }
+
+    async fn bill_saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::BillSafItem>, StoreError> {
+        Sql::bill_saf_due(&self.pool, now, limit).await
+    }
+
+    async fn bill_saf_open(&self) -> Result<i64, StoreError> {
+        Sql::bill_saf_open(&self.pool).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::WalletReads for PostgresDatabase {
+    async fn wallet_transaction(
+        &self,
+        id: &str,
+    ) -> Result<Option<super::WalletRecord>, super::StoreError> {
+        Sql::wallet_transaction(&self.pool, id).await
+    }
+
+    async fn wallet_by_request(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<super::WalletRecord>, super::StoreError> {
+        Sql::wallet_by_request(&self.pool, key).await
+    }
+
+    async fn wallet_refund_ids(&self, original_id: &str) -> Result<Vec<String>, super::StoreError> {
+        Sql::wallet_refund_ids(&self.pool, original_id).await
+    }
+
+    async fn stale_wallet_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::WalletRecord>, super::StoreError> {
+        Sql::stale_wallet_in_progress(&self.pool, before, limit).await
+    }
+
+    async fn wallet_saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::WalletSafItem>, super::StoreError> {
+        Sql::wallet_saf_due(&self.pool, now, limit).await
+    }
+
+    async fn wallet_saf_open(&self) -> Result<i64, super::StoreError> {
+        Sql::wallet_saf_open(&self.pool).await
     }
 }

@@ -20,14 +20,12 @@ use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
 use super::audit::{define_audit_reads, define_chain_append};
-use super::bill_online::define_bill_store;
 use super::clearing::{ClearingLock, define_clearing_store};
 use super::recon::{define_exceptions_read, define_recon};
-use super::wallet::define_wallet_store;
 use super::write::define_reads;
 
-/// The write path's statements on this backend's connections.
-type Writes = super::write::WritePath<sqlx::Sqlite>;
+/// The store's statements on this backend.
+type Sql = super::backend::Statements<sqlx::Sqlite>;
 use super::{
     BillWrite, CardWrite, Database, StoreError, WalletWrite, WriteOutcome, WriteRequest, migrate,
 };
@@ -169,19 +167,19 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
     let mut chain = Vec::new();
     let outcome = match job {
         Job::Write(request) => {
-            let outcome = Writes::apply_write(conn, request, &mut chain).await;
+            let outcome = Sql::apply_write(conn, request, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::Card(write) => {
-            let outcome = Writes::apply_card_write(conn, write, &mut chain).await;
+            let outcome = Sql::apply_card_write(conn, write, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::Wallet(write) => {
-            let outcome = apply_wallet_write(conn, write, &mut chain).await;
+            let outcome = Sql::apply_wallet_write(conn, write, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::Bill(write) => {
-            let outcome = apply_bill_write(conn, write, &mut chain).await;
+            let outcome = Sql::apply_bill_write(conn, write, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::AuditRead(content) => append_chain_entry(conn, content).await.map(Done::Appended),
@@ -308,9 +306,7 @@ fn read_day_lines(
 }
 
 define_chain_append!(SqliteConnection, false);
-define_wallet_store!(SqliteConnection, SqliteDatabase, reads);
 super::reload::define_reload_store!(SqliteDatabase, reads, sqlx::sqlite::SqliteRow);
-define_bill_store!(SqliteConnection, SqliteDatabase, reads);
 define_reads!(SqliteDatabase, reads);
 define_audit_reads!(SqliteDatabase, reads, None::<&str>);
 define_recon!(SqliteConnection);
@@ -564,5 +560,69 @@ impl super::stan::StanStore for SqliteDatabase {
 
     async fn saf_set_stan(&self, id: i64, stan: &str) -> Result<String, StoreError> {
         super::stan::saf_set_stan(&self.reads, id, stan).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::BillReads for SqliteDatabase {
+    async fn stale_bill_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::TransactionRecord>, StoreError> {
+        Sql::stale_bill_in_progress(&self.reads, before, limit).await
+    }
+
+    async fn bill_saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::BillSafItem>, StoreError> {
+        Sql::bill_saf_due(&self.reads, now, limit).await
+    }
+
+    async fn bill_saf_open(&self) -> Result<i64, StoreError> {
+        Sql::bill_saf_open(&self.reads).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::WalletReads for SqliteDatabase {
+    async fn wallet_transaction(
+        &self,
+        id: &str,
+    ) -> Result<Option<super::WalletRecord>, super::StoreError> {
+        Sql::wallet_transaction(&self.reads, id).await
+    }
+
+    async fn wallet_by_request(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<super::WalletRecord>, super::StoreError> {
+        Sql::wallet_by_request(&self.reads, key).await
+    }
+
+    async fn wallet_refund_ids(&self, original_id: &str) -> Result<Vec<String>, super::StoreError> {
+        Sql::wallet_refund_ids(&self.reads, original_id).await
+    }
+
+    async fn stale_wallet_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::WalletRecord>, super::StoreError> {
+        Sql::stale_wallet_in_progress(&self.reads, before, limit).await
+    }
+
+    async fn wallet_saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::WalletSafItem>, super::StoreError> {
+        Sql::wallet_saf_due(&self.reads, now, limit).await
+    }
+
+    async fn wallet_saf_open(&self) -> Result<i64, super::StoreError> {
+        Sql::wallet_saf_open(&self.reads).await
     }
 }

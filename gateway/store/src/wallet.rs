@@ -138,205 +138,227 @@ pub(super) mod rows {
     }
 }
 
-/// Defines `async fn apply_wallet_write(conn, write)` inside a backend (the
-/// statements of one [`WalletWrite`] in an open transaction; the caller
-/// commits on `Written` and rolls back otherwise), and implements
-/// [`WalletReads`] for the backend's store over its read pool `$pool`.
-macro_rules! define_wallet_store {
-    ($connection:ty, $store:ty, $pool:ident) => {
-        #[allow(clippy::too_many_lines)]
-        async fn apply_wallet_write(
-            conn: &mut $connection,
-            write: &$crate::WalletWrite,
-            chain: &mut Vec<$crate::audit::EntryContent>,
-        ) -> Result<$crate::WriteOutcome, $crate::StoreError> {
-            use $crate::card::sql as card_sql;
-            use $crate::wallet::sql as wallet_sql;
-            use $crate::{WalletChange, WriteOutcome, sql};
-            if let Some(taken) =
-                Writes::apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at)
-                    .await?
-            {
-                return Ok(taken);
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
+
+use crate::SqlxResultExt as _;
+use crate::backend::{Backend, RowsAffected as _, Statements};
+
+impl<DB> Statements<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q, 'r> String: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Vec<u8>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i64: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i32: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> bool: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::NaiveDate: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::DateTime<chrono::Utc>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<String>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<Vec<u8>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<i64>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<bool>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::NaiveDate>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+{
+    /// The statements of one [`WalletWrite`] in an open transaction; the
+    /// caller commits on `Written` and rolls back otherwise.
+    #[allow(clippy::too_many_lines)]
+    pub(crate) async fn apply_wallet_write(
+        conn: &mut DB::Connection,
+        write: &crate::WalletWrite,
+        chain: &mut Vec<crate::audit::EntryContent>,
+    ) -> Result<crate::WriteOutcome, crate::StoreError> {
+        use crate::card::sql as card_sql;
+        use crate::wallet::sql as wallet_sql;
+        use crate::{WalletChange, WriteOutcome, sql};
+        if let Some(taken) =
+            Self::apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
+        {
+            return Ok(taken);
+        }
+        match &write.change {
+            WalletChange::Create(record) => {
+                sqlx::query(sql::INSERT_TRANSACTION)
+                    .bind(&record.id)
+                    .bind(crate::TransactionKind::WalletPayment.as_str())
+                    .bind(record.status.as_str())
+                    .bind(&record.store_id)
+                    .bind(&record.terminal_id)
+                    .bind(&record.operator_id)
+                    .bind(&record.client_request_id)
+                    .bind(format!("wallet:{}", record.wallet_operator_id))
+                    .bind(record.amount_minor)
+                    .bind(&record.currency)
+                    .bind(0_i64)
+                    .bind(record.business_date)
+                    .bind(record.created_at)
+                    .execute(&mut *conn)
+                    .await
+                    .db()?;
+                let outcome = &record.outcome;
+                sqlx::query(wallet_sql::INSERT_WALLET)
+                    .bind(&record.id)
+                    .bind(record.wallet_type.as_str())
+                    .bind(&record.wallet_operator_id)
+                    .bind(&record.wallet_ref)
+                    .bind(&outcome.account_id)
+                    .bind(&outcome.display_id)
+                    .bind(&outcome.operator_name)
+                    .bind(&record.funding)
+                    .bind(&outcome.decline_reason)
+                    .bind(&outcome.operator_response_code)
+                    .bind(&outcome.operator_reference)
+                    .bind(&outcome.response_text)
+                    .bind(outcome.balance_after_minor)
+                    .bind(record.refunded_minor)
+                    .bind(record.refund_reserved_minor)
+                    .bind(&record.original_transaction_id)
+                    .bind(&record.pos_reference)
+                    .execute(&mut *conn)
+                    .await
+                    .db()?;
             }
-            match &write.change {
-                WalletChange::Create(record) => {
-                    sqlx::query(sql::INSERT_TRANSACTION)
-                        .bind(&record.id)
-                        .bind($crate::TransactionKind::WalletPayment.as_str())
-                        .bind(record.status.as_str())
-                        .bind(&record.store_id)
-                        .bind(&record.terminal_id)
-                        .bind(&record.operator_id)
-                        .bind(&record.client_request_id)
-                        .bind(format!("wallet:{}", record.wallet_operator_id))
-                        .bind(record.amount_minor)
-                        .bind(&record.currency)
-                        .bind(0_i64)
-                        .bind(record.business_date)
-                        .bind(record.created_at)
+            WalletChange::Update(update) => {
+                if let (Some(from), Some(to)) = (update.from, update.to) {
+                    let updated = sqlx::query(card_sql::UPDATE_STATUS)
+                        .bind(to.as_str())
+                        .bind(write.at)
+                        .bind(&update.transaction_id)
+                        .bind(from.as_str())
                         .execute(&mut *conn)
                         .await
-                        .db()?;
-                    let outcome = &record.outcome;
-                    sqlx::query(wallet_sql::INSERT_WALLET)
-                        .bind(&record.id)
-                        .bind(record.wallet_type.as_str())
-                        .bind(&record.wallet_operator_id)
-                        .bind(&record.wallet_ref)
+                        .db()?
+                        .rows_affected();
+                    if updated == 0 {
+                        let status: Option<String> = sqlx::query_scalar(card_sql::SELECT_STATUS)
+                            .bind(&update.transaction_id)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .db()?;
+                        let current = status
+                            .as_deref()
+                            .map(crate::TransactionStatus::parse)
+                            .transpose()?;
+                        return Ok(WriteOutcome::StatusMismatch { current });
+                    }
+                }
+                if let Some(outcome) = &update.outcome {
+                    sqlx::query(wallet_sql::UPDATE_OUTCOME)
                         .bind(&outcome.account_id)
                         .bind(&outcome.display_id)
                         .bind(&outcome.operator_name)
-                        .bind(&record.funding)
                         .bind(&outcome.decline_reason)
                         .bind(&outcome.operator_response_code)
                         .bind(&outcome.operator_reference)
                         .bind(&outcome.response_text)
                         .bind(outcome.balance_after_minor)
-                        .bind(record.refunded_minor)
-                        .bind(record.refund_reserved_minor)
-                        .bind(&record.original_transaction_id)
-                        .bind(&record.pos_reference)
+                        .bind(&update.transaction_id)
                         .execute(&mut *conn)
                         .await
                         .db()?;
                 }
-                WalletChange::Update(update) => {
-                    if let (Some(from), Some(to)) = (update.from, update.to) {
-                        let updated = sqlx::query(card_sql::UPDATE_STATUS)
-                            .bind(to.as_str())
-                            .bind(write.at)
-                            .bind(&update.transaction_id)
-                            .bind(from.as_str())
-                            .execute(&mut *conn)
-                            .await
-                            .db()?
-                            .rows_affected();
-                        if updated == 0 {
-                            let status: Option<String> =
-                                sqlx::query_scalar(card_sql::SELECT_STATUS)
-                                    .bind(&update.transaction_id)
-                                    .fetch_optional(&mut *conn)
-                                    .await
-                                    .db()?;
-                            let current = status
-                                .as_deref()
-                                .map($crate::TransactionStatus::parse)
-                                .transpose()?;
-                            return Ok(WriteOutcome::StatusMismatch { current });
-                        }
-                    }
-                    if let Some(outcome) = &update.outcome {
-                        sqlx::query(wallet_sql::UPDATE_OUTCOME)
-                            .bind(&outcome.account_id)
-                            .bind(&outcome.display_id)
-                            .bind(&outcome.operator_name)
-                            .bind(&outcome.decline_reason)
-                            .bind(&outcome.operator_response_code)
-                            .bind(&outcome.operator_reference)
-                            .bind(&outcome.response_text)
-                            .bind(outcome.balance_after_minor)
-                            .bind(&update.transaction_id)
-                            .execute(&mut *conn)
-                            .await
-                            .db()?;
-                    }
-                }
-            }
-            if let Some(refund) = &write.refund
-                && let Some(exceeds) = Writes::adjust_refund(
-                    conn,
-                    refund,
-                    wallet_sql::ADJUST_REFUND,
-                    wallet_sql::SELECT_REMAINING,
-                )
-                .await?
-            {
-                return Ok(exceeds);
-            }
-            Writes::queue_and_append(conn, $crate::write::WriteTail::from(write), chain).await?;
-            Ok(WriteOutcome::Written)
-        }
-
-        #[async_trait::async_trait]
-        impl $crate::WalletReads for $store {
-            async fn wallet_transaction(
-                &self,
-                id: &str,
-            ) -> Result<Option<$crate::WalletRecord>, $crate::StoreError> {
-                let row = sqlx::query($crate::wallet::sql::SELECT_WALLET)
-                    .bind(id)
-                    .fetch_optional(&self.$pool)
-                    .await
-                    .db()?;
-                row.map(|row| $crate::wallet::rows::wallet(&row, 0))
-                    .transpose()
-            }
-
-            async fn wallet_by_request(
-                &self,
-                key: &posgate_core::model::IdempotencyKey,
-            ) -> Result<Option<$crate::WalletRecord>, $crate::StoreError> {
-                let row = sqlx::query($crate::wallet::sql::SELECT_BY_REQUEST)
-                    .bind(&key.store_id)
-                    .bind(&key.terminal_id)
-                    .bind(&key.client_request_id)
-                    .fetch_optional(&self.$pool)
-                    .await
-                    .db()?;
-                row.map(|row| $crate::wallet::rows::wallet(&row, 0))
-                    .transpose()
-            }
-
-            async fn wallet_refund_ids(
-                &self,
-                original_id: &str,
-            ) -> Result<Vec<String>, $crate::StoreError> {
-                Ok(sqlx::query_scalar($crate::wallet::sql::SELECT_REFUND_IDS)
-                    .bind(original_id)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?)
-            }
-
-            async fn stale_wallet_in_progress(
-                &self,
-                before: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<$crate::WalletRecord>, $crate::StoreError> {
-                let rows = sqlx::query($crate::wallet::sql::SELECT_STALE)
-                    .bind(before)
-                    .bind(limit)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter()
-                    .map(|row| $crate::wallet::rows::wallet(row, 0))
-                    .collect()
-            }
-
-            async fn wallet_saf_due(
-                &self,
-                now: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<$crate::WalletSafItem>, $crate::StoreError> {
-                let rows = sqlx::query($crate::wallet::sql::SELECT_SAF_DUE)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter().map($crate::wallet::rows::saf_item).collect()
-            }
-
-            async fn wallet_saf_open(&self) -> Result<i64, $crate::StoreError> {
-                Ok(sqlx::query_scalar($crate::wallet::sql::COUNT_SAF_OPEN)
-                    .fetch_one(&self.$pool)
-                    .await
-                    .db()?)
             }
         }
-    };
+        if let Some(refund) = &write.refund
+            && let Some(exceeds) = Self::adjust_refund(
+                conn,
+                refund,
+                wallet_sql::ADJUST_REFUND,
+                wallet_sql::SELECT_REMAINING,
+            )
+            .await?
+        {
+            return Ok(exceeds);
+        }
+        Self::queue_and_append(conn, crate::write::WriteTail::from(write), chain).await?;
+        Ok(WriteOutcome::Written)
+    }
+
+    /// [`WalletReads::wallet_transaction`](crate::WalletReads::wallet_transaction).
+    pub(crate) async fn wallet_transaction(
+        pool: &sqlx::Pool<DB>,
+        id: &str,
+    ) -> Result<Option<crate::WalletRecord>, crate::StoreError> {
+        let row = sqlx::query(crate::wallet::sql::SELECT_WALLET)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .db()?;
+        row.map(|row| crate::wallet::rows::wallet(&row, 0))
+            .transpose()
+    }
+
+    /// [`WalletReads::wallet_by_request`](crate::WalletReads::wallet_by_request).
+    pub(crate) async fn wallet_by_request(
+        pool: &sqlx::Pool<DB>,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<crate::WalletRecord>, crate::StoreError> {
+        let row = sqlx::query(crate::wallet::sql::SELECT_BY_REQUEST)
+            .bind(&key.store_id)
+            .bind(&key.terminal_id)
+            .bind(&key.client_request_id)
+            .fetch_optional(pool)
+            .await
+            .db()?;
+        row.map(|row| crate::wallet::rows::wallet(&row, 0))
+            .transpose()
+    }
+
+    /// [`WalletReads::wallet_refund_ids`](crate::WalletReads::wallet_refund_ids).
+    pub(crate) async fn wallet_refund_ids(
+        pool: &sqlx::Pool<DB>,
+        original_id: &str,
+    ) -> Result<Vec<String>, crate::StoreError> {
+        sqlx::query_scalar(crate::wallet::sql::SELECT_REFUND_IDS)
+            .bind(original_id)
+            .fetch_all(pool)
+            .await
+            .db()
+    }
+
+    /// [`WalletReads::stale_wallet_in_progress`](crate::WalletReads::stale_wallet_in_progress).
+    pub(crate) async fn stale_wallet_in_progress(
+        pool: &sqlx::Pool<DB>,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<crate::WalletRecord>, crate::StoreError> {
+        let rows = sqlx::query(crate::wallet::sql::SELECT_STALE)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter()
+            .map(|row| crate::wallet::rows::wallet(row, 0))
+            .collect()
+    }
+
+    /// [`WalletReads::wallet_saf_due`](crate::WalletReads::wallet_saf_due).
+    pub(crate) async fn wallet_saf_due(
+        pool: &sqlx::Pool<DB>,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<crate::WalletSafItem>, crate::StoreError> {
+        let rows = sqlx::query(crate::wallet::sql::SELECT_SAF_DUE)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter().map(crate::wallet::rows::saf_item).collect()
+    }
+
+    /// [`WalletReads::wallet_saf_open`](crate::WalletReads::wallet_saf_open).
+    pub(crate) async fn wallet_saf_open(pool: &sqlx::Pool<DB>) -> Result<i64, crate::StoreError> {
+        sqlx::query_scalar(crate::wallet::sql::COUNT_SAF_OPEN)
+            .fetch_one(pool)
+            .await
+            .db()
+    }
 }
-
-pub(crate) use define_wallet_store;

@@ -1,23 +1,15 @@
-//! The statements of one write, written once for both backends: the
-//! functions of [`WritePath`], generic over the [`Backend`], run inside the
+//! The statements of one write, written once for both backends: functions
+//! of [`Statements`], generic over the [`Backend`], run inside the
 //! transaction a backend's writer opened. The SQL text is shared (see
 //! `crate::sql`).
-
-use std::marker::PhantomData;
 
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use crate::SqlxResultExt as _;
-use crate::backend::{Backend, RowsAffected as _};
+use crate::backend::{Backend, RowsAffected as _, Statements};
 use crate::{BillWrite, CardWrite, NewSafItem, WalletWrite};
 
-/// The write path's statements on a connection of backend `DB` (inside an
-/// open transaction). The `where` clause is what sqlx must offer for every
-/// Rust type the statements bind or decode; SQLite and PostgreSQL both do.
-#[derive(Debug)]
-pub(crate) struct WritePath<DB>(PhantomData<DB>);
-
-impl<DB> WritePath<DB>
+impl<DB> Statements<DB>
 where
     DB: Backend,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -25,19 +17,20 @@ where
     usize: ColumnIndex<DB::Row>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'q, 'r> String: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
     for<'q, 'r> Vec<u8>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
     for<'q, 'r> i64: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q, 'r> i32: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
     for<'q, 'r> bool: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
     for<'q, 'r> chrono::NaiveDate: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
     for<'q, 'r> chrono::DateTime<chrono::Utc>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'q, 'r> Option<String>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<Vec<u8>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
     for<'q, 'r> Option<i64>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<chrono::NaiveDate>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Type<DB>,
+    for<'q, 'r> Option<bool>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::NaiveDate>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
 {
     /// Runs the statements of a write inside an open transaction and
     /// queues its audit-chain entry in `chain`. The caller appends the chain
@@ -699,7 +692,7 @@ where
 }
 
 /// The parts of a card, wallet or bill write that
-/// [`WritePath::queue_and_append`] writes last.
+/// [`Statements::queue_and_append`] writes last.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WriteTail<'a> {
     pub transaction_id: &'a str,
