@@ -25,7 +25,6 @@ use super::audit::{
 use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY, define_clearing_store};
 use super::recon::{define_exceptions_read, define_recon};
-use super::write::define_reads;
 
 /// The store's statements on this backend.
 type Sql = super::backend::Statements<sqlx::Postgres>;
@@ -168,7 +167,6 @@ impl HeldLock for SessionLock {
 
 define_chain_append!(sqlx::PgConnection, true);
 super::reload::define_reload_store!(PostgresDatabase, pool, sqlx::postgres::PgRow);
-define_reads!(PostgresDatabase, pool);
 define_audit_reads!(
     PostgresDatabase,
     pool,
@@ -540,5 +538,100 @@ impl super::WalletReads for PostgresDatabase {
 
     async fn wallet_saf_open(&self) -> Result<i64, super::StoreError> {
         Sql::wallet_saf_open(&self.pool).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Reads for PostgresDatabase {
+    async fn answer(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<posgate_core::model::StoredAnswer>, super::StoreError> {
+        Sql::answer(&self.pool, key).await
+    }
+
+    async fn transaction(
+        &self,
+        store_id: &str,
+        id: &str,
+    ) -> Result<Option<super::TransactionRecord>, super::StoreError> {
+        Sql::transaction(&self.pool, store_id, id).await
+    }
+
+    async fn settlement_lines(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<super::SettlementLine>, super::StoreError> {
+        Sql::settlement_lines(&self.pool, transaction_id).await
+    }
+
+    async fn events(&self, transaction_id: &str) -> Result<Vec<super::Event>, super::StoreError> {
+        Sql::events(&self.pool, transaction_id).await
+    }
+
+    async fn purge_expired_keys(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, super::StoreError> {
+        Sql::purge_expired_keys(&self.pool, now).await
+    }
+
+    async fn row_counts(&self) -> Result<super::RowCounts, super::StoreError> {
+        Sql::row_counts(&self.pool).await
+    }
+
+    async fn card_transaction(
+        &self,
+        id: &str,
+    ) -> Result<Option<super::CardRecord>, super::StoreError> {
+        Sql::card_transaction(&self.pool, id).await
+    }
+
+    async fn card_by_request(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<super::CardRecord>, super::StoreError> {
+        Sql::card_by_request(&self.pool, key).await
+    }
+
+    async fn refund_ids(&self, original_id: &str) -> Result<Vec<String>, super::StoreError> {
+        Sql::refund_ids(&self.pool, original_id).await
+    }
+
+    async fn stale_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::CardRecord>, super::StoreError> {
+        Sql::stale_in_progress(&self.pool, before, limit).await
+    }
+
+    async fn expired_authorizations(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::CardRecord>, super::StoreError> {
+        Sql::expired_authorizations(&self.pool, now, limit).await
+    }
+
+    async fn saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::SafItem>, super::StoreError> {
+        Sql::saf_due(&self.pool, now, limit).await
+    }
+
+    async fn saf_retry(
+        &self,
+        id: i64,
+        next_attempt_at: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> Result<(), super::StoreError> {
+        Sql::saf_retry(&self.pool, id, next_attempt_at, error).await
+    }
+
+    async fn saf_open(&self) -> Result<i64, super::StoreError> {
+        Sql::saf_open(&self.pool).await
     }
 }

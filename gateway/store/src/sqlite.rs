@@ -22,7 +22,6 @@ use super::audit::{
 use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{ClearingLock, define_clearing_store};
 use super::recon::{define_exceptions_read, define_recon};
-use super::write::define_reads;
 
 /// The store's statements on this backend.
 type Sql = super::backend::Statements<sqlx::Sqlite>;
@@ -307,7 +306,6 @@ fn read_day_lines(
 
 define_chain_append!(SqliteConnection, false);
 super::reload::define_reload_store!(SqliteDatabase, reads, sqlx::sqlite::SqliteRow);
-define_reads!(SqliteDatabase, reads);
 define_audit_reads!(SqliteDatabase, reads, None::<&str>);
 define_recon!(SqliteConnection);
 
@@ -624,5 +622,100 @@ impl super::WalletReads for SqliteDatabase {
 
     async fn wallet_saf_open(&self) -> Result<i64, super::StoreError> {
         Sql::wallet_saf_open(&self.reads).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Reads for SqliteDatabase {
+    async fn answer(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<posgate_core::model::StoredAnswer>, super::StoreError> {
+        Sql::answer(&self.reads, key).await
+    }
+
+    async fn transaction(
+        &self,
+        store_id: &str,
+        id: &str,
+    ) -> Result<Option<super::TransactionRecord>, super::StoreError> {
+        Sql::transaction(&self.reads, store_id, id).await
+    }
+
+    async fn settlement_lines(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<super::SettlementLine>, super::StoreError> {
+        Sql::settlement_lines(&self.reads, transaction_id).await
+    }
+
+    async fn events(&self, transaction_id: &str) -> Result<Vec<super::Event>, super::StoreError> {
+        Sql::events(&self.reads, transaction_id).await
+    }
+
+    async fn purge_expired_keys(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, super::StoreError> {
+        Sql::purge_expired_keys(&self.reads, now).await
+    }
+
+    async fn row_counts(&self) -> Result<super::RowCounts, super::StoreError> {
+        Sql::row_counts(&self.reads).await
+    }
+
+    async fn card_transaction(
+        &self,
+        id: &str,
+    ) -> Result<Option<super::CardRecord>, super::StoreError> {
+        Sql::card_transaction(&self.reads, id).await
+    }
+
+    async fn card_by_request(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<super::CardRecord>, super::StoreError> {
+        Sql::card_by_request(&self.reads, key).await
+    }
+
+    async fn refund_ids(&self, original_id: &str) -> Result<Vec<String>, super::StoreError> {
+        Sql::refund_ids(&self.reads, original_id).await
+    }
+
+    async fn stale_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::CardRecord>, super::StoreError> {
+        Sql::stale_in_progress(&self.reads, before, limit).await
+    }
+
+    async fn expired_authorizations(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::CardRecord>, super::StoreError> {
+        Sql::expired_authorizations(&self.reads, now, limit).await
+    }
+
+    async fn saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::SafItem>, super::StoreError> {
+        Sql::saf_due(&self.reads, now, limit).await
+    }
+
+    async fn saf_retry(
+        &self,
+        id: i64,
+        next_attempt_at: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> Result<(), super::StoreError> {
+        Sql::saf_retry(&self.reads, id, next_attempt_at, error).await
+    }
+
+    async fn saf_open(&self) -> Result<i64, super::StoreError> {
+        Sql::saf_open(&self.reads).await
     }
 }

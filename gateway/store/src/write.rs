@@ -689,6 +689,219 @@ where
         )
         .await
     }
+
+    /// Card records a query selects by one instant (`$1`) and a limit (`$2`).
+    async fn cards_by_time(
+        pool: &sqlx::Pool<DB>,
+        sql: &'static str,
+        at: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<crate::CardRecord>, crate::StoreError> {
+        let rows = sqlx::query(sql)
+            .bind(at)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter()
+            .map(|row| crate::card::rows::card(row, 0))
+            .collect()
+    }
+
+    /// [`Reads::answer`](crate::Reads::answer).
+    pub(crate) async fn answer(
+        pool: &sqlx::Pool<DB>,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<posgate_core::model::StoredAnswer>, crate::StoreError> {
+        let row = sqlx::query(crate::sql::SELECT_KEY)
+            .bind(&key.store_id)
+            .bind(&key.terminal_id)
+            .bind(&key.client_request_id)
+            .fetch_optional(pool)
+            .await
+            .db()?;
+        row.as_ref().map(crate::rows::answer).transpose()
+    }
+
+    /// [`Reads::transaction`](crate::Reads::transaction).
+    pub(crate) async fn transaction(
+        pool: &sqlx::Pool<DB>,
+        store_id: &str,
+        id: &str,
+    ) -> Result<Option<crate::TransactionRecord>, crate::StoreError> {
+        let row = sqlx::query(crate::sql::SELECT_TRANSACTION)
+            .bind(id)
+            .bind(store_id)
+            .fetch_optional(pool)
+            .await
+            .db()?;
+        row.as_ref().map(crate::rows::transaction).transpose()
+    }
+
+    /// [`Reads::settlement_lines`](crate::Reads::settlement_lines).
+    pub(crate) async fn settlement_lines(
+        pool: &sqlx::Pool<DB>,
+        transaction_id: &str,
+    ) -> Result<Vec<crate::SettlementLine>, crate::StoreError> {
+        let rows = sqlx::query(crate::sql::SELECT_LINES)
+            .bind(transaction_id)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter().map(crate::rows::line).collect()
+    }
+
+    /// [`Reads::events`](crate::Reads::events).
+    pub(crate) async fn events(
+        pool: &sqlx::Pool<DB>,
+        transaction_id: &str,
+    ) -> Result<Vec<crate::Event>, crate::StoreError> {
+        let rows = sqlx::query(crate::sql::SELECT_EVENTS)
+            .bind(transaction_id)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter().map(crate::rows::event).collect()
+    }
+
+    /// [`Reads::purge_expired_keys`](crate::Reads::purge_expired_keys).
+    pub(crate) async fn purge_expired_keys(
+        pool: &sqlx::Pool<DB>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, crate::StoreError> {
+        Ok(sqlx::query(crate::sql::PURGE_KEYS)
+            .bind(now)
+            .execute(pool)
+            .await
+            .db()?
+            .rows_affected())
+    }
+
+    /// [`Reads::row_counts`](crate::Reads::row_counts).
+    pub(crate) async fn row_counts(
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<crate::RowCounts, crate::StoreError> {
+        let (idempotency_keys, transactions, bill_payments, settlement_lines, events) =
+            sqlx::query_as(crate::sql::ROW_COUNTS)
+                .fetch_one(pool)
+                .await
+                .db()?;
+        Ok(crate::RowCounts {
+            idempotency_keys,
+            transactions,
+            bill_payments,
+            settlement_lines,
+            events,
+        })
+    }
+
+    /// [`Reads::card_transaction`](crate::Reads::card_transaction).
+    pub(crate) async fn card_transaction(
+        pool: &sqlx::Pool<DB>,
+        id: &str,
+    ) -> Result<Option<crate::CardRecord>, crate::StoreError> {
+        let row = sqlx::query(crate::card::sql::SELECT_CARD)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .db()?;
+        row.as_ref()
+            .map(|row| crate::card::rows::card(row, 0))
+            .transpose()
+    }
+
+    /// [`Reads::card_by_request`](crate::Reads::card_by_request).
+    pub(crate) async fn card_by_request(
+        pool: &sqlx::Pool<DB>,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<crate::CardRecord>, crate::StoreError> {
+        let row = sqlx::query(crate::card::sql::SELECT_CARD_BY_REQUEST)
+            .bind(&key.store_id)
+            .bind(&key.terminal_id)
+            .bind(&key.client_request_id)
+            .fetch_optional(pool)
+            .await
+            .db()?;
+        row.as_ref()
+            .map(|row| crate::card::rows::card(row, 0))
+            .transpose()
+    }
+
+    /// [`Reads::refund_ids`](crate::Reads::refund_ids).
+    pub(crate) async fn refund_ids(
+        pool: &sqlx::Pool<DB>,
+        original_id: &str,
+    ) -> Result<Vec<String>, crate::StoreError> {
+        sqlx::query_scalar(crate::card::sql::SELECT_REFUND_IDS)
+            .bind(original_id)
+            .fetch_all(pool)
+            .await
+            .db()
+    }
+
+    /// [`Reads::stale_in_progress`](crate::Reads::stale_in_progress).
+    pub(crate) async fn stale_in_progress(
+        pool: &sqlx::Pool<DB>,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<crate::CardRecord>, crate::StoreError> {
+        Self::cards_by_time(pool, crate::card::sql::SELECT_STALE, before, limit).await
+    }
+
+    /// [`Reads::expired_authorizations`](crate::Reads::expired_authorizations).
+    pub(crate) async fn expired_authorizations(
+        pool: &sqlx::Pool<DB>,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<crate::CardRecord>, crate::StoreError> {
+        Self::cards_by_time(
+            pool,
+            crate::card::sql::SELECT_EXPIRED_AUTHORIZATIONS,
+            now,
+            limit,
+        )
+        .await
+    }
+
+    /// [`Reads::saf_due`](crate::Reads::saf_due).
+    pub(crate) async fn saf_due(
+        pool: &sqlx::Pool<DB>,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<crate::SafItem>, crate::StoreError> {
+        let rows = sqlx::query(crate::card::sql::SELECT_SAF_DUE)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter().map(crate::card::rows::saf_item).collect()
+    }
+
+    /// [`Reads::saf_retry`](crate::Reads::saf_retry).
+    pub(crate) async fn saf_retry(
+        pool: &sqlx::Pool<DB>,
+        id: i64,
+        next_attempt_at: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> Result<(), crate::StoreError> {
+        sqlx::query(crate::card::sql::RETRY_SAF)
+            .bind(next_attempt_at)
+            .bind(error)
+            .bind(id)
+            .execute(pool)
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    /// [`Reads::saf_open`](crate::Reads::saf_open).
+    pub(crate) async fn saf_open(pool: &sqlx::Pool<DB>) -> Result<i64, crate::StoreError> {
+        sqlx::query_scalar(crate::card::sql::COUNT_SAF_OPEN)
+            .fetch_one(pool)
+            .await
+            .db()
+    }
 }
 
 /// The parts of a card, wallet or bill write that
@@ -745,209 +958,3 @@ impl<'a> From<&'a BillWrite> for WriteTail<'a> {
         }
     }
 }
-
-/// Implements [`Reads`](super::Reads) for a backend whose read pool is the
-/// field `$pool`: every read is the same SQL on both backends.
-macro_rules! define_reads {
-    ($store:ty, $pool:ident) => {
-        impl $store {
-            /// Card records a query selects by one instant (`$1`) and a limit (`$2`).
-            async fn cards_by_time(
-                &self,
-                sql: &'static str,
-                at: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<$crate::CardRecord>, $crate::StoreError> {
-                let rows = sqlx::query(sql)
-                    .bind(at)
-                    .bind(limit)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter()
-                    .map(|row| $crate::card::rows::card(row, 0))
-                    .collect()
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl $crate::Reads for $store {
-            async fn answer(
-                &self,
-                key: &posgate_core::model::IdempotencyKey,
-            ) -> Result<Option<posgate_core::model::StoredAnswer>, $crate::StoreError> {
-                let row = sqlx::query($crate::sql::SELECT_KEY)
-                    .bind(&key.store_id)
-                    .bind(&key.terminal_id)
-                    .bind(&key.client_request_id)
-                    .fetch_optional(&self.$pool)
-                    .await
-                    .db()?;
-                row.as_ref().map($crate::rows::answer).transpose()
-            }
-
-            async fn transaction(
-                &self,
-                store_id: &str,
-                id: &str,
-            ) -> Result<Option<$crate::TransactionRecord>, $crate::StoreError> {
-                let row = sqlx::query($crate::sql::SELECT_TRANSACTION)
-                    .bind(id)
-                    .bind(store_id)
-                    .fetch_optional(&self.$pool)
-                    .await
-                    .db()?;
-                row.as_ref().map($crate::rows::transaction).transpose()
-            }
-
-            async fn settlement_lines(
-                &self,
-                transaction_id: &str,
-            ) -> Result<Vec<$crate::SettlementLine>, $crate::StoreError> {
-                let rows = sqlx::query($crate::sql::SELECT_LINES)
-                    .bind(transaction_id)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter().map($crate::rows::line).collect()
-            }
-
-            async fn events(
-                &self,
-                transaction_id: &str,
-            ) -> Result<Vec<$crate::Event>, $crate::StoreError> {
-                let rows = sqlx::query($crate::sql::SELECT_EVENTS)
-                    .bind(transaction_id)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter().map($crate::rows::event).collect()
-            }
-
-            async fn purge_expired_keys(
-                &self,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<u64, $crate::StoreError> {
-                Ok(sqlx::query($crate::sql::PURGE_KEYS)
-                    .bind(now)
-                    .execute(&self.$pool)
-                    .await
-                    .db()?
-                    .rows_affected())
-            }
-
-            async fn row_counts(&self) -> Result<$crate::RowCounts, $crate::StoreError> {
-                let (idempotency_keys, transactions, bill_payments, settlement_lines, events) =
-                    sqlx::query_as($crate::sql::ROW_COUNTS)
-                        .fetch_one(&self.$pool)
-                        .await
-                        .db()?;
-                Ok($crate::RowCounts {
-                    idempotency_keys,
-                    transactions,
-                    bill_payments,
-                    settlement_lines,
-                    events,
-                })
-            }
-
-            async fn card_transaction(
-                &self,
-                id: &str,
-            ) -> Result<Option<$crate::CardRecord>, $crate::StoreError> {
-                let row = sqlx::query($crate::card::sql::SELECT_CARD)
-                    .bind(id)
-                    .fetch_optional(&self.$pool)
-                    .await
-                    .db()?;
-                row.as_ref()
-                    .map(|row| $crate::card::rows::card(row, 0))
-                    .transpose()
-            }
-
-            async fn card_by_request(
-                &self,
-                key: &posgate_core::model::IdempotencyKey,
-            ) -> Result<Option<$crate::CardRecord>, $crate::StoreError> {
-                let row = sqlx::query($crate::card::sql::SELECT_CARD_BY_REQUEST)
-                    .bind(&key.store_id)
-                    .bind(&key.terminal_id)
-                    .bind(&key.client_request_id)
-                    .fetch_optional(&self.$pool)
-                    .await
-                    .db()?;
-                row.as_ref()
-                    .map(|row| $crate::card::rows::card(row, 0))
-                    .transpose()
-            }
-
-            async fn refund_ids(
-                &self,
-                original_id: &str,
-            ) -> Result<Vec<String>, $crate::StoreError> {
-                Ok(sqlx::query_scalar($crate::card::sql::SELECT_REFUND_IDS)
-                    .bind(original_id)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?)
-            }
-
-            async fn stale_in_progress(
-                &self,
-                before: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<$crate::CardRecord>, $crate::StoreError> {
-                self.cards_by_time($crate::card::sql::SELECT_STALE, before, limit)
-                    .await
-            }
-
-            async fn expired_authorizations(
-                &self,
-                now: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<$crate::CardRecord>, $crate::StoreError> {
-                self.cards_by_time($crate::card::sql::SELECT_EXPIRED_AUTHORIZATIONS, now, limit)
-                    .await
-            }
-
-            async fn saf_due(
-                &self,
-                now: chrono::DateTime<chrono::Utc>,
-                limit: i64,
-            ) -> Result<Vec<$crate::SafItem>, $crate::StoreError> {
-                let rows = sqlx::query($crate::card::sql::SELECT_SAF_DUE)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter().map($crate::card::rows::saf_item).collect()
-            }
-
-            async fn saf_retry(
-                &self,
-                id: i64,
-                next_attempt_at: chrono::DateTime<chrono::Utc>,
-                error: &str,
-            ) -> Result<(), $crate::StoreError> {
-                sqlx::query($crate::card::sql::RETRY_SAF)
-                    .bind(next_attempt_at)
-                    .bind(error)
-                    .bind(id)
-                    .execute(&self.$pool)
-                    .await
-                    .db()?;
-                Ok(())
-            }
-
-            async fn saf_open(&self) -> Result<i64, $crate::StoreError> {
-                Ok(sqlx::query_scalar($crate::card::sql::COUNT_SAF_OPEN)
-                    .fetch_one(&self.$pool)
-                    .await
-                    .db()?)
-            }
-        }
-    };
-}
-
-pub(crate) use define_reads;
