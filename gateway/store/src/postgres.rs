@@ -24,7 +24,6 @@ use super::audit::{
 };
 use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY, define_clearing_store};
-use super::recon::{define_exceptions_read, define_recon};
 
 /// The store's statements on this backend.
 type Sql = super::backend::Statements<sqlx::Postgres>;
@@ -172,14 +171,13 @@ define_audit_reads!(
     pool,
     Some("SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0")
 );
-define_recon!(sqlx::PgConnection);
 
 #[async_trait::async_trait]
 impl super::ReconStore for PostgresDatabase {
     async fn store_ack(&self, ack: super::NewAck<'_>) -> Result<super::AckOutcome, StoreError> {
         let mut conn = self.pool.acquire().await.db()?;
         let mut tx = conn.begin().await.db()?;
-        let outcome = apply_ack(&mut tx, &ack).await?;
+        let outcome = Sql::apply_ack(&mut tx, &ack).await?;
         if matches!(outcome, super::AckOutcome::Stored(_)) {
             tx.commit().await.db()?;
         }
@@ -191,10 +189,9 @@ impl super::ReconStore for PostgresDatabase {
         business_date: Option<chrono::NaiveDate>,
         partner: Option<&str>,
     ) -> Result<Vec<super::StoredException>, StoreError> {
-        read_exceptions(&self.pool, business_date, partner).await
+        Sql::read_exceptions(&self.pool, business_date, partner).await
     }
 }
-define_exceptions_read!(PgPool);
 
 #[async_trait::async_trait]
 impl Database for PostgresDatabase {

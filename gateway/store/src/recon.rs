@@ -5,7 +5,11 @@ pub(crate) use posgate_core::ports::db::recon::*;
 use posgate_core::clearing::recon::ack::AckStatus;
 use posgate_core::clearing::recon::matching::ExceptionKind;
 
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
+
 use super::StoreError;
+use crate::SqlxResultExt as _;
+use crate::backend::{Backend, Statements};
 
 pub(crate) mod sql {
     pub const SELECT_ACK: &str =
@@ -48,121 +52,134 @@ pub(crate) fn parse_exception_kind(text: &str) -> Result<ExceptionKind, StoreErr
         .ok_or_else(|| StoreError::Corrupt(format!("unknown exception kind {text:?}")))
 }
 
-/// Defines `apply_ack(conn, ack)` (inside an open transaction) and the
-/// `ReconStore::exceptions` read for a backend.
-macro_rules! define_recon {
-    ($connection:ty) => {
-        async fn apply_ack(
-            conn: &mut $connection,
-            ack: &$crate::recon::NewAck<'_>,
-        ) -> Result<$crate::recon::AckOutcome, $crate::StoreError> {
-            use sqlx::Row as _;
-            use $crate::recon::{AckOutcome, sql, status_text};
-            let file = ack.file;
-            let existing = sqlx::query(sql::SELECT_ACK)
-                .bind(&file.partner)
-                .bind(file.business_date)
-                .fetch_optional(&mut *conn)
-                .await
-                .db()?;
-            if let Some(row) = existing {
-                let (id, file_id, sha256): (i64, String, String) = (
-                    row.try_get(0).db()?,
-                    row.try_get(1).db()?,
-                    row.try_get(2).db()?,
-                );
-                return Ok(if sha256 == ack.sha256 {
-                    AckOutcome::AlreadyIngested(id)
-                } else {
-                    AckOutcome::Conflict { file_id, sha256 }
-                });
-            }
-            let count = |n: usize| i64::try_from(n).expect("counts fit i64");
-            let id: i64 = sqlx::query_scalar(sql::INSERT_ACK)
-                .bind(&file.partner)
-                .bind(file.business_date)
-                .bind(&file.file_id)
-                .bind(&ack.sha256)
-                .bind(count(file.items.len()))
-                .bind(i64::try_from(ack.report.matched).expect("counts fit i64"))
-                .bind(count(ack.report.exceptions.len()))
-                .bind(ack.ingested_at)
-                .fetch_one(&mut *conn)
-                .await
-                .db()?;
-            for item in &file.items {
-                let (status, reason) = status_text(&item.status);
-                sqlx::query(sql::INSERT_ITEM)
-                    .bind(id)
-                    .bind(count(item.line))
-                    .bind(&item.transaction_id)
-                    .bind(&item.reference)
-                    .bind(&item.currency)
-                    .bind(item.amount_minor)
-                    .bind(status)
-                    .bind(reason)
-                    .execute(&mut *conn)
-                    .await
-                    .db()?;
-            }
-            for exception in &ack.report.exceptions {
-                sqlx::query(sql::INSERT_EXCEPTION)
-                    .bind(id)
-                    .bind(&file.partner)
-                    .bind(file.business_date)
-                    .bind(exception.kind.as_str())
-                    .bind(&exception.transaction_id)
-                    .bind(&exception.reference)
-                    .bind(&exception.currency)
-                    .bind(exception.ours_minor)
-                    .bind(exception.theirs_minor)
-                    .bind(&exception.reason)
-                    .execute(&mut *conn)
-                    .await
-                    .db()?;
-            }
-            Ok(AckOutcome::Stored(id))
+impl<DB> Statements<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q, 'r> String: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Vec<u8>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i64: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i32: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> bool: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::NaiveDate: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::DateTime<chrono::Utc>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<String>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<Vec<u8>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<i64>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<bool>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::NaiveDate>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+{
+    /// Stores a partner acknowledgement file, its items and the
+    /// reconciliation exceptions, inside an open transaction.
+    pub(crate) async fn apply_ack(
+        conn: &mut DB::Connection,
+        ack: &crate::recon::NewAck<'_>,
+    ) -> Result<crate::recon::AckOutcome, crate::StoreError> {
+        use crate::recon::{AckOutcome, sql, status_text};
+        use sqlx::Row as _;
+        let file = ack.file;
+        let existing = sqlx::query(sql::SELECT_ACK)
+            .bind(&file.partner)
+            .bind(file.business_date)
+            .fetch_optional(&mut *conn)
+            .await
+            .db()?;
+        if let Some(row) = existing {
+            let (id, file_id, sha256): (i64, String, String) = (
+                row.try_get(0).db()?,
+                row.try_get(1).db()?,
+                row.try_get(2).db()?,
+            );
+            return Ok(if sha256 == ack.sha256 {
+                AckOutcome::AlreadyIngested(id)
+            } else {
+                AckOutcome::Conflict { file_id, sha256 }
+            });
         }
-    };
-}
+        let count = |n: usize| i64::try_from(n).expect("counts fit i64");
+        let id: i64 = sqlx::query_scalar(sql::INSERT_ACK)
+            .bind(&file.partner)
+            .bind(file.business_date)
+            .bind(&file.file_id)
+            .bind(&ack.sha256)
+            .bind(count(file.items.len()))
+            .bind(i64::try_from(ack.report.matched).expect("counts fit i64"))
+            .bind(count(ack.report.exceptions.len()))
+            .bind(ack.ingested_at)
+            .fetch_one(&mut *conn)
+            .await
+            .db()?;
+        for item in &file.items {
+            let (status, reason) = status_text(&item.status);
+            sqlx::query(sql::INSERT_ITEM)
+                .bind(id)
+                .bind(count(item.line))
+                .bind(&item.transaction_id)
+                .bind(&item.reference)
+                .bind(&item.currency)
+                .bind(item.amount_minor)
+                .bind(status)
+                .bind(reason)
+                .execute(&mut *conn)
+                .await
+                .db()?;
+        }
+        for exception in &ack.report.exceptions {
+            sqlx::query(sql::INSERT_EXCEPTION)
+                .bind(id)
+                .bind(&file.partner)
+                .bind(file.business_date)
+                .bind(exception.kind.as_str())
+                .bind(&exception.transaction_id)
+                .bind(&exception.reference)
+                .bind(&exception.currency)
+                .bind(exception.ours_minor)
+                .bind(exception.theirs_minor)
+                .bind(&exception.reason)
+                .execute(&mut *conn)
+                .await
+                .db()?;
+        }
+        Ok(AckOutcome::Stored(id))
+    }
 
-/// Defines `read_exceptions(pool, date, partner)` over a backend's pool type.
-macro_rules! define_exceptions_read {
-    ($pool_type:ty) => {
-        async fn read_exceptions(
-            pool: &$pool_type,
-            business_date: Option<chrono::NaiveDate>,
-            partner: Option<&str>,
-        ) -> Result<Vec<$crate::recon::StoredException>, $crate::StoreError> {
-            use sqlx::Row as _;
-            use $crate::recon::{StoredException, exception_filter, parse_exception_kind};
-            let query_text = exception_filter(business_date.is_some(), partner.is_some());
-            let mut query = sqlx::query(&query_text);
-            if let Some(date) = business_date {
-                query = query.bind(date);
-            }
-            if let Some(partner) = partner {
-                query = query.bind(partner.to_owned());
-            }
-            let rows = query.fetch_all(pool).await.db()?;
-            rows.iter()
-                .map(|row| {
-                    Ok(StoredException {
-                        partner: row.try_get(0).db()?,
-                        business_date: row.try_get(1).db()?,
-                        kind: parse_exception_kind(&row.try_get::<String, _>(2).db()?)?,
-                        transaction_id: row.try_get(3).db()?,
-                        reference: row.try_get(4).db()?,
-                        currency: row.try_get(5).db()?,
-                        ours_minor: row.try_get(6).db()?,
-                        theirs_minor: row.try_get(7).db()?,
-                        reason: row.try_get(8).db()?,
-                    })
+    /// [`ReconStore::exceptions`](crate::ReconStore::exceptions) on a pool.
+    pub(crate) async fn read_exceptions(
+        pool: &sqlx::Pool<DB>,
+        business_date: Option<chrono::NaiveDate>,
+        partner: Option<&str>,
+    ) -> Result<Vec<crate::recon::StoredException>, crate::StoreError> {
+        use crate::recon::{StoredException, exception_filter, parse_exception_kind};
+        use sqlx::Row as _;
+        let query_text = exception_filter(business_date.is_some(), partner.is_some());
+        let mut query = sqlx::query(&query_text);
+        if let Some(date) = business_date {
+            query = query.bind(date);
+        }
+        if let Some(partner) = partner {
+            query = query.bind(partner.to_owned());
+        }
+        let rows = query.fetch_all(pool).await.db()?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredException {
+                    partner: row.try_get(0).db()?,
+                    business_date: row.try_get(1).db()?,
+                    kind: parse_exception_kind(&row.try_get::<String, _>(2).db()?)?,
+                    transaction_id: row.try_get(3).db()?,
+                    reference: row.try_get(4).db()?,
+                    currency: row.try_get(5).db()?,
+                    ours_minor: row.try_get(6).db()?,
+                    theirs_minor: row.try_get(7).db()?,
+                    reason: row.try_get(8).db()?,
                 })
-                .collect()
-        }
-    };
+            })
+            .collect()
+    }
 }
-
-pub(crate) use define_exceptions_read;
-pub(crate) use define_recon;

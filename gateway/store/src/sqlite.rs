@@ -21,7 +21,6 @@ use super::audit::{
 };
 use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{ClearingLock, define_clearing_store};
-use super::recon::{define_exceptions_read, define_recon};
 
 /// The store's statements on this backend.
 type Sql = super::backend::Statements<sqlx::Sqlite>;
@@ -307,7 +306,6 @@ fn read_day_lines(
 define_chain_append!(SqliteConnection, false);
 super::reload::define_reload_store!(SqliteDatabase, reads, sqlx::sqlite::SqliteRow);
 define_audit_reads!(SqliteDatabase, reads, None::<&str>);
-define_recon!(SqliteConnection);
 
 #[async_trait::async_trait]
 impl super::ReconStore for SqliteDatabase {
@@ -319,7 +317,7 @@ impl super::ReconStore for SqliteDatabase {
             .execute(&mut conn)
             .await
             .db()?;
-        let outcome = apply_ack(&mut conn, &ack).await;
+        let outcome = Sql::apply_ack(&mut conn, &ack).await;
         let end = if matches!(outcome, Ok(super::AckOutcome::Stored(_))) {
             "COMMIT"
         } else {
@@ -334,10 +332,9 @@ impl super::ReconStore for SqliteDatabase {
         business_date: Option<chrono::NaiveDate>,
         partner: Option<&str>,
     ) -> Result<Vec<super::StoredException>, StoreError> {
-        read_exceptions(&self.reads, business_date, partner).await
+        Sql::read_exceptions(&self.reads, business_date, partner).await
     }
 }
-define_exceptions_read!(SqlitePool);
 
 impl SqliteDatabase {
     /// Hands a job to the writer task and waits for its outcome.
