@@ -165,7 +165,6 @@ impl HeldLock for SessionLock {
 }
 
 define_chain_append!(sqlx::PgConnection, true);
-super::reload::define_reload_store!(PostgresDatabase, pool, sqlx::postgres::PgRow);
 define_audit_reads!(
     PostgresDatabase,
     pool,
@@ -630,5 +629,60 @@ impl super::Reads for PostgresDatabase {
 
     async fn saf_open(&self) -> Result<i64, super::StoreError> {
         Sql::saf_open(&self.pool).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::ReloadStore for PostgresDatabase {
+    async fn insert_link(
+        &self,
+        link: &super::CardLink,
+        answer: &super::AnsweredKey,
+    ) -> Result<super::LinkWrite, super::StoreError> {
+        Sql::insert_link(&self.pool, link, answer).await
+    }
+
+    async fn unlink(
+        &self,
+        link_id: &str,
+        reason: &str,
+        answer: &super::AnsweredKey,
+    ) -> Result<super::LinkWrite, super::StoreError> {
+        Sql::unlink(&self.pool, link_id, reason, answer).await
+    }
+
+    async fn active_link(
+        &self,
+        wallet_operator_id: &str,
+        wallet_ref: &str,
+    ) -> Result<Option<super::CardLink>, super::StoreError> {
+        Sql::active_link(&self.pool, wallet_operator_id, wallet_ref).await
+    }
+
+    async fn card_link(&self, link_id: &str) -> Result<Option<super::CardLink>, super::StoreError> {
+        Sql::card_link(&self.pool, link_id).await
+    }
+
+    async fn put_saga(&self, saga: &super::Saga) -> Result<(), super::StoreError> {
+        Sql::put_saga(&self.pool, saga).await
+    }
+
+    async fn saga(&self, saga_id: &str) -> Result<Option<super::Saga>, super::StoreError> {
+        Sql::saga(&self.pool, saga_id).await
+    }
+
+    async fn saga_of_step(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Option<super::Saga>, super::StoreError> {
+        Sql::saga_of_step(&self.pool, transaction_id).await
+    }
+
+    async fn open_sagas(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::Saga>, super::StoreError> {
+        Sql::open_sagas(&self.pool, before, limit).await
     }
 }

@@ -304,7 +304,6 @@ fn read_day_lines(
 }
 
 define_chain_append!(SqliteConnection, false);
-super::reload::define_reload_store!(SqliteDatabase, reads, sqlx::sqlite::SqliteRow);
 define_audit_reads!(SqliteDatabase, reads, None::<&str>);
 
 #[async_trait::async_trait]
@@ -714,5 +713,60 @@ impl super::Reads for SqliteDatabase {
 
     async fn saf_open(&self) -> Result<i64, super::StoreError> {
         Sql::saf_open(&self.reads).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::ReloadStore for SqliteDatabase {
+    async fn insert_link(
+        &self,
+        link: &super::CardLink,
+        answer: &super::AnsweredKey,
+    ) -> Result<super::LinkWrite, super::StoreError> {
+        Sql::insert_link(&self.reads, link, answer).await
+    }
+
+    async fn unlink(
+        &self,
+        link_id: &str,
+        reason: &str,
+        answer: &super::AnsweredKey,
+    ) -> Result<super::LinkWrite, super::StoreError> {
+        Sql::unlink(&self.reads, link_id, reason, answer).await
+    }
+
+    async fn active_link(
+        &self,
+        wallet_operator_id: &str,
+        wallet_ref: &str,
+    ) -> Result<Option<super::CardLink>, super::StoreError> {
+        Sql::active_link(&self.reads, wallet_operator_id, wallet_ref).await
+    }
+
+    async fn card_link(&self, link_id: &str) -> Result<Option<super::CardLink>, super::StoreError> {
+        Sql::card_link(&self.reads, link_id).await
+    }
+
+    async fn put_saga(&self, saga: &super::Saga) -> Result<(), super::StoreError> {
+        Sql::put_saga(&self.reads, saga).await
+    }
+
+    async fn saga(&self, saga_id: &str) -> Result<Option<super::Saga>, super::StoreError> {
+        Sql::saga(&self.reads, saga_id).await
+    }
+
+    async fn saga_of_step(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Option<super::Saga>, super::StoreError> {
+        Sql::saga_of_step(&self.reads, transaction_id).await
+    }
+
+    async fn open_sagas(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::Saga>, super::StoreError> {
+        Sql::open_sagas(&self.reads, before, limit).await
     }
 }
