@@ -22,14 +22,26 @@ pub(crate) trait Backend: sqlx::Database<QueryResult: RowsAffected> {
     /// SQLite has one writer at a time: a close (`BEGIN IMMEDIATE`) and the
     /// writer task's batches are serialized by the database itself.
     const WRITE_GUARD: Option<&'static str>;
+    /// How a business day's close begins its transaction (SQLite: take the
+    /// write lock first, so the close and the writer task run one after the
+    /// other).
+    const CLOSE_BEGIN: &'static str;
+    /// The statement a close runs (binding the close lock's key) inside its
+    /// transaction before it records the day, or `None`: PostgreSQL takes
+    /// the close lock exclusive (see [`WRITE_GUARD`](Self::WRITE_GUARD)).
+    const CLOSE_GUARD: Option<&'static str>;
 }
 
 impl Backend for sqlx::Sqlite {
     const WRITE_GUARD: Option<&'static str> = None;
+    const CLOSE_BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const CLOSE_GUARD: Option<&'static str> = None;
 }
 
 impl Backend for sqlx::Postgres {
     const WRITE_GUARD: Option<&'static str> = Some(crate::postgres::XACT_LOCK_SHARED);
+    const CLOSE_BEGIN: &'static str = "BEGIN";
+    const CLOSE_GUARD: Option<&'static str> = Some(crate::postgres::XACT_LOCK);
 }
 
 /// The number of rows a statement inserted, updated or deleted: each

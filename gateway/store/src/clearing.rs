@@ -2,6 +2,12 @@
 
 pub(crate) use posgate_core::ports::db::clearing::*;
 
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
+
+use crate::SqlxResultExt as _;
+use crate::StoreError;
+use crate::backend::{Backend, Statements};
+
 /// SQL shared by both backends.
 pub(crate) mod sql {
     /// Bounded: more closed days ahead of a line's date than this is not a
@@ -29,209 +35,190 @@ pub(crate) mod sql {
          VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 }
 
-/// Implements [`ClearingStore`] for a backend whose read pool is `$pool`.
-/// `$close_guard` is run inside the close's transaction before the insert
-/// (PostgreSQL: the exclusive advisory lock; SQLite: a no-op). `$try_lock`
-/// takes the scheduling lock and `$day_lines` opens the day's cursor, given
-/// the store (the macro defines `sqlx_day_lines`, a cursor on `$pool`).
-macro_rules! define_clearing_store {
-    (
-        $store:ty,
-        $pool:ident,
-        $close_begin:literal,
-        $close_guard:expr,
-        $try_lock:expr,
-        $day_lines:expr
-    ) => {
-        #[async_trait::async_trait]
-        impl $crate::clearing::ClearingStore for $store {
-            async fn close_day(
-                &self,
-                date: chrono::NaiveDate,
-                files_created_at: chrono::DateTime<chrono::Utc>,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<$crate::clearing::ClosedDay, $crate::StoreError> {
-                use $crate::clearing::sql;
-                let mut conn = self.$pool.acquire().await.db()?;
-                sqlx::query($close_begin).execute(&mut *conn).await.db()?;
-                let result: Result<(), $crate::StoreError> = async {
-                    if let Some(guard) = $close_guard {
-                        sqlx::query(guard)
-                            .bind($crate::clearing::CLOSE_LOCK_KEY)
-                            .execute(&mut *conn)
-                            .await
-                            .db()?;
-                    }
-                    sqlx::query(sql::INSERT_DAY)
-                        .bind(date)
-                        .bind(files_created_at)
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await
-                        .db()?;
-                    Ok(())
-                }
-                .await;
-                match result {
-                    Ok(()) => {
-                        sqlx::query("COMMIT").execute(&mut *conn).await.db()?;
-                    }
-                    Err(error) => {
-                        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                        return Err(error);
-                    }
-                }
-                drop(conn);
-                self.closed_day(date).await?.ok_or_else(|| {
-                    $crate::StoreError::Invariant(format!(
-                        "business date {date} not recorded as closed"
-                    ))
-                })
-            }
-
-            async fn reopen_day(
-                &self,
-                date: chrono::NaiveDate,
-            ) -> Result<(), $crate::StoreError> {
-                sqlx::query($crate::clearing::sql::REOPEN_DAY)
-                    .bind(date)
-                    .execute(&self.$pool)
+impl<DB> Statements<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q, 'r> String: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Vec<u8>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i64: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i32: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> bool: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::NaiveDate: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::DateTime<chrono::Utc>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<String>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<Vec<u8>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<i64>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<bool>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::NaiveDate>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+{
+    /// [`ClearingStore::close_day`](crate::clearing::ClearingStore::close_day):
+    /// records the day closed in a transaction of its own. The backend's
+    /// [`CLOSE_GUARD`](Backend::CLOSE_GUARD) runs inside it before the insert.
+    pub(crate) async fn close_day(
+        pool: &sqlx::Pool<DB>,
+        date: chrono::NaiveDate,
+        files_created_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<ClosedDay, StoreError> {
+        let mut conn = pool.acquire().await.db()?;
+        sqlx::query(DB::CLOSE_BEGIN)
+            .execute(&mut *conn)
+            .await
+            .db()?;
+        let result: Result<(), StoreError> = async {
+            if let Some(guard) = DB::CLOSE_GUARD {
+                sqlx::query(guard)
+                    .bind(CLOSE_LOCK_KEY)
+                    .execute(&mut *conn)
                     .await
                     .db()?;
-                Ok(())
             }
-
-            async fn closed_day(
-                &self,
-                date: chrono::NaiveDate,
-            ) -> Result<Option<$crate::clearing::ClosedDay>, $crate::StoreError> {
-                let row: Option<(chrono::NaiveDate, chrono::DateTime<chrono::Utc>)> =
-                    sqlx::query_as($crate::clearing::sql::SELECT_DAY)
-                        .bind(date)
-                        .fetch_optional(&self.$pool)
-                        .await
-                        .db()?;
-                Ok(row.map(|(business_date, files_created_at)| {
-                    $crate::clearing::ClosedDay {
-                        business_date,
-                        files_created_at,
-                    }
-                }))
+            sqlx::query(sql::INSERT_DAY)
+                .bind(date)
+                .bind(files_created_at)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .db()?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                sqlx::query("COMMIT").execute(&mut *conn).await.db()?;
             }
-
-            async fn day_totals(
-                &self,
-                date: chrono::NaiveDate,
-            ) -> Result<Vec<$crate::clearing::PartyTotal>, $crate::StoreError> {
-                let rows: Vec<(String, String, i64, i64)> =
-                    sqlx::query_as($crate::clearing::sql::DAY_TOTALS)
-                        .bind(date)
-                        .fetch_all(&self.$pool)
-                        .await
-                        .db()?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(party, currency, amount_minor, lines)| {
-                        $crate::clearing::PartyTotal {
-                            party,
-                            currency,
-                            amount_minor,
-                            lines,
-                        }
-                    })
-                    .collect())
-            }
-
-            fn day_lines(
-                &self,
-                date: chrono::NaiveDate,
-            ) -> futures::stream::BoxStream<
-                '_,
-                Result<$crate::clearing::DayLine, $crate::StoreError>,
-            > {
-                $day_lines(self, date)
-            }
-
-            async fn day_files(
-                &self,
-                date: chrono::NaiveDate,
-            ) -> Result<Vec<$crate::clearing::FileRecord>, $crate::StoreError> {
-                let rows: Vec<(String, i64, String)> =
-                    sqlx::query_as($crate::clearing::sql::SELECT_FILES)
-                        .bind(date)
-                        .fetch_all(&self.$pool)
-                        .await
-                        .db()?;
-                Ok(rows
-                    .into_iter()
-                    .map(
-                        |(name, size_bytes, sha256)| $crate::clearing::FileRecord {
-                            name,
-                            size_bytes,
-                            sha256,
-                        },
-                    )
-                    .collect())
-            }
-
-            async fn register_files(
-                &self,
-                date: chrono::NaiveDate,
-                files: &[$crate::clearing::FileRecord],
-            ) -> Result<(), $crate::StoreError> {
-                let mut tx = self.$pool.begin().await.db()?;
-                for file in files {
-                    sqlx::query($crate::clearing::sql::INSERT_FILE)
-                        .bind(date)
-                        .bind(&file.name)
-                        .bind(file.size_bytes)
-                        .bind(&file.sha256)
-                        .execute(&mut *tx)
-                        .await
-                        .db()?;
-                }
-                tx.commit().await.db()?;
-                Ok(())
-            }
-
-            async fn try_clearing_lock(
-                &self,
-            ) -> Result<Option<$crate::clearing::ClearingLock>, $crate::StoreError>
-            {
-                $try_lock(self).await
+            Err(error) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                return Err(error);
             }
         }
+        drop(conn);
+        Self::closed_day(pool, date).await?.ok_or_else(|| {
+            StoreError::Invariant(format!("business date {date} not recorded as closed"))
+        })
+    }
 
-        impl $store {
-            /// The day's partner lines as a cursor on the sqlx read pool.
-            fn sqlx_day_lines(
-                &self,
-                date: chrono::NaiveDate,
-            ) -> futures::stream::BoxStream<
-                '_,
-                Result<$crate::clearing::DayLine, $crate::StoreError>,
-            > {
-                use futures::StreamExt as _;
-                use sqlx::Row as _;
-                sqlx::query($crate::clearing::sql::DAY_LINES)
-                    .bind(date)
-                    .fetch(&self.$pool)
-                    .map(|row| {
-                        let row = row.db()?;
-                        Ok($crate::clearing::DayLine {
-                            party: row.try_get(0).db()?,
-                            transaction_id: row.try_get(1).db()?,
-                            kind: row.try_get(2).db()?,
-                            currency: row.try_get(3).db()?,
-                            amount_minor: row.try_get(4).db()?,
-                            store_id: row.try_get(5).db()?,
-                            reference: row.try_get(6).db()?,
-                        })
-                    })
-                    .boxed()
-            }
+    /// [`ClearingStore::reopen_day`](crate::clearing::ClearingStore::reopen_day).
+    pub(crate) async fn reopen_day(
+        pool: &sqlx::Pool<DB>,
+        date: chrono::NaiveDate,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::REOPEN_DAY)
+            .bind(date)
+            .execute(pool)
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    /// [`ClearingStore::closed_day`](crate::clearing::ClearingStore::closed_day).
+    pub(crate) async fn closed_day(
+        pool: &sqlx::Pool<DB>,
+        date: chrono::NaiveDate,
+    ) -> Result<Option<ClosedDay>, StoreError> {
+        let row: Option<(chrono::NaiveDate, chrono::DateTime<chrono::Utc>)> =
+            sqlx::query_as(sql::SELECT_DAY)
+                .bind(date)
+                .fetch_optional(pool)
+                .await
+                .db()?;
+        Ok(row.map(|(business_date, files_created_at)| ClosedDay {
+            business_date,
+            files_created_at,
+        }))
+    }
+
+    /// [`ClearingStore::day_totals`](crate::clearing::ClearingStore::day_totals).
+    pub(crate) async fn day_totals(
+        pool: &sqlx::Pool<DB>,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<PartyTotal>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(sql::DAY_TOTALS)
+            .bind(date)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        Ok(rows
+            .into_iter()
+            .map(|(party, currency, amount_minor, lines)| PartyTotal {
+                party,
+                currency,
+                amount_minor,
+                lines,
+            })
+            .collect())
+    }
+
+    /// [`ClearingStore::day_files`](crate::clearing::ClearingStore::day_files).
+    pub(crate) async fn day_files(
+        pool: &sqlx::Pool<DB>,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<FileRecord>, StoreError> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(sql::SELECT_FILES)
+            .bind(date)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, size_bytes, sha256)| FileRecord {
+                name,
+                size_bytes,
+                sha256,
+            })
+            .collect())
+    }
+
+    /// [`ClearingStore::register_files`](crate::clearing::ClearingStore::register_files).
+    pub(crate) async fn register_files(
+        pool: &sqlx::Pool<DB>,
+        date: chrono::NaiveDate,
+        files: &[FileRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = pool.begin().await.db()?;
+        for file in files {
+            sqlx::query(sql::INSERT_FILE)
+                .bind(date)
+                .bind(&file.name)
+                .bind(file.size_bytes)
+                .bind(&file.sha256)
+                .execute(&mut *tx)
+                .await
+                .db()?;
         }
-    };
+        tx.commit().await.db()?;
+        Ok(())
+    }
+
+    /// The day's partner lines as a cursor on a sqlx pool.
+    pub(crate) fn sqlx_day_lines(
+        pool: &sqlx::Pool<DB>,
+        date: chrono::NaiveDate,
+    ) -> futures::stream::BoxStream<'_, Result<DayLine, StoreError>> {
+        use futures::StreamExt as _;
+        use sqlx::Row as _;
+        sqlx::query(sql::DAY_LINES)
+            .bind(date)
+            .fetch(pool)
+            .map(|row| {
+                let row = row.db()?;
+                Ok(DayLine {
+                    party: row.try_get(0).db()?,
+                    transaction_id: row.try_get(1).db()?,
+                    kind: row.try_get(2).db()?,
+                    currency: row.try_get(3).db()?,
+                    amount_minor: row.try_get(4).db()?,
+                    store_id: row.try_get(5).db()?,
+                    reference: row.try_get(6).db()?,
+                })
+            })
+            .boxed()
+    }
 }
-
-pub(crate) use define_clearing_store;

@@ -23,7 +23,7 @@ use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
 use super::audit::{define_audit_reads, define_chain_append};
-use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY, define_clearing_store};
+use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY};
 
 /// The store's statements on this backend.
 type Sql = super::backend::Statements<sqlx::Postgres>;
@@ -44,7 +44,7 @@ const SEAL_LOCK_KEY: i32 = 0x7365_616c;
 // `$1` is the first half, one of the `*_LOCK_KEY` constants.
 
 /// Takes a transaction-scoped advisory lock exclusive (migrations, a day's close).
-const XACT_LOCK: &str =
+pub(crate) const XACT_LOCK: &str =
     "SELECT pg_advisory_xact_lock($1, hashtext(COALESCE(current_schema(), '')))";
 /// Takes a transaction-scoped advisory lock shared (writes beside a close).
 pub(crate) const XACT_LOCK_SHARED: &str =
@@ -113,15 +113,6 @@ impl PostgresDatabase {
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 }
-
-define_clearing_store!(
-    PostgresDatabase,
-    pool,
-    "BEGIN",
-    Some(XACT_LOCK),
-    postgres_clearing_lock,
-    PostgresDatabase::sqlx_day_lines
-);
 
 async fn postgres_clearing_lock(
     store: &PostgresDatabase,
@@ -684,5 +675,61 @@ impl super::ReloadStore for PostgresDatabase {
         limit: i64,
     ) -> Result<Vec<super::Saga>, super::StoreError> {
         Sql::open_sagas(&self.pool, before, limit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::clearing::ClearingStore for PostgresDatabase {
+    async fn close_day(
+        &self,
+        date: chrono::NaiveDate,
+        files_created_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<super::clearing::ClosedDay, StoreError> {
+        Sql::close_day(&self.pool, date, files_created_at, now).await
+    }
+
+    async fn reopen_day(&self, date: chrono::NaiveDate) -> Result<(), StoreError> {
+        Sql::reopen_day(&self.pool, date).await
+    }
+
+    async fn closed_day(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Option<super::clearing::ClosedDay>, StoreError> {
+        Sql::closed_day(&self.pool, date).await
+    }
+
+    async fn day_totals(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<super::clearing::PartyTotal>, StoreError> {
+        Sql::day_totals(&self.pool, date).await
+    }
+
+    fn day_lines(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> futures::stream::BoxStream<'_, Result<super::clearing::DayLine, StoreError>> {
+        Sql::sqlx_day_lines(&self.pool, date)
+    }
+
+    async fn day_files(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<super::clearing::FileRecord>, StoreError> {
+        Sql::day_files(&self.pool, date).await
+    }
+
+    async fn register_files(
+        &self,
+        date: chrono::NaiveDate,
+        files: &[super::clearing::FileRecord],
+    ) -> Result<(), StoreError> {
+        Sql::register_files(&self.pool, date, files).await
+    }
+
+    async fn try_clearing_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
+        postgres_clearing_lock(self).await
     }
 }

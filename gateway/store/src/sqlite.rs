@@ -20,7 +20,7 @@ use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
 use super::audit::{define_audit_reads, define_chain_append};
-use super::clearing::{ClearingLock, define_clearing_store};
+use super::clearing::ClearingLock;
 
 /// The store's statements on this backend.
 type Sql = super::backend::Statements<sqlx::Sqlite>;
@@ -210,15 +210,6 @@ async fn applied(
     outcome.map(Done::Write)
 }
 
-define_clearing_store!(
-    SqliteDatabase,
-    reads,
-    "BEGIN IMMEDIATE",
-    None::<&str>,
-    sqlite_clearing_lock,
-    sqlite_day_lines
-);
-
 /// One process owns a SQLite file, so the scheduled run needs no lock.
 #[allow(clippy::unused_async)]
 async fn sqlite_clearing_lock(_store: &SqliteDatabase) -> Result<Option<ClearingLock>, StoreError> {
@@ -244,7 +235,7 @@ fn sqlite_day_lines(
     use futures::StreamExt as _;
     let path = store.options.get_filename().to_path_buf();
     if !path.is_file() {
-        return store.sqlx_day_lines(date);
+        return Sql::sqlx_day_lines(&store.reads, date);
     }
     let (batches, received) = mpsc::channel(DAY_LINE_BATCHES_AHEAD);
     tokio::task::spawn_blocking(move || {
@@ -768,5 +759,61 @@ impl super::ReloadStore for SqliteDatabase {
         limit: i64,
     ) -> Result<Vec<super::Saga>, super::StoreError> {
         Sql::open_sagas(&self.reads, before, limit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::clearing::ClearingStore for SqliteDatabase {
+    async fn close_day(
+        &self,
+        date: chrono::NaiveDate,
+        files_created_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<super::clearing::ClosedDay, StoreError> {
+        Sql::close_day(&self.reads, date, files_created_at, now).await
+    }
+
+    async fn reopen_day(&self, date: chrono::NaiveDate) -> Result<(), StoreError> {
+        Sql::reopen_day(&self.reads, date).await
+    }
+
+    async fn closed_day(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Option<super::clearing::ClosedDay>, StoreError> {
+        Sql::closed_day(&self.reads, date).await
+    }
+
+    async fn day_totals(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<super::clearing::PartyTotal>, StoreError> {
+        Sql::day_totals(&self.reads, date).await
+    }
+
+    fn day_lines(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> futures::stream::BoxStream<'_, Result<super::clearing::DayLine, StoreError>> {
+        sqlite_day_lines(self, date)
+    }
+
+    async fn day_files(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<super::clearing::FileRecord>, StoreError> {
+        Sql::day_files(&self.reads, date).await
+    }
+
+    async fn register_files(
+        &self,
+        date: chrono::NaiveDate,
+        files: &[super::clearing::FileRecord],
+    ) -> Result<(), StoreError> {
+        Sql::register_files(&self.reads, date, files).await
+    }
+
+    async fn try_clearing_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
+        sqlite_clearing_lock(self).await
     }
 }
