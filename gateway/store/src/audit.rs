@@ -6,6 +6,10 @@ pub(crate) use posgate_core::ports::db::audit::*;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
+
+use crate::SqlxResultExt as _;
+use crate::backend::{Backend, Statements};
 
 /// SQL shared by both backends.
 pub(crate) mod sql {
@@ -251,136 +255,158 @@ pub(crate) mod rows {
     }
 }
 
-/// Defines `append_chain_entries(conn, contents) -> last sequence` (and
-/// `append_chain_entry` for one) for a backend: advance the head by the
-/// number of entries (taking its row lock on PostgreSQL), hash them in
-/// order, insert them in one multi-row statement. It must be the last
-/// statement group of a transaction, so the head's lock is held only until
-/// the COMMIT that follows. `$combined` is true where the backend can insert
-/// the entries and set the head hash in one statement (PostgreSQL).
-macro_rules! define_chain_append {
-    ($connection:ty, $combined:expr) => {
-        async fn append_chain_entries(
-            conn: &mut $connection,
-            contents: &[$crate::audit::EntryContent],
-        ) -> Result<i64, $crate::StoreError> {
-            use $crate::audit::{entry_hash, sql};
-            let count = i64::try_from(contents.len()).unwrap_or(i64::MAX);
-            let (last, mut prev_hash): (i64, Vec<u8>) = sqlx::query_as(sql::ADVANCE_HEAD)
-                .bind(count)
-                .fetch_one(&mut *conn)
+/// A row of [`sql::SELECT_EVENTS_AFTER`]: event id, transaction id, event
+/// type, from status, to status, actor, detail, time.
+type EventRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+);
+
+impl<DB> Statements<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q, 'r> String: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Vec<u8>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i64: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i32: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> bool: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::NaiveDate: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::DateTime<chrono::Utc>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<String>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<Vec<u8>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<i64>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<bool>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::NaiveDate>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+{
+    /// Appends entries to the audit chain and returns the last sequence
+    /// (`append_chain_entry` appends one): advance the head by the
+    /// number of entries (taking its row lock on PostgreSQL), hash them in
+    /// order, insert them in one multi-row statement. It must be the last
+    /// statement group of a transaction, so the head's lock is held only until
+    /// the COMMIT that follows. Where the backend can, the entries and the
+    /// head hash are written in one statement
+    /// ([`COMBINED_CHAIN_APPEND`](Backend::COMBINED_CHAIN_APPEND)).
+    pub(crate) async fn append_chain_entries(
+        conn: &mut DB::Connection,
+        contents: &[crate::audit::EntryContent],
+    ) -> Result<i64, crate::StoreError> {
+        use crate::audit::{entry_hash, sql};
+        let count = i64::try_from(contents.len()).unwrap_or(i64::MAX);
+        let (last, mut prev_hash): (i64, Vec<u8>) = sqlx::query_as(sql::ADVANCE_HEAD)
+            .bind(count)
+            .fetch_one(&mut *conn)
+            .await
+            .db()?;
+        if contents.is_empty() {
+            return Ok(last);
+        }
+        let first = last - count + 1;
+        let mut rows = Vec::with_capacity(contents.len());
+        for (sequence, content) in (first..=last).zip(contents) {
+            let hash = entry_hash(&prev_hash, sequence, content).to_vec();
+            rows.push((
+                sequence,
+                content,
+                std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            ));
+        }
+        let combined: bool = DB::COMBINED_CHAIN_APPEND;
+        let mut builder = sqlx::QueryBuilder::new(if combined { "WITH appended AS (" } else { "" });
+        builder.push(sql::INSERT_ENTRIES);
+        builder.push_values(&rows, |mut row, (sequence, content, prev, hash)| {
+            row.push_bind(*sequence)
+                .push_bind(content.entry_type.as_str())
+                .push_bind(content.transaction_id.as_deref())
+                .push_bind(&content.event_type)
+                .push_bind(content.from_status.as_deref())
+                .push_bind(content.to_status.as_deref())
+                .push_bind(&content.actor)
+                .push_bind(&content.detail)
+                .push_bind(&content.occurred_at)
+                .push_bind(prev)
+                .push_bind(hash);
+        });
+        if combined {
+            builder.push(") UPDATE audit_head SET head_hash = ");
+            builder.push_bind(&prev_hash);
+            builder.push(" WHERE id = 1");
+        }
+        DB::execute_built(&mut *conn, builder).await.db()?;
+        if !combined {
+            sqlx::query(sql::SET_HEAD_HASH)
+                .bind(&prev_hash)
+                .execute(&mut *conn)
                 .await
                 .db()?;
-            if contents.is_empty() {
-                return Ok(last);
-            }
-            let first = last - count + 1;
-            let mut rows = Vec::with_capacity(contents.len());
-            for (sequence, content) in (first..=last).zip(contents) {
-                let hash = entry_hash(&prev_hash, sequence, content).to_vec();
-                rows.push((
-                    sequence,
-                    content,
-                    std::mem::replace(&mut prev_hash, hash.clone()),
-                    hash,
-                ));
-            }
-            let combined: bool = $combined;
-            let mut builder =
-                sqlx::QueryBuilder::new(if combined { "WITH appended AS (" } else { "" });
-            builder.push(sql::INSERT_ENTRIES);
-            builder.push_values(&rows, |mut row, (sequence, content, prev, hash)| {
-                row.push_bind(*sequence)
-                    .push_bind(content.entry_type.as_str())
-                    .push_bind(content.transaction_id.as_deref())
-                    .push_bind(&content.event_type)
-                    .push_bind(content.from_status.as_deref())
-                    .push_bind(content.to_status.as_deref())
-                    .push_bind(&content.actor)
-                    .push_bind(&content.detail)
-                    .push_bind(&content.occurred_at)
-                    .push_bind(prev)
-                    .push_bind(hash);
-            });
-            if combined {
-                builder.push(") UPDATE audit_head SET head_hash = ");
-                builder.push_bind(&prev_hash);
-                builder.push(" WHERE id = 1");
-            }
-            builder.build().execute(&mut *conn).await.db()?;
-            if !combined {
-                sqlx::query(sql::SET_HEAD_HASH)
-                    .bind(&prev_hash)
-                    .execute(&mut *conn)
-                    .await
-                    .db()?;
-            }
-            Ok(last)
         }
+        Ok(last)
+    }
 
-        async fn append_chain_entry(
-            conn: &mut $connection,
-            content: &$crate::audit::EntryContent,
-        ) -> Result<i64, $crate::StoreError> {
-            append_chain_entries(conn, std::slice::from_ref(content)).await
+    pub(crate) async fn append_chain_entry(
+        conn: &mut DB::Connection,
+        content: &crate::audit::EntryContent,
+    ) -> Result<i64, crate::StoreError> {
+        Self::append_chain_entries(conn, std::slice::from_ref(content)).await
+    }
+
+    /// Chains every event not chained yet, in id order, while the chain
+    /// is empty (see [`AuditStore::backfill_chain`]).
+    pub(crate) async fn backfill_events(
+        conn: &mut DB::Connection,
+    ) -> Result<i64, crate::StoreError> {
+        use crate::audit::{EntryContent, EntryType, canonical_time, sql};
+        /// Events read per round: bounds memory on a large database.
+        const BATCH: i64 = 10_000;
+        let (head, _): (i64, Vec<u8>) = sqlx::query_as(sql::SELECT_HEAD)
+            .fetch_one(&mut *conn)
+            .await
+            .db()?;
+        if head != 0 {
+            return Ok(0);
         }
-
-        /// Chains every event not chained yet, in id order, while the chain
-        /// is empty (see [`AuditStore::backfill_chain`]).
-        async fn backfill_events(conn: &mut $connection) -> Result<i64, $crate::StoreError> {
-            use $crate::audit::{EntryContent, EntryType, canonical_time, sql};
-            /// Events read per round: bounds memory on a large database.
-            const BATCH: i64 = 10_000;
-            let (head, _): (i64, Vec<u8>) = sqlx::query_as(sql::SELECT_HEAD)
-                .fetch_one(&mut *conn)
+        let mut after = 0_i64;
+        let mut chained = 0_i64;
+        loop {
+            let rows: Vec<EventRow> = sqlx::query_as(sql::SELECT_EVENTS_AFTER)
+                .bind(after)
+                .bind(BATCH)
+                .fetch_all(&mut *conn)
                 .await
                 .db()?;
-            if head != 0 {
-                return Ok(0);
+            let Some(last) = rows.last() else { break };
+            after = last.0;
+            for (_, transaction_id, event_type, from_status, to_status, actor, detail, at) in rows {
+                let content = EntryContent {
+                    entry_type: EntryType::Event,
+                    transaction_id: Some(transaction_id),
+                    event_type,
+                    from_status,
+                    to_status: Some(to_status),
+                    actor,
+                    detail,
+                    occurred_at: canonical_time(at),
+                };
+                Self::append_chain_entry(conn, &content).await?;
+                chained += 1;
             }
-            let mut after = 0_i64;
-            let mut chained = 0_i64;
-            loop {
-                let rows: Vec<(
-                    i64,
-                    String,
-                    String,
-                    Option<String>,
-                    String,
-                    String,
-                    String,
-                    chrono::DateTime<chrono::Utc>,
-                )> = sqlx::query_as(sql::SELECT_EVENTS_AFTER)
-                    .bind(after)
-                    .bind(BATCH)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .db()?;
-                let Some(last) = rows.last() else { break };
-                after = last.0;
-                for (_, transaction_id, event_type, from_status, to_status, actor, detail, at) in
-                    rows
-                {
-                    let content = EntryContent {
-                        entry_type: EntryType::Event,
-                        transaction_id: Some(transaction_id),
-                        event_type,
-                        from_status,
-                        to_status: Some(to_status),
-                        actor,
-                        detail,
-                        occurred_at: canonical_time(at),
-                    };
-                    append_chain_entry(conn, &content).await?;
-                    chained += 1;
-                }
-            }
-            Ok(chained)
         }
-    };
+        Ok(chained)
+    }
 }
-
-pub(crate) use define_chain_append;
 
 /// Implements the read side of [`AuditStore`] (everything but the append,
 /// the lock and the backfill) for a backend whose pool is `$pool`.

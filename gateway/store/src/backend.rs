@@ -30,18 +30,46 @@ pub(crate) trait Backend: sqlx::Database<QueryResult: RowsAffected> {
     /// transaction before it records the day, or `None`: PostgreSQL takes
     /// the close lock exclusive (see [`WRITE_GUARD`](Self::WRITE_GUARD)).
     const CLOSE_GUARD: Option<&'static str>;
+    /// Whether the audit chain's entries and its head hash are written in
+    /// one statement (PostgreSQL: a data-modifying `WITH`) rather than two.
+    const COMBINED_CHAIN_APPEND: bool;
+
+    /// Runs the statement a [`sqlx::QueryBuilder`] built. Written per
+    /// backend: generic code cannot borrow a builder for its own lifetime
+    /// (the drop check knows nothing of `Arguments<'args>` of an unknown
+    /// database), while each concrete backend's arguments shorten freely.
+    fn execute_built<'a>(
+        conn: &'a mut Self::Connection,
+        builder: sqlx::QueryBuilder<'a, Self>,
+    ) -> impl Future<Output = Result<Self::QueryResult, sqlx::Error>> + Send + 'a;
 }
 
 impl Backend for sqlx::Sqlite {
     const WRITE_GUARD: Option<&'static str> = None;
     const CLOSE_BEGIN: &'static str = "BEGIN IMMEDIATE";
     const CLOSE_GUARD: Option<&'static str> = None;
+    const COMBINED_CHAIN_APPEND: bool = false;
+
+    async fn execute_built<'a>(
+        conn: &'a mut Self::Connection,
+        mut builder: sqlx::QueryBuilder<'a, Self>,
+    ) -> Result<Self::QueryResult, sqlx::Error> {
+        builder.build().execute(conn).await
+    }
 }
 
 impl Backend for sqlx::Postgres {
     const WRITE_GUARD: Option<&'static str> = Some(crate::postgres::XACT_LOCK_SHARED);
     const CLOSE_BEGIN: &'static str = "BEGIN";
     const CLOSE_GUARD: Option<&'static str> = Some(crate::postgres::XACT_LOCK);
+    const COMBINED_CHAIN_APPEND: bool = true;
+
+    async fn execute_built<'a>(
+        conn: &'a mut Self::Connection,
+        mut builder: sqlx::QueryBuilder<'a, Self>,
+    ) -> Result<Self::QueryResult, sqlx::Error> {
+        builder.build().execute(conn).await
+    }
 }
 
 /// The number of rows a statement inserted, updated or deleted: each

@@ -19,10 +19,10 @@ use sqlx::{Connection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SqlxResultExt as _;
+use super::audit::define_audit_reads;
 use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
-use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY};
 
 /// The store's statements on this backend.
@@ -155,7 +155,6 @@ impl HeldLock for SessionLock {
     }
 }
 
-define_chain_append!(sqlx::PgConnection, true);
 define_audit_reads!(
     PostgresDatabase,
     pool,
@@ -219,7 +218,7 @@ impl Database for PostgresDatabase {
                 "applied postgres migration"
             );
         }
-        let chained = backfill_events(&mut tx).await?;
+        let chained = Sql::backfill_events(&mut tx).await?;
         if chained > 0 {
             tracing::info!(
                 chained,
@@ -324,7 +323,7 @@ async fn commit_batch(
             .db()?;
         outcomes.push(outcome);
     }
-    append_chain_entries(&mut tx, &chain).await?;
+    Sql::append_chain_entries(&mut tx, &chain).await?;
     tx.commit().await.db()?;
     Ok(outcomes)
 }
@@ -359,7 +358,7 @@ async fn write_alone(pool: &PgPool, job: &Job) -> Result<WriteOutcome, StoreErro
     let mut chain = Vec::new();
     let outcome = apply(&mut tx, job, &mut chain).await?;
     if outcome == WriteOutcome::Written {
-        append_chain_entries(&mut tx, &chain).await?;
+        Sql::append_chain_entries(&mut tx, &chain).await?;
         tx.commit().await.db()?;
     } else {
         tx.rollback().await.db()?;
@@ -395,7 +394,7 @@ impl AuditStore for PostgresDatabase {
 
     async fn append_audit_read(&self, content: EntryContent) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.db()?;
-        let sequence = append_chain_entry(&mut tx, &content).await?;
+        let sequence = Sql::append_chain_entry(&mut tx, &content).await?;
         tx.commit().await.db()?;
         Ok(sequence)
     }
@@ -442,7 +441,7 @@ impl AuditStore for PostgresDatabase {
 
     async fn backfill_chain(&self) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.db()?;
-        let chained = backfill_events(&mut tx).await?;
+        let chained = Sql::backfill_events(&mut tx).await?;
         tx.commit().await.db()?;
         Ok(chained)
     }

@@ -16,10 +16,10 @@ use sqlx::{Connection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SqlxResultExt as _;
+use super::audit::define_audit_reads;
 use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
-use super::audit::{define_audit_reads, define_chain_append};
 use super::clearing::ClearingLock;
 
 /// The store's statements on this backend.
@@ -180,7 +180,9 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
             let outcome = Sql::apply_bill_write(conn, write, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
-        Job::AuditRead(content) => append_chain_entry(conn, content).await.map(Done::Appended),
+        Job::AuditRead(content) => Sql::append_chain_entry(conn, content)
+            .await
+            .map(Done::Appended),
     };
     if !matches!(
         outcome,
@@ -205,7 +207,7 @@ async fn applied(
     chain: &[EntryContent],
 ) -> Result<Done, StoreError> {
     if matches!(outcome, Ok(WriteOutcome::Written)) {
-        append_chain_entries(conn, chain).await?;
+        Sql::append_chain_entries(conn, chain).await?;
     }
     outcome.map(Done::Write)
 }
@@ -294,7 +296,6 @@ fn read_day_lines(
     Ok(())
 }
 
-define_chain_append!(SqliteConnection, false);
 define_audit_reads!(SqliteDatabase, reads, None::<&str>);
 
 #[async_trait::async_trait]
@@ -398,7 +399,7 @@ impl Database for SqliteDatabase {
                     "applied sqlite migration"
                 );
             }
-            let chained = backfill_events(&mut conn).await?;
+            let chained = Sql::backfill_events(&mut conn).await?;
             if chained > 0 {
                 tracing::info!(
                     chained,
@@ -521,7 +522,7 @@ impl AuditStore for SqliteDatabase {
             .execute(&mut conn)
             .await
             .db()?;
-        let outcome = backfill_events(&mut conn).await;
+        let outcome = Sql::backfill_events(&mut conn).await;
         let end = if outcome.is_ok() {
             "COMMIT"
         } else {
