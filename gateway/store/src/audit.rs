@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use crate::SqlxResultExt as _;
-use crate::backend::{Backend, Statements};
+use crate::backend::{Backend, RowsAffected as _, Statements};
 
 /// SQL shared by both backends.
 pub(crate) mod sql {
@@ -408,158 +408,177 @@ where
     }
 }
 
-/// Implements the read side of [`AuditStore`] (everything but the append,
-/// the lock and the backfill) for a backend whose pool is `$pool`.
-/// `$prelude` runs first in the transaction of a search (PostgreSQL turns
-/// off JIT compilation and parallel workers there: a page of 100 rows takes
-/// about 2 ms to run, and compiling or starting workers for it took 0.3 to
-/// 0.8 s at 1,000,000 transactions).
-macro_rules! define_audit_reads {
-    ($store:ty, $pool:ident, $prelude:expr) => {
-        impl $store {
-            async fn audit_chain_head(&self) -> Result<(i64, Vec<u8>), $crate::StoreError> {
-                sqlx::query_as($crate::audit::sql::SELECT_HEAD)
-                    .fetch_one(&self.$pool)
-                    .await
-                    .db()
-            }
+impl<DB> Statements<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q, 'r> String: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Vec<u8>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i64: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i32: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> bool: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::NaiveDate: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::DateTime<chrono::Utc>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<String>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<Vec<u8>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<i64>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<bool>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::NaiveDate>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+{
+    /// [`AuditStore`]'s read `chain_head` on a pool.
+    pub(crate) async fn audit_chain_head(
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<(i64, Vec<u8>), crate::StoreError> {
+        sqlx::query_as(crate::audit::sql::SELECT_HEAD)
+            .fetch_one(pool)
+            .await
+            .db()
+    }
 
-            async fn audit_chain_entries(
-                &self,
-                from: i64,
-                to: i64,
-                limit: i64,
-            ) -> Result<Vec<$crate::audit::ChainEntry>, $crate::StoreError> {
-                let rows = sqlx::query($crate::audit::sql::SELECT_ENTRIES)
-                    .bind(from)
-                    .bind(to)
-                    .bind(limit)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter().map($crate::audit::rows::entry).collect()
-            }
+    /// [`AuditStore`]'s read `chain_entries` on a pool.
+    pub(crate) async fn audit_chain_entries(
+        pool: &sqlx::Pool<DB>,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::audit::ChainEntry>, crate::StoreError> {
+        let rows = sqlx::query(crate::audit::sql::SELECT_ENTRIES)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter().map(crate::audit::rows::entry).collect()
+    }
 
-            async fn audit_sequence_of_hash(
-                &self,
-                hash: &[u8],
-            ) -> Result<Option<i64>, $crate::StoreError> {
-                sqlx::query_scalar($crate::audit::sql::SELECT_SEQUENCE_OF_HASH)
-                    .bind(hash)
-                    .fetch_optional(&self.$pool)
-                    .await
-                    .db()
-            }
+    /// [`AuditStore`]'s read `sequence_of_hash` on a pool.
+    pub(crate) async fn audit_sequence_of_hash(
+        pool: &sqlx::Pool<DB>,
+        hash: &[u8],
+    ) -> Result<Option<i64>, crate::StoreError> {
+        sqlx::query_scalar(crate::audit::sql::SELECT_SEQUENCE_OF_HASH)
+            .bind(hash)
+            .fetch_optional(pool)
+            .await
+            .db()
+    }
 
-            async fn audit_transaction_entries(
-                &self,
-                transaction_id: &str,
-            ) -> Result<Vec<$crate::audit::ChainEntry>, $crate::StoreError> {
-                let rows = sqlx::query($crate::audit::sql::SELECT_TRANSACTION_ENTRIES)
-                    .bind(transaction_id)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter().map($crate::audit::rows::entry).collect()
-            }
+    /// [`AuditStore`]'s read `transaction_entries` on a pool.
+    pub(crate) async fn audit_transaction_entries(
+        pool: &sqlx::Pool<DB>,
+        transaction_id: &str,
+    ) -> Result<Vec<crate::audit::ChainEntry>, crate::StoreError> {
+        let rows = sqlx::query(crate::audit::sql::SELECT_TRANSACTION_ENTRIES)
+            .bind(transaction_id)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter().map(crate::audit::rows::entry).collect()
+    }
 
-            async fn audit_insert_checkpoint(
-                &self,
-                checkpoint: &$crate::audit::Checkpoint,
-            ) -> Result<bool, $crate::StoreError> {
-                Ok(sqlx::query($crate::audit::sql::INSERT_CHECKPOINT)
-                    .bind(checkpoint.sequence)
-                    .bind(&checkpoint.head_hash)
-                    .bind(&checkpoint.signature)
-                    .bind(&checkpoint.key_label)
-                    .bind(checkpoint.key_version)
-                    .bind(checkpoint.signed_at)
-                    .execute(&self.$pool)
-                    .await
-                    .db()?
-                    .rows_affected()
-                    == 1)
-            }
+    /// [`AuditStore`]'s read `insert_checkpoint` on a pool.
+    pub(crate) async fn audit_insert_checkpoint(
+        pool: &sqlx::Pool<DB>,
+        checkpoint: &crate::audit::Checkpoint,
+    ) -> Result<bool, crate::StoreError> {
+        Ok(sqlx::query(crate::audit::sql::INSERT_CHECKPOINT)
+            .bind(checkpoint.sequence)
+            .bind(&checkpoint.head_hash)
+            .bind(&checkpoint.signature)
+            .bind(&checkpoint.key_label)
+            .bind(checkpoint.key_version)
+            .bind(checkpoint.signed_at)
+            .execute(pool)
+            .await
+            .db()?
+            .rows_affected()
+            == 1)
+    }
 
-            async fn audit_checkpoints(
-                &self,
-                from: i64,
-                to: i64,
-                limit: i64,
-            ) -> Result<Vec<$crate::audit::Checkpoint>, $crate::StoreError> {
-                let rows = sqlx::query($crate::audit::sql::SELECT_CHECKPOINTS)
-                    .bind(from)
-                    .bind(to)
-                    .bind(limit)
-                    .fetch_all(&self.$pool)
-                    .await
-                    .db()?;
-                rows.iter().map($crate::audit::rows::checkpoint).collect()
-            }
+    /// [`AuditStore`]'s read `checkpoints` on a pool.
+    pub(crate) async fn audit_checkpoints(
+        pool: &sqlx::Pool<DB>,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::audit::Checkpoint>, crate::StoreError> {
+        let rows = sqlx::query(crate::audit::sql::SELECT_CHECKPOINTS)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter().map(crate::audit::rows::checkpoint).collect()
+    }
 
-            async fn audit_latest_checkpoint(
-                &self,
-                sequence: i64,
-            ) -> Result<Option<$crate::audit::Checkpoint>, $crate::StoreError> {
-                let row = sqlx::query($crate::audit::sql::SELECT_LATEST_CHECKPOINT)
-                    .bind(sequence)
-                    .fetch_optional(&self.$pool)
-                    .await
-                    .db()?;
-                row.as_ref()
-                    .map($crate::audit::rows::checkpoint)
-                    .transpose()
-            }
+    /// [`AuditStore`]'s read `latest_checkpoint` on a pool.
+    pub(crate) async fn audit_latest_checkpoint(
+        pool: &sqlx::Pool<DB>,
+        sequence: i64,
+    ) -> Result<Option<crate::audit::Checkpoint>, crate::StoreError> {
+        let row = sqlx::query(crate::audit::sql::SELECT_LATEST_CHECKPOINT)
+            .bind(sequence)
+            .fetch_optional(pool)
+            .await
+            .db()?;
+        row.as_ref().map(crate::audit::rows::checkpoint).transpose()
+    }
 
-            async fn audit_search(
-                &self,
-                filter: &$crate::audit::SearchFilter,
-                as_of: i64,
-                after: i64,
-                limit: i64,
-            ) -> Result<Vec<$crate::audit::TransactionRow>, $crate::StoreError> {
-                use $crate::audit::Bind;
-                if filter.match_nothing {
-                    return Ok(Vec::new());
-                }
-                let (text, binds) = $crate::audit::search_sql(filter);
-                let mut query = sqlx::query(&text).bind(as_of).bind(after).bind(limit);
-                for bind in binds {
-                    query = match bind {
-                        Bind::Text(value) => query.bind(value),
-                        Bind::Int(value) => query.bind(value),
-                        Bind::Time(value) => query.bind(value),
-                        Bind::Date(value) => query.bind(value),
-                    };
-                }
-                let mut tx = self.$pool.begin().await.db()?;
-                let prelude: Option<&str> = $prelude;
-                if let Some(prelude) = prelude {
-                    sqlx::Executor::execute(&mut *tx, prelude).await.db()?;
-                }
-                let rows = query.fetch_all(&mut *tx).await.db()?;
-                tx.commit().await.db()?;
-                rows.iter().map($crate::audit::rows::transaction).collect()
-            }
-
-            async fn audit_transaction_row(
-                &self,
-                id: &str,
-                as_of: i64,
-            ) -> Result<Option<$crate::audit::TransactionRow>, $crate::StoreError> {
-                let text = format!("{} AND t.id = $2", $crate::audit::sql::ROW_SELECT);
-                let row = sqlx::query(&text)
-                    .bind(as_of)
-                    .bind(id)
-                    .fetch_optional(&self.$pool)
-                    .await
-                    .db()?;
-                row.as_ref()
-                    .map($crate::audit::rows::transaction)
-                    .transpose()
-            }
+    /// [`AuditStore`]'s read `search` on a pool.
+    pub(crate) async fn audit_search(
+        pool: &sqlx::Pool<DB>,
+        filter: &crate::audit::SearchFilter,
+        as_of: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::audit::TransactionRow>, crate::StoreError> {
+        use crate::audit::Bind;
+        if filter.match_nothing {
+            return Ok(Vec::new());
         }
-    };
-}
+        let (text, binds) = crate::audit::search_sql(filter);
+        let mut query = sqlx::query(&text).bind(as_of).bind(after).bind(limit);
+        for bind in binds {
+            query = match bind {
+                Bind::Text(value) => query.bind(value),
+                Bind::Int(value) => query.bind(value),
+                Bind::Time(value) => query.bind(value),
+                Bind::Date(value) => query.bind(value),
+            };
+        }
+        let mut tx = pool.begin().await.db()?;
+        let prelude: Option<&str> = DB::SEARCH_PRELUDE;
+        if let Some(prelude) = prelude {
+            sqlx::Executor::execute(&mut *tx, prelude).await.db()?;
+        }
+        let rows = query.fetch_all(&mut *tx).await.db()?;
+        tx.commit().await.db()?;
+        rows.iter().map(crate::audit::rows::transaction).collect()
+    }
 
-pub(crate) use define_audit_reads;
+    /// [`AuditStore`]'s read `transaction_row` on a pool.
+    pub(crate) async fn audit_transaction_row(
+        pool: &sqlx::Pool<DB>,
+        id: &str,
+        as_of: i64,
+    ) -> Result<Option<crate::audit::TransactionRow>, crate::StoreError> {
+        let text = format!("{} AND t.id = $2", crate::audit::sql::ROW_SELECT);
+        let row = sqlx::query(&text)
+            .bind(as_of)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .db()?;
+        row.as_ref()
+            .map(crate::audit::rows::transaction)
+            .transpose()
+    }
+}

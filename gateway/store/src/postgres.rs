@@ -19,7 +19,6 @@ use sqlx::{Connection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SqlxResultExt as _;
-use super::audit::define_audit_reads;
 use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
@@ -154,12 +153,6 @@ impl HeldLock for SessionLock {
         let _ = conn.close().await;
     }
 }
-
-define_audit_reads!(
-    PostgresDatabase,
-    pool,
-    Some("SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0")
-);
 
 #[async_trait::async_trait]
 impl super::ReconStore for PostgresDatabase {
@@ -369,7 +362,7 @@ async fn write_alone(pool: &PgPool, job: &Job) -> Result<WriteOutcome, StoreErro
 #[async_trait::async_trait]
 impl AuditStore for PostgresDatabase {
     async fn chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
-        self.audit_chain_head().await
+        Sql::audit_chain_head(&self.pool).await
     }
 
     async fn chain_entries(
@@ -378,18 +371,18 @@ impl AuditStore for PostgresDatabase {
         to: i64,
         limit: i64,
     ) -> Result<Vec<ChainEntry>, StoreError> {
-        self.audit_chain_entries(from, to, limit).await
+        Sql::audit_chain_entries(&self.pool, from, to, limit).await
     }
 
     async fn sequence_of_hash(&self, hash: &[u8]) -> Result<Option<i64>, StoreError> {
-        self.audit_sequence_of_hash(hash).await
+        Sql::audit_sequence_of_hash(&self.pool, hash).await
     }
 
     async fn transaction_entries(
         &self,
         transaction_id: &str,
     ) -> Result<Vec<ChainEntry>, StoreError> {
-        self.audit_transaction_entries(transaction_id).await
+        Sql::audit_transaction_entries(&self.pool, transaction_id).await
     }
 
     async fn append_audit_read(&self, content: EntryContent) -> Result<i64, StoreError> {
@@ -400,7 +393,7 @@ impl AuditStore for PostgresDatabase {
     }
 
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
-        self.audit_insert_checkpoint(checkpoint).await
+        Sql::audit_insert_checkpoint(&self.pool, checkpoint).await
     }
 
     async fn checkpoints(
@@ -409,11 +402,11 @@ impl AuditStore for PostgresDatabase {
         to: i64,
         limit: i64,
     ) -> Result<Vec<Checkpoint>, StoreError> {
-        self.audit_checkpoints(from, to, limit).await
+        Sql::audit_checkpoints(&self.pool, from, to, limit).await
     }
 
     async fn latest_checkpoint(&self, sequence: i64) -> Result<Option<Checkpoint>, StoreError> {
-        self.audit_latest_checkpoint(sequence).await
+        Sql::audit_latest_checkpoint(&self.pool, sequence).await
     }
 
     async fn search_transactions(
@@ -423,7 +416,7 @@ impl AuditStore for PostgresDatabase {
         after: i64,
         limit: i64,
     ) -> Result<Vec<TransactionRow>, StoreError> {
-        self.audit_search(filter, as_of, after, limit).await
+        Sql::audit_search(&self.pool, filter, as_of, after, limit).await
     }
 
     async fn transaction_row(
@@ -431,7 +424,7 @@ impl AuditStore for PostgresDatabase {
         id: &str,
         as_of: i64,
     ) -> Result<Option<TransactionRow>, StoreError> {
-        self.audit_transaction_row(id, as_of).await
+        Sql::audit_transaction_row(&self.pool, id, as_of).await
     }
 
     /// The sealer's session advisory lock, as for the clearing schedule.

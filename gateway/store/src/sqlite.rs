@@ -16,7 +16,6 @@ use sqlx::{Connection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SqlxResultExt as _;
-use super::audit::define_audit_reads;
 use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
@@ -296,8 +295,6 @@ fn read_day_lines(
     Ok(())
 }
 
-define_audit_reads!(SqliteDatabase, reads, None::<&str>);
-
 #[async_trait::async_trait]
 impl super::ReconStore for SqliteDatabase {
     /// On its own connection, beside the writer task: an acknowledgement is
@@ -444,7 +441,7 @@ impl Database for SqliteDatabase {
 #[async_trait::async_trait]
 impl AuditStore for SqliteDatabase {
     async fn chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
-        self.audit_chain_head().await
+        Sql::audit_chain_head(&self.reads).await
     }
 
     async fn chain_entries(
@@ -453,18 +450,18 @@ impl AuditStore for SqliteDatabase {
         to: i64,
         limit: i64,
     ) -> Result<Vec<ChainEntry>, StoreError> {
-        self.audit_chain_entries(from, to, limit).await
+        Sql::audit_chain_entries(&self.reads, from, to, limit).await
     }
 
     async fn sequence_of_hash(&self, hash: &[u8]) -> Result<Option<i64>, StoreError> {
-        self.audit_sequence_of_hash(hash).await
+        Sql::audit_sequence_of_hash(&self.reads, hash).await
     }
 
     async fn transaction_entries(
         &self,
         transaction_id: &str,
     ) -> Result<Vec<ChainEntry>, StoreError> {
-        self.audit_transaction_entries(transaction_id).await
+        Sql::audit_transaction_entries(&self.reads, transaction_id).await
     }
 
     async fn append_audit_read(&self, content: EntryContent) -> Result<i64, StoreError> {
@@ -477,7 +474,7 @@ impl AuditStore for SqliteDatabase {
     }
 
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
-        self.audit_insert_checkpoint(checkpoint).await
+        Sql::audit_insert_checkpoint(&self.reads, checkpoint).await
     }
 
     async fn checkpoints(
@@ -486,11 +483,11 @@ impl AuditStore for SqliteDatabase {
         to: i64,
         limit: i64,
     ) -> Result<Vec<Checkpoint>, StoreError> {
-        self.audit_checkpoints(from, to, limit).await
+        Sql::audit_checkpoints(&self.reads, from, to, limit).await
     }
 
     async fn latest_checkpoint(&self, sequence: i64) -> Result<Option<Checkpoint>, StoreError> {
-        self.audit_latest_checkpoint(sequence).await
+        Sql::audit_latest_checkpoint(&self.reads, sequence).await
     }
 
     async fn search_transactions(
@@ -500,7 +497,7 @@ impl AuditStore for SqliteDatabase {
         after: i64,
         limit: i64,
     ) -> Result<Vec<TransactionRow>, StoreError> {
-        self.audit_search(filter, as_of, after, limit).await
+        Sql::audit_search(&self.reads, filter, as_of, after, limit).await
     }
 
     async fn transaction_row(
@@ -508,7 +505,7 @@ impl AuditStore for SqliteDatabase {
         id: &str,
         as_of: i64,
     ) -> Result<Option<TransactionRow>, StoreError> {
-        self.audit_transaction_row(id, as_of).await
+        Sql::audit_transaction_row(&self.reads, id, as_of).await
     }
 
     /// One process owns a SQLite file: the sealer needs no lock.
