@@ -2,30 +2,28 @@
 //! payments' writes and their stale and store-and-forward reads.
 
 pub(super) mod sql {
-    macro_rules! bill_columns {
-        () => {
-            "t.id, t.kind, t.status, t.store_id, t.terminal_id, t.operator_id, t.client_request_id, \
+    use std::sync::LazyLock;
+
+    pub const BILL_COLUMNS: &str = "t.id, t.kind, t.status, t.store_id, t.terminal_id, t.operator_id, t.client_request_id, \
              t.partner_id, t.amount_minor, t.currency, t.fee_minor, t.business_date, t.created_at, \
              t.updated_at, t.cancelled_at, t.cancel_reason, b.biller_id, b.agency_code, \
-             b.bill_reference, b.due_date, b.period, b.late"
-        };
-    }
+             b.bill_reference, b.due_date, b.period, b.late";
 
-    pub const SELECT_STALE: &str = concat!(
-        "SELECT ",
-        bill_columns!(),
+    pub static SELECT_STALE: LazyLock<String> = LazyLock::new(|| {
+        ["SELECT ",
+        BILL_COLUMNS,
         " FROM transactions t JOIN bill_payments b ON b.transaction_id = t.id \
          WHERE t.kind = 'bill_payment' AND t.status = 'in_progress' AND t.updated_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM saf_queue q WHERE q.transaction_id = t.id AND q.acked_at IS NULL) \
-         ORDER BY t.updated_at LIMIT $2"
-    );
-    pub const SELECT_SAF_DUE: &str = concat!(
-        "SELECT ",
-        bill_columns!(),
+         ORDER BY t.updated_at LIMIT $2"].concat()
+    });
+    pub static SELECT_SAF_DUE: LazyLock<String> = LazyLock::new(|| {
+        ["SELECT ",
+        BILL_COLUMNS,
         ", q.id, q.attempts FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
          JOIN bill_payments b ON b.transaction_id = t.id \
-         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"
-    );
+         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"].concat()
+    });
     pub const COUNT_SAF_OPEN: &str = "SELECT count(*) FROM saf_queue q \
          JOIN bill_payments b ON b.transaction_id = q.transaction_id WHERE q.acked_at IS NULL";
 }
@@ -90,7 +88,7 @@ where
         before: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<TransactionRecord>, StoreError> {
-        let rows = sqlx::query(sql::SELECT_STALE)
+        let rows = sqlx::query(&sql::SELECT_STALE)
             .bind(before)
             .bind(limit)
             .fetch_all(pool)
@@ -106,7 +104,7 @@ where
         limit: i64,
     ) -> Result<Vec<BillSafItem>, StoreError> {
         use sqlx::Row as _;
-        let rows = sqlx::query(sql::SELECT_SAF_DUE)
+        let rows = sqlx::query(&sql::SELECT_SAF_DUE)
             .bind(now)
             .bind(limit)
             .fetch_all(pool)

@@ -3,16 +3,14 @@
 pub(crate) use posgate_core::ports::db::wallet::*;
 
 pub(super) mod sql {
-    macro_rules! wallet_columns {
-        () => {
-            "t.id, t.status, t.store_id, t.terminal_id, t.operator_id, t.client_request_id, \
+    use std::sync::LazyLock;
+
+    pub const WALLET_COLUMNS: &str = "t.id, t.status, t.store_id, t.terminal_id, t.operator_id, t.client_request_id, \
              t.amount_minor, t.currency, t.business_date, t.created_at, t.updated_at, \
              w.wallet_type, w.wallet_operator_id, w.wallet_ref, w.account_id, w.display_id, \
              w.operator_name, w.funding, w.decline_reason, w.operator_response_code, \
              w.operator_reference, w.response_text, w.balance_after_minor, w.refunded_minor, \
-             w.refund_reserved_minor, w.original_transaction_id, w.pos_reference"
-        };
-    }
+             w.refund_reserved_minor, w.original_transaction_id, w.pos_reference";
 
     pub const INSERT_WALLET: &str = "INSERT INTO wallet_payments (transaction_id, wallet_type, \
          wallet_operator_id, wallet_ref, account_id, display_id, operator_name, funding, decline_reason, \
@@ -28,37 +26,43 @@ pub(super) mod sql {
          (SELECT amount_minor FROM transactions WHERE id = $3)";
     pub const SELECT_REMAINING: &str = "SELECT t.amount_minor - w.refunded_minor - w.refund_reserved_minor \
          FROM wallet_payments w JOIN transactions t ON t.id = w.transaction_id WHERE w.transaction_id = $1";
-    pub const SELECT_WALLET: &str = concat!(
-        "SELECT ",
-        wallet_columns!(),
-        " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id WHERE t.id = $1"
-    );
-    pub const SELECT_BY_REQUEST: &str = concat!(
-        "SELECT ",
-        wallet_columns!(),
-        " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id \
+    pub static SELECT_WALLET: LazyLock<String> = LazyLock::new(|| {
+        ["SELECT ",
+        WALLET_COLUMNS,
+        " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id WHERE t.id = $1"].concat()
+    });
+    pub static SELECT_BY_REQUEST: LazyLock<String> = LazyLock::new(|| {
+        [
+            "SELECT ",
+            WALLET_COLUMNS,
+            " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id \
          WHERE t.store_id = $1 AND t.terminal_id = $2 AND t.client_request_id = $3 \
          AND t.kind = 'wallet_payment' AND w.funding <> 'auto_reload' \
-         ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
-    );
+         ORDER BY t.created_at DESC, t.id DESC LIMIT 1",
+        ]
+        .concat()
+    });
     pub const SELECT_REFUND_IDS: &str = "SELECT transaction_id FROM wallet_payments \
          WHERE original_transaction_id = $1 ORDER BY transaction_id";
-    pub const SELECT_STALE: &str = concat!(
-        "SELECT ",
-        wallet_columns!(),
-        " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id \
+    pub static SELECT_STALE: LazyLock<String> = LazyLock::new(|| {
+        [
+            "SELECT ",
+            WALLET_COLUMNS,
+            " FROM transactions t JOIN wallet_payments w ON w.transaction_id = t.id \
          WHERE t.kind = 'wallet_payment' AND t.status = 'in_progress' AND t.updated_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM wallet_reload_sagas s WHERE s.saga_id = t.id \
          AND s.step NOT IN ('done', 'compensated')) \
-         ORDER BY t.updated_at LIMIT $2"
-    );
-    pub const SELECT_SAF_DUE: &str = concat!(
-        "SELECT q.id, q.link_id, q.attempts, ",
-        wallet_columns!(),
+         ORDER BY t.updated_at LIMIT $2",
+        ]
+        .concat()
+    });
+    pub static SELECT_SAF_DUE: LazyLock<String> = LazyLock::new(|| {
+        ["SELECT q.id, q.link_id, q.attempts, ",
+        WALLET_COLUMNS,
         " FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
          JOIN wallet_payments w ON w.transaction_id = t.id \
-         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"
-    );
+         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"].concat()
+    });
     pub const COUNT_SAF_OPEN: &str = "SELECT count(*) FROM saf_queue q \
          JOIN wallet_payments w ON w.transaction_id = q.transaction_id WHERE q.acked_at IS NULL";
 }
@@ -285,7 +289,7 @@ where
         pool: &sqlx::Pool<DB>,
         id: &str,
     ) -> Result<Option<crate::WalletRecord>, crate::StoreError> {
-        let row = sqlx::query(crate::wallet::sql::SELECT_WALLET)
+        let row = sqlx::query(&crate::wallet::sql::SELECT_WALLET)
             .bind(id)
             .fetch_optional(pool)
             .await
@@ -299,7 +303,7 @@ where
         pool: &sqlx::Pool<DB>,
         key: &posgate_core::model::IdempotencyKey,
     ) -> Result<Option<crate::WalletRecord>, crate::StoreError> {
-        let row = sqlx::query(crate::wallet::sql::SELECT_BY_REQUEST)
+        let row = sqlx::query(&crate::wallet::sql::SELECT_BY_REQUEST)
             .bind(&key.store_id)
             .bind(&key.terminal_id)
             .bind(&key.client_request_id)
@@ -328,7 +332,7 @@ where
         before: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<crate::WalletRecord>, crate::StoreError> {
-        let rows = sqlx::query(crate::wallet::sql::SELECT_STALE)
+        let rows = sqlx::query(&crate::wallet::sql::SELECT_STALE)
             .bind(before)
             .bind(limit)
             .fetch_all(pool)
@@ -345,7 +349,7 @@ where
         now: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<crate::WalletSafItem>, crate::StoreError> {
-        let rows = sqlx::query(crate::wallet::sql::SELECT_SAF_DUE)
+        let rows = sqlx::query(&crate::wallet::sql::SELECT_SAF_DUE)
             .bind(now)
             .bind(limit)
             .fetch_all(pool)

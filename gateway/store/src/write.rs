@@ -800,7 +800,7 @@ where
         pool: &sqlx::Pool<DB>,
         id: &str,
     ) -> Result<Option<crate::CardRecord>, crate::StoreError> {
-        let row = sqlx::query(crate::card::sql::SELECT_CARD)
+        let row = sqlx::query(&crate::card::sql::SELECT_CARD)
             .bind(id)
             .fetch_optional(pool)
             .await
@@ -815,7 +815,7 @@ where
         pool: &sqlx::Pool<DB>,
         key: &posgate_core::model::IdempotencyKey,
     ) -> Result<Option<crate::CardRecord>, crate::StoreError> {
-        let row = sqlx::query(crate::card::sql::SELECT_CARD_BY_REQUEST)
+        let row = sqlx::query(&crate::card::sql::SELECT_CARD_BY_REQUEST)
             .bind(&key.store_id)
             .bind(&key.terminal_id)
             .bind(&key.client_request_id)
@@ -845,7 +845,7 @@ where
         before: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<crate::CardRecord>, crate::StoreError> {
-        Self::cards_by_time(pool, crate::card::sql::SELECT_STALE, before, limit).await
+        Self::cards_by_time(pool, &crate::card::sql::SELECT_STALE, before, limit).await
     }
 
     /// [`Reads::expired_authorizations`](crate::Reads::expired_authorizations).
@@ -856,7 +856,7 @@ where
     ) -> Result<Vec<crate::CardRecord>, crate::StoreError> {
         Self::cards_by_time(
             pool,
-            crate::card::sql::SELECT_EXPIRED_AUTHORIZATIONS,
+            &crate::card::sql::SELECT_EXPIRED_AUTHORIZATIONS,
             now,
             limit,
         )
@@ -869,7 +869,7 @@ where
         now: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<crate::SafItem>, crate::StoreError> {
-        let rows = sqlx::query(crate::card::sql::SELECT_SAF_DUE)
+        let rows = sqlx::query(&crate::card::sql::SELECT_SAF_DUE)
             .bind(now)
             .bind(limit)
             .fetch_all(pool)
