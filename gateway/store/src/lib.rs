@@ -8,17 +8,19 @@
 //!
 //! - [`sqlite`](SqliteDatabase): the SQLite backend, one group-committing writer task and a read pool.
 //! - [`postgres`](PostgresDatabase): the PostgreSQL backend, a few group-committing writer tasks.
-//! - `write`: the statements of one write request and the shared reads, for both backends.
+//! - `backend`: the `Backend` trait (what differs between SQLite and PostgreSQL) and
+//!   `Statements<DB>`, the type every module's generic statements hang on.
+//! - `write`: the statements of one write request (bill, card) and the shared reads.
 //! - `migrate`: the embedded schema migrations and their bookkeeping table.
 //! - [`audit`]: the audit chain's append and reads (SQL side of the core's audit port).
-//! - [`bill_online`]: online bill payments' stale and store-and-forward reads.
-//! - [`card`]: card payment columns, rows and store-and-forward reads.
+//! - [`bill_online`]: online bill payments' writes, stale and store-and-forward reads.
+//! - [`card`]: card payment statements and row decoding.
 //! - [`clearing`]: business-day close and reopen, day totals, the day's lines, clearing files.
 //! - [`recon`]: partner acknowledgements and reconciliation exceptions.
 //! - [`reload`]: wallet card links and the auto-reload saga.
 //! - [`stan`]: the per-terminal STAN counter.
-//! - [`wallet`]: wallet payment columns, rows and reads.
-//! - [`bench`]: statements the gateway's audit bench seeder reuses.
+//! - [`wallet`]: wallet payment writes, reads and row decoding.
+//! - [`bench`](mod@bench): statements the gateway's audit bench seeder reuses.
 
 pub mod audit;
 mod backend;
