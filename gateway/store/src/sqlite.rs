@@ -538,11 +538,11 @@ impl super::stan::StanStore for SqliteDatabase {
         day: chrono::NaiveDate,
         count: u32,
     ) -> Result<std::ops::Range<u32>, StoreError> {
-        super::stan::allocate_stans(&self.reads, institution_id, day, count).await
+        Sql::allocate_stans(&self.reads, institution_id, day, count).await
     }
 
     async fn saf_set_stan(&self, id: i64, stan: &str) -> Result<String, StoreError> {
-        super::stan::saf_set_stan(&self.reads, id, stan).await
+        Sql::saf_set_stan(&self.reads, id, stan).await
     }
 }
 

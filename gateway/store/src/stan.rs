@@ -2,7 +2,9 @@
 
 pub(crate) use posgate_core::ports::db::stan::*;
 
-use crate::backend::Backend;
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
+
+use crate::backend::{Backend, Statements};
 use crate::{SqlxResultExt as _, StoreError};
 
 pub(super) mod sql {
@@ -16,53 +18,59 @@ pub(super) mod sql {
         "UPDATE saf_queue SET stan = COALESCE(stan, $1) WHERE id = $2 RETURNING stan";
 }
 
-/// Allocates a block of `count` STANs for an institution's day:
-/// [`StanStore::allocate_stans`] on either backend's pool.
-pub(crate) async fn allocate_stans<DB>(
-    pool: &sqlx::Pool<DB>,
-    institution_id: &str,
-    day: chrono::NaiveDate,
-    count: u32,
-) -> Result<std::ops::Range<u32>, StoreError>
+impl<DB> Statements<DB>
 where
     DB: Backend,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    usize: sqlx::ColumnIndex<DB::Row>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> chrono::NaiveDate: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q, 'r> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q, 'r> String: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Vec<u8>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i64: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> i32: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> bool: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::NaiveDate: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> chrono::DateTime<chrono::Utc>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<String>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<Vec<u8>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<i64>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<bool>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::NaiveDate>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
+    for<'q, 'r> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
 {
-    let next_after: i64 = sqlx::query_scalar(sql::ALLOCATE)
-        .bind(institution_id)
-        .bind(day)
-        .bind(i64::from(count))
-        .fetch_one(pool)
-        .await
-        .db()?;
-    block(institution_id, day, next_after, count)
-}
+    /// Allocates a block of `count` STANs for an institution's day:
+    /// [`StanStore::allocate_stans`] on either backend's pool.
+    pub(crate) async fn allocate_stans(
+        pool: &sqlx::Pool<DB>,
+        institution_id: &str,
+        day: chrono::NaiveDate,
+        count: u32,
+    ) -> Result<std::ops::Range<u32>, StoreError> {
+        let next_after: i64 = sqlx::query_scalar(sql::ALLOCATE)
+            .bind(institution_id)
+            .bind(day)
+            .bind(i64::from(count))
+            .fetch_one(pool)
+            .await
+            .db()?;
+        block(institution_id, day, next_after, count)
+    }
 
-/// Records a queue entry's STAN unless it has one: [`StanStore::saf_set_stan`].
-pub(crate) async fn saf_set_stan<DB>(
-    pool: &sqlx::Pool<DB>,
-    id: i64,
-    stan: &str,
-) -> Result<String, StoreError>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    usize: sqlx::ColumnIndex<DB::Row>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-{
-    let recorded: Option<String> = sqlx::query_scalar(sql::SET_SAF_STAN)
-        .bind(stan)
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .db()?;
-    recorded.ok_or_else(|| StoreError::Invariant(format!("no queue entry {id}")))
+    /// Records a queue entry's STAN unless it has one: [`StanStore::saf_set_stan`].
+    pub(crate) async fn saf_set_stan(
+        pool: &sqlx::Pool<DB>,
+        id: i64,
+        stan: &str,
+    ) -> Result<String, StoreError> {
+        let recorded: Option<String> = sqlx::query_scalar(sql::SET_SAF_STAN)
+            .bind(stan)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .db()?;
+        recorded.ok_or_else(|| StoreError::Invariant(format!("no queue entry {id}")))
+    }
 }
