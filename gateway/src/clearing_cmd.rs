@@ -11,7 +11,7 @@ use clap::Subcommand;
 use posgate_core::clearing::service::{self, Progress, Verifier};
 use posgate_core::config::Config;
 use posgate_gateway::clearing::bench;
-use posgate_gateway::store;
+use posgate_store as store;
 
 #[derive(Debug, Subcommand)]
 pub enum ClearingCommand {

@@ -1,6 +1,6 @@
 //! posgate-gateway: the POS-facing gRPC services, the domain services and
-//! workers not yet moved into posgate-core, the transaction database,
-//! and the `posgate` binary's subcommands.
+//! workers not yet moved into posgate-core, and the `posgate` binary's
+//! subcommands. The transaction database is posgate-store.
 //!
 //! # Layout
 //! - [`access`]: caller identities from SPIFFE ids, the role × service table, its enforcement.
@@ -10,7 +10,6 @@
 //! - [`bill`]: bill payments on the API side: the bill service's results as `BillPaymentService` messages (the bill service is `posgate_core::bill`).
 //! - [`payments`]: card payments on the API side: `CardInput` read into the core's card, records and results as `PaymentService` messages (the card service is `posgate_core::cards`).
 //! - [`wallet`]: e-wallet operators: config, views, the reversal worker.
-//! - [`store`]: the transaction store trait and its SQLite and PostgreSQL backends.
 //! - [`grpc`]: the gRPC service layer: validation, error details, limits, services.
 //! - [`server`]: mTLS, access control, health, reflection, graceful shutdown: `posgate serve`.
 //! - [`mtls`]: the server side of mutual TLS: client verifier with CRL reload, bounded handshakes.
@@ -27,6 +26,5 @@ pub mod load;
 pub mod mtls;
 pub mod payments;
 pub mod server;
-pub mod store;
 pub mod tls;
 pub mod wallet;

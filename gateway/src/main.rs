@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use posgate_core::config::Config;
 use posgate_core::model::clock::SystemClock;
-use posgate_gateway::{load, server, store};
+use posgate_gateway::{load, server};
+use posgate_store as store;
 use tracing_subscriber::EnvFilter;
 
 mod audit_cmd;

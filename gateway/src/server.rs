@@ -18,10 +18,10 @@ use crate::grpc::bill_payment::BillPaymentApi;
 use crate::grpc::payment::PaymentApi;
 use crate::grpc::request_size::RequestSizeLayer;
 use crate::grpc::wallet::WalletApi;
-use crate::store;
 use posgate_core::cards::{Payments, saf};
 use posgate_core::config::Config;
 use posgate_core::model::clock::Clock;
+use posgate_store as store;
 use tonic_reflection::pb::v1::server_reflection_server::{
     ServerReflection, ServerReflectionServer,
 };

@@ -76,7 +76,7 @@ macro_rules! chain_all {
         let mut prev = GENESIS_HASH.to_vec();
         let (mut sequence, mut after, mut checkpoints) = (0_i64, 0_i64, 0_i64);
         loop {
-            let rows: Vec<EventRow> = sqlx::query_as(crate::store::audit::sql::SELECT_EVENTS_AFTER)
+            let rows: Vec<EventRow> = sqlx::query_as(posgate_store::bench::SELECT_EVENTS_AFTER)
                 .bind(after)
                 .bind(READ_ROWS)
                 .fetch_all(&mut *conn)
@@ -110,7 +110,7 @@ macro_rules! chain_all {
                             &checkpoint_statement(sequence, &prev),
                         )
                         .await?;
-                    sqlx::query(crate::store::audit::sql::INSERT_CHECKPOINT)
+                    sqlx::query(posgate_store::bench::INSERT_CHECKPOINT)
                         .bind(sequence)
                         .bind(&prev)
                         .bind(tag.bytes)
@@ -264,7 +264,7 @@ pub async fn run(
     hsm: Arc<dyn Hsm>,
     config: AuditConfig,
 ) -> anyhow::Result<BenchReport> {
-    let store = crate::store::open(url, 4).await?;
+    let store = posgate_store::open(url, 4).await?;
     store.migrate().await?;
     let date = NaiveDate::from_ymd_opt(2026, 11, 23).expect("a date");
     let created_at = DateTime::parse_from_rfc3339("2026-11-23T03:00:00Z")?.with_timezone(&Utc);

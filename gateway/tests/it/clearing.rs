@@ -507,7 +507,7 @@ async fn scheduler_closes_ended_days_once_under_one_lock() {
         if backend == Backend::Postgres {
             let held = store.try_clearing_lock().await.unwrap();
             assert!(held.is_some());
-            let second = posgate_gateway::store::open(&db.url, 2).await.unwrap();
+            let second = posgate_store::open(&db.url, 2).await.unwrap();
             assert!(second.try_clearing_lock().await.unwrap().is_none());
             drop(held);
         }

@@ -15,9 +15,9 @@ use posgate_core::model::clock::ManualClock;
 use posgate_core::ports::db::Database;
 use posgate_gateway::access::Identity;
 use posgate_gateway::server::{self, RunningServer};
-use posgate_gateway::store;
 use posgate_gateway::tls::{DevPki, client_tls_as};
 use posgate_proto::v1 as pb;
+use posgate_store as store;
 use tonic::transport::Channel;
 
 /// Which database a test runs on.

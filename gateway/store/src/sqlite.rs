@@ -19,12 +19,10 @@ use super::SqlxResultExt as _;
 use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
-use super::audit::{define_audit_reads, define_chain_append};
-use super::bill_online::define_bill_store;
-use super::clearing::{ClearingLock, define_clearing_store, define_open_business_date};
-use super::recon::{define_exceptions_read, define_recon};
-use super::wallet::define_wallet_store;
-use super::write::{define_apply_card_write, define_apply_write, define_reads};
+use super::clearing::ClearingLock;
+
+/// The store's statements on this backend.
+type Sql = super::backend::Statements<sqlx::Sqlite>;
 use super::{
     BillWrite, CardWrite, Database, StoreError, WalletWrite, WriteOutcome, WriteRequest, migrate,
 };
@@ -71,13 +69,13 @@ enum Done {
 
 /// SQLite store: a read pool and a channel to the writer task.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
+pub struct SqliteDatabase {
     reads: SqlitePool,
     writes: mpsc::Sender<(Job, Reply)>,
     options: SqliteConnectOptions,
 }
 
-impl SqliteStore {
+impl SqliteDatabase {
     /// Opens (creating if missing) the database at a `sqlite:` URL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
@@ -166,22 +164,24 @@ async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, Store
     let mut chain = Vec::new();
     let outcome = match job {
         Job::Write(request) => {
-            let outcome = apply_write(conn, request, &mut chain).await;
+            let outcome = Sql::apply_write(conn, request, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::Card(write) => {
-            let outcome = apply_card_write(conn, write, &mut chain).await;
+            let outcome = Sql::apply_card_write(conn, write, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::Wallet(write) => {
-            let outcome = apply_wallet_write(conn, write, &mut chain).await;
+            let outcome = Sql::apply_wallet_write(conn, write, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
         Job::Bill(write) => {
-            let outcome = apply_bill_write(conn, write, &mut chain).await;
+            let outcome = Sql::apply_bill_write(conn, write, &mut chain).await;
             applied(conn, outcome, &chain).await
         }
-        Job::AuditRead(content) => append_chain_entry(conn, content).await.map(Done::Appended),
+        Job::AuditRead(content) => Sql::append_chain_entry(conn, content)
+            .await
+            .map(Done::Appended),
     };
     if !matches!(
         outcome,
@@ -206,26 +206,14 @@ async fn applied(
     chain: &[EntryContent],
 ) -> Result<Done, StoreError> {
     if matches!(outcome, Ok(WriteOutcome::Written)) {
-        append_chain_entries(conn, chain).await?;
+        Sql::append_chain_entries(conn, chain).await?;
     }
     outcome.map(Done::Write)
 }
 
-// SQLite has one writer at a time: a close (BEGIN IMMEDIATE) and the writer
-// task's batches are serialized by the database itself, so no guard is needed.
-define_open_business_date!(SqliteConnection, None::<&str>);
-define_clearing_store!(
-    SqliteStore,
-    reads,
-    "BEGIN IMMEDIATE",
-    None::<&str>,
-    sqlite_clearing_lock,
-    sqlite_day_lines
-);
-
 /// One process owns a SQLite file, so the scheduled run needs no lock.
 #[allow(clippy::unused_async)]
-async fn sqlite_clearing_lock(_store: &SqliteStore) -> Result<Option<ClearingLock>, StoreError> {
+async fn sqlite_clearing_lock(_store: &SqliteDatabase) -> Result<Option<ClearingLock>, StoreError> {
     Ok(Some(Box::new(super::clearing::NoLock)))
 }
 
@@ -242,13 +230,13 @@ const DAY_LINE_BATCHES_AHEAD: usize = 4;
 /// hand-offs cost several times what SQLite itself does. An in-memory
 /// database is visible only to the pool's connections, so it uses the pool.
 fn sqlite_day_lines(
-    store: &SqliteStore,
+    store: &SqliteDatabase,
     date: chrono::NaiveDate,
 ) -> futures::stream::BoxStream<'_, Result<super::clearing::DayLine, StoreError>> {
     use futures::StreamExt as _;
     let path = store.options.get_filename().to_path_buf();
     if !path.is_file() {
-        return store.sqlx_day_lines(date);
+        return Sql::sqlx_day_lines(&store.reads, date);
     }
     let (batches, received) = mpsc::channel(DAY_LINE_BATCHES_AHEAD);
     tokio::task::spawn_blocking(move || {
@@ -307,19 +295,8 @@ fn read_day_lines(
     Ok(())
 }
 
-define_apply_write!(SqliteConnection);
-define_apply_card_write!(SqliteConnection);
-define_chain_append!(SqliteConnection, false);
-define_wallet_store!(SqliteConnection, SqliteStore, reads);
-super::reload::define_reload_store!(SqliteStore, reads, sqlx::sqlite::SqliteRow);
-define_bill_store!(SqliteConnection, SqliteStore, reads);
-define_reads!(SqliteStore, reads);
-super::stan::define_stan_store!(SqliteStore, reads);
-define_audit_reads!(SqliteStore, reads, None::<&str>);
-define_recon!(SqliteConnection);
-
 #[async_trait::async_trait]
-impl super::ReconStore for SqliteStore {
+impl super::ReconStore for SqliteDatabase {
     /// On its own connection, beside the writer task: an acknowledgement is
     /// a rare, possibly large write that should not sit in a group commit.
     async fn store_ack(&self, ack: super::NewAck<'_>) -> Result<super::AckOutcome, StoreError> {
@@ -328,7 +305,7 @@ impl super::ReconStore for SqliteStore {
             .execute(&mut conn)
             .await
             .db()?;
-        let outcome = apply_ack(&mut conn, &ack).await;
+        let outcome = Sql::apply_ack(&mut conn, &ack).await;
         let end = if matches!(outcome, Ok(super::AckOutcome::Stored(_))) {
             "COMMIT"
         } else {
@@ -343,12 +320,11 @@ impl super::ReconStore for SqliteStore {
         business_date: Option<chrono::NaiveDate>,
         partner: Option<&str>,
     ) -> Result<Vec<super::StoredException>, StoreError> {
-        read_exceptions(&self.reads, business_date, partner).await
+        Sql::read_exceptions(&self.reads, business_date, partner).await
     }
 }
-define_exceptions_read!(SqlitePool);
 
-impl SqliteStore {
+impl SqliteDatabase {
     /// Hands a job to the writer task and waits for its outcome.
     async fn submit(&self, job: Job) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -371,7 +347,7 @@ impl SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl Database for SqliteStore {
+impl Database for SqliteDatabase {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = SqliteConnection::connect_with(&self.options).await.db()?;
         // Some migrations rebuild a table that others reference, which SQLite
@@ -420,7 +396,7 @@ impl Database for SqliteStore {
                     "applied sqlite migration"
                 );
             }
-            let chained = backfill_events(&mut conn).await?;
+            let chained = Sql::backfill_events(&mut conn).await?;
             if chained > 0 {
                 tracing::info!(
                     chained,
@@ -463,9 +439,9 @@ impl Database for SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl AuditStore for SqliteStore {
+impl AuditStore for SqliteDatabase {
     async fn chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
-        self.audit_chain_head().await
+        Sql::audit_chain_head(&self.reads).await
     }
 
     async fn chain_entries(
@@ -474,18 +450,18 @@ impl AuditStore for SqliteStore {
         to: i64,
         limit: i64,
     ) -> Result<Vec<ChainEntry>, StoreError> {
-        self.audit_chain_entries(from, to, limit).await
+        Sql::audit_chain_entries(&self.reads, from, to, limit).await
     }
 
     async fn sequence_of_hash(&self, hash: &[u8]) -> Result<Option<i64>, StoreError> {
-        self.audit_sequence_of_hash(hash).await
+        Sql::audit_sequence_of_hash(&self.reads, hash).await
     }
 
     async fn transaction_entries(
         &self,
         transaction_id: &str,
     ) -> Result<Vec<ChainEntry>, StoreError> {
-        self.audit_transaction_entries(transaction_id).await
+        Sql::audit_transaction_entries(&self.reads, transaction_id).await
     }
 
     async fn append_audit_read(&self, content: EntryContent) -> Result<i64, StoreError> {
@@ -498,7 +474,7 @@ impl AuditStore for SqliteStore {
     }
 
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
-        self.audit_insert_checkpoint(checkpoint).await
+        Sql::audit_insert_checkpoint(&self.reads, checkpoint).await
     }
 
     async fn checkpoints(
@@ -507,11 +483,11 @@ impl AuditStore for SqliteStore {
         to: i64,
         limit: i64,
     ) -> Result<Vec<Checkpoint>, StoreError> {
-        self.audit_checkpoints(from, to, limit).await
+        Sql::audit_checkpoints(&self.reads, from, to, limit).await
     }
 
     async fn latest_checkpoint(&self, sequence: i64) -> Result<Option<Checkpoint>, StoreError> {
-        self.audit_latest_checkpoint(sequence).await
+        Sql::audit_latest_checkpoint(&self.reads, sequence).await
     }
 
     async fn search_transactions(
@@ -521,7 +497,7 @@ impl AuditStore for SqliteStore {
         after: i64,
         limit: i64,
     ) -> Result<Vec<TransactionRow>, StoreError> {
-        self.audit_search(filter, as_of, after, limit).await
+        Sql::audit_search(&self.reads, filter, as_of, after, limit).await
     }
 
     async fn transaction_row(
@@ -529,7 +505,7 @@ impl AuditStore for SqliteStore {
         id: &str,
         as_of: i64,
     ) -> Result<Option<TransactionRow>, StoreError> {
-        self.audit_transaction_row(id, as_of).await
+        Sql::audit_transaction_row(&self.reads, id, as_of).await
     }
 
     /// One process owns a SQLite file: the sealer needs no lock.
@@ -543,7 +519,7 @@ impl AuditStore for SqliteStore {
             .execute(&mut conn)
             .await
             .db()?;
-        let outcome = backfill_events(&mut conn).await;
+        let outcome = Sql::backfill_events(&mut conn).await;
         let end = if outcome.is_ok() {
             "COMMIT"
         } else {
@@ -551,5 +527,291 @@ impl AuditStore for SqliteStore {
         };
         sqlx::query(end).execute(&mut conn).await.db()?;
         outcome
+    }
+}
+
+#[async_trait::async_trait]
+impl super::stan::StanStore for SqliteDatabase {
+    async fn allocate_stans(
+        &self,
+        institution_id: &str,
+        day: chrono::NaiveDate,
+        count: u32,
+    ) -> Result<std::ops::Range<u32>, StoreError> {
+        Sql::allocate_stans(&self.reads, institution_id, day, count).await
+    }
+
+    async fn saf_set_stan(&self, id: i64, stan: &str) -> Result<String, StoreError> {
+        Sql::saf_set_stan(&self.reads, id, stan).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::BillReads for SqliteDatabase {
+    async fn stale_bill_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::TransactionRecord>, StoreError> {
+        Sql::stale_bill_in_progress(&self.reads, before, limit).await
+    }
+
+    async fn bill_saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::BillSafItem>, StoreError> {
+        Sql::bill_saf_due(&self.reads, now, limit).await
+    }
+
+    async fn bill_saf_open(&self) -> Result<i64, StoreError> {
+        Sql::bill_saf_open(&self.reads).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::WalletReads for SqliteDatabase {
+    async fn wallet_transaction(
+        &self,
+        id: &str,
+    ) -> Result<Option<super::WalletRecord>, super::StoreError> {
+        Sql::wallet_transaction(&self.reads, id).await
+    }
+
+    async fn wallet_by_request(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<super::WalletRecord>, super::StoreError> {
+        Sql::wallet_by_request(&self.reads, key).await
+    }
+
+    async fn wallet_refund_ids(&self, original_id: &str) -> Result<Vec<String>, super::StoreError> {
+        Sql::wallet_refund_ids(&self.reads, original_id).await
+    }
+
+    async fn stale_wallet_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::WalletRecord>, super::StoreError> {
+        Sql::stale_wallet_in_progress(&self.reads, before, limit).await
+    }
+
+    async fn wallet_saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::WalletSafItem>, super::StoreError> {
+        Sql::wallet_saf_due(&self.reads, now, limit).await
+    }
+
+    async fn wallet_saf_open(&self) -> Result<i64, super::StoreError> {
+        Sql::wallet_saf_open(&self.reads).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Reads for SqliteDatabase {
+    async fn answer(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<posgate_core::model::StoredAnswer>, super::StoreError> {
+        Sql::answer(&self.reads, key).await
+    }
+
+    async fn transaction(
+        &self,
+        store_id: &str,
+        id: &str,
+    ) -> Result<Option<super::TransactionRecord>, super::StoreError> {
+        Sql::transaction(&self.reads, store_id, id).await
+    }
+
+    async fn settlement_lines(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<super::SettlementLine>, super::StoreError> {
+        Sql::settlement_lines(&self.reads, transaction_id).await
+    }
+
+    async fn events(&self, transaction_id: &str) -> Result<Vec<super::Event>, super::StoreError> {
+        Sql::events(&self.reads, transaction_id).await
+    }
+
+    async fn purge_expired_keys(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, super::StoreError> {
+        Sql::purge_expired_keys(&self.reads, now).await
+    }
+
+    async fn row_counts(&self) -> Result<super::RowCounts, super::StoreError> {
+        Sql::row_counts(&self.reads).await
+    }
+
+    async fn card_transaction(
+        &self,
+        id: &str,
+    ) -> Result<Option<super::CardRecord>, super::StoreError> {
+        Sql::card_transaction(&self.reads, id).await
+    }
+
+    async fn card_by_request(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<super::CardRecord>, super::StoreError> {
+        Sql::card_by_request(&self.reads, key).await
+    }
+
+    async fn refund_ids(&self, original_id: &str) -> Result<Vec<String>, super::StoreError> {
+        Sql::refund_ids(&self.reads, original_id).await
+    }
+
+    async fn stale_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::CardRecord>, super::StoreError> {
+        Sql::stale_in_progress(&self.reads, before, limit).await
+    }
+
+    async fn expired_authorizations(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::CardRecord>, super::StoreError> {
+        Sql::expired_authorizations(&self.reads, now, limit).await
+    }
+
+    async fn saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::SafItem>, super::StoreError> {
+        Sql::saf_due(&self.reads, now, limit).await
+    }
+
+    async fn saf_retry(
+        &self,
+        id: i64,
+        next_attempt_at: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> Result<(), super::StoreError> {
+        Sql::saf_retry(&self.reads, id, next_attempt_at, error).await
+    }
+
+    async fn saf_open(&self) -> Result<i64, super::StoreError> {
+        Sql::saf_open(&self.reads).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::ReloadStore for SqliteDatabase {
+    async fn insert_link(
+        &self,
+        link: &super::CardLink,
+        answer: &super::AnsweredKey,
+    ) -> Result<super::LinkWrite, super::StoreError> {
+        Sql::insert_link(&self.reads, link, answer).await
+    }
+
+    async fn unlink(
+        &self,
+        link_id: &str,
+        reason: &str,
+        answer: &super::AnsweredKey,
+    ) -> Result<super::LinkWrite, super::StoreError> {
+        Sql::unlink(&self.reads, link_id, reason, answer).await
+    }
+
+    async fn active_link(
+        &self,
+        wallet_operator_id: &str,
+        wallet_ref: &str,
+    ) -> Result<Option<super::CardLink>, super::StoreError> {
+        Sql::active_link(&self.reads, wallet_operator_id, wallet_ref).await
+    }
+
+    async fn card_link(&self, link_id: &str) -> Result<Option<super::CardLink>, super::StoreError> {
+        Sql::card_link(&self.reads, link_id).await
+    }
+
+    async fn put_saga(&self, saga: &super::Saga) -> Result<(), super::StoreError> {
+        Sql::put_saga(&self.reads, saga).await
+    }
+
+    async fn saga(&self, saga_id: &str) -> Result<Option<super::Saga>, super::StoreError> {
+        Sql::saga(&self.reads, saga_id).await
+    }
+
+    async fn saga_of_step(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Option<super::Saga>, super::StoreError> {
+        Sql::saga_of_step(&self.reads, transaction_id).await
+    }
+
+    async fn open_sagas(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::Saga>, super::StoreError> {
+        Sql::open_sagas(&self.reads, before, limit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::clearing::ClearingStore for SqliteDatabase {
+    async fn close_day(
+        &self,
+        date: chrono::NaiveDate,
+        files_created_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<super::clearing::ClosedDay, StoreError> {
+        Sql::close_day(&self.reads, date, files_created_at, now).await
+    }
+
+    async fn reopen_day(&self, date: chrono::NaiveDate) -> Result<(), StoreError> {
+        Sql::reopen_day(&self.reads, date).await
+    }
+
+    async fn closed_day(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Option<super::clearing::ClosedDay>, StoreError> {
+        Sql::closed_day(&self.reads, date).await
+    }
+
+    async fn day_totals(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<super::clearing::PartyTotal>, StoreError> {
+        Sql::day_totals(&self.reads, date).await
+    }
+
+    fn day_lines(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> futures::stream::BoxStream<'_, Result<super::clearing::DayLine, StoreError>> {
+        sqlite_day_lines(self, date)
+    }
+
+    async fn day_files(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<super::clearing::FileRecord>, StoreError> {
+        Sql::day_files(&self.reads, date).await
+    }
+
+    async fn register_files(
+        &self,
+        date: chrono::NaiveDate,
+        files: &[super::clearing::FileRecord],
+    ) -> Result<(), StoreError> {
+        Sql::register_files(&self.reads, date, files).await
+    }
+
+    async fn try_clearing_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
+        sqlite_clearing_lock(self).await
     }
 }

@@ -22,12 +22,10 @@ use super::SqlxResultExt as _;
 use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
-use super::audit::{define_audit_reads, define_chain_append};
-use super::clearing::{
-    ClearingLock, HeldLock, SCHEDULE_LOCK_KEY, define_clearing_store, define_open_business_date,
-};
-use super::recon::{define_exceptions_read, define_recon};
-use super::write::{define_apply_card_write, define_apply_write, define_reads};
+use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY};
+
+/// The store's statements on this backend.
+type Sql = super::backend::Statements<sqlx::Postgres>;
 use super::{CardWrite, Database, StoreError, WriteOutcome, WriteRequest, migrate};
 
 /// How long a request waits for a pooled connection before failing; beyond
@@ -39,18 +37,23 @@ const MIGRATION_LOCK_KEY: i32 = 0x706d_6967;
 /// Key of the advisory lock of the audit sealer: one instance signs
 /// checkpoints at a time ("seal" in ASCII).
 const SEAL_LOCK_KEY: i32 = 0x7365_616c;
-/// The second half of every advisory lock key: the schema the connection
-/// works in. Advisory locks are per database, so without it two deployments
-/// (or two test schemas) in one database would contend for each other's locks.
-macro_rules! schema_scoped_lock {
-    ($function:literal) => {
-        concat!(
-            "SELECT ",
-            $function,
-            "($1, hashtext(COALESCE(current_schema(), '')))"
-        )
-    };
-}
+// The second half of every advisory lock key is the schema the connection
+// works in. Advisory locks are per database, so without it two deployments
+// (or two test schemas) in one database would contend for each other's locks.
+// `$1` is the first half, one of the `*_LOCK_KEY` constants.
+
+/// Takes a transaction-scoped advisory lock exclusive (migrations, a day's close).
+pub(crate) const XACT_LOCK: &str =
+    "SELECT pg_advisory_xact_lock($1, hashtext(COALESCE(current_schema(), '')))";
+/// Takes a transaction-scoped advisory lock shared (writes beside a close).
+pub(crate) const XACT_LOCK_SHARED: &str =
+    "SELECT pg_advisory_xact_lock_shared($1, hashtext(COALESCE(current_schema(), '')))";
+/// Tries a session advisory lock; `true` when taken.
+const TRY_SESSION_LOCK: &str =
+    "SELECT pg_try_advisory_lock($1, hashtext(COALESCE(current_schema(), '')))";
+/// Releases a session advisory lock.
+const SESSION_UNLOCK: &str =
+    "SELECT pg_advisory_unlock($1, hashtext(COALESCE(current_schema(), '')))";
 
 /// Writer tasks, each committing one batch at a time on its own pooled
 /// connection: enough to overlap one batch's statements with another's
@@ -69,12 +72,12 @@ type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Job, Reply)>>>;
 /// PostgreSQL store over a connection pool, with writer tasks that group
 /// concurrent writes into one transaction (group commit).
 #[derive(Debug, Clone)]
-pub struct PostgresStore {
+pub struct PostgresDatabase {
     pool: PgPool,
     writes: mpsc::Sender<(Job, Reply)>,
 }
 
-impl PostgresStore {
+impl PostgresDatabase {
     /// Connects a pool to a `postgres:` URL.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         Self::connect_with(PgConnectOptions::from_str(url).db()?, max_connections).await
@@ -110,22 +113,9 @@ impl PostgresStore {
     }
 }
 
-// Writes take the close lock shared, a close takes it exclusive: a close
-// waits for the writes in flight, and every write after it sees the day closed.
-define_open_business_date!(
-    sqlx::PgConnection,
-    Some(schema_scoped_lock!("pg_advisory_xact_lock_shared"))
-);
-define_clearing_store!(
-    PostgresStore,
-    pool,
-    "BEGIN",
-    Some(schema_scoped_lock!("pg_advisory_xact_lock")),
-    postgres_clearing_lock,
-    PostgresStore::sqlx_day_lines
-);
-
-async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<ClearingLock>, StoreError> {
+async fn postgres_clearing_lock(
+    store: &PostgresDatabase,
+) -> Result<Option<ClearingLock>, StoreError> {
     try_session_lock(&store.pool, SCHEDULE_LOCK_KEY).await
 }
 
@@ -133,7 +123,7 @@ async fn postgres_clearing_lock(store: &PostgresStore) -> Result<Option<Clearing
 /// of the pool, or `None` when another instance holds it.
 async fn try_session_lock(pool: &PgPool, key: i32) -> Result<Option<ClearingLock>, StoreError> {
     let mut conn = pool.acquire().await.db()?.detach();
-    let locked: bool = sqlx::query_scalar(schema_scoped_lock!("pg_try_advisory_lock"))
+    let locked: bool = sqlx::query_scalar(TRY_SESSION_LOCK)
         .bind(key)
         .fetch_one(&mut conn)
         .await
@@ -153,7 +143,7 @@ impl HeldLock for SessionLock {
     /// the closed connection, then closes the connection.
     async fn release(self: Box<Self>) {
         let SessionLock { mut conn, key } = *self;
-        if let Err(error) = sqlx::query(schema_scoped_lock!("pg_advisory_unlock"))
+        if let Err(error) = sqlx::query(SESSION_UNLOCK)
             .bind(key)
             .execute(&mut conn)
             .await
@@ -164,27 +154,12 @@ impl HeldLock for SessionLock {
     }
 }
 
-define_apply_write!(sqlx::PgConnection);
-define_apply_card_write!(sqlx::PgConnection);
-define_chain_append!(sqlx::PgConnection, true);
-super::wallet::define_wallet_store!(sqlx::PgConnection, PostgresStore, pool);
-super::reload::define_reload_store!(PostgresStore, pool, sqlx::postgres::PgRow);
-super::bill_online::define_bill_store!(sqlx::PgConnection, PostgresStore, pool);
-define_reads!(PostgresStore, pool);
-super::stan::define_stan_store!(PostgresStore, pool);
-define_audit_reads!(
-    PostgresStore,
-    pool,
-    Some("SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0")
-);
-define_recon!(sqlx::PgConnection);
-
 #[async_trait::async_trait]
-impl super::ReconStore for PostgresStore {
+impl super::ReconStore for PostgresDatabase {
     async fn store_ack(&self, ack: super::NewAck<'_>) -> Result<super::AckOutcome, StoreError> {
         let mut conn = self.pool.acquire().await.db()?;
         let mut tx = conn.begin().await.db()?;
-        let outcome = apply_ack(&mut tx, &ack).await?;
+        let outcome = Sql::apply_ack(&mut tx, &ack).await?;
         if matches!(outcome, super::AckOutcome::Stored(_)) {
             tx.commit().await.db()?;
         }
@@ -196,18 +171,17 @@ impl super::ReconStore for PostgresStore {
         business_date: Option<chrono::NaiveDate>,
         partner: Option<&str>,
     ) -> Result<Vec<super::StoredException>, StoreError> {
-        read_exceptions(&self.pool, business_date, partner).await
+        Sql::read_exceptions(&self.pool, business_date, partner).await
     }
 }
-define_exceptions_read!(PgPool);
 
 #[async_trait::async_trait]
-impl Database for PostgresStore {
+impl Database for PostgresDatabase {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.db()?;
         let mut tx = conn.begin().await.db()?;
         // A transaction-scoped advisory lock: instances starting together migrate one at a time.
-        sqlx::query(schema_scoped_lock!("pg_advisory_xact_lock"))
+        sqlx::query(XACT_LOCK)
             .bind(MIGRATION_LOCK_KEY)
             .execute(&mut *tx)
             .await
@@ -237,7 +211,7 @@ impl Database for PostgresStore {
                 "applied postgres migration"
             );
         }
-        let chained = backfill_events(&mut tx).await?;
+        let chained = Sql::backfill_events(&mut tx).await?;
         if chained > 0 {
             tracing::info!(
                 chained,
@@ -342,7 +316,7 @@ async fn commit_batch(
             .db()?;
         outcomes.push(outcome);
     }
-    append_chain_entries(&mut tx, &chain).await?;
+    Sql::append_chain_entries(&mut tx, &chain).await?;
     tx.commit().await.db()?;
     Ok(outcomes)
 }
@@ -363,10 +337,10 @@ async fn apply(
     chain: &mut Vec<EntryContent>,
 ) -> Result<WriteOutcome, StoreError> {
     match job {
-        Job::Write(request) => apply_write(conn, request, chain).await,
-        Job::Card(write) => apply_card_write(conn, write, chain).await,
-        Job::Wallet(write) => apply_wallet_write(conn, write, chain).await,
-        Job::Bill(write) => apply_bill_write(conn, write, chain).await,
+        Job::Write(request) => Sql::apply_write(conn, request, chain).await,
+        Job::Card(write) => Sql::apply_card_write(conn, write, chain).await,
+        Job::Wallet(write) => Sql::apply_wallet_write(conn, write, chain).await,
+        Job::Bill(write) => Sql::apply_bill_write(conn, write, chain).await,
     }
 }
 
@@ -377,7 +351,7 @@ async fn write_alone(pool: &PgPool, job: &Job) -> Result<WriteOutcome, StoreErro
     let mut chain = Vec::new();
     let outcome = apply(&mut tx, job, &mut chain).await?;
     if outcome == WriteOutcome::Written {
-        append_chain_entries(&mut tx, &chain).await?;
+        Sql::append_chain_entries(&mut tx, &chain).await?;
         tx.commit().await.db()?;
     } else {
         tx.rollback().await.db()?;
@@ -386,9 +360,9 @@ async fn write_alone(pool: &PgPool, job: &Job) -> Result<WriteOutcome, StoreErro
 }
 
 #[async_trait::async_trait]
-impl AuditStore for PostgresStore {
+impl AuditStore for PostgresDatabase {
     async fn chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
-        self.audit_chain_head().await
+        Sql::audit_chain_head(&self.pool).await
     }
 
     async fn chain_entries(
@@ -397,29 +371,29 @@ impl AuditStore for PostgresStore {
         to: i64,
         limit: i64,
     ) -> Result<Vec<ChainEntry>, StoreError> {
-        self.audit_chain_entries(from, to, limit).await
+        Sql::audit_chain_entries(&self.pool, from, to, limit).await
     }
 
     async fn sequence_of_hash(&self, hash: &[u8]) -> Result<Option<i64>, StoreError> {
-        self.audit_sequence_of_hash(hash).await
+        Sql::audit_sequence_of_hash(&self.pool, hash).await
     }
 
     async fn transaction_entries(
         &self,
         transaction_id: &str,
     ) -> Result<Vec<ChainEntry>, StoreError> {
-        self.audit_transaction_entries(transaction_id).await
+        Sql::audit_transaction_entries(&self.pool, transaction_id).await
     }
 
     async fn append_audit_read(&self, content: EntryContent) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.db()?;
-        let sequence = append_chain_entry(&mut tx, &content).await?;
+        let sequence = Sql::append_chain_entry(&mut tx, &content).await?;
         tx.commit().await.db()?;
         Ok(sequence)
     }
 
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
-        self.audit_insert_checkpoint(checkpoint).await
+        Sql::audit_insert_checkpoint(&self.pool, checkpoint).await
     }
 
     async fn checkpoints(
@@ -428,11 +402,11 @@ impl AuditStore for PostgresStore {
         to: i64,
         limit: i64,
     ) -> Result<Vec<Checkpoint>, StoreError> {
-        self.audit_checkpoints(from, to, limit).await
+        Sql::audit_checkpoints(&self.pool, from, to, limit).await
     }
 
     async fn latest_checkpoint(&self, sequence: i64) -> Result<Option<Checkpoint>, StoreError> {
-        self.audit_latest_checkpoint(sequence).await
+        Sql::audit_latest_checkpoint(&self.pool, sequence).await
     }
 
     async fn search_transactions(
@@ -442,7 +416,7 @@ impl AuditStore for PostgresStore {
         after: i64,
         limit: i64,
     ) -> Result<Vec<TransactionRow>, StoreError> {
-        self.audit_search(filter, as_of, after, limit).await
+        Sql::audit_search(&self.pool, filter, as_of, after, limit).await
     }
 
     async fn transaction_row(
@@ -450,7 +424,7 @@ impl AuditStore for PostgresStore {
         id: &str,
         as_of: i64,
     ) -> Result<Option<TransactionRow>, StoreError> {
-        self.audit_transaction_row(id, as_of).await
+        Sql::audit_transaction_row(&self.pool, id, as_of).await
     }
 
     /// The sealer's session advisory lock, as for the clearing schedule.
@@ -460,8 +434,294 @@ impl AuditStore for PostgresStore {
 
     async fn backfill_chain(&self) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.db()?;
-        let chained = backfill_events(&mut tx).await?;
+        let chained = Sql::backfill_events(&mut tx).await?;
         tx.commit().await.db()?;
         Ok(chained)
+    }
+}
+
+#[async_trait::async_trait]
+impl super::stan::StanStore for PostgresDatabase {
+    async fn allocate_stans(
+        &self,
+        institution_id: &str,
+        day: chrono::NaiveDate,
+        count: u32,
+    ) -> Result<std::ops::Range<u32>, StoreError> {
+        Sql::allocate_stans(&self.pool, institution_id, day, count).await
+    }
+
+    async fn saf_set_stan(&self, id: i64, stan: &str) -> Result<String, StoreError> {
+        Sql::saf_set_stan(&self.pool, id, stan).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::BillReads for PostgresDatabase {
+    async fn stale_bill_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::TransactionRecord>, StoreError> {
+        Sql::stale_bill_in_progress(&self.pool, before, limit).await
+    }
+
+    async fn bill_saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::BillSafItem>, StoreError> {
+        Sql::bill_saf_due(&self.pool, now, limit).await
+    }
+
+    async fn bill_saf_open(&self) -> Result<i64, StoreError> {
+        Sql::bill_saf_open(&self.pool).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::WalletReads for PostgresDatabase {
+    async fn wallet_transaction(
+        &self,
+        id: &str,
+    ) -> Result<Option<super::WalletRecord>, super::StoreError> {
+        Sql::wallet_transaction(&self.pool, id).await
+    }
+
+    async fn wallet_by_request(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<super::WalletRecord>, super::StoreError> {
+        Sql::wallet_by_request(&self.pool, key).await
+    }
+
+    async fn wallet_refund_ids(&self, original_id: &str) -> Result<Vec<String>, super::StoreError> {
+        Sql::wallet_refund_ids(&self.pool, original_id).await
+    }
+
+    async fn stale_wallet_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::WalletRecord>, super::StoreError> {
+        Sql::stale_wallet_in_progress(&self.pool, before, limit).await
+    }
+
+    async fn wallet_saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::WalletSafItem>, super::StoreError> {
+        Sql::wallet_saf_due(&self.pool, now, limit).await
+    }
+
+    async fn wallet_saf_open(&self) -> Result<i64, super::StoreError> {
+        Sql::wallet_saf_open(&self.pool).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Reads for PostgresDatabase {
+    async fn answer(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<posgate_core::model::StoredAnswer>, super::StoreError> {
+        Sql::answer(&self.pool, key).await
+    }
+
+    async fn transaction(
+        &self,
+        store_id: &str,
+        id: &str,
+    ) -> Result<Option<super::TransactionRecord>, super::StoreError> {
+        Sql::transaction(&self.pool, store_id, id).await
+    }
+
+    async fn settlement_lines(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<super::SettlementLine>, super::StoreError> {
+        Sql::settlement_lines(&self.pool, transaction_id).await
+    }
+
+    async fn events(&self, transaction_id: &str) -> Result<Vec<super::Event>, super::StoreError> {
+        Sql::events(&self.pool, transaction_id).await
+    }
+
+    async fn purge_expired_keys(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, super::StoreError> {
+        Sql::purge_expired_keys(&self.pool, now).await
+    }
+
+    async fn row_counts(&self) -> Result<super::RowCounts, super::StoreError> {
+        Sql::row_counts(&self.pool).await
+    }
+
+    async fn card_transaction(
+        &self,
+        id: &str,
+    ) -> Result<Option<super::CardRecord>, super::StoreError> {
+        Sql::card_transaction(&self.pool, id).await
+    }
+
+    async fn card_by_request(
+        &self,
+        key: &posgate_core::model::IdempotencyKey,
+    ) -> Result<Option<super::CardRecord>, super::StoreError> {
+        Sql::card_by_request(&self.pool, key).await
+    }
+
+    async fn refund_ids(&self, original_id: &str) -> Result<Vec<String>, super::StoreError> {
+        Sql::refund_ids(&self.pool, original_id).await
+    }
+
+    async fn stale_in_progress(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::CardRecord>, super::StoreError> {
+        Sql::stale_in_progress(&self.pool, before, limit).await
+    }
+
+    async fn expired_authorizations(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::CardRecord>, super::StoreError> {
+        Sql::expired_authorizations(&self.pool, now, limit).await
+    }
+
+    async fn saf_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::SafItem>, super::StoreError> {
+        Sql::saf_due(&self.pool, now, limit).await
+    }
+
+    async fn saf_retry(
+        &self,
+        id: i64,
+        next_attempt_at: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> Result<(), super::StoreError> {
+        Sql::saf_retry(&self.pool, id, next_attempt_at, error).await
+    }
+
+    async fn saf_open(&self) -> Result<i64, super::StoreError> {
+        Sql::saf_open(&self.pool).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::ReloadStore for PostgresDatabase {
+    async fn insert_link(
+        &self,
+        link: &super::CardLink,
+        answer: &super::AnsweredKey,
+    ) -> Result<super::LinkWrite, super::StoreError> {
+        Sql::insert_link(&self.pool, link, answer).await
+    }
+
+    async fn unlink(
+        &self,
+        link_id: &str,
+        reason: &str,
+        answer: &super::AnsweredKey,
+    ) -> Result<super::LinkWrite, super::StoreError> {
+        Sql::unlink(&self.pool, link_id, reason, answer).await
+    }
+
+    async fn active_link(
+        &self,
+        wallet_operator_id: &str,
+        wallet_ref: &str,
+    ) -> Result<Option<super::CardLink>, super::StoreError> {
+        Sql::active_link(&self.pool, wallet_operator_id, wallet_ref).await
+    }
+
+    async fn card_link(&self, link_id: &str) -> Result<Option<super::CardLink>, super::StoreError> {
+        Sql::card_link(&self.pool, link_id).await
+    }
+
+    async fn put_saga(&self, saga: &super::Saga) -> Result<(), super::StoreError> {
+        Sql::put_saga(&self.pool, saga).await
+    }
+
+    async fn saga(&self, saga_id: &str) -> Result<Option<super::Saga>, super::StoreError> {
+        Sql::saga(&self.pool, saga_id).await
+    }
+
+    async fn saga_of_step(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Option<super::Saga>, super::StoreError> {
+        Sql::saga_of_step(&self.pool, transaction_id).await
+    }
+
+    async fn open_sagas(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<super::Saga>, super::StoreError> {
+        Sql::open_sagas(&self.pool, before, limit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::clearing::ClearingStore for PostgresDatabase {
+    async fn close_day(
+        &self,
+        date: chrono::NaiveDate,
+        files_created_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<super::clearing::ClosedDay, StoreError> {
+        Sql::close_day(&self.pool, date, files_created_at, now).await
+    }
+
+    async fn reopen_day(&self, date: chrono::NaiveDate) -> Result<(), StoreError> {
+        Sql::reopen_day(&self.pool, date).await
+    }
+
+    async fn closed_day(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Option<super::clearing::ClosedDay>, StoreError> {
+        Sql::closed_day(&self.pool, date).await
+    }
+
+    async fn day_totals(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<super::clearing::PartyTotal>, StoreError> {
+        Sql::day_totals(&self.pool, date).await
+    }
+
+    fn day_lines(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> futures::stream::BoxStream<'_, Result<super::clearing::DayLine, StoreError>> {
+        Sql::sqlx_day_lines(&self.pool, date)
+    }
+
+    async fn day_files(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<super::clearing::FileRecord>, StoreError> {
+        Sql::day_files(&self.pool, date).await
+    }
+
+    async fn register_files(
+        &self,
+        date: chrono::NaiveDate,
+        files: &[super::clearing::FileRecord],
+    ) -> Result<(), StoreError> {
+        Sql::register_files(&self.pool, date, files).await
+    }
+
+    async fn try_clearing_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
+        postgres_clearing_lock(self).await
     }
 }

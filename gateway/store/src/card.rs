@@ -4,19 +4,17 @@ pub(crate) use posgate_core::ports::db::card::*;
 
 /// SQL of card writes and reads, shared by both backends.
 pub(super) mod sql {
+    use std::sync::LazyLock;
+
     /// The columns [`super::rows::card`] decodes, from `transactions t` joined
     /// with `card_payments c`.
-    macro_rules! card_columns {
-        () => {
-            "t.id, t.status, t.store_id, t.terminal_id, t.operator_id, t.client_request_id, \
+    pub const CARD_COLUMNS: &str = "t.id, t.status, t.store_id, t.terminal_id, t.operator_id, t.client_request_id, \
              t.partner_id, t.amount_minor, t.currency, t.business_date, t.created_at, t.updated_at, \
              c.card_type, c.route, c.masked_pan, c.pan_fingerprint, c.card_brand, c.entry_mode, \
              c.cardholder_verification, c.merchant_id, c.bank_terminal_id, c.stan, c.rrn, \
              c.transmitted_at, c.request_mti, c.response_code, c.approval_code, c.captured_minor, \
              c.refunded_minor, c.refund_reserved_minor, c.loyalty_points, c.loyalty_balance, \
-             c.original_transaction_id, c.pos_reference, c.authorization_expires_at, c.advice_pending"
-        };
-    }
+             c.original_transaction_id, c.pos_reference, c.authorization_expires_at, c.advice_pending";
 
     pub const ANSWER_KEY: &str = "UPDATE idempotency_keys SET response = $1, pending = $2 \
          WHERE store_id = $3 AND terminal_id = $4 AND client_request_id = $5 AND pending = $6";
@@ -51,41 +49,53 @@ pub(super) mod sql {
         "UPDATE saf_queue SET acked_at = $1 WHERE id = $2 AND acked_at IS NULL";
     pub const RETRY_SAF: &str = "UPDATE saf_queue SET attempts = attempts + 1, next_attempt_at = $1, \
          last_error = $2 WHERE id = $3 AND acked_at IS NULL";
-    pub const SELECT_CARD: &str = concat!(
-        "SELECT ",
-        card_columns!(),
-        " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id WHERE t.id = $1"
-    );
-    pub const SELECT_CARD_BY_REQUEST: &str = concat!(
-        "SELECT ",
-        card_columns!(),
-        " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id \
+    pub static SELECT_CARD: LazyLock<String> = LazyLock::new(|| {
+        [
+            "SELECT ",
+            CARD_COLUMNS,
+            " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id WHERE t.id = $1",
+        ]
+        .concat()
+    });
+    pub static SELECT_CARD_BY_REQUEST: LazyLock<String> = LazyLock::new(|| {
+        [
+            "SELECT ",
+            CARD_COLUMNS,
+            " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id \
          WHERE t.store_id = $1 AND t.terminal_id = $2 AND t.client_request_id = $3 \
-         AND t.kind = 'card_payment' ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
-    );
+         AND t.kind = 'card_payment' ORDER BY t.created_at DESC, t.id DESC LIMIT 1",
+        ]
+        .concat()
+    });
     pub const SELECT_REFUND_IDS: &str = "SELECT transaction_id FROM card_payments \
          WHERE original_transaction_id = $1 ORDER BY transaction_id";
-    pub const SELECT_STALE: &str = concat!(
-        "SELECT ",
-        card_columns!(),
-        " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id \
+    pub static SELECT_STALE: LazyLock<String> = LazyLock::new(|| {
+        [
+            "SELECT ",
+            CARD_COLUMNS,
+            " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id \
          WHERE t.kind = 'card_payment' AND t.status = 'in_progress' AND t.updated_at < $1 \
-         ORDER BY t.updated_at LIMIT $2"
-    );
-    pub const SELECT_EXPIRED_AUTHORIZATIONS: &str = concat!(
-        "SELECT ",
-        card_columns!(),
-        " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id \
+         ORDER BY t.updated_at LIMIT $2",
+        ]
+        .concat()
+    });
+    pub static SELECT_EXPIRED_AUTHORIZATIONS: LazyLock<String> = LazyLock::new(|| {
+        [
+            "SELECT ",
+            CARD_COLUMNS,
+            " FROM transactions t JOIN card_payments c ON c.transaction_id = t.id \
          WHERE t.kind = 'card_payment' AND t.status = 'authorized' \
-         AND c.authorization_expires_at < $1 ORDER BY c.authorization_expires_at LIMIT $2"
-    );
-    pub const SELECT_SAF_DUE: &str = concat!(
-        "SELECT q.id, q.kind, q.link_id, q.amount_minor, q.currency, q.attempts, q.stan, ",
-        card_columns!(),
+         AND c.authorization_expires_at < $1 ORDER BY c.authorization_expires_at LIMIT $2",
+        ]
+        .concat()
+    });
+    pub static SELECT_SAF_DUE: LazyLock<String> = LazyLock::new(|| {
+        ["SELECT q.id, q.kind, q.link_id, q.amount_minor, q.currency, q.attempts, q.stan, ",
+        CARD_COLUMNS,
         " FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
          JOIN card_payments c ON c.transaction_id = t.id \
-         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"
-    );
+         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"].concat()
+    });
     pub const COUNT_SAF_OPEN: &str = "SELECT count(*) FROM saf_queue WHERE acked_at IS NULL";
 }
 
@@ -93,10 +103,10 @@ pub(super) mod sql {
 pub(super) mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
-    use crate::store::SqlxResultExt as _;
+    use crate::SqlxResultExt as _;
 
     use super::{CardRecord, CardRouteKind, CardType, SafItem, SafKind};
-    use crate::store::{StoreError, TransactionStatus};
+    use crate::{StoreError, TransactionStatus};
 
     /// Decodes the card columns starting at column `at`.
     pub fn card<'r, R>(row: &'r R, at: usize) -> Result<CardRecord, StoreError>

@@ -1,8 +1,29 @@
-//! The transaction database's two sqlx backends (SQLite, the embedded
-//! default, and PostgreSQL) behind the core's port,
-//! [`posgate_core::ports::db::Database`].
+//! posgate's transaction database: the two sqlx backends (SQLite, the
+//! embedded default, and PostgreSQL) behind the core's port,
+//! [`posgate_core::ports::db::Database`]. [`open`] picks the backend from a
+//! database URL; the migrations are embedded from the top-level
+//! `migrations/` folder.
+//!
+//! # Layout
+//!
+//! - [`sqlite`](SqliteDatabase): the SQLite backend, one group-committing writer task and a read pool.
+//! - [`postgres`](PostgresDatabase): the PostgreSQL backend, a few group-committing writer tasks.
+//! - `backend`: the `Backend` trait (what differs between SQLite and PostgreSQL) and
+//!   `Statements<DB>`, the type every module's generic statements hang on.
+//! - `write`: the statements of one write request (bill, card) and the shared reads.
+//! - `migrate`: the embedded schema migrations and their bookkeeping table.
+//! - [`audit`]: the audit chain's append and reads (SQL side of the core's audit port).
+//! - [`bill_online`]: online bill payments' writes, stale and store-and-forward reads.
+//! - [`card`]: card payment statements and row decoding.
+//! - [`clearing`]: business-day close and reopen, day totals, the day's lines, clearing files.
+//! - [`recon`]: partner acknowledgements and reconciliation exceptions.
+//! - [`reload`]: wallet card links and the auto-reload saga.
+//! - [`stan`]: the per-terminal STAN counter.
+//! - [`wallet`]: wallet payment writes, reads and row decoding.
+//! - [`bench`](mod@bench): statements the gateway's audit bench seeder reuses.
 
 pub mod audit;
+mod backend;
 pub mod bill_online;
 pub mod card;
 pub mod clearing;
@@ -18,9 +39,17 @@ mod write;
 use std::sync::Arc;
 
 pub use migrate::MigrationError;
-pub(crate) use posgate_core::ports::db::*;
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+/// The port's types the backends name, imported once for every module.
+pub(crate) use posgate_core::ports::db::{
+    AckOutcome, AnsweredKey, BillDetail, BillReads, BillSafItem, BillWrite, CardChange, CardLink,
+    CardRecord, CardWrite, Change, Database, Event, KeyOp, LinkStatus, LinkWrite, NewAck,
+    NewSafItem, Reads, ReconStore, RefundAdjust, ReloadStore, RowCounts, SafItem, Saga, SagaKind,
+    SagaStep, SettlementLine, StatusChange, StoreError, StoredException, TransactionKind,
+    TransactionRecord, TransactionStatus, WalletChange, WalletReads, WalletRecord, WalletSafItem,
+    WalletWrite, WriteOutcome, WriteRequest, parse_kind,
+};
+pub use postgres::PostgresDatabase;
+pub use sqlite::SqliteDatabase;
 
 /// A sqlx failure as a [`StoreError`], classified here (the only place that
 /// knows sqlx) so callers match on [`StoreError::Unavailable`] rather than on
@@ -53,10 +82,10 @@ impl<T> SqlxResultExt<T> for Result<T, sqlx::Error> {
 /// missing) or `postgres:`/`postgresql:`.
 pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Database>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        Ok(Arc::new(SqliteDatabase::open(url).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(Arc::new(
-            PostgresStore::connect(url, max_connections).await?,
+            PostgresDatabase::connect(url, max_connections).await?,
         ))
     } else {
         Err(StoreError::UnknownUrl(url.to_owned()))
@@ -157,7 +186,7 @@ mod sql {
 mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
-    use crate::store::SqlxResultExt as _;
+    use crate::SqlxResultExt as _;
 
     use super::{
         BillDetail, Event, SettlementLine, StoreError, TransactionRecord, TransactionStatus,
@@ -261,4 +290,12 @@ mod rows {
             },
         })
     }
+}
+
+/// The statements the gateway's audit bench (`posgate audit bench`) runs on
+/// its own connection while it seeds a chain: it reads the events after a
+/// sequence and signs checkpoints over them. Exported so the bench reuses the
+/// store's SQL text rather than a copy of it.
+pub mod bench {
+    pub use crate::audit::sql::{INSERT_CHECKPOINT, SELECT_EVENTS_AFTER};
 }
