@@ -65,9 +65,9 @@ impl Backend for sqlx::Sqlite {
 }
 
 impl Backend for sqlx::Postgres {
-    const WRITE_GUARD: Option<&'static str> = Some(crate::postgres::XACT_LOCK_SHARED);
+    const WRITE_GUARD: Option<&'static str> = Some(XACT_LOCK_SHARED);
     const CLOSE_BEGIN: &'static str = "BEGIN";
-    const CLOSE_GUARD: Option<&'static str> = Some(crate::postgres::XACT_LOCK);
+    const CLOSE_GUARD: Option<&'static str> = Some(XACT_LOCK);
     const COMBINED_CHAIN_APPEND: bool = true;
     const SEARCH_PRELUDE: Option<&'static str> =
         Some("SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0");
@@ -97,3 +97,13 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
         self.rows_affected()
     }
 }
+
+// PostgreSQL's transaction-scoped advisory locks (see `postgres.rs` for the
+// session locks): the second half of the key is the connection's schema.
+
+/// Takes a transaction-scoped advisory lock exclusive (migrations, a day's close).
+pub(crate) const XACT_LOCK: &str =
+    "SELECT pg_advisory_xact_lock($1, hashtext(COALESCE(current_schema(), '')))";
+/// Takes a transaction-scoped advisory lock shared (writes beside a close).
+pub(crate) const XACT_LOCK_SHARED: &str =
+    "SELECT pg_advisory_xact_lock_shared($1, hashtext(COALESCE(current_schema(), '')))";

@@ -22,6 +22,7 @@ use super::SqlxResultExt as _;
 use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
+use super::backend::XACT_LOCK;
 use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY};
 
 /// The store's statements on this backend.
@@ -42,12 +43,6 @@ const SEAL_LOCK_KEY: i32 = 0x7365_616c;
 // (or two test schemas) in one database would contend for each other's locks.
 // `$1` is the first half, one of the `*_LOCK_KEY` constants.
 
-/// Takes a transaction-scoped advisory lock exclusive (migrations, a day's close).
-pub(crate) const XACT_LOCK: &str =
-    "SELECT pg_advisory_xact_lock($1, hashtext(COALESCE(current_schema(), '')))";
-/// Takes a transaction-scoped advisory lock shared (writes beside a close).
-pub(crate) const XACT_LOCK_SHARED: &str =
-    "SELECT pg_advisory_xact_lock_shared($1, hashtext(COALESCE(current_schema(), '')))";
 /// Tries a session advisory lock; `true` when taken.
 const TRY_SESSION_LOCK: &str =
     "SELECT pg_try_advisory_lock($1, hashtext(COALESCE(current_schema(), '')))";
