@@ -19,6 +19,9 @@ use super::service::BillService;
 use crate::ports::db::{BillSafItem, StoreError};
 use crate::worker::{retry_at, run_passes};
 
+/// The actor of the events this worker records.
+const SAF: crate::model::Actor = crate::model::Actor::Worker(crate::model::Worker::StoreAndForward);
+
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;
 /// How long past its longest call a notice must sit `in_progress` before
@@ -53,7 +56,7 @@ async fn recover(bills: &BillService) -> Result<(), StoreError> {
         let end =
             NoticeEnd::Unknown("the notice was cut off before its answer was recorded".to_owned());
         let outcome = bills
-            .record_notice_end(&record, &end, "saf", Vec::new())
+            .record_notice_end(&record, &end, &SAF.to_string(), Vec::new())
             .await?;
         tracing::warn!(transaction_id = %record.id, ?outcome, "recovered a cut-off bill notice: resolution queued");
     }
@@ -96,7 +99,7 @@ async fn resolve(bills: &BillService, item: BillSafItem) -> Result<(), StoreErro
         return bills.db().saf_retry(item.id, next, reason).await;
     }
     let outcome = bills
-        .record_notice_end(record, &end, "saf", vec![item.id])
+        .record_notice_end(record, &end, &SAF.to_string(), vec![item.id])
         .await?;
     tracing::info!(queue_id = item.id, transaction_id = %record.id, ?end, ?outcome, "bill notice resolved");
     Ok(())

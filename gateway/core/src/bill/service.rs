@@ -22,6 +22,7 @@ use super::checks::{ReadBill, SlipInput, check_fee, read_bill};
 use super::error::BillError;
 use super::online::{self, NoticeEnd, OnlineBiller, OnlineBillers, remote_amount_minor};
 use super::plan::{event, payment_lines, plan_cancel, plan_payment};
+use crate::model::Actor;
 use crate::model::bill::BillPayment;
 use crate::model::business_day::{BusinessCalendar, StoreConfig, format_date};
 use crate::model::clock::Clock;
@@ -574,7 +575,11 @@ impl BillService {
                 "bill_notice_sent",
                 None,
                 TransactionStatus::InProgress,
-                &format!("terminal:{}/{}", record.store_id, record.terminal_id),
+                &Actor::Terminal {
+                    store_id: record.store_id.clone(),
+                    terminal_id: record.terminal_id.clone(),
+                }
+                .to_string(),
                 format!("payment notice to biller {}", online.id),
             ),
             enqueue: Vec::new(),

@@ -8,6 +8,7 @@ use posgate_partners::bank::protocol::FinancialResponse;
 use super::iso::{BankOutcome, card_type_mti};
 use super::payments::{bank_terminal_id, card_lines, rrn_for};
 use super::saf::reversal_of;
+use crate::model::Actor;
 use crate::model::{IdempotencyKey, RequestContext};
 use crate::ports::db::{
     CardChange, CardRecord, CardRouteKind, CardType, CardUpdate, CardWrite, Event, KeyOp,
@@ -166,7 +167,7 @@ pub fn plan_outcome(
             event_type,
             Some(TransactionStatus::InProgress),
             settled.status,
-            "bank",
+            &Actor::Bank.to_string(),
             detail,
         ),
         enqueue,

@@ -23,6 +23,9 @@ use crate::ports::db::{
 };
 use crate::worker::{retry_at, run_passes};
 
+/// The actor of the events this worker records.
+const SAF: crate::model::Actor = crate::model::Actor::Worker(crate::model::Worker::StoreAndForward);
+
 /// Field 39 codes that say "not now" rather than "no": the entry is retried.
 const TRANSIENT_CODES: [&str; 2] = ["91", "96"];
 
@@ -143,7 +146,7 @@ pub fn reversal_of(record: &CardRecord, now: DateTime<Utc>) -> NewSafItem {
 
 /// The event of a change the worker makes (its actor is `saf`).
 fn event(kind: &str, from: TransactionStatus, to: TransactionStatus, detail: String) -> Event {
-    super::outcome::event(kind, Some(from), to, "saf", detail)
+    super::outcome::event(kind, Some(from), to, &SAF.to_string(), detail)
 }
 
 /// Sends one queue entry; records the acknowledgement or the retry.

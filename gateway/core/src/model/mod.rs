@@ -2,6 +2,7 @@
 //! database keeps (transactions, card and wallet payments, card links, the
 //! audit chain's entries, partners' acknowledgement files).
 
+pub mod actor;
 pub mod bill;
 pub mod business_day;
 pub mod card;
@@ -20,6 +21,7 @@ pub mod transaction;
 pub mod unknown;
 pub mod wallet;
 
+pub use actor::{Actor, Worker};
 pub use idempotency::{IdempotencyKey, RequestFingerprint, StoredAnswer};
 pub use party::Party;
 pub use request::{FieldViolation, RequestContext};

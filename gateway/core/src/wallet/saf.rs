@@ -24,6 +24,9 @@ use crate::ports::db::{
 };
 use crate::worker::{retry_at, run_passes};
 
+/// The actor of the events this worker records.
+const SAF: crate::model::Actor = crate::model::Actor::Worker(crate::model::Worker::StoreAndForward);
+
 /// Most queue entries taken per poll.
 const BATCH: i64 = 64;
 /// How long past its longest call a request must sit `in_progress` before
@@ -51,7 +54,7 @@ pub async fn poll(service: &WalletService) -> Result<(), StoreError> {
 
 /// An event of the worker.
 fn event(kind: &str, from: TransactionStatus, to: TransactionStatus, detail: String) -> Event {
-    Event::new(kind, Some(from), to, "saf", detail)
+    Event::new(kind, Some(from), to, &SAF.to_string(), detail)
 }
 
 /// Turns wallet requests stuck `in_progress` into `pending_reversal` with a
