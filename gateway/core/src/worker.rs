@@ -7,7 +7,29 @@
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use crate::model::transaction::{Event, TransactionStatus};
+use crate::model::{Actor, Worker};
 use crate::ports::db::StoreError;
+
+/// Queue entries (or stuck transactions) a store-and-forward pass takes at most.
+pub const SAF_BATCH: i64 = 64;
+
+/// How long a transaction may stay `in_progress` before a worker treats its
+/// request as cut off (crash, lost task) and recovers it.
+pub const RECOVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The actor of the events the store-and-forward workers record.
+pub const SAF_ACTOR: Actor = Actor::Worker(Worker::StoreAndForward);
+
+/// The event of a change a store-and-forward worker makes.
+pub fn saf_event(
+    kind: &str,
+    from: TransactionStatus,
+    to: TransactionStatus,
+    detail: String,
+) -> Event {
+    Event::new(kind, Some(from), to, &SAF_ACTOR.to_string(), detail)
+}
 
 /// How often a store-and-forward worker looks for due work.
 pub const SAF_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);

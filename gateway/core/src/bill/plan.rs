@@ -13,24 +13,6 @@ use crate::model::transaction::{
 use crate::model::{Party, RequestContext};
 use crate::ports::db::StatusChange;
 
-/// The event of a bill payment's state change: the one constructor every
-/// bill write uses.
-pub fn event(
-    kind: &str,
-    from: Option<TransactionStatus>,
-    to: TransactionStatus,
-    actor: &str,
-    detail: String,
-) -> Event {
-    Event {
-        event_type: kind.to_owned(),
-        from_status: from,
-        to_status: to,
-        actor: actor.to_owned(),
-        detail,
-    }
-}
-
 /// Everything a payment writes, planned before anything is stored.
 #[derive(Debug, Clone)]
 pub struct PlannedPayment {
@@ -79,7 +61,7 @@ pub fn plan_payment(
         },
     };
     let lines = payment_lines(&record);
-    let event = event(
+    let event = Event::new(
         "bill_paid",
         None,
         TransactionStatus::Paid,
@@ -172,7 +154,7 @@ pub fn plan_cancel(
         },
         record,
         lines,
-        event: event(
+        event: Event::new(
             "bill_cancelled",
             Some(TransactionStatus::Paid),
             TransactionStatus::Cancelled,

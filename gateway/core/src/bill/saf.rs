@@ -9,7 +9,6 @@
 //! stored under the POS's key, so the POS's retry gets the final answer.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use posgate_partners::wallet::api::TransactionState;
 use tokio::sync::watch;
@@ -17,16 +16,9 @@ use tokio::sync::watch;
 use super::online::{NoticeEnd, notify};
 use super::service::BillService;
 use crate::ports::db::{BillSafItem, StoreError};
+use crate::worker::{RECOVERY_GRACE, SAF_ACTOR, SAF_BATCH};
 use crate::worker::{retry_at, run_passes};
 
-/// The actor of the events this worker records.
-const SAF: crate::model::Actor = crate::model::Actor::Worker(crate::model::Worker::StoreAndForward);
-
-/// Most queue entries taken per poll.
-const BATCH: i64 = 64;
-/// How long past its longest call a notice must sit `in_progress` before
-/// the worker decides its caller is gone.
-const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 /// When an item names a biller no longer configured online, look again after this long.
 const UNKNOWN_BILLER_RETRY_S: i64 = 60;
 
@@ -39,7 +31,7 @@ pub async fn run(bills: Arc<BillService>, shutdown: watch::Receiver<bool>) {
 pub async fn poll(bills: &BillService) -> Result<(), StoreError> {
     recover(bills).await?;
     let now = bills.now();
-    let due = bills.db().bill_saf_due(now, BATCH).await?;
+    let due = bills.db().bill_saf_due(now, SAF_BATCH).await?;
     let deliveries = due.into_iter().map(|item| resolve(bills, item));
     for result in futures::future::join_all(deliveries).await {
         result?;
@@ -52,11 +44,11 @@ async fn recover(bills: &BillService) -> Result<(), StoreError> {
     let now = bills.now();
     let longest = bills.online().longest_call() + RECOVERY_GRACE;
     let before = now - chrono::Duration::from_std(longest).unwrap_or_default();
-    for record in bills.db().stale_bill_in_progress(before, BATCH).await? {
+    for record in bills.db().stale_bill_in_progress(before, SAF_BATCH).await? {
         let end =
             NoticeEnd::Unknown("the notice was cut off before its answer was recorded".to_owned());
         let outcome = bills
-            .record_notice_end(&record, &end, &SAF.to_string(), Vec::new())
+            .record_notice_end(&record, &end, &SAF_ACTOR.to_string(), Vec::new())
             .await?;
         tracing::warn!(transaction_id = %record.id, ?outcome, "recovered a cut-off bill notice: resolution queued");
     }
@@ -99,7 +91,7 @@ async fn resolve(bills: &BillService, item: BillSafItem) -> Result<(), StoreErro
         return bills.db().saf_retry(item.id, next, reason).await;
     }
     let outcome = bills
-        .record_notice_end(record, &end, &SAF.to_string(), vec![item.id])
+        .record_notice_end(record, &end, &SAF_ACTOR.to_string(), vec![item.id])
         .await?;
     tracing::info!(queue_id = item.id, transaction_id = %record.id, ?end, ?outcome, "bill notice resolved");
     Ok(())

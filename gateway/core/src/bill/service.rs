@@ -21,7 +21,7 @@ use super::BillerRegistry;
 use super::checks::{ReadBill, SlipInput, check_fee, read_bill};
 use super::error::BillError;
 use super::online::{self, NoticeEnd, OnlineBiller, OnlineBillers, remote_amount_minor};
-use super::plan::{event, payment_lines, plan_cancel, plan_payment};
+use super::plan::{payment_lines, plan_cancel, plan_payment};
 use crate::model::Actor;
 use crate::model::bill::BillPayment;
 use crate::model::business_day::{BusinessCalendar, StoreConfig, format_date};
@@ -571,7 +571,7 @@ impl BillService {
             change: Change::Create(Box::new(record.clone())),
             lines: Vec::new(),
             business_date: record.business_date,
-            event: event(
+            event: Event::new(
                 "bill_notice_sent",
                 None,
                 TransactionStatus::InProgress,
@@ -684,7 +684,7 @@ impl BillService {
             change: from_in_progress(record, to, now),
             lines,
             business_date: record.business_date,
-            event: event(kind, Some(TransactionStatus::InProgress), to, actor, detail),
+            event: Event::new(kind, Some(TransactionStatus::InProgress), to, actor, detail),
             enqueue,
             acked,
         };

@@ -163,7 +163,7 @@ pub fn plan_outcome(
         refund,
         lines,
         business_date: record.business_date,
-        event: event(
+        event: Event::new(
             event_type,
             Some(TransactionStatus::InProgress),
             settled.status,
@@ -217,17 +217,6 @@ fn approve(
         ),
         _ => (card_lines(record, record.amount_minor, "card_sale"), None),
     }
-}
-
-/// The event of a state change.
-pub(crate) fn event(
-    kind: &str,
-    from: Option<TransactionStatus>,
-    to: TransactionStatus,
-    actor: &str,
-    detail: String,
-) -> Event {
-    Event::new(kind, from, to, actor, detail)
 }
 
 #[cfg(test)]

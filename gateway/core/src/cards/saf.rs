@@ -18,22 +18,14 @@ use crate::model::IdempotencyKey;
 use crate::model::card::{CardTransaction, RefundResult};
 use crate::model::money::Currency;
 use crate::ports::db::{
-    CardChange, CardRecord, CardUpdate, CardWrite, Event, KeyOp, NewSafItem, RefundAdjust, SafItem,
+    CardChange, CardRecord, CardUpdate, CardWrite, KeyOp, NewSafItem, RefundAdjust, SafItem,
     SafKind, StoreError, TransactionStatus,
 };
+use crate::worker::{RECOVERY_GRACE, SAF_BATCH, saf_event};
 use crate::worker::{retry_at, run_passes};
-
-/// The actor of the events this worker records.
-const SAF: crate::model::Actor = crate::model::Actor::Worker(crate::model::Worker::StoreAndForward);
 
 /// Field 39 codes that say "not now" rather than "no": the entry is retried.
 const TRANSIENT_CODES: [&str; 2] = ["91", "96"];
-
-/// Most queue entries taken per poll.
-const BATCH: i64 = 64;
-/// How long past its bank timeout a request must sit `in_progress` before
-/// the worker decides its caller is gone.
-const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 
 /// Field 39 of an approval.
 const APPROVED: &str = "00";
@@ -49,7 +41,7 @@ pub async fn poll(cards: &CardService) -> Result<(), StoreError> {
     recover(cards).await?;
     expire(cards).await?;
     let now = cards.now();
-    let due = cards.db().saf_due(now, BATCH).await?;
+    let due = cards.db().saf_due(now, SAF_BATCH).await?;
     let deliveries = due.into_iter().map(|item| deliver(cards, item));
     for result in futures::future::join_all(deliveries).await {
         result?;
@@ -70,7 +62,7 @@ async fn recover(cards: &CardService) -> Result<(), StoreError> {
         .max()
         .unwrap_or(Duration::from_secs(30));
     let before = now - chrono::Duration::from_std(timeout + RECOVERY_GRACE).unwrap_or_default();
-    for record in cards.db().stale_in_progress(before, BATCH).await? {
+    for record in cards.db().stale_in_progress(before, SAF_BATCH).await? {
         let write = CardWrite {
             transaction_id: record.id.clone(),
             at: now,
@@ -85,7 +77,7 @@ async fn recover(cards: &CardService) -> Result<(), StoreError> {
             refund: None,
             lines: Vec::new(),
             business_date: record.business_date,
-            event: event(
+            event: saf_event(
                 "outcome_unknown",
                 TransactionStatus::InProgress,
                 TransactionStatus::PendingReversal,
@@ -104,7 +96,7 @@ async fn recover(cards: &CardService) -> Result<(), StoreError> {
 /// to release the hold at the bank.
 async fn expire(cards: &CardService) -> Result<(), StoreError> {
     let now = cards.now();
-    for record in cards.db().expired_authorizations(now, BATCH).await? {
+    for record in cards.db().expired_authorizations(now, SAF_BATCH).await? {
         let write = CardWrite {
             transaction_id: record.id.clone(),
             at: now,
@@ -119,7 +111,7 @@ async fn expire(cards: &CardService) -> Result<(), StoreError> {
             refund: None,
             lines: Vec::new(),
             business_date: record.business_date,
-            event: event(
+            event: saf_event(
                 "expired",
                 TransactionStatus::Authorized,
                 TransactionStatus::Expired,
@@ -142,11 +134,6 @@ pub fn reversal_of(record: &CardRecord, now: DateTime<Utc>) -> NewSafItem {
         currency: record.currency.clone(),
         next_attempt_at: now,
     }
-}
-
-/// The event of a change the worker makes (its actor is `saf`).
-fn event(kind: &str, from: TransactionStatus, to: TransactionStatus, detail: String) -> Event {
-    super::outcome::event(kind, Some(from), to, &SAF.to_string(), detail)
 }
 
 /// Sends one queue entry; records the acknowledgement or the retry.
@@ -319,7 +306,7 @@ async fn acknowledge(
         refund,
         lines: Vec::new(),
         business_date: record.business_date,
-        event: event(event_type, from, to, format!("bank answered {code}")),
+        event: saf_event(event_type, from, to, format!("bank answered {code}")),
         enqueue: Vec::new(),
         acked: vec![item.id],
     };

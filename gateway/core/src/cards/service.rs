@@ -18,7 +18,7 @@ use super::checks::{
     check_amount, check_capturable, check_card, check_refundable, refund_exceeds, void_lines,
 };
 use super::iso::{BankOutcome, Outgoing, original_data, send_financial};
-use super::outcome::{Draft, draft, event, plan_outcome};
+use super::outcome::{Draft, draft, plan_outcome};
 use super::payments::{Payments, card_lines, up_link};
 use super::saf::reversal_of;
 use crate::model::business_day::BusinessCalendar;
@@ -27,6 +27,7 @@ use crate::model::card::{CardTransaction, RefundResult};
 use crate::model::clock::Clock;
 use crate::model::idempotency::{Answered, FingerprintBuilder, differing_fields};
 use crate::model::money::Currency;
+use crate::model::transaction::Event;
 use crate::model::{IdempotencyKey, RequestContext, RequestFingerprint, StoredAnswer};
 use crate::ports::answers::CardAnswers;
 use crate::ports::db::{
@@ -312,7 +313,7 @@ impl CardService {
             refund: None,
             lines: card_lines(&record, amount, "card_capture"),
             business_date,
-            event: event(
+            event: Event::new(
                 "captured",
                 Some(TransactionStatus::Authorized),
                 TransactionStatus::Captured,
@@ -379,7 +380,7 @@ impl CardService {
             refund: None,
             lines,
             business_date: today,
-            event: event(
+            event: Event::new(
                 "voided",
                 Some(record.status),
                 TransactionStatus::Voided,
@@ -616,7 +617,7 @@ impl CardService {
             refund,
             lines: Vec::new(),
             business_date: record.business_date,
-            event: event(
+            event: Event::new(
                 "sent",
                 None,
                 TransactionStatus::InProgress,

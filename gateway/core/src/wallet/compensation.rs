@@ -16,11 +16,10 @@ use crate::ports::db::{
     TransactionStatus, WalletChange, WalletRecord, WalletType, WalletUpdate, WalletWrite,
     WriteOutcome,
 };
+use crate::worker::RECOVERY_GRACE;
 
 /// Most sagas recovered per pass.
-const BATCH: i64 = 32;
-/// Margin past the longest step before a saga's caller is taken as gone.
-const RECOVERY_GRACE: Duration = Duration::from_secs(5);
+const SAGA_BATCH: i64 = 32;
 
 /// Undoes a saga's card SALE: captured → voided with its reversal queued
 /// and reversing lines; cut off (`in_progress`) → `pending_reversal` with
@@ -302,7 +301,7 @@ pub async fn recover(service: &WalletService) -> Result<(), StoreError> {
     let now = service.clock.now();
     let grace = longest_step(service.payments.as_deref(), &service.wallets) + RECOVERY_GRACE;
     let before = now - chrono::Duration::from_std(grace).unwrap_or_default();
-    for mut saga in service.db.open_sagas(before, BATCH).await? {
+    for mut saga in service.db.open_sagas(before, SAGA_BATCH).await? {
         resolve(service, &mut saga).await?;
     }
     Ok(())

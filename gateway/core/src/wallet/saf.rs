@@ -8,7 +8,6 @@
 //! that original, so "reverse" is always safe to send.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use posgate_partners::wallet::api::ReversalStatus;
 use tokio::sync::watch;
@@ -17,21 +16,12 @@ use super::compensation;
 use super::operators::{Operator, wallet_lines};
 use super::outcome::reversal_of;
 use super::service::{WalletService, key_of_record};
-use crate::model::transaction::Event;
 use crate::ports::db::{
     KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange, WalletRecord, WalletSafItem,
     WalletType, WalletUpdate, WalletWrite,
 };
+use crate::worker::{RECOVERY_GRACE, SAF_BATCH, saf_event};
 use crate::worker::{retry_at, run_passes};
-
-/// The actor of the events this worker records.
-const SAF: crate::model::Actor = crate::model::Actor::Worker(crate::model::Worker::StoreAndForward);
-
-/// Most queue entries taken per poll.
-const BATCH: i64 = 64;
-/// How long past its longest call a request must sit `in_progress` before
-/// the worker decides its caller is gone.
-const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` turns true.
 pub async fn run(service: Arc<WalletService>, shutdown: watch::Receiver<bool>) {
@@ -44,17 +34,12 @@ pub async fn poll(service: &WalletService) -> Result<(), StoreError> {
     compensation::recover(service).await?;
     recover(service).await?;
     let now = service.clock.now();
-    let due = service.db.wallet_saf_due(now, BATCH).await?;
+    let due = service.db.wallet_saf_due(now, SAF_BATCH).await?;
     let deliveries = due.into_iter().map(|item| deliver(service, item));
     for result in futures::future::join_all(deliveries).await {
         result?;
     }
     Ok(())
-}
-
-/// An event of the worker.
-fn event(kind: &str, from: TransactionStatus, to: TransactionStatus, detail: String) -> Event {
-    Event::new(kind, Some(from), to, &SAF.to_string(), detail)
 }
 
 /// Turns wallet requests stuck `in_progress` into `pending_reversal` with a
@@ -64,7 +49,11 @@ async fn recover(service: &WalletService) -> Result<(), StoreError> {
     let before = now
         - chrono::Duration::from_std(service.wallets.longest_call() + RECOVERY_GRACE)
             .unwrap_or_default();
-    for record in service.db.stale_wallet_in_progress(before, BATCH).await? {
+    for record in service
+        .db
+        .stale_wallet_in_progress(before, SAF_BATCH)
+        .await?
+    {
         let write = WalletWrite {
             transaction_id: record.id.clone(),
             at: now,
@@ -78,7 +67,7 @@ async fn recover(service: &WalletService) -> Result<(), StoreError> {
             refund: None,
             lines: Vec::new(),
             business_date: record.business_date,
-            event: event(
+            event: saf_event(
                 "outcome_unknown",
                 TransactionStatus::InProgress,
                 TransactionStatus::PendingReversal,
@@ -231,7 +220,7 @@ async fn acknowledge(
         refund,
         lines: Vec::new(),
         business_date: record.business_date,
-        event: event(
+        event: saf_event(
             if pending {
                 "reversed"
             } else {
@@ -305,7 +294,7 @@ async fn stands(
         lines: wallet_lines(&stood),
         // Lines land on today's business day: a closed day never changes.
         business_date: service.calendar(&record.store_id).business_date(now),
-        event: event(
+        event: saf_event(
             "reversal_refused",
             TransactionStatus::PendingReversal,
             TransactionStatus::Completed,
