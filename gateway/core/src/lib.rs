@@ -3,12 +3,16 @@
 //! prost, sqlx or hyper; a dependency check in `.ci/run` keeps it so).
 //!
 //! # Layout
-//! - [`model`]: values every domain shares, one file each:
+//! - [`model`]: values every domain shares and the records the database keeps, one file each:
 //!   - [`model::money`]: currencies, amount bounds, fee contracts with explicit rounding.
-//!   - [`model::business_day`]: store time zones and cutoffs to business dates.
+//!   - [`model::business_day`]: shops' time zones and cutoffs to business dates, `StoreConfig`.
 //!   - [`model::clock`]: the current time, replaceable in tests.
-//!   - [`model::idempotency`]: idempotency keys, request fingerprints, stored answers.
+//!   - [`model::idempotency`]: idempotency keys, request fingerprints, stored answers, `Answered`.
 //!   - [`model::request`]: the request context of every call, field violations.
+//!   - [`model::ids`], [`model::config_error`], [`model::unknown`]: the id alphabet, the config error, closed-set parse errors.
+//!   - [`model::party`], [`model::actor`]: settlement parties and event actors, parsed and displayed once.
+//!   - [`model::transaction`], [`model::bill`], [`model::card`], [`model::wallet`], [`model::link`]: the records and results of each kind of transaction, the one event constructor.
+//!   - [`model::chain`], [`model::recon`], [`model::event`]: audit chain entries, acknowledgement files and reports, stored event names.
 //! - [`config`]: the whole TOML configuration, assembled from the domains' sections and checked once at load.
 //! - [`bill`]: bill collection: slip barcodes and biller profiles, the biller registry, the `[[biller]]` sections,
 //!   the bill service (InquireBill, PayBill, CancelBill, `GetBillPayment`) for batch and online billers, the
