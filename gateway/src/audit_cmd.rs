@@ -9,8 +9,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
+use posgate::bench::audit as bench;
+use posgate_api::audit::export;
 use posgate_core::audit::AuditConfig;
-use posgate_gateway::audit::{bench, export};
 use posgate_proto::v1 as pb;
 use posgate_proto::v1::audit_service_client::AuditServiceClient;
 use sha2::Digest as _;
@@ -38,7 +39,7 @@ struct Connection {
     #[arg(long)]
     key: PathBuf,
     /// The gateway certificate's name.
-    #[arg(long, default_value = posgate_gateway::tls::DEV_SERVER_NAME)]
+    #[arg(long, default_value = posgate::tls::DEV_SERVER_NAME)]
     server_name: String,
     /// The auditor id of the certificate (the last segment of its SPIFFE id).
     #[arg(long)]
@@ -225,10 +226,10 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
 }
 
 async fn client(connection: &Connection) -> anyhow::Result<AuditServiceClient<Channel>> {
-    let tls = posgate_gateway::tls::client_tls_as(
+    let tls = posgate::tls::client_tls_as(
         &connection.ca,
         &connection.server_name,
-        &posgate_gateway::tls::ClientCert {
+        &posgate::tls::ClientCert {
             cert: connection.cert.clone(),
             key: connection.key.clone(),
         },

@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use posgate_gateway::access::Identity;
-use posgate_gateway::tls::{DEFAULT_VALIDITY_DAYS, DevPki};
+use posgate::tls::{DEFAULT_VALIDITY_DAYS, DevPki};
+use posgate_api::access::Identity;
 use time::{Duration, OffsetDateTime};
 
 /// Certificates are valid from slightly in the past so a client whose clock

@@ -8,9 +8,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
 use clap::Subcommand;
+use posgate::bench::clearing as bench;
 use posgate_core::clearing::service::{self, Progress, Verifier};
 use posgate_core::config::Config;
-use posgate_gateway::clearing::bench;
 use posgate_store as store;
 
 #[derive(Debug, Subcommand)]

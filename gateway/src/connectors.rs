@@ -4,7 +4,7 @@
 //! names those clients; the services hold `Arc<dyn WalletOperator>` and
 //! `Arc<dyn Biller>`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use posgate_core::bill::config::{BillerConfig, OnlineBillerConfig};
 use posgate_core::bill::online::{OnlineBiller, OnlineBillers};
 use posgate_core::ports::partners::{Biller, WalletOperator};
 use posgate_core::wallet::config::WalletOperatorConfig;
+use posgate_core::wallet::{Operator, Wallets};
 use posgate_hsm::Hsm;
 use posgate_partners::bill::BillCallError;
 use posgate_partners::bill::api::{
@@ -29,6 +30,25 @@ use posgate_partners::wallet::api::{
     WalletRef, WalletResult,
 };
 use posgate_partners::wallet::client::WalletOperatorClient;
+
+/// Builds a client per wallet operator (connections open lazily). Fails on
+/// unreadable TLS files.
+pub fn wallets(configs: &[WalletOperatorConfig], hsm: &Arc<dyn Hsm>) -> Result<Wallets, String> {
+    let mut operators = BTreeMap::new();
+    for config in configs {
+        operators.insert(
+            config.id.clone(),
+            Arc::new(Operator {
+                config: config.clone(),
+                client: wallet_operator(config, hsm)?,
+            }),
+        );
+    }
+    Ok(Wallets {
+        operators,
+        hsm: Arc::clone(hsm),
+    })
+}
 
 /// Builds the client of one wallet operator (connections open lazily).
 /// Fails on unreadable TLS files.

@@ -18,13 +18,13 @@ use posgate_proto::v1 as pb;
 use posgate_sims::bank::{BankSim, FaultConfig, SimConfig};
 use tonic::transport::Channel;
 
+use posgate::server;
+use posgate::tls::{DevPki, client_tls_as};
+use posgate_api::access::Identity;
+use posgate_api::grpc::idempotent::REPLAY_HEADER;
 use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip};
 use posgate_core::config::Config;
 use posgate_core::model::clock::SystemClock;
-use posgate_gateway::access::Identity;
-use posgate_gateway::grpc::idempotent::REPLAY_HEADER;
-use posgate_gateway::server;
-use posgate_gateway::tls::{DevPki, client_tls_as};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -136,7 +136,7 @@ async fn connect_tills(
         let channel = Channel::from_shared(format!("https://{addr}"))?
             .tls_config(client_tls_as(
                 &pki.ca_cert,
-                posgate_gateway::tls::DEV_SERVER_NAME,
+                posgate::tls::DEV_SERVER_NAME,
                 &cert,
             )?)?
             .connect()
@@ -415,7 +415,7 @@ async fn tokyo_payment_and_cancel(
 
 /// Sums the settlement lines of every transaction, per party and currency.
 async fn settlement_summary(
-    gateway: &posgate_gateway::grpc::Gateway,
+    gateway: &posgate_api::grpc::Gateway,
 ) -> anyhow::Result<BTreeMap<(String, String), i64>> {
     let mut totals = BTreeMap::new();
     for store in gateway.stores.keys() {

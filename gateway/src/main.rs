@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use posgate::{load, server};
 use posgate_core::config::Config;
 use posgate_core::model::clock::SystemClock;
-use posgate_gateway::{load, server};
 use posgate_store as store;
 use tracing_subscriber::EnvFilter;
 

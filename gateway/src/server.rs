@@ -12,12 +12,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 
-use crate::grpc::Gateway;
-use crate::grpc::audit::AuditApi;
-use crate::grpc::bill_payment::BillPaymentApi;
-use crate::grpc::payment::PaymentApi;
-use crate::grpc::request_size::RequestSizeLayer;
-use crate::grpc::wallet::WalletApi;
+use posgate_api::grpc::Gateway;
+use posgate_api::grpc::audit::AuditApi;
+use posgate_api::grpc::bill_payment::BillPaymentApi;
+use posgate_api::grpc::payment::PaymentApi;
+use posgate_api::grpc::request_size::{MAX_REQUEST_BYTES, RequestSizeLayer};
+use posgate_api::grpc::wallet::WalletApi;
 use posgate_core::cards::{Payments, saf};
 use posgate_core::config::Config;
 use posgate_core::model::clock::Clock;
@@ -34,12 +34,6 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// Keepalive pings find dead POS connections (a till unplugged mid-request).
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
-/// Largest request message any service accepts, in encoded bytes. POS and
-/// audit requests are a few hundred bytes (the largest, a bill with its
-/// barcodes or a card sale with track data, stays under 2 KiB); 64 KiB
-/// leaves ample room for growth while a client cannot make the gateway
-/// buffer megabytes. A larger request gets `RESOURCE_EXHAUSTED`.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// A server started in this process.
 #[derive(Debug)]
@@ -48,7 +42,7 @@ pub struct RunningServer {
     pub gateway: Arc<Gateway>,
     pub task: JoinHandle<anyhow::Result<()>>,
     /// The TLS accept loop's state: connections still waiting for their `ClientHello`.
-    pub handshakes: crate::mtls::HandshakeGauge,
+    pub handshakes: posgate_api::mtls::HandshakeGauge,
 }
 
 /// Adds what needs the HSM (audit sealing, wallet operators, online
@@ -72,8 +66,8 @@ fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Ga
         )));
         // After the card payments: card top-ups, links and auto-reload use them.
         if !config.wallet_operators.is_empty() {
-            let wallets =
-                crate::wallet::start(&config.wallet_operators, &hsm).map_err(anyhow::Error::msg)?;
+            let wallets = crate::connectors::wallets(&config.wallet_operators, &hsm)
+                .map_err(anyhow::Error::msg)?;
             gateway = gateway.with_wallets(Arc::new(wallets));
         }
     }
@@ -92,7 +86,7 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
     let gateway = open_gateway(config, clock).await?;
-    let tls = crate::mtls::ServerTls::load(&config.server)?;
+    let tls = posgate_api::mtls::ServerTls::load(&config.server)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -112,7 +106,7 @@ pub async fn start(
     let limit = MAX_REQUEST_BYTES;
     let router = Server::builder()
         .layer(RequestSizeLayer)
-        .layer(crate::access::AccessLayer)
+        .layer(posgate_api::access::AccessLayer)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
         .add_service(health_service.max_decoding_message_size(limit))
@@ -140,12 +134,13 @@ pub async fn start(
         );
     let (stop_accepting, accepting) = tokio::sync::watch::channel(false);
     let (incoming, acceptor, handshakes) =
-        crate::mtls::accept_tls(listener, &tls.acceptor, accepting);
-    let crl_watch = config
-        .server
-        .crl
-        .clone()
-        .map(|path| tokio::spawn(crate::mtls::watch_crl(path, Arc::clone(&tls.verifier))));
+        posgate_api::mtls::accept_tls(listener, &tls.acceptor, accepting);
+    let crl_watch = config.server.crl.clone().map(|path| {
+        tokio::spawn(posgate_api::mtls::watch_crl(
+            path,
+            Arc::clone(&tls.verifier),
+        ))
+    });
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;

@@ -2,7 +2,7 @@
 //! that keeps its key, a server certificate for localhost, client
 //! certificates carrying SPIFFE ids, and a CA-signed CRL) that `posgate
 //! certs`, the demo, the tests and the load generator use. Production
-//! deployments bring their own PKI; the server side is in [`crate::mtls`].
+//! deployments bring their own PKI; the server side is in [`posgate_api::mtls`].
 
 use std::path::{Path, PathBuf};
 

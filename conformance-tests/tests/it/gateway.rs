@@ -571,7 +571,7 @@ fn built_binary() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args(["build", "-p", "posgate-gateway", "--bin", "posgate"])
+        .args(["build", "-p", "posgate", "--bin", "posgate"])
         .env("CARGO_TARGET_DIR", target_dir);
     if profile_dir
         .file_name()
@@ -580,9 +580,6 @@ fn built_binary() -> anyhow::Result<PathBuf> {
         build.arg("--release");
     }
     let status = build.status().context("running cargo build for posgate")?;
-    ensure!(
-        status.success(),
-        "cargo build -p posgate-gateway failed: {status}"
-    );
+    ensure!(status.success(), "cargo build -p posgate failed: {status}");
     Ok(candidate)
 }

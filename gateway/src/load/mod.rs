@@ -58,8 +58,8 @@ use self::stats::{Stats, Summary};
 use self::wallet::WalletRoute;
 use uuid::Uuid;
 
-use crate::grpc::idempotent::REPLAY_HEADER;
 use crate::tls::{DEV_SERVER_NAME, DevPki, client_tls};
+use posgate_api::grpc::idempotent::REPLAY_HEADER;
 use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip, TwYearConvention};
 use posgate_core::bill::config::BillerConfig;
 use posgate_core::config::Config;
@@ -634,7 +634,7 @@ async fn connect(args: &LoadArgs, routes: &[Arc<Route>]) -> anyhow::Result<Vec<C
     let mut endpoints = Vec::new();
     for task in 0..args.concurrency as usize {
         let (route, terminal_id) = terminal_of(routes, task);
-        let spiffe_id = crate::access::Identity::Terminal {
+        let spiffe_id = posgate_api::access::Identity::Terminal {
             store_id: route.store_id.clone(),
             terminal_id,
         }

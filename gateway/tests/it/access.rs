@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use pb::bill_payment_service_client::BillPaymentServiceClient;
 use pb::payment_service_client::PaymentServiceClient;
+use posgate::tls::{ClientCert, DevPki, client_tls};
+use posgate_api::access::Identity;
+use posgate_api::mtls::CRL_POLL_INTERVAL;
 use posgate_core::ports::db::RowCounts;
-use posgate_gateway::access::Identity;
-use posgate_gateway::mtls::CRL_POLL_INTERVAL;
-use posgate_gateway::tls::{ClientCert, DevPki, client_tls};
 use posgate_proto::v1 as pb;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::transport::Channel;

@@ -756,7 +756,7 @@ async fn kill_9_between_steps_is_compensated_after_restart() {
         let sim = WalletSim::start(reload_sim_config(server_tls))
             .await
             .unwrap();
-        let pki = posgate_gateway::tls::DevPki::generate(&dir).unwrap();
+        let pki = posgate::tls::DevPki::generate(&dir).unwrap();
         let port = free_port();
         let text = super::support::config_text(&db.url, &pki, OPEN_LIMITS)
             .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
@@ -1343,7 +1343,7 @@ async fn assert_audit_history(world: &ReloadWorld, ids: &[String]) {
         );
         for event in &events {
             assert_ne!(
-                posgate_gateway::audit::view::event_type(&event.event_type),
+                posgate_api::audit::view::event_type(&event.event_type),
                 pb::TransactionEventType::Unspecified,
                 "{id}: {event:?}"
             );

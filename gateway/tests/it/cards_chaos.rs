@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pb::payment_service_client::PaymentServiceClient;
-use posgate_gateway::tls::{DevPki, client_tls_as};
+use posgate::tls::{DevPki, client_tls_as};
 use posgate_proto::v1 as pb;
 use posgate_sims::bank::{BankSim, FaultConfig};
 use tonic::Code;

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use posgate::bench::clearing as bench;
 use posgate_core::clearing::close::{ClearingContext, ClearingError, files_created_at, run_day};
 use posgate_core::clearing::model::{PartnerConfig, RawPartner};
 use posgate_core::clearing::sign::Verifier;
@@ -17,7 +18,6 @@ use posgate_core::ports::db::{
     Change, Database, Event, SettlementLine, StatusChange, TransactionStatus, WriteOutcome,
     WriteRequest,
 };
-use posgate_gateway::clearing::bench;
 use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, SoftwareHsm};
 use posgate_sims::test_keys::CLEARING_SIGN_SEED;
 

@@ -1,6 +1,6 @@
 //! Idempotency through the real gRPC API, on both backends.
 
-use posgate_gateway::grpc::idempotent::REPLAY_HEADER;
+use posgate_api::grpc::idempotent::REPLAY_HEADER;
 use posgate_proto::v1 as pb;
 use prost::Message as _;
 use tonic::Code;

@@ -51,7 +51,7 @@ async fn auditors_get_the_keys_that_verify_checkpoints_and_clearing_files() {
     let checkpoint = seal_once(audit, now).await.unwrap().unwrap();
 
     let mut auditor =
-        AuditServiceClient::new(gw.channel_as(&posgate_gateway::access::Identity::Auditor {
+        AuditServiceClient::new(gw.channel_as(&posgate_api::access::Identity::Auditor {
             auditor_id: "a1".to_owned(),
         }));
     let keys = auditor

@@ -1,4 +1,4 @@
-//! posgate-gateway integration tests: one binary, one module per area.
+//! posgate integration tests (the `posgate` package): one binary, one module per area.
 //! Tests that need PostgreSQL read `POSGATE_TEST_PG_URL` and print why they
 //! skip it when it is not set.
 

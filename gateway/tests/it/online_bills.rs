@@ -635,7 +635,7 @@ async fn online_biller_config_is_checked() {
         .collect::<Vec<_>>()
         .join("\n");
     let dir = tempfile::tempdir().unwrap();
-    let pki = posgate_gateway::tls::DevPki::generate(dir.path()).unwrap();
+    let pki = posgate::tls::DevPki::generate(dir.path()).unwrap();
     let base = super::support::config_text("sqlite://unused.db", &pki, OPEN_LIMITS);
     let config = posgate_core::config::Config::parse(&format!("{base}\n{section}\n")).unwrap();
     let online = config
@@ -692,7 +692,7 @@ async fn biller_health_follows_its_breaker() {
                 .ok()
         }
     };
-    let biller = posgate_gateway::server::biller_health_name(BILLER);
+    let biller = posgate::server::biller_health_name(BILLER);
     let bills = "posgate.v1.BillPaymentService".to_owned();
     let started = std::time::Instant::now();
     while status_of(biller.clone()).await != Some(ServingStatus::Serving) {

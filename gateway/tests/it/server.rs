@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use posgate::tls::{DevPki, client_tls_as};
 use posgate_core::config::Config;
-use posgate_gateway::tls::{DevPki, client_tls_as};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -243,7 +243,7 @@ async fn oversize_request_is_resource_exhausted() {
     use prost::Message as _;
     let now = utc("2026-11-23T03:00:00Z");
     let mut gw = TestGateway::start(Backend::Sqlite, now).await;
-    let limit = posgate_gateway::server::MAX_REQUEST_BYTES;
+    let limit = posgate_api::grpc::request_size::MAX_REQUEST_BYTES;
     for size in [limit + 1, 10 * 1024 * 1024] {
         let mut request = tw_pay("big-1", now);
         let padding = size - request.encoded_len();

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pb::bill_payment_service_client::BillPaymentServiceClient;
+use posgate::server::{self, RunningServer};
+use posgate::tls::{DevPki, client_tls_as};
+use posgate_api::access::Identity;
 use posgate_core::bill::barcode::{self, BarcodeProfile, ParsedSlip};
 use posgate_core::config::Config;
 use posgate_core::model::clock::ManualClock;
 use posgate_core::ports::db::Database;
-use posgate_gateway::access::Identity;
-use posgate_gateway::server::{self, RunningServer};
-use posgate_gateway::tls::{DevPki, client_tls_as};
 use posgate_proto::v1 as pb;
 use posgate_store as store;
 use tonic::transport::Channel;
@@ -276,7 +276,7 @@ impl TestGateway {
 }
 
 /// Issues a client certificate for `identity` into the PKI's directory.
-pub fn issue(pki: &DevPki, identity: &Identity) -> posgate_gateway::tls::ClientCert {
+pub fn issue(pki: &DevPki, identity: &Identity) -> posgate::tls::ClientCert {
     let name = format!("client-{}", uuid::Uuid::now_v7().simple());
     pki.issue_client(&pki.dir, &name, &identity.spiffe_id())
         .expect("issue client cert")
@@ -286,7 +286,7 @@ pub fn issue(pki: &DevPki, identity: &Identity) -> posgate_gateway::tls::ClientC
 pub fn endpoint(
     addr: std::net::SocketAddr,
     pki: &DevPki,
-    cert: &posgate_gateway::tls::ClientCert,
+    cert: &posgate::tls::ClientCert,
 ) -> tonic::transport::Endpoint {
     Channel::from_shared(format!("https://{addr}"))
         .expect("uri")

@@ -733,7 +733,7 @@ async fn reversal_survives_restart() {
 /// durable commits at the gateway and one signed HTTPS round trip.
 #[allow(clippy::cast_precision_loss)] // Call counts and seconds, printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, run by hand: cargo test --release -p posgate-gateway --test it wallet_throughput -- --ignored --nocapture"]
+#[ignore = "a measurement, run by hand: cargo test --release -p posgate --test it wallet_throughput -- --ignored --nocapture"]
 async fn wallet_throughput() {
     const CALLS: usize = 4_000;
     const CONCURRENCY: usize = 64;
@@ -838,12 +838,9 @@ impl Drop for Child {
 
 /// A `posgate serve` config for `db` on a free port, with `extra` sections,
 /// written into the database's directory: the dev PKI, the port and the file.
-pub fn serve_config(
-    db: &TestDb,
-    extra: &str,
-) -> (posgate_gateway::tls::DevPki, u16, std::path::PathBuf) {
+pub fn serve_config(db: &TestDb, extra: &str) -> (posgate::tls::DevPki, u16, std::path::PathBuf) {
     let dir = db.dir.path();
-    let pki = posgate_gateway::tls::DevPki::generate(dir).unwrap();
+    let pki = posgate::tls::DevPki::generate(dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -869,7 +866,7 @@ pub fn serve(config: &Path) -> Child {
 }
 
 /// A channel as S001/T01 to a `posgate serve` child on `port`, once it serves.
-pub async fn connect_channel(port: u16, pki: &posgate_gateway::tls::DevPki) -> Channel {
+pub async fn connect_channel(port: u16, pki: &posgate::tls::DevPki) -> Channel {
     let identity = super::support::terminal("S001", "T01");
     let endpoint = super::support::endpoint(
         std::net::SocketAddr::from(([127, 0, 0, 1], port)),
@@ -915,10 +912,7 @@ where
 }
 
 /// A `WalletService` client as S001/T01 to a `posgate serve` child on `port`.
-pub async fn connect(
-    port: u16,
-    pki: &posgate_gateway::tls::DevPki,
-) -> WalletServiceClient<Channel> {
+pub async fn connect(port: u16, pki: &posgate::tls::DevPki) -> WalletServiceClient<Channel> {
     WalletServiceClient::new(connect_channel(port, pki).await)
 }
 

@@ -20,9 +20,9 @@ use tonic::{Request, Response, Status};
 
 use super::Gateway;
 use super::status::{from_hsm_error, from_store_error, invalid_argument, precondition, refused};
-use super::validate::Violations;
 use crate::access::{Identity, identity_of, require_auditor};
 use crate::audit::{export, token, view};
+use crate::validate::Violations;
 use posgate_core::audit::Audit;
 use posgate_core::audit::chain::Checkpoint;
 use posgate_core::audit::page_token::TokenError;

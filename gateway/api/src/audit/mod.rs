@@ -7,9 +7,7 @@
 //! - [`view`]: store rows to `TransactionSummary`, events to `TransactionEvent`.
 //! - [`export`]: the CSV and JSON Lines export formats.
 //! - [`token`]: the filter encoding a page token binds.
-//! - [`bench`]: `posgate audit bench`, seeding N transactions and measuring.
 
-pub mod bench;
 pub mod export;
 pub mod token;
 pub mod view;

@@ -23,7 +23,7 @@ use posgate_proto::v1 as pb;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
-use crate::grpc::status::ERROR_DOMAIN;
+use crate::ERROR_DOMAIN;
 
 /// The trust domain of posgate's SPIFFE ids.
 pub const TRUST_DOMAIN: &str = "posgate";

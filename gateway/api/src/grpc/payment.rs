@@ -14,11 +14,11 @@ use tonic::{Request, Response, Status};
 
 use super::idempotent::respond;
 use super::status::{from_card_error, precondition};
-use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, logged};
 use crate::access::{Identity, identity_of};
 use crate::payments::card::read_card;
 use crate::payments::view;
+use crate::validate::{MAX_REASON_LEN, Violations};
 use posgate_core::cards::CardService;
 use posgate_core::cards::service::{
     AuthorizeInput, CaptureInput, RefundInput, TransactionLookup, VoidInput,

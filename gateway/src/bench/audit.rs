@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use posgate_hsm::{Hsm, KeyRef};
 use sqlx::Connection as _;
 
-use crate::clearing::bench::{Dialect, seed};
+use crate::bench::clearing::{Dialect, seed};
 use posgate_core::audit::chain::{
     EntryContent, EntryType, GENESIS_HASH, canonical_time, checkpoint_statement, entry_hash,
 };

@@ -17,10 +17,10 @@ use tonic::{Request, Response, Status};
 
 use super::idempotent::respond;
 use super::status::{from_wallet_error, invalid_field, precondition};
-use super::validate::{MAX_REASON_LEN, Violations};
 use super::{Gateway, logged};
 use crate::access::{Identity, identity_of};
 use crate::payments::card::read_card;
+use crate::validate::{MAX_REASON_LEN, Violations};
 use crate::wallet::view::{self, ProtoWalletAnswers};
 use posgate_core::cards::service::TransactionLookup;
 use posgate_core::model::RequestContext;

@@ -8,7 +8,7 @@ use posgate_hsm::{CardExpiry, Pan, PinBlockFormat, Secret};
 use posgate_proto::v1 as pb;
 use zeroize::Zeroizing;
 
-use crate::grpc::validate::Violations;
+use crate::validate::Violations;
 
 /// Longest track 2 accepted, sentinels included.
 const MAX_TRACK2_LEN: usize = 40;

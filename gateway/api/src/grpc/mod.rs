@@ -1,9 +1,10 @@
-//! The gRPC service layer: turns protobuf requests into validated domain
-//! commands, runs them through idempotency and the store, and turns domain
-//! outcomes into responses or statuses with google.rpc details.
+//! The gRPC services: each handler converts the protobuf request into the
+//! core's input, calls one core service function, and turns the result into
+//! the response or a status with google.rpc details. [`Gateway`] is the
+//! services' shared state; the `posgate` binary fills it with the database
+//! handle, the partner connectors and the HSM-backed machinery it builds.
 //!
 //! # Layout
-//! - [`validate`]: field-by-field checks of every request, collecting every violation.
 //! - [`status`]: domain and store errors to gRPC statuses with details.
 //! - [`admission`]: the in-flight bound and per-terminal / per-store rate limits.
 //! - [`request_size`]: `RESOURCE_EXHAUSTED` for a request over the size limit.
@@ -21,7 +22,6 @@ pub mod idempotent;
 pub mod payment;
 pub mod request_size;
 pub mod status;
-pub mod validate;
 pub mod wallet;
 
 use std::collections::BTreeMap;
@@ -34,6 +34,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tonic::Status;
 
 use crate::access::Identity;
+use crate::validate::Violations;
 use admission::Admission;
 use posgate_core::bill::BillService;
 use posgate_core::bill::BillerRegistry;
@@ -47,7 +48,6 @@ use posgate_core::model::clock::Clock;
 use posgate_core::ports::db::Database;
 use posgate_core::wallet::{WalletService, Wallets};
 use status::{invalid_argument, refused};
-use validate::Violations;
 
 /// Everything the services share.
 #[derive(Debug)]

@@ -15,10 +15,10 @@ use tonic::{Request, Response, Status};
 
 use super::idempotent::replay_stored;
 use super::status::from_bill_error;
-use super::validate::MAX_REASON_LEN;
 use super::{Gateway, logged};
 use crate::access::{Identity, identity_of};
 use crate::bill::view;
+use crate::validate::MAX_REASON_LEN;
 use posgate_core::bill::service::{CancelInput, InquireInput, PayInput, PaymentLookup};
 use posgate_core::bill::{BillError, BillService};
 use posgate_core::model::bill::BillPayment;

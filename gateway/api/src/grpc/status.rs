@@ -7,14 +7,13 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::admission::Refusal;
+use crate::ERROR_DOMAIN;
 use posgate_core::bill::BillError;
 use posgate_core::cards::CardError;
 use posgate_core::model::FieldViolation;
 use posgate_core::ports::db::StoreError;
 use posgate_core::wallet::WalletError;
 
-/// The google.rpc.ErrorInfo domain of posgate's errors.
-pub const ERROR_DOMAIN: &str = "posgate.v1";
 /// Retry advice when the database is unreachable or overloaded.
 const DATABASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 

@@ -2,7 +2,7 @@
 //! conventions say, where tonic answers `OUT_OF_RANGE`.
 //!
 //! Every service is built with `max_decoding_message_size`
-//! ([`crate::server::MAX_REQUEST_BYTES`]); tonic checks a message's length
+//! ([`MAX_REQUEST_BYTES`]); tonic checks a message's length
 //! prefix against it before reading the message, so nothing large is ever
 //! buffered. [`RequestSizeLayer`] rewrites that one refusal.
 
@@ -10,6 +10,13 @@ use std::task::{Context, Poll};
 
 use futures::FutureExt as _;
 use tonic::{Code, Status};
+
+/// Largest request message any service accepts, in encoded bytes. POS and
+/// audit requests are a few hundred bytes (the largest, a bill with its
+/// barcodes or a card sale with track data, stays under 2 KiB); 64 KiB
+/// leaves ample room for growth while a client cannot make the gateway
+/// buffer megabytes. A larger request gets `RESOURCE_EXHAUSTED`.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// How tonic's refusal of an over-limit message starts (tonic 0.14
 /// `codec/decode.rs`); a test pins it.
@@ -65,8 +72,7 @@ fn resource_exhausted_if_too_large<E>(answer: Answer<E>) -> Answer<E> {
         Some(sizes) if status.code() == Code::OutOfRange => {
             tracing::info!(sizes, "request refused: larger than the gateway accepts");
             Ok(Status::resource_exhausted(format!(
-                "request message too large ({sizes}); posgate accepts requests of at most {} bytes",
-                crate::server::MAX_REQUEST_BYTES
+                "request message too large ({sizes}); posgate accepts requests of at most {MAX_REQUEST_BYTES} bytes"
             ))
             .into_http())
         }
