@@ -4,12 +4,15 @@
 //!
 //! `Debug` and `Display` print `***`, so a secret inside a struct with a
 //! derived `Debug` cannot reach a log by accident. The value is zeroized on
-//! drop. There is no `Serialize`: the clear value leaves only through
+//! drop. It deserializes transparently (a config field reads straight into
+//! it), but there is no `Serialize`: the clear value leaves only through
 //! [`Secret::expose`], at the few places that must put it on the wire, give
 //! it to the HSM or fingerprint it.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
+use serde::{Deserialize, Deserializer};
 use zeroize::{Zeroize, Zeroizing};
 
 /// A value that must never be printed. Zeroized on drop.
@@ -56,6 +59,21 @@ impl<T: Zeroize> fmt::Display for Secret<T> {
     }
 }
 
+/// Hashes the value (consistent with `PartialEq`), so a secret can key a
+/// map (a member barcode naming a wallet) without a clear copy.
+impl<T: Zeroize + Hash> Hash for Secret<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.expose().hash(state);
+    }
+}
+
+/// Transparent: reads what `T` reads (a config's key or PIN, as written).
+impl<'de, T: Zeroize + Deserialize<'de>> Deserialize<'de> for Secret<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Self::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +90,18 @@ mod tests {
             assert_eq!(text, "***");
         }
         assert_eq!(secret.expose(), "4111111111111111");
+    }
+
+    /// A secret reads as the bare value, and `None` stays absent.
+    #[test]
+    fn deserializes_transparently() {
+        #[derive(Deserialize)]
+        struct Config {
+            key: Secret<String>,
+            pin: Option<Secret<String>>,
+        }
+        let config: Config = serde_json::from_str(r#"{"key":"0123","pin":null}"#).unwrap();
+        assert_eq!(config.key.expose(), "0123");
+        assert!(config.pin.is_none());
     }
 }

@@ -166,7 +166,7 @@ async fn transaction(world: &CardWorld, id: &str) -> pb::CardTransaction {
 async fn security_code_reaches_the_bank_in_field_48() {
     for backend in backends() {
         let mut bank = acquirer_config();
-        bank.accounts[0].security_code = Some("123".to_owned());
+        bank.accounts[0].security_code = Some("123".to_owned().into());
         let (world, recorder) = recorded_world(backend, 2_000, bank).await;
         let mut client = world.client.clone();
         let with_code = |key: &str, code: &str| {

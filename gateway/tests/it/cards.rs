@@ -67,9 +67,9 @@ pub fn co_brand() -> String {
 
 fn account(pan: String, limit_minor: i64, blocked: bool) -> AccountConfig {
     AccountConfig {
-        pan,
+        pan: pan.into(),
         expiry: "2912".to_owned(),
-        pin: Some("1234".to_owned()),
+        pin: Some("1234".to_owned().into()),
         limit_minor,
         balance_minor: 0,
         currency: "901".to_owned(),
@@ -81,9 +81,9 @@ fn account(pan: String, limit_minor: i64, blocked: bool) -> AccountConfig {
 fn sim_config(accounts: Vec<AccountConfig>, co_brand_bins: Vec<String>) -> SimConfig {
     SimConfig {
         listen: "127.0.0.1:0".to_owned(),
-        mac_key_hex: MAC_KEY.to_owned(),
-        zmk_hex: ZMK.to_owned(),
-        zpk_hex: ZPK.to_owned(),
+        mac_key_hex: MAC_KEY.to_owned().into(),
+        zmk_hex: ZMK.to_owned().into(),
+        zpk_hex: ZPK.to_owned().into(),
         co_brand_bins,
         points_per_unit: 100,
         accounts,

@@ -84,7 +84,7 @@ fn sim_config(tls: TlsFiles) -> BillerSimConfig {
         listen: "127.0.0.1:0".to_owned(),
         tls,
         currency: "TWD".to_owned(),
-        signing_key_hex: SIM_SEED_HEX.to_owned(),
+        signing_key_hex: SIM_SEED_HEX.to_owned().into(),
         key_id: SIM_KEY_ID.to_owned(),
         client_keys: vec![ClientKeyConfig {
             key_id: POSGATE_KEY_ID.to_owned(),

@@ -116,13 +116,13 @@ pub fn wallet(account_id: &str, balance_minor: i64, max_balance_minor: i64) -> W
 
 pub fn sim_config(tls: TlsFiles, posgate_public_hex: String) -> WalletSimConfig {
     let mut rich = wallet(RICH, 100_000, 1_000_000);
-    rich.member_barcode = Some(BARCODE.to_owned());
+    rich.member_barcode = Some(BARCODE.to_owned().into());
     WalletSimConfig {
         listen: "127.0.0.1:0".to_owned(),
         tls,
         operator_name: "i-Cash".to_owned(),
         currency: "TWD".to_owned(),
-        signing_key_hex: SIM_SEED_HEX.to_owned(),
+        signing_key_hex: SIM_SEED_HEX.to_owned().into(),
         key_id: SIM_KEY_ID.to_owned(),
         client_keys: vec![ClientKeyConfig {
             key_id: POSGATE_KEY_ID.to_owned(),

@@ -92,8 +92,12 @@ impl BankSim {
         config.validate().map_err(invalid)?;
         let hsm = SoftwareHsm::in_memory();
         for (label, spec, material) in [
-            (MAC_KEY_LABEL, KeySpec::TDES_MAC, &config.mac_key_hex),
-            (ZMK_LABEL, KeySpec::TDES_ZMK, &config.zmk_hex),
+            (
+                MAC_KEY_LABEL,
+                KeySpec::TDES_MAC,
+                config.mac_key_hex.expose(),
+            ),
+            (ZMK_LABEL, KeySpec::TDES_ZMK, config.zmk_hex.expose()),
         ] {
             let key = ClearKey::from_hex(material).map_err(|error| invalid(error.to_string()))?;
             hsm.import_key(label, spec, key)

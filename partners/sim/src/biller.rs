@@ -44,7 +44,7 @@ impl RunningSim<BillerService> {
             listen: &config.listen,
             tls: &config.tls,
             signing_key_label: SIGNING_KEY_LABEL,
-            signing_key_hex: &config.signing_key_hex,
+            signing_key_hex: config.signing_key_hex.expose(),
             key_id: &config.key_id,
             client_keys: &config.client_keys,
             faults: config.faults.clone(),

@@ -2,11 +2,10 @@
 //! loyalty rules and faults. Loaded from TOML (see
 //! `config/bank-sim.example.toml`) or built in code by tests.
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use posgate_hsm::{CardExpiry, Pan};
+use posgate_hsm::{CardExpiry, Pan, Secret};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::SimError;
@@ -15,17 +14,17 @@ use super::SimError;
 const DEFAULT_CURRENCY: &str = "901";
 
 /// Everything the simulator needs to stand in for a bank.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
     /// `host:port` to listen on; `127.0.0.1:0` picks a free port.
     pub listen: String,
     /// Clear TDES MAC session key (32 hex), imported as version 1 of the simulator's MAC key.
-    pub mac_key_hex: String,
+    pub mac_key_hex: Secret<String>,
     /// Clear TDES zone master key (32 hex): new MAC keys leave wrapped under it.
-    pub zmk_hex: String,
+    pub zmk_hex: Secret<String>,
     /// Clear TDES zone PIN key (32 hex): PIN blocks (ISO 9564 format 0) arrive under it.
-    pub zpk_hex: String,
+    pub zpk_hex: Secret<String>,
     /// PAN prefixes of co-brand cards, which earn loyalty points.
     #[serde(default)]
     pub co_brand_bins: Vec<String>,
@@ -48,36 +47,20 @@ fn default_points_per_unit() -> i64 {
     100
 }
 
-impl fmt::Debug for SimConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimConfig")
-            .field("listen", &self.listen)
-            .field("mac_key_hex", &"***")
-            .field("zmk_hex", &"***")
-            .field("zpk_hex", &"***")
-            .field("co_brand_bins", &self.co_brand_bins)
-            .field("points_per_unit", &self.points_per_unit)
-            .field("accounts", &self.accounts)
-            .field("faults", &self.faults)
-            .field("admin_listen", &self.admin_listen)
-            .finish()
-    }
-}
-
 /// One card account: a credit line with an opening balance.
 ///
 /// Open-to-buy (available) = `limit_minor` - `balance_minor` - held - posted,
 /// where held and posted are what the simulator's traffic added.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
-    /// Full PAN (12 to 19 digits, Luhn valid). Printed masked only.
-    pub pan: String,
+    /// Full PAN (12 to 19 digits, Luhn valid). Never printed.
+    pub pan: Secret<String>,
     /// Expiry month, `YYMM` as carried in field 14.
     pub expiry: String,
     /// The cardholder's PIN (4 to 12 digits); without one, PIN blocks are refused with 55.
     #[serde(default)]
-    pub pin: Option<String>,
+    pub pin: Option<Secret<String>>,
     /// Credit limit in minor units of `currency`.
     pub limit_minor: i64,
     /// What the cardholder already owed before the simulator started, minor units.
@@ -93,27 +76,11 @@ pub struct AccountConfig {
     /// carrying another code in field 48 is declined with N7; without one
     /// configured, sent codes are not checked.
     #[serde(default)]
-    pub security_code: Option<String>,
+    pub security_code: Option<Secret<String>>,
 }
 
 fn default_currency() -> String {
     DEFAULT_CURRENCY.to_owned()
-}
-
-impl fmt::Debug for AccountConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pan = Pan::parse(&self.pan).map_or_else(|_| "(invalid)".to_owned(), |pan| pan.masked());
-        f.debug_struct("AccountConfig")
-            .field("pan", &pan)
-            .field("expiry", &self.expiry)
-            .field("pin", &self.pin.as_ref().map(|_| "***"))
-            .field("limit_minor", &self.limit_minor)
-            .field("balance_minor", &self.balance_minor)
-            .field("currency", &self.currency)
-            .field("blocked", &self.blocked)
-            .field("security_code", &self.security_code.as_ref().map(|_| "***"))
-            .finish()
-    }
 }
 
 /// Faults the simulator injects into financial requests (0100, 0200, 0220,
@@ -230,9 +197,9 @@ impl SimConfig {
     /// Checks keys, accounts and faults; the message names the bad entry, never a PAN or key.
     pub fn validate(&self) -> Result<(), String> {
         for (name, value) in [
-            ("mac_key_hex", &self.mac_key_hex),
-            ("zmk_hex", &self.zmk_hex),
-            ("zpk_hex", &self.zpk_hex),
+            ("mac_key_hex", self.mac_key_hex.expose()),
+            ("zmk_hex", self.zmk_hex.expose()),
+            ("zpk_hex", self.zpk_hex.expose()),
         ] {
             let valid = value.len() == 32 && value.bytes().all(|byte| byte.is_ascii_hexdigit());
             if !valid {
@@ -267,7 +234,7 @@ impl SimConfig {
             account
                 .validate()
                 .map_err(|reason| format!("accounts[{index}]: {reason}"))?;
-            if !seen.insert(account.pan.as_str()) {
+            if !seen.insert(account.pan.expose().as_str()) {
                 return Err(format!("accounts[{index}]: the PAN appears twice"));
             }
         }
@@ -277,16 +244,16 @@ impl SimConfig {
 
 impl AccountConfig {
     fn validate(&self) -> Result<(), String> {
-        Pan::parse(&self.pan).map_err(|error| error.to_string())?;
+        Pan::parse(self.pan.expose()).map_err(|error| error.to_string())?;
         CardExpiry::parse(&self.expiry).map_err(|error| error.to_string())?;
-        if let Some(pin) = &self.pin {
+        if let Some(pin) = self.pin.as_ref().map(Secret::expose) {
             let valid =
                 (4..=12).contains(&pin.len()) && pin.bytes().all(|byte| byte.is_ascii_digit());
             if !valid {
                 return Err("a PIN has 4 to 12 digits".to_owned());
             }
         }
-        if let Some(code) = &self.security_code {
+        if let Some(code) = self.security_code.as_ref().map(Secret::expose) {
             let valid =
                 (3..=4).contains(&code.len()) && code.bytes().all(|byte| byte.is_ascii_digit());
             if !valid {

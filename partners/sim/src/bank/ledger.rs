@@ -15,7 +15,7 @@ use des::TdesEde2;
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockDecrypt, KeyInit};
 use posgate_hsm::pin_block::iso0_clear_block;
-use posgate_hsm::{CardExpiry, Pan, mac::constant_time_eq};
+use posgate_hsm::{CardExpiry, Pan, Secret, mac::constant_time_eq};
 use zeroize::Zeroizing;
 
 use super::config::SimConfig;
@@ -53,11 +53,11 @@ pub const RC_SYSTEM_MALFUNCTION: &str = "96";
 pub const MAX_TRANSACTIONS: usize = 2_000_000;
 
 /// An authorization, a sale or a refund: the requests that start a transaction.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct FinancialRequest {
     pub kind: FinancialKind,
     /// The full PAN; zeroized on drop, never printed.
-    pub pan_digits: Zeroizing<String>,
+    pub pan_digits: Secret<String>,
     /// A refund by reference: the payment refunded (field 90), instead of the card.
     pub refunded: Option<OriginalKey>,
     /// Field 14, if sent.
@@ -65,23 +65,12 @@ pub struct FinancialRequest {
     pub amount_minor: i64,
     pub currency: String,
     pub key: OriginalKey,
-    /// Field 52, enciphered under the ZPK.
-    pub pin_block: Option<[u8; 8]>,
+    /// Field 52, enciphered under the ZPK; never printed.
+    pub pin_block: Option<Secret<[u8; 8]>>,
     /// Field 48's card security code; zeroized on drop, never printed.
-    pub security_code: Option<Zeroizing<String>>,
+    pub security_code: Option<Secret<String>>,
     /// The request's business content, compared on an RRN repeat.
     pub fingerprint: Vec<u8>,
-}
-
-impl fmt::Debug for FinancialRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FinancialRequest")
-            .field("kind", &self.kind)
-            .field("amount_minor", &self.amount_minor)
-            .field("currency", &self.currency)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,10 +226,10 @@ struct Txn {
 
 struct Account {
     pan: Pan,
-    digits: Zeroizing<String>,
+    digits: Secret<String>,
     expiry: CardExpiry,
-    pin: Option<Zeroizing<String>>,
-    security_code: Option<Zeroizing<String>>,
+    pin: Option<Secret<String>>,
+    security_code: Option<Secret<String>>,
     limit_minor: i64,
     opening_balance_minor: i64,
     currency: String,
@@ -298,7 +287,7 @@ impl Ledger {
     /// Opens the books from a validated config.
     pub fn new(config: &SimConfig) -> Result<Self, String> {
         let zpk_bytes = Zeroizing::new(
-            hex::decode(&config.zpk_hex).map_err(|_| "zpk_hex is not hex".to_owned())?,
+            hex::decode(config.zpk_hex.expose()).map_err(|_| "zpk_hex is not hex".to_owned())?,
         );
         let zpk: [u8; 16] = zpk_bytes
             .as_slice()
@@ -318,19 +307,25 @@ impl Ledger {
             cycles: BTreeMap::new(),
         };
         for account in &config.accounts {
-            let pan = Pan::parse(&account.pan).map_err(|error| error.to_string())?;
-            let digits: Zeroizing<String> =
-                Zeroizing::new(account.pan.chars().filter(char::is_ascii_digit).collect());
+            let pan = Pan::parse(account.pan.expose()).map_err(|error| error.to_string())?;
+            let digits: Secret<String> = Secret::new(
+                account
+                    .pan
+                    .expose()
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect(),
+            );
             let co_brand = config
                 .co_brand_bins
                 .iter()
-                .any(|bin| digits.starts_with(bin.as_str()));
+                .any(|bin| digits.expose().starts_with(bin.as_str()));
             ledger.accounts.push(Account {
                 pan,
                 digits,
                 expiry: CardExpiry::parse(&account.expiry).map_err(|error| error.to_string())?,
-                pin: account.pin.clone().map(Zeroizing::new),
-                security_code: account.security_code.clone().map(Zeroizing::new),
+                pin: account.pin.clone(),
+                security_code: account.security_code.clone(),
                 limit_minor: account.limit_minor,
                 opening_balance_minor: account.balance_minor,
                 currency: account.currency.clone(),
@@ -416,7 +411,7 @@ impl Ledger {
             let found = self
                 .accounts
                 .iter()
-                .position(|account| *account.digits == *request.pan_digits);
+                .position(|account| account.digits.expose() == request.pan_digits.expose());
             let Some(index) = found else {
                 return Answer::code(RC_INVALID_CARD);
             };
@@ -483,17 +478,21 @@ impl Ledger {
         if request.currency != account.currency || (request.amount_minor <= 0 && !verification) {
             return Some(RC_FORMAT_ERROR);
         }
-        if let Some(block) = request.pin_block {
-            let matches = account
-                .pin
-                .as_ref()
-                .is_some_and(|pin| pin_matches(&self.zpk, &account.digits, pin, block));
+        if let Some(block) = &request.pin_block {
+            let matches = account.pin.as_ref().is_some_and(|pin| {
+                pin_matches(
+                    &self.zpk,
+                    account.digits.expose(),
+                    pin.expose(),
+                    *block.expose(),
+                )
+            });
             if !matches {
                 return Some(RC_WRONG_PIN);
             }
         }
         if let (Some(sent), Some(expected)) = (&request.security_code, &account.security_code)
-            && !constant_time_eq(sent.as_bytes(), expected.as_bytes())
+            && !constant_time_eq(sent.expose().as_bytes(), expected.expose().as_bytes())
         {
             return Some(RC_SECURITY_CODE_MISMATCH);
         }

@@ -8,20 +8,20 @@ const CO_BRAND: &str = "5411111111111115";
 
 fn config() -> SimConfig {
     let account = |pan: &str| AccountConfig {
-        pan: pan.to_owned(),
+        pan: pan.to_owned().into(),
         expiry: "3012".to_owned(),
-        pin: Some("1234".to_owned()),
+        pin: Some("1234".to_owned().into()),
         limit_minor: 100_000,
         balance_minor: 10_000,
         currency: "901".to_owned(),
         blocked: false,
-        security_code: Some("123".to_owned()),
+        security_code: Some("123".to_owned().into()),
     };
     SimConfig {
         listen: "127.0.0.1:0".to_owned(),
-        mac_key_hex: "0123456789ABCDEFFEDCBA9876543210".to_owned(),
-        zmk_hex: "1C2D3E4F5A6B7C8D8D7C6B5A4F3E2D1C".to_owned(),
-        zpk_hex: "A1B2C3D4E5F60718293A4B5C6D7E8F90".to_owned(),
+        mac_key_hex: "0123456789ABCDEFFEDCBA9876543210".to_owned().into(),
+        zmk_hex: "1C2D3E4F5A6B7C8D8D7C6B5A4F3E2D1C".to_owned().into(),
+        zpk_hex: "A1B2C3D4E5F60718293A4B5C6D7E8F90".to_owned().into(),
         co_brand_bins: vec!["541111".to_owned()],
         points_per_unit: 100,
         accounts: vec![account(VISA), account(CO_BRAND)],
@@ -52,7 +52,7 @@ fn request(kind: FinancialKind, pan: &str, amount_minor: i64, stan: &str) -> Fin
     };
     FinancialRequest {
         kind,
-        pan_digits: Zeroizing::new(pan.to_owned()),
+        pan_digits: pan.to_owned().into(),
         refunded: None,
         expiry: None,
         amount_minor,
@@ -178,7 +178,7 @@ fn declines() {
         RC_INSUFFICIENT_FUNDS
     );
     let mut bad_pin = request(FinancialKind::Sale, VISA, 100, "000007");
-    bad_pin.pin_block = Some([0; 8]);
+    bad_pin.pin_block = Some([0; 8].into());
     assert_eq!(
         ledger.financial(&bad_pin, today()).0.response_code,
         RC_WRONG_PIN
@@ -188,7 +188,7 @@ fn declines() {
     let cipher = TdesEde2::new_from_slice(&ledger.zpk[..]).expect("16 bytes");
     let mut block = *clear;
     des::cipher::BlockEncrypt::encrypt_block(&cipher, GenericArray::from_mut_slice(&mut block));
-    good_pin.pin_block = Some(block);
+    good_pin.pin_block = Some(block.into());
     assert_eq!(
         ledger.financial(&good_pin, today()).0.response_code,
         RC_APPROVED
@@ -284,4 +284,30 @@ fn originals_are_matched_by_rrn_and_field_90_together() {
         RC_NO_ORIGINAL
     );
     assert_eq!(account(&ledger, VISA).posted_minor, 1_000);
+}
+
+/// The derived `Debug` of the config and of a request prints keys, PANs,
+/// PINs, security codes and PIN blocks as `***`.
+#[test]
+fn debug_masks_secrets() {
+    let config = config();
+    let mut request = request(FinancialKind::Sale, VISA, 100, "000011");
+    request.pin_block = Some([0xAB; 8].into());
+    request.security_code = Some("987".to_owned().into());
+    let text = format!("{config:?}\n{request:?}");
+    for secret in [
+        VISA,
+        CO_BRAND,
+        "1234",
+        "\"123\"",
+        "987",
+        "171",
+        "0123456789ABCDEF",
+        "1C2D3E4F5A6B7C8D",
+        "A1B2C3D4E5F60718",
+    ] {
+        assert!(!text.contains(secret), "{secret} printed: {text}");
+    }
+    assert!(text.contains("pan: ***"), "{text}");
+    assert!(text.contains("pin_block: Some(***)"), "{text}");
 }

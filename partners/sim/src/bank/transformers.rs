@@ -3,7 +3,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use zeroize::Zeroizing;
+use posgate_hsm::Secret;
 
 use super::ledger::{
     Answer, CaptureRequest, FinancialKind, FinancialRequest, Loyalty, OriginalKey, ReversalRequest,
@@ -56,7 +56,7 @@ fn amount_minor(message: &Message) -> Result<i64, FormatError> {
 }
 
 /// The PAN from field 2, else from track 2 (field 35, up to the separator).
-fn pan_digits(message: &Message) -> Result<Zeroizing<String>, FormatError> {
+fn pan_digits(message: &Message) -> Result<Secret<String>, FormatError> {
     let pan = if let Some(pan) = message.get_str(2) {
         pan.to_owned()
     } else {
@@ -69,8 +69,8 @@ fn pan_digits(message: &Message) -> Result<Zeroizing<String>, FormatError> {
             .unwrap_or_default()
             .to_owned()
     };
-    let pan = Zeroizing::new(pan);
-    if pan.is_empty() || !pan.bytes().all(|byte| byte.is_ascii_digit()) {
+    let pan = Secret::new(pan);
+    if pan.expose().is_empty() || !pan.expose().bytes().all(|byte| byte.is_ascii_digit()) {
         return Err(format_error(2, "not digits"));
     }
     Ok(pan)
@@ -144,9 +144,9 @@ pub fn financial(message: &Message) -> Result<FinancialRequest, FormatError> {
     };
     let pin_block = match message.get(52) {
         None => None,
-        Some(block) => Some(
+        Some(block) => Some(Secret::new(
             <[u8; 8]>::try_from(block).map_err(|_| format_error(52, "a PIN block is 8 bytes"))?,
-        ),
+        )),
     };
     let expiry = match message.get(14) {
         None => None,
@@ -159,7 +159,7 @@ pub fn financial(message: &Message) -> Result<FinancialRequest, FormatError> {
         && message.get(35).is_none()
         && message.get(90).is_some();
     let (pan_digits, refunded) = if by_reference {
-        (Zeroizing::new(String::new()), Some(original_key(message)?))
+        (Secret::default(), Some(original_key(message)?))
     } else {
         (pan_digits(message)?, None)
     };
@@ -178,7 +178,7 @@ pub fn financial(message: &Message) -> Result<FinancialRequest, FormatError> {
 }
 
 /// Field 48's card security code (`CV21` + 3 or 4 digits, space-padded to 4).
-fn security_code(message: &Message) -> Result<Option<Zeroizing<String>>, FormatError> {
+fn security_code(message: &Message) -> Result<Option<Secret<String>>, FormatError> {
     let Some(field) = message.get_str(48) else {
         return Ok(None);
     };
@@ -188,7 +188,7 @@ fn security_code(message: &Message) -> Result<Option<Zeroizing<String>>, FormatE
         .map(|code| code.trim_end_matches(' '))
         .filter(|code| (3..=4).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| format_error(48, "not CV21 and a 3 or 4 digit security code"))?;
-    Ok(Some(Zeroizing::new(code.to_owned())))
+    Ok(Some(Secret::new(code.to_owned())))
 }
 
 /// 0220/0221: capture of the authorization named by field 90.

@@ -3,9 +3,9 @@
 //! faults. Loaded from TOML (see `config/biller-sim.example.toml`) or built
 //! by tests.
 
-use std::fmt;
 use std::path::Path;
 
+use posgate_hsm::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::http_server::PartnerService;
@@ -14,7 +14,7 @@ use posgate_partners::bill::api::{BillStatus, is_bill_reference, is_date};
 use posgate_partners::http::TlsFiles;
 use posgate_partners::wallet::api::{MAX_AMOUNT_MINOR, is_code, is_visible_ascii};
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BillerSimConfig {
     /// `host:port`; `127.0.0.1:0` picks a free port.
@@ -24,7 +24,7 @@ pub struct BillerSimConfig {
     /// The one currency its bills are in, ISO 4217 alphabetic.
     pub currency: String,
     /// The simulator's Ed25519 private key (32-byte seed, 64 hex digits) that signs its answers.
-    pub signing_key_hex: String,
+    pub signing_key_hex: Secret<String>,
     /// The `keyid` its answers carry.
     pub key_id: String,
     /// Keys whose signatures it accepts (posgate's).
@@ -43,23 +43,6 @@ pub struct BillerSimConfig {
     /// `GET /ledger` endpoint that dumps the books as JSON; unset: none.
     #[serde(default)]
     pub admin_listen: Option<String>,
-}
-
-impl fmt::Debug for BillerSimConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BillerSimConfig")
-            .field("listen", &self.listen)
-            .field("tls", &self.tls)
-            .field("currency", &self.currency)
-            .field("signing_key_hex", &"***")
-            .field("key_id", &self.key_id)
-            .field("client_keys", &self.client_keys)
-            .field("closed_through", &self.closed_through)
-            .field("bills", &self.bills.len())
-            .field("faults", &self.faults)
-            .field("admin_listen", &self.admin_listen)
-            .finish()
-    }
 }
 
 /// One bill the biller holds.
@@ -102,7 +85,7 @@ impl BillerSimConfig {
                 self.currency
             ));
         }
-        parse_key_hex("signing_key_hex", &self.signing_key_hex)?;
+        parse_key_hex("signing_key_hex", self.signing_key_hex.expose())?;
         if !is_visible_ascii(&self.key_id, 1, 64) {
             return Err("key_id is 1-64 printable ASCII".to_owned());
         }

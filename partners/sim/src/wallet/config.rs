@@ -2,10 +2,10 @@
 //! signing key and the keys it accepts, the operator's wallets and faults.
 //! Loaded from TOML (see `config/wallet-sim.example.toml`) or built by tests.
 
-use std::fmt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use posgate_hsm::Secret;
+use serde::Deserialize;
 
 use super::SimError;
 use crate::http_server::PartnerService;
@@ -13,7 +13,7 @@ pub use crate::http_server::{ClientKeyConfig, FaultConfig, parse_key_hex};
 use posgate_partners::http::TlsFiles;
 use posgate_partners::wallet::api::is_visible_ascii;
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WalletSimConfig {
     /// `host:port`; `127.0.0.1:0` picks a free port.
@@ -25,7 +25,7 @@ pub struct WalletSimConfig {
     /// The one currency its wallets hold, ISO 4217 alphabetic.
     pub currency: String,
     /// The simulator's Ed25519 private key (32-byte seed, 64 hex digits) that signs its answers.
-    pub signing_key_hex: String,
+    pub signing_key_hex: Secret<String>,
     /// The `keyid` its answers carry.
     pub key_id: String,
     /// Keys whose signatures it accepts (posgate's).
@@ -41,32 +41,15 @@ pub struct WalletSimConfig {
     pub admin_listen: Option<String>,
 }
 
-impl fmt::Debug for WalletSimConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WalletSimConfig")
-            .field("listen", &self.listen)
-            .field("tls", &self.tls)
-            .field("operator_name", &self.operator_name)
-            .field("currency", &self.currency)
-            .field("signing_key_hex", &"***")
-            .field("key_id", &self.key_id)
-            .field("client_keys", &self.client_keys)
-            .field("wallets", &self.wallets.len())
-            .field("faults", &self.faults)
-            .field("admin_listen", &self.admin_listen)
-            .finish()
-    }
-}
-
 /// One wallet account.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WalletConfig {
     /// The number on the wallet card, 1-64 printable ASCII.
     pub account_id: String,
     /// A static member barcode that resolves to this wallet (a credential; never printed).
     #[serde(default)]
-    pub member_barcode: Option<String>,
+    pub member_barcode: Option<Secret<String>>,
     /// Opening balance, minor units.
     #[serde(default)]
     pub balance_minor: i64,
@@ -81,23 +64,6 @@ pub struct WalletConfig {
     /// A blocked wallet declines everything with `WALLET_BLOCKED`.
     #[serde(default)]
     pub blocked: bool,
-}
-
-impl fmt::Debug for WalletConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WalletConfig")
-            .field("account_id", &self.account_id)
-            .field(
-                "member_barcode",
-                &self.member_barcode.as_ref().map(|_| "***"),
-            )
-            .field("balance_minor", &self.balance_minor)
-            .field("max_balance_minor", &self.max_balance_minor)
-            .field("max_top_up_minor", &self.max_top_up_minor)
-            .field("max_payment_minor", &self.max_payment_minor)
-            .field("blocked", &self.blocked)
-            .finish()
-    }
 }
 
 impl WalletSimConfig {
@@ -121,7 +87,7 @@ impl WalletSimConfig {
         if self.operator_name.is_empty() || self.operator_name.chars().count() > 40 {
             return Err("operator_name is 1-40 characters".to_owned());
         }
-        parse_key_hex("signing_key_hex", &self.signing_key_hex)?;
+        parse_key_hex("signing_key_hex", self.signing_key_hex.expose())?;
         if !is_visible_ascii(&self.key_id, 1, 64) {
             return Err("key_id is 1-64 printable ASCII".to_owned());
         }
@@ -141,7 +107,7 @@ impl WalletSimConfig {
             if !accounts.insert(wallet.account_id.as_str()) {
                 return Err(format!("{at}.account_id appears twice"));
             }
-            if let Some(barcode) = &wallet.member_barcode
+            if let Some(barcode) = wallet.member_barcode.as_ref().map(Secret::expose)
                 && (!is_visible_ascii(barcode, 6, 64) || !barcodes.insert(barcode.as_str()))
             {
                 return Err(format!(

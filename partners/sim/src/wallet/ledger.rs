@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::config::WalletSimConfig;
+use posgate_hsm::Secret;
 use posgate_partners::wallet::api::{
     DeclineCode, Money, PaymentRequest, RefundRequest, ResultStatus, ReversalStatus, TopUpRequest,
     TransactionKind, TransactionState, WalletIdentity, WalletLimits, WalletRef, last4,
@@ -89,7 +90,8 @@ pub struct Ledger {
     operator_name: String,
     currency: String,
     wallets: BTreeMap<String, Wallet>,
-    barcodes: HashMap<String, String>,
+    /// Member barcode -> account id (the barcode prints masked).
+    barcodes: HashMap<Secret<String>, String>,
     entries: HashMap<String, Entry>,
     /// Reversals that arrived before (or instead of) their original.
     tombstones: HashSet<String>,
@@ -149,7 +151,7 @@ impl Ledger {
     fn resolve(&self, wallet: &WalletRef) -> Option<String> {
         match (&wallet.account_id, &wallet.member_barcode) {
             (Some(account), _) => self.wallets.contains_key(account).then(|| account.clone()),
-            (None, Some(barcode)) => self.barcodes.get(barcode.expose()).cloned(),
+            (None, Some(barcode)) => self.barcodes.get(barcode).cloned(),
             (None, None) => None,
         }
     }

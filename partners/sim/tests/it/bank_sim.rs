@@ -56,9 +56,9 @@ async fn bounded<F: Future<Output = ()>>(test: F) {
 
 fn account(pan: &str, limit_minor: i64, balance_minor: i64) -> AccountConfig {
     AccountConfig {
-        pan: pan.to_owned(),
+        pan: pan.to_owned().into(),
         expiry: "3012".to_owned(),
-        pin: Some(PIN.to_owned()),
+        pin: Some(PIN.to_owned().into()),
         limit_minor,
         balance_minor,
         currency: "901".to_owned(),
@@ -76,9 +76,9 @@ fn config() -> SimConfig {
     "2001".clone_into(&mut expired.expiry);
     SimConfig {
         listen: "127.0.0.1:0".to_owned(),
-        mac_key_hex: MAC_KEY_HEX.to_owned(),
-        zmk_hex: ZMK_HEX.to_owned(),
-        zpk_hex: ZPK_HEX.to_owned(),
+        mac_key_hex: MAC_KEY_HEX.to_owned().into(),
+        zmk_hex: ZMK_HEX.to_owned().into(),
+        zpk_hex: ZPK_HEX.to_owned().into(),
         co_brand_bins: vec!["520082".to_owned()],
         points_per_unit: 100,
         accounts: vec![

@@ -48,7 +48,7 @@ pub fn biller_config(server_tls: TlsFiles) -> BillerSimConfig {
         listen: "127.0.0.1:0".to_owned(),
         tls: server_tls,
         currency: "TWD".to_owned(),
-        signing_key_hex: SIM_SEED_HEX.to_owned(),
+        signing_key_hex: SIM_SEED_HEX.to_owned().into(),
         key_id: SIM_KEY_ID.to_owned(),
         client_keys: vec![ClientKeyConfig {
             key_id: POSGATE_KEY_ID.to_owned(),
@@ -397,10 +397,14 @@ async fn bill_decline_all_fault() {
 fn biller_example_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/biller-sim.example.toml");
     let config = BillerSimConfig::from_file(&path).unwrap();
-    assert_eq!(config.signing_key_hex, SIM_SEED_HEX);
+    assert_eq!(config.signing_key_hex.expose(), SIM_SEED_HEX);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(&hex::encode(public_of(SIM_SEED_HEX))));
     assert_eq!(config.bills.len(), 4);
+    assert!(
+        !format!("{config:?}").contains(SIM_SEED_HEX),
+        "the signing key is masked"
+    );
 }
 
 /// Issue 13 item 19: the biller simulator's books (each bill's status, each

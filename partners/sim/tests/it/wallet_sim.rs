@@ -114,7 +114,7 @@ pub fn sim_config(server_tls: TlsFiles) -> WalletSimConfig {
         tls: server_tls,
         operator_name: "i-Cash".to_owned(),
         currency: "TWD".to_owned(),
-        signing_key_hex: SIM_SEED_HEX.to_owned(),
+        signing_key_hex: SIM_SEED_HEX.to_owned().into(),
         key_id: SIM_KEY_ID.to_owned(),
         client_keys: vec![ClientKeyConfig {
             key_id: POSGATE_KEY_ID.to_owned(),
@@ -123,7 +123,7 @@ pub fn sim_config(server_tls: TlsFiles) -> WalletSimConfig {
         wallets: vec![
             WalletConfig {
                 account_id: RICH.to_owned(),
-                member_barcode: Some(BARCODE.to_owned()),
+                member_barcode: Some(BARCODE.to_owned().into()),
                 balance_minor: 100_000,
                 max_balance_minor: 1_000_000,
                 max_top_up_minor: Some(500_000),
@@ -753,7 +753,7 @@ async fn foreign_client_certificate_refused() {
 fn example_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/wallet-sim.example.toml");
     let config = WalletSimConfig::from_file(&path).unwrap();
-    assert_eq!(config.signing_key_hex, SIM_SEED_HEX);
+    assert_eq!(config.signing_key_hex.expose(), SIM_SEED_HEX);
     assert_eq!(
         config.client_keys[0].public_key_hex,
         hex::encode(public_of(POSGATE_SEED_HEX))
@@ -761,6 +761,12 @@ fn example_config_is_valid() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(&hex::encode(public_of(SIM_SEED_HEX))));
     assert_eq!(config.wallets.len(), 3);
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(SIM_SEED_HEX), "the signing key is masked");
+    assert!(
+        !debug.contains("MEMBER-ABC-0001"),
+        "member barcodes are masked"
+    );
 }
 
 /// A call marked `Retry::Never` is sent once: after a dropped answer it is
