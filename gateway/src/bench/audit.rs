@@ -14,10 +14,9 @@ use posgate_hsm::{Hsm, KeyRef};
 use sqlx::Connection as _;
 
 use crate::bench::clearing::{Dialect, seed};
-use posgate_core::audit::chain::{
-    EntryContent, EntryType, GENESIS_HASH, canonical_time, checkpoint_statement, entry_hash,
-};
+use posgate_core::audit::chain::{GENESIS_HASH, canonical_time, checkpoint_statement, entry_hash};
 use posgate_core::audit::{Audit, AuditConfig, verify};
+use posgate_core::model::chain::{EntryContent, EntryType};
 use posgate_core::ports::db::audit::{KindMatch, SearchFilter};
 
 /// Chain rows per multi-row INSERT: 11 values each stays under SQLite's

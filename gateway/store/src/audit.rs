@@ -1,6 +1,7 @@
 //! The SQL side of [`posgate_core::ports::db::audit`].
 
 pub(crate) use posgate_core::audit::chain::*;
+pub(crate) use posgate_core::model::chain::*;
 pub(crate) use posgate_core::ports::db::audit::*;
 
 use std::fmt::Write as _;

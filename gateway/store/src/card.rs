@@ -1,5 +1,6 @@
 //! The SQL side of [`posgate_core::ports::db::card`].
 
+pub(crate) use posgate_core::model::card::*;
 pub(crate) use posgate_core::ports::db::card::*;
 
 /// SQL of card writes and reads, shared by both backends.

@@ -39,14 +39,19 @@ mod write;
 use std::sync::Arc;
 
 pub use migrate::MigrationError;
+pub(crate) use posgate_core::model::card::CardRecord;
+pub(crate) use posgate_core::model::link::{CardLink, LinkStatus};
+pub(crate) use posgate_core::model::transaction::{
+    BillDetail, Event, SettlementLine, TransactionKind, TransactionRecord, TransactionStatus,
+    parse_kind,
+};
+pub(crate) use posgate_core::model::wallet::WalletRecord;
 /// The port's types the backends name, imported once for every module.
 pub(crate) use posgate_core::ports::db::{
-    AckOutcome, AnsweredKey, BillDetail, BillReads, BillSafItem, BillWrite, CardChange, CardLink,
-    CardRecord, CardWrite, Change, Database, Event, KeyOp, LinkStatus, LinkWrite, NewAck,
-    NewSafItem, Reads, ReconStore, RefundAdjust, ReloadStore, RowCounts, SafItem, Saga, SagaKind,
-    SagaStep, SettlementLine, StatusChange, StoreError, StoredException, TransactionKind,
-    TransactionRecord, TransactionStatus, WalletChange, WalletReads, WalletRecord, WalletSafItem,
-    WalletWrite, WriteOutcome, WriteRequest, parse_kind,
+    AckOutcome, AnsweredKey, BillReads, BillSafItem, BillWrite, CardChange, CardWrite, Change,
+    Database, KeyOp, LinkWrite, NewAck, NewSafItem, Reads, ReconStore, RefundAdjust, ReloadStore,
+    RowCounts, SafItem, Saga, SagaKind, SagaStep, StatusChange, StoreError, StoredException,
+    WalletChange, WalletReads, WalletSafItem, WalletWrite, WriteOutcome, WriteRequest,
 };
 pub use postgres::PostgresDatabase;
 pub use sqlite::SqliteDatabase;

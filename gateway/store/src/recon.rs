@@ -2,8 +2,8 @@
 
 pub(crate) use posgate_core::ports::db::recon::*;
 
-use posgate_core::clearing::recon::ack::AckStatus;
-use posgate_core::clearing::recon::matching::ExceptionKind;
+use posgate_core::model::recon::AckStatus;
+use posgate_core::model::recon::ExceptionKind;
 
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 

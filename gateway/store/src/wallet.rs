@@ -1,5 +1,6 @@
 //! The SQL side of [`posgate_core::ports::db::wallet`].
 
+pub(crate) use posgate_core::model::wallet::*;
 pub(crate) use posgate_core::ports::db::wallet::*;
 
 pub(super) mod sql {

@@ -6,8 +6,9 @@
 use chrono::{DateTime, Utc};
 use pb::audit_service_client::AuditServiceClient;
 use posgate_api::access::Identity;
-use posgate_core::audit::chain::{EntryType, entry_hash};
+use posgate_core::audit::chain::entry_hash;
 use posgate_core::audit::seal::seal_once;
+use posgate_core::model::chain::EntryType;
 use posgate_proto::v1 as pb;
 use sqlx::Connection as _;
 use tonic::Code;

@@ -1039,7 +1039,7 @@ async fn two_tills_on_one_wallet_never_take_it_negative() {
             .unwrap();
         assert_eq!(
             top_up.status,
-            posgate_core::ports::db::TransactionStatus::Completed,
+            posgate_core::model::transaction::TransactionStatus::Completed,
             "{backend:?}: the spent reload stands"
         );
         let sale_id = reload.card_transaction.unwrap().transaction_id;
@@ -1052,7 +1052,7 @@ async fn two_tills_on_one_wallet_never_take_it_negative() {
             .unwrap();
         assert_eq!(
             sale.status,
-            posgate_core::ports::db::TransactionStatus::Captured,
+            posgate_core::model::transaction::TransactionStatus::Captured,
             "{backend:?}: the card paid for the reload the wallet keeps"
         );
         let mut ids = saga_ids(&declined);

@@ -191,15 +191,15 @@ async fn gateway_books(world: &CardWorld, ids: &[String]) -> BTreeMap<String, (i
             .unwrap();
         let entry = books.entry(record.link_id.clone()).or_default();
         match record.status {
-            posgate_core::ports::db::TransactionStatus::Captured => {
-                let sign = if record.card_type == posgate_core::ports::db::CardType::Refund {
+            posgate_core::model::transaction::TransactionStatus::Captured => {
+                let sign = if record.card_type == posgate_core::model::card::CardType::Refund {
                     -1
                 } else {
                     1
                 };
                 entry.0 += sign * record.captured_minor;
             }
-            posgate_core::ports::db::TransactionStatus::Authorized => {
+            posgate_core::model::transaction::TransactionStatus::Authorized => {
                 entry.1 += record.amount_minor;
             }
             _ => {}

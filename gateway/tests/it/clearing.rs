@@ -13,11 +13,9 @@ use posgate_core::clearing::sign::Verifier;
 use posgate_core::clearing::{schedule, verify};
 use posgate_core::model::business_day::BusinessCalendar;
 use posgate_core::model::idempotency::FingerprintBuilder;
+use posgate_core::model::transaction::{Event, SettlementLine, TransactionStatus};
 use posgate_core::model::{IdempotencyKey, StoredAnswer};
-use posgate_core::ports::db::{
-    Change, Database, Event, SettlementLine, StatusChange, TransactionStatus, WriteOutcome,
-    WriteRequest,
-};
+use posgate_core::ports::db::{Change, Database, StatusChange, WriteOutcome, WriteRequest};
 use posgate_hsm::{ClearKey, Hsm, KeyRef, KeySpec, SoftwareHsm};
 use posgate_sims::test_keys::CLEARING_SIGN_SEED;
 

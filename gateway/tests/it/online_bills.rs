@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use pb::bill_payment_service_client::BillPaymentServiceClient;
-use posgate_core::ports::db::{Database, TransactionStatus};
+use posgate_core::model::transaction::TransactionStatus;
+use posgate_core::ports::db::Database;
 use posgate_partners::bill::api::BillStatus;
 use posgate_partners::http::TlsFiles;
 use posgate_partners::wallet::api::{TransactionKind, TransactionState};

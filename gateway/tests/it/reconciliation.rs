@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use posgate_core::clearing::model::ClearingItem;
-use posgate_core::clearing::recon::matching::ExceptionKind;
 use posgate_core::clearing::recon::{IngestError, ingest};
+use posgate_core::model::recon::ExceptionKind;
 use posgate_core::ports::db::Database;
 use posgate_sims::bank::ack::{self as sim_ack, AckFaults, AckItem};
 

@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use posgate_core::model::idempotency::FingerprintBuilder;
+use posgate_core::model::transaction::{
+    BillDetail, Event, SettlementLine, TransactionKind, TransactionRecord, TransactionStatus,
+};
 use posgate_core::model::{IdempotencyKey, StoredAnswer};
 use posgate_core::ports::db::{
-    BillDetail, Change, Database, Event, SettlementLine, StatusChange, StoreError, TransactionKind,
-    TransactionRecord, TransactionStatus, WriteOutcome, WriteRequest,
+    Change, Database, StatusChange, StoreError, WriteOutcome, WriteRequest,
 };
 
 use crate::support::{Backend, TestDb, backends, date, utc};

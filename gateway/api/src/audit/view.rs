@@ -7,7 +7,7 @@ use posgate_proto::v1 as pb;
 
 use crate::payments::card::brand_from_name;
 use crate::payments::view::timestamp;
-use posgate_core::audit::chain::ChainEntry;
+use posgate_core::model::chain::ChainEntry;
 use posgate_core::ports::db::audit::{KindMatch, TransactionRow};
 
 /// The proto type of a stored transaction.

@@ -10,8 +10,8 @@ use crate::payments::view::timestamp;
 use posgate_core::bill::service::InquiredBill;
 use posgate_core::model::bill::BillPayment;
 use posgate_core::model::business_day::format_date;
+use posgate_core::model::transaction::TransactionStatus;
 use posgate_core::ports::answers::BillAnswers;
-use posgate_core::ports::db::TransactionStatus;
 
 /// The bill InquireBill reports.
 pub fn inquired_bill(bill: &InquiredBill) -> pb::Bill {

@@ -24,7 +24,6 @@ use crate::access::{Identity, identity_of, require_auditor};
 use crate::audit::{export, token, view};
 use crate::validate::Violations;
 use posgate_core::audit::Audit;
-use posgate_core::audit::chain::Checkpoint;
 use posgate_core::audit::page_token::TokenError;
 use posgate_core::audit::seal::key_id;
 use posgate_core::audit::service::{
@@ -32,6 +31,7 @@ use posgate_core::audit::service::{
     ExportSlots, FilterInput, KeyPurpose, SearchQuery,
 };
 use posgate_core::audit::verify::Problem;
+use posgate_core::model::chain::Checkpoint;
 
 /// Longest page token accepted (audit.proto).
 pub const MAX_PAGE_TOKEN_LEN: usize = 1024;

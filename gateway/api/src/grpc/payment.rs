@@ -23,8 +23,8 @@ use posgate_core::cards::CardService;
 use posgate_core::cards::service::{
     AuthorizeInput, CaptureInput, RefundInput, TransactionLookup, VoidInput,
 };
+use posgate_core::model::card::CardType;
 use posgate_core::model::idempotency::Answered;
-use posgate_core::ports::db::CardType;
 
 /// Longest `pos_reference`.
 const MAX_POS_REFERENCE_LEN: usize = 40;

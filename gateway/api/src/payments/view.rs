@@ -11,9 +11,10 @@ use super::card::{brand_from_name, entry_mode_to_proto};
 use posgate_core::cards::card::EntryMode;
 use posgate_core::cards::config::CardConfig;
 use posgate_core::model::business_day::format_date;
+use posgate_core::model::card::{CardRecord, CardRouteKind, CardType};
 use posgate_core::model::card::{CardTransaction, RefundResult};
+use posgate_core::model::transaction::TransactionStatus;
 use posgate_core::ports::answers::CardAnswers;
-use posgate_core::ports::db::{CardRecord, CardRouteKind, CardType, TransactionStatus};
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {

@@ -17,7 +17,7 @@
 //! Each row also stores the hash it chains from (`prev_hash`), so a
 //! verifier can tell a changed entry from a missing, added or moved one.
 
-pub use crate::model::chain::{ChainEntry, Checkpoint, EntryContent, EntryType};
+use crate::model::chain::EntryContent;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use sha2::{Digest as _, Sha256};
@@ -78,6 +78,7 @@ pub fn checkpoint_statement(sequence: i64, head_hash: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::chain::EntryType;
 
     fn content() -> EntryContent {
         EntryContent {

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use posgate_hsm::KeyRef;
 
 use super::Audit;
-use crate::audit::chain::{Checkpoint, checkpoint_statement};
+use crate::audit::chain::checkpoint_statement;
+use crate::model::chain::Checkpoint;
 
 /// How often the sealer looks at the chain head: the entry-count trigger
 /// fires within this long of being reached.

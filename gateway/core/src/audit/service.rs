@@ -13,11 +13,12 @@ use posgate_hsm::{HsmError, KeyRef, Pan};
 use serde_json::{Map, Value, json};
 
 use super::Audit;
-use super::chain::{ChainEntry, Checkpoint, EntryContent, EntryType, canonical_time};
+use super::chain::canonical_time;
 use super::page_token::{self, Cursor, TokenError};
 use super::signing_keys::{self, SigningKeyVersion};
 use super::verify::{self, Report, VerifyError};
 use crate::model::FieldViolation;
+use crate::model::chain::{ChainEntry, Checkpoint, EntryContent, EntryType};
 use crate::model::ids::is_valid_id;
 use crate::model::money::{Currency, MAX_AMOUNT_MINOR};
 use crate::ports::db::StoreError;

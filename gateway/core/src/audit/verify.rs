@@ -31,7 +31,8 @@ use std::collections::HashMap;
 use posgate_hsm::{KeyRef, PublicKey};
 
 use super::Audit;
-use crate::audit::chain::{ChainEntry, Checkpoint, GENESIS_HASH, checkpoint_statement, entry_hash};
+use crate::audit::chain::{GENESIS_HASH, checkpoint_statement, entry_hash};
+use crate::model::chain::{ChainEntry, Checkpoint};
 use crate::ports::db::StoreError;
 
 /// Entries read per round trip: bounds memory (about 5 MB per batch) while

@@ -11,8 +11,9 @@ use super::card::{CardBrand, PresentedCard, brand_name, brand_of};
 use super::payments::{Payments, Route, card_lines};
 use crate::model::RequestContext;
 use crate::model::business_day::BusinessCalendar;
+use crate::model::card::{CardRecord, CardType};
 use crate::model::money::Currency;
-use crate::ports::db::{CardRecord, CardType, SettlementLine, TransactionStatus};
+use crate::model::transaction::{SettlementLine, TransactionStatus};
 
 /// The card currency and limit checks of an amount at a store. Returns the
 /// amount in minor units.

@@ -10,8 +10,8 @@ use posgate_partners::bank::protocol::{
 
 use super::card::PresentedCard;
 use crate::model::business_day::StoreConfig;
+use crate::model::card::{CardRecord, CardType};
 use crate::model::money::Currency;
-use crate::ports::db::{CardRecord, CardType};
 
 /// The bank's answer, or why there is none.
 #[derive(Debug)]

@@ -9,11 +9,10 @@ use super::iso::{BankOutcome, card_type_mti};
 use super::payments::{bank_terminal_id, card_lines, rrn_for};
 use super::saf::reversal_of;
 use crate::model::Actor;
+use crate::model::card::{CardRecord, CardRouteKind, CardType};
+use crate::model::transaction::{Event, SettlementLine, TransactionStatus};
 use crate::model::{IdempotencyKey, RequestContext};
-use crate::ports::db::{
-    CardChange, CardRecord, CardRouteKind, CardType, CardUpdate, CardWrite, Event, KeyOp,
-    RefundAdjust, SettlementLine, TransactionStatus,
-};
+use crate::ports::db::{CardChange, CardUpdate, CardWrite, KeyOp, RefundAdjust};
 
 /// What every new card transaction starts from.
 #[derive(Debug)]

@@ -18,8 +18,10 @@ use super::card::PinInput;
 use super::config::{BankLinkConfig, CardConfig};
 use super::stan_space;
 use crate::model::Party;
+use crate::model::card::{CardRecord, CardRouteKind};
+use crate::model::transaction::SettlementLine;
+use crate::ports::db::StoreError;
 use crate::ports::db::stan::StanStore;
-use crate::ports::db::{CardRecord, CardRouteKind, SettlementLine, StoreError};
 
 /// Where a card goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,11 +15,13 @@ use tokio::sync::watch;
 use super::iso::financial_kind;
 use super::service::CardService;
 use crate::model::IdempotencyKey;
+use crate::model::card::CardRecord;
 use crate::model::card::{CardTransaction, RefundResult};
 use crate::model::money::Currency;
+use crate::model::transaction::TransactionStatus;
 use crate::ports::db::{
-    CardChange, CardRecord, CardUpdate, CardWrite, KeyOp, NewSafItem, RefundAdjust, SafItem,
-    SafKind, StoreError, TransactionStatus,
+    CardChange, CardUpdate, CardWrite, KeyOp, NewSafItem, RefundAdjust, SafItem, SafKind,
+    StoreError,
 };
 use crate::worker::{RECOVERY_GRACE, SAF_BATCH, saf_event};
 use crate::worker::{retry_at, run_passes};

@@ -23,16 +23,18 @@ use super::payments::{Payments, card_lines, up_link};
 use super::saf::reversal_of;
 use crate::model::business_day::BusinessCalendar;
 use crate::model::business_day::StoreConfig;
+use crate::model::card::{CardRecord, CardType};
 use crate::model::card::{CardTransaction, RefundResult};
 use crate::model::clock::Clock;
 use crate::model::idempotency::{Answered, FingerprintBuilder, differing_fields};
 use crate::model::money::Currency;
 use crate::model::transaction::Event;
+use crate::model::transaction::TransactionStatus;
 use crate::model::{IdempotencyKey, RequestContext, RequestFingerprint, StoredAnswer};
 use crate::ports::answers::CardAnswers;
 use crate::ports::db::{
-    CardChange, CardRecord, CardType, CardUpdate, CardWrite, Database, KeyOp, NewSafItem,
-    RefundAdjust, SafKind, TransactionStatus, WriteOutcome,
+    CardChange, CardUpdate, CardWrite, Database, KeyOp, NewSafItem, RefundAdjust, SafKind,
+    WriteOutcome,
 };
 
 /// An Authorize request, read and checked for shape.

@@ -10,11 +10,12 @@ use super::service::{WalletService, key_of_record};
 use super::steps::{advance, crash_point};
 use crate::cards::{Payments, card_lines};
 use crate::model::transaction::Event;
+use crate::model::transaction::TransactionStatus;
 use crate::model::wallet::WalletAnswer;
+use crate::model::wallet::{WalletRecord, WalletType};
 use crate::ports::db::{
-    CardChange, CardUpdate, CardWrite, KeyOp, Saga, SagaKind, SagaStep, StoreError,
-    TransactionStatus, WalletChange, WalletRecord, WalletType, WalletUpdate, WalletWrite,
-    WriteOutcome,
+    CardChange, CardUpdate, CardWrite, KeyOp, Saga, SagaKind, SagaStep, StoreError, WalletChange,
+    WalletUpdate, WalletWrite, WriteOutcome,
 };
 use crate::worker::RECOVERY_GRACE;
 

@@ -13,13 +13,13 @@ use crate::cards::{
     BankOutcome, CheckedCard, Draft, Outgoing, Payments, check_card, draft, send_financial, up_link,
 };
 use crate::model::RequestContext;
+use crate::model::card::{CardRecord, CardRouteKind, CardType};
 use crate::model::idempotency::{Answered, FingerprintBuilder};
+use crate::model::link::{CardLink, LinkStatus};
+use crate::model::transaction::TransactionStatus;
 use crate::model::wallet::{LinkedCard, UnlinkedCard};
 use crate::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
-use crate::ports::db::{
-    AnsweredKey, CardLink, CardRecord, CardRouteKind, CardType, LinkStatus, LinkWrite,
-    TransactionStatus,
-};
+use crate::ports::db::{AnsweredKey, LinkWrite};
 
 /// A `LinkCard` request, read and checked for shape and against the operator.
 #[derive(Debug)]

@@ -16,9 +16,10 @@ use super::compensation;
 use super::operators::{Operator, wallet_lines};
 use super::outcome::reversal_of;
 use super::service::{WalletService, key_of_record};
+use crate::model::transaction::TransactionStatus;
+use crate::model::wallet::{WalletRecord, WalletType};
 use crate::ports::db::{
-    KeyOp, RefundAdjust, StoreError, TransactionStatus, WalletChange, WalletRecord, WalletSafItem,
-    WalletType, WalletUpdate, WalletWrite,
+    KeyOp, RefundAdjust, StoreError, WalletChange, WalletSafItem, WalletUpdate, WalletWrite,
 };
 use crate::worker::{RECOVERY_GRACE, SAF_BATCH, saf_event};
 use crate::worker::{retry_at, run_passes};

@@ -39,8 +39,10 @@ use crate::cards::card::{PresentedCard, brand_name};
 use crate::model::IdempotencyKey;
 use crate::model::RequestContext;
 use crate::model::idempotency::Answered;
+use crate::model::link::CardLink;
 use crate::model::wallet::WalletAnswer;
-use crate::ports::db::{CardLink, Saga, SagaKind, SagaStep, WalletRecord};
+use crate::model::wallet::WalletRecord;
+use crate::ports::db::{Saga, SagaKind, SagaStep};
 
 pub use super::steps::ABORT_AT_ENV;
 

@@ -15,10 +15,13 @@ use crate::cards::{
 };
 use crate::model::IdempotencyKey;
 use crate::model::RequestContext;
+use crate::model::card::{CardRecord, CardType};
 use crate::model::transaction::Event;
+use crate::model::transaction::TransactionStatus;
+use crate::model::wallet::{WalletOutcome, WalletRecord, WalletType};
 use crate::ports::db::{
-    CardChange, CardRecord, CardType, CardWrite, Saga, SagaStep, StoreError, TransactionStatus,
-    WalletChange, WalletOutcome, WalletRecord, WalletType, WalletUpdate, WalletWrite, WriteOutcome,
+    CardChange, CardWrite, Saga, SagaStep, StoreError, WalletChange, WalletUpdate, WalletWrite,
+    WriteOutcome,
 };
 
 /// Env variable of the crash tests: `posgate serve` aborts (like kill -9:

@@ -5,7 +5,7 @@ use posgate_hsm::{CardExpiry, Hsm, HsmError, KeyRef, Pan};
 use zeroize::Zeroizing;
 
 use crate::cards::card::{EntryMode, PresentedCard};
-use crate::ports::db::CardLink;
+use crate::model::link::CardLink;
 
 /// The additional data a card token is bound to: its link.
 fn token_aad(link_id: &str) -> String {

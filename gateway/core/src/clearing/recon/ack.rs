@@ -22,7 +22,7 @@ use std::fmt;
 
 use chrono::NaiveDate;
 
-pub use crate::model::recon::{AckFile, AckItem, AckStatus, AckTotals};
+use crate::model::recon::{AckFile, AckItem, AckStatus, AckTotals};
 
 /// Longest line accepted: generous for the fields above, and a bound on what one bad line costs.
 pub const MAX_LINE_BYTES: usize = 512;

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::clearing::model::ClearingItem;
 use crate::model::recon::{AckFile, AckStatus};
-pub use crate::model::recon::{ExceptionKind, ReconException, ReconReport};
+use crate::model::recon::{ExceptionKind, ReconException, ReconReport};
 
 /// posgate's net per transaction and currency.
 #[derive(Debug)]

@@ -14,8 +14,9 @@ pub mod matching;
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
-use self::ack::{AckError, AckFile};
-use self::matching::ReconReport;
+use self::ack::AckError;
+use crate::model::recon::{AckFile, ReconReport};
+
 use crate::clearing::model::ClearingItem;
 use crate::ports::db::{AckOutcome, Database, NewAck, StoreError};
 

@@ -15,7 +15,7 @@ use super::{Event, SettlementLine, TransactionStatus};
 
 use crate::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
 
-pub use crate::model::card::{CardRecord, CardRouteKind, CardType};
+use crate::model::card::CardRecord;
 
 /// What a card write does to the idempotency key.
 #[derive(Debug, Clone)]

@@ -25,22 +25,14 @@ use crate::model::{IdempotencyKey, StoredAnswer};
 
 pub use bill_online::{BillReads, BillSafItem, BillWrite};
 pub use card::{
-    CardChange, CardRecord, CardRouteKind, CardType, CardUpdate, CardWrite, KeyOp, NewSafItem,
-    RefundAdjust, SafItem, SafKind,
+    CardChange, CardUpdate, CardWrite, KeyOp, NewSafItem, RefundAdjust, SafItem, SafKind,
 };
 pub use recon::{AckOutcome, NewAck, ReconStore, StoredException};
-pub use reload::{
-    AnsweredKey, CardLink, LinkStatus, LinkWrite, ReloadStore, Saga, SagaKind, SagaStep,
-};
-pub use wallet::{
-    WalletChange, WalletOutcome, WalletReads, WalletRecord, WalletSafItem, WalletType,
-    WalletUpdate, WalletWrite,
-};
+pub use reload::{AnsweredKey, LinkWrite, ReloadStore, Saga, SagaKind, SagaStep};
+pub use wallet::{WalletChange, WalletReads, WalletSafItem, WalletUpdate, WalletWrite};
 
-pub use crate::model::transaction::{
-    BillDetail, Event, SettlementLine, TransactionKind, TransactionRecord, TransactionStatus,
-    parse_kind,
-};
+use crate::model::card::CardRecord;
+use crate::model::transaction::{Event, SettlementLine, TransactionRecord, TransactionStatus};
 
 impl From<crate::model::UnknownValue> for StoreError {
     fn from(error: crate::model::UnknownValue) -> Self {

@@ -14,7 +14,7 @@ use super::StoreError;
 
 use crate::model::{IdempotencyKey, RequestFingerprint};
 
-pub use crate::model::link::{CardLink, LinkStatus};
+use crate::model::link::CardLink;
 
 /// What a saga is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +155,7 @@ pub trait ReloadStore: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::link::LinkStatus;
 
     /// A card link prints its masked PAN, never its enciphered card token.
     #[test]

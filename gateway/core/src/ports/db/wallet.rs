@@ -17,7 +17,7 @@ use super::{
 
 use crate::model::IdempotencyKey;
 
-pub use crate::model::wallet::{WalletOutcome, WalletRecord, WalletType};
+use crate::model::wallet::{WalletOutcome, WalletRecord};
 
 /// A guarded change of a wallet transaction: applied only if its status is
 /// still `from`; `outcome`, when set, replaces the operator's answer.
