@@ -197,7 +197,10 @@ where
                     .bind(&record.terminal_id)
                     .bind(&record.operator_id)
                     .bind(&record.client_request_id)
-                    .bind(format!("wallet:{}", record.wallet_operator_id))
+                    .bind(
+                        posgate_core::model::Party::Wallet(record.wallet_operator_id.clone())
+                            .to_string(),
+                    )
                     .bind(record.amount_minor)
                     .bind(&record.currency)
                     .bind(0_i64)

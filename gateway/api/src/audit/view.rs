@@ -3,6 +3,7 @@
 //! back to store terms for filters.
 
 use chrono::{DateTime, Utc};
+use posgate_core::model::Actor;
 use posgate_proto::v1 as pb;
 
 use crate::payments::card::brand_from_name;
@@ -160,23 +161,21 @@ pub fn actor(stored: &str, to_status_of: &str) -> pb::Actor {
             cashier_operator_id: String::new(),
         };
     }
-    if let Some((store, terminal)) = stored
-        .strip_prefix("terminal:")
-        .and_then(|rest| rest.split_once('/'))
-    {
-        return pb::Actor {
-            kind: pb::ActorKind::Terminal.into(),
-            id: format!("spiffe://posgate/store/{store}/terminal/{terminal}"),
-            cashier_operator_id: String::new(),
-        };
-    }
-    let (kind, id) = match stored {
-        "bank" => (pb::ActorKind::Partner, to_status_of.to_owned()),
-        "saf" | "expiry" | "clearing" | "reconciliation" => {
-            (pb::ActorKind::Gateway, format!("{stored}@posgate"))
-        }
-        other if other.starts_with("spiffe://") => (pb::ActorKind::Terminal, other.to_owned()),
-        other => (pb::ActorKind::Gateway, other.to_owned()),
+    let (kind, id) = match Actor::parse(stored) {
+        Actor::Terminal {
+            store_id,
+            terminal_id,
+        } => (
+            pb::ActorKind::Terminal,
+            format!("spiffe://posgate/store/{store_id}/terminal/{terminal_id}"),
+        ),
+        Actor::Bank => (pb::ActorKind::Partner, to_status_of.to_owned()),
+        Actor::Worker(worker) => (
+            pb::ActorKind::Gateway,
+            format!("{}@posgate", worker.as_str()),
+        ),
+        Actor::Caller(id) if id.starts_with("spiffe://") => (pb::ActorKind::Terminal, id),
+        Actor::Caller(id) => (pb::ActorKind::Gateway, id),
     };
     pb::Actor {
         kind: kind.into(),

@@ -66,13 +66,13 @@ pub fn wallet_lines(record: &WalletRecord) -> Vec<SettlementLine> {
     };
     vec![
         SettlementLine {
-            party: format!("store:{}", record.store_id),
+            party: crate::model::Party::Store(record.store_id.clone()).to_string(),
             kind: kind.to_owned(),
             currency: record.currency.clone(),
             amount_minor: store_side,
         },
         SettlementLine {
-            party: format!("wallet:{}", record.wallet_operator_id),
+            party: crate::model::Party::Wallet(record.wallet_operator_id.clone()).to_string(),
             kind: kind.to_owned(),
             currency: record.currency.clone(),
             amount_minor: -store_side,

@@ -419,7 +419,9 @@ impl WalletService {
             .operator(&original.wallet_operator_id)
             .cloned()
             .ok_or_else(|| {
-                WalletError::partner_unavailable(format!("wallet:{}", original.wallet_operator_id))
+                WalletError::partner_unavailable(
+                    crate::model::Party::Wallet(original.wallet_operator_id.clone()).to_string(),
+                )
             })?;
         let calendar = self.calendar(&context.store_id);
         let age_days = (calendar.business_date(now) - original.business_date).num_days();
