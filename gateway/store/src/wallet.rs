@@ -146,7 +146,7 @@ pub(super) mod rows {
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use crate::SqlxResultExt as _;
-use crate::backend::{Backend, RowsAffected as _, Statements};
+use crate::backend::{Backend, Statements};
 
 impl<DB> Statements<DB>
 where
@@ -179,7 +179,6 @@ where
         write: &crate::WalletWrite,
         chain: &mut Vec<crate::audit::EntryContent>,
     ) -> Result<crate::WriteOutcome, crate::StoreError> {
-        use crate::card::sql as card_sql;
         use crate::wallet::sql as wallet_sql;
         use crate::{WalletChange, WriteOutcome, sql};
         if let Some(taken) =
@@ -233,28 +232,11 @@ where
                     .db()?;
             }
             WalletChange::Update(update) => {
-                if let (Some(from), Some(to)) = (update.from, update.to) {
-                    let updated = sqlx::query(card_sql::UPDATE_STATUS)
-                        .bind(to.as_str())
-                        .bind(write.at)
-                        .bind(&update.transaction_id)
-                        .bind(from.as_str())
-                        .execute(&mut *conn)
-                        .await
-                        .db()?
-                        .rows_affected();
-                    if updated == 0 {
-                        let status: Option<String> = sqlx::query_scalar(card_sql::SELECT_STATUS)
-                            .bind(&update.transaction_id)
-                            .fetch_optional(&mut *conn)
-                            .await
-                            .db()?;
-                        let current = status
-                            .as_deref()
-                            .map(crate::TransactionStatus::parse)
-                            .transpose()?;
-                        return Ok(WriteOutcome::StatusMismatch { current });
-                    }
+                if let (Some(from), Some(to)) = (update.from, update.to)
+                    && let Some(mismatch) =
+                        Self::move_status(conn, &update.transaction_id, from, to, write.at).await?
+                {
+                    return Ok(mismatch);
                 }
                 if let Some(outcome) = &update.outcome {
                     sqlx::query(wallet_sql::UPDATE_OUTCOME)

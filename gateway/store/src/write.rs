@@ -510,6 +510,41 @@ where
         chain.push(entry);
         Ok(())
     }
+    /// Moves a card or wallet transaction `from` → `to`, guarded: when it is
+    /// not in `from` nothing is written and the answer is the
+    /// `StatusMismatch` naming its current state.
+    pub(crate) async fn move_status(
+        conn: &mut DB::Connection,
+        transaction_id: &str,
+        from: crate::TransactionStatus,
+        to: crate::TransactionStatus,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::WriteOutcome>, crate::StoreError> {
+        use crate::card::sql as card_sql;
+        let updated = sqlx::query(card_sql::UPDATE_STATUS)
+            .bind(to.as_str())
+            .bind(at)
+            .bind(transaction_id)
+            .bind(from.as_str())
+            .execute(&mut *conn)
+            .await
+            .db()?
+            .rows_affected();
+        if updated > 0 {
+            return Ok(None);
+        }
+        let status: Option<String> = sqlx::query_scalar(card_sql::SELECT_STATUS)
+            .bind(transaction_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .db()?;
+        let current = status
+            .as_deref()
+            .map(crate::TransactionStatus::parse)
+            .transpose()?;
+        Ok(Some(crate::WriteOutcome::StatusMismatch { current }))
+    }
+
     /// Defines `async fn apply_card_write(conn: &mut $connection, write)`, the
     /// statements of one [`CardWrite`](super::CardWrite) inside an open
     /// transaction. The caller commits on `Written` and rolls back otherwise.
@@ -576,28 +611,11 @@ where
                     .db()?;
             }
             CardChange::Update(update) => {
-                if let (Some(from), Some(to)) = (update.from, update.to) {
-                    let updated = sqlx::query(card_sql::UPDATE_STATUS)
-                        .bind(to.as_str())
-                        .bind(write.at)
-                        .bind(&update.transaction_id)
-                        .bind(from.as_str())
-                        .execute(&mut *conn)
-                        .await
-                        .db()?
-                        .rows_affected();
-                    if updated == 0 {
-                        let status: Option<String> = sqlx::query_scalar(card_sql::SELECT_STATUS)
-                            .bind(&update.transaction_id)
-                            .fetch_optional(&mut *conn)
-                            .await
-                            .db()?;
-                        let current = status
-                            .as_deref()
-                            .map(crate::TransactionStatus::parse)
-                            .transpose()?;
-                        return Ok(WriteOutcome::StatusMismatch { current });
-                    }
+                if let (Some(from), Some(to)) = (update.from, update.to)
+                    && let Some(mismatch) =
+                        Self::move_status(conn, &update.transaction_id, from, to, write.at).await?
+                {
+                    return Ok(mismatch);
                 }
                 let (loyalty_set, points, balance) = match update.loyalty {
                     Some((points, balance)) => (true, Some(points), balance),
