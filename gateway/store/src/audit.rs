@@ -407,31 +407,7 @@ where
         }
         Ok(chained)
     }
-}
 
-impl<DB> Statements<DB>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    usize: ColumnIndex<DB::Row>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    for<'q, 'r> String: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> Vec<u8>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> i64: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> i32: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> bool: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> chrono::NaiveDate: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> chrono::DateTime<chrono::Utc>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> Option<String>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> Option<Vec<u8>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> Option<i64>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> Option<bool>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> Option<chrono::NaiveDate>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-    for<'q, 'r> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
-{
     /// [`AuditStore`]'s read `chain_head` on a pool.
     pub(crate) async fn audit_chain_head(
         pool: &sqlx::Pool<DB>,

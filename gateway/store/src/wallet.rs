@@ -180,7 +180,7 @@ where
         chain: &mut Vec<crate::audit::EntryContent>,
     ) -> Result<crate::WriteOutcome, crate::StoreError> {
         use crate::wallet::sql as wallet_sql;
-        use crate::{WalletChange, WriteOutcome, sql};
+        use crate::{WalletChange, WriteOutcome};
         if let Some(taken) =
             Self::apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
         {
@@ -188,26 +188,27 @@ where
         }
         match &write.change {
             WalletChange::Create(record) => {
-                sqlx::query(sql::INSERT_TRANSACTION)
-                    .bind(&record.id)
-                    .bind(crate::TransactionKind::WalletPayment.as_str())
-                    .bind(record.status.as_str())
-                    .bind(&record.store_id)
-                    .bind(&record.terminal_id)
-                    .bind(&record.operator_id)
-                    .bind(&record.client_request_id)
-                    .bind(
-                        posgate_core::model::Party::Wallet(record.wallet_operator_id.clone())
-                            .to_string(),
-                    )
-                    .bind(record.amount_minor)
-                    .bind(&record.currency)
-                    .bind(0_i64)
-                    .bind(record.business_date)
-                    .bind(record.created_at)
-                    .execute(&mut *conn)
-                    .await
-                    .db()?;
+                let partner = posgate_core::model::Party::Wallet(record.wallet_operator_id.clone())
+                    .to_string();
+                Self::insert_transaction(
+                    conn,
+                    &crate::write::TransactionRow {
+                        id: &record.id,
+                        kind: crate::TransactionKind::WalletPayment,
+                        status: record.status,
+                        store_id: &record.store_id,
+                        terminal_id: &record.terminal_id,
+                        operator_id: &record.operator_id,
+                        client_request_id: &record.client_request_id,
+                        partner_id: &partner,
+                        amount_minor: record.amount_minor,
+                        currency: &record.currency,
+                        fee_minor: 0,
+                        business_date: record.business_date,
+                        created_at: record.created_at,
+                    },
+                )
+                .await?;
                 let outcome = &record.outcome;
                 sqlx::query(wallet_sql::INSERT_WALLET)
                     .bind(&record.id)

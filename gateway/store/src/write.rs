@@ -95,29 +95,56 @@ where
         Ok(WriteOutcome::Written)
     }
 
+    /// Inserts the `transactions` row every kind of payment starts with.
+    pub(crate) async fn insert_transaction(
+        conn: &mut DB::Connection,
+        row: &TransactionRow<'_>,
+    ) -> Result<(), crate::StoreError> {
+        sqlx::query(crate::sql::INSERT_TRANSACTION)
+            .bind(row.id)
+            .bind(row.kind.as_str())
+            .bind(row.status.as_str())
+            .bind(row.store_id)
+            .bind(row.terminal_id)
+            .bind(row.operator_id)
+            .bind(row.client_request_id)
+            .bind(row.partner_id)
+            .bind(row.amount_minor)
+            .bind(row.currency)
+            .bind(row.fee_minor)
+            .bind(row.business_date)
+            .bind(row.created_at)
+            .execute(&mut *conn)
+            .await
+            .db()?;
+        Ok(())
+    }
+
     /// Inserts a bill payment: its `transactions` and `bill_payments` rows.
     pub(crate) async fn insert_bill_transaction(
         conn: &mut DB::Connection,
         record: &crate::TransactionRecord,
     ) -> Result<(), crate::StoreError> {
         use crate::sql;
-        sqlx::query(sql::INSERT_TRANSACTION)
-            .bind(&record.id)
-            .bind(record.kind.as_str())
-            .bind(record.status.as_str())
-            .bind(&record.store_id)
-            .bind(&record.terminal_id)
-            .bind(&record.operator_id)
-            .bind(&record.client_request_id)
-            .bind(&record.partner_id)
-            .bind(record.amount_minor)
-            .bind(&record.currency)
-            .bind(record.fee_minor)
-            .bind(record.business_date)
-            .bind(record.created_at)
-            .execute(&mut *conn)
-            .await
-            .db()?;
+        Self::insert_transaction(
+            conn,
+            &TransactionRow {
+                id: &record.id,
+                kind: record.kind,
+                status: record.status,
+                store_id: &record.store_id,
+                terminal_id: &record.terminal_id,
+                operator_id: &record.operator_id,
+                client_request_id: &record.client_request_id,
+                partner_id: &record.partner_id,
+                amount_minor: record.amount_minor,
+                currency: &record.currency,
+                fee_minor: record.fee_minor,
+                business_date: record.business_date,
+                created_at: record.created_at,
+            },
+        )
+        .await?;
         let bill = &record.bill;
         sqlx::query(sql::INSERT_BILL)
             .bind(&record.id)
@@ -555,7 +582,7 @@ where
         chain: &mut Vec<crate::audit::EntryContent>,
     ) -> Result<crate::WriteOutcome, crate::StoreError> {
         use crate::card::sql as card_sql;
-        use crate::{CardChange, WriteOutcome, sql};
+        use crate::{CardChange, WriteOutcome};
         if let Some(taken) =
             Self::apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
         {
@@ -563,23 +590,25 @@ where
         }
         match &write.change {
             CardChange::Create(record) => {
-                sqlx::query(sql::INSERT_TRANSACTION)
-                    .bind(&record.id)
-                    .bind(crate::TransactionKind::CardPayment.as_str())
-                    .bind(record.status.as_str())
-                    .bind(&record.store_id)
-                    .bind(&record.terminal_id)
-                    .bind(&record.operator_id)
-                    .bind(&record.client_request_id)
-                    .bind(&record.link_id)
-                    .bind(record.amount_minor)
-                    .bind(&record.currency)
-                    .bind(0_i64)
-                    .bind(record.business_date)
-                    .bind(record.created_at)
-                    .execute(&mut *conn)
-                    .await
-                    .db()?;
+                Self::insert_transaction(
+                    conn,
+                    &TransactionRow {
+                        id: &record.id,
+                        kind: crate::TransactionKind::CardPayment,
+                        status: record.status,
+                        store_id: &record.store_id,
+                        terminal_id: &record.terminal_id,
+                        operator_id: &record.operator_id,
+                        client_request_id: &record.client_request_id,
+                        partner_id: &record.link_id,
+                        amount_minor: record.amount_minor,
+                        currency: &record.currency,
+                        fee_minor: 0,
+                        business_date: record.business_date,
+                        created_at: record.created_at,
+                    },
+                )
+                .await?;
                 sqlx::query(card_sql::INSERT_CARD)
                     .bind(&record.id)
                     .bind(record.card_type.as_str())
@@ -920,6 +949,24 @@ where
             .await
             .db()
     }
+}
+
+/// The `transactions` row of a new payment, whatever its kind.
+pub(crate) struct TransactionRow<'a> {
+    pub id: &'a str,
+    pub kind: crate::TransactionKind,
+    pub status: crate::TransactionStatus,
+    pub store_id: &'a str,
+    pub terminal_id: &'a str,
+    pub operator_id: &'a str,
+    pub client_request_id: &'a str,
+    /// The partner reference: biller id, bank link id, or the wallet operator's party.
+    pub partner_id: &'a str,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub fee_minor: i64,
+    pub business_date: chrono::NaiveDate,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The parts of a card, wallet or bill write that
