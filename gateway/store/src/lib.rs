@@ -28,6 +28,7 @@ pub mod bill_online;
 pub mod card;
 pub mod clearing;
 mod migrate;
+mod pg_batch;
 mod postgres;
 pub mod recon;
 pub mod reload;

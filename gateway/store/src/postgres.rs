@@ -1,7 +1,8 @@
 //! The PostgreSQL backend, for production and for several gateway instances
 //! sharing one database. Writes go to a few writer tasks that commit the
-//! writes waiting at that moment together, each in its own savepoint of one
-//! transaction (group commit), with the audit-chain entries of the whole
+//! writes waiting at that moment together in one transaction, a few
+//! set-based statements per batch whatever its size (group commit, see
+//! [`pg_batch`]), with the audit-chain entries of the whole
 //! batch appended last under one lock of the chain head: the head's lock is
 //! held through each COMMIT's WAL flush, so one flush per batch rather than
 //! per write is what keeps the chain from capping throughput. Concurrent
@@ -24,6 +25,7 @@ use super::audit::{
 };
 use super::backend::XACT_LOCK;
 use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY};
+use super::pg_batch::{self, Job};
 
 /// The store's statements on this backend.
 type Sql = super::backend::Statements<sqlx::Postgres>;
@@ -218,22 +220,18 @@ impl Database for PostgresDatabase {
     }
 
     async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, StoreError> {
-        request.check()?;
         self.submit(Job::Write(request)).await
     }
 
     async fn write_card(&self, write: CardWrite) -> Result<WriteOutcome, StoreError> {
-        write.check()?;
         self.submit(Job::Card(write)).await
     }
 
     async fn write_wallet(&self, write: super::WalletWrite) -> Result<WriteOutcome, StoreError> {
-        write.check()?;
         self.submit(Job::Wallet(write)).await
     }
 
     async fn write_bill(&self, write: super::BillWrite) -> Result<WriteOutcome, StoreError> {
-        write.check()?;
         self.submit(Job::Bill(write)).await
     }
 }
@@ -251,107 +249,43 @@ async fn run_writer(pool: PgPool, queue: Queue) {
     }
 }
 
-/// Commits a batch and answers every write in it. A write whose statements
-/// failed inside its savepoint (e.g. a deadlock between two batches waiting
-/// for each other's idempotency keys) left nothing behind and runs again on
-/// its own; so does every write of a batch whose transaction failed.
+/// Commits a batch set-based ([`pg_batch`]) and answers every write in it.
+/// When the batch's transaction fails (e.g. a deadlock between two batches
+/// waiting for each other's rows), nothing of it was committed and each
+/// write runs again in a transaction of its own, so one bad write cannot
+/// fail the others.
 async fn write_batch(pool: &PgPool, batch: &mut Vec<(Job, Reply)>) {
-    if batch.len() == 1 {
-        let (job, reply) = batch.pop().expect("one write");
-        let _ = reply.send(write_alone(pool, &job).await);
-        return;
-    }
-    let outcomes = match commit_batch(pool, batch).await {
-        Ok(outcomes) => outcomes,
-        Err(error) => {
-            tracing::warn!(%error, writes = batch.len(), "postgres batch failed; writing each alone");
-            batch.iter().map(|_| Err(StoreError::WriterGone)).collect()
+    let outcomes = {
+        let jobs: Vec<&Job> = batch.iter().map(|(job, _)| job).collect();
+        match commit_batch(pool, &jobs).await {
+            Ok(outcomes) => outcomes,
+            Err(error) if jobs.len() > 1 => {
+                tracing::warn!(%error, writes = jobs.len(), "postgres batch failed; writing each alone");
+                let mut outcomes = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    outcomes.push(match commit_batch(pool, &[job]).await {
+                        Ok(mut alone) => alone.pop().unwrap_or(Err(StoreError::WriterGone)),
+                        Err(error) => Err(error),
+                    });
+                }
+                outcomes
+            }
+            Err(error) => vec![Err(error)],
         }
     };
-    for ((job, reply), outcome) in batch.drain(..).zip(outcomes) {
-        let outcome = match outcome {
-            Err(StoreError::Database(_) | StoreError::Unavailable(_) | StoreError::WriterGone) => {
-                write_alone(pool, &job).await
-            }
-            other => other,
-        };
+    for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
         // A caller that went away (cancelled request) needs no answer.
         let _ = reply.send(outcome);
     }
 }
 
-/// A batch in one transaction, each write in a savepoint so that a refused
-/// or failed write leaves the others untouched; the chain entries of every
-/// written job are appended last, in one statement, then COMMIT.
+/// A batch in one transaction on a pooled connection.
 async fn commit_batch(
     pool: &PgPool,
-    batch: &[(Job, Reply)],
+    jobs: &[&Job],
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
-    let mut tx = pool.begin().await.db()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut chain = Vec::new();
-    for (job, _) in batch {
-        sqlx::query("SAVEPOINT posgate_write")
-            .execute(&mut *tx)
-            .await
-            .db()?;
-        let mut entries = Vec::new();
-        let outcome = apply(&mut tx, job, &mut entries).await;
-        if matches!(outcome, Ok(WriteOutcome::Written)) {
-            chain.append(&mut entries);
-        } else {
-            sqlx::query("ROLLBACK TO SAVEPOINT posgate_write")
-                .execute(&mut *tx)
-                .await
-                .db()?;
-        }
-        sqlx::query("RELEASE SAVEPOINT posgate_write")
-            .execute(&mut *tx)
-            .await
-            .db()?;
-        outcomes.push(outcome);
-    }
-    Sql::append_chain_entries(&mut tx, &chain).await?;
-    tx.commit().await.db()?;
-    Ok(outcomes)
-}
-
-/// One state change for the writers.
-#[derive(Debug)]
-enum Job {
-    Write(WriteRequest),
-    Card(CardWrite),
-    Wallet(super::WalletWrite),
-    Bill(super::BillWrite),
-}
-
-/// Runs a job's statements, queueing its chain entries in `chain`.
-async fn apply(
-    conn: &mut sqlx::PgConnection,
-    job: &Job,
-    chain: &mut Vec<EntryContent>,
-) -> Result<WriteOutcome, StoreError> {
-    match job {
-        Job::Write(request) => Sql::apply_write(conn, request, chain).await,
-        Job::Card(write) => Sql::apply_card_write(conn, write, chain).await,
-        Job::Wallet(write) => Sql::apply_wallet_write(conn, write, chain).await,
-        Job::Bill(write) => Sql::apply_bill_write(conn, write, chain).await,
-    }
-}
-
-/// A job in its own transaction: its statements, then its chain entries
-/// last, then COMMIT.
-async fn write_alone(pool: &PgPool, job: &Job) -> Result<WriteOutcome, StoreError> {
-    let mut tx = pool.begin().await.db()?;
-    let mut chain = Vec::new();
-    let outcome = apply(&mut tx, job, &mut chain).await?;
-    if outcome == WriteOutcome::Written {
-        Sql::append_chain_entries(&mut tx, &chain).await?;
-        tx.commit().await.db()?;
-    } else {
-        tx.rollback().await.db()?;
-    }
-    Ok(outcome)
+    let mut conn = pool.acquire().await.db()?;
+    pg_batch::commit(&mut conn, jobs).await
 }
 
 #[async_trait::async_trait]
