@@ -272,19 +272,40 @@ impl BillService {
 
     /// PayBill: cash collected for a slip, recorded (and for an online
     /// biller, notified) once per key.
+    ///
+    /// A new request costs one trip to the writer: the write claims the key,
+    /// and a retry finds it taken and gets the first answer back. The key is
+    /// read first only where that saves more than it costs: before an online
+    /// biller's notice, and when the request is refused (a retry of a
+    /// payment made before the slip fell due, say, still gets its answer).
     pub async fn pay_bill(&self, input: PayInput) -> Result<Answered<BillPayment>, BillError> {
-        let now = self.clock.now();
         let fingerprint = pay_fingerprint(&input);
+        let key = input.context.idempotency_key();
+        match self.pay_new(input, &key, &fingerprint).await {
+            Err(error @ (BillError::Invalid(_) | BillError::Refused { .. })) => {
+                match self.prior(&key, &fingerprint).await? {
+                    Some(answer) => Ok(Answered::Replayed(answer)),
+                    None => Err(error),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// PayBill's checks and write, for a request not known to be a retry.
+    async fn pay_new(
+        &self,
+        input: PayInput,
+        key: &IdempotencyKey,
+        fingerprint: &RequestFingerprint,
+    ) -> Result<Answered<BillPayment>, BillError> {
+        let now = self.clock.now();
         let PayInput {
             context,
             slip,
             amount_minor,
             currency,
         } = input;
-        let key = context.idempotency_key();
-        if let Some(answer) = self.prior(&key, &fingerprint).await? {
-            return Ok(Answered::Replayed(answer));
-        }
         let store = self.store_config(&context.store_id);
         let mut bill = read_bill(&self.billers, store, &slip, now)?;
         if currency != bill.biller.currency {
@@ -307,8 +328,11 @@ impl BillService {
                 uuid::Uuid::now_v7().to_string(),
                 now,
             );
+            if let Some(answer) = self.prior(key, fingerprint).await? {
+                return Ok(Answered::Replayed(answer));
+            }
             return self
-                .pay_online(&online, &bill, plan.record, key, fingerprint)
+                .pay_online(&online, &bill, plan.record, key.clone(), fingerprint.clone())
                 .await;
         }
         if amount_minor != bill.amount_minor {
@@ -333,8 +357,8 @@ impl BillService {
         };
         let committed = self
             .commit(Commit {
-                key,
-                fingerprint,
+                key: key.clone(),
+                fingerprint: fingerprint.clone(),
                 transaction_id: paid.record.id.clone(),
                 change: Change::Create(Box::new(paid.record.clone())),
                 lines: plan.lines,
