@@ -26,6 +26,7 @@ use super::audit::{
 use super::backend::XACT_LOCK;
 use super::clearing::{ClearingLock, HeldLock, SCHEDULE_LOCK_KEY};
 use super::pg_batch::{self, Job};
+use posgate_core::ports::db::{WriteCounters, WriteStats};
 
 /// The store's statements on this backend.
 type Sql = super::backend::Statements<sqlx::Postgres>;
@@ -72,6 +73,7 @@ type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Job, Reply)>>>;
 pub struct PostgresDatabase {
     pool: PgPool,
     writes: mpsc::Sender<(Job, Reply)>,
+    counters: Arc<WriteCounters>,
 }
 
 impl PostgresDatabase {
@@ -93,15 +95,25 @@ impl PostgresDatabase {
             .db()?;
         let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
         let queue: Queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let counters = Arc::new(WriteCounters::default());
         for _ in 0..WRITERS {
-            tokio::spawn(run_writer(pool.clone(), Arc::clone(&queue)));
+            tokio::spawn(run_writer(
+                pool.clone(),
+                Arc::clone(&queue),
+                Arc::clone(&counters),
+            ));
         }
-        Ok(Self { pool, writes })
+        Ok(Self {
+            pool,
+            writes,
+            counters,
+        })
     }
 
     /// Hands a write to the writers and waits for its outcome.
     async fn submit(&self, job: Job) -> Result<WriteOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
+        self.counters.submitted();
         self.writes
             .send((job, reply))
             .await
@@ -234,17 +246,22 @@ impl Database for PostgresDatabase {
     async fn write_bill(&self, write: super::BillWrite) -> Result<WriteOutcome, StoreError> {
         self.submit(Job::Bill(write)).await
     }
+
+    fn write_stats(&self) -> WriteStats {
+        self.counters.stats()
+    }
 }
 
 /// A writer task: takes every write waiting (up to `MAX_BATCH`; while one
 /// writer commits, the next gathers) and commits them together.
-async fn run_writer(pool: PgPool, queue: Queue) {
+async fn run_writer(pool: PgPool, queue: Queue, counters: Arc<WriteCounters>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let received = queue.lock().await.recv_many(&mut batch, MAX_BATCH).await;
         if received == 0 {
             return;
         }
+        counters.batch(received);
         write_batch(&pool, &mut batch).await;
     }
 }

@@ -524,6 +524,143 @@ async fn online_notice_fault_table() {
     }
 }
 
+/// Holds the store's writer: a lock the first batch of writes must wait
+/// for (PostgreSQL: the audit chain head's row, which every batch takes
+/// last; SQLite: the database's write lock), so that writes sent while it
+/// is held meet in a later batch than the ones already taken.
+struct HeldWriter {
+    release: Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>,
+}
+
+impl HeldWriter {
+    async fn take(backend: Backend, url: &str) -> Self {
+        use sqlx::Connection as _;
+        match backend {
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("SELECT sequence FROM audit_head WHERE id = 1 FOR UPDATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Self {
+                    release: Box::new(move || {
+                        Box::pin(async move {
+                            sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+                        })
+                    }),
+                }
+            }
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Self {
+                    release: Box::new(move || {
+                        Box::pin(async move {
+                            sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+                        })
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn release(self) {
+        (self.release)().await;
+    }
+}
+
+/// Waits (bounded) until the store's writer reports `done`.
+async fn wait_for_writer(
+    store: &dyn Database,
+    what: &str,
+    done: impl Fn(posgate_core::ports::db::WriteStats) -> bool,
+) {
+    let started = std::time::Instant::now();
+    while !done(store.write_stats()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "writer never reached: {what} ({:?})",
+            store.write_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// 50 tills send the same PayBill for an online biller at once, in two
+/// waves that reach the store's writer in different batches: the first
+/// wave's batch waits on a held lock until the second wave is queued too.
+/// One notice reaches the biller, one transaction is stored, and every
+/// till (retrying while the first request's outcome is unknown, as a POS
+/// does) gets the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_duplicates_over_several_batches_notify_once() {
+    for backend in backends() {
+        let world = BillerWorld::start(backend).await;
+        let store = std::sync::Arc::clone(world.gw.store());
+        let before = store.write_stats();
+        let held = HeldWriter::take(backend, world.gw.db_url()).await;
+        let request = pay("storm-1", BILLS[1]);
+        let send = |count: usize| {
+            (0..count)
+                .map(|_| {
+                    let mut client = world.client();
+                    let request = request.clone();
+                    tokio::spawn(async move { pay_until_final(&mut client, &request).await })
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut calls = send(10);
+        wait_for_writer(store.as_ref(), "first wave taken", |now| {
+            now.submitted >= before.submitted + 10 && now.batches > before.batches
+        })
+        .await;
+        let first_taken = store.write_stats().batches;
+        calls.extend(send(40));
+        wait_for_writer(store.as_ref(), "second wave queued", |now| {
+            now.submitted >= before.submitted + 50
+        })
+        .await;
+        held.release().await;
+        let answers: Vec<pb::BillPayment> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|joined| joined.unwrap().unwrap())
+            .collect();
+        assert!(
+            answers.iter().all(|answer| *answer == answers[0]),
+            "{backend:?}: 50 identical answers"
+        );
+        assert_eq!(answers[0].status(), pb::BillPaymentStatus::Paid);
+        let after = store.write_stats();
+        assert!(
+            after.batches > first_taken,
+            "{backend:?}: the second wave met in a later batch ({before:?} -> {after:?})"
+        );
+        assert_eq!(
+            world.sim.biller_counters().notices,
+            1,
+            "{backend:?}: one partner call"
+        );
+        let counts = store.row_counts().await.unwrap();
+        assert_eq!(
+            (counts.transactions, counts.idempotency_keys),
+            (1, 1),
+            "{backend:?}: one transaction"
+        );
+        assert_books_agree(
+            store.as_ref(),
+            &world.sim,
+            &[answers[0].transaction_id.clone()],
+        )
+        .await;
+        world.stop().await;
+    }
+}
+
 /// A queued notice survives a restart: the gateway stops while the
 /// biller's answers do not verify, and a new gateway on the same database
 /// resolves it from the queue; the POS's retry gets the final answer.

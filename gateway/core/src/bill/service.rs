@@ -332,7 +332,13 @@ impl BillService {
                 return Ok(Answered::Replayed(answer));
             }
             return self
-                .pay_online(&online, &bill, plan.record, key.clone(), fingerprint.clone())
+                .pay_online(
+                    &online,
+                    &bill,
+                    plan.record,
+                    key.clone(),
+                    fingerprint.clone(),
+                )
                 .await;
         }
         if amount_minor != bill.amount_minor {

@@ -136,6 +136,55 @@ pub enum WriteOutcome {
     RefundExceeds { remaining: i64 },
 }
 
+/// How a store's writer has grouped writes since it started: for
+/// operators (batch sizes) and for tests that must know their writes met
+/// in more than one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Writes handed to the writer.
+    pub submitted: u64,
+    /// Batches the writer took off its queue.
+    pub batches: u64,
+    /// Writes in those batches.
+    pub batched: u64,
+}
+
+/// The counters behind [`WriteStats`], shared by a store's writers.
+#[derive(Debug, Default)]
+pub struct WriteCounters {
+    submitted: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
+    batched: std::sync::atomic::AtomicU64,
+}
+
+impl WriteCounters {
+    /// A write was handed to the writer.
+    pub fn submitted(&self) {
+        self.submitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The writer took a batch of `writes` off its queue.
+    pub fn batch(&self, writes: usize) {
+        self.batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.batched.fetch_add(
+            u64::try_from(writes).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> WriteStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        WriteStats {
+            submitted: self.submitted.load(Relaxed),
+            batches: self.batches.load(Relaxed),
+            batched: self.batched.load(Relaxed),
+        }
+    }
+}
+
 /// Row counts, for operators and for tests that prove nothing was written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RowCounts {
@@ -210,6 +259,11 @@ pub trait Database:
     /// Commits an online bill payment's state change with its key, lines,
     /// event and queue entries, or reports why not.
     async fn write_bill(&self, write: BillWrite) -> Result<WriteOutcome, StoreError>;
+
+    /// How the writer has grouped writes so far.
+    fn write_stats(&self) -> WriteStats {
+        WriteStats::default()
+    }
 }
 
 /// Every read of the store: the same SQL on both backends, implemented once
