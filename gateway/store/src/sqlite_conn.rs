@@ -56,9 +56,14 @@ impl Target {
         // journal_mode answers with the mode (a row); "memory" in memory.
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
             .map_err(db)?;
-        // FULL: a commit is on disk before the POS hears "paid".
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON")
-            .map_err(db)?;
+        // FULL: a commit is on disk before the POS hears "paid". temp_store
+        // MEMORY keeps the savepoints' statement journals in memory: a write
+        // touches more pages than the default spill size (64 KiB), and
+        // spilled journals are written to a temporary file.
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY",
+        )
+        .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
@@ -124,7 +129,10 @@ pub(crate) fn bind(statement: &mut Statement<'_>, args: &[&dyn ToSql]) -> rusqli
             .ok_or(rusqlite::Error::InvalidParameterCount(index, args.len()))?;
         let value = args
             .get(number)
-            .ok_or(rusqlite::Error::InvalidParameterCount(number + 1, args.len()))?;
+            .ok_or(rusqlite::Error::InvalidParameterCount(
+                number + 1,
+                args.len(),
+            ))?;
         statement.raw_bind_parameter(index, value)?;
     }
     Ok(())
@@ -185,8 +193,11 @@ pub(crate) fn get<T: rusqlite::types::FromSql>(
 
 /// Column `index` as an instant, read as sqlx-sqlite reads one.
 pub(crate) fn get_ts(row: &rusqlite::Row<'_>, index: usize) -> Result<DateTime<Utc>, StoreError> {
-    get_ts_opt(row, index)?
-        .ok_or_else(|| StoreError::Corrupt(format!("column {index}: NULL where an instant was expected")))
+    get_ts_opt(row, index)?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "column {index}: NULL where an instant was expected"
+        ))
+    })
 }
 
 /// Column `index` as an optional instant (NULL is `None`).
@@ -197,9 +208,7 @@ pub(crate) fn get_ts_opt(
     let value = row.get_ref(index).map_err(db)?;
     let decoded = match value {
         ValueRef::Null => return Ok(None),
-        ValueRef::Text(text) => std::str::from_utf8(text)
-            .ok()
-            .and_then(datetime_from_text),
+        ValueRef::Text(text) => std::str::from_utf8(text).ok().and_then(datetime_from_text),
         ValueRef::Integer(seconds) => Utc.timestamp_opt(seconds, 0).single(),
         ValueRef::Real(_) | ValueRef::Blob(_) => None,
     };
@@ -242,8 +251,9 @@ fn datetime_from_text(text: &str) -> Option<DateTime<Utc>> {
 
 /// Column `index` as a date (`YYYY-MM-DD`).
 pub(crate) fn get_date(row: &rusqlite::Row<'_>, index: usize) -> Result<NaiveDate, StoreError> {
-    get_date_opt(row, index)?
-        .ok_or_else(|| StoreError::Corrupt(format!("column {index}: NULL where a date was expected")))
+    get_date_opt(row, index)?.ok_or_else(|| {
+        StoreError::Corrupt(format!("column {index}: NULL where a date was expected"))
+    })
 }
 
 /// Column `index` as an optional date.
@@ -274,7 +284,9 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
-        let mut sqlx_conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+        let mut sqlx_conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
         sqlx::query("CREATE TABLE t (at TEXT, day TEXT, flag INTEGER, blob BLOB, src TEXT)")
             .execute(&mut sqlx_conn)
             .await
@@ -298,12 +310,11 @@ mod tests {
             &[&Ts(at), &Date(day), &true, &empty],
         )
         .unwrap();
-        let rows: Vec<(String, String, i64, String, String)> = sqlx::query_as(
-            "SELECT at, day, flag, typeof(blob), src FROM t ORDER BY src",
-        )
-        .fetch_all(&mut sqlx_conn)
-        .await
-        .unwrap();
+        let rows: Vec<(String, String, i64, String, String)> =
+            sqlx::query_as("SELECT at, day, flag, typeof(blob), src FROM t ORDER BY src")
+                .fetch_all(&mut sqlx_conn)
+                .await
+                .unwrap();
         assert_eq!(rows[0].0, rows[1].0);
         assert_eq!(rows[0].1, rows[1].1);
         assert_eq!(rows[0].2, rows[1].2);

@@ -25,6 +25,9 @@ use crate::{
 /// adds and the work lost to one failed commit.
 pub(crate) const MAX_BATCH: usize = 256;
 
+/// The writer connection's page cache, in KiB.
+const WRITER_CACHE_KIB: u32 = 65_536;
+
 /// The answer channel of one job.
 pub(crate) type Reply = oneshot::Sender<Result<Done, StoreError>>;
 
@@ -350,11 +353,7 @@ fn claim_slip(conn: &Connection, record: &crate::TransactionRecord) -> Result<()
 }
 
 /// The current status of a transaction, as a mismatch answer.
-fn mismatch(
-    conn: &Connection,
-    sql: &str,
-    args: &[&dyn ToSql],
-) -> Result<WriteOutcome, StoreError> {
+fn mismatch(conn: &Connection, sql: &str, args: &[&dyn ToSql]) -> Result<WriteOutcome, StoreError> {
     let status: Option<String> = query_optional(conn, sql, args, |row| get(row, 0))?;
     let current = status
         .as_deref()
@@ -733,6 +732,8 @@ fn queue_and_append(
 }
 
 /// [`Statements::apply_card_write`](crate::backend::Statements::apply_card_write) on rusqlite.
+// One linear sequence of statements, as its sqlx twin.
+#[allow(clippy::too_many_lines)]
 fn apply_card_write(
     conn: &Connection,
     write: &CardWrite,
@@ -966,6 +967,10 @@ pub(crate) fn spawn(
     conn: Connection,
     capacity: usize,
 ) -> Result<mpsc::Sender<(Job, Reply)>, StoreError> {
+    // The pages of the indexes every write touches stay cached (SQLite's
+    // default cache is 2 MiB; this is an upper bound, grown as used).
+    conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}"))
+        .map_err(crate::sqlite_conn::db)?;
     let (writes, pending) = mpsc::channel(capacity);
     std::thread::Builder::new()
         .name("posgate-sqlite-writer".to_owned())
