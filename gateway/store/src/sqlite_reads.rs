@@ -12,14 +12,17 @@ use crate::sqlite_conn::{Target, get, get_date, get_date_opt, get_ts, get_ts_opt
 use crate::{StoreError, TransactionStatus};
 use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
 
-/// Idle connections kept for the next read (more open while reads overlap).
-const IDLE_CONNECTIONS: usize = 4;
+/// Read connections, opened as needed and kept: at most this many reads
+/// run at once (the others wait for a connection rather than open one).
+const CONNECTIONS: usize = 8;
 
 /// A pool of rusqlite read connections.
 #[derive(Debug)]
 pub(crate) struct ReadPool {
     target: Target,
     busy_timeout: Duration,
+    /// One permit per connection, open or not yet opened.
+    permits: Arc<tokio::sync::Semaphore>,
     idle: Mutex<Vec<Connection>>,
 }
 
@@ -28,7 +31,8 @@ impl ReadPool {
         Arc::new(Self {
             target,
             busy_timeout,
-            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(CONNECTIONS)),
+            idle: Mutex::new(Vec::with_capacity(CONNECTIONS)),
         })
     }
 
@@ -38,17 +42,20 @@ impl ReadPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|error| StoreError::Database(Box::new(error)))?;
         let pool = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let idle = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
             let conn = match idle {
                 Some(conn) => conn,
                 None => pool.target.open(pool.busy_timeout)?,
             };
             let result = read(&conn);
-            if let Ok(mut idle) = pool.idle.lock()
-                && idle.len() < IDLE_CONNECTIONS
-            {
+            if let Ok(mut idle) = pool.idle.lock() {
                 idle.push(conn);
             }
             result
