@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //!
-//! - [`sqlite`](SqliteDatabase): the SQLite backend, one group-committing writer task and a read pool.
+//! - [`sqlite`](SqliteDatabase): the SQLite backend, one group-committing writer thread (rusqlite) and read pools.
+//! - `sqlite_writer`, `sqlite_reads`, `sqlite_conn`: its writer thread, its hot reads, their shared rusqlite helpers.
 //! - [`postgres`](PostgresDatabase): the PostgreSQL backend, a few group-committing writer tasks.
 //! - `backend`: the `Backend` trait (what differs between SQLite and PostgreSQL) and
 //!   `Statements<DB>`, the type every module's generic statements hang on.
@@ -33,6 +34,9 @@ mod postgres;
 pub mod recon;
 pub mod reload;
 mod sqlite;
+mod sqlite_conn;
+mod sqlite_reads;
+mod sqlite_writer;
 pub mod stan;
 pub mod wallet;
 mod write;

@@ -1,9 +1,13 @@
 //! The SQLite backend: the embedded default. WAL mode with full fsync on
-//! commit. All writes go through one writer task that groups concurrent
-//! writes into one transaction (group commit): SQLite has one writer at a
-//! time anyway, and one fsync per batch instead of per write is what makes a
-//! busy gateway fast. Reads use a pool of read connections, which WAL lets run
-//! beside the writer.
+//! commit. All writes of payments go through one writer thread owning a
+//! rusqlite connection (`sqlite_writer`), which groups concurrent writes
+//! into one transaction (group commit): SQLite has one writer at a time
+//! anyway, and one fsync per batch instead of per write is what makes a
+//! busy gateway fast. The reads a request makes run on rusqlite read
+//! connections (`sqlite_reads`), a whole read per hand-off; the other reads
+//! and the rare writes (acknowledgements, checkpoints, STANs, clearing)
+//! use a sqlx pool, beside the writer (WAL readers do not block it; a
+//! writer waits for the lock up to the busy timeout).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,6 +18,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
+
+use super::sqlite_conn::Target;
+use super::sqlite_reads::ReadPool;
+use super::sqlite_writer::{Done, Job, Reply};
 
 use super::SqlxResultExt as _;
 use super::audit::{
@@ -27,9 +35,6 @@ use super::{
     BillWrite, CardWrite, Database, StoreError, WalletWrite, WriteOutcome, WriteRequest, migrate,
 };
 
-/// Most writes committed in one transaction. Bounds the latency one batch
-/// adds and the work lost to one failed commit.
-const MAX_BATCH: usize = 256;
 /// Writes waiting for the writer. Callers wait (backpressure) beyond it; the
 /// server's in-flight limit keeps it from being reached in practice.
 const QUEUE_CAPACITY: usize = 4096;
@@ -46,31 +51,12 @@ const READ_CONNECTIONS: u32 = 4;
 /// [`sqlite_day_lines`].)
 const READ_ROW_BUFFER: usize = 4096;
 
-type Reply = oneshot::Sender<Result<Done, StoreError>>;
-
-/// One write for the writer task.
-#[derive(Debug)]
-enum Job {
-    Write(WriteRequest),
-    Card(CardWrite),
-    /// An audit-read entry of the audit chain.
-    AuditRead(EntryContent),
-    Wallet(WalletWrite),
-    Bill(BillWrite),
-}
-
-/// What the writer did with one job.
-#[derive(Debug)]
-enum Done {
-    Write(WriteOutcome),
-    /// The chain sequence of an appended audit-read entry.
-    Appended(i64),
-}
-
-/// SQLite store: a read pool and a channel to the writer task.
+/// SQLite store: a channel to the writer thread, the hot reads' rusqlite
+/// connections and a sqlx pool for the other reads and rare writes.
 #[derive(Debug, Clone)]
 pub struct SqliteDatabase {
     reads: SqlitePool,
+    hot: std::sync::Arc<ReadPool>,
     writes: mpsc::Sender<(Job, Reply)>,
     options: SqliteConnectOptions,
 }
@@ -86,129 +72,22 @@ impl SqliteDatabase {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let write_conn = SqliteConnection::connect_with(&options).await.db()?;
+        // The pool's first connection creates the file and sets WAL.
         let reads = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .connect_with(options.clone().row_buffer_size(READ_ROW_BUFFER))
             .await
             .db()?;
-        let (writes, pending) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run_writer(write_conn, pending));
+        let target = Target::of(&options);
+        let write_conn = target.open(BUSY_TIMEOUT)?;
+        let writes = super::sqlite_writer::spawn(write_conn, QUEUE_CAPACITY)?;
         Ok(Self {
             reads,
+            hot: ReadPool::new(target, BUSY_TIMEOUT),
             writes,
             options,
         })
     }
-}
-
-/// The writer task: takes every write waiting (up to `MAX_BATCH`), applies
-/// each in its own savepoint inside one transaction, commits once, answers all.
-async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<(Job, Reply)>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let outcomes = write_batch(&mut conn, &batch).await;
-        match outcomes {
-            Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    // A caller that went away (cancelled request) needs no answer.
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, writes = batch.len(), "sqlite batch commit failed");
-                let message = error.to_string();
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Corrupt(format!(
-                        "batch commit failed: {message}"
-                    ))));
-                }
-            }
-        }
-    }
-}
-
-/// Applies a batch in one transaction. Each write's outcome is its own; the
-/// whole batch fails only if the transaction itself cannot begin or commit.
-async fn write_batch(
-    conn: &mut SqliteConnection,
-    batch: &[(Job, Reply)],
-) -> Result<Vec<Result<Done, StoreError>>, sqlx::Error> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (request, _) in batch {
-        let outcome = write_one(conn, request).await;
-        outcomes.push(outcome);
-    }
-    if let Err(error) = sqlx::query("COMMIT").execute(&mut *conn).await {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        return Err(error);
-    }
-    Ok(outcomes)
-}
-
-/// One write inside the batch's transaction, in a savepoint so that a write
-/// that is refused or fails leaves the others untouched.
-async fn write_one(conn: &mut SqliteConnection, job: &Job) -> Result<Done, StoreError> {
-    match job {
-        Job::Write(request) => request.check()?,
-        Job::Card(write) => write.check()?,
-        Job::AuditRead(_) => {}
-        Job::Wallet(write) => write.check()?,
-        Job::Bill(write) => write.check()?,
-    }
-    sqlx::query("SAVEPOINT posgate_write")
-        .execute(&mut *conn)
-        .await
-        .db()?;
-    let mut chain = Vec::new();
-    let outcome = match job {
-        Job::Write(request) => {
-            let outcome = Sql::apply_write(conn, request, &mut chain).await;
-            applied(conn, outcome, &chain).await
-        }
-        Job::Card(write) => {
-            let outcome = Sql::apply_card_write(conn, write, &mut chain).await;
-            applied(conn, outcome, &chain).await
-        }
-        Job::Wallet(write) => {
-            let outcome = Sql::apply_wallet_write(conn, write, &mut chain).await;
-            applied(conn, outcome, &chain).await
-        }
-        Job::Bill(write) => {
-            let outcome = Sql::apply_bill_write(conn, write, &mut chain).await;
-            applied(conn, outcome, &chain).await
-        }
-        Job::AuditRead(content) => Sql::append_chain_entry(conn, content)
-            .await
-            .map(Done::Appended),
-    };
-    if !matches!(
-        outcome,
-        Ok(Done::Write(WriteOutcome::Written) | Done::Appended(_))
-    ) {
-        sqlx::query("ROLLBACK TO posgate_write")
-            .execute(&mut *conn)
-            .await
-            .db()?;
-    }
-    sqlx::query("RELEASE posgate_write")
-        .execute(&mut *conn)
-        .await
-        .db()?;
-    outcome
-}
-
-/// Appends a written job's chain entries, last in its savepoint.
-async fn applied(
-    conn: &mut SqliteConnection,
-    outcome: Result<WriteOutcome, StoreError>,
-    chain: &[EntryContent],
-) -> Result<Done, StoreError> {
-    if matches!(outcome, Ok(WriteOutcome::Written)) {
-        Sql::append_chain_entries(conn, chain).await?;
-    }
-    outcome.map(Done::Write)
 }
 
 /// One process owns a SQLite file, so the scheduled run needs no lock.
@@ -297,7 +176,7 @@ fn read_day_lines(
 
 #[async_trait::async_trait]
 impl super::ReconStore for SqliteDatabase {
-    /// On its own connection, beside the writer task: an acknowledgement is
+    /// On its own connection, beside the writer thread: an acknowledgement is
     /// a rare, possibly large write that should not sit in a group commit.
     async fn store_ack(&self, ack: super::NewAck<'_>) -> Result<super::AckOutcome, StoreError> {
         let mut conn = SqliteConnection::connect_with(&self.options).await.db()?;
@@ -325,7 +204,7 @@ impl super::ReconStore for SqliteDatabase {
 }
 
 impl SqliteDatabase {
-    /// Hands a job to the writer task and waits for its outcome.
+    /// Hands a job to the writer thread and waits for its outcome.
     async fn submit(&self, job: Job) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writes
@@ -335,7 +214,7 @@ impl SqliteDatabase {
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Hands a state change to the writer task.
+    /// Hands a state change to the writer thread.
     async fn submit_write(&self, job: Job) -> Result<WriteOutcome, StoreError> {
         match self.submit(job).await? {
             Done::Write(outcome) => Ok(outcome),
@@ -575,14 +454,14 @@ impl super::WalletReads for SqliteDatabase {
         &self,
         id: &str,
     ) -> Result<Option<super::WalletRecord>, super::StoreError> {
-        Sql::wallet_transaction(&self.reads, id).await
+        self.hot.wallet_transaction(id).await
     }
 
     async fn wallet_by_request(
         &self,
         key: &posgate_core::model::IdempotencyKey,
     ) -> Result<Option<super::WalletRecord>, super::StoreError> {
-        Sql::wallet_by_request(&self.reads, key).await
+        self.hot.wallet_by_request(key).await
     }
 
     async fn wallet_refund_ids(&self, original_id: &str) -> Result<Vec<String>, super::StoreError> {
@@ -616,7 +495,7 @@ impl super::Reads for SqliteDatabase {
         &self,
         key: &posgate_core::model::IdempotencyKey,
     ) -> Result<Option<posgate_core::model::StoredAnswer>, super::StoreError> {
-        Sql::answer(&self.reads, key).await
+        self.hot.answer(key).await
     }
 
     async fn transaction(
@@ -624,7 +503,7 @@ impl super::Reads for SqliteDatabase {
         store_id: &str,
         id: &str,
     ) -> Result<Option<super::TransactionRecord>, super::StoreError> {
-        Sql::transaction(&self.reads, store_id, id).await
+        self.hot.transaction(store_id, id).await
     }
 
     async fn settlement_lines(
@@ -653,14 +532,14 @@ impl super::Reads for SqliteDatabase {
         &self,
         id: &str,
     ) -> Result<Option<super::CardRecord>, super::StoreError> {
-        Sql::card_transaction(&self.reads, id).await
+        self.hot.card_transaction(id).await
     }
 
     async fn card_by_request(
         &self,
         key: &posgate_core::model::IdempotencyKey,
     ) -> Result<Option<super::CardRecord>, super::StoreError> {
-        Sql::card_by_request(&self.reads, key).await
+        self.hot.card_by_request(key).await
     }
 
     async fn refund_ids(&self, original_id: &str) -> Result<Vec<String>, super::StoreError> {
