@@ -497,6 +497,31 @@ mod tests {
         }
     }
 
+    /// A connection's certificates are parsed once; another connection's
+    /// (another `Arc`, even at a freed one's address) are parsed anew.
+    #[test]
+    fn identities_are_parsed_once_per_connection() {
+        let der = |uri: &str| {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::URI(uri.try_into().unwrap()));
+            let key = rcgen::KeyPair::generate().unwrap();
+            CertificateDer::from(params.self_signed(&key).unwrap().der().to_vec())
+        };
+        let first = Arc::new(vec![der("spiffe://posgate/store/S001/terminal/T01")]);
+        let identity = connection_identity(&first).unwrap();
+        assert_eq!(connection_identity(&first).unwrap(), identity);
+        drop(first);
+        let second = Arc::new(vec![der("spiffe://posgate/auditor/a1")]);
+        assert_eq!(
+            connection_identity(&second).unwrap(),
+            Identity::Auditor {
+                auditor_id: "a1".to_owned()
+            }
+        );
+    }
+
     #[test]
     fn role_table_denies_by_default() {
         assert!(allowed(Role::Terminal, Service::Payment));

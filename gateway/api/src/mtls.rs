@@ -597,6 +597,22 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// A CRL reload forgets every resumable session, and keeps none from a
+    /// handshake that may have been verified before it.
+    #[test]
+    fn a_crl_reload_forgets_resumable_sessions() {
+        let cache = SessionCache::new();
+        assert!(cache.put(b"till".to_vec(), b"session".to_vec()));
+        assert_eq!(cache.get(b"till").as_deref(), Some(&b"session"[..]));
+        cache.forget_all();
+        assert_eq!(cache.get(b"till"), None);
+        assert!(
+            !cache.put(b"late".to_vec(), b"session".to_vec()),
+            "a handshake ending right after the reload may have used the old CRL"
+        );
+        assert_eq!(cache.take(b"late"), None);
+    }
+
     /// One source beyond its cap evicts its own oldest connection, not another source's.
     #[test]
     fn a_flooding_source_evicts_only_its_own_oldest() {
