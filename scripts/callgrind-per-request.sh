@@ -21,6 +21,7 @@
 #                the wallet simulator on +2 [50951]
 #   OUT          where the callgrind files and logs stay [a temporary directory]
 #   SERVE_ENV    extra environment for `posgate serve`, e.g. "RUST_LOG=warn"
+#   LOG_ACCESS   `[log] access` of the gateway: info, debug or off [the example's]
 # Prints one line per workload: "<workload> <Ir/request>", then where the
 # callgrind files are (callgrind_annotate --inclusive=yes FILE).
 set -euo pipefail
@@ -59,6 +60,9 @@ sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" \
     -e 's/^store_per_second = .*/store_per_second = 100000/' \
     -e 's/^store_burst = .*/store_burst = 100000/' \
     "$repo/config/posgate.example.toml" >posgate.toml
+if [ -n "${LOG_ACCESS:-}" ]; then
+    sed -i -e '/^access = /d' -e "s/^json = false$/json = false\naccess = \"$LOG_ACCESS\"/" posgate.toml
+fi
 cat >>posgate.toml <<EOF
 
 [[wallet_operator]]

@@ -96,7 +96,6 @@ enum SimCommand {
 /// the writer's queue: lines are never dropped). Colours only on a terminal.
 /// The returned guard writes out what is queued when dropped at the end of
 /// `main`.
-#[must_use]
 fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
