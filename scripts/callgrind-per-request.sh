@@ -22,6 +22,8 @@
 #   OUT          where the callgrind files and logs stay [a temporary directory]
 #   SERVE_ENV    extra environment for `posgate serve`, e.g. "RUST_LOG=warn"
 #   LOG_ACCESS   `[log] access` of the gateway: info, debug or off [the example's]
+#   CONFIG_DIR   where the example configs are [config/ of this checkout]; for a
+#                binary of another version, that version's config/
 # Prints one line per workload: "<workload> <Ir/request>", then where the
 # callgrind files are (callgrind_annotate --inclusive=yes FILE).
 set -euo pipefail
@@ -35,6 +37,7 @@ concurrency=${CONCURRENCY:-8}
 port=${PORT_BASE:-50951}
 bank_port=$((port + 1))
 wallet_port=$((port + 2))
+config_dir=$(realpath "${CONFIG_DIR:-$repo/config}")
 out=${OUT:-$(mktemp -d /tmp/callgrind-per-request.XXXXXX)}
 mkdir -p "$out"
 out=$(realpath "$out")
@@ -59,7 +62,7 @@ sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" \
     -e 's/^terminal_burst = .*/terminal_burst = 100000/' \
     -e 's/^store_per_second = .*/store_per_second = 100000/' \
     -e 's/^store_burst = .*/store_burst = 100000/' \
-    "$repo/config/posgate.example.toml" >posgate.toml
+    "$config_dir/posgate.example.toml" >posgate.toml
 if [ -n "${LOG_ACCESS:-}" ]; then
     sed -i -e '/^access = /d' -e "s/^json = false$/json = false\naccess = \"$LOG_ACCESS\"/" posgate.toml
 fi
@@ -85,11 +88,11 @@ stores = ["S001"]
 fingerprint_key = "pan-fingerprint"
 EOF
 sed -e "s/^listen = .*/listen = \"127.0.0.1:$bank_port\"/" \
-    "$repo/config/bank-sim.example.toml" >bank-sim.toml
+    "$config_dir/bank-sim.example.toml" >bank-sim.toml
 # Enough balance that no Pay of NT$1 is declined.
 sed -e "s/^listen = .*/listen = \"127.0.0.1:$wallet_port\"/" \
     -e 's/^balance_minor = 100000$/balance_minor = 1000000/' \
-    "$repo/config/wallet-sim.example.toml" >wallet-sim.toml
+    "$config_dir/wallet-sim.example.toml" >wallet-sim.toml
 
 # Waits until FILE contains PATTERN (fails after 300 s).
 wait_for() {
