@@ -91,16 +91,28 @@ enum SimCommand {
     },
 }
 
-fn init_logging(json: bool) {
+/// Logs to stderr through a writer thread: a request formats its line and
+/// hands it over, and never waits for the write itself (unless a burst fills
+/// the writer's queue: lines are never dropped). Colours only on a terminal.
+/// The returned guard writes out what is queued when dropped at the end of
+/// `main`.
+fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("posgate-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
@@ -113,7 +125,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let config = load_config(&config)?;
-            init_logging(cli.log_json || config.log_json);
+            let _log = init_logging(cli.log_json || config.log_json);
+            posgate_api::grpc::set_access_log(config.log_access);
             let running =
                 server::start(&config, Arc::new(SystemClock), server::termination_signal()).await?;
             running.task.await.context("server task")??;
@@ -121,50 +134,50 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { config } => {
             let config = load_config(&config)?;
-            init_logging(cli.log_json || config.log_json);
+            let _log = init_logging(cli.log_json || config.log_json);
             let store = store::open(&config.database.url, 1).await?;
             store.migrate().await?;
             println!("migrations applied to {}", redact_url(&config.database.url));
             Ok(())
         }
         Command::Demo(args) => {
-            init_logging(cli.log_json);
+            let _log = init_logging(cli.log_json);
             demo::run(args).await
         }
         Command::Load(args) => {
-            init_logging(cli.log_json);
+            let _log = init_logging(cli.log_json);
             load::run(args).await
         }
         Command::Keys(args) => {
-            init_logging(cli.log_json);
+            let _log = init_logging(cli.log_json);
             keys_cmd::run(args).await
         }
         Command::Audit(args) => {
-            init_logging(cli.log_json);
+            let _log = init_logging(cli.log_json);
             audit_cmd::run(args).await
         }
         Command::Certs(command) => {
-            init_logging(cli.log_json);
+            let _log = init_logging(cli.log_json);
             certs_cmd::run(command)
         }
         Command::Clearing(command) => {
-            init_logging(cli.log_json);
+            let _log = init_logging(cli.log_json);
             clearing_cmd::run(command).await
         }
         Command::Sim(SimCommand::Bank { config }) => {
-            init_logging(cli.log_json);
+            let _log = init_logging(cli.log_json);
             posgate_sims::bank::run(&config)
                 .await
                 .with_context(|| format!("bank simulator with {}", config.display()))
         }
         Command::Sim(SimCommand::Wallet { config }) => {
-            init_logging(cli.log_json);
+            let _log = init_logging(cli.log_json);
             posgate_sims::wallet::run(&config)
                 .await
                 .with_context(|| format!("wallet simulator with {}", config.display()))
         }
         Command::Sim(SimCommand::Biller { config }) => {
-            init_logging(cli.log_json);
+            let _log = init_logging(cli.log_json);
             posgate_sims::biller::run(&config)
                 .await
                 .with_context(|| format!("biller simulator with {}", config.display()))

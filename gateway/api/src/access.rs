@@ -17,9 +17,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use posgate_proto::v1 as pb;
+use rustls::pki_types::CertificateDer;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
@@ -293,9 +295,7 @@ pub fn identity_of<T>(request: &tonic::Request<T>) -> Result<Identity, Status> {
     identity_from_certs(request.peer_certs().as_deref().map(Vec::as_slice))
 }
 
-fn identity_from_certs(
-    certs: Option<&[rustls::pki_types::CertificateDer<'static>]>,
-) -> Result<Identity, Status> {
+fn identity_from_certs(certs: Option<&[CertificateDer<'static>]>) -> Result<Identity, Status> {
     let Some(leaf) = certs.and_then(<[_]>::first) else {
         return Err(Status::unauthenticated(
             "a client certificate is required (mutual TLS)",
@@ -390,6 +390,55 @@ where
     }
 }
 
+/// The identities of the connections' client certificates, parsed once per
+/// connection instead of once per request. tonic hands every request of a
+/// connection the same `Arc` of its peer certificates, so the `Arc`'s address
+/// names the connection; each entry holds a `Weak` of that `Arc`, which keeps
+/// the allocation (not the certificates) from being freed and its address
+/// reused while the entry exists, so an address found here is the same
+/// connection's certificates. Entries of closed connections are dropped as
+/// the map grows.
+#[derive(Debug, Default)]
+struct ConnectionIdentities {
+    by_certs: HashMap<usize, (Weak<Vec<CertificateDer<'static>>>, Identity)>,
+    prune_at: usize,
+}
+
+/// Connections' identities kept before the closed ones are pruned (then twice
+/// the live ones, at least this).
+const IDENTITY_CACHE_MIN_PRUNE: usize = 1024;
+
+static CONNECTION_IDENTITIES: Mutex<Option<ConnectionIdentities>> = Mutex::new(None);
+
+/// The identity of a connection's peer certificates, parsed on the
+/// connection's first request.
+fn connection_identity(certs: &Arc<Vec<CertificateDer<'static>>>) -> Result<Identity, Status> {
+    let address = Arc::as_ptr(certs) as usize;
+    let lock = || {
+        CONNECTION_IDENTITIES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(cache) = lock().as_ref()
+        && let Some((_, identity)) = cache.by_certs.get(&address)
+    {
+        return Ok(identity.clone());
+    }
+    let identity = identity_from_certs(Some(certs.as_slice()))?;
+    let mut guard = lock();
+    let cache = guard.get_or_insert_with(ConnectionIdentities::default);
+    if cache.by_certs.len() >= cache.prune_at {
+        cache
+            .by_certs
+            .retain(|_, (certs, _)| certs.strong_count() > 0);
+        cache.prune_at = (cache.by_certs.len() * 2).max(IDENTITY_CACHE_MIN_PRUNE);
+    }
+    cache
+        .by_certs
+        .insert(address, (Arc::downgrade(certs), identity.clone()));
+    Ok(identity)
+}
+
 /// Authenticates a request and checks its role may call its service.
 fn authorize<B>(request: &http::Request<B>) -> Result<Identity, Status> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -397,7 +446,10 @@ fn authorize<B>(request: &http::Request<B>) -> Result<Identity, Status> {
         .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()
         .and_then(TlsConnectInfo::peer_certs);
-    let identity = identity_from_certs(certs.as_deref().map(Vec::as_slice))?;
+    let identity = match &certs {
+        Some(certs) => connection_identity(certs)?,
+        None => identity_from_certs(None)?,
+    };
     let path = request.uri().path();
     match Service::from_path(path) {
         Some(service) if allowed(identity.role(), service) => Ok(identity),
@@ -443,6 +495,31 @@ mod tests {
         ] {
             assert!(Identity::parse_spiffe(uri).is_err(), "{uri} was accepted");
         }
+    }
+
+    /// A connection's certificates are parsed once; another connection's
+    /// (another `Arc`, even at a freed one's address) are parsed anew.
+    #[test]
+    fn identities_are_parsed_once_per_connection() {
+        let der = |uri: &str| {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::URI(uri.try_into().unwrap()));
+            let key = rcgen::KeyPair::generate().unwrap();
+            CertificateDer::from(params.self_signed(&key).unwrap().der().to_vec())
+        };
+        let first = Arc::new(vec![der("spiffe://posgate/store/S001/terminal/T01")]);
+        let identity = connection_identity(&first).unwrap();
+        assert_eq!(connection_identity(&first).unwrap(), identity);
+        drop(first);
+        let second = Arc::new(vec![der("spiffe://posgate/auditor/a1")]);
+        assert_eq!(
+            connection_identity(&second).unwrap(),
+            Identity::Auditor {
+                auditor_id: "a1".to_owned()
+            }
+        );
     }
 
     #[test]

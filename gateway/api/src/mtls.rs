@@ -11,14 +11,14 @@ use std::io::BufReader;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use rustls::DistinguishedName;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest as _, Sha256};
 use tokio::net::{TcpListener, TcpStream};
@@ -59,6 +59,10 @@ pub const MAX_AWAITING_HELLO: usize = 4096;
 /// connections. A store behind one NAT address reconnects a few dozen tills
 /// at once, each waiting one round trip, far below this.
 pub const MAX_AWAITING_HELLO_PER_SOURCE: usize = 512;
+/// TLS sessions kept for resumption (about 1 KiB each with the client's
+/// certificate): two per till (TLS 1.3 sends two tickets) for some thousands of
+/// tills; beyond it the oldest are forgotten and those tills make a full handshake.
+pub const MAX_RESUMABLE_SESSIONS: usize = 8192;
 /// Finished handshakes waiting for the HTTP/2 server to take them.
 const ACCEPTED_QUEUE: usize = 64;
 /// Pause after a failed accept (such as running out of file descriptors) so
@@ -72,6 +76,78 @@ pub struct ReloadingVerifier {
     roots: Arc<RootCertStore>,
     hints: Vec<DistinguishedName>,
     inner: RwLock<Arc<dyn ClientCertVerifier>>,
+    /// The sessions clients may resume; forgotten when the CRLs change.
+    sessions: Arc<SessionCache>,
+}
+
+/// TLS sessions a reconnecting client resumes (a TLS 1.3 PSK with a fresh
+/// key exchange: no certificate chain, CRL or signature checks, so a reconnect
+/// storm costs little). A resumed session keeps the identity of the
+/// certificate its full handshake verified and is not checked against the CRL
+/// again, so every CRL reload forgets all sessions, and no session is kept
+/// from a handshake that may have been verified before the reload (one that
+/// ends within [`HANDSHAKE_TIMEOUT`] of it): a revoked till's next connection
+/// is a full handshake, which its certificate fails.
+#[derive(Debug)]
+pub struct SessionCache {
+    sessions: RwLock<Arc<dyn StoresServerSessions>>,
+    reloaded_at: Mutex<Option<Instant>>,
+}
+
+impl SessionCache {
+    fn new() -> Self {
+        Self {
+            sessions: RwLock::new(ServerSessionMemoryCache::new(MAX_RESUMABLE_SESSIONS)),
+            reloaded_at: Mutex::new(None),
+        }
+    }
+
+    fn current(&self) -> Arc<dyn StoresServerSessions> {
+        Arc::clone(
+            &self
+                .sessions
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Forgets every session.
+    fn forget_all(&self) {
+        *self
+            .reloaded_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+        *self
+            .sessions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            ServerSessionMemoryCache::new(MAX_RESUMABLE_SESSIONS);
+    }
+}
+
+impl StoresServerSessions for SessionCache {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let reloaded_at = *self
+            .reloaded_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if reloaded_at.is_some_and(|at| at.elapsed() <= HANDSHAKE_TIMEOUT) {
+            return false;
+        }
+        self.current().put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.current().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.current().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
 }
 
 impl ReloadingVerifier {
@@ -84,17 +160,25 @@ impl ReloadingVerifier {
             hints: inner.root_hint_subjects().to_vec(),
             roots,
             inner: RwLock::new(inner),
+            sessions: Arc::new(SessionCache::new()),
         })
     }
 
     /// Replaces the CRLs; on error the previous verifier stays in force.
+    /// Resumable sessions are forgotten (see [`SessionCache`]).
     pub fn reload(&self, crls: Vec<CertificateRevocationListDer<'static>>) -> anyhow::Result<()> {
         let verifier = build_verifier(&self.roots, crls)?;
         *self
             .inner
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = verifier;
+        self.sessions.forget_all();
         Ok(())
+    }
+
+    /// The sessions clients may resume, for the server's TLS configuration.
+    pub fn sessions(&self) -> Arc<SessionCache> {
+        Arc::clone(&self.sessions)
     }
 
     fn current(&self) -> Arc<dyn ClientCertVerifier> {
@@ -214,6 +298,8 @@ impl ServerTls {
             .context("the server certificate and key do not match")?;
         // gRPC runs over HTTP/2 only; tonic's clients insist on negotiating it.
         config.alpn_protocols = vec![b"h2".to_vec()];
+        // Reconnecting tills resume their sessions; forgotten on every CRL reload.
+        config.session_storage = verifier.sessions();
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             verifier,
@@ -509,6 +595,22 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    /// A CRL reload forgets every resumable session, and keeps none from a
+    /// handshake that may have been verified before it.
+    #[test]
+    fn a_crl_reload_forgets_resumable_sessions() {
+        let cache = SessionCache::new();
+        assert!(cache.put(b"till".to_vec(), b"session".to_vec()));
+        assert_eq!(cache.get(b"till").as_deref(), Some(&b"session"[..]));
+        cache.forget_all();
+        assert_eq!(cache.get(b"till"), None);
+        assert!(
+            !cache.put(b"late".to_vec(), b"session".to_vec()),
+            "a handshake ending right after the reload may have used the old CRL"
+        );
+        assert_eq!(cache.take(b"late"), None);
     }
 
     /// One source beyond its cap evicts its own oldest connection, not another source's.

@@ -38,6 +38,8 @@ pub struct Config {
     pub stores: BTreeMap<String, StoreConfig>,
     pub billers: Vec<BillerConfig>,
     pub log_json: bool,
+    /// The per-request access log (`log.access`).
+    pub log_access: AccessLog,
     /// Card payments: HSM, bank links, routing. Disabled when not configured.
     pub card: CardConfig,
     /// Clearing partners (`[[partner]]`): file layout, currency, fee contract.
@@ -247,6 +249,22 @@ impl Default for RawLimits {
 struct RawLog {
     #[serde(default)]
     json: bool,
+    #[serde(default)]
+    access: AccessLog,
+}
+
+/// The level of the access log, one line per finished RPC ("rpc done" or
+/// "rpc refused": RPC, store, terminal, latency, status code): `info` (the
+/// default: shown at the usual level), `debug` (shown only when the log
+/// level lets debug lines through, e.g. `RUST_LOG=posgate_api::access=debug`)
+/// or `off` (never formatted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    #[default]
+    Info,
+    Debug,
+    Off,
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,6 +415,7 @@ impl Config {
             stores,
             billers,
             log_json: raw.log.json,
+            log_access: raw.log.access,
             card,
             partners,
             clearing: ClearingConfig {

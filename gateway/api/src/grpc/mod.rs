@@ -26,6 +26,7 @@ pub mod wallet;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -40,7 +41,7 @@ use posgate_core::bill::BillService;
 use posgate_core::bill::BillerRegistry;
 use posgate_core::bill::online::OnlineBillers;
 use posgate_core::cards::{CardService, Payments};
-use posgate_core::config::Config;
+use posgate_core::config::{AccessLog, Config};
 use posgate_core::model::IdempotencyKey;
 use posgate_core::model::RequestContext;
 use posgate_core::model::business_day::StoreConfig;
@@ -240,33 +241,63 @@ pub fn key_of(request_context: &RequestContext) -> IdempotencyKey {
     }
 }
 
-/// Runs one RPC's work and logs its outcome and latency.
+/// The access log's level, [`AccessLog`] as a number (see [`set_access_log`]).
+static ACCESS_LOG: AtomicU8 = AtomicU8::new(ACCESS_INFO);
+const ACCESS_INFO: u8 = 0;
+const ACCESS_DEBUG: u8 = 1;
+const ACCESS_OFF: u8 = 2;
+
+/// Sets the level of the access log (`log.access`) for the whole process:
+/// one line per finished RPC, target `posgate_api::access`.
+pub fn set_access_log(level: AccessLog) {
+    let level = match level {
+        AccessLog::Info => ACCESS_INFO,
+        AccessLog::Debug => ACCESS_DEBUG,
+        AccessLog::Off => ACCESS_OFF,
+    };
+    ACCESS_LOG.store(level, Ordering::Relaxed);
+}
+
+/// Runs one RPC's work and logs its outcome and latency (the access log).
 pub async fn logged<T>(
     rpc: &str,
     context: Option<&pb::RequestContext>,
     work: impl Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
+    if ACCESS_LOG.load(Ordering::Relaxed) == ACCESS_OFF {
+        return work.await;
+    }
     let started = Instant::now();
     let result = work.await;
     log_outcome(rpc, context, started, &result);
     result
 }
 
-/// Logs one finished RPC with its outcome and latency. Names the store and
-/// terminal the request claimed, never any of its card data.
+/// Logs one finished RPC with its outcome and latency, at the access log's
+/// level. Names the store and terminal the request claimed, never any of
+/// its card data.
 pub fn log_outcome<T>(
     rpc: &str,
     context: Option<&pb::RequestContext>,
     started: Instant,
     result: &Result<T, Status>,
 ) {
+    macro_rules! access {
+        ($($field:tt)*) => {
+            match ACCESS_LOG.load(Ordering::Relaxed) {
+                ACCESS_INFO => tracing::info!(target: "posgate_api::access", $($field)*),
+                ACCESS_DEBUG => tracing::debug!(target: "posgate_api::access", $($field)*),
+                _ => {}
+            }
+        };
+    }
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let (store, terminal) =
         context.map_or(("", ""), |c| (c.store_id.as_str(), c.terminal_id.as_str()));
     match result {
-        Ok(_) => tracing::info!(rpc, store, terminal, latency_us, code = "OK", "rpc done"),
+        Ok(_) => access!(rpc, store, terminal, latency_us, code = "OK", "rpc done"),
         Err(status) => {
-            tracing::info!(rpc, store, terminal, latency_us, code = ?status.code(), message = status.message(), "rpc refused");
+            access!(rpc, store, terminal, latency_us, code = ?status.code(), message = status.message(), "rpc refused");
         }
     }
 }
