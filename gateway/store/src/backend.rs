@@ -15,20 +15,17 @@ pub(crate) struct Statements<DB>(std::marker::PhantomData<DB>);
 
 /// A sqlx database the store runs on: [`sqlx::Sqlite`] or [`sqlx::Postgres`].
 pub(crate) trait Backend: sqlx::Database<QueryResult: RowsAffected> {
-    /// The statement a write runs (binding the close lock's key) before it
-    /// reads which business days are closed, or `None`. PostgreSQL takes the
-    /// close lock shared, a close takes it exclusive: a close waits for the
-    /// writes in flight, and every write after it sees the day closed.
-    /// SQLite has one writer at a time: a close (`BEGIN IMMEDIATE`) and the
-    /// writer task's batches are serialized by the database itself.
-    const WRITE_GUARD: Option<&'static str>;
     /// How a business day's close begins its transaction (SQLite: take the
-    /// write lock first, so the close and the writer task run one after the
+    /// write lock first, so the close and the writer thread run one after the
     /// other).
     const CLOSE_BEGIN: &'static str;
     /// The statement a close runs (binding the close lock's key) inside its
     /// transaction before it records the day, or `None`: PostgreSQL takes
-    /// the close lock exclusive (see [`WRITE_GUARD`](Self::WRITE_GUARD)).
+    /// the close lock exclusive, while every write batch takes it shared
+    /// before it reads which days are closed (`pg_batch`): a close waits for
+    /// the batches in flight, and every batch after it sees the day closed.
+    /// SQLite has one writer at a time: a close (`BEGIN IMMEDIATE`) and the
+    /// writer thread's batches are serialized by the database itself.
     const CLOSE_GUARD: Option<&'static str>;
     /// Whether the audit chain's entries and its head hash are written in
     /// one statement (PostgreSQL: a data-modifying `WITH`) rather than two.
@@ -50,7 +47,6 @@ pub(crate) trait Backend: sqlx::Database<QueryResult: RowsAffected> {
 }
 
 impl Backend for sqlx::Sqlite {
-    const WRITE_GUARD: Option<&'static str> = None;
     const CLOSE_BEGIN: &'static str = "BEGIN IMMEDIATE";
     const CLOSE_GUARD: Option<&'static str> = None;
     const COMBINED_CHAIN_APPEND: bool = false;
@@ -65,7 +61,6 @@ impl Backend for sqlx::Sqlite {
 }
 
 impl Backend for sqlx::Postgres {
-    const WRITE_GUARD: Option<&'static str> = Some(XACT_LOCK_SHARED);
     const CLOSE_BEGIN: &'static str = "BEGIN";
     const CLOSE_GUARD: Option<&'static str> = Some(XACT_LOCK);
     const COMBINED_CHAIN_APPEND: bool = true;

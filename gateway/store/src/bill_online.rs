@@ -32,7 +32,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use crate::SqlxResultExt as _;
 use crate::backend::{Backend, Statements};
-use crate::{BillSafItem, BillWrite, Change, StoreError, TransactionRecord, WriteOutcome};
+use crate::{BillSafItem, StoreError, TransactionRecord};
 
 impl<DB> Statements<DB>
 where
@@ -57,31 +57,6 @@ where
     for<'q, 'r> Option<chrono::NaiveDate>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
     for<'q, 'r> Option<chrono::DateTime<chrono::Utc>>: Encode<'q, DB> + Decode<'r, DB> + Type<DB>,
 {
-    /// The statements of one [`BillWrite`] inside an open transaction
-    /// (sharing the card write's helpers). The caller commits on `Written`
-    /// and rolls back otherwise.
-    pub(crate) async fn apply_bill_write(
-        conn: &mut DB::Connection,
-        write: &BillWrite,
-        chain: &mut Vec<crate::audit::EntryContent>,
-    ) -> Result<WriteOutcome, StoreError> {
-        if let Some(taken) =
-            Self::apply_key_op(conn, write.key.as_ref(), &write.transaction_id, write.at).await?
-        {
-            return Ok(taken);
-        }
-        match &write.change {
-            Change::Create(record) => Self::insert_bill_transaction(conn, record).await?,
-            Change::Transition(change) => {
-                if let Some(mismatch) = Self::transition(conn, change).await? {
-                    return Ok(mismatch);
-                }
-            }
-        }
-        Self::queue_and_append(conn, crate::write::WriteTail::from(write), chain).await?;
-        Ok(WriteOutcome::Written)
-    }
-
     /// [`BillReads::stale_bill_in_progress`](crate::BillReads::stale_bill_in_progress).
     pub(crate) async fn stale_bill_in_progress(
         pool: &sqlx::Pool<DB>,

@@ -8,10 +8,11 @@
 //!
 //! - [`sqlite`](SqliteDatabase): the SQLite backend, one group-committing writer thread (rusqlite) and read pools.
 //! - `sqlite_writer`, `sqlite_reads`, `sqlite_conn`: its writer thread, its hot reads, their shared rusqlite helpers.
-//! - [`postgres`](PostgresDatabase): the PostgreSQL backend, a few group-committing writer tasks.
+//! - [`postgres`](PostgresDatabase): the PostgreSQL backend, a few group-committing writer tasks;
+//!   `pg_batch`: a batch's writes as a few set-based statements (`UNNEST` arrays).
 //! - `backend`: the `Backend` trait (what differs between SQLite and PostgreSQL) and
 //!   `Statements<DB>`, the type every module's generic statements hang on.
-//! - `write`: the statements of one write request (bill, card) and the shared reads.
+//! - `write`: the shared reads, and the row shapes of a write.
 //! - `migrate`: the embedded schema migrations and their bookkeeping table.
 //! - [`audit`]: the audit chain's append and reads (SQL side of the core's audit port).
 //! - [`bill_online`]: online bill payments' writes, stale and store-and-forward reads.

@@ -28,6 +28,7 @@ use super::audit::{
     AuditStore, ChainEntry, Checkpoint, EntryContent, SearchFilter, TransactionRow,
 };
 use super::clearing::ClearingLock;
+use posgate_core::ports::db::{WriteCounters, WriteStats};
 
 /// The store's statements on this backend.
 type Sql = super::backend::Statements<sqlx::Sqlite>;
@@ -58,6 +59,7 @@ pub struct SqliteDatabase {
     reads: SqlitePool,
     hot: std::sync::Arc<ReadPool>,
     writes: mpsc::Sender<(Job, Reply)>,
+    counters: std::sync::Arc<WriteCounters>,
     options: SqliteConnectOptions,
 }
 
@@ -80,11 +82,17 @@ impl SqliteDatabase {
             .db()?;
         let target = Target::of(&options);
         let write_conn = target.open(BUSY_TIMEOUT)?;
-        let writes = super::sqlite_writer::spawn(write_conn, QUEUE_CAPACITY)?;
+        let counters = std::sync::Arc::new(WriteCounters::default());
+        let writes = super::sqlite_writer::spawn(
+            write_conn,
+            QUEUE_CAPACITY,
+            std::sync::Arc::clone(&counters),
+        )?;
         Ok(Self {
             reads,
             hot: ReadPool::new(target, BUSY_TIMEOUT),
             writes,
+            counters,
             options,
         })
     }
@@ -207,6 +215,7 @@ impl SqliteDatabase {
     /// Hands a job to the writer thread and waits for its outcome.
     async fn submit(&self, job: Job) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
+        self.counters.submitted();
         self.writes
             .send((job, reply))
             .await
@@ -227,6 +236,10 @@ impl SqliteDatabase {
 
 #[async_trait::async_trait]
 impl Database for SqliteDatabase {
+    fn write_stats(&self) -> WriteStats {
+        self.counters.stats()
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = SqliteConnection::connect_with(&self.options).await.db()?;
         // Some migrations rebuild a table that others reference, which SQLite

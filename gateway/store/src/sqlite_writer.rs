@@ -71,7 +71,11 @@ static INSERT_ENTRY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// The writer thread's loop: waits for a job, takes every other job waiting
 /// (up to [`MAX_BATCH`]), writes them in one transaction and answers them.
 /// Ends when every sender is gone.
-pub(crate) fn run(conn: &Connection, mut queue: mpsc::Receiver<(Job, Reply)>) {
+pub(crate) fn run(
+    conn: &Connection,
+    mut queue: mpsc::Receiver<(Job, Reply)>,
+    counters: &posgate_core::ports::db::WriteCounters,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -81,6 +85,7 @@ pub(crate) fn run(conn: &Connection, mut queue: mpsc::Receiver<(Job, Reply)>) {
                 Err(_) => break,
             }
         }
+        counters.batch(batch.len());
         match write_batch(conn, &batch) {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
@@ -966,6 +971,7 @@ fn apply_bill_write(
 pub(crate) fn spawn(
     conn: Connection,
     capacity: usize,
+    counters: std::sync::Arc<posgate_core::ports::db::WriteCounters>,
 ) -> Result<mpsc::Sender<(Job, Reply)>, StoreError> {
     // The pages of the indexes every write touches stay cached (SQLite's
     // default cache is 2 MiB; this is an upper bound, grown as used).
@@ -974,7 +980,7 @@ pub(crate) fn spawn(
     let (writes, pending) = mpsc::channel(capacity);
     std::thread::Builder::new()
         .name("posgate-sqlite-writer".to_owned())
-        .spawn(move || run(&conn, pending))
+        .spawn(move || run(&conn, pending, &counters))
         .map_err(|error| StoreError::Database(Box::new(error)))?;
     Ok(writes)
 }
