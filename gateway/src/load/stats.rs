@@ -232,6 +232,22 @@ pub(super) struct Summary {
     wallet_declines: u64,
     /// The card sales row (fresh `Authorize` calls), for the card lines.
     card_row: Row,
+    /// The same load against the no-op server (`--ceiling`).
+    ceiling: Option<Ceiling>,
+}
+
+/// What the no-op server of `--ceiling` did under the same load.
+#[derive(Debug)]
+struct Ceiling {
+    overall: Row,
+    /// Its non-OK answers; they fail the run like the gateway's.
+    failures: u64,
+}
+
+/// Microseconds as milliseconds, for the ceiling lines.
+#[allow(clippy::cast_precision_loss)] // Latencies stay far below 2^52 us.
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
 }
 
 impl Summary {
@@ -262,16 +278,36 @@ impl Summary {
                 &stats.latency_us[Rpc::Authorize.index()],
                 elapsed,
             ),
+            ceiling: None,
         }
     }
 
+    /// Adds the no-op server's run (`--ceiling`): its overall figures and failures.
+    pub(super) fn with_ceiling(mut self, ceiling: Summary) -> Self {
+        self.ceiling = Some(Ceiling {
+            failures: ceiling.failures(),
+            overall: ceiling.overall,
+        });
+        self
+    }
+
+    /// The gateway's throughput as a share of the no-op server's under the
+    /// same load; none without `--ceiling` or when the no-op server served nothing.
+    pub(super) fn ratio(&self) -> Option<f64> {
+        let ceiling = self.ceiling.as_ref()?;
+        (ceiling.overall.per_second > 0.0)
+            .then(|| self.overall.per_second / ceiling.overall.per_second)
+    }
+
     /// Failed requests: error statuses, replay mismatches, malformed
-    /// answers, and card declines other than "51".
+    /// answers, and card declines other than "51"; with `--ceiling`, the
+    /// no-op server's non-OK answers too.
     pub(super) fn failures(&self) -> u64 {
         self.errors_by_status.values().sum::<u64>()
             + self.replay_mismatches
             + self.bad_answers
             + self.card.unexpected()
+            + self.ceiling.as_ref().map_or(0, |ceiling| ceiling.failures)
     }
 
     /// Card sales per second, approved or declined "51".
@@ -336,13 +372,35 @@ impl Summary {
         if self.bad_answers > 0 {
             let _ = writeln!(out, "malformed OK answers: {}", self.bad_answers);
         }
+        if let Some(ceiling) = &self.ceiling {
+            let _ = writeln!(
+                out,
+                "ceiling (no-op server, same client and load): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} requests, {} failed)",
+                ceiling.overall.per_second,
+                ms(ceiling.overall.latency_us_p50),
+                ms(ceiling.overall.latency_us_p99),
+                ceiling.overall.count,
+                ceiling.failures
+            );
+            let _ = writeln!(
+                out,
+                "gateway: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                self.overall.per_second,
+                ms(self.overall.latency_us_p50),
+                ms(self.overall.latency_us_p99)
+            );
+            let ratio = self
+                .ratio()
+                .map_or_else(|| "n/a".to_owned(), |ratio| format!("{ratio:.4}"));
+            let _ = writeln!(out, "ratio (gateway req/s / ceiling req/s): {ratio}");
+        }
         out
     }
 
     /// The summary as one JSON object.
     pub(super) fn json(&self) -> String {
         let card = &self.card_row;
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "elapsed_s": round_to(self.elapsed.as_secs_f64(), 3),
             "concurrency": self.concurrency,
             "connections": self.connections,
@@ -366,7 +424,17 @@ impl Summary {
             "errors_by_status": self.errors_by_status,
             "malformed_ok_answers": self.bad_answers,
             "failures": self.failures(),
-        })
-        .to_string()
+        });
+        if let Some(ceiling) = &self.ceiling {
+            json["ceiling"] = serde_json::json!({
+                "requests_per_s": round_to(ceiling.overall.per_second, 1),
+                "p50_ms": ms(ceiling.overall.latency_us_p50),
+                "p99_ms": ms(ceiling.overall.latency_us_p99),
+                "count": ceiling.overall.count,
+                "failures": ceiling.failures,
+            });
+            json["ratio"] = self.ratio().map(|ratio| round_to(ratio, 4)).into();
+        }
+        json.to_string()
     }
 }
