@@ -1279,6 +1279,86 @@ mod tests {
         assert!(LoadBiller::try_from(&*biller).is_err());
     }
 
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadArgs,
+    }
+
+    /// `posgate load` options parsed from `extra` after the required ones.
+    pub(super) fn parse_args(extra: &[&str]) -> Result<LoadArgs, clap::Error> {
+        use clap::Parser as _;
+        let required = ["load", "--pki-dir", "certs", "--config", "posgate.toml"];
+        Cli::try_parse_from(required.iter().chain(extra)).map(|cli| cli.args)
+    }
+
+    /// `--ceiling` is off by default, a plain flag, and goes with every
+    /// other run option (the ratio runs of the README).
+    #[test]
+    fn ceiling_is_a_flag_beside_the_run_options() {
+        let args = parse_args(&[]).unwrap();
+        assert!(!args.ceiling);
+        assert_eq!(args.concurrency, DEFAULT_CONCURRENCY);
+        let args = parse_args(&[
+            "--ceiling",
+            "--json",
+            "--concurrency",
+            "64",
+            "--duration-s",
+            "20",
+            "--mix",
+            "pay=100",
+            "--retry-share",
+            "0",
+        ])
+        .unwrap();
+        assert!(args.ceiling && args.json);
+        assert_eq!(args.concurrency, 64);
+        assert_eq!(args.duration_s, Some(20));
+        assert_eq!(args.mix, "pay=100".parse().unwrap());
+        assert!(args.retry_share.abs() < f64::EPSILON);
+        let args = parse_args(&["--ceiling", "--count", "200", "--concurrency", "4"]).unwrap();
+        assert!(args.ceiling);
+        assert_eq!(args.count, Some(200));
+        assert!(parse_args(&["--ceiling=yes"]).is_err());
+        assert!(parse_args(&["--ceiling", "--count", "1", "--duration-s", "1"]).is_err());
+    }
+
+    /// With `Checks::StatusOnly` any OK answer is a good retry; with
+    /// `Checks::Full` only the first answer flagged as a replay is. A
+    /// non-OK status fails either way.
+    #[test]
+    fn status_only_checks_accept_any_ok_replay() {
+        let original = PayBillResponse::default();
+        let different = PayBillResponse {
+            payment: Some(posgate_proto::v1::BillPayment::default()),
+        };
+        let unflagged = || Ok(tonic::Response::new(different.clone()));
+        assert_eq!(
+            replay_outcome(unflagged(), &original, Checks::StatusOnly),
+            Ok(())
+        );
+        assert_eq!(
+            replay_outcome(unflagged(), &original, Checks::Full),
+            Err(Failure::ReplayMismatch)
+        );
+        let mut flagged = tonic::Response::new(original.clone());
+        flagged
+            .metadata_mut()
+            .insert(REPLAY_HEADER, "true".parse().unwrap());
+        assert_eq!(replay_outcome(Ok(flagged), &original, Checks::Full), Ok(()));
+        for checks in [Checks::Full, Checks::StatusOnly] {
+            assert_eq!(
+                replay_outcome::<PayBillResponse>(
+                    Err(Status::unavailable("down")),
+                    &original,
+                    checks
+                ),
+                Err(Failure::Status(Code::Unavailable))
+            );
+        }
+    }
+
     /// The count budget hands out exactly `limit` requests.
     #[test]
     fn count_budget_is_exact() {

@@ -438,3 +438,69 @@ impl Summary {
         json.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stats of `count` OK `PayBill`s of `latency_us` each, and `failed` unavailable ones.
+    fn stats(count: u64, latency_us: u64, failed: u64) -> Stats {
+        let mut stats = Stats::new();
+        for _ in 0..count {
+            stats.record(Rpc::PayBill, Duration::from_micros(latency_us), Ok(()));
+        }
+        for _ in 0..failed {
+            stats.record(
+                Rpc::PayBill,
+                Duration::from_micros(latency_us),
+                Err(Failure::Status(Code::Unavailable)),
+            );
+        }
+        stats
+    }
+
+    /// The ceiling's figures and the ratio go into the JSON and the table;
+    /// the ceiling's failures count among the run's.
+    #[test]
+    fn ceiling_figures_and_ratio_are_reported() {
+        let args = super::super::tests::parse_args(&["--ceiling"]).unwrap();
+        let second = Duration::from_secs(1);
+        let gateway = Summary::new(&stats(100, 2_000, 0), second, &args);
+        assert_eq!(gateway.ratio(), None);
+        assert!(gateway.json().parse::<serde_json::Value>().unwrap()["ceiling"].is_null());
+        let ceiling = Summary::new(&stats(400, 1_000, 0), second, &args);
+        let summary = gateway.with_ceiling(ceiling);
+        assert_eq!(summary.ratio(), Some(0.25));
+        assert_eq!(summary.failures(), 0);
+        let json: serde_json::Value = summary.json().parse().unwrap();
+        assert_eq!(json["ratio"], 0.25);
+        assert_eq!(json["ceiling"]["requests_per_s"], 400.0);
+        assert_eq!(json["ceiling"]["count"], 400);
+        assert_eq!(json["ceiling"]["failures"], 0);
+        assert!((json["ceiling"]["p50_ms"].as_f64().unwrap() - 1.0).abs() < 0.01);
+        assert!((json["ceiling"]["p99_ms"].as_f64().unwrap() - 1.0).abs() < 0.01);
+        assert_eq!(json["overall"]["requests_per_s"], 100.0);
+        let text = summary.text();
+        assert!(
+            text.contains(
+                "ceiling (no-op server, same client and load): 400 req/s, p50 1.00 ms, p99 1.00 ms"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("gateway: 100 req/s, p50 2.00 ms, p99 2.00 ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ratio (gateway req/s / ceiling req/s): 0.2500"),
+            "{text}"
+        );
+
+        let gateway = Summary::new(&stats(100, 2_000, 0), second, &args);
+        let failing = gateway.with_ceiling(Summary::new(&stats(10, 1_000, 3), second, &args));
+        assert_eq!(failing.failures(), 3);
+        let json: serde_json::Value = failing.json().parse().unwrap();
+        assert_eq!(json["failures"], 3);
+        assert_eq!(json["ceiling"]["failures"], 3);
+    }
+}
