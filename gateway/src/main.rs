@@ -49,6 +49,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Drive load through the real gRPC API and print throughput and latency.
     Load(load::LoadArgs),
+    /// The no-op gRPC server of `posgate load --ceiling` (started by it).
+    #[command(name = load::noop::SUBCOMMAND, hide = true)]
+    NoopServer(load::noop::NoopArgs),
     /// Manage HSM keys: init a keystore, generate, list, rotate, export and import keys.
     Keys(keys_cmd::KeysArgs),
     /// Development PKI for mutual TLS: init a CA, issue client certificates, revoke them.
@@ -147,6 +150,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Load(args) => {
             let _log = init_logging(cli.log_json);
             load::run(args).await
+        }
+        Command::NoopServer(args) => {
+            init_logging(cli.log_json);
+            load::noop::serve(args).await
         }
         Command::Keys(args) => {
             let _log = init_logging(cli.log_json);

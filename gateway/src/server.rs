@@ -77,6 +77,15 @@ fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Ga
     Ok(gateway)
 }
 
+/// The tonic server with posgate's HTTP/2 settings (streams per connection,
+/// keepalive), before its layers and services; `posgate load --ceiling`'s
+/// no-op server uses the same.
+pub fn grpc_transport() -> Server {
+    Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+}
+
 /// Opens and migrates the store, binds the listener, and serves until
 /// `shutdown` resolves; then stops accepting, lets requests in flight finish
 /// (up to the configured grace), and returns.
@@ -104,11 +113,9 @@ pub async fn start(
     // RequestSizeLayer turns tonic's OUT_OF_RANGE for a larger one into
     // RESOURCE_EXHAUSTED, as gRPC's conventions say.
     let limit = MAX_REQUEST_BYTES;
-    let router = Server::builder()
+    let router = grpc_transport()
         .layer(RequestSizeLayer)
         .layer(posgate_api::access::AccessLayer)
-        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
         .add_service(health_service.max_decoding_message_size(limit))
         .add_service(reflection)
         .add_service(reflection_v1alpha)

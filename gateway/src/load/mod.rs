@@ -20,13 +20,24 @@
 //! every OK answer of the wrong shape is a failure; any failure makes the
 //! command exit non-zero, so CI can use it as a smoke test.
 //!
+//! With `--ceiling` the run has two phases with the same client settings
+//! (connections, concurrency, duration or count, mix, requests): first
+//! against a no-op gRPC server started in its own process with the
+//! gateway's TLS and mutual-TLS settings (`noop`), then against the
+//! gateway. The summary adds the no-op server's figures and the ratio of
+//! the gateway's throughput to it, a figure that carries from one machine
+//! to another far better than requests per second do. The no-op server
+//! answers empty messages, so in that phase only the status is checked.
+//!
 //! Layout:
 //! - `mod.rs` (this file): options, scenario mix, virtual terminals, bill slips.
 //! - `card`: the card scenario: test cards, sale requests, what an answer counts as.
 //! - `wallet`: the wallet scenarios: cash top-ups and payments on one wallet.
+//! - `noop`: the no-op server of `--ceiling` and its process.
 //! - `stats`: histograms and counters per terminal, the summary as a table or JSON.
 
 mod card;
+pub mod noop;
 mod stats;
 mod wallet;
 
@@ -54,6 +65,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use self::card::CardRoute;
+use self::noop::NoopProcess;
 use self::stats::{Stats, Summary};
 use self::wallet::WalletRoute;
 use uuid::Uuid;
@@ -148,7 +160,14 @@ a gateway like this (a development CA and server certificate come from \
   posgate sim bank --config config/bank-sim.example.toml &
   cp config/posgate.example.toml posgate.toml   # raise [limits] as said above
   posgate serve --config posgate.toml &
-  posgate load --pki-dir certs --config posgate.toml --mix pay=50,card=50")]
+  posgate load --pki-dir certs --config posgate.toml --mix pay=50,card=50
+
+--ceiling first runs the same load against a no-op gRPC server (a child \
+process of this executable serving with the [server] TLS settings of \
+--config, answering every call at once with an empty message), then \
+against the gateway, and prints both and the ratio gateway/no-op:
+  posgate load --pki-dir certs --config posgate.toml --ceiling \
+      --concurrency 64 --duration-s 20 --mix pay=100 --retry-share 0")]
 pub struct LoadArgs {
     /// Gateway URL.
     #[arg(long, default_value = "https://127.0.0.1:50051")]
@@ -191,6 +210,11 @@ pub struct LoadArgs {
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// First drive a no-op gRPC server (own process, the gateway's TLS and
+    /// mutual-TLS settings) with the same client settings, then the
+    /// gateway; print both and the ratio.
+    #[arg(long)]
+    pub ceiling: bool,
 }
 
 /// Runs the load described by `args` and prints the summary.
@@ -204,11 +228,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)
         .with_context(|| format!("loading config {}", args.config.display()))?;
     let routes = routes(&config, args.mix, &args.wallet_card)?;
-    let channels = connect(&args, &routes).await?;
-    let budget = Arc::new(Budget::from_args(&args));
-    let started = Instant::now();
-    let stats = drive(&args, &routes, &channels, &budget).await?;
-    let summary = Summary::new(&stats, started.elapsed(), &args);
+    let ceiling = if args.ceiling {
+        Some(measure_ceiling(&args, &routes).await?)
+    } else {
+        None
+    };
+    let (stats, elapsed) = measure(&args, &args.addr, Checks::Full, &routes).await?;
+    let mut summary = Summary::new(&stats, elapsed, &args);
+    if let Some((stats, elapsed)) = &ceiling {
+        summary = summary.with_ceiling(Summary::new(stats, *elapsed, &args));
+    }
     if args.json {
         println!("{}", summary.json());
     } else {
@@ -219,6 +248,44 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         bail!("{failures} request(s) failed");
     }
     Ok(())
+}
+
+/// What is checked of an OK answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    /// Its shape, and that a retry replays the first answer (the gateway).
+    Full,
+    /// Nothing: the no-op server's answers are empty. Non-OK statuses
+    /// still fail.
+    StatusOnly,
+}
+
+/// Drives the no-op server, started for this and killed after it, with
+/// the run's client settings.
+async fn measure_ceiling(
+    args: &LoadArgs,
+    routes: &[Arc<Route>],
+) -> anyhow::Result<(Stats, Duration)> {
+    let noop = NoopProcess::start(&args.config).await?;
+    let addr = format!("https://{}", noop.addr);
+    let measured = measure(args, &addr, Checks::StatusOnly, routes).await;
+    noop.stop().await;
+    measured.context("driving the no-op server")
+}
+
+/// Connects the virtual terminals to `addr`, runs them to the end of the
+/// budget and returns what they saw and how long the run took.
+async fn measure(
+    args: &LoadArgs,
+    addr: &str,
+    checks: Checks,
+    routes: &[Arc<Route>],
+) -> anyhow::Result<(Stats, Duration)> {
+    let channels = connect(args, addr, routes).await?;
+    let budget = Arc::new(Budget::from_args(args));
+    let started = Instant::now();
+    let stats = drive(args, routes, &channels, &budget, checks).await?;
+    Ok((stats, started.elapsed()))
 }
 
 /// Parses a share between 0 and 1 inclusive.
@@ -621,13 +688,17 @@ fn terminal_of(routes: &[Arc<Route>], task: usize) -> (&Arc<Route>, String) {
 
 /// Opens one mutual-TLS channel per virtual terminal, each presenting a
 /// client certificate minted for that terminal from the dev CA.
-async fn connect(args: &LoadArgs, routes: &[Arc<Route>]) -> anyhow::Result<Vec<Channel>> {
+async fn connect(
+    args: &LoadArgs,
+    addr: &str,
+    routes: &[Arc<Route>],
+) -> anyhow::Result<Vec<Channel>> {
     let pki = DevPki::open(&args.pki_dir)?;
     let issuer = pki.issuer()?;
     let ca = args.ca.clone().unwrap_or_else(|| pki.ca_cert.clone());
     let tls = client_tls(&ca, &args.domain)?;
-    let endpoint = Channel::from_shared(args.addr.clone())
-        .with_context(|| format!("--addr {:?} is not a URL", args.addr))?
+    let endpoint = Channel::from_shared(addr.to_owned())
+        .with_context(|| format!("--addr {addr:?} is not a URL"))?
         .connect_timeout(CONNECT_TIMEOUT);
     let now = time::OffsetDateTime::now_utc();
     let not_after = now + RUN_CERT_VALIDITY;
@@ -658,7 +729,7 @@ async fn connect(args: &LoadArgs, routes: &[Arc<Route>]) -> anyhow::Result<Vec<C
         .await;
     connected
         .into_iter()
-        .map(|channel| channel.with_context(|| format!("connecting to {}", args.addr)))
+        .map(|channel| channel.with_context(|| format!("connecting to {addr}")))
         .collect()
 }
 
@@ -668,6 +739,7 @@ async fn drive(
     routes: &[Arc<Route>],
     channels: &[Channel],
     budget: &Arc<Budget>,
+    checks: Checks,
 ) -> anyhow::Result<Stats> {
     let mut tasks = JoinSet::new();
     for (task, channel) in channels.iter().enumerate() {
@@ -681,6 +753,7 @@ async fn drive(
             id,
             mix: args.mix,
             retry_share: args.retry_share,
+            checks,
             rng: Rng::seeded(),
             remembered: VecDeque::new(),
             cancellable: VecDeque::new(),
@@ -739,6 +812,7 @@ struct Terminal {
     id: String,
     mix: Mix,
     retry_share: f64,
+    checks: Checks,
     rng: Rng,
     /// Recent answered payments (bill and card), oldest first, at most `REMEMBERED_PAYMENTS`.
     remembered: VecDeque<Remembered>,
@@ -785,7 +859,11 @@ impl Terminal {
         let started = Instant::now();
         let result = self.client.pay_bill(with_timeout(request.clone())).await;
         let latency = started.elapsed();
+        let checks = self.checks;
         let outcome = result.map_err(Failure::from).and_then(|response| {
+            if checks == Checks::StatusOnly {
+                return Ok((String::new(), response.into_inner()));
+            }
             let fresh = !is_replay(response.metadata());
             let response = response.into_inner();
             match response.payment.as_ref() {
@@ -812,11 +890,13 @@ impl Terminal {
         let started = Instant::now();
         let result = self.client.inquire_bill(with_timeout(request)).await;
         let latency = started.elapsed();
+        let checks = self.checks;
         let outcome =
             result
                 .map_err(Failure::from)
                 .and_then(|response| match response.into_inner().bill {
                     Some(_) => Ok(()),
+                    None if checks == Checks::StatusOnly => Ok(()),
                     None => Err(Failure::BadAnswer),
                 });
         self.stats.record(Rpc::InquireBill, latency, outcome);
@@ -835,9 +915,11 @@ impl Terminal {
         let started = Instant::now();
         let result = self.client.cancel_bill(with_timeout(request)).await;
         let latency = started.elapsed();
+        let checks = self.checks;
         let outcome = result.map_err(Failure::from).and_then(|response| {
             match response.into_inner().payment {
                 Some(_) => Ok(()),
+                None if checks == Checks::StatusOnly => Ok(()),
                 None => Err(Failure::BadAnswer),
             }
         });
@@ -854,6 +936,16 @@ impl Terminal {
         let started = Instant::now();
         let result = self.cards.authorize(with_timeout(request.clone())).await;
         let latency = started.elapsed();
+        if self.checks == Checks::StatusOnly {
+            let outcome = result.map_err(Failure::from).map(|response| {
+                self.remember(Remembered::Card {
+                    request: Box::new(request),
+                    response: Box::new(response.into_inner()),
+                });
+            });
+            self.stats.record(Rpc::Authorize, latency, outcome);
+            return Ok(());
+        }
         let outcome = result.map_err(Failure::from).and_then(|response| {
             if is_replay(response.metadata()) {
                 return Err(Failure::BadAnswer);
@@ -895,6 +987,11 @@ impl Terminal {
             )
         };
         let latency = started.elapsed();
+        if self.checks == Checks::StatusOnly {
+            self.stats
+                .record(rpc, latency, result.map(drop).map_err(Failure::from));
+            return Ok(());
+        }
         let outcome = result
             .map_err(Failure::from)
             .and_then(|transaction| wallet::classify(transaction.as_ref()));
@@ -907,6 +1004,7 @@ impl Terminal {
     async fn replay(&mut self) {
         let index = usize::try_from(self.rng.below(self.remembered.len() as u64)).unwrap_or(0);
         let started = Instant::now();
+        let checks = self.checks;
         let (rpc, outcome) = match &self.remembered[index] {
             Remembered::Bill { request, response } => {
                 let original = (**response).clone();
@@ -914,7 +1012,10 @@ impl Terminal {
                     .client
                     .pay_bill(with_timeout((**request).clone()))
                     .await;
-                (Rpc::PayBillReplay, replay_outcome(result, &original))
+                (
+                    Rpc::PayBillReplay,
+                    replay_outcome(result, &original, checks),
+                )
             }
             Remembered::Card { request, response } => {
                 let original = (**response).clone();
@@ -922,7 +1023,10 @@ impl Terminal {
                     .cards
                     .authorize(with_timeout((**request).clone()))
                     .await;
-                (Rpc::AuthorizeReplay, replay_outcome(result, &original))
+                (
+                    Rpc::AuthorizeReplay,
+                    replay_outcome(result, &original, checks),
+                )
             }
         };
         self.stats.record(rpc, started.elapsed(), outcome);
@@ -1001,13 +1105,17 @@ fn is_replay(metadata: &MetadataMap) -> bool {
         .is_some_and(|value| value.as_bytes() == b"true")
 }
 
-/// A retry's outcome: OK only when flagged as a replay and equal to the first answer.
+/// A retry's outcome: OK only when flagged as a replay and equal to the
+/// first answer (any OK answer without `Checks::Full`).
 fn replay_outcome<T: PartialEq>(
     result: Result<tonic::Response<T>, Status>,
     original: &T,
+    checks: Checks,
 ) -> Result<(), Failure> {
     let response = result.map_err(Failure::from)?;
-    if is_replay(response.metadata()) && response.get_ref() == original {
+    if checks == Checks::StatusOnly
+        || (is_replay(response.metadata()) && response.get_ref() == original)
+    {
         Ok(())
     } else {
         Err(Failure::ReplayMismatch)
@@ -1169,6 +1277,86 @@ mod tests {
         biller.min_amount_minor = 101;
         biller.max_amount_minor = 199;
         assert!(LoadBiller::try_from(&*biller).is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadArgs,
+    }
+
+    /// `posgate load` options parsed from `extra` after the required ones.
+    pub(super) fn parse_args(extra: &[&str]) -> Result<LoadArgs, clap::Error> {
+        use clap::Parser as _;
+        let required = ["load", "--pki-dir", "certs", "--config", "posgate.toml"];
+        Cli::try_parse_from(required.iter().chain(extra)).map(|cli| cli.args)
+    }
+
+    /// `--ceiling` is off by default, a plain flag, and goes with every
+    /// other run option (the ratio runs of the README).
+    #[test]
+    fn ceiling_is_a_flag_beside_the_run_options() {
+        let args = parse_args(&[]).unwrap();
+        assert!(!args.ceiling);
+        assert_eq!(args.concurrency, DEFAULT_CONCURRENCY);
+        let args = parse_args(&[
+            "--ceiling",
+            "--json",
+            "--concurrency",
+            "64",
+            "--duration-s",
+            "20",
+            "--mix",
+            "pay=100",
+            "--retry-share",
+            "0",
+        ])
+        .unwrap();
+        assert!(args.ceiling && args.json);
+        assert_eq!(args.concurrency, 64);
+        assert_eq!(args.duration_s, Some(20));
+        assert_eq!(args.mix, "pay=100".parse().unwrap());
+        assert!(args.retry_share.abs() < f64::EPSILON);
+        let args = parse_args(&["--ceiling", "--count", "200", "--concurrency", "4"]).unwrap();
+        assert!(args.ceiling);
+        assert_eq!(args.count, Some(200));
+        assert!(parse_args(&["--ceiling=yes"]).is_err());
+        assert!(parse_args(&["--ceiling", "--count", "1", "--duration-s", "1"]).is_err());
+    }
+
+    /// With `Checks::StatusOnly` any OK answer is a good retry; with
+    /// `Checks::Full` only the first answer flagged as a replay is. A
+    /// non-OK status fails either way.
+    #[test]
+    fn status_only_checks_accept_any_ok_replay() {
+        let original = PayBillResponse::default();
+        let different = PayBillResponse {
+            payment: Some(posgate_proto::v1::BillPayment::default()),
+        };
+        let unflagged = || Ok(tonic::Response::new(different.clone()));
+        assert_eq!(
+            replay_outcome(unflagged(), &original, Checks::StatusOnly),
+            Ok(())
+        );
+        assert_eq!(
+            replay_outcome(unflagged(), &original, Checks::Full),
+            Err(Failure::ReplayMismatch)
+        );
+        let mut flagged = tonic::Response::new(original.clone());
+        flagged
+            .metadata_mut()
+            .insert(REPLAY_HEADER, "true".parse().unwrap());
+        assert_eq!(replay_outcome(Ok(flagged), &original, Checks::Full), Ok(()));
+        for checks in [Checks::Full, Checks::StatusOnly] {
+            assert_eq!(
+                replay_outcome::<PayBillResponse>(
+                    Err(Status::unavailable("down")),
+                    &original,
+                    checks
+                ),
+                Err(Failure::Status(Code::Unavailable))
+            );
+        }
     }
 
     /// The count budget hands out exactly `limit` requests.

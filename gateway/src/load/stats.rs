@@ -232,6 +232,22 @@ pub(super) struct Summary {
     wallet_declines: u64,
     /// The card sales row (fresh `Authorize` calls), for the card lines.
     card_row: Row,
+    /// The same load against the no-op server (`--ceiling`).
+    ceiling: Option<Ceiling>,
+}
+
+/// What the no-op server of `--ceiling` did under the same load.
+#[derive(Debug)]
+struct Ceiling {
+    overall: Row,
+    /// Its non-OK answers; they fail the run like the gateway's.
+    failures: u64,
+}
+
+/// Microseconds as milliseconds, for the ceiling lines.
+#[allow(clippy::cast_precision_loss)] // Latencies stay far below 2^52 us.
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
 }
 
 impl Summary {
@@ -262,16 +278,36 @@ impl Summary {
                 &stats.latency_us[Rpc::Authorize.index()],
                 elapsed,
             ),
+            ceiling: None,
         }
     }
 
+    /// Adds the no-op server's run (`--ceiling`): its overall figures and failures.
+    pub(super) fn with_ceiling(mut self, ceiling: Summary) -> Self {
+        self.ceiling = Some(Ceiling {
+            failures: ceiling.failures(),
+            overall: ceiling.overall,
+        });
+        self
+    }
+
+    /// The gateway's throughput as a share of the no-op server's under the
+    /// same load; none without `--ceiling` or when the no-op server served nothing.
+    pub(super) fn ratio(&self) -> Option<f64> {
+        let ceiling = self.ceiling.as_ref()?;
+        (ceiling.overall.per_second > 0.0)
+            .then(|| self.overall.per_second / ceiling.overall.per_second)
+    }
+
     /// Failed requests: error statuses, replay mismatches, malformed
-    /// answers, and card declines other than "51".
+    /// answers, and card declines other than "51"; with `--ceiling`, the
+    /// no-op server's non-OK answers too.
     pub(super) fn failures(&self) -> u64 {
         self.errors_by_status.values().sum::<u64>()
             + self.replay_mismatches
             + self.bad_answers
             + self.card.unexpected()
+            + self.ceiling.as_ref().map_or(0, |ceiling| ceiling.failures)
     }
 
     /// Card sales per second, approved or declined "51".
@@ -336,13 +372,35 @@ impl Summary {
         if self.bad_answers > 0 {
             let _ = writeln!(out, "malformed OK answers: {}", self.bad_answers);
         }
+        if let Some(ceiling) = &self.ceiling {
+            let _ = writeln!(
+                out,
+                "ceiling (no-op server, same client and load): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} requests, {} failed)",
+                ceiling.overall.per_second,
+                ms(ceiling.overall.latency_us_p50),
+                ms(ceiling.overall.latency_us_p99),
+                ceiling.overall.count,
+                ceiling.failures
+            );
+            let _ = writeln!(
+                out,
+                "gateway: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                self.overall.per_second,
+                ms(self.overall.latency_us_p50),
+                ms(self.overall.latency_us_p99)
+            );
+            let ratio = self
+                .ratio()
+                .map_or_else(|| "n/a".to_owned(), |ratio| format!("{ratio:.4}"));
+            let _ = writeln!(out, "ratio (gateway req/s / ceiling req/s): {ratio}");
+        }
         out
     }
 
     /// The summary as one JSON object.
     pub(super) fn json(&self) -> String {
         let card = &self.card_row;
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "elapsed_s": round_to(self.elapsed.as_secs_f64(), 3),
             "concurrency": self.concurrency,
             "connections": self.connections,
@@ -366,7 +424,83 @@ impl Summary {
             "errors_by_status": self.errors_by_status,
             "malformed_ok_answers": self.bad_answers,
             "failures": self.failures(),
-        })
-        .to_string()
+        });
+        if let Some(ceiling) = &self.ceiling {
+            json["ceiling"] = serde_json::json!({
+                "requests_per_s": round_to(ceiling.overall.per_second, 1),
+                "p50_ms": ms(ceiling.overall.latency_us_p50),
+                "p99_ms": ms(ceiling.overall.latency_us_p99),
+                "count": ceiling.overall.count,
+                "failures": ceiling.failures,
+            });
+            json["ratio"] = self.ratio().map(|ratio| round_to(ratio, 4)).into();
+        }
+        json.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stats of `count` OK `PayBill`s of `latency_us` each, and `failed` unavailable ones.
+    fn stats(count: u64, latency_us: u64, failed: u64) -> Stats {
+        let mut stats = Stats::new();
+        for _ in 0..count {
+            stats.record(Rpc::PayBill, Duration::from_micros(latency_us), Ok(()));
+        }
+        for _ in 0..failed {
+            stats.record(
+                Rpc::PayBill,
+                Duration::from_micros(latency_us),
+                Err(Failure::Status(Code::Unavailable)),
+            );
+        }
+        stats
+    }
+
+    /// The ceiling's figures and the ratio go into the JSON and the table;
+    /// the ceiling's failures count among the run's.
+    #[test]
+    fn ceiling_figures_and_ratio_are_reported() {
+        let args = super::super::tests::parse_args(&["--ceiling"]).unwrap();
+        let second = Duration::from_secs(1);
+        let gateway = Summary::new(&stats(100, 2_000, 0), second, &args);
+        assert_eq!(gateway.ratio(), None);
+        assert!(gateway.json().parse::<serde_json::Value>().unwrap()["ceiling"].is_null());
+        let ceiling = Summary::new(&stats(400, 1_000, 0), second, &args);
+        let summary = gateway.with_ceiling(ceiling);
+        assert_eq!(summary.ratio(), Some(0.25));
+        assert_eq!(summary.failures(), 0);
+        let json: serde_json::Value = summary.json().parse().unwrap();
+        assert_eq!(json["ratio"], 0.25);
+        assert_eq!(json["ceiling"]["requests_per_s"], 400.0);
+        assert_eq!(json["ceiling"]["count"], 400);
+        assert_eq!(json["ceiling"]["failures"], 0);
+        assert!((json["ceiling"]["p50_ms"].as_f64().unwrap() - 1.0).abs() < 0.01);
+        assert!((json["ceiling"]["p99_ms"].as_f64().unwrap() - 1.0).abs() < 0.01);
+        assert_eq!(json["overall"]["requests_per_s"], 100.0);
+        let text = summary.text();
+        assert!(
+            text.contains(
+                "ceiling (no-op server, same client and load): 400 req/s, p50 1.00 ms, p99 1.00 ms"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("gateway: 100 req/s, p50 2.00 ms, p99 2.00 ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ratio (gateway req/s / ceiling req/s): 0.2500"),
+            "{text}"
+        );
+
+        let gateway = Summary::new(&stats(100, 2_000, 0), second, &args);
+        let failing = gateway.with_ceiling(Summary::new(&stats(10, 1_000, 3), second, &args));
+        assert_eq!(failing.failures(), 3);
+        let json: serde_json::Value = failing.json().parse().unwrap();
+        assert_eq!(json["failures"], 3);
+        assert_eq!(json["ceiling"]["failures"], 3);
     }
 }

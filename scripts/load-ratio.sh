@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# One throughput figure with its ceiling: runs `posgate load --ceiling` against
+# a `posgate serve` on the example config, and prints one line:
+#
+#   workload backend req/s ratio p50 p99
+#
+# where ratio = the gateway's req/s / a no-op gRPC server's req/s (same TLS and
+# mutual TLS, same client, same load, same run).
+#
+# Usage: scripts/load-ratio.sh [sqlite|postgres]
+#
+# Environment (defaults in brackets):
+#   POSGATE       the posgate binary [$CARGO_TARGET_DIR/release/posgate, else target/release/posgate]
+#   PG_URL        PostgreSQL server for `postgres` [$POSGATE_TEST_PG_URL]; the run uses a
+#                 fresh schema in it, dropped afterwards
+#   MIX           scenario weights [pay=100]; a mix with `card` also starts the bank simulator
+#                 (always started: the example config has bank links)
+#   RETRY_SHARE   [0]    CONCURRENCY [64]    DURATION_S [20]
+#   JSON_OUT      also write the full JSON summary to this file
+#   KEEP_WORK=1   keep the temporary directory (config, database, logs)
+#
+# Build first: CARGO_TARGET_DIR=/work/tgt-x cargo build --release -p posgate --bin posgate
+set -euo pipefail
+
+backend=${1:-sqlite}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bin=${POSGATE:-${CARGO_TARGET_DIR:-$repo/target}/release/posgate}
+mix=${MIX:-pay=100}
+retry_share=${RETRY_SHARE:-0}
+concurrency=${CONCURRENCY:-64}
+duration_s=${DURATION_S:-20}
+
+[[ -x $bin ]] || { echo "no posgate binary at $bin (set POSGATE or build --release)" >&2; exit 2; }
+case $backend in
+  sqlite | postgres) ;;
+  *) echo "usage: $0 [sqlite|postgres]" >&2; exit 2 ;;
+esac
+
+work=$(mktemp -d -t posgate-load-ratio.XXXXXX)
+server_pid=""
+bank_pid=""
+pg_schema=""
+cleanup() {
+  local status=$?
+  for pid in $server_pid $bank_pid; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in $server_pid $bank_pid; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ -n $pg_schema ]]; then
+    psql -q "$pg_base" -c "DROP SCHEMA IF EXISTS $pg_schema CASCADE" >/dev/null 2>&1 || true
+  fi
+  if [[ ${KEEP_WORK:-0} == 1 || $status != 0 ]]; then
+    echo "work directory kept: $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+
+# Free loopback ports for the gateway and the bank simulator, so the script
+# runs beside other gateways on the example's ports.
+read -r gateway_port bank_port < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))')
+
+case $backend in
+  sqlite) db_url="sqlite://$work/posgate.db" ;;
+  postgres)
+    pg_base=${PG_URL:-${POSGATE_TEST_PG_URL:?set PG_URL or POSGATE_TEST_PG_URL for postgres}}
+    pg_schema="load_ratio_$(date +%s)_$$"
+    psql -q "$pg_base" -c "CREATE SCHEMA $pg_schema" >/dev/null
+    separator='?'
+    [[ $pg_base == *\?* ]] && separator='&'
+    db_url="${pg_base}${separator}options=-c%20search_path%3D${pg_schema}"
+    ;;
+esac
+
+# The example config, with this run's ports and database, and [limits] raised
+# far above the load so the limiter is not what is measured.
+python3 - "$repo/config/posgate.example.toml" "$work/posgate.toml" "$gateway_port" "$bank_port" "$db_url" <<'EOF'
+import re, sys
+source, target, gateway_port, bank_port, db_url = sys.argv[1:]
+text = open(source).read()
+def sub(pattern, replacement, count):
+    global text
+    text, n = re.subn(pattern, replacement, text, flags=re.M)
+    assert n == count, (pattern, n)
+sub(r'^listen = "127\.0\.0\.1:50051"$', f'listen = "127.0.0.1:{gateway_port}"', 1)
+sub(r'^addr = "127\.0\.0\.1:8583"$', f'addr = "127.0.0.1:{bank_port}"', 2)
+sub(r'^url = "sqlite://posgate\.db"$', f'url = "{db_url}"', 1)
+sub(r'^\[limits\]\n(?:[a-z_]+ = \d+\n)+',
+    '[limits]\nterminal_per_second = 1000000\nterminal_burst = 1000000\n'
+    'store_per_second = 1000000\nstore_burst = 1000000\nmax_in_flight = 100000\n', 1)
+open(target, "w").write(text)
+EOF
+sed "s/^listen = \"127.0.0.1:8583\"$/listen = \"127.0.0.1:$bank_port\"/" \
+  "$repo/config/bank-sim.example.toml" >"$work/bank-sim.toml"
+grep -q "^listen = \"127.0.0.1:$bank_port\"$" "$work/bank-sim.toml"
+
+cd "$work"
+"$bin" certs init --dir certs >/dev/null
+"$bin" keys --keystore keys/posgate.keystore --master-key-file keys/master.key init-test >/dev/null
+"$bin" sim bank --config bank-sim.toml >bank.log 2>&1 &
+bank_pid=$!
+"$bin" serve --config posgate.toml >serve.log 2>&1 &
+server_pid=$!
+
+# Wait for the gateway to listen (it migrates first) and, for card mixes,
+# for its bank links to sign on.
+for _ in $(seq 600); do
+  grep -q "posgate serving" serve.log && break
+  kill -0 "$server_pid" 2>/dev/null || { cat serve.log >&2; exit 1; }
+  sleep 0.1
+done
+grep -q "posgate serving" serve.log || { echo "posgate serve did not start" >&2; cat serve.log >&2; exit 1; }
+if [[ $mix == *card* ]]; then
+  for _ in $(seq 300); do
+    grep -q "card payments health.*up=true\|up=true.*card payments health" serve.log && break
+    sleep 0.1
+  done
+fi
+
+"$bin" load --addr "https://127.0.0.1:$gateway_port" --pki-dir certs --config posgate.toml \
+  --ceiling --json --concurrency "$concurrency" --duration-s "$duration_s" \
+  --mix "$mix" --retry-share "$retry_share" >summary.json 2>load.log || {
+  cat load.log >&2
+  cat summary.json >&2
+  exit 1
+}
+[[ -n ${JSON_OUT:-} ]] && cp summary.json "$JSON_OUT"
+
+jq -r '"ceiling (no-op server): \(.ceiling.requests_per_s | round) req/s, p50 \(.ceiling.p50_ms) ms, p99 \(.ceiling.p99_ms) ms"' \
+  summary.json >&2
+jq -r --arg mix "$mix" --arg backend "$backend" '
+  "\($mix) \($backend) \(.overall.requests_per_s | round) \(.ratio) "
+  + "\(.overall.latency_us_p50 / 1000)ms \(.overall.latency_us_p99 / 1000)ms"
+' summary.json
