@@ -401,21 +401,12 @@ pub(crate) async fn commit(
         }
         run_round(&mut tx, &plans, &round, &mut states).await?;
         read_taken(&mut tx, &plans, &round, &mut states).await?;
-        let written: Vec<usize> = round
-            .iter()
-            .copied()
-            .filter(|&index| matches!(states[index], State::Live))
-            .collect();
+        let written: Vec<usize> = pick(&round, |index| matches!(states[index], State::Live));
         append_rows(&mut tx, &plans, &written, &line_dates, &mut chain).await?;
         for index in written {
             states[index] = State::Done(Ok(WriteOutcome::Written));
         }
-        later.extend(
-            round
-                .iter()
-                .copied()
-                .filter(|&index| matches!(states[index], State::Again)),
-        );
+        later.extend(pick(&round, |index| matches!(states[index], State::Again)));
         later.sort_unstable();
         pending = later;
     }
@@ -501,11 +492,7 @@ async fn run_round(
     claim_keys(conn, plans, round, states).await?;
     answer_keys(conn, plans, round, states).await?;
     let live = |states: &[State]| -> Vec<usize> {
-        round
-            .iter()
-            .copied()
-            .filter(|&index| matches!(states[index], State::Live))
-            .collect()
+        pick(round, |index| matches!(states[index], State::Live))
     };
     let failed = adjust_refunds(conn, plans, &live(states), states).await?;
     undo(conn, plans, &failed, Undo::KEY).await?;
@@ -542,11 +529,9 @@ async fn claim_keys(
     round: &[usize],
     states: &mut [State],
 ) -> Result<(), StoreError> {
-    let mut claims: Vec<usize> = round
-        .iter()
-        .copied()
-        .filter(|&index| matches!(plans[index].key, Some(KeyStep::Claim { .. })))
-        .collect();
+    let mut claims: Vec<usize> = pick(round, |index| {
+        matches!(plans[index].key, Some(KeyStep::Claim { .. }))
+    });
     if claims.is_empty() {
         return Ok(());
     }
@@ -631,11 +616,9 @@ async fn answer_keys(
     round: &[usize],
     states: &mut [State],
 ) -> Result<(), StoreError> {
-    let mut answers: Vec<usize> = round
-        .iter()
-        .copied()
-        .filter(|&index| matches!(plans[index].key, Some(KeyStep::Answer { .. })))
-        .collect();
+    let mut answers: Vec<usize> = pick(round, |index| {
+        matches!(plans[index].key, Some(KeyStep::Answer { .. }))
+    });
     if answers.is_empty() {
         return Ok(());
     }
@@ -709,11 +692,7 @@ async fn read_taken(
     round: &[usize],
     states: &mut [State],
 ) -> Result<(), StoreError> {
-    let taken: Vec<usize> = round
-        .iter()
-        .copied()
-        .filter(|&index| matches!(states[index], State::Taken))
-        .collect();
+    let taken: Vec<usize> = pick(round, |index| matches!(states[index], State::Taken));
     if taken.is_empty() {
         return Ok(());
     }
@@ -749,6 +728,20 @@ async fn read_taken(
         };
     }
     Ok(())
+}
+
+/// The indices among `indices` that `keep` keeps, in order.
+fn pick(indices: &[usize], keep: impl Fn(usize) -> bool) -> Vec<usize> {
+    indices
+        .iter()
+        .copied()
+        .filter(|&index| keep(index))
+        .collect()
+}
+
+/// The first column of `rows`, as a set (the ids a step's `RETURNING` names).
+fn first_column(rows: &[sqlx::postgres::PgRow]) -> Result<HashSet<String>, StoreError> {
+    rows.iter().map(|row| row.try_get(0).db()).collect()
 }
 
 /// Key columns as arrays.
@@ -856,10 +849,7 @@ async fn adjust_refunds(
             .fetch_all(&mut *conn)
             .await
             .db()?;
-        let adjusted: HashSet<String> = rows
-            .iter()
-            .map(|row| row.try_get(0).db())
-            .collect::<Result<_, _>>()?;
+        let adjusted = first_column(&rows)?;
         for (index, refund) in refunds {
             if adjusted.contains(&refund.original_id) {
                 continue;
@@ -910,11 +900,7 @@ async fn move_statuses(
     live: &[usize],
     states: &mut [State],
 ) -> Result<Vec<usize>, StoreError> {
-    let mut moves: Vec<usize> = live
-        .iter()
-        .copied()
-        .filter(|&index| plans[index].moves.is_some())
-        .collect();
+    let mut moves: Vec<usize> = pick(live, |index| plans[index].moves.is_some());
     if moves.is_empty() {
         return Ok(Vec::new());
     }
@@ -951,10 +937,7 @@ async fn move_statuses(
         .fetch_all(&mut *conn)
         .await
         .db()?;
-    let done: HashSet<String> = rows
-        .iter()
-        .map(|row| row.try_get(0).db())
-        .collect::<Result<_, _>>()?;
+    let done = first_column(&rows)?;
     let failed: Vec<usize> = moves
         .into_iter()
         .filter(|&index| !done.contains(plans[index].transaction_id))
@@ -1060,10 +1043,7 @@ async fn claim_slips(
         .fetch_all(&mut *conn)
         .await
         .db()?;
-    let claimed: HashSet<String> = rows
-        .iter()
-        .map(|row| row.try_get(0).db())
-        .collect::<Result<_, _>>()?;
+    let claimed = first_column(&rows)?;
     let mut failed = Vec::new();
     for (index, record) in claims {
         if claimed.contains(&record.id) {
