@@ -155,7 +155,10 @@ cd "$work"
 bank_pid=$!
 if ((wallets)); then
   "$bin" certs issue --dir certs --operator wallet-link --name wallet-link >/dev/null
-  "$bin" sim wallet --config wallet-sim.toml >wallet.log 2>&1 &
+  # Each log exists before its wait loop greps it (a background job opens its
+  # redirection only once forked).
+  : >wallet.log
+  "$bin" sim wallet --config wallet-sim.toml >>wallet.log 2>&1 &
   wallet_pid=$!
   for _ in $(seq 300); do
     grep -q "listening on" wallet.log && break
@@ -164,7 +167,8 @@ if ((wallets)); then
   done
   grep -q "listening on" wallet.log || { echo "wallet simulator did not start" >&2; cat wallet.log >&2; exit 1; }
 fi
-"$serve_bin" serve --config posgate.toml >serve.log 2>&1 &
+: >serve.log
+"$serve_bin" serve --config posgate.toml >>serve.log 2>&1 &
 server_pid=$!
 
 # Wait for the gateway to listen (it migrates first) and, for card mixes,
