@@ -152,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
             load::run(args).await
         }
         Command::NoopServer(args) => {
-            init_logging(cli.log_json);
+            let _log = init_logging(cli.log_json);
             load::noop::serve(args).await
         }
         Command::Keys(args) => {
