@@ -96,10 +96,17 @@ pub(crate) fn run(
             Err(error) => {
                 tracing::error!(%error, writes = batch.len(), "sqlite batch commit failed");
                 let message = error.to_string();
+                // A busy or locked database (another process holding the
+                // write lock past the busy timeout) is worth a retry with the
+                // same key; anything else is not.
+                let busy = matches!(error, StoreError::Unavailable(_));
                 for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Corrupt(format!(
-                        "batch commit failed: {message}"
-                    ))));
+                    let failed = format!("batch commit failed: {message}");
+                    let _ = reply.send(Err(if busy {
+                        StoreError::Unavailable(failed.into())
+                    } else {
+                        StoreError::Corrupt(failed)
+                    }));
                 }
             }
         }

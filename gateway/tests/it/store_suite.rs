@@ -416,3 +416,33 @@ async fn a_slip_is_claimed_by_one_live_payment() {
         );
     }
 }
+
+/// SQLite: while another process holds the database's write lock past the
+/// writer's busy timeout, a write fails as `Unavailable` (the POS may retry
+/// with the same key), nothing of it is stored, and once the lock is gone
+/// the same write commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_database_is_unavailable_not_corrupt() {
+    use sqlx::Connection as _;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = db.store().await;
+    let mut other = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let refused = store.write(create("tx-locked", "key-locked", "100")).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    assert_eq!(store.row_counts().await.unwrap().transactions, 0);
+    assert_eq!(
+        store
+            .write(create("tx-locked", "key-locked", "100"))
+            .await
+            .unwrap(),
+        WriteOutcome::Written
+    );
+}
