@@ -12,6 +12,30 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 use crate::SqlxResultExt as _;
 use crate::backend::{Backend, RowsAffected as _, Statements};
 
+/// An entry's place in the chain: its sequence, the previous entry's hash, its hash.
+pub(crate) type Link = (i64, Vec<u8>, Vec<u8>);
+
+/// The links of `contents` chained after `prev_hash`, the first at
+/// sequence `first`, and the new head hash.
+pub(crate) fn chain_links(
+    mut prev_hash: Vec<u8>,
+    first: i64,
+    contents: &[EntryContent],
+) -> (Vec<Link>, Vec<u8>) {
+    let links = (first..)
+        .zip(contents)
+        .map(|(sequence, content)| {
+            let hash = entry_hash(&prev_hash, sequence, content).to_vec();
+            (
+                sequence,
+                std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            )
+        })
+        .collect();
+    (links, prev_hash)
+}
+
 /// SQL shared by both backends.
 pub(crate) mod sql {
     /// Reserves `$1` sequence numbers; returns the last one and the hash
@@ -304,9 +328,9 @@ where
         conn: &mut DB::Connection,
         contents: &[crate::audit::EntryContent],
     ) -> Result<i64, crate::StoreError> {
-        use crate::audit::{entry_hash, sql};
+        use crate::audit::sql;
         let count = i64::try_from(contents.len()).unwrap_or(i64::MAX);
-        let (last, mut prev_hash): (i64, Vec<u8>) = sqlx::query_as(sql::ADVANCE_HEAD)
+        let (last, prev_hash): (i64, Vec<u8>) = sqlx::query_as(sql::ADVANCE_HEAD)
             .bind(count)
             .fetch_one(&mut *conn)
             .await
@@ -314,17 +338,12 @@ where
         if contents.is_empty() {
             return Ok(last);
         }
-        let first = last - count + 1;
-        let mut rows = Vec::with_capacity(contents.len());
-        for (sequence, content) in (first..=last).zip(contents) {
-            let hash = entry_hash(&prev_hash, sequence, content).to_vec();
-            rows.push((
-                sequence,
-                content,
-                std::mem::replace(&mut prev_hash, hash.clone()),
-                hash,
-            ));
-        }
+        let (links, head_hash) = chain_links(prev_hash, last - count + 1, contents);
+        let rows: Vec<_> = links
+            .into_iter()
+            .zip(contents)
+            .map(|((sequence, prev, hash), content)| (sequence, content, prev, hash))
+            .collect();
         let combined: bool = DB::COMBINED_CHAIN_APPEND;
         let mut builder = sqlx::QueryBuilder::new(if combined { "WITH appended AS (" } else { "" });
         builder.push(sql::INSERT_ENTRIES);
@@ -343,13 +362,13 @@ where
         });
         if combined {
             builder.push(") UPDATE audit_head SET head_hash = ");
-            builder.push_bind(&prev_hash);
+            builder.push_bind(&head_hash);
             builder.push(" WHERE id = 1");
         }
         DB::execute_built(&mut *conn, builder).await.db()?;
         if !combined {
             sqlx::query(sql::SET_HEAD_HASH)
-                .bind(&prev_hash)
+                .bind(&head_hash)
                 .execute(&mut *conn)
                 .await
                 .db()?;

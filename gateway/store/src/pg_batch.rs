@@ -28,7 +28,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, Row as _};
 
 use crate::SqlxResultExt as _;
-use crate::audit::{EntryContent, EntryType, canonical_time, entry_hash};
+use crate::audit::{EntryContent, EntryType, canonical_time};
 use crate::{
     BillWrite, CardChange, CardRecord, CardWrite, Change, Event, KeyOp, NewSafItem, RefundAdjust,
     SettlementLine, StoreError, TransactionKind, TransactionRecord, TransactionStatus,
@@ -1788,7 +1788,7 @@ pub(crate) async fn append_chain(
     contents: &[EntryContent],
 ) -> Result<i64, StoreError> {
     let count = i64::try_from(contents.len()).unwrap_or(i64::MAX);
-    let (last, mut prev_hash): (i64, Vec<u8>) = sqlx::query_as(crate::audit::sql::ADVANCE_HEAD)
+    let (last, prev_hash): (i64, Vec<u8>) = sqlx::query_as(crate::audit::sql::ADVANCE_HEAD)
         .bind(count)
         .fetch_one(&mut *conn)
         .await
@@ -1796,14 +1796,13 @@ pub(crate) async fn append_chain(
     if contents.is_empty() {
         return Ok(last);
     }
-    let first = last - count + 1;
-    let mut sequences = Vec::with_capacity(contents.len());
-    let mut prev_hashes = Vec::with_capacity(contents.len());
-    let mut hashes = Vec::with_capacity(contents.len());
-    for (sequence, content) in (first..=last).zip(contents) {
-        let hash = entry_hash(&prev_hash, sequence, content).to_vec();
+    let (links, head_hash) = crate::audit::chain_links(prev_hash, last - count + 1, contents);
+    let mut sequences = Vec::with_capacity(links.len());
+    let mut prev_hashes = Vec::with_capacity(links.len());
+    let mut hashes = Vec::with_capacity(links.len());
+    for (sequence, prev, hash) in links {
         sequences.push(sequence);
-        prev_hashes.push(std::mem::replace(&mut prev_hash, hash.clone()));
+        prev_hashes.push(prev);
         hashes.push(hash);
     }
     let contents: Vec<&EntryContent> = contents.iter().collect();
@@ -1819,7 +1818,7 @@ pub(crate) async fn append_chain(
         .bind(column(&contents, |c| c.occurred_at.as_str()))
         .bind(&prev_hashes)
         .bind(&hashes)
-        .bind(&prev_hash)
+        .bind(&head_hash)
         .execute(&mut *conn)
         .await
         .db()?;
