@@ -29,10 +29,11 @@ use sqlx::{PgConnection, Row as _};
 
 use crate::SqlxResultExt as _;
 use crate::audit::{EntryContent, EntryType, canonical_time};
+use crate::write::WriteTail;
 use crate::{
     BillWrite, CardChange, CardRecord, CardWrite, Change, Event, KeyOp, NewSafItem, RefundAdjust,
-    SettlementLine, StoreError, TransactionKind, TransactionRecord, TransactionStatus,
-    WalletChange, WalletRecord, WalletWrite, WriteOutcome, WriteRequest,
+    SettlementLine, StatusChange, StoreError, TransactionKind, TransactionRecord,
+    TransactionStatus, WalletChange, WalletRecord, WalletWrite, WriteOutcome, WriteRequest,
 };
 use posgate_core::model::wallet::WalletOutcome;
 use posgate_core::model::{IdempotencyKey, RequestFingerprint, StoredAnswer};
@@ -184,19 +185,13 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn of_write(request: &'a WriteRequest) -> Self {
-        let answer = &request.answer;
-        let mut plan = Self {
-            transaction_id: request.transaction_id(),
-            at: request.created_at,
-            key: Some(KeyStep::Claim {
-                key: &request.key,
-                fingerprint: &answer.fingerprint,
-                response: &answer.response,
-                created_at: request.created_at,
-                expires_at: request.expires_at,
-                pending: false,
-            }),
+    /// A plan with a write's common parts (see [`WriteTail`]) and key
+    /// step, touching nothing else; each kind of write fills in the rest.
+    fn base(tail: WriteTail<'a>, key: Option<KeyStep<'a>>) -> Self {
+        Self {
+            transaction_id: tail.transaction_id,
+            at: tail.at,
+            key,
             refund: None,
             moves: None,
             create: None,
@@ -204,61 +199,60 @@ impl<'a> Plan<'a> {
             frees_slip: false,
             card_update: None,
             wallet_outcome: None,
+            enqueue: tail.enqueue,
+            acked: tail.acked,
+            business_date: tail.business_date,
+            lines: tail.lines,
+            event: tail.event,
+        }
+    }
+
+    fn of_write(request: &'a WriteRequest) -> Self {
+        let answer = &request.answer;
+        let (create, moves, business_date) = match &request.change {
+            Change::Create(record) => (Some(Create::Bill(record)), None, record.business_date),
+            Change::Transition(change) => (None, Some(bill_move(change)), change.business_date),
+        };
+        let tail = WriteTail {
+            transaction_id: request.transaction_id(),
             enqueue: &[],
             acked: &[],
-            business_date: NaiveDate::MIN,
+            at: request.created_at,
+            business_date,
             lines: &request.lines,
             event: &request.event,
         };
-        match &request.change {
-            Change::Create(record) => {
-                plan.create = Some(Create::Bill(record));
-                plan.claims_slip = request.claims_slip;
-                plan.business_date = record.business_date;
-            }
-            Change::Transition(change) => {
-                plan.moves = Some(Move {
-                    from: change.from,
-                    to: change.to,
-                    at: change.at,
-                    bill: Some((&change.store_id, &change.reason)),
-                });
-                plan.frees_slip = change.to == TransactionStatus::Cancelled;
-                plan.business_date = change.business_date;
-            }
+        let key = KeyStep::Claim {
+            key: &request.key,
+            fingerprint: &answer.fingerprint,
+            response: &answer.response,
+            created_at: request.created_at,
+            expires_at: request.expires_at,
+            pending: false,
+        };
+        Self {
+            claims_slip: create.is_some() && request.claims_slip,
+            frees_slip: moves
+                .as_ref()
+                .is_some_and(|step| step.to == TransactionStatus::Cancelled),
+            create,
+            moves,
+            ..Self::base(tail, Some(key))
         }
-        plan
     }
 
     fn of_bill(write: &'a BillWrite) -> Self {
         let (create, moves) = match &write.change {
             Change::Create(record) => (Some(Create::Bill(record)), None),
-            Change::Transition(change) => (
-                None,
-                Some(Move {
-                    from: change.from,
-                    to: change.to,
-                    at: change.at,
-                    bill: Some((&change.store_id, &change.reason)),
-                }),
-            ),
+            Change::Transition(change) => (None, Some(bill_move(change))),
         };
         Self {
-            transaction_id: &write.transaction_id,
-            at: write.at,
-            key: key_step(write.key.as_ref(), write.at),
-            refund: None,
             moves,
             create,
-            claims_slip: false,
-            frees_slip: false,
-            card_update: None,
-            wallet_outcome: None,
-            enqueue: &write.enqueue,
-            acked: &write.acked,
-            business_date: write.business_date,
-            lines: &write.lines,
-            event: &write.event,
+            ..Self::base(
+                WriteTail::from(write),
+                key_step(write.key.as_ref(), write.at),
+            )
         }
     }
 
@@ -272,24 +266,17 @@ impl<'a> Plan<'a> {
             ),
         };
         Self {
-            transaction_id: &write.transaction_id,
-            at: write.at,
-            key: key_step(write.key.as_ref(), write.at),
             refund: write
                 .refund
                 .as_ref()
                 .map(|refund| (refund, RefundTable::Card)),
             moves,
             create,
-            claims_slip: false,
-            frees_slip: false,
             card_update,
-            wallet_outcome: None,
-            enqueue: &write.enqueue,
-            acked: &write.acked,
-            business_date: write.business_date,
-            lines: &write.lines,
-            event: &write.event,
+            ..Self::base(
+                WriteTail::from(write),
+                key_step(write.key.as_ref(), write.at),
+            )
         }
     }
 
@@ -303,24 +290,17 @@ impl<'a> Plan<'a> {
             ),
         };
         Self {
-            transaction_id: &write.transaction_id,
-            at: write.at,
-            key: key_step(write.key.as_ref(), write.at),
             refund: write
                 .refund
                 .as_ref()
                 .map(|refund| (refund, RefundTable::Wallet)),
             moves,
             create,
-            claims_slip: false,
-            frees_slip: false,
-            card_update: None,
             wallet_outcome,
-            enqueue: &write.enqueue,
-            acked: &write.acked,
-            business_date: write.business_date,
-            lines: &write.lines,
-            event: &write.event,
+            ..Self::base(
+                WriteTail::from(write),
+                key_step(write.key.as_ref(), write.at),
+            )
         }
     }
 
@@ -336,6 +316,17 @@ impl<'a> Plan<'a> {
                 Some(key)
             }
         }
+    }
+}
+
+/// A bill payment's status move: guarded by its store too, and a move to
+/// `cancelled` records when and why.
+fn bill_move(change: &StatusChange) -> Move<'_> {
+    Move {
+        from: change.from,
+        to: change.to,
+        at: change.at,
+        bill: Some((&change.store_id, &change.reason)),
     }
 }
 

@@ -266,8 +266,9 @@ pub(crate) struct TransactionRow<'a> {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The parts of a card, wallet or bill write that
-/// [`Statements::queue_and_append`] writes last.
+/// The parts every card, wallet or bill write has: its transaction, queue
+/// entries and acknowledgements, lines and event (what the SQLite writer's
+/// `queue_and_append` writes last, and the base of a PostgreSQL batch plan).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WriteTail<'a> {
     pub transaction_id: &'a str,
