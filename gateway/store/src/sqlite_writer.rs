@@ -271,7 +271,8 @@ fn append_chain(
     Ok(head.sequence)
 }
 
-/// [`Statements::apply_write`](crate::backend::Statements::apply_write) on rusqlite.
+/// A batch-biller write ([`WriteRequest`](crate::WriteRequest)): claim the key with its
+/// answer, create (claiming the slip) or move the payment, append lines and event.
 fn apply_write(
     conn: &Connection,
     request: &WriteRequest,
@@ -791,7 +792,8 @@ fn queue_and_append(
     )
 }
 
-/// [`Statements::apply_card_write`](crate::backend::Statements::apply_card_write) on rusqlite.
+/// A [`CardWrite`]: its key step, the card row created or updated (a guarded
+/// status move first), the refund reservation, then queue, lines and event.
 // One linear sequence of statements, as its sqlx twin.
 #[allow(clippy::too_many_lines)]
 fn apply_card_write(
@@ -903,7 +905,8 @@ fn apply_card_write(
     Ok(Done::Write(WriteOutcome::Written))
 }
 
-/// [`Statements::apply_wallet_write`](crate::backend::Statements::apply_wallet_write) on rusqlite.
+/// A [`WalletWrite`]: its key step, the wallet row created or updated (a
+/// guarded status move first), the refund reservation, then queue, lines and event.
 fn apply_wallet_write(
     conn: &Connection,
     write: &WalletWrite,
@@ -1001,7 +1004,8 @@ fn apply_wallet_write(
     Ok(Done::Write(WriteOutcome::Written))
 }
 
-/// [`Statements::apply_bill_write`](crate::backend::Statements::apply_bill_write) on rusqlite.
+/// An online biller's [`BillWrite`]: its key step, the payment created or
+/// moved, then queue, lines and event.
 fn apply_bill_write(
     conn: &Connection,
     write: &BillWrite,
