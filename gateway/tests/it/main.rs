@@ -21,6 +21,7 @@ mod cards_chaos;
 mod clearing;
 mod idempotency;
 mod keys;
+mod leadership;
 mod load;
 mod online_bills;
 mod reconciliation;
