@@ -174,9 +174,14 @@ async fn a_killed_leader_is_replaced_and_a_drained_one_hands_over() {
         match serving(&mut health).await {
             Ok(ServingStatus::NotServing) => break,
             Ok(_) => {}
-            Err(status) => panic!("the draining instance stopped answering before NOT_SERVING: {status}"),
+            Err(status) => {
+                panic!("the draining instance stopped answering before NOT_SERVING: {status}")
+            }
         }
-        assert!(drain_started.elapsed() < Duration::from_secs(20), "never NOT_SERVING");
+        assert!(
+            drain_started.elapsed() < Duration::from_secs(20),
+            "never NOT_SERVING"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut process = gateways[leader].process.take().unwrap();
@@ -184,12 +189,17 @@ async fn a_killed_leader_is_replaced_and_a_drained_one_hands_over() {
         if let Some(status) = process.0.try_wait().unwrap() {
             break status;
         }
-        assert!(drain_started.elapsed() < Duration::from_secs(30), "the drained instance did not exit");
+        assert!(
+            drain_started.elapsed() < Duration::from_secs(30),
+            "the drained instance did not exit"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exited.success(), "drained instance exited with {exited}");
     let (third, handover) = wait_for_leader(&mut conn, &ids).await;
     assert_eq!(third, gateways[killed].id);
-    eprintln!("leader {second} drained with SIGTERM: {third} took over {handover:?} after it exited");
+    eprintln!(
+        "leader {second} drained with SIGTERM: {third} took over {handover:?} after it exited"
+    );
     assert!(handover < TAKEOVER_BOUND, "handover took {handover:?}");
 }
