@@ -22,6 +22,7 @@ use posgate_proto::v1 as pb;
 use prost::Message as _;
 use tonic::transport::Channel;
 
+use crate::audit::{auditor, verify};
 use crate::cards::{CardWorld, auth_only, sale, visa_ok, wait_links_up};
 use crate::online_bills::{BILLS, BillerWorld};
 use crate::support::{Backend, TestGateway, TestInstance, terminal};
@@ -138,8 +139,9 @@ async fn recorded_card_identifiers(db_url: &str) -> Vec<(String, String, chrono:
 
 /// Concurrent card sales spread over three instances against one bank that
 /// refuses a STAN reused on the same day for another transaction: every
-/// sale is approved, none is refused 94, and the STANs (per acquirer and
-/// day) and RRNs are distinct, at the bank and in the database alike.
+/// sale is approved, none is refused 94, the STANs (per acquirer and day)
+/// and RRNs are distinct, at the bank and in the database alike, and the
+/// audit chain the three wrote verifies whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stans_and_rrns_are_unique_across_instances() {
     let Some(backend) = postgres() else { return };
@@ -206,6 +208,10 @@ async fn stans_and_rrns_are_unique_across_instances() {
         .map(|(stan, rrn, _)| (stan, rrn))
         .collect();
     assert_eq!(recorded_pairs, bank_pairs, "the bank saw what was recorded");
+    let (head, _) = world.gw.store().chain_head().await.unwrap();
+    let report = verify(&mut auditor(&world.gw), 1, head).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked_count, head);
     stop_all(others).await;
     world.gw.stop().await;
 }
