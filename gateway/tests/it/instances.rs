@@ -19,7 +19,6 @@ use pb::bill_payment_service_client::BillPaymentServiceClient;
 use pb::payment_service_client::PaymentServiceClient;
 use pb::wallet_service_client::WalletServiceClient;
 use posgate_proto::v1 as pb;
-use prost::Message as _;
 use tonic::transport::Channel;
 
 use crate::audit::{auditor, verify};
@@ -79,12 +78,13 @@ async fn stop_all(others: Vec<TestInstance>) {
 /// `channels[i mod n]`; a copy answered "in progress" (`ABORTED`, or
 /// `UNAVAILABLE` while the first copy's partner call is unresolved) is
 /// retried with the same key as a POS would, within `ANSWER_DEADLINE` and
-/// `MAX_SENDS_PER_COPY`. Returns every copy's final answer, encoded.
-async fn send_duplicates<F, Fut, M>(channels: &[Channel], send: F) -> Vec<Vec<u8>>
+/// `MAX_SENDS_PER_COPY`. Every copy's final answer must be the same, byte
+/// for byte; returns it.
+async fn send_duplicates<F, Fut, M>(channels: &[Channel], send: F) -> M
 where
     F: Fn(Channel) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<tonic::Response<M>, tonic::Status>> + Send,
-    M: prost::Message + Send + 'static,
+    M: prost::Message + Default + Send + 'static,
 {
     let copies = (0..DUPLICATES).map(|copy| {
         let channel = channels[copy % channels.len()].clone();
@@ -103,18 +103,14 @@ where
             answer.encode_to_vec()
         })
     });
-    futures::future::join_all(copies)
+    let answers: BTreeSet<Vec<u8>> = futures::future::join_all(copies)
         .await
         .into_iter()
         .map(|joined| joined.expect("a copy's task completed"))
-        .collect()
-}
-
-/// Every copy got the same answer, byte for byte.
-fn assert_identical(answers: &[Vec<u8>]) {
-    assert_eq!(answers.len(), DUPLICATES);
-    let distinct: BTreeSet<&Vec<u8>> = answers.iter().collect();
-    assert_eq!(distinct.len(), 1, "{} different answers", distinct.len());
+        .collect();
+    assert_eq!(answers.len(), 1, "{} different answers", answers.len());
+    let answer = answers.first().expect("one answer");
+    M::decode(answer.as_slice()).expect("the answer decodes")
 }
 
 /// One transaction and one idempotency key in the shared database.
@@ -225,7 +221,7 @@ async fn duplicate_pay_bill_over_two_instances_notifies_once() {
     let world = BillerWorld::start(backend).await;
     let (others, channels) = instances(&world.gw, 1).await;
     let request = Arc::new(crate::online_bills::pay("storm-bill", BILLS[0]));
-    let answers = send_duplicates(&channels, move |channel| {
+    let answer: pb::PayBillResponse = send_duplicates(&channels, move |channel| {
         let request = (*request).clone();
         async move {
             BillPaymentServiceClient::new(channel)
@@ -234,11 +230,7 @@ async fn duplicate_pay_bill_over_two_instances_notifies_once() {
         }
     })
     .await;
-    assert_identical(&answers);
-    let payment = pb::PayBillResponse::decode(answers[0].as_slice())
-        .unwrap()
-        .payment
-        .unwrap();
+    let payment = answer.payment.unwrap();
     assert_eq!(payment.status(), pb::BillPaymentStatus::Paid, "{payment:?}");
     assert_eq!(world.sim.biller_counters().notices, 1);
     assert_eq!(world.sim.ledger().entries.len(), 1);
@@ -256,16 +248,12 @@ async fn duplicate_authorize_over_two_instances_reaches_the_bank_once() {
     let (others, channels) = instances(&world.gw, 1).await;
     wait_links_up(&others[0].server).await;
     let request = Arc::new(auth_only("storm-auth", &visa_ok(), 5_000));
-    let answers = send_duplicates(&channels, move |channel| {
+    let answer: pb::AuthorizeResponse = send_duplicates(&channels, move |channel| {
         let request = (*request).clone();
         async move { PaymentServiceClient::new(channel).authorize(request).await }
     })
     .await;
-    assert_identical(&answers);
-    let transaction = pb::AuthorizeResponse::decode(answers[0].as_slice())
-        .unwrap()
-        .transaction
-        .unwrap();
+    let transaction = answer.transaction.unwrap();
     assert_eq!(
         transaction.status(),
         pb::CardTransactionStatus::Authorized,
@@ -274,15 +262,8 @@ async fn duplicate_authorize_over_two_instances_reaches_the_bank_once() {
     let stats = world.acquirer.stats();
     assert_eq!(stats.requests("0100"), 1);
     assert_eq!(world.acquirer.ledger_dump().applied.len(), 1);
-    assert_eq!(
-        world
-            .acquirer
-            .ledger()
-            .account(&visa_ok())
-            .unwrap()
-            .held_minor,
-        5_000
-    );
+    let account = world.acquirer.ledger().account(&visa_ok()).cloned();
+    assert_eq!(account.unwrap().held_minor, 5_000, "held once");
     assert_one_transaction(&world.gw).await;
     stop_all(others).await;
     world.gw.stop().await;
@@ -298,16 +279,12 @@ async fn duplicate_top_up_over_two_instances_credits_once() {
     let (others, channels) = instances(&world.gw, 1).await;
     let before = world.sim.ledger().wallets[RICH].balance_minor;
     let request = Arc::new(top_up("storm-top-up", RICH, TOP_UP_MINOR));
-    let answers = send_duplicates(&channels, move |channel| {
+    let answer: pb::TopUpResponse = send_duplicates(&channels, move |channel| {
         let request = (*request).clone();
         async move { WalletServiceClient::new(channel).top_up(request).await }
     })
     .await;
-    assert_identical(&answers);
-    let transaction = pb::TopUpResponse::decode(answers[0].as_slice())
-        .unwrap()
-        .transaction
-        .unwrap();
+    let transaction = answer.transaction.unwrap();
     assert_eq!(
         transaction.status(),
         pb::WalletTransactionStatus::Completed,
