@@ -53,6 +53,8 @@ pub struct Config {
     pub audit: crate::audit::config::AuditConfig,
     /// E-wallet operators (`[[wallet_operator]]`); they need `[hsm]` for signing.
     pub wallet_operators: Vec<crate::wallet::config::WalletOperatorConfig>,
+    /// This gateway among several on one database (`[instance]`).
+    pub instance: crate::instance::InstanceConfig,
 }
 
 /// Where clearing files go and how they are signed.
@@ -169,6 +171,8 @@ struct RawConfig {
     audit: crate::audit::config::RawAudit,
     #[serde(default, rename = "wallet_operator")]
     wallet_operators: Vec<crate::wallet::config::RawWalletOperator>,
+    #[serde(default)]
+    instance: crate::instance::config::RawInstance,
 }
 
 #[derive(Debug, Deserialize)]
@@ -429,6 +433,7 @@ impl Config {
                 .check()
                 .map_err(|(key, reason)| invalid(key, reason))?,
             wallet_operators,
+            instance: raw.instance.check()?,
         };
         check_partner_currencies(&config)?;
         Ok(config)

@@ -22,6 +22,7 @@ mod clearing;
 mod idempotency;
 mod instances;
 mod keys;
+mod leadership;
 mod load;
 mod online_bills;
 mod reconciliation;

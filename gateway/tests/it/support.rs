@@ -101,6 +101,10 @@ shutdown_grace_seconds = 5
 url = "{db_url}"
 max_connections = 8
 
+[instance]
+# Tests stop servers often: no pause between NOT_SERVING and closing.
+drain_ms = 0
+
 [limits]
 {limits}
 
