@@ -20,6 +20,7 @@ mod cards;
 mod cards_chaos;
 mod clearing;
 mod idempotency;
+mod instances;
 mod keys;
 mod leadership;
 mod load;

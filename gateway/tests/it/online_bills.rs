@@ -36,7 +36,7 @@ const POSGATE_KEY_ID: &str = "posgate-test";
 const BILLER: &str = "CARD";
 const AGENCY: &str = "CCB";
 /// Bills: slip reference (before padding to 16) and amount in whole TWD.
-const BILLS: [(&str, u64); 10] = [
+pub const BILLS: [(&str, u64); 10] = [
     ("B0001", 1_000),
     ("B0002", 2_000),
     ("B0003", 3_000),
@@ -143,15 +143,15 @@ retry_max_ms = 500
 }
 
 /// A gateway with a biller simulator behind it.
-struct BillerWorld {
-    gw: TestGateway,
-    sim: BillerSim,
+pub struct BillerWorld {
+    pub gw: TestGateway,
+    pub sim: BillerSim,
     /// The gateway's biller configuration sections, for a restart.
     extra: String,
 }
 
 impl BillerWorld {
-    async fn start(backend: Backend) -> Self {
+    pub async fn start(backend: Backend) -> Self {
         init_tracing();
         let db = TestDb::new(backend).await;
         write_test_keystore(
@@ -174,7 +174,7 @@ impl BillerWorld {
         self.gw.client.clone()
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.gw.stop().await;
         self.sim.shutdown().await;
     }
@@ -187,7 +187,7 @@ fn slip(bill: (&str, u64)) -> Option<pb::BillSlip> {
     })
 }
 
-fn pay(key: &str, bill: (&str, u64)) -> pb::PayBillRequest {
+pub fn pay(key: &str, bill: (&str, u64)) -> pb::PayBillRequest {
     pb::PayBillRequest {
         context: context("S001", "T01", key, utc("2026-11-23T03:00:00Z")),
         slip: slip(bill),
