@@ -66,10 +66,12 @@ fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Ga
         let online =
             crate::connectors::online_billers(&config.billers, &hsm).map_err(anyhow::Error::msg)?;
         gateway = gateway.with_online_billers(Arc::new(online));
-        gateway = gateway.with_payments(Arc::new(Payments::start(
+        let payments = Payments::start(
             config.card.clone(),
             Arc::clone(&hsm),
-        )));
+            Arc::clone(&gateway.db),
+        );
+        gateway = gateway.with_payments(Arc::new(payments));
         // After the card payments: card top-ups, links and auto-reload use them.
         if !config.wallet_operators.is_empty() {
             let wallets = crate::connectors::wallets(&config.wallet_operators, &hsm)

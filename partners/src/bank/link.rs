@@ -79,6 +79,18 @@ pub struct LinkConfig {
     /// If set, a key change (0800/161) right after each sign-on and then at this interval.
     pub key_change_interval: Option<Duration>,
     pub tls: Option<LinkTls>,
+    /// Where the link's own 0800s (sign-on, echo, key change, sign-off) take
+    /// their STANs: `None` for the link's own counter (one process alone
+    /// talks to the bank), or the gateway's shared per-day counter, so that
+    /// several gateway instances never send one STAN twice in a day.
+    pub stans: Option<Arc<dyn StanSource>>,
+}
+
+/// A source of STANs shared beyond this process (the gateway's database).
+#[async_trait::async_trait]
+pub trait StanSource: Send + Sync + std::fmt::Debug {
+    /// The next STAN (6 digits), or why none could be had.
+    async fn next_stan(&self) -> Result<String, String>;
 }
 
 impl LinkConfig {
@@ -104,6 +116,7 @@ impl LinkConfig {
             zmk: zmk.into(),
             key_change_interval: None,
             tls: None,
+            stans: None,
         }
     }
 }
@@ -135,6 +148,8 @@ pub enum LinkError {
     Hsm(String),
     #[error("message could not be encoded: {0}")]
     Codec(String),
+    #[error("no STAN for the link's own message: {0}; nothing was sent")]
+    NoStan(String),
 }
 
 impl LinkError {
@@ -296,6 +311,15 @@ impl Inner {
     fn next_stan(&self) -> String {
         let counter = self.next_stan.fetch_add(1, Ordering::Relaxed);
         format!("{:06}", counter % MAX_STAN + 1)
+    }
+
+    /// The STAN of one of the link's own 0800s: from the shared source when
+    /// there is one, else from the link's counter.
+    async fn network_stan(&self) -> Result<String, LinkError> {
+        match &self.config.stans {
+            Some(source) => source.next_stan().await.map_err(LinkError::NoStan),
+            None => Ok(self.next_stan()),
+        }
     }
 
     fn touch(&self) {

@@ -20,8 +20,8 @@ use super::stan_space;
 use crate::model::Party;
 use crate::model::card::{CardRecord, CardRouteKind};
 use crate::model::transaction::SettlementLine;
-use crate::ports::db::StoreError;
 use crate::ports::db::stan::StanStore;
+use crate::ports::db::{Database, StoreError};
 
 /// Where a card goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +37,54 @@ pub struct Payments {
     pub config: CardConfig,
     pub hsm: Arc<dyn Hsm>,
     pub links: BTreeMap<String, BankLink>,
-    /// STANs taken from the store and not handed out yet, per institution
-    /// id and UTC day (see [`Payments::next_stan`]).
-    stans: tokio::sync::Mutex<BTreeMap<(String, NaiveDate), Range<u32>>>,
+    /// STANs taken from the store and not handed out yet.
+    stans: Arc<StanBlocks>,
+}
+
+/// STANs taken from the store and not handed out yet, per institution id
+/// and UTC day: financial requests and the links' own 0800s draw on them.
+#[derive(Debug, Default)]
+struct StanBlocks(tokio::sync::Mutex<BTreeMap<(String, NaiveDate), Range<u32>>>);
+
+impl StanBlocks {
+    /// The next STAN of `acquirer_id` on the UTC day of `now`; a new block
+    /// from `store` when the current one is used up.
+    async fn next(
+        &self,
+        store: &dyn StanStore,
+        acquirer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let space = (stan_space(acquirer_id), now.date_naive());
+        let mut stans = self.0.lock().await;
+        // Blocks of earlier days are never used again.
+        stans.retain(|(_, day), _| *day >= space.1);
+        let block = stans.entry(space.clone()).or_insert(0..0);
+        if block.start >= block.end {
+            *block = store.allocate_stans(&space.0, space.1, STAN_BLOCK).await?;
+        }
+        let stan = block.next().expect("a fresh block is not empty");
+        Ok(format!("{stan:06}"))
+    }
+}
+
+/// The STANs of a link's own 0800s, from the shared blocks: several gateway
+/// instances on one database never send one STAN twice a day.
+#[derive(Debug)]
+struct LinkStans {
+    blocks: Arc<StanBlocks>,
+    store: Arc<dyn Database>,
+    acquirer_id: String,
+}
+
+#[async_trait::async_trait]
+impl posgate_partners::bank::link::StanSource for LinkStans {
+    async fn next_stan(&self) -> Result<String, String> {
+        self.blocks
+            .next(self.store.as_ref(), &self.acquirer_id, Utc::now())
+            .await
+            .map_err(|error| error.to_string())
+    }
 }
 
 /// STANs taken from the store at a time: one database round trip per this
@@ -49,8 +94,9 @@ pub const STAN_BLOCK: u32 = 100;
 
 impl Payments {
     /// Starts a link per configured bank link (they connect and sign on in
-    /// the background).
-    pub fn start(config: CardConfig, hsm: Arc<dyn Hsm>) -> Self {
+    /// the background). STANs come from `store`'s counters.
+    pub fn start(config: CardConfig, hsm: Arc<dyn Hsm>, store: Arc<dyn Database>) -> Self {
+        let stans = Arc::new(StanBlocks::default());
         let links = config
             .links
             .iter()
@@ -66,6 +112,11 @@ impl Payments {
                 link_config.max_in_flight = link.max_in_flight;
                 link_config.echo_interval = link.echo_interval;
                 link_config.key_change_interval = link.key_change_interval;
+                link_config.stans = Some(Arc::new(LinkStans {
+                    blocks: Arc::clone(&stans),
+                    store: Arc::clone(&store),
+                    acquirer_id: link.acquirer_id.clone(),
+                }));
                 (
                     link.id.clone(),
                     BankLink::start(link_config, Arc::clone(&hsm)),
@@ -76,7 +127,7 @@ impl Payments {
             config,
             hsm,
             links,
-            stans: tokio::sync::Mutex::new(BTreeMap::new()),
+            stans,
         }
     }
 
@@ -95,16 +146,7 @@ impl Payments {
             .link(link_id)
             .map(|link| link.acquirer_id.as_str())
             .ok_or_else(|| StoreError::Invariant(format!("no bank link {link_id}")))?;
-        let space = (stan_space(acquirer_id), now.date_naive());
-        let mut stans = self.stans.lock().await;
-        // Blocks of earlier days are never used again.
-        stans.retain(|(_, day), _| *day >= space.1);
-        let block = stans.entry(space.clone()).or_insert(0..0);
-        if block.start >= block.end {
-            *block = store.allocate_stans(&space.0, space.1, STAN_BLOCK).await?;
-        }
-        let stan = block.next().expect("a fresh block is not empty");
-        Ok(format!("{stan:06}"))
+        self.stans.next(store, acquirer_id, now).await
     }
 
     /// Signs every link off (0800/002), each after its requests in flight

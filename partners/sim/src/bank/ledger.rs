@@ -430,6 +430,21 @@ impl Ledger {
         (answer, effect)
     }
 
+    /// Records the STAN of a network management message (0800: no RRN) of
+    /// `acquirer_id` on the day `mmdd` (field 7's first four digits); false
+    /// when that acquirer already used the STAN that day, for any message.
+    pub fn trace_network(&mut self, acquirer_id: &str, mmdd: &str, stan: &str) -> bool {
+        let trace = (acquirer_id.to_owned(), mmdd.to_owned(), stan.to_owned());
+        match self.traced.entry(trace) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(free) => {
+                // No RRN: a later message with this STAN is another one.
+                free.insert(String::new());
+                true
+            }
+        }
+    }
+
     fn apply_financial(&mut self, request: &FinancialRequest, today: NaiveDate) -> Answer {
         if self.early.contains(&request.key) {
             return Answer::code(RC_DO_NOT_HONOUR);

@@ -381,3 +381,37 @@ fn debug_masks_secrets() {
     assert!(text.contains("pan: ***"), "{text}");
     assert!(text.contains("pin_block: Some(***)"), "{text}");
 }
+
+/// Network management messages (0800) draw on the same trace numbers as
+/// financial ones: a STAN an acquirer used that day, for a sale or an
+/// earlier 0800, is refused; another acquirer or another day may use it.
+#[test]
+fn network_messages_share_the_days_stans() {
+    let mut ledger = Ledger::new(&config()).expect("valid");
+    let sale = request(FinancialKind::Sale, VISA, 1_000, "000040");
+    assert_eq!(ledger.financial(&sale, today()).1, Effect::Applied);
+    assert!(
+        !ledger.trace_network("10000000001", "0115", "000040"),
+        "the sale's STAN"
+    );
+    assert!(ledger.trace_network("10000000001", "0115", "000041"));
+    assert!(
+        !ledger.trace_network("10000000001", "0115", "000041"),
+        "a second sign-on's STAN"
+    );
+    assert!(
+        ledger.trace_network("10000000002", "0115", "000041"),
+        "another acquirer"
+    );
+    assert!(
+        ledger.trace_network("10000000001", "0116", "000041"),
+        "another day"
+    );
+    let mut late = request(FinancialKind::Sale, VISA, 1_000, "000041");
+    late.key.rrn = "RRNLATE00001".to_owned();
+    assert_eq!(
+        ledger.financial(&late, today()),
+        (Answer::code(RC_DUPLICATE), Effect::DuplicateStan),
+        "an 0800's STAN"
+    );
+}

@@ -3,7 +3,7 @@
 
 use posgate_hsm::{Hsm, KeyRef};
 
-use super::ledger::{RC_APPROVED, RC_FORMAT_ERROR, RC_SYSTEM_MALFUNCTION};
+use super::ledger::{RC_APPROVED, RC_DUPLICATE, RC_FORMAT_ERROR, RC_SYSTEM_MALFUNCTION};
 use super::server::{MAC_KEY_LABEL, Shared, ZMK_LABEL, lock};
 use posgate_partners::bank::protocol::response_mti;
 use posgate_partners::iso8583::Message;
@@ -18,6 +18,11 @@ pub(crate) async fn answer(shared: &Shared, request: &Message) -> Message {
         if let Some(value) = request.get(field) {
             response.set(field, value);
         }
+    }
+    if !first_use_of_stan(shared, request) {
+        lock(&shared.stats).duplicate_stans_refused += 1;
+        response.set_str(39, RC_DUPLICATE);
+        return response;
     }
     let code = match request.get_str(70) {
         Some("001" | "002" | "301") => RC_APPROVED,
@@ -35,6 +40,15 @@ pub(crate) async fn answer(shared: &Shared, request: &Message) -> Message {
     };
     response.set_str(39, code);
     response
+}
+
+/// Whether the 0800's STAN (field 11) is new for its acquirer (field 32)
+/// that day (field 7): a host refuses a reused trace number, whichever
+/// message used it first.
+fn first_use_of_stan(shared: &Shared, request: &Message) -> bool {
+    let field = |number| request.get_str(number).unwrap_or_default();
+    let day = field(7).get(..4).unwrap_or_default();
+    lock(&shared.ledger).trace_network(field(32), day, field(11))
 }
 
 /// Generates the next version of the MAC key and returns field 48:

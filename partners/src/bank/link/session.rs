@@ -259,7 +259,7 @@ async fn close(inner: &Inner) -> Ended {
 /// Sends one of the link's own 0800s and waits for its 0810.
 async fn network_exchange(inner: &Inner, code: NetworkCode) -> Result<NetworkResponse, LinkError> {
     let codec = |error: &dyn std::fmt::Display| LinkError::Codec(error.to_string());
-    let stan = inner.next_stan();
+    let stan = inner.network_stan().await?;
     let request = NetworkRequest::new(code, &stan, Utc::now())
         .to_message()
         .map_err(|error| codec(&error))?;
