@@ -31,6 +31,7 @@ LAYERS = {
         "cards": 2,
         "clearing": 2,
         "audit": 2,
+        "instance": 2,  # leases and leadership, used by the domains' workers
         "wallet": 3,  # auto-reload tops a wallet up by card payment
         "config": 4,  # assembles every domain's section
     },

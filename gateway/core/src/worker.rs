@@ -73,11 +73,12 @@ pub async fn run_every<F, Fut, E>(
 }
 
 /// Runs a job that must run once among the instances: [`run_every`], with
-/// each pass skipped while this instance does not lead.
+/// each pass skipped while `leadership` (the election's view, see
+/// `instance::leader`) says this instance does not lead.
 pub async fn run_leading<F, Fut, E>(
     what: &'static str,
     every: std::time::Duration,
-    leadership: crate::instance::leader::Leadership,
+    leadership: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
     mut pass: F,
 ) where
