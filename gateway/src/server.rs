@@ -43,6 +43,8 @@ pub struct RunningServer {
     pub task: JoinHandle<anyhow::Result<()>>,
     /// The TLS accept loop's state: connections still waiting for their `ClientHello`.
     pub handshakes: posgate_api::mtls::HandshakeGauge,
+    /// Where `GET /metrics` is served (`[metrics]`); `None` without the section.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Adds what needs the HSM (audit sealing, wallet operators, online
@@ -95,6 +97,7 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
     let gateway = open_gateway(config, clock).await?;
+    let ops = crate::ops::start(config, &gateway).await?;
     let tls = posgate_api::mtls::ServerTls::load(&config.server)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -163,6 +166,7 @@ pub async fn start(
         let _ = stopping_tx.send(());
     };
     let stopping_gateway = Arc::clone(&gateway);
+    let metrics_addr = ops.as_ref().map(crate::ops::OpsServer::addr);
     let task = tokio::spawn(async move {
         let serving = router.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serving);
@@ -181,6 +185,7 @@ pub async fn start(
         if let Some(payments) = &stopping_gateway.payments {
             payments.shutdown().await;
         }
+        drop(ops);
         tracing::info!("server stopped");
         outcome
     });
@@ -190,6 +195,7 @@ pub async fn start(
         gateway,
         task,
         handshakes,
+        metrics_addr,
     })
 }
 

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`access`]: caller identities from SPIFFE ids, the role × service table, its enforcement.
+//! - [`metered`]: the RPC metrics the access layer records (calls by method and code, latency).
 //! - [`mtls`]: the server side of mutual TLS: client verifier with CRL reload, bounded handshakes.
 //! - [`validate`]: wire-shape checks of every request, collecting every violation.
 //! - [`payments`]: `CardInput` read into the core's card; card records and results as `PaymentService` messages.
@@ -18,6 +19,7 @@ pub mod access;
 pub mod audit;
 pub mod bill;
 pub mod grpc;
+pub mod metered;
 pub mod mtls;
 pub mod payments;
 pub mod validate;

@@ -27,12 +27,14 @@
 //! - [`audit`]: the audit chain: sealing, verification, page tokens, signing keys, the `[audit]` section, and the audit application service.
 //! - [`ports`]: the traits the core needs from outside: the database ([`ports::db`]), the encoding of stored answers ([`ports::answers`]), the wallet operator and biller connectors ([`ports::partners`]).
 //! - [`worker`]: the run loop and retry backoff the background workers share.
+//! - [`metrics`]: the store-and-forward backlog gauges and their worker, the audit seal lag.
 
 pub mod audit;
 pub mod bill;
 pub mod cards;
 pub mod clearing;
 pub mod config;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod wallet;

@@ -14,6 +14,7 @@
 //!   `Statements<DB>`, the type every module's generic statements hang on.
 //! - `write`: the shared reads, and the row shapes of a write.
 //! - `migrate`: the embedded schema migrations and their bookkeeping table.
+//! - [`metrics`]: the group commit's batch size and commit time, per backend.
 //! - [`audit`]: the audit chain's append and reads (SQL side of the core's audit port).
 //! - [`bill_online`]: online bill payments' writes, stale and store-and-forward reads.
 //! - [`card`]: card payment statements and row decoding.
@@ -29,6 +30,7 @@ mod backend;
 pub mod bill_online;
 pub mod card;
 pub mod clearing;
+pub mod metrics;
 mod migrate;
 mod pg_batch;
 mod postgres;

@@ -61,6 +61,18 @@ where
     }
 }
 
+/// The code a client gets for `status` once this layer has answered:
+/// `RESOURCE_EXHAUSTED` for tonic's over-limit refusal, else its own (the
+/// RPC metrics count what the client got).
+pub(crate) fn code_for_client(status: &Status) -> Code {
+    match status.code() {
+        Code::OutOfRange if status.message().starts_with(TONIC_TOO_LARGE) => {
+            Code::ResourceExhausted
+        }
+        code => code,
+    }
+}
+
 /// A trailers-only answer carrying tonic's over-limit refusal becomes
 /// `RESOURCE_EXHAUSTED` with the same sizes; any other answer is unchanged.
 fn resource_exhausted_if_too_large<E>(answer: Answer<E>) -> Answer<E> {
