@@ -276,7 +276,11 @@ impl Ops {
     async fn answer<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/metrics") => self.metrics(),
-            _ => text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n"),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "not found\n",
+            ),
         }
     }
 
@@ -327,7 +331,11 @@ fn flag(on: bool) -> f64 {
     if on { 1.0 } else { 0.0 }
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -418,7 +426,11 @@ mod tests {
             .to_owned();
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, content_type, String::from_utf8(body.to_vec()).unwrap())
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
     }
 
     /// Only `GET /metrics` is served; every other path or method is 404.
@@ -467,10 +479,16 @@ mod tests {
             "# TYPE posgate_instance_info gauge",
             "posgate_leader ",
         ] {
-            assert!(body.contains(expected), "{expected:?} missing from:\n{body}");
+            assert!(
+                body.contains(expected),
+                "{expected:?} missing from:\n{body}"
+            );
         }
         // Every sample line is `name{labels} value` with a number for value.
-        for line in body.lines().filter(|line| !line.is_empty() && !line.starts_with('#')) {
+        for line in body
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        {
             let (series, value) = line.rsplit_once(' ').expect("sample line");
             assert!(series.starts_with("posgate_"), "{line}");
             assert!(value.parse::<f64>().is_ok(), "{line}");

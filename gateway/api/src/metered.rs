@@ -114,8 +114,9 @@ fn answered_code(headers: &HeaderMap, code: Code) -> Code {
     if code != Code::OutOfRange {
         return code;
     }
-    Status::from_header_map(headers)
-        .map_or(code, |status| crate::grpc::request_size::code_for_client(&status))
+    Status::from_header_map(headers).map_or(code, |status| {
+        crate::grpc::request_size::code_for_client(&status)
+    })
 }
 
 /// Counts a trailers-only answer now; wraps any other answer's body so the
@@ -251,7 +252,10 @@ mod tests {
             rpc_label("/grpc.health.v1.Health/Check"),
             "/grpc.health.v1.Health/Check"
         );
-        assert_eq!(rpc_label("/posgate.v1.BillPaymentService/Nope"), UNKNOWN_RPC);
+        assert_eq!(
+            rpc_label("/posgate.v1.BillPaymentService/Nope"),
+            UNKNOWN_RPC
+        );
         assert_eq!(rpc_label("/S001/T01/4111111111111111"), UNKNOWN_RPC);
     }
 

@@ -73,12 +73,10 @@ struct RawMetrics {
 impl RawMetrics {
     /// Checks the section against the gRPC listener it must not share.
     fn check(self, server: &ServerConfig) -> Result<MetricsConfig, ConfigError> {
-        let listen: SocketAddr = self.listen.parse().map_err(|_| {
-            invalid(
-                "metrics.listen",
-                "not a socket address like 127.0.0.1:9464",
-            )
-        })?;
+        let listen: SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|_| invalid("metrics.listen", "not a socket address like 127.0.0.1:9464"))?;
         if listen.port() != 0 && listen == server.listen {
             return Err(invalid(
                 "metrics.listen",

@@ -22,6 +22,7 @@ mod clearing;
 mod idempotency;
 mod keys;
 mod load;
+mod metrics;
 mod online_bills;
 mod reconciliation;
 mod server;

@@ -368,10 +368,7 @@ impl Inner {
 fn call_outcome(answer: &Result<Message, LinkError>) -> crate::metrics::CallOutcome {
     use crate::metrics::CallOutcome;
     match answer {
-        Ok(response) => match response
-            .get_str(39)
-            .and_then(protocol::ResponseCode::parse)
-        {
+        Ok(response) => match response.get_str(39).and_then(protocol::ResponseCode::parse) {
             Some(code) if code.is_approved() => CallOutcome::Ok,
             _ => CallOutcome::Declined,
         },

@@ -153,7 +153,10 @@ enum Attempt {
     Answered(PartnerResponse),
     NotSent(String),
     /// Sent, no usable answer; `timed_out` when none came within the request timeout.
-    Unknown { reason: String, timed_out: bool },
+    Unknown {
+        reason: String,
+        timed_out: bool,
+    },
 }
 
 impl Attempt {
