@@ -179,6 +179,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .replace("request_timeout_ms = 30000", "request_timeout_ms = 1000")
         .replace("retry_min_ms = 1000", "retry_min_ms = 100")
         .replace("127.0.0.1:50051", "127.0.0.1:0")
+        .replace("127.0.0.1:9464", "127.0.0.1:0")
         .replace("certs/server.pem", &pki.server_cert.display().to_string())
         .replace("certs/server.key", &pki.server_key.display().to_string())
         .replace("certs/ca.pem", &pki.ca_cert.display().to_string())
@@ -198,6 +199,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         running.addr,
         dir.join("demo.db").display()
     );
+    if let Some(metrics) = running.metrics_addr {
+        println!("posgate demo: metrics on http://{metrics}/metrics");
+    }
     let tills = connect_tills(&pki, &dir, running.addr).await?;
     let channel = tills[&("S001", "T01")].clone();
     if let Some(payments) = &running.gateway.payments {

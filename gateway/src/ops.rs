@@ -273,6 +273,9 @@ struct Ops {
 
 impl Ops {
     /// The answer to one request: a route per arm, 404 for anything else.
+    /// Async although `/metrics` is not: a route that reads the gateway's
+    /// state (a `GET /health` reporting serving status) awaits it here.
+    #[allow(clippy::unused_async)]
     async fn answer<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/metrics") => self.metrics(),
