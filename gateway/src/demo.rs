@@ -199,9 +199,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         running.addr,
         dir.join("demo.db").display()
     );
-    if let Some(metrics) = running.metrics_addr {
-        println!("posgate demo: metrics on http://{metrics}/metrics");
-    }
     let tills = connect_tills(&pki, &dir, running.addr).await?;
     let channel = tills[&("S001", "T01")].clone();
     if let Some(payments) = &running.gateway.payments {

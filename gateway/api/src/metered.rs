@@ -130,6 +130,12 @@ pub fn meter(
         record(rpc, answered_code(response.headers(), code), started);
         return response;
     }
+    if http_body::Body::is_end_stream(response.body()) {
+        // No status in the headers and no trailers to come: the client
+        // gets no gRPC status at all.
+        record(rpc, Code::Unknown, started);
+        return response;
+    }
     response.map(|inner| {
         Body::new(MeteredBody {
             inner,
