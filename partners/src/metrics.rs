@@ -69,37 +69,10 @@ pub fn record_call(partner: &SharedString, outcome: CallOutcome, took: Duration)
 
 /// A partner API answer that can carry a refusal in a 200 body: a declined
 /// wallet operation, a rejected bill notice or cancel, a refused reversal.
+/// Each answer type says so beside its definition (reads refuse nothing).
 pub trait Refusal {
     /// True when the partner answered but did not do what was asked.
     fn refused(&self) -> bool {
         false
     }
 }
-
-impl Refusal for crate::wallet::api::WalletResult {
-    fn refused(&self) -> bool {
-        self.status == crate::wallet::api::ResultStatus::Declined
-    }
-}
-
-impl Refusal for crate::wallet::api::ReversalResult {
-    fn refused(&self) -> bool {
-        self.status == crate::wallet::api::ReversalStatus::Refused
-    }
-}
-
-impl Refusal for crate::bill::api::BillPaymentResult {
-    fn refused(&self) -> bool {
-        self.status == crate::bill::api::NoticeStatus::Rejected
-    }
-}
-
-impl Refusal for crate::bill::api::BillCancelResult {
-    fn refused(&self) -> bool {
-        self.status == crate::bill::api::CancelStatus::Rejected
-    }
-}
-
-/// Reads refuse nothing: their answer is the data.
-impl Refusal for crate::wallet::api::WalletBalance {}
-impl Refusal for crate::bill::api::BillInquiryResponse {}

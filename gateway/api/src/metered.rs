@@ -108,15 +108,18 @@ fn code_in(headers: &HeaderMap) -> Option<Code> {
 }
 
 /// The code of a trailers-only answer as the client will see it: tonic's
-/// refusal of an oversize request leaves [`crate::grpc::request_size`] as
+/// refusal of an oversize request leaves the request size layer as
 /// `RESOURCE_EXHAUSTED`.
 fn answered_code(headers: &HeaderMap, code: Code) -> Code {
     if code != Code::OutOfRange {
         return code;
     }
-    Status::from_header_map(headers).map_or(code, |status| {
-        crate::grpc::request_size::code_for_client(&status)
-    })
+    match Status::from_header_map(headers) {
+        Some(status) if crate::oversize::too_large_sizes(&status).is_some() => {
+            Code::ResourceExhausted
+        }
+        _ => code,
+    }
 }
 
 /// Counts a trailers-only answer now; wraps any other answer's body so the
