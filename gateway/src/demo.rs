@@ -179,7 +179,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .replace("request_timeout_ms = 30000", "request_timeout_ms = 1000")
         .replace("retry_min_ms = 1000", "retry_min_ms = 100")
         .replace("127.0.0.1:50051", "127.0.0.1:0")
-        .replace("127.0.0.1:9464", "127.0.0.1:0")
         .replace("certs/server.pem", &pki.server_cert.display().to_string())
         .replace("certs/server.key", &pki.server_key.display().to_string())
         .replace("certs/ca.pem", &pki.ca_cert.display().to_string())

@@ -3,8 +3,10 @@
 //! scraped, serves real RPCs (batch and online PayBill, a refused PayBill, a
 //! card sale), is scraped again, and the counters must have moved: requests
 //! by method and code, partner calls by partner and outcome, the group
-//! commit's batches. No label value may name a store, terminal or
-//! transaction, and the endpoint stops with the server.
+//! commit's batches. A sale whose answer never comes shows in the card
+//! queue's depth and age until its reversal drains it. No label value may
+//! name a store, terminal or transaction, and the endpoint stops with the
+//! server.
 //!
 //! The Prometheus registry is one per process and the other tests of this
 //! binary run beside this one, so the checks are "moved by at least".
@@ -15,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use pb::payment_service_client::PaymentServiceClient;
 use posgate_proto::v1 as pb;
-use posgate_sims::bank::BankSim;
+use posgate_sims::bank::{BankSim, FaultConfig};
 use posgate_sims::biller::BillerSim;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::cards::{
-    acquirer_config, card_config, cobrand_config, init_tracing, sale, visa_ok, write_keystore,
+    acquirer_config, card_config, cobrand_config, drain_queue, init_tracing, sale, visa_ok,
+    write_keystore,
 };
 use super::online_bills::{BILLS, biller_section, pay, sim_config};
 use super::support::{Backend, OPEN_LIMITS, TestDb, TestGateway, backends, money, tw_pay, utc};
@@ -172,6 +175,29 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Scrapes until `done` holds for the samples (or fails after [`SETTLE`],
+/// naming `what`); returns the samples and the text.
+async fn scrape_until(
+    addr: SocketAddr,
+    what: &str,
+    done: impl Fn(&[Sample]) -> bool,
+) -> (Vec<Sample>, String) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (status, text) = http_get(addr, "/metrics").await.unwrap();
+        assert_eq!(status, 200);
+        let samples = samples(&text);
+        if done(&samples) {
+            return (samples, text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {SETTLE:?}\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// What must have moved between two scrapes, as (series, labels, least increase).
 fn expected_moves(backend: Backend) -> Vec<(&'static str, Vec<(&'static str, &'static str)>, f64)> {
     let backend = match backend {
@@ -227,9 +253,10 @@ fn expected_moves(backend: Backend) -> Vec<(&'static str, Vec<(&'static str, &'s
     ]
 }
 
-/// Real RPCs move the request, partner and batch counters; the state gauges
-/// are there; no label names a store, terminal or transaction; the
-/// endpoint answers 404 off its one route and stops with the server.
+/// Real RPCs move the request, partner and batch counters, a lost answer
+/// shows in the card queue's depth and age until drained, no label names a
+/// store, terminal or transaction, and the endpoint (404 off its one route)
+/// stops with the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrapes_show_real_calls_and_no_identifiers() {
     for backend in backends() {
@@ -261,27 +288,13 @@ async fn scrapes_show_real_calls_and_no_identifiers() {
             card.into_inner().transaction.unwrap().transaction_id,
         ];
 
-        let deadline = Instant::now() + SETTLE;
-        let (after, text) = loop {
-            let (status, text) = http_get(world.metrics, "/metrics").await.unwrap();
-            assert_eq!(status, 200);
-            let after = samples(&text);
-            let lagging: Vec<_> = expected_moves(backend)
-                .into_iter()
-                .filter(|(name, labels, least)| {
-                    value(&after, name, labels) - value(&before, name, labels) < *least
-                })
-                .collect();
-            if lagging.is_empty() {
-                break (after, text);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{backend:?}: counters did not move: {lagging:?}\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-
+        let moves = expected_moves(backend);
+        let (after, text) = scrape_until(world.metrics, "the counters move", |after| {
+            moves.iter().all(|(name, labels, least)| {
+                value(after, name, labels) - value(&before, name, labels) >= *least
+            })
+        })
+        .await;
         for line in [
             "posgate_bank_link_up{link=\"acquirer\"} 1\n",
             "posgate_circuit_breaker_state{partner=\"biller:CARD\"} 0\n",
@@ -316,6 +329,40 @@ async fn scrapes_show_real_calls_and_no_identifiers() {
         for secret in secrets {
             assert!(!text.contains(&secret), "the scrape shows {secret}");
         }
+
+        // A sale whose answer never comes waits in the card queue for its
+        // reversal: the backlog gauges show it (its age on the gateway's
+        // clock), the bank call counts as a timeout, and the queue drains.
+        world.acquirer.set_faults(FaultConfig {
+            no_response: 1.0,
+            ..FaultConfig::default()
+        });
+        let status = cards
+            .authorize(sale("metrics-card-2", &visa_ok(), 2_222))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        world.gw.clock.set(now + chrono::Duration::seconds(90));
+        let card_queue = [("queue", "card")];
+        let timeouts = [("partner", "bank:acquirer"), ("outcome", "timeout")];
+        scrape_until(
+            world.metrics,
+            "the card queue shows the reversal",
+            |samples| {
+                value(samples, "posgate_saf_queue_depth", &card_queue) >= 1.0
+                    && value(samples, "posgate_saf_oldest_age_seconds", &card_queue) >= 90.0
+                    && value(samples, "posgate_partner_calls_total", &timeouts)
+                        - value(&before, "posgate_partner_calls_total", &timeouts)
+                        >= 1.0
+            },
+        )
+        .await;
+        world.acquirer.set_faults(FaultConfig::default());
+        drain_queue(&world.gw, SETTLE).await;
+        scrape_until(world.metrics, "the card queue drains", |samples| {
+            value(samples, "posgate_saf_queue_depth", &card_queue) < 0.5
+        })
+        .await;
 
         let metrics = world.metrics;
         world.stop().await;
