@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One throughput figure with its ceiling: runs `posgate load --ceiling` against
-# a `posgate serve` on the example config, and prints one line:
+# a `posgate serve` on the example config (or INSTANCES of them on one
+# PostgreSQL database), and prints one line:
 #
 #   workload backend req/s ratio p50 p99
 #
 # where ratio = the gateway's req/s / a no-op gRPC server's req/s (same TLS and
-# mutual TLS, same client, same load, same run).
+# mutual TLS, same client, same load, same run). With INSTANCES > 1 the backend
+# reads e.g. `postgres/2` and the ceiling is still one no-op server.
 #
 # Usage: scripts/load-ratio.sh [sqlite|postgres]
 #
@@ -24,6 +26,9 @@
 #                 `wallet` also starts the wallet simulator, with a [[wallet_operator]] towards
 #                 it and the load's wallet (--wallet-card default) holding far more than a run moves
 #   RETRY_SHARE   [0]    CONCURRENCY [64]    DURATION_S [20]
+#   INSTANCES     `posgate serve` processes on the one database [1]; above 1, postgres only.
+#                 Each listens on its own port with the same config otherwise; the load's
+#                 terminals spread over them (terminal i to instance i mod INSTANCES)
 #   JSON_OUT      also write the full JSON summary to this file
 #   KEEP_WORK=1   keep the temporary directory (config, database, logs)
 #
@@ -39,6 +44,7 @@ mix=${MIX:-pay=100}
 retry_share=${RETRY_SHARE:-0}
 concurrency=${CONCURRENCY:-64}
 duration_s=${DURATION_S:-20}
+instances=${INSTANCES:-1}
 
 [[ -x $bin ]] || { echo "no posgate binary at $bin (set POSGATE or build --release)" >&2; exit 2; }
 [[ -x $serve_bin ]] || { echo "no posgate binary at $serve_bin (SERVE)" >&2; exit 2; }
@@ -46,20 +52,25 @@ case $backend in
   sqlite | postgres) ;;
   *) echo "usage: $0 [sqlite|postgres]" >&2; exit 2 ;;
 esac
+[[ $instances =~ ^[1-9][0-9]*$ ]] || { echo "INSTANCES must be a positive number" >&2; exit 2; }
+if ((instances > 1)) && [[ $backend != postgres ]]; then
+  echo "INSTANCES > 1 needs postgres: several processes share one PostgreSQL database" >&2
+  exit 2
+fi
 wallets=0
 [[ $mix == *topup* || $mix == *wallet* ]] && wallets=1
 
 work=$(mktemp -d -t posgate-load-ratio.XXXXXX)
-server_pid=""
+server_pids=""
 bank_pid=""
 wallet_pid=""
 pg_schema=""
 cleanup() {
   local status=$?
-  for pid in $server_pid $bank_pid $wallet_pid; do
+  for pid in $server_pids $bank_pid $wallet_pid; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in $server_pid $bank_pid $wallet_pid; do
+  for pid in $server_pids $bank_pid $wallet_pid; do
     wait "$pid" 2>/dev/null || true
   done
   if [[ -n $pg_schema ]]; then
@@ -73,13 +84,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Free loopback ports for the gateway and the bank and wallet simulators, so
+# Free loopback ports for the bank and wallet simulators and the gateways, so
 # the script runs beside other gateways on the example's ports.
-read -r gateway_port bank_port wallet_port < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(3)]
+read -r bank_port wallet_port gateway_ports < <(python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(2 + int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))')
+print(*(s.getsockname()[1] for s in socks))' "$instances")
+read -r -a gateway_ports <<<"$gateway_ports"
+gateway_port=${gateway_ports[0]}
 
 case $backend in
   sqlite) db_url="sqlite://$work/posgate.db" ;;
@@ -148,6 +161,13 @@ open(target, "w").write(text)
 EOF
 fi
 
+# The other instances' configs: the first one's on their own ports.
+for ((i = 1; i < instances; i++)); do
+  sed "s/^listen = \"127.0.0.1:$gateway_port\"$/listen = \"127.0.0.1:${gateway_ports[i]}\"/" \
+    "$work/posgate.toml" >"$work/posgate-$i.toml"
+  grep -q "^listen = \"127.0.0.1:${gateway_ports[i]}\"$" "$work/posgate-$i.toml"
+done
+
 cd "$work"
 "$bin" certs init --dir certs >/dev/null
 "$bin" keys --keystore keys/posgate.keystore --master-key-file keys/master.key init-test >/dev/null
@@ -167,26 +187,39 @@ if ((wallets)); then
   done
   grep -q "listening on" wallet.log || { echo "wallet simulator did not start" >&2; cat wallet.log >&2; exit 1; }
 fi
-: >serve.log
-"$serve_bin" serve --config posgate.toml >>serve.log 2>&1 &
-server_pid=$!
-
-# Wait for the gateway to listen (it migrates first) and, for card mixes,
-# for its bank links to sign on.
-for _ in $(seq 600); do
-  grep -q "posgate serving" serve.log && break
-  kill -0 "$server_pid" 2>/dev/null || { cat serve.log >&2; exit 1; }
-  sleep 0.1
-done
-grep -q "posgate serving" serve.log || { echo "posgate serve did not start" >&2; cat serve.log >&2; exit 1; }
-if [[ $mix == *card* ]]; then
-  for _ in $(seq 300); do
-    grep -q "card payments health.*up=true\|up=true.*card payments health" serve.log && break
+# Starts instance $1 (0: posgate.toml, i: posgate-i.toml, log serve[-i].log),
+# waits for it to listen (the first migrates first) and, for card mixes, for
+# its bank links to sign on.
+start_instance() {
+  local config=posgate.toml log=serve.log pid
+  if (($1 > 0)); then
+    config=posgate-$1.toml
+    log=serve-$1.log
+  fi
+  : >"$log"
+  "$serve_bin" serve --config "$config" >>"$log" 2>&1 &
+  pid=$!
+  server_pids="$server_pids $pid"
+  for _ in $(seq 600); do
+    grep -q "posgate serving" "$log" && break
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
     sleep 0.1
   done
-fi
+  grep -q "posgate serving" "$log" || { echo "posgate serve ($config) did not start" >&2; cat "$log" >&2; exit 1; }
+  if [[ $mix == *card* ]]; then
+    for _ in $(seq 300); do
+      grep -q "card payments health.*up=true\|up=true.*card payments health" "$log" && break
+      sleep 0.1
+    done
+  fi
+}
+addrs=""
+for ((i = 0; i < instances; i++)); do
+  start_instance "$i"
+  addrs="$addrs${addrs:+,}https://127.0.0.1:${gateway_ports[i]}"
+done
 
-"$bin" load --addr "https://127.0.0.1:$gateway_port" --pki-dir certs --config posgate.toml \
+"$bin" load --addr "$addrs" --pki-dir certs --config posgate.toml \
   --ceiling --json --concurrency "$concurrency" --duration-s "$duration_s" \
   --mix "$mix" --retry-share "$retry_share" >summary.json 2>load.log || {
   cat load.log >&2
@@ -200,7 +233,12 @@ jq -r '"ceiling (no-op server): \(.ceiling.requests_per_s | round) req/s, p50 \(
 jq -r 'select(.failures + .wallet_declines + .malformed_ok_answers > 0)
   | "gateway: \(.failures) failures, \(.wallet_declines) wallet declines, \(.malformed_ok_answers) malformed answers"' \
   summary.json >&2
-jq -r --arg mix "$mix" --arg backend "$backend" '
+label=$backend
+if ((instances > 1)); then
+  label="$backend/$instances"
+  jq -r '.addresses[] | "gateway \(.addr): \(.requests) requests"' summary.json >&2
+fi
+jq -r --arg mix "$mix" --arg backend "$label" '
   "\($mix) \($backend) \(.overall.requests_per_s | round) \(.ratio) "
   + "\(.overall.latency_us_p50 / 1000)ms \(.overall.latency_us_p99 / 1000)ms"
 ' summary.json

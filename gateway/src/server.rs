@@ -20,6 +20,8 @@ use posgate_api::grpc::request_size::{MAX_REQUEST_BYTES, RequestSizeLayer};
 use posgate_api::grpc::wallet::WalletApi;
 use posgate_core::cards::{Payments, saf};
 use posgate_core::config::Config;
+use posgate_core::instance::Instance;
+use posgate_core::instance::leader::Leadership;
 use posgate_core::model::clock::Clock;
 use posgate_store as store;
 use tonic_reflection::pb::v1::server_reflection_server::{
@@ -43,6 +45,10 @@ pub struct RunningServer {
     pub task: JoinHandle<anyhow::Result<()>>,
     /// The TLS accept loop's state: connections still waiting for their `ClientHello`.
     pub handshakes: posgate_api::mtls::HandshakeGauge,
+    /// This process as one gateway instance (its id, its lease holder).
+    pub instance: Instance,
+    /// Whether this instance leads the once-only jobs, as the election last saw it.
+    pub leadership: Leadership,
     /// Where `GET /metrics` is served (`[metrics]`); `None` without the section.
     pub metrics_addr: Option<SocketAddr>,
 }
@@ -96,7 +102,8 @@ pub async fn start(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
-    let gateway = open_gateway(config, clock).await?;
+    let instance = Instance::start(&config.instance);
+    let gateway = open_gateway(config, clock, &instance).await?;
     let ops = crate::ops::start(config, &gateway).await?;
     let tls = posgate_api::mtls::ServerTls::load(&config.server)?;
     let listener = TcpListener::bind(config.server.listen)
@@ -107,7 +114,9 @@ pub async fn start(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     report_static_health(&health_reporter, &gateway).await;
     let (reflection, reflection_v1alpha) = reflection_services()?;
-    let background = Background::start(config, &gateway, &health_reporter)?;
+    let background = Background::start(config, &gateway, &instance, &health_reporter)?;
+    let leadership = background.leadership.clone();
+    let health_loops = background.health_loops();
     let grace = config.server.shutdown_grace;
     // TLS is terminated by our own acceptor (mtls::accept_tls) so the client
     // verifier can reload CRLs and handshakes are bounded; tonic still sees
@@ -152,20 +161,18 @@ pub async fn start(
         ))
     });
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!(
-            "shutdown requested: refusing new connections, finishing requests in flight"
-        );
-        let _ = stop_accepting.send(true);
-        health_reporter.set_not_serving::<WalletHealth>().await;
-        health_reporter.set_not_serving::<AuditHealth>().await;
-        health_reporter
-            .set_not_serving::<posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>>()
-            .await;
-        let _ = stopping_tx.send(());
-    };
+    let signal = Draining {
+        instance_id: instance.id.clone(),
+        health: health_reporter,
+        gateway: Arc::clone(&gateway),
+        health_loops,
+        delay: config.instance.drain_delay,
+        stop_accepting,
+        stopping: stopping_tx,
+    }
+    .after(shutdown);
     let stopping_gateway = Arc::clone(&gateway);
+    let stopping_instance = instance.clone();
     let metrics_addr = ops.as_ref().map(crate::ops::OpsServer::addr);
     let task = tokio::spawn(async move {
         let serving = router.serve_with_incoming_shutdown(incoming, signal);
@@ -181,30 +188,37 @@ pub async fn start(
         if let Some(crl_watch) = crl_watch {
             crl_watch.abort();
         }
-        background.stop().await;
-        if let Some(payments) = &stopping_gateway.payments {
-            payments.shutdown().await;
-        }
+        wind_down(background, &stopping_gateway, &stopping_instance).await;
         drop(ops);
-        tracing::info!("server stopped");
         outcome
     });
-    tracing::info!(%addr, "posgate serving");
+    tracing::info!(%addr, instance = %instance.id, "posgate serving");
     Ok(RunningServer {
         addr,
         gateway,
         task,
         handshakes,
+        instance,
+        leadership,
         metrics_addr,
     })
 }
 
 /// Opens and migrates the transaction store and builds the shared gateway
 /// state with its HSM-backed services.
-async fn open_gateway(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Gateway>> {
-    let store = store::open(&config.database.url, config.database.max_connections)
-        .await
-        .context("opening the transaction store")?;
+async fn open_gateway(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    instance: &Instance,
+) -> anyhow::Result<Arc<Gateway>> {
+    let application_name = format!("posgate {}", instance.id);
+    let store = store::open_as(
+        &config.database.url,
+        config.database.max_connections,
+        &application_name,
+    )
+    .await
+    .context("opening the transaction store")?;
     store
         .migrate()
         .await
@@ -249,9 +263,11 @@ fn reflection_services() -> anyhow::Result<(
     ))
 }
 
-/// The server's background work: key purging, card health, the card and
-/// wallet store-and-forward workers, the audit sealer and the scheduled
-/// clearing run.
+/// The server's background work: the leader election, lease renewal, key
+/// purging, card health, the card, wallet and online-bill
+/// store-and-forward workers, the audit sealer and the scheduled clearing
+/// run. Every instance runs the store-and-forward workers (each entry is
+/// leased to one of them); only the leader purges keys, seals and clears.
 struct Background {
     upkeep: JoinHandle<()>,
     card_health: JoinHandle<()>,
@@ -260,18 +276,40 @@ struct Background {
     stop: tokio::sync::watch::Sender<bool>,
     /// Tasks that finish their current step when told to stop.
     stoppable: Vec<JoinHandle<()>>,
+    /// Whether this instance leads.
+    leadership: Leadership,
 }
 
 impl Background {
     fn start(
         config: &Config,
         gateway: &Arc<Gateway>,
+        instance: &Instance,
         health: &tonic_health::server::HealthReporter,
     ) -> anyhow::Result<Self> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut stoppable = Vec::new();
+        let (leads, leadership) = tokio::sync::watch::channel(false);
+        let mut stoppable = vec![
+            tokio::spawn(posgate_core::instance::leader::run(
+                Arc::clone(&gateway.db),
+                instance.id.clone(),
+                config.instance.leader_poll,
+                leads,
+                stopped.clone(),
+            )),
+            tokio::spawn(posgate_core::instance::leases::renew(
+                Arc::clone(&gateway.db),
+                instance.clone(),
+                Arc::clone(&gateway.clock),
+                stopped.clone(),
+            )),
+        ];
         if let Some(cards) = &gateway.cards {
-            stoppable.push(tokio::spawn(saf::run(Arc::clone(cards), stopped.clone())));
+            stoppable.push(tokio::spawn(saf::run(
+                Arc::clone(cards),
+                instance.clone(),
+                stopped.clone(),
+            )));
         }
         if let Some(audit) = &gateway.audit
             && audit.config.seal
@@ -279,18 +317,21 @@ impl Background {
             stoppable.push(tokio::spawn(posgate_core::audit::seal::run(
                 audit.clone(),
                 Arc::clone(&gateway.clock),
+                leadership.clone(),
                 stopped.clone(),
             )));
         }
         if let Some(wallets) = &gateway.wallets {
             stoppable.push(tokio::spawn(posgate_core::wallet::saf::run(
                 Arc::clone(wallets),
+                instance.clone(),
                 stopped.clone(),
             )));
         }
         if !gateway.online_billers.is_empty() {
             stoppable.push(tokio::spawn(posgate_core::bill::saf::run(
                 Arc::clone(&gateway.bills),
+                instance.clone(),
                 stopped.clone(),
             )));
         }
@@ -301,17 +342,28 @@ impl Background {
                     Arc::new(context),
                     config.clearing.out_dir.clone(),
                     Arc::clone(&gateway.clock),
+                    leadership.clone(),
                     stopped,
                 ),
             ));
         }
         Ok(Self {
-            upkeep: tokio::spawn(run_upkeep(Arc::clone(gateway))),
+            upkeep: tokio::spawn(run_upkeep(Arc::clone(gateway), leadership.clone())),
             card_health: tokio::spawn(report_card_health(Arc::clone(gateway), health.clone())),
             biller_health: tokio::spawn(report_biller_health(Arc::clone(gateway), health.clone())),
             stop,
             stoppable,
+            leadership,
         })
+    }
+
+    /// The loops that follow partner health: a draining instance stops
+    /// them before it reports `NOT_SERVING`, so they cannot turn it back.
+    fn health_loops(&self) -> [tokio::task::AbortHandle; 2] {
+        [
+            self.card_health.abort_handle(),
+            self.biller_health.abort_handle(),
+        ]
     }
 
     async fn stop(self) {
@@ -322,6 +374,74 @@ impl Background {
         for task in self.stoppable {
             let _ = task.await;
         }
+    }
+}
+
+/// The end of a drain, once no request is in flight: the workers stop
+/// (each finishes its pass, the leader resigns), then this instance's
+/// leases are freed, so the other instances take its queue entries over at
+/// once and never while one of its deliveries is still under way; then the
+/// bank links sign off.
+async fn wind_down(background: Background, gateway: &Gateway, instance: &Instance) {
+    background.stop().await;
+    if let Err(error) = posgate_core::instance::leases::release(gateway.db.as_ref(), instance).await
+    {
+        tracing::warn!(%error, "releasing this instance's leases failed; they run out by themselves");
+    }
+    if let Some(payments) = &gateway.payments {
+        payments.shutdown().await;
+    }
+    tracing::info!(instance = %instance.id, "server stopped");
+}
+
+/// What a draining instance does once shutdown is asked, in order.
+struct Draining {
+    instance_id: String,
+    health: tonic_health::server::HealthReporter,
+    gateway: Arc<Gateway>,
+    /// The partner health loops, stopped so they cannot report `SERVING` again.
+    health_loops: [tokio::task::AbortHandle; 2],
+    /// How long `NOT_SERVING` is reported before new connections are refused.
+    delay: Duration,
+    stop_accepting: tokio::sync::watch::Sender<bool>,
+    /// Starts the grace period of the requests in flight.
+    stopping: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Draining {
+    /// Waits for `shutdown`, then reports `NOT_SERVING` everywhere (so
+    /// clients' health checks move their calls to the other instances while
+    /// this one still answers), waits the drain delay, and stops accepting;
+    /// the server then finishes the requests in flight.
+    async fn after(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        tracing::info!(instance = %self.instance_id, drain_ms = self.delay.as_millis(), "draining: reporting NOT_SERVING, then refusing new connections and finishing requests in flight");
+        for health_loop in self.health_loops {
+            health_loop.abort();
+        }
+        report_draining(&self.health, &self.gateway).await;
+        tokio::time::sleep(self.delay).await;
+        let _ = self.stop_accepting.send(true);
+        let _ = self.stopping.send(());
+    }
+}
+
+/// A draining instance: every health entry `NOT_SERVING`, the server's own
+/// ("") included, so balancing clients stop sending calls here.
+async fn report_draining(reporter: &tonic_health::server::HealthReporter, gateway: &Gateway) {
+    use tonic_health::ServingStatus::NotServing;
+    type Payments = posgate_proto::v1::payment_service_server::PaymentServiceServer<PaymentApi>;
+    type Bills =
+        posgate_proto::v1::bill_payment_service_server::BillPaymentServiceServer<BillPaymentApi>;
+    reporter.set_service_status("", NotServing).await;
+    reporter.set_not_serving::<Bills>().await;
+    reporter.set_not_serving::<Payments>().await;
+    reporter.set_not_serving::<WalletHealth>().await;
+    reporter.set_not_serving::<AuditHealth>().await;
+    for biller in gateway.online_billers.all() {
+        reporter
+            .set_service_status(biller_health_name(&biller.id), NotServing)
+            .await;
     }
 }
 
@@ -418,14 +538,19 @@ async fn report_biller_health(
     }
 }
 
-async fn run_upkeep(gateway: Arc<Gateway>) {
+/// Hourly upkeep: the leader purges expired idempotency keys (one purge
+/// among the instances is enough); every instance drops its idle
+/// rate-limiter state.
+async fn run_upkeep(gateway: Arc<Gateway>, leadership: Leadership) {
     let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
     loop {
         interval.tick().await;
-        match gateway.db.purge_expired_keys(gateway.clock.now()).await {
-            Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
-            Err(error) => {
-                tracing::warn!(%error, "purging expired idempotency keys failed; will retry");
+        if *leadership.borrow() {
+            match gateway.db.purge_expired_keys(gateway.clock.now()).await {
+                Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
+                Err(error) => {
+                    tracing::warn!(%error, "purging expired idempotency keys failed; will retry");
+                }
             }
         }
         gateway.admission.forget_idle();

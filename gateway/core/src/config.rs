@@ -53,6 +53,8 @@ pub struct Config {
     pub audit: crate::audit::config::AuditConfig,
     /// E-wallet operators (`[[wallet_operator]]`); they need `[hsm]` for signing.
     pub wallet_operators: Vec<crate::wallet::config::WalletOperatorConfig>,
+    /// This gateway among several on one database (`[instance]`).
+    pub instance: crate::instance::InstanceConfig,
     /// The operations endpoint (`[metrics]`): Prometheus metrics on a listen
     /// address of their own. `None` (no section): no endpoint.
     pub metrics: Option<MetricsConfig>,
@@ -203,6 +205,8 @@ struct RawConfig {
     wallet_operators: Vec<crate::wallet::config::RawWalletOperator>,
     #[serde(default)]
     metrics: Option<RawMetrics>,
+    #[serde(default)]
+    instance: crate::instance::config::RawInstance,
 }
 
 #[derive(Debug, Deserialize)]
@@ -467,6 +471,7 @@ impl Config {
                 .check()
                 .map_err(|(key, reason)| invalid(key, reason))?,
             wallet_operators,
+            instance: raw.instance.check()?,
             metrics,
         };
         check_partner_currencies(&config)?;

@@ -26,6 +26,7 @@
 //! - [`clearing`]: clearing: a day's close and files, signatures, verification, settlement instructions, reconciliation, the scheduled close, and its application service.
 //! - [`audit`]: the audit chain: sealing, verification, page tokens, signing keys, the `[audit]` section, and the audit application service.
 //! - [`ports`]: the traits the core needs from outside: the database ([`ports::db`]), the encoding of stored answers ([`ports::answers`]), the wallet operator and biller connectors ([`ports::partners`]).
+//! - [`instance`]: this gateway among several on one database: its id, its leases on shared work, the leader election.
 //! - [`worker`]: the run loop and retry backoff the background workers share.
 //! - [`metrics`]: the store-and-forward backlog gauges and their worker, the audit seal lag.
 
@@ -34,6 +35,7 @@ pub mod bill;
 pub mod cards;
 pub mod clearing;
 pub mod config;
+pub mod instance;
 pub mod metrics;
 pub mod model;
 pub mod ports;

@@ -72,6 +72,32 @@ pub async fn run_every<F, Fut, E>(
     }
 }
 
+/// Runs a job that must run once among the instances: [`run_every`], with
+/// each pass skipped while this instance does not lead.
+pub async fn run_leading<F, Fut, E>(
+    what: &'static str,
+    every: std::time::Duration,
+    leadership: crate::instance::leader::Leadership,
+    shutdown: watch::Receiver<bool>,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    run_every(what, every, shutdown, || {
+        let leads = *leadership.borrow();
+        let pass = leads.then(&mut pass);
+        async move {
+            match pass {
+                Some(pass) => pass.await,
+                None => Ok(()),
+            }
+        }
+    })
+    .await;
+}
+
 /// When a failed delivery is tried again: doubling from `min`, capped at `max`.
 pub fn retry_at(
     now: DateTime<Utc>,

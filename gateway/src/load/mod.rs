@@ -20,6 +20,18 @@
 //! every OK answer of the wrong shape is a failure; any failure makes the
 //! command exit non-zero, so CI can use it as a smoke test.
 //!
+//! `--addr` may be given several times (or as a comma-separated list) to
+//! drive several gateway instances at once, e.g. two `posgate serve` on one
+//! PostgreSQL. Virtual terminal `i` connects to address `i mod n`, over its
+//! own connection as with one address: the terminals split evenly and
+//! always the same way, the run opens as many connections and TLS
+//! handshakes as a one-address run (so the two compare), and the summary
+//! can say how many requests each address served. A tonic balanced channel
+//! over the list is what a real POS would rather use (it survives the loss
+//! of an instance), but it opens a connection per terminal and address and
+//! picks an instance per request by its own load estimate, which is a
+//! different client than the one-address run it is compared with.
+//!
 //! With `--ceiling` the run has two phases with the same client settings
 //! (connections, concurrency, duration or count, mix, requests): first
 //! against a no-op gRPC server started in its own process with the
@@ -28,6 +40,9 @@
 //! the gateway's throughput to it, a figure that carries from one machine
 //! to another far better than requests per second do. The no-op server
 //! answers empty messages, so in that phase only the status is checked.
+//! With several addresses the ceiling is still one no-op server driven by
+//! every terminal: what this client and one server process reach on this
+//! machine, so the ratios of one- and several-instance runs compare.
 //!
 //! Layout:
 //! - `mod.rs` (this file): options, scenario mix, virtual terminals, bill slips.
@@ -66,7 +81,7 @@ use tonic::{Code, Status};
 
 use self::card::CardRoute;
 use self::noop::NoopProcess;
-use self::stats::{Stats, Summary};
+use self::stats::{AddressShare, Stats, Summary};
 use self::wallet::WalletRoute;
 use uuid::Uuid;
 
@@ -77,6 +92,8 @@ use posgate_core::bill::config::BillerConfig;
 use posgate_core::config::Config;
 use posgate_core::model::business_day::StoreConfig;
 
+/// The gateway of the example config.
+const DEFAULT_ADDR: &str = "https://127.0.0.1:50051";
 /// Default number of virtual terminals: enough to keep a small gateway busy.
 const DEFAULT_CONCURRENCY: u32 = 32;
 /// Most virtual terminals: each is a task with its own histograms; beyond a
@@ -147,6 +164,12 @@ Example:
       --config posgate.toml --concurrency 32 --duration-s 10 \\
       --mix pay=80,inquire=15,cancel=5 --retry-share 0.05
 
+Several instances (e.g. two `posgate serve` on one PostgreSQL): repeat \
+--addr or give a comma-separated list; terminal i connects to address \
+i mod n, and the summary says how many requests each address served:
+  posgate load --addr https://127.0.0.1:50051 --addr https://127.0.0.1:50052 \\
+      --pki-dir certs --config posgate.toml
+
 Card payments (--mix card=N) need a gateway with cards configured and the \
 bank simulator behind it. Every sale is NT$1 (or ¥1) on the simulator's test \
 cards (Visa and co-brand in TWD stores, JCB in JPY stores); the example \
@@ -165,13 +188,15 @@ a gateway like this (a development CA and server certificate come from \
 --ceiling first runs the same load against a no-op gRPC server (a child \
 process of this executable serving with the [server] TLS settings of \
 --config, answering every call at once with an empty message), then \
-against the gateway, and prints both and the ratio gateway/no-op:
+against the gateway, and prints both and the ratio gateway/no-op. With \
+several --addr there is still one no-op server, driven by every terminal:
   posgate load --pki-dir certs --config posgate.toml --ceiling \
       --concurrency 64 --duration-s 20 --mix pay=100 --retry-share 0")]
 pub struct LoadArgs {
-    /// Gateway URL.
-    #[arg(long, default_value = "https://127.0.0.1:50051")]
-    pub addr: String,
+    /// Gateway URL; repeat it (or give a comma-separated list) to spread the
+    /// terminals over several instances: terminal i connects to address i mod n.
+    #[arg(long = "addr", value_delimiter = ',', default_value = DEFAULT_ADDR)]
+    pub addrs: Vec<String>,
     /// Development PKI directory (`posgate certs init`): its CA key signs a
     /// client certificate per virtual terminal, and its ca.pem verifies the gateway.
     #[arg(long)]
@@ -227,16 +252,23 @@ pub struct LoadArgs {
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)
         .with_context(|| format!("loading config {}", args.config.display()))?;
+    if args.addrs.len() > args.concurrency as usize {
+        bail!(
+            "{} addresses but only {} virtual terminals: every address needs one (raise --concurrency)",
+            args.addrs.len(),
+            args.concurrency
+        );
+    }
     let routes = routes(&config, args.mix, &args.wallet_card)?;
     let ceiling = if args.ceiling {
         Some(measure_ceiling(&args, &routes).await?)
     } else {
         None
     };
-    let (stats, elapsed) = measure(&args, &args.addr, Checks::Full, &routes).await?;
-    let mut summary = Summary::new(&stats, elapsed, &args);
-    if let Some((stats, elapsed)) = &ceiling {
-        summary = summary.with_ceiling(Summary::new(stats, *elapsed, &args));
+    let measured = measure(&args, &args.addrs, Checks::Full, &routes).await?;
+    let mut summary = Summary::new(&measured, &args);
+    if let Some(ceiling) = &ceiling {
+        summary = summary.with_ceiling(Summary::new(ceiling, &args));
     }
     if args.json {
         println!("{}", summary.json());
@@ -261,31 +293,52 @@ enum Checks {
 }
 
 /// Drives the no-op server, started for this and killed after it, with
-/// the run's client settings.
-async fn measure_ceiling(
-    args: &LoadArgs,
-    routes: &[Arc<Route>],
-) -> anyhow::Result<(Stats, Duration)> {
+/// the run's client settings: every terminal connects to it, whatever the
+/// number of `--addr`.
+async fn measure_ceiling(args: &LoadArgs, routes: &[Arc<Route>]) -> anyhow::Result<Measured> {
     let noop = NoopProcess::start(&args.config).await?;
-    let addr = format!("https://{}", noop.addr);
-    let measured = measure(args, &addr, Checks::StatusOnly, routes).await;
+    let addrs = [format!("https://{}", noop.addr)];
+    let measured = measure(args, &addrs, Checks::StatusOnly, routes).await;
     noop.stop().await;
     measured.context("driving the no-op server")
 }
 
-/// Connects the virtual terminals to `addr`, runs them to the end of the
-/// budget and returns what they saw and how long the run took.
+/// What one phase of the run saw.
+#[derive(Debug)]
+struct Measured {
+    stats: Stats,
+    elapsed: Duration,
+    /// Requests each address served, in `--addr` order.
+    per_address: Vec<AddressShare>,
+}
+
+/// Connects the virtual terminals to `addrs` (terminal `i` to address
+/// `i mod n`), runs them to the end of the budget and returns what they
+/// saw, how long the run took and how the requests spread.
 async fn measure(
     args: &LoadArgs,
-    addr: &str,
+    addrs: &[String],
     checks: Checks,
     routes: &[Arc<Route>],
-) -> anyhow::Result<(Stats, Duration)> {
-    let channels = connect(args, addr, routes).await?;
+) -> anyhow::Result<Measured> {
+    let channels = connect(args, addrs, routes).await?;
     let budget = Arc::new(Budget::from_args(args));
     let started = Instant::now();
-    let stats = drive(args, routes, &channels, &budget, checks).await?;
-    Ok((stats, started.elapsed()))
+    let (stats, requests) = drive(args, routes, &channels, addrs.len(), &budget, checks).await?;
+    let elapsed = started.elapsed();
+    let per_address = addrs
+        .iter()
+        .zip(requests)
+        .map(|(addr, requests)| AddressShare {
+            addr: addr.clone(),
+            requests,
+        })
+        .collect();
+    Ok(Measured {
+        stats,
+        elapsed,
+        per_address,
+    })
 }
 
 /// Parses a share between 0 and 1 inclusive.
@@ -686,20 +739,26 @@ fn terminal_of(routes: &[Arc<Route>], task: usize) -> (&Arc<Route>, String) {
     (&routes[task % routes.len()], format!("L{task:04}"))
 }
 
-/// Opens one mutual-TLS channel per virtual terminal, each presenting a
-/// client certificate minted for that terminal from the dev CA.
+/// Opens one mutual-TLS channel per virtual terminal, to address
+/// `task mod addrs.len()`, each presenting a client certificate minted for
+/// that terminal from the dev CA.
 async fn connect(
     args: &LoadArgs,
-    addr: &str,
+    addrs: &[String],
     routes: &[Arc<Route>],
 ) -> anyhow::Result<Vec<Channel>> {
     let pki = DevPki::open(&args.pki_dir)?;
     let issuer = pki.issuer()?;
     let ca = args.ca.clone().unwrap_or_else(|| pki.ca_cert.clone());
     let tls = client_tls(&ca, &args.domain)?;
-    let endpoint = Channel::from_shared(addr.to_owned())
-        .with_context(|| format!("--addr {addr:?} is not a URL"))?
-        .connect_timeout(CONNECT_TIMEOUT);
+    let targets = addrs
+        .iter()
+        .map(|addr| {
+            Channel::from_shared(addr.clone())
+                .with_context(|| format!("--addr {addr:?} is not a URL"))
+                .map(|endpoint| endpoint.connect_timeout(CONNECT_TIMEOUT))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let now = time::OffsetDateTime::now_utc();
     let not_after = now + RUN_CERT_VALIDITY;
     let mut endpoints = Vec::new();
@@ -716,31 +775,34 @@ async fn connect(
             now - time::Duration::minutes(5),
             not_after,
         )?;
-        endpoints.push(
-            endpoint
-                .clone()
-                .tls_config(tls.clone().identity(cert.identity()))?,
-        );
+        let slot = task % addrs.len();
+        let endpoint = targets[slot]
+            .clone()
+            .tls_config(tls.clone().identity(cert.identity()))?;
+        endpoints.push((slot, endpoint));
     }
     let connected: Vec<_> = futures::stream::iter(endpoints)
-        .map(|endpoint| async move { endpoint.connect().await })
+        .map(|(slot, endpoint)| async move { (slot, endpoint.connect().await) })
         .buffered(CONNECTS_IN_PARALLEL)
         .collect()
         .await;
     connected
         .into_iter()
-        .map(|channel| channel.with_context(|| format!("connecting to {addr}")))
+        .map(|(slot, channel)| channel.with_context(|| format!("connecting to {}", addrs[slot])))
         .collect()
 }
 
-/// Runs every terminal to the end of the budget and merges their statistics.
+/// Runs every terminal to the end of the budget and merges their
+/// statistics; also returns the requests sent to each of the `addresses`
+/// (terminal `i` talks to address `i mod addresses`).
 async fn drive(
     args: &LoadArgs,
     routes: &[Arc<Route>],
     channels: &[Channel],
+    addresses: usize,
     budget: &Arc<Budget>,
     checks: Checks,
-) -> anyhow::Result<Stats> {
+) -> anyhow::Result<(Stats, Vec<u64>)> {
     let mut tasks = JoinSet::new();
     for (task, channel) in channels.iter().enumerate() {
         let channel = channel.clone();
@@ -759,13 +821,18 @@ async fn drive(
             cancellable: VecDeque::new(),
             stats: Stats::new(),
         };
-        tasks.spawn(terminal.run(Arc::clone(budget)));
+        let budget = Arc::clone(budget);
+        tasks.spawn(async move { (task % addresses, terminal.run(budget).await) });
     }
     let mut total = Stats::new();
+    let mut requests = vec![0; addresses];
     while let Some(joined) = tasks.join_next().await {
-        total.merge(&joined.context("a load task panicked")??);
+        let (slot, stats) = joined.context("a load task panicked")?;
+        let stats = stats?;
+        requests[slot] += stats.requests();
+        total.merge(&stats);
     }
-    Ok(total)
+    Ok((total, requests))
 }
 
 /// A request this terminal made and its answer, kept for retries. Boxed:
@@ -1290,6 +1357,22 @@ mod tests {
         use clap::Parser as _;
         let required = ["load", "--pki-dir", "certs", "--config", "posgate.toml"];
         Cli::try_parse_from(required.iter().chain(extra)).map(|cli| cli.args)
+    }
+
+    /// `--addr` defaults to the example gateway, and takes several
+    /// addresses repeated, as a comma-separated list, or both, in order.
+    #[test]
+    fn addr_takes_several_gateways() {
+        assert_eq!(parse_args(&[]).unwrap().addrs, [DEFAULT_ADDR]);
+        let (a, b, c) = (
+            "https://127.0.0.1:50051",
+            "https://127.0.0.1:50052",
+            "https://127.0.0.1:50053",
+        );
+        let repeated = parse_args(&["--addr", a, "--addr", b]).unwrap();
+        assert_eq!(repeated.addrs, [a, b]);
+        let listed = parse_args(&["--addr", &format!("{a},{b}"), "--addr", c]).unwrap();
+        assert_eq!(listed.addrs, [a, b, c]);
     }
 
     /// `--ceiling` is off by default, a plain flag, and goes with every

@@ -10,7 +10,7 @@ use tonic::Code;
 
 use super::card::CardAnswer;
 use super::wallet::WalletAnswer;
-use super::{Failure, LoadArgs, Rpc};
+use super::{Failure, LoadArgs, Measured, Rpc};
 
 /// Largest latency the histograms hold (60 s); longer ones saturate there,
 /// which cannot happen below `REQUEST_TIMEOUT` anyway.
@@ -56,7 +56,19 @@ impl CardCounts {
     }
 }
 
+/// How many requests one `--addr` served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct AddressShare {
+    pub(super) addr: String,
+    pub(super) requests: u64,
+}
+
 impl Stats {
+    /// Requests sent, whatever their outcome.
+    pub(super) fn requests(&self) -> u64 {
+        self.latency_us.iter().map(Histogram::len).sum()
+    }
+
     pub(super) fn new() -> Self {
         Self {
             latency_us: Rpc::ALL.map(|_| new_histogram()),
@@ -215,6 +227,8 @@ pub(super) struct Summary {
     wallet_declines: u64,
     /// The card sales row (fresh `Authorize` calls), for the card lines.
     card_row: Row,
+    /// Requests per gateway address, in `--addr` order.
+    per_address: Vec<AddressShare>,
     /// The same load against the no-op server (`--ceiling`).
     ceiling: Option<Ceiling>,
 }
@@ -234,7 +248,8 @@ fn ms(us: u64) -> f64 {
 }
 
 impl Summary {
-    pub(super) fn new(stats: &Stats, elapsed: Duration, args: &LoadArgs) -> Self {
+    pub(super) fn new(measured: &Measured, args: &LoadArgs) -> Self {
+        let (stats, elapsed) = (&measured.stats, measured.elapsed);
         let mut overall = new_histogram();
         for histogram in &stats.latency_us {
             overall
@@ -261,6 +276,7 @@ impl Summary {
                 &stats.latency_us[Rpc::Authorize.index()],
                 elapsed,
             ),
+            per_address: measured.per_address.clone(),
             ceiling: None,
         }
     }
@@ -310,6 +326,10 @@ impl Summary {
             self.concurrency,
             self.connections
         );
+        let addresses: Vec<String> = (self.per_address.iter())
+            .map(|share| format!("{} ({} requests)", share.addr, share.requests))
+            .collect();
+        let _ = writeln!(out, "addresses: {}", addresses.join(", "));
         out.push_str("rpc                  count    req/s   p50_us   p90_us   p99_us   max_us\n");
         for row in self.rows.iter().chain([&self.overall]) {
             out.push_str(&row.text());
@@ -387,6 +407,10 @@ impl Summary {
             "elapsed_s": round_to(self.elapsed.as_secs_f64(), 3),
             "concurrency": self.concurrency,
             "connections": self.connections,
+            "addresses": self.per_address.iter().map(|share| serde_json::json!({
+                "addr": share.addr,
+                "requests": share.requests,
+            })).collect::<Vec<_>>(),
             "rpcs": self.rows.iter().map(Row::json).collect::<Vec<_>>(),
             "overall": self.overall.json(),
             "retries": {
@@ -426,6 +450,19 @@ impl Summary {
 mod tests {
     use super::*;
 
+    /// One second of `count` OK `PayBill`s of `latency_us` each and
+    /// `failed` unavailable ones, all on one address.
+    fn measured(count: u64, latency_us: u64, failed: u64) -> Measured {
+        Measured {
+            stats: stats(count, latency_us, failed),
+            elapsed: Duration::from_secs(1),
+            per_address: vec![AddressShare {
+                addr: "https://127.0.0.1:50051".to_owned(),
+                requests: count + failed,
+            }],
+        }
+    }
+
     /// Stats of `count` OK `PayBill`s of `latency_us` each, and `failed` unavailable ones.
     fn stats(count: u64, latency_us: u64, failed: u64) -> Stats {
         let mut stats = Stats::new();
@@ -447,11 +484,10 @@ mod tests {
     #[test]
     fn ceiling_figures_and_ratio_are_reported() {
         let args = super::super::tests::parse_args(&["--ceiling"]).unwrap();
-        let second = Duration::from_secs(1);
-        let gateway = Summary::new(&stats(100, 2_000, 0), second, &args);
+        let gateway = Summary::new(&measured(100, 2_000, 0), &args);
         assert_eq!(gateway.ratio(), None);
         assert!(gateway.json().parse::<serde_json::Value>().unwrap()["ceiling"].is_null());
-        let ceiling = Summary::new(&stats(400, 1_000, 0), second, &args);
+        let ceiling = Summary::new(&measured(400, 1_000, 0), &args);
         let summary = gateway.with_ceiling(ceiling);
         assert_eq!(summary.ratio(), Some(0.25));
         assert_eq!(summary.failures(), 0);
@@ -479,11 +515,49 @@ mod tests {
             "{text}"
         );
 
-        let gateway = Summary::new(&stats(100, 2_000, 0), second, &args);
-        let failing = gateway.with_ceiling(Summary::new(&stats(10, 1_000, 3), second, &args));
+        let gateway = Summary::new(&measured(100, 2_000, 0), &args);
+        let failing = gateway.with_ceiling(Summary::new(&measured(10, 1_000, 3), &args));
         assert_eq!(failing.failures(), 3);
         let json: serde_json::Value = failing.json().parse().unwrap();
         assert_eq!(json["failures"], 3);
         assert_eq!(json["ceiling"]["failures"], 3);
+    }
+
+    /// Each address's requests go into the table and the JSON, in `--addr`
+    /// order; the ceiling's single no-op address does not replace them.
+    #[test]
+    fn requests_per_address_are_reported() {
+        let args = super::super::tests::parse_args(&["--ceiling"]).unwrap();
+        let mut two = measured(0, 1_000, 0);
+        two.stats = stats(30, 1_000, 2);
+        two.per_address = vec![
+            AddressShare {
+                addr: "https://127.0.0.1:50051".to_owned(),
+                requests: 16,
+            },
+            AddressShare {
+                addr: "https://127.0.0.1:50052".to_owned(),
+                requests: 16,
+            },
+        ];
+        assert_eq!(two.stats.requests(), 32);
+        let summary =
+            Summary::new(&two, &args).with_ceiling(Summary::new(&measured(90, 500, 0), &args));
+        let text = summary.text();
+        assert!(
+            text.contains(
+                "addresses: https://127.0.0.1:50051 (16 requests), https://127.0.0.1:50052 (16 requests)\n"
+            ),
+            "{text}"
+        );
+        let json: serde_json::Value = summary.json().parse().unwrap();
+        assert_eq!(
+            json["addresses"],
+            serde_json::json!([
+                { "addr": "https://127.0.0.1:50051", "requests": 16 },
+                { "addr": "https://127.0.0.1:50052", "requests": 16 },
+            ])
+        );
+        assert_eq!(json["ceiling"]["count"], 90);
     }
 }

@@ -35,6 +35,10 @@ pub(crate) trait Backend: sqlx::Database<QueryResult: RowsAffected> {
     /// there: a page of 100 rows takes about 2 ms to run, and compiling or
     /// starting workers for it took 0.3 to 0.8 s at 1,000,000 transactions.
     const SEARCH_PRELUDE: Option<&'static str>;
+    /// The row lock of a lease claim's `SELECT` (`lease`): PostgreSQL skips
+    /// rows another instance is claiming at the same moment; SQLite has one
+    /// writer at a time and no row locks.
+    const SKIP_LOCKED: &'static str;
 
     /// Runs the statement a [`sqlx::QueryBuilder`] built. Written per
     /// backend: generic code cannot borrow a builder for its own lifetime
@@ -51,6 +55,7 @@ impl Backend for sqlx::Sqlite {
     const CLOSE_GUARD: Option<&'static str> = None;
     const COMBINED_CHAIN_APPEND: bool = false;
     const SEARCH_PRELUDE: Option<&'static str> = None;
+    const SKIP_LOCKED: &'static str = "";
 
     async fn execute_built<'a>(
         conn: &'a mut Self::Connection,
@@ -66,6 +71,7 @@ impl Backend for sqlx::Postgres {
     const COMBINED_CHAIN_APPEND: bool = true;
     const SEARCH_PRELUDE: Option<&'static str> =
         Some("SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0");
+    const SKIP_LOCKED: &'static str = " FOR UPDATE OF q SKIP LOCKED";
 
     async fn execute_built<'a>(
         conn: &'a mut Self::Connection,

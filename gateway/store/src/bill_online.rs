@@ -17,13 +17,15 @@ pub(super) mod sql {
          AND NOT EXISTS (SELECT 1 FROM saf_queue q WHERE q.transaction_id = t.id AND q.acked_at IS NULL) \
          ORDER BY t.updated_at LIMIT $2"].concat()
     });
-    pub static SELECT_SAF_DUE: LazyLock<String> = LazyLock::new(|| {
-        ["SELECT ",
+    pub static SELECT_SAF_DUE: LazyLock<String> =
+        LazyLock::new(|| {
+            ["SELECT ",
         BILL_COLUMNS,
         ", q.id, q.attempts FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
          JOIN bill_payments b ON b.transaction_id = t.id \
-         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"].concat()
-    });
+         WHERE q.acked_at IS NULL AND q.lease_owner = $1 AND q.next_attempt_at <= $2 \
+         ORDER BY q.next_attempt_at, q.id LIMIT $3"].concat()
+        });
     pub const COUNT_SAF_OPEN: &str = "SELECT count(*) FROM saf_queue q \
          JOIN bill_payments b ON b.transaction_id = q.transaction_id WHERE q.acked_at IS NULL";
 }
@@ -72,15 +74,17 @@ where
         rows.iter().map(crate::rows::transaction).collect()
     }
 
-    /// [`BillReads::bill_saf_due`](crate::BillReads::bill_saf_due).
-    pub(crate) async fn bill_saf_due(
+    /// [`BillReads::bill_saf_claim`](crate::BillReads::bill_saf_claim).
+    pub(crate) async fn bill_saf_claim(
         pool: &sqlx::Pool<DB>,
-        now: chrono::DateTime<chrono::Utc>,
+        lease: &crate::lease::Lease,
         limit: i64,
     ) -> Result<Vec<BillSafItem>, StoreError> {
         use sqlx::Row as _;
+        Self::claim_saf(pool, crate::lease::SafQueue::Bill, lease, limit).await?;
         let rows = sqlx::query(&sql::SELECT_SAF_DUE)
-            .bind(now)
+            .bind(lease.holder.as_str())
+            .bind(lease.now)
             .bind(limit)
             .fetch_all(pool)
             .await

@@ -48,8 +48,9 @@ pub(super) mod sql {
          currency, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
     pub const ACK_SAF: &str =
         "UPDATE saf_queue SET acked_at = $1 WHERE id = $2 AND acked_at IS NULL";
+    /// A failed attempt: counted, rescheduled, and its lease freed.
     pub const RETRY_SAF: &str = "UPDATE saf_queue SET attempts = attempts + 1, next_attempt_at = $1, \
-         last_error = $2 WHERE id = $3 AND acked_at IS NULL";
+         last_error = $2, lease_owner = NULL, lease_until = NULL WHERE id = $3 AND acked_at IS NULL";
     pub static SELECT_CARD: LazyLock<String> = LazyLock::new(|| {
         [
             "SELECT ",
@@ -91,11 +92,15 @@ pub(super) mod sql {
         .concat()
     });
     pub static SELECT_SAF_DUE: LazyLock<String> = LazyLock::new(|| {
-        ["SELECT q.id, q.kind, q.link_id, q.amount_minor, q.currency, q.attempts, q.stan, ",
-        CARD_COLUMNS,
-        " FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
+        [
+            "SELECT q.id, q.kind, q.link_id, q.amount_minor, q.currency, q.attempts, q.stan, ",
+            CARD_COLUMNS,
+            " FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
          JOIN card_payments c ON c.transaction_id = t.id \
-         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"].concat()
+         WHERE q.acked_at IS NULL AND q.lease_owner = $1 AND q.next_attempt_at <= $2 \
+         ORDER BY q.next_attempt_at, q.id LIMIT $3",
+        ]
+        .concat()
     });
     pub const COUNT_SAF_OPEN: &str = "SELECT count(*) FROM saf_queue WHERE acked_at IS NULL";
     /// Each queue's unacknowledged entries and its oldest one's `created_at`:

@@ -13,6 +13,7 @@
 //! - `backend`: the `Backend` trait (what differs between SQLite and PostgreSQL) and
 //!   `Statements<DB>`, the type every module's generic statements hang on.
 //! - `write`: the shared reads, and the row shapes of a write.
+//! - `lease`: leases on the store-and-forward queue and on open sagas (several instances).
 //! - `migrate`: the embedded schema migrations and their bookkeeping table.
 //! - [`metrics`]: the group commit's batch size and commit time, per backend.
 //! - [`audit`]: the audit chain's append and reads (SQL side of the core's audit port).
@@ -30,6 +31,7 @@ mod backend;
 pub mod bill_online;
 pub mod card;
 pub mod clearing;
+mod lease;
 pub mod metrics;
 mod migrate;
 mod pg_batch;
@@ -94,11 +96,26 @@ impl<T> SqlxResultExt<T> for Result<T, sqlx::Error> {
 /// Opens the store a database URL names: `sqlite:` (file created if
 /// missing) or `postgres:`/`postgresql:`.
 pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Database>, StoreError> {
+    open_as(url, max_connections, "posgate").await
+}
+
+/// [`open`], naming the connections `application_name` on PostgreSQL
+/// (unless the URL names them): `pg_stat_activity` and `pg_locks` then show
+/// which gateway instance holds what (the leader's lock, say).
+pub async fn open_as(
+    url: &str,
+    max_connections: u32,
+    application_name: &str,
+) -> Result<Arc<dyn Database>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteDatabase::open(url).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let mut options: sqlx::postgres::PgConnectOptions = url.parse().db()?;
+        if options.get_application_name().is_none() {
+            options = options.application_name(application_name);
+        }
         Ok(Arc::new(
-            PostgresDatabase::connect(url, max_connections).await?,
+            PostgresDatabase::connect_with(options, max_connections).await?,
         ))
     } else {
         Err(StoreError::UnknownUrl(url.to_owned()))

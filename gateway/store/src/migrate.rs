@@ -68,6 +68,11 @@ pub const SQLITE: &[Migration] = &[
         name: "bill_slip_claims",
         sql: include_str!("../../../migrations/sqlite/0012_bill_slip_claims.sql"),
     },
+    Migration {
+        version: 13,
+        name: "leases",
+        sql: include_str!("../../../migrations/sqlite/0013_leases.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -125,6 +130,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 12,
         name: "bill_slip_claims",
         sql: include_str!("../../../migrations/postgres/0012_bill_slip_claims.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "leases",
+        sql: include_str!("../../../migrations/postgres/0013_leases.sql"),
     },
 ];
 

@@ -41,6 +41,8 @@ const MIGRATION_LOCK_KEY: i32 = 0x706d_6967;
 /// Key of the advisory lock of the audit sealer: one instance signs
 /// checkpoints at a time ("seal" in ASCII).
 const SEAL_LOCK_KEY: i32 = 0x7365_616c;
+/// Key of the leader's advisory lock, held for as long as it leads ("lead").
+const LEADER_LOCK_KEY: i32 = 0x6c65_6164;
 // The second half of every advisory lock key is the schema the connection
 // works in. Advisory locks are per database, so without it two deployments
 // (or two test schemas) in one database would contend for each other's locks.
@@ -129,16 +131,26 @@ async fn postgres_clearing_lock(
 }
 
 /// A session advisory lock (schema-scoped `key`) on a connection taken out
-/// of the pool, or `None` when another instance holds it.
+/// of the pool, or `None` when another instance holds it (the connection
+/// then goes back to the pool: followers poll without opening connections).
 async fn try_session_lock(pool: &PgPool, key: i32) -> Result<Option<ClearingLock>, StoreError> {
-    let mut conn = pool.acquire().await.db()?.detach();
+    let mut conn = pool.acquire().await.db()?;
     let locked: bool = sqlx::query_scalar(TRY_SESSION_LOCK)
         .bind(key)
-        .fetch_one(&mut conn)
+        .fetch_one(&mut *conn)
         .await
         .db()?;
-    Ok(locked.then(|| Box::new(SessionLock { conn, key }) as ClearingLock))
+    Ok(locked.then(|| {
+        Box::new(SessionLock {
+            conn: conn.detach(),
+            key,
+        }) as ClearingLock
+    }))
 }
+
+/// How long the check that a held lock's connection is alive may take
+/// before the lock is given up (a stuck connection is as good as lost).
+const LOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A held session advisory lock and the connection that holds it.
 struct SessionLock {
@@ -160,6 +172,35 @@ impl HeldLock for SessionLock {
             tracing::warn!(%error, "advisory unlock failed; closing the connection frees the lock");
         }
         let _ = conn.close().await;
+    }
+
+    /// A session lock lives as long as its connection: held while the
+    /// connection answers. A connection that does not answer in time is
+    /// dropped (closing it frees the lock at the server, if the server is
+    /// still there).
+    async fn held(&mut self) -> bool {
+        let ping = sqlx::query("SELECT 1").execute(&mut self.conn);
+        matches!(
+            tokio::time::timeout(LOCK_CHECK_TIMEOUT, ping).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl super::lease::InstanceStore for PostgresDatabase {
+    async fn renew_leases(&self, lease: &super::lease::Lease) -> Result<u64, StoreError> {
+        Sql::renew_leases(&self.pool, lease).await
+    }
+
+    async fn release_leases(&self, holder: &str) -> Result<u64, StoreError> {
+        Sql::release_leases(&self.pool, holder).await
+    }
+
+    /// The leader's session advisory lock, on a connection of its own for
+    /// as long as it leads.
+    async fn try_lead(&self) -> Result<Option<ClearingLock>, StoreError> {
+        try_session_lock(&self.pool, LEADER_LOCK_KEY).await
     }
 }
 
@@ -418,12 +459,12 @@ impl super::BillReads for PostgresDatabase {
         Sql::stale_bill_in_progress(&self.pool, before, limit).await
     }
 
-    async fn bill_saf_due(
+    async fn bill_saf_claim(
         &self,
-        now: chrono::DateTime<chrono::Utc>,
+        lease: &super::lease::Lease,
         limit: i64,
     ) -> Result<Vec<super::BillSafItem>, StoreError> {
-        Sql::bill_saf_due(&self.pool, now, limit).await
+        Sql::bill_saf_claim(&self.pool, lease, limit).await
     }
 
     async fn bill_saf_open(&self) -> Result<i64, StoreError> {
@@ -459,12 +500,12 @@ impl super::WalletReads for PostgresDatabase {
         Sql::stale_wallet_in_progress(&self.pool, before, limit).await
     }
 
-    async fn wallet_saf_due(
+    async fn wallet_saf_claim(
         &self,
-        now: chrono::DateTime<chrono::Utc>,
+        lease: &super::lease::Lease,
         limit: i64,
     ) -> Result<Vec<super::WalletSafItem>, super::StoreError> {
-        Sql::wallet_saf_due(&self.pool, now, limit).await
+        Sql::wallet_saf_claim(&self.pool, lease, limit).await
     }
 
     async fn wallet_saf_open(&self) -> Result<i64, super::StoreError> {
@@ -545,12 +586,12 @@ impl super::Reads for PostgresDatabase {
         Sql::expired_authorizations(&self.pool, now, limit).await
     }
 
-    async fn saf_due(
+    async fn saf_claim(
         &self,
-        now: chrono::DateTime<chrono::Utc>,
+        lease: &super::lease::Lease,
         limit: i64,
     ) -> Result<Vec<super::SafItem>, super::StoreError> {
-        Sql::saf_due(&self.pool, now, limit).await
+        Sql::saf_claim(&self.pool, lease, limit).await
     }
 
     async fn saf_retry(
@@ -625,6 +666,15 @@ impl super::ReloadStore for PostgresDatabase {
         limit: i64,
     ) -> Result<Vec<super::Saga>, super::StoreError> {
         Sql::open_sagas(&self.pool, before, limit).await
+    }
+
+    async fn claim_sagas(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        lease: &super::lease::Lease,
+        limit: i64,
+    ) -> Result<Vec<super::Saga>, super::StoreError> {
+        Sql::claim_sagas(&self.pool, before, lease, limit).await
     }
 }
 

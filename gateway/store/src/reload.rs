@@ -293,14 +293,38 @@ where
         before: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<crate::Saga>, crate::StoreError> {
+        Self::sagas_open_since(pool, before, None, limit).await
+    }
+
+    /// The open sagas `holder` holds, after a claim
+    /// ([`ReloadStore::claim_sagas`](crate::ReloadStore::claim_sagas)).
+    pub(crate) async fn held_sagas(
+        pool: &sqlx::Pool<DB>,
+        before: chrono::DateTime<chrono::Utc>,
+        holder: &str,
+        limit: i64,
+    ) -> Result<Vec<crate::Saga>, crate::StoreError> {
+        Self::sagas_open_since(pool, before, Some(holder), limit).await
+    }
+
+    /// Sagas open and unchanged since `before`, oldest first; only those
+    /// `holder` holds when given.
+    async fn sagas_open_since(
+        pool: &sqlx::Pool<DB>,
+        before: chrono::DateTime<chrono::Utc>,
+        holder: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<crate::Saga>, crate::StoreError> {
         use crate::reload::sql as reload_sql;
         let query = format!(
             "SELECT {} FROM wallet_reload_sagas WHERE step NOT IN ('done', 'compensated') \
-                     AND updated_at < $1 ORDER BY updated_at LIMIT $2",
+                     AND updated_at < $1 AND ($2 IS NULL OR lease_owner = $2) \
+                     ORDER BY updated_at LIMIT $3",
             reload_sql::SAGA_COLUMNS
         );
         sqlx::query(&query)
             .bind(before)
+            .bind(holder)
             .bind(limit)
             .fetch_all(pool)
             .await

@@ -183,6 +183,22 @@ fn read_day_lines(
 }
 
 #[async_trait::async_trait]
+impl super::lease::InstanceStore for SqliteDatabase {
+    async fn renew_leases(&self, lease: &super::lease::Lease) -> Result<u64, StoreError> {
+        Sql::renew_leases(&self.reads, lease).await
+    }
+
+    async fn release_leases(&self, holder: &str) -> Result<u64, StoreError> {
+        Sql::release_leases(&self.reads, holder).await
+    }
+
+    /// One process owns a SQLite file: it always leads.
+    async fn try_lead(&self) -> Result<Option<ClearingLock>, StoreError> {
+        Ok(Some(Box::new(super::clearing::NoLock)))
+    }
+}
+
+#[async_trait::async_trait]
 impl super::ReconStore for SqliteDatabase {
     /// On its own connection, beside the writer thread: an acknowledgement is
     /// a rare, possibly large write that should not sit in a group commit.
@@ -448,12 +464,12 @@ impl super::BillReads for SqliteDatabase {
         Sql::stale_bill_in_progress(&self.reads, before, limit).await
     }
 
-    async fn bill_saf_due(
+    async fn bill_saf_claim(
         &self,
-        now: chrono::DateTime<chrono::Utc>,
+        lease: &super::lease::Lease,
         limit: i64,
     ) -> Result<Vec<super::BillSafItem>, StoreError> {
-        Sql::bill_saf_due(&self.reads, now, limit).await
+        Sql::bill_saf_claim(&self.reads, lease, limit).await
     }
 
     async fn bill_saf_open(&self) -> Result<i64, StoreError> {
@@ -489,12 +505,12 @@ impl super::WalletReads for SqliteDatabase {
         Sql::stale_wallet_in_progress(&self.reads, before, limit).await
     }
 
-    async fn wallet_saf_due(
+    async fn wallet_saf_claim(
         &self,
-        now: chrono::DateTime<chrono::Utc>,
+        lease: &super::lease::Lease,
         limit: i64,
     ) -> Result<Vec<super::WalletSafItem>, super::StoreError> {
-        Sql::wallet_saf_due(&self.reads, now, limit).await
+        Sql::wallet_saf_claim(&self.reads, lease, limit).await
     }
 
     async fn wallet_saf_open(&self) -> Result<i64, super::StoreError> {
@@ -575,12 +591,12 @@ impl super::Reads for SqliteDatabase {
         Sql::expired_authorizations(&self.reads, now, limit).await
     }
 
-    async fn saf_due(
+    async fn saf_claim(
         &self,
-        now: chrono::DateTime<chrono::Utc>,
+        lease: &super::lease::Lease,
         limit: i64,
     ) -> Result<Vec<super::SafItem>, super::StoreError> {
-        Sql::saf_due(&self.reads, now, limit).await
+        Sql::saf_claim(&self.reads, lease, limit).await
     }
 
     async fn saf_retry(
@@ -655,6 +671,15 @@ impl super::ReloadStore for SqliteDatabase {
         limit: i64,
     ) -> Result<Vec<super::Saga>, super::StoreError> {
         Sql::open_sagas(&self.reads, before, limit).await
+    }
+
+    async fn claim_sagas(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        lease: &super::lease::Lease,
+        limit: i64,
+    ) -> Result<Vec<super::Saga>, super::StoreError> {
+        Sql::claim_sagas(&self.reads, before, lease, limit).await
     }
 }
 

@@ -58,11 +58,15 @@ pub(super) mod sql {
         .concat()
     });
     pub static SELECT_SAF_DUE: LazyLock<String> = LazyLock::new(|| {
-        ["SELECT q.id, q.link_id, q.attempts, ",
-        WALLET_COLUMNS,
-        " FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
+        [
+            "SELECT q.id, q.link_id, q.attempts, ",
+            WALLET_COLUMNS,
+            " FROM saf_queue q JOIN transactions t ON t.id = q.transaction_id \
          JOIN wallet_payments w ON w.transaction_id = t.id \
-         WHERE q.acked_at IS NULL AND q.next_attempt_at <= $1 ORDER BY q.next_attempt_at, q.id LIMIT $2"].concat()
+         WHERE q.acked_at IS NULL AND q.lease_owner = $1 AND q.next_attempt_at <= $2 \
+         ORDER BY q.next_attempt_at, q.id LIMIT $3",
+        ]
+        .concat()
     });
     pub const COUNT_SAF_OPEN: &str = "SELECT count(*) FROM saf_queue q \
          JOIN wallet_payments w ON w.transaction_id = q.transaction_id WHERE q.acked_at IS NULL";
@@ -230,14 +234,16 @@ where
             .collect()
     }
 
-    /// [`WalletReads::wallet_saf_due`](crate::WalletReads::wallet_saf_due).
-    pub(crate) async fn wallet_saf_due(
+    /// [`WalletReads::wallet_saf_claim`](crate::WalletReads::wallet_saf_claim).
+    pub(crate) async fn wallet_saf_claim(
         pool: &sqlx::Pool<DB>,
-        now: chrono::DateTime<chrono::Utc>,
+        lease: &crate::lease::Lease,
         limit: i64,
     ) -> Result<Vec<crate::WalletSafItem>, crate::StoreError> {
+        Self::claim_saf(pool, crate::lease::SafQueue::Wallet, lease, limit).await?;
         let rows = sqlx::query(&crate::wallet::sql::SELECT_SAF_DUE)
-            .bind(now)
+            .bind(lease.holder.as_str())
+            .bind(lease.now)
             .bind(limit)
             .fetch_all(pool)
             .await

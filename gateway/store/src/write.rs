@@ -207,14 +207,16 @@ where
         .await
     }
 
-    /// [`Reads::saf_due`](crate::Reads::saf_due).
-    pub(crate) async fn saf_due(
+    /// [`Reads::saf_claim`](crate::Reads::saf_claim).
+    pub(crate) async fn saf_claim(
         pool: &sqlx::Pool<DB>,
-        now: chrono::DateTime<chrono::Utc>,
+        lease: &crate::lease::Lease,
         limit: i64,
     ) -> Result<Vec<crate::SafItem>, crate::StoreError> {
+        Self::claim_saf(pool, crate::lease::SafQueue::Card, lease, limit).await?;
         let rows = sqlx::query(&crate::card::sql::SELECT_SAF_DUE)
-            .bind(now)
+            .bind(lease.holder.as_str())
+            .bind(lease.now)
             .bind(limit)
             .fetch_all(pool)
             .await

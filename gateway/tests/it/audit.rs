@@ -108,7 +108,7 @@ fn actx(at: DateTime<Utc>) -> Option<pb::AuditContext> {
     })
 }
 
-fn auditor(gw: &TestGateway) -> AuditServiceClient<Channel> {
+pub fn auditor(gw: &TestGateway) -> AuditServiceClient<Channel> {
     AuditServiceClient::new(gw.channel_as(&Identity::Auditor {
         auditor_id: "a1".to_owned(),
     }))
@@ -119,7 +119,7 @@ async fn seal(gw: &TestGateway) -> i64 {
     seal_once(audit, utc(NOW)).await.unwrap().unwrap().sequence
 }
 
-async fn verify(
+pub async fn verify(
     client: &mut AuditServiceClient<Channel>,
     from: i64,
     to: i64,

@@ -224,14 +224,7 @@ impl CardWorld {
     }
 
     pub async fn wait_links_up(&self) {
-        let payments = self.gw.server.gateway.payments.as_ref().unwrap();
-        for link in payments.links.values() {
-            assert!(
-                link.wait_up(Duration::from_secs(10)).await,
-                "bank link {} came up",
-                link.name()
-            );
-        }
+        wait_links_up(&self.gw.server).await;
     }
 
     /// Runs store-and-forward passes until the queue is empty (moving the
@@ -255,6 +248,18 @@ pub async fn drain_queue(gw: &TestGateway, limit: Duration) {
         );
         gw.clock.set(gw.clock.now() + chrono::Duration::seconds(2));
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every bank link of `server` has signed on (at most 10 s each).
+pub async fn wait_links_up(server: &posgate::server::RunningServer) {
+    let payments = server.gateway.payments.as_ref().unwrap();
+    for link in payments.links.values() {
+        assert!(
+            link.wait_up(Duration::from_secs(10)).await,
+            "bank link {} came up",
+            link.name()
+        );
     }
 }
 

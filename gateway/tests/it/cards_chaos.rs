@@ -20,7 +20,7 @@ use crate::cards::{
 use crate::support::{OPEN_LIMITS, TestDb, backends, config_text};
 
 /// Kills the child on drop, so a failing test leaves no process behind.
-struct Child(std::process::Child);
+pub(crate) struct Child(pub(crate) std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -29,7 +29,7 @@ impl Drop for Child {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,7 +37,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(config: &std::path::Path) -> Child {
+pub(crate) fn serve(config: &std::path::Path) -> Child {
     Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_posgate"))
             .args(["serve", "--config"])

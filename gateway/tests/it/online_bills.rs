@@ -151,15 +151,15 @@ retry_max_ms = 500
 }
 
 /// A gateway with a biller simulator behind it.
-struct BillerWorld {
-    gw: TestGateway,
-    sim: BillerSim,
+pub struct BillerWorld {
+    pub gw: TestGateway,
+    pub sim: BillerSim,
     /// The gateway's biller configuration sections, for a restart.
     extra: String,
 }
 
 impl BillerWorld {
-    async fn start(backend: Backend) -> Self {
+    pub async fn start(backend: Backend) -> Self {
         init_tracing();
         let db = TestDb::new(backend).await;
         write_test_keystore(
@@ -182,7 +182,7 @@ impl BillerWorld {
         self.gw.client.clone()
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.gw.stop().await;
         self.sim.shutdown().await;
     }

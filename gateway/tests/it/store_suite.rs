@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use posgate_core::model::idempotency::FingerprintBuilder;
 use posgate_core::model::transaction::{
     BillDetail, Event, SettlementLine, TransactionKind, TransactionRecord, TransactionStatus,
 };
 use posgate_core::model::{IdempotencyKey, StoredAnswer};
 use posgate_core::ports::db::{
-    Change, Database, StatusChange, StoreError, WriteOutcome, WriteRequest,
+    BillSafItem, BillWrite, Change, Database, Lease, NewSafItem, SafKind, StatusChange, StoreError,
+    WriteOutcome, WriteRequest,
 };
 
 use crate::support::{Backend, TestDb, backends, date, utc};
@@ -445,4 +447,160 @@ async fn a_locked_sqlite_database_is_unavailable_not_corrupt() {
             .unwrap(),
         WriteOutcome::Written
     );
+}
+
+/// A bill payment with a queued notice (an online biller's unknown outcome), written as the bill service does.
+fn notice_queued(id: &str) -> BillWrite {
+    let at = utc("2026-11-23T03:00:00Z");
+    let mut paid = record(id);
+    paid.status = TransactionStatus::InProgress;
+    BillWrite {
+        transaction_id: id.to_owned(),
+        at,
+        key: None,
+        change: Change::Create(Box::new(paid)),
+        lines: Vec::new(),
+        business_date: date("2026-11-23"),
+        event: Event {
+            event_type: "outcome_unknown".into(),
+            from_status: None,
+            to_status: TransactionStatus::InProgress,
+            actor: "worker/store-and-forward".into(),
+            detail: "test".into(),
+        },
+        enqueue: vec![NewSafItem {
+            link_id: "TPC".to_owned(),
+            kind: SafKind::Advice,
+            amount_minor: 123_400,
+            currency: "TWD".to_owned(),
+            next_attempt_at: at,
+        }],
+        acked: Vec::new(),
+    }
+}
+
+/// Two instances claiming one queue: an entry is held by one holder until
+/// its lease runs out, is renewed, freed by a retry, or released by a
+/// draining holder; the card and wallet queues never see bill entries.
+#[tokio::test]
+async fn queue_entries_are_leased_to_one_instance_at_a_time() {
+    each_backend(|backend, store| async move {
+        for id in ["lease-1", "lease-2", "lease-3"] {
+            let outcome = store.write_bill(notice_queued(id)).await.unwrap();
+            assert_eq!(outcome, WriteOutcome::Written, "{backend:?}");
+        }
+        let now = utc("2026-11-23T03:00:01Z");
+        let lease = |holder: &str, at: DateTime<Utc>| Lease {
+            holder: holder.to_owned(),
+            now: at,
+            until: at + chrono::Duration::seconds(15),
+        };
+        let ids = |items: Vec<BillSafItem>| {
+            let mut ids: Vec<i64> = items.into_iter().map(|item| item.id).collect();
+            ids.sort_unstable();
+            ids
+        };
+
+        let first = ids(store.bill_saf_claim(&lease("a#1", now), 2).await.unwrap());
+        assert_eq!(first.len(), 2, "{backend:?}: a claims up to its limit");
+        let second = ids(store.bill_saf_claim(&lease("b#1", now), 10).await.unwrap());
+        assert_eq!(second.len(), 1, "{backend:?}: b takes only the free entry");
+        assert!(!first.contains(&second[0]), "{backend:?}");
+        assert!(
+            store
+                .saf_claim(&lease("c#1", now), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .wallet_saf_claim(&lease("c#1", now), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            ids(store.bill_saf_claim(&lease("a#1", now), 10).await.unwrap()),
+            first,
+            "{backend:?}: a holder sees what it holds"
+        );
+
+        // Renewed leases hold past the first expiry; unrenewed ones are taken over.
+        let later = now + chrono::Duration::seconds(10);
+        assert_eq!(store.renew_leases(&lease("a#1", later)).await.unwrap(), 2);
+        let after_first_expiry = now + chrono::Duration::seconds(16);
+        let taken = ids(store
+            .bill_saf_claim(&lease("c#1", after_first_expiry), 10)
+            .await
+            .unwrap());
+        assert_eq!(
+            taken, second,
+            "{backend:?}: b's lapsed entry goes to c, a's renewed ones stay"
+        );
+
+        // A retry frees the entry at once; a draining holder frees the rest.
+        store
+            .saf_retry(first[0], now, "biller unreachable")
+            .await
+            .unwrap();
+        let freed = ids(store
+            .bill_saf_claim(&lease("c#1", after_first_expiry), 10)
+            .await
+            .unwrap());
+        assert_eq!(freed, vec![first[0], second[0]], "{backend:?}");
+        assert_eq!(store.release_leases("a#1").await.unwrap(), 1, "{backend:?}");
+        let all = ids(store
+            .bill_saf_claim(&lease("c#1", after_first_expiry), 10)
+            .await
+            .unwrap());
+        assert_eq!(all.len(), 3, "{backend:?}");
+    })
+    .await;
+}
+
+/// One leader among the instances of one database: PostgreSQL's lock is
+/// held by one store handle at a time, passes on when released, and when
+/// its connection is lost; SQLite (one process per file) always leads.
+#[tokio::test]
+async fn one_store_handle_leads_at_a_time() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let (first, second) = (db.store().await, db.store().await);
+        let mut lock = first
+            .try_lead()
+            .await
+            .unwrap()
+            .expect("the first handle leads");
+        assert!(lock.held().await);
+        let other = second.try_lead().await.unwrap();
+        if backend == Backend::Sqlite {
+            assert!(other.is_some(), "SQLite always leads");
+            continue;
+        }
+        assert!(
+            other.is_none(),
+            "a second leader while the first holds the lock"
+        );
+        lock.release().await;
+        let lock = second
+            .try_lead()
+            .await
+            .unwrap()
+            .expect("the lock passed on");
+        // A leader that vanishes without releasing (its connection closed)
+        // leaves the lock to the next candidate.
+        drop(lock);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if first.try_lead().await.unwrap().is_some() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lock stayed with a closed connection"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Test support: backends (a temporary SQLite file, or a private PostgreSQL
 //! schema per test), a gateway started in-process on a real mutual-TLS
-//! socket with a hand-set clock, client channels per caller identity (each
-//! with its own certificate from the test's dev PKI), and slip builders.
+//! socket with a hand-set clock, more instances of it on the same database,
+//! client channels per caller identity (each with its own certificate from
+//! the test's dev PKI), and slip builders.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -100,6 +101,10 @@ shutdown_grace_seconds = 5
 url = "{db_url}"
 max_connections = 8
 
+[instance]
+# Tests stop servers often: no pause between NOT_SERVING and closing.
+drain_ms = 0
+
 [limits]
 {limits}
 
@@ -183,6 +188,63 @@ pub struct TestGateway {
     pub channel: Channel,
     channels: Mutex<HashMap<Identity, Channel>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The configuration it runs, for more instances of it.
+    config_text: String,
+}
+
+/// A gateway server started in this process with its own listener: the
+/// extra instances of a test that runs several on one database.
+#[derive(Debug)]
+pub struct TestInstance {
+    pub server: RunningServer,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestInstance {
+    /// Starts a server on `config` reading `clock`.
+    pub async fn start(config: &Config, clock: Arc<ManualClock>) -> Self {
+        let (server, shutdown) = start_server(config, clock).await;
+        Self {
+            server,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    /// A channel to this instance presenting a new certificate for
+    /// `identity` from `pki`. It connects on first request.
+    pub fn channel_as(&self, pki: &DevPki, identity: &Identity) -> Channel {
+        endpoint(self.server.addr, pki, &issue(pki, identity)).connect_lazy()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        stop_server(&mut self.server, self.shutdown.take()).await;
+    }
+}
+
+/// Starts `posgate::server::start` with a shutdown signal the caller keeps.
+async fn start_server(
+    config: &Config,
+    clock: Arc<ManualClock>,
+) -> (RunningServer, tokio::sync::oneshot::Sender<()>) {
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    let server = server::start(config, clock, async {
+        let _ = stop.await;
+    })
+    .await
+    .expect("server starts");
+    (server, shutdown)
+}
+
+/// Signals `server` to stop (unless already signalled) and waits for it.
+async fn stop_server(
+    server: &mut RunningServer,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    if let Some(shutdown) = shutdown {
+        let _ = shutdown.send(());
+    }
+    let _ = (&mut server.task).await;
 }
 
 impl TestGateway {
@@ -206,12 +268,7 @@ impl TestGateway {
         let text = config_text(&db.url, &pki, limits) + &extra(db.dir.path());
         let config = Config::parse(&text).expect("test config parses");
         let clock = Arc::new(ManualClock::new(now));
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let server = server::start(&config, clock.clone(), async {
-            let _ = stop.await;
-        })
-        .await
-        .expect("server starts");
+        let (server, shutdown) = start_server(&config, clock.clone()).await;
         let common = terminal("S001", "T01");
         let channel = endpoint(server.addr, &pki, &issue(&pki, &common))
             .connect()
@@ -227,7 +284,15 @@ impl TestGateway {
             channels: Mutex::new(HashMap::from([(common, channel.clone())])),
             channel,
             shutdown: Some(shutdown),
+            config_text: text,
         }
+    }
+
+    /// Another instance of this gateway: the same configuration (database,
+    /// PKI, partners), its own listener, the same clock.
+    pub async fn another_instance(&self) -> TestInstance {
+        let config = Config::parse(&self.config_text).expect("test config parses");
+        TestInstance::start(&config, self.clock.clone()).await
     }
 
     /// A channel to the gateway presenting a certificate for `identity`
@@ -259,19 +324,13 @@ impl TestGateway {
     /// Stops the server gracefully and hands back its database (and the
     /// directory with its files), for a restart on the same data.
     pub async fn stop_keeping_db(mut self) -> TestDb {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        let _ = (&mut self.server.task).await;
+        stop_server(&mut self.server, self.shutdown.take()).await;
         self.db
     }
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        let _ = (&mut self.server.task).await;
+        stop_server(&mut self.server, self.shutdown.take()).await;
     }
 }
 

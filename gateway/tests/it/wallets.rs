@@ -185,16 +185,16 @@ retry_max_ms = 500
 }
 
 /// A gateway with a wallet simulator behind it.
-struct WalletWorld {
-    gw: TestGateway,
-    sim: WalletSim,
-    client: WalletServiceClient<Channel>,
+pub struct WalletWorld {
+    pub gw: TestGateway,
+    pub sim: WalletSim,
+    pub client: WalletServiceClient<Channel>,
     /// The gateway's wallet configuration sections, for a restart.
     extra: String,
 }
 
 impl WalletWorld {
-    async fn start(backend: Backend) -> Self {
+    pub async fn start(backend: Backend) -> Self {
         Self::start_trusting(backend, public_of(PARTNER_API_SIGN_SEED)).await
     }
 
@@ -246,7 +246,7 @@ impl WalletWorld {
             .unwrap()
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.gw.stop().await;
         self.sim.shutdown().await;
     }

@@ -73,15 +73,17 @@ async fn seal_head(audit: &Audit, now: DateTime<Utc>) -> Result<Option<Checkpoin
 }
 
 /// The background sealer: seals when `checkpoint_every_entries` new entries
-/// arrived or `checkpoint_interval` passed with any, until told to stop (the
-/// workers' shared run loop, one look every [`SEALER_POLL`]).
+/// arrived or `checkpoint_interval` passed with any, while this instance
+/// leads, until told to stop (the workers' shared run loop, one look every
+/// [`SEALER_POLL`]).
 pub async fn run(
     audit: Audit,
     clock: std::sync::Arc<dyn crate::model::clock::Clock>,
+    leadership: crate::instance::leader::Leadership,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let sealed_at = std::sync::Mutex::new(Instant::now());
-    crate::worker::run_every("audit sealing", SEALER_POLL, stop, || {
+    crate::worker::run_leading("audit sealing", SEALER_POLL, leadership, stop, || {
         seal_if_due(&audit, clock.now(), &sealed_at)
     })
     .await;

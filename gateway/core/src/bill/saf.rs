@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::online::{NoticeEnd, notify};
 use super::service::BillService;
+use crate::instance::Instance;
 use crate::ports::db::{BillSafItem, StoreError};
 use crate::worker::{RECOVERY_GRACE, SAF_ACTOR, SAF_BATCH};
 use crate::worker::{retry_at, run_passes};
@@ -22,16 +23,20 @@ use crate::worker::{retry_at, run_passes};
 /// When an item names a biller no longer configured online, look again after this long.
 const UNKNOWN_BILLER_RETRY_S: i64 = 60;
 
-/// Runs until `shutdown` turns true.
-pub async fn run(bills: Arc<BillService>, shutdown: watch::Receiver<bool>) {
-    run_passes("bill store-and-forward", shutdown, || poll(&bills)).await;
+/// Runs until `shutdown` turns true, as `instance`.
+pub async fn run(bills: Arc<BillService>, instance: Instance, shutdown: watch::Receiver<bool>) {
+    run_passes("bill store-and-forward", shutdown, || {
+        poll(&bills, &instance)
+    })
+    .await;
 }
 
-/// One pass: queue cut-off notices, then resolve what is due.
-pub async fn poll(bills: &BillService) -> Result<(), StoreError> {
+/// One pass: queue cut-off notices, then resolve what is due and not held
+/// by another instance.
+pub async fn poll(bills: &BillService, instance: &Instance) -> Result<(), StoreError> {
     recover(bills).await?;
-    let now = bills.now();
-    let due = bills.db().bill_saf_due(now, SAF_BATCH).await?;
+    let lease = instance.lease_at(bills.now());
+    let due = bills.db().bill_saf_claim(&lease, SAF_BATCH).await?;
     let deliveries = due.into_iter().map(|item| resolve(bills, item));
     for result in futures::future::join_all(deliveries).await {
         result?;

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::iso::financial_kind;
 use super::service::CardService;
+use crate::instance::Instance;
 use crate::model::IdempotencyKey;
 use crate::model::card::CardRecord;
 use crate::model::card::{CardTransaction, RefundResult};
@@ -32,18 +33,18 @@ const TRANSIENT_CODES: [&str; 2] = ["91", "96"];
 /// Field 39 of an approval.
 const APPROVED: &str = "00";
 
-/// Runs until `shutdown` turns true.
-pub async fn run(cards: Arc<CardService>, shutdown: watch::Receiver<bool>) {
-    run_passes("store-and-forward", shutdown, || poll(&cards)).await;
+/// Runs until `shutdown` turns true, as `instance`.
+pub async fn run(cards: Arc<CardService>, instance: Instance, shutdown: watch::Receiver<bool>) {
+    run_passes("store-and-forward", shutdown, || poll(&cards, &instance)).await;
 }
 
 /// One pass: recover cut-off requests, release expired holds, then deliver
-/// what is due.
-pub async fn poll(cards: &CardService) -> Result<(), StoreError> {
+/// what is due and not held by another instance.
+pub async fn poll(cards: &CardService, instance: &Instance) -> Result<(), StoreError> {
     recover(cards).await?;
     expire(cards).await?;
-    let now = cards.now();
-    let due = cards.db().saf_due(now, SAF_BATCH).await?;
+    let lease = instance.lease_at(cards.now());
+    let due = cards.db().saf_claim(&lease, SAF_BATCH).await?;
     let deliveries = due.into_iter().map(|item| deliver(cards, item));
     for result in futures::future::join_all(deliveries).await {
         result?;

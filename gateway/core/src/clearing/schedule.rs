@@ -72,15 +72,16 @@ async fn close_ended_days(
     Ok(ran)
 }
 
-/// Runs [`tick`] every minute until `stop` turns true (the workers' shared
-/// run loop).
+/// Runs [`tick`] every minute while this instance leads, until `stop`
+/// turns true (the workers' shared run loop).
 pub async fn run(
     context: Arc<ClearingContext>,
     out_dir: PathBuf,
     clock: Arc<dyn Clock>,
+    leadership: crate::instance::leader::Leadership,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    crate::worker::run_every("scheduled clearing", TICK, stop, || async {
+    crate::worker::run_leading("scheduled clearing", TICK, leadership, stop, || async {
         tick(&context, &out_dir, clock.now()).await.map(drop)
     })
     .await;

@@ -61,12 +61,13 @@ pub async fn exceptions(
 }
 
 /// The scheduled close of `posgate serve`: closes every ended business day
-/// once, every minute, until `stop` turns true.
+/// once, every minute while this instance leads, until `stop` turns true.
 pub async fn run_scheduled(
     context: Arc<ClearingContext>,
     out_dir: PathBuf,
     clock: Arc<dyn Clock>,
+    leadership: crate::instance::leader::Leadership,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    super::schedule::run(context, out_dir, clock, stop).await;
+    super::schedule::run(context, out_dir, clock, leadership, stop).await;
 }

@@ -9,6 +9,7 @@ use super::outcome::reversal_of;
 use super::service::{WalletService, key_of_record};
 use super::steps::{advance, crash_point};
 use crate::cards::{Payments, card_lines};
+use crate::instance::Instance;
 use crate::model::transaction::Event;
 use crate::model::transaction::TransactionStatus;
 use crate::model::wallet::WalletAnswer;
@@ -298,11 +299,12 @@ pub fn longest_step(payments: Option<&Payments>, wallets: &Wallets) -> Duration 
 
 /// One recovery pass: every saga left open longer than its longest step
 /// (its caller is gone: a crash, or a lost task) is finished or compensated.
-pub async fn recover(service: &WalletService) -> Result<(), StoreError> {
+pub async fn recover(service: &WalletService, instance: &Instance) -> Result<(), StoreError> {
     let now = service.clock.now();
     let grace = longest_step(service.payments.as_deref(), &service.wallets) + RECOVERY_GRACE;
     let before = now - chrono::Duration::from_std(grace).unwrap_or_default();
-    for mut saga in service.db.open_sagas(before, SAGA_BATCH).await? {
+    let lease = instance.lease_at(now);
+    for mut saga in service.db.claim_sagas(before, &lease, SAGA_BATCH).await? {
         resolve(service, &mut saga).await?;
     }
     Ok(())

@@ -16,6 +16,7 @@ use super::compensation;
 use super::operators::{Operator, wallet_lines};
 use super::outcome::reversal_of;
 use super::service::{WalletService, key_of_record};
+use crate::instance::Instance;
 use crate::model::transaction::TransactionStatus;
 use crate::model::wallet::{WalletRecord, WalletType};
 use crate::ports::db::{
@@ -24,18 +25,21 @@ use crate::ports::db::{
 use crate::worker::{RECOVERY_GRACE, SAF_BATCH, saf_event};
 use crate::worker::{retry_at, run_passes};
 
-/// Runs until `shutdown` turns true.
-pub async fn run(service: Arc<WalletService>, shutdown: watch::Receiver<bool>) {
-    run_passes("wallet store-and-forward", shutdown, || poll(&service)).await;
+/// Runs until `shutdown` turns true, as `instance`.
+pub async fn run(service: Arc<WalletService>, instance: Instance, shutdown: watch::Receiver<bool>) {
+    run_passes("wallet store-and-forward", shutdown, || {
+        poll(&service, &instance)
+    })
+    .await;
 }
 
 /// One pass: finish or compensate sagas a crash left open, recover cut-off
-/// requests, then deliver what is due.
-pub async fn poll(service: &WalletService) -> Result<(), StoreError> {
-    compensation::recover(service).await?;
+/// requests, then deliver what is due and not held by another instance.
+pub async fn poll(service: &WalletService, instance: &Instance) -> Result<(), StoreError> {
+    compensation::recover(service, instance).await?;
     recover(service).await?;
-    let now = service.clock.now();
-    let due = service.db.wallet_saf_due(now, SAF_BATCH).await?;
+    let lease = instance.lease_at(service.clock.now());
+    let due = service.db.wallet_saf_claim(&lease, SAF_BATCH).await?;
     let deliveries = due.into_iter().map(|item| deliver(service, item));
     for result in futures::future::join_all(deliveries).await {
         result?;

@@ -1,6 +1,14 @@
 //! The simulated bank's books: card accounts (credit lines), holds from
 //! authorizations, postings from sales, captures and refunds, loyalty
-//! points, reversals, and the RRN idempotency record.
+//! points, reversals, the RRN idempotency record and the duplicate check on
+//! trace numbers.
+//!
+//! Like an acquirer host, the bank refuses with 94 (duplicate transmission)
+//! a request whose STAN its acquirer already used on the same day for
+//! another transaction (another RRN): a STAN names one transaction of one
+//! acquirer for a day. The day is field 7's `MMDD` (UTC), the acquirer is
+//! field 32. Repeats of the same transaction (same RRN: an 0401 after its
+//! 0400, a retransmitted 0100) are answered as before, from the record.
 //!
 //! Pure and synchronous: the server parses a message into a request type of
 //! this module, calls [`Ledger`] under a mutex, and turns the [`Answer`] back
@@ -42,7 +50,8 @@ pub const RC_WRONG_PIN: &str = "55";
 pub const RC_SECURITY_CODE_MISMATCH: &str = "N7";
 /// Issuer unavailable (used by fault configs).
 pub const RC_ISSUER_UNAVAILABLE: &str = "91";
-/// Duplicate transmission: same RRN with different content, or a second capture.
+/// Duplicate transmission: same RRN with different content, a second
+/// capture, or a STAN the acquirer already used that day for another RRN.
 pub const RC_DUPLICATE: &str = "94";
 /// System malfunction: unparsable (but MAC-valid) request, or the ledger is full.
 pub const RC_SYSTEM_MALFUNCTION: &str = "96";
@@ -100,6 +109,10 @@ pub struct OriginalKey {
 /// Field 90's naming of a transaction: MTI, STAN, date-time, acquirer.
 type DataKey = (String, String, String, String);
 
+/// What a STAN must be unique within, with the STAN: the acquirer (field 32,
+/// 11 digits), the day of transmission (field 7's `MMDD`) and the STAN.
+type TraceKey = (String, String, String);
+
 impl OriginalKey {
     fn by_data(&self) -> DataKey {
         (
@@ -112,6 +125,12 @@ impl OriginalKey {
 
     fn by_rrn(&self) -> (String, String) {
         (self.mti.clone(), self.rrn.clone())
+    }
+
+    /// The request's trace: its acquirer, day of transmission and STAN.
+    fn trace(&self) -> TraceKey {
+        let day = self.transmitted_at.get(..4).unwrap_or(&self.transmitted_at);
+        (self.acquirer_id.clone(), day.to_owned(), self.stan.clone())
     }
 }
 
@@ -140,6 +159,8 @@ pub struct CaptureRequest {
 /// 0400/0401: reversal of an earlier transaction.
 #[derive(Debug, Clone)]
 pub struct ReversalRequest {
+    /// This reversal itself (MTI 0400, its own STAN, the original's RRN).
+    pub key: OriginalKey,
     /// The transaction to reverse (from field 90, and the reversal's RRN).
     pub original: OriginalKey,
     pub fingerprint: Vec<u8>,
@@ -180,6 +201,8 @@ pub enum Effect {
     Replayed,
     /// Same RRN, different content: 94, nothing applied.
     Conflict,
+    /// A STAN its acquirer already used that day for another RRN: 94, nothing applied.
+    DuplicateStan,
     /// A reversal that undid its original.
     Reversed,
     /// A reversal whose original was already reversed.
@@ -259,14 +282,19 @@ pub struct Ledger {
     zpk: Zeroizing<[u8; 16]>,
     points_per_unit: i64,
     txns: Vec<Txn>,
-    /// Every transaction by each of its names; a name may fit several (two
-    /// acquirers reusing a STAN), which is why a match needs both.
+    /// Every transaction by each of its names; a match needs both. Field 90
+    /// data fit one transaction at most since a STAN reused by its acquirer
+    /// on the same day is refused; the lookups still refuse to guess.
     by_data: HashMap<DataKey, Vec<usize>>,
     by_rrn: HashMap<(String, String), Vec<usize>>,
     /// Reversals that arrived before their original, by the original's full name.
     early: HashSet<OriginalKey>,
     /// Idempotency record: (request class, RRN) -> (content fingerprint, answer).
     answered: HashMap<(String, String), (Vec<u8>, Answer)>,
+    /// The RRN each answered request's trace (acquirer, day, STAN) was
+    /// first used for. One entry per entry of `answered` at most, so it is
+    /// bounded by [`MAX_TRANSACTIONS`] too.
+    traced: HashMap<TraceKey, String>,
     approvals_issued: u64,
     /// Settlement: what each RRN's postings amounted to when last settled.
     settled_by_rrn: HashMap<String, i64>,
@@ -302,6 +330,7 @@ impl Ledger {
             by_rrn: HashMap::new(),
             early: HashSet::new(),
             answered: HashMap::new(),
+            traced: HashMap::new(),
             approvals_issued: 0,
             settled_by_rrn: HashMap::new(),
             cycles: BTreeMap::new(),
@@ -342,7 +371,7 @@ impl Ledger {
     /// Applies an authorization, sale or refund.
     pub fn financial(&mut self, request: &FinancialRequest, today: NaiveDate) -> (Answer, Effect) {
         let class = request.key.mti.clone();
-        self.idempotent(&class, &request.key.rrn, &request.fingerprint, |ledger| {
+        self.idempotent(&class, &request.key, &request.fingerprint, |ledger| {
             let answer = ledger.apply_financial(request, today);
             (answer, Effect::Applied)
         })
@@ -351,32 +380,35 @@ impl Ledger {
     /// Applies a capture advice.
     pub fn capture(&mut self, request: &CaptureRequest) -> (Answer, Effect) {
         let class = request.key.mti.clone();
-        self.idempotent(&class, &request.key.rrn, &request.fingerprint, |ledger| {
+        self.idempotent(&class, &request.key, &request.fingerprint, |ledger| {
             (ledger.apply_capture(request), Effect::Applied)
         })
     }
 
-    /// Applies a reversal (0400 or its repeat 0401).
+    /// Applies a reversal (0400 or its repeat 0401). It is recorded under
+    /// the original's RRN, which its field 37 carries.
     pub fn reversal(&mut self, request: &ReversalRequest) -> (Answer, Effect) {
         let class = format!("0400/{}", request.original.mti);
-        self.idempotent(
-            &class,
-            &request.original.rrn,
-            &request.fingerprint,
-            |ledger| ledger.apply_reversal(&request.original),
-        )
+        let own = OriginalKey {
+            rrn: request.original.rrn.clone(),
+            ..request.key.clone()
+        };
+        self.idempotent(&class, &own, &request.fingerprint, |ledger| {
+            ledger.apply_reversal(&request.original)
+        })
     }
 
-    /// Replays the recorded answer for a repeated (class, RRN), refuses a
-    /// changed repeat with 94, else applies and records.
+    /// Replays the recorded answer for a repeated (class, RRN of `own`),
+    /// refuses a changed repeat or a STAN already used for another RRN with
+    /// 94, else applies and records.
     fn idempotent(
         &mut self,
         class: &str,
-        rrn: &str,
+        own: &OriginalKey,
         fingerprint: &[u8],
         apply: impl FnOnce(&mut Self) -> (Answer, Effect),
     ) -> (Answer, Effect) {
-        let id = (class.to_owned(), rrn.to_owned());
+        let id = (class.to_owned(), own.rrn.clone());
         if let Some((recorded, answer)) = self.answered.get(&id) {
             return if recorded.as_slice() == fingerprint {
                 (answer.clone(), Effect::Replayed)
@@ -384,12 +416,17 @@ impl Ledger {
                 (Answer::code(RC_DUPLICATE), Effect::Conflict)
             };
         }
+        let trace = own.trace();
+        if self.traced.get(&trace).is_some_and(|rrn| *rrn != own.rrn) {
+            return (Answer::code(RC_DUPLICATE), Effect::DuplicateStan);
+        }
         if self.answered.len() >= MAX_TRANSACTIONS || self.txns.len() >= MAX_TRANSACTIONS {
             return (Answer::code(RC_SYSTEM_MALFUNCTION), Effect::Full);
         }
         let (answer, effect) = apply(self);
         self.answered
             .insert(id, (fingerprint.to_vec(), answer.clone()));
+        self.traced.entry(trace).or_insert_with(|| own.rrn.clone());
         (answer, effect)
     }
 

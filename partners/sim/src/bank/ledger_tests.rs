@@ -64,6 +64,15 @@ fn request(kind: FinancialKind, pan: &str, amount_minor: i64, stan: &str) -> Fin
     }
 }
 
+/// A reversal of `original` sent with STAN `stan` (field 37: the original's RRN).
+fn reversal_of(original: &OriginalKey, stan: &str, fingerprint: &[u8]) -> ReversalRequest {
+    ReversalRequest {
+        key: key("0400", stan, &original.rrn),
+        original: original.clone(),
+        fingerprint: fingerprint.to_vec(),
+    }
+}
+
 fn account(ledger: &Ledger, pan: &str) -> AccountSnapshot {
     ledger.snapshot().account(pan).expect("configured").clone()
 }
@@ -106,10 +115,7 @@ fn sale_reversal_restores_exactly_once() {
             points_balance: 123
         })
     );
-    let reversal = ReversalRequest {
-        original: sale.key.clone(),
-        fingerprint: b"r".to_vec(),
-    };
+    let reversal = reversal_of(&sale.key, "000103", b"r");
     let (answer, effect) = ledger.reversal(&reversal);
     assert_eq!(
         (answer.response_code.as_str(), effect),
@@ -122,10 +128,7 @@ fn sale_reversal_restores_exactly_once() {
             points_balance: 0
         })
     );
-    let other = ReversalRequest {
-        original: sale.key.clone(),
-        fingerprint: b"r2".to_vec(),
-    };
+    let other = reversal_of(&sale.key, "000103", b"r2");
     assert_eq!(ledger.reversal(&other).1, Effect::Conflict);
     let after = account(&ledger, CO_BRAND);
     assert_eq!(
@@ -139,10 +142,7 @@ fn sale_reversal_restores_exactly_once() {
 fn early_reversal_declines_late_original() {
     let mut ledger = Ledger::new(&config()).expect("valid");
     let sale = request(FinancialKind::Sale, VISA, 1_000, "000004");
-    let reversal = ReversalRequest {
-        original: sale.key.clone(),
-        fingerprint: b"r".to_vec(),
-    };
+    let reversal = reversal_of(&sale.key, "000104", b"r");
     assert_eq!(ledger.reversal(&reversal).1, Effect::UnknownOriginal);
     assert_eq!(
         ledger.financial(&sale, today()).0.response_code,
@@ -214,10 +214,8 @@ fn settlement_cycles_report_changes_by_rrn() {
     for request in [&sale, &voided, &held] {
         assert_eq!(ledger.financial(request, today()).0.response_code, "00");
     }
-    let reverse = |original: &FinancialRequest| ReversalRequest {
-        original: original.key.clone(),
-        fingerprint: b"r".to_vec(),
-    };
+    let reverse =
+        |original: &FinancialRequest| reversal_of(&original.key, &original.key.stan, b"r");
     ledger.reversal(&reverse(&voided));
     let day1 = ledger.settle_cycle(today());
     let summary: Vec<_> = day1
@@ -236,16 +234,17 @@ fn settlement_cycles_report_changes_by_rrn() {
     );
 }
 
-/// Two acquirers' originals with the same field 90 data (the same STAN in
-/// the same second): a reversal reaches only the one whose RRN it names, a
-/// reversal whose RRN and field 90 disagree is refused, and a refund
-/// naming them by field 90 alone is refused as ambiguous.
+/// Two acquirers' originals with the same STAN in the same second (field
+/// 90 data differing only in the acquirer): a reversal reaches only the one
+/// whose RRN and field 90 it names, a reversal whose RRN and field 90
+/// disagree is refused, and a refund by field 90 alone reaches the right one.
 #[test]
 fn originals_are_matched_by_rrn_and_field_90_together() {
     let mut ledger = Ledger::new(&config()).expect("valid");
     let visa = request(FinancialKind::Sale, VISA, 1_000, "000020");
     let mut co_brand = request(FinancialKind::Sale, CO_BRAND, 3_000, "000020");
     co_brand.key.rrn = "RRNCOBRAND01".to_owned();
+    co_brand.key.acquirer_id = "20000000002".to_owned();
     assert_eq!(
         ledger.financial(&visa, today()).0.response_code,
         RC_APPROVED
@@ -257,18 +256,13 @@ fn originals_are_matched_by_rrn_and_field_90_together() {
 
     let mut wrong = visa.key.clone();
     wrong.stan = "000021".to_owned();
-    let mismatched = ReversalRequest {
-        original: wrong,
-        fingerprint: b"m".to_vec(),
-    };
+    let mismatched = reversal_of(&wrong, "000023", b"m");
     assert_eq!(ledger.reversal(&mismatched).1, Effect::Ambiguous);
     assert_eq!(account(&ledger, CO_BRAND).posted_minor, 3_000);
     assert_eq!(account(&ledger, VISA).posted_minor, 1_000);
 
-    let reversal = ReversalRequest {
-        original: co_brand.key.clone(),
-        fingerprint: b"r".to_vec(),
-    };
+    let mut reversal = reversal_of(&co_brand.key, "000024", b"r");
+    reversal.key.acquirer_id = co_brand.key.acquirer_id.clone();
     assert_eq!(ledger.reversal(&reversal).1, Effect::Reversed);
     assert_eq!(account(&ledger, CO_BRAND).posted_minor, 0);
     assert_eq!(
@@ -281,9 +275,85 @@ fn originals_are_matched_by_rrn_and_field_90_together() {
     refund.refunded = Some(visa.key.clone());
     assert_eq!(
         ledger.financial(&refund, today()).0.response_code,
-        RC_NO_ORIGINAL
+        RC_APPROVED
     );
-    assert_eq!(account(&ledger, VISA).posted_minor, 1_000);
+    assert_eq!(account(&ledger, VISA).posted_minor, 500);
+}
+
+/// A STAN its acquirer already used that day for another transaction is
+/// refused 94 and applies nothing, whatever the message; the same STAN on
+/// another day or from another acquirer is a new trace; repeats of the same
+/// transaction (a retransmitted sale, an 0401 after its 0400) are answered
+/// from the record as before.
+#[test]
+fn stan_reused_for_another_rrn_is_refused() {
+    let mut ledger = Ledger::new(&config()).expect("valid");
+    let first = request(FinancialKind::Sale, VISA, 1_000, "000030");
+    let (answer, effect) = ledger.financial(&first, today());
+    assert_eq!(
+        (answer.response_code.as_str(), effect),
+        ("00", Effect::Applied)
+    );
+
+    // Another sale, another authorization and a capture under the same
+    // STAN, the same day (another second): refused, nothing held or posted.
+    let mut other_sale = request(FinancialKind::Sale, CO_BRAND, 2_000, "000030");
+    other_sale.key.rrn = "RRNOTHER0001".to_owned();
+    other_sale.key.transmitted_at = "0115235959".to_owned();
+    let mut other_auth = request(FinancialKind::Authorization, VISA, 500, "000030");
+    other_auth.key.rrn = "RRNOTHER0002".to_owned();
+    for duplicate in [&other_sale, &other_auth] {
+        assert_eq!(
+            ledger.financial(duplicate, today()),
+            (Answer::code(RC_DUPLICATE), Effect::DuplicateStan)
+        );
+    }
+    let auth = request(FinancialKind::Authorization, VISA, 700, "000031");
+    assert_eq!(
+        ledger.financial(&auth, today()).0.response_code,
+        RC_APPROVED
+    );
+    let capture = CaptureRequest {
+        key: key("0220", "000030", &auth.key.rrn),
+        original: auth.key.clone(),
+        amount_minor: 700,
+        currency: "901".to_owned(),
+        fingerprint: b"capture".to_vec(),
+    };
+    assert_eq!(ledger.capture(&capture).1, Effect::DuplicateStan);
+    let reversal_of_other = reversal_of(&auth.key, "000030", b"r");
+    assert_eq!(ledger.reversal(&reversal_of_other).1, Effect::DuplicateStan);
+    let books = account(&ledger, VISA);
+    assert_eq!((books.held_minor, books.posted_minor), (700, 1_000));
+    assert_eq!(account(&ledger, CO_BRAND).posted_minor, 0);
+
+    // The same STAN the next day, or from another acquirer, is a new trace.
+    let mut next_day = other_sale.clone();
+    next_day.key.transmitted_at = "0116000001".to_owned();
+    let (answer, effect) = ledger.financial(&next_day, today());
+    assert_eq!(
+        (answer.response_code.as_str(), effect),
+        ("00", Effect::Applied)
+    );
+    let mut elsewhere = other_auth.clone();
+    elsewhere.key.acquirer_id = "20000000002".to_owned();
+    assert_eq!(ledger.financial(&elsewhere, today()).1, Effect::Applied);
+
+    // Repeats of the same transaction: the sale retransmitted (same STAN,
+    // then a new one), its reversal and that reversal's 0401 repeat.
+    assert_eq!(ledger.financial(&first, today()).1, Effect::Replayed);
+    let mut retransmitted = first.clone();
+    retransmitted.key.stan = "000032".to_owned();
+    assert_eq!(
+        ledger.financial(&retransmitted, today()).1,
+        Effect::Replayed
+    );
+    let reversal = reversal_of(&first.key, "000033", b"r");
+    assert_eq!(ledger.reversal(&reversal).1, Effect::Reversed);
+    assert_eq!(ledger.reversal(&reversal).1, Effect::Replayed);
+    let by_original_stan = reversal_of(&first.key, &first.key.stan, b"r");
+    assert_eq!(ledger.reversal(&by_original_stan).1, Effect::Replayed);
+    assert_eq!(account(&ledger, VISA).posted_minor, 0);
 }
 
 /// The derived `Debug` of the config and of a request prints keys, PANs,

@@ -328,6 +328,7 @@ fn count_effect(shared: &Shared, effect: Effect) {
         Effect::Applied | Effect::Full => {}
         Effect::Replayed => stats.duplicates_replayed += 1,
         Effect::Conflict => stats.duplicates_refused += 1,
+        Effect::DuplicateStan => stats.duplicate_stans_refused += 1,
         Effect::Reversed => stats.reversals_applied += 1,
         Effect::AlreadyReversed | Effect::NothingToUndo => stats.reversals_nothing_to_undo += 1,
         Effect::UnknownOriginal => stats.reversals_unknown_original += 1,

@@ -22,6 +22,9 @@ pub struct SimStats {
     pub duplicates_replayed: u64,
     /// Repeats with the same RRN and different content, refused with 94.
     pub duplicates_refused: u64,
+    /// Requests whose STAN their acquirer already used that day for another
+    /// RRN, refused with 94 (duplicate transmission).
+    pub duplicate_stans_refused: u64,
     /// Requests whose MAC was missing or did not verify.
     pub mac_failures: u64,
     /// Frames that did not unpack (no MTI to answer with): ignored.

@@ -209,6 +209,7 @@ pub fn capture(message: &Message) -> Result<CaptureRequest, FormatError> {
 /// 0400/0401: reversal of the transaction named by field 90.
 pub fn reversal(message: &Message) -> Result<ReversalRequest, FormatError> {
     Ok(ReversalRequest {
+        key: own_key(message)?,
         original: original_key(message)?,
         fingerprint: fingerprint(message),
     })

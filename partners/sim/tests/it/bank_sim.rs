@@ -523,6 +523,42 @@ async fn rrn_idempotency() {
     .await;
 }
 
+/// A STAN the acquirer already used today for another RRN is refused 94
+/// (duplicate transmission) and applies nothing, for a sale and for a
+/// reversal alike; the first transaction's own repeats are still answered.
+#[tokio::test]
+async fn stan_reused_for_another_rrn_is_refused() {
+    bounded(async {
+        let sim = start().await;
+        let mut client = Client::connect(&sim).await;
+        let sale = Sent::new(FinancialKind::Sale, VISA, 1_500);
+        assert_eq!(client.code(sale.message()).await, "00");
+        let mut other = Sent::new(FinancialKind::Sale, MASTERCARD, 900);
+        other.stan.clone_from(&sale.stan);
+        let answer = client.call(other.message()).await;
+        assert_eq!(answer.get_str(39), Some("94"));
+        assert_eq!(answer.get_str(37), Some(other.rrn.as_str()));
+        assert_eq!(posted(&sim, MASTERCARD), 0);
+        let auth = Sent::new(FinancialKind::Authorization, VISA, 700);
+        assert_eq!(client.code(auth.message()).await, "00");
+        assert_eq!(client.code(auth.reversal(&sale.stan, false)).await, "94");
+        assert_eq!(
+            held(&sim, VISA),
+            700,
+            "the reversal under a used STAN undid nothing"
+        );
+        // The first sale retransmitted, and reversed under its own STAN.
+        assert_eq!(client.code(sale.message()).await, "00");
+        assert_eq!(client.code(sale.reversal(&sale.stan, false)).await, "00");
+        assert_eq!(posted(&sim, VISA), 0);
+        let stats = sim.stats();
+        assert_eq!(stats.duplicate_stans_refused, 2);
+        assert_eq!(stats.duplicates_replayed, 1);
+        sim.shutdown().await;
+    })
+    .await;
+}
+
 /// A request with a bad or missing MAC is not applied and is answered 96.
 #[tokio::test]
 async fn bad_request_mac_is_answered_96_and_not_applied() {

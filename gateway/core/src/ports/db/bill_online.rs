@@ -61,10 +61,11 @@ pub trait BillReads: Send + Sync {
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<TransactionRecord>, StoreError>;
-    /// Queued payment notices due at `now`.
-    async fn bill_saf_due(
+    /// Claims queued payment notices due at `lease.now` that no other
+    /// instance holds (as [`super::Reads::saf_claim`] does for the banks').
+    async fn bill_saf_claim(
         &self,
-        now: DateTime<Utc>,
+        lease: &super::Lease,
         limit: i64,
     ) -> Result<Vec<BillSafItem>, StoreError>;
     /// Queued payment notices not yet resolved.

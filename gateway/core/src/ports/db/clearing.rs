@@ -48,12 +48,20 @@ pub struct FileRecord {
     pub sha256: String,
 }
 
-/// A lock one instance holds while it runs scheduled clearing or seals the
-/// audit chain. [`HeldLock::release`] frees it at once; dropping it frees it
-/// too, but only when the database notices the closed connection.
+/// A lock one instance holds while it runs scheduled clearing, seals the
+/// audit chain or leads (see [`super::instance::InstanceStore::try_lead`]).
+/// [`HeldLock::release`] frees it at once; dropping it frees it too, but
+/// only when the database notices the closed connection.
 #[async_trait::async_trait]
 pub trait HeldLock: Send {
     async fn release(self: Box<Self>);
+
+    /// Whether the lock is still held: false once the connection holding
+    /// it is lost (the database then freed it). Locks that cannot be lost
+    /// are always held.
+    async fn held(&mut self) -> bool {
+        true
+    }
 }
 
 /// A held instance lock (see [`HeldLock`]).

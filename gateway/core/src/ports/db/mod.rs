@@ -12,6 +12,7 @@ pub mod audit;
 pub mod bill_online;
 pub mod card;
 pub mod clearing;
+pub mod instance;
 pub mod recon;
 pub mod reload;
 pub mod saf_backlog;
@@ -28,6 +29,7 @@ pub use bill_online::{BillReads, BillSafItem, BillWrite};
 pub use card::{
     CardChange, CardUpdate, CardWrite, KeyOp, NewSafItem, RefundAdjust, SafItem, SafKind,
 };
+pub use instance::{InstanceStore, Lease};
 pub use recon::{AckOutcome, NewAck, ReconStore, StoredException};
 pub use reload::{AnsweredKey, LinkWrite, ReloadStore, Saga, SagaKind, SagaStep};
 pub use saf_backlog::{SafBacklog, SafQueue};
@@ -242,6 +244,7 @@ pub trait Database:
     + ReconStore
     + audit::AuditStore
     + stan::StanStore
+    + InstanceStore
     + fmt::Debug
 {
     /// Applies pending schema migrations; safe to run concurrently.
@@ -322,10 +325,14 @@ pub trait Reads: Send + Sync {
         limit: i64,
     ) -> Result<Vec<CardRecord>, StoreError>;
 
-    /// Unacknowledged queue entries due by `now`, oldest first.
-    async fn saf_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<SafItem>, StoreError>;
+    /// Claims up to `limit` unacknowledged bank queue entries due by
+    /// `lease.now`, oldest first, that no other instance holds: leased to
+    /// `lease.holder` until `lease.until` (see [`Lease`]). Returns every due
+    /// entry the holder now holds.
+    async fn saf_claim(&self, lease: &Lease, limit: i64) -> Result<Vec<SafItem>, StoreError>;
 
-    /// Records a failed delivery attempt and when to try again.
+    /// Records a failed delivery attempt and when to try again, and frees
+    /// the entry's lease.
     async fn saf_retry(
         &self,
         id: i64,

@@ -150,6 +150,14 @@ pub trait ReloadStore: Send + Sync {
     async fn saga_of_step(&self, transaction_id: &str) -> Result<Option<Saga>, StoreError>;
     /// Sagas not final and unchanged since before `before`, oldest first.
     async fn open_sagas(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<Saga>, StoreError>;
+    /// Claims up to `limit` of [`Self::open_sagas`] that no other instance
+    /// holds, leased to `lease.holder` until `lease.until`, for recovery.
+    async fn claim_sagas(
+        &self,
+        before: DateTime<Utc>,
+        lease: &super::Lease,
+        limit: i64,
+    ) -> Result<Vec<Saga>, StoreError>;
 }
 
 #[cfg(test)]

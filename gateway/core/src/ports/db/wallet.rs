@@ -100,10 +100,11 @@ pub trait WalletReads: Send + Sync {
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<WalletRecord>, StoreError>;
-    /// Queued wallet reversals due at `now`.
-    async fn wallet_saf_due(
+    /// Claims queued wallet reversals due at `lease.now` that no other
+    /// instance holds (as [`super::Reads::saf_claim`] does for the banks').
+    async fn wallet_saf_claim(
         &self,
-        now: DateTime<Utc>,
+        lease: &super::Lease,
         limit: i64,
     ) -> Result<Vec<WalletSafItem>, StoreError>;
     /// Queued wallet reversals not yet acknowledged.
