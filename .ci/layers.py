@@ -27,6 +27,7 @@ LAYERS = {
         "model": 0,
         "ports": 1,
         "worker": 1,
+        "metrics": 1,  # gauges the sealer sets; its backlog worker reads the database port
         "bill": 2,
         "cards": 2,
         "clearing": 2,

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`server`]: `posgate serve`: the composition root, health, reflection, graceful shutdown.
+//! - [`ops`]: the operations endpoint: Prometheus metrics (`GET /metrics`) on a listener of its own.
 //! - [`connectors`]: the partner API clients built from config behind the core's wallet operator and biller ports.
 //! - [`tls`]: client TLS settings and the development PKI (`posgate certs`, demo, load, tests).
 //! - [`bench`]: the audit and clearing bench seeders (`posgate audit bench`, `posgate clearing bench`).
@@ -14,5 +15,6 @@
 pub mod bench;
 pub mod connectors;
 pub mod load;
+pub mod ops;
 pub mod server;
 pub mod tls;

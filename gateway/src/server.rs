@@ -49,6 +49,8 @@ pub struct RunningServer {
     pub instance: Instance,
     /// Whether this instance leads the once-only jobs, as the election last saw it.
     pub leadership: Leadership,
+    /// Where `GET /metrics` is served (`[metrics]`); `None` without the section.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Adds what needs the HSM (audit sealing, wallet operators, online
@@ -104,6 +106,7 @@ pub async fn start(
 ) -> anyhow::Result<RunningServer> {
     let instance = Instance::start(&config.instance);
     let gateway = open_gateway(config, clock, &instance).await?;
+    let ops = crate::ops::start(config, &gateway).await?;
     let tls = posgate_api::mtls::ServerTls::load(&config.server)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -172,6 +175,7 @@ pub async fn start(
     .after(shutdown);
     let stopping_gateway = Arc::clone(&gateway);
     let stopping_instance = instance.clone();
+    let metrics_addr = ops.as_ref().map(crate::ops::OpsServer::addr);
     let task = tokio::spawn(async move {
         let serving = router.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serving);
@@ -187,6 +191,7 @@ pub async fn start(
             crl_watch.abort();
         }
         wind_down(background, &stopping_gateway, &stopping_instance).await;
+        drop(ops);
         outcome
     });
     tracing::info!(%addr, instance = %instance.id, "posgate serving");
@@ -197,6 +202,7 @@ pub async fn start(
         handshakes,
         instance,
         leadership,
+        metrics_addr,
     })
 }
 

@@ -14,6 +14,8 @@
 //!   call error and (`http-client`) the typed client.
 //! - [`bill`]: online billers over the partner API: wire models, the call
 //!   error and (`http-client`) the typed client.
+//! - [`metrics`]: the partner call metrics (count by outcome, latency) the
+//!   bank link and the partner API calls record.
 //!
 //! The bank, wallet and biller simulators are the crate `posgate-sims`
 //! (`partners/sim/`), which uses this crate's public API.
@@ -23,4 +25,5 @@ pub mod bank;
 pub mod bill;
 pub mod http;
 pub mod iso8583;
+pub mod metrics;
 pub mod wallet;

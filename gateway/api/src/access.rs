@@ -343,7 +343,8 @@ pub fn require_auditor<T>(
 
 /// The tower layer that authenticates every request and enforces [`allowed`]
 /// before any service runs; it leaves the parsed [`Identity`] in the
-/// request's extensions for the services.
+/// request's extensions for the services. It sees every call, refused or
+/// served, so it counts them all ([`crate::metered`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccessLayer;
 
@@ -369,7 +370,7 @@ where
     type Error = S::Error;
     type Future = futures::future::Either<
         futures::future::Ready<Result<Self::Response, Self::Error>>,
-        S::Future,
+        crate::metered::MeteredFuture<S::Future>,
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -377,13 +378,20 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let started = std::time::Instant::now();
+        let rpc = crate::metered::rpc_label(request.uri().path());
         match authorize(&request) {
             Ok(identity) => {
                 request.extensions_mut().insert(identity);
-                futures::future::Either::Right(self.inner.call(request))
+                futures::future::Either::Right(crate::metered::MeteredFuture::new(
+                    self.inner.call(request),
+                    rpc,
+                    started,
+                ))
             }
             Err(status) => {
                 tracing::info!(path = request.uri().path(), code = ?status.code(), message = status.message(), "rpc refused by access control");
+                crate::metered::record(rpc, status.code(), started);
                 futures::future::Either::Left(futures::future::ready(Ok(status.into_http())))
             }
         }

@@ -6,6 +6,8 @@
 //!
 //! # Layout
 //! - [`access`]: caller identities from SPIFFE ids, the role × service table, its enforcement.
+//! - [`metered`]: the RPC metrics the access layer records (calls by method and code, latency).
+//! - `oversize`: tonic's refusal of an oversize request, recognized once for the size layer and the metrics.
 //! - [`mtls`]: the server side of mutual TLS: client verifier with CRL reload, bounded handshakes.
 //! - [`validate`]: wire-shape checks of every request, collecting every violation.
 //! - [`payments`]: `CardInput` read into the core's card; card records and results as `PaymentService` messages.
@@ -18,7 +20,9 @@ pub mod access;
 pub mod audit;
 pub mod bill;
 pub mod grpc;
+pub mod metered;
 pub mod mtls;
+mod oversize;
 pub mod payments;
 pub mod validate;
 pub mod wallet;

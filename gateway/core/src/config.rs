@@ -55,6 +55,38 @@ pub struct Config {
     pub wallet_operators: Vec<crate::wallet::config::WalletOperatorConfig>,
     /// This gateway among several on one database (`[instance]`).
     pub instance: crate::instance::InstanceConfig,
+    /// The operations endpoint (`[metrics]`): Prometheus metrics on a listen
+    /// address of their own. `None` (no section): no endpoint.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`: where the operations endpoint (`GET /metrics`) listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
+}
+
+impl RawMetrics {
+    /// Checks the section against the gRPC listener it must not share.
+    fn check(self, server: &ServerConfig) -> Result<MetricsConfig, ConfigError> {
+        let listen: SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|_| invalid("metrics.listen", "not a socket address like 127.0.0.1:9464"))?;
+        if listen.port() != 0 && listen == server.listen {
+            return Err(invalid(
+                "metrics.listen",
+                "must differ from server.listen: the metrics endpoint has a listener of its own",
+            ));
+        }
+        Ok(MetricsConfig { listen })
+    }
 }
 
 /// Where clearing files go and how they are signed.
@@ -171,6 +203,8 @@ struct RawConfig {
     audit: crate::audit::config::RawAudit,
     #[serde(default, rename = "wallet_operator")]
     wallet_operators: Vec<crate::wallet::config::RawWalletOperator>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
     #[serde(default)]
     instance: crate::instance::config::RawInstance,
 }
@@ -382,6 +416,10 @@ impl Config {
             return Err(invalid("idempotency.retention_days", "must be at least 1"));
         }
         let limits = check_limits(&raw.limits)?;
+        let metrics = raw
+            .metrics
+            .map(|metrics| metrics.check(&server))
+            .transpose()?;
         let stores = check_stores(raw.stores)?;
         let billers = check_billers(raw.billers)?;
         let store_ids: Vec<String> = stores.keys().cloned().collect();
@@ -434,6 +472,7 @@ impl Config {
                 .map_err(|(key, reason)| invalid(key, reason))?,
             wallet_operators,
             instance: raw.instance.check()?,
+            metrics,
         };
         check_partner_currencies(&config)?;
         Ok(config)
@@ -651,5 +690,48 @@ impl From<&StoreConfig> for crate::model::business_day::BusinessCalendar {
             time_zone: store.time_zone,
             cutoff: store.cutoff,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest configuration that parses, plus `extra`.
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!(
+            "[server]\nlisten = \"127.0.0.1:50051\"\ntls_cert = \"s.pem\"\ntls_key = \"s.key\"\n\
+             client_ca = \"ca.pem\"\n[database]\nurl = \"sqlite://x.db\"\n{extra}"
+        ))
+    }
+
+    fn invalid_key(result: Result<Config, ConfigError>) -> String {
+        match result {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key, got {other:?}"),
+        }
+    }
+
+    /// `[metrics]` is optional; its address is checked and named in errors.
+    #[test]
+    fn metrics_section_is_optional_and_checked() {
+        assert_eq!(parse("").unwrap().metrics, None);
+        let config = parse("[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(
+            config.metrics.unwrap().listen,
+            "127.0.0.1:9464".parse().unwrap()
+        );
+        assert_eq!(
+            invalid_key(parse("[metrics]\nlisten = \"localhost\"\n")),
+            "metrics.listen"
+        );
+        assert_eq!(
+            invalid_key(parse("[metrics]\nlisten = \"127.0.0.1:50051\"\n")),
+            "metrics.listen"
+        );
+        assert!(matches!(
+            parse("[metrics]\nlisten = \"127.0.0.1:9464\"\npath = \"/m\"\n"),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 }

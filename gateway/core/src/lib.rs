@@ -28,6 +28,7 @@
 //! - [`ports`]: the traits the core needs from outside: the database ([`ports::db`]), the encoding of stored answers ([`ports::answers`]), the wallet operator and biller connectors ([`ports::partners`]).
 //! - [`instance`]: this gateway among several on one database: its id, its leases on shared work, the leader election.
 //! - [`worker`]: the run loop and retry backoff the background workers share.
+//! - [`metrics`]: the store-and-forward backlog gauges and their worker, the audit seal lag.
 
 pub mod audit;
 pub mod bill;
@@ -35,6 +36,7 @@ pub mod cards;
 pub mod clearing;
 pub mod config;
 pub mod instance;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod wallet;

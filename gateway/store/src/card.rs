@@ -103,6 +103,18 @@ pub(super) mod sql {
         .concat()
     });
     pub const COUNT_SAF_OPEN: &str = "SELECT count(*) FROM saf_queue WHERE acked_at IS NULL";
+    /// Each queue's unacknowledged entries and its oldest one's `created_at`:
+    /// the queue is the kind of transaction an entry joins (as the queues'
+    /// own `COUNT_SAF_OPEN` statements decide it). SQLite's instants are
+    /// RFC 3339 text in UTC with 0, 3, 6 or 9 fraction digits, whose text
+    /// order is their time order, so `min` is the oldest on both backends.
+    pub const SELECT_SAF_BACKLOG: &str = "\
+        SELECT 'card', count(*), min(q.created_at) FROM saf_queue q \
+         JOIN card_payments c ON c.transaction_id = q.transaction_id WHERE q.acked_at IS NULL \
+        UNION ALL SELECT 'wallet', count(*), min(q.created_at) FROM saf_queue q \
+         JOIN wallet_payments w ON w.transaction_id = q.transaction_id WHERE q.acked_at IS NULL \
+        UNION ALL SELECT 'bill', count(*), min(q.created_at) FROM saf_queue q \
+         JOIN bill_payments b ON b.transaction_id = q.transaction_id WHERE q.acked_at IS NULL";
 }
 
 /// Row decoding of card reads, generic over the backend's row type.

@@ -15,6 +15,7 @@
 //! - `write`: the shared reads, and the row shapes of a write.
 //! - `lease`: leases on the store-and-forward queue and on open sagas (several instances).
 //! - `migrate`: the embedded schema migrations and their bookkeeping table.
+//! - [`metrics`]: the group commit's batch size and commit time, per backend.
 //! - [`audit`]: the audit chain's append and reads (SQL side of the core's audit port).
 //! - [`bill_online`]: online bill payments' writes, stale and store-and-forward reads.
 //! - [`card`]: card payment statements and row decoding.
@@ -31,6 +32,7 @@ pub mod bill_online;
 pub mod card;
 pub mod clearing;
 mod lease;
+pub mod metrics;
 mod migrate;
 mod pg_batch;
 mod postgres;

@@ -303,7 +303,13 @@ async fn run_writer(pool: PgPool, queue: Queue, counters: Arc<WriteCounters>) {
             return;
         }
         counters.batch(received);
+        let started = std::time::Instant::now();
         write_batch(&pool, &mut batch).await;
+        crate::metrics::record_batch(
+            crate::metrics::Backend::Postgres,
+            received,
+            started.elapsed(),
+        );
     }
 }
 
@@ -599,6 +605,12 @@ impl super::Reads for PostgresDatabase {
 
     async fn saf_open(&self) -> Result<i64, super::StoreError> {
         Sql::saf_open(&self.pool).await
+    }
+
+    async fn saf_backlog(
+        &self,
+    ) -> Result<Vec<posgate_core::ports::db::SafBacklog>, super::StoreError> {
+        Sql::saf_backlog(&self.pool).await
     }
 }
 

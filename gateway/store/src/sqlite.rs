@@ -611,6 +611,12 @@ impl super::Reads for SqliteDatabase {
     async fn saf_open(&self) -> Result<i64, super::StoreError> {
         Sql::saf_open(&self.reads).await
     }
+
+    async fn saf_backlog(
+        &self,
+    ) -> Result<Vec<posgate_core::ports::db::SafBacklog>, super::StoreError> {
+        Sql::saf_backlog(&self.reads).await
+    }
 }
 
 #[async_trait::async_trait]

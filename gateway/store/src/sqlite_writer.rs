@@ -86,7 +86,14 @@ pub(crate) fn run(
             }
         }
         counters.batch(batch.len());
-        match write_batch(conn, &batch) {
+        let started = std::time::Instant::now();
+        let written = write_batch(conn, &batch);
+        crate::metrics::record_batch(
+            crate::metrics::Backend::Sqlite,
+            batch.len(),
+            started.elapsed(),
+        );
+        match written {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                     // A caller that went away (cancelled request) needs no answer.

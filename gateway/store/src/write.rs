@@ -248,6 +248,30 @@ where
             .await
             .db()
     }
+
+    /// [`Reads::saf_backlog`](crate::Reads::saf_backlog).
+    pub(crate) async fn saf_backlog(
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<Vec<posgate_core::ports::db::SafBacklog>, crate::StoreError> {
+        use sqlx::Row as _;
+        let rows = sqlx::query(crate::card::sql::SELECT_SAF_BACKLOG)
+            .fetch_all(pool)
+            .await
+            .db()?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0).db()?;
+                let queue = posgate_core::ports::db::SafQueue::parse(&name).ok_or_else(|| {
+                    crate::StoreError::Corrupt(format!("unknown store-and-forward queue {name:?}"))
+                })?;
+                Ok(posgate_core::ports::db::SafBacklog {
+                    queue,
+                    depth: row.try_get(1).db()?,
+                    oldest_created_at: row.try_get(2).db()?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// The `transactions` row of a new payment, whatever its kind.

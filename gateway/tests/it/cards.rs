@@ -230,21 +230,24 @@ impl CardWorld {
     /// Runs store-and-forward passes until the queue is empty (moving the
     /// clock on so retries fall due), or fails after `limit`.
     pub async fn drain_queue(&self, limit: Duration) {
-        let gateway = &self.gw.server.gateway;
-        let started = std::time::Instant::now();
-        loop {
-            if gateway.db.saf_open().await.unwrap() == 0 {
-                return;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "store-and-forward queue did not drain"
-            );
-            self.gw
-                .clock
-                .set(self.gw.clock.now() + chrono::Duration::seconds(2));
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        drain_queue(&self.gw, limit).await;
+    }
+}
+
+/// Lets `gw`'s store-and-forward workers run until its queue is empty
+/// (moving the clock on so retries fall due), or fails after `limit`.
+pub async fn drain_queue(gw: &TestGateway, limit: Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        if gw.server.gateway.db.saf_open().await.unwrap() == 0 {
+            return;
         }
+        assert!(
+            started.elapsed() < limit,
+            "store-and-forward queue did not drain"
+        );
+        gw.clock.set(gw.clock.now() + chrono::Duration::seconds(2));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

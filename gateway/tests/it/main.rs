@@ -24,6 +24,7 @@ mod instances;
 mod keys;
 mod leadership;
 mod load;
+mod metrics;
 mod online_bills;
 mod reconciliation;
 mod server;

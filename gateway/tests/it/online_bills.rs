@@ -70,7 +70,7 @@ fn bill(slip_reference: &str, amount_minor: i64, status: BillStatus) -> BillConf
     }
 }
 
-fn sim_config(tls: TlsFiles) -> BillerSimConfig {
+pub fn sim_config(tls: TlsFiles) -> BillerSimConfig {
     let mut bills: Vec<BillConfig> = BILLS
         .iter()
         .map(|(slip, whole)| bill(slip, *whole as i64 * 100, BillStatus::Open))
@@ -106,7 +106,17 @@ fn biller_config(dir: &Path, addr: std::net::SocketAddr, client: &TlsFiles) -> S
 backend = "software"
 keystore = "{keystore}"
 master_key_file = "{master}"
+"#,
+        keystore = dir.join("keys.ks").display(),
+        master = dir.join("master.key").display(),
+    ) + &biller_section(addr, client)
+}
 
+/// The online `[[biller]]` section for the simulator at `addr` (its
+/// signing key is the HSM's `partner-api.signing`: `[hsm]` comes apart).
+pub fn biller_section(addr: std::net::SocketAddr, client: &TlsFiles) -> String {
+    format!(
+        r#"
 [[biller]]
 id = "{BILLER}"
 name = "Co-brand card bills"
@@ -133,8 +143,6 @@ max_attempts = 2
 retry_min_ms = 100
 retry_max_ms = 500
 "#,
-        keystore = dir.join("keys.ks").display(),
-        master = dir.join("master.key").display(),
         sim_public = public_of(SIM_SEED_HEX),
         ca = client.ca_cert.display(),
         cert = client.cert.display(),

@@ -183,6 +183,8 @@ impl Drop for ShutdownOnDrop {
 /// What the API and the connection task share.
 struct Inner {
     config: LinkConfig,
+    /// The link's settlement party, `bank:{name}`, as the metrics' `partner` label.
+    partner_label: metrics::SharedString,
     hsm: Arc<dyn Hsm>,
     next_stan: AtomicU32,
     in_flight: Mutex<InFlight>,
@@ -218,6 +220,7 @@ impl BankLink {
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             in_flight: Mutex::new(InFlight::new(config.max_in_flight)),
+            partner_label: crate::metrics::partner_label(&format!("bank:{}", config.name)),
             config,
             hsm,
             next_stan: AtomicU32::new(0),
@@ -260,7 +263,19 @@ impl BankLink {
 
     /// Sends a request (fields 7, 11 and 37 set by the caller; the MAC is
     /// added here) and waits for the matching response, whose MAC is verified.
-    pub async fn send(&self, mut request: Message) -> Result<Message, LinkError> {
+    /// Each call counts in the partner call metrics ([`crate::metrics`]).
+    pub async fn send(&self, request: Message) -> Result<Message, LinkError> {
+        let started = std::time::Instant::now();
+        let answer = self.send_unmetered(request).await;
+        crate::metrics::record_call(
+            &self.inner.partner_label,
+            call_outcome(&answer),
+            started.elapsed(),
+        );
+        answer
+    }
+
+    async fn send_unmetered(&self, mut request: Message) -> Result<Message, LinkError> {
         if is_network(request.mti()) || request.mti().is_response() {
             return Err(LinkError::Codec(format!(
                 "send() carries requests of the financial classes, not {}",
@@ -369,6 +384,24 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// The metrics' outcome of a request: approved (field 39 `00`) or declined
+/// when the bank answered, else what kept the answer away.
+fn call_outcome(answer: &Result<Message, LinkError>) -> crate::metrics::CallOutcome {
+    use crate::metrics::CallOutcome;
+    match answer {
+        Ok(response) => match response.get_str(39).and_then(protocol::ResponseCode::parse) {
+            Some(code) if code.is_approved() => CallOutcome::Ok,
+            _ => CallOutcome::Declined,
+        },
+        Err(LinkError::Timeout) => CallOutcome::Timeout,
+        Err(LinkError::ConnectionLost | LinkError::BadMac) => CallOutcome::Error,
+        // Nothing went out: the link was down or full, or the request could not be built.
+        Err(
+            LinkError::NotConnected | LinkError::Busy | LinkError::Hsm(_) | LinkError::Codec(_),
+        ) => CallOutcome::Unavailable,
     }
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{
     Channel, FieldError, Money, check_channel, check_positive_money, check_transaction_id, is_code,
 };
+use crate::metrics::Refusal;
 
 pub const INQUIRIES_PATH: &str = "/v1/bills/inquiries";
 pub const PAYMENTS_PATH: &str = "/v1/bills/payments";
@@ -53,6 +54,8 @@ pub struct BillInquiryResponse {
     pub bill: Bill,
 }
 
+impl Refusal for BillInquiryResponse {}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BillPaymentNotice {
@@ -96,6 +99,12 @@ pub struct BillPaymentResult {
     pub partner_reference: Option<String>,
 }
 
+impl Refusal for BillPaymentResult {
+    fn refused(&self) -> bool {
+        self.status == NoticeStatus::Rejected
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BillCancelRequest {
@@ -128,6 +137,12 @@ pub struct BillCancelResult {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reject_code: Option<CancelRejectCode>,
     pub partner_response_code: String,
+}
+
+impl Refusal for BillCancelResult {
+    fn refused(&self) -> bool {
+        self.status == CancelStatus::Rejected
+    }
 }
 
 /// `^[0-9A-Z]{1,32}$`.

@@ -20,10 +20,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use metrics::SharedString;
+
 use super::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 use super::signature::{IDEMPOTENCY_KEY, RequestParts, Signer, Verifier};
 use super::tls::{TlsError, TlsFiles};
 use super::{lock, unix_now_s};
+use crate::metrics::CallOutcome;
 
 /// Default time for one attempt, connect to last body byte: partner API
 /// calls are single database writes on the partner's side.
@@ -110,20 +113,60 @@ pub struct PartnerResponse {
 pub enum CallError {
     /// Nothing reached the partner (connect or TLS failure, circuit open).
     #[error("partner {partner} unavailable: {reason}")]
-    Unavailable { partner: String, reason: String },
+    Unavailable {
+        partner: String,
+        reason: String,
+        /// The circuit breaker refused the last attempt.
+        breaker_open: bool,
+    },
     /// The request may have been applied; no verified answer came back.
     #[error("partner {partner} outcome unknown: {reason}")]
-    OutcomeUnknown { partner: String, reason: String },
+    OutcomeUnknown {
+        partner: String,
+        reason: String,
+        /// The last attempt that went out had no answer in time.
+        timed_out: bool,
+    },
     /// posgate could not build or sign the request (nothing was sent).
     #[error("partner {partner} request not sent: {reason}")]
     Local { partner: String, reason: String },
+}
+
+impl CallError {
+    /// The call's `outcome` label (see [`crate::metrics`]).
+    pub fn outcome(&self) -> CallOutcome {
+        match self {
+            Self::Unavailable {
+                breaker_open: true, ..
+            } => CallOutcome::BreakerOpen,
+            Self::Unavailable { .. } | Self::Local { .. } => CallOutcome::Unavailable,
+            Self::OutcomeUnknown {
+                timed_out: true, ..
+            } => CallOutcome::Timeout,
+            Self::OutcomeUnknown { .. } => CallOutcome::Error,
+        }
+    }
 }
 
 /// The result of one attempt.
 enum Attempt {
     Answered(PartnerResponse),
     NotSent(String),
-    Unknown(String),
+    /// Sent, no usable answer; `timed_out` when none came within the request timeout.
+    Unknown {
+        reason: String,
+        timed_out: bool,
+    },
+}
+
+impl Attempt {
+    /// Sent, and what came back (or failed) is no usable answer.
+    fn unknown(reason: String) -> Self {
+        Self::Unknown {
+            reason,
+            timed_out: false,
+        }
+    }
 }
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -131,6 +174,8 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// A pooled, signing, verifying client for one partner.
 pub struct PartnerClient {
     settings: ClientSettings,
+    /// `settings.partner` as the metrics' `partner` label.
+    partner_label: SharedString,
     http: HttpsClient,
     signer: Signer,
     verifier: Arc<Verifier>,
@@ -173,6 +218,7 @@ impl PartnerClient {
             .build(https);
         Ok(Self {
             breaker: Mutex::new(CircuitBreaker::new(settings.breaker)),
+            partner_label: crate::metrics::partner_label(&settings.partner),
             settings,
             http,
             signer,
@@ -182,6 +228,11 @@ impl PartnerClient {
 
     pub fn partner(&self) -> &str {
         &self.settings.partner
+    }
+
+    /// The partner's name as the metrics' `partner` label.
+    pub(crate) fn partner_label(&self) -> &SharedString {
+        &self.partner_label
     }
 
     pub fn breaker_state(&self) -> BreakerState {
@@ -197,6 +248,8 @@ impl PartnerClient {
     /// Sends `request` with retries per its [`Retry`] and the breaker.
     pub async fn call(&self, request: PartnerRequest<'_>) -> Result<PartnerResponse, CallError> {
         let mut sent_before = false;
+        let mut timed_out = false;
+        let mut breaker_open = false;
         let mut last_reason = String::new();
         for attempt in 1..=self.settings.max_attempts {
             if attempt > 1 {
@@ -204,6 +257,7 @@ impl PartnerClient {
             }
             if !lock(&self.breaker).try_acquire(tokio::time::Instant::now()) {
                 "circuit open".clone_into(&mut last_reason);
+                breaker_open = true;
                 break;
             }
             match self.attempt(&request).await {
@@ -217,10 +271,14 @@ impl PartnerClient {
                     tracing::debug!(partner = %self.settings.partner, attempt, %reason, "partner call not sent");
                     last_reason = reason;
                 }
-                Ok(Attempt::Unknown(reason)) => {
+                Ok(Attempt::Unknown {
+                    reason,
+                    timed_out: timeout,
+                }) => {
                     lock(&self.breaker).record_failure(tokio::time::Instant::now());
                     tracing::warn!(partner = %self.settings.partner, attempt, %reason, "partner call outcome unknown");
                     sent_before = true;
+                    timed_out = timeout;
                     last_reason = reason;
                     if request.retry == Retry::Never {
                         break;
@@ -234,11 +292,13 @@ impl PartnerClient {
             CallError::OutcomeUnknown {
                 partner,
                 reason: last_reason,
+                timed_out,
             }
         } else {
             CallError::Unavailable {
                 partner,
                 reason: last_reason,
+                breaker_open,
             }
         })
     }
@@ -289,12 +349,12 @@ impl PartnerClient {
                 Err(error) if error.is_connect() => {
                     return Attempt::NotSent(format!("connect: {error}"));
                 }
-                Err(error) => return Attempt::Unknown(format!("exchange: {error}")),
+                Err(error) => return Attempt::unknown(format!("exchange: {error}")),
             };
             let (parts, body) = response.into_parts();
             let body = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
                 Ok(collected) => collected.to_bytes(),
-                Err(error) => return Attempt::Unknown(format!("reading answer: {error}")),
+                Err(error) => return Attempt::unknown(format!("reading answer: {error}")),
             };
             let status = parts.status.as_u16();
             let sent = RequestParts {
@@ -312,18 +372,19 @@ impl PartnerClient {
                     key_id: verified.key_id,
                     attempts: 0,
                 }),
-                Ok(_) => Attempt::Unknown(format!("partner answered {status}")),
-                Err(error) => Attempt::Unknown(format!("answer refused: {error}")),
+                Ok(_) => Attempt::unknown(format!("partner answered {status}")),
+                Err(error) => Attempt::unknown(format!("answer refused: {error}")),
             }
         };
         Ok(
             tokio::time::timeout(self.settings.request_timeout, exchange)
                 .await
-                .unwrap_or_else(|_| {
-                    Attempt::Unknown(format!(
+                .unwrap_or_else(|_| Attempt::Unknown {
+                    reason: format!(
                         "no answer within {} ms",
                         self.settings.request_timeout.as_millis()
-                    ))
+                    ),
+                    timed_out: true,
                 }),
         )
     }

@@ -2,12 +2,15 @@
 //! clients: POST with an Idempotency-Key, the status inquiry GET, and the
 //! mapping of answers to what the caller must do with money.
 
+use std::time::Instant;
+
 use http::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ApiCallError, CallError, PartnerClient, PartnerRequest, Retry};
+use super::{ApiCallError, CallError, PartnerClient, PartnerRequest, PartnerResponse, Retry};
 use crate::api::{TRANSACTIONS_PATH, TransactionStatus};
+use crate::metrics::{CallOutcome, Refusal, record_call};
 
 impl From<CallError> for ApiCallError {
     fn from(error: CallError) -> Self {
@@ -22,7 +25,7 @@ impl From<CallError> for ApiCallError {
 
 /// POSTs `body` under `key` (retried: the key makes the partner apply it
 /// once); a 200 answer that does not parse is an unknown outcome.
-pub async fn post<B: Serialize, T: DeserializeOwned>(
+pub async fn post<B: Serialize, T: DeserializeOwned + Refusal>(
     client: &PartnerClient,
     path: &str,
     key: &str,
@@ -30,7 +33,8 @@ pub async fn post<B: Serialize, T: DeserializeOwned>(
 ) -> Result<T, ApiCallError> {
     let body =
         serde_json::to_vec(body).map_err(|error| ApiCallError::Unavailable(error.to_string()))?;
-    let response = client
+    let started = Instant::now();
+    let sent = client
         .call(PartnerRequest {
             method: Method::POST,
             path,
@@ -38,8 +42,14 @@ pub async fn post<B: Serialize, T: DeserializeOwned>(
             idempotency_key: Some(key),
             retry: Retry::Idempotent,
         })
-        .await?;
-    decode(response.status, &response.body)
+        .await;
+    metered(
+        client,
+        started,
+        sent,
+        |response| decode(response.status, &response.body),
+        T::refused,
+    )
 }
 
 /// The partner's view of a transaction; `None` when it never received it.
@@ -48,7 +58,8 @@ pub async fn transaction_status(
     transaction_id: &str,
 ) -> Result<Option<TransactionStatus>, ApiCallError> {
     let path = format!("{TRANSACTIONS_PATH}{transaction_id}");
-    let response = client
+    let started = Instant::now();
+    let sent = client
         .call(PartnerRequest {
             method: Method::GET,
             path: &path,
@@ -56,11 +67,43 @@ pub async fn transaction_status(
             idempotency_key: None,
             retry: Retry::Idempotent,
         })
-        .await?;
-    if response.status == 404 {
-        return Ok(None);
-    }
-    decode(response.status, &response.body).map(Some)
+        .await;
+    let read = |response: &PartnerResponse| {
+        if response.status == 404 {
+            return Ok(None);
+        }
+        decode(response.status, &response.body).map(Some)
+    };
+    metered(client, started, sent, read, |_| false)
+}
+
+/// Reads a call's answer and records the call (outcome and time, see
+/// [`crate::metrics`]): a 4xx or an answer `refused` finds is a decline.
+fn metered<T>(
+    client: &PartnerClient,
+    started: Instant,
+    sent: Result<PartnerResponse, CallError>,
+    read: impl FnOnce(&PartnerResponse) -> Result<T, ApiCallError>,
+    refused: impl FnOnce(&T) -> bool,
+) -> Result<T, ApiCallError> {
+    let (answer, outcome) = match sent {
+        Err(error) => {
+            let outcome = error.outcome();
+            (Err(ApiCallError::from(error)), outcome)
+        }
+        Ok(response) => {
+            let answer = read(&response);
+            let outcome = match &answer {
+                Ok(answer) if refused(answer) => CallOutcome::Declined,
+                Ok(_) => CallOutcome::Ok,
+                Err(ApiCallError::Rejected { .. }) => CallOutcome::Declined,
+                Err(_) => CallOutcome::Error,
+            };
+            (answer, outcome)
+        }
+    };
+    record_call(client.partner_label(), outcome, started.elapsed());
+    answer
 }
 
 fn decode<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, ApiCallError> {

@@ -10,6 +10,7 @@ pub use crate::api::{
     TransactionState, TransactionStatus, is_code, is_transaction_id, is_visible_ascii, parse_body,
 };
 use crate::api::{check_channel, check_positive_money, check_transaction_id};
+use crate::metrics::Refusal;
 
 pub const TOP_UPS_PATH: &str = "/v1/wallet/top-ups";
 pub const PAYMENTS_PATH: &str = "/v1/wallet/payments";
@@ -164,6 +165,12 @@ pub struct WalletResult {
     pub processed_at: String,
 }
 
+impl Refusal for WalletResult {
+    fn refused(&self) -> bool {
+        self.status == ResultStatus::Declined
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReversalStatus {
@@ -187,6 +194,12 @@ pub struct ReversalResult {
     pub processed_at: String,
 }
 
+impl Refusal for ReversalResult {
+    fn refused(&self) -> bool {
+        self.status == ReversalStatus::Refused
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WalletLimits {
@@ -207,6 +220,8 @@ pub struct WalletBalance {
     pub blocked: bool,
     pub as_of: String,
 }
+
+impl Refusal for WalletBalance {}
 
 impl WalletRef {
     pub fn account(account_id: &str) -> Self {

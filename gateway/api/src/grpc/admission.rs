@@ -1,7 +1,8 @@
 //! Admission control: a bound on requests in flight and token-bucket rate
 //! limits per terminal and per store (`governor`). A request over a limit is
 //! refused at once with `RESOURCE_EXHAUSTED` and a retry delay, instead of
-//! waiting in a queue that grows without bound.
+//! waiting in a queue that grows without bound. Every refusal counts in
+//! `posgate_rate_limited_total{scope}` (README "Metrics").
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -15,6 +16,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use posgate_core::config::LimitsConfig;
 
 type KeyedLimiter = RateLimiter<String, DashMapStateStore<String>, DefaultClock>;
+
+/// `posgate_rate_limited_total{scope}`: requests refused by admission, by
+/// the limit that refused them ([`Refusal::scope`]).
+pub const RATE_LIMITED_TOTAL: &str = "posgate_rate_limited_total";
 
 /// Retry advice when the in-flight bound is hit: long enough for a burst to
 /// drain, short enough that a till does not notice.
@@ -35,6 +40,37 @@ impl Refusal {
             | Self::Terminal { retry_after }
             | Self::Store { retry_after } => retry_after,
         }
+    }
+
+    /// The `scope` label of the limit that refused: `in_flight`, `terminal` or `store`.
+    pub const fn scope(self) -> &'static str {
+        match self {
+            Self::InFlight { .. } => "in_flight",
+            Self::Terminal { .. } => "terminal",
+            Self::Store { .. } => "store",
+        }
+    }
+
+    /// Every scope, for the metrics endpoint to show each at zero before any refusal.
+    pub const SCOPES: [&'static str; 3] = [
+        Self::InFlight {
+            retry_after: Duration::ZERO,
+        }
+        .scope(),
+        Self::Terminal {
+            retry_after: Duration::ZERO,
+        }
+        .scope(),
+        Self::Store {
+            retry_after: Duration::ZERO,
+        }
+        .scope(),
+    ];
+
+    /// Counts the refusal in [`RATE_LIMITED_TOTAL`] and hands it on.
+    fn counted(self) -> Self {
+        metrics::counter!(RATE_LIMITED_TOTAL, "scope" => self.scope()).increment(1);
+        self
     }
 
     pub fn describe(self) -> &'static str {
@@ -78,8 +114,11 @@ impl Admission {
     pub fn enter(&self) -> Result<OwnedSemaphorePermit, Refusal> {
         Arc::clone(&self.in_flight)
             .try_acquire_owned()
-            .map_err(|_| Refusal::InFlight {
-                retry_after: IN_FLIGHT_RETRY,
+            .map_err(|_| {
+                Refusal::InFlight {
+                    retry_after: IN_FLIGHT_RETRY,
+                }
+                .counted()
             })
     }
 
@@ -88,13 +127,19 @@ impl Admission {
         let terminal_key = format!("{store_id}/{terminal_id}");
         self.terminals
             .check_key(&terminal_key)
-            .map_err(|not_until| Refusal::Terminal {
-                retry_after: not_until.wait_time_from(self.clock.now()),
+            .map_err(|not_until| {
+                Refusal::Terminal {
+                    retry_after: not_until.wait_time_from(self.clock.now()),
+                }
+                .counted()
             })?;
         self.stores
             .check_key(&store_id.to_owned())
-            .map_err(|not_until| Refusal::Store {
-                retry_after: not_until.wait_time_from(self.clock.now()),
+            .map_err(|not_until| {
+                Refusal::Store {
+                    retry_after: not_until.wait_time_from(self.clock.now()),
+                }
+                .counted()
             })
     }
 

@@ -9,7 +9,7 @@
 use std::task::{Context, Poll};
 
 use futures::FutureExt as _;
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// Largest request message any service accepts, in encoded bytes. POS and
 /// audit requests are a few hundred bytes (the largest, a bill with its
@@ -17,10 +17,6 @@ use tonic::{Code, Status};
 /// leaves ample room for growth while a client cannot make the gateway
 /// buffer megabytes. A larger request gets `RESOURCE_EXHAUSTED`.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-
-/// How tonic's refusal of an over-limit message starts (tonic 0.14
-/// `codec/decode.rs`); a test pins it.
-const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: ";
 
 /// Turns tonic's `OUT_OF_RANGE` for an over-limit request into `RESOURCE_EXHAUSTED`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,8 +64,8 @@ fn resource_exhausted_if_too_large<E>(answer: Answer<E>) -> Answer<E> {
     let Some(status) = Status::from_header_map(response.headers()) else {
         return Ok(response);
     };
-    match status.message().strip_prefix(TONIC_TOO_LARGE) {
-        Some(sizes) if status.code() == Code::OutOfRange => {
+    match crate::oversize::too_large_sizes(&status) {
+        Some(sizes) => {
             tracing::info!(sizes, "request refused: larger than the gateway accepts");
             Ok(Status::resource_exhausted(format!(
                 "request message too large ({sizes}); posgate accepts requests of at most {MAX_REQUEST_BYTES} bytes"

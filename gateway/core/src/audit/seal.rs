@@ -116,6 +116,7 @@ async fn due(audit: &Audit, sealed_at: Instant) -> Result<bool, crate::ports::db
         .await?
         .map_or(0, |checkpoint| checkpoint.sequence);
     let unsealed = head - sealed;
+    crate::metrics::set_seal_lag(unsealed);
     Ok(unsealed >= audit.config.checkpoint_every_entries
         || (unsealed > 0 && sealed_at.elapsed() >= audit.config.checkpoint_interval))
 }

@@ -15,6 +15,7 @@ pub mod clearing;
 pub mod instance;
 pub mod recon;
 pub mod reload;
+pub mod saf_backlog;
 pub mod stan;
 pub mod wallet;
 
@@ -31,6 +32,7 @@ pub use card::{
 pub use instance::{InstanceStore, Lease};
 pub use recon::{AckOutcome, NewAck, ReconStore, StoredException};
 pub use reload::{AnsweredKey, LinkWrite, ReloadStore, Saga, SagaKind, SagaStep};
+pub use saf_backlog::{SafBacklog, SafQueue};
 pub use wallet::{WalletChange, WalletReads, WalletSafItem, WalletUpdate, WalletWrite};
 
 use crate::model::card::CardRecord;
@@ -340,4 +342,8 @@ pub trait Reads: Send + Sync {
 
     /// How many queue entries wait for the bank's acknowledgement.
     async fn saf_open(&self) -> Result<i64, StoreError>;
+
+    /// Every store-and-forward queue's unacknowledged entries (card, wallet,
+    /// bill: one each, in [`SafQueue::ALL`] order, empty ones included).
+    async fn saf_backlog(&self) -> Result<Vec<SafBacklog>, StoreError>;
 }
