@@ -1,6 +1,8 @@
 //! The operations endpoint (`[metrics]`, README "Metrics"): a small HTTP/1.1
 //! listener of its own, apart from the POS's gRPC port, answering
-//! `GET /metrics` in the Prometheus text format (anything else: 404).
+//! `GET /metrics` in the Prometheus text format and `GET /health` (this
+//! instance's id, leadership and serving state, as JSON; 503 once draining),
+//! anything else 404.
 //!
 //! - The Prometheus recorder is installed once per process ([`recorder`]):
 //!   the crates record through the `metrics` facade wherever the event
@@ -17,8 +19,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -64,8 +65,6 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// The Prometheus text exposition format's content type.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// The `instance` label until [`set_instance`] is called.
-const INSTANCE_UNSET: &str = "unset";
 
 /// Latency buckets of every `*_seconds` histogram: from a cached read to a
 /// bank's 30 s timeout.
@@ -76,22 +75,15 @@ const LATENCY_BUCKETS_S: [f64; 16] = [
 /// Batch size buckets, up to the writers' largest batch (256 writes).
 const BATCH_SIZE_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
-/// This process's instance id, for `posgate_instance_info`.
-static INSTANCE: Mutex<Option<String>> = Mutex::new(None);
-/// Whether this process leads the once-only jobs, for `posgate_leader`.
-static IS_LEADER: AtomicBool = AtomicBool::new(false);
-
-/// Names this process in `posgate_instance_info{instance}` (call once at
-/// start, with the configured or generated instance id).
-pub fn set_instance(instance_id: &str) {
-    *INSTANCE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(instance_id.to_owned());
-}
-
-/// Reports whether this process leads the once-only jobs (`posgate_leader`).
-pub fn set_leader(leader: bool) {
-    IS_LEADER.store(leader, Ordering::Relaxed);
+/// What the endpoint reports of its server as an instance among several.
+#[derive(Debug, Clone)]
+pub struct InstanceState {
+    /// The configured or generated instance id.
+    pub id: String,
+    /// Whether the server leads the once-only jobs (the election's view).
+    pub leadership: watch::Receiver<bool>,
+    /// Turns true when the server starts draining (SIGTERM).
+    pub draining: watch::Receiver<bool>,
 }
 
 /// The running endpoint; dropping it stops the listener, its connections
@@ -124,7 +116,11 @@ impl Drop for OpsServer {
 /// Starts the endpoint when `[metrics]` is configured: installs the
 /// recorder (once per process), binds, serves, and keeps the backlog
 /// gauges fresh. `None` without the section.
-pub async fn start(config: &Config, gateway: &Arc<Gateway>) -> anyhow::Result<Option<OpsServer>> {
+pub async fn start(
+    config: &Config,
+    gateway: &Arc<Gateway>,
+    instance: InstanceState,
+) -> anyhow::Result<Option<OpsServer>> {
     let Some(metrics) = config.metrics else {
         return Ok(None);
     };
@@ -136,6 +132,7 @@ pub async fn start(config: &Config, gateway: &Arc<Gateway>) -> anyhow::Result<Op
     let ops = Arc::new(Ops {
         prometheus,
         gateway: Arc::clone(gateway),
+        instance,
     });
     let (stop_backlog, stopped) = watch::channel(false);
     let backlog = tokio::spawn(posgate_core::metrics::run_saf_backlog(
@@ -143,7 +140,7 @@ pub async fn start(config: &Config, gateway: &Arc<Gateway>) -> anyhow::Result<Op
         Arc::clone(&gateway.clock),
         stopped,
     ));
-    tracing::info!(%addr, "metrics endpoint serving GET /metrics");
+    tracing::info!(%addr, "operations endpoint serving GET /metrics and GET /health");
     Ok(Some(OpsServer {
         addr,
         accept: tokio::spawn(serve(listener, ops)),
@@ -269,16 +266,17 @@ fn describe() {
 struct Ops {
     prometheus: PrometheusHandle,
     gateway: Arc<Gateway>,
+    instance: InstanceState,
 }
 
 impl Ops {
     /// The answer to one request: a route per arm, 404 for anything else.
-    /// Async although `/metrics` is not: a route that reads the gateway's
-    /// state (a `GET /health` reporting serving status) awaits it here.
+    /// Async so that a route may await the gateway's state.
     #[allow(clippy::unused_async)]
     async fn answer<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/metrics") => self.metrics(),
+            (&Method::GET, "/health") => self.health(),
             _ => text(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
@@ -291,6 +289,25 @@ impl Ops {
     fn metrics(&self) -> Response<Full<Bytes>> {
         self.publish_state();
         text(StatusCode::OK, PROMETHEUS_TEXT, self.prometheus.render())
+    }
+
+    /// `GET /health`: this instance's id, whether it leads, and whether it
+    /// serves: 200 while serving, 503 once draining, so an HTTP health check
+    /// (a load balancer's, an orchestrator's) moves traffic away first.
+    fn health(&self) -> Response<Full<Bytes>> {
+        let serving = !*self.instance.draining.borrow();
+        let body = serde_json::json!({
+            "instance": self.instance.id,
+            "leader": *self.instance.leadership.borrow(),
+            "serving": serving,
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        let status = if serving {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        text(status, "application/json", format!("{body}\n"))
     }
 
     /// Sets the gauges that look at in-memory state: each online biller's
@@ -310,14 +327,9 @@ impl Ops {
                 metrics::gauge!(BANK_LINK_UP, "link" => link.clone()).set(flag(bank.is_up()));
             }
         }
-        let instance = INSTANCE
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .unwrap_or_else(|| INSTANCE_UNSET.to_owned());
-        metrics::gauge!(INSTANCE_INFO, "instance" => instance, "version" => env!("CARGO_PKG_VERSION"))
+        metrics::gauge!(INSTANCE_INFO, "instance" => self.instance.id.clone(), "version" => env!("CARGO_PKG_VERSION"))
             .set(1.0);
-        metrics::gauge!(LEADER).set(flag(IS_LEADER.load(Ordering::Relaxed)));
+        metrics::gauge!(LEADER).set(flag(*self.instance.leadership.borrow()));
     }
 }
 
@@ -413,6 +425,11 @@ mod tests {
         Ops {
             prometheus: recorder().unwrap(),
             gateway: Arc::new(Gateway::new(&config, db, clock).unwrap()),
+            instance: InstanceState {
+                id: "ops-test".to_owned(),
+                leadership: posgate_core::instance::leader::always(true),
+                draining: posgate_core::instance::leader::always(false),
+            },
         }
     }
 
@@ -436,7 +453,7 @@ mod tests {
         )
     }
 
-    /// Only `GET /metrics` is served; every other path or method is 404.
+    /// Only `GET /metrics` and `GET /health` are served; every other path or method is 404.
     #[tokio::test]
     async fn anything_but_get_metrics_is_not_found() {
         let dir = tempfile::tempdir().unwrap();
@@ -444,13 +461,34 @@ mod tests {
         for (method, path) in [
             (Method::GET, "/"),
             (Method::GET, "/metrics/"),
-            (Method::GET, "/health"),
+            (Method::POST, "/health"),
             (Method::POST, "/metrics"),
             (Method::DELETE, "/metrics"),
         ] {
             let (status, _, _) = get(&ops, method.clone(), path).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
         }
+    }
+
+    /// `GET /health` names the instance and its leadership, and turns 503
+    /// when the server drains.
+    #[tokio::test]
+    async fn health_reports_the_instance_and_turns_503_when_draining() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ops = ops(dir.path()).await;
+        let (status, content_type, body) = get(&ops, Method::GET, "/health").await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (StatusCode::OK, "application/json")
+        );
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["instance"], "ops-test");
+        assert_eq!(health["leader"], true);
+        assert_eq!(health["serving"], true);
+        ops.instance.draining = posgate_core::instance::leader::always(true);
+        let (status, _, body) = get(&ops, Method::GET, "/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("\"serving\":false"), "{body}");
     }
 
     /// `GET /metrics` is the Prometheus text format: HELP and TYPE lines,

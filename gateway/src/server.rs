@@ -68,11 +68,7 @@ fn with_hsm_services(mut gateway: Gateway, config: &Config) -> anyhow::Result<Ga
         let online =
             crate::connectors::online_billers(&config.billers, &hsm).map_err(anyhow::Error::msg)?;
         gateway = gateway.with_online_billers(Arc::new(online));
-        let payments = Payments::start(
-            config.card.clone(),
-            Arc::clone(&hsm),
-            Arc::clone(&gateway.db),
-        );
+        let payments = Payments::start(config.card.clone(), Arc::clone(&hsm), &gateway.db);
         gateway = gateway.with_payments(Arc::new(payments));
         // After the card payments: card top-ups, links and auto-reload use them.
         if !config.wallet_operators.is_empty() {
@@ -106,7 +102,6 @@ pub async fn start(
 ) -> anyhow::Result<RunningServer> {
     let instance = Instance::start(&config.instance);
     let gateway = open_gateway(config, clock, &instance).await?;
-    let ops = crate::ops::start(config, &gateway).await?;
     let tls = posgate_api::mtls::ServerTls::load(&config.server)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -119,6 +114,7 @@ pub async fn start(
     let background = Background::start(config, &gateway, &instance, &health_reporter)?;
     let leadership = background.leadership.clone();
     let health_loops = background.health_loops();
+    let (draining, ops) = start_ops(config, &gateway, &instance, &leadership).await?;
     let grace = config.server.shutdown_grace;
     // TLS is terminated by our own acceptor (mtls::accept_tls) so the client
     // verifier can reload CRLs and handshakes are bounded; tonic still sees
@@ -168,6 +164,7 @@ pub async fn start(
         health: health_reporter,
         gateway: Arc::clone(&gateway),
         health_loops,
+        announce: draining,
         delay: config.instance.drain_delay,
         stop_accepting,
         stopping: stopping_tx,
@@ -204,6 +201,26 @@ pub async fn start(
         leadership,
         metrics_addr,
     })
+}
+
+/// Starts the operations endpoint (`[metrics]`) over this instance's
+/// state; returns the sender that tells its `/health` the instance drains.
+async fn start_ops(
+    config: &Config,
+    gateway: &Arc<Gateway>,
+    instance: &Instance,
+    leadership: &Leadership,
+) -> anyhow::Result<(
+    tokio::sync::watch::Sender<bool>,
+    Option<crate::ops::OpsServer>,
+)> {
+    let (draining, draining_watch) = tokio::sync::watch::channel(false);
+    let state = crate::ops::InstanceState {
+        id: instance.id.clone(),
+        leadership: leadership.clone(),
+        draining: draining_watch,
+    };
+    Ok((draining, crate::ops::start(config, gateway, state).await?))
 }
 
 /// Opens and migrates the transaction store and builds the shared gateway
@@ -403,6 +420,8 @@ struct Draining {
     gateway: Arc<Gateway>,
     /// The partner health loops, stopped so they cannot report `SERVING` again.
     health_loops: [tokio::task::AbortHandle; 2],
+    /// Tells the operations endpoint's `/health` that this instance drains.
+    announce: tokio::sync::watch::Sender<bool>,
     /// How long `NOT_SERVING` is reported before new connections are refused.
     delay: Duration,
     stop_accepting: tokio::sync::watch::Sender<bool>,
@@ -421,6 +440,7 @@ impl Draining {
         for health_loop in self.health_loops {
             health_loop.abort();
         }
+        self.announce.send_replace(true);
         report_draining(&self.health, &self.gateway).await;
         tokio::time::sleep(self.delay).await;
         let _ = self.stop_accepting.send(true);

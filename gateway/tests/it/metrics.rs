@@ -265,6 +265,23 @@ async fn scrapes_show_real_calls_and_no_identifiers() {
         assert_eq!(status, 200, "{backend:?}");
         let before = samples(&before);
         assert_eq!(http_get(world.metrics, "/nope").await.unwrap().0, 404);
+        // /health names the instance; a lone instance becomes the leader.
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let (status, body) = http_get(world.metrics, "/health").await.unwrap();
+            assert_eq!(status, 200, "{backend:?}: {body}");
+            let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(health["serving"], true, "{body}");
+            assert!(
+                health["instance"].as_str().is_some_and(|id| !id.is_empty()),
+                "{body}"
+            );
+            if health["leader"] == true {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never the leader: {body}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
 
         let now = utc("2026-11-23T03:00:00Z");
         let mut bills = world.gw.client.clone();

@@ -400,7 +400,11 @@ fn call_outcome(answer: &Result<Message, LinkError>) -> crate::metrics::CallOutc
         Err(LinkError::ConnectionLost | LinkError::BadMac) => CallOutcome::Error,
         // Nothing went out: the link was down or full, or the request could not be built.
         Err(
-            LinkError::NotConnected | LinkError::Busy | LinkError::Hsm(_) | LinkError::Codec(_),
+            LinkError::NotConnected
+            | LinkError::Busy
+            | LinkError::Hsm(_)
+            | LinkError::Codec(_)
+            | LinkError::NoStan(_),
         ) => CallOutcome::Unavailable,
     }
 }

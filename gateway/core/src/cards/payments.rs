@@ -95,7 +95,7 @@ pub const STAN_BLOCK: u32 = 100;
 impl Payments {
     /// Starts a link per configured bank link (they connect and sign on in
     /// the background). STANs come from `store`'s counters.
-    pub fn start(config: CardConfig, hsm: Arc<dyn Hsm>, store: Arc<dyn Database>) -> Self {
+    pub fn start(config: CardConfig, hsm: Arc<dyn Hsm>, store: &Arc<dyn Database>) -> Self {
         let stans = Arc::new(StanBlocks::default());
         let links = config
             .links
@@ -114,7 +114,7 @@ impl Payments {
                 link_config.key_change_interval = link.key_change_interval;
                 link_config.stans = Some(Arc::new(LinkStans {
                     blocks: Arc::clone(&stans),
-                    store: Arc::clone(&store),
+                    store: Arc::clone(store),
                     acquirer_id: link.acquirer_id.clone(),
                 }));
                 (
