@@ -424,7 +424,7 @@ async fn transaction_of(client: &mut PaymentServiceClient<Channel>, key: &str) -
 
 /// One bank for both links: the acquirer's cards and the co-brand card in
 /// one simulator, reached by two links with the same acquiring institution id.
-fn one_bank_config() -> posgate_sims::bank::SimConfig {
+pub fn one_bank_config() -> posgate_sims::bank::SimConfig {
     let mut config = crate::cards::acquirer_config();
     let cobrand = crate::cards::cobrand_config();
     config.accounts.extend(cobrand.accounts);
@@ -450,7 +450,7 @@ async fn query_rows(url: &str, sql: &str) -> Vec<(String, String, String, i64, i
 
 /// What posgate's records say each card owes, by masked PAN: (posted, held).
 /// Also how many card transactions and queue entries are still unresolved.
-async fn recorded_books(url: &str) -> (BTreeMap<String, (i64, i64)>, i64) {
+pub async fn recorded_books(url: &str) -> (BTreeMap<String, (i64, i64)>, i64) {
     let rows = query_rows(
         url,
         "SELECT c.masked_pan, t.status, c.card_type, c.captured_minor, t.amount_minor \

@@ -18,6 +18,7 @@ mod bank_wire;
 mod bills;
 mod cards;
 mod cards_chaos;
+mod chaos;
 mod clearing;
 mod idempotency;
 mod instances;

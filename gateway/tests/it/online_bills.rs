@@ -33,8 +33,8 @@ const SIM_SEED_HEX: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8c
 const SIM_KEY_ID: &str = "biller-sim-test";
 const POSGATE_KEY_ID: &str = "posgate-test";
 /// The online biller's id and the agency code on its slips.
-const BILLER: &str = "CARD";
-const AGENCY: &str = "CCB";
+pub const BILLER: &str = "CARD";
+pub const AGENCY: &str = "CCB";
 /// Bills: slip reference (before padding to 16) and amount in whole TWD.
 pub const BILLS: [(&str, u64); 10] = [
     ("B0001", 1_000),

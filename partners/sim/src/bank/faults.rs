@@ -63,12 +63,13 @@ impl FaultPlan {
     }
 }
 
-/// `SplitMix64` (Steele, Lea, Flood 2014): tiny, seedable, good enough to pick faults.
+/// `SplitMix64` (Steele, Lea, Flood 2014): tiny, seedable, good enough to
+/// pick faults (and a test run's random choices: the same seed, the same choices).
 #[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(pub(crate) u64);
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
