@@ -1076,6 +1076,28 @@ async fn check_answers(pool: &PgPool, records: &[Record]) -> Vec<String> {
     problems
 }
 
+/// Each transaction was queued for its partner at most once per kind of
+/// entry: a request cut off by a kill is recovered by one instance, not by
+/// each instance that finds it (issue 16 item 2).
+async fn check_recovered_once(pool: &PgPool) -> Vec<String> {
+    let repeated: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT q.transaction_id, q.kind, t.kind, count(*) FROM saf_queue q \
+         JOIN transactions t ON t.id = q.transaction_id \
+         GROUP BY q.transaction_id, q.kind, t.kind HAVING count(*) > 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    repeated
+        .into_iter()
+        .map(|(transaction, entry_kind, kind, entries)| {
+            format!(
+                "{kind} {transaction}: {entries} {entry_kind} queue entries (recovered by several instances at once)"
+            )
+        })
+        .collect()
+}
+
 /// One partner's books: the simulator's ledger, posgate's records and the
 /// clearing positions, in the same measure; the discrepancy is the sum of
 /// the per-item differences between simulator and records (per card, per
@@ -1534,6 +1556,7 @@ async fn three_instances_killed_under_load_keep_the_books() {
     }
 
     let mut problems = check_answers(&world.pool, &run.records).await;
+    problems.extend(check_recovered_once(&world.pool).await);
     let drained = drained.map_or_else(
         |open| {
             problems.push(open);
