@@ -12,9 +12,12 @@
 //! Afterwards, once every queue has drained: every answered request exists
 //! once with its answered outcome, nothing is left in progress, each
 //! simulator's ledger equals the gateway's records to the cent, and the
-//! clearing positions of the closed days equal both. A summary table is
-//! printed (kills, requests, answers, books, discrepancies in cents, how
-//! long the recovery of requests cut off by a kill took).
+//! clearing positions of the closed days equal both, and no transaction was
+//! queued for its partner twice (recovered by two instances at once). A
+//! summary is printed: kills, requests and answers per kind, each
+//! partner's books with the discrepancy in cents, how long requests cut
+//! off by a kill waited for another instance to recover them, and what the
+//! partners received for the queue's entries (repeats included).
 //!
 //! The CI run (8 kills, well under two minutes on a busy 2-core machine):
 //!
@@ -23,7 +26,8 @@
 //!   cargo test -p posgate --test it -- chaos::three_instances --nocapture
 //! ```
 //!
-//! The full run (50 kills, a few minutes; its summary goes in the README):
+//! The full run (50 kills, about a minute on a quiet 2-core machine; its
+//! summary goes in the README):
 //!
 //! ```text
 //! POSGATE_TEST_PG_URL=postgres://postgres@127.0.0.1:5432/test POSGATE_CHAOS_KILLS=50 \
