@@ -11,13 +11,15 @@
 //!
 //! Afterwards, once every queue has drained: every answered request exists
 //! once with its answered outcome, nothing is left in progress, each
-//! simulator's ledger equals the gateway's records to the cent, and the
+//! simulator's ledger equals the gateway's records to the cent, the
 //! clearing positions of the closed days equal both, and no transaction was
 //! queued for its partner twice (recovered by two instances at once). A
 //! summary is printed: kills, requests and answers per kind, each
 //! partner's books with the discrepancy in cents, how long requests cut
-//! off by a kill waited for another instance to recover them, and what the
-//! partners received for the queue's entries (repeats included).
+//! off by a kill waited for another instance to recover them, how long
+//! what a killed instance held under lease (queue entries, sagas) waited
+//! for another instance to finish it, and what the partners received for
+//! the queue's entries (repeats included).
 //!
 //! The CI run (8 kills, well under two minutes on a busy 2-core machine):
 //!
@@ -89,7 +91,8 @@ const BANK_TIMEOUT_MS: u64 = 1_000;
 /// How long one POS request may take to get its final answer, retries
 /// included: a request cut off by a kill waits for another instance to
 /// recover it (a partner timeout plus 5 s) and for its reversal or notice
-/// to be acknowledged.
+/// to be acknowledged (after the dead instance's lease, 15 s by default,
+/// runs out).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 /// One attempt's limit, beyond any partner call an instance makes for it.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -101,7 +104,8 @@ const SERVING_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the clients may take to get the answers that let the next
 /// kill happen: load that stalls this long is a failure.
 const PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
-/// How long the queues may take to drain once the load has stopped.
+/// How long the queues may take to drain once the load has stopped: the
+/// leases of the last killed instance run out first.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 /// The health entries an instance must report `SERVING` to take traffic.
 const SERVICES: [&str; 3] = [
@@ -846,11 +850,44 @@ async fn wallet_pay(load: &Load, key: &str, rng: &mut Rng, records: &mut Vec<Rec
 // ---- the kills -----------------------------------------------------------
 
 /// One kill: which instance, when, and how long it took to serve again.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Kill {
     instance: usize,
     at: DateTime<Utc>,
     back_in: Duration,
+    /// What the killed instance held under lease when it died.
+    held: Held,
+}
+
+/// The queue entries and wallet sagas an instance held under lease.
+#[derive(Debug, Default)]
+struct Held {
+    entries: Vec<i64>,
+    sagas: Vec<String>,
+}
+
+/// What the instance with process id `pid` holds under lease and has not
+/// finished. A lease names its holder `<instance id>#<start token>`, and
+/// the instances run without an `[instance] id`: each one's generated id
+/// is `<host>-<pid>`.
+async fn held_by(pool: &PgPool, pid: u32) -> Held {
+    let owner = format!("%-{pid}#%");
+    let entries = sqlx::query_scalar(
+        "SELECT id FROM saf_queue WHERE acked_at IS NULL AND lease_owner LIKE $1",
+    )
+    .bind(&owner)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let sagas = sqlx::query_scalar(
+        "SELECT saga_id FROM wallet_reload_sagas \
+         WHERE step NOT IN ('done', 'compensated') AND lease_owner LIKE $1",
+    )
+    .bind(&owner)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    Held { entries, sagas }
 }
 
 /// Waits until the clients have `wanted` final answers in all.
@@ -902,8 +939,10 @@ async fn run_kills(
         let instance = usize::try_from(rng.below(INSTANCES as u64)).unwrap();
         let node = &load.fleet.nodes[instance];
         node.up.store(false, Ordering::Relaxed);
+        let pid = children[instance].id().expect("a running instance");
         children[instance].kill().await.expect("SIGKILL and reap");
         let at = Utc::now();
+        let held = held_by(&world.pool, pid).await;
         let log = world.log_of(instance);
         children[instance] = spawn(&world.configs[instance].1, &log);
         let back_in = wait_serving(&node.channel, &mut children[instance], &log).await;
@@ -912,6 +951,7 @@ async fn run_kills(
             instance,
             at,
             back_in,
+            held,
         });
     }
     kills
@@ -1329,6 +1369,39 @@ async fn takeover_times(pool: &PgPool, kills: &[Kill]) -> (Vec<Duration>, Vec<Du
     (takeovers, waits)
 }
 
+/// How long what a killed instance held under lease (queue entries, wallet
+/// sagas) waited for another instance to finish it: from the kill to the
+/// entry's acknowledgement or the saga's end. The lease running out is
+/// most of it.
+async fn lease_takeovers(pool: &PgPool, kills: &[Kill]) -> Vec<Duration> {
+    let mut takeovers = Vec::new();
+    for kill in kills {
+        let acked: Vec<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT acked_at FROM saf_queue WHERE id = ANY($1) AND acked_at IS NOT NULL",
+        )
+        .bind(&kill.held.entries)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let ended: Vec<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT updated_at FROM wallet_reload_sagas \
+             WHERE saga_id = ANY($1) AND step IN ('done', 'compensated')",
+        )
+        .bind(&kill.held.sagas)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        takeovers.extend(
+            acked
+                .into_iter()
+                .chain(ended)
+                .filter_map(|done| (done - kill.at).to_std().ok()),
+        );
+    }
+    takeovers.sort();
+    takeovers
+}
+
 // ---- the summary -----------------------------------------------------------
 
 /// Median and maximum of sorted durations, for the summary.
@@ -1527,6 +1600,12 @@ async fn summary(world: &World, plan: &Plan, run: &Run, drained: &str, books: &[
         "queue entries, from queued to acknowledged: {}",
         spread(&waits)
     );
+    let _ = writeln!(
+        summary,
+        "queue entries and sagas a killed instance held under lease, from the kill to their end \
+         by another instance: {}",
+        spread(&lease_takeovers(&world.pool, &run.kills).await)
+    );
     summary + &deliveries(world).await
 }
 
@@ -1576,11 +1655,11 @@ async fn three_instances_killed_under_load_keep_the_books() {
         )
     }));
     let bank = world.bank.stats();
-    if bank.duplicates_refused + bank.references_ambiguous > 0 {
+    if bank.duplicates_refused + bank.duplicate_stans_refused + bank.references_ambiguous > 0 {
         problems.push(format!(
-            "the bank refused {} requests as duplicates and found {} references ambiguous: \
-             identifiers collided across instances",
-            bank.duplicates_refused, bank.references_ambiguous
+            "the bank refused {} requests as duplicates and {} for a STAN used for another RRN, \
+             and found {} references ambiguous: identifiers collided across instances",
+            bank.duplicates_refused, bank.duplicate_stans_refused, bank.references_ambiguous
         ));
     }
     eprintln!("{}", summary(&world, &plan, &run, &drained, &books).await);
