@@ -43,6 +43,8 @@ const MIGRATION_LOCK_KEY: i32 = 0x706d_6967;
 const SEAL_LOCK_KEY: i32 = 0x7365_616c;
 /// Key of the leader's advisory lock, held for as long as it leads ("lead").
 const LEADER_LOCK_KEY: i32 = 0x6c65_6164;
+/// Key of the lock a recovery pass of cut-off requests holds ("rcvr").
+const RECOVERY_LOCK_KEY: i32 = 0x7263_7672;
 // The second half of every advisory lock key is the schema the connection
 // works in. Advisory locks are per database, so without it two deployments
 // (or two test schemas) in one database would contend for each other's locks.
@@ -201,6 +203,10 @@ impl super::lease::InstanceStore for PostgresDatabase {
     /// as long as it leads.
     async fn try_lead(&self) -> Result<Option<ClearingLock>, StoreError> {
         try_session_lock(&self.pool, LEADER_LOCK_KEY).await
+    }
+
+    async fn try_recovery_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
+        try_session_lock(&self.pool, RECOVERY_LOCK_KEY).await
     }
 }
 
@@ -601,6 +607,14 @@ impl super::Reads for PostgresDatabase {
         error: &str,
     ) -> Result<(), super::StoreError> {
         Sql::saf_retry(&self.pool, id, next_attempt_at, error).await
+    }
+
+    async fn saf_ack_moot(
+        &self,
+        id: i64,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), super::StoreError> {
+        Sql::saf_ack_moot(&self.pool, id, at).await
     }
 
     async fn saf_open(&self) -> Result<i64, super::StoreError> {

@@ -196,6 +196,11 @@ impl super::lease::InstanceStore for SqliteDatabase {
     async fn try_lead(&self) -> Result<Option<ClearingLock>, StoreError> {
         Ok(Some(Box::new(super::clearing::NoLock)))
     }
+
+    /// One process owns a SQLite file: nobody else recovers.
+    async fn try_recovery_lock(&self) -> Result<Option<ClearingLock>, StoreError> {
+        Ok(Some(Box::new(super::clearing::NoLock)))
+    }
 }
 
 #[async_trait::async_trait]
@@ -606,6 +611,14 @@ impl super::Reads for SqliteDatabase {
         error: &str,
     ) -> Result<(), super::StoreError> {
         Sql::saf_retry(&self.reads, id, next_attempt_at, error).await
+    }
+
+    async fn saf_ack_moot(
+        &self,
+        id: i64,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), super::StoreError> {
+        Sql::saf_ack_moot(&self.reads, id, at).await
     }
 
     async fn saf_open(&self) -> Result<i64, super::StoreError> {

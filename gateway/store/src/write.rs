@@ -241,6 +241,21 @@ where
         Ok(())
     }
 
+    /// [`Reads::saf_ack_moot`](crate::Reads::saf_ack_moot).
+    pub(crate) async fn saf_ack_moot(
+        pool: &sqlx::Pool<DB>,
+        id: i64,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), crate::StoreError> {
+        sqlx::query(crate::card::sql::ACK_SAF)
+            .bind(at)
+            .bind(id)
+            .execute(pool)
+            .await
+            .db()?;
+        Ok(())
+    }
+
     /// [`Reads::saf_open`](crate::Reads::saf_open).
     pub(crate) async fn saf_open(pool: &sqlx::Pool<DB>) -> Result<i64, crate::StoreError> {
         sqlx::query_scalar(crate::card::sql::COUNT_SAF_OPEN)

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use super::online::{NoticeEnd, notify};
 use super::service::BillService;
 use crate::instance::Instance;
-use crate::ports::db::{BillSafItem, StoreError};
+use crate::model::transaction::TransactionStatus;
+use crate::ports::db::{BillSafItem, StoreError, WriteOutcome};
 use crate::worker::{RECOVERY_GRACE, SAF_ACTOR, SAF_BATCH};
 use crate::worker::{retry_at, run_passes};
 
@@ -45,7 +46,20 @@ pub async fn poll(bills: &BillService, instance: &Instance) -> Result<(), StoreE
 }
 
 /// Queues a resolution for notices stuck `in_progress` with nothing queued.
+/// The write cannot be guarded by a status move (the notice stays
+/// `in_progress`), so the pass runs under the recovery lock: one instance
+/// at a time checks "nothing queued" and queues.
 async fn recover(bills: &BillService) -> Result<(), StoreError> {
+    let Some(lock) = bills.db().try_recovery_lock().await? else {
+        return Ok(());
+    };
+    let recovered = recover_locked(bills).await;
+    lock.release().await;
+    recovered
+}
+
+/// [`recover`] once the lock is held.
+async fn recover_locked(bills: &BillService) -> Result<(), StoreError> {
     let now = bills.now();
     let longest = bills.online().longest_call() + RECOVERY_GRACE;
     let before = now - chrono::Duration::from_std(longest).unwrap_or_default();
@@ -65,6 +79,12 @@ async fn recover(bills: &BillService) -> Result<(), StoreError> {
 async fn resolve(bills: &BillService, item: BillSafItem) -> Result<(), StoreError> {
     let now = bills.now();
     let record = &item.transaction;
+    if record.status != TransactionStatus::InProgress {
+        // Settled another way while the entry waited (another entry, a
+        // cancellation): nothing to ask the biller.
+        tracing::info!(queue_id = item.id, transaction_id = %record.id, status = record.status.as_str(), "bill notice already settled; entry acknowledged");
+        return bills.db().saf_ack_moot(item.id, now).await;
+    }
     let Some(online) = bills.online().get(&record.partner_id) else {
         let next = now + chrono::Duration::seconds(UNKNOWN_BILLER_RETRY_S);
         return bills
@@ -99,5 +119,10 @@ async fn resolve(bills: &BillService, item: BillSafItem) -> Result<(), StoreErro
         .record_notice_end(record, &end, &SAF_ACTOR.to_string(), vec![item.id])
         .await?;
     tracing::info!(queue_id = item.id, transaction_id = %record.id, ?end, ?outcome, "bill notice resolved");
+    if outcome != WriteOutcome::Written {
+        // The write found the notice settled by someone else since the
+        // claim: the entry is moot, and would otherwise be asked about forever.
+        bills.db().saf_ack_moot(item.id, now).await?;
+    }
     Ok(())
 }

@@ -33,4 +33,12 @@ pub trait InstanceStore: Send + Sync {
     /// or until its connection is lost ([`super::clearing::HeldLock::held`]
     /// turns false). SQLite has one process per database file: always the leader.
     async fn try_lead(&self) -> Result<Option<ClearingLock>, StoreError>;
+
+    /// Tries to become the one instance recovering cut-off requests for the
+    /// length of one pass, `None` while another instance does. A recovery
+    /// whose write cannot be guarded by a status move (an online bill
+    /// notice stays `in_progress` with its resolution queued) checks
+    /// "nothing queued yet" and queues under this lock, so two instances
+    /// never queue one notice twice.
+    async fn try_recovery_lock(&self) -> Result<Option<ClearingLock>, StoreError>;
 }

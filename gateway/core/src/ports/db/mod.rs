@@ -340,6 +340,11 @@ pub trait Reads: Send + Sync {
         error: &str,
     ) -> Result<(), StoreError>;
 
+    /// Acknowledges an entry with nothing left to deliver: its transaction
+    /// was settled another way (another entry, a cancellation) while the
+    /// entry waited.
+    async fn saf_ack_moot(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// How many queue entries wait for the bank's acknowledgement.
     async fn saf_open(&self) -> Result<i64, StoreError>;
 
