@@ -27,6 +27,7 @@
 #                 it and the load's wallet (--wallet-card default) holding far more than a run moves
 #   RETRY_SHARE   [0]    CONCURRENCY [64]    DURATION_S [20]
 #   INSTANCES     `posgate serve` processes on the one database [1]; above 1, postgres only.
+#   WRITERS       PostgreSQL writer tasks per instance (`database.writers`) [the example's 4].
 #                 Each listens on its own port with the same config otherwise; the load's
 #                 terminals spread over them (terminal i to instance i mod INSTANCES)
 #   JSON_OUT      also write the full JSON summary to this file
@@ -111,9 +112,9 @@ esac
 # mixes the example's commented [[wallet_operator]], pointed at this run's
 # wallet simulator and certificates.
 python3 - "$config_dir/posgate.example.toml" "$work/posgate.toml" "$gateway_port" "$bank_port" "$db_url" \
-  "$wallet_port" "$wallets" <<'EOF'
+  "$wallet_port" "$wallets" "${WRITERS:-}" <<'EOF'
 import re, sys
-source, target, gateway_port, bank_port, db_url, wallet_port, wallets = sys.argv[1:]
+source, target, gateway_port, bank_port, db_url, wallet_port, wallets, writers = sys.argv[1:]
 text = open(source).read()
 def sub(pattern, replacement, count):
     global text
@@ -122,6 +123,8 @@ def sub(pattern, replacement, count):
 sub(r'^listen = "127\.0\.0\.1:50051"$', f'listen = "127.0.0.1:{gateway_port}"', 1)
 sub(r'^addr = "127\.0\.0\.1:8583"$', f'addr = "127.0.0.1:{bank_port}"', 2)
 sub(r'^url = "sqlite://posgate\.db"$', f'url = "{db_url}"', 1)
+if writers:
+    sub(r'^writers = \d+$', f'writers = {writers}', 1)
 sub(r'^\[limits\]\n(?:[a-z_]+ = \d+\n)+',
     '[limits]\nterminal_per_second = 1000000\nterminal_burst = 1000000\n'
     'store_per_second = 1000000\nstore_burst = 1000000\nmax_in_flight = 100000\n', 1)

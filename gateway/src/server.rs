@@ -234,6 +234,7 @@ async fn open_gateway(
     let store = store::open_as(
         &config.database.url,
         config.database.max_connections,
+        config.database.writers,
         &application_name,
     )
     .await

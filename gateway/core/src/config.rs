@@ -148,6 +148,10 @@ pub struct DatabaseConfig {
     /// `sqlite://path` or `postgres://...`.
     pub url: String,
     pub max_connections: u32,
+    /// PostgreSQL group-commit writer tasks. Every batch of every instance
+    /// advances the one audit chain head, so several instances on one
+    /// database share it best with the total across them near the default.
+    pub writers: usize,
 }
 
 /// Load-shedding limits. Requests over a limit get `RESOURCE_EXHAUSTED` with
@@ -234,7 +238,38 @@ struct RawDatabase {
     url: String,
     #[serde(default = "default_max_connections")]
     max_connections: u32,
+    #[serde(default = "default_writers")]
+    writers: usize,
 }
+
+/// `database.writers`: 1 to [`MAX_WRITERS`], and on PostgreSQL fewer than
+/// the pool's connections (each writer holds one; reads need the rest).
+fn check_writers(database: &RawDatabase) -> Result<(), ConfigError> {
+    let writers = database.writers;
+    if !(1..=MAX_WRITERS).contains(&writers) {
+        return Err(invalid(
+            "database.writers",
+            format!("must be 1 to {MAX_WRITERS}"),
+        ));
+    }
+    let postgres = database.url.starts_with("postgres");
+    if postgres && u32::try_from(writers).is_ok_and(|w| w >= database.max_connections) {
+        return Err(invalid(
+            "database.writers",
+            "must be below database.max_connections (each writer holds a connection)",
+        ));
+    }
+    Ok(())
+}
+
+fn default_writers() -> usize {
+    // Four overlap one batch's statements with another's commit on a small
+    // machine; more only queue on the audit chain head.
+    4
+}
+
+/// Most writer tasks: each holds a pooled connection.
+const MAX_WRITERS: usize = 16;
 
 fn default_max_connections() -> u32 {
     // Enough connections to keep PostgreSQL busy on a small machine; each
@@ -412,6 +447,7 @@ impl Config {
             crl: raw.server.crl,
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_seconds),
         };
+        check_writers(&raw.database)?;
         if raw.idempotency.retention_days == 0 {
             return Err(invalid("idempotency.retention_days", "must be at least 1"));
         }
@@ -449,6 +485,7 @@ impl Config {
             database: DatabaseConfig {
                 url: raw.database.url,
                 max_connections: raw.database.max_connections.max(1),
+                writers: raw.database.writers,
             },
             idempotency_retention: Duration::from_secs(
                 u64::from(raw.idempotency.retention_days) * 86_400,
@@ -733,5 +770,31 @@ mod tests {
             parse("[metrics]\nlisten = \"127.0.0.1:9464\"\npath = \"/m\"\n"),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    /// `database.writers` defaults to 4, is bounded, and on PostgreSQL
+    /// stays below the pool size.
+    #[test]
+    fn writers_are_bounded() {
+        let with = |database: &str| {
+            Config::parse(&format!(
+                "[server]\nlisten = \"127.0.0.1:50051\"\ntls_cert = \"s.pem\"\ntls_key = \"s.key\"\n\
+                 client_ca = \"ca.pem\"\n[database]\n{database}\n"
+            ))
+        };
+        assert_eq!(parse("").unwrap().database.writers, 4);
+        let two = with("url = \"postgres://db/x\"\nwriters = 2").unwrap();
+        assert_eq!(two.database.writers, 2);
+        for database in [
+            "url = \"sqlite://x.db\"\nwriters = 0",
+            "url = \"sqlite://x.db\"\nwriters = 17",
+            "url = \"postgres://db/x\"\nmax_connections = 4\nwriters = 4",
+        ] {
+            assert_eq!(
+                invalid_key(with(database)),
+                "database.writers",
+                "{database}"
+            );
+        }
     }
 }

@@ -96,15 +96,17 @@ impl<T> SqlxResultExt<T> for Result<T, sqlx::Error> {
 /// Opens the store a database URL names: `sqlite:` (file created if
 /// missing) or `postgres:`/`postgresql:`.
 pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Database>, StoreError> {
-    open_as(url, max_connections, "posgate").await
+    open_as(url, max_connections, postgres::DEFAULT_WRITERS, "posgate").await
 }
 
-/// [`open`], naming the connections `application_name` on PostgreSQL
+/// [`open`] with `writers` group-commit writer tasks on PostgreSQL (SQLite
+/// has its one writer thread), naming the connections `application_name`
 /// (unless the URL names them): `pg_stat_activity` and `pg_locks` then show
 /// which gateway instance holds what (the leader's lock, say).
 pub async fn open_as(
     url: &str,
     max_connections: u32,
+    writers: usize,
     application_name: &str,
 ) -> Result<Arc<dyn Database>, StoreError> {
     if url.starts_with("sqlite:") {
@@ -115,7 +117,7 @@ pub async fn open_as(
             options = options.application_name(application_name);
         }
         Ok(Arc::new(
-            PostgresDatabase::connect_with(options, max_connections).await?,
+            PostgresDatabase::connect_with(options, max_connections, writers).await?,
         ))
     } else {
         Err(StoreError::UnknownUrl(url.to_owned()))

@@ -57,10 +57,11 @@ const TRY_SESSION_LOCK: &str =
 const SESSION_UNLOCK: &str =
     "SELECT pg_advisory_unlock($1, hashtext(COALESCE(current_schema(), '')))";
 
-/// Writer tasks, each committing one batch at a time on its own pooled
-/// connection: enough to overlap one batch's statements with another's
-/// commit on a small machine, few enough to leave the pool to reads.
-const WRITERS: usize = 4;
+/// Writer tasks by default (`database.writers`), each committing one batch
+/// at a time on its own pooled connection: enough to overlap one batch's
+/// statements with another's commit on a small machine, few enough to leave
+/// the pool to reads.
+pub const DEFAULT_WRITERS: usize = 4;
 /// Most writes committed in one transaction (group commit). Bounds the
 /// latency one batch adds and the work redone when a batch fails.
 const MAX_BATCH: usize = 64;
@@ -83,13 +84,19 @@ pub struct PostgresDatabase {
 impl PostgresDatabase {
     /// Connects a pool to a `postgres:` URL.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        Self::connect_with(PgConnectOptions::from_str(url).db()?, max_connections).await
+        Self::connect_with(
+            PgConnectOptions::from_str(url).db()?,
+            max_connections,
+            DEFAULT_WRITERS,
+        )
+        .await
     }
 
-    /// Connects with explicit options (tests use this to pin a schema).
+    /// Connects with explicit options and `writer_tasks` writer tasks.
     pub async fn connect_with(
         options: PgConnectOptions,
         max_connections: u32,
+        writer_tasks: usize,
     ) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
@@ -100,7 +107,7 @@ impl PostgresDatabase {
         let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
         let queue: Queue = Arc::new(tokio::sync::Mutex::new(queue));
         let counters = Arc::new(WriteCounters::default());
-        for _ in 0..WRITERS {
+        for _ in 0..writer_tasks.max(1) {
             tokio::spawn(run_writer(
                 pool.clone(),
                 Arc::clone(&queue),
