@@ -27,9 +27,9 @@
 #                 it and the load's wallet (--wallet-card default) holding far more than a run moves
 #   RETRY_SHARE   [0]    CONCURRENCY [64]    DURATION_S [20]
 #   INSTANCES     `posgate serve` processes on the one database [1]; above 1, postgres only.
-#   WRITERS       PostgreSQL writer tasks per instance (`database.writers`) [the example's 4].
 #                 Each listens on its own port with the same config otherwise; the load's
 #                 terminals spread over them (terminal i to instance i mod INSTANCES)
+#   WRITERS       PostgreSQL writer tasks per instance (`database.writers`) [the example's 4]
 #   JSON_OUT      also write the full JSON summary to this file
 #   KEEP_WORK=1   keep the temporary directory (config, database, logs)
 #
