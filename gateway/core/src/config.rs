@@ -150,7 +150,7 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// PostgreSQL group-commit writer tasks. Every batch of every instance
     /// advances the one audit chain head, so several instances on one
-    /// database share it best with the total across them near the default.
+    /// database share it best with one writer each (README).
     pub writers: usize,
 }
 
