@@ -722,7 +722,16 @@ async fn kill_9_mid_notice_ends_paid_once() {
             .await
             .unwrap();
         let (server_tls, client_tls) = pki(&dir);
-        let sim = BillerSim::start(sim_config(server_tls)).await.unwrap();
+        // `posgate serve` runs on the real clock, and the biller refuses
+        // past-due slips: the bills fall due 90 days from today.
+        let due = (chrono::Utc::now().date_naive() + chrono::Days::new(90))
+            .format("%Y-%m-%d")
+            .to_string();
+        let mut biller = sim_config(server_tls);
+        for bill in &mut biller.bills {
+            bill.due_date = Some(due.clone());
+        }
+        let sim = BillerSim::start(biller).await.unwrap();
         // The biller applies the notice and keeps quiet: the gateway waits.
         sim.set_faults(FaultConfig {
             no_response: 1.0,
@@ -732,7 +741,11 @@ async fn kill_9_mid_notice_ends_paid_once() {
 
         let mut gateway: Child = serve(&config);
         let mut client = BillPaymentServiceClient::new(connect_channel(port, &pki).await);
-        let request = pay("kill-1", BILLS[0]);
+        let mut request = pay("kill-1", BILLS[0]);
+        request.slip = Some(pb::BillSlip {
+            barcodes: tw_slip(AGENCY, BILLS[0].0, &due, BILLS[0].1),
+            biller_id: String::new(),
+        });
         let mut caller = client.clone();
         let attempt = request.clone();
         let in_flight = tokio::spawn(async move { caller.pay_bill(attempt).await });
