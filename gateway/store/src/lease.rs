@@ -17,22 +17,15 @@ use crate::SqlxResultExt as _;
 use crate::StoreError;
 use crate::backend::{Backend, RowsAffected as _, Statements};
 
-/// The queue entries of one worker: those whose transaction has a row in
-/// this table.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum SafQueue {
-    Card,
-    Wallet,
-    Bill,
-}
+pub(crate) use posgate_core::ports::db::SafQueue;
 
-impl SafQueue {
-    fn table(self) -> &'static str {
-        match self {
-            SafQueue::Card => "card_payments",
-            SafQueue::Wallet => "wallet_payments",
-            SafQueue::Bill => "bill_payments",
-        }
+/// The table that names a queue's entries: those whose transaction has a
+/// row in it.
+fn kind_table(queue: SafQueue) -> &'static str {
+    match queue {
+        SafQueue::Card => "card_payments",
+        SafQueue::Wallet => "wallet_payments",
+        SafQueue::Bill => "bill_payments",
     }
 }
 
@@ -101,7 +94,7 @@ where
         lease: &Lease,
         limit: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(&sql::claim_saf(queue.table(), DB::SKIP_LOCKED))
+        sqlx::query(&sql::claim_saf(kind_table(queue), DB::SKIP_LOCKED))
             .bind(lease.holder.as_str())
             .bind(lease.until)
             .bind(lease.now)
