@@ -47,22 +47,35 @@ pub async fn poll(bills: &BillService, instance: &Instance) -> Result<(), StoreE
 
 /// Queues a resolution for notices stuck `in_progress` with nothing queued.
 /// The write cannot be guarded by a status move (the notice stays
-/// `in_progress`), so the pass runs under the recovery lock: one instance
-/// at a time checks "nothing queued" and queues.
+/// `in_progress`), so it runs under the recovery lock: one instance at a
+/// time checks "nothing queued" and queues. The lock is taken only when a
+/// first look finds something, so a quiet pass costs one read as before.
 async fn recover(bills: &BillService) -> Result<(), StoreError> {
+    let now = bills.now();
+    let longest = bills.online().longest_call() + RECOVERY_GRACE;
+    let before = now - chrono::Duration::from_std(longest).unwrap_or_default();
+    if bills
+        .db()
+        .stale_bill_in_progress(before, 1)
+        .await?
+        .is_empty()
+    {
+        return Ok(());
+    }
     let Some(lock) = bills.db().try_recovery_lock().await? else {
         return Ok(());
     };
-    let recovered = recover_locked(bills).await;
+    // Read again under the lock: another instance may have queued them.
+    let recovered = recover_stale(bills, before).await;
     lock.release().await;
     recovered
 }
 
-/// [`recover`] once the lock is held.
-async fn recover_locked(bills: &BillService) -> Result<(), StoreError> {
-    let now = bills.now();
-    let longest = bills.online().longest_call() + RECOVERY_GRACE;
-    let before = now - chrono::Duration::from_std(longest).unwrap_or_default();
+/// Queues the resolutions of the notices stale since `before`, under the lock.
+async fn recover_stale(
+    bills: &BillService,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
     for record in bills.db().stale_bill_in_progress(before, SAF_BATCH).await? {
         let end =
             NoticeEnd::Unknown("the notice was cut off before its answer was recorded".to_owned());
